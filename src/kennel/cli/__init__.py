@@ -1,0 +1,1 @@
+"""The ``kennel`` command line: thin Typer shells over library calls."""

@@ -1,0 +1,222 @@
+"""``kennel data ...``: ingest, list, show, diff and synthesise datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kennel.cli.app import JsonOption, ProjectOption, new_app
+from kennel.cli.render import console, emit_json, progress_bar, table
+from kennel.datasets import synth
+from kennel.datasets.versioning import DatasetVersion, Diff
+from kennel.errors import ConfigError
+from kennel.ingest.run import IngestReport
+from kennel.ingest.sources import Layout, open_source
+from kennel.wiring import Workspace
+
+app = new_app("Extract, validate, version and inspect datasets.")
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="Folder, .zip/.tar[.gz], .csv/.parquet manifest, "
+                                          "fsspec URL, or SQL URL (with --sql-table/--sql-query).")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name.")],
+    layout: Annotated[str, typer.Option(help="auto, imagefolder (label = folder) or flat "
+                                        "(label = file-name prefix).")] = "auto",
+    sql_table: Annotated[str | None, typer.Option(help="Table holding uri + label.")] = None,
+    sql_query: Annotated[str | None, typer.Option(help="Query returning uri + label.")] = None,
+    uri_column: Annotated[str, typer.Option(help="Manifest/SQL column with the image uri.")] = "uri",
+    label_column: Annotated[str, typer.Option(help="Manifest/SQL column with the label.")] = "label",
+    workers: Annotated[int, typer.Option(help="Worker processes (0 = config).")] = 0,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Ingest SOURCE into a new version of DATASET (resumes an interrupted run)."""
+    if layout not in ("auto", "imagefolder", "flat"):
+        raise ConfigError(f"--layout: expected auto, imagefolder or flat, got {layout!r}")
+    ws = Workspace.load(project)
+    try:
+        src = open_source(
+            source,
+            layout=_layout(layout),
+            sql_query=sql_query,
+            sql_table=sql_table,
+            uri_column=uri_column,
+            label_column=label_column,
+        )
+        with progress_bar("ingesting", enabled=not json_out) as update:
+            report = ws.ingestor(workers or None).run(src, dataset, progress=update)
+    finally:
+        ws.close()
+    if json_out:
+        emit_json(report.as_dict())
+    else:
+        _print_report(report)
+
+
+def _layout(value: str) -> Layout:
+    return "flat" if value == "flat" else "imagefolder" if value == "imagefolder" else "auto"
+
+
+def _print_report(r: IngestReport) -> None:
+    verb = "created" if r.created else "unchanged: identical to existing"
+    console.print(f"[bold]{r.version.ref}[/bold] {verb} version v{r.version.seq} ({r.version.id})")
+    if r.resumed:
+        console.print(f"resumed run {r.run_id}: {r.files - r.processed} files were already done")
+    console.print(
+        f"files {r.files}  added {r.added}  already present {r.already_present}  "
+        f"quarantined {sum(r.quarantined.values())}  ignored (not images) {r.ignored}"
+    )
+    console.print(
+        f"exact duplicate groups {r.exact_duplicate_groups}  "
+        f"near-duplicate pairs {r.near_duplicate_pairs}  "
+        f"{r.processed} checked in {r.seconds:.1f}s ({r.images_per_second:.0f} images/s)"
+    )
+    for uri, reason in r.quarantine_sample[:20]:
+        console.print(f"  quarantined {uri}: {reason}", markup=False)
+    _print_counts(r.version)
+
+
+def _print_counts(v: DatasetVersion) -> None:
+    splits = sorted({s for c in v.counts.values() for s in c})
+    rows = [[label, *(c.get(s, 0) for s in splits), sum(c.values())] for label, c in v.counts.items()]
+    table(None, ["label", *splits, "total"], rows)
+
+
+@app.command("list")
+def list_(
+    dataset: Annotated[str | None, typer.Argument(help="Only this dataset.")] = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """List dataset versions."""
+    ws = Workspace.load(project)
+    try:
+        versions = ws.catalog.versions(dataset)
+    finally:
+        ws.close()
+    if json_out:
+        emit_json([v.as_dict() for v in versions])
+        return
+    table(
+        "dataset versions",
+        ["ref", "seq", "rows", "parent", "created"],
+        [
+            [v.ref, f"v{v.seq}", v.n_rows, (v.parent_id or "-")[:12], f"{v.created_at:%Y-%m-%d %H:%M:%S}"]
+            for v in versions
+        ],
+    )
+
+
+@app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@latest, NAME@vN or NAME@<id prefix>.")],
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Show a version: counts per label and split, duplicates, quarantine summary."""
+    ws = Workspace.load(project)
+    try:
+        version = ws.catalog.resolve(ref)
+    finally:
+        ws.close()
+    if json_out:
+        emit_json(version.as_dict())
+        return
+    s = version.summary
+    console.print(f"[bold]{version.ref}[/bold] v{version.seq}  id {version.id}")
+    console.print(f"parent {version.parent_id or '-'}  manifest sha256:{version.manifest_sha256}")
+    console.print(f"source {s.get('source', '-')}", markup=False)
+    _print_counts(version)
+    console.print(
+        f"exact duplicate groups {s.get('exact_duplicate_groups', 0)}  "
+        f"near-duplicate pairs {s.get('near_duplicate_pairs', 0)}"
+    )
+    for group in s.get("exact_duplicates_sample", [])[:10]:
+        console.print("  same bytes: " + ", ".join(group), markup=False)
+    quarantined = s.get("quarantined", {})
+    console.print(
+        "quarantined by the ingest that made it: "
+        + (", ".join(f"{k} {n}" for k, n in quarantined.items()) or "none")
+    )
+
+
+@app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help="Older version ref.")],
+    b: Annotated[str, typer.Argument(help="Newer version ref.")],
+    limit: Annotated[int, typer.Option(help="Rows to print per section.")] = 20,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """What changed between two versions: added, removed, relabelled, moved split."""
+    ws = Workspace.load(project)
+    try:
+        d = ws.catalog.diff(ws.catalog.resolve(a), ws.catalog.resolve(b))
+    finally:
+        ws.close()
+    if json_out:
+        emit_json(_diff_dict(d))
+        return
+    console.print(
+        f"{d.a.ref} -> {d.b.ref}: +{len(d.added)} -{len(d.removed)} "
+        f"relabelled {len(d.relabelled)} moved split {len(d.resplit)}"
+    )
+    for row in d.added[:limit]:
+        console.print(f"  + {row.uri} [{row.label}/{row.split}]", markup=False)
+    for row in d.removed[:limit]:
+        console.print(f"  - {row.uri} [{row.label}/{row.split}]", markup=False)
+
+
+def _diff_dict(d: Diff) -> dict[str, object]:
+    def brief(row: object) -> dict[str, object]:
+        return {k: getattr(row, k) for k in ("uri", "sha256", "label", "split")}
+
+    return {
+        "a": d.a.ref,
+        "b": d.b.ref,
+        "added": [brief(r) for r in d.added],
+        "removed": [brief(r) for r in d.removed],
+        "relabelled": [[brief(x), brief(y)] for x, y in d.relabelled],
+        "resplit": [[brief(x), brief(y)] for x, y in d.resplit],
+    }
+
+
+@app.command("synth")
+def synth_(
+    out: Annotated[Path, typer.Argument(help="Output folder (ImageFolder layout + manifest.csv).")],
+    count: Annotated[int, typer.Option(min=1, help="Number of images.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same images.")] = 0,
+    scenario: Annotated[str, typer.Option(help="day, night, fog or rain.")] = "day",
+    size: Annotated[int, typer.Option(min=32, max=1024, help="Image side in pixels.")] = 200,
+    start: Annotated[int, typer.Option(min=0, help="First image index.")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Processes (0 = all cores).")] = 0,
+    json_out: JsonOption = False,
+) -> None:
+    """Draw pet park CCTV images of cats and dogs (the simulator)."""
+    import os
+    import time
+
+    if scenario not in synth.SCENARIOS:
+        raise ConfigError(f"--scenario: expected one of {', '.join(synth.SCENARIOS)}, got {scenario!r}")
+    began = time.perf_counter()
+    with progress_bar("drawing", enabled=not json_out) as update:
+        items = synth.generate(
+            out, count, seed=seed, scenario=scenario, size=size, start=start,
+            workers=workers or os.cpu_count() or 1, progress=update,
+        )
+    seconds = time.perf_counter() - began
+    labels = {label: sum(1 for i in items if i.label == label) for label in synth.LABELS}
+    result = {"out": str(out), "count": len(items), "labels": labels, "scenario": scenario,
+              "seed": seed, "seconds": round(seconds, 2),
+              "images_per_second": round(len(items) / seconds, 1)}
+    if json_out:
+        emit_json(result)
+    else:
+        console.print(
+            f"wrote {len(items)} {scenario} images to {out} ({labels['cat']} cats, "
+            f"{labels['dog']} dogs) in {seconds:.1f}s; manifest: {out / synth.MANIFEST}"
+        )

@@ -1,0 +1,114 @@
+"""Entry point: ``kennel`` and its command groups."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kennel import __version__
+from kennel.cli import data
+from kennel.cli.app import JsonOption, ProjectOption, new_app
+from kennel.cli.render import console, emit_json, table
+from kennel.config import init_project
+from kennel.db.audit import entries, verify
+from kennel.wiring import Workspace
+
+app = new_app("kennel: MLOps for image classifiers, from the data lake to production.")
+app.add_typer(data.app, name="data")
+audit_app = new_app("The hash-chained audit trail of every state change.")
+app.add_typer(audit_app, name="audit")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kennel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """kennel: MLOps for image classifiers, from the data lake to production."""
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Project folder.")] = Path("."),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing kennel.yaml.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Create kennel.yaml and .kennel/ (metadata DB and artifact store) in PATH."""
+    project, created = init_project(path, force=force)
+    ws = Workspace(project)
+    try:
+        ws.db  # noqa: B018 - opening the database creates and migrates it
+    finally:
+        ws.close()
+    result = {"root": str(project.root), "created": created, "metadata_url": project.metadata_url,
+              "artifacts_url": project.artifacts_url}
+    if json_out:
+        emit_json(result)
+    else:
+        state = "created" if created else "already initialised; kept"
+        console.print(f"{project.root / 'kennel.yaml'} {state}; metadata {project.metadata_url}")
+
+
+@audit_app.command("verify")
+def audit_verify(project: ProjectOption = None, json_out: JsonOption = False) -> None:
+    """Check the audit chain; exits 1 naming the first edited or missing entry."""
+    ws = Workspace.load(project)
+    try:
+        with ws.db.session() as s:
+            verdict = verify(s)
+    finally:
+        ws.close()
+    if json_out:
+        emit_json({"ok": verdict.ok, "checked": verdict.checked, "problem": verdict.problem})
+    elif verdict.ok:
+        console.print(f"audit log intact: {verdict.checked} entries verified")
+    else:
+        typer.echo(f"error: audit log broken: {verdict.problem}", err=True)
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("log")
+def audit_log(
+    limit: Annotated[int, typer.Option(help="Newest entries to show.")] = 20,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Show the newest audit entries."""
+    ws = Workspace.load(project)
+    try:
+        with ws.db.session() as s:
+            rows = entries(s, limit)
+    finally:
+        ws.close()
+    if json_out:
+        emit_json([e.__dict__ for e in rows])
+        return
+    table("audit log", ["seq", "at", "actor", "action", "subject", "details"],
+          [[e.seq, f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.action, e.subject,
+            json.dumps(e.details, default=str)[:60]] for e in rows])
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo project.")] = Path(".kennel-demo"),
+    count: Annotated[int, typer.Option(min=50, help="Day images to simulate.")] = 2000,
+) -> None:
+    """Run the whole lifecycle end to end on the embedded default (SQLite + a local folder)."""
+    from kennel.demo import run_demo
+
+    run_demo(out, count=count, say=console.print)
+
+
+def main() -> None:
+    app(prog_name="kennel")

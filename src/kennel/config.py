@@ -1,0 +1,166 @@
+"""Typed project configuration, read from ``kennel.yaml`` once by an entry point and passed down.
+
+Relative paths in the file are resolved against the file's own folder, so a project works
+from any current directory. Every validation error names the offending key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kennel.errors import ConfigError
+
+CONFIG_NAME = "kennel.yaml"
+STATE_DIR = ".kennel"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreConfig(_Strict):
+    # SQLAlchemy URL of the metadata database; sqlite paths are relative to the project root.
+    metadata_url: str = f"sqlite:///{STATE_DIR}/kennel.db"
+    # A local folder or any fsspec URL (s3://bucket/prefix, memory://x, file:///abs/path).
+    artifacts_url: str = f"{STATE_DIR}/artifacts"
+
+
+Share = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class SplitConfig(_Strict):
+    test: Share = 0.2
+    validation: Share = 0.0
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _fits(self) -> SplitConfig:
+        if self.test + self.validation >= 1.0:
+            raise ValueError("test + validation must leave a training share (sum < 1)")
+        return self
+
+
+class DataConfig(_Strict):
+    # Allowed labels; an image with any other label is quarantined. Empty = accept any label.
+    labels: list[str] = Field(default_factory=lambda: ["cat", "dog"])
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    min_side: Annotated[int, Field(ge=1)] = 32
+    max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
+    max_file_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
+    near_duplicate_distance: Annotated[int, Field(ge=0, le=16)] = 4
+    # Worker processes for ingest and synthesis; 0 = one per CPU core.
+    workers: Annotated[int, Field(ge=0)] = 0
+
+
+class KennelConfig(_Strict):
+    project: str = "kennel"
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+
+
+class Project(BaseModel):
+    """A loaded config plus the folder it lives in (the root every relative path hangs from)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root: Path
+    config: KennelConfig
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def metadata_url(self) -> str:
+        url = self.config.store.metadata_url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.root / url[len(prefix) :])
+        return url
+
+    @property
+    def artifacts_url(self) -> str:
+        url = self.config.store.artifacts_url
+        if "://" in url or Path(url).is_absolute():
+            return url
+        return str(self.root / url)
+
+    @property
+    def workers(self) -> int:
+        return self.config.data.workers or os.cpu_count() or 1
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{key}: {first['msg']}{extra}"
+
+
+def parse_config(data: Any, *, source: str = CONFIG_NAME) -> KennelConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return KennelConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_format_error(exc)}") from exc
+
+
+def load_project(root: Path | str | None = None) -> Project:
+    """Load ``kennel.yaml`` from ``root`` (default: the current directory)."""
+    base = Path(root if root is not None else Path.cwd()).resolve()
+    path = base / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(f"no {CONFIG_NAME} in {base}; run `kennel init` there first")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
+    return Project(root=base, config=parse_config(data, source=str(path)))
+
+
+def default_config_text() -> str:
+    """The commented kennel.yaml that ``kennel init`` writes."""
+    return """\
+# kennel project configuration. Relative paths are resolved against this file's folder.
+project: kennel
+
+store:
+  # Metadata database: SQLite by default, or e.g. postgresql+psycopg://127.0.0.1:5432/test
+  metadata_url: sqlite:///.kennel/kennel.db
+  # Artifact store: a local folder or any fsspec URL (s3://bucket/prefix, memory://x, ...)
+  artifacts_url: .kennel/artifacts
+
+data:
+  labels: [cat, dog]        # images with any other label are quarantined
+  split:
+    test: 0.2               # stratified, hash-based, stable across appends
+    validation: 0.0
+    seed: 0
+  min_side: 32              # smaller images are quarantined as too small
+  max_pixels: 50000000      # larger declared sizes are quarantined as decompression bombs
+  max_file_bytes: 67108864
+  near_duplicate_distance: 4  # perceptual-hash bits; pairs within it are reported
+  workers: 0                # 0 = one process per CPU core
+"""
+
+
+def init_project(root: Path | str, *, force: bool = False) -> tuple[Project, bool]:
+    """Write kennel.yaml and .kennel/ under ``root``; returns (project, created)."""
+    base = Path(root).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    path = base / CONFIG_NAME
+    created = force or not path.exists()
+    if created:
+        tmp = path.with_suffix(".yaml.tmp")
+        tmp.write_text(default_config_text(), encoding="utf-8")
+        tmp.replace(path)
+    (base / STATE_DIR).mkdir(exist_ok=True)
+    return load_project(base), created

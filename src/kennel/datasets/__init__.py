@@ -1,0 +1,1 @@
+"""Immutable dataset versions: manifests, splits, duplicate detection and the catalog."""

@@ -1,0 +1,85 @@
+"""A dataset version's manifest: one row per source file, stored as Parquet in the content store.
+
+The version id is the sha256 of a canonical text form of the rows (sorted, fixed column order,
+floats at fixed precision), never of Parquet bytes, so it depends only on content: re-ingesting
+identical data yields the identical id whatever library wrote the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import astuple, dataclass, fields
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True, order=True)
+class Row:
+    uri: str
+    sha256: str
+    label: str
+    split: str
+    width: int
+    height: int
+    brightness: float
+    contrast: float
+    sharpness: float
+    phash: str
+    attrs: str  # JSON object of extra source columns (slices), canonical key order
+
+    def canonical(self) -> str:
+        return "\t".join(
+            f"{v:.4f}" if isinstance(v, float) else str(v) for v in astuple(self)
+        )
+
+
+COLUMNS = [f.name for f in fields(Row)]
+SCHEMA = pa.schema(
+    [
+        ("uri", pa.string()),
+        ("sha256", pa.string()),
+        ("label", pa.string()),
+        ("split", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("brightness", pa.float64()),
+        ("contrast", pa.float64()),
+        ("sharpness", pa.float64()),
+        ("phash", pa.string()),
+        ("attrs", pa.string()),
+    ]
+)
+
+
+def attrs_json(attrs: dict[str, Any]) -> str:
+    return json.dumps(attrs, sort_keys=True, separators=(",", ":"))
+
+
+def version_id(rows: list[Row]) -> str:
+    digest = hashlib.sha256()
+    for row in sorted(rows):
+        digest.update(row.canonical().encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def to_parquet(rows: list[Row]) -> bytes:
+    ordered = sorted(rows)
+    table = pa.Table.from_pydict(
+        {name: [getattr(r, name) for r in ordered] for name in COLUMNS}, schema=SCHEMA
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def from_parquet(data: bytes) -> list[Row]:
+    table = pq.read_table(io.BytesIO(data))
+    columns = [table.column(name).to_pylist() for name in COLUMNS]
+    return [Row(*values) for values in zip(*columns, strict=True)]

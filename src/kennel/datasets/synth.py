@@ -1,0 +1,330 @@
+"""The pet park simulator: procedurally drawn cats and dogs in CCTV-like park scenes.
+
+Cats and dogs share one fur palette, pose range and scene distribution; they differ only in
+shape: pointed upright ears, a short muzzle, whiskers and a long thin raised tail for cats;
+floppy hanging ears, a long snout with a dark nose, a thick short tail and sturdier legs for
+dogs. Scenarios shift the image distribution the way real cameras do (night: dark, grey and
+noisy; fog: washed out; rain: streaks and dimming), which monitoring later has to notice.
+Every image is a pure function of (seed, scenario, index).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import multiprocessing
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from kennel.fsutil import write_atomic, write_text_atomic
+
+SCENARIOS = ("day", "night", "fog", "rain")
+LABELS = ("cat", "dog")
+MANIFEST = "manifest.csv"
+FUR = [
+    (30, 28, 26),
+    (235, 232, 225),
+    (128, 128, 130),
+    (120, 80, 45),
+    (205, 120, 50),
+    (225, 200, 160),
+    (90, 70, 55),
+    (170, 150, 130),
+]
+RGB = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class SynthItem:
+    relpath: str
+    label: str
+    scenario: str
+    seed: int
+    index: int
+
+
+def _jitter(rng: np.random.Generator, colour: RGB, amount: int) -> RGB:
+    r, g, b = (int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)
+    return (r, g, b)
+
+
+def _darker(colour: RGB, factor: float) -> RGB:
+    r, g, b = (int(c * factor) for c in colour)
+    return (r, g, b)
+
+
+def _background(rng: np.random.Generator, size: int) -> tuple[Image.Image, int]:
+    horizon = int(size * rng.uniform(0.3, 0.5))
+    top = np.array([rng.uniform(90, 140), rng.uniform(150, 190), rng.uniform(215, 250)])
+    low = np.array([rng.uniform(180, 220), rng.uniform(205, 230), rng.uniform(225, 250)])
+    grass_hi = np.array([rng.uniform(70, 110), rng.uniform(130, 170), rng.uniform(50, 80)])
+    grass_lo = grass_hi * rng.uniform(0.6, 0.8)
+    t_sky = np.linspace(0, 1, horizon)[:, None]
+    t_grass = np.linspace(0, 1, size - horizon)[:, None]
+    column = np.vstack([top + (low - top) * t_sky, grass_hi + (grass_lo - grass_hi) * t_grass])
+    field = np.repeat(column[:, None, :], size, axis=1)
+    field[horizon:] += rng.normal(0, 9, (size - horizon, size, 1))
+    image = Image.fromarray(np.clip(field, 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    if rng.random() < 0.6:  # a gravel path
+        x0 = rng.uniform(0.1, 0.9) * size
+        w0, w1 = size * rng.uniform(0.02, 0.05), size * rng.uniform(0.2, 0.4)
+        x1 = x0 + rng.uniform(-0.4, 0.4) * size
+        path_colour = _jitter(rng, (176, 160, 130), 20)
+        draw.polygon(
+            [(x0 - w0, horizon), (x0 + w0, horizon), (x1 + w1, size), (x1 - w1, size)],
+            fill=path_colour,
+        )
+    for _ in range(int(rng.integers(0, 4))):  # trees and bushes on the horizon
+        x = rng.uniform(0, size)
+        h = size * rng.uniform(0.1, 0.3)
+        trunk = _jitter(rng, (90, 65, 40), 15)
+        draw.rectangle([x - h * 0.06, horizon - h * 0.5, x + h * 0.06, horizon + 2], fill=trunk)
+        leaves = _jitter(rng, (45, 105, 45), 25)
+        draw.ellipse([x - h * 0.45, horizon - h * 1.1, x + h * 0.45, horizon - h * 0.35], fill=leaves)
+    if rng.random() < 0.35:  # a bench
+        x = rng.uniform(0.05, 0.75) * size
+        y = horizon + rng.uniform(0.05, 0.2) * size
+        w = size * rng.uniform(0.15, 0.25)
+        wood = _jitter(rng, (120, 85, 50), 20)
+        draw.rectangle([x, y, x + w, y + w * 0.12], fill=wood)
+        draw.rectangle([x, y - w * 0.25, x + w, y - w * 0.15], fill=wood)
+        for leg in (x + w * 0.05, x + w * 0.9):
+            draw.rectangle([leg, y, leg + w * 0.05, y + w * 0.3], fill=_darker(wood, 0.6))
+    return image, horizon
+
+
+def _tail(
+    draw: ImageDraw.ImageDraw,
+    start: tuple[float, float],
+    angles: tuple[float, float],
+    length: float,
+    width: float,
+    colour: RGB,
+    facing: int,
+) -> None:
+    points = []
+    for k in range(9):
+        t = k / 8
+        angle = angles[0] + (angles[1] - angles[0]) * t
+        points.append((start[0] - facing * length * t * math.cos(angle), start[1]))
+    y = start[1]
+    for k in range(1, 9):
+        t = k / 8
+        angle = angles[0] + (angles[1] - angles[0]) * t
+        y -= length / 8 * math.sin(angle)
+        points[k] = (points[k][0], y)
+    draw.line(points, fill=colour, width=max(1, round(width)), joint="curve")
+
+
+def _animal(
+    draw: ImageDraw.ImageDraw,
+    rng: np.random.Generator,
+    label: str,
+    cx: float,
+    ground: float,
+    s: float,
+) -> None:
+    facing = 1 if rng.random() < 0.5 else -1
+    fur = _jitter(rng, FUR[int(rng.integers(len(FUR)))], 18)
+    accent = _jitter(rng, FUR[int(rng.integers(len(FUR)))], 18) if rng.random() < 0.4 else fur
+    dark = _darker(fur, 0.55)
+    is_cat = label == "cat"
+    length = s * (rng.uniform(0.85, 1.0) if is_cat else rng.uniform(1.0, 1.2))
+    height = s * (rng.uniform(0.34, 0.42) if is_cat else rng.uniform(0.42, 0.52))
+    leg_len = s * (rng.uniform(0.22, 0.3) if is_cat else rng.uniform(0.3, 0.4))
+    leg_w = s * (rng.uniform(0.05, 0.07) if is_cat else rng.uniform(0.09, 0.12))
+    body_bottom = ground - leg_len
+    body = [cx - length / 2, body_bottom - height, cx + length / 2, body_bottom]
+    # shadow, legs, tail behind the body
+    draw.ellipse([cx - length * 0.6, ground - s * 0.06, cx + length * 0.6, ground + s * 0.06],
+                 fill=(40, 60, 35))
+    for fx in (-0.38, -0.22, 0.22, 0.38):
+        x = cx + fx * length + rng.uniform(-0.03, 0.03) * length
+        draw.rectangle([x - leg_w / 2, body_bottom - height * 0.3, x + leg_w / 2, ground],
+                       fill=fur if fx * facing > 0 else dark)
+    rear = (cx - facing * length * 0.45, body_bottom - height * 0.75)
+    if is_cat:
+        _tail(draw, rear, (rng.uniform(0.2, 0.6), rng.uniform(1.3, 1.9)), s * rng.uniform(0.55, 0.75),
+              s * 0.05, accent, facing)
+    else:
+        _tail(draw, rear, (rng.uniform(0.4, 0.9), rng.uniform(0.6, 1.1)), s * rng.uniform(0.25, 0.35),
+              s * 0.09, accent, facing)
+    draw.ellipse(body, fill=fur)
+    if accent != fur:  # a patch, on cats and dogs alike
+        px = cx + rng.uniform(-0.2, 0.2) * length
+        draw.ellipse([px - length * 0.15, body[1] + height * 0.1, px + length * 0.15,
+                      body[1] + height * 0.6], fill=accent)
+    # head
+    r = s * rng.uniform(0.17, 0.21)
+    hx = cx + facing * (length * 0.5 + r * 0.2)
+    hy = body_bottom - height - r * rng.uniform(0.3, 0.7)
+    if is_cat:
+        ear_h = r * rng.uniform(0.9, 1.2)
+        for side in (-0.55, 0.45):
+            ex = hx + side * r
+            draw.polygon([(ex - r * 0.35, hy - r * 0.6), (ex + r * 0.35, hy - r * 0.6),
+                          (ex + r * 0.05, hy - r * 0.6 - ear_h)], fill=fur)
+            draw.polygon([(ex - r * 0.15, hy - r * 0.65), (ex + r * 0.18, hy - r * 0.65),
+                          (ex + r * 0.03, hy - r * 0.5 - ear_h * 0.8)], fill=(220, 150, 160))
+    draw.ellipse([hx - r, hy - r, hx + r, hy + r], fill=fur)
+    if is_cat:
+        mx = hx + facing * r * 0.55
+        draw.ellipse([mx - r * 0.3, hy, mx + r * 0.3, hy + r * 0.45], fill=_jitter(rng, (230, 225, 215), 10))
+        draw.polygon([(mx - r * 0.1, hy + r * 0.05), (mx + r * 0.1, hy + r * 0.05), (mx, hy + r * 0.18)],
+                     fill=(200, 110, 120))
+        for dy in (-0.05, 0.12, 0.28):  # whiskers
+            draw.line([(mx, hy + r * 0.2), (mx + facing * r * 1.1, hy + r * dy)], fill=(235, 235, 235), width=1)
+        eye_w = r * 0.22
+    else:
+        snout_len = r * rng.uniform(0.9, 1.3)
+        sx0, sx1 = sorted((hx + facing * r * 0.3, hx + facing * (r * 0.3 + snout_len)))
+        draw.rounded_rectangle([sx0, hy - r * 0.05, sx1, hy + r * 0.55], radius=r * 0.25, fill=fur)
+        nx = hx + facing * (r * 0.3 + snout_len)
+        draw.ellipse([nx - r * 0.2, hy - r * 0.05, nx + r * 0.15, hy + r * 0.25], fill=(20, 20, 20))
+        if rng.random() < 0.3:
+            draw.ellipse([nx - facing * r * 0.5 - r * 0.12, hy + r * 0.45, nx - facing * r * 0.5 + r * 0.12,
+                          hy + r * 0.8], fill=(215, 90, 110))
+        ear = accent if accent != fur else dark
+        for side in (-1, 1):
+            ex = hx + side * r * 0.75
+            draw.ellipse([ex - r * 0.3, hy - r * 0.7, ex + r * 0.3, hy + r * 0.65], fill=ear)
+        eye_w = r * 0.18
+    ex = hx + facing * r * 0.25
+    draw.ellipse([ex - eye_w / 2, hy - r * 0.35, ex + eye_w / 2, hy - r * 0.1], fill=(25, 25, 20))
+
+
+def _scenario(image: Image.Image, rng: np.random.Generator, scenario: str) -> Image.Image:
+    arr = np.asarray(image, dtype=np.float32)
+    size = arr.shape[0]
+    if scenario == "day":
+        arr = arr * rng.uniform(0.9, 1.12) + rng.normal(0, rng.uniform(2, 5), arr.shape)
+    elif scenario == "night":  # infra-red camera: grey-green, dark, grainy
+        grey = arr.mean(axis=2, keepdims=True)
+        arr = grey * np.array([0.9, 1.0, 0.9]) * rng.uniform(0.22, 0.35)
+        arr = arr + rng.normal(0, rng.uniform(10, 16), arr.shape)
+    elif scenario == "fog":
+        veil = np.linspace(rng.uniform(0.65, 0.8), rng.uniform(0.4, 0.55), size)[:, None, None]
+        arr = arr * (1 - veil) + np.array([205.0, 208.0, 212.0]) * veil
+        arr = arr + rng.normal(0, 3, arr.shape)
+    elif scenario == "rain":
+        rained = image.copy()
+        draw = ImageDraw.Draw(rained)
+        for _ in range(int(rng.integers(80, 160))):
+            x, y = rng.uniform(0, size, 2)
+            draw.line([(x, y), (x - size * 0.02, y + size * 0.08)], fill=(200, 205, 215), width=1)
+        arr = np.asarray(rained, dtype=np.float32) * rng.uniform(0.65, 0.8)
+        arr = arr + rng.normal(0, 5, arr.shape)
+    else:
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+
+
+def _overlay(image: Image.Image, rng: np.random.Generator) -> None:
+    draw = ImageDraw.Draw(image)
+    stamp = (
+        f"CAM-{int(rng.integers(1, 9)):02d} 2026-{int(rng.integers(1, 13)):02d}-"
+        f"{int(rng.integers(1, 29)):02d} {int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}"
+    )
+    draw.text((4, 3), stamp, fill=(255, 255, 255))
+
+
+def _rng(seed: int, scenario: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(scenario.encode()), index])
+
+
+def render(index: int, *, seed: int, scenario: str = "day", size: int = 200) -> tuple[str, bytes]:
+    """(label, JPEG bytes) of image ``index``; identical for identical arguments."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+    rng = _rng(seed, scenario, index)
+    label = LABELS[int(rng.integers(2))]
+    image, horizon = _background(rng, size)
+    draw = ImageDraw.Draw(image)
+    scale = size * rng.uniform(0.32, 0.5)
+    ground = rng.uniform(horizon + 0.25 * size, size * 0.97)
+    cx = rng.uniform(0.3, 0.7) * size
+    _animal(draw, rng, label, cx, ground, scale)
+    image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9)))
+    image = _scenario(image, rng, scenario)
+    _overlay(image, rng)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=int(rng.integers(72, 92)))
+    return label, out.getvalue()
+
+
+def _write_range(args: tuple[str, int, int, int, str, int]) -> list[SynthItem]:
+    out, start, stop, seed, scenario, size = args
+    root = Path(out)
+    items = []
+    for index in range(start, stop):
+        label, data = render(index, seed=seed, scenario=scenario, size=size)
+        relpath = f"{label}/{scenario}-{seed}-{index:06d}.jpg"
+        write_atomic(root / relpath, data, fsync=False)
+        items.append(SynthItem(relpath, label, scenario, seed, index))
+    return items
+
+
+def generate(
+    out: Path,
+    count: int,
+    *,
+    seed: int = 0,
+    scenario: str = "day",
+    size: int = 200,
+    start: int = 0,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[SynthItem]:
+    """Write ``count`` images in ImageFolder layout under ``out`` and merge them into
+    ``out/manifest.csv`` (uri, label, scenario, seed, index: usable as a manifest source)."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    step = 250
+    tasks = [
+        (str(out), lo, min(lo + step, start + count), seed, scenario, size)
+        for lo in range(start, start + count, step)
+    ]
+    items: list[SynthItem] = []
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            items.extend(_write_range(task))
+            if progress:
+                progress(len(items), count)
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for batch in pool.map(_write_range, tasks):
+                items.extend(batch)
+                if progress:
+                    progress(len(items), count)
+    _merge_manifest(out / MANIFEST, items)
+    return items
+
+
+def _merge_manifest(path: Path, items: list[SynthItem]) -> None:
+    rows: dict[str, dict[str, str]] = {}
+    if path.exists():
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = {row["uri"]: row for row in csv.DictReader(handle)}
+    for item in items:
+        rows[item.relpath] = {
+            "uri": item.relpath,
+            "label": item.label,
+            "scenario": item.scenario,
+            "seed": str(item.seed),
+            "index": str(item.index),
+        }
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["uri", "label", "scenario", "seed", "index"])
+    writer.writeheader()
+    for uri in sorted(rows):
+        writer.writerow(rows[uri])
+    write_text_atomic(path, buffer.getvalue())

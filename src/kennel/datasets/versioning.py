@@ -1,0 +1,325 @@
+"""Dataset versions: building a child from a parent plus new files (pure), and the catalog that
+stores, resolves, lists and compares versions (metadata DB + content store)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from kennel.config import SplitConfig
+from kennel.datasets import dedupe, splits
+from kennel.datasets.manifest import Row, attrs_json, from_parquet, to_parquet, version_id
+from kennel.db import Database
+from kennel.db.audit import record
+from kennel.db.schema import DatasetRow, DatasetVersionRow
+from kennel.errors import AmbiguousRefError, ConfigError, NotFoundError
+from kennel.storage import ContentStore
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+SAMPLE = 20  # how many duplicate groups / pairs a summary keeps verbatim
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A validated new file offered to a version."""
+
+    uri: str
+    sha256: str
+    label: str
+    item: dict[str, Any]
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Extension:
+    rows: list[Row]
+    added: list[Row]
+    already_present: int
+    conflicts: list[tuple[str, str]]  # (uri, reason)
+    exact_groups: list[list[str]]
+    near_pairs: list[tuple[str, str, int]]
+
+
+def extend(
+    parent: Sequence[Row],
+    candidates: Sequence[Candidate],
+    *,
+    split: SplitConfig,
+    near_distance: int,
+) -> Extension:
+    """The child of ``parent`` holding every candidate whose content is new to it."""
+    known = {row.sha256: (row.label, row.split) for row in parent}
+    seen_label: dict[str, str] = {}
+    accepted: list[Candidate] = []
+    already = 0
+    conflicts: list[tuple[str, str]] = []
+    for cand in sorted(candidates, key=lambda c: c.uri):
+        if cand.sha256 in known:
+            label = known[cand.sha256][0]
+            if label == cand.label:
+                already += 1
+            else:
+                conflicts.append(
+                    (cand.uri, f"label conflict: the same bytes are labelled {label!r} already")
+                )
+            continue
+        first = seen_label.setdefault(cand.sha256, cand.label)
+        if first != cand.label:
+            conflicts.append(
+                (cand.uri, f"label conflict: the same bytes are also labelled {first!r}")
+            )
+            continue
+        accepted.append(cand)
+
+    assigned = splits.assign(
+        known, seen_label, test=split.test, validation=split.validation, seed=split.seed
+    )
+    added = [
+        Row(
+            uri=c.uri,
+            sha256=c.sha256,
+            label=c.label,
+            split=assigned[c.sha256],
+            width=int(c.item["width"]),
+            height=int(c.item["height"]),
+            brightness=float(c.item["brightness"]),
+            contrast=float(c.item["contrast"]),
+            sharpness=float(c.item["sharpness"]),
+            phash=str(c.item["phash"]),
+            attrs=attrs_json(c.attrs),
+        )
+        for c in accepted
+    ]
+    rows = sorted([*parent, *added])
+    uris_by_sha: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        uris_by_sha[row.sha256].append(row.uri)
+    added_keys = {(r.uri, r.sha256) for r in added}
+    pairs = dedupe.near_pairs(
+        [r.phash for r in rows],
+        [(r.uri, r.sha256) in added_keys for r in rows],
+        distance=near_distance,
+    )
+    return Extension(
+        rows=rows,
+        added=added,
+        already_present=already,
+        conflicts=conflicts,
+        exact_groups=dedupe.exact_groups(uris_by_sha),
+        near_pairs=[(rows[i].uri, rows[j].uri, bits) for i, j, bits in pairs],
+    )
+
+
+def counts(rows: Sequence[Row]) -> dict[str, dict[str, int]]:
+    table: dict[str, Counter[str]] = defaultdict(Counter)
+    for row in rows:
+        table[row.label][row.split] += 1
+    return {label: dict(sorted(c.items())) for label, c in sorted(table.items())}
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    dataset: str
+    id: str
+    seq: int
+    parent_id: str | None
+    manifest_sha256: str
+    ingest_run_id: str | None
+    created_at: datetime
+    n_rows: int
+    counts: dict[str, dict[str, int]]
+    summary: dict[str, Any]
+
+    @property
+    def short(self) -> str:
+        return self.id[:12]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.dataset}@{self.short}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "version": self.id,
+            "ref": self.ref,
+            "seq": self.seq,
+            "parent": self.parent_id,
+            "manifest_sha256": self.manifest_sha256,
+            "ingest_run": self.ingest_run_id,
+            "created_at": self.created_at.isoformat(),
+            "rows": self.n_rows,
+            "counts": self.counts,
+            "summary": self.summary,
+        }
+
+
+def _entity(row: DatasetVersionRow) -> DatasetVersion:
+    return DatasetVersion(
+        dataset=row.dataset,
+        id=row.id,
+        seq=row.seq,
+        parent_id=row.parent_id,
+        manifest_sha256=row.manifest_sha256,
+        ingest_run_id=row.ingest_run_id,
+        created_at=row.created_at,
+        n_rows=row.n_rows,
+        counts=row.counts,
+        summary=row.summary,
+    )
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-' (max 128)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Diff:
+    a: DatasetVersion
+    b: DatasetVersion
+    added: list[Row]
+    removed: list[Row]
+    relabelled: list[tuple[Row, Row]]
+    resplit: list[tuple[Row, Row]]
+
+
+class DatasetCatalog:
+    """Dataset versions in the metadata DB, their manifests in the content store."""
+
+    def __init__(self, db: Database, content: ContentStore) -> None:
+        self.db = db
+        self.content = content
+
+    def ensure_dataset(self, name: str) -> None:
+        check_name(name)
+        with self.db.session() as s:
+            if s.get(DatasetRow, name) is None:
+                s.add(DatasetRow(name=name, created_at=datetime.now(UTC)))
+
+    def datasets(self) -> list[str]:
+        with self.db.session() as s:
+            return list(s.scalars(select(DatasetRow.name).order_by(DatasetRow.name)))
+
+    def versions(self, dataset: str | None = None) -> list[DatasetVersion]:
+        query = select(DatasetVersionRow).order_by(DatasetVersionRow.dataset, DatasetVersionRow.seq)
+        if dataset is not None:
+            query = query.where(DatasetVersionRow.dataset == dataset)
+        with self.db.session() as s:
+            return [_entity(r) for r in s.scalars(query)]
+
+    def latest(self, dataset: str) -> DatasetVersion | None:
+        with self.db.session() as s:
+            row = s.scalars(
+                select(DatasetVersionRow)
+                .where(DatasetVersionRow.dataset == dataset)
+                .order_by(DatasetVersionRow.seq.desc())
+                .limit(1)
+            ).first()
+            return _entity(row) if row else None
+
+    def resolve(self, ref: str) -> DatasetVersion:
+        """``NAME``, ``NAME@latest``, ``NAME@v3`` (sequence) or ``NAME@<id prefix>`` (>= 4 hex)."""
+        name, _, version = ref.partition("@")
+        check_name(name)
+        if version in ("", "latest"):
+            found = self.latest(name)
+            if found is None:
+                raise NotFoundError(f"dataset {name!r} has no versions")
+            return found
+        with self.db.session() as s:
+            query = select(DatasetVersionRow).where(DatasetVersionRow.dataset == name)
+            if re.fullmatch(r"v\d+", version):
+                rows = list(s.scalars(query.where(DatasetVersionRow.seq == int(version[1:]))))
+            elif re.fullmatch(r"[0-9a-f]{4,64}", version):
+                rows = list(s.scalars(query.where(DatasetVersionRow.id.startswith(version))))
+            else:
+                raise NotFoundError(f"bad version {version!r} in {ref!r}: use vN or an id prefix")
+        if not rows:
+            raise NotFoundError(f"dataset version {ref!r} not found")
+        if len(rows) > 1:
+            raise AmbiguousRefError(f"{ref!r} matches {len(rows)} versions; give more digits")
+        return _entity(rows[0])
+
+    def rows(self, version: DatasetVersion) -> list[Row]:
+        return from_parquet(self.content.get(version.manifest_sha256))
+
+    def commit(
+        self,
+        dataset: str,
+        rows: list[Row],
+        *,
+        parent: DatasetVersion | None,
+        ingest_run_id: str | None,
+        summary: dict[str, Any],
+        actor: str,
+    ) -> tuple[DatasetVersion, bool]:
+        """Store ``rows`` as a version of ``dataset``; (version, False) when it already exists."""
+        vid = version_id(rows)
+        with self.db.session() as s:
+            existing = s.get(DatasetVersionRow, (dataset, vid))
+            if existing is not None:
+                return _entity(existing), False
+        manifest = self.content.put(to_parquet(rows))
+        with self.db.session() as s:
+            seq = (
+                s.scalar(
+                    select(func.max(DatasetVersionRow.seq)).where(
+                        DatasetVersionRow.dataset == dataset
+                    )
+                )
+                or 0
+            ) + 1
+            row = DatasetVersionRow(
+                dataset=dataset,
+                id=vid,
+                seq=seq,
+                parent_id=parent.id if parent else None,
+                manifest_sha256=manifest,
+                ingest_run_id=ingest_run_id,
+                created_at=datetime.now(UTC),
+                n_rows=len(rows),
+                counts=counts(rows),
+                summary=summary,
+            )
+            s.add(row)
+            s.flush()
+            record(
+                s,
+                actor=actor,
+                action="dataset.version",
+                subject=f"{dataset}@{vid}",
+                details={
+                    "parent": row.parent_id,
+                    "rows": len(rows),
+                    "manifest": manifest,
+                    "ingest_run": ingest_run_id,
+                },
+            )
+            return _entity(row), True
+
+    def diff(self, a: DatasetVersion, b: DatasetVersion) -> Diff:
+        rows_a = {(r.uri, r.sha256): r for r in self.rows(a)}
+        rows_b = {(r.uri, r.sha256): r for r in self.rows(b)}
+        common = rows_a.keys() & rows_b.keys()
+        return Diff(
+            a=a,
+            b=b,
+            added=sorted(rows_b[k] for k in rows_b.keys() - rows_a.keys()),
+            removed=sorted(rows_a[k] for k in rows_a.keys() - rows_b.keys()),
+            relabelled=sorted(
+                (rows_a[k], rows_b[k]) for k in common if rows_a[k].label != rows_b[k].label
+            ),
+            resplit=sorted(
+                (rows_a[k], rows_b[k]) for k in common if rows_a[k].split != rows_b[k].split
+            ),
+        )

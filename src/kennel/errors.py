@@ -1,0 +1,87 @@
+"""Every failure kennel reports on purpose derives from one root.
+
+    KennelError                 root: a one-line message, a code, a CLI exit code, an HTTP status
+    ├── ConfigError             kennel.yaml missing or invalid; the message names the key
+    ├── NotFoundError           a dataset, version, blob or run that does not exist
+    ├── AlreadyExistsError      an id that must be unique is taken
+    ├── AmbiguousRefError       a short version id matches more than one version
+    ├── SourceError             a data source cannot be opened or read
+    ├── StorageError            the artifact store failed
+    │   ├── IntegrityError      bytes read back do not match their content hash
+    │   └── UnsafePathError     a key or path would escape its root
+    └── MetadataError           the metadata database failed (wraps SQLAlchemy errors)
+
+Third-party exceptions are re-raised as one of these ``from`` the original, so callers catch
+``KennelError`` and the CLI and HTTP layers map ``code`` through ``STATUS`` in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class KennelError(Exception):
+    """Root of kennel's errors; ``str(err)`` is a complete one-line explanation."""
+
+    code = "kennel_error"
+
+
+class ConfigError(KennelError):
+    code = "config_error"
+
+
+class NotFoundError(KennelError):
+    code = "not_found"
+
+
+class AlreadyExistsError(KennelError):
+    code = "already_exists"
+
+
+class AmbiguousRefError(KennelError):
+    code = "ambiguous_ref"
+
+
+class SourceError(KennelError):
+    code = "source_error"
+
+
+class StorageError(KennelError):
+    code = "storage_error"
+
+
+class IntegrityError(StorageError):
+    code = "integrity_error"
+
+
+class UnsafePathError(StorageError):
+    code = "unsafe_path"
+
+
+class MetadataError(KennelError):
+    code = "metadata_error"
+
+
+@dataclass(frozen=True)
+class Status:
+    exit_code: int
+    http_status: int
+
+
+# One table from error code to CLI exit code and HTTP status.
+STATUS: dict[str, Status] = {
+    KennelError.code: Status(1, 500),
+    ConfigError.code: Status(2, 500),
+    NotFoundError.code: Status(3, 404),
+    AlreadyExistsError.code: Status(4, 409),
+    AmbiguousRefError.code: Status(5, 400),
+    SourceError.code: Status(6, 400),
+    StorageError.code: Status(7, 500),
+    IntegrityError.code: Status(8, 500),
+    UnsafePathError.code: Status(9, 400),
+    MetadataError.code: Status(10, 503),
+}
+
+
+def status_of(error: KennelError) -> Status:
+    return STATUS.get(error.code, STATUS[KennelError.code])

@@ -1,0 +1,1 @@
+"""Extract images from a data lake, validate and quarantine, store, and version them."""

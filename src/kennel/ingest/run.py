@@ -1,0 +1,339 @@
+"""Ingest = extract, transform, load: read a source, check every file in a process pool, store
+the bytes content-addressed, then commit a dataset version.
+
+Progress is checkpointed per chunk in ``ingest_records``; an interrupted run (even ``kill -9``)
+resumes where it stopped when the same source is ingested into the same dataset again, and
+because version ids are content digests the result is identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import select, update
+
+from kennel.config import DataConfig
+from kennel.datasets.versioning import Candidate, DatasetCatalog, DatasetVersion, extend
+from kennel.db import Database
+from kennel.db.audit import record
+from kennel.db.bulk import insert_ignore
+from kennel.db.schema import IngestRecordRow, IngestRunRow, ItemRow
+from kennel.errors import SourceError
+from kennel.ingest.sources import Entry, Source
+from kennel.ingest.validate import (
+    OK,
+    QUARANTINED,
+    FileResult,
+    Limits,
+    init_worker,
+    process_chunk,
+    store_checked,
+)
+from kennel.storage import ContentStore
+
+CHUNK = 64
+Progress = Callable[[int, int], None]
+WorkItem = tuple[int, str, str | None, dict[str, str], bytes | str]
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    run_id: str
+    dataset: str
+    source: str
+    version: DatasetVersion
+    created: bool  # False: identical content already existed as this version
+    resumed: bool
+    files: int
+    processed: int  # files checked by this invocation (the rest were done before a resume)
+    added: int
+    already_present: int
+    quarantined: dict[str, int]
+    quarantine_sample: list[tuple[str, str]]
+    ignored: int
+    exact_duplicate_groups: int
+    near_duplicate_pairs: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["version"] = self.version.as_dict()
+        data["images_per_second"] = round(self.images_per_second, 1)
+        return data
+
+
+def reason_kind(reason: str) -> str:
+    return reason.split(":", 1)[0]
+
+
+def _fingerprint(dataset: str, source: Source, entries: list[Entry]) -> str:
+    digest = hashlib.sha256(f"{dataset}\n{source.describe()}\n".encode())
+    for entry in entries:
+        digest.update(f"{entry.uri}\t{entry.label}\n".encode())
+    return digest.hexdigest()
+
+
+def _chunks(source: Source, entries: list[tuple[int, Entry]]) -> Iterator[list[WorkItem]]:
+    seq_of = {e.uri: s for s, e in entries}
+    reads = source.read([e for _s, e in entries])
+    while batch := list(islice(reads, CHUNK)):
+        yield [(seq_of[e.uri], e.uri, e.label, e.attrs, data) for e, data in batch]
+
+
+class Ingestor:
+    """Runs ingests against one metadata DB and content store."""
+
+    def __init__(
+        self,
+        db: Database,
+        content: ContentStore,
+        artifacts_url: str,
+        data: DataConfig,
+        *,
+        workers: int = 1,
+    ) -> None:
+        self.db = db
+        self.content = content
+        self.artifacts_url = artifacts_url
+        self.data = data
+        self.workers = max(1, workers)
+        self.catalog = DatasetCatalog(db, content)
+        self.limits = Limits(
+            labels=tuple(data.labels),
+            min_side=data.min_side,
+            max_pixels=data.max_pixels,
+            max_file_bytes=data.max_file_bytes,
+        )
+
+    def run(
+        self,
+        source: Source,
+        dataset: str,
+        *,
+        actor: str = "kennel",
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        started = time.perf_counter()
+        self.catalog.ensure_dataset(dataset)
+        listing = source.list()
+        entries = listing.entries
+        run_id, parent_id, resumed = self._start(dataset, source, entries, actor)
+        with self.db.session() as s:
+            done = set(s.scalars(select(IngestRecordRow.uri).where(IngestRecordRow.run_id == run_id)))
+        pending = [(seq, e) for seq, e in enumerate(entries) if e.uri not in done]
+        if progress:
+            progress(len(done), len(entries))
+        processed = 0
+        for results in self._check(source, pending):
+            self._save(run_id, results)
+            processed += len(results)
+            if progress:
+                progress(len(done) + processed, len(entries))
+        version, created, summary = self._finish(dataset, run_id, parent_id, source, actor)
+        return IngestReport(
+            run_id=run_id,
+            dataset=dataset,
+            source=source.describe(),
+            version=version,
+            created=created,
+            resumed=resumed,
+            files=len(entries),
+            processed=processed,
+            added=summary["added"],
+            already_present=summary["already_present"],
+            quarantined=summary["quarantined"],
+            quarantine_sample=[tuple(x) for x in summary["quarantine_sample"]],  # type: ignore[misc]
+            ignored=listing.ignored,
+            exact_duplicate_groups=summary["exact_duplicate_groups"],
+            near_duplicate_pairs=summary["near_duplicate_pairs"],
+            seconds=time.perf_counter() - started,
+        )
+
+    def _start(
+        self, dataset: str, source: Source, entries: list[Entry], actor: str
+    ) -> tuple[str, str | None, bool]:
+        fingerprint = _fingerprint(dataset, source, entries)
+        with self.db.session() as s:
+            running = s.scalars(
+                select(IngestRunRow)
+                .where(IngestRunRow.fingerprint == fingerprint, IngestRunRow.status == "running")
+                .order_by(IngestRunRow.started_at.desc())
+            ).first()
+            if running is not None:
+                return running.id, running.parent_version, True
+        parent = self.catalog.latest(dataset)
+        run_id = uuid.uuid4().hex
+        with self.db.session() as s:
+            s.add(
+                IngestRunRow(
+                    id=run_id,
+                    dataset=dataset,
+                    source=source.describe(),
+                    fingerprint=fingerprint,
+                    parent_version=parent.id if parent else None,
+                    status="running",
+                    started_at=datetime.now(UTC),
+                    summary={"files": len(entries)},
+                )
+            )
+            s.flush()
+            record(
+                s,
+                actor=actor,
+                action="ingest.start",
+                subject=f"{dataset}:{run_id}",
+                details={"source": source.describe(), "files": len(entries)},
+            )
+        return run_id, parent.id if parent else None, False
+
+    def _check(self, source: Source, pending: list[tuple[int, Entry]]) -> Iterator[list[FileResult]]:
+        chunks = _chunks(source, pending)
+        if self.workers == 1 or len(pending) <= 2 * CHUNK:
+            for chunk in chunks:
+                yield [store_checked(self.content, self.limits, *item) for item in chunk]
+            return
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            self.workers,
+            mp_context=context,
+            initializer=init_worker,
+            initargs=(self.artifacts_url, self.limits),
+        ) as pool:
+            inflight: list[Future[list[FileResult]]] = []
+            for chunk in chunks:
+                inflight.append(pool.submit(process_chunk, chunk))
+                if len(inflight) >= 3 * self.workers:
+                    yield inflight.pop(0).result()
+            for future in inflight:
+                yield future.result()
+
+    def _save(self, run_id: str, results: list[FileResult]) -> None:
+        items = {
+            r.sha256: {"sha256": r.sha256, "size": r.size, **r.item}
+            for r in results
+            if r.status == OK and r.item is not None and r.sha256 is not None
+        }
+        with self.db.session() as s:
+            insert_ignore(s, ItemRow.__table__, list(items.values()))  # type: ignore[arg-type]
+            insert_ignore(
+                s,
+                IngestRecordRow.__table__,  # type: ignore[arg-type]
+                [
+                    {
+                        "run_id": run_id,
+                        "uri": r.uri,
+                        "seq": r.seq,
+                        "label": r.label,
+                        "status": r.status,
+                        "sha256": r.sha256,
+                        "reason": r.reason,
+                        "attrs": r.attrs,
+                    }
+                    for r in results
+                ],
+            )
+
+    def _finish(
+        self, dataset: str, run_id: str, parent_id: str | None, source: Source, actor: str
+    ) -> tuple[DatasetVersion, bool, dict[str, Any]]:
+        with self.db.session() as s:
+            rows = s.execute(
+                select(IngestRecordRow, ItemRow)
+                .join(ItemRow, ItemRow.sha256 == IngestRecordRow.sha256)
+                .where(IngestRecordRow.run_id == run_id, IngestRecordRow.status == OK)
+            ).all()
+            candidates = [
+                Candidate(
+                    uri=rec.uri,
+                    sha256=rec.sha256 or "",
+                    label=rec.label or "",
+                    item={
+                        "width": item.width,
+                        "height": item.height,
+                        "brightness": item.brightness,
+                        "contrast": item.contrast,
+                        "sharpness": item.sharpness,
+                        "phash": item.phash,
+                    },
+                    attrs=rec.attrs,
+                )
+                for rec, item in rows
+            ]
+        parent = self.catalog.resolve(f"{dataset}@{parent_id}") if parent_id else None
+        parent_rows = self.catalog.rows(parent) if parent else []
+        ext = extend(
+            parent_rows,
+            candidates,
+            split=self.data.split,
+            near_distance=self.data.near_duplicate_distance,
+        )
+        with self.db.session() as s:
+            for uri, reason in ext.conflicts:
+                s.execute(
+                    update(IngestRecordRow)
+                    .where(IngestRecordRow.run_id == run_id, IngestRecordRow.uri == uri)
+                    .values(status=QUARANTINED, reason=reason)
+                )
+            bad = s.execute(
+                select(IngestRecordRow.uri, IngestRecordRow.reason)
+                .where(IngestRecordRow.run_id == run_id, IngestRecordRow.status == QUARANTINED)
+                .order_by(IngestRecordRow.seq)
+            ).all()
+        quarantined = Counter(reason_kind(reason or "") for _uri, reason in bad)
+        if not ext.rows:
+            self._close(run_id, "failed", None, {"quarantined": dict(quarantined)})
+            raise SourceError(
+                f"no valid images in {source.describe()} "
+                f"({len(bad)} quarantined: {dict(quarantined) or 'none'})"
+            )
+        summary: dict[str, Any] = {
+            "source": source.describe(),
+            "added": len(ext.added),
+            "already_present": ext.already_present,
+            "quarantined": dict(sorted(quarantined.items())),
+            "quarantine_sample": [[u, r or ""] for u, r in bad[:50]],
+            "exact_duplicate_groups": len(ext.exact_groups),
+            "exact_duplicates_sample": ext.exact_groups[:20],
+            "near_duplicate_pairs": len(ext.near_pairs),
+            "near_duplicates_sample": [list(p) for p in ext.near_pairs[:20]],
+        }
+        version, created = self.catalog.commit(
+            dataset,
+            ext.rows,
+            parent=parent,
+            ingest_run_id=run_id,
+            summary=summary,
+            actor=actor,
+        )
+        self._close(run_id, "done", version.id, summary)
+        return version, created, summary
+
+    def _close(self, run_id: str, status: str, version_id: str | None, summary: dict[str, Any]) -> None:
+        with self.db.session() as s:
+            run = s.get(IngestRunRow, run_id)
+            assert run is not None
+            run.status = status
+            run.finished_at = datetime.now(UTC)
+            run.version_id = version_id
+            run.summary = {**run.summary, **summary}
+            record(
+                s,
+                actor="kennel",
+                action=f"ingest.{status}",
+                subject=f"{run.dataset}:{run_id}",
+                details={"version": version_id, "quarantined": summary.get("quarantined", {})},
+            )

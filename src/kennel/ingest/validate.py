@@ -1,0 +1,110 @@
+"""The transform step of ingest, one file at a time: hash, decode, check, measure. Pure apart
+from storing the original bytes in the content store the worker was given."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from kennel.imaging import ImageRejected, decode, quality
+from kennel.storage import ContentStore, open_content_store, sha256_hex
+
+OK = "ok"
+QUARANTINED = "quarantined"
+_STATS_DRAFT = (256, 256)
+
+
+@dataclass(frozen=True)
+class Limits:
+    labels: tuple[str, ...]
+    min_side: int
+    max_pixels: int
+    max_file_bytes: int
+
+
+@dataclass(frozen=True)
+class FileResult:
+    seq: int
+    uri: str
+    label: str | None
+    status: str
+    reason: str | None = None
+    sha256: str | None = None
+    size: int = 0
+    item: dict[str, Any] | None = None  # format, mode, width, height, quality stats
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+def check(
+    seq: int,
+    uri: str,
+    label: str | None,
+    data: bytes | str,
+    limits: Limits,
+    attrs: dict[str, str] | None = None,
+) -> tuple[FileResult, bytes | None]:
+    """Judge one file; returns the result and the bytes worth keeping (None when too large)."""
+    attrs = attrs or {}
+
+    def rejected(reason: str, digest: str | None = None, size: int = 0) -> FileResult:
+        return FileResult(seq, uri, label, QUARANTINED, reason, digest, size, None, attrs)
+
+    if isinstance(data, str):
+        return rejected(data), None
+    size = len(data)
+    if size > limits.max_file_bytes:
+        return rejected(f"file too large: {size} bytes (limit {limits.max_file_bytes})"), None
+    digest = sha256_hex(data)
+    if label is None:
+        return rejected("no label: none could be derived from the path", digest, size), data
+    if limits.labels and label not in limits.labels:
+        return rejected(f"unknown label {label!r} (allowed: {', '.join(limits.labels)})"), data
+    try:
+        decoded = decode(
+            data, max_pixels=limits.max_pixels, min_side=limits.min_side, draft=_STATS_DRAFT
+        )
+    except ImageRejected as exc:
+        return rejected(str(exc), digest, size), data
+    stats = quality(decoded.image)
+    item = {
+        "format": decoded.format,
+        "mode": decoded.mode,
+        "width": decoded.width,
+        "height": decoded.height,
+        **asdict(stats),
+    }
+    return FileResult(seq, uri, label, OK, None, digest, size, item, attrs), data
+
+
+# Worker-process state, set once by ``init_worker`` (each process opens its own store handle).
+_store: ContentStore | None = None
+_limits: Limits | None = None
+
+
+def init_worker(artifacts_url: str, limits: Limits) -> None:
+    global _store, _limits
+    _store = open_content_store(artifacts_url)
+    _limits = limits
+
+
+def process_chunk(
+    chunk: list[tuple[int, str, str | None, dict[str, str], bytes | str]],
+) -> list[FileResult]:
+    """Check a chunk of files and store their bytes; runs in a worker process."""
+    assert _store is not None and _limits is not None, "init_worker was not called"
+    return [store_checked(_store, _limits, *item) for item in chunk]
+
+
+def store_checked(
+    store: ContentStore,
+    limits: Limits,
+    seq: int,
+    uri: str,
+    label: str | None,
+    attrs: dict[str, str],
+    data: bytes | str,
+) -> FileResult:
+    result, keep = check(seq, uri, label, data, limits, attrs)
+    if keep is not None and result.sha256 is not None:
+        store.put(keep, result.sha256)
+    return result

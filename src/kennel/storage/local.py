@@ -1,0 +1,86 @@
+"""A folder on the local disk as a BlobStore: temp file, fsync, hard-link into place."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from kennel.errors import NotFoundError, StorageError, UnsafePathError
+from kennel.storage.base import check_key
+
+_TMP_PREFIX = ".tmp-"
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).resolve()
+        self.url = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / check_key(key)).resolve()
+        if not path.is_relative_to(self.root):
+            raise UnsafePathError(f"artifact key {key!r} resolves outside {self.root}")
+        return path
+
+    def put(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        if path.exists():
+            return False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                # link() fails when the name exists, so a racing writer can never be overwritten.
+                os.link(tmp, path)
+                created = True
+            except FileExistsError:
+                created = False
+            finally:
+                tmp.unlink(missing_ok=True)
+            if created:
+                _fsync_dir(path.parent)
+            return created
+        except OSError as exc:
+            raise StorageError(f"cannot write artifact {key!r}: {exc.strerror or exc}") from exc
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"artifact {key!r} not found in {self.root}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read artifact {key!r}: {exc.strerror or exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not base.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if not name.startswith(_TMP_PREFIX):
+                    yield (Path(dirpath) / name).relative_to(self.root).as_posix()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,49 @@
+"""The one place that turns a project's config into concrete backends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from kennel.config import Project, load_project
+from kennel.datasets.versioning import DatasetCatalog
+from kennel.db import Database
+from kennel.ingest.run import Ingestor
+from kennel.storage import ContentStore, open_content_store
+
+
+@dataclass
+class Workspace:
+    """Backends for one project, opened lazily and shared by the commands of one process."""
+
+    project: Project
+
+    @classmethod
+    def load(cls, root: Path | str | None = None) -> Workspace:
+        return cls(load_project(root))
+
+    @cached_property
+    def db(self) -> Database:
+        return Database.open(self.project.metadata_url)
+
+    @cached_property
+    def content(self) -> ContentStore:
+        return open_content_store(self.project.artifacts_url)
+
+    @cached_property
+    def catalog(self) -> DatasetCatalog:
+        return DatasetCatalog(self.db, self.content)
+
+    def ingestor(self, workers: int | None = None) -> Ingestor:
+        return Ingestor(
+            self.db,
+            self.content,
+            self.project.artifacts_url,
+            self.project.config.data,
+            workers=workers or self.project.workers,
+        )
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.dispose()
