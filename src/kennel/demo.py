@@ -17,7 +17,6 @@ from typing import Any
 from kennel.config import init_project
 from kennel.datasets import synth
 from kennel.db.audit import verify
-from kennel.ingest.sources import open_source
 from kennel.wiring import Workspace
 
 MARKER = ".kennel-demo"
@@ -48,26 +47,31 @@ def run_demo(out: Path, *, count: int = 2000, say: Callable[..., Any] = print) -
 
         say("[bold]2. ingest[/bold] the day manifest into dataset 'park'")
         t = time.perf_counter()
-        first = ws.ingestor().run(open_source(str(out / "lake" / "day" / "manifest.csv")), "park")
+        first = ws.ingestor().run(ws.source(str(out / "lake" / "day" / "manifest.csv")), "park")
         timings["ingest"] = time.perf_counter() - t
-        say(f"   {first.version.ref}: {first.version.counts} ({first.images_per_second:.0f} images/s)")
+        rate = first.images_per_second
+        say(f"   {first.version.ref}: {first.version.counts} ({rate:.0f} images/s)")
 
         say("[bold]3. re-ingest[/bold] the same data: the version id must not change")
-        again = ws.ingestor().run(open_source(str(out / "lake" / "day" / "manifest.csv")), "park")
+        again = ws.ingestor().run(ws.source(str(out / "lake" / "day" / "manifest.csv")), "park")
         same = again.version.id == first.version.id and not again.created
         say(f"   {again.version.ref}: {'unchanged (same content, same id)' if same else 'CHANGED'}")
 
         say("[bold]4. append[/bold] 200 night-camera images as a child version")
         synth.generate(out / "lake" / "night", 200, seed=2, scenario="night", workers=workers)
-        night = ws.ingestor().run(open_source(str(out / "lake" / "night" / "manifest.csv")), "park")
+        night = ws.ingestor().run(ws.source(str(out / "lake" / "night" / "manifest.csv")), "park")
         d = ws.catalog.diff(first.version, night.version)
-        say(f"   {night.version.ref} (parent {first.version.short}): +{len(d.added)} rows, "
-            f"{len(d.resplit)} earlier rows moved split")
+        say(
+            f"   {night.version.ref} (parent {first.version.short}): +{len(d.added)} rows, "
+            f"{len(d.resplit)} earlier rows moved split"
+        )
 
         with ws.db.session() as s:
             verdict = verify(s)
-        say(f"[bold]5. audit[/bold] chain {'intact' if verdict.ok else 'BROKEN'}: "
-            f"{verdict.checked} entries")
+        say(
+            f"[bold]5. audit[/bold] chain {'intact' if verdict.ok else 'BROKEN'}: "
+            f"{verdict.checked} entries"
+        )
     finally:
         ws.close()
     summary = {
@@ -81,8 +85,10 @@ def run_demo(out: Path, *, count: int = 2000, say: Callable[..., Any] = print) -
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "wall_s": round(time.perf_counter() - began, 1),
     }
-    say(f"[bold]done[/bold] in {summary['wall_s']}s; explore with "
-        f"`kennel -C {project.root} ...` e.g. `kennel data list -C {project.root}`")
+    say(
+        f"[bold]done[/bold] in {summary['wall_s']}s; explore with "
+        f"`kennel -C {project.root} ...` e.g. `kennel data list -C {project.root}`"
+    )
     say("training, deployment and monitoring arrive with the next milestones (see README).")
     if not (same and verdict.ok and not d.resplit):
         raise SystemExit("error: the demo's own checks failed")

@@ -16,9 +16,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MIN_SIDE = 32
-STATS_SIDE = 256
+STATS_SIDE = 256  # stats are computed on a copy no larger than this, for speed
 _EXIF_ORIENTATION = 0x0112
-_SWAPS_SIDES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees  # stats are computed on a copy no larger than this, for speed
+_SWAPS_SIDES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the picture by 90 degrees
 
 
 class ImageRejected(ValueError):

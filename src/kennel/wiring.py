@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from kennel.config import Project, load_project
 from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database
 from kennel.ingest.run import Ingestor
+from kennel.ingest.sources import Source, open_source
 from kennel.storage import ContentStore, open_content_store
 
 
@@ -43,6 +45,10 @@ class Workspace:
             self.project.config.data,
             workers=workers or self.project.workers,
         )
+
+    def source(self, spec: str, **options: Any) -> Source:
+        """Open a data source, labelled with this project's known labels."""
+        return open_source(spec, labels=self.project.config.data.labels, **options)
 
     def close(self) -> None:
         if "db" in self.__dict__:

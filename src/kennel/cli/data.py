@@ -10,10 +10,10 @@ import typer
 from kennel.cli.app import JsonOption, ProjectOption, new_app
 from kennel.cli.render import console, emit_json, progress_bar, table
 from kennel.datasets import synth
-from kennel.datasets.versioning import DatasetVersion, Diff
+from kennel.datasets.versioning import DatasetVersion, Diff, check_name
 from kennel.errors import ConfigError
 from kennel.ingest.run import IngestReport
-from kennel.ingest.sources import Layout, open_source
+from kennel.ingest.sources import Layout
 from kennel.wiring import Workspace
 
 app = new_app("Extract, validate, version and inspect datasets.")
@@ -21,15 +21,26 @@ app = new_app("Extract, validate, version and inspect datasets.")
 
 @app.command()
 def ingest(
-    source: Annotated[str, typer.Argument(help="Folder, .zip/.tar[.gz], .csv/.parquet manifest, "
-                                          "fsspec URL, or SQL URL (with --sql-table/--sql-query).")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Folder, .zip/.tar[.gz], .csv/.parquet manifest, "
+            "fsspec URL, or SQL URL (with --sql-table/--sql-query)."
+        ),
+    ],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name.")],
-    layout: Annotated[str, typer.Option(help="auto, imagefolder (label = folder) or flat "
-                                        "(label = file-name prefix).")] = "auto",
+    layout: Annotated[
+        str,
+        typer.Option(help="auto, imagefolder (label = folder) or flat (label = file-name prefix)."),
+    ] = "auto",
     sql_table: Annotated[str | None, typer.Option(help="Table holding uri + label.")] = None,
     sql_query: Annotated[str | None, typer.Option(help="Query returning uri + label.")] = None,
-    uri_column: Annotated[str, typer.Option(help="Manifest/SQL column with the image uri.")] = "uri",
-    label_column: Annotated[str, typer.Option(help="Manifest/SQL column with the label.")] = "label",
+    uri_column: Annotated[
+        str, typer.Option(help="Manifest/SQL column with the image uri.")
+    ] = "uri",
+    label_column: Annotated[
+        str, typer.Option(help="Manifest/SQL column with the label.")
+    ] = "label",
     workers: Annotated[int, typer.Option(help="Worker processes (0 = config).")] = 0,
     project: ProjectOption = None,
     json_out: JsonOption = False,
@@ -37,9 +48,10 @@ def ingest(
     """Ingest SOURCE into a new version of DATASET (resumes an interrupted run)."""
     if layout not in ("auto", "imagefolder", "flat"):
         raise ConfigError(f"--layout: expected auto, imagefolder or flat, got {layout!r}")
+    check_name(dataset)
     ws = Workspace.load(project)
     try:
-        src = open_source(
+        src = ws.source(
             source,
             layout=_layout(layout),
             sql_query=sql_query,
@@ -82,7 +94,9 @@ def _print_report(r: IngestReport) -> None:
 
 def _print_counts(v: DatasetVersion) -> None:
     splits = sorted({s for c in v.counts.values() for s in c})
-    rows = [[label, *(c.get(s, 0) for s in splits), sum(c.values())] for label, c in v.counts.items()]
+    rows = [
+        [label, *(c.get(s, 0) for s in splits), sum(c.values())] for label, c in v.counts.items()
+    ]
     table(None, ["label", *splits, "total"], rows)
 
 
@@ -105,7 +119,13 @@ def list_(
         "dataset versions",
         ["ref", "seq", "rows", "parent", "created"],
         [
-            [v.ref, f"v{v.seq}", v.n_rows, (v.parent_id or "-")[:12], f"{v.created_at:%Y-%m-%d %H:%M:%S}"]
+            [
+                v.ref,
+                f"v{v.seq}",
+                v.n_rows,
+                (v.parent_id or "-")[:12],
+                f"{v.created_at:%Y-%m-%d %H:%M:%S}",
+            ]
             for v in versions
         ],
     )
@@ -201,18 +221,32 @@ def synth_(
     import time
 
     if scenario not in synth.SCENARIOS:
-        raise ConfigError(f"--scenario: expected one of {', '.join(synth.SCENARIOS)}, got {scenario!r}")
+        raise ConfigError(
+            f"--scenario: expected one of {', '.join(synth.SCENARIOS)}, got {scenario!r}"
+        )
     began = time.perf_counter()
     with progress_bar("drawing", enabled=not json_out) as update:
         items = synth.generate(
-            out, count, seed=seed, scenario=scenario, size=size, start=start,
-            workers=workers or os.cpu_count() or 1, progress=update,
+            out,
+            count,
+            seed=seed,
+            scenario=scenario,
+            size=size,
+            start=start,
+            workers=workers or os.cpu_count() or 1,
+            progress=update,
         )
     seconds = time.perf_counter() - began
     labels = {label: sum(1 for i in items if i.label == label) for label in synth.LABELS}
-    result = {"out": str(out), "count": len(items), "labels": labels, "scenario": scenario,
-              "seed": seed, "seconds": round(seconds, 2),
-              "images_per_second": round(len(items) / seconds, 1)}
+    result = {
+        "out": str(out),
+        "count": len(items),
+        "labels": labels,
+        "scenario": scenario,
+        "seed": seed,
+        "seconds": round(seconds, 2),
+        "images_per_second": round(len(items) / seconds, 1),
+    }
     if json_out:
         emit_json(result)
     else:

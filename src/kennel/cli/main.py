@@ -39,7 +39,7 @@ def root(
 
 @app.command()
 def init(
-    path: Annotated[Path, typer.Argument(help="Project folder.")] = Path("."),
+    path: Annotated[Path, typer.Argument(help="Project folder.")] = Path(),
     force: Annotated[bool, typer.Option(help="Overwrite an existing kennel.yaml.")] = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -50,8 +50,12 @@ def init(
         ws.db  # noqa: B018 - opening the database creates and migrates it
     finally:
         ws.close()
-    result = {"root": str(project.root), "created": created, "metadata_url": project.metadata_url,
-              "artifacts_url": project.artifacts_url}
+    result = {
+        "root": str(project.root),
+        "created": created,
+        "metadata_url": project.metadata_url,
+        "artifacts_url": project.artifacts_url,
+    }
     if json_out:
         emit_json(result)
     else:
@@ -94,9 +98,21 @@ def audit_log(
     if json_out:
         emit_json([e.__dict__ for e in rows])
         return
-    table("audit log", ["seq", "at", "actor", "action", "subject", "details"],
-          [[e.seq, f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.action, e.subject,
-            json.dumps(e.details, default=str)[:60]] for e in rows])
+    table(
+        "audit log",
+        ["seq", "at", "actor", "action", "subject", "details"],
+        [
+            [
+                e.seq,
+                f"{e.at:%Y-%m-%d %H:%M:%S}",
+                e.actor,
+                e.action,
+                e.subject,
+                json.dumps(e.details, default=str)[:60],
+            ]
+            for e in rows
+        ],
+    )
 
 
 @app.command()

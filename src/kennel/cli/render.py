@@ -32,7 +32,7 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
 @contextmanager
 def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
     """Yields ``update(done, total)``; draws on stderr, so ``--json`` stdout stays clean."""
-    if not enabled:
+    if not (enabled and err_console.is_terminal):
         yield lambda _done, _total: None
         return
     with Progress(

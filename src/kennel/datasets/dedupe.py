@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -21,7 +22,7 @@ def exact_groups(uris_by_sha: dict[str, list[str]]) -> list[list[str]]:
 def _bands(distance: int) -> list[tuple[int, int]]:
     count = distance + 1
     edges = np.linspace(0, 64, count + 1).astype(int)
-    return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    return [(int(lo), int(hi)) for lo, hi in pairwise(edges)]
 
 
 def near_pairs(
@@ -38,8 +39,8 @@ def near_pairs(
         mask = np.uint64(((1 << (hi - lo)) - 1) << lo)
         keys = values & mask
         buckets: dict[int, list[int]] = defaultdict(list)
-        for index in np.flatnonzero(is_new):
-            buckets[int(keys[index])].append(int(index))
+        for new_index in np.flatnonzero(is_new).tolist():
+            buckets[int(keys[new_index])].append(new_index)
         if not buckets:
             continue
         members: dict[int, list[int]] = defaultdict(list)

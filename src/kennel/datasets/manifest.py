@@ -34,9 +34,7 @@ class Row:
     attrs: str  # JSON object of extra source columns (slices), canonical key order
 
     def canonical(self) -> str:
-        return "\t".join(
-            f"{v:.4f}" if isinstance(v, float) else str(v) for v in astuple(self)
-        )
+        return "\t".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in astuple(self))
 
 
 COLUMNS = [f.name for f in fields(Row)]

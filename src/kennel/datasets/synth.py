@@ -88,7 +88,9 @@ def _background(rng: np.random.Generator, size: int) -> tuple[Image.Image, int]:
         trunk = _jitter(rng, (90, 65, 40), 15)
         draw.rectangle([x - h * 0.06, horizon - h * 0.5, x + h * 0.06, horizon + 2], fill=trunk)
         leaves = _jitter(rng, (45, 105, 45), 25)
-        draw.ellipse([x - h * 0.45, horizon - h * 1.1, x + h * 0.45, horizon - h * 0.35], fill=leaves)
+        draw.ellipse(
+            [x - h * 0.45, horizon - h * 1.1, x + h * 0.45, horizon - h * 0.35], fill=leaves
+        )
     if rng.random() < 0.35:  # a bench
         x = rng.uniform(0.05, 0.75) * size
         y = horizon + rng.uniform(0.05, 0.2) * size
@@ -144,24 +146,49 @@ def _animal(
     body_bottom = ground - leg_len
     body = [cx - length / 2, body_bottom - height, cx + length / 2, body_bottom]
     # shadow, legs, tail behind the body
-    draw.ellipse([cx - length * 0.6, ground - s * 0.06, cx + length * 0.6, ground + s * 0.06],
-                 fill=(40, 60, 35))
+    draw.ellipse(
+        [cx - length * 0.6, ground - s * 0.06, cx + length * 0.6, ground + s * 0.06],
+        fill=(40, 60, 35),
+    )
     for fx in (-0.38, -0.22, 0.22, 0.38):
         x = cx + fx * length + rng.uniform(-0.03, 0.03) * length
-        draw.rectangle([x - leg_w / 2, body_bottom - height * 0.3, x + leg_w / 2, ground],
-                       fill=fur if fx * facing > 0 else dark)
+        draw.rectangle(
+            [x - leg_w / 2, body_bottom - height * 0.3, x + leg_w / 2, ground],
+            fill=fur if fx * facing > 0 else dark,
+        )
     rear = (cx - facing * length * 0.45, body_bottom - height * 0.75)
     if is_cat:
-        _tail(draw, rear, (rng.uniform(0.2, 0.6), rng.uniform(1.3, 1.9)), s * rng.uniform(0.55, 0.75),
-              s * 0.05, accent, facing)
+        _tail(
+            draw,
+            rear,
+            (rng.uniform(0.2, 0.6), rng.uniform(1.3, 1.9)),
+            s * rng.uniform(0.55, 0.75),
+            s * 0.05,
+            accent,
+            facing,
+        )
     else:
-        _tail(draw, rear, (rng.uniform(0.4, 0.9), rng.uniform(0.6, 1.1)), s * rng.uniform(0.25, 0.35),
-              s * 0.09, accent, facing)
+        _tail(
+            draw,
+            rear,
+            (rng.uniform(0.4, 0.9), rng.uniform(0.6, 1.1)),
+            s * rng.uniform(0.25, 0.35),
+            s * 0.09,
+            accent,
+            facing,
+        )
     draw.ellipse(body, fill=fur)
     if accent != fur:  # a patch, on cats and dogs alike
         px = cx + rng.uniform(-0.2, 0.2) * length
-        draw.ellipse([px - length * 0.15, body[1] + height * 0.1, px + length * 0.15,
-                      body[1] + height * 0.6], fill=accent)
+        draw.ellipse(
+            [
+                px - length * 0.15,
+                body[1] + height * 0.1,
+                px + length * 0.15,
+                body[1] + height * 0.6,
+            ],
+            fill=accent,
+        )
     # head
     r = s * rng.uniform(0.17, 0.21)
     hx = cx + facing * (length * 0.5 + r * 0.2)
@@ -170,18 +197,38 @@ def _animal(
         ear_h = r * rng.uniform(0.9, 1.2)
         for side in (-0.55, 0.45):
             ex = hx + side * r
-            draw.polygon([(ex - r * 0.35, hy - r * 0.6), (ex + r * 0.35, hy - r * 0.6),
-                          (ex + r * 0.05, hy - r * 0.6 - ear_h)], fill=fur)
-            draw.polygon([(ex - r * 0.15, hy - r * 0.65), (ex + r * 0.18, hy - r * 0.65),
-                          (ex + r * 0.03, hy - r * 0.5 - ear_h * 0.8)], fill=(220, 150, 160))
+            draw.polygon(
+                [
+                    (ex - r * 0.35, hy - r * 0.6),
+                    (ex + r * 0.35, hy - r * 0.6),
+                    (ex + r * 0.05, hy - r * 0.6 - ear_h),
+                ],
+                fill=fur,
+            )
+            draw.polygon(
+                [
+                    (ex - r * 0.15, hy - r * 0.65),
+                    (ex + r * 0.18, hy - r * 0.65),
+                    (ex + r * 0.03, hy - r * 0.5 - ear_h * 0.8),
+                ],
+                fill=(220, 150, 160),
+            )
     draw.ellipse([hx - r, hy - r, hx + r, hy + r], fill=fur)
     if is_cat:
         mx = hx + facing * r * 0.55
-        draw.ellipse([mx - r * 0.3, hy, mx + r * 0.3, hy + r * 0.45], fill=_jitter(rng, (230, 225, 215), 10))
-        draw.polygon([(mx - r * 0.1, hy + r * 0.05), (mx + r * 0.1, hy + r * 0.05), (mx, hy + r * 0.18)],
-                     fill=(200, 110, 120))
+        draw.ellipse(
+            [mx - r * 0.3, hy, mx + r * 0.3, hy + r * 0.45], fill=_jitter(rng, (230, 225, 215), 10)
+        )
+        draw.polygon(
+            [(mx - r * 0.1, hy + r * 0.05), (mx + r * 0.1, hy + r * 0.05), (mx, hy + r * 0.18)],
+            fill=(200, 110, 120),
+        )
         for dy in (-0.05, 0.12, 0.28):  # whiskers
-            draw.line([(mx, hy + r * 0.2), (mx + facing * r * 1.1, hy + r * dy)], fill=(235, 235, 235), width=1)
+            draw.line(
+                [(mx, hy + r * 0.2), (mx + facing * r * 1.1, hy + r * dy)],
+                fill=(235, 235, 235),
+                width=1,
+            )
         eye_w = r * 0.22
     else:
         snout_len = r * rng.uniform(0.9, 1.3)
@@ -190,8 +237,15 @@ def _animal(
         nx = hx + facing * (r * 0.3 + snout_len)
         draw.ellipse([nx - r * 0.2, hy - r * 0.05, nx + r * 0.15, hy + r * 0.25], fill=(20, 20, 20))
         if rng.random() < 0.3:
-            draw.ellipse([nx - facing * r * 0.5 - r * 0.12, hy + r * 0.45, nx - facing * r * 0.5 + r * 0.12,
-                          hy + r * 0.8], fill=(215, 90, 110))
+            draw.ellipse(
+                [
+                    nx - facing * r * 0.5 - r * 0.12,
+                    hy + r * 0.45,
+                    nx - facing * r * 0.5 + r * 0.12,
+                    hy + r * 0.8,
+                ],
+                fill=(215, 90, 110),
+            )
         ear = accent if accent != fur else dark
         for side in (-1, 1):
             ex = hx + side * r * 0.75
@@ -202,7 +256,7 @@ def _animal(
 
 
 def _scenario(image: Image.Image, rng: np.random.Generator, scenario: str) -> Image.Image:
-    arr = np.asarray(image, dtype=np.float32)
+    arr = np.asarray(image, dtype=np.float64)
     size = arr.shape[0]
     if scenario == "day":
         arr = arr * rng.uniform(0.9, 1.12) + rng.normal(0, rng.uniform(2, 5), arr.shape)
@@ -220,7 +274,7 @@ def _scenario(image: Image.Image, rng: np.random.Generator, scenario: str) -> Im
         for _ in range(int(rng.integers(80, 160))):
             x, y = rng.uniform(0, size, 2)
             draw.line([(x, y), (x - size * 0.02, y + size * 0.08)], fill=(200, 205, 215), width=1)
-        arr = np.asarray(rained, dtype=np.float32) * rng.uniform(0.65, 0.8)
+        arr = np.asarray(rained, dtype=np.float64) * rng.uniform(0.65, 0.8)
         arr = arr + rng.normal(0, 5, arr.shape)
     else:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
@@ -229,10 +283,10 @@ def _scenario(image: Image.Image, rng: np.random.Generator, scenario: str) -> Im
 
 def _overlay(image: Image.Image, rng: np.random.Generator) -> None:
     draw = ImageDraw.Draw(image)
-    stamp = (
-        f"CAM-{int(rng.integers(1, 9)):02d} 2026-{int(rng.integers(1, 13)):02d}-"
-        f"{int(rng.integers(1, 29)):02d} {int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}"
+    cam, month, day, hour, minute = (
+        int(rng.integers(lo, hi)) for lo, hi in ((1, 9), (1, 13), (1, 29), (0, 24), (0, 60))
     )
+    stamp = f"CAM-{cam:02d} 2026-{month:02d}-{day:02d} {hour:02d}:{minute:02d}"
     draw.text((4, 3), stamp, fill=(255, 255, 255))
 
 

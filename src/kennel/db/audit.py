@@ -26,7 +26,13 @@ def _utc_naive(at: datetime) -> datetime:
 
 
 def entry_hash(
-    seq: int, at: datetime, actor: str, action: str, subject: str, details: dict[str, Any], prev: str
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    details: dict[str, Any],
+    prev: str,
 ) -> str:
     body = json.dumps(
         {
@@ -46,7 +52,12 @@ def entry_hash(
 
 
 def record(
-    session: Session, *, actor: str, action: str, subject: str, details: dict[str, Any] | None = None
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    subject: str,
+    details: dict[str, Any] | None = None,
 ) -> int:
     """Append an entry in the caller's transaction (so it commits or rolls back with the change)."""
     if session.get_bind().dialect.name == "postgresql":

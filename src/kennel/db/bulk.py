@@ -14,9 +14,8 @@ def insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]]) ->
         return
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        statement = postgresql.insert(table).on_conflict_do_nothing()
+        session.execute(postgresql.insert(table).on_conflict_do_nothing(), rows)
     elif dialect == "sqlite":
-        statement = sqlite.insert(table).on_conflict_do_nothing()
+        session.execute(sqlite.insert(table).on_conflict_do_nothing(), rows)
     else:  # pragma: no cover - other databases are not supported as the metadata store
         raise NotImplementedError(dialect)
-    session.execute(statement, rows)

@@ -53,7 +53,9 @@ def upgrade(engine: Engine) -> None:
     try:
         with engine.begin() as connection:
             if engine.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK}
+                )
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:
@@ -86,7 +88,9 @@ class Database:
             session.commit()
         except SQLAlchemyError as exc:
             session.rollback()
-            raise MetadataError(f"metadata database error: {exc.__class__.__name__}: {exc}") from exc
+            raise MetadataError(
+                f"metadata database error: {exc.__class__.__name__}: {exc}"
+            ) from exc
         except BaseException:
             session.rollback()
             raise

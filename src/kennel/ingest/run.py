@@ -129,11 +129,13 @@ class Ingestor:
     ) -> IngestReport:
         started = time.perf_counter()
         self.catalog.ensure_dataset(dataset)
-        listing = source.list()
+        listing = source.scan()
         entries = listing.entries
         run_id, parent_id, resumed = self._start(dataset, source, entries, actor)
         with self.db.session() as s:
-            done = set(s.scalars(select(IngestRecordRow.uri).where(IngestRecordRow.run_id == run_id)))
+            done = set(
+                s.scalars(select(IngestRecordRow.uri).where(IngestRecordRow.run_id == run_id))
+            )
         pending = [(seq, e) for seq, e in enumerate(entries) if e.uri not in done]
         if progress:
             progress(len(done), len(entries))
@@ -156,7 +158,7 @@ class Ingestor:
             added=summary["added"],
             already_present=summary["already_present"],
             quarantined=summary["quarantined"],
-            quarantine_sample=[tuple(x) for x in summary["quarantine_sample"]],  # type: ignore[misc]
+            quarantine_sample=[(u, r) for u, r in summary["quarantine_sample"]],
             ignored=listing.ignored,
             exact_duplicate_groups=summary["exact_duplicate_groups"],
             near_duplicate_pairs=summary["near_duplicate_pairs"],
@@ -200,7 +202,9 @@ class Ingestor:
             )
         return run_id, parent.id if parent else None, False
 
-    def _check(self, source: Source, pending: list[tuple[int, Entry]]) -> Iterator[list[FileResult]]:
+    def _check(
+        self, source: Source, pending: list[tuple[int, Entry]]
+    ) -> Iterator[list[FileResult]]:
         chunks = _chunks(source, pending)
         if self.workers == 1 or len(pending) <= 2 * CHUNK:
             for chunk in chunks:
@@ -322,7 +326,9 @@ class Ingestor:
         self._close(run_id, "done", version.id, summary)
         return version, created, summary
 
-    def _close(self, run_id: str, status: str, version_id: str | None, summary: dict[str, Any]) -> None:
+    def _close(
+        self, run_id: str, status: str, version_id: str | None, summary: dict[str, Any]
+    ) -> None:
         with self.db.session() as s:
             run = s.get(IngestRunRow, run_id)
             assert run is not None

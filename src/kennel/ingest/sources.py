@@ -17,7 +17,7 @@ import posixpath
 import re
 import tarfile
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +54,7 @@ class Source(Protocol):
         """A canonical, human-readable description (recorded as the run's source)."""
         ...
 
-    def list(self) -> Listing: ...
+    def scan(self) -> Listing: ...
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
         """Bytes for each entry, in the given order; a string instead of bytes on failure."""
@@ -66,12 +66,24 @@ def is_image_name(name: str) -> bool:
     return not base.startswith(".") and posixpath.splitext(base)[1].lower() in IMAGE_EXTENSIONS
 
 
-def detect_layout(relpaths: list[str]) -> Literal["imagefolder", "flat"]:
+def detect_layout(
+    relpaths: list[str], labels: Sequence[str] = ()
+) -> Literal["imagefolder", "flat"]:
+    """Which layout explains the names best: the one giving more known labels when labels are
+    configured, else ``flat`` only when all files share one parent folder and carry a prefix."""
     if not relpaths:
         return "imagefolder"
+    if labels:
+        allowed = set(labels)
+        score = {
+            layout: sum(1 for p in relpaths if label_for(p, layout) in allowed)
+            for layout in ("imagefolder", "flat")
+        }
+        if score["flat"] != score["imagefolder"]:
+            return "flat" if score["flat"] > score["imagefolder"] else "imagefolder"
+    parents = {posixpath.dirname(p) for p in relpaths}
     flat = sum(1 for p in relpaths if _FLAT_NAME.match(posixpath.basename(p)))
-    nested = sum(1 for p in relpaths if "/" in p)
-    if flat >= 0.9 * len(relpaths) or nested == 0:
+    if len(parents) == 1 and flat >= 0.9 * len(relpaths):
         return "flat"
     return "imagefolder"
 
@@ -97,29 +109,34 @@ def _split_images(relpaths: Iterable[str]) -> tuple[list[str], int]:
     return sorted(images), ignored
 
 
-def _labelled(relpaths: list[str], layout: Layout, uri_of: Any) -> list[Entry]:
-    chosen = detect_layout(relpaths) if layout == "auto" else layout
+def _labelled(
+    relpaths: list[str], layout: Layout, labels: Sequence[str], uri_of: Any
+) -> list[Entry]:
+    chosen = detect_layout(relpaths, labels) if layout == "auto" else layout
     return [Entry(uri_of(rel), label_for(rel, chosen)) for rel in relpaths]
 
 
 class FolderSource:
     """A local folder; symlinks that lead outside it are refused."""
 
-    def __init__(self, root: Path, layout: Layout = "auto") -> None:
+    def __init__(self, root: Path, layout: Layout = "auto", labels: Sequence[str] = ()) -> None:
         self.root = root.resolve()
         self.layout = layout
+        self.labels = tuple(labels)
 
     def describe(self) -> str:
         return f"folder:{self.root} layout={self.layout}"
 
-    def list(self) -> Listing:
-        rels = []
+    def scan(self) -> Listing:
+        rels: list[str] = []
         for dirpath, dirs, files in os.walk(self.root):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             base = Path(dirpath)
             rels.extend((base / f).relative_to(self.root).as_posix() for f in files)
         images, ignored = _split_images(rels)
-        return Listing(_labelled(images, self.layout, lambda r: str(self.root / r)), ignored)
+        return Listing(
+            _labelled(images, self.layout, self.labels, lambda r: str(self.root / r)), ignored
+        )
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
         for entry in entries:
@@ -136,9 +153,10 @@ class FolderSource:
 class ZipSource:
     """A .zip archive (local or any fsspec URL), read member by member without extracting."""
 
-    def __init__(self, url: str, layout: Layout = "auto") -> None:
+    def __init__(self, url: str, layout: Layout = "auto", labels: Sequence[str] = ()) -> None:
         self.url = url
         self.layout = layout
+        self.labels = tuple(labels)
 
     def describe(self) -> str:
         return f"zip:{self.url} layout={self.layout}"
@@ -151,11 +169,13 @@ class ZipSource:
         except (OSError, zipfile.BadZipFile) as exc:
             raise SourceError(f"cannot open zip archive {self.url}: {exc}") from exc
 
-    def list(self) -> Listing:
+    def scan(self) -> Listing:
         with self._open() as archive:
             names = [i.filename for i in archive.infolist() if not i.is_dir()]
         images, ignored = _split_images(names)
-        return Listing(_labelled(images, self.layout, lambda r: f"zip://{r}::{self.url}"), ignored)
+        return Listing(
+            _labelled(images, self.layout, self.labels, lambda r: f"zip://{r}::{self.url}"), ignored
+        )
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
         with self._open() as archive:
@@ -170,9 +190,10 @@ class ZipSource:
 class TarSource:
     """A .tar/.tar.gz/.tgz/.tar.bz2/.tar.xz archive, streamed in order (no random access)."""
 
-    def __init__(self, url: str, layout: Layout = "auto") -> None:
+    def __init__(self, url: str, layout: Layout = "auto", labels: Sequence[str] = ()) -> None:
         self.url = url
         self.layout = layout
+        self.labels = tuple(labels)
 
     def describe(self) -> str:
         return f"tar:{self.url} layout={self.layout}"
@@ -189,9 +210,11 @@ class TarSource:
         except (OSError, tarfile.TarError) as exc:
             raise SourceError(f"cannot read tar archive {self.url}: {exc}") from exc
 
-    def list(self) -> Listing:
+    def scan(self) -> Listing:
         images, ignored = _split_images(m.name for _a, m in self._members())
-        return Listing(_labelled(images, self.layout, lambda r: f"tar://{r}::{self.url}"), ignored)
+        return Listing(
+            _labelled(images, self.layout, self.labels, lambda r: f"tar://{r}::{self.url}"), ignored
+        )
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
         wanted = {e.uri[len("tar://") : e.uri.rindex("::")]: e for e in entries}
@@ -207,9 +230,10 @@ class TarSource:
 class FsspecFolderSource:
     """A folder on any fsspec filesystem (s3://bucket/prefix, memory://lake, ...)."""
 
-    def __init__(self, url: str, layout: Layout = "auto") -> None:
+    def __init__(self, url: str, layout: Layout = "auto", labels: Sequence[str] = ()) -> None:
         self.url = url.rstrip("/")
         self.layout = layout
+        self.labels = tuple(labels)
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.url)
         except (ImportError, ValueError) as exc:
@@ -219,7 +243,7 @@ class FsspecFolderSource:
     def describe(self) -> str:
         return f"fsspec:{self.url} layout={self.layout}"
 
-    def list(self) -> Listing:
+    def scan(self) -> Listing:
         try:
             paths = self.fs.find(self.root)
         except OSError as exc:
@@ -227,7 +251,9 @@ class FsspecFolderSource:
         prefix = self.root.strip("/")
         rels = [p.strip("/")[len(prefix) :].lstrip("/") for p in paths]
         images, ignored = _split_images(rels)
-        return Listing(_labelled(images, self.layout, lambda r: f"{self.url}/{r}"), ignored)
+        return Listing(
+            _labelled(images, self.layout, self.labels, lambda r: f"{self.url}/{r}"), ignored
+        )
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
         yield from read_uris(entries)
@@ -286,7 +312,7 @@ class TableSource:
     def describe(self) -> str:
         return self.description
 
-    def list(self) -> Listing:
+    def scan(self) -> Listing:
         return Listing(self.entries, 0)
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
@@ -333,6 +359,7 @@ def open_source(
     spec: str,
     *,
     layout: Layout = "auto",
+    labels: Sequence[str] = (),
     sql_query: str | None = None,
     sql_table: str | None = None,
     uri_column: str = "uri",
@@ -346,11 +373,11 @@ def open_source(
     if lower.endswith((".csv", ".parquet")):
         return manifest_source(spec, **columns)
     if lower.endswith(".zip"):
-        return ZipSource(spec if "://" in spec else str(Path(spec).resolve()), layout)
+        return ZipSource(spec if "://" in spec else str(Path(spec).resolve()), layout, labels)
     if lower.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
-        return TarSource(spec if "://" in spec else str(Path(spec).resolve()), layout)
+        return TarSource(spec if "://" in spec else str(Path(spec).resolve()), layout, labels)
     if "://" in spec and not spec.startswith("file://"):
-        return FsspecFolderSource(spec, layout)
+        return FsspecFolderSource(spec, layout, labels)
     path = Path(spec.removeprefix("file://"))
     if not path.exists():
         raise SourceError(f"source {spec!r} does not exist")
@@ -359,4 +386,4 @@ def open_source(
             f"source {spec!r} is a file kennel cannot read as a dataset "
             "(expected a folder, .zip, .tar[.gz], .csv or .parquet)"
         )
-    return FolderSource(path, layout)
+    return FolderSource(path, layout, labels)

@@ -1,0 +1,3 @@
+from kennel.cli.main import main
+
+main()

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from tests.conftest import make_project
+from tests.helpers import labelled_jpegs, write_tree
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> dict[str, object] | list[object]:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    data: dict[str, object] | list[object] = json.loads(result.stdout)
+    return data
+
+
+def test_ingest_list_show_diff(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    write_tree(tmp_path / "a", labelled_jpegs(10, seed=1))
+    write_tree(tmp_path / "b", labelled_jpegs(4, seed=2))
+    first = _run("data", "ingest", str(tmp_path / "a"), "-d", "pets", "-C", root)
+    second = _run("data", "ingest", str(tmp_path / "b"), "-d", "pets", "-C", root)
+    assert isinstance(first, dict) and isinstance(second, dict)
+    listed = _run("data", "list", "-C", root)
+    assert [v["seq"] for v in listed] == [1, 2]  # type: ignore[index]
+    shown = _run("data", "show", "pets@v2", "-C", root)
+    assert shown["rows"] == 14 and shown["parent"] == first["version"]["version"]  # type: ignore[index, call-overload]
+    diff = _run("data", "diff", "pets@v1", "pets", "-C", root)
+    assert len(diff["added"]) == 4 and diff["removed"] == []  # type: ignore[call-overload]
+    human = runner.invoke(app, ["data", "show", "pets", "-C", root])
+    assert human.exit_code == 0 and "label" in human.stdout and "quarantined" in human.stdout
+
+
+def test_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    cases = [
+        (["data", "show", "ghost", "-C", root], 3, "no versions"),
+        (["data", "ingest", str(tmp_path / "missing"), "-d", "x", "-C", root], 6, "does not exist"),
+        (
+            ["data", "ingest", str(tmp_path), "-d", "x", "--layout", "odd", "-C", root],
+            2,
+            "--layout",
+        ),
+        (["data", "ingest", str(tmp_path), "-d", "bad name!", "-C", root], 2, "dataset name"),
+    ]
+    for args, code, text in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == code, (args, result.output)
+        assert text in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_ingest_with_no_valid_image_fails_clearly(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    write_tree(tmp_path / "junk", {"cat/a.jpg": b"nope", "dog/b.jpg": b""})
+    result = runner.invoke(app, ["data", "ingest", str(tmp_path / "junk"), "-d", "j", "-C", root])
+    assert result.exit_code == 6 and "no valid images" in result.stderr
+
+
+def test_synth_command(tmp_path: Path) -> None:
+    out = _run(
+        "data", "synth", str(tmp_path / "s"), "--count", "20", "--scenario", "fog", "--workers", "1"
+    )
+    assert out["count"] == 20  # type: ignore[call-overload]
+    bad = runner.invoke(app, ["data", "synth", str(tmp_path / "s"), "--scenario", "snow"])
+    assert bad.exit_code == 2 and "--scenario" in bad.stderr
+
+
+def test_audit_commands(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    write_tree(tmp_path / "a", labelled_jpegs(3))
+    _run("data", "ingest", str(tmp_path / "a"), "-d", "pets", "-C", root)
+    verdict = _run("audit", "verify", "-C", root)
+    assert verdict["ok"] is True and verdict["checked"] >= 3  # type: ignore[call-overload]
+    log = _run("audit", "log", "-C", root)
+    assert {e["action"] for e in log} >= {"ingest.start", "dataset.version", "ingest.done"}  # type: ignore[index]

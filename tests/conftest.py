@@ -1,0 +1,93 @@
+"""Shared fixtures. Integration tests talk to real services; they skip when a service is
+unreachable on a user's machine, but fail instead when CI=true."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kennel.config import Project, init_project
+from kennel.wiring import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+PG_BASE = os.environ.get("KENNEL_TEST_PG", "postgresql+psycopg://127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(reason: str) -> None:
+    """Skip on a user's machine; fail in CI, where every service must be there."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: integration tests may not skip)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = Path(os.environ.get("KENNEL_SHARED_DATA", REPO.parent / "shared" / "datasets"))
+    if not (path / "dogs-vs-cats-mini.zip").is_file():
+        unavailable(f"shared datasets not found at {path} (set KENNEL_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    engine = create_engine(PG_BASE, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        unavailable(f"PostgreSQL unreachable at {PG_BASE}: {exc.__class__.__name__}")
+    finally:
+        engine.dispose()
+    return PG_BASE
+
+
+@pytest.fixture
+def pg_url(pg_available: str) -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a fresh schema, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_available)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{pg_available}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'meta.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def make_project(root: Path, **data: object) -> Project:
+    """A fresh project under ``root``; keyword arguments override the ``data:`` section."""
+    project, _ = init_project(root)
+    if data:
+        config = yaml.safe_load((root / "kennel.yaml").read_text())
+        config["data"].update(data)
+        (root / "kennel.yaml").write_text(yaml.safe_dump(config))
+        project, _ = init_project(root)
+    return project
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    ws = Workspace(make_project(tmp_path / "proj", workers=1))
+    yield ws
+    ws.close()
