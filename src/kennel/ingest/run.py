@@ -35,9 +35,9 @@ from kennel.ingest.validate import (
     QUARANTINED,
     FileResult,
     Limits,
+    check_and_store,
     init_worker,
     process_chunk,
-    store_checked,
 )
 from kennel.storage import ContentStore
 
@@ -208,7 +208,7 @@ class Ingestor:
         chunks = _chunks(source, pending)
         if self.workers == 1 or len(pending) <= 2 * CHUNK:
             for chunk in chunks:
-                yield [store_checked(self.content, self.limits, *item) for item in chunk]
+                yield check_and_store(self.content, self.limits, chunk)
             return
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(

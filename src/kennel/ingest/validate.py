@@ -92,19 +92,20 @@ def process_chunk(
 ) -> list[FileResult]:
     """Check a chunk of files and store their bytes; runs in a worker process."""
     assert _store is not None and _limits is not None, "init_worker was not called"
-    return [store_checked(_store, _limits, *item) for item in chunk]
+    return check_and_store(_store, _limits, chunk)
 
 
-def store_checked(
+def check_and_store(
     store: ContentStore,
     limits: Limits,
-    seq: int,
-    uri: str,
-    label: str | None,
-    attrs: dict[str, str],
-    data: bytes | str,
-) -> FileResult:
-    result, keep = check(seq, uri, label, data, limits, attrs)
-    if keep is not None and result.sha256 is not None:
-        store.put(keep, result.sha256)
-    return result
+    chunk: list[tuple[int, str, str | None, dict[str, str], bytes | str]],
+) -> list[FileResult]:
+    """Check each file, then store the bytes worth keeping in one durable batch."""
+    results, keep = [], []
+    for seq, uri, label, attrs, data in chunk:
+        result, kept = check(seq, uri, label, data, limits, attrs)
+        results.append(result)
+        if kept is not None:
+            keep.append(kept)
+    store.put_many(keep)
+    return results

@@ -35,6 +35,10 @@ class BlobStore(Protocol):
         """Store ``data`` under ``key`` atomically; False (and no write) when the key exists."""
         ...
 
+    def put_many(self, items: list[tuple[str, bytes]]) -> int:
+        """``put`` each (key, data); durable when it returns. Returns how many were new."""
+        ...
+
     def get(self, key: str) -> bytes:
         """The bytes under ``key``; NotFoundError when absent."""
         ...

@@ -35,6 +35,12 @@ class ContentStore:
         self.blobs.put(digest_key(actual), data)
         return actual
 
+    def put_many(self, datas: list[bytes]) -> list[str]:
+        """Store several byte strings in one durable batch; returns their digests in order."""
+        digests = [sha256_hex(data) for data in datas]
+        self.blobs.put_many([(digest_key(d), data) for d, data in zip(digests, datas, strict=True)])
+        return digests
+
     def get(self, digest: str) -> bytes:
         data = self.blobs.get(digest_key(digest))
         actual = sha256_hex(data)

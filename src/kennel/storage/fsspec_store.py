@@ -48,6 +48,9 @@ class FsspecBlobStore:
         except OSError as exc:
             raise StorageError(f"cannot write artifact {key!r} to {self.url}: {exc}") from exc
 
+    def put_many(self, items: list[tuple[str, bytes]]) -> int:
+        return sum(self.put(key, data) for key, data in items)
+
     def get(self, key: str) -> bytes:
         path = self._path(key)
         try:

@@ -1,0 +1,80 @@
+"""Ingest and version N simulator images, then append 1,000 more (issue: foundation benchmark).
+
+    .venv/bin/python benchmarks/ingest_scale.py --count 100000 [--dvc /path/to/dvc]
+
+Prints JSON: synthesis rate, first-ingest images/s, append re-version time and its ratio to the
+first ingest, and (when a dvc executable is given or on PATH) `dvc add` on the same folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from kennel.config import init_project
+from kennel.datasets.synth import generate
+from kennel.wiring import Workspace
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--append", type=int, default=1_000)
+    parser.add_argument("--size", type=int, default=200)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--dvc", default=shutil.which("dvc"))
+    args = parser.parse_args()
+    workers = os.cpu_count() or 1
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="kennel-bench-"))
+    lake, extra = work / "lake", work / "append"
+
+    began = time.perf_counter()
+    generate(lake, args.count, seed=1, size=args.size, workers=workers)
+    synth_s = time.perf_counter() - began
+    generate(extra, args.append, seed=2, size=args.size, workers=workers)
+
+    project, _ = init_project(work / "project")
+    ws = Workspace(project)
+    try:
+        first = ws.ingestor().run(ws.source(str(lake)), "bench")
+        began = time.perf_counter()
+        child = ws.ingestor().run(ws.source(str(extra)), "bench")
+        append_s = time.perf_counter() - began
+    finally:
+        ws.close()
+
+    result: dict[str, object] = {
+        "benchmark": "ingest_scale",
+        "machine": f"{platform.machine()} {workers} cores",
+        "images": args.count,
+        "image_size": args.size,
+        "synth_images_per_s": round(args.count / synth_s, 1),
+        "ingest_s": round(first.seconds, 2),
+        "ingest_images_per_s": round(first.images_per_second, 1),
+        "append_images": args.append,
+        "append_reversion_s": round(append_s, 2),
+        "append_ratio_of_first": round(append_s / first.seconds, 4),
+        "versions": [first.version.ref, child.version.ref],
+        "near_duplicate_pairs": first.near_duplicate_pairs,
+    }
+    if args.dvc:
+        subprocess.run([args.dvc, "init", "--no-scm", "-q"], cwd=work, check=True)
+        began = time.perf_counter()
+        subprocess.run([args.dvc, "add", "-q", str(lake)], cwd=work, check=True)
+        dvc_s = time.perf_counter() - began
+        result["dvc_add_s"] = round(dvc_s, 2)
+        result["dvc_add_over_kennel"] = round(dvc_s / first.seconds, 2)
+    print(json.dumps(result, indent=2))
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
