@@ -96,7 +96,7 @@ def extend(
         )
         for c in accepted
     ]
-    rows = sorted([*parent, *added])
+    rows = sorted([*parent, *added], key=lambda r: r.key)
     uris_by_sha: dict[str, list[str]] = defaultdict(list)
     for row in rows:
         uris_by_sha[row.sha256].append(row.uri)

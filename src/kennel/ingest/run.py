@@ -42,6 +42,7 @@ from kennel.ingest.validate import (
 from kennel.storage import ContentStore
 
 CHUNK = 64
+INLINE_BELOW = 400  # fewer files than this are checked in-process: spawning a pool costs ~1 s
 Progress = Callable[[int, int], None]
 WorkItem = tuple[int, str, str | None, dict[str, str], bytes | str]
 
@@ -206,7 +207,7 @@ class Ingestor:
         self, source: Source, pending: list[tuple[int, Entry]]
     ) -> Iterator[list[FileResult]]:
         chunks = _chunks(source, pending)
-        if self.workers == 1 or len(pending) <= 2 * CHUNK:
+        if self.workers == 1 or len(pending) < INLINE_BELOW:
             for chunk in chunks:
                 yield check_and_store(self.content, self.limits, chunk)
             return
