@@ -75,15 +75,30 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-def make_project(root: Path, **data: object) -> Project:
-    """A fresh project under ``root``; keyword arguments override the ``data:`` section."""
+def make_project(
+    root: Path, sections: dict[str, dict[str, object]] | None = None, **data: object
+) -> Project:
+    """A fresh project under ``root``; keyword arguments override the ``data:`` section and
+    ``sections`` any other top-level section."""
     project, _ = init_project(root)
-    if data:
+    if data or sections:
         config = yaml.safe_load((root / "kennel.yaml").read_text())
         config["data"].update(data)
+        for key, values in (sections or {}).items():
+            config.setdefault(key, {}).update(values)
         (root / "kennel.yaml").write_text(yaml.safe_dump(config))
         project, _ = init_project(root)
     return project
+
+
+# Training settings small enough for tests: a tiny CNN at 64 px, two epochs, no search.
+TINY_TRAIN = {
+    "arch": "small_cnn",
+    "image_size": 64,
+    "epochs": 2,
+    "batch_size": 32,
+    "search": {"trials": 1},
+}
 
 
 @pytest.fixture

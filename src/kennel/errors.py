@@ -9,7 +9,9 @@
     ├── StorageError            the artifact store failed
     │   ├── IntegrityError      bytes read back do not match their content hash
     │   └── UnsafePathError     a key or path would escape its root
-    └── MetadataError           the metadata database failed (wraps SQLAlchemy errors)
+    ├── MetadataError           the metadata database failed (wraps SQLAlchemy errors)
+    ├── TrainingError           training or tuning could not produce a model
+    └── PackagingError          export failed or ONNX Runtime disagrees with PyTorch (parity)
 
 Third-party exceptions are re-raised as one of these ``from`` the original, so callers catch
 ``KennelError`` and the CLI and HTTP layers map ``code`` through ``STATUS`` in one place.
@@ -62,6 +64,14 @@ class MetadataError(KennelError):
     code = "metadata_error"
 
 
+class TrainingError(KennelError):
+    code = "training_error"
+
+
+class PackagingError(KennelError):
+    code = "packaging_error"
+
+
 @dataclass(frozen=True)
 class Status:
     exit_code: int
@@ -80,6 +90,8 @@ STATUS: dict[str, Status] = {
     IntegrityError.code: Status(8, 500),
     UnsafePathError.code: Status(9, 400),
     MetadataError.code: Status(10, 503),
+    TrainingError.code: Status(11, 500),
+    PackagingError.code: Status(12, 500),
 }
 
 

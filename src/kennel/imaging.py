@@ -145,3 +145,16 @@ def dhash(grey: Image.Image) -> str:
     for bit in bits:
         value = (value << 1) | int(bit)
     return f"{value:016x}"
+
+
+# The preprocessing contract shared by training (cache building) and serving: RGB, shorter side
+# resized to ``size`` with bilinear filtering, centre crop to size x size, uint8 HWC. Values are
+# normalised later with the bundle's mean and std.
+def square(image: Image.Image, size: int) -> np.ndarray:
+    width, height = image.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    resized = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    cropped = resized.crop((left, top, left + size, top + size))
+    return np.asarray(cropped, dtype=np.uint8)

@@ -12,7 +12,10 @@ from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database
 from kennel.ingest.run import Ingestor
 from kennel.ingest.sources import Source, open_source
+from kennel.pipeline.build import Builder
+from kennel.registry.store import ModelRegistry
 from kennel.storage import ContentStore, open_content_store
+from kennel.train.tracking import RunTracker
 
 
 @dataclass
@@ -36,6 +39,27 @@ class Workspace:
     @cached_property
     def catalog(self) -> DatasetCatalog:
         return DatasetCatalog(self.db, self.content)
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.db, self.content)
+
+    @cached_property
+    def tracker(self) -> RunTracker:
+        return RunTracker(self.db)
+
+    def builder(self) -> Builder:
+        return Builder(
+            config=self.project.config,
+            db=self.db,
+            content=self.content,
+            artifacts_url=self.project.artifacts_url,
+            catalog=self.catalog,
+            registry=self.registry,
+            cache_root=self.project.state_dir / "cache",
+            runs_root=self.project.state_dir / "runs",
+            workers=self.project.workers,
+        )
 
     def ingestor(self, workers: int | None = None) -> Ingestor:
         return Ingestor(

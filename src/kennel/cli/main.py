@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from kennel import __version__
-from kennel.cli import data
+from kennel.cli import build, data, models
 from kennel.cli.app import JsonOption, ProjectOption, new_app
 from kennel.cli.render import console, emit_json, table
 from kennel.config import init_project
@@ -18,6 +18,10 @@ from kennel.wiring import Workspace
 
 app = new_app("kennel: MLOps for image classifiers, from the data lake to production.")
 app.add_typer(data.app, name="data")
+app.command()(build.train)
+app.add_typer(build.pipeline_app, name="pipeline")
+app.add_typer(models.app, name="models")
+app.add_typer(models.lineage_app, name="lineage")
 audit_app = new_app("The hash-chained audit trail of every state change.")
 app.add_typer(audit_app, name="audit")
 

@@ -105,3 +105,85 @@ class AuditRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class RunRow(Base):
+    """A tracked training run: a tuning trial or a final (re)train, linked to its data."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # trial | final
+    study: Mapped[str | None] = mapped_column(String(64), index=True)
+    trial_number: Mapped[int | None] = mapped_column(Integer)
+    dataset: Mapped[str] = mapped_column(String(128))
+    dataset_version: Mapped[str] = mapped_column(String(64), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16))  # running | completed | pruned | failed
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    git_commit: Mapped[str | None] = mapped_column(String(40))
+    init_from: Mapped[str | None] = mapped_column(String(160))
+
+
+class RunMetricRow(Base):
+    __tablename__ = "run_metrics"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class ModelVersionRow(Base):
+    """A registered model version: its bundle files (content addresses) and where it came from."""
+
+    __tablename__ = "model_versions"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"))
+    dataset: Mapped[str | None] = mapped_column(String(128))
+    dataset_version: Mapped[str | None] = mapped_column(String(64))
+    files: Mapped[dict[str, Any]] = mapped_column(default=dict)  # file name -> sha256
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    gates_passed: Mapped[bool]
+    gate_reasons: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class ModelAliasRow(Base):
+    __tablename__ = "model_aliases"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class AliasEventRow(Base):
+    """Every alias move, kept forever: who, when, from which version to which, and why."""
+
+    __tablename__ = "alias_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    from_version: Mapped[int | None] = mapped_column(Integer)
+    to_version: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class PipelineStepRow(Base):
+    """A finished pipeline step, keyed by the digest of its inputs (so unchanged steps skip)."""
+
+    __tablename__ = "pipeline_steps"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step: Mapped[str] = mapped_column(String(32))
+    output: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]

@@ -1,0 +1,146 @@
+"""``kennel train``, ``kennel pipeline run``: shells over kennel.pipeline."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from kennel.cli.app import JsonOption, ProjectOption, new_app
+from kennel.cli.render import console, emit_json, table
+from kennel.pipeline.build import BuildOptions, BuildResult
+from kennel.pipeline.runner import PipelineRunner
+from kennel.wiring import Workspace
+
+pipeline_app = new_app("Run the build pipeline from kennel.yaml, skipping unchanged steps.")
+
+Arch = Annotated[
+    str | None, typer.Option(help="small_cnn or efficientnet_lite0 (default: config).")
+]
+Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs for the final training run.")]
+Trials = Annotated[int | None, typer.Option(min=1, help="Tuning trials (1 = no search).")]
+Search = Annotated[str | None, typer.Option("--search", help="grid, random or tpe.")]
+Budget = Annotated[float | None, typer.Option(help="Search budget in minutes.")]
+Size = Annotated[int | None, typer.Option(help="Input size in pixels (a multiple of 32).")]
+InitFrom = Annotated[str | None, typer.Option(help="Warm start from a registered NAME@VERSION.")]
+Resume = Annotated[
+    bool, typer.Option(help="Continue the last interrupted run from its checkpoint.")
+]
+
+
+def _options(
+    arch: str | None,
+    epochs: int | None,
+    trials: int | None,
+    search: str | None,
+    budget: float | None,
+    size: int | None,
+    init_from: str | None,
+    resume: bool,
+) -> BuildOptions:
+    if search is not None and search not in ("grid", "random", "tpe"):
+        from kennel.errors import ConfigError
+
+        raise ConfigError(f"--search: expected grid, random or tpe, got {search!r}")
+    return BuildOptions(
+        arch=arch,
+        epochs=epochs,
+        trials=trials,
+        method=search,
+        budget_minutes=budget,
+        image_size=size,
+        init_from=init_from,
+        resume=resume,
+    )
+
+
+def _print(result: BuildResult) -> None:
+    e = result.evaluation
+    table(
+        f"{result.model.ref} on the test split (accuracy {e['accuracy']:.4f})",
+        ["class", "precision", "recall", "f1", "support"],
+        [
+            [c, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", m["support"]]
+            for c, m in e["per_class"].items()
+        ],
+    )
+    gates = "passed" if result.gates["passed"] else "FAILED: " + "; ".join(result.gates["reasons"])
+    console.print(
+        f"gates {gates}; parity {'passed' if result.parity['passed'] else 'FAILED'}; "
+        f"run {result.run_id}; {result.seconds:.0f}s",
+        markup=False,
+    )
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset (default: pipeline.dataset).")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Ingest this first (default: pipeline.source).")
+    ] = None,
+    arch: Arch = None,
+    epochs: Epochs = None,
+    trials: Trials = None,
+    search: Search = None,
+    budget_minutes: Budget = None,
+    image_size: Size = None,
+    force: Annotated[bool, typer.Option(help="Re-run steps whose inputs are unchanged.")] = False,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """ingest -> train (+ search) -> evaluate -> package -> register, from kennel.yaml."""
+    ws = Workspace.load(project)
+    try:
+        cfg = ws.project.config.pipeline
+        spec = source or cfg.source
+        runner = PipelineRunner(
+            config=ws.project.config,
+            db=ws.db,
+            ingestor=ws.ingestor(),
+            builder=ws.builder(),
+            registry=ws.registry,
+        )
+        result = runner.run(
+            dataset=dataset or cfg.dataset,
+            source=ws.source(spec) if spec else None,
+            options=_options(arch, epochs, trials, search, budget_minutes, image_size, None, True),
+            force=force,
+            say=(lambda _m: None) if json_out else (lambda m: console.print(m, markup=False)),
+        )
+    finally:
+        ws.close()
+    if json_out:
+        emit_json(result)
+    else:
+        console.print(f"pipeline done: {result['model']} from {result['dataset_version']}")
+
+
+def train(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="NAME[@VERSION].")],
+    arch: Arch = None,
+    epochs: Epochs = None,
+    trials: Trials = None,
+    search: Search = None,
+    budget_minutes: Budget = None,
+    image_size: Size = None,
+    init_from: InitFrom = None,
+    resume: Resume = False,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Train (and tune) on a dataset version, test, package to ONNX and register the model."""
+    ws = Workspace.load(project)
+    try:
+        result = ws.builder().build(
+            dataset,
+            _options(arch, epochs, trials, search, budget_minutes, image_size, init_from, resume),
+            say=(lambda _m: None) if json_out else (lambda m: console.print(m, markup=False)),
+        )
+    finally:
+        ws.close()
+    if json_out:
+        emit_json(result.as_dict())
+    else:
+        _print(result)

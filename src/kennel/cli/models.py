@@ -1,0 +1,186 @@
+"""``kennel models ...`` and ``kennel lineage ...``: the registry from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kennel.cli.app import JsonOption, ProjectOption, new_app
+from kennel.cli.render import console, emit_json, table
+from kennel.pipeline.lineage import model_lineage
+from kennel.wiring import Workspace
+
+app = new_app("Registered model versions, aliases and their history.")
+lineage_app = new_app("Trace anything back to its sources.")
+
+
+@app.command("list")
+def list_(
+    name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """List registered model versions."""
+    ws = Workspace.load(project)
+    try:
+        versions = ws.registry.versions(name)
+    finally:
+        ws.close()
+    if json_out:
+        emit_json([v.as_dict() for v in versions])
+        return
+    table(
+        "models",
+        ["ref", "accuracy", "gates", "aliases", "dataset version", "created"],
+        [
+            [
+                v.ref,
+                f"{v.metrics.get('accuracy', 0):.4f}",
+                "pass" if v.gates_passed else "FAIL",
+                ",".join(v.aliases) or "-",
+                f"{v.dataset}@{(v.dataset_version or '-')[:12]}",
+                f"{v.created_at:%Y-%m-%d %H:%M}",
+            ]
+            for v in versions
+        ],
+    )
+
+
+@app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS.")],
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Show one model version: metrics, gates, files and aliases."""
+    ws = Workspace.load(project)
+    try:
+        model = ws.registry.resolve(ref)
+    finally:
+        ws.close()
+    if json_out:
+        emit_json(model.as_dict())
+        return
+    console.print(f"[bold]{model.ref}[/bold] aliases: {', '.join(model.aliases) or '-'}")
+    console.print(f"run {model.run_id}  data {model.dataset}@{model.dataset_version}")
+    console.print(
+        f"accuracy {model.metrics.get('accuracy', 0):.4f}  gates "
+        f"{'passed' if model.gates_passed else 'FAILED: ' + '; '.join(model.gate_reasons)}",
+        markup=False,
+    )
+    for fname, digest in sorted(model.files.items()):
+        console.print(f"  {fname}  sha256:{digest}")
+
+
+@app.command()
+def download(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
+    dest: Annotated[Path, typer.Argument(help="Folder to write the bundle into.")],
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Write a model's bundle to DEST, verifying every file's sha256."""
+    ws = Workspace.load(project)
+    try:
+        model, files = ws.registry.download(ref, dest)
+    finally:
+        ws.close()
+    if json_out:
+        emit_json({"model": model.ref, "files": [str(f) for f in files]})
+    else:
+        console.print(f"{model.ref}: {len(files)} files verified and written to {dest}")
+
+
+@app.command()
+def alias(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION to point the alias at.")],
+    name: Annotated[str, typer.Argument(help="Alias name, e.g. champion.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "set by hand",
+    actor: Annotated[str, typer.Option(envvar="KENNEL_ACTOR", help="Who.")] = "cli",
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Point an alias at a version (history keeps who, when, from where, why)."""
+    ws = Workspace.load(project)
+    try:
+        model = ws.registry.resolve(ref)
+        event = ws.registry.set_alias(model.name, name, model.version, actor=actor, reason=reason)
+    finally:
+        ws.close()
+    if json_out:
+        emit_json(event.as_dict())
+    else:
+        console.print(f"{model.name}@{name}: {event.from_version} -> {event.to_version}")
+
+
+@app.command()
+def history(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias_name: Annotated[str | None, typer.Option("--alias", help="Only this alias.")] = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Every alias move of a model."""
+    ws = Workspace.load(project)
+    try:
+        events = ws.registry.alias_history(name, alias_name)
+    finally:
+        ws.close()
+    if json_out:
+        emit_json([e.as_dict() for e in events])
+        return
+    table(
+        f"{name} alias history",
+        ["at", "alias", "from", "to", "actor", "reason"],
+        [
+            [f"{e.at:%Y-%m-%d %H:%M:%S}", e.alias, e.from_version, e.to_version, e.actor, e.reason]
+            for e in events
+        ],
+    )
+
+
+@lineage_app.command("model")
+def lineage_model(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
+    all_files: Annotated[bool, typer.Option("--all-files", help="List every source file.")] = False,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """model version -> run -> trials -> dataset version -> source files."""
+    ws = Workspace.load(project)
+    try:
+        out = model_lineage(
+            ref,
+            registry=ws.registry,
+            tracker=ws.tracker,
+            catalog=ws.catalog,
+            files_limit=None if all_files else 20,
+        )
+    finally:
+        ws.close()
+    if json_out:
+        emit_json(out)
+        return
+    m = out["model"]
+    console.print(f"[bold]{m['ref']}[/bold] (aliases {', '.join(m['aliases']) or '-'})")
+    if "run" in out:
+        r = out["run"]
+        console.print(
+            f"└─ run {r['id']} {r['kind']} {r['status']} {r['params'].get('arch')} "
+            f"epochs={len(r['epochs'])} commit={r['git_commit'] or '-'}",
+            markup=False,
+        )
+    if "study" in out:
+        console.print(f"   └─ study {out['study']['id']}: {len(out['study']['trials'])} trials")
+    if "dataset" in out:
+        d = out["dataset"]
+        for depth, v in enumerate(d["ancestry"]):
+            console.print(
+                f"   {'  ' * depth}└─ dataset {v['ref']} ({v['rows']} rows) from {v['source']}",
+                markup=False,
+            )
+        console.print(f"      {d['training_files']} training files, e.g.:")
+        for uri in d["source_files"]:
+            console.print(f"        {uri}", markup=False)

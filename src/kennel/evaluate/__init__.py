@@ -1,0 +1,1 @@
+"""Model testing: metrics, calibration, slices and bias, reports, and quality gates (pure)."""

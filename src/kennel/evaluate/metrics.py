@@ -1,0 +1,136 @@
+"""Classification metrics from labels and probabilities, computed with scikit-learn and scipy.
+
+Everything here is a pure function of arrays, so a report's numbers can be recomputed from the
+stored predictions by anyone (a test does exactly that).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+from sklearn import metrics as skm
+
+
+def softmax_t(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    return np.asarray(softmax(logits / temperature, axis=1))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature minimising validation negative log-likelihood (temperature scaling)."""
+    if len(labels) == 0:
+        return 1.0
+
+    def nll(log_t: float) -> float:
+        logp = log_softmax(logits / np.exp(log_t), axis=1)
+        return float(-logp[np.arange(len(labels)), labels].mean())
+
+    result = minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded")
+    return float(np.exp(result.x))
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        mask = (confidence > lo) & (confidence <= hi)
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(ece)
+
+
+def classification(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1/support, confusion matrix, ROC and PR curves."""
+    predicted = probs.argmax(axis=1)
+    ids = list(range(len(classes)))
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        labels, predicted, labels=ids, zero_division=0
+    )
+    per_class = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(classes)
+    }
+    curves: dict[str, Any] = {}
+    for i, name in enumerate(classes):
+        truth = (labels == i).astype(int)
+        if 0 < truth.sum() < len(truth):
+            fpr, tpr, _ = skm.roc_curve(truth, probs[:, i])
+            prec, rec, _ = skm.precision_recall_curve(truth, probs[:, i])
+            curves[name] = {
+                "roc_auc": float(skm.roc_auc_score(truth, probs[:, i])),
+                "average_precision": float(skm.average_precision_score(truth, probs[:, i])),
+                "roc": {"fpr": _thin(fpr), "tpr": _thin(tpr)},
+                "pr": {"precision": _thin(prec), "recall": _thin(rec)},
+            }
+    return {
+        "n": len(labels),
+        "accuracy": float(skm.accuracy_score(labels, predicted)) if len(labels) else 0.0,
+        "macro_f1": float(np.mean(f1)) if len(f1) else 0.0,
+        "per_class": per_class,
+        "confusion": skm.confusion_matrix(labels, predicted, labels=ids).tolist(),
+        "curves": curves,
+        "ece": expected_calibration_error(probs, labels) if len(labels) else 0.0,
+    }
+
+
+def bias(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Between-class bias: recall gap and predicted-rate ratio (the seed's "30% biased to detect
+    dogs" is a predicted-rate ratio of 1.3)."""
+    predicted = probs.argmax(axis=1)
+    recalls = {
+        c: float((predicted[labels == i] == i).mean()) if (labels == i).any() else 0.0
+        for i, c in enumerate(classes)
+    }
+    rates = {
+        c: float((predicted == i).mean()) if len(predicted) else 0.0 for i, c in enumerate(classes)
+    }
+    true_rates = {
+        c: float((labels == i).mean()) if len(labels) else 0.0 for i, c in enumerate(classes)
+    }
+    ratio = {c: (rates[c] / true_rates[c]) if true_rates[c] > 0 else 0.0 for c in classes}
+    values = list(recalls.values())
+    return {
+        "recall": recalls,
+        "recall_gap": float(max(values) - min(values)) if values else 0.0,
+        "predicted_rate": rates,
+        "true_rate": true_rates,
+        "predicted_rate_ratio": ratio,  # predicted share / true share, per class
+    }
+
+
+def slices(
+    labels: np.ndarray, probs: np.ndarray, classes: list[str], attrs: list[dict[str, str]]
+) -> dict[str, dict[str, Any]]:
+    """Accuracy, per-class recall and bias for every value of every attribute column."""
+    out: dict[str, dict[str, Any]] = {}
+    columns = sorted({k for a in attrs for k in a})
+    for column in columns:
+        values = np.array([a.get(column, "") for a in attrs])
+        out[column] = {}
+        for value in sorted(set(values.tolist())):
+            mask = values == value
+            report = classification(labels[mask], probs[mask], classes)
+            out[column][value] = {
+                "n": report["n"],
+                "accuracy": report["accuracy"],
+                "recall": {c: report["per_class"][c]["recall"] for c in classes},
+                "bias": bias(labels[mask], probs[mask], classes),
+            }
+    return out
+
+
+def _thin(values: np.ndarray, keep: int = 200) -> list[float]:
+    if len(values) <= keep:
+        return [float(v) for v in values]
+    picks = np.linspace(0, len(values) - 1, keep).round().astype(int)
+    return [float(values[i]) for i in picks]

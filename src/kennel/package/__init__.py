@@ -1,0 +1,1 @@
+"""Packaging: PyTorch -> ONNX export, parity verification, int8 quantization, the bundle."""

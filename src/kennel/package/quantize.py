@@ -1,0 +1,86 @@
+"""Static int8 quantization with ONNX Runtime's own tooling, kept only when it pays off."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from kennel.package import runtime
+
+MAX_ACCURACY_DROP = 0.005
+
+
+class _Reader(CalibrationDataReader):  # type: ignore[misc]
+    def __init__(self, x: np.ndarray, batch: int = 16) -> None:
+        self.batches = iter([x[i : i + batch] for i in range(0, len(x), batch)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self.batches, None)
+        return None if batch is None else {"input": batch}
+
+
+@dataclass(frozen=True)
+class Quantized:
+    model: bytes | None  # None when not kept
+    kept: bool
+    accuracy_fp32: float
+    accuracy_int8: float
+    latency_fp32_ms: float
+    latency_int8_ms: float
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("model")
+        return data
+
+
+def _latency_ms(model: bytes, x: np.ndarray, repeats: int = 5) -> float:
+    sess = runtime.session(model)
+    runtime.run(sess, x[:8])
+    began = time.perf_counter()
+    for _ in range(repeats):
+        runtime.run(sess, x, batch=32)
+    return (time.perf_counter() - began) / repeats / len(x) * 1000
+
+
+def quantize(
+    fp32: bytes, calibration: np.ndarray, test_x: np.ndarray, test_y: np.ndarray
+) -> Quantized:
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, dst = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
+        src.write_bytes(fp32)
+        quant_pre_process(str(src), str(pre))
+        quantize_static(
+            str(pre),
+            str(dst),
+            _Reader(calibration),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
+        int8 = dst.read_bytes()
+    acc32 = float((runtime.run(runtime.session(fp32), test_x)[0].argmax(1) == test_y).mean())
+    acc8 = float((runtime.run(runtime.session(int8), test_x)[0].argmax(1) == test_y).mean())
+    lat32, lat8 = _latency_ms(fp32, test_x[:64]), _latency_ms(int8, test_x[:64])
+    if acc32 - acc8 > MAX_ACCURACY_DROP:
+        reason = f"dropped: accuracy fell {100 * (acc32 - acc8):.2f} points (> 0.5)"
+    elif lat8 >= lat32:
+        reason = f"dropped: not faster ({lat8:.2f} ms vs {lat32:.2f} ms per image)"
+    else:
+        reason = "kept: within 0.5 points and faster"
+    kept = reason.startswith("kept")
+    return Quantized(int8 if kept else None, kept, acc32, acc8, lat32, lat8, reason)

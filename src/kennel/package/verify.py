@@ -1,0 +1,63 @@
+"""Parity: ONNX Runtime must reproduce PyTorch on real test images, or packaging fails."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from kennel.package import runtime
+from kennel.train.augment import to_input
+
+TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class Parity:
+    images: int
+    max_abs_logit_diff: float
+    max_abs_prob_diff: float
+    max_abs_embedding_diff: float
+    label_mismatches: int
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.images > 0
+            and self.max_abs_logit_diff <= self.tolerance
+            and self.max_abs_prob_diff <= self.tolerance
+            and self.label_mismatches == 0
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+def normalised(images_uint8: np.ndarray) -> np.ndarray:
+    """Model input from uint8 NHWC, exactly as training feeds it (contiguous NCHW float32)."""
+    return to_input(torch.from_numpy(np.ascontiguousarray(images_uint8))).contiguous().numpy()
+
+
+@torch.no_grad()
+def check(model: nn.Module, onnx_model: bytes, images_uint8: np.ndarray) -> Parity:
+    x = normalised(images_uint8)
+    model.eval()
+    torch_logits, torch_emb = (t.numpy() for t in model(torch.from_numpy(x)))
+    ort_logits, ort_emb = runtime.run(runtime.session(onnx_model), x)
+
+    def probs(z: np.ndarray) -> np.ndarray:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+    return Parity(
+        images=len(x),
+        max_abs_logit_diff=float(np.abs(torch_logits - ort_logits).max(initial=0.0)),
+        max_abs_prob_diff=float(np.abs(probs(torch_logits) - probs(ort_logits)).max(initial=0.0)),
+        max_abs_embedding_diff=float(np.abs(torch_emb - ort_emb).max(initial=0.0)),
+        label_mismatches=int((torch_logits.argmax(1) != ort_logits.argmax(1)).sum()),
+        tolerance=TOLERANCE,
+    )

@@ -1,0 +1,1 @@
+"""The build pipeline: data version -> search -> train -> evaluate -> package -> register."""

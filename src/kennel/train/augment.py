@@ -1,0 +1,59 @@
+"""Batched augmentation on uint8 tensors: random resized crop, horizontal flip and colour jitter
+in a handful of tensor ops for the whole batch (no per-image Python work)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_input(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC -> normalised float NCHW in channels_last memory (a free permute)."""
+    x = batch.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def augment(batch: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Augmented, normalised float NCHW from uint8 NHWC; ``strength`` 0 means none."""
+    if strength <= 0:
+        return to_input(batch)
+    n = batch.shape[0]
+    x = batch.permute(0, 3, 1, 2).float().div_(255.0)
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, generator=generator)
+
+    area = uniform(1.0 - 0.6 * strength, 1.0)
+    log_ratio = uniform(-math.log(4 / 3) * strength, math.log(4 / 3) * strength)
+    w = torch.sqrt(area * torch.exp(log_ratio)).clamp(max=1.0)
+    h = torch.sqrt(area / torch.exp(log_ratio)).clamp(max=1.0)
+    cx = (torch.rand(n, generator=generator) * 2 - 1) * (1 - w)
+    cy = (torch.rand(n, generator=generator) * 2 - 1) * (1 - h)
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = w * flip
+    theta[:, 0, 2] = cx
+    theta[:, 1, 1] = h
+    theta[:, 1, 2] = cy
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    jitter = 0.4 * strength
+    brightness = uniform(1 - jitter, 1 + jitter).view(n, 1, 1, 1)
+    contrast = uniform(1 - jitter, 1 + jitter).view(n, 1, 1, 1)
+    saturation = uniform(1 - jitter, 1 + jitter).view(n, 1, 1, 1)
+    x = x * brightness
+    grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    x = (x - grey.mean(dim=(2, 3), keepdim=True)) * contrast + grey.mean(dim=(2, 3), keepdim=True)
+    grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    x = ((x - grey) * saturation + grey).clamp_(0.0, 1.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)

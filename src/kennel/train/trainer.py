@@ -1,0 +1,315 @@
+"""The training loop: AdamW, one-cycle or cosine schedule, label smoothing, early stopping on
+the validation split, a checkpoint after every epoch (atomic), and exact resumption.
+
+For EfficientNet-Lite0 with ``frozen_blocks > 0`` the frozen stem and blocks run once per image
+(plus a mirrored view) and their outputs are cached in memory; epochs then train only the
+remaining blocks and the head on those features, which is what makes fine-tuning fast on a CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kennel.config import TrainConfig
+from kennel.train.augment import augment, to_input
+from kennel.train.data import ImageSet
+from kennel.train.models import EfficientNetLite0, build
+from kennel.train.pretrained import load_imagenet
+
+CHECKPOINT = "checkpoint.pt"
+_EVAL_BATCH = 128
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+    images_per_s: float
+    lr: float
+
+
+@dataclass
+class FitResult:
+    history: list[EpochStats]
+    best_epoch: int
+    best_val_accuracy: float
+    best_val_loss: float
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+    model: nn.Module = field(repr=False)
+
+
+class EpochCallback:
+    """Called after each epoch; may raise to stop (Optuna pruning does)."""
+
+    def __call__(self, stats: EpochStats) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def make_model(
+    cfg: TrainConfig, num_classes: int, init_state: dict[str, torch.Tensor] | None = None
+) -> nn.Module:
+    model = build(cfg.arch, num_classes, dropout=cfg.dropout)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    elif isinstance(model, EfficientNetLite0) and cfg.pretrained:
+        load_imagenet(model)
+    if cfg.frozen_blocks:
+        if not isinstance(model, EfficientNetLite0):
+            raise ValueError("frozen_blocks applies to efficientnet_lite0 only")
+        model.freeze(min(cfg.frozen_blocks, model.num_blocks))
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
+
+
+class _Tail(nn.Module):
+    """The trainable part of a partly frozen EfficientNet-Lite0, fed cached features."""
+
+    def __init__(self, model: EfficientNetLite0, start: int) -> None:
+        super().__init__()
+        self.model = model
+        self.start = start
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = self.model._avg_pooling(self.model.features(features, self.start))
+        logits: torch.Tensor = self.model._fc(self.model._dropout(torch.flatten(pooled, 1)))
+        return logits
+
+
+def _set_train(model: nn.Module, frozen_blocks: int) -> None:
+    model.train()
+    if isinstance(model, EfficientNetLite0) and frozen_blocks:
+        model.freeze(min(frozen_blocks, model.num_blocks))  # keeps frozen BN statistics fixed
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, images: np.ndarray, batch: int = _EVAL_BATCH
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and embeddings for uint8 NHWC images, in eval mode."""
+    model.eval()
+    logits, embeddings = [], []
+    for lo in range(0, len(images), batch):
+        out, emb = model(to_input(torch.from_numpy(np.ascontiguousarray(images[lo : lo + batch]))))
+        logits.append(out.numpy())
+        embeddings.append(emb.numpy())
+    if not logits:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+    return np.concatenate(logits), np.concatenate(embeddings)
+
+
+def _save_atomic(state: dict[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: ImageSet,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        run_dir: Path,
+        *,
+        init_state: dict[str, torch.Tensor] | None = None,
+        on_epoch: Callable[[EpochStats], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.data = data
+        self.train_idx = train_idx
+        self.val_idx = val_idx
+        self.run_dir = run_dir
+        self.init_state = init_state
+        self.on_epoch = on_epoch
+
+    def fit(self, *, resume: bool = False) -> FitResult:
+        cfg = self.cfg
+        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+        torch.manual_seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        began = time.perf_counter()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        model = make_model(cfg, len(self.data.classes), self.init_state)
+        cached = isinstance(model, EfficientNetLite0) and cfg.frozen_blocks > 0
+        train_x, train_y, val_x, val_y = self._inputs(model, cached)
+        trainable: nn.Module = _Tail(model, cfg.frozen_blocks) if cached else model  # type: ignore[arg-type]
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps = max(1, math.ceil(len(train_y) / cfg.batch_size))
+        scheduler: torch.optim.lr_scheduler.LRScheduler
+        if cfg.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.25
+            )
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs * steps)
+        history: list[EpochStats] = []
+        best = {"epoch": 0, "accuracy": -1.0, "loss": math.inf}
+        best_state = copy.deepcopy(model.state_dict())
+        bad_epochs, start = 0, 1
+        checkpoint = self.run_dir / CHECKPOINT
+        if resume and checkpoint.is_file():
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            generator.set_state(saved["rng"])
+            torch.set_rng_state(saved["torch_rng"])
+            history = [EpochStats(**h) for h in saved["history"]]
+            best, best_state, bad_epochs = saved["best"], saved["best_model"], saved["bad_epochs"]
+            start = saved["epoch"] + 1
+        stopped = bad_epochs >= cfg.patience
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        for epoch in range(start, cfg.epochs + 1):
+            if stopped:
+                break
+            t0 = time.perf_counter()
+            _set_train(model, cfg.frozen_blocks)
+            order = torch.randperm(len(train_y), generator=generator)
+            total = 0.0
+            for step in range(steps):
+                idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                if len(idx) == 0:
+                    continue
+                if cached:
+                    x = train_x[idx].float()
+                else:
+                    rows = np.sort(train_x[idx.numpy()])  # ascending reads from the memmap
+                    x = augment(torch.from_numpy(self.data.images[rows]), cfg.augment, generator)
+                    idx = idx[np.argsort(train_x[idx.numpy()], kind="stable")]
+                y = train_y[idx]
+                out = trainable(x)
+                logits = out[0] if isinstance(out, tuple) else out
+                loss = loss_fn(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                total += loss.item() * len(y)
+            val_loss, val_acc = self._validate(trainable, val_x, val_y, cached)
+            seconds = time.perf_counter() - t0
+            stats = EpochStats(
+                epoch=epoch,
+                train_loss=total / max(1, len(train_y)),
+                val_loss=val_loss,
+                val_accuracy=val_acc,
+                seconds=seconds,
+                images_per_s=len(train_y) / seconds,
+                lr=float(scheduler.get_last_lr()[0]),
+            )
+            history.append(stats)
+            if val_acc > best["accuracy"] or (
+                val_acc == best["accuracy"] and val_loss < best["loss"]
+            ):
+                best = {"epoch": epoch, "accuracy": val_acc, "loss": val_loss}
+                best_state = copy.deepcopy(model.state_dict())
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+            stopped = bad_epochs >= cfg.patience
+            _save_atomic(
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": [asdict(h) for h in history],
+                    "best": best,
+                    "best_model": best_state,
+                    "bad_epochs": bad_epochs,
+                },
+                checkpoint,
+            )
+            if self.on_epoch is not None:
+                self.on_epoch(stats)
+        model.load_state_dict(best_state)
+        model.eval()
+        return FitResult(
+            history=history,
+            best_epoch=int(best["epoch"]),
+            best_val_accuracy=float(best["accuracy"]),
+            best_val_loss=float(best["loss"]),
+            epochs_run=len(history),
+            stopped_early=stopped and len(history) < cfg.epochs,
+            seconds=time.perf_counter() - began,
+            model=model,
+        )
+
+    def _inputs(
+        self, model: nn.Module, cached: bool
+    ) -> tuple[Any, torch.Tensor, Any, torch.Tensor]:
+        labels = torch.from_numpy(self.data.labels)
+        if not cached:
+            return self.train_idx, labels[self.train_idx], self.val_idx, labels[self.val_idx]
+        assert isinstance(model, EfficientNetLite0)
+        frozen = min(self.cfg.frozen_blocks, model.num_blocks)
+
+        @torch.no_grad()
+        def encode(indices: np.ndarray, mirror: bool) -> torch.Tensor:
+            model.eval()
+            parts = []
+            for lo in range(0, len(indices), _EVAL_BATCH):
+                batch = torch.from_numpy(
+                    np.ascontiguousarray(self.data.images[indices[lo : lo + _EVAL_BATCH]])
+                )
+                x = to_input(batch)
+                if mirror:
+                    x = torch.flip(x, dims=[3])
+                h = model.stem(x)
+                for block in model._blocks[:frozen]:
+                    h = block(h)
+                parts.append(h.to(torch.float16))
+            return torch.cat(parts) if parts else torch.zeros(0)
+
+        train_views = [encode(self.train_idx, False)]
+        if self.cfg.augment > 0:
+            train_views.append(encode(self.train_idx, True))
+        train_x = torch.cat(train_views)
+        train_y = labels[self.train_idx].repeat(len(train_views))
+        return train_x, train_y, encode(self.val_idx, False), labels[self.val_idx]
+
+    @torch.no_grad()
+    def _validate(
+        self, trainable: nn.Module, val_x: Any, val_y: torch.Tensor, cached: bool
+    ) -> tuple[float, float]:
+        if len(val_y) == 0:
+            return 0.0, 0.0
+        trainable.eval()
+        losses, correct = 0.0, 0
+        for lo in range(0, len(val_y), _EVAL_BATCH):
+            if cached:
+                x = val_x[lo : lo + _EVAL_BATCH].float()
+            else:
+                x = to_input(
+                    torch.from_numpy(
+                        np.ascontiguousarray(self.data.images[val_x[lo : lo + _EVAL_BATCH]])
+                    )
+                )
+            out = trainable(x)
+            logits = out[0] if isinstance(out, tuple) else out
+            y = val_y[lo : lo + _EVAL_BATCH]
+            losses += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+        return losses / len(val_y), correct / len(val_y)

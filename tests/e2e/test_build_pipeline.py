@@ -1,0 +1,206 @@
+"""The build must-shows on the real mini zip: pipeline -> registered, parity-checked bundle whose
+report equals scikit-learn on the stored predictions; gates recorded; resume after kill -9;
+warm start; lineage to source files; pretrained beats scratch."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from kennel.config import Project
+from kennel.pipeline.build import BuildOptions
+from kennel.wiring import Workspace
+from tests.conftest import TINY_TRAIN, make_project
+
+runner = CliRunner()
+
+
+def _cli(*args: str) -> dict:  # type: ignore[type-arg]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def mini(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    root = tmp_path_factory.mktemp("mini")
+    project = make_project(
+        root / "p",
+        sections={
+            "train": TINY_TRAIN,
+            "pipeline": {"dataset": "mini", "source": str(shared_data / "dogs-vs-cats-mini.zip")},
+        },
+        workers=1,
+    )
+    yield project
+
+
+def test_pipeline_registers_a_parity_checked_bundle(mini: Project, tmp_path: Path) -> None:
+    root = str(mini.root)
+    out = _cli("pipeline", "run", "--trials", "2", "--search", "random", "-C", root)
+    assert [s["step"] for s in out["steps"]] == ["ingest", "build"]
+    build = out["steps"][1]
+    assert build["parity_passed"] and not build["skipped"]
+    model = _cli("models", "show", out["model"], "-C", root)
+    assert {
+        "model.onnx",
+        "kennel-model.json",
+        "report.json",
+        "report.html",
+        "MODEL_CARD.md",
+    } <= set(model["files"])
+
+    _cli("models", "download", out["model"], str(tmp_path / "bundle"), "-C", root)
+    meta = json.loads((tmp_path / "bundle" / "kennel-model.json").read_text())
+    assert meta["parity"]["passed"] and meta["parity"]["images"] == 200
+    assert meta["parity"]["max_abs_logit_diff"] <= 1e-4
+    assert meta["labels"] == ["cat", "dog"] and meta["dataset"]["name"] == "mini"
+    for name, digest in meta["files"].items():
+        import hashlib
+
+        assert hashlib.sha256((tmp_path / "bundle" / name).read_bytes()).hexdigest() == digest
+    session = ort.InferenceSession(str(tmp_path / "bundle" / "model.onnx"))
+    assert [o.name for o in session.get_outputs()] == ["logits", "embedding"]
+    assert session.get_inputs()[0].shape[0] in ("batch", None)
+
+    # the report's numbers are scikit-learn's on the stored predictions
+    report = json.loads((tmp_path / "bundle" / "report.json").read_text())
+    ws = Workspace(mini)
+    try:
+        table = pq.read_table(io.BytesIO(ws.content.get(report["predictions_sha256"])))
+        trials = ws.tracker.runs(kind="trial")
+    finally:
+        ws.close()
+    labels = np.array([["cat", "dog"].index(x) for x in table.column("label").to_pylist()])
+    logits = np.stack(
+        [table.column("logit_cat").to_numpy(), table.column("logit_dog").to_numpy()], 1
+    )
+    predicted = logits.argmax(1)
+    assert report["accuracy"] == accuracy_score(labels, predicted)
+    p, r, _f1, _ = precision_recall_fscore_support(labels, predicted, zero_division=0)
+    assert [report["per_class"][c]["precision"] for c in ("cat", "dog")] == list(p)
+    assert [report["per_class"][c]["recall"] for c in ("cat", "dog")] == list(r)
+    assert report["confusion"] == confusion_matrix(labels, predicted).tolist()
+    assert len(trials) == 2 and all(t.dataset_version == meta["dataset"]["version"] for t in trials)
+
+    again = _cli("pipeline", "run", "--trials", "2", "--search", "random", "-C", root)
+    assert [s["skipped"] for s in again["steps"]] == [True, True]
+    assert again["model"] == out["model"]
+
+
+def test_failed_gate_is_recorded(shared_data: Path, tmp_path: Path) -> None:
+    strict = make_project(
+        tmp_path / "strict",
+        sections={"train": TINY_TRAIN, "gates": {"min_accuracy": 0.99}},
+        workers=1,
+    )
+    ws = Workspace(strict)
+    try:
+        ws.ingestor().run(ws.source(str(shared_data / "dogs-vs-cats-mini.zip")), "mini")
+        result = ws.builder().build("mini", BuildOptions(trials=1))
+        model = ws.registry.resolve(result.model.ref)
+    finally:
+        ws.close()
+    assert not model.gates_passed
+    assert any(r.startswith("accuracy ") for r in model.gate_reasons)
+    assert "champion" not in model.aliases
+
+
+def test_lineage_and_warm_start(mini: Project) -> None:
+    root = str(mini.root)
+    first = _cli("models", "list", "-C", root)[-1]["ref"]
+    lineage = _cli("lineage", "model", first, "--all-files", "-C", root)
+    files = lineage["dataset"]["source_files"]
+    assert len(files) == 160 and all("dogs-vs-cats-mini.zip" in f for f in files)
+    assert lineage["run"]["kind"] == "final" and lineage["study"]["trials"]
+    warm = _cli(
+        "train", "-d", "mini", "--init-from", first, "--epochs", "1", "--trials", "1", "-C", root
+    )
+    assert warm["run_id"] != lineage["run"]["id"]
+    assert _cli("lineage", "model", warm["model"]["ref"], "-C", root)["warm_start_from"] == first
+
+
+def _epochs_logged(db: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(db, timeout=1) as c:
+            return int(c.execute("SELECT count(DISTINCT epoch) FROM run_metrics").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def test_kill9_mid_epoch_then_resume(shared_data: Path, tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "resume",
+        sections={"train": {**TINY_TRAIN, "epochs": 6, "patience": 10}},
+        workers=1,
+    )
+    ws = Workspace(project)
+    try:
+        ws.ingestor().run(ws.source(str(shared_data / "dogs-vs-cats-mini.zip")), "mini")
+    finally:
+        ws.close()
+    cmd = [sys.executable, "-m", "kennel.cli", "train", "-d", "mini", "-C", str(project.root)]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    db = project.root / ".kennel" / "kennel.db"
+    deadline = time.monotonic() + 180
+    while _epochs_logged(db) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be killed"
+    time.sleep(0.15)  # land inside the next epoch
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    logged = _epochs_logged(db)
+    assert 2 <= logged < 6
+    result = runner.invoke(
+        app, ["train", "-d", "mini", "--resume", "-C", str(project.root), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [h["epoch"] for h in out["history"]] == [1, 2, 3, 4, 5, 6]
+    ws = Workspace(project)
+    try:
+        finals = ws.tracker.runs(kind="final")
+    finally:
+        ws.close()
+    assert len(finals) == 1 and finals[0].status == "completed" and finals[0].id == out["run_id"]
+
+
+def test_pretrained_beats_scratch(mini: Project) -> None:
+    ws = Workspace(mini)
+    try:
+        scratch = ws.builder().build(
+            "mini", BuildOptions(arch="small_cnn", epochs=3, trials=1, image_size=64)
+        )
+        tuned = ws.builder().build(
+            "mini",
+            BuildOptions(
+                arch="efficientnet_lite0",
+                epochs=3,
+                trials=1,
+                image_size=128,
+                overrides={"frozen_blocks": 10, "lr": 1e-3},
+            ),
+        )
+    finally:
+        ws.close()
+    assert tuned.params["arch"] == "efficientnet_lite0"
+    assert tuned.evaluation["accuracy"] > scratch.evaluation["accuracy"] + 0.1
