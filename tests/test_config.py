@@ -42,3 +42,39 @@ def test_cli_reports_config_errors_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1 and "data.min_side" in result.stderr
     missing = CliRunner().invoke(app, ["data", "list", "-C", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "kennel init" in missing.stderr
+
+
+def test_init_writes_the_documented_defaults() -> None:
+    import yaml
+
+    from kennel.config import KennelConfig, default_config_text
+
+    assert parse_config(yaml.safe_load(default_config_text())) == KennelConfig()
+
+
+def test_environment_variables_expand_and_missing_ones_name_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KENNEL_TEST_DB", "postgresql+psycopg://db/x")
+    config = parse_config({"store": {"metadata_url": "${KENNEL_TEST_DB}"}})
+    assert config.store.metadata_url == "postgresql+psycopg://db/x"
+    monkeypatch.delenv("KENNEL_TEST_DB")
+    with pytest.raises(ConfigError, match=r"store\.metadata_url: environment variable"):
+        parse_config({"store": {"metadata_url": "${KENNEL_TEST_DB}"}})
+
+
+def test_cicd_template_uses_real_commands() -> None:
+    import re
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    text = (REPO / "templates" / "github-actions" / "kennel.yml").read_text()
+    workflow = yaml.safe_load(text)
+    assert set(workflow["jobs"]) == {"build", "certify", "release"}
+    commands = {m.split()[0] for m in re.findall(r"\bkennel ([a-z]+)", text)}
+    assert {"pipeline", "deploy", "approve", "release", "stop"} <= commands
+    for command in commands:
+        assert CliRunner().invoke(app, [command, "--help"]).exit_code == 0, command
+    assert CliRunner().invoke(app, ["pipeline", "run", "--help"]).exit_code == 0

@@ -8,11 +8,12 @@ from kennel.demo import MARKER, run_demo
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    summary = run_demo(tmp_path / "demo", count=120, say=lambda *a, **k: None)
+    summary = run_demo(tmp_path / "demo", count=120, epochs=1, say=lambda *a, **k: None)
     assert summary["reingest_same_id"] and summary["audit_ok"]
     assert summary["rows"] == 320 and summary["moved_split"] == 0
-    again = run_demo(tmp_path / "demo", count=120, say=lambda *a, **k: None)  # rerunnable
-    assert again["versions"] == summary["versions"]
+    assert summary["model"] == "pets@1" and summary["parity_passed"]
+    again = run_demo(tmp_path / "demo", count=120, epochs=1, say=lambda *a, **k: None)
+    assert again["versions"] == summary["versions"]  # rerunnable, same data versions
 
 
 def test_demo_refuses_foreign_folder(tmp_path: Path) -> None:

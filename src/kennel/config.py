@@ -7,6 +7,7 @@ from any current directory. Every validation error names the offending key.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -85,6 +86,8 @@ class SearchConfig(_Strict):
     budget_minutes: Annotated[float, Field(gt=0)] | None = None
     # Trials may use fewer epochs than the final retrain (median pruning cuts bad ones short).
     trial_epochs: Annotated[int, Field(ge=1)] | None = None
+    # Optuna storage URL shared by many workers (e.g. postgresql+psycopg://...); None = memory.
+    storage: str | None = None
     space: dict[str, ParamSpace] = Field(
         default_factory=lambda: {
             "lr": ParamSpace(low=3e-4, high=1e-2, log=True),
@@ -138,6 +141,48 @@ class PipelineConfig(_Strict):
     source: str | None = None  # ingested first when set
 
 
+class ServeConfig(_Strict):
+    max_batch: Annotated[int, Field(ge=1, le=1024)] = 16
+    max_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 4.0
+    queue_size: Annotated[int, Field(ge=1)] = 256
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_upload_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
+    poll_s: Annotated[float, Field(gt=0)] = 1.0  # how often a service checks its alias
+    log_flush_s: Annotated[float, Field(gt=0)] = 0.5
+    prefer_int8: bool = False
+
+
+class EnvironmentConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    alias: str = "production"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class CertificationConfig(_Strict):
+    max_p99_ms: Annotated[float, Field(gt=0)] = 5000.0
+    min_throughput: Annotated[float, Field(ge=0)] = 0.0  # images per second
+    max_images: Annotated[int, Field(ge=1)] = 2000
+
+
+class ReleaseConfig(_Strict):
+    # delivery: a QA approval is required before release; deployment: release by itself once
+    # certification and quality gates pass.
+    mode: Literal["delivery", "deployment"] = "delivery"
+    certification: CertificationConfig = Field(default_factory=CertificationConfig)
+
+
+def _default_environments() -> dict[str, EnvironmentConfig]:
+    return {
+        "staging": EnvironmentConfig(port=8081, alias="staging"),
+        "production": EnvironmentConfig(port=8080, alias="production"),
+    }
+
+
 class KennelConfig(_Strict):
     project: str = "kennel"
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -146,6 +191,9 @@ class KennelConfig(_Strict):
     gates: GatesConfig = Field(default_factory=GatesConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    environments: dict[str, EnvironmentConfig] = Field(default_factory=_default_environments)
+    release: ReleaseConfig = Field(default_factory=ReleaseConfig)
 
 
 class Project(BaseModel):
@@ -187,9 +235,31 @@ def _format_error(err: ValidationError) -> str:
     return f"{key}: {first['msg']}{extra}"
 
 
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: Any, key: str) -> Any:
+    """Replace ``${NAME}`` in string values with environment variables (for secrets)."""
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def lookup(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{key}: environment variable {name} is not set")
+            return os.environ[name]
+
+        return _ENV_VAR.sub(lookup, value)
+    return value
+
+
 def parse_config(data: Any, *, source: str = CONFIG_NAME) -> KennelConfig:
     if data is None:
         data = {}
+    data = _expand(data, "")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
     try:
@@ -234,6 +304,69 @@ data:
   max_file_bytes: 67108864
   near_duplicate_distance: 4  # perceptual-hash bits; pairs within it are reported
   workers: 0                # 0 = one process per CPU core
+
+train:
+  arch: small_cnn           # or efficientnet_lite0 (ImageNet weights, fine-tuned)
+  pretrained: true
+  image_size: 96            # a multiple of 32
+  epochs: 6
+  batch_size: 64
+  lr: 0.003
+  weight_decay: 0.0001
+  label_smoothing: 0.1
+  augment: 0.5              # 0 = none, 1 = strongest
+  frozen_blocks: 0          # efficientnet_lite0: freeze the stem + N blocks and cache them
+  schedule: onecycle        # or cosine
+  patience: 3               # early stopping on the validation split
+  seed: 0
+  validation_share: 0.1     # carved from train when the dataset has no validation split
+  search:
+    method: tpe             # grid | random | tpe
+    trials: 4               # 1 = no search
+    budget_minutes: null
+    trial_epochs: null      # epochs per trial (default: train.epochs)
+    storage: null           # Optuna RDB URL to share a study between workers
+    space:
+      lr: {low: 0.0003, high: 0.01, log: true}
+      weight_decay: {low: 0.00001, high: 0.01, log: true}
+      augment: {values: [0.0, 0.3, 0.6]}
+
+gates:                      # a model failing any of these can never be released
+  min_accuracy: 0.0
+  min_precision: 0.0        # or per class, e.g. {cat: 0.9, dog: 0.9}
+  min_recall: 0.0
+  max_recall_gap: 1.0
+
+model:
+  name: pets
+  quantize: false           # keep an int8 model when faster and within 0.5 points
+  parity_images: 256
+
+pipeline:
+  dataset: pets
+  source: null              # ingested first when set
+
+serve:
+  max_batch: 16             # dynamic micro-batching: up to this many images per inference
+  max_wait_ms: 4.0          # ... waiting at most this long to fill a batch
+  queue_size: 256           # a full queue answers 503 with Retry-After at once
+  timeout_s: 10.0
+  max_upload_bytes: 10485760
+  max_pixels: 50000000
+  poll_s: 1.0               # how often a running service checks the alias it serves
+  log_flush_s: 0.5
+  prefer_int8: false
+
+environments:               # servers bind to their host; 127.0.0.1 unless you change it
+  staging: {host: 127.0.0.1, port: 8081, alias: staging}
+  production: {host: 127.0.0.1, port: 8080, alias: production}
+
+release:
+  mode: delivery            # delivery: QA approval required; deployment: automatic
+  certification:
+    max_p99_ms: 5000.0
+    min_throughput: 0.0
+    max_images: 2000
 """
 
 

@@ -11,7 +11,10 @@
     │   └── UnsafePathError     a key or path would escape its root
     ├── MetadataError           the metadata database failed (wraps SQLAlchemy errors)
     ├── TrainingError           training or tuning could not produce a model
-    └── PackagingError          export failed or ONNX Runtime disagrees with PyTorch (parity)
+    ├── PackagingError          export failed or ONNX Runtime disagrees with PyTorch (parity)
+    ├── ReleaseRefusedError     a release rule forbids this move (gate, certification, approval)
+    ├── AuthError               no token, an unknown token, or a role that may not do this
+    └── ServiceError            a prediction service could not be started or reached
 
 Third-party exceptions are re-raised as one of these ``from`` the original, so callers catch
 ``KennelError`` and the CLI and HTTP layers map ``code`` through ``STATUS`` in one place.
@@ -72,6 +75,18 @@ class PackagingError(KennelError):
     code = "packaging_error"
 
 
+class ReleaseRefusedError(KennelError):
+    code = "release_refused"
+
+
+class AuthError(KennelError):
+    code = "unauthorized"
+
+
+class ServiceError(KennelError):
+    code = "service_error"
+
+
 @dataclass(frozen=True)
 class Status:
     exit_code: int
@@ -92,6 +107,9 @@ STATUS: dict[str, Status] = {
     MetadataError.code: Status(10, 503),
     TrainingError.code: Status(11, 500),
     PackagingError.code: Status(12, 500),
+    ReleaseRefusedError.code: Status(13, 409),
+    AuthError.code: Status(14, 403),
+    ServiceError.code: Status(15, 503),
 }
 
 

@@ -10,10 +10,15 @@ from typing import Any
 from kennel.config import Project, load_project
 from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database
+from kennel.deploy.release import ReleaseManager
 from kennel.ingest.run import Ingestor
 from kennel.ingest.sources import Source, open_source
 from kennel.pipeline.build import Builder
 from kennel.registry.store import ModelRegistry
+from kennel.serve.app import Service
+from kennel.serve.auth import TokenStore
+from kennel.serve.runtime import Bundle, Predictor
+from kennel.serve.server import build_service
 from kennel.storage import ContentStore, open_content_store
 from kennel.train.tracking import RunTracker
 
@@ -59,6 +64,39 @@ class Workspace:
             cache_root=self.project.state_dir / "cache",
             runs_root=self.project.state_dir / "runs",
             workers=self.project.workers,
+        )
+
+    @cached_property
+    def tokens(self) -> TokenStore:
+        return TokenStore(self.db)
+
+    def releases(self) -> ReleaseManager:
+        return ReleaseManager(
+            config=self.project.config,
+            db=self.db,
+            registry=self.registry,
+            catalog=self.catalog,
+            tracker=self.tracker,
+            content=self.content,
+            project_root=self.project.root,
+            state_dir=self.project.state_dir,
+        )
+
+    def service(self, env: str) -> Service:
+        return build_service(
+            self.project.config,
+            env,
+            db=self.db,
+            registry=self.registry,
+            state_dir=self.project.state_dir,
+        )
+
+    def predictor(self, ref: str) -> Predictor:
+        """An in-process Predictor for a registered model (NAME@VERSION or NAME@ALIAS)."""
+        model = self.registry.resolve(ref)
+        files = {name: self.registry.read_file(model, name) for name in model.files}
+        return Predictor(
+            Bundle.from_files(files, prefer_int8=self.project.config.serve.prefer_int8)
         )
 
     def ingestor(self, workers: int | None = None) -> Ingestor:

@@ -34,7 +34,7 @@ def test_upgrade_is_idempotent(metadata_url: str) -> None:
     with engine.connect() as connection:
         revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     engine.dispose()
-    assert revision == "0002"  # head
+    assert revision == "0003"  # head
 
 
 def test_sqlite_pragmas(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from kennel import __version__
-from kennel.cli import build, data, models
+from kennel.cli import build, data, deploy, models, runs
 from kennel.cli.app import JsonOption, ProjectOption, new_app
 from kennel.cli.render import console, emit_json, table
 from kennel.config import init_project
@@ -22,6 +22,19 @@ app.command()(build.train)
 app.add_typer(build.pipeline_app, name="pipeline")
 app.add_typer(models.app, name="models")
 app.add_typer(models.lineage_app, name="lineage")
+app.add_typer(runs.app, name="runs")
+for command in (
+    deploy.serve,
+    deploy.stop,
+    deploy.predict,
+    deploy.deploy,
+    deploy.approve,
+    deploy.reject,
+    deploy.release,
+    deploy.rollback,
+):
+    app.command()(command)
+app.add_typer(deploy.token_app, name="token")
 audit_app = new_app("The hash-chained audit trail of every state change.")
 app.add_typer(audit_app, name="audit")
 

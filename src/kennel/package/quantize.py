@@ -17,7 +17,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from kennel.package import runtime
+from kennel import onnxrt as runtime
 
 MAX_ACCURACY_DROP = 0.005
 
@@ -56,9 +56,8 @@ def _latency_ms(model: bytes, x: np.ndarray, repeats: int = 5) -> float:
     return (time.perf_counter() - began) / repeats / len(x) * 1000
 
 
-def quantize(
-    fp32: bytes, calibration: np.ndarray, test_x: np.ndarray, test_y: np.ndarray
-) -> Quantized:
+def to_int8(fp32: bytes, calibration: np.ndarray) -> bytes:
+    """Static int8 (QDQ, per-channel weights) calibrated on ``calibration`` inputs."""
     with tempfile.TemporaryDirectory() as tmp:
         src, pre, dst = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(fp32)
@@ -72,7 +71,13 @@ def quantize(
             weight_type=QuantType.QInt8,
             per_channel=True,
         )
-        int8 = dst.read_bytes()
+        return dst.read_bytes()
+
+
+def quantize(
+    fp32: bytes, calibration: np.ndarray, test_x: np.ndarray, test_y: np.ndarray
+) -> Quantized:
+    int8 = to_int8(fp32, calibration)
     acc32 = float((runtime.run(runtime.session(fp32), test_x)[0].argmax(1) == test_y).mean())
     acc8 = float((runtime.run(runtime.session(int8), test_x)[0].argmax(1) == test_y).mean())
     lat32, lat8 = _latency_ms(fp32, test_x[:64]), _latency_ms(int8, test_x[:64])

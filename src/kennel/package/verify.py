@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kennel.package import runtime
+from kennel import onnxrt as runtime
 from kennel.train.augment import to_input
 
 TOLERANCE = 1e-4

@@ -211,6 +211,7 @@ class Builder:
                     trials=n_trials,
                     budget_minutes=options.budget_minutes or base.search.budget_minutes,
                     init_state=init_state,
+                    storage=base.search.storage,
                     on_trial=lambda t: say(
                         f"  trial {t['trial']}: {t['status']} "
                         f"val_accuracy={t['val_accuracy']:.4f} {t['params']}"

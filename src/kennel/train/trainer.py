@@ -157,7 +157,8 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps = max(1, math.ceil(len(train_y) / cfg.batch_size))
         scheduler: torch.optim.lr_scheduler.LRScheduler
-        if cfg.schedule == "onecycle":
+        # One-cycle needs a few steps per phase; very short runs fall back to cosine decay.
+        if cfg.schedule == "onecycle" and cfg.epochs * steps >= 8:
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.25
             )

@@ -1,5 +1,6 @@
-"""A minimal ONNX Runtime session factory shared by packaging checks (serving has its own
-Predictor on top of the same settings)."""
+"""ONNX Runtime sessions configured once for kennel: intra-op threads = cores, no spinning
+(idle threads sleep instead of burning the CPU other work needs), full graph optimisation.
+Shared by packaging checks and the serving Predictor; imports no PyTorch."""
 
 from __future__ import annotations
 

@@ -1,0 +1,286 @@
+"""``kennel serve | stop | predict | deploy | approve | reject | release | rollback | token``."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kennel.cli.app import JsonOption, ProjectOption, new_app
+from kennel.cli.render import console, emit_json, table
+from kennel.deploy import environments
+from kennel.errors import ConfigError, SourceError
+from kennel.imaging import ImageRejected
+from kennel.ingest.sources import is_image_name
+from kennel.serve.auth import Identity
+from kennel.wiring import Workspace
+
+token_app = new_app("Role-bearing API tokens (viewer, operator, qa, admin).")
+
+Env = Annotated[str, typer.Option("--env", help="Environment from kennel.yaml.")]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", envvar="KENNEL_TOKEN", help="A token whose role allows this."),
+]
+Note = Annotated[str, typer.Option("--note", help="Why (kept in the audit trail).")]
+
+
+def _actor(ws: Workspace, token: str | None) -> tuple[str, Identity | None]:
+    who = ws.tokens.identify(token) if token else None
+    if token and who is None:
+        from kennel.errors import AuthError
+
+        raise AuthError("the token is unknown or revoked")
+    return (who.name if who else os.environ.get("KENNEL_ACTOR") or getpass.getuser()), who
+
+
+def serve(
+    env: Env = "production",
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default: the environment's, 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: the environment's).")] = None,
+    drain: Annotated[float, typer.Option(help="Seconds readiness is 503 before stopping.")] = 2.0,
+    project: ProjectOption = None,
+) -> None:
+    """Serve the model that ENV's alias points at (follows the alias as it moves)."""
+    from kennel.serve.server import serve as run
+
+    ws = Workspace.load(project)
+    target = environments.environment(ws.project.config, env)
+    service = ws.service(env)
+    console.print(
+        f"serving {ws.project.config.model.name}@{target.alias} for {env} on "
+        f"http://{host or target.host}:{port or target.port}"
+    )
+    try:
+        run(service, host or target.host, port or target.port, drain_s=drain)
+    finally:
+        ws.close()
+
+
+def stop(env: Env = "production", project: ProjectOption = None) -> None:
+    """Stop a service that `kennel deploy` started in the background."""
+    ws = Workspace.load(project)
+    stopped = environments.stop(ws.project.state_dir, env)
+    console.print(f"{env}: {'stopped' if stopped else 'no background service was running'}")
+
+
+def predict(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    model: Annotated[
+        str | None, typer.Option("--model", help="NAME@VERSION or NAME@ALIAS.")
+    ] = None,
+    env: Annotated[
+        str | None, typer.Option("--env", help="Use the model ENV's alias serves.")
+    ] = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Classify images in-process with the same Predictor the services use."""
+    if (model is None) == (env is None):
+        raise ConfigError("give exactly one of --model NAME@VERSION or --env ENV")
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.is_file() and is_image_name(p.name))
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise SourceError(f"{item} does not exist")
+    ws = Workspace.load(project)
+    try:
+        if env is not None:
+            target = environments.environment(ws.project.config, env)
+            model = f"{ws.project.config.model.name}@{target.alias}"
+        assert model is not None
+        predictor = ws.predictor(model)
+    finally:
+        ws.close()
+    results = []
+    for path in files:
+        try:
+            p = predictor.predict_one(path.read_bytes())
+            results.append({"file": str(path), **p.as_dict()})
+        except ImageRejected as exc:
+            results.append({"file": str(path), "error": "invalid_image", "detail": str(exc)})
+    if json_out:
+        emit_json(results)
+        return
+    table(
+        f"{predictor.name}@{predictor.version}",
+        ["file", "label", "confidence"],
+        [
+            [
+                r["file"],
+                r.get("label", "error: " + r.get("detail", "")),
+                f"{r['confidence']:.3f}" if "confidence" in r else "-",
+            ]
+            for r in results
+        ],
+    )
+
+
+def deploy(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION to deploy.")],
+    to: Annotated[str, typer.Option("--to", help="Environment.")] = "staging",
+    token: TokenOpt = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Move ENV's alias to the model, start/refresh its service, run the application test."""
+    ws = Workspace.load(project)
+    try:
+        actor, _who = _actor(ws, token)
+        result = ws.releases().deploy(
+            ref, to, actor=actor, say=(lambda _m: None) if json_out else console.print
+        )
+    finally:
+        ws.close()
+    if json_out:
+        emit_json(result.as_dict())
+        return
+    c = result.certification
+    console.print(
+        f"{result.model} in {to}: {c.images} images, {c.label_mismatches} mismatches, "
+        f"p50 {c.p50_ms:.1f} ms, p99 {c.p99_ms:.1f} ms, {c.throughput:.1f} img/s"
+    )
+    if not c.passed:
+        raise typer.Exit(1)
+
+
+def _decide(
+    decision: str, ref: str, note: str, token: str | None, project: Path | None, json_out: bool
+) -> None:
+    ws = Workspace.load(project)
+    try:
+        _actor_name, who = _actor(ws, token)
+        row = ws.releases().decide(ref, decision, who=who, note=note)
+        out = {
+            "model": f"{row.model}@{row.version}",
+            "decision": row.decision,
+            "actor": row.actor,
+            "note": row.note,
+        }
+    finally:
+        ws.close()
+    if json_out:
+        emit_json(out)
+    else:
+        console.print(f"{out['model']} {decision} by {out['actor']}: {note}", markup=False)
+
+
+def approve(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
+    note: Note = "",
+    token: TokenOpt = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """QA approval of a certified version (needs a qa or admin token)."""
+    _decide("approved", ref, note, token, project, json_out)
+
+
+def reject(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
+    note: Note = "",
+    token: TokenOpt = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """QA rejection (needs a qa or admin token); a rejected version cannot be released."""
+    _decide("rejected", ref, note, token, project, json_out)
+
+
+def release(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
+    to: Annotated[str, typer.Option("--to", help="Environment.")] = "production",
+    reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "release",
+    token: TokenOpt = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Release a certified (and, in delivery mode, approved) version to ENV."""
+    ws = Workspace.load(project)
+    try:
+        actor, _who = _actor(ws, token)
+        event = ws.releases().release(ref, to, actor=actor, reason=reason)
+    finally:
+        ws.close()
+    if json_out:
+        emit_json(event.as_dict())
+    else:
+        console.print(f"{event.name}@{event.alias}: {event.from_version} -> {event.to_version}")
+
+
+def rollback(
+    env: Env = "production",
+    reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "by request",
+    token: TokenOpt = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Point ENV back at the version it served before the last release."""
+    ws = Workspace.load(project)
+    try:
+        actor, _who = _actor(ws, token)
+        event = ws.releases().rollback(env, actor=actor, reason=reason)
+    finally:
+        ws.close()
+    if json_out:
+        emit_json(event.as_dict())
+    else:
+        console.print(f"{event.name}@{event.alias}: {event.from_version} -> {event.to_version}")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="viewer, operator, qa or admin.")],
+    name: Annotated[str, typer.Option(help="Who or what holds it.")] = "token",
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Create a token; it is printed once and stored only as a hash."""
+    ws = Workspace.load(project)
+    try:
+        token, who = ws.tokens.create(role, name)
+    finally:
+        ws.close()
+    if json_out:
+        emit_json({"token": token, "id": who.token_id, "role": who.role, "name": who.name})
+    else:
+        typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(project: ProjectOption = None, json_out: JsonOption = False) -> None:
+    """List tokens (never their secrets)."""
+    ws = Workspace.load(project)
+    try:
+        rows = ws.tokens.all()
+    finally:
+        ws.close()
+    if json_out:
+        emit_json(rows)
+    else:
+        table(
+            "tokens",
+            ["id", "name", "role", "revoked", "created"],
+            [[r["id"], r["name"], r["role"], r["revoked"], r["created_at"]] for r in rows],
+        )
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="Token id.")], project: ProjectOption = None
+) -> None:
+    """Revoke a token at once."""
+    ws = Workspace.load(project)
+    try:
+        done = ws.tokens.revoke(token_id)
+    finally:
+        ws.close()
+    console.print(f"{token_id}: {'revoked' if done else 'not found or already revoked'}")

@@ -1,0 +1,2 @@
+"""Deploy: environments, the staging application test (certification), release policy
+(continuous delivery or deployment), release and rollback."""

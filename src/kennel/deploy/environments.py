@@ -1,0 +1,118 @@
+"""Starting, finding and stopping the prediction service of an environment."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from kennel.config import EnvironmentConfig, KennelConfig
+from kennel.errors import ConfigError, ServiceError
+
+
+def environment(config: KennelConfig, env: str) -> EnvironmentConfig:
+    if env not in config.environments:
+        raise ConfigError(
+            f"unknown environment {env!r}; kennel.yaml defines {', '.join(config.environments)}"
+        )
+    return config.environments[env]
+
+
+def served_version(url: str, timeout: float = 2.0) -> int | None:
+    """The version the service at ``url`` serves now, or None when it is not answering."""
+    try:
+        response = httpx.get(f"{url}/health/ready", timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    version = response.json().get("version")
+    return int(version) if version is not None else None
+
+
+def is_live(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health/live", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# Handles of services this process started: kept so they are never garbage-collected while
+# running (the service outlives the command that started it; `stop` ends it by pid).
+_started: list[subprocess.Popen[bytes]] = []
+
+
+def _pidfile(state_dir: Path, env: str) -> Path:
+    return state_dir / "run" / f"serve-{env}.pid"
+
+
+def start(project_root: Path, state_dir: Path, env: str, url: str, timeout: float = 60.0) -> int:
+    """Start ``kennel serve --env ENV`` in the background; returns its pid once it is live."""
+    log_dir = state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    pidfile = _pidfile(state_dir, env)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / f"serve-{env}.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kennel.cli", "serve", "--env", env, "-C", str(project_root)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    _started.append(proc)
+    pidfile.write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_live(url):
+            return proc.pid
+        if proc.poll() is not None:
+            raise ServiceError(
+                f"the {env} service exited with code {proc.returncode}; "
+                f"see {log_dir}/serve-{env}.log"
+            )
+        time.sleep(0.1)
+    raise ServiceError(f"the {env} service did not come up at {url} within {timeout:.0f}s")
+
+
+def stop(state_dir: Path, env: str, timeout: float = 30.0) -> bool:
+    """Stop a service started by ``start`` (SIGTERM: drain, then exit). False if none ran."""
+    pidfile = _pidfile(state_dir, env)
+    if not pidfile.is_file():
+        return False
+    pid = int(pidfile.read_text().strip() or 0)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pidfile.unlink(missing_ok=True)
+        return False
+    ours = next((p for p in _started if p.pid == pid), None)
+    if ours is not None:  # our own child: wait reaps it
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            ours.wait(timeout)
+        _started.remove(ours)
+    else:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+def wait_for_version(url: str, version: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if served_version(url) == version:
+            return
+        time.sleep(0.1)
+    raise ServiceError(f"{url} did not start serving version {version} within {timeout:.0f}s")

@@ -1,0 +1,232 @@
+"""Release policy and alias moves: deploy to staging and certify, approve or reject (QA),
+release to production, roll back. Every move goes through the registry's alias history and the
+audit chain with its actor and reason.
+
+Policy (``release.mode``):
+- ``delivery``: production needs passed quality gates, a passed certification of that exact
+  version and a QA approval that was not followed by a rejection.
+- ``deployment``: the same gates and certification, no human: ``deploy`` releases by itself.
+In both modes a failed gate or certification can never reach production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from kennel.config import KennelConfig
+from kennel.datasets.versioning import DatasetCatalog
+from kennel.db import Database
+from kennel.db.audit import record
+from kennel.db.schema import ApprovalRow, CertificationRow
+from kennel.deploy import environments
+from kennel.deploy.certify import Certification, certify
+from kennel.errors import AuthError, NotFoundError, ReleaseRefusedError
+from kennel.registry.entities import AliasEvent, ModelVersion
+from kennel.registry.store import ModelRegistry
+from kennel.serve.auth import Identity
+from kennel.storage import ContentStore
+from kennel.train.tracking import RunTracker
+
+Say = Callable[[str], None]
+ROLLBACK = "rollback"  # alias events whose reason starts with this undo the previous release
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    model: str
+    environment: str
+    url: str
+    started_service: bool
+    certification: Certification
+    released: AliasEvent | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "environment": self.environment,
+            "url": self.url,
+            "started_service": self.started_service,
+            "certification": self.certification.as_dict(),
+            "released_to_production": self.released.as_dict() if self.released else None,
+        }
+
+
+class ReleaseManager:
+    def __init__(
+        self,
+        *,
+        config: KennelConfig,
+        db: Database,
+        registry: ModelRegistry,
+        catalog: DatasetCatalog,
+        tracker: RunTracker,
+        content: ContentStore,
+        project_root: Path,
+        state_dir: Path,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.registry = registry
+        self.catalog = catalog
+        self.tracker = tracker
+        self.content = content
+        self.project_root = project_root
+        self.state_dir = state_dir
+
+    # -- queries ------------------------------------------------------------------------------
+    def certification(self, model: ModelVersion) -> CertificationRow | None:
+        with self.db.session() as s:
+            return s.scalars(
+                select(CertificationRow)
+                .where(
+                    CertificationRow.model == model.name, CertificationRow.version == model.version
+                )
+                .order_by(CertificationRow.id.desc())
+            ).first()
+
+    def approval(self, model: ModelVersion) -> ApprovalRow | None:
+        with self.db.session() as s:
+            return s.scalars(
+                select(ApprovalRow)
+                .where(ApprovalRow.model == model.name, ApprovalRow.version == model.version)
+                .order_by(ApprovalRow.id.desc())
+            ).first()
+
+    def refusals(self, model: ModelVersion) -> list[str]:
+        """Why ``model`` may not go to production now (empty: it may)."""
+        reasons = []
+        if not model.gates_passed:
+            reasons.append("quality gates failed: " + "; ".join(model.gate_reasons))
+        cert = self.certification(model)
+        if cert is None:
+            reasons.append("not certified: deploy it to staging first")
+        elif not cert.passed:
+            reasons.append("certification failed: " + "; ".join(cert.reasons.get("reasons", [])))
+        if self.config.release.mode == "delivery":
+            approval = self.approval(model)
+            if approval is None:
+                reasons.append("no QA approval (release.mode is delivery)")
+            elif approval.decision != "approved":
+                reasons.append(f"rejected by {approval.actor}: {approval.note}")
+        return reasons
+
+    # -- moves --------------------------------------------------------------------------------
+    def deploy(
+        self, ref: str, env: str = "staging", *, actor: str, say: Say = lambda _m: None
+    ) -> DeployResult:
+        model = self.registry.resolve(ref)
+        target = environments.environment(self.config, env)
+        self.registry.set_alias(
+            model.name,
+            target.alias,
+            model.version,
+            actor=actor,
+            reason=f"deploy to {env} for its application test",
+        )
+        started = False
+        if not environments.is_live(target.url):
+            say(f"starting the {env} service at {target.url}")
+            environments.start(self.project_root, self.state_dir, env, target.url)
+            started = True
+        environments.wait_for_version(
+            target.url, model.version, timeout=max(30.0, 10 * self.config.serve.poll_s)
+        )
+        say(f"{target.url} serves {model.ref}; running the application test")
+        cert = certify(
+            model,
+            env,
+            target.url,
+            catalog=self.catalog,
+            tracker=self.tracker,
+            content=self.content,
+            db=self.db,
+            limits=self.config.release.certification,
+            actor=actor,
+        )
+        say(f"certification {'passed' if cert.passed else 'FAILED: ' + '; '.join(cert.reasons)}")
+        released = None
+        if self.config.release.mode == "deployment" and cert.passed and model.gates_passed:
+            released = self.release(
+                model.ref,
+                "production",
+                actor="continuous-deployment",
+                reason="certification and quality gates passed",
+            )
+            say(f"continuous deployment: released {model.ref} to production")
+        return DeployResult(model.ref, env, target.url, started, cert, released)
+
+    def decide(self, ref: str, decision: str, *, who: Identity | None, note: str) -> ApprovalRow:
+        if who is None:
+            raise AuthError("approving or rejecting needs a QA token (--token or KENNEL_TOKEN)")
+        if not who.may("approve"):
+            raise AuthError(f"role {who.role!r} may not approve or reject; it takes qa or admin")
+        model = self.registry.resolve(ref)
+        if decision == "approved" and self.certification(model) is None:
+            raise ReleaseRefusedError(f"{model.ref} has no certification to approve yet")
+        with self.db.session() as s:
+            row = ApprovalRow(
+                model=model.name,
+                version=model.version,
+                decision=decision,
+                actor=f"{who.name} ({who.role})",
+                note=note,
+                at=datetime.now(UTC),
+            )
+            s.add(row)
+            s.flush()
+            record(
+                s,
+                actor=who.name,
+                action=f"model.{decision}",
+                subject=model.ref,
+                details={"note": note, "role": who.role},
+            )
+            return row
+
+    def release(
+        self, ref: str, to: str = "production", *, actor: str, reason: str = "release"
+    ) -> AliasEvent:
+        model = self.registry.resolve(ref)
+        target = environments.environment(self.config, to)
+        reasons = self.refusals(model)
+        if reasons:
+            raise ReleaseRefusedError(
+                f"{model.ref} may not be released to {to}: " + "; ".join(reasons)
+            )
+        return self.registry.set_alias(
+            model.name, target.alias, model.version, actor=actor, reason=reason
+        )
+
+    def rollback(
+        self, env: str = "production", *, actor: str, reason: str = "by request"
+    ) -> AliasEvent:
+        """Point the environment's alias back at the version it served before the last move."""
+        target = environments.environment(self.config, env)
+        name = self.config.model.name
+        stack: list[int] = []  # replay the alias history: releases push, rollbacks pop
+        for event in self.registry.alias_history(name, target.alias):
+            if event.reason.startswith(ROLLBACK):
+                if stack:
+                    stack.pop()
+            elif event.to_version is not None:
+                stack.append(event.to_version)
+            else:
+                stack.clear()
+        if not stack:
+            raise NotFoundError(f"{name}@{target.alias} has no current version to roll back")
+        if len(stack) < 2:
+            raise NotFoundError(f"{name}@{target.alias} has no earlier version to roll back to")
+        current, previous = stack[-1], stack[-2]
+        return self.registry.set_alias(
+            name,
+            target.alias,
+            previous,
+            actor=actor,
+            reason=f"{ROLLBACK}: {reason} (from {current})",
+        )

@@ -1,0 +1,457 @@
+"""The prediction service: ``create_app(service)`` builds a FastAPI app around one Service.
+
+Routes: POST /v1/predict, POST /v1/predict/batch, POST /v1/feedback (token), POST
+/v1/admin/reload (token), GET /v1/model, GET /health/live, GET /health/ready, GET /metrics.
+Errors are JSON ``{"error": code, "detail": text}``; bad input is always a 4xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kennel.db import Database
+from kennel.db.schema import FeedbackRow
+from kennel.errors import KennelError
+from kennel.imaging import ImageRejected
+from kennel.serve import schemas
+from kennel.serve.auth import Identity, TokenStore
+from kennel.serve.batching import MicroBatcher, QueueFull
+from kennel.serve.holder import ModelHolder
+from kennel.serve.metrics import ServiceMetrics
+from kennel.serve.predlog import PredictionLog, row_of
+from kennel.serve.runtime import Prediction, Predictor, Prepared
+
+IMAGE_TYPES = [
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "image/bmp",
+    "image/tiff",
+    "application/octet-stream",
+]
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+
+@dataclass
+class ServiceSettings:
+    environment: str = "production"
+    max_batch: int = 16
+    max_wait_ms: float = 4.0
+    queue_size: int = 256
+    timeout_s: float = 10.0
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 50_000_000
+
+
+@dataclass
+class Service:
+    holder: ModelHolder
+    tokens: TokenStore
+    db: Database
+    predlog: PredictionLog | None
+    settings: ServiceSettings = field(default_factory=ServiceSettings)
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
+    draining: bool = False
+    batcher: MicroBatcher[tuple[Predictor, Prepared], Prediction] | None = None
+
+    def predictor(self) -> Predictor:
+        current = self.holder.current
+        if current is None:
+            raise ApiError(
+                503,
+                "not_ready",
+                self.holder.last_error or "no model loaded yet",
+                {"Retry-After": "1"},
+            )
+        return current
+
+
+def _run_batch(items: Sequence[tuple[Predictor, Prepared]]) -> list[Prediction]:
+    """Each item runs on the Predictor that accepted it, so a swap never mixes models."""
+    out: list[Prediction | None] = [None] * len(items)
+    groups: dict[int, list[int]] = {}
+    for i, (predictor, _prepared) in enumerate(items):
+        groups.setdefault(id(predictor), []).append(i)
+    for indices in groups.values():
+        predictor = items[indices[0]][0]
+        for i, p in zip(
+            indices, predictor.predict_prepared([items[i][1] for i in indices]), strict=True
+        ):
+            out[i] = p
+    return [p for p in out if p is not None]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": schemas.ErrorOut, "description": text}
+    for code, text in {
+        400: "Bad request",
+        401: "Missing or invalid token",
+        403: "Token lacks the role",
+        413: "Upload too large",
+        415: "Unsupported media type",
+        422: "Not an acceptable image or body",
+        503: "Not ready or overloaded",
+        504: "Timed out",
+    }.items()
+}
+IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            **{t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                    "required": ["files"],
+                }
+            }
+        },
+    }
+}
+
+
+def create_app(service: Service) -> FastAPI:
+    settings = service.settings
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        service.batcher = MicroBatcher(
+            _run_batch,
+            max_batch=settings.max_batch,
+            max_wait_ms=settings.max_wait_ms,
+            queue_size=settings.queue_size,
+            on_batch=lambda n: service.metrics.batch_size.observe(n),
+        )
+        await service.batcher.start()
+        if service.predlog is not None:
+            service.predlog.start()
+        await run_in_threadpool(service.holder.start)
+        try:
+            yield
+        finally:
+            service.draining = True
+            await service.batcher.stop()
+            service.holder.stop()
+            if service.predlog is not None:
+                await run_in_threadpool(service.predlog.stop)
+
+    app = FastAPI(
+        title="kennel prediction service",
+        version="1",
+        lifespan=lifespan,
+        description="Cat-or-dog predictions from the model a registry alias points at.",
+    )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "detail": exc.detail}, exc.status, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_r: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"error": "invalid_request", "detail": f"{where}: {first['msg']}"}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": "http_error", "detail": str(exc.detail)},
+            exc.status_code,
+            getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(KennelError)
+    async def _kennel(_r: Request, exc: KennelError) -> JSONResponse:
+        return JSONResponse(
+            {"error": exc.code, "detail": " ".join(str(exc).split())}, 503, {"Retry-After": "1"}
+        )
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next: Any) -> Response:
+        began = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        service.metrics.requests.labels(path, str(response.status_code)).inc()
+        service.metrics.latency.labels(path).observe(time.perf_counter() - began)
+        return response
+
+    def identity(action: str) -> Any:
+        def check(request: Request) -> Identity:
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "a bearer token is required",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+            who = service.tokens.identify(token.strip())
+            if who is None:
+                raise ApiError(
+                    401, "unauthorized", "unknown or revoked token", {"WWW-Authenticate": "Bearer"}
+                )
+            if not who.may(action):
+                raise ApiError(403, "forbidden", f"role {who.role!r} may not {action}")
+            return who
+
+        return Depends(check)
+
+    async def read_limited(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+            raise ApiError(413, "too_large", f"upload exceeds {settings.max_upload_bytes} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > settings.max_upload_bytes:
+                raise ApiError(
+                    413, "too_large", f"upload exceeds {settings.max_upload_bytes} bytes"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def predict_bytes(data: bytes, source: str) -> Prediction:
+        if not data:
+            raise ApiError(400, "empty_body", "no image bytes in the request")
+        predictor = service.predictor()
+        try:
+            prepared = await run_in_threadpool(predictor.prepare, data)
+        except ImageRejected as exc:
+            raise ApiError(422, "invalid_image", str(exc)) from exc
+        assert service.batcher is not None
+        service.metrics.queue_depth.set(service.batcher.depth)
+        try:
+            prediction = await asyncio.wait_for(
+                service.batcher.submit((predictor, prepared)), settings.timeout_s
+            )
+        except QueueFull as exc:
+            raise ApiError(
+                503,
+                "overloaded",
+                "the inference queue is full; retry shortly",
+                {"Retry-After": "1"},
+            ) from exc
+        except TimeoutError as exc:
+            raise ApiError(504, "timeout", f"no answer within {settings.timeout_s}s") from exc
+        service.metrics.predictions.labels(prediction.label).inc()
+        if service.predlog is not None:
+            service.predlog.add(
+                row_of(
+                    prediction,
+                    environment=settings.environment,
+                    source=source,
+                    input_sha256=hashlib.sha256(data).hexdigest(),
+                )
+            )
+        return prediction
+
+    def source_of(request: Request) -> str:
+        return (request.headers.get("x-kennel-source") or "api")[:256]
+
+    @app.post(
+        "/v1/predict",
+        response_model=schemas.PredictionOut,
+        responses=ERRORS,
+        openapi_extra=IMAGE_BODY,
+        summary="Classify one image",
+    )
+    async def predict(request: Request) -> JSONResponse:
+        content_type = request.headers.get("content-type", "application/octet-stream")
+        if content_type.startswith("multipart/form-data"):
+            form = await _form(request, settings.max_upload_bytes)
+            try:
+                upload = form.get("file")
+                if upload is None or isinstance(upload, str):
+                    raise ApiError(422, "invalid_request", "multipart body needs a 'file' part")
+                data = await upload.read()
+            finally:
+                await form.close()
+        elif content_type.split(";")[0].strip() in IMAGE_TYPES or content_type.startswith("image/"):
+            data = await read_limited(request)
+        else:
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"send image bytes or multipart/form-data, not {content_type!r}",
+            )
+        prediction = await predict_bytes(data, source_of(request))
+        return JSONResponse(
+            prediction.as_dict(), headers={"X-Model-Version": str(prediction.version)}
+        )
+
+    @app.post(
+        "/v1/predict/batch",
+        response_model=schemas.BatchOut,
+        responses=ERRORS,
+        openapi_extra=BATCH_BODY,
+        summary="Classify several images (multipart 'files')",
+    )
+    async def predict_batch(request: Request) -> JSONResponse:
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise ApiError(415, "unsupported_media_type", "send multipart/form-data with 'files'")
+        form = await _form(request, settings.max_upload_bytes)
+        try:
+            uploads = [u for u in form.getlist("files") if not isinstance(u, str)]
+            if not uploads:
+                raise ApiError(422, "invalid_request", "multipart body needs one or more 'files'")
+            datas = [await u.read() for u in uploads]
+        finally:
+            await form.close()
+
+        async def one(index: int, data: bytes) -> dict[str, Any]:
+            try:
+                p = await predict_bytes(data, source_of(request))
+                return {"index": index, "prediction": p.as_dict()}
+            except ApiError as exc:
+                if exc.status >= 500:
+                    raise
+                return {"index": index, "error": exc.code, "detail": exc.detail}
+
+        results = await asyncio.gather(*(one(i, d) for i, d in enumerate(datas)))
+        return JSONResponse({"results": list(results)})
+
+    @app.post(
+        "/v1/feedback",
+        response_model=schemas.FeedbackOut,
+        responses=ERRORS,
+        summary="Record the true label of a prediction (role: operator, qa or admin)",
+    )
+    async def feedback(
+        body: schemas.FeedbackIn,
+        who: Identity = identity("feedback"),  # noqa: B008 - FastAPI dependency
+    ) -> schemas.FeedbackOut:
+        labels = service.predictor().bundle.labels
+        if body.label not in labels:
+            raise ApiError(422, "invalid_label", f"label must be one of {labels}")
+
+        def store() -> None:
+            with service.db.session() as s:
+                s.merge(
+                    FeedbackRow(
+                        prediction_id=body.prediction_id,
+                        label=body.label,
+                        at=datetime.now(UTC),
+                        actor=who.name,
+                    )
+                )
+
+        await run_in_threadpool(store)
+        return schemas.FeedbackOut(
+            prediction_id=body.prediction_id, label=body.label, recorded=True
+        )
+
+    @app.post(
+        "/v1/admin/reload",
+        response_model=schemas.ReloadOut,
+        responses=ERRORS,
+        summary="Check the alias now and swap models if it moved (role: operator, admin)",
+    )
+    async def reload(_who: Identity = identity("reload")) -> schemas.ReloadOut:  # noqa: B008
+        swap = await run_in_threadpool(service.holder.reload)
+        current = service.holder.current
+        return schemas.ReloadOut(
+            version=current.version if current else None,
+            swapped=swap is not None,
+            error=service.holder.last_error,
+        )
+
+    @app.get(
+        "/v1/model",
+        response_model=schemas.ModelOut,
+        responses=ERRORS,
+        summary="The model now being served",
+    )
+    async def model() -> schemas.ModelOut:
+        p = service.predictor()
+        meta = p.bundle.meta
+        return schemas.ModelOut(
+            name=p.name,
+            version=p.version,
+            alias=service.holder.alias,
+            environment=settings.environment,
+            labels=p.bundle.labels,
+            image_size=p.bundle.image_size,
+            metrics={k: meta["metrics"].get(k) for k in ("accuracy", "macro_f1", "n")},
+            dataset={k: str(v) for k, v in meta["dataset"].items()},
+        )
+
+    @app.get("/health/live", response_model=schemas.HealthOut)
+    async def live() -> schemas.HealthOut:
+        return schemas.HealthOut(status="live")
+
+    @app.get(
+        "/health/ready",
+        response_model=schemas.HealthOut,
+        responses={503: {"model": schemas.HealthOut}},
+    )
+    async def ready() -> JSONResponse:
+        current = service.holder.current
+        if current is None or service.draining:
+            detail = "draining" if service.draining else (service.holder.last_error or "loading")
+            return JSONResponse({"status": "not_ready", "detail": detail}, 503)
+        return JSONResponse({"status": "ready", "version": current.version})
+
+    @app.get("/metrics", response_class=Response, summary="Prometheus metrics")
+    async def metrics() -> Response:
+        current = service.holder.current
+        if current is not None:
+            service.metrics.model_version.labels(current.name).set(current.version)
+        if service.predlog is not None:
+            service.metrics.log_spooled.set(service.predlog.spooled_lines())
+        if service.batcher is not None:
+            service.metrics.queue_depth.set(service.batcher.depth)
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    service.holder.on_error = lambda _m: service.metrics.load_failures.inc()
+    return app
+
+
+async def _form(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"upload exceeds {limit} bytes")
+    try:
+        return await request.form(max_files=64, max_fields=64, max_part_size=limit)
+    except Exception as exc:
+        raise ApiError(400, "bad_multipart", f"cannot parse multipart body: {exc}") from exc

@@ -1,0 +1,101 @@
+"""Dynamic micro-batching: requests wait at most ``max_wait_ms`` to share one inference of up to
+``max_batch`` images. The queue is bounded; when it is full the caller learns at once
+(``QueueFull``), so memory never grows without bound."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+class QueueFull(Exception):
+    """The batcher's queue is full; retry later."""
+
+
+class MicroBatcher(Generic[In, Out]):
+    def __init__(
+        self,
+        run: Callable[[Sequence[In]], Sequence[Out]],
+        *,
+        max_batch: int,
+        max_wait_ms: float,
+        queue_size: int,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.run = run
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self.queue_size = queue_size
+        self.on_batch = on_batch
+        self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        # One inference at a time: ONNX Runtime already uses every core inside a batch.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="kennel-infer")
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue(self.queue_size)
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            # let queued work finish, then stop
+            while self._queue is not None and not self._queue.empty():
+                await asyncio.sleep(0.005)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, item: In) -> Out:
+        assert self._queue is not None, "batcher not started"
+        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait((item, future))
+        except asyncio.QueueFull as exc:
+            raise QueueFull() from exc
+        return await future
+
+    async def _loop(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            deadline = time.monotonic() + self.max_wait
+            while len(batch) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    if self._queue.empty():
+                        break
+                    batch.append(self._queue.get_nowait())
+                    continue
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            live = [(item, fut) for item, fut in batch if not fut.done()]  # skip timed-out ones
+            if not live:
+                continue
+            if self.on_batch:
+                self.on_batch(len(live))
+            try:
+                results = await loop.run_in_executor(self._executor, self.run, [i for i, _ in live])
+            except Exception as exc:
+                for _item, fut in live:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_item, fut), result in zip(live, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)

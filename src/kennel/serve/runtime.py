@@ -1,0 +1,195 @@
+"""The Predictor: bundle -> safe decode -> the training preprocessing -> ONNX Runtime -> result.
+
+REST, video, batch scoring, the messaging worker, the model-as-data subscriber and the embedded
+package all call this class, so every pattern answers identically for the same image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from kennel import onnxrt
+from kennel.errors import IntegrityError, NotFoundError
+from kennel.imaging import ImageRejected, decode, quality, square
+
+METADATA = "kennel-model.json"
+MODEL = "model.onnx"
+INT8 = "model.int8.onnx"
+SUPPORTED_FORMAT = "kennel-model/1"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle in memory: its metadata and the ONNX bytes it serves."""
+
+    meta: dict[str, Any]
+    model: bytes
+    files: Mapping[str, bytes] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.meta["name"])
+
+    @property
+    def version(self) -> int:
+        return int(self.meta["version"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta["labels"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["input"]["shape"][2])
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes], *, prefer_int8: bool = False) -> Bundle:
+        """Check every file against the sha256 its metadata declares, then load."""
+        if METADATA not in files:
+            raise NotFoundError(f"bundle has no {METADATA}")
+        meta = json.loads(files[METADATA])
+        if meta.get("format") != SUPPORTED_FORMAT:
+            raise IntegrityError(f"unsupported bundle format {meta.get('format')!r}")
+        for name, digest in meta.get("files", {}).items():
+            if name not in files:
+                raise IntegrityError(f"bundle file {name} is missing")
+            actual = hashlib.sha256(files[name]).hexdigest()
+            if actual != digest:
+                raise IntegrityError(f"bundle file {name} is corrupt: sha256 {actual} != {digest}")
+        choice = INT8 if prefer_int8 and INT8 in files else MODEL
+        if choice not in meta.get("files", {}):
+            raise IntegrityError(f"bundle does not declare {choice}")
+        return cls(meta=meta, model=files[choice], files=dict(files))
+
+    @classmethod
+    def from_dir(cls, path: Path, *, prefer_int8: bool = False) -> Bundle:
+        files = {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
+        return cls.from_files(files, prefer_int8=prefer_int8)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    id: str
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    model: str
+    version: int
+    latency_ms: float
+    quality: dict[str, float]
+    embedding: np.ndarray = field(repr=False, compare=False)
+
+    def as_dict(self, *, embedding: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "prediction_id": self.id,
+            "label": self.label,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities,
+            "model": {"name": self.model, "version": self.version},
+            "latency_ms": round(self.latency_ms, 3),
+        }
+        if embedding:
+            out["embedding"] = self.embedding.tolist()
+        return out
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A decoded, preprocessed input with the quality stats monitoring needs."""
+
+    tensor: np.ndarray  # float32 [3, S, S]
+    quality: dict[str, float]
+
+
+class Predictor:
+    def __init__(self, bundle: Bundle, *, threads: int | None = None) -> None:
+        self.bundle = bundle
+        self.session = onnxrt.session(bundle.model, threads)
+        pre = bundle.meta["preprocessing"]
+        self._mean = np.array(pre["mean"], dtype=np.float32).reshape(3, 1, 1)
+        self._std = np.array(pre["std"], dtype=np.float32).reshape(3, 1, 1)
+        self._temperature = float(bundle.meta.get("temperature", 1.0) or 1.0)
+        self.max_pixels = 50_000_000
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+    @property
+    def version(self) -> int:
+        return self.bundle.version
+
+    def prepare_image(
+        self, image: Image.Image, extra: Mapping[str, float] | None = None
+    ) -> Prepared:
+        """Preprocess an RGB image exactly as training did (shorter side, centre crop, scale)."""
+        pixels = square(image, self.bundle.image_size)
+        tensor = (pixels.astype(np.float32).transpose(2, 0, 1) / 255.0 - self._mean) / self._std
+        stats = quality(image)
+        q = {
+            "brightness": stats.brightness,
+            "contrast": stats.contrast,
+            "sharpness": stats.sharpness,
+            "width": float(image.width),
+            "height": float(image.height),
+            **(extra or {}),
+        }
+        return Prepared(np.ascontiguousarray(tensor, dtype=np.float32), q)
+
+    def prepare(self, data: bytes) -> Prepared:
+        """Decode untrusted bytes (raises ImageRejected with the reason) and preprocess."""
+        decoded = decode(data, max_pixels=self.max_pixels, min_side=1)
+        return self.prepare_image(decoded.image)
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw logits and embeddings for a float32 [N, 3, S, S] batch."""
+        logits, embedding = self.session.run(None, {"input": batch})
+        return np.asarray(logits), np.asarray(embedding)
+
+    def predict_prepared(self, items: Sequence[Prepared]) -> list[Prediction]:
+        if not items:
+            return []
+        began = time.perf_counter()
+        logits, embeddings = self.infer(np.stack([p.tensor for p in items]))
+        scaled = logits / self._temperature
+        exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+        probs = exp / exp.sum(axis=1, keepdims=True)
+        latency = (time.perf_counter() - began) * 1000 / len(items)
+        labels = self.bundle.labels
+        out = []
+        for i, item in enumerate(items):
+            k = int(probs[i].argmax())
+            out.append(
+                Prediction(
+                    id=uuid.uuid4().hex,
+                    label=labels[k],
+                    confidence=float(probs[i, k]),
+                    probabilities={c: float(probs[i, j]) for j, c in enumerate(labels)},
+                    model=self.name,
+                    version=self.version,
+                    latency_ms=latency,
+                    quality=item.quality,
+                    embedding=embeddings[i],
+                )
+            )
+        return out
+
+    def predict(self, images: Sequence[bytes]) -> list[Prediction]:
+        """Predict many encoded images; raises ImageRejected on the first bad one."""
+        return self.predict_prepared([self.prepare(data) for data in images])
+
+    def predict_one(self, data: bytes) -> Prediction:
+        return self.predict([data])[0]
+
+
+__all__ = ["Bundle", "ImageRejected", "Prediction", "Predictor", "Prepared"]

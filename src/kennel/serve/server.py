@@ -1,0 +1,125 @@
+"""Running a Service: assembled from a project's config, served by uvicorn with a graceful drain
+(SIGTERM turns readiness to 503 first, keeps answering for ``drain_s``, then stops accepting and
+lets in-flight requests finish)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from kennel.config import KennelConfig
+from kennel.db import Database
+from kennel.errors import ConfigError
+from kennel.registry.store import ModelRegistry
+from kennel.serve.app import Service, ServiceSettings, create_app
+from kennel.serve.auth import TokenStore
+from kennel.serve.holder import ModelHolder
+from kennel.serve.predlog import PredictionLog
+
+
+def build_service(
+    config: KennelConfig, env: str, *, db: Database, registry: ModelRegistry, state_dir: Path
+) -> Service:
+    if env not in config.environments:
+        raise ConfigError(
+            f"unknown environment {env!r}; kennel.yaml defines {', '.join(config.environments)}"
+        )
+    environment = config.environments[env]
+    s = config.serve
+    holder = ModelHolder(
+        registry, config.model.name, environment.alias, poll_s=s.poll_s, prefer_int8=s.prefer_int8
+    )
+    predlog = PredictionLog(db, state_dir / "spool" / f"{env}.jsonl", flush_s=s.log_flush_s)
+    settings = ServiceSettings(
+        environment=env,
+        max_batch=s.max_batch,
+        max_wait_ms=s.max_wait_ms,
+        queue_size=s.queue_size,
+        timeout_s=s.timeout_s,
+        max_upload_bytes=s.max_upload_bytes,
+        max_pixels=s.max_pixels,
+    )
+    return Service(holder=holder, tokens=TokenStore(db), db=db, predlog=predlog, settings=settings)
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, service: Service, drain_s: float) -> None:
+        super().__init__(config)
+        self.service = service
+        self.drain_s = drain_s
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()  # a drained shutdown is a clean exit (status 0)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.service.draining or self.drain_s <= 0:
+            super().handle_exit(sig, frame)
+            return
+        self.service.draining = True  # readiness answers 503 from now on
+        timer = threading.Timer(self.drain_s, super().handle_exit, args=(sig, frame))
+        timer.daemon = True
+        timer.start()
+
+
+def serve(service: Service, host: str, port: int, *, drain_s: float = 2.0) -> None:
+    app = create_app(service)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    DrainingServer(config, service, drain_s).run()
+
+
+@dataclass
+class RunningServer:
+    """A service on a loopback port in a background thread (tests, benchmarks, the demo)."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    url: str
+    service: Service
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def start_in_thread(
+    service: Service, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0
+) -> RunningServer:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(service), log_level="warning", access_log=False, timeout_graceful_shutdown=30
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(server.serve(sockets=[sock])),
+        name=f"kennel-serve-{bound}",
+        daemon=True,
+    )
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not server.started:
+        raise RuntimeError("service did not start")
+    return RunningServer(server, thread, f"http://{host}:{bound}", service)

@@ -1,0 +1,86 @@
+"""The Predictor: verified bundles, training-identical preprocessing, PyTorch parity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+
+from kennel.config import TrainConfig
+from kennel.errors import IntegrityError
+from kennel.serve.runtime import Bundle, Predictor
+from kennel.train.augment import to_input
+from kennel.train.trainer import make_model
+from kennel.wiring import Workspace
+from tests.helpers import odd_files
+from tests.serving import served_project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return served_project(tmp_path_factory.mktemp("pred"), models=1)
+
+
+def test_predictor_matches_pytorch_on_the_same_images(project) -> None:  # type: ignore[no-untyped-def]
+    ws = Workspace(project)
+    try:
+        predictor = ws.predictor("pets@1")
+        model = ws.registry.resolve("pets@1")
+        run = ws.tracker.get(model.run_id or "")
+        state = safetensors.torch.load(ws.content.get(run.metrics["weights_sha256"]))
+        rows = [r for r in ws.catalog.rows(ws.catalog.resolve("park")) if r.split == "test"]
+        images = [ws.content.get(r.sha256) for r in rows]
+    finally:
+        ws.close()
+    torch_model = make_model(TrainConfig.model_validate(run.params), 2)
+    torch_model.load_state_dict(state)
+    torch_model.eval()
+    prepared = [predictor.prepare(data) for data in images]
+    from kennel.imaging import decode, square
+
+    pixels = np.stack([square(decode(d).image, predictor.bundle.image_size) for d in images])
+    with torch.no_grad():
+        torch_logits = torch_model(to_input(torch.from_numpy(pixels)))[0].numpy()
+    ort_logits, _ = predictor.infer(np.stack([p.tensor for p in prepared]))
+    assert np.abs(torch_logits - ort_logits).max() < 1e-4
+    results = predictor.predict(images)
+    assert [r.label for r in results] == [["cat", "dog"][i] for i in torch_logits.argmax(1)]
+    assert all(abs(sum(r.probabilities.values()) - 1) < 1e-5 for r in results)
+
+
+def test_tampered_bundle_is_refused(project, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ws = Workspace(project)
+    try:
+        _model, _files = ws.registry.download("pets@1", tmp_path / "b")
+    finally:
+        ws.close()
+    assert Bundle.from_dir(tmp_path / "b").version == 1
+    onnx = tmp_path / "b" / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(IntegrityError, match="corrupt"):
+        Bundle.from_dir(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "kennel-model.json").read_text())
+    meta["format"] = "something-else"
+    (tmp_path / "b" / "kennel-model.json").write_text(json.dumps(meta))
+    with pytest.raises(IntegrityError, match="format"):
+        Bundle.from_dir(tmp_path / "b")
+
+
+def test_odd_images_get_an_answer_or_a_reason(project) -> None:  # type: ignore[no-untyped-def]
+    ws = Workspace(project)
+    try:
+        predictor: Predictor = ws.predictor("pets@1")
+    finally:
+        ws.close()
+    from kennel.imaging import ImageRejected
+
+    for name, (data, reason) in odd_files().items():
+        if reason is None or reason.startswith("too small"):
+            assert predictor.predict_one(data).label in ("cat", "dog"), name
+        else:
+            with pytest.raises(ImageRejected):
+                predictor.predict_one(data)

@@ -1,0 +1,229 @@
+"""The HTTP service over real loopback HTTP: predictions, batching, feedback, auth, hot swap,
+metrics, the bad-input corpus and a full queue."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from kennel.config import Project
+from kennel.db.schema import FeedbackRow, PredictionRow
+from kennel.deploy.certify import bad_inputs
+from kennel.serve.server import RunningServer, start_in_thread
+from kennel.storage import digest_key
+from kennel.wiring import Workspace
+from tests.helpers import jpeg, odd_files
+from tests.serving import served_project, wait_until
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return served_project(tmp_path_factory.mktemp("svc"), poll_s=3600)  # reload only on request
+
+
+@pytest.fixture
+def server(project: Project) -> Iterator[tuple[RunningServer, Workspace]]:
+    ws = Workspace(project)
+    ws.registry.set_alias("pets", "production", 1, actor="test", reason="start")
+    running = start_in_thread(ws.service("production"))
+    yield running, ws
+    running.stop()
+    ws.close()
+
+
+def _tokens(ws: Workspace) -> dict[str, str]:
+    return {
+        role: ws.tokens.create(role, f"{role}-user")[0]
+        for role in ("viewer", "operator", "qa", "admin")
+    }
+
+
+def test_predict_raw_multipart_batch_and_model(server: tuple[RunningServer, Workspace]) -> None:
+    running, ws = server
+    image = jpeg(80, 60, seed=5)
+    with httpx.Client(base_url=running.url) as client:
+        raw = client.post("/v1/predict", content=image, headers={"content-type": "image/jpeg"})
+        assert raw.status_code == 200 and raw.headers["x-model-version"] == "1"
+        body = raw.json()
+        assert body["label"] in ("cat", "dog") and body["model"] == {"name": "pets", "version": 1}
+        assert abs(sum(body["probabilities"].values()) - 1) < 1e-5
+        multi = client.post("/v1/predict", files={"file": ("x.jpg", image, "image/jpeg")})
+        assert multi.status_code == 200 and multi.json()["probabilities"] == body["probabilities"]
+        batch = client.post(
+            "/v1/predict/batch",
+            files=[
+                ("files", ("a.jpg", image, "image/jpeg")),
+                ("files", ("b.txt", b"not an image", "text/plain")),
+            ],
+        )
+        results = batch.json()["results"]
+        assert batch.status_code == 200 and results[0]["prediction"]["label"] == body["label"]
+        assert results[1]["error"] == "invalid_image"
+        model = client.get("/v1/model").json()
+        assert model["version"] == 1 and model["labels"] == ["cat", "dog"]
+        assert client.get("/health/live").status_code == 200
+        assert client.get("/health/ready").json() == {"status": "ready", "version": 1}
+        metrics = client.get("/metrics").text
+    assert 'kennel_requests_total{route="/v1/predict",status="200"}' in metrics
+    assert (
+        "kennel_batch_size_bucket" in metrics
+        and 'kennel_model_version{model="pets"} 1.0' in metrics
+    )
+    assert "kennel_predictions_total" in metrics and "kennel_queue_depth" in metrics
+    # every prediction reaches the prediction log
+    assert running.service.predlog is not None and running.service.predlog.flush()
+    with ws.db.session() as s:
+        ids = set(s.scalars(select(PredictionRow.id)))
+        row = s.get(PredictionRow, body["prediction_id"])
+    assert body["prediction_id"] in ids and row is not None
+    assert row.environment == "production" and row.version == 1 and row.quality["width"] == 80
+
+
+def test_bad_inputs_get_json_4xx_never_5xx(server: tuple[RunningServer, Workspace]) -> None:
+    running, _ws = server
+    cases = list(bad_inputs())
+    cases.append(("oversized", {"content-type": "image/jpeg"}, b"\xff" * (11 * 1024 * 1024)))
+    with httpx.Client(base_url=running.url, timeout=30) as client:
+        for name, headers, data in cases:
+            response = client.post("/v1/predict", content=data, headers=headers)
+            assert 400 <= response.status_code < 500, (name, response.status_code)
+            assert set(response.json()) == {"error", "detail"}, name
+        for name, (data, reason) in odd_files().items():
+            response = client.post(
+                "/v1/predict", content=data, headers={"content-type": "application/octet-stream"}
+            )
+            if reason is None or reason.startswith("too small"):
+                assert response.status_code == 200, name
+            elif not data:
+                assert response.status_code == 400 and response.json()["error"] == "empty_body"
+            else:
+                assert response.status_code == 422 and response.json()["error"] == "invalid_image"
+        assert client.post("/v1/feedback", content=b"{").status_code == 401  # auth before body
+        assert client.get("/v1/nope").status_code == 404
+        assert (
+            client.post(
+                "/v1/predict/batch", content=b"x", headers={"content-type": "image/jpeg"}
+            ).status_code
+            == 415
+        )
+
+
+def test_auth_matrix_and_feedback(server: tuple[RunningServer, Workspace]) -> None:
+    running, ws = server
+    tokens = _tokens(ws)
+    with httpx.Client(base_url=running.url) as client:
+        pid = client.post(
+            "/v1/predict", content=jpeg(seed=9), headers={"content-type": "image/jpeg"}
+        ).json()["prediction_id"]
+        routes = [
+            ("/v1/feedback", {"prediction_id": pid, "label": "cat"}),
+            ("/v1/admin/reload", None),
+        ]
+        ws.registry.set_alias("pets", "production", 2, actor="test", reason="pending swap")
+        for path, body in routes:
+            for header, expected in (
+                (None, 401),
+                ("Bearer " + tokens["viewer"], 403),
+                ("Bearer kn_wrong_token", 401),
+                ("Basic abc", 401),
+            ):
+                headers = {"authorization": header} if header else {}
+                response = client.post(path, json=body, headers=headers)
+                assert response.status_code == expected, (path, header, response.text)
+                assert response.json()["error"] in ("unauthorized", "forbidden")
+        # nothing changed: no feedback row, no swap
+        with ws.db.session() as s:
+            assert s.scalar(select(func.count()).select_from(FeedbackRow)) == 0
+        assert client.get("/v1/model").json()["version"] == 1
+        ok = client.post(
+            "/v1/feedback",
+            json={"prediction_id": pid, "label": "dog"},
+            headers={"authorization": "Bearer " + tokens["operator"]},
+        )
+        assert ok.status_code == 200 and ok.json()["recorded"]
+        bad_label = client.post(
+            "/v1/feedback",
+            json={"prediction_id": pid, "label": "horse"},
+            headers={"authorization": "Bearer " + tokens["qa"]},
+        )
+        assert bad_label.status_code == 422
+        swapped = client.post(
+            "/v1/admin/reload", headers={"authorization": "Bearer " + tokens["admin"]}
+        )
+        assert swapped.json() == {"version": 2, "swapped": True, "error": None}
+    with ws.db.session() as s:
+        row = s.get(FeedbackRow, pid)
+    assert row is not None and row.label == "dog" and row.actor == "operator-user"
+
+
+def test_corrupt_bundle_keeps_the_old_model(server: tuple[RunningServer, Workspace]) -> None:
+    running, ws = server
+    model = ws.registry.resolve("pets@2")
+    blob = Path(ws.content.blobs.url) / digest_key(model.files["model.onnx"])
+    original = blob.read_bytes()
+    try:
+        blob.write_bytes(b"corrupted")
+        ws.registry.set_alias("pets", "production", 2, actor="test", reason="bad bundle")
+        assert running.service.holder.reload() is None
+        assert running.service.holder.current is not None
+        assert running.service.holder.current.version == 1
+        assert "pets@2" in (running.service.holder.last_error or "")
+        with httpx.Client(base_url=running.url) as client:
+            ok = client.post("/v1/predict", content=jpeg(), headers={"content-type": "image/jpeg"})
+            assert ok.status_code == 200 and ok.json()["model"]["version"] == 1
+            assert "kennel_model_load_failures_total 1.0" in client.get("/metrics").text
+    finally:
+        blob.write_bytes(original)
+
+
+def test_full_queue_answers_503_at_once(project: Project) -> None:
+    ws = Workspace(project)
+    ws.registry.set_alias("pets", "production", 1, actor="test", reason="queue test")
+    service = ws.service("production")
+    service.settings.queue_size = 1
+    service.settings.max_batch = 1
+    gate = threading.Event()
+    running = start_in_thread(service)
+    try:
+        assert service.batcher is not None
+        original = service.batcher.run
+
+        def slow(items):  # type: ignore[no-untyped-def]
+            gate.wait(10)
+            return original(items)
+
+        service.batcher.run = slow
+        buf = io.BytesIO()
+        Image.new("RGB", (40, 40)).save(buf, "PNG")
+        with (
+            httpx.Client(base_url=running.url, timeout=30) as client,
+            ThreadPoolExecutor(8) as pool,
+        ):
+            futures = [
+                pool.submit(
+                    client.post,
+                    "/v1/predict",
+                    content=buf.getvalue(),
+                    headers={"content-type": "image/png"},
+                )
+                for _ in range(8)
+            ]
+            wait_until(lambda: sum(f.done() for f in futures) >= 6)
+            gate.set()
+            responses = [f.result() for f in futures]
+        codes = sorted(r.status_code for r in responses)
+        assert 503 in codes and set(codes) <= {200, 503}
+        rejected = next(r for r in responses if r.status_code == 503)
+        assert rejected.headers["retry-after"] == "1" and rejected.json()["error"] == "overloaded"
+    finally:
+        gate.set()
+        running.stop()
+        ws.close()

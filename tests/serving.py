@@ -1,0 +1,73 @@
+"""Helpers for serving tests: free ports, a project with two tiny registered models."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kennel.config import Project
+from kennel.datasets.synth import generate
+from kennel.pipeline.build import BuildOptions
+from kennel.serve.server import RunningServer, start_in_thread
+from kennel.wiring import Workspace
+from tests.conftest import TINY_TRAIN, make_project
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def served_project(
+    root: Path,
+    *,
+    mode: str = "delivery",
+    metadata_url: str | None = None,
+    poll_s: float = 0.2,
+    models: int = 2,
+    serve: dict[str, object] | None = None,
+    gates: dict[str, object] | None = None,
+) -> Project:
+    """A project with ``models`` tiny registered versions of ``pets`` trained on 120
+    simulator images, and staging/production on free loopback ports."""
+    lake = root / "lake"
+    if not lake.exists():
+        generate(lake, 120, seed=3)
+    sections: dict[str, dict[str, object]] = {
+        "train": {**TINY_TRAIN, "epochs": 1},
+        "serve": {"poll_s": poll_s, "max_wait_ms": 2.0, **(serve or {})},
+        "environments": {
+            "staging": {"host": "127.0.0.1", "port": free_port(), "alias": "staging"},
+            "production": {"host": "127.0.0.1", "port": free_port(), "alias": "production"},
+        },
+        "release": {"mode": mode, "certification": {"max_p99_ms": 10000.0}},
+        "gates": gates or {},
+    }
+    if metadata_url:
+        sections["store"] = {"metadata_url": metadata_url}
+    project = make_project(root / "p", sections=sections, workers=1)
+    ws = Workspace(project)
+    try:
+        ws.ingestor().run(ws.source(str(lake)), "park")
+        for i in range(models):
+            ws.builder().build("park", BuildOptions(trials=1, overrides={"seed": i}))
+    finally:
+        ws.close()
+    return project
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def start_env(ws: Workspace, env: str) -> RunningServer:
+    """The environment's service in this process, on the port kennel.yaml gives it."""
+    return start_in_thread(ws.service(env), port=ws.project.config.environments[env].port)
