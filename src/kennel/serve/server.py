@@ -86,6 +86,12 @@ def serve(service: Service, host: str, port: int, *, drain_s: float = 2.0) -> No
     DrainingServer(config, service, drain_s).run()
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 @dataclass
 class RunningServer:
     """A service on a loopback port in a background thread (tests, benchmarks, the demo)."""
