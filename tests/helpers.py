@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from kennel.deploy.certify import png_declaring
 
 
 def jpeg(
@@ -33,17 +33,7 @@ def png(image: Image.Image) -> bytes:
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares ``width`` x ``height`` but carries no pixel data (a bomb's shape)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body))
-            + kind
-            + body
-            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+    return png_declaring(width, height)
 
 
 def exif_rotated_jpeg(width: int = 80, height: int = 40) -> bytes:

@@ -3,6 +3,8 @@ exit code from ``kennel.errors.STATUS``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from kennel.errors import KennelError, status_of
+from kennel.wiring import Workspace
 
 
 class KennelGroup(TyperGroup):
@@ -42,3 +45,13 @@ ProjectOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@contextmanager
+def opened(project: Path | None) -> Iterator[Workspace]:
+    """The project's workspace for one command; its database connections closed afterwards."""
+    ws = Workspace.load(project)
+    try:
+        yield ws
+    finally:
+        ws.close()

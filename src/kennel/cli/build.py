@@ -6,11 +6,10 @@ from typing import Annotated
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, new_app
+from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, table
 from kennel.pipeline.build import BuildOptions, BuildResult
 from kennel.pipeline.runner import PipelineRunner
-from kennel.wiring import Workspace
 
 pipeline_app = new_app("Run the build pipeline from kennel.yaml, skipping unchanged steps.")
 
@@ -91,8 +90,7 @@ def pipeline_run(
     json_out: JsonOption = False,
 ) -> None:
     """ingest -> train (+ search) -> evaluate -> package -> register, from kennel.yaml."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         cfg = ws.project.config.pipeline
         spec = source or cfg.source
         runner = PipelineRunner(
@@ -109,8 +107,6 @@ def pipeline_run(
             force=force,
             say=(lambda _m: None) if json_out else (lambda m: console.print(m, markup=False)),
         )
-    finally:
-        ws.close()
     if json_out:
         emit_json(result)
     else:
@@ -131,15 +127,12 @@ def train(
     json_out: JsonOption = False,
 ) -> None:
     """Train (and tune) on a dataset version, test, package to ONNX and register the model."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         result = ws.builder().build(
             dataset,
             _options(arch, epochs, trials, search, budget_minutes, image_size, init_from, resume),
             say=(lambda _m: None) if json_out else (lambda m: console.print(m, markup=False)),
         )
-    finally:
-        ws.close()
     if json_out:
         emit_json(result.as_dict())
     else:

@@ -7,14 +7,13 @@ from typing import Annotated
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, new_app
+from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, progress_bar, table
 from kennel.datasets import synth
 from kennel.datasets.versioning import DatasetVersion, Diff, check_name
 from kennel.errors import ConfigError
 from kennel.ingest.run import IngestReport
 from kennel.ingest.sources import Layout
-from kennel.wiring import Workspace
 
 app = new_app("Extract, validate, version and inspect datasets.")
 
@@ -49,8 +48,7 @@ def ingest(
     if layout not in ("auto", "imagefolder", "flat"):
         raise ConfigError(f"--layout: expected auto, imagefolder or flat, got {layout!r}")
     check_name(dataset)
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         src = ws.source(
             source,
             layout=_layout(layout),
@@ -61,8 +59,6 @@ def ingest(
         )
         with progress_bar("ingesting", enabled=not json_out) as update:
             report = ws.ingestor(workers or None).run(src, dataset, progress=update)
-    finally:
-        ws.close()
     if json_out:
         emit_json(report.as_dict())
     else:
@@ -107,11 +103,8 @@ def list_(
     json_out: JsonOption = False,
 ) -> None:
     """List dataset versions."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         versions = ws.catalog.versions(dataset)
-    finally:
-        ws.close()
     if json_out:
         emit_json([v.as_dict() for v in versions])
         return
@@ -138,11 +131,8 @@ def show(
     json_out: JsonOption = False,
 ) -> None:
     """Show a version: counts per label and split, duplicates, quarantine summary."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         version = ws.catalog.resolve(ref)
-    finally:
-        ws.close()
     if json_out:
         emit_json(version.as_dict())
         return
@@ -173,11 +163,8 @@ def diff(
     json_out: JsonOption = False,
 ) -> None:
     """What changed between two versions: added, removed, relabelled, moved split."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         d = ws.catalog.diff(ws.catalog.resolve(a), ws.catalog.resolve(b))
-    finally:
-        ws.close()
     if json_out:
         emit_json(_diff_dict(d))
         return

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, new_app
+from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, table
 from kennel.deploy import environments
 from kennel.errors import ConfigError, SourceError
@@ -91,15 +91,12 @@ def predict(
             files.append(item)
         else:
             raise SourceError(f"{item} does not exist")
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         if env is not None:
             target = environments.environment(ws.project.config, env)
             model = f"{ws.project.config.model.name}@{target.alias}"
         assert model is not None
         predictor = ws.predictor(model)
-    finally:
-        ws.close()
     results = []
     for path in files:
         try:
@@ -132,14 +129,11 @@ def deploy(
     json_out: JsonOption = False,
 ) -> None:
     """Move ENV's alias to the model, start/refresh its service, run the application test."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         actor, _who = _actor(ws, token)
         result = ws.releases().deploy(
             ref, to, actor=actor, say=(lambda _m: None) if json_out else console.print
         )
-    finally:
-        ws.close()
     if json_out:
         emit_json(result.as_dict())
         return
@@ -155,8 +149,7 @@ def deploy(
 def _decide(
     decision: str, ref: str, note: str, token: str | None, project: Path | None, json_out: bool
 ) -> None:
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         _actor_name, who = _actor(ws, token)
         row = ws.releases().decide(ref, decision, who=who, note=note)
         out = {
@@ -165,8 +158,6 @@ def _decide(
             "actor": row.actor,
             "note": row.note,
         }
-    finally:
-        ws.close()
     if json_out:
         emit_json(out)
     else:
@@ -204,12 +195,9 @@ def release(
     json_out: JsonOption = False,
 ) -> None:
     """Release a certified (and, in delivery mode, approved) version to ENV."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         actor, _who = _actor(ws, token)
         event = ws.releases().release(ref, to, actor=actor, reason=reason)
-    finally:
-        ws.close()
     if json_out:
         emit_json(event.as_dict())
     else:
@@ -224,12 +212,9 @@ def rollback(
     json_out: JsonOption = False,
 ) -> None:
     """Point ENV back at the version it served before the last release."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         actor, _who = _actor(ws, token)
         event = ws.releases().rollback(env, actor=actor, reason=reason)
-    finally:
-        ws.close()
     if json_out:
         emit_json(event.as_dict())
     else:
@@ -244,11 +229,8 @@ def token_create(
     json_out: JsonOption = False,
 ) -> None:
     """Create a token; it is printed once and stored only as a hash."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         token, who = ws.tokens.create(role, name)
-    finally:
-        ws.close()
     if json_out:
         emit_json({"token": token, "id": who.token_id, "role": who.role, "name": who.name})
     else:
@@ -258,11 +240,8 @@ def token_create(
 @token_app.command("list")
 def token_list(project: ProjectOption = None, json_out: JsonOption = False) -> None:
     """List tokens (never their secrets)."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         rows = ws.tokens.all()
-    finally:
-        ws.close()
     if json_out:
         emit_json(rows)
     else:
@@ -278,9 +257,6 @@ def token_revoke(
     token_id: Annotated[str, typer.Argument(help="Token id.")], project: ProjectOption = None
 ) -> None:
     """Revoke a token at once."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         done = ws.tokens.revoke(token_id)
-    finally:
-        ws.close()
     console.print(f"{token_id}: {'revoked' if done else 'not found or already revoked'}")

@@ -10,7 +10,7 @@ import typer
 
 from kennel import __version__
 from kennel.cli import build, data, deploy, models, runs
-from kennel.cli.app import JsonOption, ProjectOption, new_app
+from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, table
 from kennel.config import init_project
 from kennel.db.audit import entries, verify
@@ -83,12 +83,8 @@ def init(
 @audit_app.command("verify")
 def audit_verify(project: ProjectOption = None, json_out: JsonOption = False) -> None:
     """Check the audit chain; exits 1 naming the first edited or missing entry."""
-    ws = Workspace.load(project)
-    try:
-        with ws.db.session() as s:
-            verdict = verify(s)
-    finally:
-        ws.close()
+    with opened(project) as ws, ws.db.session() as s:
+        verdict = verify(s)
     if json_out:
         emit_json({"ok": verdict.ok, "checked": verdict.checked, "problem": verdict.problem})
     elif verdict.ok:
@@ -106,12 +102,8 @@ def audit_log(
     json_out: JsonOption = False,
 ) -> None:
     """Show the newest audit entries."""
-    ws = Workspace.load(project)
-    try:
-        with ws.db.session() as s:
-            rows = entries(s, limit)
-    finally:
-        ws.close()
+    with opened(project) as ws, ws.db.session() as s:
+        rows = entries(s, limit)
     if json_out:
         emit_json([e.__dict__ for e in rows])
         return

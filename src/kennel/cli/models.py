@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, new_app
+from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, table
 from kennel.pipeline.lineage import model_lineage
-from kennel.wiring import Workspace
 
 app = new_app("Registered model versions, aliases and their history.")
 lineage_app = new_app("Trace anything back to its sources.")
@@ -23,11 +22,8 @@ def list_(
     json_out: JsonOption = False,
 ) -> None:
     """List registered model versions."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         versions = ws.registry.versions(name)
-    finally:
-        ws.close()
     if json_out:
         emit_json([v.as_dict() for v in versions])
         return
@@ -55,11 +51,8 @@ def show(
     json_out: JsonOption = False,
 ) -> None:
     """Show one model version: metrics, gates, files and aliases."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         model = ws.registry.resolve(ref)
-    finally:
-        ws.close()
     if json_out:
         emit_json(model.as_dict())
         return
@@ -82,11 +75,8 @@ def download(
     json_out: JsonOption = False,
 ) -> None:
     """Write a model's bundle to DEST, verifying every file's sha256."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         model, files = ws.registry.download(ref, dest)
-    finally:
-        ws.close()
     if json_out:
         emit_json({"model": model.ref, "files": [str(f) for f in files]})
     else:
@@ -103,12 +93,9 @@ def alias(
     json_out: JsonOption = False,
 ) -> None:
     """Point an alias at a version (history keeps who, when, from where, why)."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         model = ws.registry.resolve(ref)
         event = ws.registry.set_alias(model.name, name, model.version, actor=actor, reason=reason)
-    finally:
-        ws.close()
     if json_out:
         emit_json(event.as_dict())
     else:
@@ -123,11 +110,8 @@ def history(
     json_out: JsonOption = False,
 ) -> None:
     """Every alias move of a model."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         events = ws.registry.alias_history(name, alias_name)
-    finally:
-        ws.close()
     if json_out:
         emit_json([e.as_dict() for e in events])
         return
@@ -149,8 +133,7 @@ def lineage_model(
     json_out: JsonOption = False,
 ) -> None:
     """model version -> run -> trials -> dataset version -> source files."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         out = model_lineage(
             ref,
             registry=ws.registry,
@@ -158,8 +141,6 @@ def lineage_model(
             catalog=ws.catalog,
             files_limit=None if all_files else 20,
         )
-    finally:
-        ws.close()
     if json_out:
         emit_json(out)
         return

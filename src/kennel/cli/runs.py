@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, new_app
+from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, table
-from kennel.wiring import Workspace
 
 app = new_app("Tracked training runs and tuning trials.")
 
@@ -21,11 +20,8 @@ def list_(
     json_out: JsonOption = False,
 ) -> None:
     """List runs, oldest first."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         runs = ws.tracker.runs(study=study, kind=kind)
-    finally:
-        ws.close()
     if json_out:
         emit_json([r.as_dict() for r in runs])
         return
@@ -58,12 +54,9 @@ def show(
     json_out: JsonOption = False,
 ) -> None:
     """A run's params, metrics and per-epoch history."""
-    ws = Workspace.load(project)
-    try:
+    with opened(project) as ws:
         run = ws.tracker.get(run_id)
         epochs = ws.tracker.epochs(run_id)
-    finally:
-        ws.close()
     if json_out:
         emit_json({**run.as_dict(), "epochs": epochs})
         return

@@ -32,10 +32,9 @@ from kennel.storage import ContentStore
 from kennel.train.tracking import RunTracker
 
 
-def bad_inputs() -> list[tuple[str, dict[str, str], bytes]]:
-    """(name, headers, body) of requests a service must refuse with a 4xx."""
-    jpeg = io.BytesIO()
-    Image.new("RGB", (64, 64), (200, 10, 10)).save(jpeg, "JPEG")
+def png_declaring(width: int, height: int) -> bytes:
+    """A valid PNG header that declares ``width`` x ``height`` and carries no pixels: the shape
+    of a decompression bomb, cheap to send."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return (
@@ -45,11 +44,15 @@ def bad_inputs() -> list[tuple[str, dict[str, str], bytes]]:
             + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
         )
 
-    bomb = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0))
-        + chunk(b"IEND", b"")
-    )
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def bad_inputs() -> list[tuple[str, dict[str, str], bytes]]:
+    """(name, headers, body) of requests a service must refuse with a 4xx."""
+    jpeg = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(jpeg, "JPEG")
+    bomb = png_declaring(40000, 40000)
     jpg = {"content-type": "image/jpeg"}
     return [
         ("empty body", jpg, b""),

@@ -231,17 +231,7 @@ class Builder:
         say(f"training {cfg.arch} at {cfg.image_size}px, up to {cfg.epochs} epochs (run {run_id})")
 
         def on_epoch(stats: EpochStats) -> None:
-            self.tracker.log_epoch(
-                run_id,
-                stats.epoch,
-                {
-                    "train_loss": stats.train_loss,
-                    "val_loss": stats.val_loss,
-                    "val_accuracy": stats.val_accuracy,
-                    "images_per_s": stats.images_per_s,
-                    "lr": stats.lr,
-                },
-            )
+            self.tracker.log_stats(run_id, stats)
             say(
                 f"  epoch {stats.epoch}: train_loss={stats.train_loss:.4f} "
                 f"val_loss={stats.val_loss:.4f} val_accuracy={stats.val_accuracy:.4f} "

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from kennel.db import Database
 from kennel.db.audit import record
 from kennel.db.schema import RunMetricRow, RunRow
+from kennel.train.trainer import EpochStats
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,19 @@ class RunTracker:
         with self.db.session() as s:
             for name, value in values.items():
                 s.merge(RunMetricRow(run_id=run_id, epoch=epoch, name=name, value=float(value)))
+
+    def log_stats(self, run_id: str, stats: EpochStats) -> None:
+        self.log_epoch(
+            run_id,
+            stats.epoch,
+            {
+                "train_loss": stats.train_loss,
+                "val_loss": stats.val_loss,
+                "val_accuracy": stats.val_accuracy,
+                "images_per_s": stats.images_per_s,
+                "lr": stats.lr,
+            },
+        )
 
     def finish(self, run_id: str, status: str, metrics: dict[str, Any] | None = None) -> None:
         with self.db.session() as s:

@@ -115,16 +115,7 @@ def search(
         began = time.perf_counter()
 
         def on_epoch(stats: EpochStats) -> None:
-            tracker.log_epoch(
-                run_id,
-                stats.epoch,
-                {
-                    "train_loss": stats.train_loss,
-                    "val_loss": stats.val_loss,
-                    "val_accuracy": stats.val_accuracy,
-                    "images_per_s": stats.images_per_s,
-                },
-            )
+            tracker.log_stats(run_id, stats)
             trial.report(stats.val_accuracy, stats.epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
