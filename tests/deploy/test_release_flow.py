@@ -39,6 +39,8 @@ def test_delivery_end_to_end(tmp_path: Path) -> None:
         assert cert["images"] > 0 and cert["label_mismatches"] == 0 and cert["errors"] == 0
         assert all(r["ok"] for r in cert["robustness"])
         # 2. delivery mode: no release before a QA approval
+        shown = _cli("models", "show", "pets@1", "-C", root)
+        assert shown["release_blockers"] == ["no QA approval (release.mode is delivery)"]
         refused = _cli("release", "pets@1", "--to", "production", "-C", root, code=13)
         assert "no QA approval" in refused["stderr"]
         _cli("approve", "pets@1", "--note", "checked the report", "--token", qa, "-C", root)

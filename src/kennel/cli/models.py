@@ -50,17 +50,22 @@ def show(
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Show one model version: metrics, gates, files and aliases."""
+    """Show one model version: metrics, gates, release status, files and aliases."""
     with opened(project) as ws:
         model = ws.registry.resolve(ref)
+        refusals = ws.releases().refusals(model)
     if json_out:
-        emit_json(model.as_dict())
+        emit_json({**model.as_dict(), "release_blockers": refusals})
         return
     console.print(f"[bold]{model.ref}[/bold] aliases: {', '.join(model.aliases) or '-'}")
     console.print(f"run {model.run_id}  data {model.dataset}@{model.dataset_version}")
     console.print(
         f"accuracy {model.metrics.get('accuracy', 0):.4f}  gates "
         f"{'passed' if model.gates_passed else 'FAILED: ' + '; '.join(model.gate_reasons)}",
+        markup=False,
+    )
+    console.print(
+        "release: " + ("may be released" if not refusals else "blocked: " + "; ".join(refusals)),
         markup=False,
     )
     for fname, digest in sorted(model.files.items()):
