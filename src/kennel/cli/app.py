@@ -11,7 +11,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from kennel.errors import KennelError, status_of
+from kennel.deploy.environments import environment
+from kennel.errors import ConfigError, KennelError, status_of
 from kennel.wiring import Workspace
 
 
@@ -55,3 +56,14 @@ def opened(project: Path | None) -> Iterator[Workspace]:
         yield ws
     finally:
         ws.close()
+
+
+def model_ref(ws: Workspace, model: str | None, env: str | None) -> str:
+    """``--model NAME@VERSION`` or ``--env ENV`` (the model that environment's alias names)."""
+    if (model is None) == (env is None):
+        raise ConfigError("give exactly one of --model NAME@VERSION or --env ENV")
+    if env is not None:
+        config = ws.project.config
+        return f"{config.model.name}@{environment(config, env).alias}"
+    assert model is not None
+    return model

@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
+from kennel.cli.app import JsonOption, ProjectOption, model_ref, new_app, opened
 from kennel.cli.render import console, emit_json, table
 from kennel.deploy import environments
-from kennel.errors import ConfigError, SourceError
+from kennel.errors import SourceError
 from kennel.imaging import ImageRejected
 from kennel.ingest.sources import is_image_name
 from kennel.serve.auth import Identity
@@ -81,8 +81,6 @@ def predict(
     json_out: JsonOption = False,
 ) -> None:
     """Classify images in-process with the same Predictor the services use."""
-    if (model is None) == (env is None):
-        raise ConfigError("give exactly one of --model NAME@VERSION or --env ENV")
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
@@ -92,11 +90,7 @@ def predict(
         else:
             raise SourceError(f"{item} does not exist")
     with opened(project) as ws:
-        if env is not None:
-            target = environments.environment(ws.project.config, env)
-            model = f"{ws.project.config.model.name}@{target.alias}"
-        assert model is not None
-        predictor = ws.predictor(model)
+        predictor = ws.predictor(model_ref(ws, model, env))
     results = []
     for path in files:
         try:

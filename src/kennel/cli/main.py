@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from kennel import __version__
-from kennel.cli import build, data, deploy, models, runs
+from kennel.cli import build, data, deploy, models, patterns, runs
 from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, table
 from kennel.config import init_project
@@ -35,6 +35,8 @@ for command in (
 ):
     app.command()(command)
 app.add_typer(deploy.token_app, name="token")
+app.command("batch-score")(patterns.batch_score)
+app.command("batch-read")(patterns.batch_read)
 audit_app = new_app("The hash-chained audit trail of every state change.")
 app.add_typer(audit_app, name="audit")
 
