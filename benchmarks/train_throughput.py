@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from kennel.config import TrainConfig, init_project
-from kennel.train.augment import augment
+from kennel.train.augment import Prefetcher, augment
 from kennel.train.data import build_image_set
 from kennel.train.trainer import make_model
 from kennel.wiring import Workspace
@@ -37,16 +37,21 @@ def _rate(
     rng = np.random.default_rng(0)
     y = torch.randint(0, 2, (batch,))
     model.train()
+    total = steps + 2  # two warm-up steps
+    if images is not None:
+        picks = [np.sort(rng.choice(len(images), batch)) for _ in range(total)]
+        source = iter(
+            Prefetcher(  # the trainer's own input path
+                lambda i: augment(torch.from_numpy(images[picks[i]]), 0.5, gen), total
+            )
+        )
+    else:
+        assert batches is not None
+        source = (batches[i % len(batches)] for i in range(total))
     began = None
-    for step in range(steps + 2):
-        if step == 2:  # two warm-up steps
+    for step, x in enumerate(source):
+        if step == 2:
             began = time.perf_counter()
-        if images is not None:
-            idx = np.sort(rng.choice(len(images), batch))
-            x = augment(torch.from_numpy(images[idx]), 0.5, gen)
-        else:
-            assert batches is not None
-            x = batches[step % len(batches)]
         logits, _ = model(x)
         loss = loss_fn(logits, y)
         opt.zero_grad(set_to_none=True)

@@ -26,8 +26,20 @@ def test_batch_scores_idempotently_and_matches_the_predictor(
     project: Project, metadata_url: str, tmp_path: Path
 ) -> None:
     root = str(project.root)
-    args = ["batch-score", "--input", "dataset:park", "--table", "pet_predictions",
-            "--model", "pets@1", "--db", metadata_url, "-C", root, "--json"]
+    args = [
+        "batch-score",
+        "--input",
+        "dataset:park",
+        "--table",
+        "pet_predictions",
+        "--model",
+        "pets@1",
+        "--db",
+        metadata_url,
+        "-C",
+        root,
+        "--json",
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     report = json.loads(first.stdout)
@@ -41,17 +53,32 @@ def test_batch_scores_idempotently_and_matches_the_predictor(
         expected = ws.predictor("pets@1").predict_one(ws.content.get(row.sha256))
     finally:
         ws.close()
-    read = runner.invoke(app, ["batch-read", row.uri, "--table", "pet_predictions",
-                               "--db", metadata_url, "-C", root])
+    read = runner.invoke(
+        app, ["batch-read", row.uri, "--table", "pet_predictions", "--db", metadata_url, "-C", root]
+    )
     assert read.exit_code == 0, read.output
     [stored] = json.loads(read.stdout)
     assert stored["label"] == expected.label and stored["version"] == 1
     assert stored["probabilities"] == pytest.approx(expected.probabilities, abs=1e-9)
 
     write_tree(tmp_path / "inbox", {"a.jpg": b"not an image"})
-    mixed = runner.invoke(app, ["batch-score", "--input", str(tmp_path / "inbox"), "--table",
-                                "pet_predictions", "--env", "production", "--db", metadata_url,
-                                "-C", root, "--json"])
+    mixed = runner.invoke(
+        app,
+        [
+            "batch-score",
+            "--input",
+            str(tmp_path / "inbox"),
+            "--table",
+            "pet_predictions",
+            "--env",
+            "production",
+            "--db",
+            metadata_url,
+            "-C",
+            root,
+            "--json",
+        ],
+    )
     assert mixed.exit_code == 3  # production has no model yet: a clear not-found
     bad_table = runner.invoke(app, [*args[:3], "--table", "x; drop", *args[5:]])
     assert bad_table.exit_code == 2 and "invalid table name" in bad_table.stderr

@@ -4,6 +4,9 @@ in a handful of tensor ops for the whole batch (no per-image Python work)."""
 from __future__ import annotations
 
 import math
+import queue
+import threading
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -57,3 +60,32 @@ def augment(batch: torch.Tensor, strength: float, generator: torch.Generator) ->
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+class Prefetcher:
+    """Prepares augmented batches on a background thread, ``depth`` ahead of the consumer, so
+    reading the memmap and augmenting overlap with the model's forward and backward passes.
+    Batches come out in order and the generator is used in order: runs stay reproducible."""
+
+    def __init__(self, make: Callable[[int], torch.Tensor], count: int, depth: int = 2) -> None:
+        self.make = make
+        self.count = count
+        self.queue: queue.Queue[torch.Tensor | BaseException] = queue.Queue(depth)
+        self.thread = threading.Thread(target=self._run, name="kennel-prefetch", daemon=True)
+
+    def _run(self) -> None:
+        for i in range(self.count):
+            try:
+                self.queue.put(self.make(i))
+            except BaseException as exc:
+                self.queue.put(exc)
+                return
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        self.thread.start()
+        for _ in range(self.count):
+            item = self.queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+        self.thread.join()

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kennel.config import TrainConfig
-from kennel.train.augment import augment, to_input
+from kennel.train.augment import Prefetcher, augment, to_input
 from kennel.train.data import ImageSet
 from kennel.train.models import EfficientNetLite0, build
 from kennel.train.pretrained import load_imagenet
@@ -187,17 +187,19 @@ class Trainer:
             t0 = time.perf_counter()
             _set_train(model, cfg.frozen_blocks)
             order = torch.randperm(len(train_y), generator=generator)
+            batches = [order[i * cfg.batch_size : (i + 1) * cfg.batch_size] for i in range(steps)]
+            if not cached:  # ascending reads from the memmap; labels follow the same order
+                batches = [b[np.argsort(train_x[b.numpy()], kind="stable")] for b in batches]
+
+                def make(i: int, batches: list[torch.Tensor] = batches) -> torch.Tensor:
+                    rows = train_x[batches[i].numpy()]
+                    return augment(torch.from_numpy(self.data.images[rows]), cfg.augment, generator)
+
+                inputs: Any = Prefetcher(make, len(batches))
+            else:
+                inputs = (train_x[b].float() for b in batches)
             total = 0.0
-            for step in range(steps):
-                idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-                if len(idx) == 0:
-                    continue
-                if cached:
-                    x = train_x[idx].float()
-                else:
-                    rows = np.sort(train_x[idx.numpy()])  # ascending reads from the memmap
-                    x = augment(torch.from_numpy(self.data.images[rows]), cfg.augment, generator)
-                    idx = idx[np.argsort(train_x[idx.numpy()], kind="stable")]
+            for idx, x in zip(batches, inputs, strict=True):
                 y = train_y[idx]
                 out = trainable(x)
                 logits = out[0] if isinstance(out, tuple) else out
