@@ -1,5 +1,6 @@
-"""HTTP service versus the in-process Predictor on the same JPEGs: requests/s and p50/p99 at
-concurrency 1, 8 and 32, with micro-batching on and off (goal: service >= 0.7x in-process).
+"""HTTP service (a separate `kennel serve` process) versus the in-process Predictor on the
+same JPEGs: requests/s and p50/p99 at concurrency 1, 8 and 32, with micro-batching on and off
+(goal: service >= 0.7x in-process).
 
     .venv/bin/python benchmarks/serving.py [--requests 600] [--arch small_cnn --size 96]
 """
@@ -9,6 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,11 +20,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import yaml
 
 from kennel.config import init_project
 from kennel.datasets.synth import generate
 from kennel.pipeline.build import BuildOptions
-from kennel.serve.server import start_in_thread
+from kennel.serve.server import free_port
 from kennel.wiring import Workspace
 
 
@@ -30,6 +35,29 @@ def _stats(latencies: list[float], seconds: float) -> dict[str, float]:
         "p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "p99_ms": round(float(np.percentile(latencies, 99)), 2),
     }
+
+
+def _configure(root: Path, batching: bool) -> None:
+    path = root / "kennel.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["serve"] = {
+        **config.get("serve", {}),
+        "max_batch": 32 if batching else 1,
+        "max_wait_ms": 4.0 if batching else 0.0,
+    }
+    path.write_text(yaml.safe_dump(config))
+
+
+def _wait_ready(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready")
 
 
 def main() -> None:
@@ -66,17 +94,38 @@ def main() -> None:
                 list(pool.map(local, range(args.requests), [lat] * args.requests))
             inproc = _stats(lat, time.perf_counter() - began)
             for batching in (True, False):
-                service = ws.service("production")
-                service.settings.max_batch = 32 if batching else 1
-                service.settings.max_wait_ms = 4.0 if batching else 0.0
-                running = start_in_thread(service)
+                # the service runs as its own `kennel serve` process, as in production
+                _configure(project.root, batching)
+                port = free_port()
+                proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "kennel.cli",
+                        "serve",
+                        "--env",
+                        "production",
+                        "--port",
+                        str(port),
+                        "--drain",
+                        "0",
+                        "-C",
+                        str(project.root),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                url = f"http://127.0.0.1:{port}"
                 lat = []
                 try:
-                    with httpx.Client(
-                        base_url=running.url,
-                        timeout=60,
+                    _wait_ready(url)
+                    # TCP_NODELAY: httpx writes headers and body separately; without it Nagle
+                    # plus delayed ACKs add ~40 ms to every request on loopback.
+                    transport = httpx.HTTPTransport(
+                        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
                         limits=httpx.Limits(max_connections=concurrency),
-                    ) as client:
+                    )
+                    with httpx.Client(base_url=url, timeout=60, transport=transport) as client:
 
                         def remote(i: int, out: list[float], client: httpx.Client) -> None:
                             t0 = time.perf_counter()
@@ -88,6 +137,7 @@ def main() -> None:
                             assert r.status_code == 200
                             out.append((time.perf_counter() - t0) * 1000)
 
+                        remote(0, [], client)  # warm-up
                         began = time.perf_counter()
                         with ThreadPoolExecutor(concurrency) as pool:
                             list(
@@ -100,7 +150,8 @@ def main() -> None:
                             )
                         http = _stats(lat, time.perf_counter() - began)
                 finally:
-                    running.stop()
+                    proc.terminate()
+                    proc.wait(30)
                 results.append(
                     {
                         "concurrency": concurrency,

@@ -64,8 +64,9 @@ class ModelHolder:
         with self._lock:
             try:
                 target = self.registry.resolve(f"{self.model}@{self.alias}").version
-            except NotFoundError as exc:
-                self._fail(f"alias not set: {exc}")
+            except NotFoundError as exc:  # nothing released yet: a normal state, not a failure
+                self.last_error = f"alias not set: {exc}"
+                log.info(self.last_error)
                 return None
             except KennelError as exc:  # database down: keep serving what we have
                 self._fail(f"cannot read alias: {exc}")
