@@ -252,6 +252,11 @@ def create_app(service: Service) -> FastAPI:
         return b"".join(chunks)
 
     async def predict_bytes(data: bytes, source: str) -> Prediction:
+        assert service.batcher is not None
+        with service.batcher.announce():
+            return await _predict_bytes(data, source)
+
+    async def _predict_bytes(data: bytes, source: str) -> Prediction:
         if not data:
             raise ApiError(400, "empty_body", "no image bytes in the request")
         predictor = service.predictor()

@@ -1,13 +1,16 @@
 """Dynamic micro-batching: requests wait at most ``max_wait_ms`` to share one inference of up to
 ``max_batch`` images. The queue is bounded; when it is full the caller learns at once
-(``QueueFull``), so memory never grows without bound."""
+(``QueueFull``), so memory never grows without bound.
+
+The wait is adaptive: callers announce themselves (``inflight``) before they start decoding, so
+a batch waits only while other requests are on their way; a lone request runs at once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
@@ -38,6 +41,16 @@ class MicroBatcher(Generic[In, Out]):
         self._task: asyncio.Task[None] | None = None
         # One inference at a time: ONNX Runtime already uses every core inside a batch.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="kennel-infer")
+        self.inflight = 0  # requests announced by callers and not yet answered
+
+    @contextlib.contextmanager
+    def announce(self) -> Iterator[None]:
+        """Wrap a request from arrival to answer, so batches know whether to wait for it."""
+        self.inflight += 1
+        try:
+            yield
+        finally:
+            self.inflight -= 1
 
     @property
     def depth(self) -> int:
@@ -74,6 +87,11 @@ class MicroBatcher(Generic[In, Out]):
             batch = [first]
             deadline = time.monotonic() + self.max_wait
             while len(batch) < self.max_batch:
+                if self.inflight <= len(batch) + self._queue.qsize():
+                    if self._queue.empty():
+                        break  # nobody else is on the way: do not wait
+                    batch.append(self._queue.get_nowait())
+                    continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     if self._queue.empty():

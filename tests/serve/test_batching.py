@@ -1,0 +1,40 @@
+"""The micro-batcher waits only for requests that are on their way."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from kennel.serve.batching import MicroBatcher
+
+
+def test_lone_request_does_not_wait_and_announced_ones_share_a_batch() -> None:
+    sizes: list[int] = []
+
+    def run(items: Sequence[int]) -> list[int]:
+        return [i * 10 for i in items]
+
+    async def scenario() -> tuple[float, list[int]]:
+        batcher: MicroBatcher[int, int] = MicroBatcher(
+            run, max_batch=8, max_wait_ms=500, queue_size=8, on_batch=sizes.append
+        )
+        await batcher.start()
+        began = time.perf_counter()
+        with batcher.announce():
+            assert await batcher.submit(1) == 10
+        alone = time.perf_counter() - began
+
+        async def late(value: int, delay: float) -> int:
+            with batcher.announce():
+                await asyncio.sleep(delay)  # e.g. still decoding its image
+                return await batcher.submit(value)
+
+        results = await asyncio.gather(late(2, 0.0), late(3, 0.05), late(4, 0.1))
+        await batcher.stop()
+        return alone, list(results)
+
+    alone, results = asyncio.run(scenario())
+    assert alone < 0.25  # far below max_wait: nobody else was coming
+    assert results == [20, 30, 40]
+    assert sizes == [1, 3]  # the three announced requests shared one batch
