@@ -37,6 +37,7 @@ for command in (
 app.add_typer(deploy.token_app, name="token")
 app.command("batch-score")(patterns.batch_score)
 app.command("batch-read")(patterns.batch_read)
+app.command("rpc-worker")(patterns.rpc_worker)
 audit_app = new_app("The hash-chained audit trail of every state change.")
 app.add_typer(audit_app, name="audit")
 

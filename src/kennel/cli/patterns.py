@@ -9,7 +9,7 @@ import typer
 
 from kennel.cli.app import JsonOption, ProjectOption, model_ref, opened
 from kennel.cli.render import console, emit_json
-from kennel.stream import batch
+from kennel.stream import batch, rpc
 from kennel.wiring import Workspace
 
 
@@ -70,3 +70,23 @@ def batch_read(
     with opened(project) as ws:
         rows = batch.read(db or ws.project.metadata_url, table, uri)
     emit_json(rows)
+
+
+def rpc_worker(
+    model: Annotated[
+        str | None, typer.Option("--model", help="NAME@VERSION or NAME@ALIAS.")
+    ] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Use the model ENV serves.")] = None,
+    url: Annotated[str, typer.Option(help="AMQP URL.")] = rpc.DEFAULT_URL,
+    queue: Annotated[str, typer.Option(help="Request queue.")] = rpc.DEFAULT_QUEUE,
+    project: ProjectOption = None,
+) -> None:
+    """Serve predictions over RabbitMQ RPC (request queue, reply-to, correlation id)."""
+    with opened(project) as ws:
+        predictor = ws.predictor(model_ref(ws, model, env))
+    worker = rpc.RpcWorker(predictor, url=url, queue=queue)
+    console.print(f"serving {predictor.name}@{predictor.version} on {queue} at {url}")
+    try:
+        worker.run()
+    except KeyboardInterrupt:
+        worker.stop()

@@ -1,0 +1,130 @@
+"""Pattern 2 over messaging: a RabbitMQ RPC worker serving the same Predictor as the REST API.
+
+Requests go to a durable queue; each carries the image bytes, a ``reply_to`` queue and a
+``correlation_id``; the worker answers with the prediction JSON (or a JSON error for a bad
+image) and acknowledges only after replying, so a crash redelivers instead of losing work.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from typing import Any
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import Basic, BasicProperties
+
+from kennel.errors import ServiceError
+from kennel.imaging import ImageRejected
+from kennel.serve.runtime import Predictor
+
+DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+DEFAULT_QUEUE = "kennel.predict"
+
+
+def _connect(url: str) -> pika.BlockingConnection:
+    try:
+        return pika.BlockingConnection(pika.URLParameters(url))
+    except pika.exceptions.AMQPError as exc:
+        raise ServiceError(f"cannot reach RabbitMQ at {url}: {exc.__class__.__name__}") from exc
+
+
+class RpcWorker:
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        url: str = DEFAULT_URL,
+        queue: str = DEFAULT_QUEUE,
+        prefetch: int = 16,
+    ) -> None:
+        self.predictor = predictor
+        self.url = url
+        self.queue = queue
+        self.prefetch = prefetch
+        self.handled = 0
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+
+    def _on_request(
+        self, channel: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
+    ) -> None:
+        try:
+            answer: dict[str, Any] = self.predictor.predict_one(body).as_dict()
+        except ImageRejected as exc:
+            answer = {"error": "invalid_image", "detail": str(exc)}
+        if props.reply_to:
+            channel.basic_publish(
+                exchange="",
+                routing_key=props.reply_to,
+                properties=pika.BasicProperties(
+                    correlation_id=props.correlation_id, content_type="application/json"
+                ),
+                body=json.dumps(answer).encode(),
+            )
+        channel.basic_ack(delivery_tag=method.delivery_tag)
+        self.handled += 1
+
+    def run(self) -> None:
+        """Consume until ``stop()``; reconnects are left to the supervisor (systemd, k8s)."""
+        connection = _connect(self.url)
+        try:
+            channel = connection.channel()
+            channel.queue_declare(self.queue, durable=True)
+            channel.basic_qos(prefetch_count=self.prefetch)
+            channel.basic_consume(self.queue, self._on_request)
+            self._ready.set()
+            while not self._stop.is_set():
+                connection.process_data_events(time_limit=0.2)
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        return self._ready.wait(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class RpcClient:
+    """Send images to the worker and wait for each answer (correlated by id)."""
+
+    def __init__(self, url: str = DEFAULT_URL, queue: str = DEFAULT_QUEUE) -> None:
+        self.queue = queue
+        self.connection = _connect(url)
+        self.channel = self.connection.channel()
+        self.channel.queue_declare(queue, durable=True)
+        self.callback_queue = self.channel.queue_declare("", exclusive=True).method.queue
+        self.answers: dict[str, dict[str, Any]] = {}
+        self.channel.basic_consume(self.callback_queue, self._on_answer, auto_ack=True)
+
+    def _on_answer(
+        self, _ch: BlockingChannel, _m: Basic.Deliver, props: BasicProperties, body: bytes
+    ) -> None:
+        self.answers[str(props.correlation_id)] = json.loads(body)
+
+    def predict(self, image: bytes, timeout: float = 30.0) -> dict[str, Any]:
+        correlation = uuid.uuid4().hex
+        self.channel.basic_publish(
+            exchange="",
+            routing_key=self.queue,
+            body=image,
+            properties=pika.BasicProperties(
+                reply_to=self.callback_queue, correlation_id=correlation, delivery_mode=2
+            ),
+        )
+        self.connection.process_data_events(time_limit=0)
+        waited = 0.0
+        while correlation not in self.answers:
+            self.connection.process_data_events(time_limit=0.05)
+            waited += 0.05
+            if waited > timeout:
+                raise ServiceError(f"no RPC answer within {timeout:.0f}s")
+        return self.answers.pop(correlation)
+
+    def close(self) -> None:
+        if self.connection.is_open:
+            self.connection.close()
