@@ -95,9 +95,9 @@ class Workspace:
         """An in-process Predictor for a registered model (NAME@VERSION or NAME@ALIAS)."""
         model = self.registry.resolve(ref)
         files = {name: self.registry.read_file(model, name) for name in model.files}
-        return Predictor(
-            Bundle.from_files(files, prefer_int8=self.project.config.serve.prefer_int8)
-        )
+        serve = self.project.config.serve
+        bundle = Bundle.from_files(files, prefer_int8=serve.prefer_int8)
+        return Predictor(bundle, max_pixels=serve.max_pixels)
 
     def ingestor(self, workers: int | None = None) -> Ingestor:
         return Ingestor(

@@ -84,3 +84,18 @@ def test_odd_images_get_an_answer_or_a_reason(project) -> None:  # type: ignore[
         else:
             with pytest.raises(ImageRejected):
                 predictor.predict_one(data)
+
+
+def test_configured_pixel_limit_reaches_the_predictor(project, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from kennel.imaging import ImageRejected
+    from tests.helpers import jpeg
+
+    ws = Workspace(project)
+    try:
+        service = ws.service("production")
+        service.holder.max_pixels = 1000  # as if kennel.yaml said serve.max_pixels: 1000
+        predictor = service.holder.load(1)
+    finally:
+        ws.close()
+    with pytest.raises(ImageRejected, match="decompression bomb"):
+        predictor.predict_one(jpeg(64, 48))  # 3,072 pixels > 1,000

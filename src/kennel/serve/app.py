@@ -62,7 +62,6 @@ class ServiceSettings:
     queue_size: int = 256
     timeout_s: float = 10.0
     max_upload_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 50_000_000
 
 
 @dataclass

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kennel.errors import KennelError, NotFoundError
+from kennel.imaging import DEFAULT_MAX_PIXELS
 from kennel.registry.store import ModelRegistry
 from kennel.serve.runtime import Bundle, Predictor
 
@@ -35,6 +36,7 @@ class ModelHolder:
         *,
         poll_s: float = 1.0,
         prefer_int8: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
         on_swap: Callable[[Swap], None] | None = None,
         on_error: Callable[[str], None] | None = None,
     ) -> None:
@@ -43,6 +45,7 @@ class ModelHolder:
         self.alias = alias
         self.poll_s = poll_s
         self.prefer_int8 = prefer_int8
+        self.max_pixels = max_pixels
         self.on_swap = on_swap
         self.on_error = on_error
         self.current: Predictor | None = None
@@ -57,7 +60,7 @@ class ModelHolder:
         bundle = Bundle.from_files(files, prefer_int8=self.prefer_int8)
         if bundle.version != version or bundle.name != self.model:
             raise KennelError(f"bundle says {bundle.name}@{bundle.version}, expected {version}")
-        return Predictor(bundle)
+        return Predictor(bundle, max_pixels=self.max_pixels)
 
     def reload(self) -> Swap | None:
         """Check the alias now; swap if it moved. Errors keep the old model and are reported."""

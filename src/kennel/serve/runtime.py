@@ -20,7 +20,7 @@ from PIL import Image
 
 from kennel import onnxrt
 from kennel.errors import IntegrityError, NotFoundError
-from kennel.imaging import ImageRejected, decode, quality, square
+from kennel.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode, quality, square
 
 METADATA = "kennel-model.json"
 MODEL = "model.onnx"
@@ -112,14 +112,20 @@ class Prepared:
 
 
 class Predictor:
-    def __init__(self, bundle: Bundle, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        threads: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
         self.bundle = bundle
         self.session = onnxrt.session(bundle.model, threads)
         pre = bundle.meta["preprocessing"]
         self._mean = np.array(pre["mean"], dtype=np.float32).reshape(3, 1, 1)
         self._std = np.array(pre["std"], dtype=np.float32).reshape(3, 1, 1)
         self._temperature = float(bundle.meta.get("temperature", 1.0) or 1.0)
-        self.max_pixels = 50_000_000
+        self.max_pixels = max_pixels
 
     @property
     def name(self) -> str:

@@ -36,7 +36,12 @@ def build_service(
     environment = config.environments[env]
     s = config.serve
     holder = ModelHolder(
-        registry, config.model.name, environment.alias, poll_s=s.poll_s, prefer_int8=s.prefer_int8
+        registry,
+        config.model.name,
+        environment.alias,
+        poll_s=s.poll_s,
+        prefer_int8=s.prefer_int8,
+        max_pixels=s.max_pixels,
     )
     predlog = PredictionLog(db, state_dir / "spool" / f"{env}.jsonl", flush_s=s.log_flush_s)
     settings = ServiceSettings(
@@ -46,7 +51,6 @@ def build_service(
         queue_size=s.queue_size,
         timeout_s=s.timeout_s,
         max_upload_bytes=s.max_upload_bytes,
-        max_pixels=s.max_pixels,
     )
     return Service(holder=holder, tokens=TokenStore(db), db=db, predlog=predlog, settings=settings)
 
