@@ -14,6 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from kennel.portable import square, to_rgb
+
+__all__ = ["Decoded", "ImageRejected", "Quality", "decode", "dhash", "quality", "square"]
+
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MIN_SIDE = 32
 STATS_SIDE = 256  # stats are computed on a copy no larger than this, for speed
@@ -77,7 +81,7 @@ def decode(
                 image.draft("RGB", draft)
             image.load()
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-            rgb = _to_rgb(ImageOps.exif_transpose(image))
+            rgb = to_rgb(ImageOps.exif_transpose(image))
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -89,31 +93,6 @@ def decode(
     if orientation in _SWAPS_SIDES:
         width, height = height, width
     return Decoded(image=rgb, format=fmt, mode=mode, width=width, height=height, frames=frames)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit greyscale: scale to 8 bits instead of letting convert() clip at 255.
-        arr = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        grey = np.clip(arr * (255.0 / peak) + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
-    if mode == "F":
-        arr = np.asarray(image, dtype=np.float64)
-        lo, hi = float(arr.min(initial=0)), float(arr.max(initial=1))
-        grey = ((arr - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        mode = image.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 def quality(image: Image.Image) -> Quality:
@@ -145,16 +124,3 @@ def dhash(grey: Image.Image) -> str:
     for bit in bits:
         value = (value << 1) | int(bit)
     return f"{value:016x}"
-
-
-# The preprocessing contract shared by training (cache building) and serving: RGB, shorter side
-# resized to ``size`` with bilinear filtering, centre crop to size x size, uint8 HWC. Values are
-# normalised later with the bundle's mean and std.
-def square(image: Image.Image, size: int) -> np.ndarray:
-    width, height = image.size
-    scale = size / min(width, height)
-    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    resized = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    cropped = resized.crop((left, top, left + size, top + size))
-    return np.asarray(cropped, dtype=np.uint8)

@@ -4,19 +4,12 @@ Shared by packaging checks and the serving Predictor; imports no PyTorch."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import onnxruntime as ort
 
+from kennel.portable import session
 
-def session(model: bytes, threads: int | None = None) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+__all__ = ["run", "session"]
 
 
 def run(

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from kennel import __version__
-from kennel.cli import build, data, deploy, models, patterns, runs
+from kennel.cli import build, data, deploy, models, patterns, runs, video
 from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, table
 from kennel.config import init_project
@@ -38,6 +38,9 @@ app.add_typer(deploy.token_app, name="token")
 app.command("batch-score")(patterns.batch_score)
 app.command("batch-read")(patterns.batch_read)
 app.command("rpc-worker")(patterns.rpc_worker)
+app.command()(video.watch)
+app.add_typer(patterns.export_app, name="export")
+data.app.command("synth-video")(video.synth_video)
 audit_app = new_app("The hash-chained audit trail of every state change.")
 app.add_typer(audit_app, name="audit")
 

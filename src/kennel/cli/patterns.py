@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, model_ref, opened
+from kennel.cli.app import JsonOption, ProjectOption, model_ref, new_app, opened
 from kennel.cli.render import console, emit_json
+from kennel.package.wheel import build_wheel
+from kennel.serve.runtime import Bundle
 from kennel.stream import batch, rpc
 from kennel.wiring import Workspace
+
+export_app = new_app("Package a registered model for another deployment pattern.")
 
 
 def _inputs(ws: Workspace, spec: str) -> Iterator[tuple[str, bytes | str]]:
@@ -90,3 +95,23 @@ def rpc_worker(
         worker.run()
     except KeyboardInterrupt:
         worker.stop()
+
+
+@export_app.command("package")
+def export_package(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
+    out: Annotated[Path, typer.Option(help="Folder to write the wheel into.")] = Path("dist"),
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Build an installable wheel (pattern 1, embedded): predict() on onnxruntime+numpy+Pillow."""
+    with opened(project) as ws:
+        entry = ws.registry.resolve(ref)
+        files = {name: ws.registry.read_file(entry, name) for name in entry.files}
+    bundle = Bundle.from_files(files)  # every hash checked before anything is packaged
+    wheel = build_wheel(files, bundle.meta, out)
+    result = {"wheel": str(wheel), "model": bundle.name, "version": bundle.version}
+    if json_out:
+        emit_json(result)
+    else:
+        console.print(f"wrote {wheel} ({bundle.name}@{bundle.version}); pip install it")

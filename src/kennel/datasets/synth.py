@@ -28,6 +28,7 @@ from kennel.fsutil import write_atomic, write_text_atomic
 
 SCENARIOS = ("day", "night", "fog", "rain")
 LABELS = ("cat", "dog")
+EMPTY = "empty"  # a scene with no animal: lets a model learn to say "no pet"
 MANIFEST = "manifest.csv"
 FUR = [
     (30, 28, 26),
@@ -310,32 +311,53 @@ def _rng(seed: int, scenario: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(scenario.encode()), index])
 
 
-def render(index: int, *, seed: int, scenario: str = "day", size: int = 200) -> tuple[str, bytes]:
-    """(label, JPEG bytes) of image ``index``; identical for identical arguments."""
-    if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
-    rng = _rng(seed, scenario, index)
-    label = LABELS[int(rng.integers(2))]
-    image, horizon = _background(rng, size)
-    draw = ImageDraw.Draw(image)
-    scale = size * rng.uniform(0.32, 0.5)
-    ground = rng.uniform(horizon + 0.25 * size, size * 0.97)
-    cx = rng.uniform(0.3, 0.7) * size
-    _animal(draw, rng, label, cx, ground, scale)
-    image = image.filter(ImageFilter.BoxBlur(rng.uniform(0.3, 0.9)))  # camera softness
-    image = _scenario(image, rng, scenario)
-    _overlay(image, rng)
+def render(
+    index: int, *, seed: int, scenario: str = "day", size: int = 200, empty: float = 0.0
+) -> tuple[str, bytes]:
+    """(label, JPEG bytes) of image ``index``; identical for identical arguments. A share
+    ``empty`` of the scenes has no animal and the label ``empty``."""
+    image, label, rng = _draw(index, seed, scenario, size, empty)
     out = io.BytesIO()
     image.save(out, "JPEG", quality=int(rng.integers(72, 92)))
     return label, out.getvalue()
 
 
-def _write_range(args: tuple[str, int, int, int, str, int]) -> list[SynthItem]:
-    out, start, stop, seed, scenario, size = args
+def scene(
+    index: int, *, seed: int, scenario: str = "day", size: int = 200, empty: float = 0.0
+) -> tuple[Image.Image, str]:
+    """The RGB scene behind :func:`render` (before JPEG) and its label."""
+    image, label, _ = _draw(index, seed, scenario, size, empty)
+    return image, label
+
+
+def _draw(
+    index: int, seed: int, scenario: str, size: int, empty: float
+) -> tuple[Image.Image, str, np.random.Generator]:
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+    rng = _rng(seed, scenario, index)
+    label = LABELS[int(rng.integers(2))]
+    if empty > 0 and rng.random() < empty:
+        label = EMPTY
+    image, horizon = _background(rng, size)
+    if label != EMPTY:
+        draw = ImageDraw.Draw(image)
+        scale = size * rng.uniform(0.32, 0.5)
+        ground = rng.uniform(horizon + 0.25 * size, size * 0.97)
+        cx = rng.uniform(0.3, 0.7) * size
+        _animal(draw, rng, label, cx, ground, scale)
+    image = image.filter(ImageFilter.BoxBlur(rng.uniform(0.3, 0.9)))  # camera softness
+    image = _scenario(image, rng, scenario)
+    _overlay(image, rng)
+    return image, label, rng
+
+
+def _write_range(args: tuple[str, int, int, int, str, int, float]) -> list[SynthItem]:
+    out, start, stop, seed, scenario, size, empty = args
     root = Path(out)
     items = []
     for index in range(start, stop):
-        label, data = render(index, seed=seed, scenario=scenario, size=size)
+        label, data = render(index, seed=seed, scenario=scenario, size=size, empty=empty)
         relpath = f"{label}/{scenario}-{seed}-{index:06d}.jpg"
         write_atomic(root / relpath, data, fsync=False)
         items.append(SynthItem(relpath, label, scenario, seed, index))
@@ -351,16 +373,18 @@ def generate(
     size: int = 200,
     start: int = 0,
     workers: int = 1,
+    empty: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[SynthItem]:
     """Write ``count`` images in ImageFolder layout under ``out`` and merge them into
-    ``out/manifest.csv`` (uri, label, scenario, seed, index: usable as a manifest source)."""
+    ``out/manifest.csv`` (uri, label, scenario, seed, index: usable as a manifest source).
+    A share ``empty`` of them shows the park with no animal (label ``empty``)."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
     out.mkdir(parents=True, exist_ok=True)
     step = 250
     tasks = [
-        (str(out), lo, min(lo + step, start + count), seed, scenario, size)
+        (str(out), lo, min(lo + step, start + count), seed, scenario, size, empty)
         for lo in range(start, start + count, step)
     ]
     items: list[SynthItem] = []

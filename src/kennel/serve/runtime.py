@@ -20,7 +20,8 @@ from PIL import Image
 
 from kennel import onnxrt
 from kennel.errors import IntegrityError, NotFoundError
-from kennel.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode, quality, square
+from kennel.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode, quality
+from kennel.portable import normalise, softmax, square
 
 METADATA = "kennel-model.json"
 MODEL = "model.onnx"
@@ -139,8 +140,7 @@ class Predictor:
         self, image: Image.Image, extra: Mapping[str, float] | None = None
     ) -> Prepared:
         """Preprocess an RGB image exactly as training did (shorter side, centre crop, scale)."""
-        pixels = square(image, self.bundle.image_size)
-        tensor = (pixels.astype(np.float32).transpose(2, 0, 1) / 255.0 - self._mean) / self._std
+        tensor = normalise(square(image, self.bundle.image_size), self._mean, self._std)
         stats = quality(image)
         q = {
             "brightness": stats.brightness,
@@ -150,7 +150,7 @@ class Predictor:
             "height": float(image.height),
             **(extra or {}),
         }
-        return Prepared(np.ascontiguousarray(tensor, dtype=np.float32), q)
+        return Prepared(tensor, q)
 
     def prepare(self, data: bytes) -> Prepared:
         """Decode untrusted bytes (raises ImageRejected with the reason) and preprocess."""
@@ -167,9 +167,7 @@ class Predictor:
             return []
         began = time.perf_counter()
         logits, embeddings = self.infer(np.stack([p.tensor for p in items]))
-        scaled = logits / self._temperature
-        exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
-        probs = exp / exp.sum(axis=1, keepdims=True)
+        probs = softmax(logits, self._temperature)
         latency = (time.perf_counter() - began) * 1000 / len(items)
         labels = self.bundle.labels
         out = []

@@ -1,0 +1,1 @@
+"""Live CCTV video: frame capture, micro-batched inference, temporal smoothing into events."""

@@ -1,0 +1,77 @@
+"""Temporal smoothing: per-frame predictions become events with hysteresis.
+
+A label is only believed once it holds for ``hold`` consecutive sampled frames with at least
+``enter`` confidence; the current pet is only let go after ``hold`` consecutive frames that
+disagree or fall under ``leave`` confidence. Frames the model labels as background (an
+``empty`` class, when the model has one) or scores with low confidence count as "no pet",
+the butterfly case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+NO_PET = "none"
+
+
+def clock(t: float) -> str:
+    minutes, seconds = divmod(t, 60.0)
+    return f"{int(minutes):02d}:{seconds:04.1f}"
+
+
+@dataclass(frozen=True)
+class Event:
+    t: float  # stream seconds of the first frame of the confirming run
+    label: str  # a pet label, or NO_PET
+    confidence: float  # mean confidence over the confirming run
+
+    def describe(self) -> str:
+        if self.label == NO_PET:
+            return f"no pet from {clock(self.t)}"
+        return f"{self.label} entered at {clock(self.t)}, confidence {self.confidence:.2f}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "t": round(self.t, 3),
+            "label": self.label,
+            "confidence": round(self.confidence, 4),
+            "text": self.describe(),
+        }
+
+
+@dataclass
+class EventTracker:
+    hold: int = 3
+    enter: float = 0.7
+    leave: float = 0.5
+    background: frozenset[str] = frozenset({"empty", "none", "background"})
+    state: str = NO_PET
+    events: list[Event] = field(default_factory=list)
+    _run_label: str | None = None
+    _run: list[tuple[float, float]] = field(default_factory=list)
+
+    def observe(self, t: float, label: str, confidence: float) -> Event | None:
+        """Feed one sampled frame; returns the event it completes, if any."""
+        if label in self.background:
+            seen = NO_PET
+        elif label == self.state:
+            seen = label if confidence >= self.leave else NO_PET
+        else:
+            seen = label if confidence >= self.enter else NO_PET
+        if seen == self.state:
+            self._run_label, self._run = None, []
+            return None
+        if seen != self._run_label:
+            self._run_label, self._run = seen, []
+        self._run.append((t, confidence))
+        if len(self._run) < self.hold:
+            return None
+        event = Event(self._run[0][0], seen, sum(c for _, c in self._run) / len(self._run))
+        self.state = seen
+        self._run_label, self._run = None, []
+        self.events.append(event)
+        return event
+
+    def feed(self, frames: Iterable[tuple[float, str, float]]) -> list[Event]:
+        return [e for t, label, c in frames if (e := self.observe(t, label, c))]

@@ -1,0 +1,216 @@
+"""``kennel watch`` end to end on real video: synthetic clips with a known timeline, the
+prediction log, annotated output, and a live HTTP camera that stalls and disconnects."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from kennel.config import Project
+from kennel.datasets.synth import EMPTY, generate
+from kennel.db.schema import PredictionRow
+from kennel.imaging import decode
+from kennel.pipeline.build import BuildOptions
+from kennel.video.capture import FrameReader
+from kennel.video.events import NO_PET, EventTracker
+from kennel.video.synth import load_timeline, make_clip
+from kennel.video.watch import Watcher
+from kennel.wiring import Workspace
+from tests.conftest import TINY_TRAIN, make_project
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def park(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A simulator park with cats, dogs and empty scenes, and a small CNN trained on it."""
+    root = tmp_path_factory.mktemp("video")
+    generate(root / "lake", 500, seed=3, empty=0.25)
+    project = make_project(
+        root / "p",
+        sections={"train": {**TINY_TRAIN, "image_size": 96, "epochs": 12}},
+        workers=1,
+        labels=["cat", "dog", EMPTY],
+    )
+    ws = Workspace(project)
+    try:
+        ws.ingestor().run(ws.source(str(root / "lake")), "park")
+        ws.builder().build("park", BuildOptions(trials=1))
+    finally:
+        ws.close()
+    return project
+
+
+def _clip(project: Project, out: Path, order: list[str]) -> list[str]:
+    """A clip showing test-split images in ``order``. The video pipeline is under test here,
+    not the model, so each shot is a test image the model labels correctly and confidently
+    (>= 0.9) as a still; the clip then adds pan, zoom, noise, compression and frame sampling."""
+    ws = Workspace(project)
+    try:
+        predictor = ws.predictor("pets@1")
+        version = ws.catalog.latest("park")
+        assert version is not None
+        rows = [r for r in ws.catalog.rows(version) if r.split == "test"]
+        shots, used = [], set()
+        for label in order:
+            for row in rows:
+                if row.label != label or row.uri in used:
+                    continue
+                data = ws.content.get(row.sha256)
+                still = predictor.predict_one(data)
+                if still.label == label and still.confidence >= 0.9:
+                    used.add(row.uri)
+                    shots.append((label, decode(data).image, row.uri))
+                    break
+        make_clip(out, shots, seconds=2.0, fps=10.0, size=160, seed=1)
+        return [s[2] for s in shots]
+    finally:
+        ws.close()
+
+
+def test_clip_events_follow_the_known_timeline(park: Project, tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    _clip(park, clip, ["cat", "dog", EMPTY, "cat", EMPTY, "dog"])
+    timeline = load_timeline(clip)
+    ws = Workspace(park)
+    try:
+        predictor = ws.predictor("pets@1")
+        watcher = Watcher(
+            FrameReader(str(clip), target_fps=5.0), lambda: predictor, tracker=EventTracker(hold=3)
+        )
+        stats = watcher.run()
+    finally:
+        ws.close()
+    expected = [NO_PET if s.label == EMPTY else s.label for s in timeline]
+    got = [e.label for e in stats.events]
+    assert got == expected, (got, expected)
+    for event, segment in zip(stats.events, timeline, strict=True):
+        assert segment.start - 0.01 <= event.t <= segment.start + 0.5, (event, segment)
+    assert stats.frames_read == 120 and stats.frames_scored == 60 and stats.dropped == 0
+    assert stats.video_seconds == pytest.approx(12.0)
+
+
+def test_watch_cli_logs_every_frame_and_writes_annotated_video(
+    park: Project, tmp_path: Path
+) -> None:
+    made = runner.invoke(
+        app,
+        ["data", "synth-video", str(tmp_path / "synth.mp4"), "--dataset", "park",
+         "--segments", "4", "--seconds", "1", "--size", "128", "--json", "-C", str(park.root)],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    segments = json.loads(made.output)["segments"]
+    assert [s["end"] for s in segments] == [1.0, 2.0, 3.0, 4.0]
+    assert all(a["label"] != b["label"] for a, b in itertools.pairwise(segments))
+
+    out = tmp_path / "annotated.mp4"
+    result = runner.invoke(
+        app,
+        ["watch", str(tmp_path / "synth.mp4"), "--model", "pets@1", "--fps", "5",
+         "--camera", "cam-7", "--out", str(out), "--json", "-C", str(park.root)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)
+    assert stats["frames_read"] == 40 and stats["frames_scored"] == 20
+    assert stats["models"] == ["pets@1"] and stats["realtime_factor"] > 1
+    assert sum(stats["labels"].values()) == 20
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
+    capture.release()
+    ws = Workspace(park)
+    try:
+        with ws.db.session() as s:
+            logged = s.scalar(
+                select(func.count())
+                .select_from(PredictionRow)
+                .where(PredictionRow.source == "cam-7")
+            )
+    finally:
+        ws.close()
+    assert logged == 20
+
+
+def test_watch_rejects_a_missing_source(park: Project) -> None:
+    result = runner.invoke(app, ["watch", "nope.mp4", "--model", "pets@1", "-C", str(park.root)])
+    assert result.exit_code != 0
+    assert "nope.mp4" in result.output and "Traceback" not in result.output
+
+
+def _jpeg(i: int) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.full((96, 128, 3), (i * 9) % 255, np.uint8)).save(out, "JPEG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def flaky_camera() -> Iterator[tuple[str, list[float]]]:
+    """An MJPEG camera over HTTP: the first connection stalls after 10 frames, the next ones
+    send 20 frames and hang up."""
+    connections: list[float] = []
+
+    class Camera(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            connections.append(time.monotonic())
+            first = len(connections) == 1
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                for i in range(10 if first else 20):
+                    data = _jpeg(i)
+                    self.wfile.write(
+                        b"--frame\r\nContent-Type: image/jpeg\r\n"
+                        + f"Content-Length: {len(data)}\r\n\r\n".encode()
+                        + data
+                        + b"\r\n"
+                    )
+                    self.wfile.flush()
+                    time.sleep(0.04)
+                if first:
+                    time.sleep(4.0)  # stall with the connection open
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg", connections
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_stalling_camera_is_reported_and_reconnected(
+    park: Project, flaky_camera: tuple[str, list[float]]
+) -> None:
+    url, connections = flaky_camera
+    ws = Workspace(park)
+    try:
+        predictor = ws.predictor("pets@1")
+    finally:
+        ws.close()
+    reader = FrameReader(url, target_fps=None, read_timeout_s=1.5, backoff_s=0.1)
+    stats = Watcher(reader, lambda: predictor, batch_size=4).run(max_seconds=7.0)
+    kinds = [e.kind for e in stats.source_events]
+    assert kinds.count("disconnected") >= 2  # the stall, then the hang-up
+    assert kinds.count("opened") >= 3 and "failed" not in kinds
+    assert stats.reconnects >= 2 and len(connections) >= 3
+    assert stats.frames_scored >= 30  # frames kept flowing after each reconnect
