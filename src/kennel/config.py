@@ -176,6 +176,14 @@ class ReleaseConfig(_Strict):
     certification: CertificationConfig = Field(default_factory=CertificationConfig)
 
 
+class FeedConfig(_Strict):
+    """Pattern 3, the model published as data: where releases are announced."""
+
+    url: str = ""  # e.g. redis://127.0.0.1:6379/0; empty = do not publish
+    stream: str = "kennel:models"
+    aliases: list[str] = Field(default_factory=lambda: ["production"])  # publish on these moves
+
+
 def _default_environments() -> dict[str, EnvironmentConfig]:
     return {
         "staging": EnvironmentConfig(port=8081, alias="staging"),
@@ -194,6 +202,7 @@ class KennelConfig(_Strict):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     environments: dict[str, EnvironmentConfig] = Field(default_factory=_default_environments)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
+    feed: FeedConfig = Field(default_factory=FeedConfig)
 
 
 class Project(BaseModel):
@@ -367,6 +376,11 @@ release:
     max_p99_ms: 5000.0
     min_throughput: 0.0
     max_images: 2000
+
+feed:                       # pattern 3: signed model bundles published on a stream
+  url: ""                   # e.g. redis://127.0.0.1:6379/0 (empty: do not publish)
+  stream: kennel:models
+  aliases: [production]     # moving one of these aliases publishes the new version
 """
 
 

@@ -10,6 +10,7 @@ import typer
 
 from kennel.cli.app import JsonOption, ProjectOption, model_ref, new_app, opened
 from kennel.cli.render import console, emit_json
+from kennel.errors import ConfigError
 from kennel.package.wheel import build_wheel
 from kennel.serve.runtime import Bundle
 from kennel.stream import batch, rpc
@@ -115,3 +116,75 @@ def export_package(
         emit_json(result)
     else:
         console.print(f"wrote {wheel} ({bundle.name}@{bundle.version}); pip install it")
+
+
+def publish(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
+    alias: Annotated[str, typer.Option(help="The alias it is announced for.")] = "production",
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Announce a model on the feed (pattern 3); releases do this by themselves."""
+    import getpass
+
+    with opened(project) as ws:
+        entry = ws.releases().publish(ref, alias, actor=getpass.getuser())
+        stream = ws.project.config.feed.stream
+    if json_out:
+        emit_json({"model": ref, "alias": alias, "stream": stream, "entry": entry})
+    else:
+        console.print(f"published {ref} for {alias} on {stream} (entry {entry})")
+
+
+def subscribe(
+    alias: Annotated[str, typer.Option(help="Follow announcements for this alias.")] = (
+        "production"
+    ),
+    url: Annotated[str | None, typer.Option(help="Feed URL (default: feed.url).")] = None,
+    stream: Annotated[str | None, typer.Option(help="Stream (default: feed.stream).")] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(help="The publisher's Ed25519 public key (default: this project's)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the consumer's prediction API.")] = 8090,
+    project: ProjectOption = None,
+) -> None:
+    """Run a consuming app whose model arrives on the feed, hot-loaded and verified."""
+    import uvicorn
+
+    from kennel.stream import signing
+    from kennel.stream.consumer import create_consumer_app
+    from kennel.stream.feed import RedisFeed
+    from kennel.stream.subscriber import Loaded, ModelSubscriber, Rejection
+
+    with opened(project) as ws:
+        config = ws.project.config
+        key_path = public_key or ws.project.state_dir / "keys" / signing.PUBLIC
+    feed_url = url or config.feed.url
+    if not feed_url:
+        raise ConfigError("no feed: pass --url or set feed.url in kennel.yaml")
+    feed = RedisFeed(feed_url, stream or config.feed.stream)
+
+    def loaded(x: Loaded) -> None:
+        console.print(f"loaded {x.name}@{x.version} (entry {x.entry})")
+
+    def refused(x: Rejection) -> None:
+        console.print(f"[red]refused[/] entry {x.entry}: {x.reason}")
+
+    subscriber = ModelSubscriber(
+        feed,
+        signing.load_public(key_path),
+        name=config.model.name,
+        alias=alias,
+        max_pixels=config.serve.max_pixels,
+        on_load=loaded,
+        on_reject=refused,
+    )
+    subscriber.start()
+    console.print(f"following {feed.stream} at {feed_url}; predictions on http://{host}:{port}")
+    try:
+        uvicorn.run(create_consumer_app(subscriber), host=host, port=port, log_level="warning")
+    finally:
+        subscriber.stop()
+        feed.close()

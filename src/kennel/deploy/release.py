@@ -11,6 +11,7 @@ In both modes a failed gate or certification can never reach production.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,13 +27,22 @@ from kennel.db.audit import record
 from kennel.db.schema import ApprovalRow, CertificationRow
 from kennel.deploy import environments
 from kennel.deploy.certify import Certification, certify
-from kennel.errors import AuthError, NotFoundError, ReleaseRefusedError
+from kennel.errors import (
+    AuthError,
+    ConfigError,
+    NotFoundError,
+    ReleaseRefusedError,
+    ServiceError,
+)
 from kennel.registry.entities import AliasEvent, ModelVersion
 from kennel.registry.store import ModelRegistry
 from kennel.serve.auth import Identity
 from kennel.storage import ContentStore
+from kennel.stream import signing
+from kennel.stream.feed import RedisFeed, publish_version
 from kennel.train.tracking import RunTracker
 
+log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 ROLLBACK = "rollback"  # alias events whose reason starts with this undo the previous release
 
@@ -199,9 +209,11 @@ class ReleaseManager:
             raise ReleaseRefusedError(
                 f"{model.ref} may not be released to {to}: " + "; ".join(reasons)
             )
-        return self.registry.set_alias(
+        event = self.registry.set_alias(
             model.name, target.alias, model.version, actor=actor, reason=reason
         )
+        self.announce(event, actor=actor)
+        return event
 
     def rollback(
         self, env: str = "production", *, actor: str, reason: str = "by request"
@@ -223,10 +235,53 @@ class ReleaseManager:
         if len(stack) < 2:
             raise NotFoundError(f"{name}@{target.alias} has no earlier version to roll back to")
         current, previous = stack[-1], stack[-2]
-        return self.registry.set_alias(
+        event = self.registry.set_alias(
             name,
             target.alias,
             previous,
             actor=actor,
             reason=f"{ROLLBACK}: {reason} (from {current})",
         )
+        self.announce(event, actor=actor)
+        return event
+
+    def announce(self, event: AliasEvent, *, actor: str) -> str | None:
+        """Publish the version an alias now names on the model feed (pattern 3), when the
+        feed is configured for that alias. The alias move stands either way: a feed outage
+        is logged and audited, and ``kennel publish`` can announce it again."""
+        feed_config = self.config.feed
+        if not feed_config.url or event.alias not in feed_config.aliases:
+            return None
+        if event.to_version is None:
+            return None
+        try:
+            return self.publish(f"{event.name}@{event.to_version}", event.alias, actor=actor)
+        except ServiceError as exc:
+            log.warning("%s@%s not announced on the feed: %s", event.name, event.alias, exc)
+            return None
+
+    def publish(self, ref: str, alias: str, *, actor: str) -> str:
+        """Sign and publish ``ref`` as the model behind ``alias``; audited either way."""
+        feed_config = self.config.feed
+        if not feed_config.url:
+            raise ConfigError("feed.url is not set in kennel.yaml: nowhere to publish")
+        feed = RedisFeed(feed_config.url, feed_config.stream)
+        entry, problem = None, None
+        try:
+            key = signing.load_or_create(self.state_dir / "keys")
+            entry = publish_version(feed, self.registry, ref, alias, key)
+        except ServiceError as exc:
+            problem = str(exc)
+            raise
+        finally:
+            feed.close()
+            with self.db.session() as s:
+                record(
+                    s,
+                    actor=actor,
+                    action="feed.publish" if entry else "feed.publish_failed",
+                    subject=ref,
+                    details={"alias": alias, "stream": feed_config.stream, "entry": entry,
+                             "error": problem},
+                )  # fmt: skip
+        return entry

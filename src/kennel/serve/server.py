@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -103,7 +104,7 @@ class RunningServer:
     server: uvicorn.Server
     thread: threading.Thread
     url: str
-    service: Service
+    service: Service | None = None
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -113,6 +114,15 @@ class RunningServer:
 def start_in_thread(
     service: Service, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0
 ) -> RunningServer:
+    running = start_app_in_thread(create_app(service), host, port, timeout)
+    running.service = service
+    return running
+
+
+def start_app_in_thread(
+    app: Any, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0
+) -> RunningServer:
+    """Any ASGI app on a loopback port in a background thread."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # Accepted sockets inherit this; without it Nagle + delayed ACKs add ~40 ms per response.
@@ -120,7 +130,7 @@ def start_in_thread(
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     config = uvicorn.Config(
-        create_app(service), log_level="warning", access_log=False, timeout_graceful_shutdown=30
+        app, log_level="warning", access_log=False, timeout_graceful_shutdown=30
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
@@ -134,4 +144,4 @@ def start_in_thread(
         time.sleep(0.01)
     if not server.started:
         raise RuntimeError("service did not start")
-    return RunningServer(server, thread, f"http://{host}:{bound}", service)
+    return RunningServer(server, thread, f"http://{host}:{bound}")

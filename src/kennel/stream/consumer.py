@@ -1,0 +1,55 @@
+"""The consuming application of pattern 3: a small prediction API whose model arrives on the
+feed (no registry, no database), hot-swapped whenever a newer signed version is announced."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from kennel.imaging import ImageRejected
+from kennel.stream.subscriber import ModelSubscriber
+
+MAX_BYTES = 10 * 1024 * 1024
+
+
+def create_consumer_app(subscriber: ModelSubscriber) -> FastAPI:
+    app = FastAPI(title="kennel model-feed consumer", version="1")
+
+    @app.post("/v1/predict")
+    async def predict(request: Request) -> Any:
+        data = await request.body()
+        if len(data) > MAX_BYTES:
+            return JSONResponse({"error": "too_large", "detail": "upload too large"}, 413)
+        predictor = subscriber.current
+        if predictor is None:
+            detail = subscriber.last_error or "no model has arrived on the feed yet"
+            return JSONResponse({"error": "not_ready", "detail": detail}, 503)
+        try:
+            prediction = await run_in_threadpool(predictor.predict_one, data)
+        except ImageRejected as exc:
+            return JSONResponse({"error": "invalid_image", "detail": str(exc)}, 422)
+        return prediction.as_dict()
+
+    @app.get("/v1/model")
+    def model() -> dict[str, Any]:
+        current = subscriber.current
+        return {
+            "model": None
+            if current is None
+            else {"name": current.name, "version": current.version},
+            "seq": subscriber.seq,
+            "loaded": [x.__dict__ for x in subscriber.loaded],
+            "rejected": [r.__dict__ for r in subscriber.rejected],
+            "feed_error": subscriber.last_error,
+        }
+
+    @app.get("/health/ready")
+    def ready() -> Any:
+        if subscriber.current is None:
+            return JSONResponse({"status": "not_ready"}, 503)
+        return {"status": "ready"}
+
+    return app

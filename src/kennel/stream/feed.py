@@ -1,0 +1,121 @@
+"""Pattern 3, the model published as data: signed bundles on a stream.
+
+A message carries the bundle's files, a manifest (name, version, alias, sequence number, the
+sha256 of every file) and an Ed25519 signature of the manifest. Subscribers check the signature,
+then every file against the manifest, and only then load; a sequence number not newer than the
+one they run is stale (a replay) and ignored. The transport is a small interface
+(:class:`Feed`); Redis Streams implements it here, and Kafka or NATS JetStream would fit the
+same two methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import redis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kennel.errors import ServiceError
+from kennel.registry.store import ModelRegistry
+
+FILE_PREFIX = "file:"
+
+
+class Feed(Protocol):
+    def publish(self, fields: Mapping[str, bytes]) -> str: ...
+
+    def read(self, after: str, block_ms: int) -> list[tuple[str, dict[str, bytes]]]: ...
+
+    def latest(self, count: int) -> list[tuple[str, dict[str, bytes]]]: ...
+
+
+class RedisFeed:
+    """A Redis Stream (XADD / XREAD / XREVRANGE), trimmed to ``maxlen`` entries."""
+
+    def __init__(self, url: str, stream: str, *, maxlen: int = 50) -> None:
+        self.url = url
+        self.stream = stream
+        self.maxlen = maxlen
+        self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=3)
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise ServiceError(f"cannot {what} {self.stream} at {self.url}: {exc}") from exc
+
+    def publish(self, fields: Mapping[str, bytes]) -> str:
+        with self._guard("publish to"):
+            entry = self.client.xadd(self.stream, dict(fields), maxlen=self.maxlen)  # type: ignore[arg-type]
+        return _text(entry)
+
+    def read(self, after: str, block_ms: int) -> list[tuple[str, dict[str, bytes]]]:
+        with self._guard("read"):
+            answer: Any = self.client.xread({self.stream: after}, block=block_ms)
+        return [(_text(i), _fields(f)) for _stream, entries in answer or [] for i, f in entries]
+
+    def latest(self, count: int) -> list[tuple[str, dict[str, bytes]]]:
+        with self._guard("read"):
+            entries: Any = self.client.xrevrange(self.stream, count=count)
+        return [(_text(i), _fields(f)) for i, f in entries]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _fields(raw: Mapping[object, object]) -> dict[str, bytes]:
+    return {_text(k): v if isinstance(v, bytes) else str(v).encode() for k, v in raw.items()}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: int
+    alias: str
+    seq: int  # microseconds since the epoch at publication: newer releases, larger numbers
+    files: dict[str, str]  # file name -> sha256
+
+    def payload(self) -> bytes:
+        """The canonical bytes that are signed."""
+        return json.dumps(self.__dict__, sort_keys=True, separators=(",", ":")).encode()
+
+
+def message(
+    files: Mapping[str, bytes],
+    *,
+    name: str,
+    version: int,
+    alias: str,
+    key: Ed25519PrivateKey,
+    at: datetime | None = None,
+) -> dict[str, bytes]:
+    """The stream fields announcing ``name@version`` as the model behind ``alias``."""
+    seq = int((at or datetime.now(UTC)).timestamp() * 1_000_000)
+    manifest = Manifest(
+        name, version, alias, seq, {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
+    )
+    payload = manifest.payload()
+    fields = {"manifest": payload, "signature": key.sign(payload)}
+    fields.update({FILE_PREFIX + n: d for n, d in files.items()})
+    return fields
+
+
+def publish_version(
+    feed: Feed, registry: ModelRegistry, ref: str, alias: str, key: Ed25519PrivateKey
+) -> str:
+    """Announce the registered ``ref`` as the model behind ``alias``; returns the entry id."""
+    model = registry.resolve(ref)
+    files = {name: registry.read_file(model, name) for name in model.files}
+    fields = message(files, name=model.name, version=model.version, alias=alias, key=key)
+    return feed.publish(fields)

@@ -1,0 +1,168 @@
+"""The consuming side of pattern 3: follow a model feed and hot-load what it announces.
+
+Every announcement is checked before it is loaded: the manifest's Ed25519 signature, then each
+file against the manifest's sha256, then the bundle's own metadata hashes. A stale
+announcement (sequence not newer than the running model's) or a tampered one is refused and
+recorded; the model already running keeps serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from kennel.errors import KennelError
+from kennel.imaging import DEFAULT_MAX_PIXELS
+from kennel.serve.runtime import Bundle, Predictor
+from kennel.stream.feed import FILE_PREFIX, Feed, Manifest
+from kennel.stream.signing import verify
+
+log = logging.getLogger(__name__)
+
+
+class Refused(KennelError):
+    """An announcement that must not be loaded; ``str()`` says why."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    entry: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Loaded:
+    entry: str
+    name: str
+    version: int
+    seq: int
+
+
+class ModelSubscriber:
+    def __init__(
+        self,
+        feed: Feed,
+        public_key: Ed25519PublicKey,
+        *,
+        name: str | None = None,
+        alias: str | None = None,
+        block_ms: int = 1000,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        on_load: Callable[[Loaded], None] | None = None,
+        on_reject: Callable[[Rejection], None] | None = None,
+    ) -> None:
+        self.feed = feed
+        self.public_key = public_key
+        self.name = name
+        self.alias = alias
+        self.block_ms = block_ms
+        self.max_pixels = max_pixels
+        self.on_load = on_load
+        self.on_reject = on_reject
+        self.current: Predictor | None = None
+        self.seq = 0
+        self.last_id = "0-0"
+        self.last_error: str | None = None
+        self.loaded: list[Loaded] = []
+        self.rejected: list[Rejection] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="kennel-feed", daemon=True)
+
+    # -- checks -------------------------------------------------------------------------------
+    def check(self, fields: dict[str, bytes]) -> tuple[Manifest, Predictor]:
+        """The manifest and a ready Predictor, or Refused naming the problem."""
+        payload, signature = fields.get("manifest"), fields.get("signature")
+        if payload is None or signature is None:
+            raise Refused("not a model announcement (no manifest or signature)")
+        if not verify(self.public_key, signature, payload):
+            raise Refused("bad signature: not signed by the publisher's key, or edited")
+        try:
+            manifest = Manifest(**json.loads(payload))
+        except (ValueError, TypeError) as exc:
+            raise Refused(f"unreadable manifest: {exc}") from exc
+        if self.name and manifest.name != self.name:
+            raise Refused(f"for model {manifest.name}, not {self.name}")
+        if self.alias and manifest.alias != self.alias:
+            raise Refused(f"for alias {manifest.alias}, not {self.alias}")
+        if manifest.seq <= self.seq:
+            raise Refused(f"stale: sequence {manifest.seq} is not newer than {self.seq}")
+        files = {
+            k.removeprefix(FILE_PREFIX): v for k, v in fields.items() if k.startswith(FILE_PREFIX)
+        }
+        if set(files) != set(manifest.files):
+            raise Refused("the files do not match the signed manifest")
+        for file, digest in manifest.files.items():
+            if hashlib.sha256(files[file]).hexdigest() != digest:
+                raise Refused(f"tampered: {file} does not match its signed sha256")
+        try:
+            bundle = Bundle.from_files(files)
+        except (KennelError, ValueError) as exc:
+            raise Refused(f"bundle does not verify: {exc}") from exc
+        if (bundle.name, bundle.version) != (manifest.name, manifest.version):
+            raise Refused(f"bundle is {bundle.name}@{bundle.version}, manifest says otherwise")
+        return manifest, Predictor(bundle, max_pixels=self.max_pixels)
+
+    def apply(self, entry: str, fields: dict[str, bytes]) -> bool:
+        """Check one announcement and swap to it; False (and a recorded reason) if refused."""
+        try:
+            manifest, predictor = self.check(fields)
+        except Refused as exc:
+            rejection = Rejection(entry, str(exc))
+            self.rejected.append(rejection)
+            log.warning("refused feed entry %s: %s", entry, exc)
+            if self.on_reject:
+                self.on_reject(rejection)
+            return False
+        self.current = predictor  # the atomic swap; in-flight calls finish on the old one
+        self.seq = manifest.seq
+        loaded = Loaded(entry, manifest.name, manifest.version, manifest.seq)
+        self.loaded.append(loaded)
+        log.info("loaded %s@%s from feed entry %s", manifest.name, manifest.version, entry)
+        if self.on_load:
+            self.on_load(loaded)
+        return True
+
+    # -- following the stream -----------------------------------------------------------------
+    def catch_up(self, depth: int = 20) -> None:
+        """Load the newest valid announcement already on the stream."""
+        entries = self.feed.latest(depth)  # newest first
+        if entries:
+            self.last_id = entries[0][0]
+        for entry, fields in entries:
+            if self.apply(entry, fields):
+                return
+
+    def poll_once(self) -> int:
+        entries = self.feed.read(self.last_id, self.block_ms)
+        for entry, fields in entries:
+            self.last_id = entry
+            self.apply(entry, fields)
+        return len(entries)
+
+    def start(self) -> None:
+        try:
+            self.catch_up()
+        except KennelError as exc:
+            self.last_error = str(exc)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.block_ms / 1000 + 5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+                self.last_error = None
+            except KennelError as exc:  # the stream is down: keep serving, retry
+                self.last_error = str(exc)
+                log.warning("model feed unavailable: %s", exc)
+                time.sleep(1.0)
