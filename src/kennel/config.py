@@ -151,6 +151,7 @@ class ServeConfig(_Strict):
     poll_s: Annotated[float, Field(gt=0)] = 1.0  # how often a service checks its alias
     log_flush_s: Annotated[float, Field(gt=0)] = 0.5
     prefer_int8: bool = False
+    keep_inputs: bool = True  # store input images (content-addressed) for saliency and retraining
 
 
 class EnvironmentConfig(_Strict):
@@ -184,6 +185,67 @@ class FeedConfig(_Strict):
     aliases: list[str] = Field(default_factory=lambda: ["production"])  # publish on these moves
 
 
+Action = Literal["log", "webhook", "email", "rollback", "retrain"]
+
+
+def _log_only() -> list[Action]:
+    return ["log"]
+
+
+class RuleConfig(_Strict):
+    """An alert rule: fire when ``metric op threshold`` holds for a monitored window."""
+
+    name: str
+    metric: str  # e.g. drift.drifted, performance.accuracy, integrity.low_confidence_rate
+    op: Literal[">", ">=", "<", "<="] = ">"
+    threshold: float
+    severity: Literal["info", "warning", "critical"] = "warning"
+    actions: list[Action] = Field(default_factory=_log_only)
+
+
+def _default_rules() -> list[RuleConfig]:
+    return [
+        RuleConfig(name="data-drift", metric="drift.drifted", op=">=", threshold=1),
+        RuleConfig(
+            name="accuracy-drop",
+            metric="performance.accuracy",
+            op="<",
+            threshold=0.85,
+            severity="critical",
+        ),
+        RuleConfig(
+            name="estimated-accuracy-drop",
+            metric="performance.estimated_accuracy",
+            op="<",
+            threshold=0.85,
+        ),
+        RuleConfig(name="low-confidence", metric="integrity.low_confidence_rate", threshold=0.3),
+        RuleConfig(name="decode-failures", metric="integrity.decode_failure_rate", threshold=0.05),
+        RuleConfig(name="class-bias", metric="fairness.recall_gap", threshold=0.2),
+        RuleConfig(name="device-anomaly", metric="telemetry.anomalies", op=">=", threshold=1),
+    ]
+
+
+class SmtpConfig(_Strict):
+    host: str = ""  # empty: email actions are skipped (and say so)
+    port: int = 25
+    sender: str = "kennel@localhost"
+    to: list[str] = Field(default_factory=list)
+
+
+class MonitorConfig(_Strict):
+    environment: str = "production"
+    window: str = "24h"  # `kennel monitor run`'s default window
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05  # drift: family-wise level per window
+    min_psi: Annotated[float, Field(ge=0)] = 0.1  # drift: smallest shift worth flagging
+    min_window: Annotated[int, Field(ge=2)] = 30  # fewer predictions: no drift verdict
+    min_labels: Annotated[int, Field(ge=1)] = 20  # fewer feedback labels: no measured accuracy
+    low_confidence: Annotated[float, Field(gt=0, lt=1)] = 0.6
+    rules: list[RuleConfig] = Field(default_factory=_default_rules)
+    webhook_url: str = ""
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+
+
 def _default_environments() -> dict[str, EnvironmentConfig]:
     return {
         "staging": EnvironmentConfig(port=8081, alias="staging"),
@@ -203,6 +265,7 @@ class KennelConfig(_Strict):
     environments: dict[str, EnvironmentConfig] = Field(default_factory=_default_environments)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     feed: FeedConfig = Field(default_factory=FeedConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
 
 class Project(BaseModel):
@@ -365,6 +428,7 @@ serve:
   poll_s: 1.0               # how often a running service checks the alias it serves
   log_flush_s: 0.5
   prefer_int8: false
+  keep_inputs: true         # keep input images (content-addressed): saliency, retraining
 
 environments:               # servers bind to their host; 127.0.0.1 unless you change it
   staging: {host: 127.0.0.1, port: 8081, alias: staging}
@@ -381,6 +445,30 @@ feed:                       # pattern 3: signed model bundles published on a str
   url: ""                   # e.g. redis://127.0.0.1:6379/0 (empty: do not publish)
   stream: kennel:models
   aliases: [production]     # moving one of these aliases publishes the new version
+
+monitor:                    # `kennel monitor run` (cron it daily) and `kennel monitor watch`
+  environment: production
+  window: 24h
+  alpha: 0.05               # drift tests share this false-alarm level per window (Bonferroni)
+  min_psi: 0.1              # ... and flag only shifts at least this large (PSI)
+  min_window: 30            # fewer predictions in a window: no drift verdict
+  min_labels: 20            # fewer feedback labels: accuracy is estimated (CBPE), not measured
+  low_confidence: 0.6
+  webhook_url: ""           # POST target of webhook actions
+  smtp: {host: "", port: 25, sender: kennel@localhost, to: []}
+  rules:                    # actions: log, webhook, email, rollback, retrain
+    - {name: data-drift, metric: drift.drifted, op: ">=", threshold: 1}
+    - name: accuracy-drop
+      metric: performance.accuracy
+      op: "<"
+      threshold: 0.85
+      severity: critical
+    - {name: estimated-accuracy-drop, metric: performance.estimated_accuracy, op: "<",
+       threshold: 0.85}
+    - {name: low-confidence, metric: integrity.low_confidence_rate, threshold: 0.3}
+    - {name: decode-failures, metric: integrity.decode_failure_rate, threshold: 0.05}
+    - {name: class-bias, metric: fairness.recall_gap, threshold: 0.2}
+    - {name: device-anomaly, metric: telemetry.anomalies, op: ">=", threshold: 1}
 """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -11,8 +12,11 @@ from kennel.config import Project, load_project
 from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database
 from kennel.deploy.release import ReleaseManager
+from kennel.govern.actions import ActionContext
+from kennel.govern.retrain import RetrainResult, retrain
 from kennel.ingest.run import Ingestor
 from kennel.ingest.sources import Source, open_source
+from kennel.monitor.runner import Monitor
 from kennel.pipeline.build import Builder
 from kennel.registry.store import ModelRegistry
 from kennel.serve.app import Service
@@ -89,6 +93,7 @@ class Workspace:
             db=self.db,
             registry=self.registry,
             state_dir=self.project.state_dir,
+            inputs=self.content,
         )
 
     def predictor(self, ref: str) -> Predictor:
@@ -111,6 +116,40 @@ class Workspace:
     def source(self, spec: str, **options: Any) -> Source:
         """Open a data source, labelled with this project's known labels."""
         return open_source(spec, labels=self.project.config.data.labels, **options)
+
+    def monitor(self) -> Monitor:
+        return Monitor(self.project.config, self.db, self.registry, self.content)
+
+    def retrain(
+        self, say: Callable[[str], None] = lambda _m: None, *, actor: str = "kennel-monitor"
+    ) -> RetrainResult:
+        """The retrain action: labelled production data + warm start -> staging."""
+        config = self.project.config
+        return retrain(
+            db=self.db,
+            content=self.content,
+            registry=self.registry,
+            ingestor=self.ingestor(),
+            builder=self.builder(),
+            releases=self.releases(),
+            model=config.model.name,
+            environment=config.monitor.environment,
+            labels=config.data.labels,
+            actor=actor,
+            say=say,
+        )
+
+    def actions(
+        self, say: Callable[[str], None] = lambda _m: None, *, actor: str = "kennel-monitor"
+    ) -> ActionContext:
+        return ActionContext(
+            config=self.project.config,
+            db=self.db,
+            releases=self.releases(),
+            retrain=lambda report: self.retrain(report, actor=actor),
+            say=say,
+            actor=actor,
+        )
 
     def close(self) -> None:
         if "db" in self.__dict__:

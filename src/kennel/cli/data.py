@@ -201,6 +201,9 @@ def synth_(
     size: Annotated[int, typer.Option(min=32, max=1024, help="Image side in pixels.")] = 200,
     start: Annotated[int, typer.Option(min=0, help="First image index.")] = 0,
     workers: Annotated[int, typer.Option(min=0, help="Processes (0 = all cores).")] = 0,
+    empty: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of empty park scenes (label 'empty').")
+    ] = 0.0,
     json_out: JsonOption = False,
 ) -> None:
     """Draw pet park CCTV images of cats and dogs (the simulator)."""
@@ -221,10 +224,13 @@ def synth_(
             size=size,
             start=start,
             workers=workers or os.cpu_count() or 1,
+            empty=empty,
             progress=update,
         )
     seconds = time.perf_counter() - began
-    labels = {label: sum(1 for i in items if i.label == label) for label in synth.LABELS}
+    labels = {
+        label: sum(1 for i in items if i.label == label) for label in (*synth.LABELS, synth.EMPTY)
+    }
     result = {
         "out": str(out),
         "count": len(items),

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from kennel import __version__
-from kennel.cli import build, data, deploy, models, patterns, runs, video
+from kennel.cli import build, data, deploy, models, monitor, patterns, runs, video
 from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, table
 from kennel.config import init_project
@@ -42,7 +42,12 @@ app.command()(video.watch)
 app.add_typer(patterns.export_app, name="export")
 app.command()(patterns.publish)
 app.command()(patterns.subscribe)
+app.add_typer(patterns.bench_app, name="bench")
 data.app.command("synth-video")(video.synth_video)
+app.add_typer(monitor.monitor_app, name="monitor")
+app.add_typer(monitor.alerts_app, name="alerts")
+app.add_typer(monitor.analyze_app, name="analyze")
+app.add_typer(monitor.telemetry_app, name="telemetry")
 audit_app = new_app("The hash-chained audit trail of every state change.")
 app.add_typer(audit_app, name="audit")
 

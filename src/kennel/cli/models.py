@@ -9,6 +9,10 @@ import typer
 
 from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, table
+from kennel.fsutil import write_text_atomic
+from kennel.govern.compliance import compliance
+from kennel.govern.compliance import render as render_compliance
+from kennel.govern.lineage import prediction_lineage
 from kennel.pipeline.lineage import model_lineage
 
 app = new_app("Registered model versions, aliases and their history.")
@@ -170,3 +174,62 @@ def lineage_model(
         console.print(f"      {d['training_files']} training files, e.g.:")
         for uri in d["source_files"]:
             console.print(f"        {uri}", markup=False)
+
+
+@lineage_app.command("prediction")
+def lineage_prediction(
+    prediction_id: Annotated[str, typer.Argument(help="A logged prediction id.")],
+    all_files: Annotated[bool, typer.Option("--all-files", help="List every source file.")] = False,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """prediction -> model version -> run -> dataset version -> source files."""
+    with opened(project) as ws:
+        out = prediction_lineage(
+            prediction_id,
+            db=ws.db,
+            registry=ws.registry,
+            tracker=ws.tracker,
+            catalog=ws.catalog,
+            files_limit=None if all_files else 20,
+        )
+    if json_out:
+        emit_json(out)
+        return
+    p = out["prediction"]
+    truth = out["feedback"]["label"] if out["feedback"] else "no feedback yet"
+    console.print(
+        f"[bold]prediction {p['id']}[/bold] {p['at']} {p['environment']} from {p['source']}: "
+        f"{p['label']} ({p['confidence']:.3f}); true label: {truth}; input sha256 "
+        f"{p['input_sha256'] or '-'}",
+        markup=False,
+    )
+    console.print(f"└─ served by {p['model']}", markup=False)
+    if "run" in out:
+        r = out["run"]
+        console.print(f"   └─ run {r['id']} ({r['params'].get('arch')})", markup=False)
+    if "dataset" in out:
+        d = out["dataset"]
+        console.print(f"      └─ dataset {d['version']['ref']}", markup=False)
+        for uri in d["source_files"]:
+            console.print(f"         {uri}", markup=False)
+
+
+@app.command("compliance")
+def compliance_report(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
+    out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Compliance report: data, parameters, metrics, gates, approvals, releases, incidents."""
+    with opened(project) as ws:
+        report = compliance(
+            ref, db=ws.db, registry=ws.registry, tracker=ws.tracker, catalog=ws.catalog
+        )
+    target = out or Path(f"compliance-{report['model']['ref'].replace('@', '-')}.html")
+    write_text_atomic(target, render_compliance(report))
+    if json_out:
+        emit_json({**report, "html": str(target)})
+    else:
+        console.print(f"wrote {target}")

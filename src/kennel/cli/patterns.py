@@ -188,3 +188,47 @@ def subscribe(
     finally:
         subscriber.stop()
         feed.close()
+
+
+bench_app = new_app("Measure kennel on this machine.")
+
+
+@bench_app.command("patterns")
+def bench_patterns(
+    env: Annotated[str, typer.Option(help="Benchmark the model this environment serves.")] = (
+        "production"
+    ),
+    images: Annotated[int, typer.Option(min=10, help="Test images to send.")] = 200,
+    concurrency: Annotated[int, typer.Option(min=1, help="Parallel callers.")] = 8,
+    db: Annotated[
+        str | None, typer.Option(help="Shared DB for pattern 4 (default: a temp SQLite file).")
+    ] = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """The four deployment patterns on one bundle: latency p50/p99 and throughput."""
+    from kennel.bench import run_patterns, test_images
+    from kennel.cli.render import table
+
+    with opened(project) as ws:
+        data = test_images(ws, env, images)
+        say = (lambda _: None) if json_out else (lambda m: console.print(f"[dim]{m}[/]"))
+        results = run_patterns(ws, data, env=env, concurrency=concurrency, db_url=db, say=say)
+    if json_out:
+        emit_json({"images": len(data), "results": [r.as_dict() for r in results]})
+        return
+    table(
+        f"deployment patterns, {len(data)} images",
+        ["pattern", "transport", "p50 ms", "p99 ms", "img/s", "note"],
+        [
+            [
+                r.pattern,
+                r.transport,
+                f"{r.p50_ms:.1f}",
+                f"{r.p99_ms:.1f}",
+                f"{r.throughput:.0f}",
+                r.note,
+            ]
+            for r in results
+        ],
+    )

@@ -270,3 +270,64 @@ class ApprovalRow(Base):
     actor: Mapped[str] = mapped_column(String(128))
     note: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime]
+
+
+class InputRejectionRow(Base):
+    """An input a service or camera could not use (not an image, truncated, a bomb...)."""
+
+    __tablename__ = "input_rejections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    environment: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(256))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class MonitorRunRow(Base):
+    """One monitoring analysis of a window (integrity, drift, performance, fairness)."""
+
+    __tablename__ = "monitor_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    environment: Mapped[str] = mapped_column(String(64), index=True)
+    since: Mapped[datetime]
+    until: Mapped[datetime]
+    model: Mapped[str | None] = mapped_column(String(128))
+    version: Mapped[int | None] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    report_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class AlertRow(Base):
+    """An alert raised by a rule; one open alert per (rule, subject), counted, not repeated."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(128), index=True)
+    subject: Mapped[str] = mapped_column(String(256))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)  # open | acknowledged | resolved
+    metric: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    resolved_at: Mapped[datetime | None]
+    actions: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"log": [...outcomes]}
+
+
+class TelemetryRow(Base):
+    """One sample of a host or device metric (psutil, or an MQTT sensor reading)."""
+
+    __tablename__ = "telemetry"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    source: Mapped[str] = mapped_column(String(128), index=True)  # host name or device id
+    metric: Mapped[str] = mapped_column(String(64), index=True)
+    value: Mapped[float] = mapped_column(Float)

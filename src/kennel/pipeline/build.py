@@ -27,12 +27,14 @@ from kennel.datasets.versioning import DatasetCatalog, DatasetVersion
 from kennel.db import Database
 from kennel.errors import PackagingError, TrainingError
 from kennel.evaluate import gates as quality_gates
+from kennel.evaluate.drift import IMAGE_STATS, reference_statistics
 from kennel.evaluate.report import evaluate, render_html
 from kennel.package import bundle
 from kennel.package.export import to_onnx
 from kennel.package.quantize import quantize
 from kennel.package.verify import check as parity_check
 from kennel.package.verify import normalised
+from kennel.portable import softmax
 from kennel.registry.entities import ModelVersion
 from kennel.registry.store import ModelRegistry
 from kennel.storage import ContentStore, sha256_hex
@@ -376,7 +378,14 @@ class Builder:
             }
         )
         summary = _summary(evaluation)
-        reference = _reference(rows, train_idx, val_logits, val_emb)
+        reference = _reference(
+            rows,
+            train_idx,
+            np.concatenate([val_logits, test_logits]),
+            np.concatenate([val_emb, test_emb]),
+            classes,
+            evaluation["calibration"]["temperature"],
+        )
         html = render_html(
             f"{self.config.model.name}: test report",
             evaluation,
@@ -501,25 +510,29 @@ def _summary(evaluation: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reference(
-    rows: list[Row], train_idx: np.ndarray, val_logits: np.ndarray, val_emb: np.ndarray
+    rows: list[Row],
+    train_idx: np.ndarray,
+    held_logits: np.ndarray,
+    held_emb: np.ndarray,
+    classes: list[str],
+    temperature: float,
 ) -> dict[str, Any]:
-    """Training-time reference statistics, computed once, for monitoring to compare against."""
+    """Training-time reference statistics, computed once, for monitoring to compare against:
+    summaries for people, samples and a PCA of the embedding for the drift tests."""
     stats: dict[str, Any] = {}
-    for key in ("brightness", "contrast", "sharpness", "width", "height"):
+    samples: dict[str, np.ndarray] = {}
+    for key in IMAGE_STATS:
         values = np.array([getattr(rows[i], key) for i in train_idx], dtype=np.float64)
+        samples[key] = values
         stats[key] = {
             "quantiles": np.quantile(values, np.linspace(0, 1, 21)).tolist(),
             "mean": float(values.mean()),
             "std": float(values.std()),
         }
     labels = [rows[i].label for i in train_idx]
-    e = np.exp(val_logits - val_logits.max(axis=1, keepdims=True))
-    confidence = (e / e.sum(axis=1, keepdims=True)).max(axis=1)
+    probs = softmax(held_logits, temperature)
     return {
         "image_stats": stats,
         "class_ratio": {c: labels.count(c) / len(labels) for c in sorted(set(labels))},
-        "val_confidence_quantiles": np.quantile(confidence, np.linspace(0, 1, 21)).tolist()
-        if len(confidence)
-        else [],
-        "embedding_mean": val_emb.mean(axis=0).round(5).tolist() if len(val_emb) else [],
+        **reference_statistics(samples, probs, classes, held_emb),
     }

@@ -62,6 +62,7 @@ class ServiceSettings:
     queue_size: int = 256
     timeout_s: float = 10.0
     max_upload_bytes: int = 10 * 1024 * 1024
+    keep_inputs: bool = False  # keep input images (saliency, retraining on labelled traffic)
 
 
 @dataclass
@@ -262,6 +263,10 @@ def create_app(service: Service) -> FastAPI:
         try:
             prepared = await run_in_threadpool(predictor.prepare, data)
         except ImageRejected as exc:
+            if service.predlog is not None:
+                service.predlog.reject(
+                    environment=settings.environment, source=source, reason=str(exc)
+                )
             raise ApiError(422, "invalid_image", str(exc)) from exc
         assert service.batcher is not None
         service.metrics.queue_depth.set(service.batcher.depth)
@@ -286,6 +291,7 @@ def create_app(service: Service) -> FastAPI:
                     environment=settings.environment,
                     source=source,
                     input_sha256=hashlib.sha256(data).hexdigest(),
+                    data=data if settings.keep_inputs else None,
                 )
             )
         return prediction

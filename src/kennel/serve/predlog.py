@@ -22,12 +22,14 @@ import numpy as np
 
 from kennel.db import Database
 from kennel.db.bulk import insert_ignore
-from kennel.db.schema import PredictionRow
+from kennel.db.schema import InputRejectionRow, PredictionRow
 from kennel.errors import KennelError
 from kennel.serve.runtime import Prediction
+from kennel.storage import ContentStore
 
 log = logging.getLogger(__name__)
 _BATCH = 512
+REJECTION = "rejection"
 
 
 def row_of(
@@ -37,8 +39,10 @@ def row_of(
     source: str,
     input_sha256: str | None,
     at: datetime | None = None,
+    data: bytes | None = None,
 ) -> dict[str, Any]:
-    return {
+    """A prediction log row; ``data`` (the input image) is kept when the log has a store."""
+    row = {
         "id": p.id,
         "at": at or datetime.now(UTC),
         "environment": environment,
@@ -53,26 +57,32 @@ def row_of(
         "input_sha256": input_sha256,
         "embedding": p.embedding.astype("<f2").tobytes(),
     }
+    if data is not None:
+        row["input"] = data
+    return row
 
 
 def decode_embedding(data: bytes | None) -> np.ndarray:
     return np.frombuffer(data or b"", dtype="<f2").astype(np.float32)
 
 
+_BINARY = ("embedding", "input")
+
+
 def _to_json(row: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            **row,
-            "at": row["at"].isoformat(),
-            "embedding": base64.b64encode(row["embedding"] or b"").decode(),
-        }
-    )
+    out = {**row, "at": row["at"].isoformat()}
+    for key in _BINARY:
+        if key in row:
+            out[key] = base64.b64encode(row[key] or b"").decode()
+    return json.dumps(out)
 
 
 def _from_json(line: str) -> dict[str, Any]:
     row: dict[str, Any] = json.loads(line)
     row["at"] = datetime.fromisoformat(row["at"])
-    row["embedding"] = base64.b64decode(row["embedding"])
+    for key in _BINARY:
+        if key in row:
+            row[key] = base64.b64decode(row[key])
     return row
 
 
@@ -87,9 +97,16 @@ class LogStats:
 
 class PredictionLog:
     def __init__(
-        self, db: Database, spool: Path, *, flush_s: float = 0.5, max_queue: int = 100_000
+        self,
+        db: Database,
+        spool: Path,
+        *,
+        flush_s: float = 0.5,
+        max_queue: int = 100_000,
+        inputs: ContentStore | None = None,
     ) -> None:
         self.db = db
+        self.inputs = inputs  # where kept input images go (content-addressed), if anywhere
         self.spool = spool
         self.flush_s = flush_s
         self.stats = LogStats()
@@ -109,6 +126,18 @@ class PredictionLog:
             self._queue.put_nowait(row)
         except queue.Full:
             self._spool([row])
+
+    def reject(self, *, environment: str, source: str, reason: str) -> None:
+        """Log an input that could not be used (monitoring counts decode failures)."""
+        self.add(
+            {
+                "kind": REJECTION,
+                "at": datetime.now(UTC),
+                "environment": environment,
+                "source": source,
+                "reason": reason[:2000],
+            }
+        )
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
@@ -159,9 +188,23 @@ class PredictionLog:
                     self.stats.written += len(batch)
 
     def _write(self, rows: list[dict[str, Any]]) -> bool:
+        predictions = [r for r in rows if r.get("kind") != REJECTION]
+        rejections = [
+            {k: v for k, v in r.items() if k != "kind"} for r in rows if r.get("kind") == REJECTION
+        ]
         try:
+            if self.inputs is not None:  # images first: a logged row never lacks its input
+                for row in predictions:
+                    if row.get("input"):
+                        self.inputs.put(row["input"])
             with self.db.session() as s:
-                insert_ignore(s, PredictionRow.__table__, rows)  # type: ignore[arg-type]
+                insert_ignore(
+                    s,
+                    PredictionRow.__table__,  # type: ignore[arg-type]
+                    [{k: v for k, v in r.items() if k != "input"} for r in predictions],
+                )
+                if rejections:
+                    s.execute(InputRejectionRow.__table__.insert(), rejections)  # type: ignore[attr-defined]
             return True
         except (KennelError, OSError) as exc:
             self.stats.db_errors += 1

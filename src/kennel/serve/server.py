@@ -25,10 +25,17 @@ from kennel.serve.app import Service, ServiceSettings, create_app
 from kennel.serve.auth import TokenStore
 from kennel.serve.holder import ModelHolder
 from kennel.serve.predlog import PredictionLog
+from kennel.storage import ContentStore
 
 
 def build_service(
-    config: KennelConfig, env: str, *, db: Database, registry: ModelRegistry, state_dir: Path
+    config: KennelConfig,
+    env: str,
+    *,
+    db: Database,
+    registry: ModelRegistry,
+    state_dir: Path,
+    inputs: ContentStore | None = None,
 ) -> Service:
     if env not in config.environments:
         raise ConfigError(
@@ -44,7 +51,13 @@ def build_service(
         prefer_int8=s.prefer_int8,
         max_pixels=s.max_pixels,
     )
-    predlog = PredictionLog(db, state_dir / "spool" / f"{env}.jsonl", flush_s=s.log_flush_s)
+    keep = s.keep_inputs and inputs is not None
+    predlog = PredictionLog(
+        db,
+        state_dir / "spool" / f"{env}.jsonl",
+        flush_s=s.log_flush_s,
+        inputs=inputs if keep else None,
+    )
     settings = ServiceSettings(
         environment=env,
         max_batch=s.max_batch,
@@ -52,6 +65,7 @@ def build_service(
         queue_size=s.queue_size,
         timeout_s=s.timeout_s,
         max_upload_bytes=s.max_upload_bytes,
+        keep_inputs=keep,
     )
     return Service(holder=holder, tokens=TokenStore(db), db=db, predlog=predlog, settings=settings)
 

@@ -1,0 +1,49 @@
+"""A model trained on real photos in about a minute, for the video and patterns benchmarks:
+EfficientNet-Lite0 with ImageNet weights, every block frozen (features cached), a new head
+trained on 1,000 photos sampled from the 10k Dogs-vs-Cats set, 128 px, 3 epochs.
+It is not the quality benchmark (see train_quality.py); it is a realistic bundle to serve."""
+
+from __future__ import annotations
+
+import os
+import random
+import zipfile
+from pathlib import Path
+
+import yaml
+
+from kennel.config import init_project
+from kennel.pipeline.build import BuildOptions
+from kennel.wiring import Workspace
+
+SHARED = Path(
+    os.environ.get(
+        "KENNEL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    )
+)
+
+
+def quick_model(root: Path, images: int = 1000) -> Path:
+    """A project under ``root`` whose ``production`` alias names the trained model."""
+    lake = root / "lake"
+    lake.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(SHARED / "dogs-vs-cats-10k.zip") as archive:
+        names = sorted(n for n in archive.namelist() if n.endswith(".jpg"))
+        for name in random.Random(0).sample(names, images):
+            (lake / Path(name).name).write_bytes(archive.read(name))
+    project, _ = init_project(root / "p")
+    config = yaml.safe_load((project.root / "kennel.yaml").read_text())
+    config["train"].update(
+        arch="efficientnet_lite0", image_size=128, epochs=3, frozen_blocks=16, search={"trials": 1}
+    )
+    (project.root / "kennel.yaml").write_text(yaml.safe_dump(config))
+    ws = Workspace.load(project.root)
+    try:
+        ws.ingestor().run(ws.source(str(lake)), "pets10k")
+        model = ws.builder().build("pets10k", BuildOptions(trials=1)).model
+        ws.registry.set_alias(
+            model.name, "production", model.version, actor="bench", reason="benchmark"
+        )
+    finally:
+        ws.close()
+    return project.root

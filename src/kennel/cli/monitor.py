@@ -1,0 +1,285 @@
+"""``kennel monitor | alerts | analyze | telemetry``: watch production and act on what it shows."""
+
+from __future__ import annotations
+
+import getpass
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
+from kennel.cli.render import console, emit_json, table
+from kennel.errors import NotFoundError
+from kennel.fsutil import write_text_atomic
+from kennel.govern.alerts import AlertStore
+from kennel.govern.cycle import Cycle, monitor_once
+from kennel.imaging import decode
+from kennel.monitor import analyze, telemetry
+from kennel.monitor.runner import parse_span
+from kennel.monitor.window import load
+
+monitor_app = new_app("Analyse production windows: integrity, drift, performance, fairness.")
+alerts_app = new_app("Alerts raised by the monitor's rules.")
+analyze_app = new_app("Explain predictions and analyse errors.")
+telemetry_app = new_app("Host metrics and the camera's sensors over MQTT.")
+
+Window = Annotated[str, typer.Option("--window", help="Window length: 90s, 30m, 24h, 7d.")]
+EnvOpt = Annotated[
+    str | None, typer.Option("--env", help="Environment (default: monitor.environment).")
+]
+
+
+def _show(cycle: Cycle) -> None:
+    r = cycle.result
+    m = r.metrics
+    console.print(
+        f"{r.environment} {r.model}@{r.version}: {int(m.get('window.n', 0))} predictions, "
+        f"{int(m.get('performance.labelled', 0))} labelled, drift "
+        f"{'YES' if m.get('drift.drifted') else 'no' if 'drift.drifted' in m else 'n/a'}, "
+        f"accuracy {m.get('performance.accuracy', float('nan')):.3f} measured / "
+        f"{m.get('performance.estimated_accuracy', float('nan')):.3f} estimated"
+    )
+    for alert in cycle.alerts.opened:
+        console.print(f"[red]alert[/] {alert.rule} ({alert.severity}): {alert.message}")
+    for alert in cycle.alerts.resolved:
+        console.print(f"[green]resolved[/] {alert.rule}")
+
+
+@monitor_app.command("run")
+def monitor_run(
+    window: Window = "",
+    env: EnvOpt = None,
+    act: Annotated[bool, typer.Option(help="Run the rules' actions.")] = True,
+    report: Annotated[Path | None, typer.Option(help="Also write the HTML report here.")] = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Analyse one window (cron it: the daily analysis), raise alerts and act on them."""
+    with opened(project) as ws:
+        span = parse_span(window) if window else None
+        say = (lambda _m: None) if json_out else console.print
+        cycle = monitor_once(ws.monitor(), ws.actions(say), environment=env, span=span, act=act)
+        if report is not None and cycle.result.report_sha256:
+            write_text_atomic(report, ws.content.get(cycle.result.report_sha256).decode())
+    if json_out:
+        emit_json(cycle.as_dict())
+    else:
+        _show(cycle)
+
+
+@monitor_app.command("watch")
+def monitor_watch(
+    window: Window = "1h",
+    every: Annotated[float, typer.Option(min=1, help="Seconds between analyses.")] = 60.0,
+    count: Annotated[int, typer.Option(min=0, help="Stop after N cycles (0 = forever).")] = 0,
+    env: EnvOpt = None,
+    project: ProjectOption = None,
+) -> None:
+    """Analyse continuously: a sliding window every ``--every`` seconds."""
+    done = 0
+    with opened(project) as ws:
+        monitor, ctx = ws.monitor(), ws.actions(console.print)
+        while count == 0 or done < count:
+            began = time.monotonic()
+            _show(monitor_once(monitor, ctx, environment=env, span=parse_span(window)))
+            done += 1
+            if count and done >= count:
+                break
+            time.sleep(max(0.0, every - (time.monotonic() - began)))
+
+
+@alerts_app.command("list")
+def alerts_list(
+    state: Annotated[str | None, typer.Option(help="open, acknowledged or resolved.")] = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Newest alerts first."""
+    with opened(project) as ws:
+        alerts = AlertStore(ws.db).list(state=state)
+    if json_out:
+        emit_json([a.as_dict() for a in alerts])
+        return
+    table(
+        "alerts",
+        ["id", "rule", "subject", "severity", "state", "count", "message", "last"],
+        [
+            [a.id, a.rule, a.subject, a.severity, a.state, a.count, a.message,
+             f"{a.last_at:%Y-%m-%d %H:%M}"]
+            for a in alerts
+        ],
+    )  # fmt: skip
+
+
+def _set_state(alert_id: int, state: str, note: str, project: Path | None) -> None:
+    with opened(project) as ws:
+        alert = AlertStore(ws.db).set_state(alert_id, state, actor=getpass.getuser(), note=note)
+    console.print(f"alert {alert.id} ({alert.rule}) is now {alert.state}")
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: Annotated[int, typer.Argument(help="Alert id.")],
+    note: Annotated[str, typer.Option(help="Why.")] = "",
+    project: ProjectOption = None,
+) -> None:
+    """Acknowledge an alert (it stays deduplicated until resolved)."""
+    _set_state(alert_id, "acknowledged", note, project)
+
+
+@alerts_app.command("resolve")
+def alerts_resolve(
+    alert_id: Annotated[int, typer.Argument(help="Alert id.")],
+    note: Annotated[str, typer.Option(help="Why.")] = "",
+    project: ProjectOption = None,
+) -> None:
+    """Resolve an alert by hand."""
+    _set_state(alert_id, "resolved", note, project)
+
+
+@analyze_app.command("saliency")
+def analyze_saliency(
+    prediction_id: Annotated[str, typer.Argument(help="A logged prediction id.")],
+    out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("saliency.html"),
+    grid: Annotated[int, typer.Option(min=2, max=32, help="Occlusion grid cells per side.")] = 8,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Occlusion saliency for a logged prediction, through the model version that served it."""
+    from kennel.db.schema import PredictionRow
+
+    with opened(project) as ws:
+        with ws.db.session() as s:
+            row = s.get(PredictionRow, prediction_id)
+            if row is None:
+                raise NotFoundError(f"prediction {prediction_id!r} not found")
+            ref, digest = f"{row.model}@{row.version}", row.input_sha256
+            info = {"id": row.id, "confidence": row.confidence, "model": ref}
+        if digest is None or not ws.content.exists(digest):
+            raise NotFoundError(
+                f"the input of prediction {prediction_id} was not kept (serve.keep_inputs)"
+            )
+        predictor = ws.predictor(ref)
+        image = decode(ws.content.get(digest), min_side=1).image
+    page, drop = analyze.saliency_html(predictor, image, info, grid=grid)
+    write_text_atomic(out, page)
+    if json_out:
+        emit_json({"prediction": prediction_id, "html": str(out), "map": drop.round(4).tolist()})
+    else:
+        console.print(f"wrote {out}")
+
+
+@analyze_app.command("errors")
+def analyze_errors(
+    window: Window = "24h",
+    env: EnvOpt = None,
+    project: ProjectOption = None,
+) -> None:
+    """Worst labelled mistakes and confusions by slice in a window (JSON)."""
+    with opened(project) as ws:
+        until = datetime.now(UTC)
+        w = load(
+            ws.db,
+            environment=env or ws.project.config.monitor.environment,
+            since=until - parse_span(window),
+            until=until,
+        )
+    emit_json(analyze.errors(w))
+
+
+@telemetry_app.command("simulate")
+def telemetry_simulate(
+    device: Annotated[str, typer.Option(help="Device id (MQTT topic level).")] = "cam-01",
+    seconds: Annotated[float, typer.Option(min=0.1, help="How long to publish.")] = 10.0,
+    rate: Annotated[float, typer.Option(min=0.1, help="Readings per sensor per second.")] = 5.0,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Inject KIND@SECONDS[+DURATION]: overheat, tamper, condensation, dropout."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="MQTT broker port.")] = 1883,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Publish a realistic stream of the camera's sensors (accelerometer ... temperature)."""
+    faults = [telemetry.Fault.parse(f) for f in fault or []]
+    sent = telemetry.simulate(
+        device, seconds=seconds, rate_hz=rate, faults=faults, host=host, port=port, seed=seed
+    )
+    console.print(f"published {sent} readings from {device} to {host}:{port}")
+
+
+@telemetry_app.command("ingest")
+def telemetry_ingest(
+    seconds: Annotated[float, typer.Option(min=0, help="Stop after N seconds (0 = forever).")] = 0,
+    host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="MQTT broker port.")] = 1883,
+    project: ProjectOption = None,
+) -> None:
+    """Subscribe to every device's sensors and store the readings."""
+    with opened(project) as ws:
+        ingestor = telemetry.TelemetryIngestor(ws.db, host=host, port=port).start()
+        console.print(f"subscribed to {telemetry.TOPIC}/+/+ at {host}:{port}")
+        try:
+            if seconds:
+                time.sleep(seconds)
+            else:
+                _forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            ingestor.stop()
+    console.print(f"stored {ingestor.stored} readings ({ingestor.malformed} malformed)")
+
+
+def _forever() -> None:
+    while True:
+        time.sleep(3600)
+
+
+@telemetry_app.command("host")
+def telemetry_host(
+    every: Annotated[float, typer.Option(min=0.1, help="Seconds between samples.")] = 5.0,
+    count: Annotated[int, typer.Option(min=1, help="Samples to take.")] = 1,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Sample this machine with psutil (CPU, memory, disk, temperatures, RSS) into the store."""
+    taken = []
+    with opened(project) as ws:
+        for i in range(count):
+            samples = telemetry.host_samples()
+            telemetry.store(ws.db, samples)
+            taken += samples
+            if i + 1 < count:
+                time.sleep(every)
+    rows = [{"metric": s.metric, "value": round(s.value, 2), "source": s.source} for s in taken]
+    if json_out:
+        emit_json(rows)
+    else:
+        table("host telemetry", ["source", "metric", "value"],
+              [[r["source"], r["metric"], r["value"]] for r in rows])  # fmt: skip
+
+
+@telemetry_app.command("anomalies")
+def telemetry_anomalies(
+    window: Window = "1h",
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Readings out of range or far from their recent history."""
+    until = datetime.now(UTC)
+    with opened(project) as ws:
+        found = telemetry.anomalies(ws.db, since=until - parse_span(window), until=until)
+    if json_out:
+        emit_json([a.as_dict() for a in found])
+        return
+    table(
+        "telemetry anomalies",
+        ["at", "source", "metric", "value", "why"],
+        [[f"{a.at:%H:%M:%S}", a.source, a.metric, f"{a.value:.2f}", a.reason] for a in found],
+    )

@@ -1,0 +1,102 @@
+"""What an alert does: log, webhook (POST JSON), email (when SMTP is configured), roll the
+environment back, or retrain. Each outcome is written on the alert and in the audit trail;
+a failing action is reported, never raised into the monitoring loop."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+
+from kennel.config import KennelConfig
+from kennel.db import Database
+from kennel.deploy.release import ReleaseManager
+from kennel.errors import KennelError
+from kennel.govern.alerts import Alert, AlertStore
+from kennel.govern.retrain import RetrainResult
+from kennel.monitor.runner import MonitorResult
+
+log = logging.getLogger(__name__)
+Say = Callable[[str], None]
+
+
+@dataclass
+class ActionContext:
+    config: KennelConfig
+    db: Database
+    releases: ReleaseManager
+    retrain: Callable[[Say], RetrainResult]  # built by the wiring with every dependency
+    say: Say = field(default=lambda _m: None)
+    actor: str = "kennel-monitor"
+
+
+def payload(alert: Alert, result: MonitorResult) -> dict[str, Any]:
+    return {
+        "alert": alert.as_dict(),
+        "environment": result.environment,
+        "model": f"{result.model}@{result.version}",
+        "window": {"since": result.since.isoformat(), "until": result.until.isoformat()},
+        "monitor_run": result.id,
+    }
+
+
+def _webhook(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
+    url = ctx.config.monitor.webhook_url
+    if not url:
+        return "skipped: monitor.webhook_url is not set"
+    answer = httpx.post(url, json=payload(alert, result), timeout=5.0)
+    return f"POST {url}: {answer.status_code}"
+
+
+def _email(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
+    smtp = ctx.config.monitor.smtp
+    if not smtp.host or not smtp.to:
+        return "skipped: monitor.smtp is not configured"
+    message = EmailMessage()
+    message["Subject"] = f"[kennel {alert.severity}] {alert.rule} on {result.environment}"
+    message["From"], message["To"] = smtp.sender, ", ".join(smtp.to)
+    message.set_content(f"{alert.message}\n\nmodel {result.model}@{result.version}\n")
+    with smtplib.SMTP(smtp.host, smtp.port, timeout=10) as client:
+        client.send_message(message)
+    return f"sent to {', '.join(smtp.to)}"
+
+
+def _rollback(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
+    event = ctx.releases.rollback(
+        result.environment, actor=ctx.actor, reason=f"alert {alert.rule}: {alert.message}"
+    )
+    return f"{event.name}@{event.alias}: {event.from_version} -> {event.to_version}"
+
+
+def _retrain(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
+    return ctx.retrain(ctx.say).summary()
+
+
+HANDLERS: dict[str, Callable[[ActionContext, Alert, MonitorResult], str]] = {
+    "log": lambda _c, a, _r: f"logged: {a.message}",
+    "webhook": _webhook,
+    "email": _email,
+    "rollback": _rollback,
+    "retrain": _retrain,
+}
+
+
+def run_actions(
+    ctx: ActionContext, store: AlertStore, alert: Alert, result: MonitorResult, actions: list[str]
+) -> dict[str, str]:
+    outcomes = {}
+    for action in actions:
+        try:
+            outcome = HANDLERS[action](ctx, alert, result)
+        except (KennelError, OSError, httpx.HTTPError, smtplib.SMTPException) as exc:
+            outcome = f"failed: {type(exc).__name__}: {exc}"
+            log.warning("alert %s: action %s failed: %s", alert.id, action, exc)
+        outcomes[action] = outcome
+        store.note_action(alert.id, action, outcome, actor=ctx.actor)
+        ctx.say(f"alert {alert.rule} -> {action}: {outcome}")
+    return outcomes

@@ -1,0 +1,129 @@
+"""The retrain action: the newest data plus production images whose true labels came back as
+feedback, warm-started from the champion, then deployed to staging (never further in
+delivery mode: a human still approves the release)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from kennel.db import Database
+from kennel.db.schema import FeedbackRow, PredictionRow
+from kennel.deploy.release import DeployResult, ReleaseManager
+from kennel.errors import NotFoundError
+from kennel.ingest.run import Ingestor
+from kennel.ingest.sources import Entry, Listing, ReadResult
+from kennel.pipeline.build import Builder, BuildOptions
+from kennel.registry.store import ModelRegistry
+from kennel.storage import ContentStore
+
+Say = Callable[[str], None]
+
+
+class FeedbackSource:
+    """An ingest source over labelled production traffic: the kept input images of
+    predictions that received a feedback label."""
+
+    def __init__(
+        self, db: Database, content: ContentStore, environment: str, labels: Sequence[str] = ()
+    ) -> None:
+        self.db = db
+        self.content = content
+        self.environment = environment
+        self.labels = tuple(labels)
+        self._digests: dict[str, str] = {}
+
+    def describe(self) -> str:
+        return f"feedback:{self.environment}"
+
+    def scan(self) -> Listing:
+        query = (
+            select(PredictionRow.id, PredictionRow.input_sha256, PredictionRow.source,
+                   FeedbackRow.label)
+            .join(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
+            .where(PredictionRow.environment == self.environment)
+            .where(PredictionRow.input_sha256.is_not(None))
+            .order_by(PredictionRow.at)
+        )  # fmt: skip
+        with self.db.session() as s:
+            rows = s.execute(query).all()
+        entries = []
+        for r in rows:
+            uri = f"feedback/{self.environment}/{r.id}"
+            self._digests[uri] = r.input_sha256
+            entries.append(Entry(uri, r.label, {"origin": "production", "camera": r.source}))
+        return Listing(entries=entries, ignored=0)
+
+    def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
+        for entry in entries:
+            digest = self._digests.get(entry.uri)
+            if digest is None or not self.content.exists(digest):
+                yield entry, "the input image was not kept (serve.keep_inputs is off)"
+                continue
+            yield entry, self.content.get(digest)
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    dataset_version: str
+    added: int
+    model: str
+    deploy: DeployResult | None
+
+    def summary(self) -> str:
+        if self.deploy is None:
+            return f"{self.model} built on {self.dataset_version} (+{self.added} labelled images)"
+        cert = "passed" if self.deploy.certification.passed else "failed"
+        released = "released to production" if self.deploy.released else "awaits QA approval"
+        return (
+            f"{self.model} trained on {self.dataset_version} (+{self.added} labelled production "
+            f"images), deployed to staging, certification {cert}, {released}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset_version": self.dataset_version,
+            "added": self.added,
+            "model": self.model,
+            "certified": self.deploy.certification.passed if self.deploy else None,
+            "released": self.deploy.released is not None if self.deploy else None,
+        }
+
+
+def retrain(
+    *,
+    db: Database,
+    content: ContentStore,
+    registry: ModelRegistry,
+    ingestor: Ingestor,
+    builder: Builder,
+    releases: ReleaseManager,
+    model: str,
+    environment: str,
+    labels: Sequence[str],
+    actor: str,
+    deploy_to: str | None = "staging",
+    options: BuildOptions | None = None,
+    say: Say = lambda _m: None,
+) -> RetrainResult:
+    try:
+        champion = registry.resolve(f"{model}@champion")
+    except NotFoundError:
+        champion = registry.resolve(f"{model}@latest")
+    if champion.dataset is None:
+        raise NotFoundError(f"{champion.ref} records no dataset to retrain on")
+    say(f"retrain: adding labelled {environment} images to {champion.dataset}")
+    report = ingestor.run(
+        FeedbackSource(db, content, environment, labels), champion.dataset, actor=actor
+    )
+    opts = options or BuildOptions(trials=1)
+    opts = BuildOptions(**{**opts.__dict__, "init_from": champion.ref, "actor": actor})
+    say(f"retrain: training on {report.version.ref} warm-started from {champion.ref}")
+    built = builder.build(report.version.ref, opts)
+    result = None
+    if deploy_to is not None:
+        result = releases.deploy(built.model.ref, deploy_to, actor=actor, say=say)
+    return RetrainResult(report.version.ref, report.added, built.model.ref, result)

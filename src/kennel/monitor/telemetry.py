@@ -1,0 +1,300 @@
+"""Host and device telemetry: psutil samples of this machine, and the camera's own sensors
+(accelerometer, gyroscope, humidity, magnetometer, pressure, temperature) over MQTT.
+
+Readings are flagged as anomalies by a fixed range per metric and by a rolling z-score against
+the same sensor's recent history (a knocked camera, a heater gone wrong, condensation).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import queue
+import socket
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import psutil
+from paho.mqtt import client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import select
+
+from kennel.db import Database
+from kennel.db.schema import TelemetryRow
+from kennel.errors import ConfigError, ServiceError
+
+log = logging.getLogger(__name__)
+
+TOPIC = "kennel/devices"
+SENSORS = ("accelerometer", "gyroscope", "humidity", "magnetometer", "pressure", "temperature")
+# Plausible ranges for a park camera; outside them a reading is an anomaly whatever its history.
+LIMITS: dict[str, tuple[float, float]] = {
+    "accelerometer": (9.3, 10.3),  # m/s², magnitude: ~g when the camera is still
+    "gyroscope": (-15.0, 15.0),  # deg/s
+    "humidity": (5.0, 95.0),  # %RH; sustained 95+ means condensation on the lens
+    "magnetometer": (25.0, 70.0),  # µT
+    "pressure": (950.0, 1060.0),  # hPa
+    "temperature": (-25.0, 60.0),  # °C inside the housing
+    "host.cpu_percent": (0.0, 99.0),
+    "host.memory_percent": (0.0, 95.0),
+    "host.disk_percent": (0.0, 95.0),
+}
+FAULTS = ("overheat", "tamper", "condensation", "dropout")
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: datetime
+    source: str
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    at: datetime
+    source: str
+    metric: str
+    value: float
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {**self.__dict__, "at": self.at.isoformat()}
+
+
+# -- host ---------------------------------------------------------------------------------------
+def host_samples(source: str | None = None) -> list[Sample]:
+    """One psutil reading of this machine and this process."""
+    now = datetime.now(UTC)
+    name = source or socket.gethostname()
+    values = {
+        "host.cpu_percent": psutil.cpu_percent(interval=0.1),
+        "host.memory_percent": psutil.virtual_memory().percent,
+        "host.disk_percent": psutil.disk_usage("/").percent,
+        "host.process_rss_mb": psutil.Process(os.getpid()).memory_info().rss / 2**20,
+        "host.load_1m": os.getloadavg()[0],
+    }
+    temps: dict[str, Any] = getattr(psutil, "sensors_temperatures", dict)() or {}
+    readings = [t.current for group in temps.values() for t in group if t.current is not None]
+    if readings:
+        values["host.temperature_max"] = max(readings)
+    return [Sample(now, name, k, float(v)) for k, v in values.items()]
+
+
+def store(db: Database, samples: Iterable[Sample]) -> int:
+    rows = [s.__dict__ for s in samples]
+    if rows:
+        with db.session() as s:
+            s.execute(TelemetryRow.__table__.insert(), rows)  # type: ignore[attr-defined]
+    return len(rows)
+
+
+# -- anomalies ----------------------------------------------------------------------------------
+def detect(samples: Sequence[Sample], *, z: float = 6.0, history: int = 30) -> list[Anomaly]:
+    """Range breaches, and jumps of more than ``z`` standard deviations from the same series'
+    previous ``history`` readings (needs at least 10 of them)."""
+    out: list[Anomaly] = []
+    recent: dict[tuple[str, str], deque[float]] = defaultdict(lambda: deque(maxlen=history))
+    for s in sorted(samples, key=lambda x: x.at):
+        lo, hi = LIMITS.get(s.metric, (-math.inf, math.inf))
+        past = recent[(s.source, s.metric)]
+        if not lo <= s.value <= hi:
+            out.append(Anomaly(s.at, s.source, s.metric, s.value, f"outside [{lo}, {hi}]"))
+        elif len(past) >= 10:
+            mean, std = float(np.mean(past)), float(np.std(past))
+            score = abs(s.value - mean) / max(std, 1e-6, abs(mean) * 1e-3)
+            if score > z:
+                out.append(Anomaly(s.at, s.source, s.metric, s.value, f"z-score {score:.1f} > {z}"))
+        past.append(s.value)
+    return out
+
+
+def load(db: Database, *, since: datetime, until: datetime) -> list[Sample]:
+    with db.session() as s:
+        rows = s.execute(
+            select(TelemetryRow.at, TelemetryRow.source, TelemetryRow.metric, TelemetryRow.value)
+            .where(TelemetryRow.at >= since, TelemetryRow.at < until)
+            .order_by(TelemetryRow.at)
+        ).all()
+    return [Sample(_utc(r.at), r.source, r.metric, r.value) for r in rows]
+
+
+def anomalies(db: Database, *, since: datetime, until: datetime) -> list[Anomaly]:
+    return detect(load(db, since=since, until=until))
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+# -- MQTT ---------------------------------------------------------------------------------------
+def _client(client_id: str) -> mqtt.Client:
+    return mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+
+
+def _connect(client: mqtt.Client, host: str, port: int) -> None:
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as exc:
+        raise ServiceError(f"MQTT broker unreachable at {host}:{port}: {exc}") from exc
+
+
+def reading(sensor: str, t: float, rng: np.random.Generator, fault: str | None) -> float:
+    """A realistic reading of ``sensor`` ``t`` seconds into a run, with an optional fault."""
+    day = math.sin(2 * math.pi * t / 600)  # a compressed day: 10 minutes
+    value = {
+        "accelerometer": 9.81 + rng.normal(0, 0.03),
+        "gyroscope": rng.normal(0, 0.4),
+        "humidity": 55 + 10 * day + rng.normal(0, 0.8),
+        "magnetometer": 48 + rng.normal(0, 0.4),
+        "pressure": 1013 + 1.5 * day + rng.normal(0, 0.2),
+        "temperature": 21 + 4 * day + rng.normal(0, 0.15),
+    }[sensor]
+    if fault == "overheat" and sensor == "temperature":
+        value += 50
+    elif fault == "tamper" and sensor in ("accelerometer", "gyroscope"):
+        value += 6.0 if sensor == "accelerometer" else 90.0
+    elif fault == "condensation" and sensor == "humidity":
+        value = 99.0
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    at_s: float
+    for_s: float = 3.0
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        """'overheat@5' or 'tamper@2+4' (kind @ start seconds [+ duration])."""
+        kind, _, when = text.partition("@")
+        if kind not in FAULTS or not when:
+            raise ConfigError(f"--fault {text!r}: expected KIND@SECONDS with KIND in {FAULTS}")
+        start, _, length = when.partition("+")
+        try:
+            return cls(kind, float(start), float(length) if length else 3.0)
+        except ValueError as exc:
+            raise ConfigError(f"--fault {text!r}: {exc}") from exc
+
+
+def simulate(
+    device: str,
+    *,
+    seconds: float,
+    rate_hz: float = 5.0,
+    faults: Sequence[Fault] = (),
+    host: str = "127.0.0.1",
+    port: int = 1883,
+    seed: int = 0,
+    realtime: bool = True,
+) -> int:
+    """Publish the device's sensor stream; returns the number of messages sent."""
+    rng = np.random.default_rng(seed)
+    client = _client(f"kennel-sim-{device}-{os.getpid()}")
+    _connect(client, host, port)
+    client.loop_start()
+    sent, began, ticks = 0, time.monotonic(), int(seconds * rate_hz)
+    try:
+        for k in range(ticks):
+            t = k / rate_hz
+            active = next((f.kind for f in faults if f.at_s <= t < f.at_s + f.for_s), None)
+            if active == "dropout":
+                continue
+            at = datetime.now(UTC).isoformat()
+            for sensor in SENSORS:
+                payload = json.dumps({"at": at, "value": reading(sensor, t, rng, active)})
+                info = client.publish(f"{TOPIC}/{device}/{sensor}", payload, qos=1)
+                info.wait_for_publish(10)
+                sent += 1
+            if realtime:
+                delay = began + (k + 1) / rate_hz - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return sent
+
+
+class TelemetryIngestor:
+    """Subscribes to every device's sensors and writes readings to the store in batches."""
+
+    def __init__(
+        self, db: Database, *, host: str = "127.0.0.1", port: int = 1883, flush_s: float = 0.5
+    ) -> None:
+        self.db = db
+        self.host = host
+        self.port = port
+        self.flush_s = flush_s
+        self.received = 0
+        self.stored = 0
+        self.malformed = 0
+        self._queue: queue.Queue[Sample] = queue.Queue()
+        self._subscribed = threading.Event()
+        self._stop = threading.Event()
+        self._client = _client(f"kennel-ingest-{os.getpid()}-{id(self)}")
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = lambda *_: self._subscribed.set()
+        self._client.on_message = self._on_message
+        self._writer = threading.Thread(
+            target=self._write_loop, name="kennel-telemetry", daemon=True
+        )
+
+    def _on_connect(self, client: mqtt.Client, *_: object) -> None:
+        client.subscribe(f"{TOPIC}/+/+", qos=1)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self.received += 1
+        try:
+            _, _, device, sensor = msg.topic.split("/", 3)
+            body = json.loads(msg.payload)
+            at = datetime.fromisoformat(body["at"])
+            self._queue.put(Sample(_utc(at), device, sensor, float(body["value"])))
+        except (ValueError, KeyError, TypeError):
+            self.malformed += 1
+
+    def start(self, timeout: float = 10.0) -> TelemetryIngestor:
+        _connect(self._client, self.host, self.port)
+        self._client.loop_start()
+        self._writer.start()
+        if not self._subscribed.wait(timeout):
+            raise ServiceError(f"no subscription acknowledged by {self.host}:{self.port}")
+        return self
+
+    def stop(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+        self._stop.set()
+        self._writer.join(10)
+        self._flush()
+
+    def _flush(self) -> None:
+        batch: list[Sample] = []
+        while True:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            try:
+                self.stored += store(self.db, batch)
+            except Exception:
+                for sample in batch:  # keep them for the next attempt
+                    self._queue.put(sample)
+                raise
+
+    def _write_loop(self) -> None:
+        while not self._stop.wait(self.flush_s):
+            try:
+                self._flush()
+            except Exception:  # a database hiccup must not kill the subscriber
+                log.exception("telemetry: could not store a batch")

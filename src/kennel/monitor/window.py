@@ -1,0 +1,125 @@
+"""A window of the prediction log, as arrays: what every monitor reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import select
+
+from kennel.db import Database
+from kennel.db.schema import FeedbackRow, PredictionRow
+from kennel.evaluate.drift import IMAGE_STATS
+from kennel.serve.predlog import decode_embedding
+from kennel.serve.runtime import Prediction
+
+
+@dataclass(frozen=True)
+class Window:
+    ids: list[str]
+    classes: list[str]
+    probabilities: np.ndarray  # [n, classes], calibrated
+    image_stats: dict[str, np.ndarray]
+    embedding: np.ndarray  # [n, d] (empty [n, 0] when not logged)
+    truth: list[str | None]  # feedback labels, where they have arrived
+    sources: list[str]
+    versions: list[int]
+    latency_ms: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.classes[i] for i in self.probabilities.argmax(axis=1)] if len(self) else []
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probabilities.max(axis=1) if len(self) else np.zeros(0)
+
+    @classmethod
+    def of(
+        cls,
+        predictions: Sequence[Prediction],
+        truth: Sequence[str | None] | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> Window:
+        """A window from in-process predictions (tests, simulations)."""
+        classes = list(predictions[0].probabilities) if predictions else []
+        return cls(
+            ids=[p.id for p in predictions],
+            classes=classes,
+            probabilities=np.array(
+                [[p.probabilities[c] for c in classes] for p in predictions], dtype=np.float64
+            ).reshape(len(predictions), len(classes)),
+            image_stats={
+                k: np.array([p.quality.get(k, np.nan) for p in predictions]) for k in IMAGE_STATS
+            },
+            embedding=np.stack([p.embedding for p in predictions]).astype(np.float32)
+            if predictions
+            else np.zeros((0, 0), np.float32),
+            truth=list(truth) if truth is not None else [None] * len(predictions),
+            sources=list(sources) if sources is not None else ["api"] * len(predictions),
+            versions=[p.version for p in predictions],
+            latency_ms=np.array([p.latency_ms for p in predictions]),
+        )
+
+
+def load(
+    db: Database,
+    *,
+    environment: str,
+    since: datetime,
+    until: datetime,
+    model: str | None = None,
+    version: int | None = None,
+) -> Window:
+    """Predictions logged for ``environment`` in [since, until), with any feedback joined."""
+    query = (
+        select(
+            PredictionRow.id,
+            PredictionRow.probabilities,
+            PredictionRow.quality,
+            PredictionRow.embedding,
+            PredictionRow.source,
+            PredictionRow.version,
+            PredictionRow.latency_ms,
+            FeedbackRow.label,
+        )
+        .outerjoin(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
+        .where(PredictionRow.environment == environment)
+        .where(PredictionRow.at >= since, PredictionRow.at < until)
+        .order_by(PredictionRow.at)
+    )
+    if model is not None:
+        query = query.where(PredictionRow.model == model)
+    if version is not None:
+        query = query.where(PredictionRow.version == version)
+    with db.session() as s:
+        rows = s.execute(query).all()
+    classes = sorted({c for r in rows for c in r.probabilities})
+    n = len(rows)
+    probs = np.array(
+        [[r.probabilities.get(c, 0.0) for c in classes] for r in rows], dtype=np.float64
+    ).reshape(n, len(classes))
+    stats = {
+        k: np.array([r.quality.get(k, np.nan) for r in rows], dtype=np.float64) for k in IMAGE_STATS
+    }
+    embeddings = [decode_embedding(r.embedding) for r in rows]
+    dim = max((len(e) for e in embeddings), default=0)
+    embedding = (
+        np.stack(embeddings) if n and all(len(e) == dim for e in embeddings) else np.zeros((n, 0))
+    )
+    return Window(
+        ids=[r.id for r in rows],
+        classes=classes,
+        probabilities=probs,
+        image_stats=stats,
+        embedding=embedding.astype(np.float32),
+        truth=[r.label for r in rows],
+        sources=[r.source for r in rows],
+        versions=[r.version for r in rows],
+        latency_ms=np.array([r.latency_ms for r in rows], dtype=np.float64),
+    )
