@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -31,6 +32,7 @@ class Frame:
     t: float  # seconds since the start of the stream
     rgb: np.ndarray  # uint8 [H, W, 3]
     captured: float  # time.monotonic() when read
+    prepared: Any = None  # model input made on the reader thread, when a preparer is set
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class FrameReader:
         self.dropped = 0
         self.reconnects = 0
         self._opener = opener or self._open
+        # Called on the reader thread for each sampled frame, so decoding and preprocessing
+        # overlap with inference on the consumer's thread (both release the GIL).
+        self.preparer: Callable[[np.ndarray], Any] | None = None
         self._items: collections.deque[Frame | SourceEvent] = collections.deque()
         self._size = queue_size
         self._cond = threading.Condition()
@@ -209,7 +214,9 @@ class FrameReader:
                     if self.target_fps:
                         next_sample = max(next_sample + 1.0 / self.target_fps, t)
                     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                    self._put(Frame(index - 1, t, rgb, time.monotonic()))
+                    captured = time.monotonic()
+                    prepared = self.preparer(rgb) if self.preparer else None
+                    self._put(Frame(index - 1, t, rgb, captured, prepared))
             finally:
                 capture.release()
             if not self.live:

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
 
 from kennel.serve.predlog import PredictionLog, row_of
-from kennel.serve.runtime import Prediction, Predictor
+from kennel.serve.runtime import Prediction, Predictor, Prepared
 from kennel.video.capture import Frame, FrameReader, SourceEvent
 from kennel.video.events import NO_PET, Event, EventTracker
 
@@ -150,8 +150,12 @@ class Watcher:
         self.on_source = on_source
         self.stats = WatchStats(source=reader.source, camera=camera)
 
+    def _prepare(self, rgb: np.ndarray) -> Prepared:
+        return self.predictor().prepare_image(Image.fromarray(rgb))
+
     def run(self, max_seconds: float | None = None) -> WatchStats:
         began = time.monotonic()
+        self.reader.preparer = self._prepare
         self.reader.start()
         try:
             while max_seconds is None or time.monotonic() - began < max_seconds:
@@ -195,7 +199,13 @@ class Watcher:
 
     def _score(self, frames: list[Frame]) -> None:
         predictor = self.predictor()
-        prepared = [predictor.prepare_image(Image.fromarray(f.rgb)) for f in frames]
+        size = predictor.bundle.image_size
+        prepared = [
+            f.prepared
+            if isinstance(f.prepared, Prepared) and f.prepared.tensor.shape[-1] == size
+            else predictor.prepare_image(Image.fromarray(f.rgb))  # the model changed meanwhile
+            for f in frames
+        ]
         predictions = predictor.predict_prepared(prepared)
         now = time.monotonic()
         for frame, prediction in zip(frames, predictions, strict=True):
