@@ -106,3 +106,28 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
     ws = Workspace(make_project(tmp_path / "proj", workers=1))
     yield ws
     ws.close()
+
+
+@pytest.fixture(scope="session")
+def park_model(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A simulator park (day scenes: cats, dogs and a quarter empty lawns) and a small CNN
+    trained on it to about 95 % (``pets@1``). Shared by the video and monitoring tests, which
+    must not change its registry (they may add predictions under their own environments)."""
+    from kennel.datasets.synth import EMPTY, generate
+    from kennel.pipeline.build import BuildOptions
+
+    root = tmp_path_factory.mktemp("park")
+    generate(root / "lake", 500, seed=3, empty=0.25)
+    project = make_project(
+        root / "p",
+        sections={"train": {**TINY_TRAIN, "image_size": 96, "epochs": 12}},
+        workers=1,
+        labels=["cat", "dog", EMPTY],
+    )
+    ws = Workspace(project)
+    try:
+        ws.ingestor().run(ws.source(str(root / "lake")), "park")
+        ws.builder().build("park", BuildOptions(trials=1))
+    finally:
+        ws.close()
+    return project

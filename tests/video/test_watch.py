@@ -21,38 +21,21 @@ from typer.testing import CliRunner
 
 from kennel.cli.main import app
 from kennel.config import Project
-from kennel.datasets.synth import EMPTY, generate
+from kennel.datasets.synth import EMPTY
 from kennel.db.schema import PredictionRow
 from kennel.imaging import decode
-from kennel.pipeline.build import BuildOptions
 from kennel.video.capture import FrameReader
 from kennel.video.events import NO_PET, EventTracker
 from kennel.video.synth import load_timeline, make_clip
 from kennel.video.watch import Watcher
 from kennel.wiring import Workspace
-from tests.conftest import TINY_TRAIN, make_project
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def park(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """A simulator park with cats, dogs and empty scenes, and a small CNN trained on it."""
-    root = tmp_path_factory.mktemp("video")
-    generate(root / "lake", 500, seed=3, empty=0.25)
-    project = make_project(
-        root / "p",
-        sections={"train": {**TINY_TRAIN, "image_size": 96, "epochs": 12}},
-        workers=1,
-        labels=["cat", "dog", EMPTY],
-    )
-    ws = Workspace(project)
-    try:
-        ws.ingestor().run(ws.source(str(root / "lake")), "park")
-        ws.builder().build("park", BuildOptions(trials=1))
-    finally:
-        ws.close()
-    return project
+@pytest.fixture
+def park(park_model: Project) -> Project:
+    return park_model
 
 
 def _clip(project: Project, out: Path, order: list[str]) -> list[str]:

@@ -1,0 +1,102 @@
+"""Drift and label-free performance on controlled shifts of the simulator: night and fog are
+flagged, same-distribution windows are not (false alarms over 20 seeds), and the confidence-
+based estimate lands near the true accuracy."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from kennel.config import Project
+from kennel.datasets.synth import render
+from kennel.evaluate import drift
+from kennel.monitor import performance
+from kennel.monitor.runner import analyse
+from kennel.monitor.window import Window
+from kennel.serve.runtime import Predictor
+from kennel.wiring import Workspace
+
+
+@pytest.fixture(scope="module")
+def model(park_model: Project) -> tuple[Predictor, dict[str, object], Project]:
+    ws = Workspace(park_model)
+    try:
+        return ws.predictor("pets@1"), ws.monitor().reference("pets", 1), park_model
+    finally:
+        ws.close()
+
+
+def window(predictor: Predictor, *, seed: int, scenario: str = "day", n: int = 200) -> Window:
+    truth, images = [], []
+    for i in range(n):
+        label, data = render(i, seed=seed, scenario=scenario, empty=0.25)
+        truth.append(label)
+        images.append(data)
+    return Window.of(predictor.predict(images), truth)
+
+
+def test_night_and_fog_are_flagged_and_same_distribution_windows_are_not(
+    model: tuple[Predictor, dict[str, object], Project],
+) -> None:
+    predictor, reference, project = model
+    config = project.config
+
+    def verdict(w: Window) -> drift.DriftReport:
+        return drift.analyse(
+            reference,
+            image_stats=w.image_stats,
+            labels=w.labels,
+            confidence=w.confidence,
+            embedding=w.embedding,
+            alpha=config.monitor.alpha,
+            min_psi=config.monitor.min_psi,
+        )
+
+    false_alarms = [verdict(window(predictor, seed=100 + s)).drifted for s in range(20)]
+    assert sum(false_alarms) <= 2, false_alarms  # <= 10 % over 20 seeds
+    night = verdict(window(predictor, seed=7, scenario="night"))
+    fog = verdict(window(predictor, seed=7, scenario="fog"))
+    assert night.drifted and fog.drifted
+    assert night.test("image.brightness").drifted and night.test("embedding").drifted
+    assert fog.test("image.contrast").drifted
+    # every test reports a score, a p-value and the level it was held to
+    for t in night.tests:
+        assert 0 <= t.p_value <= 1 and t.alpha == pytest.approx(config.monitor.alpha / 8)
+
+
+def test_label_free_estimate_is_within_five_points(
+    model: tuple[Predictor, dict[str, object], Project],
+) -> None:
+    predictor, _, _ = model
+    w = window(predictor, seed=300, n=300)
+    measured = performance.measured(w)
+    estimated = performance.estimated(w)
+    assert measured is not None and estimated is not None and measured["n"] == 300
+    assert abs(estimated["accuracy"] - measured["accuracy"]) <= 0.05, (estimated, measured)
+
+
+def test_drift_over_100k_records_takes_under_a_second(
+    model: tuple[Predictor, dict[str, object], Project],
+) -> None:
+    """Not a timing assertion (benchmarks/drift.py measures that): the analysis must scale to
+    100,000 records by subsampling where a test is quadratic."""
+    predictor, reference, project = model
+    base = window(predictor, seed=11, n=100)
+    reps = 1000
+    big = Window(
+        ids=base.ids * reps,
+        classes=base.classes,
+        probabilities=np.tile(base.probabilities, (reps, 1)),
+        image_stats={k: np.tile(v, reps) for k, v in base.image_stats.items()},
+        embedding=np.tile(base.embedding, (reps, 1)),
+        truth=base.truth * reps,
+        sources=base.sources * reps,
+        versions=base.versions * reps,
+        latency_ms=np.tile(base.latency_ms, reps),
+    )
+    began = time.perf_counter()
+    metrics, details = analyse(big, reference, project.config)
+    assert metrics["window.n"] == 100_000 and "drift" in details
+    assert time.perf_counter() - began < 30  # generous: a sanity bound, not the benchmark

@@ -1,0 +1,129 @@
+"""Governance end to end on loopback: production traffic with delayed feedback, a monitoring
+cycle whose alert retrains (delivery mode: the new version stops at staging), prediction
+lineage to source files, alert dedupe and states, and a tampered audit trail."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import yaml
+from sqlalchemy import update
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from kennel.config import RuleConfig
+from kennel.datasets.synth import render
+from kennel.db import Database
+from kennel.db.schema import AuditRow
+from kennel.govern.alerts import AlertStore
+from kennel.govern.cycle import monitor_once
+from kennel.wiring import Workspace
+from tests.serving import served_project, start_env
+
+runner = CliRunner()
+
+
+def _configure(root: Path, rules: list[dict[str, object]]) -> None:
+    path = root / "kennel.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["monitor"] = {**config.get("monitor", {}), "rules": rules, "min_labels": 10}
+    path.write_text(yaml.safe_dump(config))
+
+
+def test_traffic_feedback_alert_retrains_into_staging_only(tmp_path: Path) -> None:
+    project = served_project(tmp_path, models=1)
+    _configure(
+        project.root,
+        [{"name": "retrain-on-feedback", "metric": "performance.labelled", "op": ">=",
+          "threshold": 10, "severity": "warning", "actions": ["log", "retrain"]}],
+    )  # fmt: skip
+    ws = Workspace.load(project.root)
+    ws.registry.set_alias("pets", "production", 1, actor="test", reason="first release")
+    production, staging = start_env(ws, "production"), start_env(ws, "staging")
+    token = ws.tokens.create("operator", "feedback-bot")[0]
+    traffic = [render(i, seed=99) for i in range(24)]  # new photos, not in the training data
+    ids = []
+    try:
+        with httpx.Client(base_url=production.url, timeout=30) as client:
+            for label, data in traffic:
+                answer = client.post(
+                    "/v1/predict", content=data, headers={"x-kennel-source": "cam-1"}
+                ).json()
+                assert answer["model"]["version"] == 1
+                ids.append(answer["prediction_id"])
+                feedback = client.post(  # the true label arrives later
+                    "/v1/feedback",
+                    json={"prediction_id": answer["prediction_id"], "label": label},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                assert feedback.status_code == 200, feedback.text
+        assert production.service.predlog.flush()
+
+        lineage = runner.invoke(app, ["lineage", "prediction", ids[0], "--all-files", "--json",
+                                      "-C", str(project.root)])  # fmt: skip
+        assert lineage.exit_code == 0, lineage.output
+        traced = json.loads(lineage.output)
+        assert traced["prediction"]["model"] == "pets@1"
+        assert traced["feedback"]["label"] == traffic[0][0]
+        files = traced["dataset"]["source_files"]
+        assert files and all(f.endswith(".jpg") for f in files)
+        assert {Path(f).name for f in files} <= {p.name for p in (tmp_path / "lake").rglob("*")}
+
+        cycle = monitor_once(ws.monitor(), ws.actions(), environment="production",
+                             span=timedelta(hours=1))  # fmt: skip
+        assert [a.rule for a in cycle.alerts.opened] == ["retrain-on-feedback"]
+        outcome = next(iter(cycle.actions.values()))
+        assert outcome["log"].startswith("logged")
+        assert "pets@2" in outcome["retrain"] and "awaits QA approval" in outcome["retrain"]
+        assert ws.registry.resolve("pets@staging").version == 2
+        assert ws.registry.resolve("pets@production").version == 1  # never past the gate
+        new = ws.registry.resolve("pets@2")
+        assert new.dataset_version is not None
+        rows = ws.catalog.rows(ws.catalog.resolve(f"park@{new.dataset_version}"))
+        assert sum(r.uri.startswith("feedback/production/") for r in rows) == len(traffic)
+        # the same condition in the next window is the same incident: no second retrain
+        again = monitor_once(ws.monitor(), ws.actions(), environment="production",
+                             span=timedelta(hours=1))  # fmt: skip
+        assert not again.alerts.opened and again.alerts.ongoing[0].count == 2
+        assert ws.registry.versions("pets")[-1].version == 2
+    finally:
+        production.stop()
+        staging.stop()
+        ws.close()
+
+
+def test_alert_states_and_dedupe(tmp_path: Path) -> None:
+    db = Database.open(f"sqlite:///{tmp_path / 'a.db'}")
+    store = AlertStore(db)
+    rule = RuleConfig(name="low-acc", metric="performance.accuracy", op="<", threshold=0.9)
+    first = store.evaluate([rule], {"performance.accuracy": 0.7}, subject="production")
+    assert len(first.opened) == 1 and first.opened[0].state == "open"
+    assert store.evaluate([rule], {}, subject="production").ongoing == []  # no value: no verdict
+    alert_id = first.opened[0].id
+    store.set_state(alert_id, "acknowledged", actor="oncall", note="looking")
+    second = store.evaluate([rule], {"performance.accuracy": 0.6}, subject="production")
+    assert second.opened == [] and second.ongoing[0].count == 2
+    assert second.ongoing[0].state == "acknowledged"
+    other = store.evaluate([rule], {"performance.accuracy": 0.6}, subject="staging")
+    assert len(other.opened) == 1  # another subject is another incident
+    cleared = store.evaluate([rule], {"performance.accuracy": 0.95}, subject="production")
+    assert [a.id for a in cleared.resolved] == [alert_id]
+    assert store.list(state="resolved")[0].id == alert_id
+    db.dispose()
+
+
+def test_audit_verify_fails_after_a_row_is_altered(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    assert runner.invoke(app, ["init", str(root)]).exit_code == 0
+    assert runner.invoke(app, ["token", "create", "--role", "qa", "-C", str(root)]).exit_code == 0
+    ok = runner.invoke(app, ["audit", "verify", "-C", str(root)])
+    assert ok.exit_code == 0 and "intact" in ok.output
+    ws = Workspace.load(root)
+    with ws.db.session() as s:
+        s.execute(update(AuditRow).where(AuditRow.seq == 1).values(actor="mallory"))
+    ws.close()
+    broken = runner.invoke(app, ["audit", "verify", "-C", str(root)])
+    assert broken.exit_code == 1 and "entry 1" in broken.output
