@@ -244,6 +244,8 @@ class MonitorConfig(_Strict):
     rules: list[RuleConfig] = Field(default_factory=_default_rules)
     webhook_url: str = ""
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    # retrain action: epochs of the warm-started run (null = the champion's own setting)
+    retrain_epochs: Annotated[int, Field(ge=1)] | None = None
 
 
 def _default_environments() -> dict[str, EnvironmentConfig]:
@@ -456,6 +458,7 @@ monitor:                    # `kennel monitor run` (cron it daily) and `kennel m
   low_confidence: 0.6
   webhook_url: ""           # POST target of webhook actions
   smtp: {host: "", port: 25, sender: kennel@localhost, to: []}
+  retrain_epochs: null      # the retrain action's epochs (null: the champion's own)
   rules:                    # actions: log, webhook, email, rollback, retrain
     - {name: data-drift, metric: drift.drifted, op: ">=", threshold: 1}
     - name: accuracy-drop

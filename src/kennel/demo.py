@@ -1,34 +1,59 @@
 """``make demo``: the pet park story on the embedded default (SQLite + a local folder).
 
-What exists today runs end to end: simulate the park's day-camera data lake, ingest it into a
-versioned dataset (validated, deduplicated, split 80/20), prove re-ingest is a no-op, append a
-night batch as a child version, diff the two, train and tune a CNN on it, test it, export it to
+Simulate the park's day-camera data lake, ingest it into a versioned dataset (validated,
+deduplicated, split 80/20; re-ingest is a no-op), tune and train a CNN, test it, export it to
 ONNX with a parity check, register it with lineage, certify it as a live API in staging,
-approve and release it to production, classify held-out images over HTTP, and verify the
-audit chain.
+approve (the demo is its own QA) and release it. Then the park runs: a day of camera traffic
+with the true labels arriving later as feedback, monitored; the cameras switch to night mode,
+and monitoring raises drift and accuracy alerts; the accuracy alert's action retrains on the
+data plus the labelled night images, warm-started from the champion, and deploys to staging;
+the demo approves and releases it, and the next night's metrics recover. It prints a summary
+table, writes one HTML report telling the story, and verifies the audit chain.
 """
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from kennel.config import EnvironmentConfig, Project, init_project
+from kennel.config import EnvironmentConfig, Project, RuleConfig, init_project
 from kennel.datasets import synth
 from kennel.db.audit import verify
 from kennel.deploy import environments
+from kennel.fsutil import write_text_atomic
+from kennel.govern.cycle import Cycle, monitor_once
 from kennel.pipeline.build import BuildOptions
 from kennel.pipeline.lineage import model_lineage
-from kennel.serve.server import free_port, start_in_thread
+from kennel.serve.server import RunningServer, free_port, start_in_thread
 from kennel.wiring import Workspace
 
 MARKER = ".kennel-demo"
+Say = Callable[..., Any]
+RULES = [
+    RuleConfig(name="data-drift", metric="drift.drifted", op=">=", threshold=1),
+    RuleConfig(
+        name="accuracy-drop",
+        metric="performance.accuracy",
+        op="<",
+        threshold=0.85,
+        severity="critical",
+        actions=["log", "retrain"],
+    ),
+    RuleConfig(
+        name="estimated-accuracy-drop",
+        metric="performance.estimated_accuracy",
+        op="<",
+        threshold=0.85,
+    ),
+]
 
 
 def _fresh(out: Path) -> None:
@@ -40,25 +65,47 @@ def _fresh(out: Path) -> None:
     (out / MARKER).write_text("created by `kennel demo`; safe to delete\n")
 
 
+def _project(out: Path, epochs: int, image_size: int) -> Project:
+    project, _ = init_project(out / "project")
+    # The demo serves in this process on free loopback ports (nothing else on the machine is
+    # touched); `kennel serve` on the same project later uses kennel.yaml's ports.
+    config = project.config
+    return Project(
+        root=project.root,
+        config=config.model_copy(
+            update={
+                "environments": {
+                    "staging": EnvironmentConfig(port=free_port(), alias="staging"),
+                    "production": EnvironmentConfig(port=free_port(), alias="production"),
+                },
+                "train": config.train.model_copy(
+                    update={"arch": "small_cnn", "image_size": image_size, "epochs": epochs}
+                ),
+                "serve": config.serve.model_copy(update={"poll_s": 0.3}),
+                "monitor": config.monitor.model_copy(update={"rules": RULES}),
+            }
+        ),
+    )
+
+
 def run_demo(
-    out: Path, *, count: int = 2000, epochs: int = 6, say: Callable[..., Any] = print
+    out: Path,
+    *,
+    count: int = 1500,
+    epochs: int = 6,
+    image_size: int = 96,
+    traffic: int = 250,
+    trials: int = 1,
+    say: Say = print,
 ) -> dict[str, Any]:
     began = time.perf_counter()
     out = out.resolve()
     _fresh(out)
     workers = os.cpu_count() or 1
-    project, _ = init_project(out / "project")
-    # The demo serves in this process on free loopback ports (nothing else on the machine is
-    # touched); `kennel serve` on the same project later uses kennel.yaml's ports.
-    environments = {
-        "staging": EnvironmentConfig(port=free_port(), alias="staging"),
-        "production": EnvironmentConfig(port=free_port(), alias="production"),
-    }
-    project = Project(
-        root=project.root, config=project.config.model_copy(update={"environments": environments})
-    )
+    project = _project(out, epochs, image_size)
     ws = Workspace(project)
     timings: dict[str, float] = {}
+    story: list[dict[str, Any]] = []
     try:
         say(f"[bold]1. simulate[/bold] {count} day-camera images of the pet park")
         t = time.perf_counter()
@@ -71,25 +118,17 @@ def run_demo(
         timings["ingest"] = time.perf_counter() - t
         rate = first.images_per_second
         say(f"   {first.version.ref}: {first.version.counts} ({rate:.0f} images/s)")
-
-        say("[bold]3. re-ingest[/bold] the same data: the version id must not change")
         again = ws.ingestor().run(ws.source(str(out / "lake" / "day" / "manifest.csv")), "park")
         same = again.version.id == first.version.id and not again.created
-        say(f"   {again.version.ref}: {'unchanged (same content, same id)' if same else 'CHANGED'}")
+        say(f"   re-ingest: {'unchanged (same content, same id)' if same else 'CHANGED'}")
 
-        say("[bold]4. append[/bold] 200 night-camera images as a child version")
-        synth.generate(out / "lake" / "night", 200, seed=2, scenario="night", workers=workers)
-        night = ws.ingestor().run(ws.source(str(out / "lake" / "night" / "manifest.csv")), "park")
-        d = ws.catalog.diff(first.version, night.version)
-        say(
-            f"   {night.version.ref} (parent {first.version.short}): +{len(d.added)} rows, "
-            f"{len(d.resplit)} earlier rows moved split"
-        )
-
-        say("[bold]5. build[/bold]: tune (2 TPE trials), train, test, export to ONNX, register")
+        what = f"tune ({trials} TPE trials), train" if trials > 1 else "train"
+        say(f"[bold]3. build[/bold]: {what}, test, export to ONNX, register")
         t = time.perf_counter()
-        options = BuildOptions(arch="small_cnn", image_size=96, epochs=epochs, trials=2)
-        built = ws.builder().build(night.version.ref, options, say=lambda m: say(f"   {m}"))
+        options = BuildOptions(
+            arch="small_cnn", image_size=image_size, epochs=epochs, trials=trials
+        )
+        built = ws.builder().build(first.version.ref, options, say=lambda m: say(f"   {m}"))
         timings["build"] = time.perf_counter() - t
         lineage = model_lineage(
             built.model.ref,
@@ -103,92 +142,218 @@ def run_demo(
             f"{lineage['dataset']['version']['ref']} <- {lineage['dataset']['source_files'][0]}",
             markup=False,
         )
+        envs = project.config.environments
+        staging = start_in_thread(ws.service("staging"), port=envs["staging"].port)
+        production = start_in_thread(ws.service("production"), port=envs["production"].port)
+        try:
+            say("[bold]4. deploy[/bold]: staging application test, QA approval, release")
+            t = time.perf_counter()
+            certified = _ship(ws, production, built.model.ref, say)
+            timings["deploy"] = time.perf_counter() - t
 
-        say("[bold]6. deploy[/bold]: staging application test, QA approval, production release")
-        t = time.perf_counter()
-        served = _deploy_and_serve(ws, built.model.ref, say)
-        timings["deploy"] = time.perf_counter() - t
+            t = time.perf_counter()
+            phases = [
+                ("day", "day", 101, "a day of camera traffic, labels arriving later"),
+                ("night", "night", 102, "the cameras switch to night mode"),
+            ]
+            for n, (name, scenario, seed, what) in enumerate(phases, start=5):
+                say(f"[bold]{n}. {name}[/bold]: {what}")
+                story.append(_phase(ws, production, name, scenario, seed, traffic, say))
+            timings["traffic+monitor"] = time.perf_counter() - t
 
+            retrained = any("retrain" in a for p in story for a in p["actions"].values())
+            candidate = ws.registry.resolve("pets@staging")
+            if retrained and candidate.version != built.model.version:
+                say(f"[bold]7. release[/bold] the retrained {candidate.ref} after QA approval")
+                t = time.perf_counter()
+                _approve_and_release(ws, production, candidate.ref, say)
+                timings["release"] = time.perf_counter() - t
+                say("[bold]8. next night[/bold]: does the new model recover?")
+                story.append(_phase(ws, production, "next night", "night", 103, traffic, say))
+        finally:
+            staging.stop()
+            production.stop()
         with ws.db.session() as s:
             verdict = verify(s)
         say(
-            f"[bold]7. audit[/bold] chain {'intact' if verdict.ok else 'BROKEN'}: "
+            f"[bold]audit[/bold] chain {'intact' if verdict.ok else 'BROKEN'}: "
             f"{verdict.checked} entries"
         )
     finally:
         ws.close()
     summary = {
         "project": str(project.root),
-        "versions": [first.version.ref, night.version.ref],
-        "rows": night.version.n_rows,
-        "counts": night.version.counts,
+        "versions": [first.version.ref],
+        "rows": first.version.n_rows,
+        "counts": first.version.counts,
         "reingest_same_id": same,
-        "moved_split": len(d.resplit),
         "audit_ok": verdict.ok,
         "model": built.model.ref,
         "test_accuracy": round(built.evaluation["accuracy"], 4),
         "gates_passed": built.gates["passed"],
         "parity_passed": built.parity["passed"],
-        "certified": served["certified"],
-        "production_version": served["version"],
-        "production_accuracy": served["accuracy"],
+        "certified": certified,
+        "phases": [{k: v for k, v in p.items() if k != "cycle"} for p in story],
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "wall_s": round(time.perf_counter() - began, 1),
     }
+    report = out / "demo-report.html"
+    write_text_atomic(report, _story_html(summary))
+    summary["report"] = str(report)
+    _table(summary, say)
     say(
-        f"[bold]done[/bold] in {summary['wall_s']}s; explore it with e.g. "
-        f"`kennel models list -C {project.root}`"
+        f"[bold]done[/bold] in {summary['wall_s']}s; the story: {report}; explore with e.g. "
+        f"`kennel alerts list -C {project.root}`"
     )
-    say("monitoring and governance arrive with the next milestone (see README).")
-    checks = [same, verdict.ok, not d.resplit, built.parity["passed"], served["certified"]]
+    checks = [same, verdict.ok, built.parity["passed"], certified]
     if not all(checks):
         raise SystemExit("error: the demo's own checks failed")
     return summary
 
 
-def _deploy_and_serve(ws: Workspace, ref: str, say: Callable[..., Any]) -> dict[str, Any]:
-    """Certify in staging, approve as the demo's QA, release, then call production over HTTP."""
-    envs = ws.project.config.environments
-    staging = start_in_thread(ws.service("staging"), port=envs["staging"].port)
-    production = start_in_thread(ws.service("production"), port=envs["production"].port)
-    try:
-        releases = ws.releases()
-        deployed = releases.deploy(ref, "staging", actor="demo")
-        cert = deployed.certification
-        say(
-            f"   certification {'passed' if cert.passed else 'FAILED'}: {cert.images} images, "
-            f"{cert.label_mismatches} mismatches, p99 {cert.p99_ms:.0f} ms"
+def _ship(ws: Workspace, production: RunningServer, ref: str, say: Say) -> bool:
+    """Certify in staging; if it passes, approve as the demo's QA and release."""
+    deployed = ws.releases().deploy(ref, "staging", actor="demo")
+    cert = deployed.certification
+    say(
+        f"   certification {'passed' if cert.passed else 'FAILED'}: {cert.images} images, "
+        f"{cert.label_mismatches} mismatches, p99 {cert.p99_ms:.0f} ms"
+    )
+    if cert.passed:
+        _approve_and_release(ws, production, ref, say)
+    return cert.passed
+
+
+def _approve_and_release(ws: Workspace, production: RunningServer, ref: str, say: Say) -> None:
+    releases = ws.releases()
+    qa_token, _ = ws.tokens.create("qa", "demo-qa")
+    releases.decide(
+        ref, "approved", who=ws.tokens.identify(qa_token), note="the demo auto-approves as QA"
+    )
+    releases.release(ref, "production", actor="demo", reason="demo release")
+    environments.wait_for_version(production.url, ws.registry.resolve(ref).version)
+    say(f"   approved by demo-qa (the demo auto-approves), released: production serves {ref}")
+
+
+def _phase(
+    ws: Workspace,
+    production: RunningServer,
+    name: str,
+    scenario: str,
+    seed: int,
+    count: int,
+    say: Say,
+) -> dict[str, Any]:
+    """Camera traffic to production, then the true labels as feedback, then one monitoring
+    cycle over exactly this phase's window (alerts and their actions included)."""
+    operator, _ = ws.tokens.create("operator", f"park-staff-{name}")
+    since = datetime.now(UTC)
+    correct = 0
+    with httpx.Client(base_url=production.url, timeout=30) as client:
+        answers = []
+        for i in range(count):
+            label, data = synth.render(i, seed=seed, scenario=scenario)
+            answer = client.post(
+                "/v1/predict", content=data, headers={"x-kennel-source": "cam-01"}
+            ).json()
+            answers.append((answer["prediction_id"], label))
+            correct += answer["label"] == label
+        version = answer["model"]["version"]
+        for prediction_id, label in answers:  # park staff label the day's images later
+            client.post(
+                "/v1/feedback",
+                json={"prediction_id": prediction_id, "label": label},
+                headers={"authorization": f"Bearer {operator}"},
+            )
+    assert production.service is not None and production.service.predlog is not None
+    production.service.predlog.flush()
+    until = datetime.now(UTC)
+    cycle = monitor_once(
+        ws.monitor(),
+        ws.actions(lambda m: say(f"   {m}"), actor="kennel-monitor"),
+        environment="production",
+        span=until - since,
+        until=until,
+    )
+    m = cycle.result.metrics
+    say(
+        f"   {count} images to pets@{version}: accuracy {m.get('performance.accuracy', 0):.3f} "
+        f"(estimated without labels {m.get('performance.estimated_accuracy', 0):.3f}), drift "
+        f"{'YES' if m.get('drift.drifted') else 'no'}; alerts: "
+        + (", ".join(a.rule for a in cycle.alerts.opened) or "none")
+    )
+    return _phase_summary(name, version, count, correct, cycle)
+
+
+def _phase_summary(
+    name: str, version: int, count: int, correct: int, cycle: Cycle
+) -> dict[str, Any]:
+    m = cycle.result.metrics
+    drifted = [
+        t["name"] for t in cycle.result.details.get("drift", {}).get("tests", []) if t["drifted"]
+    ]
+    return {
+        "phase": name,
+        "model_version": version,
+        "images": count,
+        "accuracy": round(m.get("performance.accuracy", correct / max(count, 1)), 4),
+        "estimated_accuracy": round(m.get("performance.estimated_accuracy", 0.0), 4),
+        "drift": bool(m.get("drift.drifted")),
+        "drifted_tests": drifted,
+        "alerts": [f"{a.rule} ({a.message})" for a in cycle.alerts.opened],
+        "resolved": [a.rule for a in cycle.alerts.resolved],
+        "actions": {str(k): v for k, v in cycle.actions.items()},
+        "monitor_run": cycle.result.id,
+    }
+
+
+def _table(summary: dict[str, Any], say: Say) -> None:
+    from rich.table import Table
+
+    table = Table(title="the pet park, monitored")
+    for column in ("phase", "model", "accuracy", "estimated", "drift", "alerts opened"):
+        table.add_column(column)
+    for p in summary["phases"]:
+        table.add_row(
+            p["phase"],
+            f"pets@{p['model_version']}",
+            f"{p['accuracy']:.3f}",
+            f"{p['estimated_accuracy']:.3f}",
+            ", ".join(p["drifted_tests"]) or "no",
+            "; ".join(a.split(" (")[0] for a in p["alerts"]) or "-",
         )
-        if not cert.passed:
-            return {"certified": False, "version": None, "accuracy": 0.0}
-        qa_token, _ = ws.tokens.create("qa", "demo-qa")
-        releases.decide(
-            ref,
-            "approved",
-            who=ws.tokens.identify(qa_token),
-            note="the demo auto-approves as its own QA",
-        )
-        say("   approved by demo-qa (the demo auto-approves; real projects use a person)")
-        releases.release(ref, "production", actor="demo", reason="demo release")
-        model = ws.registry.resolve(ref)
-        environments.wait_for_version(production.url, model.version)
-        rows = [r for r in ws.catalog.rows(ws.catalog.resolve("park")) if r.split == "test"]
-        correct = 0
-        with httpx.Client(base_url=production.url, timeout=30) as client:
-            sample = rows[:: max(1, len(rows) // 100)][:100]  # spread over cats and dogs
-            for row in sample:
-                answer = client.post(
-                    "/v1/predict",
-                    content=ws.content.get(row.sha256),
-                    headers={"content-type": "image/jpeg", "x-kennel-source": "demo-camera"},
-                ).json()
-                correct += answer["label"] == row.label
-        accuracy = correct / max(1, len(sample))
-        say(
-            f"   production serves {model.ref}: {accuracy:.0%} of {len(sample)} "
-            f"held-out images right over HTTP ({production.url})"
-        )
-        return {"certified": True, "version": model.version, "accuracy": round(accuracy, 4)}
-    finally:
-        staging.stop()
-        production.stop()
+    say(table)
+
+
+def _story_html(summary: dict[str, Any]) -> str:
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{esc(p['phase'])}</td><td>pets@{p['model_version']}</td><td>{p['images']}</td>"
+        f"<td>{p['accuracy']:.3f}</td><td>{p['estimated_accuracy']:.3f}</td>"
+        f"<td>{esc(', '.join(p['drifted_tests']) or 'no')}</td>"
+        f"<td>{esc('; '.join(p['alerts']) or '-')}</td>"
+        f"<td>{esc('; '.join(f'{k}: {v}' for a in p['actions'].values() for k, v in a.items()))}"
+        "</td></tr>"
+        for p in summary["phases"]
+    )
+    timings = "".join(f"<li>{esc(k)}: {v} s</li>" for k, v in summary["timings_s"].items())
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>kennel demo</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}}
+</style></head><body><h1>The pet park, end to end</h1>
+<p>Dataset {esc(", ".join(summary["versions"]))} ({summary["rows"]} images) trained
+{esc(summary["model"])}: test accuracy {summary["test_accuracy"]:.3f}, quality gates
+{"passed" if summary["gates_passed"] else "failed"}, ONNX parity
+{"passed" if summary["parity_passed"] else "failed"}, staging certification
+{"passed" if summary["certified"] else "failed"}; the demo approved and released it.</p>
+<h2>Production, phase by phase</h2>
+<p>Each phase sends camera images to production over HTTP, then the true labels as feedback,
+then runs one monitoring cycle over that phase's window: drift against the training reference,
+measured and label-free estimated accuracy, alert rules and their actions.</p>
+<table><tr><th>phase</th><th>model</th><th>images</th><th>accuracy</th><th>estimated</th>
+<th>drifted tests</th><th>alerts opened</th><th>actions</th></tr>{rows}</table>
+<h2>Timings</h2><ul>{timings}</ul><p>wall time {summary["wall_s"]} s; audit chain
+{"intact" if summary["audit_ok"] else "BROKEN"}.</p>
+<p>Explore: <code>kennel alerts list</code>, <code>kennel models compliance pets@2</code>,
+<code>kennel lineage prediction ID</code>, <code>kennel audit verify</code> with
+<code>-C {esc(summary["project"])}</code>.</p></body></html>"""

@@ -136,6 +136,7 @@ class Workspace:
             environment=config.monitor.environment,
             labels=config.data.labels,
             actor=actor,
+            epochs=config.monitor.retrain_epochs,
             say=say,
         )
 

@@ -89,6 +89,28 @@ def test_traffic_feedback_alert_retrains_into_staging_only(tmp_path: Path) -> No
                              span=timedelta(hours=1))  # fmt: skip
         assert not again.alerts.opened and again.alerts.ongoing[0].count == 2
         assert ws.registry.versions("pets")[-1].version == 2
+
+        html_out = str(tmp_path / "c.html")
+        report = runner.invoke(
+            app,
+            [
+                "models",
+                "compliance",
+                "pets@1",
+                "--out",
+                html_out,
+                "--json",
+                "-C",
+                str(project.root),
+            ],
+        )
+        assert report.exit_code == 0, report.output
+        compliance = json.loads(report.output)
+        assert compliance["audit"]["chain_ok"] and compliance["data"]["training_files"] > 0
+        assert [e["to_version"] for e in compliance["releases"]] == [1]
+        assert len(compliance["monitoring"]) == 2
+        assert [i["rule"] for i in compliance["incidents"]] == ["retrain-on-feedback"]
+        assert "Compliance report: pets@1" in (tmp_path / "c.html").read_text()
     finally:
         production.stop()
         staging.stop()

@@ -3,6 +3,7 @@ an injected fault becomes an alert."""
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -73,6 +74,18 @@ def test_simulated_device_stream_is_stored_and_a_fault_raises_an_alert(
     assert cycle.result.metrics["telemetry.anomalies"] >= 5
     assert "device-anomaly" in [a.rule for a in cycle.alerts.opened]
     ws.close()
+    # the CLI: the same incident again (deduplicated), then acknowledged by a person
+    report = tmp_path / "monitor.html"
+    again = runner.invoke(app, ["monitor", "run", "--window", "5m", "--report", str(report),
+                                "--json", "-C", str(root)])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    ongoing = json.loads(again.output)["alerts"]["ongoing"]
+    assert [a["rule"] for a in ongoing] == ["device-anomaly"] and ongoing[0]["count"] == 2
+    assert "Monitoring production" in report.read_text()
+    alert_id = str(ongoing[0]["id"])
+    assert runner.invoke(app, ["alerts", "ack", alert_id, "-C", str(root)]).exit_code == 0
+    listed = json.loads(runner.invoke(app, ["alerts", "list", "--json", "-C", str(root)]).output)
+    assert listed[0]["state"] == "acknowledged" and listed[0]["actions"]["log"].startswith("logged")
 
 
 def test_anomaly_detection_by_range_and_z_score() -> None:

@@ -140,7 +140,7 @@ def audit_log(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo project.")] = Path(".kennel-demo"),
-    count: Annotated[int, typer.Option(min=50, help="Day images to simulate.")] = 2000,
+    count: Annotated[int, typer.Option(min=50, help="Day images to simulate.")] = 1500,
 ) -> None:
     """Run the whole lifecycle end to end on the embedded default (SQLite + a local folder)."""
     from kennel.demo import run_demo

@@ -4,6 +4,7 @@ delivery mode: a human still approves the release)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from kennel.ingest.run import Ingestor
 from kennel.ingest.sources import Entry, Listing, ReadResult
 from kennel.pipeline.build import Builder, BuildOptions
 from kennel.registry.store import ModelRegistry
+from kennel.serve.runtime import METADATA
 from kennel.storage import ContentStore
 
 Say = Callable[[str], None]
@@ -107,6 +109,7 @@ def retrain(
     actor: str,
     deploy_to: str | None = "staging",
     options: BuildOptions | None = None,
+    epochs: int | None = None,
     say: Say = lambda _m: None,
 ) -> RetrainResult:
     try:
@@ -119,8 +122,15 @@ def retrain(
     report = ingestor.run(
         FeedbackSource(db, content, environment, labels), champion.dataset, actor=actor
     )
-    opts = options or BuildOptions(trials=1)
-    opts = BuildOptions(**{**opts.__dict__, "init_from": champion.ref, "actor": actor})
+    if options is None:  # the champion's own settings, one trial: a refresh, not a new search
+        params = json.loads(registry.read_file(champion, METADATA)).get("params", {})
+        options = BuildOptions(
+            trials=1,
+            arch=params.get("arch"),
+            image_size=params.get("image_size"),
+            epochs=epochs or params.get("epochs"),
+        )
+    opts = BuildOptions(**{**options.__dict__, "init_from": champion.ref, "actor": actor})
     say(f"retrain: training on {report.version.ref} warm-started from {champion.ref}")
     built = builder.build(report.version.ref, opts)
     result = None
