@@ -82,7 +82,10 @@ def _project(out: Path, epochs: int, image_size: int) -> Project:
                     update={"arch": "small_cnn", "image_size": image_size, "epochs": epochs}
                 ),
                 "serve": config.serve.model_copy(update={"poll_s": 0.3}),
-                "monitor": config.monitor.model_copy(update={"rules": RULES}),
+                # a warm start needs fewer epochs than training from scratch
+                "monitor": config.monitor.model_copy(
+                    update={"rules": RULES, "retrain_epochs": max(1, epochs // 2)}
+                ),
             }
         ),
     )
