@@ -34,7 +34,20 @@ def test_upgrade_is_idempotent(metadata_url: str) -> None:
     with engine.connect() as connection:
         revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     engine.dispose()
-    assert revision == "0003"  # head
+    assert revision == "0004"  # head
+
+
+def test_migrations_match_the_orm_schema(metadata_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from kennel.db.schema import Base
+
+    engine = open_engine(metadata_url)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert diff == []
 
 
 def test_sqlite_pragmas(tmp_path: Path) -> None:
