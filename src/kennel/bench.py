@@ -148,11 +148,13 @@ def _embedded(
 def _rest(ws: Workspace, env: str, data: list[bytes], workers: int) -> PatternResult:
     running = start_in_thread(ws.service(env))
     local = threading.local()
+    clients: list[httpx.Client] = []
 
     def call(image: bytes) -> object:
         client = getattr(local, "client", None)
         if client is None:
             client = local.client = httpx.Client(base_url=running.url, timeout=30)
+            clients.append(client)
         answer = client.post("/v1/predict", content=image)
         answer.raise_for_status()
         return answer
@@ -162,6 +164,8 @@ def _rest(ws: Workspace, env: str, data: list[bytes], workers: int) -> PatternRe
         latencies, _ = _timed(call, data)
         throughput = _concurrent(call, data, workers)
     finally:
+        for client in clients:
+            client.close()
         running.stop()
     return _result("2 dedicated API", "REST over HTTP", latencies, throughput, "micro-batched")
 

@@ -107,7 +107,8 @@ def test_traffic_feedback_alert_retrains_into_staging_only(tmp_path: Path) -> No
         assert report.exit_code == 0, report.output
         compliance = json.loads(report.output)
         assert compliance["audit"]["chain_ok"] and compliance["data"]["training_files"] > 0
-        assert [e["to_version"] for e in compliance["releases"]] == [1]
+        moves = [(e["alias"], e["to_version"]) for e in compliance["releases"]]
+        assert ("production", 1) in moves and ("champion", 1) in moves
         assert len(compliance["monitoring"]) == 2
         assert [i["rule"] for i in compliance["incidents"]] == ["retrain-on-feedback"]
         assert "Compliance report: pets@1" in (tmp_path / "c.html").read_text()
