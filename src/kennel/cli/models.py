@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -155,25 +155,32 @@ def lineage_model(
         return
     m = out["model"]
     console.print(f"[bold]{m['ref']}[/bold] (aliases {', '.join(m['aliases']) or '-'})")
+    _show_lineage(out)
+
+
+def _show_lineage(out: dict[str, Any], indent: str = "") -> None:
+    """The run -> study -> dataset versions -> source files part of a lineage, as a tree."""
     if "run" in out:
         r = out["run"]
         console.print(
-            f"└─ run {r['id']} {r['kind']} {r['status']} {r['params'].get('arch')} "
+            f"{indent}└─ run {r['id']} {r['kind']} {r['status']} {r['params'].get('arch')} "
             f"epochs={len(r['epochs'])} commit={r['git_commit'] or '-'}",
             markup=False,
         )
     if "study" in out:
-        console.print(f"   └─ study {out['study']['id']}: {len(out['study']['trials'])} trials")
+        study = out["study"]
+        console.print(f"{indent}   └─ study {study['id']}: {len(study['trials'])} trials")
     if "dataset" in out:
         d = out["dataset"]
         for depth, v in enumerate(d["ancestry"]):
             console.print(
-                f"   {'  ' * depth}└─ dataset {v['ref']} ({v['rows']} rows) from {v['source']}",
+                f"{indent}   {'  ' * depth}└─ dataset {v['ref']} ({v['rows']} rows) "
+                f"from {v['source']}",
                 markup=False,
             )
-        console.print(f"      {d['training_files']} training files, e.g.:")
+        console.print(f"{indent}      {d['training_files']} training files, e.g.:")
         for uri in d["source_files"]:
-            console.print(f"        {uri}", markup=False)
+            console.print(f"{indent}        {uri}", markup=False)
 
 
 @lineage_app.command("prediction")
@@ -199,20 +206,13 @@ def lineage_prediction(
     p = out["prediction"]
     truth = out["feedback"]["label"] if out["feedback"] else "no feedback yet"
     console.print(
-        f"[bold]prediction {p['id']}[/bold] {p['at']} {p['environment']} from {p['source']}: "
+        f"prediction {p['id']} {p['at']} {p['environment']} from {p['source']}: "
         f"{p['label']} ({p['confidence']:.3f}); true label: {truth}; input sha256 "
         f"{p['input_sha256'] or '-'}",
         markup=False,
     )
     console.print(f"└─ served by {p['model']}", markup=False)
-    if "run" in out:
-        r = out["run"]
-        console.print(f"   └─ run {r['id']} ({r['params'].get('arch')})", markup=False)
-    if "dataset" in out:
-        d = out["dataset"]
-        console.print(f"      └─ dataset {d['version']['ref']}", markup=False)
-        for uri in d["source_files"]:
-            console.print(f"         {uri}", markup=False)
+    _show_lineage(out, indent="   ")
 
 
 @app.command("compliance")

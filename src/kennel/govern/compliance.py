@@ -12,17 +12,13 @@ from typing import Any
 from sqlalchemy import select
 
 from kennel.datasets.versioning import DatasetCatalog
-from kennel.db import Database
+from kennel.db import Database, aware
 from kennel.db.audit import verify
 from kennel.db.schema import AlertRow, ApprovalRow, AuditRow, CertificationRow, MonitorRunRow
 from kennel.pipeline.lineage import model_lineage
 from kennel.registry.store import ModelRegistry
 from kennel.serve.runtime import METADATA
 from kennel.train.tracking import RunTracker
-
-
-def _utc(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _within(at: datetime, period: dict[str, Any]) -> bool:
@@ -48,7 +44,7 @@ def compliance(
         if event.to_version != model.version:
             continue
         end = next((e.at for e in history[i + 1 :] if e.alias == event.alias), None)
-        live.append({"alias": event.alias, "from": _utc(event.at), "until": end and _utc(end)})
+        live.append({"alias": event.alias, "from": aware(event.at), "until": end and aware(end)})
     with db.session() as s:
         certs = s.scalars(
             select(CertificationRow)
@@ -73,11 +69,11 @@ def compliance(
         environments = {r.environment for r in runs}
         incidents = [
             {"id": a.id, "rule": a.rule, "subject": a.subject, "severity": a.severity,
-             "state": a.state, "message": a.message, "first_at": _utc(a.first_at).isoformat(),
+             "state": a.state, "message": a.message, "first_at": aware(a.first_at).isoformat(),
              "count": a.count, "actions": a.actions}
             for a in alerts
             if a.subject in environments
-            and any(_within(_utc(a.first_at), p) for p in live)
+            and any(_within(aware(a.first_at), p) for p in live)
         ]  # fmt: skip
         report = {
             "model": model.as_dict(),
@@ -94,19 +90,19 @@ def compliance(
             "gates": meta.get("gates"),
             "certifications": [
                 {"environment": c.environment, "passed": c.passed, "reasons": c.reasons,
-                 "at": _utc(c.at).isoformat(), "summary": c.summary}
+                 "at": aware(c.at).isoformat(), "summary": c.summary}
                 for c in certs
             ],
             "approvals": [
                 {"decision": a.decision, "actor": a.actor, "note": a.note,
-                 "at": _utc(a.at).isoformat()}
+                 "at": aware(a.at).isoformat()}
                 for a in approvals
             ],
             "releases": [
                 e.as_dict() for e in history if model.version in (e.to_version, e.from_version)
             ],
             "monitoring": [
-                {"at": _utc(r.at).isoformat(), "environment": r.environment, "metrics": {
+                {"at": aware(r.at).isoformat(), "environment": r.environment, "metrics": {
                     k: r.metrics.get(k) for k in ("window.n", "drift.drifted",
                     "performance.accuracy", "performance.estimated_accuracy")}}
                 for r in runs
@@ -117,7 +113,7 @@ def compliance(
                 "checked": chain.checked,
                 "problem": chain.problem,
                 "entries": [
-                    {"seq": a.seq, "at": _utc(a.at).isoformat(), "actor": a.actor,
+                    {"seq": a.seq, "at": aware(a.at).isoformat(), "actor": a.actor,
                      "action": a.action, "subject": a.subject}
                     for a in audit
                 ],

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from kennel.monitor.window import Window
-from kennel.portable import square
+from kennel.portable import softmax, square
 from kennel.serve.runtime import Predictor
 
 
@@ -35,8 +35,7 @@ def occlusion(predictor: Predictor, image: Image.Image, *, grid: int = 8) -> tup
             covered[:, ys, xs] = fill[:, ys, xs]
             batch.append(covered)
     logits, _ = predictor.infer(np.stack(batch))
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
+    probs = softmax(logits)
     k = int(probs[0].argmax())
     drop = (probs[0, k] - probs[1:, k]).reshape(grid, grid)
     return predictor.bundle.labels[k], drop

@@ -27,7 +27,7 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
-from kennel.db import Database
+from kennel.db import Database, aware
 from kennel.db.schema import TelemetryRow
 from kennel.errors import ConfigError, ServiceError
 
@@ -124,15 +124,11 @@ def load(db: Database, *, since: datetime, until: datetime) -> list[Sample]:
             .where(TelemetryRow.at >= since, TelemetryRow.at < until)
             .order_by(TelemetryRow.at)
         ).all()
-    return [Sample(_utc(r.at), r.source, r.metric, r.value) for r in rows]
+    return [Sample(aware(r.at), r.source, r.metric, r.value) for r in rows]
 
 
 def anomalies(db: Database, *, since: datetime, until: datetime) -> list[Anomaly]:
     return detect(load(db, since=since, until=until))
-
-
-def _utc(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 # -- MQTT ---------------------------------------------------------------------------------------
@@ -258,7 +254,7 @@ class TelemetryIngestor:
             _, _, device, sensor = msg.topic.split("/", 3)
             body = json.loads(msg.payload)
             at = datetime.fromisoformat(body["at"])
-            self._queue.put(Sample(_utc(at), device, sensor, float(body["value"])))
+            self._queue.put(Sample(aware(at), device, sensor, float(body["value"])))
         except (ValueError, KeyError, TypeError):
             self.malformed += 1
 

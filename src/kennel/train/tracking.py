@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from kennel.db import Database
+from kennel.db import Database, aware
 from kennel.db.audit import record
 from kennel.db.schema import RunMetricRow, RunRow
 from kennel.train.trainer import EpochStats
@@ -128,10 +128,7 @@ class RunTracker:
             assert row is not None
             row.status = status
             row.finished_at = datetime.now(UTC)
-            started = (
-                row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
-            )
-            row.duration_s = (row.finished_at - started).total_seconds()
+            row.duration_s = (row.finished_at - aware(row.started_at)).total_seconds()
             row.metrics = {**row.metrics, **(metrics or {})}
             record(
                 s,
