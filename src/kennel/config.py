@@ -112,6 +112,9 @@ class TrainConfig(_Strict):
     schedule: Literal["onecycle", "cosine"] = "onecycle"
     patience: Annotated[int, Field(ge=1)] = 3
     seed: int = 0
+    # A manifest column (``label`` or a source column such as ``window``) whose values get an
+    # equal share of every epoch, drawn with replacement; unset: every image once per epoch.
+    balance_by: str | None = None
     # Share of the training split held out for validation when the dataset has none.
     validation_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
     threads: Annotated[int, Field(ge=0)] = 0  # 0 = all cores

@@ -75,12 +75,9 @@ def _project(out: Path, epochs: int, image_size: int) -> Project:
                     update={"arch": "small_cnn", "image_size": image_size, "epochs": epochs}
                 ),
                 "serve": config.serve.model_copy(update={"poll_s": 0.3}),
-                # a warm start needs fewer epochs than training from scratch
+                # the warm start must learn the night from a few hundred labelled images
                 "monitor": config.monitor.model_copy(
-                    update={
-                        "rules": _rules(config.monitor.rules),
-                        "retrain_epochs": max(1, epochs // 2),
-                    }
+                    update={"rules": _rules(config.monitor.rules), "retrain_epochs": epochs}
                 ),
             }
         ),
@@ -193,6 +190,7 @@ def run_demo(
         "parity_passed": built.parity["passed"],
         "certified": certified,
         "phases": [{k: v for k, v in p.items() if k != "cycle"} for p in story],
+        "recovered": _recovered(story),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "wall_s": round(time.perf_counter() - began, 1),
     }
@@ -306,11 +304,22 @@ def _phase_summary(
     }
 
 
+def _recovered(story: list[dict[str, Any]]) -> bool | None:
+    """Did the retrained model win the night back (its accuracy alert resolved)? None when
+    the story did not get that far."""
+    phases = {p["phase"]: p for p in story}
+    if "next night" not in phases:
+        return None
+    after = phases["next night"]
+    return after["accuracy"] > phases["night"]["accuracy"] and "accuracy-drop" in after["resolved"]
+
+
 def _table(summary: dict[str, Any], say: Say) -> None:
     from rich.table import Table
 
     table = Table(title="the pet park, monitored")
-    for column in ("phase", "model", "accuracy", "estimated", "drift", "alerts opened"):
+    columns = ("phase", "model", "accuracy", "estimated", "drift", "alerts opened", "resolved")
+    for column in columns:
         table.add_column(column)
     for p in summary["phases"]:
         table.add_row(
@@ -320,8 +329,25 @@ def _table(summary: dict[str, Any], say: Say) -> None:
             f"{p['estimated_accuracy']:.3f}",
             ", ".join(p["drifted_tests"]) or "no",
             "; ".join(a.split(" (")[0] for a in p["alerts"]) or "-",
+            "; ".join(p["resolved"]) or "-",
         )
     say(table)
+    if summary["recovered"] is not None:
+        say(
+            "the retrained model "
+            + ("recovered the night" if summary["recovered"] else "did NOT recover the night")
+        )
+
+
+def _recovery_html(recovered: bool | None) -> str:
+    if recovered is None:
+        return ""
+    if recovered:
+        return (
+            "<p>The retrained model recovered the night: its accuracy rose and the accuracy "
+            "alert resolved.</p>"
+        )
+    return "<p><strong>The retrained model did not recover the night.</strong></p>"
 
 
 def _story_html(summary: dict[str, Any]) -> str:
@@ -331,6 +357,7 @@ def _story_html(summary: dict[str, Any]) -> str:
         f"<td>{p['accuracy']:.3f}</td><td>{p['estimated_accuracy']:.3f}</td>"
         f"<td>{esc(', '.join(p['drifted_tests']) or 'no')}</td>"
         f"<td>{esc('; '.join(p['alerts']) or '-')}</td>"
+        f"<td>{esc('; '.join(p['resolved']) or '-')}</td>"
         f"<td>{esc('; '.join(f'{k}: {v}' for a in p['actions'].values() for k, v in a.items()))}"
         "</td></tr>"
         for p in summary["phases"]
@@ -350,7 +377,8 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;ve
 then runs one monitoring cycle over that phase's window: drift against the training reference,
 measured and label-free estimated accuracy, alert rules and their actions.</p>
 <table><tr><th>phase</th><th>model</th><th>images</th><th>accuracy</th><th>estimated</th>
-<th>drifted tests</th><th>alerts opened</th><th>actions</th></tr>{rows}</table>
+<th>drifted tests</th><th>alerts opened</th><th>alerts resolved</th><th>actions</th></tr>
+{rows}</table>{_recovery_html(summary["recovered"])}
 <h2>Timings</h2><ul>{timings}</ul><p>wall time {summary["wall_s"]} s; audit chain
 {"intact" if summary["audit_ok"] else "BROKEN"}.</p>
 <p>Explore: <code>kennel alerts list</code>, <code>kennel models compliance pets@2</code>,

@@ -13,7 +13,7 @@ from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database
 from kennel.deploy.release import ReleaseManager
 from kennel.govern.actions import ActionContext
-from kennel.govern.retrain import RetrainResult, retrain
+from kennel.govern.retrain import RetrainResult, Window, retrain
 from kennel.ingest.run import Ingestor
 from kennel.ingest.sources import Source, open_source
 from kennel.monitor.runner import Monitor
@@ -121,7 +121,11 @@ class Workspace:
         return Monitor(self.project.config, self.db, self.registry, self.content)
 
     def retrain(
-        self, say: Callable[[str], None] = lambda _m: None, *, actor: str = "kennel-monitor"
+        self,
+        say: Callable[[str], None] = lambda _m: None,
+        window: Window | None = None,
+        *,
+        actor: str = "kennel-monitor",
     ) -> RetrainResult:
         """The retrain action: labelled production data + warm start -> staging."""
         config = self.project.config
@@ -137,6 +141,7 @@ class Workspace:
             labels=config.data.labels,
             actor=actor,
             epochs=config.monitor.retrain_epochs,
+            window=window,
             say=say,
         )
 
@@ -147,7 +152,7 @@ class Workspace:
             config=self.project.config,
             db=self.db,
             releases=self.releases(),
-            retrain=lambda report: self.retrain(report, actor=actor),
+            retrain=lambda report, window: self.retrain(report, window, actor=actor),
             say=say,
             actor=actor,
         )

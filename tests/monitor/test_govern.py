@@ -83,7 +83,11 @@ def test_traffic_feedback_alert_retrains_into_staging_only(tmp_path: Path) -> No
         new = ws.registry.resolve("pets@2")
         assert new.dataset_version is not None
         rows = ws.catalog.rows(ws.catalog.resolve(f"park@{new.dataset_version}"))
-        assert sum(r.uri.startswith("feedback/production/") for r in rows) == len(traffic)
+        fed = [r for r in rows if r.uri.startswith("feedback/production/")]
+        assert len(fed) == len(traffic)
+        # captured inside the alerting window, so the retrain gave them their own share
+        assert {json.loads(r.attrs)["window"] for r in fed} == {"alert"}
+        assert ws.tracker.get(new.run_id).params["balance_by"] == "window"
         # the same condition in the next window is the same incident: no second retrain
         again = monitor_once(ws.monitor(), ws.actions(), environment="production",
                              span=timedelta(hours=1))  # fmt: skip

@@ -62,3 +62,17 @@ def test_freeze_stops_gradients_and_bn_updates() -> None:
 def test_weights_file_is_a_plain_state_dict(tmp_path: Path) -> None:
     state = torch.load(weights_path(), map_location="cpu", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_small_cnn_ignores_exposure_and_contrast() -> None:
+    """A night camera's darker, flatter frame of the same scene gives the same answer."""
+    torch.manual_seed(0)
+    model = SmallCNN(2).eval()
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        logits, embedding = model(x)
+        dim_logits, dim_embedding = model(0.3 * x - 1.2)
+        flat_logits, _ = model(torch.full((1, 3, 64, 64), 0.7))
+    assert torch.allclose(logits, dim_logits, atol=1e-4)
+    assert torch.allclose(embedding, dim_embedding, atol=1e-4)
+    assert torch.isfinite(flat_logits).all()  # a flat image does not divide by zero

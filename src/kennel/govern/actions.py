@@ -18,7 +18,7 @@ from kennel.db import Database
 from kennel.deploy.release import ReleaseManager
 from kennel.errors import KennelError
 from kennel.govern.alerts import Alert, AlertStore
-from kennel.govern.retrain import RetrainResult
+from kennel.govern.retrain import RetrainResult, Window
 from kennel.monitor.runner import MonitorResult
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ class ActionContext:
     config: KennelConfig
     db: Database
     releases: ReleaseManager
-    retrain: Callable[[Say], RetrainResult]  # built by the wiring with every dependency
+    # built by the wiring with every dependency; given the alerting window (since, until)
+    retrain: Callable[[Say, Window], RetrainResult]
     say: Say = field(default=lambda _m: None)
     actor: str = "kennel-monitor"
 
@@ -74,7 +75,7 @@ def _rollback(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
 
 
 def _retrain(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
-    return ctx.retrain(ctx.say).summary()
+    return ctx.retrain(ctx.say, (result.since, result.until)).summary()
 
 
 HANDLERS: dict[str, Callable[[ActionContext, Alert, MonitorResult], str]] = {

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from kennel.db import Database
+from kennel.db import Database, aware
 from kennel.db.schema import FeedbackRow, PredictionRow
 from kennel.deploy.release import DeployResult, ReleaseManager
 from kennel.errors import NotFoundError
@@ -25,17 +26,30 @@ from kennel.storage import ContentStore
 Say = Callable[[str], None]
 
 
+Window = tuple[datetime, datetime]
+# The manifest column that marks feedback images from the window an alert was raised on.
+WINDOW_COLUMN = "window"
+
+
 class FeedbackSource:
     """An ingest source over labelled production traffic: the kept input images of
-    predictions that received a feedback label."""
+    predictions that received a feedback label. With ``window`` (an alert's since/until),
+    each image's ``window`` column says whether it was captured in it (``alert``) or
+    ``before``, so training can give the new conditions their share."""
 
     def __init__(
-        self, db: Database, content: ContentStore, environment: str, labels: Sequence[str] = ()
+        self,
+        db: Database,
+        content: ContentStore,
+        environment: str,
+        labels: Sequence[str] = (),
+        window: Window | None = None,
     ) -> None:
         self.db = db
         self.content = content
         self.environment = environment
         self.labels = tuple(labels)
+        self.window = window
         self._digests: dict[str, str] = {}
 
     def describe(self) -> str:
@@ -44,7 +58,7 @@ class FeedbackSource:
     def scan(self) -> Listing:
         query = (
             select(PredictionRow.id, PredictionRow.input_sha256, PredictionRow.source,
-                   FeedbackRow.label)
+                   PredictionRow.at, FeedbackRow.label)
             .join(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
             .where(PredictionRow.environment == self.environment)
             .where(PredictionRow.input_sha256.is_not(None))
@@ -56,7 +70,12 @@ class FeedbackSource:
         for r in rows:
             uri = f"feedback/{self.environment}/{r.id}"
             self._digests[uri] = r.input_sha256
-            entries.append(Entry(uri, r.label, {"origin": "production", "camera": r.source}))
+            attrs = {"origin": "production", "camera": r.source}
+            if self.window is not None:
+                since, until = self.window
+                inside = aware(since) <= aware(r.at) < aware(until)
+                attrs[WINDOW_COLUMN] = "alert" if inside else "before"
+            entries.append(Entry(uri, r.label, attrs))
         return Listing(entries=entries, ignored=0)
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
@@ -110,8 +129,14 @@ def retrain(
     deploy_to: str | None = "staging",
     options: BuildOptions | None = None,
     epochs: int | None = None,
+    window: Window | None = None,
     say: Say = lambda _m: None,
 ) -> RetrainResult:
+    """Ingest the labelled production images into the champion's dataset, train warm-started
+    from the champion and deploy to ``deploy_to``. Given the alerting ``window``, every epoch
+    gives the images from before it, from it, and the rest of the data an equal share: a few
+    hundred labelled images of the new conditions would otherwise be outvoted by thousands of
+    old ones."""
     try:
         champion = registry.resolve(f"{model}@champion")
     except NotFoundError:
@@ -120,7 +145,7 @@ def retrain(
         raise NotFoundError(f"{champion.ref} records no dataset to retrain on")
     say(f"retrain: adding labelled {environment} images to {champion.dataset}")
     report = ingestor.run(
-        FeedbackSource(db, content, environment, labels), champion.dataset, actor=actor
+        FeedbackSource(db, content, environment, labels, window), champion.dataset, actor=actor
     )
     if options is None:  # the champion's own settings, one trial: a refresh, not a new search
         params = json.loads(registry.read_file(champion, METADATA)).get("params", {})
@@ -130,7 +155,12 @@ def retrain(
             image_size=params.get("image_size"),
             epochs=epochs or params.get("epochs"),
         )
-    opts = BuildOptions(**{**options.__dict__, "init_from": champion.ref, "actor": actor})
+    overrides = dict(options.overrides)
+    if window is not None:
+        overrides.setdefault("balance_by", WINDOW_COLUMN)
+    opts = BuildOptions(
+        **{**options.__dict__, "init_from": champion.ref, "actor": actor, "overrides": overrides}
+    )
     say(f"retrain: training on {report.version.ref} warm-started from {champion.ref}")
     built = builder.build(report.version.ref, opts)
     result = None

@@ -43,6 +43,20 @@ class ImageSet:
         return np.flatnonzero(self.splits == split)
 
 
+def column(rows: Sequence[Row], indices: np.ndarray, name: str) -> np.ndarray:
+    """The value of manifest column ``name`` ("label", "split" or a source column in attrs)
+    for each of ``indices``; missing values are ""."""
+    if name in ("label", "split", "uri"):
+        return np.array([getattr(rows[i], name) for i in indices], dtype=object)
+    return np.array([json.loads(rows[i].attrs).get(name, "") for i in indices], dtype=object)
+
+
+def balanced_weights(groups: np.ndarray) -> np.ndarray:
+    """Sampling weights that give every distinct value of ``groups`` the same total share."""
+    _, inverse, counts = np.unique(groups.astype(str), return_inverse=True, return_counts=True)
+    return 1.0 / (counts[inverse] * len(counts))
+
+
 def holdout(rows: Sequence[Row], share: float, seed: int) -> np.ndarray:
     """Validation indices carved from the train split by content hash: stratified, stable, and
     never touching the test split (which tuning must not see)."""

@@ -17,9 +17,10 @@ ARCHITECTURES = ("small_cnn", "efficientnet_lite0")
 
 
 class SmallCNN(nn.Module):
-    """A compact from-scratch CNN for tests and edge devices: a strided stem, four
-    conv-BN-ReLU stages (two convs each, max-pooled between), global pooling, one linear layer.
-    About 35 M multiply-adds at 64 px."""
+    """A compact from-scratch CNN for tests and edge devices: each image standardised to zero
+    mean and unit variance (so exposure and contrast, e.g. a camera's night mode, do not swamp
+    what a small net learns), a strided stem, four conv-BN-ReLU stages (two convs each,
+    max-pooled between), global pooling, one linear layer. About 35 M multiply-adds at 64 px."""
 
     def __init__(self, num_classes: int, width: int = 24, dropout: float = 0.2) -> None:
         super().__init__()
@@ -46,8 +47,15 @@ class SmallCNN(nn.Module):
         self.embedding_dim = cin
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embedding = torch.flatten(self.pool(self.features(x)), 1)
+        embedding = torch.flatten(self.pool(self.features(standardise(x))), 1)
         return self.fc(self.dropout(embedding)), embedding
+
+
+def standardise(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Each image to zero mean and unit variance over all its pixels and channels (colour
+    ratios are kept); a flat image stays flat. Plain ops, so it exports to ONNX."""
+    centred = x - x.mean(dim=(1, 2, 3), keepdim=True)
+    return centred / (centred * centred).mean(dim=(1, 2, 3), keepdim=True).add(eps).sqrt()
 
 
 class _SamePadConv(nn.Conv2d):

@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from kennel.config import TrainConfig
+from kennel.errors import TrainingError
 from kennel.train.augment import Prefetcher, augment, to_input
-from kennel.train.data import ImageSet
+from kennel.train.data import ImageSet, balanced_weights, column
 from kennel.train.models import EfficientNetLite0, build
 from kennel.train.pretrained import load_imagenet
 
@@ -180,13 +181,25 @@ class Trainer:
             best, best_state, bad_epochs = saved["best"], saved["best_model"], saved["bad_epochs"]
             start = saved["epoch"] + 1
         stopped = bad_epochs >= cfg.patience
+        weights = None
+        if cfg.balance_by:  # every value of the column gets an equal share of each epoch
+            groups = column(self.data.rows, self.train_idx, cfg.balance_by)
+            if not any(groups):
+                raise TrainingError(
+                    f"train.balance_by: no training image has a {cfg.balance_by!r} column"
+                )
+            tiled = np.tile(balanced_weights(groups), len(train_y) // len(self.train_idx))
+            weights = torch.from_numpy(tiled)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         for epoch in range(start, cfg.epochs + 1):
             if stopped:
                 break
             t0 = time.perf_counter()
             _set_train(model, cfg.frozen_blocks)
-            order = torch.randperm(len(train_y), generator=generator)
+            if weights is None:
+                order = torch.randperm(len(train_y), generator=generator)
+            else:
+                order = torch.multinomial(weights, len(train_y), True, generator=generator)
             batches = [order[i * cfg.batch_size : (i + 1) * cfg.batch_size] for i in range(steps)]
             if not cached:  # ascending reads from the memmap; labels follow the same order
                 batches = [b[np.argsort(train_x[b.numpy()], kind="stable")] for b in batches]
