@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 
@@ -11,8 +12,10 @@ from kennel.serve.batching import MicroBatcher
 
 def test_lone_request_does_not_wait_and_announced_ones_share_a_batch() -> None:
     sizes: list[int] = []
+    threads: list[str] = []
 
     def run(items: Sequence[int]) -> list[int]:
+        threads.append(threading.current_thread().name)
         return [i * 10 for i in items]
 
     async def scenario() -> tuple[float, list[int]]:
@@ -38,3 +41,6 @@ def test_lone_request_does_not_wait_and_announced_ones_share_a_batch() -> None:
     assert alone < 0.25  # far below max_wait: nobody else was coming
     assert results == [20, 30, 40]
     assert sizes == [1, 3]  # the three announced requests shared one batch
+    # a lone request runs inline (a thread hop would cost more than it frees); a batch that
+    # others may queue behind runs on the inference thread, so the loop keeps answering
+    assert threads[0] == "MainThread" and threads[1].startswith("kennel-infer")

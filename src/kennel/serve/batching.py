@@ -108,7 +108,11 @@ class MicroBatcher(Generic[In, Out]):
             if self.on_batch:
                 self.on_batch(len(live))
             try:
-                results = await loop.run_in_executor(self._executor, self.run, [i for i, _ in live])
+                items = [i for i, _ in live]
+                if len(live) == 1 and self.inflight <= 1 and self._queue.empty():
+                    results = self.run(items)  # a lone request: no thread hop
+                else:
+                    results = await loop.run_in_executor(self._executor, self.run, items)
             except Exception as exc:
                 for _item, fut in live:
                     if not fut.done():
