@@ -86,6 +86,14 @@ def test_simulated_device_stream_is_stored_and_a_fault_raises_an_alert(
     assert runner.invoke(app, ["alerts", "ack", alert_id, "-C", str(root)]).exit_code == 0
     listed = json.loads(runner.invoke(app, ["alerts", "list", "--json", "-C", str(root)]).output)
     assert listed[0]["state"] == "acknowledged" and listed[0]["actions"]["log"].startswith("logged")
+    # continuous monitoring: two cycles; the acknowledged incident goes on, nothing reopens
+    watched = runner.invoke(app, ["monitor", "watch", "--window", "5m", "--every", "1",
+                                  "--count", "2", "-C", str(root)])  # fmt: skip
+    assert watched.exit_code == 0, watched.output
+    assert watched.output.count("predictions,") == 2
+    assert "alert device-anomaly" not in watched.output
+    listed = json.loads(runner.invoke(app, ["alerts", "list", "--json", "-C", str(root)]).output)
+    assert listed[0]["state"] == "acknowledged" and listed[0]["count"] == 4
 
 
 def test_anomaly_detection_by_range_and_z_score() -> None:
