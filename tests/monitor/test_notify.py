@@ -1,0 +1,135 @@
+"""Alert actions that reach outside, against real loopback servers: the webhook POSTs the
+alert as JSON; email speaks SMTP to the configured server; a dead endpoint is recorded as a
+failed action on the alert and does not stop the others."""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import yaml
+
+from kennel.config import RuleConfig, init_project
+from kennel.govern.actions import run_actions
+from kennel.govern.alerts import AlertStore
+from kennel.monitor.runner import MonitorResult
+from kennel.serve.server import free_port
+from kennel.wiring import Workspace
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        _Hook.received.append({"type": self.headers["content-type"], "json": json.loads(body)})
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Smtp(socketserver.StreamRequestHandler):
+    """Just enough of RFC 5321 for smtplib: greet, EHLO, MAIL, RCPT, DATA, QUIT."""
+
+    mails: ClassVar[list[dict[str, Any]]] = []
+
+    def handle(self) -> None:
+        self.wfile.write(b"220 test ESMTP\r\n")
+        mail: dict[str, Any] = {"rcpt": []}
+        while line := self.rfile.readline():
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                self.wfile.write(b"250 test\r\n")
+            elif verb == b"MAIL":
+                mail["from"] = line.decode().strip()
+                self.wfile.write(b"250 ok\r\n")
+            elif verb == b"RCPT":
+                mail["rcpt"].append(line.decode().split(":", 1)[1].strip())
+                self.wfile.write(b"250 ok\r\n")
+            elif verb == b"DATA":
+                self.wfile.write(b"354 go ahead\r\n")
+                data = b""
+                while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                    data += chunk
+                mail["data"] = data.decode()
+                _Smtp.mails.append(mail)
+                self.wfile.write(b"250 queued\r\n")
+            elif verb == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:
+                self.wfile.write(b"502 not implemented\r\n")
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[int, int]]:
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    smtp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Smtp)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (hook, smtp)]
+    for t in threads:
+        t.start()
+    try:
+        yield hook.server_address[1], smtp.server_address[1]
+    finally:
+        for s in (hook, smtp):
+            s.shutdown()
+            s.server_close()
+
+
+def test_webhook_and_email_reach_real_servers_and_a_dead_one_is_recorded(
+    tmp_path: Path, servers: tuple[int, int]
+) -> None:
+    hook_port, smtp_port = servers
+    project, _ = init_project(tmp_path / "p")
+    path = project.root / "kennel.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["monitor"] = {
+        "webhook_url": f"http://127.0.0.1:{hook_port}/alerts",
+        "smtp": {"host": "127.0.0.1", "port": smtp_port, "to": ["qa@park.example"]},
+    }
+    path.write_text(yaml.safe_dump(config))
+    ws = Workspace.load(project.root)
+    try:
+        store = AlertStore(ws.db)
+        rule = RuleConfig(name="accuracy-drop", metric="performance.accuracy", op="<",
+                          threshold=0.85, severity="critical")  # fmt: skip
+        alert = store.evaluate([rule], {"performance.accuracy": 0.59}, subject="production")
+        until = datetime.now(UTC)
+        result = MonitorResult("run-1", "production", until - timedelta(hours=1), until, "pets",
+                               3, {"performance.accuracy": 0.59})  # fmt: skip
+        outcomes = run_actions(ws.actions(), store, alert.opened[0], result, ["webhook", "email"])
+        assert outcomes == {
+            "webhook": f"POST http://127.0.0.1:{hook_port}/alerts: 204",
+            "email": "sent to qa@park.example",
+        }
+        [posted] = _Hook.received
+        assert posted["type"] == "application/json"
+        assert posted["json"]["alert"]["rule"] == "accuracy-drop"
+        assert posted["json"]["model"] == "pets@3" and posted["json"]["monitor_run"] == "run-1"
+        [mail] = _Smtp.mails
+        assert mail["rcpt"] == ["<qa@park.example>"]
+        assert "Subject: [kennel critical] accuracy-drop on production" in mail["data"]
+        assert "performance.accuracy = 0.59 < 0.85" in mail["data"]
+
+        # the receiver is gone: the failure is written on the alert, email still goes out
+        dead = f"http://127.0.0.1:{free_port()}/alerts"
+        ctx = ws.actions()
+        ctx.config = ctx.config.model_copy(
+            update={"monitor": ctx.config.monitor.model_copy(update={"webhook_url": dead})}
+        )
+        again = run_actions(ctx, store, alert.opened[0], result, ["webhook", "email"])
+        assert again["webhook"].startswith("failed: ConnectError")
+        assert again["email"] == "sent to qa@park.example" and len(_Smtp.mails) == 2
+        recorded = store.list()[0].actions
+        assert recorded["webhook"].startswith("failed:") and recorded["email"].startswith("sent")
+    finally:
+        ws.close()
