@@ -45,7 +45,7 @@ def test_traffic_feedback_alert_retrains_into_staging_only(tmp_path: Path) -> No
     production, staging = start_env(ws, "production"), start_env(ws, "staging")
     token = ws.tokens.create("operator", "feedback-bot")[0]
     traffic = [render(i, seed=99) for i in range(24)]  # new photos, not in the training data
-    ids = []
+    ids, predicted = [], []
     try:
         with httpx.Client(base_url=production.url, timeout=30) as client:
             for label, data in traffic:
@@ -54,6 +54,7 @@ def test_traffic_feedback_alert_retrains_into_staging_only(tmp_path: Path) -> No
                 ).json()
                 assert answer["model"]["version"] == 1
                 ids.append(answer["prediction_id"])
+                predicted.append(answer["label"])
                 feedback = client.post(  # the true label arrives later
                     "/v1/feedback",
                     json={"prediction_id": answer["prediction_id"], "label": label},
@@ -75,6 +76,10 @@ def test_traffic_feedback_alert_retrains_into_staging_only(tmp_path: Path) -> No
         cycle = monitor_once(ws.monitor(), ws.actions(), environment="production",
                              span=timedelta(hours=1))  # fmt: skip
         assert [a.rule for a in cycle.alerts.opened] == ["retrain-on-feedback"]
+        truth = [label for label, _ in traffic]  # the seed's "biased to detect dogs", per window
+        dog_ratio = predicted.count("dog") / max(1, truth.count("dog"))
+        ratio = cycle.result.metrics["fairness.predicted_rate_ratio.dog"]
+        assert abs(ratio - dog_ratio) < 1e-9
         outcome = next(iter(cycle.actions.values()))
         assert outcome["log"].startswith("logged")
         assert "pets@2" in outcome["retrain"] and "awaits QA approval" in outcome["retrain"]

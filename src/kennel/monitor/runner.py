@@ -115,6 +115,8 @@ def analyse(
             metrics["performance.accuracy"] = measured["accuracy"]
             metrics["performance.macro_f1"] = measured["macro_f1"]
             metrics["fairness.recall_gap"] = measured["recall_gap"]
+            for c, ratio in measured["predicted_rate_ratio"].items():  # predicted / true share
+                metrics[f"fairness.predicted_rate_ratio.{c}"] = ratio
             for c, values in measured["per_class"].items():
                 metrics[f"performance.recall.{c}"] = values["recall"]
                 metrics[f"performance.precision.{c}"] = values["precision"]
