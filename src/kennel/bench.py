@@ -31,7 +31,6 @@ from typing import Any
 import httpx
 import numpy as np
 
-from kennel.deploy.environments import environment
 from kennel.errors import ServiceError
 from kennel.package.wheel import build_wheel, package_name
 from kennel.serve.server import start_in_thread
@@ -107,7 +106,7 @@ def run_patterns(
     say: Say = lambda _: None,
 ) -> list[PatternResult]:
     config = ws.project.config
-    ref = f"{config.model.name}@{environment(config, env).alias}"
+    ref = f"{config.model.name}@{config.environment(env).alias}"
     model = ws.registry.resolve(ref)
     files = {name: ws.registry.read_file(model, name) for name in model.files}
     data = [d for _, d in images]
@@ -247,7 +246,7 @@ def _batch(ws: Workspace, ref: str, images: list[tuple[str, bytes]], db_url: str
 def test_images(ws: Workspace, env: str, count: int) -> list[tuple[str, bytes]]:
     """Up to ``count`` test-split images of the dataset version the served model learnt from."""
     config = ws.project.config
-    model = ws.registry.resolve(f"{config.model.name}@{environment(config, env).alias}")
+    model = ws.registry.resolve(f"{config.model.name}@{config.environment(env).alias}")
     version = ws.catalog.resolve(f"{model.dataset}@{model.dataset_version}")
     rows = [r for r in ws.catalog.rows(version) if r.split == "test"][:count]
     return [(r.uri, ws.content.get(r.sha256)) for r in rows]

@@ -272,6 +272,14 @@ class KennelConfig(_Strict):
     feed: FeedConfig = Field(default_factory=FeedConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
+    def environment(self, env: str) -> EnvironmentConfig:
+        """The environment named ``env``, or a ConfigError naming the ones defined."""
+        if env not in self.environments:
+            raise ConfigError(
+                f"unknown environment {env!r}; kennel.yaml defines {', '.join(self.environments)}"
+            )
+        return self.environments[env]
+
 
 class Project(BaseModel):
     """A loaded config plus the folder it lives in (the root every relative path hangs from)."""

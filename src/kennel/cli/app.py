@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from kennel.deploy.environments import environment
 from kennel.errors import ConfigError, KennelError, status_of
 from kennel.wiring import Workspace
 
@@ -64,6 +63,6 @@ def model_ref(ws: Workspace, model: str | None, env: str | None) -> str:
         raise ConfigError("give exactly one of --model NAME@VERSION or --env ENV")
     if env is not None:
         config = ws.project.config
-        return f"{config.model.name}@{environment(config, env).alias}"
+        return f"{config.model.name}@{config.environment(env).alias}"
     assert model is not None
     return model

@@ -50,7 +50,7 @@ def serve(
     from kennel.serve.server import serve as run
 
     ws = Workspace.load(project)
-    target = environments.environment(ws.project.config, env)
+    target = ws.project.config.environment(env)
     service = ws.service(env)
     console.print(
         f"serving {ws.project.config.model.name}@{target.alias} for {env} on "

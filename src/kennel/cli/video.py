@@ -12,7 +12,6 @@ import typer
 from kennel.cli.app import JsonOption, ProjectOption, model_ref, opened
 from kennel.cli.render import console, emit_json
 from kennel.datasets.manifest import Row
-from kennel.deploy.environments import environment
 from kennel.errors import ConfigError
 from kennel.imaging import decode
 from kennel.serve.holder import ModelHolder
@@ -33,15 +32,7 @@ def _model(ws: Workspace, model: str | None, env: str | None) -> Iterator[Callab
         predictor = ws.predictor(ref)
         yield lambda: predictor
         return
-    config = ws.project.config
-    holder = ModelHolder(
-        ws.registry,
-        config.model.name,
-        environment(config, env).alias,
-        poll_s=config.serve.poll_s,
-        prefer_int8=config.serve.prefer_int8,
-        max_pixels=config.serve.max_pixels,
-    )
+    holder = ModelHolder.following(ws.registry, ws.project.config, env)
     holder.start()
 
     def current() -> Predictor:

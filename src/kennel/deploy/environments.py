@@ -12,16 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from kennel.config import EnvironmentConfig, KennelConfig
-from kennel.errors import ConfigError, ServiceError
-
-
-def environment(config: KennelConfig, env: str) -> EnvironmentConfig:
-    if env not in config.environments:
-        raise ConfigError(
-            f"unknown environment {env!r}; kennel.yaml defines {', '.join(config.environments)}"
-        )
-    return config.environments[env]
+from kennel.errors import ServiceError
 
 
 def served_version(url: str, timeout: float = 2.0) -> int | None:

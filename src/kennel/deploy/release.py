@@ -131,7 +131,7 @@ class ReleaseManager:
         self, ref: str, env: str = "staging", *, actor: str, say: Say = lambda _m: None
     ) -> DeployResult:
         model = self.registry.resolve(ref)
-        target = environments.environment(self.config, env)
+        target = self.config.environment(env)
         self.registry.set_alias(
             model.name,
             target.alias,
@@ -203,7 +203,7 @@ class ReleaseManager:
         self, ref: str, to: str = "production", *, actor: str, reason: str = "release"
     ) -> AliasEvent:
         model = self.registry.resolve(ref)
-        target = environments.environment(self.config, to)
+        target = self.config.environment(to)
         reasons = self.refusals(model)
         if reasons:
             raise ReleaseRefusedError(
@@ -219,7 +219,7 @@ class ReleaseManager:
         self, env: str = "production", *, actor: str, reason: str = "by request"
     ) -> AliasEvent:
         """Point the environment's alias back at the version it served before the last move."""
-        target = environments.environment(self.config, env)
+        target = self.config.environment(env)
         name = self.config.model.name
         stack: list[int] = []  # replay the alias history: releases push, rollbacks pop
         for event in self.registry.alias_history(name, target.alias):

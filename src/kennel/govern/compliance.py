@@ -34,7 +34,7 @@ def compliance(
     catalog: DatasetCatalog,
 ) -> dict[str, Any]:
     model = registry.resolve(ref)
-    meta = json.loads(registry.read_file(model, METADATA))
+    meta = registry.read_json(model, METADATA)
     lineage = model_lineage(
         model.ref, registry=registry, tracker=tracker, catalog=catalog, files_limit=10
     )

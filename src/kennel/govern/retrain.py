@@ -4,7 +4,6 @@ delivery mode: a human still approves the release)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -148,7 +147,7 @@ def retrain(
         FeedbackSource(db, content, environment, labels, window), champion.dataset, actor=actor
     )
     if options is None:  # the champion's own settings, one trial: a refresh, not a new search
-        params = json.loads(registry.read_file(champion, METADATA)).get("params", {})
+        params = registry.read_json(champion, METADATA).get("params", {})
         options = BuildOptions(
             trials=1,
             arch=params.get("arch"),

@@ -138,7 +138,7 @@ class Monitor:
 
     def reference(self, model: str, version: int) -> dict[str, Any]:
         entry = self.registry.resolve(f"{model}@{version}")
-        meta = json.loads(self.registry.read_file(entry, METADATA))
+        meta = self.registry.read_json(entry, METADATA)
         return dict(meta.get("reference") or {})
 
     def run(

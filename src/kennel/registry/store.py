@@ -7,6 +7,7 @@ move is kept in ``alias_events`` and the audit chain.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -220,6 +221,13 @@ class ModelRegistry:
         if filename not in model.files:
             raise NotFoundError(f"{model.ref} has no file {filename!r}")
         return self.content.get(model.files[filename])  # hash-verified
+
+    def read_json(self, model: ModelVersion, filename: str) -> dict[str, Any]:
+        """A bundle's JSON file (e.g. its metadata), hash-verified and parsed."""
+        value = json.loads(self.read_file(model, filename))
+        if not isinstance(value, dict):
+            raise NotFoundError(f"{model.ref}: {filename} is not a JSON object")
+        return value
 
     def download(self, ref: str, dest: Path) -> tuple[ModelVersion, list[Path]]:
         """Write every bundle file under ``dest``, each verified against its sha256."""

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kennel.config import KennelConfig
 from kennel.errors import KennelError, NotFoundError
 from kennel.imaging import DEFAULT_MAX_PIXELS
 from kennel.registry.store import ModelRegistry
@@ -28,6 +29,19 @@ class Swap:
 
 
 class ModelHolder:
+    @classmethod
+    def following(cls, registry: ModelRegistry, config: KennelConfig, env: str) -> ModelHolder:
+        """A holder of the alias environment ``env`` serves, with kennel.yaml's settings."""
+        s = config.serve
+        return cls(
+            registry,
+            config.model.name,
+            config.environment(env).alias,
+            poll_s=s.poll_s,
+            prefer_int8=s.prefer_int8,
+            max_pixels=s.max_pixels,
+        )
+
     def __init__(
         self,
         registry: ModelRegistry,

@@ -19,7 +19,6 @@ import uvicorn
 
 from kennel.config import KennelConfig
 from kennel.db import Database
-from kennel.errors import ConfigError
 from kennel.registry.store import ModelRegistry
 from kennel.serve.app import Service, ServiceSettings, create_app
 from kennel.serve.auth import TokenStore
@@ -37,20 +36,8 @@ def build_service(
     state_dir: Path,
     inputs: ContentStore | None = None,
 ) -> Service:
-    if env not in config.environments:
-        raise ConfigError(
-            f"unknown environment {env!r}; kennel.yaml defines {', '.join(config.environments)}"
-        )
-    environment = config.environments[env]
+    holder = ModelHolder.following(registry, config, env)
     s = config.serve
-    holder = ModelHolder(
-        registry,
-        config.model.name,
-        environment.alias,
-        poll_s=s.poll_s,
-        prefer_int8=s.prefer_int8,
-        max_pixels=s.max_pixels,
-    )
     keep = s.keep_inputs and inputs is not None
     predlog = PredictionLog(
         db,
