@@ -404,6 +404,7 @@ train:
   schedule: onecycle        # or cosine
   patience: 3               # early stopping on the validation split
   seed: 0
+  balance_by: null          # a manifest column (label, camera...): equal shares per epoch
   validation_share: 0.1     # carved from train when the dataset has no validation split
   search:
     method: tpe             # grid | random | tpe
