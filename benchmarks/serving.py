@@ -2,7 +2,10 @@
 same JPEGs: requests/s and p50/p99 at concurrency 1, 8 and 32, with micro-batching on and off
 (goal: service >= 0.7x in-process).
 
-    .venv/bin/python benchmarks/serving.py [--requests 600] [--arch small_cnn --size 96]
+    .venv/bin/python benchmarks/serving.py [--requests 600] [--rounds 3]
+        [--arch small_cnn --size 96]
+
+Each setting alternates in-process and service rounds and reports the median round's ratio.
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--arch", default="small_cnn")
     parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per setting")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kennel-serving-"))
     generate(work / "lake", 200, seed=1)
@@ -125,53 +129,51 @@ def main() -> None:
         for data in images:  # warm up
             predictor.predict_one(data)
         for concurrency in (1, 8, 32):
-            lat: list[float] = []
 
-            def local(i: int, out: list[float]) -> None:
-                t0 = time.perf_counter()
-                predictor.predict_one(images[i % len(images)])
-                out.append((time.perf_counter() - t0) * 1000)
+            def in_process(concurrency: int = concurrency) -> dict[str, float]:
+                lat: list[float] = []
 
-            began = time.perf_counter()
-            with ThreadPoolExecutor(concurrency) as pool:
-                list(pool.map(local, range(args.requests), [lat] * args.requests))
-            inproc = _stats(lat, time.perf_counter() - began)
+                def call(i: int) -> None:
+                    t0 = time.perf_counter()
+                    predictor.predict_one(images[i % len(images)])
+                    lat.append((time.perf_counter() - t0) * 1000)
+
+                began = time.perf_counter()
+                with ThreadPoolExecutor(concurrency) as pool:
+                    list(pool.map(call, range(args.requests)))
+                return _stats(lat, time.perf_counter() - began)
+
             for batching in (True, False):
                 # the service runs as its own `kennel serve` process, as in production
                 _configure(project.root, batching)
                 port = free_port()
                 proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "kennel.cli",
-                        "serve",
-                        "--env",
-                        "production",
-                        "--port",
-                        str(port),
-                        "--drain",
-                        "0",
-                        "-C",
-                        str(project.root),
-                    ],
+                    [sys.executable, "-m", "kennel.cli", "serve", "--env", "production",
+                     "--port", str(port), "--drain", "0", "-C", str(project.root)],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
-                )
-                url = f"http://127.0.0.1:{port}"
+                )  # fmt: skip
+                rounds = []
                 try:
-                    _wait_ready(url)
-                    served = _load(port, images, concurrency, args.requests)
+                    _wait_ready(f"http://127.0.0.1:{port}")
+                    # Alternate the two, round by round: this machine's speed drifts by tens
+                    # of percent over minutes, and a ratio of runs minutes apart measures that.
+                    for _ in range(args.rounds):
+                        inproc = in_process()
+                        served = _load(port, images, concurrency, args.requests)
+                        rounds.append((served, inproc, served["rps"] / inproc["rps"]))
                 finally:
                     proc.terminate()
                     proc.wait(30)
+                served, inproc, ratio = sorted(rounds, key=lambda r: r[2])[len(rounds) // 2]
                 results.append(
                     {
                         "concurrency": concurrency,
                         "batching": batching,
-                        "service": served,
+                        "service": served,  # the median round
                         "in_process": inproc,
-                        "ratio": round(served["rps"] / inproc["rps"], 2),
+                        "ratio": round(ratio, 2),
+                        "ratios": [round(r[2], 2) for r in rounds],
                     }
                 )
     finally:
@@ -184,6 +186,7 @@ def main() -> None:
                 "size": args.size,
                 "cores": os.cpu_count(),
                 "requests": args.requests,
+                "rounds": args.rounds,
                 "results": results,
             },
             indent=2,
