@@ -66,13 +66,13 @@ class FeedbackSource:
         with self.db.session() as s:
             rows = s.execute(query).all()
         entries = []
+        window = None if self.window is None else tuple(aware(t) for t in self.window)
         for r in rows:
             uri = f"feedback/{self.environment}/{r.id}"
             self._digests[uri] = r.input_sha256
             attrs = {"origin": "production", "camera": r.source}
-            if self.window is not None:
-                since, until = self.window
-                inside = aware(since) <= aware(r.at) < aware(until)
+            if window is not None:
+                inside = window[0] <= aware(r.at) < window[1]
                 attrs[WINDOW_COLUMN] = "alert" if inside else "before"
             entries.append(Entry(uri, r.label, attrs))
         return Listing(entries=entries, ignored=0)

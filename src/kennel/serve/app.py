@@ -299,8 +299,8 @@ def create_app(service: Service) -> FastAPI:
         batcher = service.batcher
         assert batcher is not None
         try:
-            if batcher.inflight <= 1 and len(data) <= INLINE_DECODE_BYTES:
-                prepared = predictor.prepare(data)  # alone and small: a thread hop costs more
+            if batcher.alone and len(data) <= INLINE_DECODE_BYTES:
+                prepared = predictor.prepare(data)  # inline, on the loop
             else:
                 prepared = await asyncio.get_running_loop().run_in_executor(
                     decoders[-1], predictor.prepare, data

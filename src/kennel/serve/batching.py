@@ -53,6 +53,12 @@ class MicroBatcher(Generic[In, Out]):
             self.inflight -= 1
 
     @property
+    def alone(self) -> bool:
+        """At most one announced request on its way and none queued: nobody to wait for or to
+        share a batch with, so a thread hop would cost more than it frees."""
+        return self.inflight <= 1 and (self._queue is None or self._queue.empty())
+
+    @property
     def depth(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
 
@@ -109,8 +115,8 @@ class MicroBatcher(Generic[In, Out]):
                 self.on_batch(len(live))
             try:
                 items = [i for i, _ in live]
-                if len(live) == 1 and self.inflight <= 1 and self._queue.empty():
-                    results = self.run(items)  # a lone request: no thread hop
+                if len(live) == 1 and self.alone:
+                    results = self.run(items)  # inline, on the loop
                 else:
                     results = await loop.run_in_executor(self._executor, self.run, items)
             except Exception as exc:
