@@ -177,7 +177,19 @@ class ReleaseConfig(_Strict):
     # delivery: a QA approval is required before release; deployment: release by itself once
     # certification and quality gates pass.
     mode: Literal["delivery", "deployment"] = "delivery"
+    # the environment where `kennel deploy` runs the application test that certifies a version;
+    # every other environment takes only released versions
+    staging: str = "staging"
     certification: CertificationConfig = Field(default_factory=CertificationConfig)
+
+
+Role = Literal["viewer", "operator", "qa", "admin"]
+
+
+class AuthConfig(_Strict):
+    # The role a CLI user holds WITHOUT a token (single-user projects, the demo). Unset (the
+    # default): deploy, release, rollback, alias, publish and token commands need --token.
+    local_role: Role | None = None
 
 
 class FeedConfig(_Strict):
@@ -269,8 +281,22 @@ class KennelConfig(_Strict):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     environments: dict[str, EnvironmentConfig] = Field(default_factory=_default_environments)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     feed: FeedConfig = Field(default_factory=FeedConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+
+    @model_validator(mode="after")
+    def _release_targets(self) -> KennelConfig:
+        if self.release.staging not in self.environments:
+            raise ValueError(
+                f"release.staging names {self.release.staging!r}, which is not in environments"
+            )
+        for name, env in self.environments.items():
+            if env.alias == "champion":
+                raise ValueError(
+                    f"environments.{name}.alias may not be champion (the build moves it)"
+                )
+        return self
 
     def environment(self, env: str) -> EnvironmentConfig:
         """The environment named ``env``, or a ConfigError naming the ones defined."""
@@ -450,10 +476,15 @@ environments:               # servers bind to their host; 127.0.0.1 unless you c
 
 release:
   mode: delivery            # delivery: QA approval required; deployment: automatic
+  staging: staging          # where `kennel deploy` certifies; other environments take releases
   certification:
     max_p99_ms: 5000.0
     min_throughput: 0.0
     max_images: 2000
+
+auth:
+  local_role: null          # a CLI user's role without a token (e.g. admin for a one-person
+                            # project); null: deploy/release/rollback/alias/publish need --token
 
 feed:                       # pattern 3: signed model bundles published on a stream
   url: ""                   # e.g. redis://127.0.0.1:6379/0 (empty: do not publish)

@@ -32,6 +32,7 @@ from kennel.fsutil import write_text_atomic
 from kennel.govern.cycle import Cycle, monitor_once
 from kennel.pipeline.build import BuildOptions
 from kennel.pipeline.lineage import model_lineage
+from kennel.serve.auth import Identity
 from kennel.serve.server import RunningServer, free_port, start_in_thread
 from kennel.wiring import Workspace
 
@@ -210,7 +211,7 @@ def run_demo(
 
 def _ship(ws: Workspace, production: RunningServer, ref: str, say: Say) -> bool:
     """Certify in staging; if it passes, approve as the demo's QA and release."""
-    deployed = ws.releases().deploy(ref, "staging", actor="demo")
+    deployed = ws.releases().deploy(ref, "staging", who=_holder(ws, "operator", "demo-operator"))
     cert = deployed.certification
     say(
         f"   certification {'passed' if cert.passed else 'FAILED'}: {cert.images} images, "
@@ -221,13 +222,20 @@ def _ship(ws: Workspace, production: RunningServer, ref: str, say: Say) -> bool:
     return cert.passed
 
 
+def _holder(ws: Workspace, role: str, name: str) -> Identity:
+    """The demo's people act with real tokens, as a team would (one per role and name)."""
+    _token, who = ws.tokens.create(role, name, actor="demo")
+    return who
+
+
 def _approve_and_release(ws: Workspace, production: RunningServer, ref: str, say: Say) -> None:
     releases = ws.releases()
-    qa_token, _ = ws.tokens.create("qa", "demo-qa")
     releases.decide(
-        ref, "approved", who=ws.tokens.identify(qa_token), note="the demo auto-approves as QA"
+        ref, "approved", who=_holder(ws, "qa", "demo-qa"), note="the demo auto-approves as QA"
     )
-    releases.release(ref, "production", actor="demo", reason="demo release")
+    releases.release(
+        ref, "production", who=_holder(ws, "operator", "demo-operator"), reason="demo release"
+    )
     environments.wait_for_version(production.url, ws.registry.resolve(ref).version)
     say(f"   approved by demo-qa (the demo auto-approves), released: production serves {ref}")
 

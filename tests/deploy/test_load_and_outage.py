@@ -14,6 +14,7 @@ import httpx
 from sqlalchemy import func, select
 
 from kennel.db.schema import PredictionRow
+from kennel.serve.auth import Identity
 from kennel.serve.server import start_in_thread
 from kennel.wiring import Workspace
 from tests.helpers import jpeg
@@ -26,13 +27,14 @@ def test_2000_requests_across_release_and_rollback_cycles(tmp_path: Path) -> Non
     releases = ws.releases()
     staging = start_env(ws, "staging")
     qa = ws.tokens.identify(ws.tokens.create("qa", "quinn")[0])
+    ops = Identity.system("ops")
     try:
         for ref in ("pets@1", "pets@2"):  # certify and approve both versions first
-            assert releases.deploy(ref, "staging", actor="ci").certification.passed
+            assert releases.deploy(ref, "staging", who=ops).certification.passed
             releases.decide(ref, "approved", who=qa, note="load test")
     finally:
         staging.stop()
-    releases.release("pets@1", "production", actor="ops")
+    releases.release("pets@1", "production", who=ops)
     service = ws.service("production")
     swaps: list[tuple[float, int]] = []
     service.holder.on_swap = lambda s: swaps.append((time.monotonic(), s.new))
@@ -45,9 +47,9 @@ def test_2000_requests_across_release_and_rollback_cycles(tmp_path: Path) -> Non
     def cycle() -> None:  # three release/rollback cycles while traffic flows
         for _ in range(3):
             time.sleep(0.15)
-            releases.release("pets@2", "production", actor="ops", reason="load test")
+            releases.release("pets@2", "production", who=ops, reason="load test")
             time.sleep(0.15)
-            releases.rollback("production", actor="ops", reason="load test")
+            releases.rollback("production", who=ops, reason="load test")
         stop_cycling.set()
 
     def call(client: httpx.Client, i: int) -> None:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from kennel.cli.main import app
 from kennel.deploy import environments
 from kennel.errors import ReleaseRefusedError
+from kennel.serve.auth import Identity
 from kennel.wiring import Workspace
 from tests.helpers import jpeg
 from tests.serving import served_project, start_env, wait_until
@@ -29,11 +30,12 @@ def test_delivery_end_to_end(tmp_path: Path) -> None:
     project = served_project(tmp_path)
     root = str(project.root)
     qa = _cli("token", "create", "--role", "qa", "--name", "quinn", "-C", root)["token"]
+    ops = _cli("token", "create", "--role", "operator", "--name", "olga", "-C", root)["token"]
     ws = Workspace(project)
     production = start_env(ws, "production")
     try:
         # 1. deploy v1 to staging: a real `kennel serve` process is started and certified
-        deployed = _cli("deploy", "pets@1", "--to", "staging", "-C", root)
+        deployed = _cli("deploy", "pets@1", "--to", "staging", "--token", ops, "-C", root)
         assert deployed["started_service"] and deployed["certification"]["passed"]
         cert = deployed["certification"]
         assert cert["images"] > 0 and cert["label_mismatches"] == 0 and cert["errors"] == 0
@@ -41,15 +43,17 @@ def test_delivery_end_to_end(tmp_path: Path) -> None:
         # 2. delivery mode: no release before a QA approval
         shown = _cli("models", "show", "pets@1", "-C", root)
         assert shown["release_blockers"] == ["no QA approval (release.mode is delivery)"]
-        refused = _cli("release", "pets@1", "--to", "production", "-C", root, code=13)
+        refused = _cli(
+            "release", "pets@1", "--to", "production", "--token", ops, "-C", root, code=13
+        )
         assert "no QA approval" in refused["stderr"]
         _cli("approve", "pets@1", "--note", "checked the report", "--token", qa, "-C", root)
-        _cli("release", "pets@1", "--to", "production", "-C", root)
+        _cli("release", "pets@1", "--to", "production", "--token", ops, "-C", root)
         wait_until(lambda: environments.served_version(production.url) == 1)
         # 3. v2 through the same gates
-        _cli("deploy", "pets@2", "--to", "staging", "-C", root)
+        _cli("deploy", "pets@2", "--to", "staging", "--token", ops, "-C", root)
         _cli("approve", "pets@2", "--note", "ok", "--token", qa, "-C", root)
-        _cli("release", "pets@2", "--to", "production", "-C", root)
+        _cli("release", "pets@2", "--to", "production", "--token", ops, "-C", root)
         wait_until(lambda: environments.served_version(production.url) == 2)
         with httpx.Client(base_url=production.url) as client:
             answer = client.post(
@@ -57,7 +61,7 @@ def test_delivery_end_to_end(tmp_path: Path) -> None:
             )
             assert answer.json()["model"]["version"] == 2
             # 4. rollback: the next answer comes from the previous version
-            _cli("rollback", "--env", "production", "-C", root)
+            _cli("rollback", "--env", "production", "--token", ops, "-C", root)
             wait_until(lambda: environments.served_version(production.url) == 1)
             answer = client.post(
                 "/v1/predict", content=jpeg(), headers={"content-type": "image/jpeg"}
@@ -69,7 +73,8 @@ def test_delivery_end_to_end(tmp_path: Path) -> None:
             (1, 2),
             (2, 1),
         ]
-        assert history[-1]["reason"].startswith("rollback")
+        assert [e["kind"] for e in history] == ["release", "release", "rollback"]
+        assert {e["actor"] for e in history} == {"olga"}
     finally:
         production.stop()
         environments.stop(project.state_dir, "staging")
@@ -83,12 +88,13 @@ def test_failed_gate_never_reaches_production(tmp_path: Path) -> None:
     staging = start_env(ws, "staging")
     try:
         releases = ws.releases()
-        result = releases.deploy("pets@1", "staging", actor="ci")
-        assert result.certification.passed  # the service works ...
-        qa = ws.tokens.identify(ws.tokens.create("qa", "q")[0])
-        releases.decide("pets@1", "approved", who=qa, note="approved anyway")
+        ops = Identity.system("ci")
+        # a gate-failed model is not even deployed: its certification would be moot
+        with pytest.raises(ReleaseRefusedError, match="failed its quality gates"):
+            releases.deploy("pets@1", "staging", who=ops)
+        assert ws.registry.alias_history("pets", "staging") == []
         with pytest.raises(ReleaseRefusedError, match="quality gates failed"):
-            releases.release("pets@1", "production", actor="q")  # ... but its gate failed
+            releases.release("pets@1", "production", who=ops)
     finally:
         staging.stop()
         ws.close()
@@ -99,7 +105,7 @@ def test_continuous_deployment_releases_by_itself(tmp_path: Path) -> None:
     ws = Workspace(project)
     staging = start_env(ws, "staging")
     try:
-        result = ws.releases().deploy("pets@1", "staging", actor="ci")
+        result = ws.releases().deploy("pets@1", "staging", who=Identity.system("ci"))
         assert result.certification.passed and result.released is not None
         assert ws.registry.resolve("pets@production").version == 1
         assert result.released.actor == "continuous-deployment"

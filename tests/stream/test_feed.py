@@ -12,6 +12,7 @@ import pytest
 import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kennel.serve.auth import Identity
 from kennel.serve.server import start_app_in_thread
 from kennel.stream import signing
 from kennel.stream.consumer import create_consumer_app
@@ -44,7 +45,8 @@ def test_consumer_follows_signed_releases_and_refuses_the_rest(stream: str, tmp_
     config = project.config.feed.model_copy(update={"url": REDIS, "stream": stream})
     releases = ws.releases()
     releases.config = releases.config.model_copy(update={"feed": config})
-    first = releases.publish("pets@1", "production", actor="test")
+    ws.registry.set_alias("pets", "production", 1, actor="t", reason="first release")
+    first = releases.publish("pets@1", "production", who=Identity.system("test"))
     feed = RedisFeed(REDIS, stream)
     key = signing.load_public(project.state_dir / "keys" / signing.PUBLIC)
     subscriber = ModelSubscriber(feed, key, name="pets", alias="production", block_ms=100)
@@ -56,7 +58,7 @@ def test_consumer_follows_signed_releases_and_refuses_the_rest(stream: str, tmp_
         for version in (1, 2):
             if version == 2:  # a release through the registry announces itself
                 event = ws.registry.set_alias("pets", "production", 2, actor="t", reason="r")
-                assert releases.announce(event, actor="t") is not None
+                assert releases.announce(event, who=Identity.system("t")) is not None
                 wait_until(
                     lambda: subscriber.current is not None and subscriber.current.version == 2
                 )
@@ -96,7 +98,7 @@ def test_consumer_follows_signed_releases_and_refuses_the_rest(stream: str, tmp_
 
         # a genuine rollback is newer than everything before it, so it is followed
         event = ws.registry.set_alias("pets", "production", 1, actor="t", reason="rollback")
-        releases.announce(event, actor="t")
+        releases.announce(event, who=Identity.system("t"))
         wait_until(lambda: subscriber.current is not None and subscriber.current.version == 1)
         bad = httpx.post(running.url + "/v1/predict", content=b"not an image")
         assert bad.status_code == 422 and bad.json()["error"] == "invalid_image"

@@ -3,6 +3,7 @@ exit code from ``kennel.errors.STATUS``."""
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from kennel.errors import ConfigError, KennelError, status_of
+from kennel.errors import AuthError, ConfigError, KennelError, status_of
+from kennel.serve.auth import Identity
 from kennel.wiring import Workspace
 
 
@@ -45,6 +47,28 @@ ProjectOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", envvar="KENNEL_TOKEN", help="A token whose role allows this."),
+]
+
+
+def acting(ws: Workspace, token: str | None) -> Identity:
+    """Who runs a state-changing command: the holder of ``token``; without one, the local
+    operator, but only when kennel.yaml grants that role (``auth.local_role``)."""
+    if token:
+        who = ws.tokens.identify(token)
+        if who is None:
+            raise AuthError("the token is unknown or revoked")
+        return who
+    role = ws.project.config.auth.local_role
+    if role is None:
+        raise AuthError(
+            "this command needs a token whose role allows it: pass --token or set KENNEL_TOKEN "
+            "(see kennel token create), or set auth.local_role in kennel.yaml for a "
+            "single-user project"
+        )
+    return Identity("local", f"local:{getpass.getuser()}", role)
 
 
 @contextmanager

@@ -3,38 +3,31 @@
 from __future__ import annotations
 
 import getpass
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, model_ref, new_app, opened
+from kennel.cli.app import (
+    JsonOption,
+    ProjectOption,
+    TokenOption,
+    acting,
+    model_ref,
+    new_app,
+    opened,
+)
 from kennel.cli.render import console, emit_json, table
 from kennel.deploy import environments
-from kennel.errors import SourceError
+from kennel.errors import AuthError, SourceError
 from kennel.imaging import ImageRejected
 from kennel.ingest.sources import is_image_name
-from kennel.serve.auth import Identity
 from kennel.wiring import Workspace
 
 token_app = new_app("Role-bearing API tokens (viewer, operator, qa, admin).")
 
 Env = Annotated[str, typer.Option("--env", help="Environment from kennel.yaml.")]
-TokenOpt = Annotated[
-    str | None,
-    typer.Option("--token", envvar="KENNEL_TOKEN", help="A token whose role allows this."),
-]
 Note = Annotated[str, typer.Option("--note", help="Why (kept in the audit trail).")]
-
-
-def _actor(ws: Workspace, token: str | None) -> tuple[str, Identity | None]:
-    who = ws.tokens.identify(token) if token else None
-    if token and who is None:
-        from kennel.errors import AuthError
-
-        raise AuthError("the token is unknown or revoked")
-    return (who.name if who else os.environ.get("KENNEL_ACTOR") or getpass.getuser()), who
 
 
 def serve(
@@ -118,15 +111,14 @@ def predict(
 def deploy(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION to deploy.")],
     to: Annotated[str, typer.Option("--to", help="Environment.")] = "staging",
-    token: TokenOpt = None,
+    token: TokenOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Move ENV's alias to the model, start/refresh its service, run the application test."""
     with opened(project) as ws:
-        actor, _who = _actor(ws, token)
         result = ws.releases().deploy(
-            ref, to, actor=actor, say=(lambda _m: None) if json_out else console.print
+            ref, to, who=acting(ws, token), say=(lambda _m: None) if json_out else console.print
         )
     if json_out:
         emit_json(result.as_dict())
@@ -144,8 +136,7 @@ def _decide(
     decision: str, ref: str, note: str, token: str | None, project: Path | None, json_out: bool
 ) -> None:
     with opened(project) as ws:
-        _actor_name, who = _actor(ws, token)
-        row = ws.releases().decide(ref, decision, who=who, note=note)
+        row = ws.releases().decide(ref, decision, who=acting(ws, token), note=note)
         out = {
             "model": f"{row.model}@{row.version}",
             "decision": row.decision,
@@ -161,7 +152,7 @@ def _decide(
 def approve(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
     note: Note = "",
-    token: TokenOpt = None,
+    token: TokenOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -172,7 +163,7 @@ def approve(
 def reject(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
     note: Note = "",
-    token: TokenOpt = None,
+    token: TokenOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -184,14 +175,13 @@ def release(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
     to: Annotated[str, typer.Option("--to", help="Environment.")] = "production",
     reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "release",
-    token: TokenOpt = None,
+    token: TokenOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Release a certified (and, in delivery mode, approved) version to ENV."""
     with opened(project) as ws:
-        actor, _who = _actor(ws, token)
-        event = ws.releases().release(ref, to, actor=actor, reason=reason)
+        event = ws.releases().release(ref, to, who=acting(ws, token), reason=reason)
     if json_out:
         emit_json(event.as_dict())
     else:
@@ -201,34 +191,46 @@ def release(
 def rollback(
     env: Env = "production",
     reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "by request",
-    token: TokenOpt = None,
+    token: TokenOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Point ENV back at the version it served before the last release."""
     with opened(project) as ws:
-        actor, _who = _actor(ws, token)
-        event = ws.releases().rollback(env, actor=actor, reason=reason)
+        event = ws.releases().rollback(env, who=acting(ws, token), reason=reason)
     if json_out:
         emit_json(event.as_dict())
     else:
         console.print(f"{event.name}@{event.alias}: {event.from_version} -> {event.to_version}")
 
 
+def _token_manager(ws: Workspace, token: str | None) -> str:
+    """Who manages tokens: an admin. Until the project has an admin token anyone with the
+    project may (so a new project can start); creating one locks token management."""
+    if not any(r["role"] == "admin" and not r["revoked"] for r in ws.tokens.all()):
+        return f"bootstrap:{getpass.getuser()}"
+    who = acting(ws, token)
+    if not who.may("tokens"):
+        raise AuthError(f"role {who.role!r} may not manage tokens; it takes admin")
+    return who.name
+
+
 @token_app.command("create")
 def token_create(
     role: Annotated[str, typer.Option(help="viewer, operator, qa or admin.")],
     name: Annotated[str, typer.Option(help="Who or what holds it.")] = "token",
+    token: TokenOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Create a token; it is printed once and stored only as a hash."""
+    """Create a token; it is printed once and stored only as a hash. Needs an admin token once
+    the project has one."""
     with opened(project) as ws:
-        token, who = ws.tokens.create(role, name)
+        secret, who = ws.tokens.create(role, name, actor=_token_manager(ws, token))
     if json_out:
-        emit_json({"token": token, "id": who.token_id, "role": who.role, "name": who.name})
+        emit_json({"token": secret, "id": who.token_id, "role": who.role, "name": who.name})
     else:
-        typer.echo(token)
+        typer.echo(secret)
 
 
 @token_app.command("list")
@@ -248,9 +250,11 @@ def token_list(project: ProjectOption = None, json_out: JsonOption = False) -> N
 
 @token_app.command("revoke")
 def token_revoke(
-    token_id: Annotated[str, typer.Argument(help="Token id.")], project: ProjectOption = None
+    token_id: Annotated[str, typer.Argument(help="Token id.")],
+    token: TokenOption = None,
+    project: ProjectOption = None,
 ) -> None:
-    """Revoke a token at once."""
+    """Revoke a token at once (needs an admin token once the project has one)."""
     with opened(project) as ws:
-        done = ws.tokens.revoke(token_id)
+        done = ws.tokens.revoke(token_id, actor=_token_manager(ws, token))
     console.print(f"{token_id}: {'revoked' if done else 'not found or already revoked'}")

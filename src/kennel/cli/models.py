@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
+from kennel.cli.app import JsonOption, ProjectOption, TokenOption, acting, new_app, opened
 from kennel.cli.render import console, emit_json, table
+from kennel.deploy.policy import Move
 from kennel.fsutil import write_text_atomic
 from kennel.govern.compliance import compliance
 from kennel.govern.compliance import render as render_compliance
@@ -97,14 +98,15 @@ def alias(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION to point the alias at.")],
     name: Annotated[str, typer.Argument(help="Alias name, e.g. champion.")],
     reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "set by hand",
-    actor: Annotated[str, typer.Option(envvar="KENNEL_ACTOR", help="Who.")] = "cli",
+    token: TokenOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Point an alias at a version (history keeps who, when, from where, why)."""
+    """Point an alias that no environment follows at a version (history keeps who, when, from
+    where, why). Environments move only by deploy, release and rollback."""
     with opened(project) as ws:
         model = ws.registry.resolve(ref)
-        event = ws.registry.set_alias(model.name, name, model.version, actor=actor, reason=reason)
+        event = ws.releases().gate.move(Move.SET, model, name, who=acting(ws, token), reason=reason)
     if json_out:
         emit_json(event.as_dict())
     else:

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, model_ref, new_app, opened
+from kennel.cli.app import (
+    JsonOption,
+    ProjectOption,
+    TokenOption,
+    acting,
+    model_ref,
+    new_app,
+    opened,
+)
 from kennel.cli.render import console, emit_json
 from kennel.errors import ConfigError
 from kennel.package.wheel import build_wheel
@@ -121,14 +129,14 @@ def export_package(
 def publish(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
     alias: Annotated[str, typer.Option(help="The alias it is announced for.")] = "production",
+    token: TokenOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Announce a model on the feed (pattern 3); releases do this by themselves."""
-    import getpass
-
+    """Announce again the version ALIAS names on the feed (pattern 3); releases announce by
+    themselves, and only a release moves what subscribers load."""
     with opened(project) as ws:
-        entry = ws.releases().publish(ref, alias, actor=getpass.getuser())
+        entry = ws.releases().publish(ref, alias, who=acting(ws, token))
         stream = ws.project.config.feed.stream
     if json_out:
         emit_json({"model": ref, "alias": alias, "stream": stream, "entry": entry})

@@ -185,6 +185,9 @@ class AliasEventRow(Base):
     to_version: Mapped[int | None] = mapped_column(Integer)
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
+    # deploy | release | rollback | champion | set: what kind of move, as data (the policy and
+    # rollback read this, never the free-text reason)
+    kind: Mapped[str] = mapped_column(String(16), server_default="set")
     at: Mapped[datetime]
 
 

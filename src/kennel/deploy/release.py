@@ -1,6 +1,6 @@
-"""Release policy and alias moves: deploy to staging and certify, approve or reject (QA),
-release to production, roll back. Every move goes through the registry's alias history and the
-audit chain with its actor and reason.
+"""Deploy to staging and certify, approve or reject (QA), release to production, roll back,
+announce on the feed. Every alias move goes through ``kennel.deploy.policy.PolicyGate`` and
+lands in the registry's alias history and the audit chain with its actor, kind and reason.
 
 Policy (``release.mode``):
 - ``delivery``: production needs passed quality gates, a passed certification of that exact
@@ -18,22 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from kennel.config import KennelConfig
 from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database
 from kennel.db.audit import record
-from kennel.db.schema import ApprovalRow, CertificationRow
+from kennel.db.schema import ApprovalRow
 from kennel.deploy import environments
 from kennel.deploy.certify import Certification, certify
-from kennel.errors import (
-    AuthError,
-    ConfigError,
-    NotFoundError,
-    ReleaseRefusedError,
-    ServiceError,
-)
+from kennel.deploy.policy import Move, PolicyGate
+from kennel.errors import AuthError, ConfigError, ReleaseRefusedError, ServiceError
 from kennel.registry.entities import AliasEvent, ModelVersion
 from kennel.registry.store import ModelRegistry
 from kennel.serve.auth import Identity
@@ -44,7 +37,6 @@ from kennel.train.tracking import RunTracker
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
-ROLLBACK = "rollback"  # alias events whose reason starts with this undo the previous release
 
 
 @dataclass(frozen=True)
@@ -88,55 +80,23 @@ class ReleaseManager:
         self.content = content
         self.project_root = project_root
         self.state_dir = state_dir
-
-    # -- queries ------------------------------------------------------------------------------
-    def certification(self, model: ModelVersion) -> CertificationRow | None:
-        with self.db.session() as s:
-            return s.scalars(
-                select(CertificationRow)
-                .where(
-                    CertificationRow.model == model.name, CertificationRow.version == model.version
-                )
-                .order_by(CertificationRow.id.desc())
-            ).first()
-
-    def approval(self, model: ModelVersion) -> ApprovalRow | None:
-        with self.db.session() as s:
-            return s.scalars(
-                select(ApprovalRow)
-                .where(ApprovalRow.model == model.name, ApprovalRow.version == model.version)
-                .order_by(ApprovalRow.id.desc())
-            ).first()
+        self.gate = PolicyGate(config, db, registry)
 
     def refusals(self, model: ModelVersion) -> list[str]:
         """Why ``model`` may not go to production now (empty: it may)."""
-        reasons = []
-        if not model.gates_passed:
-            reasons.append("quality gates failed: " + "; ".join(model.gate_reasons))
-        cert = self.certification(model)
-        if cert is None:
-            reasons.append("not certified: deploy it to staging first")
-        elif not cert.passed:
-            reasons.append("certification failed: " + "; ".join(cert.reasons.get("reasons", [])))
-        if self.config.release.mode == "delivery":
-            approval = self.approval(model)
-            if approval is None:
-                reasons.append("no QA approval (release.mode is delivery)")
-            elif approval.decision != "approved":
-                reasons.append(f"rejected by {approval.actor}: {approval.note}")
-        return reasons
+        return self.gate.refusals(model)
 
     # -- moves --------------------------------------------------------------------------------
     def deploy(
-        self, ref: str, env: str = "staging", *, actor: str, say: Say = lambda _m: None
+        self, ref: str, env: str = "staging", *, who: Identity, say: Say = lambda _m: None
     ) -> DeployResult:
         model = self.registry.resolve(ref)
         target = self.config.environment(env)
-        self.registry.set_alias(
-            model.name,
+        self.gate.move(
+            Move.DEPLOY,
+            model,
             target.alias,
-            model.version,
-            actor=actor,
+            who=who,
             reason=f"deploy to {env} for its application test",
         )
         started = False
@@ -157,7 +117,7 @@ class ReleaseManager:
             content=self.content,
             db=self.db,
             limits=self.config.release.certification,
-            actor=actor,
+            actor=who.name,
         )
         say(f"certification {'passed' if cert.passed else 'FAILED: ' + '; '.join(cert.reasons)}")
         released = None
@@ -165,7 +125,7 @@ class ReleaseManager:
             released = self.release(
                 model.ref,
                 "production",
-                actor="continuous-deployment",
+                who=Identity.system("continuous-deployment"),
                 reason="certification and quality gates passed",
             )
             say(f"continuous deployment: released {model.ref} to production")
@@ -177,8 +137,10 @@ class ReleaseManager:
         if not who.may("approve"):
             raise AuthError(f"role {who.role!r} may not approve or reject; it takes qa or admin")
         model = self.registry.resolve(ref)
-        if decision == "approved" and self.certification(model) is None:
-            raise ReleaseRefusedError(f"{model.ref} has no certification to approve yet")
+        if decision == "approved" and self.gate.certification(model) is None:
+            raise ReleaseRefusedError(
+                f"{model.ref} has no certification in {self.config.release.staging} to approve"
+            )
         with self.db.session() as s:
             row = ApprovalRow(
                 model=model.name,
@@ -200,52 +162,29 @@ class ReleaseManager:
             return row
 
     def release(
-        self, ref: str, to: str = "production", *, actor: str, reason: str = "release"
+        self, ref: str, to: str = "production", *, who: Identity, reason: str = "release"
     ) -> AliasEvent:
         model = self.registry.resolve(ref)
         target = self.config.environment(to)
-        reasons = self.refusals(model)
-        if reasons:
-            raise ReleaseRefusedError(
-                f"{model.ref} may not be released to {to}: " + "; ".join(reasons)
-            )
-        event = self.registry.set_alias(
-            model.name, target.alias, model.version, actor=actor, reason=reason
-        )
-        self.announce(event, actor=actor)
+        event = self.gate.move(Move.RELEASE, model, target.alias, who=who, reason=reason)
+        self.announce(event, who=who)
         return event
 
     def rollback(
-        self, env: str = "production", *, actor: str, reason: str = "by request"
+        self, env: str = "production", *, who: Identity, reason: str = "by request"
     ) -> AliasEvent:
         """Point the environment's alias back at the version it served before the last move."""
         target = self.config.environment(env)
         name = self.config.model.name
-        stack: list[int] = []  # replay the alias history: releases push, rollbacks pop
-        for event in self.registry.alias_history(name, target.alias):
-            if event.reason.startswith(ROLLBACK):
-                if stack:
-                    stack.pop()
-            elif event.to_version is not None:
-                stack.append(event.to_version)
-            else:
-                stack.clear()
-        if not stack:
-            raise NotFoundError(f"{name}@{target.alias} has no current version to roll back")
-        if len(stack) < 2:
-            raise NotFoundError(f"{name}@{target.alias} has no earlier version to roll back to")
-        current, previous = stack[-1], stack[-2]
-        event = self.registry.set_alias(
-            name,
-            target.alias,
-            previous,
-            actor=actor,
-            reason=f"{ROLLBACK}: {reason} (from {current})",
+        current, previous = self.gate.served_before(name, target.alias)
+        model = self.registry.resolve(f"{name}@{previous}")
+        event = self.gate.move(
+            Move.ROLLBACK, model, target.alias, who=who, reason=f"{reason} (from {current})"
         )
-        self.announce(event, actor=actor)
+        self.announce(event, who=who)
         return event
 
-    def announce(self, event: AliasEvent, *, actor: str) -> str | None:
+    def announce(self, event: AliasEvent, *, who: Identity) -> str | None:
         """Publish the version an alias now names on the model feed (pattern 3), when the
         feed is configured for that alias. The alias move stands either way: a feed outage
         is logged and audited, and ``kennel publish`` can announce it again."""
@@ -255,16 +194,21 @@ class ReleaseManager:
         if event.to_version is None:
             return None
         try:
-            return self.publish(f"{event.name}@{event.to_version}", event.alias, actor=actor)
+            return self.publish(f"{event.name}@{event.to_version}", event.alias, who=who)
         except ServiceError as exc:
             log.warning("%s@%s not announced on the feed: %s", event.name, event.alias, exc)
             return None
 
-    def publish(self, ref: str, alias: str, *, actor: str) -> str:
-        """Sign and publish ``ref`` as the model behind ``alias``; audited either way."""
+    def publish(self, ref: str, alias: str, *, who: Identity) -> str:
+        """Sign and publish ``ref`` as the model behind ``alias``; audited either way. Only the
+        version the alias names now may be announced (the policy gate checks it)."""
         feed_config = self.config.feed
         if not feed_config.url:
             raise ConfigError("feed.url is not set in kennel.yaml: nowhere to publish")
+        model = self.registry.resolve(ref)
+        self.gate.check(Move.PUBLISH, model, alias, who)
+        self.gate.verify_bundle(model)
+        actor = who.name
         feed = RedisFeed(feed_config.url, feed_config.stream)
         entry, problem = None, None
         try:

@@ -20,6 +20,7 @@ from kennel.errors import KennelError
 from kennel.govern.alerts import Alert, AlertStore
 from kennel.govern.retrain import RetrainResult, Window
 from kennel.monitor.runner import MonitorResult
+from kennel.serve.auth import Identity
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -69,7 +70,9 @@ def _email(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
 
 def _rollback(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
     event = ctx.releases.rollback(
-        result.environment, actor=ctx.actor, reason=f"alert {alert.rule}: {alert.message}"
+        result.environment,
+        who=Identity.system(f"{ctx.actor} (alert {alert.rule})"),
+        reason=f"alert {alert.rule}: {alert.message}",
     )
     return f"{event.name}@{event.alias}: {event.from_version} -> {event.to_version}"
 

@@ -19,6 +19,7 @@ from kennel.ingest.run import Ingestor
 from kennel.ingest.sources import Entry, Listing, ReadResult
 from kennel.pipeline.build import Builder, BuildOptions
 from kennel.registry.store import ModelRegistry
+from kennel.serve.auth import Identity
 from kennel.serve.runtime import METADATA
 from kennel.storage import ContentStore
 
@@ -164,5 +165,5 @@ def retrain(
     built = builder.build(report.version.ref, opts)
     result = None
     if deploy_to is not None:
-        result = releases.deploy(built.model.ref, deploy_to, actor=actor, say=say)
+        result = releases.deploy(built.model.ref, deploy_to, who=Identity.system(actor), say=say)
     return RetrainResult(report.version.ref, report.added, built.model.ref, result)

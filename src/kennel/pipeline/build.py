@@ -489,6 +489,7 @@ class Builder:
             model.version,
             actor=actor,
             reason=f"passed gates with test accuracy {model.metrics['accuracy']:.4f}",
+            kind="champion",
         )
         return True
 

@@ -53,6 +53,7 @@ class AliasEvent:
     actor: str
     reason: str
     at: datetime
+    kind: str = "set"  # deploy | release | rollback | champion | set (kennel.deploy.policy)
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "at": self.at.isoformat()}

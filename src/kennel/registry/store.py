@@ -170,9 +170,18 @@ class ModelRegistry:
         return _entity(row, self._aliases(name).get(row.version, ()))
 
     def set_alias(
-        self, name: str, alias: str, version: int | None, *, actor: str, reason: str
+        self,
+        name: str,
+        alias: str,
+        version: int | None,
+        *,
+        actor: str,
+        reason: str,
+        kind: str = "set",
     ) -> AliasEvent:
-        """Point ``alias`` at ``version`` (None removes it); recorded with actor and reason."""
+        """Point ``alias`` at ``version`` (None removes it); recorded with actor, reason and the
+        kind of move. Aliases that an environment or a feed follows are moved only through
+        ``kennel.deploy.policy.PolicyGate``, which checks the release policy first."""
         if not _ALIAS.match(alias) or alias.isdigit() or alias == "latest":
             raise ConfigError(f"invalid alias {alias!r}")
         with self.db.session() as s:
@@ -194,6 +203,7 @@ class ModelRegistry:
                 to_version=version,
                 actor=actor,
                 reason=reason,
+                kind=kind,
                 at=datetime.now(UTC),
             )
             s.add(event)
@@ -203,9 +213,9 @@ class ModelRegistry:
                 actor=actor,
                 action="alias.move",
                 subject=f"{name}@{alias}",
-                details={"from": before, "to": version, "reason": reason},
+                details={"from": before, "to": version, "reason": reason, "kind": kind},
             )
-            return AliasEvent(name, alias, before, version, actor, reason, event.at)
+            return AliasEvent(name, alias, before, version, actor, reason, event.at, kind)
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         query = select(AliasEventRow).where(AliasEventRow.name == name).order_by(AliasEventRow.id)
@@ -213,7 +223,9 @@ class ModelRegistry:
             query = query.where(AliasEventRow.alias == alias)
         with self.db.session() as s:
             return [
-                AliasEvent(r.name, r.alias, r.from_version, r.to_version, r.actor, r.reason, r.at)
+                AliasEvent(
+                    r.name, r.alias, r.from_version, r.to_version, r.actor, r.reason, r.at, r.kind
+                )
                 for r in s.scalars(query)
             ]
 

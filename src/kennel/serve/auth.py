@@ -18,12 +18,17 @@ from kennel.db.schema import TokenRow
 from kennel.errors import ConfigError
 
 ROLES = ("viewer", "operator", "qa", "admin")
-# Which roles may perform each protected action.
+# Which roles may perform each protected action (the moves are checked by
+# kennel.deploy.policy.PolicyGate, the HTTP routes by the service).
 PERMISSIONS: dict[str, frozenset[str]] = {
     "feedback": frozenset({"operator", "qa", "admin"}),
     "reload": frozenset({"operator", "admin"}),
     "approve": frozenset({"qa", "admin"}),
+    "deploy": frozenset({"operator", "qa", "admin"}),
     "release": frozenset({"operator", "qa", "admin"}),
+    "rollback": frozenset({"operator", "qa", "admin"}),
+    "alias": frozenset({"operator", "admin"}),
+    "tokens": frozenset({"admin"}),
 }
 _CACHE_S = 30.0
 
@@ -34,12 +39,24 @@ def _digest(token: str) -> str:
 
 @dataclass(frozen=True)
 class Identity:
+    """Who acts: a token's holder, the local operator of a single-user project, or a named
+    system actor (an alert rule, continuous deployment)."""
+
     token_id: str
     name: str
     role: str
 
     def may(self, action: str) -> bool:
         return self.role in PERMISSIONS.get(action, frozenset())
+
+    @staticmethod
+    def roles_for(action: str) -> str:
+        return " or ".join(r for r in ROLES if r in PERMISSIONS.get(action, frozenset()))
+
+    @classmethod
+    def system(cls, name: str, role: str = "operator") -> Identity:
+        """kennel itself acting on a rule (alerts, continuous deployment); audited by name."""
+        return cls("system", name, role)
 
 
 class TokenStore:

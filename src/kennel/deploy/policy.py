@@ -1,0 +1,208 @@
+"""The one gate for every move that changes what an environment serves or what feed subscribers
+load. The CLI, the alert actions, continuous deployment and (later) the dashboard all call
+``PolicyGate.move``; nothing else moves an environment's or a feed's alias.
+
+What each kind of move needs (``release.mode`` decides whether a QA approval is required):
+
+    deploy    to the staging environment only (``release.staging``), for its application test;
+              the model's quality gates passed; role operator, qa or admin
+    release   to any other environment: gates passed, a passed certification *in staging* of
+              that exact version, and in delivery mode a QA approval not followed by a
+              rejection; role operator, qa or admin
+    rollback  back to the version the environment served before its last release (replayed
+              from the alias history by kind, never from the reason); role operator, qa or admin
+    set       an alias that no environment or feed follows (``kennel models alias``): role
+              operator or admin; ``champion`` belongs to the build and is refused here
+    publish   re-announce on the feed exactly the version the alias names now
+
+Every move re-reads the whole bundle through its content hashes before the alias moves, so a
+tampered or missing blob is refused before any service or subscriber is pointed at it. The
+actor is always an ``Identity`` (from a token, or a named system actor such as an alert rule),
+never a free-text name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import select
+
+from kennel.config import KennelConfig
+from kennel.db import Database
+from kennel.db.schema import ApprovalRow, CertificationRow
+from kennel.errors import AuthError, NotFoundError, ReleaseRefusedError
+from kennel.registry.entities import AliasEvent, ModelVersion
+from kennel.registry.store import ModelRegistry
+from kennel.serve.auth import Identity
+
+CHAMPION = "champion"  # moved by the build alone, when a model passes its gates
+
+
+class Move(StrEnum):
+    DEPLOY = "deploy"
+    RELEASE = "release"
+    ROLLBACK = "rollback"
+    SET = "set"
+    PUBLISH = "publish"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A QA decision as the policy reads it."""
+
+    decision: str  # approved | rejected
+    actor: str
+    note: str
+
+
+class PolicyGate:
+    def __init__(self, config: KennelConfig, db: Database, registry: ModelRegistry) -> None:
+        self.config = config
+        self.db = db
+        self.registry = registry
+
+    # -- what the policy reads ----------------------------------------------------------------
+    def environment_of(self, alias: str) -> str | None:
+        """The environment that follows ``alias``, if any."""
+        for name, env in self.config.environments.items():
+            if env.alias == alias:
+                return name
+        return None
+
+    def followed(self, alias: str) -> bool:
+        """Does an environment or the model feed follow ``alias``?"""
+        return self.environment_of(alias) is not None or alias in self.config.feed.aliases
+
+    def certification(self, model: ModelVersion) -> CertificationRow | None:
+        """The newest certification of ``model`` in the staging environment."""
+        with self.db.session() as s:
+            return s.scalars(
+                select(CertificationRow)
+                .where(
+                    CertificationRow.model == model.name,
+                    CertificationRow.version == model.version,
+                    CertificationRow.environment == self.config.release.staging,
+                )
+                .order_by(CertificationRow.id.desc())
+            ).first()
+
+    def decision(self, model: ModelVersion) -> Decision | None:
+        with self.db.session() as s:
+            row = s.scalars(
+                select(ApprovalRow)
+                .where(ApprovalRow.model == model.name, ApprovalRow.version == model.version)
+                .order_by(ApprovalRow.id.desc())
+            ).first()
+            return Decision(row.decision, row.actor, row.note) if row else None
+
+    def refusals(self, model: ModelVersion) -> list[str]:
+        """Why ``model`` may not be released now (empty: it may)."""
+        reasons = []
+        if not model.gates_passed:
+            reasons.append("quality gates failed: " + "; ".join(model.gate_reasons))
+        cert = self.certification(model)
+        staging = self.config.release.staging
+        if cert is None:
+            reasons.append(f"not certified in {staging}: deploy it to {staging} first")
+        elif not cert.passed:
+            reasons.append("certification failed: " + "; ".join(cert.reasons.get("reasons", [])))
+        if self.config.release.mode == "delivery":
+            decision = self.decision(model)
+            if decision is None:
+                reasons.append("no QA approval (release.mode is delivery)")
+            elif decision.decision != "approved":
+                reasons.append(f"rejected by {decision.actor}: {decision.note}")
+        return reasons
+
+    def served_before(self, name: str, alias: str) -> tuple[int, int]:
+        """(current, previous) versions of ``alias``, replaying its history by kind: every
+        other move pushes, a rollback pops, removing the alias clears."""
+        stack: list[int] = []
+        for event in self.registry.alias_history(name, alias):
+            if event.kind == Move.ROLLBACK:
+                if stack:
+                    stack.pop()
+            elif event.to_version is not None:
+                stack.append(event.to_version)
+            else:
+                stack.clear()
+        if not stack:
+            raise NotFoundError(f"{name}@{alias} has no current version to roll back")
+        if len(stack) < 2:
+            raise NotFoundError(f"{name}@{alias} has no earlier version to roll back to")
+        return stack[-1], stack[-2]
+
+    # -- checks -------------------------------------------------------------------------------
+    def check(self, kind: Move, model: ModelVersion, alias: str, who: Identity) -> None:
+        """Raise AuthError or ReleaseRefusedError unless ``who`` may make this move now."""
+        permission = {Move.SET: "alias", Move.PUBLISH: "release"}.get(kind, str(kind))
+        if not who.may(permission):
+            raise AuthError(
+                f"role {who.role!r} may not {kind} (it takes {who.roles_for(permission)})"
+            )
+        env = self.environment_of(alias)
+        staging = self.config.release.staging
+        if kind is Move.SET:
+            if alias == CHAMPION:
+                raise ReleaseRefusedError("champion is moved by the build when a model wins")
+            if self.followed(alias):
+                how = "kennel deploy" if env == staging else "kennel release or kennel rollback"
+                raise ReleaseRefusedError(
+                    f"{model.name}@{alias} is followed by "
+                    f"{'environment ' + env if env else 'the model feed'}; use {how}"
+                )
+            return
+        if kind is Move.DEPLOY:
+            if env != staging:
+                raise ReleaseRefusedError(
+                    f"deploy goes to the staging environment {staging!r} for its application "
+                    f"test; {env or alias} takes released versions (kennel release)"
+                )
+            if not model.gates_passed:
+                raise ReleaseRefusedError(
+                    f"{model.ref} failed its quality gates: " + "; ".join(model.gate_reasons)
+                )
+            return
+        if kind is Move.RELEASE:
+            if env is None or env == staging:
+                raise ReleaseRefusedError(
+                    f"release goes to an environment other than {staging!r}; "
+                    f"{alias!r} is {'staging' if env else 'not an environment alias'}"
+                )
+            reasons = self.refusals(model)
+            if reasons:
+                raise ReleaseRefusedError(
+                    f"{model.ref} may not be released to {env}: " + "; ".join(reasons)
+                )
+            return
+        if kind is Move.ROLLBACK:
+            if not model.gates_passed:
+                raise ReleaseRefusedError(f"{model.ref} failed its quality gates")
+            return
+        if kind is Move.PUBLISH:
+            current = self.registry.resolve(f"{model.name}@{alias}")
+            if current.version != model.version:
+                raise ReleaseRefusedError(
+                    f"{model.name}@{alias} names version {current.version}, not "
+                    f"{model.version}: release a version to move it, publish only announces"
+                )
+
+    def verify_bundle(self, model: ModelVersion) -> None:
+        """Read every file of the bundle through its content hash (IntegrityError if not)."""
+        for filename in sorted(model.files):
+            self.registry.read_file(model, filename)
+
+    # -- the move -----------------------------------------------------------------------------
+    def move(
+        self, kind: Move, model: ModelVersion, alias: str, *, who: Identity, reason: str
+    ) -> AliasEvent:
+        """Check the policy and the role, verify the bundle, then move ``alias`` to ``model``
+        with the kind of move recorded as data."""
+        if kind is Move.PUBLISH:
+            raise ValueError("publishing moves no alias; call check(Move.PUBLISH, ...)")
+        self.check(kind, model, alias, who)
+        self.verify_bundle(model)
+        return self.registry.set_alias(
+            model.name, alias, model.version, actor=who.name, reason=reason, kind=str(kind)
+        )

@@ -1,0 +1,216 @@
+"""The release policy cannot be bypassed from the CLI: every path that changes what an
+environment serves or what feed subscribers load goes through one gate that checks the
+policy and the caller's role (issue #11, rows 1-5 and the bundle check of row 19)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from kennel.db.schema import CertificationRow
+from kennel.pipeline.build import BuildOptions
+from kennel.storage.cas import digest_key
+from kennel.wiring import Workspace
+from tests.conftest import unavailable
+from tests.serving import served_project
+
+runner = CliRunner()
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def cli(root: Path, *args: str, code: int = 0) -> dict:  # type: ignore[type-arg]
+    result = runner.invoke(app, [*args, "-C", str(root), "--json"])
+    assert result.exit_code == code, result.output
+    return json.loads(result.stdout) if code == 0 else {"stderr": result.stderr}
+
+
+def configure(root: Path, **sections: dict[str, object]) -> None:
+    config = yaml.safe_load((root / "kennel.yaml").read_text())
+    for key, values in sections.items():
+        config.setdefault(key, {}).update(values)
+    (root / "kennel.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pets@1 and pets@2 pass their gates; pets@3 fails them."""
+    project = served_project(tmp_path_factory.mktemp("policy"), models=2)
+    configure(project.root, gates={"min_accuracy": 0.999})
+    ws = Workspace.load(project.root)
+    try:
+        failed = ws.builder().build("park", BuildOptions(trials=1, overrides={"seed": 7}))
+        assert not failed.model.gates_passed
+    finally:
+        ws.close()
+    configure(project.root, gates={"min_accuracy": 0.0})
+    return project.root
+
+
+@pytest.fixture
+def root(built: Path, tmp_path: Path) -> Iterator[Path]:
+    """A private copy of the built project, with tokens for each role."""
+    dest = tmp_path / "p"
+    shutil.copytree(built, dest)
+    yield dest
+
+
+def tokens(root: Path) -> dict[str, str]:
+    return {
+        role: cli(root, "token", "create", "--role", role, "--name", f"{role}-person")["token"]
+        for role in ("viewer", "operator", "qa")
+    }
+
+
+def certify_in(root: Path, version: int, environment: str = "staging") -> None:
+    """What a passed application test leaves behind (the deploy tests run the real one)."""
+    ws = Workspace.load(root)
+    try:
+        with ws.db.session() as s:
+            s.add(
+                CertificationRow(
+                    model="pets",
+                    version=version,
+                    environment=environment,
+                    passed=True,
+                    reasons={"reasons": []},
+                    report_sha256=None,
+                    summary={},
+                    at=datetime.now(UTC),
+                )
+            )
+    finally:
+        ws.close()
+
+
+def ready(root: Path, version: int, qa: str) -> None:
+    certify_in(root, version)
+    cli(root, "approve", f"pets@{version}", "--note", "ok", "--token", qa)
+
+
+def history(root: Path, alias: str) -> list[dict]:  # type: ignore[type-arg]
+    return cli(root, "models", "history", "pets", "--alias", alias)  # type: ignore[return-value]
+
+
+def test_release_needs_a_role_bearing_token(root: Path) -> None:
+    t = tokens(root)
+    ready(root, 1, t["qa"])
+    refused = cli(root, "release", "pets@1", "--to", "production", code=14)
+    assert "needs a token" in refused["stderr"]
+    refused = cli(root, "release", "pets@1", "--to", "production", "--token", t["viewer"], code=14)
+    assert "role 'viewer' may not release" in refused["stderr"]
+    assert history(root, "production") == []
+    event = cli(root, "release", "pets@1", "--to", "production", "--token", t["operator"])
+    assert (event["actor"], event["kind"], event["to_version"]) == ("operator-person", "release", 1)
+    # a single-user project may name the local role in kennel.yaml; the actor is then the
+    # local account, never a name typed on the command line
+    configure(root, auth={"local_role": "operator"})
+    ready(root, 2, t["qa"])
+    event = cli(root, "release", "pets@2", "--to", "production")
+    assert event["actor"] == f"local:{getpass.getuser()}"
+
+
+def test_models_alias_cannot_move_an_environment(root: Path) -> None:
+    t = tokens(root)
+    # the actor is never a free-text flag
+    result = runner.invoke(
+        app, ["models", "alias", "pets@2", "production", "--actor", "ceo", "-C", str(root)]
+    )
+    assert result.exit_code == 2 and "--actor" in result.output
+    refused = cli(
+        root, "models", "alias", "pets@2", "production", "--token", t["operator"], code=13
+    )
+    assert "kennel release" in refused["stderr"]
+    refused = cli(root, "models", "alias", "pets@2", "staging", "--token", t["operator"], code=13)
+    assert "kennel deploy" in refused["stderr"]
+    cli(root, "models", "alias", "pets@2", "champion", "--token", t["operator"], code=13)
+    cli(root, "models", "alias", "pets@2", "canary", "--token", t["viewer"], code=14)
+    assert history(root, "production") == [] and history(root, "staging") == []
+    event = cli(root, "models", "alias", "pets@2", "canary", "--token", t["operator"])
+    assert (event["actor"], event["kind"]) == ("operator-person", "set")
+
+
+def test_deploy_goes_to_staging_only_and_certifies_only_there(root: Path) -> None:
+    t = tokens(root)
+    refused = cli(root, "deploy", "pets@2", "--to", "production", "--token", t["operator"], code=13)
+    assert "staging" in refused["stderr"]
+    assert history(root, "production") == []
+    # a certification recorded for another environment (as the old code wrote) does not count
+    certify_in(root, 2, environment="production")
+    shown = cli(root, "models", "show", "pets@2")
+    assert any("not certified in staging" in r for r in shown["release_blockers"])
+    refused = cli(root, "approve", "pets@2", "--token", t["qa"], code=13)
+    assert "no certification in staging" in refused["stderr"]
+    ws = Workspace.load(root)
+    try:
+        with ws.db.session() as s:
+            envs = set(s.scalars(select(CertificationRow.environment)))
+    finally:
+        ws.close()
+    assert envs == {"production"}  # only the row planted above; deploy wrote none
+
+
+def test_a_gate_failed_model_is_never_deployed_or_published(root: Path) -> None:
+    client = redis.Redis.from_url(REDIS)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        unavailable("Redis unreachable at 127.0.0.1:6379")
+    stream = f"kennel:test:{uuid.uuid4().hex[:8]}"
+    configure(root, feed={"url": REDIS, "stream": stream})
+    t = tokens(root)
+    try:
+        refused = cli(root, "deploy", "pets@3", "--token", t["operator"], code=13)
+        assert "failed its quality gates" in refused["stderr"]
+        ready(root, 1, t["qa"])
+        cli(root, "release", "pets@1", "--to", "production", "--token", t["operator"])
+        assert client.xlen(stream) == 1  # the release announced itself
+        refused = cli(root, "publish", "pets@3", "--token", t["operator"], code=13)
+        assert "names version 1, not 3" in refused["stderr"]
+        cli(root, "publish", "pets@1", "--token", t["viewer"], code=14)
+        assert client.xlen(stream) == 1  # nothing was signed or announced
+        again = cli(root, "publish", "pets@1", "--token", t["operator"])
+        assert again["entry"] and client.xlen(stream) == 2
+    finally:
+        client.delete(stream)
+        client.close()
+
+
+def test_rollback_reads_the_kind_of_move_not_the_reason(root: Path) -> None:
+    t = tokens(root)
+    for version in (1, 2):
+        ready(root, version, t["qa"])
+    ops = ("--token", t["operator"])
+    cli(root, "release", "pets@1", "--to", "production", *ops)
+    cli(root, "release", "pets@2", "--to", "production", "--reason", "rollback: x", *ops)
+    event = cli(root, "rollback", "--env", "production", *ops)
+    assert (event["from_version"], event["to_version"], event["kind"]) == (2, 1, "rollback")
+    refused = cli(root, "rollback", "--env", "production", *ops, code=3)
+    assert "no earlier version" in refused["stderr"]
+    assert [e["kind"] for e in history(root, "production")] == ["release", "release", "rollback"]
+
+
+def test_release_verifies_the_bundle_before_the_alias_moves(root: Path) -> None:
+    t = tokens(root)
+    ready(root, 1, t["qa"])
+    ws = Workspace.load(root)
+    try:
+        model = ws.registry.resolve("pets@1")
+        blob = Path(ws.content.blobs.url) / digest_key(model.files["model.onnx"])
+    finally:
+        ws.close()
+    blob.write_bytes(b"tampered")
+    refused = cli(root, "release", "pets@1", "--to", "production", "--token", t["operator"], code=8)
+    assert "corrupt" in refused["stderr"]
+    assert history(root, "production") == []
