@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kennel.errors import ConfigError
+from kennel.errors import ConfigError, did_you_mean
 
 CONFIG_NAME = "kennel.yaml"
+_Model = TypeVar("_Model", bound=BaseModel)
 STATE_DIR = ".kennel"
 
 
@@ -128,6 +129,9 @@ class GatesConfig(_Strict):
     """Quality gates a model must pass before it may be released."""
 
     min_accuracy: Threshold = 0.0
+    # accuracy must exceed the test split's majority-class rate (always answering the
+    # commonest class scores exactly that)
+    beat_majority: bool = True
     min_precision: Threshold | dict[str, Threshold] = 0.0
     min_recall: Threshold | dict[str, Threshold] = 0.0
     max_recall_gap: Threshold = 1.0
@@ -302,7 +306,8 @@ class KennelConfig(_Strict):
         """The environment named ``env``, or a ConfigError naming the ones defined."""
         if env not in self.environments:
             raise ConfigError(
-                f"unknown environment {env!r}; kennel.yaml defines {', '.join(self.environments)}"
+                f"unknown environment {env!r}; kennel.yaml defines "
+                f"{', '.join(self.environments)}{did_you_mean(env, self.environments)}"
             )
         return self.environments[env]
 
@@ -339,11 +344,44 @@ class Project(BaseModel):
         return self.config.data.workers or os.cpu_count() or 1
 
 
-def _format_error(err: ValidationError) -> str:
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The config model that holds the key at ``loc`` (to suggest its real keys)."""
+    model: Any = KennelConfig
+    for part in loc[:-1]:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(str(part))
+            if field is None:
+                return None
+            model = field.annotation
+        else:  # a dict or list of models: the part is a key or an index
+            model = next(
+                (a for a in get_args(model) if isinstance(a, type) and issubclass(a, BaseModel)),
+                None,
+            )
+        while get_args(model) and not (isinstance(model, type) and issubclass(model, BaseModel)):
+            inner = [a for a in get_args(model) if a is not type(None)]
+            models = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
+            if models or len(inner) != 1 or get_origin(model) in (dict, list):
+                break
+            model = inner[0]
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _format_error(err: ValidationError, prefix: tuple[str, ...] = ()) -> str:
     first = err.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    loc = (*prefix, *first["loc"])
+    key = ".".join(str(part) for part in loc) or "(top level)"
     extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{key}: {first['msg']}{extra}"
+    hint = ""
+    if first["type"] == "extra_forbidden" and loc:
+        model = _model_at(loc)
+        if model is not None:
+            hint = did_you_mean(str(loc[-1]), model.model_fields)
+    elif first["type"] == "literal_error" and isinstance(first.get("input"), str):
+        expected = re.findall(r"'([^']*)'", str((first.get("ctx") or {}).get("expected", "")))
+        hint = did_you_mean(first["input"], expected)
+    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    return f"{key}: {message}{hint}{extra}"
 
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -367,6 +405,15 @@ def _expand(value: Any, key: str) -> Any:
     return value
 
 
+def revalidate(section: str, value: _Model, updates: dict[str, Any]) -> _Model:
+    """One kennel.yaml section with a command's ``updates`` (e.g. ``train`` with --arch),
+    validated like the file: a bad or unknown key is a ConfigError naming it."""
+    try:
+        return type(value).model_validate({**value.model_dump(), **updates})
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, (section,))) from exc
+
+
 def parse_config(data: Any, *, source: str = CONFIG_NAME) -> KennelConfig:
     if data is None:
         data = {}
@@ -387,8 +434,13 @@ def load_project(root: Path | str | None = None) -> Project:
         raise ConfigError(f"no {CONFIG_NAME} in {base}; run `kennel init` there first")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise ConfigError(f"{path}{where}: not valid YAML: {what}") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     return Project(root=base, config=parse_config(data, source=str(path)))
 
 
@@ -445,6 +497,7 @@ train:
 
 gates:                      # a model failing any of these can never be released
   min_accuracy: 0.0
+  beat_majority: true       # accuracy must exceed the commonest class's share of the test set
   min_precision: 0.0        # or per class, e.g. {cat: 0.9, dog: 0.9}
   min_recall: 0.0
   max_recall_gap: 1.0

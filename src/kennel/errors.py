@@ -22,6 +22,8 @@ Third-party exceptions are re-raised as one of these ``from`` the original, so c
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -111,6 +113,12 @@ STATUS: dict[str, Status] = {
     AuthError.code: Status(14, 403),
     ServiceError.code: Status(15, 503),
 }
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices``, or ``""`` when none is close."""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def status_of(error: KennelError) -> Status:

@@ -61,3 +61,22 @@ def test_slices() -> None:
     out = metrics.slices(labels, metrics.softmax_t(logits), ["cat", "dog"], attrs)
     assert set(out["scenario"]) == {"day", "night"}
     assert out["scenario"]["day"]["n"] == 50
+
+
+def test_default_gates_refuse_a_model_no_better_than_the_majority_class() -> None:
+    labels = np.array([0] * 70 + [1] * 30)
+    for predicted, passes in (
+        (np.zeros(100, dtype=int), False),  # always "cat": 0.70, the majority rate
+        (np.ones(100, dtype=int), False),  # always "dog": 0.30
+        (np.concatenate([labels[:90], 1 - labels[90:]]), True),  # 0.90
+    ):
+        probs = np.eye(2)[predicted]
+        evaluation = {
+            **metrics.classification(labels, probs, ["cat", "dog"]),
+            "bias": metrics.bias(labels, probs, ["cat", "dog"]),
+        }
+        result = gates.apply(GatesConfig(), evaluation)
+        assert result.passed is passes
+        if not passes:
+            assert any("majority-class rate" in r for r in result.reasons)
+    assert gates.apply(GatesConfig(beat_majority=False), evaluation).passed

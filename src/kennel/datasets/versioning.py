@@ -18,7 +18,7 @@ from kennel.datasets.manifest import Row, attrs_json, from_parquet, to_parquet, 
 from kennel.db import Database
 from kennel.db.audit import record
 from kennel.db.schema import DatasetRow, DatasetVersionRow
-from kennel.errors import AmbiguousRefError, ConfigError, NotFoundError
+from kennel.errors import AmbiguousRefError, ConfigError, NotFoundError, did_you_mean
 from kennel.storage import ContentStore
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -234,7 +234,12 @@ class DatasetCatalog:
         if version in ("", "latest"):
             found = self.latest(name)
             if found is None:
-                raise NotFoundError(f"dataset {name!r} has no versions")
+                with self.db.session() as s:
+                    names = list(s.scalars(select(DatasetVersionRow.dataset).distinct()))
+                raise NotFoundError(
+                    f"dataset {name!r} has no versions{did_you_mean(name, names)}"
+                    + ("" if names else " (no dataset yet: kennel data ingest)")
+                )
             return found
         with self.db.session() as s:
             query = select(DatasetVersionRow).where(DatasetVersionRow.dataset == name)

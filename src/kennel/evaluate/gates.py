@@ -30,12 +30,28 @@ def apply(gates: GatesConfig, evaluation: dict[str, Any]) -> GateResult:
         checks.append({"check": name, "value": value, "op": op, "limit": limit, "passed": ok})
 
     check("accuracy", evaluation["accuracy"], ">=", gates.min_accuracy)
+    if gates.beat_majority:
+        # a model that is no better than always answering the commonest class is no model:
+        # it may not pass, whatever the other thresholds say
+        supports = [m["support"] for m in evaluation["per_class"].values()]
+        majority = max(supports) / sum(supports) if sum(supports) else 1.0
+        checks.append(
+            {
+                "check": "accuracy",
+                "note": "the majority-class rate: always answering the commonest class",
+                "value": evaluation["accuracy"],
+                "op": ">",
+                "limit": majority,
+                "passed": evaluation["accuracy"] > majority,
+            }
+        )
     for cls, m in evaluation["per_class"].items():
         check(f"precision[{cls}]", m["precision"], ">=", _per_class(gates.min_precision, cls))
         check(f"recall[{cls}]", m["recall"], ">=", _per_class(gates.min_recall, cls))
     check("recall_gap", evaluation["bias"]["recall_gap"], "<=", gates.max_recall_gap)
     reasons = [
         f"{c['check']} {c['value']:.4f} is not {c['op']} {c['limit']:.4f}"
+        + (f" ({c['note']})" if "note" in c else "")
         for c in checks
         if not c["passed"]
     ]

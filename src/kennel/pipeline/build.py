@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import safetensors.torch
 import torch
 
-from kennel.config import KennelConfig, TrainConfig
+from kennel.config import KennelConfig, TrainConfig, revalidate
 from kennel.datasets.manifest import Row
 from kennel.datasets.versioning import DatasetCatalog, DatasetVersion
 from kennel.db import Database
@@ -167,6 +167,7 @@ class Builder:
         self, dataset_ref: str, options: BuildOptions, say: Say = lambda _m: None
     ) -> BuildResult:
         began = time.perf_counter()
+        base = self._config(options)  # a bad option fails before any data is read
         version = self.catalog.resolve(dataset_ref)
         rows = self.catalog.rows(version)
         classes = self.classes(rows)
@@ -176,7 +177,6 @@ class Builder:
         splits = np.array([r.split for r in rows])
         test_idx = np.flatnonzero(splits == "test")
         val_idx = np.flatnonzero(splits == "validation")
-        base = self._config(options)
         if len(val_idx) == 0:
             val_idx = holdout(rows, base.validation_share, base.seed)
         train_idx = np.setdiff1d(np.flatnonzero(splits == "train"), val_idx)
@@ -277,12 +277,9 @@ class Builder:
         for key in ("arch", "epochs", "image_size"):
             if getattr(options, key) is not None:
                 update[key] = getattr(options, key)
-        base = self.config.train.model_copy(update={**options.overrides, **update})
         if options.method is not None:
-            base = base.model_copy(
-                update={"search": base.search.model_copy(update={"method": options.method})}
-            )
-        return TrainConfig.model_validate(base.model_dump())  # re-validate overrides
+            update["search"] = {**self.config.train.search.model_dump(), "method": options.method}
+        return revalidate("train", self.config.train, {**options.overrides, **update})
 
     def _warm_start(self, ref: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
         model = self.registry.resolve(ref)

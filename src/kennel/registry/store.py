@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 from kennel.db import Database
 from kennel.db.audit import record
 from kennel.db.schema import AliasEventRow, ModelAliasRow, ModelVersionRow
-from kennel.errors import ConfigError, MetadataError, NotFoundError
+from kennel.errors import ConfigError, MetadataError, NotFoundError, did_you_mean
 from kennel.fsutil import write_atomic
 from kennel.registry.entities import AliasEvent, ModelVersion
 from kennel.storage import ContentStore, check_key
@@ -162,10 +162,19 @@ class ModelRegistry:
             else:
                 alias = s.get(ModelAliasRow, (name, spec))
                 if alias is None:
-                    raise NotFoundError(f"model {name!r} has no alias {spec!r}")
+                    known = s.scalars(select(ModelAliasRow.alias).where(ModelAliasRow.name == name))
+                    raise NotFoundError(
+                        f"model {name!r} has no alias {spec!r}{did_you_mean(spec, known)}"
+                    )
                 version = alias.version
             row = s.get(ModelVersionRow, (name, version)) if version is not None else None
             if row is None:
+                names = list(s.scalars(select(ModelVersionRow.name).distinct()))
+                if name not in names:
+                    raise NotFoundError(
+                        f"no model named {name!r}{did_you_mean(name, names)}"
+                        + ("" if names else " (none is registered yet: kennel train)")
+                    )
                 raise NotFoundError(f"model version {ref!r} not found")
         return _entity(row, self._aliases(name).get(row.version, ()))
 

@@ -1,0 +1,57 @@
+"""What a new user meets first, through the real CLI: every mistake is one line naming the key
+or the name, with the closest real one suggested, and a non-zero exit (issue #13)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from kennel.config import Project
+from tests.conftest import make_project
+
+runner = CliRunner()
+
+
+def fails(*args: str, code: int) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_bad_training_options_are_one_line_naming_the_key(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    line = fails("train", "-d", "park", "--arch", "resnet", "-C", root, code=2)
+    assert "train.arch" in line and "small_cnn" in line
+    line = fails("train", "-d", "park", "--image-size", "100", "-C", root, code=2)
+    assert "train.image_size" in line and "multiple of 32" in line
+
+
+def test_kennel_yaml_mistakes_name_the_key_and_the_place(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p").root
+    path = root / "kennel.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("  epochs: 6", "  epocs: 6"))
+    line = fails("data", "list", "-C", str(root), code=2)
+    assert "train.epocs: unknown key; did you mean 'epochs'?" in line
+    path.write_text(text.replace("  epochs: 6", "  epochs: [6"))
+    line = fails("data", "list", "-C", str(root), code=2)
+    lineno = text.splitlines().index("  epochs: 6") + 1
+    assert f"kennel.yaml:{lineno + 1}:" in line or f"kennel.yaml:{lineno}:" in line, line
+    assert "not valid YAML" in line
+
+
+def test_unknown_names_suggest_the_closest(park_model: Project) -> None:
+    root = str(park_model.root)
+    line = fails("models", "show", "pest@1", "-C", root, code=3)
+    assert "did you mean 'pets'?" in line
+    line = fails("models", "show", "pets@champoin", "-C", root, code=3)
+    assert "did you mean 'champion'?" in line
+    line = fails("data", "show", "parc", "-C", root, code=3)
+    assert "did you mean 'park'?" in line
+    line = fails("serve", "--env", "prodution", "-C", root, code=2)
+    assert "did you mean 'production'?" in line
