@@ -44,7 +44,9 @@ def served_project(
             "production": {"host": "127.0.0.1", "port": free_port(), "alias": "production"},
         },
         "release": {"mode": mode, "certification": {"max_p99_ms": 10000.0}},
-        "gates": gates or {},
+        # these one-epoch models exist to be served, not to be good: only a test that asks
+        # for gates gets them (the policy refuses to deploy a gate-failed model)
+        "gates": gates or {"beat_majority": False},
     }
     if metadata_url:
         sections["store"] = {"metadata_url": metadata_url}
