@@ -3,9 +3,7 @@ metrics, the bad-input corpus and a full queue."""
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -14,19 +12,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from onnx import TensorProto, helper
 from PIL import Image
 from sqlalchemy import func, select
 
 from kennel.config import Project
 from kennel.db.schema import FeedbackRow, PredictionRow
 from kennel.deploy.certify import bad_inputs
-from kennel.serve.runtime import METADATA, MODEL
 from kennel.serve.server import RunningServer, start_in_thread
 from kennel.storage import digest_key
 from kennel.wiring import Workspace
 from tests.helpers import jpeg, odd_files
-from tests.serving import served_project, wait_until
+from tests.serving import served_project, unloadable, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -194,28 +190,12 @@ def test_corrupt_bundle_keeps_the_old_model(server: tuple[RunningServer, Workspa
 
 
 def _register_unloadable(ws: Workspace, like: str) -> int:
-    """A new version whose every hash is right but whose model.onnx ONNX Runtime refuses (a
-    well-formed ONNX file whose graph uses an operator that does not exist)."""
+    """A new version whose every hash is right but whose model.onnx ONNX Runtime refuses."""
     good = ws.registry.resolve(like)
     files = {name: ws.registry.read_file(good, name) for name in good.files}
-    node = helper.make_node("NoSuchOp", ["input"], ["logits"])
-    graph = helper.make_graph(
-        [node],
-        "garbage",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 64])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])],
-    )
-    onnx_bytes = helper.make_model(graph).SerializeToString()
-
-    def make(version: int) -> dict[str, bytes]:
-        meta = json.loads(files[METADATA])
-        meta["version"] = version
-        meta["files"][MODEL] = hashlib.sha256(onnx_bytes).hexdigest()
-        return {**files, MODEL: onnx_bytes, METADATA: json.dumps(meta).encode()}
-
     model = ws.registry.register(
         "pets",
-        make,
+        lambda version: unloadable(files, version),
         run_id=good.run_id,
         dataset=good.dataset,
         dataset_version=good.dataset_version,
