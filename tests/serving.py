@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from onnx import TensorProto, helper
 
 from kennel.config import Project
 from kennel.datasets.synth import generate
 from kennel.pipeline.build import BuildOptions
+from kennel.serve.runtime import METADATA, MODEL
 from kennel.serve.server import RunningServer, start_in_thread
 from kennel.wiring import Workspace
 from tests.conftest import TINY_TRAIN, make_project
@@ -73,3 +78,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
 def start_env(ws: Workspace, env: str) -> RunningServer:
     """The environment's service in this process, on the port kennel.yaml gives it."""
     return start_in_thread(ws.service(env), port=ws.project.config.environments[env].port)
+
+
+def unloadable(files: Mapping[str, bytes], version: int) -> dict[str, bytes]:
+    """A copy of a bundle's ``files`` renumbered to ``version``, every hash right, whose
+    model.onnx is a well-formed ONNX file ONNX Runtime refuses (an operator that does not exist)."""
+    node = helper.make_node("NoSuchOp", ["input"], ["logits"])
+    graph = helper.make_graph(
+        [node],
+        "garbage",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])],
+    )
+    onnx_bytes = helper.make_model(graph).SerializeToString()
+    meta = json.loads(files[METADATA])
+    meta["version"] = version
+    meta["files"][MODEL] = hashlib.sha256(onnx_bytes).hexdigest()
+    return {**files, MODEL: onnx_bytes, METADATA: json.dumps(meta).encode()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +22,7 @@ from kennel.serve.server import RunningServer, start_in_thread
 from kennel.storage import digest_key
 from kennel.wiring import Workspace
 from tests.helpers import jpeg, odd_files
-from tests.serving import served_project, wait_until
+from tests.serving import served_project, unloadable, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -172,16 +173,81 @@ def test_corrupt_bundle_keeps_the_old_model(server: tuple[RunningServer, Workspa
     try:
         blob.write_bytes(b"corrupted")
         ws.registry.set_alias("pets", "production", 2, actor="test", reason="bad bundle")
-        assert running.service.holder.reload() is None
-        assert running.service.holder.current is not None
-        assert running.service.holder.current.version == 1
-        assert "pets@2" in (running.service.holder.last_error or "")
+        admin = {"authorization": "Bearer " + ws.tokens.create("admin", "ada")[0]}
         with httpx.Client(base_url=running.url) as client:
+            refused = client.post("/v1/admin/reload", headers=admin)
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error"] == "model_unloadable"
+            assert "pets@2" in refused.json()["detail"]
+            assert running.service.holder.current is not None
+            assert running.service.holder.current.version == 1
+            assert "pets@2" in (running.service.holder.last_error or "")
             ok = client.post("/v1/predict", content=jpeg(), headers={"content-type": "image/jpeg"})
             assert ok.status_code == 200 and ok.json()["model"]["version"] == 1
             assert "kennel_model_load_failures_total 1.0" in client.get("/metrics").text
     finally:
         blob.write_bytes(original)
+
+
+def _register_unloadable(ws: Workspace, like: str) -> int:
+    """A new version whose every hash is right but whose model.onnx ONNX Runtime refuses."""
+    good = ws.registry.resolve(like)
+    files = {name: ws.registry.read_file(good, name) for name in good.files}
+    model = ws.registry.register(
+        "pets",
+        lambda version: unloadable(files, version),
+        run_id=good.run_id,
+        dataset=good.dataset,
+        dataset_version=good.dataset_version,
+        metrics=good.metrics,
+        gates_passed=True,
+        gate_reasons=[],
+        actor="test",
+    )
+    return model.version
+
+
+def _load_failures(client: httpx.Client) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("kennel_model_load_failures_total "):
+            return float(line.split()[1])
+    raise AssertionError("no load-failure metric")
+
+
+def test_unloadable_bundle_never_stops_alias_following(project: Project) -> None:
+    ws = Workspace(project)
+    bad = _register_unloadable(ws, "pets@2")
+    ws.registry.set_alias("pets", "production", 1, actor="test", reason="start")
+    service = ws.service("production")
+    service.holder.poll_s = 0.1
+    running = start_in_thread(service)
+    operator = {"authorization": "Bearer " + ws.tokens.create("operator", "olga")[0]}
+    image = jpeg(64, 64, seed=2)
+    try:
+        with httpx.Client(base_url=running.url) as client:
+            assert client.get("/v1/model").json()["version"] == 1
+            ws.registry.set_alias("pets", "production", bad, actor="test", reason="unloadable")
+            wait_until(lambda: _load_failures(client) >= 1, timeout=10)
+            assert f"pets@{bad}" in (service.holder.last_error or "")
+            answer = client.post("/v1/predict", content=image)
+            assert answer.status_code == 200 and answer.json()["model"]["version"] == 1
+            refused = client.post("/v1/admin/reload", headers=operator)
+            assert refused.status_code == 409, refused.text
+            body = refused.json()
+            assert body["error"] == "model_unloadable" and f"pets@{bad}" in body["detail"]
+            assert _load_failures(client) >= 2  # the explicit reload tried again and counted
+            assert client.get("/health/ready").json()["version"] == 1
+            # the poll thread is alive: the next good release is followed within a few polls
+            ws.registry.set_alias("pets", "production", 2, actor="test", reason="good again")
+            moved = time.monotonic()
+            wait_until(lambda: client.get("/v1/model").json()["version"] == 2, timeout=10)
+            assert time.monotonic() - moved < 5
+            answer = client.post("/v1/predict", content=image)
+            assert answer.status_code == 200 and answer.json()["model"]["version"] == 2
+            assert service.holder.last_error is None
+    finally:
+        running.stop()
+        ws.close()
 
 
 def test_full_queue_answers_503_at_once(project: Project) -> None:

@@ -3,8 +3,14 @@ signed release, refuses tampered, forged and stale announcements, and keeps serv
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -12,16 +18,17 @@ import pytest
 import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kennel.config import Project
 from kennel.serve.auth import Identity
 from kennel.serve.server import start_app_in_thread
 from kennel.stream import signing
 from kennel.stream.consumer import create_consumer_app
 from kennel.stream.feed import FILE_PREFIX, RedisFeed, message
-from kennel.stream.subscriber import ModelSubscriber
+from kennel.stream.subscriber import STATE_FILE, ModelSubscriber
 from kennel.wiring import Workspace
 from tests.conftest import unavailable
 from tests.helpers import jpeg
-from tests.serving import served_project, wait_until
+from tests.serving import free_port, served_project, unloadable, wait_until
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -39,8 +46,14 @@ def stream() -> Iterator[str]:
     client.close()
 
 
-def test_consumer_follows_signed_releases_and_refuses_the_rest(stream: str, tmp_path: Path) -> None:
-    project = served_project(tmp_path, models=2)
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return served_project(tmp_path_factory.mktemp("feed"), models=2)
+
+
+def test_consumer_follows_signed_releases_and_refuses_the_rest(
+    stream: str, project: Project
+) -> None:
     ws = Workspace(project)
     config = project.config.feed.model_copy(update={"url": REDIS, "stream": stream})
     releases = ws.releases()
@@ -105,5 +118,100 @@ def test_consumer_follows_signed_releases_and_refuses_the_rest(stream: str, tmp_
     finally:
         running.stop()
         subscriber.stop()
+        feed.close()
+        ws.close()
+
+
+def _signed(
+    ws: Workspace, version: int, minutes_ago: int, *, broken: bool = False
+) -> dict[str, bytes]:
+    """The project's own signed announcement of pets@VERSION, dated ``minutes_ago``."""
+    model = ws.registry.resolve(f"pets@{min(version, 2)}")
+    files = {name: ws.registry.read_file(model, name) for name in model.files}
+    if broken:
+        files = unloadable(files, version)
+    key = signing.load_or_create(ws.project.state_dir / "keys")
+    at = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    return message(files, name="pets", version=version, alias="production", key=key, at=at)
+
+
+def test_sequence_survives_a_restart_and_unloadable_releases_are_refused(
+    stream: str, project: Project, tmp_path: Path
+) -> None:
+    ws = Workspace(project)
+    feed = RedisFeed(REDIS, stream)
+    old, broken, new = _signed(ws, 1, 30), _signed(ws, 3, 20, broken=True), _signed(ws, 2, 10)
+    key = signing.load_public(project.state_dir / "keys" / signing.PUBLIC)
+
+    def subscriber() -> ModelSubscriber:
+        return ModelSubscriber(
+            feed, key, name="pets", alias="production", block_ms=50, state_dir=tmp_path / "s"
+        )
+
+    first = subscriber()
+    feed.publish(old)
+    first.start()
+    try:
+        assert first.current is not None and first.current.version == 1
+        feed.publish(broken)  # signed, every hash right, but ONNX Runtime refuses the graph
+        wait_until(lambda: len(first.rejected) == 1, timeout=10)
+        assert first.rejected[0].reason.startswith("cannot be loaded")
+        feed.publish(new)  # the feed is still followed
+        wait_until(lambda: first.current is not None and first.current.version == 2, timeout=10)
+        assert first._thread.is_alive()
+    finally:
+        first.stop()
+    state = json.loads((tmp_path / "s" / STATE_FILE).read_text())
+    assert state["seq"] == json.loads(new["manifest"])["seq"] and state["version"] == 2
+
+    feed.publish(old)  # someone re-adds the old signed v1 announcement: the newest entry now
+    second = subscriber()  # a restart: a new object reading the same state folder
+    second.start()
+    try:
+        assert second.current is not None and second.current.version == 2
+        assert second.rejected[0].reason.startswith("stale")
+        assert [x.version for x in second.loaded] == [2]  # v2 resumed at its own sequence
+    finally:
+        second.stop()
+        feed.close()
+        ws.close()
+
+
+def test_subscribe_cli_keeps_its_sequence_across_kill_9(stream: str, project: Project) -> None:
+    ws = Workspace(project)
+    feed = RedisFeed(REDIS, stream)
+    old, new = _signed(ws, 1, 30), _signed(ws, 2, 10)
+    for fields in (old, new):
+        feed.publish(fields)
+    port = free_port()
+    command = [sys.executable, "-m", "kennel.cli", "subscribe", "--url", REDIS, "--stream", stream,
+               "--port", str(port), "-C", str(project.root)]  # fmt: skip
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def model() -> dict[str, object] | None:
+        try:
+            answer: dict[str, object] = httpx.get(f"http://127.0.0.1:{port}/v1/model").json()
+        except httpx.HTTPError:
+            return None
+        return answer if answer["model"] is not None else None
+
+    proc = start()
+    try:
+        wait_until(lambda: model() is not None, timeout=60)
+        assert model() == {**(model() or {}), "model": {"name": "pets", "version": 2}}
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        feed.publish(old)  # the old signed v1 announcement re-added
+        proc = start()
+        wait_until(lambda: model() is not None, timeout=60)
+        state = model() or {}
+        assert state["model"] == {"name": "pets", "version": 2}  # no downgrade to 1
+        rejected = state["rejected"]
+        assert isinstance(rejected, list) and rejected[0]["reason"].startswith("stale")
+    finally:
+        proc.kill()
+        proc.wait(10)
         feed.close()
         ws.close()

@@ -84,7 +84,7 @@ def download(
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Write a model's bundle to DEST, verifying every file's sha256."""
+    """Write a model's bundle to DEST, verifying every file's sha256 first (all or nothing)."""
     with opened(project) as ws:
         model, files = ws.registry.download(ref, dest)
     if json_out:

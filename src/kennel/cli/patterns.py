@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -169,10 +170,13 @@ def subscribe(
     with opened(project) as ws:
         config = ws.project.config
         key_path = public_key or ws.project.state_dir / "keys" / signing.PUBLIC
+        state_root = ws.project.state_dir / "feed"
     feed_url = url or config.feed.url
     if not feed_url:
         raise ConfigError("no feed: pass --url or set feed.url in kennel.yaml")
     feed = RedisFeed(feed_url, stream or config.feed.stream)
+    # the highest accepted sequence per stream and alias survives restarts (no replayed downgrade)
+    state_dir = state_root / re.sub(r"[^A-Za-z0-9_-]", "_", f"{feed.stream}--{alias}")
 
     def loaded(x: Loaded) -> None:
         console.print(f"loaded {x.name}@{x.version} (entry {x.entry})")
@@ -186,6 +190,7 @@ def subscribe(
         name=config.model.name,
         alias=alias,
         max_pixels=config.serve.max_pixels,
+        state_dir=state_dir,
         on_load=loaded,
         on_reject=refused,
     )

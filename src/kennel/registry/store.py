@@ -8,8 +8,11 @@ move is kept in ``alias_events`` and the audit chain.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,7 +26,13 @@ from sqlalchemy.exc import OperationalError
 from kennel.db import Database
 from kennel.db.audit import record
 from kennel.db.schema import AliasEventRow, ModelAliasRow, ModelVersionRow
-from kennel.errors import ConfigError, MetadataError, NotFoundError, did_you_mean
+from kennel.errors import (
+    ConfigError,
+    MetadataError,
+    NotFoundError,
+    StorageError,
+    did_you_mean,
+)
 from kennel.fsutil import write_atomic
 from kennel.registry.entities import AliasEvent, ModelVersion
 from kennel.storage import ContentStore, check_key
@@ -251,12 +260,33 @@ class ModelRegistry:
         return value
 
     def download(self, ref: str, dest: Path) -> tuple[ModelVersion, list[Path]]:
-        """Write every bundle file under ``dest``, each verified against its sha256."""
+        """Write every bundle file under ``dest``, each verified against its sha256.
+
+        All files are written into a temporary folder beside ``dest`` and moved into place only
+        once every one has been read back and verified, so a tampered blob, a full disk or an
+        interrupted download leaves ``dest`` as it was: never a bundle with some files missing
+        or from another version. A new or empty ``dest`` appears by one rename.
+        """
         model = self.resolve(ref)
-        dest.mkdir(parents=True, exist_ok=True)
-        written = []
-        for filename in sorted(model.files):
-            target = dest / check_key(filename)
-            write_atomic(target, self.read_file(model, filename))
-            written.append(target)
-        return model, written
+        names = [check_key(filename) for filename in sorted(model.files)]
+        if dest.exists() and not dest.is_dir():
+            raise ConfigError(f"cannot download into {dest}: it exists and is not a folder")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+        except OSError as exc:
+            raise StorageError(f"cannot download into {dest}: {exc}") from exc
+        try:
+            for name in names:
+                write_atomic(staging / name, self.read_file(model, name))  # hash-verified
+            if not dest.exists() or not any(dest.iterdir()):
+                os.replace(staging, dest)  # rename(2) may replace an empty folder
+            else:
+                for name in names:
+                    (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staging / name, dest / name)
+        except OSError as exc:
+            raise StorageError(f"cannot download {model.ref} into {dest}: {exc}") from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return model, [dest / name for name in names]

@@ -33,7 +33,7 @@ from kennel.imaging import ImageRejected
 from kennel.serve import schemas
 from kennel.serve.auth import Identity, TokenStore
 from kennel.serve.batching import MicroBatcher, QueueFull
-from kennel.serve.holder import ModelHolder
+from kennel.serve.holder import LoadFailed, ModelHolder
 from kennel.serve.metrics import ServiceMetrics
 from kennel.serve.predlog import PredictionLog, row_of
 from kennel.serve.runtime import Prediction, Predictor, Prepared
@@ -436,11 +436,17 @@ def create_app(service: Service) -> FastAPI:
     @app.post(
         "/v1/admin/reload",
         response_model=schemas.ReloadOut,
-        responses=ERRORS,
+        responses={
+            **ERRORS,
+            409: {"model": schemas.ErrorOut, "description": "The alias's version cannot load"},
+        },
         summary="Check the alias now and swap models if it moved (role: operator, admin)",
     )
     async def reload(_who: Identity = identity("reload")) -> schemas.ReloadOut:  # noqa: B008
-        swap = await run_in_threadpool(service.holder.reload)
+        try:
+            swap = await run_in_threadpool(service.holder.reload)
+        except LoadFailed as exc:  # the alias names a bundle that cannot load: the caller's fix
+            raise ApiError(409, exc.code, str(exc)) from exc
         current = service.holder.current
         return schemas.ReloadOut(
             version=current.version if current else None,

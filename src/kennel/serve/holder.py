@@ -2,16 +2,21 @@
 
 A poll thread (or an explicit ``reload``) notices the alias moved, loads and verifies the new
 bundle beside the old one, and swaps a single reference: requests already holding the old
-Predictor finish on it. A bundle that fails to load or verify leaves the old model serving and
-is reported in ``last_error`` and a metric.
+Predictor finish on it. A bundle that fails to load or verify, for any reason (a bad hash, or a
+hash-valid ONNX file ONNX Runtime refuses), leaves the old model serving and is reported in
+``last_error`` and a metric. The poll thread outlives every failure: it must keep following the
+alias, or the next good release would never be picked up. A version that failed is retried only
+after ``RETRY_FAILED_S`` (or at once on an explicit reload), not on every poll.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from kennel.config import KennelConfig
 from kennel.errors import KennelError, NotFoundError
@@ -20,6 +25,15 @@ from kennel.registry.store import ModelRegistry
 from kennel.serve.runtime import Bundle, Predictor
 
 log = logging.getLogger(__name__)
+
+RETRY_FAILED_S = 10.0
+T = TypeVar("T")
+
+
+class LoadFailed(KennelError):
+    """The alias points at a version that cannot be loaded; the previous model keeps serving."""
+
+    code = "model_unloadable"
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,7 @@ class ModelHolder:
         self.on_error = on_error
         self.current: Predictor | None = None
         self.last_error: str | None = None
+        self._failed: tuple[int, float] | None = None  # (version, when) of the last failed load
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._poll, name="kennel-alias", daemon=True)
@@ -77,7 +92,20 @@ class ModelHolder:
         return Predictor(bundle, max_pixels=self.max_pixels)
 
     def reload(self) -> Swap | None:
-        """Check the alias now; swap if it moved. Errors keep the old model and are reported."""
+        """Check the alias now; swap if it moved. Raises LoadFailed (already counted and logged)
+        when the alias's version cannot be loaded; the old model keeps serving. An alias that
+        cannot be read is reported in ``last_error``, as the poll thread does."""
+        return self._check(retry_failed=True, raise_failed=True)
+
+    def poll(self) -> Swap | None:
+        """One check as the poll thread makes it: never raises, whatever goes wrong."""
+        try:
+            return self._check(retry_failed=False, raise_failed=False)
+        except Exception as exc:  # a bug here must not stop alias following
+            self._fail(f"alias check failed: {exc.__class__.__name__}: {_one_line(exc)}")
+            return None
+
+    def _check(self, *, retry_failed: bool, raise_failed: bool) -> Swap | None:
         with self._lock:
             try:
                 target = self.registry.resolve(f"{self.model}@{self.alias}").version
@@ -90,28 +118,41 @@ class ModelHolder:
                 return None
             old = self.current.version if self.current else None
             if target == old:
+                self._failed = None
                 return None
+            if not retry_failed and self._recently_failed(target):
+                return None  # already counted and logged; the alias has not moved since
             try:
                 predictor = self.load(target)
-            except (KennelError, ValueError, OSError) as exc:
-                self._fail(f"cannot load {self.model}@{target}: {exc}")
+            except Exception as exc:  # ONNX Runtime raises its own classes
+                self._failed = (target, time.monotonic())
+                message = f"cannot load {self.model}@{target}: {_one_line(exc)}"
+                self._fail(message)
+                if raise_failed:
+                    raise LoadFailed(f"{message}; still serving version {old}") from exc
                 return None
             self.current = predictor  # the atomic swap
             self.last_error = None
+            self._failed = None
             swap = Swap(old, target)
             log.info("now serving %s@%s (was %s)", self.model, target, old)
             if self.on_swap:
-                self.on_swap(swap)
+                _call(self.on_swap, swap)
             return swap
+
+    def _recently_failed(self, version: int) -> bool:
+        if self._failed is None or self._failed[0] != version:
+            return False
+        return time.monotonic() - self._failed[1] < max(RETRY_FAILED_S, self.poll_s)
 
     def _fail(self, message: str) -> None:
         self.last_error = message
         log.warning(message)
         if self.on_error:
-            self.on_error(message)
+            _call(self.on_error, message)
 
     def start(self) -> None:
-        self.reload()
+        self.poll()  # an unloadable first version leaves the service not ready, not crashed
         self._thread.start()
 
     def stop(self) -> None:
@@ -120,4 +161,17 @@ class ModelHolder:
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_s):
-            self.reload()
+            self.poll()
+
+
+def _call(callback: Callable[[T], None], value: T) -> None:
+    """A listener's failure is logged, never allowed to undo a swap or stop the poll thread."""
+    try:
+        callback(value)
+    except Exception:
+        log.exception("listener %r failed", callback)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    return text if len(text) <= 300 else text[:297] + "..."

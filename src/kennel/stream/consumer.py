@@ -1,5 +1,8 @@
 """The consuming application of pattern 3: a small prediction API whose model arrives on the
-feed (no registry, no database), hot-swapped whenever a newer signed version is announced."""
+feed (no registry, no database), hot-swapped whenever a newer signed version is announced.
+
+Request bodies are bounded while they arrive (a declared Content-Length over the limit, or a
+chunked body growing past it, is a 413 at once), never buffered whole before the check."""
 
 from __future__ import annotations
 
@@ -15,14 +18,30 @@ from kennel.stream.subscriber import ModelSubscriber
 MAX_BYTES = 10 * 1024 * 1024
 
 
-def create_consumer_app(subscriber: ModelSubscriber) -> FastAPI:
+async def read_bounded(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_consumer_app(subscriber: ModelSubscriber, *, max_bytes: int = MAX_BYTES) -> FastAPI:
     app = FastAPI(title="kennel model-feed consumer", version="1")
 
     @app.post("/v1/predict")
     async def predict(request: Request) -> Any:
-        data = await request.body()
-        if len(data) > MAX_BYTES:
-            return JSONResponse({"error": "too_large", "detail": "upload too large"}, 413)
+        data = await read_bounded(request, max_bytes)
+        if data is None:
+            detail = f"upload larger than {max_bytes} bytes"
+            return JSONResponse({"error": "too_large", "detail": detail}, 413)
         predictor = subscriber.current
         if predictor is None:
             detail = subscriber.last_error or "no model has arrived on the feed yet"

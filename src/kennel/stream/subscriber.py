@@ -1,9 +1,15 @@
 """The consuming side of pattern 3: follow a model feed and hot-load what it announces.
 
 Every announcement is checked before it is loaded: the manifest's Ed25519 signature, then each
-file against the manifest's sha256, then the bundle's own metadata hashes. A stale
-announcement (sequence not newer than the running model's) or a tampered one is refused and
-recorded; the model already running keeps serving.
+file against the manifest's sha256, then the bundle's own metadata hashes, then ONNX Runtime
+must load it. A stale announcement (sequence not newer than the highest one accepted) or a
+tampered or unloadable one is refused and recorded; the model already running keeps serving.
+
+The highest accepted sequence is written (atomically, before the swap) to ``state_dir``, so a
+restarted subscriber still refuses an old signed announcement that someone re-added to the
+stream: without it, a restart would make the replayed release the newest thing it had seen (a
+downgrade). After a restart only the announcement it last accepted may be loaded again at that
+same sequence (matched by the manifest's sha256).
 """
 
 from __future__ import annotations
@@ -15,16 +21,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from kennel.errors import KennelError
+from kennel.errors import ConfigError, KennelError
+from kennel.fsutil import write_atomic
 from kennel.imaging import DEFAULT_MAX_PIXELS
 from kennel.serve.runtime import Bundle, Predictor
 from kennel.stream.feed import FILE_PREFIX, Feed, Manifest
 from kennel.stream.signing import verify
 
 log = logging.getLogger(__name__)
+
+STATE_FILE = "feed-sequence.json"
 
 
 class Refused(KennelError):
@@ -55,9 +65,12 @@ class ModelSubscriber:
         alias: str | None = None,
         block_ms: int = 1000,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        state_dir: Path | None = None,
         on_load: Callable[[Loaded], None] | None = None,
         on_reject: Callable[[Rejection], None] | None = None,
     ) -> None:
+        """``state_dir`` keeps the highest accepted sequence across restarts; without it (tests,
+        benchmarks) replays are refused only while this object lives."""
         self.feed = feed
         self.public_key = public_key
         self.name = name
@@ -67,7 +80,8 @@ class ModelSubscriber:
         self.on_load = on_load
         self.on_reject = on_reject
         self.current: Predictor | None = None
-        self.seq = 0
+        self.state_path = state_dir / STATE_FILE if state_dir is not None else None
+        self.seq, self._accepted = self._read_state()  # sequence, sha256 of its manifest
         self.last_id = "0-0"
         self.last_error: str | None = None
         self.loaded: list[Loaded] = []
@@ -91,7 +105,12 @@ class ModelSubscriber:
             raise Refused(f"for model {manifest.name}, not {self.name}")
         if self.alias and manifest.alias != self.alias:
             raise Refused(f"for alias {manifest.alias}, not {self.alias}")
-        if manifest.seq <= self.seq:
+        resumed = (
+            self.current is None
+            and manifest.seq == self.seq
+            and hashlib.sha256(payload).hexdigest() == self._accepted
+        )
+        if manifest.seq <= self.seq and not resumed:
             raise Refused(f"stale: sequence {manifest.seq} is not newer than {self.seq}")
         files = {
             k.removeprefix(FILE_PREFIX): v for k, v in fields.items() if k.startswith(FILE_PREFIX)
@@ -107,12 +126,16 @@ class ModelSubscriber:
             raise Refused(f"bundle does not verify: {exc}") from exc
         if (bundle.name, bundle.version) != (manifest.name, manifest.version):
             raise Refused(f"bundle is {bundle.name}@{bundle.version}, manifest says otherwise")
-        return manifest, Predictor(bundle, max_pixels=self.max_pixels)
+        try:
+            return manifest, Predictor(bundle, max_pixels=self.max_pixels)
+        except Exception as exc:  # ONNX Runtime raises its own classes for a graph it refuses
+            raise Refused(f"cannot be loaded: {' '.join(str(exc).split())[:300]}") from exc
 
     def apply(self, entry: str, fields: dict[str, bytes]) -> bool:
         """Check one announcement and swap to it; False (and a recorded reason) if refused."""
         try:
             manifest, predictor = self.check(fields)
+            self._write_state(manifest, fields["manifest"])  # before the swap: never run unrecorded
         except Refused as exc:
             rejection = Rejection(entry, str(exc))
             self.rejected.append(rejection)
@@ -121,13 +144,39 @@ class ModelSubscriber:
                 self.on_reject(rejection)
             return False
         self.current = predictor  # the atomic swap; in-flight calls finish on the old one
-        self.seq = manifest.seq
         loaded = Loaded(entry, manifest.name, manifest.version, manifest.seq)
         self.loaded.append(loaded)
         log.info("loaded %s@%s from feed entry %s", manifest.name, manifest.version, entry)
         if self.on_load:
             self.on_load(loaded)
         return True
+
+    # -- the highest accepted sequence, kept across restarts ----------------------------------
+    def _read_state(self) -> tuple[int, str | None]:
+        if self.state_path is None or not self.state_path.exists():
+            return 0, None
+        try:
+            state = json.loads(self.state_path.read_bytes())
+            return int(state["seq"]), str(state["manifest_sha256"])
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            # fail closed: without it, any old signed announcement would look new
+            raise ConfigError(f"unreadable feed state {self.state_path}: {exc}") from exc
+
+    def _write_state(self, manifest: Manifest, payload: bytes) -> None:
+        digest = hashlib.sha256(payload).hexdigest()
+        if self.state_path is not None:
+            state = {
+                "seq": manifest.seq,
+                "manifest_sha256": digest,
+                "name": manifest.name,
+                "version": manifest.version,
+                "alias": manifest.alias,
+            }
+            try:
+                write_atomic(self.state_path, json.dumps(state, indent=2).encode())
+            except OSError as exc:
+                raise Refused(f"cannot record sequence {manifest.seq}: {exc}") from exc
+        self.seq, self._accepted = manifest.seq, digest
 
     # -- following the stream -----------------------------------------------------------------
     def catch_up(self, depth: int = 20) -> None:
@@ -165,4 +214,8 @@ class ModelSubscriber:
             except KennelError as exc:  # the stream is down: keep serving, retry
                 self.last_error = str(exc)
                 log.warning("model feed unavailable: %s", exc)
+                time.sleep(1.0)
+            except Exception as exc:  # a bug must not stop the feed being followed
+                self.last_error = f"{exc.__class__.__name__}: {exc}"
+                log.exception("model feed loop failed; retrying")
                 time.sleep(1.0)

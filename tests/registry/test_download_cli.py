@@ -1,0 +1,66 @@
+"""`kennel models download` is all or nothing: a blob that fails its hash check part-way leaves
+the destination exactly as it was (no partial bundle, no mix of two versions, no temp files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from kennel.storage import digest_key
+from kennel.wiring import Workspace
+
+runner = CliRunner()
+
+
+def _register(ws: Workspace, tag: str) -> int:
+    files = {"kennel-model.json": f'{{"tag": "{tag}"}}'.encode(), "model.onnx": tag.encode() * 99}
+    return ws.registry.register(
+        "pets",
+        lambda _v: files,
+        run_id=None,
+        dataset="d",
+        dataset_version="v",
+        metrics={},
+        gates_passed=True,
+        gate_reasons=[],
+        actor="test",
+    ).version
+
+
+def _download(ws: Workspace, ref: str, dest: Path) -> tuple[int, str]:
+    result = runner.invoke(app, ["models", "download", ref, str(dest), "-C", str(ws.project.root)])
+    return result.exit_code, result.output
+
+
+def test_failed_download_leaves_no_partial_file(workspace: Workspace, tmp_path: Path) -> None:
+    ws = workspace
+    _register(ws, "one")
+    two = ws.registry.resolve(f"pets@{_register(ws, 'two')}")
+    out = tmp_path / "out"
+    code, text = _download(ws, "pets@1", out / "bundle")
+    assert code == 0, text
+    before = {p.name: p.read_bytes() for p in (out / "bundle").iterdir()}
+    assert sorted(before) == ["kennel-model.json", "model.onnx"]
+
+    # the file written last is corrupt in the artifact store: the failure comes mid-download
+    blob = Path(str(ws.content.blobs.url)) / digest_key(two.files["model.onnx"])
+    blob.write_bytes(b"tampered")
+    for dest in (out / "fresh", out / "bundle"):
+        code, text = _download(ws, two.ref, dest)
+        assert code != 0 and text.startswith("error: ") and "corrupt" in text, text
+    assert not (out / "fresh").exists()  # nothing at all, not the one file read before
+    after = {p.name: p.read_bytes() for p in (out / "bundle").iterdir()}
+    assert after == before  # still the complete pets@1, not pets@2's metadata beside it
+    assert sorted(p.name for p in out.iterdir()) == ["bundle"]  # no temporary folder left
+
+    # into a folder that already holds other files, a good download replaces only its own
+    (out / "bundle" / "notes.txt").write_text("mine")
+    blob.unlink()
+    ws.content.put(b"two" * 99)
+    code, text = _download(ws, two.ref, out / "bundle")
+    assert code == 0, text
+    assert (out / "bundle" / "model.onnx").read_bytes() == b"two" * 99
+    assert (out / "bundle" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == ["bundle"]
