@@ -55,3 +55,28 @@ def test_unknown_names_suggest_the_closest(park_model: Project) -> None:
     assert "did you mean 'park'?" in line
     line = fails("serve", "--env", "prodution", "-C", root, code=2)
     assert "did you mean 'production'?" in line
+
+
+def test_predict_defaults_to_the_champion_and_fails_on_rejected_input(
+    park_model: Project, tmp_path: Path
+) -> None:
+    import json
+
+    from tests.helpers import jpeg
+
+    root = str(park_model.root)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"{i}.jpg").write_bytes(jpeg(seed=i))
+    result = runner.invoke(app, ["predict", str(folder), "--batch-size", "2", "-C", root, "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]  # one object per image
+    assert [Path(r["file"]).name for r in lines] == [f"{i}.jpg" for i in range(5)]
+    assert all(r["model"]["version"] == 1 and r["label"] for r in lines)  # pets@champion
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    result = runner.invoke(app, ["predict", str(notes), str(folder / "0.jpg"), "-C", root])
+    assert result.exit_code == 1
+    assert "notes.txt\trejected:" in result.stderr
+    assert "2 images:" in result.stdout and "1 rejected" in result.stdout

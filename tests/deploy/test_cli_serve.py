@@ -70,7 +70,7 @@ def test_serve_drains_gracefully_and_predict_agrees(tmp_path: Path) -> None:
         app, ["predict", str(image), "--model", "pets@1", "-C", str(project.root), "--json"]
     )
     assert result.exit_code == 0, result.output
-    [local] = json.loads(result.stdout)
+    [local] = [json.loads(line) for line in result.stdout.splitlines()]
     assert local["label"] == served["label"]
     assert local["probabilities"] == served["probabilities"]
     both = CliRunner().invoke(app, ["predict", str(image), "-C", str(project.root)])

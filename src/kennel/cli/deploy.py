@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import getpass
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,9 +18,9 @@ from kennel.cli.app import (
     new_app,
     opened,
 )
-from kennel.cli.render import console, emit_json, table
+from kennel.cli.render import console, emit_json, progress_bar, table
 from kennel.deploy import environments
-from kennel.errors import AuthError, SourceError
+from kennel.errors import AuthError, NotFoundError, SourceError
 from kennel.imaging import ImageRejected
 from kennel.ingest.sources import is_image_name
 from kennel.wiring import Workspace
@@ -62,18 +63,20 @@ def stop(env: Env = "production", project: ProjectOption = None) -> None:
     console.print(f"{env}: {'stopped' if stopped else 'no background service was running'}")
 
 
-def predict(
-    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
-    model: Annotated[
-        str | None, typer.Option("--model", help="NAME@VERSION or NAME@ALIAS.")
-    ] = None,
-    env: Annotated[
-        str | None, typer.Option("--env", help="Use the model ENV's alias serves.")
-    ] = None,
-    project: ProjectOption = None,
-    json_out: JsonOption = False,
-) -> None:
-    """Classify images in-process with the same Predictor the services use."""
+def _default_model(ws: Workspace) -> str:
+    """What ``kennel predict`` uses without --model/--env: what production serves, else the
+    champion, else the newest version."""
+    name = ws.project.config.model.name
+    production = ws.project.config.environments.get("production")
+    for alias in ([production.alias] if production else []) + ["champion", "latest"]:
+        try:
+            return ws.registry.resolve(f"{name}@{alias}").ref
+        except NotFoundError:
+            continue
+    raise NotFoundError(f"no model {name!r} is registered yet: train one with kennel train")
+
+
+def _image_files(inputs: list[Path]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
@@ -82,30 +85,71 @@ def predict(
             files.append(item)
         else:
             raise SourceError(f"{item} does not exist")
+    return files
+
+
+def predict(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="NAME@VERSION or NAME@ALIAS (default: production's, else champion)."
+        ),
+    ] = None,
+    env: Annotated[
+        str | None, typer.Option("--env", help="Use the model ENV's alias serves.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Images per batch.")] = 32,
+    project: ProjectOption = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON object per image, as each batch is done.")
+    ] = False,
+) -> None:
+    """Classify images in-process with the same Predictor the services use. Folders are scored
+    in batches and results stream out as they come; exits 1 when any input was rejected."""
+    files = _image_files(inputs)
     with opened(project) as ws:
-        predictor = ws.predictor(model_ref(ws, model, env))
-    results = []
-    for path in files:
-        try:
-            p = predictor.predict_one(path.read_bytes())
-            results.append({"file": str(path), **p.as_dict()})
-        except ImageRejected as exc:
-            results.append({"file": str(path), "error": "invalid_image", "detail": str(exc)})
+        ref = model_ref(ws, model, env) if model or env else _default_model(ws)
+        predictor = ws.predictor(ref)
+    if not json_out:
+        console.print(f"{predictor.name}@{predictor.version}: {len(files)} images", markup=False)
+    counts: dict[str, int] = {}
+    rejected = 0
+    with progress_bar("scoring", enabled=len(files) > batch_size) as update:
+        for start in range(0, len(files), batch_size):
+            chunk = files[start : start + batch_size]
+            prepared, results = [], []
+            for path in chunk:
+                try:
+                    prepared.append(predictor.prepare(path.read_bytes()))
+                    results.append({"file": str(path)})
+                except (ImageRejected, OSError) as exc:
+                    results.append(
+                        {"file": str(path), "error": "invalid_image", "detail": str(exc)}
+                    )
+            scored = iter(predictor.predict_prepared(prepared) if prepared else [])
+            for result in results:
+                if "error" in result:
+                    rejected += 1
+                else:
+                    result.update(next(scored).as_dict())
+                    counts[result["label"]] = counts.get(result["label"], 0) + 1
+                _emit_prediction(result, json_out)
+            update(start + len(chunk), len(files))
+    if not json_out:
+        summary = ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
+        console.print(f"{len(files)} images: {summary or 'none scored'}; {rejected} rejected")
+    if rejected:
+        raise typer.Exit(1)
+
+
+def _emit_prediction(result: dict[str, Any], json_out: bool) -> None:
     if json_out:
-        emit_json(results)
-        return
-    table(
-        f"{predictor.name}@{predictor.version}",
-        ["file", "label", "confidence"],
-        [
-            [
-                r["file"],
-                r.get("label", "error: " + r.get("detail", "")),
-                f"{r['confidence']:.3f}" if "confidence" in r else "-",
-            ]
-            for r in results
-        ],
-    )
+        typer.echo(json.dumps(result, default=str))
+    elif "error" in result:
+        typer.echo(f"{result['file']}\trejected: {result['detail']}", err=True)
+    else:
+        typer.echo(f"{result['file']}\t{result['label']}\t{result['confidence']:.3f}")
 
 
 def deploy(
