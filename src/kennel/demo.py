@@ -13,7 +13,6 @@ table, writes one HTML report telling the story, and verifies the audit chain.
 
 from __future__ import annotations
 
-import html
 import os
 import shutil
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from kennel import pages
 from kennel.config import EnvironmentConfig, Project, RuleConfig, init_project
 from kennel.datasets import synth
 from kennel.db.audit import verify
@@ -347,48 +347,27 @@ def _table(summary: dict[str, Any], say: Say) -> None:
         )
 
 
-def _recovery_html(recovered: bool | None) -> str:
-    if recovered is None:
-        return ""
-    if recovered:
-        return (
-            "<p>The retrained model recovered the night: its accuracy rose and the accuracy "
-            "alert resolved.</p>"
-        )
-    return "<p><strong>The retrained model did not recover the night.</strong></p>"
-
-
 def _story_html(summary: dict[str, Any]) -> str:
-    esc = html.escape
-    rows = "".join(
-        f"<tr><td>{esc(p['phase'])}</td><td>pets@{p['model_version']}</td><td>{p['images']}</td>"
-        f"<td>{p['accuracy']:.3f}</td><td>{p['estimated_accuracy']:.3f}</td>"
-        f"<td>{esc(', '.join(p['drifted_tests']) or 'no')}</td>"
-        f"<td>{esc('; '.join(p['alerts']) or '-')}</td>"
-        f"<td>{esc('; '.join(p['resolved']) or '-')}</td>"
-        f"<td>{esc('; '.join(f'{k}: {v}' for a in p['actions'].values() for k, v in a.items()))}"
-        "</td></tr>"
-        for p in summary["phases"]
+    phases = summary["phases"]
+    return pages.render(
+        "demo.html",
+        s=summary,
+        accuracy_series={
+            "measured": [(i, p["accuracy"]) for i, p in enumerate(phases)],
+            "estimated (no labels)": [(i, p["estimated_accuracy"]) for i, p in enumerate(phases)],
+        },
+        phase_rows=[
+            [
+                p["phase"],
+                f"pets@{p['model_version']}",
+                p["images"],
+                f"{p['accuracy']:.3f}",
+                f"{p['estimated_accuracy']:.3f}",
+                ", ".join(p["drifted_tests"]) or "no",
+                "; ".join(p["alerts"]) or "-",
+                "; ".join(p["resolved"]) or "-",
+                "; ".join(f"{k}: {v}" for a in p["actions"].values() for k, v in a.items()),
+            ]
+            for p in phases
+        ],
     )
-    timings = "".join(f"<li>{esc(k)}: {v} s</li>" for k, v in summary["timings_s"].items())
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>kennel demo</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}}
-</style></head><body><h1>The pet park, end to end</h1>
-<p>Dataset {esc(", ".join(summary["versions"]))} ({summary["rows"]} images) trained
-{esc(summary["model"])}: test accuracy {summary["test_accuracy"]:.3f}, quality gates
-{"passed" if summary["gates_passed"] else "failed"}, ONNX parity
-{"passed" if summary["parity_passed"] else "failed"}, staging certification
-{"passed" if summary["certified"] else "failed"}; the demo approved and released it.</p>
-<h2>Production, phase by phase</h2>
-<p>Each phase sends camera images to production over HTTP, then the true labels as feedback,
-then runs one monitoring cycle over that phase's window: drift against the training reference,
-measured and label-free estimated accuracy, alert rules and their actions.</p>
-<table><tr><th>phase</th><th>model</th><th>images</th><th>accuracy</th><th>estimated</th>
-<th>drifted tests</th><th>alerts opened</th><th>alerts resolved</th><th>actions</th></tr>
-{rows}</table>{_recovery_html(summary["recovered"])}
-<h2>Timings</h2><ul>{timings}</ul><p>wall time {summary["wall_s"]} s; audit chain
-{"intact" if summary["audit_ok"] else "BROKEN"}.</p>
-<p>Explore: <code>kennel alerts list</code>, <code>kennel models compliance pets@2</code>,
-<code>kennel lineage prediction ID</code>, <code>kennel audit verify</code> with
-<code>-C {esc(summary["project"])}</code>.</p></body></html>"""

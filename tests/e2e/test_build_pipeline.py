@@ -67,6 +67,10 @@ def test_pipeline_registers_a_parity_checked_bundle(mini: Project, tmp_path: Pat
 
     _cli("models", "download", out["model"], str(tmp_path / "bundle"), "-C", root)
     meta = json.loads((tmp_path / "bundle" / "kennel-model.json").read_text())
+    report = json.loads((tmp_path / "bundle" / "report.json").read_text())
+    assert all(len(values) <= 20 for values in report["slices"].values())
+    page = (tmp_path / "bundle" / "report.html").read_text()
+    assert "<pre>" not in page and "Per class" in page and "Worst mistakes" in page
     assert meta["parity"]["passed"] and meta["parity"]["images"] == 200
     assert meta["parity"]["max_abs_logit_diff"] <= 1e-4
     assert meta["labels"] == ["cat", "dog"] and meta["dataset"]["name"] == "mini"

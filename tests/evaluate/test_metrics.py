@@ -57,10 +57,12 @@ def test_bias_and_gates() -> None:
 
 def test_slices() -> None:
     labels, logits = _data(100)
-    attrs = [{"scenario": "night" if i % 2 else "day"} for i in range(100)]
-    out = metrics.slices(labels, metrics.softmax_t(logits), ["cat", "dog"], attrs)
+    attrs = [{"scenario": "night" if i % 2 else "day", "index": str(i)} for i in range(100)]
+    out, skipped = metrics.slices(labels, metrics.softmax_t(logits), ["cat", "dog"], attrs)
     assert set(out["scenario"]) == {"day", "night"}
     assert out["scenario"]["day"]["n"] == 50
+    # a per-image column is never sliced: 100 one-image slices would say nothing
+    assert "index" not in out and skipped == {"index": 100}
 
 
 def test_default_gates_refuse_a_model_no_better_than_the_majority_class() -> None:

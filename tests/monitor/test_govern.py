@@ -5,10 +5,12 @@ lineage to source files, alert dedupe and states, and a tampered audit trail."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 from sqlalchemy import update
 from typer.testing import CliRunner
@@ -120,7 +122,15 @@ def test_traffic_feedback_alert_retrains_into_staging_only(tmp_path: Path) -> No
         assert ("production", 1) in moves and ("champion", 1) in moves
         assert len(compliance["monitoring"]) == 2
         assert [i["rule"] for i in compliance["incidents"]] == ["retrain-on-feedback"]
-        assert "Compliance report: pets@1" in (tmp_path / "c.html").read_text()
+        page = (tmp_path / "c.html").read_text()
+        assert "Compliance report: pets@1" in page and "<pre>" not in page  # tables, not JSON
+        measured = [
+            r["metrics"]["performance.accuracy"]
+            for r in compliance["monitoring"]
+            if r["metrics"].get("performance.accuracy") is not None
+        ]
+        points = re.findall(r'data-series="measured" data-x="[^"]*" data-y="([^"]*)"', page)
+        assert measured and [float(p) for p in points] == pytest.approx(measured, abs=1e-5)
     finally:
         production.stop()
         staging.stop()

@@ -109,15 +109,26 @@ def bias(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str,
 
 
 def slices(
-    labels: np.ndarray, probs: np.ndarray, classes: list[str], attrs: list[dict[str, str]]
-) -> dict[str, dict[str, Any]]:
-    """Accuracy, per-class recall and bias for every value of every attribute column."""
+    labels: np.ndarray,
+    probs: np.ndarray,
+    classes: list[str],
+    attrs: list[dict[str, str]],
+    *,
+    max_values: int = 20,
+) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """Accuracy, per-class recall and bias for every value of every attribute column with at
+    most ``max_values`` distinct values; the other columns come back with their counts."""
     out: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, int] = {}
     columns = sorted({k for a in attrs for k in a})
     for column in columns:
         values = np.array([a.get(column, "") for a in attrs])
+        distinct = sorted(set(values.tolist()))
+        if len(distinct) > max_values:
+            skipped[column] = len(distinct)
+            continue
         out[column] = {}
-        for value in sorted(set(values.tolist())):
+        for value in distinct:
             mask = values == value
             report = classification(labels[mask], probs[mask], classes)
             out[column][value] = {
@@ -126,7 +137,7 @@ def slices(
                 "recall": {c: report["per_class"][c]["recall"] for c in classes},
                 "bias": bias(labels[mask], probs[mask], classes),
             }
-    return out
+    return out, skipped
 
 
 def _thin(values: np.ndarray, keep: int = 200) -> list[float]:

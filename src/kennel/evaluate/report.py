@@ -4,15 +4,14 @@ thumbnails of the worst mistakes (images inlined, no external files)."""
 from __future__ import annotations
 
 import base64
-import html
 import io
 import itertools
-import json
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from kennel import pages
 from kennel.evaluate import metrics
 
 
@@ -26,11 +25,14 @@ def evaluate(
     val_logits: np.ndarray | None = None,
     val_labels: np.ndarray | None = None,
     worst: int = 12,
+    max_slice_values: int = 20,
 ) -> dict[str, Any]:
     """The full evaluation of one model on one labelled split.
 
-    ``ids`` identify each example (uri, sha256); ``attrs`` are its slice columns. Temperature
-    scaling is fitted on the validation logits, never on the evaluated split.
+    ``ids`` identify each example (uri, sha256); ``attrs`` are its slice columns, of which only
+    those with at most ``max_slice_values`` distinct values are sliced (a per-image column such
+    as a file index would give one-image slices). Temperature scaling is fitted on the
+    validation logits, never on the evaluated split.
     """
     probs = metrics.softmax_t(logits)
     temperature = (
@@ -41,7 +43,10 @@ def evaluate(
     calibrated = metrics.softmax_t(logits, temperature)
     result = metrics.classification(labels, probs, classes)
     result["bias"] = metrics.bias(labels, probs, classes)
-    result["slices"] = metrics.slices(labels, probs, classes, attrs)
+    result["slices"], result["slices_skipped"] = metrics.slices(
+        labels, probs, classes, attrs, max_values=max_slice_values
+    )
+    result["slices_skipped_over"] = max_slice_values
     result["calibration"] = {
         "temperature": temperature,
         "ece_before": result["ece"],
@@ -130,49 +135,17 @@ def render_html(
     images: np.ndarray | None,
     extra: dict[str, Any] | None = None,
 ) -> str:
+    """The test report as one self-contained page (templates/report.html)."""
     probs = metrics.softmax_t(logits)
-    esc = html.escape
-    rows = "".join(
-        f"<tr><td>{esc(c)}</td><td>{m['precision']:.4f}</td><td>{m['recall']:.4f}</td>"
-        f"<td>{m['f1']:.4f}</td><td>{m['support']}</td></tr>"
-        for c, m in result["per_class"].items()
+    extra = extra or {}
+    worst = [(w, _thumb(images[w["index"]])) for w in result["worst"]] if images is not None else []
+    return pages.render(
+        "report.html",
+        title=title,
+        r=result,
+        plots=_plots(result, labels, probs),
+        worst=worst,
+        gates=extra.get("gates"),
+        params=extra.get("params"),
+        parity=extra.get("parity"),
     )
-    plots = "".join(
-        f"<figure><img alt='{esc(t)}' src='data:image/png;base64,{b}'><figcaption>{esc(t)}"
-        "</figcaption></figure>"
-        for t, b in _plots(result, labels, probs)
-    )
-    thumbs = ""
-    if images is not None:
-        thumbs = "".join(
-            f"<figure><img src='data:image/jpeg;base64,{_thumb(images[w['index']])}'>"
-            f"<figcaption>{esc(w['label'])} → {esc(w['predicted'])} ({w['confidence']:.2f})"
-            f"<br><small>{esc(w.get('uri', '')[-48:])}</small></figcaption></figure>"
-            for w in result["worst"]
-        )
-    slice_rows = "".join(
-        f"<tr><td>{esc(col)}={esc(val)}</td><td>{s['n']}</td><td>{s['accuracy']:.4f}</td>"
-        f"<td>{s['bias']['recall_gap']:.4f}</td></tr>"
-        for col, values in result["slices"].items()
-        for val, s in values.items()
-    )
-    b = result["bias"]
-    cal = result["calibration"]
-    extra_json = esc(json.dumps(extra or {}, indent=2, default=str))
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
-figure{{display:inline-block;margin:6px;text-align:center;font-size:12px}}</style></head><body>
-<h1>{esc(title)}</h1>
-<p><b>accuracy</b> {result["accuracy"]:.4f} on {result["n"]} test images; macro F1
-{result["macro_f1"]:.4f}; ECE {cal["ece_before"]:.4f} → {cal["ece_after"]:.4f} after temperature
-{cal["temperature"]:.3f}</p>
-<h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th>
-<th>support</th></tr>{rows}</table>
-<h2>Bias</h2><p>recall gap {b["recall_gap"]:.4f}; predicted-rate ratio
-{esc(json.dumps({k: round(v, 3) for k, v in b["predicted_rate_ratio"].items()}))}</p>
-<h2>Plots</h2>{plots}
-<h2>Slices</h2><table><tr><th>slice</th><th>n</th><th>accuracy</th><th>recall gap</th></tr>
-{slice_rows}</table>
-<h2>Worst mistakes</h2>{thumbs or "<p>none</p>"}
-<h2>Details</h2><pre>{extra_json}</pre></body></html>"""

@@ -4,13 +4,12 @@ and which incidents it had, and whether the audit trail behind all that is intac
 
 from __future__ import annotations
 
-import html
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 
+from kennel import pages
 from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database, aware
 from kennel.db.audit import verify
@@ -122,39 +121,101 @@ def compliance(
     return report
 
 
+def _when(value: Any) -> str:
+    return str(value)[:19].replace("T", " ") if value else "-"
+
+
 def render(report: dict[str, Any]) -> str:
-    esc = html.escape
-    m = report["model"]
+    """The report as one HTML page of tables and a monitoring chart (templates/compliance)."""
+    data = report["data"] or {}
+    version = data.get("version") or {}
+    run = report["run"] or {}
+    study = report["study"] or {}
+    gates = report["gates"] or {}
+    monitoring = report["monitoring"]
 
-    def section(title: str, value: Any) -> str:
-        body = esc(json.dumps(value, indent=2, default=str))
-        return f"<h2>{esc(title)}</h2><pre>{body}</pre>"
+    def fmt(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else "-" if value is None else str(value)
 
-    audit = report["audit"]
-    verdict = (
-        f"intact ({audit['checked']} entries verified)"
-        if audit["chain_ok"]
-        else f"BROKEN: {audit['problem']}"
-    )
-    parts = [
-        section("Data", report["data"]),
-        section("Training run and parameters", {"run": report["run"], "study": report["study"],
-                "warm_start_from": report["warm_start_from"]}),
-        section("Test metrics", report["metrics"]),
-        section("Quality gates", report["gates"]),
-        section("Certifications", report["certifications"]),
-        section("Approvals", report["approvals"]),
-        section("Releases and rollbacks", report["releases"]),
-        section("Production monitoring", report["monitoring"]),
-        section("Incidents", report["incidents"]),
-        section("Audit entries", audit["entries"]),
-        section("Bundle", report["bundle"]),
-    ]  # fmt: skip
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>Compliance report: {esc(m["ref"])}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}
-pre{{background:#f6f6f6;padding:8px;overflow:auto}}</style></head><body>
-<h1>Compliance report: {esc(m["ref"])}</h1>
-<p>generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; audit trail {esc(verdict)};
-gates {"passed" if m.get("gates_passed") else "failed"}</p>
-{"".join(parts)}</body></html>"""
+    return pages.render(
+        "compliance.html",
+        m=report["model"],
+        generated=f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
+        audit=report["audit"],
+        ancestry_rows=[
+            [a["ref"], a["id"][:12], a["rows"], a.get("source") or "-"]
+            for a in data.get("ancestry", [])
+        ],
+        count_rows=[
+            [label, split, n]
+            for label, splits in sorted((version.get("counts") or {}).items())
+            for split, n in sorted(splits.items())
+        ],
+        training_files=data.get("training_files"),
+        run_rows=[
+            [run["id"], run.get("status", "-"), _when(run.get("started_at")),
+             _when(run.get("finished_at")), fmt(run.get("duration_s"))]
+        ] if run else [],
+        param_rows=sorted((k, str(v)) for k, v in (run.get("params") or {}).items()),
+        study_id=study.get("id"),
+        trial_rows=[
+            [t["trial"], t["status"], fmt(t.get("val_accuracy")),
+             ", ".join(f"{k}={fmt(v)}" for k, v in sorted((t.get("params") or {}).items()))]
+            for t in study.get("trials", [])
+        ],
+        warm_start_from=report["warm_start_from"],
+        metrics=report["metrics"],
+        metrics_rows=[
+            [k, fmt(v)] for k, v in sorted((report["metrics"] or {}).items())
+            if isinstance(v, int | float)
+        ],
+        gates=gates,
+        gate_rows=[
+            [c["check"], fmt(c["value"]), c["op"], fmt(c["limit"]),
+             "passed" if c["passed"] else "FAILED"]
+            for c in gates.get("checks", [])
+        ],
+        cert_rows=[
+            [_when(c["at"]), c["environment"], "passed" if c["passed"] else "FAILED",
+             c["summary"].get("images", "-"), fmt(c["summary"].get("p99_ms")),
+             "; ".join(c["reasons"].get("reasons", [])) or "-"]
+            for c in report["certifications"]
+        ],
+        approval_rows=[
+            [_when(a["at"]), a["decision"], a["actor"], a["note"] or "-"]
+            for a in report["approvals"]
+        ],
+        release_rows=[
+            [_when(e["at"]), e["alias"], e.get("kind", "-"), fmt(e["from_version"]),
+             fmt(e["to_version"]), e["actor"], e["reason"]]
+            for e in report["releases"]
+        ],
+        accuracy_series={
+            "measured": [
+                (datetime.fromisoformat(r["at"]), r["metrics"].get("performance.accuracy"))
+                for r in monitoring
+            ],
+            "estimated (no labels)": [
+                (datetime.fromisoformat(r["at"]),
+                 r["metrics"].get("performance.estimated_accuracy"))
+                for r in monitoring
+            ],
+        },
+        monitoring_rows=[
+            [_when(r["at"]), r["environment"], fmt(r["metrics"].get("window.n")),
+             fmt(r["metrics"].get("drift.drifted")),
+             fmt(r["metrics"].get("performance.accuracy")),
+             fmt(r["metrics"].get("performance.estimated_accuracy"))]
+            for r in monitoring
+        ],
+        incident_rows=[
+            [_when(i["first_at"]), i["rule"], i["severity"], i["state"], i["count"], i["message"]]
+            for i in report["incidents"]
+        ],
+        audit_rows=[
+            [a["seq"], _when(a["at"]), a["actor"], a["action"], a["subject"]]
+            for a in report["audit"]["entries"]
+        ],
+        bundle=report["bundle"],
+        bundle_rows=sorted((report["bundle"].get("files") or {}).items()),
+    )  # fmt: skip

@@ -1,0 +1,98 @@
+"""HTML pages from Jinja2 templates (``kennel/templates``): the test report, the compliance
+report and the demo's story share one layout, which the web dashboard builds on. Everything a
+page needs is inlined (styles, charts as SVG, images as data URIs): pages work offline."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("kennel", "templates"),
+        autoescape=select_autoescape(("html",)),
+        undefined=StrictUndefined,  # a missing value is a bug, not an empty cell
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = lambda v, digits=4: "-" if v is None else f"{float(v):.{digits}f}"
+    env.filters["when"] = lambda v: "-" if not v else str(v)[:19].replace("T", " ")
+    env.globals["line_chart"] = line_chart
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    return environment().get_template(template).render(**context)
+
+
+def _x(value: float | datetime) -> float:
+    return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def line_chart(
+    series: Mapping[str, Sequence[tuple[float | datetime, float | None]]],
+    *,
+    title: str,
+    width: int = 560,
+    height: int = 200,
+    y_range: tuple[float, float] | None = None,
+) -> Markup:
+    """An inline SVG line chart; every point is a ``<circle>`` carrying its data in
+    ``data-series``/``data-x``/``data-y`` (tests and tooltips read them), missing values skipped."""
+    points = {
+        name: [(_x(x), float(y), x) for x, y in values if y is not None and math.isfinite(y)]
+        for name, values in series.items()
+    }
+    xs = [p[0] for ps in points.values() for p in ps]
+    ys = [p[1] for ps in points.values() for p in ps]
+    label = escape(title)
+    if not xs:
+        return Markup('<p class="empty">{}: no data yet</p>').format(title)
+    lo, hi = y_range or (min(ys), max(ys))
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    pad = 36
+
+    def sx(x: float) -> float:
+        return pad + (x - x0) / (x1 - x0) * (width - 2 * pad)
+
+    def sy(y: float) -> float:
+        return height - pad + (lo - y) / (hi - lo) * (height - 2 * pad)
+
+    parts = [
+        f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}"><title>{label}</title>',
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
+        'stroke="#888"/>',
+        f'<text x="4" y="{sy(hi) + 4:.1f}" font-size="10">{hi:.3g}</text>',
+        f'<text x="4" y="{sy(lo) + 4:.1f}" font-size="10">{lo:.3g}</text>',
+    ]
+    for i, (name, pts) in enumerate(points.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _ in pts)
+        parts.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>'
+        )
+        for x, y, raw in pts:
+            shown = raw.isoformat() if isinstance(raw, datetime) else f"{raw:g}"
+            parts.append(
+                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}" '
+                f'data-series="{escape(name)}" data-x="{escape(shown)}" data-y="{y:.6g}">'
+                f"<title>{escape(name)} {escape(shown)}: {y:.4g}</title></circle>"
+            )
+        parts.append(
+            f'<text x="{pad + 120 * i}" y="12" font-size="11" fill="{colour}">{escape(name)}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - every text in it went through escape()
