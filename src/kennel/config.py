@@ -52,7 +52,8 @@ class DataConfig(_Strict):
     labels: list[str] = Field(default_factory=lambda: ["cat", "dog"])
     split: SplitConfig = Field(default_factory=SplitConfig)
     min_side: Annotated[int, Field(ge=1)] = 32
-    max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
+    # 40 MP: every common phone or camera photo; larger declared sizes are decompression bombs
+    max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
     max_file_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
     near_duplicate_distance: Annotated[int, Field(ge=0, le=16)] = 4
     # Worker processes for ingest and synthesis; 0 = one per CPU core.
@@ -154,7 +155,11 @@ class ServeConfig(_Strict):
     queue_size: Annotated[int, Field(ge=1)] = 256
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
     max_upload_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
-    max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
+    # 24 MP (a 6000x4000 camera frame): the model sees a few hundred pixels a side
+    max_pixels: Annotated[int, Field(ge=1)] = 24_000_000
+    # decode memory (width x height x bytes per pixel, source + RGB) of all images being
+    # decoded at once; more waits, and one image needing more is rejected
+    decode_budget_bytes: Annotated[int, Field(ge=1024 * 1024)] = 256 * 1024 * 1024
     poll_s: Annotated[float, Field(gt=0)] = 1.0  # how often a service checks its alias
     log_flush_s: Annotated[float, Field(gt=0)] = 0.5
     prefer_int8: bool = False
@@ -463,7 +468,7 @@ data:
     validation: 0.0
     seed: 0
   min_side: 32              # smaller images are quarantined as too small
-  max_pixels: 50000000      # larger declared sizes are quarantined as decompression bombs
+  max_pixels: 40000000      # larger declared sizes are quarantined as decompression bombs
   max_file_bytes: 67108864
   near_duplicate_distance: 4  # perceptual-hash bits; pairs within it are reported
   workers: 0                # 0 = one process per CPU core
@@ -516,8 +521,9 @@ serve:
   max_wait_ms: 4.0          # ... waiting at most this long to fill a batch
   queue_size: 256           # a full queue answers 503 with Retry-After at once
   timeout_s: 10.0
-  max_upload_bytes: 10485760
-  max_pixels: 50000000
+  max_upload_bytes: 10485760  # whole request body, any encoding; more is a 413
+  max_pixels: 24000000      # declared size; larger images are a 422
+  decode_budget_bytes: 268435456  # decode memory of all images decoded at once
   poll_s: 1.0               # how often a running service checks the alias it serves
   log_flush_s: 0.5
   prefer_int8: false

@@ -2,31 +2,48 @@
 
 ``decode`` is the single definition of "this file as an RGB picture": EXIF orientation applied,
 any mode (CMYK, 16-bit, palette, alpha, animated) normalised to 8-bit RGB, and hostile files
-(truncated, empty, not an image, decompression bombs) rejected with a reason before work is done.
+(truncated, empty, not an image, decompression bombs, formats outside the allow-list, crafted
+files that break a decoder) rejected with a reason before work is done. It raises
+``ImageRejected`` and nothing else; the decoding itself lives in the kennel-free
+:mod:`kennel.portable`, so the embedded wheel rejects exactly what the service rejects.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from kennel.portable import square, to_rgb
+from kennel.portable import (
+    FORMATS,
+    MAX_PIXELS,
+    Header,
+    ImageRejected,
+    decode_cost,
+    decode_rgb,
+    probe,
+    square,
+)
 
-__all__ = ["Decoded", "ImageRejected", "Quality", "decode", "dhash", "quality", "square"]
+__all__ = [
+    "FORMATS",
+    "Decoded",
+    "Header",
+    "ImageRejected",
+    "Quality",
+    "decode",
+    "decode_cost",
+    "dhash",
+    "probe",
+    "quality",
+    "square",
+]
 
-DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_PIXELS = MAX_PIXELS
 DEFAULT_MIN_SIDE = 32
 STATS_SIDE = 256  # stats are computed on a copy no larger than this, for speed
-_EXIF_ORIENTATION = 0x0112
 _SWAPS_SIDES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the picture by 90 degrees
-
-
-class ImageRejected(ValueError):
-    """The bytes are not an acceptable image; ``str()`` is the quarantine reason."""
 
 
 @dataclass(frozen=True)
@@ -51,48 +68,27 @@ def decode(
     data: bytes,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int | None = None,
     min_side: int = DEFAULT_MIN_SIDE,
     draft: tuple[int, int] | None = None,
 ) -> Decoded:
     """Decode ``data`` to RGB or raise ImageRejected naming the problem.
 
-    ``draft`` lets JPEG decode at a reduced scale no smaller than the given size (the
-    reported width and height are still the file's full size).
+    The header is checked before any pixel is decoded: at most ``max_pixels`` declared, and
+    at most ``max_bytes`` of decode memory (:func:`decode_cost`: width x height x the bytes
+    per pixel of the file's mode, plus the RGB result). ``draft`` lets JPEG decode at a
+    reduced scale no smaller than the given size (the reported width and height are still
+    the file's full size).
     """
-    if not data:
-        raise ImageRejected("empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            fmt = image.format or "unknown"
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageRejected(
-                    f"decompression bomb: declares {width}x{height} pixels (limit {max_pixels})"
-                )
-            if min(width, height) < min_side:
-                raise ImageRejected(f"too small: {width}x{height} (minimum side {min_side})")
-            frames = int(getattr(image, "n_frames", 1) or 1)
-            if frames > 1:
-                image.seek(0)
-            mode = image.mode
-            if draft is not None and fmt == "JPEG":
-                image.draft("RGB", draft)
-            image.load()
-            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-            rgb = to_rgb(ImageOps.exif_transpose(image))
-    except ImageRejected:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(f"decompression bomb: {exc}") from exc
-    except UnidentifiedImageError as exc:
-        raise ImageRejected("not an image: no decoder recognises the bytes") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageRejected(f"corrupt or truncated image: {exc}") from exc
+    rgb, header, orientation, frames = decode_rgb(
+        data, max_pixels=max_pixels, max_bytes=max_bytes, min_side=min_side, draft=draft
+    )
+    width, height = header.width, header.height
     if orientation in _SWAPS_SIDES:
         width, height = height, width
-    return Decoded(image=rgb, format=fmt, mode=mode, width=width, height=height, frames=frames)
+    return Decoded(
+        image=rgb, format=header.format, mode=header.mode, width=width, height=height, frames=frames
+    )
 
 
 def quality(image: Image.Image) -> Quality:

@@ -34,7 +34,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ._portable import Model
+from ._portable import ImageRejected, Model
+
+__all__ = ["ImageRejected", "info", "model", "predict"]
 
 BUNDLE = Path(__file__).with_name("bundle")
 _model: Model | None = None
@@ -51,7 +53,9 @@ def model() -> Model:
 
 
 def predict(image: Any) -> dict[str, Any]:
-    """Classify bytes, a file path or a Pillow image."""
+    """Classify bytes, a file path or a Pillow image. A file that is not an acceptable image
+    (not JPEG, PNG, WebP, GIF, BMP or TIFF, corrupt, or over 40 megapixels) raises
+    ImageRejected, a ValueError, and nothing else."""
     return model().predict(image)
 
 

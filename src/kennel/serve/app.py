@@ -8,6 +8,7 @@ Errors are JSON ``{"error": code, "detail": text}``; bad input is always a 4xx.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import time
@@ -29,10 +30,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kennel.db import Database
 from kennel.db.schema import FeedbackRow
 from kennel.errors import KennelError
-from kennel.imaging import ImageRejected
+from kennel.imaging import ImageRejected, probe
 from kennel.serve import schemas
 from kennel.serve.auth import Identity, TokenStore
 from kennel.serve.batching import MicroBatcher, QueueFull
+from kennel.serve.budget import DecodeBudget
 from kennel.serve.holder import LoadFailed, ModelHolder
 from kennel.serve.metrics import ServiceMetrics
 from kennel.serve.predlog import PredictionLog, row_of
@@ -64,7 +66,8 @@ class ServiceSettings:
     max_wait_ms: float = 4.0
     queue_size: int = 256
     timeout_s: float = 10.0
-    max_upload_bytes: int = 10 * 1024 * 1024
+    max_upload_bytes: int = 10 * 1024 * 1024  # the whole request body, counted as it arrives
+    decode_budget_bytes: int = 256 * 1024 * 1024  # decode memory of all decodes in flight
     keep_inputs: bool = False  # keep input images (saliency, retraining on labelled traffic)
 
 
@@ -152,9 +155,12 @@ BATCH_BODY = {
 }
 
 
-# A lone request this small is decoded on the event loop (about a millisecond); bigger or
-# concurrent ones go to the decoder threads so the loop keeps answering.
+# A lone request this small, whose header declares this little decode memory (about 0.5 MP),
+# is decoded on the event loop (about a millisecond); bigger or concurrent ones go to the
+# decoder threads so the loop keeps answering. File size alone says nothing: a 95 KB PNG can
+# declare 49 megapixels.
 INLINE_DECODE_BYTES = 256 * 1024
+INLINE_DECODE_COST = 4 * 1024 * 1024
 
 
 class _Measure:
@@ -192,6 +198,7 @@ def create_app(service: Service) -> FastAPI:
     # Decoding runs beside the event loop (Pillow releases the GIL); a plain executor is a
     # cheaper hop than anyio's worker threads. One per lifespan.
     decoders: list[ThreadPoolExecutor] = []
+    budget = DecodeBudget(settings.decode_budget_bytes)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -274,18 +281,30 @@ def create_app(service: Service) -> FastAPI:
         return Depends(check)
 
     async def read_limited(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
-            raise ApiError(413, "too_large", f"upload exceeds {settings.max_upload_bytes} bytes")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > settings.max_upload_bytes:
-                raise ApiError(
-                    413, "too_large", f"upload exceeds {settings.max_upload_bytes} bytes"
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return b"".join([chunk async for chunk in request.stream()])
+
+    async def prepare(predictor: Predictor, data: bytes) -> Prepared:
+        """Check the header (cheap), then decode inline only when the image is small and the
+        loop has nothing else to do; otherwise on a decoder thread, within the budget."""
+        loop = asyncio.get_running_loop()
+        check = functools.partial(
+            probe, data, max_pixels=predictor.max_pixels, max_bytes=budget.total
+        )
+        small = len(data) <= INLINE_DECODE_BYTES
+        header = check() if small else await loop.run_in_executor(decoders[-1], check)
+        batcher = service.batcher
+        assert batcher is not None
+        if small and header.cost <= INLINE_DECODE_COST and batcher.alone:
+            return predictor.prepare(data)  # inline, on the loop
+        await budget.acquire(header.cost)
+        try:
+            work = decoders[-1].submit(predictor.prepare, data)
+        except BaseException:
+            budget.release(header.cost)
+            raise
+        # released when the decode really ends, even if this request is cancelled meanwhile
+        work.add_done_callback(lambda _f: budget.release(header.cost))
+        return await asyncio.wrap_future(work)
 
     async def predict_bytes(data: bytes, source: str) -> Prediction:
         assert service.batcher is not None
@@ -299,12 +318,7 @@ def create_app(service: Service) -> FastAPI:
         batcher = service.batcher
         assert batcher is not None
         try:
-            if batcher.alone and len(data) <= INLINE_DECODE_BYTES:
-                prepared = predictor.prepare(data)  # inline, on the loop
-            else:
-                prepared = await asyncio.get_running_loop().run_in_executor(
-                    decoders[-1], predictor.prepare, data
-                )
+            prepared = await prepare(predictor, data)
         except ImageRejected as exc:
             if service.predlog is not None:
                 service.predlog.reject(
@@ -349,6 +363,7 @@ def create_app(service: Service) -> FastAPI:
         summary="Classify one image",
     )
     async def predict(request: Request) -> JSONResponse:
+        request = _limited(request, settings.max_upload_bytes)
         content_type = request.headers.get("content-type", "application/octet-stream")
         if content_type.startswith("multipart/form-data"):
             form = await _form(request, settings.max_upload_bytes)
@@ -382,6 +397,7 @@ def create_app(service: Service) -> FastAPI:
     async def predict_batch(request: Request) -> JSONResponse:
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise ApiError(415, "unsupported_media_type", "send multipart/form-data with 'files'")
+        request = _limited(request, settings.max_upload_bytes)
         form = await _form(request, settings.max_upload_bytes)
         try:
             uploads = [u for u in form.getlist("files") if not isinstance(u, str)]
@@ -505,11 +521,35 @@ def create_app(service: Service) -> FastAPI:
     return app
 
 
-async def _form(request: Request, limit: int) -> Any:
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"upload exceeds {limit} bytes")
+
+
+def _limited(request: Request, limit: int) -> Request:
+    """The request with a body that stops at ``limit`` bytes: the 413 is raised as the bytes
+    arrive, so chunked and multipart bodies are bounded like any other and nothing over the
+    limit is buffered, spooled to disk or kept."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "too_large", f"upload exceeds {limit} bytes")
+        raise _too_large(limit)
+    receive, seen = request.receive, 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _too_large(limit)
+        return message
+
+    return Request(request.scope, bounded)
+
+
+async def _form(request: Request, limit: int) -> Any:
     try:
         return await request.form(max_files=64, max_fields=64, max_part_size=limit)
+    except ApiError:
+        raise
     except Exception as exc:
         raise ApiError(400, "bad_multipart", f"cannot parse multipart body: {exc}") from exc

@@ -21,7 +21,7 @@ from PIL import Image
 from kennel import onnxrt
 from kennel.errors import IntegrityError, NotFoundError
 from kennel.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode, quality
-from kennel.portable import normalise, softmax, square
+from kennel.portable import normalise, rejecting, softmax, square
 
 METADATA = "kennel-model.json"
 MODEL = "model.onnx"
@@ -119,6 +119,7 @@ class Predictor:
         *,
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_bytes: int | None = None,
     ) -> None:
         self.bundle = bundle
         self.session = onnxrt.session(bundle.model, threads)
@@ -127,6 +128,7 @@ class Predictor:
         self._std = np.array(pre["std"], dtype=np.float32).reshape(3, 1, 1)
         self._temperature = float(bundle.meta.get("temperature", 1.0) or 1.0)
         self.max_pixels = max_pixels
+        self.max_bytes = max_bytes  # decode memory one image may take (see imaging.decode_cost)
 
     @property
     def name(self) -> str:
@@ -153,9 +155,11 @@ class Predictor:
         return Prepared(tensor, q)
 
     def prepare(self, data: bytes) -> Prepared:
-        """Decode untrusted bytes (raises ImageRejected with the reason) and preprocess."""
-        decoded = decode(data, max_pixels=self.max_pixels, min_side=1)
-        return self.prepare_image(decoded.image)
+        """Decode untrusted bytes and preprocess; raises ImageRejected with the reason and
+        nothing else, so every caller can answer a bad input without dying on it."""
+        decoded = decode(data, max_pixels=self.max_pixels, max_bytes=self.max_bytes, min_side=1)
+        with rejecting():  # preprocessing a decoded but odd picture must not escape either
+            return self.prepare_image(decoded.image)
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw logits and embeddings for a float32 [N, 3, S, S] batch."""

@@ -52,6 +52,7 @@ def build_service(
         queue_size=s.queue_size,
         timeout_s=s.timeout_s,
         max_upload_bytes=s.max_upload_bytes,
+        decode_budget_bytes=s.decode_budget_bytes,
         keep_inputs=keep,
     )
     return Service(holder=holder, tokens=TokenStore(db), db=db, predlog=predlog, settings=settings)

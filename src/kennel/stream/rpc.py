@@ -3,11 +3,15 @@
 Requests go to a durable queue; each carries the image bytes, a ``reply_to`` queue and a
 ``correlation_id``; the worker answers with the prediction JSON (or a JSON error for a bad
 image) and acknowledges only after replying, so a crash redelivers instead of losing work.
+A message that cannot be answered (not an image, or one that breaks a decoder) is answered with
+an error and acknowledged like any other: it can never take the worker down, nor again on
+restart.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from typing import Any
@@ -19,6 +23,8 @@ from pika.spec import Basic, BasicProperties
 from kennel.errors import ServiceError
 from kennel.imaging import ImageRejected
 from kennel.serve.runtime import Predictor
+
+log = logging.getLogger(__name__)
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_QUEUE = "kennel.predict"
@@ -45,6 +51,7 @@ class RpcWorker:
         self.queue = queue
         self.prefetch = prefetch
         self.handled = 0
+        self.rejected = 0  # answered with an error (bad image, or a message that broke the model)
         self._stop = threading.Event()
         self._ready = threading.Event()
 
@@ -55,6 +62,10 @@ class RpcWorker:
             answer: dict[str, Any] = self.predictor.predict_one(body).as_dict()
         except ImageRejected as exc:
             answer = {"error": "invalid_image", "detail": str(exc)}
+        except Exception as exc:  # a poison message: answered and acknowledged, never retried
+            log.exception("request %s could not be answered", props.correlation_id)
+            answer = {"error": "internal", "detail": f"{exc.__class__.__name__}: {exc}"}
+        self.rejected += "error" in answer
         if props.reply_to:
             channel.basic_publish(
                 exchange="",
