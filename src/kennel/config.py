@@ -58,6 +58,10 @@ class DataConfig(_Strict):
     near_duplicate_distance: Annotated[int, Field(ge=0, le=16)] = 4
     # Worker processes for ingest and synthesis; 0 = one per CPU core.
     workers: Annotated[int, Field(ge=0)] = 0
+    # Where manifest and SQL rows may point besides the manifest's own folder: local folders
+    # (relative ones hang from kennel.yaml's folder) or URL prefixes (s3://bucket/images/).
+    # Rows pointing anywhere else are quarantined unread.
+    allowed_roots: list[str] = Field(default_factory=list)
 
 
 class ParamSpace(_Strict):
@@ -345,6 +349,14 @@ class Project(BaseModel):
         return str(self.root / url)
 
     @property
+    def allowed_roots(self) -> list[str]:
+        """``data.allowed_roots`` with relative folders resolved against the project root."""
+        return [
+            r if "://" in r or Path(r).expanduser().is_absolute() else str(self.root / r)
+            for r in self.config.data.allowed_roots
+        ]
+
+    @property
     def workers(self) -> int:
         return self.config.data.workers or os.cpu_count() or 1
 
@@ -472,6 +484,7 @@ data:
   max_file_bytes: 67108864
   near_duplicate_distance: 4  # perceptual-hash bits; pairs within it are reported
   workers: 0                # 0 = one process per CPU core
+  allowed_roots: []         # manifest/SQL rows may point here too (folders, URL prefixes)
 
 train:
   arch: small_cnn           # or efficientnet_lite0 (ImageNet weights, fine-tuned)

@@ -114,8 +114,12 @@ class Workspace:
         )
 
     def source(self, spec: str, **options: Any) -> Source:
-        """Open a data source, labelled with this project's known labels."""
-        return open_source(spec, labels=self.project.config.data.labels, **options)
+        """Open a data source, labelled with this project's known labels; manifest and SQL rows
+        confined to the manifest's folder and ``data.allowed_roots``."""
+        data = self.project.config.data
+        options.setdefault("allowed_roots", self.project.allowed_roots)
+        options.setdefault("max_bytes", data.max_file_bytes)
+        return open_source(spec, labels=data.labels, **options)
 
     def monitor(self) -> Monitor:
         return Monitor(self.project.config, self.db, self.registry, self.content)

@@ -1,4 +1,5 @@
-"""kill -9 in the middle of an ingest, run it again: same version as an uninterrupted run."""
+"""kill -9 in the middle of an ingest: no pool worker outlives it, and running it again gives
+the same version as an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 from kennel.datasets.synth import generate
 from kennel.wiring import Workspace
@@ -43,7 +46,26 @@ def _ingest_cmd(lake: Path, root: Path) -> list[str]:
     ]
 
 
-def test_kill9_then_rerun_gives_same_version(tmp_path: Path) -> None:
+def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those still running (a zombie waiting for init to reap it is dead)."""
+    alive = []
+    for proc in procs:
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _outlived(workers: list[psutil.Process], seconds: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + seconds
+    while _alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _alive(workers)
+
+
+def test_kill9_leaves_no_workers_and_rerun_gives_same_version(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     generate(lake, COUNT, seed=4, workers=2)
     killed = make_project(tmp_path / "killed")
@@ -58,8 +80,17 @@ def test_kill9_then_rerun_gives_same_version(tmp_path: Path) -> None:
     while _records(db) < COUNT // 4 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "ingest finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) >= 2, workers  # the pool is running
+    # Only the main process, as the OOM killer or a crash would: its workers must follow.
+    os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    try:
+        left = _outlived(workers, 5.0)
+        assert not left, f"workers outlived the killed ingest: {[p.pid for p in left]}"
+    finally:
+        for worker in _alive(workers):  # the old code's orphans would block forever
+            worker.kill()
     done_before = _records(db)
     assert 0 < done_before < COUNT
 

@@ -88,10 +88,32 @@ def test_csv_and_parquet_manifests(tmp_path: Path, files: dict[str, bytes]) -> N
         assert all(isinstance(d, bytes) for _e, d in source.read(entries))
 
 
-def test_manifest_refuses_escaping_paths(tmp_path: Path) -> None:
-    (tmp_path / "m.csv").write_text("uri,label\n../../etc/passwd,cat\n")
-    with pytest.raises(SourceError, match="escapes"):
-        open_source(str(tmp_path / "m.csv"))
+def test_manifest_rows_outside_allowed_roots_are_refused_unread(
+    tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    write_tree(tmp_path / "imgs", files)
+    (tmp_path / "m").mkdir()
+    rel = next(iter(files))
+    outside = [
+        f"../imgs/{rel}",
+        str(tmp_path / "imgs" / rel),
+        f"file://{tmp_path / 'imgs' / rel}",
+        "s3://bucket/x.jpg",
+    ]
+    (tmp_path / "m" / "m.csv").write_text("uri,label\n" + "".join(f"{u},cat\n" for u in outside))
+    source = open_source(str(tmp_path / "m" / "m.csv"))
+    reasons = {e.uri: data for e, data in source.read(source.scan().entries)}
+    assert set(reasons) == set(outside)  # recorded as written, never resolved nor read
+    for row, uri in enumerate(outside, start=1):
+        assert isinstance(reasons[uri], str)
+        assert str(reasons[uri]).startswith(f"outside allowed roots: row {row} "), reasons[uri]
+    allowed = open_source(
+        str(tmp_path / "m" / "m.csv"), allowed_roots=[str(tmp_path / "imgs"), "s3://bucket/"]
+    )
+    placed = {e.uri for e in allowed.scan().entries}
+    assert placed == {str(tmp_path / "imgs" / rel), "s3://bucket/x.jpg"}
+    data = {e.uri: d for e, d in allowed.read(allowed.scan().entries)}
+    assert data[str(tmp_path / "imgs" / rel)] == files[rel]
 
 
 def test_fsspec_url_source(files: dict[str, bytes]) -> None:

@@ -76,8 +76,12 @@ def _print_report(r: IngestReport) -> None:
         console.print(f"resumed run {r.run_id}: {r.files - r.processed} files were already done")
     console.print(
         f"files {r.files}  added {r.added}  already present {r.already_present}  "
-        f"quarantined {sum(r.quarantined.values())}  ignored (not images) {r.ignored}"
+        f"quarantined {sum(r.quarantined.values())}  ignored (not images) {r.ignored}  "
+        f"skipped {sum(r.skipped.values())}"
     )
+    if r.skipped:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in r.skipped.items())
+        console.print(f"  skipped, never opened: {reasons}", markup=False)
     console.print(
         f"exact duplicate groups {r.exact_duplicate_groups}  "
         f"near-duplicate pairs {r.near_duplicate_pairs}  "

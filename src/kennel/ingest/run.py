@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import time
 import uuid
 from collections import Counter
@@ -62,6 +63,7 @@ class IngestReport:
     quarantined: dict[str, int]
     quarantine_sample: list[tuple[str, str]]
     ignored: int
+    skipped: dict[str, int]  # never opened: special files, symlink loops, unsafe names
     exact_duplicate_groups: int
     near_duplicate_pairs: int
     seconds: float
@@ -146,7 +148,9 @@ class Ingestor:
             processed += len(results)
             if progress:
                 progress(len(done) + processed, len(entries))
-        version, created, summary = self._finish(dataset, run_id, parent_id, source, actor)
+        version, created, summary = self._finish(
+            dataset, run_id, parent_id, source, actor, listing.skipped
+        )
         return IngestReport(
             run_id=run_id,
             dataset=dataset,
@@ -161,6 +165,7 @@ class Ingestor:
             quarantined=summary["quarantined"],
             quarantine_sample=[(u, r) for u, r in summary["quarantine_sample"]],
             ignored=listing.ignored,
+            skipped=listing.skipped,
             exact_duplicate_groups=summary["exact_duplicate_groups"],
             near_duplicate_pairs=summary["near_duplicate_pairs"],
             seconds=time.perf_counter() - started,
@@ -216,7 +221,7 @@ class Ingestor:
             self.workers,
             mp_context=context,
             initializer=init_worker,
-            initargs=(self.artifacts_url, self.limits),
+            initargs=(self.artifacts_url, self.limits, os.getpid()),
         ) as pool:
             inflight: list[Future[list[FileResult]]] = []
             for chunk in chunks:
@@ -253,7 +258,13 @@ class Ingestor:
             )
 
     def _finish(
-        self, dataset: str, run_id: str, parent_id: str | None, source: Source, actor: str
+        self,
+        dataset: str,
+        run_id: str,
+        parent_id: str | None,
+        source: Source,
+        actor: str,
+        skipped: dict[str, int],
     ) -> tuple[DatasetVersion, bool, dict[str, Any]]:
         with self.db.session() as s:
             rows = s.execute(
@@ -301,9 +312,10 @@ class Ingestor:
         quarantined = Counter(reason_kind(reason or "") for _uri, reason in bad)
         if not ext.rows:
             self._close(run_id, "failed", None, {"quarantined": dict(quarantined)})
+            never_read = f"; skipped {skipped}" if skipped else ""
             raise SourceError(
                 f"no valid images in {source.describe()} "
-                f"({len(bad)} quarantined: {dict(quarantined) or 'none'})"
+                f"({len(bad)} quarantined: {dict(quarantined) or 'none'}{never_read})"
             )
         summary: dict[str, Any] = {
             "source": source.describe(),
@@ -311,6 +323,7 @@ class Ingestor:
             "already_present": ext.already_present,
             "quarantined": dict(sorted(quarantined.items())),
             "quarantine_sample": [[u, r or ""] for u, r in bad[:50]],
+            "skipped": skipped,
             "exact_duplicate_groups": len(ext.exact_groups),
             "exact_duplicates_sample": ext.exact_groups[:20],
             "near_duplicate_pairs": len(ext.near_pairs),

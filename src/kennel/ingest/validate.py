@@ -1,5 +1,7 @@
 """The transform step of ingest, one file at a time: hash, decode, check, measure. Pure apart
-from storing the original bytes in the content store the worker was given."""
+from storing the original bytes of accepted images in the content store the worker was given:
+a quarantined file's bytes are never stored (it may be anything a lake holds, secrets included);
+its reason, size and digest are recorded instead."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kennel.imaging import ImageRejected, decode, quality
+from kennel.ingest.lifeline import die_with_parent
 from kennel.storage import ContentStore, open_content_store, sha256_hex
 
 OK = "ok"
@@ -43,7 +46,7 @@ def check(
     limits: Limits,
     attrs: dict[str, str] | None = None,
 ) -> tuple[FileResult, bytes | None]:
-    """Judge one file; returns the result and the bytes worth keeping (None when too large)."""
+    """Judge one file; returns the result and the bytes worth keeping (None unless accepted)."""
     attrs = attrs or {}
 
     def rejected(reason: str, digest: str | None = None, size: int = 0) -> FileResult:
@@ -56,15 +59,15 @@ def check(
         return rejected(f"file too large: {size} bytes (limit {limits.max_file_bytes})"), None
     digest = sha256_hex(data)
     if label is None:
-        return rejected("no label: none could be derived from the path", digest, size), data
+        return rejected("no label: none could be derived from the path", digest, size), None
     if limits.labels and label not in limits.labels:
-        return rejected(f"unknown label {label!r} (allowed: {', '.join(limits.labels)})"), data
+        return rejected(f"unknown label {label!r} (allowed: {', '.join(limits.labels)})"), None
     try:
         decoded = decode(
             data, max_pixels=limits.max_pixels, min_side=limits.min_side, draft=_STATS_DRAFT
         )
     except ImageRejected as exc:
-        return rejected(str(exc), digest, size), data
+        return rejected(str(exc), digest, size), None
     stats = quality(decoded.image)
     item = {
         "format": decoded.format,
@@ -81,8 +84,9 @@ _store: ContentStore | None = None
 _limits: Limits | None = None
 
 
-def init_worker(artifacts_url: str, limits: Limits) -> None:
+def init_worker(artifacts_url: str, limits: Limits, parent_pid: int) -> None:
     global _store, _limits
+    die_with_parent(parent_pid)
     _store = open_content_store(artifacts_url)
     _limits = limits
 

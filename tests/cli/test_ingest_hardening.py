@@ -1,0 +1,293 @@
+"""Hostile lakes through `kennel data ingest` (issue #11, rows 11, 12, 16 and 18): manifests
+confined to declared roots, archive bombs refused before inflating, special files and odd names
+counted instead of hanging or crashing, and source passwords never recorded."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import textwrap
+import uuid
+import zipfile
+from pathlib import Path
+
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from kennel.db.schema import IngestRunRow
+from kennel.storage import sha256_hex
+from kennel.wiring import Workspace
+from tests.conftest import make_project
+from tests.helpers import jpeg, labelled_jpegs, write_tree
+
+runner = CliRunner()
+GIB = 1 << 30
+
+
+def _ingest(*args: str) -> dict[str, object]:
+    result = runner.invoke(app, ["data", "ingest", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    report: dict[str, object] = json.loads(result.stdout)
+    return report
+
+
+def _artifact_bytes(root: Path) -> bytes:
+    """Every byte the project's artifact store holds, concatenated."""
+    store = root / ".kennel" / "artifacts"
+    return b"".join(p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file())
+
+
+# Row 11 ---------------------------------------------------------------------------------------
+
+
+def test_manifest_rows_are_confined_to_allowed_roots(tmp_path: Path) -> None:
+    lake = write_tree(tmp_path / "lake", labelled_jpegs(4))
+    secret = jpeg(60, 50, seed=77)  # a valid image, outside the manifest's folder
+    outside = write_tree(tmp_path / "outside", {"cat/secret.jpg": secret}) / "cat" / "secret.jpg"
+    notes = b"TOP SECRET: not an image at all " * 8
+    (lake / "cat" / "notes.jpg").write_bytes(notes)
+    escaping = [str(outside), f"file://{outside}", "../outside/cat/secret.jpg"]
+    rows = [*(f"{k},{k.split('/')[0]}" for k in labelled_jpegs(4)), "cat/notes.jpg,cat"]
+    rows += [f"{uri},cat" for uri in escaping]
+    (lake / "m.csv").write_text("uri,label\n" + "\n".join(rows) + "\n")
+
+    confined = make_project(tmp_path / "confined")
+    report = _ingest(str(lake / "m.csv"), "-d", "m", "-C", str(confined.root))
+    assert report["added"] == 4
+    reasons = dict(report["quarantine_sample"])  # type: ignore[call-overload]
+    for uri in escaping:
+        assert reasons[uri].startswith("outside allowed roots: row "), reasons[uri]
+    assert reasons["../outside/cat/secret.jpg"].startswith("outside allowed roots: row 8 ")
+    assert report["quarantined"] == {"outside allowed roots": 3, "not an image": 1}
+    stored = _artifact_bytes(confined.root)
+    assert secret not in stored  # never read, so never a dataset row nor a blob
+    assert notes not in stored  # a quarantined non-image's bytes are never stored
+    ws = Workspace(confined)
+    try:
+        assert not ws.content.exists(sha256_hex(notes))
+        assert all("outside" not in r.uri for r in ws.catalog.rows(ws.catalog.resolve("m")))
+    finally:
+        ws.close()
+    human = runner.invoke(
+        app, ["data", "ingest", str(lake / "m.csv"), "-d", "m2", "-C", str(confined.root)]
+    )
+    assert human.exit_code == 0 and "outside allowed roots: row 6" in human.stdout
+
+    allowing = make_project(tmp_path / "allowing", allowed_roots=["../outside"])
+    allowed = _ingest(str(lake / "m.csv"), "-d", "m", "-C", str(allowing.root))
+    assert allowed["added"] == 5  # the three rows name one file: added once
+    assert set(allowed["quarantined"]) == {"not an image"}  # type: ignore[arg-type]
+    assert secret in _artifact_bytes(allowing.root)
+
+
+# Row 12 ---------------------------------------------------------------------------------------
+
+
+class _Zeros:
+    """A stream of ``size`` zero bytes, made as they are read."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def read(self, n: int) -> bytes:
+        n = min(n, self.left)
+        self.left -= n
+        return bytes(n)
+
+
+def _bombs(folder: Path) -> tuple[Path, Path]:
+    """A zip with four good images and a member of 1 GiB of zeros (a few MB compressed), and a
+    tar.gz with the same images and 512 MiB of zeros (a tar stream is inflated to be listed,
+    so less keeps the test fast); written in chunks, so making them costs no memory."""
+    good = labelled_jpegs(4)
+    zipped = folder / "bomb.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, data in good.items():
+            archive.writestr(name, data)
+        with archive.open("cat/bomb.jpg", "w", force_zip64=True) as member:
+            chunk = bytes(1 << 20)
+            for _ in range(GIB // len(chunk)):
+                member.write(chunk)
+    tarred = folder / "bomb.tar.gz"
+    with tarfile.open(tarred, "w:gz", compresslevel=1) as archive:
+        for name, data in good.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("dog/bomb.jpg")
+        info.size = GIB // 2
+        archive.addfile(info, _Zeros(info.size))  # type: ignore[arg-type]
+    return zipped, tarred
+
+
+# Runs the real CLI in a fresh process and reports how far each ingest raised its peak RSS: the
+# first ingest loads every module, so the growth of the next ones is the ingest's own.
+_MEASURE = textwrap.dedent(
+    """
+    import json, resource, sys
+    from typer.testing import CliRunner
+    from kennel.cli.main import app
+
+    def peak():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    runner, out = CliRunner(), []
+    for source in sys.argv[2:]:
+        before = peak()
+        dataset = "d%d" % len(out)
+        args = ["data", "ingest", source, "-d", dataset, "-C", sys.argv[1], "--json"]
+        result = runner.invoke(app, args)
+        out.append({"code": result.exit_code, "output": result.output, "grew": peak() - before})
+    print(json.dumps(out))
+    """
+)
+
+
+def test_archive_bombs_are_refused_before_inflating(tmp_path: Path) -> None:
+    zipped, tarred = _bombs(tmp_path)
+    assert zipped.stat().st_size < 8 << 20 and tarred.stat().st_size < 8 << 20
+    warmup = write_tree(tmp_path / "warmup", labelled_jpegs(2, seed=9))
+    project = make_project(tmp_path / "p")
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(project.root), str(warmup), str(zipped), str(tarred)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    _warm, *runs = json.loads(done.stdout)
+    for run, bomb, size in zip(
+        runs, ("cat/bomb.jpg", "dog/bomb.jpg"), (GIB, GIB // 2), strict=True
+    ):
+        assert run["grew"] < 300 << 20, run["grew"]  # the old code inflated all of it
+        assert run["code"] == 0, run["output"]
+        report = json.loads(run["output"])
+        assert report["added"] == 4
+        [(uri, reason)] = report["quarantine_sample"]
+        assert bomb in uri
+        assert reason == f"file too large: {size} bytes declared, not inflated (limit 67108864)"
+
+
+# Row 16 ---------------------------------------------------------------------------------------
+
+
+def test_special_files_and_odd_names_are_counted_not_opened(tmp_path: Path) -> None:
+    lake = write_tree(tmp_path / "lake", labelled_jpegs(4))
+    os.mkfifo(lake / "cat" / "pipe.jpg")  # opening it for reading would block forever
+    os.symlink("loop-b.jpg", lake / "dog" / "loop-a.jpg")
+    os.symlink("loop-a.jpg", lake / "dog" / "loop-b.jpg")
+    with open(os.fsencode(lake / "cat") + b"/caf\xe9.jpg", "wb") as handle:  # Latin-1 name
+        handle.write(jpeg(seed=5))
+    project = make_project(tmp_path / "p")
+    root = str(project.root)
+    done = subprocess.run(
+        [sys.executable, "-m", "kennel.cli", "data", "ingest", str(lake), "-d", "lake", "-C", root],
+        capture_output=True,
+        text=True,
+        timeout=120,  # the old code hung on the FIFO
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    out = " ".join(done.stdout.split())
+    assert "added 4" in out and "skipped 4" in out, out
+    assert "name not UTF-8 1, not a regular file 1, symlink loop 2" in out, out
+    ws = Workspace(project)
+    try:
+        with ws.db.session() as s:
+            [run] = s.scalars(select(IngestRunRow)).all()
+            assert run.summary["skipped"] == {
+                "name not UTF-8": 1,
+                "not a regular file": 1,
+                "symlink loop": 2,
+            }
+    finally:
+        ws.close()
+
+
+def test_archive_members_climbing_out_are_counted(tmp_path: Path) -> None:
+    good = labelled_jpegs(4)
+    evil = {"../cat/evil.jpg": jpeg(seed=1), "/cat/abs.jpg": jpeg(seed=2)}
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as archive:
+        for name, data in {**good, **evil}.items():
+            archive.writestr(zipfile.ZipInfo(name), data)
+    with tarfile.open(tmp_path / "evil.tar", "w") as archive:
+        for name, data in {**good, **evil, "dog/../../up.jpg": jpeg(seed=3)}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("dog/link.jpg")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(link)
+    root = str(make_project(tmp_path / "p").root)
+    zipped = _ingest(str(tmp_path / "evil.zip"), "-d", "z", "-C", root)
+    assert zipped["added"] == 4 and zipped["files"] == 4
+    assert zipped["skipped"] == {"archive member outside the archive": 2}
+    tarred = _ingest(str(tmp_path / "evil.tar"), "-d", "t", "-C", root)
+    assert tarred["skipped"] == {"archive member outside the archive": 3, "not a regular file": 1}
+    human = runner.invoke(
+        app, ["data", "ingest", str(tmp_path / "evil.zip"), "-d", "z", "-C", root]
+    )
+    assert human.exit_code == 0
+    assert "skipped, never opened: archive member outside the archive 2" in human.stdout
+
+
+# Row 18 ---------------------------------------------------------------------------------------
+
+
+def test_sql_source_password_is_never_recorded(tmp_path: Path, pg_url: str) -> None:
+    files = labelled_jpegs(4)
+    imgs = write_tree(tmp_path / "imgs", files)
+    table = f"lake_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as c:
+            user = c.execute(text("SELECT current_user")).scalar_one()
+            c.execute(text(f"CREATE TABLE {table} (uri TEXT, label TEXT)"))
+            for rel in files:
+                c.execute(
+                    text(f"INSERT INTO {table} VALUES (:u, :l)"),
+                    {"u": str(imgs / rel), "l": rel.split("/")[0]},
+                )
+    finally:
+        engine.dispose()
+    password = f"pw-{uuid.uuid4().hex}"  # PostgreSQL here trusts loopback: any password works
+    url = make_url(pg_url).set(username=user, password=password)
+    source = url.render_as_string(hide_password=False)
+    assert password in source
+    project = make_project(tmp_path / "p", allowed_roots=[str(imgs)])
+    root = str(project.root)
+
+    outputs = []
+    for extra in (["--json"], []):
+        done = runner.invoke(
+            app, ["data", "ingest", source, "--sql-table", table, "-d", "sql", "-C", root, *extra]
+        )
+        assert done.exit_code == 0, done.output
+        outputs.append(done.output)
+    report = json.loads(outputs[0])
+    assert report["added"] == 4 and "***" in report["source"]
+    for command in (["data", "show", "sql"], ["audit", "log", "--json"], ["data", "list"]):
+        shown = runner.invoke(app, [*command, "-C", root])
+        assert shown.exit_code == 0, shown.output
+        outputs.append(shown.output)
+    failed = runner.invoke(
+        app, ["data", "ingest", source, "--sql-table", "ghost_table", "-d", "x", "-C", root]
+    )
+    assert failed.exit_code != 0 and "***" in failed.output
+    outputs.append(failed.output)
+    for output in outputs:
+        assert password not in output
+
+    db = project.root / ".kennel" / "kennel.db"
+    with sqlite3.connect(db) as connection:
+        dump = "\n".join(connection.iterdump())  # every table's every value, as SQL text
+    assert "ingest_runs" in dump and "***" in dump
+    assert password not in dump
+    assert password.encode() not in _artifact_bytes(project.root)
