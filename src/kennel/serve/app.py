@@ -325,9 +325,9 @@ def create_app(service: Service) -> FastAPI:
             ) from exc
         except TimeoutError as exc:
             raise ApiError(504, "timeout", f"no answer within {settings.timeout_s}s") from exc
-        service.metrics.predictions.labels(prediction.label).inc()
         if service.predlog is not None:
-            service.predlog.add(
+            # answered only once the record is on disk: a crash after this loses nothing
+            await service.predlog.commit(
                 row_of(
                     prediction,
                     environment=settings.environment,
@@ -336,6 +336,7 @@ def create_app(service: Service) -> FastAPI:
                     data=data if settings.keep_inputs else None,
                 )
             )
+        service.metrics.predictions.labels(prediction.label).inc()
         return prediction
 
     def source_of(request: Request) -> str:
