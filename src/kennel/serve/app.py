@@ -27,13 +27,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kennel.db import Database
+from kennel.db.audit import record
 from kennel.db.schema import FeedbackRow
 from kennel.errors import KennelError
 from kennel.imaging import ImageRejected
 from kennel.serve import schemas
 from kennel.serve.auth import Identity, TokenStore
 from kennel.serve.batching import MicroBatcher, QueueFull
-from kennel.serve.holder import ModelHolder
+from kennel.serve.holder import ModelHolder, Swap
 from kennel.serve.metrics import ServiceMetrics
 from kennel.serve.predlog import PredictionLog, row_of
 from kennel.serve.runtime import Prediction, Predictor, Prepared
@@ -428,6 +429,13 @@ def create_app(service: Service) -> FastAPI:
                         actor=who.name,
                     )
                 )
+                record(
+                    s,
+                    actor=who.name,
+                    action="feedback",
+                    subject=body.prediction_id,
+                    details={"label": body.label, "token": who.token_id},
+                )
 
         await run_in_threadpool(store)
         return schemas.FeedbackOut(
@@ -440,8 +448,26 @@ def create_app(service: Service) -> FastAPI:
         responses=ERRORS,
         summary="Check the alias now and swap models if it moved (role: operator, admin)",
     )
-    async def reload(_who: Identity = identity("reload")) -> schemas.ReloadOut:  # noqa: B008
-        swap = await run_in_threadpool(service.holder.reload)
+    async def reload(who: Identity = identity("reload")) -> schemas.ReloadOut:  # noqa: B008
+        def reload_audited() -> Swap | None:
+            try:
+                return service.holder.reload()
+            finally:  # audited whatever the outcome
+                current = service.holder.current
+                with service.db.session() as s:
+                    record(
+                        s,
+                        actor=who.name,
+                        action="service.reload",
+                        subject=settings.environment,
+                        details={
+                            "token": who.token_id,
+                            "version": current.version if current else None,
+                            "error": service.holder.last_error,
+                        },
+                    )
+
+        swap = await run_in_threadpool(reload_audited)
         current = service.holder.current
         return schemas.ReloadOut(
             version=current.version if current else None,
