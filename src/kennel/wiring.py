@@ -11,6 +11,7 @@ from typing import Any
 from kennel.config import Project, load_project
 from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database
+from kennel.db.audit import AuditAnchor
 from kennel.deploy.release import ReleaseManager
 from kennel.govern.actions import ActionContext
 from kennel.govern.retrain import RetrainResult, Window, retrain
@@ -39,7 +40,9 @@ class Workspace:
 
     @cached_property
     def db(self) -> Database:
-        return Database.open(self.project.metadata_url)
+        # the audit chain's anchor lives in the artifact store, out of the database's reach
+        anchor = AuditAnchor(self.content.blobs)
+        return Database.open(self.project.metadata_url, audit_anchor=anchor)
 
     @cached_property
     def content(self) -> ContentStore:

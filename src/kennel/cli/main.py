@@ -95,13 +95,24 @@ def init(
 
 @audit_app.command("verify")
 def audit_verify(project: ProjectOption = None, json_out: JsonOption = False) -> None:
-    """Check the audit chain; exits 1 naming the first edited or missing entry."""
+    """Check the audit chain and its anchor; exits 1 naming the first edited, missing or
+    rewritten entry."""
     with opened(project) as ws, ws.db.session() as s:
         verdict = verify(s)
     if json_out:
-        emit_json({"ok": verdict.ok, "checked": verdict.checked, "problem": verdict.problem})
+        emit_json(
+            {
+                "ok": verdict.ok,
+                "checked": verdict.checked,
+                "anchored": verdict.anchored,
+                "problem": verdict.problem,
+            }
+        )
     elif verdict.ok:
-        console.print(f"audit log intact: {verdict.checked} entries verified")
+        console.print(
+            f"audit log intact: {verdict.checked} entries verified, "
+            f"{verdict.anchored} of them against the anchor"
+        )
     else:
         typer.echo(f"error: audit log broken: {verdict.problem}", err=True)
     if not verdict.ok:

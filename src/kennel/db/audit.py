@@ -1,23 +1,78 @@
 """The hash-chained audit log: every state change appends one entry through ``record``.
 
 Each entry's hash covers its content and the previous entry's hash, so editing or deleting any
-row breaks the chain at that point and ``verify`` reports where.
+row breaks the chain at that point and ``verify`` reports where. A chain alone cannot show that
+its newest entries were deleted, or that it was rewritten and rehashed from some entry on: for
+that the anchor keeps each entry's sequence number and hash apart from the database, in a
+write-once store (the project's artifact store), published right after the transaction that
+appended the entry commits. ``verify`` then checks the newest anchored entry: the database must
+still hold it, with the same hash (which pins every entry before it).
+
+The window: an entry whose transaction committed but whose anchor write failed or was cut short
+by a crash is not anchored (``Verdict.anchored`` says how far the anchor reaches).
+
+Actions recorded so far include ``token.create``, ``token.revoke``, ``feedback``,
+``service.reload``, ``auth.login`` and ``auth.login_failed`` (``TokenStore.login``, for the
+dashboard), besides the data, model and release actions of the other modules.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from kennel.db.schema import AuditRow
+from kennel.errors import KennelError
 
+log = logging.getLogger(__name__)
 GENESIS = "0" * 64
+ANCHOR_KEY = "kennel.audit.anchor"  # Session.info: the AuditAnchor of the session's Database
+_PENDING = "kennel.audit.pending"  # Session.info: (seq, hash) appended in this transaction
+_LISTENING = "kennel.audit.listening"
+_ANCHORS = "audit/anchors"
+_ANCHOR_NAME = re.compile(r"^[0-9]{12}$")
+
+
+class AnchorStore(Protocol):
+    """Write-once bytes under keys (a BlobStore): ``put`` never overwrites."""
+
+    def put(self, key: str, data: bytes) -> bool: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+
+class AuditAnchor:
+    """The audit chain's entries as (sequence number, hash), one write-once record each, kept
+    where someone who can write the database cannot (the artifact store)."""
+
+    def __init__(self, store: AnchorStore) -> None:
+        self.store = store
+
+    def publish(self, entries: list[tuple[int, str]]) -> None:
+        for seq, digest in entries:
+            data = json.dumps({"seq": seq, "hash": digest}).encode()
+            self.store.put(f"{_ANCHORS}/{seq:012d}", data)
+
+    def sequence_numbers(self) -> list[int]:
+        names = (key.rsplit("/", 1)[-1] for key in self.store.list(_ANCHORS))
+        return sorted(int(name) for name in names if _ANCHOR_NAME.match(name))
+
+    def hash_of(self, seq: int) -> str:
+        value: str = json.loads(self.store.get(f"{_ANCHORS}/{seq:012d}"))["hash"]
+        return value
+
+
 _PG_AUDIT_LOCK = 0x6B61756469  # "kaudi"
 
 
@@ -82,7 +137,28 @@ def record(
         )
     )
     session.flush()
+    if session.info.get(ANCHOR_KEY) is not None:
+        session.info.setdefault(_PENDING, []).append((seq, digest))
+        if not session.info.get(_LISTENING):
+            session.info[_LISTENING] = True
+            event.listen(session, "after_commit", _publish_anchor)
+            event.listen(session, "after_rollback", _forget_pending)
     return seq
+
+
+def _publish_anchor(session: Session) -> None:
+    pending = session.info.pop(_PENDING, [])
+    anchor: AuditAnchor | None = session.info.get(ANCHOR_KEY)
+    if not pending or anchor is None:
+        return
+    try:
+        anchor.publish(pending)
+    except (KennelError, OSError) as exc:  # committed already: report, never undo the change
+        log.error("audit: cannot anchor entries %s: %s", [s for s, _ in pending], exc)
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 @dataclass(frozen=True)
@@ -100,9 +176,15 @@ class Verdict:
     ok: bool
     checked: int
     problem: str | None = None
+    anchored: int = 0  # entries covered by the anchor (the newest anchored sequence number)
 
 
-def verify(session: Session) -> Verdict:
+def verify(session: Session, anchor: AuditAnchor | None = None) -> Verdict:
+    """Check the chain, then that it still holds the newest anchored entry unchanged."""
+    anchor = anchor or session.info.get(ANCHOR_KEY)
+    anchored = anchor.sequence_numbers() if anchor is not None else []
+    head = anchored[-1] if anchored else 0
+    head_hash = anchor.hash_of(head) if anchor is not None and head else None
     prev = GENESIS
     expected_seq = 1
     checked = 0
@@ -116,10 +198,30 @@ def verify(session: Session) -> Verdict:
         )
         if digest != row.hash:
             return Verdict(False, checked, f"entry {row.seq} was altered after it was written")
+        if row.seq == head and row.hash != head_hash:
+            assert anchor is not None
+            first = _first_mismatch(session, anchor, anchored)
+            return Verdict(
+                False,
+                checked,
+                f"entry {first} does not match its anchor: the chain was rewritten from there",
+            )
         prev = row.hash
         expected_seq += 1
         checked += 1
-    return Verdict(True, checked)
+    if checked < head:
+        return Verdict(
+            False,
+            checked,
+            f"entries {checked + 1}..{head} were deleted: the anchor records {head} entries, "
+            f"the log holds {checked}",
+        )
+    return Verdict(True, checked, anchored=head)
+
+
+def _first_mismatch(session: Session, anchor: AuditAnchor, anchored: list[int]) -> int:
+    stored = {seq: h for seq, h in session.execute(select(AuditRow.seq, AuditRow.hash))}
+    return next(s for s in anchored if stored.get(s) != anchor.hash_of(s))
 
 
 def entries(session: Session, limit: int = 100) -> list[AuditEntry]:

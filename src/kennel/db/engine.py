@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from kennel.db.audit import ANCHOR_KEY, AuditAnchor
 from kennel.errors import MetadataError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -69,15 +70,20 @@ def open_engine(url: str) -> Engine:
 
 
 class Database:
-    """An upgraded engine plus a session factory; one short session per operation."""
+    """An upgraded engine plus a session factory; one short session per operation.
 
-    def __init__(self, engine: Engine) -> None:
+    ``audit_anchor`` (kept outside the database, see ``kennel.db.audit``) receives the head of
+    the audit chain after each commit that appended to it, and is what ``verify`` checks."""
+
+    def __init__(self, engine: Engine, *, audit_anchor: AuditAnchor | None = None) -> None:
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.audit_anchor = audit_anchor
+        info = {ANCHOR_KEY: audit_anchor} if audit_anchor is not None else {}
+        self._sessions = sessionmaker(engine, expire_on_commit=False, info=info)
 
     @classmethod
-    def open(cls, url: str) -> Database:
-        return cls(open_engine(url))
+    def open(cls, url: str, *, audit_anchor: AuditAnchor | None = None) -> Database:
+        return cls(open_engine(url), audit_anchor=audit_anchor)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kennel.db import Database
+from kennel.db.audit import record
 from kennel.db.schema import FeedbackRow
 from kennel.errors import KennelError
 from kennel.imaging import ImageRejected, probe
@@ -35,7 +36,7 @@ from kennel.serve import schemas
 from kennel.serve.auth import Identity, TokenStore
 from kennel.serve.batching import MicroBatcher, QueueFull
 from kennel.serve.budget import DecodeBudget
-from kennel.serve.holder import LoadFailed, ModelHolder
+from kennel.serve.holder import LoadFailed, ModelHolder, Swap
 from kennel.serve.metrics import ServiceMetrics
 from kennel.serve.predlog import PredictionLog, row_of
 from kennel.serve.runtime import Prediction, Predictor, Prepared
@@ -339,9 +340,9 @@ def create_app(service: Service) -> FastAPI:
             ) from exc
         except TimeoutError as exc:
             raise ApiError(504, "timeout", f"no answer within {settings.timeout_s}s") from exc
-        service.metrics.predictions.labels(prediction.label).inc()
         if service.predlog is not None:
-            service.predlog.add(
+            # answered only once the record is on disk: a crash after this loses nothing
+            await service.predlog.commit(
                 row_of(
                     prediction,
                     environment=settings.environment,
@@ -350,6 +351,7 @@ def create_app(service: Service) -> FastAPI:
                     data=data if settings.keep_inputs else None,
                 )
             )
+        service.metrics.predictions.labels(prediction.label).inc()
         return prediction
 
     def source_of(request: Request) -> str:
@@ -443,6 +445,13 @@ def create_app(service: Service) -> FastAPI:
                         actor=who.name,
                     )
                 )
+                record(
+                    s,
+                    actor=who.name,
+                    action="feedback",
+                    subject=body.prediction_id,
+                    details={"label": body.label, "token": who.token_id},
+                )
 
         await run_in_threadpool(store)
         return schemas.FeedbackOut(
@@ -458,9 +467,27 @@ def create_app(service: Service) -> FastAPI:
         },
         summary="Check the alias now and swap models if it moved (role: operator, admin)",
     )
-    async def reload(_who: Identity = identity("reload")) -> schemas.ReloadOut:  # noqa: B008
+    async def reload(who: Identity = identity("reload")) -> schemas.ReloadOut:  # noqa: B008
+        def reload_audited() -> Swap | None:
+            try:
+                return service.holder.reload()
+            finally:  # audited whatever the outcome
+                current = service.holder.current
+                with service.db.session() as s:
+                    record(
+                        s,
+                        actor=who.name,
+                        action="service.reload",
+                        subject=settings.environment,
+                        details={
+                            "token": who.token_id,
+                            "version": current.version if current else None,
+                            "error": service.holder.last_error,
+                        },
+                    )
+
         try:
-            swap = await run_in_threadpool(service.holder.reload)
+            swap = await run_in_threadpool(reload_audited)
         except LoadFailed as exc:  # the alias names a bundle that cannot load: the caller's fix
             raise ApiError(409, exc.code, str(exc)) from exc
         current = service.holder.current

@@ -1,29 +1,43 @@
-"""The prediction log: every prediction is queued in memory and written to the metadata store in
-batches by a background thread, off the request path. When the database is unreachable the
-batch is appended (and fsynced) to a JSON-lines spool on disk instead, and replayed, without
-duplicates (prediction ids are primary keys), once the database answers again.
+"""The prediction log, written ahead: a prediction's record is appended to an on-disk journal
+and fsynced before the service answers, then copied to the metadata store in batches by a
+background thread. Appends are group-committed: a committer thread writes every record that
+arrived while the previous fsync ran with one fsync, so concurrent requests share its cost.
+When the database is unreachable the journal waits on disk and is drained, without duplicates
+(prediction ids are primary keys), once the database answers again.
+
+A process that dies (even by kill -9) leaves its journal behind; the next log opened on the same
+folder, typically the restarted service, adopts it. Files, under ``spool`` without its suffix
+(e.g. ``.kennel/spool/production/``): ``OWNER.lock``, locked (flock) for as long as its
+process lives, and that owner's segments ``OWNER.NNNNNNNN.jsonl``, sealed in turn by the drain
+thread. Several services may share a folder: a segment is adopted only when no process holds
+its owner's lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import fcntl
 import json
 import logging
 import os
-import queue
+import re
+import secrets
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from kennel.db import Database
 from kennel.db.bulk import insert_ignore
 from kennel.db.schema import InputRejectionRow, PredictionRow
-from kennel.errors import KennelError
+from kennel.errors import KennelError, StorageError
 from kennel.serve.runtime import Prediction
 from kennel.storage import ContentStore
 
@@ -88,11 +102,15 @@ def _from_json(line: str) -> dict[str, Any]:
 
 @dataclass
 class LogStats:
-    queued: int = 0
-    written: int = 0
-    spooled: int = 0
-    replayed: int = 0
+    queued: int = 0  # records handed to the log
+    written: int = 0  # records written to the database
+    spooled: int = 0  # records kept on disk because a database write failed
+    replayed: int = 0  # records written after such a failure, or adopted from a dead process
     db_errors: int = 0
+
+
+_SEGMENT = re.compile(r"^(?P<owner>[0-9]+-[0-9a-f]{8})\.(?:[0-9]{8}\.jsonl|lock)$")
+_Waiting = tuple[dict[str, Any], "Future[None]"]
 
 
 class PredictionLog:
@@ -102,30 +120,61 @@ class PredictionLog:
         spool: Path,
         *,
         flush_s: float = 0.5,
-        max_queue: int = 100_000,
         inputs: ContentStore | None = None,
     ) -> None:
         self.db = db
         self.inputs = inputs  # where kept input images go (content-addressed), if anywhere
-        self.spool = spool
+        self.spool = spool  # the single spool file of earlier versions, drained if present
+        self.folder = spool.with_suffix("")
         self.flush_s = flush_s
         self.stats = LogStats()
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(max_queue)
+        self._owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._cond = threading.Condition()  # guards _waiting, _appending, _closing
+        self._waiting: list[_Waiting] = []
+        self._appending = False
+        self._closing = False
+        self._seg_lock = threading.Lock()  # guards the open segment and _sealed
+        self._segment = 0
+        self._handle: IO[bytes] | None = None
+        self._open_rows = 0
+        self._sealed: list[Path] = []  # own segments waiting for the database, oldest first
+        self._lock = threading.Lock()  # one drain at a time
+        self._failed: set[Path] = set()  # segments a database write failed for (counted once)
+        self._progress: dict[Path, int] = {}  # rows of a segment already in the database
+        self._lockfd: int | None = None
+        self._stopped = False
         self._stop = threading.Event()
+        self._committer = threading.Thread(
+            target=self._commit_loop, name="kennel-predlog-commit", daemon=True
+        )
         self._thread = threading.Thread(target=self._loop, name="kennel-predlog", daemon=True)
-        self._lock = threading.Lock()
-        spool.parent.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> None:
+        if self._lockfd is not None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / f"{self._owner}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held until stop() or death: our segments are ours
+        self._lockfd = fd
+        self._committer.start()
         self._thread.start()
 
-    def add(self, row: dict[str, Any]) -> None:
-        """Never blocks the caller: when even the memory queue is full, spool synchronously."""
-        self.stats.queued += 1
-        try:
-            self._queue.put_nowait(row)
-        except queue.Full:
-            self._spool([row])
+    def add(self, row: dict[str, Any]) -> Future[None]:
+        """Queue ``row``; the future completes once it is on disk (fsynced), or fails with a
+        StorageError when it could not be written. Never blocks the caller."""
+        done: Future[None] = Future()
+        with self._cond:
+            if self._closing:
+                done.set_exception(StorageError("the prediction log is closed"))
+                return done
+            self._waiting.append((row, done))
+            self.stats.queued += 1
+            self._cond.notify()
+        return done
+
+    async def commit(self, row: dict[str, Any]) -> None:
+        """Add ``row`` and wait, off the event loop, until it is durable."""
+        await asyncio.wrap_future(self.add(row))
 
     def reject(self, *, environment: str, source: str, reason: str) -> None:
         """Log an input that could not be used (monitoring counts decode failures)."""
@@ -140,30 +189,107 @@ class PredictionLog:
         )
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Journal what is queued, drain what the database takes, release the journal. Records
+        the database did not take stay on disk for the next log on this folder."""
+        self.start()  # a log stopped before it started still journals what it was given
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._committer.join(timeout)
         self._stop.set()
         self._thread.join(timeout)
-        self._drain_once()  # anything that arrived during shutdown
-
-    @property
-    def pending(self) -> int:
-        return self._queue.qsize()
+        self._drain_once()
+        with self._seg_lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+            if self._open_rows:
+                self._sealed.append(self._segment_path(self._segment))
+            clean = not self._sealed
+        if self._lockfd is not None:
+            if clean:
+                (self.folder / f"{self._owner}.lock").unlink(missing_ok=True)
+            os.close(self._lockfd)  # releases the lock: a later log adopts what is left
+            self._lockfd = None
 
     def spooled_lines(self) -> int:
-        try:
-            with open(self.spool, encoding="utf-8") as handle:
-                return sum(1 for _ in handle)
-        except FileNotFoundError:
-            return 0
+        """Records on disk that are not in the database yet (this folder, every owner)."""
+        paths = [p for p in self._files() if p.suffix == ".jsonl"]
+        return sum(_count_lines(p) for p in [*paths, self.spool])
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until the queue and the spool are empty (True) or the timeout passes."""
+        """Wait until every record given so far is in the database (True) or the timeout passes."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queue.empty() and not self.spool.exists():
+            with self._cond:
+                busy = bool(self._waiting) or self._appending
+            with self._seg_lock:
+                busy = busy or bool(self._open_rows or self._sealed)
+            if not busy and self.spooled_lines() == 0:
                 with self._lock:
                     return True
             time.sleep(0.02)
         return False
+
+    # -- the committer: group commit into the open segment --------------------------------
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closing:
+                    self._cond.wait()
+                batch, self._waiting = self._waiting, []
+                if not batch:
+                    return
+                self._appending = True
+            try:
+                self._append(batch)
+            finally:
+                with self._cond:
+                    self._appending = False
+
+    def _append(self, batch: list[_Waiting]) -> None:
+        try:
+            data = "".join(_to_json(row) + "\n" for row, _ in batch).encode()
+            with self._seg_lock:
+                if self._handle is None:
+                    self._handle = self._open_segment()
+                try:
+                    self._handle.write(data)
+                    self._handle.flush()
+                    _datasync(self._handle.fileno())
+                except OSError:
+                    self._seal()  # never append behind a torn write: start a new segment
+                    raise
+                self._open_rows += len(batch)
+        except (OSError, TypeError, ValueError) as exc:
+            log.error("prediction log: cannot journal %d records: %s", len(batch), exc)
+            error = StorageError(f"cannot journal the prediction: {exc}")
+            for _row, done in batch:
+                done.set_exception(error)
+            return
+        for _row, done in batch:
+            done.set_result(None)
+
+    def _segment_path(self, n: int) -> Path:
+        return self.folder / f"{self._owner}.{n:08d}.jsonl"
+
+    def _open_segment(self) -> IO[bytes]:
+        handle = open(self._segment_path(self._segment), "ab")  # noqa: SIM115 - kept open
+        _fsync_dir(self.folder)  # the new name must survive a crash too, not just its bytes
+        return handle
+
+    def _seal(self) -> None:
+        """Close the open segment and queue it for the database (caller holds _seg_lock)."""
+        if self._handle is None:
+            return
+        self._handle.close()
+        self._handle = None
+        self._sealed.append(self._segment_path(self._segment))
+        self._segment += 1
+        self._open_rows = 0
+
+    # -- the drain thread: journal -> database ----------------------------------------------
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -172,20 +298,74 @@ class PredictionLog:
 
     def _drain_once(self) -> None:
         with self._lock:
-            self._replay()
-            while True:
-                batch: list[dict[str, Any]] = []
-                while len(batch) < _BATCH:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                if not batch:
-                    return
-                if self.spool.exists() or not self._write(batch):
-                    self._spool(batch)  # keep order: once spooling, spool until replayed
-                else:
-                    self.stats.written += len(batch)
+            self._adopt()
+            if not self._drain_sealed():
+                return  # database still down: the open segment keeps growing meanwhile
+            with self._seg_lock:
+                if self._open_rows:
+                    self._seal()
+            self._drain_sealed()
+
+    def _drain_sealed(self) -> bool:
+        with self._seg_lock:
+            sealed = list(self._sealed)
+        for path in sealed:
+            if not self._drain_file(path):
+                return False
+            with self._seg_lock:
+                self._sealed.remove(path)
+            path.unlink(missing_ok=True)
+        return True
+
+    def _adopt(self) -> None:
+        """Drain the journals of processes that died, and the spool of earlier versions."""
+        owners: dict[str, list[Path]] = {}
+        for path in self._files():
+            owner = _owner_of(path)
+            if owner != self._owner:
+                owners.setdefault(owner, [])
+                if path.suffix == ".jsonl":
+                    owners[owner].append(path)
+        for owner, segments in owners.items():
+            lock = self.folder / f"{owner}.lock"
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its process is alive and drains its own journal
+                for path in sorted(segments):
+                    if not self._drain_file(path, adopted=True):
+                        return
+                    path.unlink(missing_ok=True)
+                lock.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        if self.spool.exists() and self._drain_file(self.spool, adopted=True):
+            self.spool.unlink(missing_ok=True)
+
+    def _files(self) -> list[Path]:
+        try:
+            return [self.folder / n for n in os.listdir(self.folder) if _SEGMENT.match(n)]
+        except FileNotFoundError:
+            return []
+
+    def _drain_file(self, path: Path, *, adopted: bool = False) -> bool:
+        rows = list(_read(path))
+        done = self._progress.get(path, 0)
+        for lo in range(done, len(rows), _BATCH):
+            if not self._write(rows[lo : lo + _BATCH]):
+                if path not in self._failed:
+                    self._failed.add(path)
+                    self.stats.spooled += len(rows) - lo
+                self._progress[path] = lo
+                return False
+        self.stats.written += len(rows) - done
+        if adopted or path in self._failed:
+            self.stats.replayed += len(rows) - done
+        self._progress.pop(path, None)
+        self._failed.discard(path)
+        return True
 
     def _write(self, rows: list[dict[str, Any]]) -> bool:
         predictions = [r for r in rows if r.get("kind") != REJECTION]
@@ -207,29 +387,44 @@ class PredictionLog:
             return True
         except (KennelError, OSError) as exc:
             self.stats.db_errors += 1
-            log.warning("prediction log: database unavailable (%s); spooling", exc)
+            log.warning("prediction log: database unavailable (%s); keeping the journal", exc)
             return False
 
-    def _spool(self, rows: list[dict[str, Any]]) -> None:
-        with open(self.spool, "a", encoding="utf-8") as handle:
-            handle.write("".join(_to_json(r) + "\n" for r in rows))
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.stats.spooled += len(rows)
 
-    def _replay(self) -> None:
-        if not self.spool.exists():
-            return
-        with open(self.spool, encoding="utf-8") as handle:
-            lines = [line for line in handle if line.strip()]
-        rows = []
-        for line in lines:
-            try:
-                rows.append(_from_json(line))
-            except (ValueError, KeyError):  # a torn last line from a crash mid-append
-                log.warning("prediction log: skipping an unreadable spool line")
-        for lo in range(0, len(rows), _BATCH):
-            if not self._write(rows[lo : lo + _BATCH]):
-                return  # still down: keep the spool (already written rows are ignored on replay)
-        self.spool.unlink(missing_ok=True)
-        self.stats.replayed += len(rows)
+def _owner_of(path: Path) -> str:
+    return path.name.split(".", 1)[0]
+
+
+def _read(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                try:
+                    yield _from_json(line)
+                except (ValueError, KeyError, TypeError):  # a torn last line from a crash
+                    log.warning("prediction log: skipping an unreadable line in %s", path.name)
+    except FileNotFoundError:
+        return
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as handle:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+
+
+# fdatasync still persists the new length of an appended file, but skips the timestamps: its
+# worst case here was half of fsync's (p90 4 ms against 10 ms on ext4). macOS has only fsync.
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,76 @@
+"""`kennel audit verify` against the anchor kept in the artifact store: deleting the newest
+entries, or rewriting the chain from entry 1 and rehashing every entry with the chain's own
+hashing, is found; an untouched project verifies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import delete, func, select, update
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from kennel.db.audit import GENESIS, entry_hash
+from kennel.db.schema import AuditRow
+from kennel.wiring import Workspace
+
+runner = CliRunner()
+
+
+def _project_with_entries(root: Path, n: int = 4) -> Path:
+    assert runner.invoke(app, ["init", str(root)]).exit_code == 0
+    for i in range(n):
+        created = runner.invoke(
+            app, ["token", "create", "--role", "viewer", "--name", f"v{i}", "-C", str(root)]
+        )
+        assert created.exit_code == 0, created.output
+    return root
+
+
+def _verify(root: Path) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["audit", "verify", "-C", str(root)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_an_untouched_project_verifies_against_its_anchor(tmp_path: Path) -> None:
+    root = _project_with_entries(tmp_path / "p")
+    code, out, _err = _verify(root)
+    assert code == 0 and "intact: 4 entries verified, 4 of them against the anchor" in out
+    verdict = json.loads(runner.invoke(app, ["audit", "verify", "--json", "-C", str(root)]).stdout)
+    assert verdict == {"ok": True, "checked": 4, "anchored": 4, "problem": None}
+
+
+def test_deleting_the_newest_entries_is_detected(tmp_path: Path) -> None:
+    root = _project_with_entries(tmp_path / "p")
+    ws = Workspace.load(root)
+    with ws.db.session() as s:  # what someone with only database access can do
+        newest = s.scalar(select(func.max(AuditRow.seq)))
+        s.execute(delete(AuditRow).where(AuditRow.seq == newest))
+    ws.close()
+    code, _out, err = _verify(root)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "error: audit log broken: entries 4..4 were deleted: the anchor records 4 entries, "
+        "the log holds 3"
+    ]
+
+
+def test_rewriting_and_rehashing_the_whole_chain_is_detected(tmp_path: Path) -> None:
+    root = _project_with_entries(tmp_path / "p")
+    ws = Workspace.load(root)
+    with ws.db.session() as s:
+        s.execute(update(AuditRow).where(AuditRow.seq == 1).values(actor="mallory"))
+        prev = GENESIS
+        for row in s.scalars(select(AuditRow).order_by(AuditRow.seq)).all():
+            digest = entry_hash(
+                row.seq, row.at, row.actor, row.action, row.subject, row.details, prev
+            )
+            row.prev_hash, row.hash, prev = prev, digest, digest
+    ws.close()
+    code, _out, err = _verify(root)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "error: audit log broken: entry 1 does not match its anchor: the chain was rewritten "
+        "from there"
+    ]
