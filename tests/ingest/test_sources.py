@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import tarfile
 import uuid
 import zipfile
@@ -174,3 +175,38 @@ def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file.bin").write_bytes(b"x")
     with pytest.raises(SourceError, match="cannot read as a dataset"):
         open_source(str(tmp_path / "file.bin"))
+
+
+def test_reads_stop_at_the_size_limit(tmp_path: Path) -> None:
+    data = os.urandom(5 * (1 << 20) // 2)  # 2.5 MiB: more than one read piece
+    write_tree(tmp_path / "lake", {"cat/big.jpg": data})
+    root = f"memory://limit-{uuid.uuid4().hex}"
+    fsspec.filesystem("memory").pipe_file(f"{root}/cat/big.jpg", data)
+    try:
+        for spec in (str(tmp_path / "lake"), root):
+            small = open_source(spec, max_bytes=2 << 20)
+            [(_e, refused)] = list(small.read(small.scan().entries))
+            assert isinstance(refused, str) and refused.startswith("file too large: ")
+            large = open_source(spec, max_bytes=3 << 20)
+            [(_e, read)] = list(large.read(large.scan().entries))
+            assert read == data
+    finally:
+        fsspec.filesystem("memory").rm(root.removeprefix("memory://"), recursive=True)
+
+
+def test_remote_manifest_rows_stay_under_its_folder(files: dict[str, bytes]) -> None:
+    root = f"memory://manifest-{uuid.uuid4().hex}"
+    fs = fsspec.filesystem("memory")
+    rel = next(iter(files))
+    fs.pipe_file(f"{root}/lake/{rel}", files[rel])
+    fs.pipe_file(f"{root}/other/x.jpg", files[rel])
+    fs.pipe_file(f"{root}/lake/m.csv", f"uri,label\n{rel},cat\n../other/x.jpg,cat\n".encode())
+    try:
+        source = open_source(f"{root}/lake/m.csv")
+        read = {e.uri: d for e, d in source.read(source.scan().entries)}
+        assert read[f"{root}/lake/{rel}"] == files[rel]
+        assert str(read["../other/x.jpg"]).startswith("outside allowed roots: row 2 ")
+        allowed = open_source(f"{root}/lake/m.csv", allowed_roots=[f"{root}/other"])
+        assert f"{root}/other/x.jpg" in {e.uri for e in allowed.scan().entries}
+    finally:
+        fs.rm(root.removeprefix("memory://"), recursive=True)

@@ -183,12 +183,26 @@ def _too_large(size: int, limit: int, *, declared: bool = False) -> str:
     return f"file too large: {size} bytes{note} (limit {limit})"
 
 
-def _read_capped(handle: IO[bytes], limit: int) -> ReadResult:
-    """At most ``limit + 1`` bytes, whatever a header said: a lying one costs nothing."""
-    data = handle.read(limit + 1)
-    if len(data) > limit:
+_PIECE = 1 << 20
+
+
+def _read_capped(handle: IO[bytes], limit: int, expected: int | None = None) -> ReadResult:
+    """At most ``limit + 1`` bytes, whatever a header said: a lying one costs nothing. Read in
+    pieces, the first sized by the ``expected`` size, because ``read(limit + 1)`` would allocate
+    the whole limit for every small file (3x slower on a lake of JPEGs)."""
+    parts: list[bytes] = []
+    total = 0
+    want = _PIECE if expected is None else expected + 1
+    while total <= limit:
+        part = handle.read(min(want, limit + 1 - total))
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+        want = _PIECE
+    if total > limit:
         return f"file too large: more than {limit} bytes (limit {limit})"
-    return data
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _os_reason(exc: OSError) -> str:
@@ -207,10 +221,10 @@ def _read_local(path: str | Path, limit: int) -> ReadResult:
         # O_NONBLOCK: a file swapped for a FIFO since the stat still opens at once, and the
         # fstat refuses it.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with open(fd, "rb") as handle:
+        with open(fd, "rb", buffering=0) as handle:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return f"{NOT_REGULAR}: {path}"
-            return _read_capped(handle, limit)
+            return _read_capped(handle, limit, info.st_size)
     except OSError as exc:
         return f"unreadable: {_os_reason(exc)}"
 
@@ -314,7 +328,7 @@ def _read_zip_member(archive: zipfile.ZipFile, member: str, limit: int) -> ReadR
         if info.file_size > limit:
             return _too_large(info.file_size, limit, declared=True)
         with archive.open(info) as handle:
-            return _read_capped(handle, limit)
+            return _read_capped(handle, limit, info.file_size)
     except _ZIP_ERRORS as exc:
         return f"unreadable archive member: {exc}"
 
@@ -416,7 +430,10 @@ class TarSource:
                 yield entry, _too_large(member.size, max_bytes, declared=True)
                 continue
             handle = archive.extractfile(member)
-            yield entry, _read_capped(handle, max_bytes) if handle else "unreadable archive member"
+            if handle is None:
+                yield entry, "unreadable archive member"
+            else:
+                yield entry, _read_capped(handle, max_bytes, member.size)
         for entry in wanted.values():
             yield entry, "archive member disappeared"
 
@@ -468,9 +485,11 @@ def read_uri(uri: str, limit: int = DEFAULT_MAX_BYTES) -> ReadResult:
     try:
         with fsspec.open(uri, "rb") as handle:
             size = getattr(handle, "size", None)
-            if isinstance(size, int) and size > limit:
+            if not isinstance(size, int):
+                size = None
+            elif size > limit:
                 return _too_large(size, limit)
-            return _read_capped(handle, limit)
+            return _read_capped(handle, limit, size)
     except (OSError, ValueError, KeyError, ImportError) as exc:  # ImportError: no such backend
         return f"unreadable: {exc}"
 
