@@ -92,7 +92,7 @@ def rejecting() -> Iterator[None]:
         raise ImageRejected(f"decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise ImageRejected(
-            f"not an image, or not one of the accepted formats ({', '.join(FORMATS)})"
+            f"not an image: not one of the accepted formats ({', '.join(FORMATS)})"
         ) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageRejected(f"corrupt or truncated image: {exc}") from exc
