@@ -13,8 +13,13 @@
     ├── TrainingError           training or tuning could not produce a model
     ├── PackagingError          export failed or ONNX Runtime disagrees with PyTorch (parity)
     ├── ReleaseRefusedError     a release rule forbids this move (gate, certification, approval)
+    ├── UnloadableModelError    a verified bundle that ONNX Runtime cannot load (old one serves)
     ├── AuthError               no token, an unknown token, or a role that may not do this
     └── ServiceError            a prediction service could not be started or reached
+
+HTTP status: 4xx where the caller can fix the request (404 unknown, 409 conflict or refused),
+503 with Retry-After only where trying again later can succeed (the database or a service is
+unreachable), 500 for what the operator must fix (configuration, corrupt artifacts).
 
 Third-party exceptions are re-raised as one of these ``from`` the original, so callers catch
 ``KennelError`` and the CLI and HTTP layers map ``code`` through ``STATUS`` in one place.
@@ -81,6 +86,10 @@ class ReleaseRefusedError(KennelError):
     code = "release_refused"
 
 
+class UnloadableModelError(KennelError):
+    code = "model_unloadable"
+
+
 class AuthError(KennelError):
     code = "unauthorized"
 
@@ -112,6 +121,7 @@ STATUS: dict[str, Status] = {
     ReleaseRefusedError.code: Status(13, 409),
     AuthError.code: Status(14, 403),
     ServiceError.code: Status(15, 503),
+    UnloadableModelError.code: Status(16, 409),
 }
 
 

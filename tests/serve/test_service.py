@@ -293,3 +293,20 @@ def test_full_queue_answers_503_at_once(project: Project) -> None:
         gate.set()
         running.stop()
         ws.close()
+
+
+def test_api_docs_pages_load_nothing_from_outside(server: tuple[RunningServer, Workspace]) -> None:
+    import re
+
+    running, _ws = server
+    with httpx.Client(base_url=running.url) as client:
+        for page in ("/docs", "/redoc"):
+            answer = client.get(page)
+            assert answer.status_code == 200 and "text/html" in answer.headers["content-type"]
+            urls = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)', answer.text)
+            urls += re.findall(r'url:\s*["\']([^"\']+)', answer.text)
+            assert urls and all(u.startswith("/") for u in urls), urls  # no CDN, no fonts
+            for url in urls:
+                asset = client.get(url)
+                assert asset.status_code == 200 and len(asset.content) > 100, url
+        assert "/v1/predict" in client.get("/openapi.json").json()["paths"]

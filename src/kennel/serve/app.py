@@ -17,11 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -30,13 +31,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kennel.db import Database
 from kennel.db.audit import record
 from kennel.db.schema import FeedbackRow
-from kennel.errors import KennelError
+from kennel.errors import KennelError, status_of
 from kennel.imaging import ImageRejected, probe
 from kennel.serve import schemas
 from kennel.serve.auth import Identity, TokenStore
 from kennel.serve.batching import MicroBatcher, QueueFull
 from kennel.serve.budget import DecodeBudget
-from kennel.serve.holder import LoadFailed, ModelHolder, Swap
+from kennel.serve.holder import ModelHolder, Swap
 from kennel.serve.metrics import ServiceMetrics
 from kennel.serve.predlog import PredictionLog, row_of
 from kennel.serve.runtime import Prediction, Predictor, Prepared
@@ -231,7 +232,10 @@ def create_app(service: Service) -> FastAPI:
         version="1",
         lifespan=lifespan,
         description="Cat-or-dog predictions from the model a registry alias points at.",
+        docs_url=None,  # served below from installed assets: the default pages load a CDN
+        redoc_url=None,
     )
+    _offline_docs(app)
 
     @app.exception_handler(ApiError)
     async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:
@@ -253,9 +257,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(KennelError)
     async def _kennel(_r: Request, exc: KennelError) -> JSONResponse:
-        return JSONResponse(
-            {"error": exc.code, "detail": " ".join(str(exc).split())}, 503, {"Retry-After": "1"}
-        )
+        return error_response(exc)
 
     app.add_middleware(_Measure, metrics=service.metrics)
 
@@ -486,10 +488,7 @@ def create_app(service: Service) -> FastAPI:
                         },
                     )
 
-        try:
-            swap = await run_in_threadpool(reload_audited)
-        except LoadFailed as exc:  # the alias names a bundle that cannot load: the caller's fix
-            raise ApiError(409, exc.code, str(exc)) from exc
+        swap = await run_in_threadpool(reload_audited)  # LoadFailed: 409, from the error table
         current = service.holder.current
         return schemas.ReloadOut(
             version=current.version if current else None,
@@ -546,6 +545,48 @@ def create_app(service: Service) -> FastAPI:
 
     service.holder.on_error = lambda _m: service.metrics.load_failures.inc()
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs and ReDoc at /redoc with their scripts served from the installed
+    ``fastapi-offline`` package (MIT; Swagger UI Apache-2.0, ReDoc MIT): they work offline."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title}: API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title}: API",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+def error_response(exc: KennelError) -> JSONResponse:
+    """A kennel error as JSON with the status from ``kennel.errors.STATUS``; only a 503 (try
+    again later) carries Retry-After."""
+    status = status_of(exc).http_status
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse({"error": exc.code, "detail": " ".join(str(exc).split())}, status, headers)
 
 
 def _too_large(limit: int) -> ApiError:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from kennel.config import KennelConfig
-from kennel.errors import KennelError, NotFoundError
+from kennel.errors import KennelError, NotFoundError, UnloadableModelError
 from kennel.imaging import DEFAULT_MAX_PIXELS
 from kennel.registry.store import ModelRegistry
 from kennel.serve.runtime import Bundle, Predictor
@@ -30,10 +30,8 @@ RETRY_FAILED_S = 10.0
 T = TypeVar("T")
 
 
-class LoadFailed(KennelError):
+class LoadFailed(UnloadableModelError):
     """The alias points at a version that cannot be loaded; the previous model keeps serving."""
-
-    code = "model_unloadable"
 
 
 @dataclass(frozen=True)

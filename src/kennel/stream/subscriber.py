@@ -25,7 +25,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from kennel.errors import ConfigError, KennelError
+from kennel.errors import ConfigError, KennelError, ReleaseRefusedError
 from kennel.fsutil import write_atomic
 from kennel.imaging import DEFAULT_MAX_PIXELS
 from kennel.serve.runtime import Bundle, Predictor
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "feed-sequence.json"
 
 
-class Refused(KennelError):
+class Refused(ReleaseRefusedError):
     """An announcement that must not be loaded; ``str()`` says why."""
 
 
