@@ -73,5 +73,20 @@ def test_serve_drains_gracefully_and_predict_agrees(tmp_path: Path) -> None:
     [local] = [json.loads(line) for line in result.stdout.splitlines()]
     assert local["label"] == served["label"]
     assert local["probabilities"] == served["probabilities"]
-    both = CliRunner().invoke(app, ["predict", str(image), "-C", str(project.root)])
+    both = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(image),
+            "--model",
+            "pets@1",
+            "--env",
+            "production",
+            "-C",
+            str(project.root),
+        ],
+    )
     assert both.exit_code == 2 and "exactly one" in both.stderr
+    neither = CliRunner().invoke(app, ["predict", str(image), "-C", str(project.root), "--json"])
+    assert neither.exit_code == 0  # what production serves, without being asked
+    assert json.loads(neither.stdout)["model"] == {"name": "pets", "version": 1}
