@@ -6,26 +6,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kennel.config import Project, load_project
-from kennel.datasets.versioning import DatasetCatalog
-from kennel.db import Database
-from kennel.db.audit import AuditAnchor
-from kennel.deploy.release import ReleaseManager
-from kennel.govern.actions import ActionContext
-from kennel.govern.retrain import RetrainResult, Window, retrain
-from kennel.ingest.run import Ingestor
-from kennel.ingest.sources import Source, open_source
-from kennel.monitor.runner import Monitor
-from kennel.pipeline.build import Builder
-from kennel.registry.store import ModelRegistry
-from kennel.serve.app import Service
-from kennel.serve.auth import TokenStore
-from kennel.serve.runtime import Bundle, Predictor
-from kennel.serve.server import build_service
-from kennel.storage import ContentStore, open_content_store
-from kennel.train.tracking import RunTracker
+
+# Backends are imported when first used, not here: `kennel --help` must not pay for PyTorch,
+# and a serving process (`kennel serve`) must never load it.
+if TYPE_CHECKING:
+    from kennel.datasets.versioning import DatasetCatalog
+    from kennel.db import Database
+    from kennel.deploy.release import ReleaseManager
+    from kennel.govern.actions import ActionContext
+    from kennel.govern.retrain import RetrainResult, Window
+    from kennel.ingest.run import Ingestor
+    from kennel.ingest.sources import Source
+    from kennel.monitor.runner import Monitor
+    from kennel.pipeline.build import Builder
+    from kennel.registry.store import ModelRegistry
+    from kennel.serve.app import Service
+    from kennel.serve.auth import TokenStore
+    from kennel.serve.runtime import Predictor
+    from kennel.storage import ContentStore
+    from kennel.train.tracking import RunTracker
 
 
 @dataclass
@@ -40,27 +42,40 @@ class Workspace:
 
     @cached_property
     def db(self) -> Database:
+        from kennel.db import Database
+        from kennel.db.audit import AuditAnchor
+
         # the audit chain's anchor lives in the artifact store, out of the database's reach
         anchor = AuditAnchor(self.content.blobs)
         return Database.open(self.project.metadata_url, audit_anchor=anchor)
 
     @cached_property
     def content(self) -> ContentStore:
+        from kennel.storage import open_content_store
+
         return open_content_store(self.project.artifacts_url)
 
     @cached_property
     def catalog(self) -> DatasetCatalog:
+        from kennel.datasets.versioning import DatasetCatalog
+
         return DatasetCatalog(self.db, self.content)
 
     @cached_property
     def registry(self) -> ModelRegistry:
+        from kennel.registry.store import ModelRegistry
+
         return ModelRegistry(self.db, self.content)
 
     @cached_property
     def tracker(self) -> RunTracker:
+        from kennel.train.tracking import RunTracker
+
         return RunTracker(self.db)
 
     def builder(self) -> Builder:
+        from kennel.pipeline.build import Builder
+
         return Builder(
             config=self.project.config,
             db=self.db,
@@ -75,9 +90,13 @@ class Workspace:
 
     @cached_property
     def tokens(self) -> TokenStore:
+        from kennel.serve.auth import TokenStore
+
         return TokenStore(self.db)
 
     def releases(self) -> ReleaseManager:
+        from kennel.deploy.release import ReleaseManager
+
         return ReleaseManager(
             config=self.project.config,
             db=self.db,
@@ -90,6 +109,8 @@ class Workspace:
         )
 
     def service(self, env: str) -> Service:
+        from kennel.serve.server import build_service
+
         return build_service(
             self.project.config,
             env,
@@ -101,6 +122,8 @@ class Workspace:
 
     def predictor(self, ref: str) -> Predictor:
         """An in-process Predictor for a registered model (NAME@VERSION or NAME@ALIAS)."""
+        from kennel.serve.runtime import Bundle, Predictor
+
         model = self.registry.resolve(ref)
         files = {name: self.registry.read_file(model, name) for name in model.files}
         serve = self.project.config.serve
@@ -108,6 +131,8 @@ class Workspace:
         return Predictor(bundle, max_pixels=serve.max_pixels)
 
     def ingestor(self, workers: int | None = None) -> Ingestor:
+        from kennel.ingest.run import Ingestor
+
         return Ingestor(
             self.db,
             self.content,
@@ -122,9 +147,13 @@ class Workspace:
         data = self.project.config.data
         options.setdefault("allowed_roots", self.project.allowed_roots)
         options.setdefault("max_bytes", data.max_file_bytes)
+        from kennel.ingest.sources import open_source
+
         return open_source(spec, labels=data.labels, **options)
 
     def monitor(self) -> Monitor:
+        from kennel.monitor.runner import Monitor
+
         return Monitor(self.project.config, self.db, self.registry, self.content)
 
     def retrain(
@@ -135,6 +164,8 @@ class Workspace:
         actor: str = "kennel-monitor",
     ) -> RetrainResult:
         """The retrain action: labelled production data + warm start -> staging."""
+        from kennel.govern.retrain import retrain
+
         config = self.project.config
         return retrain(
             db=self.db,
@@ -155,6 +186,8 @@ class Workspace:
     def actions(
         self, say: Callable[[str], None] = lambda _m: None, *, actor: str = "kennel-monitor"
     ) -> ActionContext:
+        from kennel.govern.actions import ActionContext
+
         return ActionContext(
             config=self.project.config,
             db=self.db,

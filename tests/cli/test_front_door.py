@@ -26,7 +26,13 @@ def fails(*args: str, code: int) -> str:
 def test_bad_training_options_are_one_line_naming_the_key(tmp_path: Path) -> None:
     root = str(make_project(tmp_path / "p").root)
     line = fails("train", "-d", "park", "--arch", "resnet", "-C", root, code=2)
-    assert "train.arch" in line and "small_cnn" in line
+    assert "--arch" in line and "'small_cnn', 'efficientnet_lite0'" in line
+    line = fails("train", "-d", "park", "--arch", "efficientnet_lite", "-C", root, code=2)
+    assert "did you mean 'efficientnet_lite0'?" in line
+    line = fails("train", "-d", "park", "--serch", "tpe", "-C", root, code=2)
+    assert "did you mean '--search'?" in line
+    line = fails("trian", "-d", "park", code=2)
+    assert "did you mean 'train'?" in line
     line = fails("train", "-d", "park", "--image-size", "100", "-C", root, code=2)
     assert "train.image_size" in line and "multiple of 32" in line
 
@@ -80,3 +86,52 @@ def test_predict_defaults_to_the_champion_and_fails_on_rejected_input(
     assert result.exit_code == 1
     assert "notes.txt\trejected:" in result.stderr
     assert "2 images:" in result.stdout and "1 rejected" in result.stdout
+
+
+def test_help_is_grouped_by_stage_and_shows_choices() -> None:
+    import os
+    import subprocess
+    import sys
+
+    def help_of(*args: str) -> str:
+        env = {**os.environ, "COLUMNS": "160"}
+        return subprocess.run(
+            [sys.executable, "-m", "kennel.cli", *args, "--help"],
+            capture_output=True, text=True, env=env, check=True, timeout=60,
+        ).stdout  # fmt: skip
+
+    top = help_of()
+    stages = ["Data", "Build", "Deploy", "Monitor and govern", "Video and serving patterns"]
+    at = [top.find(f"─ {stage} ") for stage in stages]
+    assert -1 not in at and at == sorted(at)  # every stage, in the order of the lifecycle
+    train = help_of("train")
+    assert "small_cnn|efficientnet_lite0" in train and "grid|random|tpe" in train
+    assert "NAME or NAME@VERSION" in train  # brackets used to vanish as rich markup
+    assert "--every seconds" in help_of("monitor", "watch")
+
+
+def test_help_and_version_never_import_the_heavy_stack() -> None:
+    import subprocess
+    import sys
+
+    for args in (["--help"], ["--version"], ["train", "--help"], ["serve", "--help"]):
+        probe = (
+            "import sys, runpy; sys.argv = ['kennel', *sys.argv[1:]];"
+            "import kennel.cli.main as m\n"
+            "try:\n    m.app(prog_name='kennel')\n"
+            "except SystemExit:\n    pass\n"
+            "heavy = sorted({n.split('.')[0] for n in sys.modules} & "
+            "{'torch', 'onnxruntime', 'sqlalchemy', 'numpy', 'PIL', 'cv2', 'scipy'})\n"
+            "print('HEAVY', heavy)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60
+        )
+        assert "HEAVY []" in out.stdout, (args, out.stdout[-300:], out.stderr[-300:])
+
+
+def test_cli_rpc_defaults_match_the_worker() -> None:
+    from kennel.cli import patterns
+    from kennel.stream import rpc
+
+    assert (patterns.RPC_URL, patterns.RPC_QUEUE) == (rpc.DEFAULT_URL, rpc.DEFAULT_QUEUE)

@@ -52,6 +52,9 @@ def test_serve_drains_gracefully_and_predict_agrees(tmp_path: Path) -> None:
                     return False
 
             wait_until(ready, timeout=60)
+            # the serving process never loads PyTorch: no torch library is mapped into it
+            maps = Path(f"/proc/{proc.pid}/maps").read_text()
+            assert "onnxruntime" in maps and "torch" not in maps
             served = client.post(
                 "/v1/predict", content=image.read_bytes(), headers={"content-type": "image/jpeg"}
             ).json()

@@ -4,20 +4,66 @@ exit code from ``kennel.errors.STATUS``."""
 from __future__ import annotations
 
 import getpass
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from kennel.errors import AuthError, ConfigError, KennelError, status_of
-from kennel.serve.auth import Identity
-from kennel.wiring import Workspace
+try:  # typer >= 0.2x carries its own copy of click; its errors are not click's
+    from typer._click.exceptions import NoSuchOption, UsageError
+except ImportError:  # pragma: no cover - an older typer on plain click
+    from click.exceptions import NoSuchOption, UsageError  # type: ignore[assignment]
+
+from kennel.errors import AuthError, ConfigError, KennelError, did_you_mean, status_of
+
+if TYPE_CHECKING:  # imported when a command runs, so that `kennel --help` starts at once
+    from kennel.serve.auth import Identity
+    from kennel.wiring import Workspace
+
+
+_NOT_ONE_OF = re.compile(r"'(?P<given>[^']*)' is not one of (?P<choices>.+?)\.?$")
+
+
+def usage_line(exc: UsageError) -> str:
+    """A usage error as one line: what was wrong, the closest valid choice, where help is."""
+    message = " ".join(exc.format_message().split()).replace("Value error, ", "")
+    hint = ""
+    found = _NOT_ONE_OF.search(message)
+    if found:
+        hint = did_you_mean(found["given"], re.findall(r"'([^']*)'", found["choices"]))
+    elif isinstance(exc, NoSuchOption) and exc.possibilities:
+        message = message.split(" (Possible options:")[0]
+        hint = did_you_mean(exc.option_name, exc.possibilities)
+    elif message.startswith("No such command") and exc.ctx is not None:
+        given = re.findall(r"'([^']*)'", message)
+        group = exc.ctx.command
+        if given and hasattr(group, "list_commands"):
+            hint = did_you_mean(given[0], group.list_commands(exc.ctx))
+    where = exc.ctx.command_path if exc.ctx is not None else "kennel"
+    return f"error: {message.rstrip('.')}{hint} (see {where} --help)"
+
+
+# `kennel --help` lists the commands by stage of the lifecycle, in this order
+DATA, BUILD, DEPLOY = "Data", "Build", "Deploy"
+MONITOR, PATTERNS, PROJECT = "Monitor and govern", "Video and serving patterns", "Project"
+PANELS = (DATA, BUILD, DEPLOY, MONITOR, PATTERNS, PROJECT)
 
 
 class KennelGroup(TyperGroup):
+    """Every failure is one line on stderr: a KennelError with the exit code from
+    ``kennel.errors.STATUS``, a usage error (bad option, value or command) with exit 2."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        order = {panel: i for i, panel in enumerate(PANELS)}
+        return sorted(  # stable: within a stage, the order they were added in
+            super().list_commands(ctx),
+            key=lambda n: order.get(str(getattr(self.commands[n], "rich_help_panel", "")), 0),
+        )
+
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
         try:
             return super().invoke(ctx)
@@ -25,6 +71,9 @@ class KennelGroup(TyperGroup):
             message = " ".join(str(exc).split())
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(status_of(exc).exit_code) from None
+        except UsageError as exc:
+            typer.echo(usage_line(exc), err=True)
+            raise typer.Exit(2) from None
 
 
 def new_app(help_text: str) -> typer.Typer:
@@ -61,6 +110,8 @@ def acting(ws: Workspace, token: str | None) -> Identity:
         if who is None:
             raise AuthError("the token is unknown or revoked")
         return who
+    from kennel.serve.auth import Identity
+
     role = ws.project.config.auth.local_role
     if role is None:
         raise AuthError(
@@ -74,6 +125,8 @@ def acting(ws: Workspace, token: str | None) -> Identity:
 @contextmanager
 def opened(project: Path | None) -> Iterator[Workspace]:
     """The project's workspace for one command; its database connections closed afterwards."""
+    from kennel.wiring import Workspace
+
     ws = Workspace.load(project)
     try:
         yield ws

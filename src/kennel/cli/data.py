@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, progress_bar, table
-from kennel.datasets import synth
-from kennel.datasets.versioning import DatasetVersion, Diff, check_name
-from kennel.errors import ConfigError
-from kennel.ingest.run import IngestReport
-from kennel.ingest.sources import Layout
+
+if TYPE_CHECKING:  # the data stack is imported when a command runs
+    from kennel.datasets.versioning import DatasetVersion, Diff
+    from kennel.ingest.run import IngestReport
+
+Layout = Literal["auto", "imagefolder", "flat"]  # as kennel.ingest.sources.Layout
+Scenario = Literal["day", "night", "fog", "rain"]  # as kennel.datasets.synth.SCENARIOS
 
 app = new_app("Extract, validate, version and inspect datasets.")
 
@@ -23,14 +25,14 @@ def ingest(
     source: Annotated[
         str,
         typer.Argument(
-            help="Folder, .zip/.tar[.gz], .csv/.parquet manifest, "
+            help="Folder, .zip/.tar/.tar.gz, .csv/.parquet manifest, "
             "fsspec URL, or SQL URL (with --sql-table/--sql-query)."
         ),
     ],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name.")],
     layout: Annotated[
-        str,
-        typer.Option(help="auto, imagefolder (label = folder) or flat (label = file-name prefix)."),
+        Layout,
+        typer.Option(help="imagefolder: label = folder; flat: label = file-name prefix."),
     ] = "auto",
     sql_table: Annotated[str | None, typer.Option(help="Table holding uri + label.")] = None,
     sql_query: Annotated[str | None, typer.Option(help="Query returning uri + label.")] = None,
@@ -45,13 +47,13 @@ def ingest(
     json_out: JsonOption = False,
 ) -> None:
     """Ingest SOURCE into a new version of DATASET (resumes an interrupted run)."""
-    if layout not in ("auto", "imagefolder", "flat"):
-        raise ConfigError(f"--layout: expected auto, imagefolder or flat, got {layout!r}")
+    from kennel.datasets.versioning import check_name
+
     check_name(dataset)
     with opened(project) as ws:
         src = ws.source(
             source,
-            layout=_layout(layout),
+            layout=layout,
             sql_query=sql_query,
             sql_table=sql_table,
             uri_column=uri_column,
@@ -63,10 +65,6 @@ def ingest(
         emit_json(report.as_dict())
     else:
         _print_report(report)
-
-
-def _layout(value: str) -> Layout:
-    return "flat" if value == "flat" else "imagefolder" if value == "imagefolder" else "auto"
 
 
 def _print_report(r: IngestReport) -> None:
@@ -201,7 +199,7 @@ def synth_(
     out: Annotated[Path, typer.Argument(help="Output folder (ImageFolder layout + manifest.csv).")],
     count: Annotated[int, typer.Option(min=1, help="Number of images.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same images.")] = 0,
-    scenario: Annotated[str, typer.Option(help="day, night, fog or rain.")] = "day",
+    scenario: Annotated[Scenario, typer.Option(help="Lighting and weather.")] = "day",
     size: Annotated[int, typer.Option(min=32, max=1024, help="Image side in pixels.")] = 200,
     start: Annotated[int, typer.Option(min=0, help="First image index.")] = 0,
     workers: Annotated[int, typer.Option(min=0, help="Processes (0 = all cores).")] = 0,
@@ -214,10 +212,8 @@ def synth_(
     import os
     import time
 
-    if scenario not in synth.SCENARIOS:
-        raise ConfigError(
-            f"--scenario: expected one of {', '.join(synth.SCENARIOS)}, got {scenario!r}"
-        )
+    from kennel.datasets import synth
+
     began = time.perf_counter()
     with progress_bar("drawing", enabled=not json_out) as update:
         items = synth.generate(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,11 +19,10 @@ from kennel.cli.app import (
     opened,
 )
 from kennel.cli.render import console, emit_json, progress_bar, table
-from kennel.deploy import environments
 from kennel.errors import AuthError, NotFoundError, SourceError
-from kennel.imaging import ImageRejected
-from kennel.ingest.sources import is_image_name
-from kennel.wiring import Workspace
+
+if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
+    from kennel.wiring import Workspace
 
 token_app = new_app("Role-bearing API tokens (viewer, operator, qa, admin).")
 
@@ -42,6 +41,7 @@ def serve(
 ) -> None:
     """Serve the model that ENV's alias points at (follows the alias as it moves)."""
     from kennel.serve.server import serve as run
+    from kennel.wiring import Workspace
 
     ws = Workspace.load(project)
     target = ws.project.config.environment(env)
@@ -58,6 +58,9 @@ def serve(
 
 def stop(env: Env = "production", project: ProjectOption = None) -> None:
     """Stop a service that `kennel deploy` started in the background."""
+    from kennel.deploy import environments
+    from kennel.wiring import Workspace
+
     ws = Workspace.load(project)
     stopped = environments.stop(ws.project.state_dir, env)
     console.print(f"{env}: {'stopped' if stopped else 'no background service was running'}")
@@ -77,6 +80,8 @@ def _default_model(ws: Workspace) -> str:
 
 
 def _image_files(inputs: list[Path]) -> list[Path]:
+    from kennel.ingest.sources import is_image_name
+
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
@@ -105,8 +110,13 @@ def predict(
         bool, typer.Option("--json", help="One JSON object per image, as each batch is done.")
     ] = False,
 ) -> None:
-    """Classify images in-process with the same Predictor the services use. Folders are scored
-    in batches and results stream out as they come; exits 1 when any input was rejected."""
+    """Classify images in-process with the Predictor the services use.
+
+    Folders are scored in batches and results stream out as they come (one JSON object per
+    image with --json); exits 1 when any input was rejected.
+    """
+    from kennel.imaging import ImageRejected
+
     files = _image_files(inputs)
     with opened(project) as ws:
         ref = model_ref(ws, model, env) if model or env else _default_model(ws)

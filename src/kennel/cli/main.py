@@ -10,46 +10,54 @@ import typer
 
 from kennel import __version__
 from kennel.cli import build, data, deploy, models, monitor, patterns, runs, video
-from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
+from kennel.cli.app import (
+    BUILD,
+    DATA,
+    DEPLOY,
+    MONITOR,
+    PATTERNS,
+    PROJECT,
+    JsonOption,
+    ProjectOption,
+    new_app,
+    opened,
+)
 from kennel.cli.render import console, emit_json, table
-from kennel.config import init_project
-from kennel.db.audit import entries, verify
-from kennel.wiring import Workspace
 
 app = new_app("kennel: MLOps for image classifiers, from the data lake to production.")
-app.add_typer(data.app, name="data")
-app.command()(build.train)
-app.add_typer(build.pipeline_app, name="pipeline")
-app.add_typer(models.app, name="models")
-app.add_typer(models.lineage_app, name="lineage")
-app.add_typer(runs.app, name="runs")
+app.add_typer(data.app, name="data", rich_help_panel=DATA)
+data.app.command("synth-video")(video.synth_video)
+app.command(rich_help_panel=BUILD)(build.train)
+app.add_typer(build.pipeline_app, name="pipeline", rich_help_panel=BUILD)
+app.add_typer(runs.app, name="runs", rich_help_panel=BUILD)
+app.add_typer(models.app, name="models", rich_help_panel=BUILD)
+app.add_typer(models.lineage_app, name="lineage", rich_help_panel=BUILD)
 for command in (
-    deploy.serve,
-    deploy.stop,
-    deploy.predict,
     deploy.deploy,
     deploy.approve,
     deploy.reject,
     deploy.release,
     deploy.rollback,
+    deploy.serve,
+    deploy.stop,
+    deploy.predict,
 ):
-    app.command()(command)
-app.add_typer(deploy.token_app, name="token")
-app.command("batch-score")(patterns.batch_score)
-app.command("batch-read")(patterns.batch_read)
-app.command("rpc-worker")(patterns.rpc_worker)
-app.command()(video.watch)
-app.add_typer(patterns.export_app, name="export")
-app.command()(patterns.publish)
-app.command()(patterns.subscribe)
-app.add_typer(patterns.bench_app, name="bench")
-data.app.command("synth-video")(video.synth_video)
-app.add_typer(monitor.monitor_app, name="monitor")
-app.add_typer(monitor.alerts_app, name="alerts")
-app.add_typer(monitor.analyze_app, name="analyze")
-app.add_typer(monitor.telemetry_app, name="telemetry")
+    app.command(rich_help_panel=DEPLOY)(command)
+app.add_typer(deploy.token_app, name="token", rich_help_panel=DEPLOY)
+app.add_typer(monitor.monitor_app, name="monitor", rich_help_panel=MONITOR)
+app.add_typer(monitor.alerts_app, name="alerts", rich_help_panel=MONITOR)
+app.add_typer(monitor.analyze_app, name="analyze", rich_help_panel=MONITOR)
+app.add_typer(monitor.telemetry_app, name="telemetry", rich_help_panel=MONITOR)
 audit_app = new_app("The hash-chained audit trail of every state change.")
-app.add_typer(audit_app, name="audit")
+app.add_typer(audit_app, name="audit", rich_help_panel=MONITOR)
+app.command(rich_help_panel=PATTERNS)(video.watch)
+app.command("batch-score", rich_help_panel=PATTERNS)(patterns.batch_score)
+app.command("batch-read", rich_help_panel=PATTERNS)(patterns.batch_read)
+app.command("rpc-worker", rich_help_panel=PATTERNS)(patterns.rpc_worker)
+app.command(rich_help_panel=PATTERNS)(patterns.publish)
+app.command(rich_help_panel=PATTERNS)(patterns.subscribe)
+app.add_typer(patterns.export_app, name="export", rich_help_panel=PATTERNS)
+app.add_typer(patterns.bench_app, name="bench", rich_help_panel=PATTERNS)
 
 
 def _version(value: bool) -> None:
@@ -67,13 +75,16 @@ def root(
     """kennel: MLOps for image classifiers, from the data lake to production."""
 
 
-@app.command()
+@app.command(rich_help_panel=PROJECT)
 def init(
     path: Annotated[Path, typer.Argument(help="Project folder.")] = Path(),
     force: Annotated[bool, typer.Option(help="Overwrite an existing kennel.yaml.")] = False,
     json_out: JsonOption = False,
 ) -> None:
     """Create kennel.yaml and .kennel/ (metadata DB and artifact store) in PATH."""
+    from kennel.config import init_project
+    from kennel.wiring import Workspace
+
     project, created = init_project(path, force=force)
     ws = Workspace(project)
     try:
@@ -97,6 +108,8 @@ def init(
 def audit_verify(project: ProjectOption = None, json_out: JsonOption = False) -> None:
     """Check the audit chain and its anchor; exits 1 naming the first edited, missing or
     rewritten entry."""
+    from kennel.db.audit import verify
+
     with opened(project) as ws, ws.db.session() as s:
         verdict = verify(s)
     if json_out:
@@ -126,6 +139,8 @@ def audit_log(
     json_out: JsonOption = False,
 ) -> None:
     """Show the newest audit entries."""
+    from kennel.db.audit import entries
+
     with opened(project) as ws, ws.db.session() as s:
         rows = entries(s, limit)
     if json_out:
@@ -148,7 +163,7 @@ def audit_log(
     )
 
 
-@app.command()
+@app.command(rich_help_panel=PROJECT)
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo project.")] = Path(".kennel-demo"),
     count: Annotated[int, typer.Option(min=50, help="Day images to simulate.")] = 1500,

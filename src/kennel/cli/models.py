@@ -9,12 +9,6 @@ import typer
 
 from kennel.cli.app import JsonOption, ProjectOption, TokenOption, acting, new_app, opened
 from kennel.cli.render import console, emit_json, table
-from kennel.deploy.policy import Move
-from kennel.fsutil import write_text_atomic
-from kennel.govern.compliance import compliance
-from kennel.govern.compliance import render as render_compliance
-from kennel.govern.lineage import prediction_lineage
-from kennel.pipeline.lineage import model_lineage
 
 app = new_app("Registered model versions, aliases and their history.")
 lineage_app = new_app("Trace anything back to its sources.")
@@ -104,6 +98,8 @@ def alias(
 ) -> None:
     """Point an alias that no environment follows at a version (history keeps who, when, from
     where, why). Environments move only by deploy, release and rollback."""
+    from kennel.deploy.policy import Move
+
     with opened(project) as ws:
         model = ws.registry.resolve(ref)
         event = ws.releases().gate.move(Move.SET, model, name, who=acting(ws, token), reason=reason)
@@ -144,6 +140,8 @@ def lineage_model(
     json_out: JsonOption = False,
 ) -> None:
     """model version -> run -> trials -> dataset version -> source files."""
+    from kennel.pipeline.lineage import model_lineage
+
     with opened(project) as ws:
         out = model_lineage(
             ref,
@@ -193,6 +191,8 @@ def lineage_prediction(
     json_out: JsonOption = False,
 ) -> None:
     """prediction -> model version -> run -> dataset version -> source files."""
+    from kennel.govern.lineage import prediction_lineage
+
     with opened(project) as ws:
         out = prediction_lineage(
             prediction_id,
@@ -225,6 +225,10 @@ def compliance_report(
     json_out: JsonOption = False,
 ) -> None:
     """Compliance report: data, parameters, metrics, gates, approvals, releases, incidents."""
+    from kennel.fsutil import write_text_atomic
+    from kennel.govern.compliance import compliance
+    from kennel.govern.compliance import render as render_compliance
+
     with opened(project) as ws:
         report = compliance(
             ref, db=ws.db, registry=ws.registry, tracker=ws.tracker, catalog=ws.catalog

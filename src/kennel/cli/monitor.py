@@ -6,20 +6,16 @@ import getpass
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, table
 from kennel.errors import NotFoundError
-from kennel.fsutil import write_text_atomic
-from kennel.govern.alerts import AlertStore
-from kennel.govern.cycle import Cycle, monitor_once
-from kennel.imaging import decode
-from kennel.monitor import analyze, telemetry
-from kennel.monitor.runner import parse_span
-from kennel.monitor.window import load
+
+if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
+    from kennel.govern.cycle import Cycle
 
 monitor_app = new_app("Analyse production windows: integrity, drift, performance, fairness.")
 alerts_app = new_app("Alerts raised by the monitor's rules.")
@@ -58,6 +54,10 @@ def monitor_run(
     json_out: JsonOption = False,
 ) -> None:
     """Analyse one window (cron it: the daily analysis), raise alerts and act on them."""
+    from kennel.fsutil import write_text_atomic
+    from kennel.govern.cycle import monitor_once
+    from kennel.monitor.runner import parse_span
+
     with opened(project) as ws:
         span = parse_span(window) if window else None
         say = (lambda _m: None) if json_out else console.print
@@ -78,7 +78,10 @@ def monitor_watch(
     env: EnvOpt = None,
     project: ProjectOption = None,
 ) -> None:
-    """Analyse continuously: a sliding window every ``--every`` seconds."""
+    """Analyse continuously: a sliding window every --every seconds."""
+    from kennel.govern.cycle import monitor_once
+    from kennel.monitor.runner import parse_span
+
     done = 0
     with opened(project) as ws:
         monitor, ctx = ws.monitor(), ws.actions(console.print)
@@ -98,6 +101,8 @@ def alerts_list(
     json_out: JsonOption = False,
 ) -> None:
     """Newest alerts first."""
+    from kennel.govern.alerts import AlertStore
+
     with opened(project) as ws:
         alerts = AlertStore(ws.db).list(state=state)
     if json_out:
@@ -115,6 +120,8 @@ def alerts_list(
 
 
 def _set_state(alert_id: int, state: str, note: str, project: Path | None) -> None:
+    from kennel.govern.alerts import AlertStore
+
     with opened(project) as ws:
         alert = AlertStore(ws.db).set_state(alert_id, state, actor=getpass.getuser(), note=note)
     console.print(f"alert {alert.id} ({alert.rule}) is now {alert.state}")
@@ -150,6 +157,9 @@ def analyze_saliency(
 ) -> None:
     """Occlusion saliency for a logged prediction, through the model version that served it."""
     from kennel.db.schema import PredictionRow
+    from kennel.fsutil import write_text_atomic
+    from kennel.imaging import decode
+    from kennel.monitor import analyze
 
     with opened(project) as ws:
         with ws.db.session() as s:
@@ -179,6 +189,10 @@ def analyze_errors(
     project: ProjectOption = None,
 ) -> None:
     """Worst labelled mistakes and confusions by slice in a window (JSON)."""
+    from kennel.monitor import analyze
+    from kennel.monitor.runner import parse_span
+    from kennel.monitor.window import load
+
     with opened(project) as ws:
         until = datetime.now(UTC)
         w = load(
@@ -198,7 +212,8 @@ def telemetry_simulate(
     fault: Annotated[
         list[str] | None,
         typer.Option(
-            help="Inject KIND@SECONDS[+DURATION]: overheat, tamper, condensation, dropout."
+            help="Inject KIND@SECONDS or KIND@SECONDS+DURATION "
+            "(overheat, tamper, condensation, dropout)."
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
@@ -206,6 +221,8 @@ def telemetry_simulate(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Publish a realistic stream of the camera's sensors (accelerometer ... temperature)."""
+    from kennel.monitor import telemetry
+
     faults = [telemetry.Fault.parse(f) for f in fault or []]
     sent = telemetry.simulate(
         device, seconds=seconds, rate_hz=rate, faults=faults, host=host, port=port, seed=seed
@@ -221,6 +238,8 @@ def telemetry_ingest(
     project: ProjectOption = None,
 ) -> None:
     """Subscribe to every device's sensors and store the readings."""
+    from kennel.monitor import telemetry
+
     with opened(project) as ws:
         ingestor = telemetry.TelemetryIngestor(ws.db, host=host, port=port).start()
         console.print(f"subscribed to {telemetry.TOPIC}/+/+ at {host}:{port}")
@@ -249,6 +268,8 @@ def telemetry_host(
     json_out: JsonOption = False,
 ) -> None:
     """Sample this machine with psutil (CPU, memory, disk, temperatures, RSS) into the store."""
+    from kennel.monitor import telemetry
+
     taken = []
     with opened(project) as ws:
         for i in range(count):
@@ -272,6 +293,9 @@ def telemetry_anomalies(
     json_out: JsonOption = False,
 ) -> None:
     """Readings out of range or far from their recent history."""
+    from kennel.monitor import telemetry
+    from kennel.monitor.runner import parse_span
+
     until = datetime.now(UTC)
     with opened(project) as ws:
         found = telemetry.anomalies(ws.db, since=until - parse_span(window), until=until)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,10 +20,12 @@ from kennel.cli.app import (
 )
 from kennel.cli.render import console, emit_json
 from kennel.errors import ConfigError
-from kennel.package.wheel import build_wheel
-from kennel.serve.runtime import Bundle
-from kennel.stream import batch, rpc
-from kennel.wiring import Workspace
+
+if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
+    from kennel.wiring import Workspace
+
+RPC_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"  # kennel.stream.rpc.DEFAULT_URL
+RPC_QUEUE = "kennel.predict"  # kennel.stream.rpc.DEFAULT_QUEUE
 
 export_app = new_app("Package a registered model for another deployment pattern.")
 
@@ -43,7 +45,8 @@ def batch_score(
     input_spec: Annotated[
         str,
         typer.Option(
-            "--input", help="Folder, archive, manifest, fsspec URL, or dataset:NAME[@VERSION]."
+            "--input",
+            help="Folder, archive, manifest, fsspec URL, dataset:NAME or dataset:NAME@VERSION.",
         ),
     ],
     table: Annotated[str, typer.Option(help="Shared table to write predictions into.")],
@@ -58,6 +61,8 @@ def batch_score(
     json_out: JsonOption = False,
 ) -> None:
     """Score inputs offline into a shared table (idempotent; schedule it with cron)."""
+    from kennel.stream import batch
+
     with opened(project) as ws:
         predictor = ws.predictor(model_ref(ws, model, env))
         report = batch.score(
@@ -82,6 +87,8 @@ def batch_read(
     project: ProjectOption = None,
 ) -> None:
     """The example reader: stored predictions for one input (JSON)."""
+    from kennel.stream import batch
+
     with opened(project) as ws:
         rows = batch.read(db or ws.project.metadata_url, table, uri)
     emit_json(rows)
@@ -92,13 +99,16 @@ def rpc_worker(
         str | None, typer.Option("--model", help="NAME@VERSION or NAME@ALIAS.")
     ] = None,
     env: Annotated[str | None, typer.Option("--env", help="Use the model ENV serves.")] = None,
-    url: Annotated[str, typer.Option(help="AMQP URL.")] = rpc.DEFAULT_URL,
-    queue: Annotated[str, typer.Option(help="Request queue.")] = rpc.DEFAULT_QUEUE,
+    url: Annotated[str, typer.Option(help="AMQP URL.")] = RPC_URL,
+    queue: Annotated[str, typer.Option(help="Request queue.")] = RPC_QUEUE,
     project: ProjectOption = None,
 ) -> None:
     """Serve predictions over RabbitMQ RPC (request queue, reply-to, correlation id)."""
+
     with opened(project) as ws:
         predictor = ws.predictor(model_ref(ws, model, env))
+    from kennel.stream import rpc
+
     worker = rpc.RpcWorker(predictor, url=url, queue=queue)
     console.print(f"serving {predictor.name}@{predictor.version} on {queue} at {url}")
     try:
@@ -115,6 +125,9 @@ def export_package(
     json_out: JsonOption = False,
 ) -> None:
     """Build an installable wheel (pattern 1, embedded): predict() on onnxruntime+numpy+Pillow."""
+    from kennel.package.wheel import build_wheel
+    from kennel.serve.runtime import Bundle
+
     with opened(project) as ws:
         entry = ws.registry.resolve(ref)
         files = {name: ws.registry.read_file(entry, name) for name in entry.files}
@@ -134,8 +147,10 @@ def publish(
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Announce again the version ALIAS names on the feed (pattern 3); releases announce by
-    themselves, and only a release moves what subscribers load."""
+    """Announce again on the feed the version ALIAS names (pattern 3).
+
+    Releases announce by themselves; only a release moves what subscribers load.
+    """
     with opened(project) as ws:
         entry = ws.releases().publish(ref, alias, who=acting(ws, token))
         stream = ws.project.config.feed.stream

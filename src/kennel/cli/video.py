@@ -5,28 +5,24 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kennel.cli.app import JsonOption, ProjectOption, model_ref, opened
 from kennel.cli.render import console, emit_json
-from kennel.datasets.manifest import Row
 from kennel.errors import ConfigError
-from kennel.imaging import decode
-from kennel.serve.holder import ModelHolder
-from kennel.serve.predlog import PredictionLog
-from kennel.serve.runtime import Predictor
-from kennel.video import synth as clips
-from kennel.video.capture import FrameReader, SourceEvent
-from kennel.video.events import Event, EventTracker, clock
-from kennel.video.watch import AnnotatedWriter, VideoMetrics, Watcher
-from kennel.wiring import Workspace
+
+if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
+    from kennel.serve.runtime import Predictor
+    from kennel.wiring import Workspace
 
 
 @contextlib.contextmanager
 def _model(ws: Workspace, model: str | None, env: str | None) -> Iterator[Callable[[], Predictor]]:
     """A fixed model (``--model``) or the alias an environment serves, followed live."""
+    from kennel.serve.holder import ModelHolder
+
     ref = model_ref(ws, model, env)
     if env is None:
         predictor = ws.predictor(ref)
@@ -73,6 +69,11 @@ def watch(
     json_out: JsonOption = False,
 ) -> None:
     """Classify a CCTV stream in real time and print events ("dog entered at 00:03.2")."""
+    from kennel.serve.predlog import PredictionLog
+    from kennel.video.capture import FrameReader, SourceEvent
+    from kennel.video.events import Event, EventTracker
+    from kennel.video.watch import AnnotatedWriter, VideoMetrics, Watcher
+
     reader = FrameReader(source, target_fps=fps or None)
     camera_id = camera or f"camera:{Path(source).name if not reader.live else source}"
     metrics = VideoMetrics()
@@ -130,7 +131,9 @@ def watch(
 
 def synth_video(
     out: Annotated[Path, typer.Argument(help="The clip to write (.mp4).")],
-    dataset: Annotated[str, typer.Option(help="Dataset NAME[@VERSION] whose test images to show.")],
+    dataset: Annotated[
+        str, typer.Option(help="Dataset NAME or NAME@VERSION whose test images to show.")
+    ],
     segments: Annotated[int, typer.Option(min=1, help="Number of segments.")] = 6,
     seconds: Annotated[float, typer.Option(min=0.2, help="Seconds per segment.")] = 3.0,
     fps: Annotated[float, typer.Option(min=1, help="Frames per second.")] = 10.0,
@@ -142,6 +145,11 @@ def synth_video(
 ) -> None:
     """Make a CCTV-like clip (pan, zoom, noise, day/night) with a ground-truth timeline."""
     import random
+
+    from kennel.datasets.manifest import Row
+    from kennel.imaging import decode
+    from kennel.video import synth as clips
+    from kennel.video.events import clock
 
     with opened(project) as ws:
         version = ws.catalog.resolve(dataset)
