@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from kennel import pages
-from kennel.config import EnvironmentConfig, Project, RuleConfig, init_project
+from kennel.config import EnvironmentConfig, GatesConfig, Project, RuleConfig, init_project
 from kennel.datasets import synth
 from kennel.db.audit import verify
 from kennel.deploy import environments
@@ -59,7 +59,7 @@ def _fresh(out: Path) -> None:
     (out / MARKER).write_text("created by `kennel demo`; safe to delete\n")
 
 
-def _project(out: Path, epochs: int, image_size: int) -> Project:
+def _project(out: Path, epochs: int, image_size: int, gates: GatesConfig | None) -> Project:
     project, _ = init_project(out / "project")
     # The demo serves in this process on free loopback ports (nothing else on the machine is
     # touched); `kennel serve` on the same project later uses kennel.yaml's ports.
@@ -76,6 +76,7 @@ def _project(out: Path, epochs: int, image_size: int) -> Project:
                     update={"arch": "small_cnn", "image_size": image_size, "epochs": epochs}
                 ),
                 "serve": config.serve.model_copy(update={"poll_s": 0.3}),
+                "gates": gates or config.gates,
                 # the warm start must learn the night from a few hundred labelled images
                 "monitor": config.monitor.model_copy(
                     update={"rules": _rules(config.monitor.rules), "retrain_epochs": epochs}
@@ -93,13 +94,14 @@ def run_demo(
     image_size: int = 96,
     traffic: int = 250,
     trials: int = 1,
+    gates: GatesConfig | None = None,
     say: Say = print,
 ) -> dict[str, Any]:
     began = time.perf_counter()
     out = out.resolve()
     _fresh(out)
     workers = os.cpu_count() or 1
-    project = _project(out, epochs, image_size)
+    project = _project(out, epochs, image_size, gates)
     ws = Workspace(project)
     timings: dict[str, float] = {}
     story: list[dict[str, Any]] = []
@@ -114,7 +116,7 @@ def run_demo(
         first = ws.ingestor().run(ws.source(str(out / "lake" / "day" / "manifest.csv")), "park")
         timings["ingest"] = time.perf_counter() - t
         rate = first.images_per_second
-        say(f"   {first.version.ref}: {first.version.counts} ({rate:.0f} images/s)")
+        say(f"   {first.version.ref}: {_counts(first.version.counts)} ({rate:.0f} images/s)")
         again = ws.ingestor().run(ws.source(str(out / "lake" / "day" / "manifest.csv")), "park")
         same = again.version.id == first.version.id and not again.created
         say(f"   re-ingest: {'unchanged (same content, same id)' if same else 'CHANGED'}")
@@ -220,6 +222,19 @@ def _ship(ws: Workspace, production: RunningServer, ref: str, say: Say) -> bool:
     if cert.passed:
         _approve_and_release(ws, production, ref, say)
     return cert.passed
+
+
+def _counts(counts: dict[str, dict[str, int]]) -> str:
+    """``cat 480/120, dog 480/120 (train/test)``: a version's images per label and split."""
+    splits = sorted({split for per in counts.values() for split in per}, key=_SPLITS.index)
+    per_label = ", ".join(
+        f"{label} {'/'.join(str(per.get(split, 0)) for split in splits)}"
+        for label, per in sorted(counts.items())
+    )
+    return f"{per_label} ({'/'.join(splits)})"
+
+
+_SPLITS = ["train", "validation", "test"]
 
 
 def _holder(ws: Workspace, role: str, name: str) -> Identity:

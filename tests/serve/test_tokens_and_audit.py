@@ -5,6 +5,7 @@ holder as the actor."""
 from __future__ import annotations
 
 import gc
+import getpass
 import json
 import secrets
 import tracemalloc
@@ -110,7 +111,7 @@ def test_feedback_and_reload_are_audited_with_the_token_holder(
         assert client.post("/v1/admin/reload", headers=auth).status_code == 200
     log = json.loads(_cli(project, "audit", "log", "--limit", "3", "--json").stdout)
     assert [(e["action"], e["actor"], e["subject"]) for e in log[::-1]] == [
-        ("token.create", "cli", token_id),
+        ("token.create", f"bootstrap:{getpass.getuser()}", token_id),  # no admin token yet
         ("feedback", "ops-omar", prediction_id),
         ("service.reload", "ops-omar", "production"),
     ]

@@ -28,16 +28,32 @@ EnvOpt = Annotated[
 ]
 
 
+def _figure(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) and value == value else "n/a"
+
+
 def _show(cycle: Cycle) -> None:
     r = cycle.result
     m = r.metrics
-    console.print(
-        f"{r.environment} {r.model}@{r.version}: {int(m.get('window.n', 0))} predictions, "
-        f"{int(m.get('performance.labelled', 0))} labelled, drift "
-        f"{'YES' if m.get('drift.drifted') else 'no' if 'drift.drifted' in m else 'n/a'}, "
-        f"accuracy {m.get('performance.accuracy', float('nan')):.3f} measured / "
-        f"{m.get('performance.estimated_accuracy', float('nan')):.3f} estimated"
-    )
+    n = int(m.get("window.n", 0))
+    window = f"{r.since:%Y-%m-%d %H:%M} to {r.until:%Y-%m-%d %H:%M} UTC"
+    if n == 0:
+        console.print(
+            f"{r.environment}: no predictions from {window}; nothing to analyse "
+            f"(is `kennel serve --env {r.environment}` answering traffic?)",
+            markup=False,
+        )
+    else:
+        served = f"{r.model}@{r.version}" if r.model and r.version is not None else "no model"
+        labelled = int(m.get("performance.labelled", 0))
+        drift = m.get("drift.drifted")
+        console.print(
+            f"{r.environment} {served}, {window}: {n} predictions, {labelled} labelled; drift "
+            f"{'YES' if drift else 'no' if drift is not None else 'n/a (too few predictions)'}; "
+            f"accuracy {_figure(m.get('performance.accuracy'))} measured, "
+            f"{_figure(m.get('performance.estimated_accuracy'))} estimated",
+            markup=False,
+        )
     for alert in cycle.alerts.opened:
         console.print(f"[red]alert[/] {alert.rule} ({alert.severity}): {alert.message}")
     for alert in cycle.alerts.resolved:
