@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -37,3 +38,13 @@ def test_walkthrough_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         outputs.append(result.stdout)
     assert "unchanged" in outputs[3]  # the second identical ingest
     assert "audit log intact" in outputs[-1]
+    # the walkthrough's data and kennel train's defaults give a real model, not a coin
+    trained = outputs[-2]
+    accuracy = float(re.search(r"accuracy (0\.\d+)", trained)[1])  # type: ignore[index]
+    assert accuracy >= 0.75 and "gates passed" in trained and "pets@champion now" in trained
+    # its report slices the camera scenario, never the per-image index of the manifest
+    assert runner.invoke(app, ["models", "download", "pets@1", "bundle"]).exit_code == 0
+    report = json.loads(Path("bundle/report.json").read_text())
+    assert {"scenario", "seed"} == set(report["slices"]) and "index" in report["slices_skipped"]
+    page = Path("bundle/report.html").read_text()
+    assert ">index<" not in page and ">night<" in page

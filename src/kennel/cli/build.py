@@ -67,9 +67,10 @@ def _print(result: BuildResult) -> None:
         ],
     )
     gates = "passed" if result.gates["passed"] else "FAILED: " + "; ".join(result.gates["reasons"])
+    champion = f"; {result.model.name}@champion now" if result.champion else ""
     console.print(
         f"gates {gates}; parity {'passed' if result.parity['passed'] else 'FAILED'}; "
-        f"run {result.run_id}; {result.seconds:.0f}s",
+        f"run {result.run_id}; {result.seconds:.0f}s{champion}",
         markup=False,
     )
 
