@@ -21,6 +21,7 @@ from pathlib import Path
 
 from kennel.config import init_project
 from kennel.pipeline.build import BuildOptions
+from kennel.progress import lines
 from kennel.wiring import Workspace
 
 
@@ -54,7 +55,7 @@ def main() -> None:
                 "patience": 3,
             },
         )
-        result = ws.builder().build("pets", options, say=lambda m: print(m, flush=True))
+        result = ws.builder().build("pets", options, lines(lambda m: print(m, flush=True)))
     finally:
         ws.close()
     wall = time.perf_counter() - wall0

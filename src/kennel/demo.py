@@ -32,6 +32,7 @@ from kennel.fsutil import write_text_atomic
 from kennel.govern.cycle import Cycle, monitor_once
 from kennel.pipeline.build import BuildOptions
 from kennel.pipeline.lineage import model_lineage
+from kennel.progress import lines
 from kennel.serve.auth import Identity
 from kennel.serve.server import RunningServer, free_port, start_in_thread
 from kennel.wiring import Workspace
@@ -127,7 +128,7 @@ def run_demo(
         options = BuildOptions(
             arch="small_cnn", image_size=image_size, epochs=epochs, trials=trials
         )
-        built = ws.builder().build(first.version.ref, options, say=lambda m: say(f"   {m}"))
+        built = ws.builder().build(first.version.ref, options, lines(say, "   "))
         timings["build"] = time.perf_counter() - t
         lineage = model_lineage(
             built.model.ref,
@@ -290,7 +291,7 @@ def _phase(
     until = datetime.now(UTC)
     cycle = monitor_once(
         ws.monitor(),
-        ws.actions(lambda m: say(f"   {m}"), actor="kennel-monitor"),
+        ws.actions(lines(say, "   "), actor="kennel-monitor"),
         environment="production",
         span=until - since,
         until=until,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kennel.config import Project, load_project
+from kennel.progress import Progress, silent
 
 # Backends are imported when first used, not here: `kennel --help` must not pay for PyTorch,
 # and a serving process (`kennel serve`) must never load it.
@@ -158,7 +158,7 @@ class Workspace:
 
     def retrain(
         self,
-        say: Callable[[str], None] = lambda _m: None,
+        progress: Progress = silent,
         window: Window | None = None,
         *,
         actor: str = "kennel-monitor",
@@ -180,11 +180,11 @@ class Workspace:
             actor=actor,
             epochs=config.monitor.retrain_epochs,
             window=window,
-            say=say,
+            progress=progress,
         )
 
     def actions(
-        self, say: Callable[[str], None] = lambda _m: None, *, actor: str = "kennel-monitor"
+        self, progress: Progress = silent, *, actor: str = "kennel-monitor"
     ) -> ActionContext:
         from kennel.govern.actions import ActionContext
 
@@ -193,7 +193,7 @@ class Workspace:
             db=self.db,
             releases=self.releases(),
             retrain=lambda report, window: self.retrain(report, window, actor=actor),
-            say=say,
+            progress=progress,
             actor=actor,
         )
 

@@ -135,3 +135,30 @@ def test_cli_rpc_defaults_match_the_worker() -> None:
     from kennel.stream import rpc
 
     assert (patterns.RPC_URL, patterns.RPC_QUEUE) == (rpc.DEFAULT_URL, rpc.DEFAULT_QUEUE)
+
+
+def test_long_phases_report_progress_as_json_events(tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import TINY_TRAIN
+    from tests.helpers import labelled_jpegs, write_tree
+
+    root = str(make_project(tmp_path / "p", sections={"train": TINY_TRAIN}, workers=1).root)
+    write_tree(tmp_path / "lake", labelled_jpegs(40, seed=3))
+
+    def events(*args: str) -> list[dict[str, object]]:
+        result = runner.invoke(app, [*args, "-C", root, "--json"])
+        assert result.exit_code == 0, result.output
+        json.loads(result.stdout)  # stdout keeps only the result
+        return [json.loads(line)["event"] for line in result.stderr.splitlines()]
+
+    ingest = events("data", "ingest", str(tmp_path / "lake"), "-d", "park")
+    counts = [e for e in ingest if e["phase"] == "ingest"]
+    assert counts and counts[-1]["done"] == counts[-1]["total"] == 40
+    train = events("train", "-d", "park", "--trials", "2", "--search", "random")
+    phases = {str(e["phase"]) for e in train}
+    assert {"tune", "train", "build", "cache images at 64px"} <= phases
+    tuned = [e for e in train if e["phase"] == "tune"]
+    assert [e["done"] for e in tuned] == [1, 2] and all(e["total"] == 2 for e in tuned)
+    epochs = [e for e in train if e["phase"] == "train"]
+    assert epochs and epochs[-1]["done"] <= epochs[-1]["total"] == TINY_TRAIN["epochs"]

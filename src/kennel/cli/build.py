@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
-from kennel.cli.render import console, emit_json, table
+from kennel.cli.render import console, emit_json, reporting, table
 
 if TYPE_CHECKING:  # PyTorch comes with these: imported when a command runs
     from kennel.pipeline.build import BuildOptions, BuildResult
@@ -106,13 +106,16 @@ def pipeline_run(
             builder=ws.builder(),
             registry=ws.registry,
         )
-        result = runner.run(
-            dataset=dataset or cfg.dataset,
-            source=ws.source(spec) if spec else None,
-            options=_options(arch, epochs, trials, search, budget_minutes, image_size, None, True),
-            force=force,
-            say=(lambda _m: None) if json_out else (lambda m: console.print(m, markup=False)),
-        )
+        with reporting(json_out) as progress:
+            result = runner.run(
+                dataset=dataset or cfg.dataset,
+                source=ws.source(spec) if spec else None,
+                options=_options(
+                    arch, epochs, trials, search, budget_minutes, image_size, None, True
+                ),
+                force=force,
+                progress=progress,
+            )
     if json_out:
         emit_json(result)
     else:
@@ -133,11 +136,11 @@ def train(
     json_out: JsonOption = False,
 ) -> None:
     """Train (and tune) on a dataset version, test, package to ONNX and register the model."""
-    with opened(project) as ws:
+    with opened(project) as ws, reporting(json_out) as progress:
         result = ws.builder().build(
             dataset,
             _options(arch, epochs, trials, search, budget_minutes, image_size, init_from, resume),
-            say=(lambda _m: None) if json_out else (lambda m: console.print(m, markup=False)),
+            progress,
         )
     if json_out:
         emit_json(result.as_dict())

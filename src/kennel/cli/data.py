@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
-from kennel.cli.render import console, emit_json, progress_bar, table
+from kennel.cli.render import console, emit_json, progress_bar, reporting, table
 
 if TYPE_CHECKING:  # the data stack is imported when a command runs
     from kennel.datasets.versioning import DatasetVersion, Diff
@@ -59,8 +59,8 @@ def ingest(
             uri_column=uri_column,
             label_column=label_column,
         )
-        with progress_bar("ingesting", enabled=not json_out) as update:
-            report = ws.ingestor(workers or None).run(src, dataset, progress=update)
+        with reporting(json_out) as progress:
+            report = ws.ingestor(workers or None).run(src, dataset, progress=progress)
     if json_out:
         emit_json(report.as_dict())
     else:

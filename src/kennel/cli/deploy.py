@@ -18,7 +18,7 @@ from kennel.cli.app import (
     new_app,
     opened,
 )
-from kennel.cli.render import console, emit_json, progress_bar, table
+from kennel.cli.render import console, emit_json, progress_bar, reporting, table
 from kennel.errors import AuthError, NotFoundError, SourceError
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
@@ -170,10 +170,8 @@ def deploy(
     json_out: JsonOption = False,
 ) -> None:
     """Move ENV's alias to the model, start/refresh its service, run the application test."""
-    with opened(project) as ws:
-        result = ws.releases().deploy(
-            ref, to, who=acting(ws, token), say=(lambda _m: None) if json_out else console.print
-        )
+    with opened(project) as ws, reporting(json_out) as progress:
+        result = ws.releases().deploy(ref, to, who=acting(ws, token), progress=progress)
     if json_out:
         emit_json(result.as_dict())
         return

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
-from kennel.cli.render import console, emit_json, table
+from kennel.cli.render import console, emit_json, reporting, table
 from kennel.errors import NotFoundError
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
@@ -74,10 +74,11 @@ def monitor_run(
     from kennel.govern.cycle import monitor_once
     from kennel.monitor.runner import parse_span
 
-    with opened(project) as ws:
+    with opened(project) as ws, reporting(json_out) as progress:
         span = parse_span(window) if window else None
-        say = (lambda _m: None) if json_out else console.print
-        cycle = monitor_once(ws.monitor(), ws.actions(say), environment=env, span=span, act=act)
+        cycle = monitor_once(
+            ws.monitor(), ws.actions(progress), environment=env, span=span, act=act
+        )
         if report is not None and cycle.result.report_sha256:
             write_text_atomic(report, ws.content.get(cycle.result.report_sha256).decode())
     if json_out:
@@ -99,8 +100,8 @@ def monitor_watch(
     from kennel.monitor.runner import parse_span
 
     done = 0
-    with opened(project) as ws:
-        monitor, ctx = ws.monitor(), ws.actions(console.print)
+    with opened(project) as ws, reporting() as progress:
+        monitor, ctx = ws.monitor(), ws.actions(progress)
         while count == 0 or done < count:
             began = time.monotonic()
             _show(monitor_once(monitor, ctx, environment=env, span=parse_span(window)))

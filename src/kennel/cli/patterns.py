@@ -18,7 +18,7 @@ from kennel.cli.app import (
     new_app,
     opened,
 )
-from kennel.cli.render import console, emit_json
+from kennel.cli.render import console, emit_json, reporting
 from kennel.errors import ConfigError
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
@@ -63,10 +63,14 @@ def batch_score(
     """Score inputs offline into a shared table (idempotent; schedule it with cron)."""
     from kennel.stream import batch
 
-    with opened(project) as ws:
+    with opened(project) as ws, reporting(json_out) as progress:
         predictor = ws.predictor(model_ref(ws, model, env))
         report = batch.score(
-            predictor, _inputs(ws, input_spec), db_url=db or ws.project.metadata_url, table=table
+            predictor,
+            _inputs(ws, input_spec),
+            db_url=db or ws.project.metadata_url,
+            table=table,
+            progress=progress,
         )
     if json_out:
         emit_json(report.as_dict())

@@ -10,8 +10,18 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+
+from kennel import progress as events
+from kennel.progress import Event, counter
 
 # Into a pipe or a log (no terminal), lines are not wrapped and tables get room instead of
 # being cut at rich's 80-column default.
@@ -33,10 +43,18 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
 
 
 @contextmanager
-def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """Yields ``update(done, total)``; draws on stderr, so ``--json`` stdout stays clean."""
-    if not (enabled and err_console.is_terminal):
-        yield lambda _done, _total: None
+def reporting(json_out: bool = False) -> Iterator[events.Progress]:
+    """The command line's listener for library progress (``kennel.progress``).
+
+    With ``--json`` every event is one JSON line on stderr, so stdout keeps only the result.
+    Otherwise messages are printed, and in a terminal each phase that counts (ingest, caching,
+    tuning, training, certification, scoring) gets a live bar on stderr.
+    """
+    if json_out:
+        yield lambda event: typer.echo(json.dumps({"event": event.as_dict()}), err=True)
+        return
+    if not err_console.is_terminal:
+        yield lambda event: console.print(event.message, markup=False) if event.message else None
         return
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -46,9 +64,24 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable
         console=err_console,
         transient=True,
     ) as bar:
-        task = bar.add_task(description, total=None)
+        tasks: dict[str, TaskID] = {}
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+        def show(event: Event) -> None:
+            if event.message:
+                bar.console.print(event.message, markup=False)
+            if event.done is not None:
+                if event.phase not in tasks:
+                    tasks[event.phase] = bar.add_task(event.phase, total=event.total)
+                bar.update(tasks[event.phase], completed=event.done, total=event.total)
 
-        yield update
+        yield show
+
+
+@contextmanager
+def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """``update(done, total)`` drawn as one bar on stderr (see ``reporting``)."""
+    if not enabled:
+        yield lambda _done, _total: None
+        return
+    with reporting() as progress:
+        yield counter(progress, description)

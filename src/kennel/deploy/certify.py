@@ -27,6 +27,7 @@ from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database
 from kennel.db.audit import record
 from kennel.db.schema import CertificationRow
+from kennel.progress import Event, Progress, silent
 from kennel.registry.entities import ModelVersion
 from kennel.storage import ContentStore
 from kennel.train.tracking import RunTracker
@@ -120,6 +121,7 @@ def certify(
     limits: CertificationConfig,
     actor: str = "kennel",
     concurrency: int = 4,
+    progress: Progress = silent,
 ) -> Certification:
     expected = _offline_labels(model, tracker, content)
     version = catalog.resolve(f"{model.dataset}@{model.dataset_version}")
@@ -149,6 +151,7 @@ def certify(
             rows, pool.map(lambda r: send(client, r.sha256), rows), strict=True
         ):
             latencies.append(ms)
+            progress(Event("certify", done=len(latencies), total=len(rows)))
             if status != 200:
                 errors += 1
                 continue

@@ -12,7 +12,6 @@ In both modes a failed gate or certification can never reach production.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from kennel.deploy import environments
 from kennel.deploy.certify import Certification, certify
 from kennel.deploy.policy import Move, PolicyGate
 from kennel.errors import AuthError, ConfigError, ReleaseRefusedError, ServiceError
+from kennel.progress import Event, Progress, silent
 from kennel.registry.entities import AliasEvent, ModelVersion
 from kennel.registry.store import ModelRegistry
 from kennel.serve.auth import Identity
@@ -36,7 +36,6 @@ from kennel.stream.feed import RedisFeed, publish_version
 from kennel.train.tracking import RunTracker
 
 log = logging.getLogger(__name__)
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -88,8 +87,11 @@ class ReleaseManager:
 
     # -- moves --------------------------------------------------------------------------------
     def deploy(
-        self, ref: str, env: str = "staging", *, who: Identity, say: Say = lambda _m: None
+        self, ref: str, env: str = "staging", *, who: Identity, progress: Progress = silent
     ) -> DeployResult:
+        def say(message: str) -> None:
+            progress(Event("deploy", message))
+
         model = self.registry.resolve(ref)
         target = self.config.environment(env)
         self.gate.move(
@@ -118,6 +120,7 @@ class ReleaseManager:
             db=self.db,
             limits=self.config.release.certification,
             actor=who.name,
+            progress=progress,
         )
         say(f"certification {'passed' if cert.passed else 'FAILED: ' + '; '.join(cert.reasons)}")
         released = None

@@ -20,10 +20,10 @@ from kennel.errors import KennelError
 from kennel.govern.alerts import Alert, AlertStore
 from kennel.govern.retrain import RetrainResult, Window
 from kennel.monitor.runner import MonitorResult
+from kennel.progress import Event, Progress, silent
 from kennel.serve.auth import Identity
 
 log = logging.getLogger(__name__)
-Say = Callable[[str], None]
 
 
 @dataclass
@@ -32,8 +32,8 @@ class ActionContext:
     db: Database
     releases: ReleaseManager
     # built by the wiring with every dependency; given the alerting window (since, until)
-    retrain: Callable[[Say, Window], RetrainResult]
-    say: Say = field(default=lambda _m: None)
+    retrain: Callable[[Progress, Window], RetrainResult]
+    progress: Progress = field(default=silent)
     actor: str = "kennel-monitor"
 
 
@@ -78,7 +78,7 @@ def _rollback(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
 
 
 def _retrain(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
-    return ctx.retrain(ctx.say, (result.since, result.until)).summary()
+    return ctx.retrain(ctx.progress, (result.since, result.until)).summary()
 
 
 HANDLERS: dict[str, Callable[[ActionContext, Alert, MonitorResult], str]] = {
@@ -102,5 +102,5 @@ def run_actions(
             log.warning("alert %s: action %s failed: %s", alert.id, action, exc)
         outcomes[action] = outcome
         store.note_action(alert.id, action, outcome, actor=ctx.actor)
-        ctx.say(f"alert {alert.rule} -> {action}: {outcome}")
+        ctx.progress(Event("alert", f"alert {alert.rule} -> {action}: {outcome}"))
     return outcomes

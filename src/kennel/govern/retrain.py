@@ -4,7 +4,7 @@ delivery mode: a human still approves the release)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,13 +18,11 @@ from kennel.errors import NotFoundError
 from kennel.ingest.run import Ingestor
 from kennel.ingest.sources import Entry, Listing, ReadResult
 from kennel.pipeline.build import Builder, BuildOptions
+from kennel.progress import Event, Progress, silent
 from kennel.registry.store import ModelRegistry
 from kennel.serve.auth import Identity
 from kennel.serve.runtime import METADATA
 from kennel.storage import ContentStore
-
-Say = Callable[[str], None]
-
 
 Window = tuple[datetime, datetime]
 # The manifest column that marks feedback images from the window an alert was raised on.
@@ -130,7 +128,7 @@ def retrain(
     options: BuildOptions | None = None,
     epochs: int | None = None,
     window: Window | None = None,
-    say: Say = lambda _m: None,
+    progress: Progress = silent,
 ) -> RetrainResult:
     """Ingest the labelled production images into the champion's dataset, train warm-started
     from the champion and deploy to ``deploy_to``. Given the alerting ``window``, every epoch
@@ -143,9 +141,16 @@ def retrain(
         champion = registry.resolve(f"{model}@latest")
     if champion.dataset is None:
         raise NotFoundError(f"{champion.ref} records no dataset to retrain on")
+
+    def say(message: str) -> None:
+        progress(Event("retrain", message))
+
     say(f"retrain: adding labelled {environment} images to {champion.dataset}")
     report = ingestor.run(
-        FeedbackSource(db, content, environment, labels, window), champion.dataset, actor=actor
+        FeedbackSource(db, content, environment, labels, window),
+        champion.dataset,
+        actor=actor,
+        progress=progress,
     )
     if options is None:  # the champion's own settings, one trial: a refresh, not a new search
         params = registry.read_json(champion, METADATA).get("params", {})
@@ -162,8 +167,10 @@ def retrain(
         **{**options.__dict__, "init_from": champion.ref, "actor": actor, "overrides": overrides}
     )
     say(f"retrain: training on {report.version.ref} warm-started from {champion.ref}")
-    built = builder.build(report.version.ref, opts)
+    built = builder.build(report.version.ref, opts, progress)
     result = None
     if deploy_to is not None:
-        result = releases.deploy(built.model.ref, deploy_to, who=Identity.system(actor), say=say)
+        result = releases.deploy(
+            built.model.ref, deploy_to, who=Identity.system(actor), progress=progress
+        )
     return RetrainResult(report.version.ref, report.added, built.model.ref, result)

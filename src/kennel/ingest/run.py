@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -40,11 +40,11 @@ from kennel.ingest.validate import (
     init_worker,
     process_chunk,
 )
+from kennel.progress import Event, Progress, silent
 from kennel.storage import ContentStore
 
 CHUNK = 64
 INLINE_BELOW = 400  # fewer files than this are checked in-process: spawning a pool costs ~1 s
-Progress = Callable[[int, int], None]
 WorkItem = tuple[int, str, str | None, dict[str, str], bytes | str]
 
 
@@ -128,7 +128,7 @@ class Ingestor:
         dataset: str,
         *,
         actor: str = "kennel",
-        progress: Progress | None = None,
+        progress: Progress = silent,
     ) -> IngestReport:
         started = time.perf_counter()
         self.catalog.ensure_dataset(dataset)
@@ -140,14 +140,12 @@ class Ingestor:
                 s.scalars(select(IngestRecordRow.uri).where(IngestRecordRow.run_id == run_id))
             )
         pending = [(seq, e) for seq, e in enumerate(entries) if e.uri not in done]
-        if progress:
-            progress(len(done), len(entries))
+        progress(Event("ingest", done=len(done), total=len(entries)))
         processed = 0
         for results in self._check(source, pending):
             self._save(run_id, results)
             processed += len(results)
-            if progress:
-                progress(len(done) + processed, len(entries))
+            progress(Event("ingest", done=len(done) + processed, total=len(entries)))
         version, created, summary = self._finish(
             dataset, run_id, parent_id, source, actor, listing.skipped
         )

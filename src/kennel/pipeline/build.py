@@ -35,6 +35,7 @@ from kennel.package.quantize import quantize
 from kennel.package.verify import check as parity_check
 from kennel.package.verify import normalised
 from kennel.portable import softmax
+from kennel.progress import Event, Progress, counter, silent
 from kennel.registry.entities import ModelVersion
 from kennel.registry.store import ModelRegistry
 from kennel.storage import ContentStore, sha256_hex
@@ -42,8 +43,6 @@ from kennel.train.data import ImageSet, build_image_set, holdout
 from kennel.train.tracking import RunTracker
 from kennel.train.trainer import EpochStats, Trainer, predict
 from kennel.train.tune import search
-
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,7 @@ class Builder:
 
     # -- data ---------------------------------------------------------------------------------
     def _images(
-        self, version: DatasetVersion, rows: list[Row], classes: list[str]
+        self, version: DatasetVersion, rows: list[Row], classes: list[str], progress: Progress
     ) -> Callable[[int], ImageSet]:
         cache: dict[int, ImageSet] = {}
 
@@ -152,6 +151,7 @@ class Builder:
                     artifacts_url=self.artifacts_url,
                     cache_root=self.cache_root,
                     workers=self.workers,
+                    progress=counter(progress, f"cache images at {size}px"),
                 )
             return cache[size]
 
@@ -164,7 +164,7 @@ class Builder:
 
     # -- the build ----------------------------------------------------------------------------
     def build(
-        self, dataset_ref: str, options: BuildOptions, say: Say = lambda _m: None
+        self, dataset_ref: str, options: BuildOptions, progress: Progress = silent
     ) -> BuildResult:
         began = time.perf_counter()
         base = self._config(options)  # a bad option fails before any data is read
@@ -173,7 +173,11 @@ class Builder:
         classes = self.classes(rows)
         if len(classes) < 2:
             raise TrainingError(f"{version.ref} has {len(classes)} label(s); need at least 2")
-        images = self._images(version, rows, classes)
+        images = self._images(version, rows, classes, progress)
+
+        def say(message: str, phase: str = "build") -> None:
+            progress(Event(phase, message))
+
         splits = np.array([r.split for r in rows])
         test_idx = np.flatnonzero(splits == "test")
         val_idx = np.flatnonzero(splits == "validation")
@@ -214,9 +218,14 @@ class Builder:
                     budget_minutes=options.budget_minutes or base.search.budget_minutes,
                     init_state=init_state,
                     storage=base.search.storage,
-                    on_trial=lambda t: say(
-                        f"  trial {t['trial']}: {t['status']} "
-                        f"val_accuracy={t['val_accuracy']:.4f} {t['params']}"
+                    on_trial=lambda t: progress(
+                        Event(
+                            "tune",
+                            f"  trial {t['trial']}: {t['status']} "
+                            f"val_accuracy={t['val_accuracy']:.4f} {t['params']}",
+                            done=t["trial"] + 1,
+                            total=n_trials,
+                        )
                     ),
                 )
                 say(f"best: {best}")
@@ -234,10 +243,15 @@ class Builder:
 
         def on_epoch(stats: EpochStats) -> None:
             self.tracker.log_stats(run_id, stats)
-            say(
-                f"  epoch {stats.epoch}: train_loss={stats.train_loss:.4f} "
-                f"val_loss={stats.val_loss:.4f} val_accuracy={stats.val_accuracy:.4f} "
-                f"({stats.images_per_s:.0f} img/s)"
+            progress(
+                Event(
+                    "train",
+                    f"  epoch {stats.epoch}: train_loss={stats.train_loss:.4f} "
+                    f"val_loss={stats.val_loss:.4f} val_accuracy={stats.val_accuracy:.4f} "
+                    f"({stats.images_per_s:.0f} img/s)",
+                    done=stats.epoch,
+                    total=cfg.epochs,
+                )
             )
 
         data = images(cfg.image_size)
@@ -250,6 +264,7 @@ class Builder:
                 self.runs_root / run_id,
                 init_state=init_state,
                 on_epoch=on_epoch,
+                progress=progress,
             ).fit(resume=resumed is not None)
             return self._finish(
                 version,
@@ -314,7 +329,7 @@ class Builder:
         test_idx: np.ndarray,
         options: BuildOptions,
         began: float,
-        say: Say,
+        say: Callable[[str], None],
     ) -> BuildResult:
         model = fit.model
         test_logits, test_emb = predict(model, data.images[test_idx])

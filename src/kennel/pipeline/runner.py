@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -21,9 +20,8 @@ from kennel.errors import NotFoundError
 from kennel.ingest.run import Ingestor
 from kennel.ingest.sources import Source
 from kennel.pipeline.build import Builder, BuildOptions
+from kennel.progress import Event, Progress, silent
 from kennel.registry.store import ModelRegistry
-
-Say = Callable[[str], None]
 
 
 def step_key(step: str, inputs: dict[str, Any]) -> str:
@@ -78,9 +76,13 @@ class PipelineRunner:
         source: Source | None,
         options: BuildOptions,
         force: bool = False,
-        say: Say = lambda _m: None,
+        progress: Progress = silent,
     ) -> dict[str, Any]:
         steps: list[dict[str, Any]] = []
+
+        def say(message: str) -> None:
+            progress(Event("pipeline", message))
+
         if source is not None:
             key = step_key(
                 "ingest",
@@ -95,7 +97,7 @@ class PipelineRunner:
                 say(f"ingest: skipped, source unchanged since {done['version']}")
                 steps.append({"step": "ingest", "skipped": True, **done})
             else:
-                report = self.ingestor.run(source, dataset)
+                report = self.ingestor.run(source, dataset, progress=progress)
                 out = {
                     "version": report.version.ref,
                     "version_id": report.version.id,
@@ -123,7 +125,7 @@ class PipelineRunner:
                 return {"dataset_version": version.ref, "model": done["model"], "steps": steps}
             except NotFoundError:
                 pass
-        result = self.builder.build(version.ref, options, say)
+        result = self.builder.build(version.ref, options, progress)
         out = {
             "model": result.model.ref,
             "run_id": result.run_id,

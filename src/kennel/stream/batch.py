@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from kennel.errors import ConfigError, MetadataError
 from kennel.imaging import ImageRejected
+from kennel.progress import Event, Progress, silent
 from kennel.serve.runtime import Predictor
 
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -96,7 +97,8 @@ def score(
     *,
     db_url: str,
     table: str,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress = silent,
+    total: int | None = None,
 ) -> BatchReport:
     """Score ``(uri, bytes or read-error)`` pairs and upsert them into ``table`` at ``db_url``."""
     began = time.perf_counter()
@@ -104,7 +106,7 @@ def score(
     engine = create_engine(db_url)
     try:
         target.metadata.create_all(engine)  # a user's shared table, not kennel's own schema
-        total = inserted = errors = 0
+        seen = inserted = errors = 0
         chunk: list[tuple[str, bytes | str]] = []
 
         def flush() -> None:
@@ -151,13 +153,13 @@ def score(
 
         for item in inputs:
             chunk.append(item)
-            total += 1
+            seen += 1
             if len(chunk) >= _CHUNK:
                 flush()
-                if progress:
-                    progress(total)
+                progress(Event("score", done=seen, total=total))
         if chunk:
             flush()
+        progress(Event("score", done=seen, total=seen))
     except SQLAlchemyError as exc:
         raise MetadataError(f"batch scoring into {table}: {exc.__class__.__name__}: {exc}") from exc
     finally:
@@ -166,9 +168,9 @@ def score(
         table,
         predictor.name,
         predictor.version,
-        total,
+        seen,
         inserted,
-        total - inserted,
+        seen - inserted,
         errors,
         time.perf_counter() - began,
     )

@@ -24,6 +24,7 @@ from torch import nn
 
 from kennel.config import TrainConfig
 from kennel.errors import TrainingError
+from kennel.progress import Event, Progress, silent
 from kennel.train.augment import Prefetcher, augment, to_input
 from kennel.train.data import ImageSet, balanced_weights, column
 from kennel.train.models import EfficientNetLite0, build
@@ -134,6 +135,7 @@ class Trainer:
         *,
         init_state: dict[str, torch.Tensor] | None = None,
         on_epoch: Callable[[EpochStats], None] | None = None,
+        progress: Progress = silent,
     ) -> None:
         self.cfg = cfg
         self.data = data
@@ -142,6 +144,7 @@ class Trainer:
         self.run_dir = run_dir
         self.init_state = init_state
         self.on_epoch = on_epoch
+        self.progress = progress
 
     def fit(self, *, resume: bool = False) -> FitResult:
         cfg = self.cfg
@@ -282,11 +285,18 @@ class Trainer:
         assert isinstance(model, EfficientNetLite0)
         frozen = min(self.cfg.frozen_blocks, model.num_blocks)
 
+        views = 2 if self.cfg.augment > 0 else 1
+        total = len(self.train_idx) * views + len(self.val_idx)
+        encoded = 0
+
         @torch.no_grad()
         def encode(indices: np.ndarray, mirror: bool) -> torch.Tensor:
+            nonlocal encoded
             model.eval()
             parts = []
             for lo in range(0, len(indices), _EVAL_BATCH):
+                encoded += len(indices[lo : lo + _EVAL_BATCH])
+                self.progress(Event("cache frozen features", done=encoded, total=total))
                 batch = torch.from_numpy(
                     np.ascontiguousarray(self.data.images[indices[lo : lo + _EVAL_BATCH]])
                 )
@@ -300,7 +310,7 @@ class Trainer:
             return torch.cat(parts) if parts else torch.zeros(0)
 
         train_views = [encode(self.train_idx, False)]
-        if self.cfg.augment > 0:
+        if views == 2:
             train_views.append(encode(self.train_idx, True))
         train_x = torch.cat(train_views)
         train_y = labels[self.train_idx].repeat(len(train_views))
