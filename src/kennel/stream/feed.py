@@ -4,8 +4,8 @@ A message carries the bundle's files, a manifest (name, version, alias, sequence
 sha256 of every file) and an Ed25519 signature of the manifest. Subscribers check the signature,
 then every file against the manifest, and only then load; a sequence number not newer than the
 one they run is stale (a replay) and ignored. The transport is a small interface
-(:class:`Feed`); Redis Streams implements it here, and Kafka or NATS JetStream would fit the
-same two methods.
+(:class:`Feed`: publish, read after an entry id, the latest entries); Redis Streams implements
+it here, and Kafka or NATS JetStream would fit the same three methods.
 """
 
 from __future__ import annotations
