@@ -304,11 +304,24 @@ class KennelConfig(_Strict):
             raise ValueError(
                 f"release.staging names {self.release.staging!r}, which is not in environments"
             )
+        owners: dict[str, str] = {}
         for name, env in self.environments.items():
             if env.alias == "champion":
                 raise ValueError(
                     f"environments.{name}.alias may not be champion (the build moves it)"
                 )
+            if env.alias in owners:  # a deploy to one would move what the other serves
+                raise ValueError(
+                    f"environments.{name}.alias {env.alias!r} is also "
+                    f"environments.{owners[env.alias]}'s: each environment needs its own alias"
+                )
+            owners[env.alias] = name
+        staging_alias = self.environments[self.release.staging].alias
+        if staging_alias in self.feed.aliases:
+            raise ValueError(
+                f"feed.aliases lists {staging_alias!r}, the staging alias: subscribers would "
+                "load versions that are only being certified"
+            )
         return self
 
     def environment(self, env: str) -> EnvironmentConfig:

@@ -58,10 +58,20 @@ def bytes_per_pixel(mode: str) -> int:
     return 4
 
 
-def decode_cost(width: int, height: int, mode: str) -> int:
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La", "P"})
+
+
+def decode_cost(width: int, height: int, mode: str, format: str = "") -> int:
     """Bytes a decode holds at its peak: the raster in the file's own mode plus its 8-bit RGB
-    copy (high-bit-depth scaling works in bounded row chunks, so it adds nothing that grows)."""
-    return width * height * (bytes_per_pixel(mode) + 4)
+    copy (high-bit-depth scaling works in bounded row chunks, so it adds nothing that grows);
+    alpha over white adds an RGBA copy, a white RGBA background and their composite; libwebp
+    decodes into a buffer of its own before Pillow copies it."""
+    per_pixel = bytes_per_pixel(mode) + 4
+    if mode in _ALPHA_MODES:
+        per_pixel += 12
+    if format == "WEBP":
+        per_pixel += 4
+    return width * height * per_pixel
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,7 @@ class Header:
 
     @property
     def cost(self) -> int:
-        return decode_cost(self.width, self.height, self.mode)
+        return decode_cost(self.width, self.height, self.mode, self.format)
 
 
 @contextlib.contextmanager

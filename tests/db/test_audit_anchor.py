@@ -74,3 +74,26 @@ def test_rewriting_and_rehashing_the_whole_chain_is_detected(tmp_path: Path) -> 
         "error: audit log broken: entry 1 does not match its anchor: the chain was rewritten "
         "from there"
     ]
+
+
+def _anchors(root: Path) -> list[Path]:
+    return sorted((root / ".kennel" / "artifacts" / "audit" / "anchors").glob("*"))
+
+
+def test_deleting_every_anchor_is_detected(tmp_path: Path) -> None:
+    root = _project_with_entries(tmp_path / "p")
+    for path in _anchors(root):
+        path.unlink()
+    code, _out, err = _verify(root)
+    assert code == 1 and "none of the 4 entries has an anchor" in err
+    allowed = runner.invoke(app, ["audit", "verify", "--allow-unanchored", "-C", str(root)])
+    assert allowed.exit_code == 0, allowed.output  # a log from before anchoring, on purpose
+
+
+def test_an_unreadable_anchor_is_a_verdict_not_a_traceback(tmp_path: Path) -> None:
+    root = _project_with_entries(tmp_path / "p")
+    newest = _anchors(root)[-1]
+    newest.chmod(0o644)
+    newest.write_bytes(b"\x00 not json")
+    code, _out, err = _verify(root)
+    assert code == 1 and "does not match its anchor" in err and "Traceback" not in err

@@ -214,3 +214,68 @@ def test_release_verifies_the_bundle_before_the_alias_moves(root: Path) -> None:
     refused = cli(root, "release", "pets@1", "--to", "production", "--token", t["operator"], code=8)
     assert "corrupt" in refused["stderr"]
     assert history(root, "production") == []
+
+
+def test_rollback_never_lands_on_a_version_qa_has_rejected_since(root: Path) -> None:
+    t = tokens(root)
+    ops = ("--token", t["operator"])
+    for version in (1, 2):
+        ready(root, version, t["qa"])
+        cli(root, "release", f"pets@{version}", "--to", "production", *ops)
+    cli(root, "reject", "pets@1", "--note", "found a bias problem", "--token", t["qa"])
+    refused = cli(root, "rollback", "--env", "production", *ops, code=13)
+    assert "rejected" in refused["stderr"] and "bias problem" in refused["stderr"]
+    assert [e["to_version"] for e in history(root, "production")] == [1, 2]
+
+
+def test_kennel_yaml_cannot_make_two_environments_share_an_alias(root: Path) -> None:
+    config = yaml.safe_load((root / "kennel.yaml").read_text())
+    config["environments"]["staging"]["alias"] = "production"
+    (root / "kennel.yaml").write_text(yaml.safe_dump(config))
+    refused = cli(root, "models", "list", code=2)
+    assert "each environment needs its own alias" in refused["stderr"]
+    config["environments"]["staging"]["alias"] = "staging"
+    config["feed"] = {"aliases": ["staging"]}
+    (root / "kennel.yaml").write_text(yaml.safe_dump(config))
+    assert "staging alias" in cli(root, "models", "list", code=2)["stderr"]
+
+
+def test_a_service_never_serves_a_gate_failed_version(root: Path) -> None:
+    """However an alias got there (here: set by hand, then kennel.yaml pointed at it)."""
+    t = tokens(root)
+    cli(root, "models", "alias", "pets@3", "live", "--token", t["operator"])
+    configure(root, environments={"production": {"alias": "live", "port": 18999}})
+    ws = Workspace.load(root)
+    try:
+        service = ws.service("production")
+        service.holder.start()
+        assert service.holder.current is None  # not ready rather than serving pets@3
+        assert "failed its quality gates" in (service.holder.last_error or "")
+        service.holder.stop()
+    finally:
+        ws.close()
+
+
+def test_tokens_cannot_pass_for_kennel_and_the_last_admin_stays(root: Path) -> None:
+    admin = cli(root, "token", "create", "--role", "admin", "--name", "ada")
+    for name in ("kennel-monitor (alert accuracy-drop)", "continuous-deployment", "local:root"):
+        refused = cli(root, "token", "create", "--role", "operator", "--name", name,
+                      "--token", admin["token"], code=2)  # fmt: skip
+        assert "reserved" in refused["stderr"]
+    refused = cli(root, "token", "revoke", admin["id"], "--token", admin["token"], code=14)
+    assert "last admin" in refused["stderr"]
+    # with an admin token in place, nobody creates tokens without one
+    cli(root, "token", "create", "--role", "admin", "--name", "mallory", code=14)
+    t = tokens_with(root, admin["token"])
+    ready(root, 1, t["qa"])
+    cli(root, "release", "pets@1", "--to", "production", "--token", t["operator"])
+    log = cli(root, "audit", "log", "--limit", "1")
+    assert log[0]["action"] == "alias.move" and log[0]["details"]["token"] == t["operator_id"]
+
+
+def tokens_with(root: Path, admin: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for role in ("operator", "qa"):
+        made = cli(root, "token", "create", "--role", role, "--name", f"{role}-2", "--token", admin)
+        out[role], out[f"{role}_id"] = made["token"], made["id"]
+    return out

@@ -79,3 +79,11 @@ def test_running_out_of_memory_is_a_rejection_not_a_crash() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("rejected: too large to decode: out of memory"), done.stdout
+
+
+def test_decode_budget_counts_alpha_compositing_and_libwebp() -> None:
+    # measured peaks were about twice the plain estimate for these: the cost says so up front
+    plain = decode_cost(4000, 4000, "RGB")
+    assert decode_cost(4000, 4000, "RGBA") >= 2 * plain
+    assert decode_cost(4000, 4000, "RGB", "WEBP") > plain
+    assert decode_cost(4000, 4000, "RGBA", "WEBP") >= 2.5 * plain

@@ -310,3 +310,41 @@ def test_api_docs_pages_load_nothing_from_outside(server: tuple[RunningServer, W
                 asset = client.get(url)
                 assert asset.status_code == 200 and len(asset.content) > 100, url
         assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_feedback_checks_the_token_first_and_bounds_its_body(
+    server: tuple[RunningServer, Workspace],
+) -> None:
+    import socket
+
+    import psutil
+
+    running, ws = server
+    token = _tokens(ws)["operator"]
+    host, port = running.url.removeprefix("http://").split(":")
+    before = psutil.Process().memory_info().rss
+
+    def post(headers: str, body_mb: int) -> bytes:
+        """A chunked body of ``body_mb`` MB sent as fast as the server takes it."""
+        with socket.create_connection((host, int(port)), timeout=20) as sock:
+            sock.sendall(
+                f"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Transfer-Encoding: chunked\r\n{headers}\r\n".encode()
+            )
+            chunk = b"a" * 65536
+            try:
+                for _ in range(body_mb * 16):
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sock.sendall(b"0\r\n\r\n")
+            except OSError:
+                pass  # the server answered and closed before the body was done
+            return sock.recv(4096)
+
+    assert b" 401 " in post("", 50).split(b"\r\n")[0]  # no token: refused, body unread
+    answer = post(f"Authorization: Bearer {token}\r\n", 50)
+    assert b" 413 " in answer.split(b"\r\n")[0] and b"too_large" in answer
+    assert psutil.Process().memory_info().rss - before < 100 * 1024 * 1024
+    with httpx.Client(base_url=running.url) as client:  # a normal, small body still works
+        bad = client.post("/v1/feedback", json={"prediction_id": "x"},
+                          headers={"authorization": f"Bearer {token}"})  # fmt: skip
+        assert bad.status_code == 422 and bad.json()["error"] == "invalid_request"

@@ -169,10 +169,18 @@ def test_sequence_survives_a_restart_and_unloadable_releases_are_refused(
     second.start()
     try:
         assert second.current is not None and second.current.version == 2
-        assert second.rejected[0].reason.startswith("stale")
         assert [x.version for x in second.loaded] == [2]  # v2 resumed at its own sequence
     finally:
         second.stop()
+    # a subscriber with no state yet takes the highest signed sequence, not the newest entry
+    fresh = ModelSubscriber(
+        feed, key, name="pets", alias="production", block_ms=50, state_dir=tmp_path / "fresh"
+    )
+    fresh.start()
+    try:
+        assert fresh.current is not None and fresh.current.version == 2
+    finally:
+        fresh.stop()
         feed.close()
         ws.close()
 
@@ -203,11 +211,23 @@ def test_subscribe_cli_keeps_its_sequence_across_kill_9(stream: str, project: Pr
         assert model() == {**(model() or {}), "model": {"name": "pets", "version": 2}}
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        feed.publish(old)  # the old signed v1 announcement re-added
+        # the stream is trimmed of v2 and the old signed v1 announcement re-added: only the
+        # sequence the subscriber wrote down before it was killed tells that v1 is a downgrade
+        v2_entry = feed.latest(1)[0][0]
+        redis.Redis.from_url(REDIS).xdel(stream, v2_entry)
+        feed.publish(old)
         proc = start()
-        wait_until(lambda: model() is not None, timeout=60)
-        state = model() or {}
-        assert state["model"] == {"name": "pets", "version": 2}  # no downgrade to 1
+
+        def answered() -> dict[str, object] | None:
+            try:
+                state: dict[str, object] = httpx.get(f"http://127.0.0.1:{port}/v1/model").json()
+            except httpx.HTTPError:
+                return None
+            return state if state["rejected"] else None
+
+        wait_until(lambda: answered() is not None, timeout=60)
+        state = answered() or {}
+        assert state["model"] is None  # no downgrade to 1: nothing newer is on the stream
         rejected = state["rejected"]
         assert isinstance(rejected, list) and rejected[0]["reason"].startswith("stale")
     finally:

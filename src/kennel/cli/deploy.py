@@ -305,8 +305,13 @@ def token_revoke(
     token_id: Annotated[str, typer.Argument(help="Token id.")],
     token: TokenOption = None,
     project: ProjectOption = None,
+    json_out: JsonOption = False,
 ) -> None:
-    """Revoke a token at once (needs an admin token once the project has one)."""
+    """Revoke a token at once (needs an admin token once the project has one; the last admin
+    token cannot be revoked)."""
     with opened(project) as ws:
         done = ws.tokens.revoke(token_id, actor=_token_manager(ws, token))
-    console.print(f"{token_id}: {'revoked' if done else 'not found or already revoked'}")
+    if json_out:
+        emit_json({"id": token_id, "revoked": done})
+    else:
+        console.print(f"{token_id}: {'revoked' if done else 'not found or already revoked'}")

@@ -105,13 +105,19 @@ def init(
 
 
 @audit_app.command("verify")
-def audit_verify(project: ProjectOption = None, json_out: JsonOption = False) -> None:
+def audit_verify(
+    allow_unanchored: Annotated[
+        bool, typer.Option(help="Accept a log with no anchor at all (written before anchoring).")
+    ] = False,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
     """Check the audit chain and its anchor; exits 1 naming the first edited, missing or
     rewritten entry."""
     from kennel.db.audit import verify
 
     with opened(project) as ws, ws.db.session() as s:
-        verdict = verify(s)
+        verdict = verify(s, allow_unanchored=allow_unanchored)
     if json_out:
         emit_json(
             {

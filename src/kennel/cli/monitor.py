@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
+from kennel.cli.app import JsonOption, ProjectOption, TokenOption, acting, new_app, opened
 from kennel.cli.render import console, emit_json, reporting, table
 from kennel.errors import NotFoundError
 
@@ -136,11 +135,19 @@ def alerts_list(
     )  # fmt: skip
 
 
-def _set_state(alert_id: int, state: str, note: str, project: Path | None) -> None:
+def _set_state(
+    alert_id: int, state: str, note: str, token: str | None, project: Path | None
+) -> None:
+    from kennel.errors import AuthError
     from kennel.govern.alerts import AlertStore
 
     with opened(project) as ws:
-        alert = AlertStore(ws.db).set_state(alert_id, state, actor=getpass.getuser(), note=note)
+        who = acting(ws, token)
+        if not who.may("alerts"):
+            raise AuthError(
+                f"role {who.role!r} may not change alerts (it takes {who.roles_for('alerts')})"
+            )
+        alert = AlertStore(ws.db).set_state(alert_id, state, actor=who.name, note=note)
     console.print(f"alert {alert.id} ({alert.rule}) is now {alert.state}")
 
 
@@ -148,20 +155,23 @@ def _set_state(alert_id: int, state: str, note: str, project: Path | None) -> No
 def alerts_ack(
     alert_id: Annotated[int, typer.Argument(help="Alert id.")],
     note: Annotated[str, typer.Option(help="Why.")] = "",
+    token: TokenOption = None,
     project: ProjectOption = None,
 ) -> None:
-    """Acknowledge an alert (it stays deduplicated until resolved)."""
-    _set_state(alert_id, "acknowledged", note, project)
+    """Acknowledge an alert (it stays deduplicated until resolved; operator, qa or admin)."""
+    _set_state(alert_id, "acknowledged", note, token, project)
 
 
 @alerts_app.command("resolve")
 def alerts_resolve(
     alert_id: Annotated[int, typer.Argument(help="Alert id.")],
     note: Annotated[str, typer.Option(help="Why.")] = "",
+    token: TokenOption = None,
     project: ProjectOption = None,
 ) -> None:
-    """Resolve an alert by hand."""
-    _set_state(alert_id, "resolved", note, project)
+    """Resolve an alert by hand (operator, qa or admin). If its condition still holds, the
+    next analysis opens a new incident and runs the rule's actions again."""
+    _set_state(alert_id, "resolved", note, token, project)
 
 
 @analyze_app.command("saliency")

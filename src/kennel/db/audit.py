@@ -69,8 +69,13 @@ class AuditAnchor:
         return sorted(int(name) for name in names if _ANCHOR_NAME.match(name))
 
     def hash_of(self, seq: int) -> str:
-        value: str = json.loads(self.store.get(f"{_ANCHORS}/{seq:012d}"))["hash"]
-        return value
+        """The anchored hash of entry ``seq``; "" when the record cannot be read as one (so
+        it matches nothing and verification names it)."""
+        try:
+            value = json.loads(self.store.get(f"{_ANCHORS}/{seq:012d}"))["hash"]
+        except (ValueError, KeyError, TypeError):
+            return ""
+        return value if isinstance(value, str) else ""
 
 
 _PG_AUDIT_LOCK = 0x6B61756469  # "kaudi"
@@ -115,8 +120,14 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> int:
     """Append an entry in the caller's transaction (so it commits or rolls back with the change)."""
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+    elif dialect == "sqlite":
+        # Take SQLite's write lock before reading the head: a write statement opens the
+        # transaction and waits (busy_timeout) for any other writer, so no two appenders can
+        # read the same head. It changes nothing.
+        session.execute(text("UPDATE audit_log SET seq = seq WHERE seq < 0"))
     last = session.execute(
         select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
     ).first()
@@ -179,8 +190,12 @@ class Verdict:
     anchored: int = 0  # entries covered by the anchor (the newest anchored sequence number)
 
 
-def verify(session: Session, anchor: AuditAnchor | None = None) -> Verdict:
-    """Check the chain, then that it still holds the newest anchored entry unchanged."""
+def verify(
+    session: Session, anchor: AuditAnchor | None = None, *, allow_unanchored: bool = False
+) -> Verdict:
+    """Check the chain, then that it still holds the newest anchored entry unchanged. With an
+    anchor store, a chain with entries but no anchor at all fails (the anchors were deleted)
+    unless ``allow_unanchored`` (a log written before anchoring existed)."""
     anchor = anchor or session.info.get(ANCHOR_KEY)
     anchored = anchor.sequence_numbers() if anchor is not None else []
     head = anchored[-1] if anchored else 0
@@ -209,6 +224,14 @@ def verify(session: Session, anchor: AuditAnchor | None = None) -> Verdict:
         prev = row.hash
         expected_seq += 1
         checked += 1
+    if anchor is not None and not anchored and checked and not allow_unanchored:
+        return Verdict(
+            False,
+            checked,
+            f"none of the {checked} entries has an anchor in the artifact store: the anchors "
+            "were deleted, or the log was written before anchoring (then verify with "
+            "--allow-unanchored)",
+        )
     if checked < head:
         return Verdict(
             False,

@@ -10,7 +10,8 @@ What each kind of move needs (``release.mode`` decides whether a QA approval is 
               that exact version, and in delivery mode a QA approval not followed by a
               rejection; role operator, qa or admin
     rollback  back to the version the environment served before its last release (replayed
-              from the alias history by kind, never from the reason); role operator, qa or admin
+              from the alias history by kind, never from the reason), unless QA has rejected
+              that version since; role operator, qa or admin
     set       an alias that no environment or feed follows (``kennel models alias``): role
               operator or admin; ``champion`` belongs to the build and is refused here
     publish   re-announce on the feed exactly the version the alias names now
@@ -179,6 +180,12 @@ class PolicyGate:
         if kind is Move.ROLLBACK:
             if not model.gates_passed:
                 raise ReleaseRefusedError(f"{model.ref} failed its quality gates")
+            decision = self.decision(model)
+            if decision is not None and decision.decision != "approved":
+                raise ReleaseRefusedError(
+                    f"{model.ref} was rejected by {decision.actor} since it served "
+                    f"({decision.note}): release another version instead of rolling back"
+                )
             return
         if kind is Move.PUBLISH:
             current = self.registry.resolve(f"{model.name}@{alias}")
@@ -204,5 +211,11 @@ class PolicyGate:
         self.check(kind, model, alias, who)
         self.verify_bundle(model)
         return self.registry.set_alias(
-            model.name, alias, model.version, actor=who.name, reason=reason, kind=str(kind)
+            model.name,
+            alias,
+            model.version,
+            actor=who.name,
+            reason=reason,
+            kind=str(kind),
+            token=who.token_id,
         )

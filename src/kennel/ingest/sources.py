@@ -16,6 +16,7 @@ which files on this machine become a dataset.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -122,17 +123,24 @@ UNSAFE_MEMBER = "archive member outside the archive"  # `..` or an absolute name
 _USERINFO = re.compile(r"(://[^/@:\s]*:)[^/\s]*@")
 
 
+# query parameters that carry secrets in database and storage URLs (libpq, psycopg, fsspec)
+_SECRET_PARAM = re.compile(
+    r"(?i)(?<=[?&;])((?:password|passwd|pwd|pass|secret|token|api_?key|access_?key|"
+    r"secret_?key|sslpassword|key)[^=&;]*)=[^&;#]*"
+)
+
+
 def redact(url: str) -> str:
     """``url`` with its password shown as ``***``: what is stored, audited and printed."""
     if url.lower().startswith(_SQL_SCHEMES) and "://" in url:
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
-        try:
-            return make_url(url).render_as_string(hide_password=True)
-        except (ArgumentError, ValueError):
-            pass  # not a URL SQLAlchemy can parse: the generic rule below still applies
-    return _USERINFO.sub(r"\1***@", url)
+        # a URL SQLAlchemy cannot parse still gets the generic rules below
+        with contextlib.suppress(ArgumentError, ValueError):
+            url = make_url(url).render_as_string(hide_password=True)
+    url = _USERINFO.sub(r"\1***@", url)
+    return _SECRET_PARAM.sub(r"\1=***", url)  # ?password=..., &token=..., ...
 
 
 def _utf8(name: str) -> bool:

@@ -196,6 +196,7 @@ class ModelRegistry:
         actor: str,
         reason: str,
         kind: str = "set",
+        token: str | None = None,
     ) -> AliasEvent:
         """Point ``alias`` at ``version`` (None removes it); recorded with actor, reason and the
         kind of move. Aliases that an environment or a feed follows are moved only through
@@ -231,7 +232,13 @@ class ModelRegistry:
                 actor=actor,
                 action="alias.move",
                 subject=f"{name}@{alias}",
-                details={"from": before, "to": version, "reason": reason, "kind": kind},
+                details={
+                    "from": before,
+                    "to": version,
+                    "reason": reason,
+                    "kind": kind,
+                    "token": token,  # which token acted: names are not unique
+                },
             )
             return AliasEvent(name, alias, before, version, actor, reason, event.at, kind)
 

@@ -24,6 +24,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -123,6 +124,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         503: "Not ready or overloaded",
         504: "Timed out",
     }.items()
+}
+FEEDBACK_BYTES = 64 * 1024  # a prediction id and a label
+FEEDBACK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": schemas.FeedbackIn.model_json_schema()}},
+    }
 }
 IMAGE_BODY = {
     "requestBody": {
@@ -428,11 +436,21 @@ def create_app(service: Service) -> FastAPI:
         response_model=schemas.FeedbackOut,
         responses=ERRORS,
         summary="Record the true label of a prediction (role: operator, qa or admin)",
+        openapi_extra=FEEDBACK_BODY,
     )
     async def feedback(
-        body: schemas.FeedbackIn,
+        request: Request,
         who: Identity = identity("feedback"),  # noqa: B008 - FastAPI dependency
     ) -> schemas.FeedbackOut:
+        # the token is checked (the dependency) before a byte of the body is read, and the
+        # body is small by nature: it is cut off at FEEDBACK_BYTES, whatever it claims
+        raw = await read_limited(_limited(request, FEEDBACK_BYTES))
+        try:
+            body = schemas.FeedbackIn.model_validate_json(raw)
+        except PydanticValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+            raise ApiError(422, "invalid_request", f"{where}: {first['msg']}") from exc
         labels = service.predictor().bundle.labels
         if body.label not in labels:
             raise ApiError(422, "invalid_label", f"label must be one of {labels}")

@@ -15,14 +15,16 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kennel.db import Database
 from kennel.db.audit import record
 from kennel.db.schema import TokenRow
-from kennel.errors import ConfigError
+from kennel.errors import AuthError, ConfigError
 
 ROLES = ("viewer", "operator", "qa", "admin")
+# names kennel itself acts under: a token may not pass for an alert rule or the local operator
+_RESERVED = re.compile(r"^\s*(system|kennel-|continuous-deployment|local:|bootstrap:)", re.I)
 # Which roles may perform each protected action (the moves are checked by
 # kennel.deploy.policy.PolicyGate, the HTTP routes by the service).
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -33,6 +35,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "release": frozenset({"operator", "qa", "admin"}),
     "rollback": frozenset({"operator", "qa", "admin"}),
     "alias": frozenset({"operator", "admin"}),
+    "alerts": frozenset({"operator", "qa", "admin"}),
     "tokens": frozenset({"admin"}),
 }
 # What ``create`` makes; anything else is refused without a query.
@@ -72,6 +75,12 @@ class TokenStore:
     def create(self, role: str, name: str, *, actor: str = "cli") -> tuple[str, Identity]:
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
+        if not name.strip() or len(name) > 64 or _RESERVED.match(name):
+            raise ConfigError(
+                f"token name {name!r} is empty, longer than 64 characters or reserved "
+                "(kennel's own actors: system, kennel-*, continuous-deployment, local:, "
+                "bootstrap:)"
+            )
         token_id = secrets.token_hex(4)
         token = f"kn_{token_id}_{secrets.token_urlsafe(24)}"
         with self.db.session() as s:
@@ -100,6 +109,16 @@ class TokenStore:
             row = s.get(TokenRow, token_id)
             if row is None or row.revoked:
                 return False
+            if row.role == "admin":
+                admins = s.scalar(
+                    select(func.count())
+                    .select_from(TokenRow)
+                    .where(TokenRow.role == "admin", TokenRow.revoked.is_(False))
+                )
+                if admins == 1:  # else anyone could create tokens again (bootstrap)
+                    raise AuthError(
+                        f"{token_id} is the last admin token: create another admin first"
+                    )
             row.revoked = True
             record(s, actor=actor, action="token.revoke", subject=token_id, details={})
         return True

@@ -83,6 +83,10 @@ class ModelHolder:
 
     def load(self, version: int) -> Predictor:
         entry = self.registry.resolve(f"{self.model}@{version}")
+        if not entry.gates_passed:  # however the alias got there (kennel.yaml edits included)
+            raise UnloadableModelError(
+                f"{entry.ref} failed its quality gates; a service does not serve it"
+            )
         files = {name: self.registry.read_file(entry, name) for name in entry.files}
         bundle = Bundle.from_files(files, prefer_int8=self.prefer_int8)
         if bundle.version != version or bundle.name != self.model:

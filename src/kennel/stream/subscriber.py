@@ -180,13 +180,25 @@ class ModelSubscriber:
 
     # -- following the stream -----------------------------------------------------------------
     def catch_up(self, depth: int = 20) -> None:
-        """Load the newest valid announcement already on the stream."""
+        """Load the valid announcement with the highest signed sequence already on the
+        stream: the newest entry may be an old announcement added again (a replay)."""
         entries = self.feed.latest(depth)  # newest first
         if entries:
             self.last_id = entries[0][0]
-        for entry, fields in entries:
+        ranked = sorted(entries, key=lambda e: self._signed_seq(e[1]), reverse=True)  # stable
+        for entry, fields in ranked:
             if self.apply(entry, fields):
                 return
+
+    def _signed_seq(self, fields: dict[str, bytes]) -> int:
+        """The sequence an entry's manifest claims, if its signature holds (-1 otherwise)."""
+        payload, signature = fields.get("manifest"), fields.get("signature")
+        if payload is None or signature is None or not verify(self.public_key, signature, payload):
+            return -1
+        try:
+            return int(json.loads(payload)["seq"])
+        except (ValueError, TypeError, KeyError):
+            return -1
 
     def poll_once(self) -> int:
         entries = self.feed.read(self.last_id, self.block_ms)
