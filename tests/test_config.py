@@ -75,6 +75,8 @@ def test_cicd_template_uses_real_commands() -> None:
     assert set(workflow["jobs"]) == {"build", "certify", "release"}
     commands = {m.split()[0] for m in re.findall(r"\bkennel ([a-z]+)", text)}
     assert {"pipeline", "deploy", "approve", "release", "stop"} <= commands
+    installs = re.findall(r"pip install[^\n]*", text)
+    assert installs and all("kennel-mlops" in line for line in installs), installs
     for command in commands:
         assert CliRunner().invoke(app, [command, "--help"]).exit_code == 0, command
     assert CliRunner().invoke(app, ["pipeline", "run", "--help"]).exit_code == 0

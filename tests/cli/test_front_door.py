@@ -162,3 +162,29 @@ def test_long_phases_report_progress_as_json_events(tmp_path: Path) -> None:
     assert [e["done"] for e in tuned] == [1, 2] and all(e["total"] == 2 for e in tuned)
     epochs = [e for e in train if e["phase"] == "train"]
     assert epochs and epochs[-1]["done"] <= epochs[-1]["total"] == TINY_TRAIN["epochs"]
+
+
+def test_monitor_run_without_traffic_says_so(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    result = runner.invoke(app, ["monitor", "run", "-C", root])
+    assert result.exit_code == 0, result.output
+    assert "no predictions from" in result.stdout
+    assert "nan" not in result.stdout and "None" not in result.stdout
+
+
+def test_caching_frozen_features_reports_progress(tmp_path: Path) -> None:
+    import json
+
+    from tests.helpers import labelled_jpegs, write_tree
+
+    train = {"arch": "efficientnet_lite0", "image_size": 64, "epochs": 1, "frozen_blocks": 6,
+             "batch_size": 16, "search": {"trials": 1}}  # fmt: skip
+    root = str(make_project(tmp_path / "p", sections={"train": train}, workers=1).root)
+    write_tree(tmp_path / "lake", labelled_jpegs(30, seed=4))
+    ingested = runner.invoke(app, ["data", "ingest", str(tmp_path / "lake"), "-d", "d", "-C", root])
+    assert ingested.exit_code == 0, ingested.output
+    result = runner.invoke(app, ["train", "-d", "d", "-C", root, "--json"])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
+    cached = [e for e in events if e["phase"] == "cache frozen features"]
+    assert cached and cached[-1]["done"] == cached[-1]["total"] > 0
