@@ -15,7 +15,12 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     tiny = GatesConfig(beat_majority=False)
     said: list[object] = []
     summary = run_demo(
-        tmp_path / "demo", count=120, epochs=1, traffic=40, gates=tiny, say=said.append
+        tmp_path / "demo",
+        count=120,
+        epochs=1,
+        traffic=40,
+        gates=tiny,
+        say=lambda *a, **_k: said.extend(a),
     )
     lines = [line for line in said if isinstance(line, str)]
     assert lines and not [line for line in lines if "{'" in line]  # no raw dicts for people
