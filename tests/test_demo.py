@@ -31,9 +31,16 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     night = phases["night"]
     assert night["drift"] and "image.brightness" in night["drifted_tests"]
     assert any(a.startswith("data-drift") for a in night["alerts"])
-    retrained = [p for p in summary["phases"] if any("retrain" in a for a in p["actions"].values())]
-    if retrained:  # the accuracy alert fired (by night, or already by day for a 1-epoch model)
-        assert phases["next night"]["model_version"] == 2
+    # a 1-epoch model may fall under the accuracy rule by day or by night: the phase where the
+    # rule's incident opened is the one whose actions retrained, and then the next night is
+    # served by the retrained version (without an incident, no retrain and no next night)
+    first = [phases["day"], phases["night"]]
+    fired = [p["phase"] for p in first if any(a.startswith("accuracy-drop") for a in p["alerts"])]
+    retrained = [p["phase"] for p in first if any("retrain" in a for a in p["actions"].values())]
+    assert fired == retrained
+    assert (phases["next night"]["model_version"] if retrained else None) == (
+        2 if retrained else phases.get("next night")
+    )
     assert Path(summary["report"]).read_text().count("<tr>") >= 3
     again = run_demo(
         tmp_path / "demo", count=120, epochs=1, traffic=40, gates=tiny, say=lambda *a, **k: None

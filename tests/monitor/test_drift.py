@@ -4,8 +4,6 @@ based estimate lands near the true accuracy."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -77,7 +75,7 @@ def test_label_free_estimate_is_within_five_points(
     assert abs(estimated["accuracy"] - measured["accuracy"]) <= 0.05, (estimated, measured)
 
 
-def test_drift_over_100k_records_takes_under_a_second(
+def test_drift_analysis_scales_to_100k_records(
     model: tuple[Predictor, dict[str, object], Project],
 ) -> None:
     """Not a timing assertion (benchmarks/drift.py measures that): the analysis must scale to
@@ -96,7 +94,12 @@ def test_drift_over_100k_records_takes_under_a_second(
         versions=base.versions * reps,
         latency_ms=np.tile(base.latency_ms, reps),
     )
-    began = time.perf_counter()
     metrics, details = analyse(big, reference, project.config)
     assert metrics["window.n"] == 100_000 and "drift" in details
-    assert time.perf_counter() - began < 30  # generous: a sanity bound, not the benchmark
+    assert all(np.isfinite(v) for v in metrics.values() if isinstance(v, int | float))
+    # the quadratic test (MMD) subsamples: on 100,000 points a side it would need a kernel
+    # matrix of 4e10 entries; subsampled, the same data against itself is simply not drift
+    from kennel.evaluate import drift as statistics
+
+    same = statistics.mmd("embedding", big.embedding, big.embedding, alpha=0.05)
+    assert not same.drifted

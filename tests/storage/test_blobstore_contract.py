@@ -73,6 +73,7 @@ def test_concurrent_puts_leave_one_whole_copy(store: BlobStore) -> None:
     for t in threads:
         t.join()
     assert store.get("race") in payloads
+    assert sorted(results) == [False] * 7 + [True]  # exactly one writer created the key
     assert not any(".tmp-" in k for k in store.list())
 
 
