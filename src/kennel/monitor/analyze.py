@@ -13,13 +13,15 @@ import numpy as np
 from PIL import Image
 
 from kennel.monitor.window import Window
-from kennel.portable import softmax, square
+from kennel.portable import square
 from kennel.serve.runtime import Predictor
 
 
 def occlusion(predictor: Predictor, image: Image.Image, *, grid: int = 8) -> tuple[str, np.ndarray]:
-    """The predicted label and a [grid, grid] map: how much that label's probability drops
-    when each cell of the model's input is covered with the image's mean colour."""
+    """The predicted label and a [grid, grid] map: how much the evidence for that label drops
+    when each cell of the model's input is covered with the image's mean colour. Evidence is
+    the label's log-odds against the other labels: unlike its probability it does not
+    saturate, so a confident model's map still shows which cells it relies on."""
     size = predictor.bundle.image_size
     pixels = square(image, size)
     base = predictor.prepare_image(Image.fromarray(pixels)).tensor
@@ -35,9 +37,12 @@ def occlusion(predictor: Predictor, image: Image.Image, *, grid: int = 8) -> tup
             covered[:, ys, xs] = fill[:, ys, xs]
             batch.append(covered)
     logits, _ = predictor.infer(np.stack(batch))
-    probs = softmax(logits)
-    k = int(probs[0].argmax())
-    drop = (probs[0, k] - probs[1:, k]).reshape(grid, grid)
+    k = int(logits[0].argmax())
+    others = np.delete(logits.astype(np.float64), k, axis=1)
+    peak = others.max(axis=1, keepdims=True)
+    rest = peak[:, 0] + np.log(np.exp(others - peak).sum(axis=1))  # log-sum-exp, stable
+    evidence = logits[:, k] - rest
+    drop = (evidence[0] - evidence[1:]).reshape(grid, grid)
     return predictor.bundle.labels[k], drop
 
 
@@ -69,7 +74,7 @@ def saliency_html(
 </head><body><h1>Why {esc(label)}?</h1>
 <p>prediction {esc(str(prediction.get("id", "")))}: {esc(label)} with confidence
 {float(prediction.get("confidence", 0)):.3f}, model {esc(str(prediction.get("model", "")))}.
-Red cells are the parts of the image whose occlusion lowers that probability most.</p>
+Red cells are the parts of the image whose occlusion lowers the evidence for it most.</p>
 <figure><img src="data:image/png;base64,{_png(shown)}"><figcaption>input (as the model sees it)
 </figcaption></figure>
 <figure><img src="data:image/png;base64,{_png(overlay)}"><figcaption>occlusion saliency
