@@ -72,7 +72,7 @@ def test_rewriting_and_rehashing_the_whole_chain_is_detected(tmp_path: Path) -> 
     assert code == 1
     assert err.strip().splitlines() == [
         "error: audit log broken: entry 1 does not match its anchor: the chain was rewritten "
-        "from there"
+        "from there (or the anchor was damaged)"
     ]
 
 
@@ -97,3 +97,33 @@ def test_an_unreadable_anchor_is_a_verdict_not_a_traceback(tmp_path: Path) -> No
     newest.write_bytes(b"\x00 not json")
     code, _out, err = _verify(root)
     assert code == 1 and "does not match its anchor" in err and "Traceback" not in err
+
+
+def test_an_entry_slipped_into_the_database_is_detected(tmp_path: Path) -> None:
+    """A forged row chained correctly onto the head, and then a real action on top of it."""
+    from datetime import UTC, datetime
+
+    root = _project_with_entries(tmp_path / "p")
+    ws = Workspace.load(root)
+    with ws.db.session() as s:
+        head = s.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).one()
+        at, details = datetime.now(UTC), {"note": "looks fine"}
+        entry = {"actor": "quinn", "action": "model.approved", "subject": "pets@3"}
+        digest = entry_hash(head.seq + 1, at, **entry, details=details, prev=head.hash)
+        s.add(AuditRow(seq=head.seq + 1, at=at, **entry, details=details, prev_hash=head.hash,
+                       hash=digest))  # fmt: skip
+    ws.close()
+    code, _out, err = _verify(root)
+    assert code == 1 and "entry 5 has no anchor" in err
+    ws = Workspace.load(root)
+    ws.tokens.create("viewer", "later")  # a real, anchored entry on top of the forged one
+    ws.close()
+    code, _out, err = _verify(root)
+    assert code == 1 and "entry 5 has no anchor" in err
+
+
+def test_a_missing_anchor_in_the_middle_is_detected(tmp_path: Path) -> None:
+    root = _project_with_entries(tmp_path / "p")
+    _anchors(root)[1].unlink()
+    code, _out, err = _verify(root)
+    assert code == 1 and "entry 2 has no anchor" in err

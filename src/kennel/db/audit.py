@@ -193,13 +193,17 @@ class Verdict:
 def verify(
     session: Session, anchor: AuditAnchor | None = None, *, allow_unanchored: bool = False
 ) -> Verdict:
-    """Check the chain, then that it still holds the newest anchored entry unchanged. With an
-    anchor store, a chain with entries but no anchor at all fails (the anchors were deleted)
-    unless ``allow_unanchored`` (a log written before anchoring existed)."""
+    """Check the chain link by link, and every entry against its anchor. From the first
+    anchored entry on, every entry must have an anchor that matches it: an entry without one
+    was written into the database directly (or its anchor deleted), a mismatch means the chain
+    was rewritten, and anchors beyond the newest entry mean entries were deleted. A chain with
+    entries and no anchor at all fails too, unless ``allow_unanchored`` (a log written before
+    anchoring existed)."""
     anchor = anchor or session.info.get(ANCHOR_KEY)
     anchored = anchor.sequence_numbers() if anchor is not None else []
+    present = set(anchored)
+    first = anchored[0] if anchored else 0
     head = anchored[-1] if anchored else 0
-    head_hash = anchor.hash_of(head) if anchor is not None and head else None
     prev = GENESIS
     expected_seq = 1
     checked = 0
@@ -213,14 +217,21 @@ def verify(
         )
         if digest != row.hash:
             return Verdict(False, checked, f"entry {row.seq} was altered after it was written")
-        if row.seq == head and row.hash != head_hash:
-            assert anchor is not None
-            first = _first_mismatch(session, anchor, anchored)
-            return Verdict(
-                False,
-                checked,
-                f"entry {first} does not match its anchor: the chain was rewritten from there",
-            )
+        if anchor is not None and anchored and row.seq >= first:
+            if row.seq not in present:
+                return Verdict(
+                    False,
+                    checked,
+                    f"entry {row.seq} has no anchor while the entries around it do: it was "
+                    "written into the database directly, or its anchor was deleted",
+                )
+            if anchor.hash_of(row.seq) != row.hash:
+                return Verdict(
+                    False,
+                    checked,
+                    f"entry {row.seq} does not match its anchor: the chain was rewritten "
+                    "from there (or the anchor was damaged)",
+                )
         prev = row.hash
         expected_seq += 1
         checked += 1
@@ -239,12 +250,7 @@ def verify(
             f"entries {checked + 1}..{head} were deleted: the anchor records {head} entries, "
             f"the log holds {checked}",
         )
-    return Verdict(True, checked, anchored=head)
-
-
-def _first_mismatch(session: Session, anchor: AuditAnchor, anchored: list[int]) -> int:
-    stored = {seq: h for seq, h in session.execute(select(AuditRow.seq, AuditRow.hash))}
-    return next(s for s in anchored if stored.get(s) != anchor.hash_of(s))
+    return Verdict(True, checked, anchored=len([s for s in anchored if s <= checked]))
 
 
 def entries(session: Session, limit: int = 100) -> list[AuditEntry]:
