@@ -220,6 +220,29 @@ def _log_only() -> list[Action]:
     return ["log"]
 
 
+# What a monitoring window measures (kennel.monitor.runner.analyse; a test keeps the two in
+# step): a rule on any other name would never fire, so kennel.yaml may not name one.
+METRICS = (
+    "window.n",
+    "integrity.decode_failure_rate",
+    "integrity.low_confidence_rate",
+    "integrity.size_anomaly_rate",
+    "latency.p50_ms",
+    "latency.p99_ms",
+    "drift.drifted",
+    "performance.accuracy",
+    "performance.estimated_accuracy",
+    "performance.labelled",
+    "performance.macro_f1",
+    "fairness.recall_gap",
+    "telemetry.anomalies",
+)
+METRIC_FAMILIES = re.compile(
+    r"^(integrity\.outside\.[\w.]+|drift\.[\w.]+\.(p_value|psi)"
+    r"|performance\.(recall|precision)\.[\w-]+|fairness\.predicted_rate_ratio\.[\w-]+)$"
+)
+
+
 class RuleConfig(_Strict):
     """An alert rule: fire when ``metric op threshold`` holds for a monitored window."""
 
@@ -229,6 +252,15 @@ class RuleConfig(_Strict):
     threshold: float
     severity: Literal["info", "warning", "critical"] = "warning"
     actions: list[Action] = Field(default_factory=_log_only)
+
+    @model_validator(mode="after")
+    def _known_metric(self) -> RuleConfig:
+        if self.metric not in METRICS and not METRIC_FAMILIES.match(self.metric):
+            raise ValueError(
+                f"rule {self.name!r}: no window measures {self.metric!r}"
+                f"{did_you_mean(self.metric, METRICS)}"
+            )
+        return self
 
 
 def _default_rules() -> list[RuleConfig]:
@@ -322,6 +354,16 @@ class KennelConfig(_Strict):
                 f"feed.aliases lists {staging_alias!r}, the staging alias: subscribers would "
                 "load versions that are only being certified"
             )
+        for alias in self.feed.aliases:
+            if alias not in owners:  # only a release may move what subscribers load
+                raise ValueError(
+                    f"feed.aliases lists {alias!r}, which no environment follows: announce "
+                    f"an environment's alias ({', '.join(sorted(owners))})"
+                )
+        if self.release.staging == "production" and "production" in self.environments:
+            raise ValueError(
+                "release.staging may not be production: production takes released versions"
+            )
         return self
 
     def environment(self, env: str) -> EnvironmentConfig:
@@ -410,7 +452,11 @@ def _format_error(err: ValidationError, prefix: tuple[str, ...] = ()) -> str:
     elif first["type"] == "literal_error" and isinstance(first.get("input"), str):
         expected = re.findall(r"'([^']*)'", str((first.get("ctx") or {}).get("expected", "")))
         hint = did_you_mean(first["input"], expected)
-    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    message = (
+        "unknown key"
+        if first["type"] == "extra_forbidden"
+        else str(first["msg"]).removeprefix("Value error, ")
+    )
     return f"{key}: {message}{hint}{extra}"
 
 

@@ -14,6 +14,7 @@
     ├── PackagingError          export failed or ONNX Runtime disagrees with PyTorch (parity)
     ├── ReleaseRefusedError     a release rule forbids this move (gate, certification, approval)
     ├── UnloadableModelError    a verified bundle that ONNX Runtime cannot load (old one serves)
+    ├── StateError              a change a thing's state does not allow (a resolved alert)
     ├── AuthError               no token, an unknown token, or a role that may not do this
     └── ServiceError            a prediction service could not be started or reached
 
@@ -90,6 +91,10 @@ class UnloadableModelError(KennelError):
     code = "model_unloadable"
 
 
+class StateError(KennelError):
+    code = "invalid_state"
+
+
 class AuthError(KennelError):
     code = "unauthorized"
 
@@ -122,6 +127,7 @@ STATUS: dict[str, Status] = {
     AuthError.code: Status(14, 403),
     ServiceError.code: Status(15, 503),
     UnloadableModelError.code: Status(16, 409),
+    StateError.code: Status(17, 409),
 }
 
 

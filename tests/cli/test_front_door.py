@@ -188,3 +188,16 @@ def test_caching_frozen_features_reports_progress(tmp_path: Path) -> None:
     events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
     cached = [e for e in events if e["phase"] == "cache frozen features"]
     assert cached and cached[-1]["done"] == cached[-1]["total"] > 0
+
+
+def test_top_level_mistakes_are_one_line_too() -> None:
+    import subprocess
+    import sys
+
+    for args, hint in ((["--versoin"], "did you mean '--version'?"), (["trian"], "'train'?")):
+        out = subprocess.run(
+            [sys.executable, "-m", "kennel.cli", *args], capture_output=True, text=True, timeout=60
+        )
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1 and hint in lines[0], out.stderr
+        assert lines[0].lower().count("did you mean") == 1

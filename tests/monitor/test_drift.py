@@ -103,3 +103,18 @@ def test_drift_analysis_scales_to_100k_records(
 
     same = statistics.mmd("embedding", big.embedding, big.embedding, alpha=0.05)
     assert not same.drifted
+
+
+def test_every_metric_a_window_measures_can_be_named_in_a_rule(
+    model: tuple[Predictor, dict[str, object], Project],
+) -> None:
+    """kennel.yaml refuses rules on metrics no window measures; that list must cover all."""
+    from kennel.config import METRIC_FAMILIES, METRICS, RuleConfig
+
+    predictor, reference, project = model
+    metrics, _ = analyse(window(predictor, seed=7, n=120), reference, project.config)
+    assert "performance.accuracy" in metrics and "drift.drifted" in metrics
+    unknown = [k for k in metrics if k not in METRICS and not METRIC_FAMILIES.match(k)]
+    assert unknown == []
+    for name in metrics:
+        RuleConfig(name="r", metric=name, threshold=1.0)  # accepted

@@ -93,6 +93,8 @@ def test_simulated_device_stream_is_stored_and_a_fault_raises_an_alert(
     )["token"]  # fmt: skip
     acked = runner.invoke(app, ["alerts", "ack", alert_id, "--token", ops, "-C", str(root)])
     assert acked.exit_code == 0, acked.output
+    again = runner.invoke(app, ["alerts", "ack", alert_id, "--token", ops, "-C", str(root)])
+    assert again.exit_code == 17 and "already acknowledged" in again.stderr
     listed = json.loads(runner.invoke(app, ["alerts", "list", "--json", "-C", str(root)]).output)
     assert listed[0]["state"] == "acknowledged" and listed[0]["actions"]["log"].startswith("logged")
     # continuous monitoring: two cycles; the acknowledged incident goes on, nothing reopens

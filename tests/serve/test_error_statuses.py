@@ -27,6 +27,7 @@ EXPECTED = {
     errors.PackagingError: 500,
     errors.ReleaseRefusedError: 409,
     errors.UnloadableModelError: 409,
+    errors.StateError: 409,
     errors.AuthError: 403,
     errors.ServiceError: 503,
     LoadFailed: 409,

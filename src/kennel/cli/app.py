@@ -13,10 +13,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-try:  # typer >= 0.2x carries its own copy of click; its errors are not click's
-    from typer._click.exceptions import NoSuchOption, UsageError
+# typer >= 0.2x carries its own copy of click, whose errors are not click's (re-exported for
+# cli.main, which catches them around the whole command line)
+try:
+    from typer._click.exceptions import ClickException as ClickException
+    from typer._click.exceptions import NoSuchOption
+    from typer._click.exceptions import UsageError as UsageError
 except ImportError:  # pragma: no cover - an older typer on plain click
-    from click.exceptions import NoSuchOption, UsageError  # type: ignore[assignment]
+    from click.exceptions import ClickException as ClickException  # type: ignore[assignment]
+    from click.exceptions import NoSuchOption  # type: ignore[assignment]
+    from click.exceptions import UsageError as UsageError  # type: ignore[assignment]
 
 from kennel.errors import AuthError, ConfigError, KennelError, did_you_mean, status_of
 
@@ -38,7 +44,7 @@ def usage_line(exc: UsageError) -> str:
     elif isinstance(exc, NoSuchOption) and exc.possibilities:
         message = message.split(" (Possible options:")[0]
         hint = did_you_mean(exc.option_name, exc.possibilities)
-    elif message.startswith("No such command") and exc.ctx is not None:
+    elif message.startswith("No such command") and "Did you mean" not in message and exc.ctx:
         given = re.findall(r"'([^']*)'", message)
         group = exc.ctx.command
         if given and hasattr(group, "list_commands"):
@@ -138,8 +144,12 @@ def model_ref(ws: Workspace, model: str | None, env: str | None) -> str:
     """``--model NAME@VERSION`` or ``--env ENV`` (the model that environment's alias names)."""
     if (model is None) == (env is None):
         raise ConfigError("give exactly one of --model NAME@VERSION or --env ENV")
-    if env is not None:
+    if env is not None:  # what an environment serves must have passed its gates
         config = ws.project.config
-        return f"{config.model.name}@{config.environment(env).alias}"
+        from kennel.deploy.policy import PolicyGate  # not the release manager: no PyTorch
+
+        chosen = ws.registry.resolve(f"{config.model.name}@{config.environment(env).alias}")
+        PolicyGate(config, ws.db, ws.registry).serves(chosen)
+        return chosen.ref
     assert model is not None
     return model

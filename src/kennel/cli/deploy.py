@@ -62,21 +62,29 @@ def stop(env: Env = "production", project: ProjectOption = None) -> None:
     from kennel.wiring import Workspace
 
     ws = Workspace.load(project)
+    ws.project.config.environment(env)  # an unknown name is an error, with "did you mean"
     stopped = environments.stop(ws.project.state_dir, env)
     console.print(f"{env}: {'stopped' if stopped else 'no background service was running'}")
 
 
 def _default_model(ws: Workspace) -> str:
     """What ``kennel predict`` uses without --model/--env: what production serves, else the
-    champion, else the newest version."""
+    champion; only ever a version that passed its quality gates."""
     name = ws.project.config.model.name
     production = ws.project.config.environments.get("production")
-    for alias in ([production.alias] if production else []) + ["champion", "latest"]:
+    for alias in ([production.alias] if production else []) + ["champion"]:
         try:
-            return ws.registry.resolve(f"{name}@{alias}").ref
+            chosen = ws.registry.resolve(f"{name}@{alias}")
         except NotFoundError:
             continue
-    raise NotFoundError(f"no model {name!r} is registered yet: train one with kennel train")
+        if chosen.gates_passed:
+            return chosen.ref
+    if not ws.registry.versions(name):
+        raise NotFoundError(f"no model {name!r} is registered yet: train one with kennel train")
+    raise NotFoundError(
+        f"no version of {name!r} has passed its quality gates yet: name one with "
+        f"--model {name}@VERSION to use it anyway"
+    )
 
 
 def _image_files(inputs: list[Path]) -> list[Path]:
@@ -98,7 +106,8 @@ def predict(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", help="NAME@VERSION or NAME@ALIAS (default: production's, else champion)."
+            "--model",
+            help="NAME@VERSION or NAME@ALIAS (default: what production serves, else the champion).",
         ),
     ] = None,
     env: Annotated[
@@ -237,7 +246,7 @@ def release(
     if json_out:
         emit_json(event.as_dict())
     else:
-        console.print(f"{event.name}@{event.alias}: {event.from_version} -> {event.to_version}")
+        console.print(f"{event.name}@{event.alias}: {event.from_version or "-"} -> {event.to_version or "-"}")
 
 
 def rollback(
@@ -253,7 +262,7 @@ def rollback(
     if json_out:
         emit_json(event.as_dict())
     else:
-        console.print(f"{event.name}@{event.alias}: {event.from_version} -> {event.to_version}")
+        console.print(f"{event.name}@{event.alias}: {event.from_version or "-"} -> {event.to_version or "-"}")
 
 
 def _token_manager(ws: Workspace, token: str | None) -> str:
@@ -311,7 +320,9 @@ def token_revoke(
     token cannot be revoked)."""
     with opened(project) as ws:
         done = ws.tokens.revoke(token_id, actor=_token_manager(ws, token))
+    if not done:
+        raise NotFoundError(f"no active token {token_id!r} (see kennel token list)")
     if json_out:
-        emit_json({"id": token_id, "revoked": done})
+        emit_json({"id": token_id, "revoked": True})
     else:
-        console.print(f"{token_id}: {'revoked' if done else 'not found or already revoked'}")
+        console.print(f"{token_id}: revoked")

@@ -181,4 +181,23 @@ def demo(
 
 
 def main() -> None:
-    app(prog_name="kennel")
+    """``kennel``: like ``app()``, but a usage error on the top-level options too is one line
+    (typer would draw a box for those; the groups below already answer in one line)."""
+    import sys
+
+    from kennel.cli.app import ClickException, usage_line
+    from kennel.cli.app import UsageError as Usage
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="kennel", standalone_mode=False)
+    except Usage as exc:
+        typer.echo(usage_line(exc), err=True)
+        code = 2
+    except ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

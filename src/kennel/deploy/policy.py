@@ -154,16 +154,17 @@ class PolicyGate:
                     f"{'environment ' + env if env else 'the model feed'}; use {how}"
                 )
             return
+        if not model.gates_passed:  # no move of any kind puts such a model in front of anyone
+            raise ReleaseRefusedError(
+                f"{model.ref} failed its quality gates: " + "; ".join(model.gate_reasons)
+            )
         if kind is Move.DEPLOY:
             if env != staging:
                 raise ReleaseRefusedError(
                     f"deploy goes to the staging environment {staging!r} for its application "
                     f"test; {env or alias} takes released versions (kennel release)"
                 )
-            if not model.gates_passed:
-                raise ReleaseRefusedError(
-                    f"{model.ref} failed its quality gates: " + "; ".join(model.gate_reasons)
-                )
+            self._not_rejected(model)
             return
         if kind is Move.RELEASE:
             if env is None or env == staging:
@@ -178,14 +179,7 @@ class PolicyGate:
                 )
             return
         if kind is Move.ROLLBACK:
-            if not model.gates_passed:
-                raise ReleaseRefusedError(f"{model.ref} failed its quality gates")
-            decision = self.decision(model)
-            if decision is not None and decision.decision != "approved":
-                raise ReleaseRefusedError(
-                    f"{model.ref} was rejected by {decision.actor} since it served "
-                    f"({decision.note}): release another version instead of rolling back"
-                )
+            self._not_rejected(model)
             return
         if kind is Move.PUBLISH:
             current = self.registry.resolve(f"{model.name}@{alias}")
@@ -194,6 +188,22 @@ class PolicyGate:
                     f"{model.name}@{alias} names version {current.version}, not "
                     f"{model.version}: release a version to move it, publish only announces"
                 )
+
+    def _not_rejected(self, model: ModelVersion) -> None:
+        decision = self.decision(model)
+        if decision is not None and decision.decision != "approved":
+            raise ReleaseRefusedError(
+                f"{model.ref} was rejected by {decision.actor} ({decision.note}): "
+                "choose another version"
+            )
+
+    def serves(self, model: ModelVersion) -> None:
+        """Refuse to put ``model`` in front of anyone (a service, a worker, a scoring job)
+        unless it passed its quality gates, however it was picked."""
+        if not model.gates_passed:
+            raise ReleaseRefusedError(
+                f"{model.ref} failed its quality gates; name it with --model to use it anyway"
+            )
 
     def verify_bundle(self, model: ModelVersion) -> None:
         """Read every file of the bundle through its content hash (IntegrityError if not)."""

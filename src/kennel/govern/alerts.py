@@ -19,7 +19,7 @@ from kennel.config import RuleConfig
 from kennel.db import Database
 from kennel.db.audit import record
 from kennel.db.schema import AlertRow
-from kennel.errors import ConfigError, NotFoundError
+from kennel.errors import ConfigError, NotFoundError, StateError
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -155,6 +155,9 @@ class AlertStore:
             row = s.get(AlertRow, alert_id)
             if row is None:
                 raise NotFoundError(f"alert {alert_id} not found")
+            if row.state == "resolved" or row.state == state:
+                # a resolved incident is closed: if its condition returns, that is a new one
+                raise StateError(f"alert {alert_id} is already {row.state}")
             row.state = state
             if state == "resolved":
                 row.resolved_at = datetime.now(UTC)

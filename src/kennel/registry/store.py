@@ -281,6 +281,9 @@ class ModelRegistry:
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+            umask = os.umask(0)
+            os.umask(umask)
+            staging.chmod(0o777 & ~umask)  # it may become DEST: a folder as mkdir makes it
         except OSError as exc:
             raise StorageError(f"cannot download into {dest}: {exc}") from exc
         try:

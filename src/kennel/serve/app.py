@@ -88,13 +88,15 @@ class Service:
     def predictor(self) -> Predictor:
         current = self.holder.current
         if current is None:
-            raise ApiError(
-                503,
-                "not_ready",
-                self.holder.last_error or "no model loaded yet",
-                {"Retry-After": "1"},
-            )
+            raise ApiError(503, "not_ready", self.not_ready(), {"Retry-After": "5"})
         return current
+
+    def not_ready(self) -> str:
+        """Why no model serves, for any client: the reason itself (which may name files and
+        paths) is in the service's log and its load-failure metric, not in answers."""
+        if self.holder.last_error is None:
+            return "no model loaded yet"
+        return "the environment's model version cannot be loaded (see the service log)"
 
 
 def _run_batch(items: Sequence[tuple[Predictor, Prepared]]) -> list[Prediction]:
@@ -546,7 +548,7 @@ def create_app(service: Service) -> FastAPI:
     async def ready() -> JSONResponse:
         current = service.holder.current
         if current is None or service.draining:
-            detail = "draining" if service.draining else (service.holder.last_error or "loading")
+            detail = "draining" if service.draining else service.not_ready()
             return JSONResponse({"status": "not_ready", "detail": detail}, 503)
         return JSONResponse({"status": "ready", "version": current.version})
 

@@ -24,7 +24,9 @@ from kennel.errors import AuthError, ConfigError
 
 ROLES = ("viewer", "operator", "qa", "admin")
 # names kennel itself acts under: a token may not pass for an alert rule or the local operator
-_RESERVED = re.compile(r"^\s*(system|kennel-|continuous-deployment|local:|bootstrap:)", re.I)
+# ASCII only, so no look-alike letters; no spaces or colons, so no `local:` or `bootstrap:`
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_RESERVED = re.compile(r"^(system|kennel|continuous-deployment|local|bootstrap)", re.I)
 # Which roles may perform each protected action (the moves are checked by
 # kennel.deploy.policy.PolicyGate, the HTTP routes by the service).
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -75,11 +77,11 @@ class TokenStore:
     def create(self, role: str, name: str, *, actor: str = "cli") -> tuple[str, Identity]:
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
-        if not name.strip() or len(name) > 64 or _RESERVED.match(name):
+        if not _NAME.match(name) or _RESERVED.match(name):
             raise ConfigError(
-                f"token name {name!r} is empty, longer than 64 characters or reserved "
-                "(kennel's own actors: system, kennel-*, continuous-deployment, local:, "
-                "bootstrap:)"
+                f"token name {name!r}: use 1-64 ASCII letters, digits and . _ @ - (no spaces), "
+                "not starting like kennel's own actors (system, kennel, continuous-deployment, "
+                "local, bootstrap)"
             )
         token_id = secrets.token_hex(4)
         token = f"kn_{token_id}_{secrets.token_urlsafe(24)}"

@@ -131,7 +131,8 @@ class ModelHolder:
                 message = f"cannot load {self.model}@{target}: {_one_line(exc)}"
                 self._fail(message)
                 if raise_failed:
-                    raise LoadFailed(f"{message}; still serving version {old}") from exc
+                    serving = f"still serving version {old}" if old else "nothing is served"
+                    raise LoadFailed(f"{message}; {serving}") from exc
                 return None
             self.current = predictor  # the atomic swap
             self.last_error = None
