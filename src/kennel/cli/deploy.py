@@ -246,7 +246,9 @@ def release(
     if json_out:
         emit_json(event.as_dict())
     else:
-        console.print(f"{event.name}@{event.alias}: {event.from_version or "-"} -> {event.to_version or "-"}")
+        console.print(
+            f"{event.name}@{event.alias}: {event.from_version or '-'} -> {event.to_version or '-'}"
+        )
 
 
 def rollback(
@@ -262,7 +264,9 @@ def rollback(
     if json_out:
         emit_json(event.as_dict())
     else:
-        console.print(f"{event.name}@{event.alias}: {event.from_version or "-"} -> {event.to_version or "-"}")
+        console.print(
+            f"{event.name}@{event.alias}: {event.from_version or '-'} -> {event.to_version or '-'}"
+        )
 
 
 def _token_manager(ws: Workspace, token: str | None) -> str:

@@ -106,7 +106,9 @@ def alias(
     if json_out:
         emit_json(event.as_dict())
     else:
-        console.print(f"{model.name}@{name}: {event.from_version or "-"} -> {event.to_version or "-"}")
+        console.print(
+            f"{model.name}@{name}: {event.from_version or '-'} -> {event.to_version or '-'}"
+        )
 
 
 @app.command()
