@@ -202,8 +202,8 @@ def render(report: dict[str, Any]) -> str:
             ],
         },
         monitoring_rows=[
-            [_when(r["at"]), r["environment"], fmt(r["metrics"].get("window.n")),
-             fmt(r["metrics"].get("drift.drifted")),
+            [_when(r["at"]), r["environment"], int(r["metrics"].get("window.n") or 0),
+             {None: "-", 0.0: "no"}.get(r["metrics"].get("drift.drifted"), "yes"),
              fmt(r["metrics"].get("performance.accuracy")),
              fmt(r["metrics"].get("performance.estimated_accuracy"))]
             for r in monitoring
