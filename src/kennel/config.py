@@ -354,7 +354,7 @@ class KennelConfig(_Strict):
                 f"feed.aliases lists {staging_alias!r}, the staging alias: subscribers would "
                 "load versions that are only being certified"
             )
-        for alias in self.feed.aliases:
+        for alias in self.feed.aliases if self.feed.url else ():
             if alias not in owners:  # only a release may move what subscribers load
                 raise ValueError(
                     f"feed.aliases lists {alias!r}, which no environment follows: announce "
