@@ -270,7 +270,7 @@ def _phase(
 ) -> dict[str, Any]:
     """Camera traffic to production, then the true labels as feedback, then one monitoring
     cycle over exactly this phase's window (alerts and their actions included)."""
-    operator, _ = ws.tokens.create("operator", f"park-staff-{name}")
+    operator, _ = ws.tokens.create("operator", f"park-staff-{name.replace(' ', '-')}")
     since = datetime.now(UTC)
     correct = 0
     with httpx.Client(base_url=production.url, timeout=30) as client:
