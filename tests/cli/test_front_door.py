@@ -201,3 +201,15 @@ def test_top_level_mistakes_are_one_line_too() -> None:
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 2 and len(lines) == 1 and hint in lines[0], out.stderr
         assert lines[0].lower().count("did you mean") == 1
+
+
+def test_tables_into_a_pipe_are_not_cut_at_80_columns() -> None:
+    import subprocess
+    import sys
+
+    cell = "night-camera-" * 10  # 130 characters, as the demo's drift column can be
+    script = f"from kennel.cli.render import table; table('t', ['a', 'b'], [[{cell!r}, 'y']])"
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert cell in out.stdout  # whole, on one line, although stdout is a pipe
