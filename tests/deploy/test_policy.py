@@ -283,3 +283,13 @@ def tokens_with(root: Path, admin: str) -> dict[str, str]:
         made = cli(root, "token", "create", "--role", role, "--name", f"{role}-2", "--token", admin)
         out[role], out[f"{role}_id"] = made["token"], made["id"]
     return out
+
+
+def test_a_rejection_blocks_a_release_in_deployment_mode_too(root: Path) -> None:
+    configure(root, release={"mode": "deployment"})
+    t = tokens(root)
+    certify_in(root, 1)
+    cli(root, "reject", "pets@1", "--note", "wrong labels", "--token", t["qa"])
+    refused = cli(root, "release", "pets@1", "--to", "production", "--token", t["operator"],
+                  code=13)  # fmt: skip
+    assert "rejected by" in refused["stderr"] and "wrong labels" in refused["stderr"]

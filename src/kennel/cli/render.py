@@ -54,7 +54,7 @@ def reporting(json_out: bool = False) -> Iterator[events.Progress]:
         yield lambda event: typer.echo(json.dumps({"event": event.as_dict()}), err=True)
         return
     if not err_console.is_terminal:
-        yield lambda event: console.print(event.message, markup=False) if event.message else None
+        yield events.lines(lambda message: console.print(message, markup=False))
         return
     with Progress(
         TextColumn("[bold]{task.description}"),

@@ -108,12 +108,11 @@ class PolicyGate:
             reasons.append(f"not certified in {staging}: deploy it to {staging} first")
         elif not cert.passed:
             reasons.append("certification failed: " + "; ".join(cert.reasons.get("reasons", [])))
-        if self.config.release.mode == "delivery":
-            decision = self.decision(model)
-            if decision is None:
-                reasons.append("no QA approval (release.mode is delivery)")
-            elif decision.decision != "approved":
-                reasons.append(f"rejected by {decision.actor}: {decision.note}")
+        decision = self.decision(model)
+        if decision is not None and decision.decision != "approved":  # in either mode
+            reasons.append(f"rejected by {decision.actor}: {decision.note}")
+        elif decision is None and self.config.release.mode == "delivery":
+            reasons.append("no QA approval (release.mode is delivery)")
         return reasons
 
     def served_before(self, name: str, alias: str) -> tuple[int, int]:
