@@ -6,6 +6,7 @@ import pytest
 
 from kennel.config import GatesConfig
 from kennel.demo import MARKER, run_demo
+from kennel.progress import Event
 
 
 def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
@@ -13,17 +14,19 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     (and the majority-class gate, which such a model may not pass, is off); the full run's
     figures are in the README."""
     tiny = GatesConfig(beat_majority=False)
-    said: list[object] = []
+    said: list[Event] = []
     summary = run_demo(
         tmp_path / "demo",
         count=120,
         epochs=1,
         traffic=40,
         gates=tiny,
-        say=lambda *a, **_k: said.extend(a),
+        progress=said.append,
     )
-    lines = [line for line in said if isinstance(line, str)]
-    assert lines and not [line for line in lines if "{'" in line]  # no raw dicts for people
+    lines = [event.message for event in said]
+    assert {event.phase for event in said} == {"demo"} and all(lines)
+    assert not [line for line in lines if "{'" in line]  # no raw dicts for people
+    assert summary["ok"]
     assert summary["reingest_same_id"] and summary["audit_ok"] and summary["parity_passed"]
     assert summary["model"] == "pets@1" and summary["certified"]
     phases = {p["phase"]: p for p in summary["phases"]}
@@ -42,14 +45,12 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
         2 if retrained else phases.get("next night")
     )
     assert Path(summary["report"]).read_text().count("<tr>") >= 3
-    again = run_demo(
-        tmp_path / "demo", count=120, epochs=1, traffic=40, gates=tiny, say=lambda *a, **k: None
-    )
+    again = run_demo(tmp_path / "demo", count=120, epochs=1, traffic=40, gates=tiny)
     assert again["versions"] == summary["versions"]  # rerunnable, same data versions
 
 
 def test_demo_refuses_foreign_folder(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
     with pytest.raises(SystemExit):
-        run_demo(tmp_path, count=60, say=lambda *a, **k: None)
+        run_demo(tmp_path, count=60)
     assert (tmp_path / "precious.txt").exists() and not (tmp_path / MARKER).exists()

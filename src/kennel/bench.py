@@ -33,13 +33,12 @@ import numpy as np
 
 from kennel.errors import ServiceError
 from kennel.package.wheel import build_wheel, package_name
+from kennel.progress import Event, Progress, silent
 from kennel.serve.server import start_in_thread
 from kennel.stream import batch, rpc, signing
 from kennel.stream.feed import RedisFeed, message
 from kennel.stream.subscriber import ModelSubscriber
 from kennel.wiring import Workspace
-
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ def run_patterns(
     amqp_url: str = rpc.DEFAULT_URL,
     redis_url: str = "redis://127.0.0.1:6379/0",
     db_url: str | None = None,
-    say: Say = lambda _: None,
+    progress: Progress = silent,
 ) -> list[PatternResult]:
     config = ws.project.config
     ref = f"{config.model.name}@{config.environment(env).alias}"
@@ -112,15 +111,15 @@ def run_patterns(
     data = [d for _, d in images]
     results: list[PatternResult] = []
     with tempfile.TemporaryDirectory(prefix="kennel-bench-") as tmp:
-        say("pattern 1: embedded wheel")
+        progress(Event("patterns", "pattern 1: embedded wheel"))
         results.append(_embedded(files, model.name, model.version, Path(tmp), data, concurrency))
-        say("pattern 2: REST service")
+        progress(Event("patterns", "pattern 2: REST service"))
         results.append(_rest(ws, env, data, concurrency))
-        say("pattern 2: RabbitMQ RPC")
+        progress(Event("patterns", "pattern 2: RabbitMQ RPC"))
         results.append(_rpc(ws, ref, data, amqp_url))
-        say("pattern 3: model as data on a Redis Stream")
+        progress(Event("patterns", "pattern 3: model as data on a Redis Stream"))
         results.append(_feed(ws, files, model.name, model.version, data, redis_url, Path(tmp)))
-        say("pattern 4: offline batch into a shared table")
+        progress(Event("patterns", "pattern 4: offline batch into a shared table"))
         results.append(_batch(ws, ref, images, db_url or f"sqlite:///{Path(tmp) / 'shared.db'}"))
     return results
 

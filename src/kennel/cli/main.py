@@ -176,8 +176,36 @@ def demo(
 ) -> None:
     """Run the whole lifecycle end to end on the embedded default (SQLite + a local folder)."""
     from kennel.demo import run_demo
+    from kennel.progress import lines
 
-    run_demo(out, count=count, say=console.print)
+    summary = run_demo(out, count=count, progress=lines(console.print))
+    table(
+        "the pet park, monitored",
+        ["phase", "model", "accuracy", "estimated", "drift", "alerts opened", "resolved"],
+        [
+            [
+                p["phase"],
+                f"pets@{p['model_version']}",
+                f"{p['accuracy']:.3f}",
+                f"{p['estimated_accuracy']:.3f}",
+                ", ".join(p["drifted_tests"]) or "no",
+                "; ".join(a.split(" (")[0] for a in p["alerts"]) or "-",
+                "; ".join(p["resolved"]) or "-",
+            ]
+            for p in summary["phases"]
+        ],
+    )
+    if summary["recovered"] is not None:
+        won = "recovered the night" if summary["recovered"] else "did NOT recover the night"
+        console.print(f"the retrained model {won}")
+    console.print(
+        f"[bold]done[/bold] in {summary['wall_s']}s; the story: {summary['report']}; explore "
+        f"with e.g. `kennel alerts list -C {summary['project']}`"
+    )
+    if not summary["ok"]:
+        from kennel.errors import KennelError
+
+        raise KennelError("the demo's own checks failed (see the story above)")
 
 
 def main() -> None:

@@ -244,8 +244,10 @@ def bench_patterns(
 
     with opened(project) as ws:
         data = test_images(ws, env, images)
-        say = (lambda _: None) if json_out else (lambda m: console.print(f"[dim]{m}[/]"))
-        results = run_patterns(ws, data, env=env, concurrency=concurrency, db_url=db, say=say)
+        with reporting(json_out) as progress:
+            results = run_patterns(
+                ws, data, env=env, concurrency=concurrency, db_url=db, progress=progress
+            )
     if json_out:
         emit_json({"images": len(data), "results": [r.as_dict() for r in results]})
         return
