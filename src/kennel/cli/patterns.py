@@ -266,3 +266,49 @@ def bench_patterns(
             for r in results
         ],
     )
+
+
+@export_app.command("k8s")
+def export_k8s(
+    env: Annotated[str, typer.Option("--env", help="The environment to serve.")] = "production",
+    image: Annotated[
+        str | None, typer.Option(help="Container image (default: kennel-mlops:VERSION).")
+    ] = None,
+    replicas: Annotated[int, typer.Option(min=1, help="Replicas (the autoscaler's floor).")] = 2,
+    max_replicas: Annotated[int, typer.Option(min=1, help="The autoscaler's ceiling.")] = 8,
+    namespace: Annotated[str | None, typer.Option(help="Kubernetes namespace.")] = None,
+    include_secrets: Annotated[
+        bool,
+        typer.Option(
+            help="Write the project's store URLs into secret.yaml (default: placeholders)."
+        ),
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Folder for Dockerfile and k8s/.")] = Path("deploy"),
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """A Dockerfile and Kubernetes manifests (Deployment, Service, autoscaler, disruption
+    budget, ConfigMap, Secret) serving ENV on the project's shared stores."""
+    from kennel.config import load_project
+    from kennel.deploy.k8s import K8sOptions, manifests
+    from kennel.fsutil import write_text_atomic
+
+    options = K8sOptions(
+        env=env,
+        replicas=replicas,
+        max_replicas=max_replicas,
+        namespace=namespace,
+        include_secrets=include_secrets,
+        image=image or K8sOptions.image,
+    )
+    files = manifests(load_project(project), options)
+    for name, text in files.items():
+        write_text_atomic(out / name, text)
+    if json_out:
+        emit_json({"out": str(out), "files": sorted(files)})
+        return
+    console.print(f"wrote {', '.join(sorted(files))} under {out}")
+    if not include_secrets:
+        console.print(
+            f"fill {out / 'k8s' / 'secret.yaml'} (placeholders: change-me) before applying"
+        )

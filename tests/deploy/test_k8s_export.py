@@ -1,0 +1,126 @@
+"""`kennel export k8s`: a Dockerfile and manifests that the Kubernetes schemas accept, wired so
+that the probes, Service, autoscaler and disruption budget all point at the serving pods, and
+no store password is written unless asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from tests.conftest import make_project
+
+K8S_VERSION = "1.30.0"
+SHARED = {
+    "store": {
+        "metadata_url": "postgresql+psycopg://kennel:s3cret@db.internal:5432/kennel",
+        "artifacts_url": "s3://park-artifacts/kennel",
+    }
+}
+
+
+def _export(root: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["export", "k8s", "-C", str(root), *args])
+    return result.exit_code, result.output
+
+
+def _docs(out: Path) -> dict[str, dict[str, object]]:
+    docs = {}
+    for path in sorted((out / "k8s").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        docs[doc["kind"]] = doc
+    return docs
+
+
+def test_manifests_validate_against_the_kubernetes_schemas_and_fit_together(
+    tmp_path: Path,
+) -> None:
+    make_project(tmp_path / "p", sections=SHARED)
+    out = tmp_path / "deploy"
+    code, output = _export(tmp_path / "p", "--out", str(out), "--replicas", "3")
+    assert code == 0, output
+    docs = _docs(out)
+    assert set(docs) == {
+        "ConfigMap",
+        "Secret",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }
+    for doc in docs.values():  # raises on any schema violation, unknown fields included
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+    deployment = docs["Deployment"]
+    spec = deployment["spec"]  # type: ignore[index]
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["replicas"] == 3
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["args"][:3] == ["serve", "--env", "production"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # every selector picks exactly the pods the Deployment makes
+    for kind in ("Service", "PodDisruptionBudget"):
+        doc_spec = docs[kind]["spec"]  # type: ignore[index]
+        chosen = doc_spec["selector"]
+        chosen = chosen.get("matchLabels", chosen)
+        assert chosen.items() <= labels.items(), kind
+    service_port = docs["Service"]["spec"]["ports"][0]  # type: ignore[index]
+    assert service_port["targetPort"] == container["ports"][0]["name"]
+    hpa = docs["HorizontalPodAutoscaler"]["spec"]  # type: ignore[index]
+    assert hpa["scaleTargetRef"]["name"] == deployment["metadata"]["name"]  # type: ignore[index]
+    assert hpa["minReplicas"] == 3 and docs["PodDisruptionBudget"]["spec"]["minAvailable"] == 2  # type: ignore[index]
+
+    # the pod's kennel.yaml reads its store URLs from the Secret, which holds placeholders
+    pod_config = yaml.safe_load(docs["ConfigMap"]["data"]["kennel.yaml"])  # type: ignore[index]
+    assert pod_config["store"] == {
+        "metadata_url": "${KENNEL_METADATA_URL}",
+        "artifacts_url": "${KENNEL_ARTIFACTS_URL}",
+    }
+    secret = docs["Secret"]["stringData"]  # type: ignore[index]
+    assert {"KENNEL_METADATA_URL", "KENNEL_ARTIFACTS_URL", "AWS_SECRET_ACCESS_KEY"} <= set(secret)
+    everything = "".join(p.read_text() for p in out.rglob("*") if p.is_file())
+    assert "s3cret" not in everything
+    assert container["envFrom"][0]["secretRef"]["name"] == docs["Secret"]["metadata"]["name"]  # type: ignore[index]
+
+    dockerfile = (out / "Dockerfile").read_text()
+    assert "USER 10001" in dockerfile and 'ENTRYPOINT ["kennel"]' in dockerfile
+    assert "s3fs" in dockerfile  # the S3 artifact store needs its fsspec driver
+
+
+def test_secrets_are_written_only_when_asked(tmp_path: Path) -> None:
+    make_project(tmp_path / "p", sections=SHARED)
+    code, output = _export(tmp_path / "p", "--out", str(tmp_path / "d"), "--include-secrets")
+    assert code == 0, output
+    secret = _docs(tmp_path / "d")["Secret"]["stringData"]  # type: ignore[index]
+    assert secret["KENNEL_METADATA_URL"] == SHARED["store"]["metadata_url"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("sections", "args", "named"),
+    [
+        ({}, [], "store.metadata_url is SQLite"),
+        (
+            {"store": {"metadata_url": SHARED["store"]["metadata_url"]}},
+            [],
+            "is a local folder",
+        ),
+        (SHARED, ["--env", "prodution"], "unknown environment 'prodution'"),
+        (SHARED, ["--replicas", "5", "--max-replicas", "2"], "max_replicas"),
+    ],
+)
+def test_what_cannot_run_on_kubernetes_is_refused_in_one_line(
+    tmp_path: Path, sections: dict[str, dict[str, object]], args: list[str], named: str
+) -> None:
+    make_project(tmp_path / "p", sections=sections)
+    out = tmp_path / "d"
+    code, output = _export(tmp_path / "p", "--out", str(out), *args)
+    assert code != 0 and named in output and len(output.strip().splitlines()) == 1, output
+    assert not out.exists()  # nothing half-written
