@@ -1,4 +1,5 @@
-"""Every kind of source yields the same labelled entries and can be ingested."""
+"""Kind-specific behaviour of the sources (layouts, manifests, SQL options, confinement roots);
+what every source promises is checked once over all of them in test_source_contract.py."""
 
 from __future__ import annotations
 

@@ -3,9 +3,10 @@
 A message carries the bundle's files, a manifest (name, version, alias, sequence number, the
 sha256 of every file) and an Ed25519 signature of the manifest. Subscribers check the signature,
 then every file against the manifest, and only then load; a sequence number not newer than the
-one they run is stale (a replay) and ignored. The transport is a small interface
-(:class:`Feed`: publish, read after an entry id, the latest entries); Redis Streams implements
-it here, and Kafka or NATS JetStream would fit the same three methods.
+one they run is stale (a replay) and ignored. The transport is a small interface of three
+methods (:class:`Feed`: publish, read after an entry id, the latest entries); Redis Streams
+implements it here, :class:`kennel.stream.memfeed.MemoryFeed` within one process, and Kafka or
+NATS JetStream would fit the same three methods.
 """
 
 from __future__ import annotations
@@ -28,11 +29,25 @@ FILE_PREFIX = "file:"
 
 
 class Feed(Protocol):
-    def publish(self, fields: Mapping[str, bytes]) -> str: ...
+    """An append-only stream of entries, each a non-empty mapping of field names to bytes under
+    an id ``"<milliseconds>-<sequence>"``; ids only grow, and ``"0-0"`` is before every entry.
+    Old entries may be trimmed, the newest ones are kept. A transport failure, an empty entry
+    or an argument the stream refuses (a malformed id, a count under 1) is a ``ServiceError``.
+    ``tests/stream/test_feed_contract.py`` holds every implementation to this."""
 
-    def read(self, after: str, block_ms: int) -> list[tuple[str, dict[str, bytes]]]: ...
+    def publish(self, fields: Mapping[str, bytes]) -> str:
+        """Append ``fields`` as the newest entry; its id, greater than every earlier one."""
+        ...
 
-    def latest(self, count: int) -> list[tuple[str, dict[str, bytes]]]: ...
+    def read(self, after: str, block_ms: int) -> list[tuple[str, dict[str, bytes]]]:
+        """Every entry kept whose id is greater than ``after``, oldest first. When there is
+        none, wait up to ``block_ms`` for one (``0``: wait until one is published) and return
+        what arrived, or ``[]``."""
+        ...
+
+    def latest(self, count: int) -> list[tuple[str, dict[str, bytes]]]:
+        """The ``count`` newest entries (fewer if fewer are kept), newest first."""
+        ...
 
 
 class RedisFeed:

@@ -1,0 +1,137 @@
+"""Where images come from. Each source lists entries (uri, label, attrs) without reading bytes,
+then reads the bytes of chosen entries in order. Every uri it records is one fsspec can open
+again later (a local path, ``zip://member::archive``, ``memory://...``, ``s3://...``), which is what
+lineage points at.
+
+Layouts: ``imagefolder`` takes the label from the parent folder (``cat/001.jpg``); ``flat`` takes
+it from the file-name prefix (Kaggle's ``cat.123.jpg``); ``auto`` picks ``flat`` when nearly all
+names carry a prefix. Manifests (CSV, Parquet) and SQL queries give ``uri`` and ``label`` columns.
+
+Hostile lakes: only regular files are ever opened (a FIFO would block the read forever), reads
+stop at the size limit whatever a header claims, and what a listing leaves out for such reasons
+is counted in ``Listing.skipped``. A manifest or SQL row may only point inside the manifest's own
+folder or a declared root (``data.allowed_roots``): a table is data, and data must not choose
+which files on this machine become a dataset.
+
+One module per source: ``folder``, ``zip_archive``, ``tar_archive``, ``fsspec_folder``, and
+``table`` (rows, filled by ``manifest`` and ``sql``); ``base`` holds what they share.
+:func:`open_source` picks one from a spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from kennel.errors import SourceError
+from kennel.ingest.sources.base import (
+    BAD_NAME,
+    BROKEN_LINK,
+    DEFAULT_MAX_BYTES,
+    IMAGE_EXTENSIONS,
+    LINKED_FOLDER,
+    NOT_REGULAR,
+    OUTSIDE_ROOTS,
+    SQL_SCHEMES,
+    SYMLINK_LOOP,
+    UNSAFE_MEMBER,
+    Entry,
+    FileTreeSource,
+    Layout,
+    Listing,
+    ReadResult,
+    Source,
+    detect_layout,
+    is_image_name,
+    label_for,
+    read_uri,
+    redact,
+    utf8,
+)
+from kennel.ingest.sources.folder import FolderSource
+from kennel.ingest.sources.fsspec_folder import FsspecFolderSource
+from kennel.ingest.sources.manifest import manifest_source
+from kennel.ingest.sources.sql import sql_source
+from kennel.ingest.sources.table import Confinement, TableSource
+from kennel.ingest.sources.tar_archive import TarSource
+from kennel.ingest.sources.zip_archive import ZipSource
+
+__all__ = [
+    "BAD_NAME",
+    "BROKEN_LINK",
+    "DEFAULT_MAX_BYTES",
+    "IMAGE_EXTENSIONS",
+    "LINKED_FOLDER",
+    "NOT_REGULAR",
+    "OUTSIDE_ROOTS",
+    "SYMLINK_LOOP",
+    "UNSAFE_MEMBER",
+    "Confinement",
+    "Entry",
+    "FileTreeSource",
+    "FolderSource",
+    "FsspecFolderSource",
+    "Layout",
+    "Listing",
+    "ReadResult",
+    "Source",
+    "TableSource",
+    "TarSource",
+    "ZipSource",
+    "detect_layout",
+    "is_image_name",
+    "label_for",
+    "manifest_source",
+    "open_source",
+    "read_uri",
+    "redact",
+    "sql_source",
+]
+
+
+def open_source(
+    spec: str,
+    *,
+    layout: Layout = "auto",
+    labels: Sequence[str] = (),
+    sql_query: str | None = None,
+    sql_table: str | None = None,
+    uri_column: str = "uri",
+    label_column: str = "label",
+    allowed_roots: Sequence[str] = (),
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Source:
+    """Pick the source type from ``spec``: a SQL URL, a manifest, an archive, a folder or a URL.
+    ``allowed_roots``: where manifest and SQL rows may point besides the manifest's folder;
+    ``max_bytes``: no file is read beyond this (``data.max_file_bytes``)."""
+    if not utf8(spec):
+        raise SourceError(f"source {spec!r} is not a UTF-8 name; rename it")
+    lower = spec.lower()
+    columns = {"uri_column": uri_column, "label_column": label_column}
+    if lower.startswith(SQL_SCHEMES) and "://" in spec:
+        return sql_source(
+            spec,
+            query=sql_query,
+            table=sql_table,
+            allowed_roots=allowed_roots,
+            max_bytes=max_bytes,
+            **columns,
+        )
+    if lower.endswith((".csv", ".parquet")):
+        return manifest_source(spec, allowed_roots=allowed_roots, max_bytes=max_bytes, **columns)
+    local = spec if "://" in spec else str(Path(spec).resolve())
+    if lower.endswith(".zip"):
+        return ZipSource(local, layout, labels, max_bytes)
+    if lower.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        return TarSource(local, layout, labels, max_bytes)
+    if "://" in spec and not spec.startswith("file://"):
+        return FsspecFolderSource(spec, layout, labels, max_bytes)
+    path = Path(spec.removeprefix("file://"))
+    if not path.exists():
+        raise SourceError(f"source {spec!r} does not exist")
+    if not path.is_dir():
+        raise SourceError(
+            f"source {spec!r} is a file kennel cannot read as a dataset "
+            "(expected a folder, .zip, .tar[.gz], .csv or .parquet)"
+        )
+    return FolderSource(path, layout, labels, max_bytes)

@@ -1,0 +1,260 @@
+"""What every source shares: the entries and listings it yields, the :class:`Source` protocol,
+how file names become labelled entries, and capped reads of local paths and fsspec URLs."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import posixpath
+import re
+import stat
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Literal, Protocol
+
+import fsspec
+
+Layout = Literal["auto", "imagefolder", "flat"]
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".jfif"}
+)
+_FLAT_NAME = re.compile(r"^([A-Za-z][A-Za-z_-]*)[._-]\d+[^/]*$")
+SQL_SCHEMES = ("sqlite:", "postgresql", "mysql", "mariadb", "mssql", "oracle")
+ReadResult = bytes | str  # bytes, or the reason they could not be read
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # data.max_file_bytes' default
+OUTSIDE_ROOTS = "outside allowed roots"
+
+
+@dataclass(frozen=True)
+class Entry:
+    uri: str
+    label: str | None
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Listing:
+    entries: list[Entry]
+    ignored: int  # files skipped because their extension is not an image's
+    # Names never offered as entries, by reason: special files, symlink loops, names that are
+    # not UTF-8, archive members that climb out with ``..`` or are absolute.
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    def describe(self) -> str:
+        """A canonical, human-readable description (recorded as the run's source)."""
+        ...
+
+    def scan(self) -> Listing: ...
+
+    def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
+        """Bytes for each entry, in the given order; a string instead of bytes on failure or
+        when an entry holds more than the source's ``max_bytes`` (never more is read)."""
+        ...
+
+
+@dataclass(eq=False, repr=False)
+class FileTreeSource:
+    """The settings every source of file names shares (a folder, an archive, an fsspec
+    folder): ``layout`` reads labels from the names, ``labels`` helps ``auto`` choose, and no
+    read goes beyond ``max_bytes``. A subclass also derives from the dataclass holding its
+    location (:class:`AtRoot`, :class:`AtUrl`), listed after this one so that the location is
+    the constructor's first parameter: ``ZipSource(url, layout, labels, max_bytes)``. Sources
+    compare by identity, and have no generated repr (a URL may carry a password)."""
+
+    layout: Layout = "auto"
+    labels: Sequence[str] = ()
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    def __post_init__(self) -> None:
+        self.labels = tuple(self.labels)
+
+    def _listing(self, names: Iterable[str], uri_of: Callable[[str], str], **more: int) -> Listing:
+        """Entries for the image ``names`` (relative to the tree), sorted; ``more`` counts
+        names the caller left out, by reason."""
+        images, ignored, skipped = _split_images(names)
+        skipped.update({k: v for k, v in more.items() if v})
+        layout = detect_layout(images, self.labels) if self.layout == "auto" else self.layout
+        entries = [Entry(uri_of(rel), label_for(rel, layout)) for rel in images]
+        return Listing(entries, ignored, dict(sorted(skipped.items())))
+
+
+@dataclass(eq=False, repr=False)
+class AtRoot:
+    root: Path
+
+
+@dataclass(eq=False, repr=False)
+class AtUrl:
+    url: str
+
+
+def is_image_name(name: str) -> bool:
+    base = posixpath.basename(name)
+    return not base.startswith(".") and posixpath.splitext(base)[1].lower() in IMAGE_EXTENSIONS
+
+
+def detect_layout(
+    relpaths: list[str], labels: Sequence[str] = ()
+) -> Literal["imagefolder", "flat"]:
+    """Which layout explains the names best: the one giving more known labels when labels are
+    configured, else ``flat`` only when all files share one parent folder and carry a prefix."""
+    if not relpaths:
+        return "imagefolder"
+    if labels:
+        allowed = set(labels)
+        score = {
+            layout: sum(1 for p in relpaths if label_for(p, layout) in allowed)
+            for layout in ("imagefolder", "flat")
+        }
+        if score["flat"] != score["imagefolder"]:
+            return "flat" if score["flat"] > score["imagefolder"] else "imagefolder"
+    parents = {posixpath.dirname(p) for p in relpaths}
+    flat = sum(1 for p in relpaths if _FLAT_NAME.match(posixpath.basename(p)))
+    if len(parents) == 1 and flat >= 0.9 * len(relpaths):
+        return "flat"
+    return "imagefolder"
+
+
+def label_for(relpath: str, layout: Literal["imagefolder", "flat"]) -> str | None:
+    if layout == "flat":
+        match = _FLAT_NAME.match(posixpath.basename(relpath))
+        return match.group(1).lower() if match else None
+    parent = posixpath.dirname(relpath)
+    return posixpath.basename(parent) or None
+
+
+# Why a listing left a name out (``Listing.skipped``); none of these is ever opened.
+NOT_REGULAR = "not a regular file"  # FIFO, socket, device; tar links
+SYMLINK_LOOP = "symlink loop"
+BROKEN_LINK = "broken symlink"
+LINKED_FOLDER = "symlinked folder not followed"
+BAD_NAME = "name not UTF-8"
+UNSAFE_MEMBER = "archive member outside the archive"  # `..` or an absolute name
+_USERINFO = re.compile(r"(://[^/@:\s]*:)[^/\s]*@")
+
+
+# query parameters that carry secrets in database and storage URLs (libpq, psycopg, fsspec)
+_SECRET_PARAM = re.compile(
+    r"(?i)(?<=[?&;])((?:password|passwd|pwd|pass|secret|token|api_?key|access_?key|"
+    r"secret_?key|sslpassword|key)[^=&;]*)=[^&;#]*"
+)
+
+
+def redact(url: str) -> str:
+    """``url`` with its password shown as ``***``: what is stored, audited and printed."""
+    if url.lower().startswith(SQL_SCHEMES) and "://" in url:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        # a URL SQLAlchemy cannot parse still gets the generic rules below
+        with contextlib.suppress(ArgumentError, ValueError):
+            url = make_url(url).render_as_string(hide_password=True)
+    url = _USERINFO.sub(r"\1***@", url)
+    return _SECRET_PARAM.sub(r"\1=***", url)  # ?password=..., &token=..., ...
+
+
+def utf8(name: str) -> bool:
+    """False for a name whose bytes were not UTF-8 (Python keeps them as lone surrogates): it
+    could be neither stored as text in the metadata DB nor reopened from there by lineage."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unsafe_member(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return parts[0] == "" or ".." in parts or re.match(r"[A-Za-z]:", name) is not None
+
+
+def _split_images(relpaths: Iterable[str]) -> tuple[list[str], int, Counter[str]]:
+    images: list[str] = []
+    ignored = 0
+    skipped: Counter[str] = Counter()
+    for rel in relpaths:
+        if not utf8(rel):
+            skipped[BAD_NAME] += 1
+        elif _unsafe_member(rel):
+            skipped[UNSAFE_MEMBER] += 1
+        elif any(p.startswith(".") or p == "__MACOSX" for p in rel.split("/")):
+            continue  # hidden files and macOS resource forks are not data
+        elif is_image_name(rel):
+            images.append(rel)
+        else:
+            ignored += 1
+    return sorted(images), ignored, skipped
+
+
+def too_large(size: int, limit: int, *, declared: bool = False) -> str:
+    note = " declared, not inflated" if declared else ""
+    return f"file too large: {size} bytes{note} (limit {limit})"
+
+
+_PIECE = 1 << 20
+
+
+def read_capped(handle: IO[bytes], limit: int, expected: int | None = None) -> ReadResult:
+    """At most ``limit + 1`` bytes, whatever a header said: a lying one costs nothing. Read in
+    pieces, the first sized by the ``expected`` size, because ``read(limit + 1)`` would allocate
+    the whole limit for every small file (3x slower on a lake of JPEGs)."""
+    parts: list[bytes] = []
+    total = 0
+    want = _PIECE if expected is None else expected + 1
+    while total <= limit:
+        part = handle.read(min(want, limit + 1 - total))
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+        want = _PIECE
+    if total > limit:
+        return f"file too large: more than {limit} bytes (limit {limit})"
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def os_reason(exc: OSError) -> str:
+    return SYMLINK_LOOP if exc.errno == errno.ELOOP else str(exc.strerror or exc)
+
+
+def read_local(path: str | Path, limit: int) -> ReadResult:
+    """A local file's bytes, only when it is a regular file: opening a FIFO blocks until a
+    writer appears and a device never ends, so neither is ever opened for reading."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return f"{NOT_REGULAR}: {path}"
+        if info.st_size > limit:
+            return too_large(info.st_size, limit)
+        # O_NONBLOCK: a file swapped for a FIFO since the stat still opens at once, and the
+        # fstat refuses it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb", buffering=0) as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return f"{NOT_REGULAR}: {path}"
+            return read_capped(handle, limit, info.st_size)
+    except OSError as exc:
+        return f"unreadable: {os_reason(exc)}"
+
+
+def read_uri(uri: str, limit: int = DEFAULT_MAX_BYTES) -> ReadResult:
+    """The bytes behind a recorded uri (a local path or any fsspec URL), at most ``limit``."""
+    if uri.startswith("file://"):
+        return read_local(uri.removeprefix("file://"), limit)
+    if "://" not in uri:
+        return read_local(uri, limit)
+    try:
+        with fsspec.open(uri, "rb") as handle:
+            size = getattr(handle, "size", None)
+            if not isinstance(size, int):
+                size = None
+            elif size > limit:
+                return too_large(size, limit)
+            return read_capped(handle, limit, size)
+    except (OSError, ValueError, KeyError, ImportError) as exc:  # ImportError: no such backend
+        return f"unreadable: {exc}"

@@ -1,0 +1,51 @@
+"""A CSV or Parquet manifest: one row per file, its rows confined to the manifest's folder."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import fsspec
+
+from kennel.errors import SourceError
+from kennel.ingest.sources.base import DEFAULT_MAX_BYTES, redact
+from kennel.ingest.sources.table import TableSource
+
+
+def manifest_source(
+    url: str,
+    *,
+    allowed_roots: Sequence[str] = (),
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    **columns: str,
+) -> TableSource:
+    base = url.rsplit("/", 1)[0] if "://" in url else str(Path(url).resolve().parent)
+    try:
+        with fsspec.open(url, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise SourceError(f"cannot read manifest {redact(url)}: {exc}") from exc
+    if url.lower().endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.read_table(io.BytesIO(data)).to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            raise SourceError(f"manifest {redact(url)} is not valid Parquet: {exc}") from exc
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise SourceError(f"manifest {redact(url)} is not UTF-8 text: {exc}") from exc
+        rows = list(csv.DictReader(io.StringIO(text)))
+    return TableSource(
+        f"manifest:{redact(url)}",
+        rows,
+        base=base,
+        allowed_roots=allowed_roots,
+        max_bytes=max_bytes,
+        **columns,
+    )

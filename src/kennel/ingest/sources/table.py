@@ -1,0 +1,141 @@
+"""Rows of (uri, label, extra columns), from a manifest or a SQL query, confined to where the
+data may point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from kennel.errors import SourceError
+from kennel.ingest.sources.base import (
+    DEFAULT_MAX_BYTES,
+    OUTSIDE_ROOTS,
+    Entry,
+    Listing,
+    ReadResult,
+    read_uri,
+)
+
+
+def _fold_url(url: str) -> str | None:
+    """``url`` with ``.`` and ``..`` segments folded; None when they climb above its host."""
+    scheme, _, rest = url.partition("://")
+    parts: list[str] = []
+    for part in rest.split("/"):
+        if part == "..":
+            if len(parts) <= 1:
+                return None
+            parts.pop()
+        elif part != ".":
+            parts.append(part)
+    return f"{scheme}://{'/'.join(parts)}"
+
+
+class Confinement:
+    """Where manifest and SQL rows may point. By default a row is a path relative to the
+    manifest's folder that stays inside it; an absolute path, a ``file://`` or other URL, or a
+    ``..`` that leaves the folder is allowed only under one of ``roots`` (local folders, or URL
+    prefixes such as ``s3://bucket/images/``)."""
+
+    def __init__(self, base: str | None, roots: Sequence[str] = ()) -> None:
+        self.base = base
+        self.folders: list[Path] = []
+        self.prefixes: list[str] = []
+        for root in roots:
+            if "://" in root and not root.startswith("file://"):
+                folded = _fold_url(root)
+                if folded:
+                    self.prefixes.append(folded.rstrip("/") + "/")
+            else:
+                self.folders.append(Path(root.removeprefix("file://")).expanduser().resolve())
+
+    def place(self, uri: str) -> str | None:
+        """The uri to record and read, or None when it points outside every allowed root."""
+        if uri.startswith("file://"):
+            return self._local(Path(uri.removeprefix("file://")), self.folders)
+        if "://" in uri:
+            return self._url(uri, self.prefixes)
+        if os.path.isabs(uri) or self.base is None:
+            return self._local(Path(uri), self.folders)
+        if "://" in self.base:
+            base = self.base.rstrip("/")
+            return self._url(f"{base}/{uri}", [base + "/", *self.prefixes])
+        return self._local(Path(self.base) / uri, [Path(self.base).resolve(), *self.folders])
+
+    @staticmethod
+    def _local(path: Path, folders: Sequence[Path]) -> str | None:
+        try:
+            resolved = path.resolve()  # symlinks too: a link in the folder may lead out of it
+        except (OSError, RuntimeError):
+            return None
+        return str(resolved) if any(resolved.is_relative_to(f) for f in folders) else None
+
+    @staticmethod
+    def _url(url: str, prefixes: Sequence[str]) -> str | None:
+        folded = _fold_url(url)
+        return folded if folded and folded.startswith(tuple(prefixes)) else None
+
+    def refusal(self, row: int, uri: str) -> str:
+        where = f"inside the manifest's folder {self.base} " if self.base else ""
+        return (
+            f"{OUTSIDE_ROOTS}: row {row} points at {uri!r}, which is not a path {where}"
+            "nor under data.allowed_roots"
+        )
+
+
+class TableSource:
+    """Rows of (uri, label, extra columns) from a CSV/Parquet manifest or a SQL query. Rows that
+    point outside the allowed roots stay entries (so they are quarantined and reported) but are
+    never read."""
+
+    def __init__(
+        self,
+        description: str,
+        rows: list[dict[str, Any]],
+        *,
+        base: str | None,
+        allowed_roots: Sequence[str] = (),
+        uri_column: str = "uri",
+        label_column: str = "label",
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.description = description
+        self.max_bytes = max_bytes
+        if rows and (uri_column not in rows[0] or label_column not in rows[0]):
+            raise SourceError(
+                f"{description}: needs columns {uri_column!r} and {label_column!r}, "
+                f"has {sorted(rows[0])}"
+            )
+        confinement = Confinement(base, allowed_roots)
+        entries: dict[str, Entry] = {}
+        self.refused: dict[str, str] = {}
+        for number, row in enumerate(rows, start=1):
+            written = str(row[uri_column])
+            placed = confinement.place(written)
+            uri = written if placed is None else placed
+            if placed is None:
+                self.refused[uri] = confinement.refusal(number, written)
+            else:
+                self.refused.pop(uri, None)
+            label = row[label_column]
+            attrs = {
+                str(k): str(v)
+                for k, v in row.items()
+                if k not in (uri_column, label_column) and v is not None
+            }
+            entries[uri] = Entry(uri, None if label in (None, "") else str(label), attrs)
+        self.entries = [entries[u] for u in sorted(entries)]
+
+    def describe(self) -> str:
+        return self.description
+
+    def scan(self) -> Listing:
+        return Listing(self.entries, 0)
+
+    def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
+        max_bytes = self.max_bytes
+        for entry in entries:
+            refused = self.refused.get(entry.uri)
+            yield entry, refused if refused is not None else read_uri(entry.uri, max_bytes)
