@@ -96,6 +96,7 @@ def test_dataset_store_round_trips_versions_in_sequence(db: Database) -> None:
     assert store.with_seq("pets", 3) == []
     assert [utc(v) for v in store.with_id_prefix("pets", "abab")] == [v1]
     assert store.with_id_prefix("pets", "ef") == []
+    assert store.with_id_prefix("pets", "a_") == store.with_id_prefix("pets", "%") == []  # literal
     assert _audit(db) == [
         ("dataset.version", f"pets@{v1.id}"),
         ("dataset.version", f"pets@{v2.id}"),

@@ -136,7 +136,7 @@ class DatasetStore:
 
     def with_id_prefix(self, dataset: str, prefix: str) -> list[DatasetVersion]:
         """The versions of ``dataset`` whose id starts with ``prefix``."""
-        return self._where(dataset, DatasetVersionRow.id.startswith(prefix))
+        return self._where(dataset, DatasetVersionRow.id.startswith(prefix, autoescape=True))
 
     def _where(self, dataset: str, condition: Any) -> list[DatasetVersion]:
         query = select(DatasetVersionRow).where(DatasetVersionRow.dataset == dataset, condition)
