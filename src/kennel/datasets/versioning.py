@@ -7,17 +7,14 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-
-from sqlalchemy import func, select
 
 from kennel.config import SplitConfig
 from kennel.datasets import dedupe, splits
 from kennel.datasets.manifest import Row, attrs_json, from_parquet, to_parquet, version_id
 from kennel.db import Database
-from kennel.db.audit import record
-from kennel.db.schema import DatasetRow, DatasetVersionRow
+from kennel.db.datasets import DatasetStore
+from kennel.db.datasets import DatasetVersion as DatasetVersion
 from kennel.errors import AmbiguousRefError, ConfigError, NotFoundError, did_you_mean
 from kennel.storage import ContentStore
 
@@ -123,58 +120,6 @@ def counts(rows: Sequence[Row]) -> dict[str, dict[str, int]]:
     return {label: dict(sorted(c.items())) for label, c in sorted(table.items())}
 
 
-@dataclass(frozen=True)
-class DatasetVersion:
-    dataset: str
-    id: str
-    seq: int
-    parent_id: str | None
-    manifest_sha256: str
-    ingest_run_id: str | None
-    created_at: datetime
-    n_rows: int
-    counts: dict[str, dict[str, int]]
-    summary: dict[str, Any]
-
-    @property
-    def short(self) -> str:
-        return self.id[:12]
-
-    @property
-    def ref(self) -> str:
-        return f"{self.dataset}@{self.short}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "version": self.id,
-            "ref": self.ref,
-            "seq": self.seq,
-            "parent": self.parent_id,
-            "manifest_sha256": self.manifest_sha256,
-            "ingest_run": self.ingest_run_id,
-            "created_at": self.created_at.isoformat(),
-            "rows": self.n_rows,
-            "counts": self.counts,
-            "summary": self.summary,
-        }
-
-
-def _entity(row: DatasetVersionRow) -> DatasetVersion:
-    return DatasetVersion(
-        dataset=row.dataset,
-        id=row.id,
-        seq=row.seq,
-        parent_id=row.parent_id,
-        manifest_sha256=row.manifest_sha256,
-        ingest_run_id=row.ingest_run_id,
-        created_at=row.created_at,
-        n_rows=row.n_rows,
-        counts=row.counts,
-        summary=row.summary,
-    )
-
-
 def check_name(name: str) -> str:
     if not _NAME.match(name):
         raise ConfigError(
@@ -199,33 +144,20 @@ class DatasetCatalog:
     def __init__(self, db: Database, content: ContentStore) -> None:
         self.db = db
         self.content = content
+        self.store = DatasetStore(db)
 
     def ensure_dataset(self, name: str) -> None:
         check_name(name)
-        with self.db.session() as s:
-            if s.get(DatasetRow, name) is None:
-                s.add(DatasetRow(name=name, created_at=datetime.now(UTC)))
+        self.store.ensure_dataset(name)
 
     def datasets(self) -> list[str]:
-        with self.db.session() as s:
-            return list(s.scalars(select(DatasetRow.name).order_by(DatasetRow.name)))
+        return self.store.names()
 
     def versions(self, dataset: str | None = None) -> list[DatasetVersion]:
-        query = select(DatasetVersionRow).order_by(DatasetVersionRow.dataset, DatasetVersionRow.seq)
-        if dataset is not None:
-            query = query.where(DatasetVersionRow.dataset == dataset)
-        with self.db.session() as s:
-            return [_entity(r) for r in s.scalars(query)]
+        return self.store.versions(dataset)
 
     def latest(self, dataset: str) -> DatasetVersion | None:
-        with self.db.session() as s:
-            row = s.scalars(
-                select(DatasetVersionRow)
-                .where(DatasetVersionRow.dataset == dataset)
-                .order_by(DatasetVersionRow.seq.desc())
-                .limit(1)
-            ).first()
-            return _entity(row) if row else None
+        return self.store.latest(dataset)
 
     def resolve(self, ref: str) -> DatasetVersion:
         """``NAME``, ``NAME@latest``, ``NAME@v3`` (sequence) or ``NAME@<id prefix>`` (>= 4 hex)."""
@@ -234,26 +166,23 @@ class DatasetCatalog:
         if version in ("", "latest"):
             found = self.latest(name)
             if found is None:
-                with self.db.session() as s:
-                    names = list(s.scalars(select(DatasetVersionRow.dataset).distinct()))
+                names = self.store.names_with_versions()
                 raise NotFoundError(
                     f"dataset {name!r} has no versions{did_you_mean(name, names)}"
                     + ("" if names else " (no dataset yet: kennel data ingest)")
                 )
             return found
-        with self.db.session() as s:
-            query = select(DatasetVersionRow).where(DatasetVersionRow.dataset == name)
-            if re.fullmatch(r"v\d+", version):
-                rows = list(s.scalars(query.where(DatasetVersionRow.seq == int(version[1:]))))
-            elif re.fullmatch(r"[0-9a-f]{4,64}", version):
-                rows = list(s.scalars(query.where(DatasetVersionRow.id.startswith(version))))
-            else:
-                raise NotFoundError(f"bad version {version!r} in {ref!r}: use vN or an id prefix")
-        if not rows:
+        if re.fullmatch(r"v\d+", version):
+            matches = self.store.with_seq(name, int(version[1:]))
+        elif re.fullmatch(r"[0-9a-f]{4,64}", version):
+            matches = self.store.with_id_prefix(name, version)
+        else:
+            raise NotFoundError(f"bad version {version!r} in {ref!r}: use vN or an id prefix")
+        if not matches:
             raise NotFoundError(f"dataset version {ref!r} not found")
-        if len(rows) > 1:
-            raise AmbiguousRefError(f"{ref!r} matches {len(rows)} versions; give more digits")
-        return _entity(rows[0])
+        if len(matches) > 1:
+            raise AmbiguousRefError(f"{ref!r} matches {len(matches)} versions; give more digits")
+        return matches[0]
 
     def rows(self, version: DatasetVersion) -> list[Row]:
         return from_parquet(self.content.get(version.manifest_sha256))
@@ -270,47 +199,22 @@ class DatasetCatalog:
     ) -> tuple[DatasetVersion, bool]:
         """Store ``rows`` as a version of ``dataset``; (version, False) when it already exists."""
         vid = version_id(rows)
-        with self.db.session() as s:
-            existing = s.get(DatasetVersionRow, (dataset, vid))
-            if existing is not None:
-                return _entity(existing), False
+        existing = self.store.get(dataset, vid)
+        if existing is not None:
+            return existing, False
         manifest = self.content.put(to_parquet(rows))
-        with self.db.session() as s:
-            seq = (
-                s.scalar(
-                    select(func.max(DatasetVersionRow.seq)).where(
-                        DatasetVersionRow.dataset == dataset
-                    )
-                )
-                or 0
-            ) + 1
-            row = DatasetVersionRow(
-                dataset=dataset,
-                id=vid,
-                seq=seq,
-                parent_id=parent.id if parent else None,
-                manifest_sha256=manifest,
-                ingest_run_id=ingest_run_id,
-                created_at=datetime.now(UTC),
-                n_rows=len(rows),
-                counts=counts(rows),
-                summary=summary,
-            )
-            s.add(row)
-            s.flush()
-            record(
-                s,
-                actor=actor,
-                action="dataset.version",
-                subject=f"{dataset}@{vid}",
-                details={
-                    "parent": row.parent_id,
-                    "rows": len(rows),
-                    "manifest": manifest,
-                    "ingest_run": ingest_run_id,
-                },
-            )
-            return _entity(row), True
+        version = self.store.add_version(
+            dataset,
+            vid,
+            parent_id=parent.id if parent else None,
+            manifest_sha256=manifest,
+            ingest_run_id=ingest_run_id,
+            n_rows=len(rows),
+            counts=counts(rows),
+            summary=summary,
+            actor=actor,
+        )
+        return version, True
 
     def diff(self, a: DatasetVersion, b: DatasetVersion) -> Diff:
         rows_a = {(r.uri, r.sha256): r for r in self.rows(a)}

@@ -17,18 +17,14 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
-
-from sqlalchemy import select, update
 
 from kennel.config import DataConfig
 from kennel.datasets.versioning import Candidate, DatasetCatalog, DatasetVersion, extend
 from kennel.db import Database
-from kennel.db.audit import record
-from kennel.db.bulk import insert_ignore
-from kennel.db.schema import IngestRecordRow, IngestRunRow, ItemRow
+from kennel.db.datasets import Item
+from kennel.db.ingest import IngestRecord, IngestStore
 from kennel.errors import SourceError
 from kennel.ingest.sources import Entry, Source
 from kennel.ingest.validate import (
@@ -115,6 +111,7 @@ class Ingestor:
         self.data = data
         self.workers = max(1, workers)
         self.catalog = DatasetCatalog(db, content)
+        self.store = IngestStore(db)
         self.limits = Limits(
             labels=tuple(data.labels),
             min_side=data.min_side,
@@ -135,10 +132,7 @@ class Ingestor:
         listing = source.scan()
         entries = listing.entries
         run_id, parent_id, resumed = self._start(dataset, source, entries, actor)
-        with self.db.session() as s:
-            done = set(
-                s.scalars(select(IngestRecordRow.uri).where(IngestRecordRow.run_id == run_id))
-            )
+        done = self.store.recorded_uris(run_id)
         pending = [(seq, e) for seq, e in enumerate(entries) if e.uri not in done]
         progress(Event("ingest", done=len(done), total=len(entries)))
         processed = 0
@@ -173,38 +167,20 @@ class Ingestor:
         self, dataset: str, source: Source, entries: list[Entry], actor: str
     ) -> tuple[str, str | None, bool]:
         fingerprint = _fingerprint(dataset, source, entries)
-        with self.db.session() as s:
-            running = s.scalars(
-                select(IngestRunRow)
-                .where(IngestRunRow.fingerprint == fingerprint, IngestRunRow.status == "running")
-                .order_by(IngestRunRow.started_at.desc())
-            ).first()
-            if running is not None:
-                return running.id, running.parent_version, True
+        running = self.store.running(fingerprint)
+        if running is not None:
+            return running.id, running.parent_version, True
         parent = self.catalog.latest(dataset)
-        run_id = uuid.uuid4().hex
-        with self.db.session() as s:
-            s.add(
-                IngestRunRow(
-                    id=run_id,
-                    dataset=dataset,
-                    source=source.describe(),
-                    fingerprint=fingerprint,
-                    parent_version=parent.id if parent else None,
-                    status="running",
-                    started_at=datetime.now(UTC),
-                    summary={"files": len(entries)},
-                )
-            )
-            s.flush()
-            record(
-                s,
-                actor=actor,
-                action="ingest.start",
-                subject=f"{dataset}:{run_id}",
-                details={"source": source.describe(), "files": len(entries)},
-            )
-        return run_id, parent.id if parent else None, False
+        run = self.store.start(
+            uuid.uuid4().hex,
+            dataset=dataset,
+            source=source.describe(),
+            fingerprint=fingerprint,
+            parent_version=parent.id if parent else None,
+            files=len(entries),
+            actor=actor,
+        )
+        return run.id, run.parent_version, False
 
     def _check(
         self, source: Source, pending: list[tuple[int, Entry]]
@@ -231,29 +207,26 @@ class Ingestor:
 
     def _save(self, run_id: str, results: list[FileResult]) -> None:
         items = {
-            r.sha256: {"sha256": r.sha256, "size": r.size, **r.item}
+            r.sha256: Item(sha256=r.sha256, size=r.size, **r.item)
             for r in results
             if r.status == OK and r.item is not None and r.sha256 is not None
         }
-        with self.db.session() as s:
-            insert_ignore(s, ItemRow.__table__, list(items.values()))  # type: ignore[arg-type]
-            insert_ignore(
-                s,
-                IngestRecordRow.__table__,  # type: ignore[arg-type]
-                [
-                    {
-                        "run_id": run_id,
-                        "uri": r.uri,
-                        "seq": r.seq,
-                        "label": r.label,
-                        "status": r.status,
-                        "sha256": r.sha256,
-                        "reason": r.reason,
-                        "attrs": r.attrs,
-                    }
-                    for r in results
-                ],
-            )
+        self.store.save(
+            list(items.values()),
+            [
+                IngestRecord(
+                    run_id=run_id,
+                    uri=r.uri,
+                    seq=r.seq,
+                    label=r.label,
+                    status=r.status,
+                    sha256=r.sha256,
+                    reason=r.reason,
+                    attrs=r.attrs,
+                )
+                for r in results
+            ],
+        )
 
     def _finish(
         self,
@@ -264,29 +237,23 @@ class Ingestor:
         actor: str,
         skipped: dict[str, int],
     ) -> tuple[DatasetVersion, bool, dict[str, Any]]:
-        with self.db.session() as s:
-            rows = s.execute(
-                select(IngestRecordRow, ItemRow)
-                .join(ItemRow, ItemRow.sha256 == IngestRecordRow.sha256)
-                .where(IngestRecordRow.run_id == run_id, IngestRecordRow.status == OK)
-            ).all()
-            candidates = [
-                Candidate(
-                    uri=rec.uri,
-                    sha256=rec.sha256 or "",
-                    label=rec.label or "",
-                    item={
-                        "width": item.width,
-                        "height": item.height,
-                        "brightness": item.brightness,
-                        "contrast": item.contrast,
-                        "sharpness": item.sharpness,
-                        "phash": item.phash,
-                    },
-                    attrs=rec.attrs,
-                )
-                for rec, item in rows
-            ]
+        candidates = [
+            Candidate(
+                uri=rec.uri,
+                sha256=rec.sha256 or "",
+                label=rec.label or "",
+                item={
+                    "width": item.width,
+                    "height": item.height,
+                    "brightness": item.brightness,
+                    "contrast": item.contrast,
+                    "sharpness": item.sharpness,
+                    "phash": item.phash,
+                },
+                attrs=rec.attrs,
+            )
+            for rec, item in self.store.records_with_items(run_id, OK)
+        ]
         parent = self.catalog.resolve(f"{dataset}@{parent_id}") if parent_id else None
         parent_rows = self.catalog.rows(parent) if parent else []
         ext = extend(
@@ -295,18 +262,7 @@ class Ingestor:
             split=self.data.split,
             near_distance=self.data.near_duplicate_distance,
         )
-        with self.db.session() as s:
-            for uri, reason in ext.conflicts:
-                s.execute(
-                    update(IngestRecordRow)
-                    .where(IngestRecordRow.run_id == run_id, IngestRecordRow.uri == uri)
-                    .values(status=QUARANTINED, reason=reason)
-                )
-            bad = s.execute(
-                select(IngestRecordRow.uri, IngestRecordRow.reason)
-                .where(IngestRecordRow.run_id == run_id, IngestRecordRow.status == QUARANTINED)
-                .order_by(IngestRecordRow.seq)
-            ).all()
+        bad = [(r.uri, r.reason) for r in self.store.mark(run_id, ext.conflicts, QUARANTINED)]
         quarantined = Counter(reason_kind(reason or "") for _uri, reason in bad)
         if not ext.rows:
             self._close(run_id, "failed", None, {"quarantined": dict(quarantined)})
@@ -341,17 +297,4 @@ class Ingestor:
     def _close(
         self, run_id: str, status: str, version_id: str | None, summary: dict[str, Any]
     ) -> None:
-        with self.db.session() as s:
-            run = s.get(IngestRunRow, run_id)
-            assert run is not None
-            run.status = status
-            run.finished_at = datetime.now(UTC)
-            run.version_id = version_id
-            run.summary = {**run.summary, **summary}
-            record(
-                s,
-                actor="kennel",
-                action=f"ingest.{status}",
-                subject=f"{run.dataset}:{run_id}",
-                details={"version": version_id, "quarantined": summary.get("quarantined", {})},
-            )
+        self.store.close(run_id, status, version_id, summary)

@@ -1,45 +1,31 @@
 """Registered model versions in the metadata DB, their files in the content store.
 
 Version numbers are assigned inside the inserting transaction and retried on conflict, so
-concurrent registrations get distinct, consecutive numbers (no duplicate, no gap). Every alias
-move is kept in ``alias_events`` and the audit chain.
+concurrent registrations get distinct, consecutive numbers (no duplicate, no gap); see
+``kennel.db.registry.RegistryStore``. Every alias move is kept as an alias event and in the
+audit chain.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
-from sqlalchemy.exc import OperationalError
-
 from kennel.db import Database
-from kennel.db.audit import record
-from kennel.db.schema import AliasEventRow, ModelAliasRow, ModelVersionRow
-from kennel.errors import (
-    ConfigError,
-    MetadataError,
-    NotFoundError,
-    StorageError,
-    did_you_mean,
-)
+from kennel.db.registry import RegistryStore
+from kennel.errors import ConfigError, NotFoundError, StorageError, did_you_mean
 from kennel.fsutil import write_atomic
 from kennel.registry.entities import AliasEvent, ModelVersion
 from kennel.storage import ContentStore, check_key
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-_RETRIES = 200
 
 
 def check_model_name(name: str) -> str:
@@ -48,27 +34,11 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def _entity(row: ModelVersionRow, aliases: tuple[str, ...] = ()) -> ModelVersion:
-    return ModelVersion(
-        name=row.name,
-        version=row.version,
-        run_id=row.run_id,
-        dataset=row.dataset,
-        dataset_version=row.dataset_version,
-        files=dict(row.files),
-        metrics=dict(row.metrics),
-        gates_passed=row.gates_passed,
-        gate_reasons=list(row.gate_reasons.get("reasons", [])),
-        created_at=row.created_at,
-        created_by=row.created_by,
-        aliases=aliases,
-    )
-
-
 class ModelRegistry:
     def __init__(self, db: Database, content: ContentStore) -> None:
         self.db = db
         self.content = content
+        self.store = RegistryStore(db)
 
     def register(
         self,
@@ -86,106 +56,56 @@ class ModelRegistry:
         """Register a new version; ``make_files(version)`` builds the bundle for that number."""
         check_model_name(name)
         cache: dict[int, dict[str, str]] = {}
-        for attempt in range(_RETRIES):
-            try:
-                with self.db.session() as s:
-                    if s.get_bind().dialect.name == "postgresql":
-                        s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
-                    latest = s.scalar(
-                        select(func.max(ModelVersionRow.version)).where(
-                            ModelVersionRow.name == name
-                        )
-                    )
-                    version = (latest or 0) + 1
-                    if version not in cache:
-                        files = make_files(version)
-                        cache[version] = {
-                            check_key(fname): self.content.put(data)
-                            for fname, data in files.items()
-                        }
-                    row = ModelVersionRow(
-                        name=name,
-                        version=version,
-                        run_id=run_id,
-                        dataset=dataset,
-                        dataset_version=dataset_version,
-                        files=cache[version],
-                        metrics=metrics,
-                        gates_passed=gates_passed,
-                        gate_reasons={"reasons": gate_reasons},
-                        created_at=datetime.now(UTC),
-                        created_by=actor,
-                    )
-                    s.add(row)
-                    s.flush()
-                    record(
-                        s,
-                        actor=actor,
-                        action="model.register",
-                        subject=f"{name}@{version}",
-                        details={
-                            "run": run_id,
-                            "dataset_version": dataset_version,
-                            "gates_passed": gates_passed,
-                            "files": cache[version],
-                        },
-                    )
-                    return _entity(row)
-            except MetadataError as exc:
-                if not isinstance(exc.__cause__, SAIntegrityError | OperationalError):
-                    raise
-                time.sleep(random.uniform(0.001, 0.02) * min(attempt + 1, 10))
-        raise MetadataError(f"could not register {name}: too much contention")
 
-    def _aliases(self, name: str) -> dict[int, tuple[str, ...]]:
-        with self.db.session() as s:
-            rows = s.scalars(select(ModelAliasRow).where(ModelAliasRow.name == name)).all()
-        out: dict[int, list[str]] = {}
-        for r in rows:
-            out.setdefault(r.version, []).append(r.alias)
-        return {v: tuple(sorted(a)) for v, a in out.items()}
+        def files_for(version: int) -> dict[str, str]:
+            # Built and stored once per number: a retry after a conflict reuses them.
+            if version not in cache:
+                files = make_files(version)
+                cache[version] = {
+                    check_key(fname): self.content.put(data) for fname, data in files.items()
+                }
+            return cache[version]
+
+        return self.store.add_version(
+            name,
+            files_for,
+            run_id=run_id,
+            dataset=dataset,
+            dataset_version=dataset_version,
+            metrics=metrics,
+            gates_passed=gates_passed,
+            gate_reasons=gate_reasons,
+            actor=actor,
+        )
 
     def versions(self, name: str | None = None) -> list[ModelVersion]:
-        query = select(ModelVersionRow).order_by(ModelVersionRow.name, ModelVersionRow.version)
-        if name is not None:
-            query = query.where(ModelVersionRow.name == name)
-        with self.db.session() as s:
-            rows = s.scalars(query).all()
-        aliases: dict[str, dict[int, tuple[str, ...]]] = {}
-        for r in rows:
-            if r.name not in aliases:
-                aliases[r.name] = self._aliases(r.name)
-        return [_entity(r, aliases[r.name].get(r.version, ())) for r in rows]
+        return self.store.versions(name)
 
     def resolve(self, ref: str) -> ModelVersion:
         """``NAME`` (newest), ``NAME@3`` or ``NAME@alias``."""
         name, _, spec = ref.partition("@")
         check_model_name(name)
-        with self.db.session() as s:
-            if spec in ("", "latest"):
-                version = s.scalar(
-                    select(func.max(ModelVersionRow.version)).where(ModelVersionRow.name == name)
+        if spec in ("", "latest"):
+            version = self.store.latest_version(name)
+        elif spec.isdigit():
+            version = int(spec)
+        else:
+            version = self.store.alias_target(name, spec)
+            if version is None:
+                known = self.store.alias_names(name)
+                raise NotFoundError(
+                    f"model {name!r} has no alias {spec!r}{did_you_mean(spec, known)}"
                 )
-            elif spec.isdigit():
-                version = int(spec)
-            else:
-                alias = s.get(ModelAliasRow, (name, spec))
-                if alias is None:
-                    known = s.scalars(select(ModelAliasRow.alias).where(ModelAliasRow.name == name))
-                    raise NotFoundError(
-                        f"model {name!r} has no alias {spec!r}{did_you_mean(spec, known)}"
-                    )
-                version = alias.version
-            row = s.get(ModelVersionRow, (name, version)) if version is not None else None
-            if row is None:
-                names = list(s.scalars(select(ModelVersionRow.name).distinct()))
-                if name not in names:
-                    raise NotFoundError(
-                        f"no model named {name!r}{did_you_mean(name, names)}"
-                        + ("" if names else " (none is registered yet: kennel train)")
-                    )
-                raise NotFoundError(f"model version {ref!r} not found")
-        return _entity(row, self._aliases(name).get(row.version, ()))
+        model = self.store.get(name, version) if version is not None else None
+        if model is None:
+            names = self.store.names()
+            if name not in names:
+                raise NotFoundError(
+                    f"no model named {name!r}{did_you_mean(name, names)}"
+                    + ("" if names else " (none is registered yet: kennel train)")
+                )
+            raise NotFoundError(f"model version {ref!r} not found")
+        return model
 
     def set_alias(
         self,
@@ -203,56 +123,12 @@ class ModelRegistry:
         ``kennel.deploy.policy.PolicyGate``, which checks the release policy first."""
         if not _ALIAS.match(alias) or alias.isdigit() or alias == "latest":
             raise ConfigError(f"invalid alias {alias!r}")
-        with self.db.session() as s:
-            if version is not None and s.get(ModelVersionRow, (name, version)) is None:
-                raise NotFoundError(f"model version {name}@{version} not found")
-            current = s.get(ModelAliasRow, (name, alias))
-            before = current.version if current else None
-            if version is None:
-                if current is not None:
-                    s.delete(current)
-            elif current is None:
-                s.add(ModelAliasRow(name=name, alias=alias, version=version))
-            else:
-                current.version = version
-            event = AliasEventRow(
-                name=name,
-                alias=alias,
-                from_version=before,
-                to_version=version,
-                actor=actor,
-                reason=reason,
-                kind=kind,
-                at=datetime.now(UTC),
-            )
-            s.add(event)
-            s.flush()
-            record(
-                s,
-                actor=actor,
-                action="alias.move",
-                subject=f"{name}@{alias}",
-                details={
-                    "from": before,
-                    "to": version,
-                    "reason": reason,
-                    "kind": kind,
-                    "token": token,  # which token acted: names are not unique
-                },
-            )
-            return AliasEvent(name, alias, before, version, actor, reason, event.at, kind)
+        return self.store.move_alias(
+            name, alias, version, actor=actor, reason=reason, kind=kind, token=token
+        )
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
-        query = select(AliasEventRow).where(AliasEventRow.name == name).order_by(AliasEventRow.id)
-        if alias is not None:
-            query = query.where(AliasEventRow.alias == alias)
-        with self.db.session() as s:
-            return [
-                AliasEvent(
-                    r.name, r.alias, r.from_version, r.to_version, r.actor, r.reason, r.at, r.kind
-                )
-                for r in s.scalars(query)
-            ]
+        return self.store.alias_history(name, alias)
 
     def read_file(self, model: ModelVersion, filename: str) -> bytes:
         if filename not in model.files:

@@ -2,66 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-
-from kennel.db import Database, aware
-from kennel.db.audit import record
-from kennel.db.schema import RunMetricRow, RunRow
+from kennel.db import Database
+from kennel.db.runs import Run as Run
+from kennel.db.runs import RunMetric, RunStore
+from kennel.errors import NotFoundError
 from kennel.train.trainer import EpochStats
-
-
-@dataclass(frozen=True)
-class Run:
-    id: str
-    kind: str
-    study: str | None
-    trial_number: int | None
-    dataset: str
-    dataset_version: str
-    params: dict[str, Any]
-    status: str
-    started_at: datetime
-    finished_at: datetime | None
-    duration_s: float | None
-    metrics: dict[str, Any]
-    git_commit: str | None
-    init_from: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            **self.__dict__,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-        }
-
-
-def _entity(r: RunRow) -> Run:
-    return Run(
-        r.id,
-        r.kind,
-        r.study,
-        r.trial_number,
-        r.dataset,
-        r.dataset_version,
-        r.params,
-        r.status,
-        r.started_at,
-        r.finished_at,
-        r.duration_s,
-        r.metrics,
-        r.git_commit,
-        r.init_from,
-    )
 
 
 class RunTracker:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.store = RunStore(db)
 
     def start(
         self,
@@ -76,38 +29,23 @@ class RunTracker:
         init_from: str | None = None,
         actor: str = "kennel",
     ) -> str:
-        run_id = uuid.uuid4().hex
-        with self.db.session() as s:
-            s.add(
-                RunRow(
-                    id=run_id,
-                    kind=kind,
-                    study=study,
-                    trial_number=trial_number,
-                    dataset=dataset,
-                    dataset_version=dataset_version,
-                    params=params,
-                    status="running",
-                    started_at=datetime.now(UTC),
-                    metrics={},
-                    git_commit=git_commit,
-                    init_from=init_from,
-                )
-            )
-            s.flush()
-            record(
-                s,
-                actor=actor,
-                action=f"run.start.{kind}",
-                subject=run_id,
-                details={"dataset_version": dataset_version, "study": study, "trial": trial_number},
-            )
-        return run_id
+        run = self.store.start(
+            kind=kind,
+            dataset=dataset,
+            dataset_version=dataset_version,
+            params=params,
+            study=study,
+            trial_number=trial_number,
+            git_commit=git_commit,
+            init_from=init_from,
+            actor=actor,
+        )
+        return run.id
 
     def log_epoch(self, run_id: str, epoch: int, values: dict[str, float]) -> None:
-        with self.db.session() as s:
-            for name, value in values.items():
-                s.merge(RunMetricRow(run_id=run_id, epoch=epoch, name=name, value=float(value)))
+        self.store.log_metrics(
+            [RunMetric(run_id, epoch, name, float(value)) for name, value in values.items()]
+        )
 
     def log_stats(self, run_id: str, stats: EpochStats) -> None:
         self.log_epoch(
@@ -123,36 +61,18 @@ class RunTracker:
         )
 
     def finish(self, run_id: str, status: str, metrics: dict[str, Any] | None = None) -> None:
-        with self.db.session() as s:
-            row = s.get(RunRow, run_id)
-            assert row is not None
-            row.status = status
-            row.finished_at = datetime.now(UTC)
-            row.duration_s = (row.finished_at - aware(row.started_at)).total_seconds()
-            row.metrics = {**row.metrics, **(metrics or {})}
-            record(
-                s,
-                actor="kennel",
-                action=f"run.{status}",
-                subject=run_id,
-                details={"kind": row.kind},
-            )
+        self.store.finish(run_id, status, metrics or {})
 
     def get(self, run_id: str) -> Run:
-        with self.db.session() as s:
-            row = s.get(RunRow, run_id)
-            if row is None:
-                from kennel.errors import NotFoundError
-
-                raise NotFoundError(f"run {run_id!r} not found")
-            return _entity(row)
+        run = self.store.get(run_id)
+        if run is None:
+            raise NotFoundError(f"run {run_id!r} not found")
+        return run
 
     def epochs(self, run_id: str) -> dict[int, dict[str, float]]:
-        with self.db.session() as s:
-            rows = s.scalars(select(RunMetricRow).where(RunMetricRow.run_id == run_id))
-            out: dict[int, dict[str, float]] = {}
-            for r in rows:
-                out.setdefault(r.epoch, {})[r.name] = r.value
+        out: dict[int, dict[str, float]] = {}
+        for m in self.store.metrics(run_id):
+            out.setdefault(m.epoch, {})[m.name] = m.value
         return dict(sorted(out.items()))
 
     def runs(
@@ -163,14 +83,6 @@ class RunTracker:
         kind: str | None = None,
         status: str | None = None,
     ) -> list[Run]:
-        query = select(RunRow).order_by(RunRow.started_at)
-        if study is not None:
-            query = query.where(RunRow.study == study)
-        if dataset_version is not None:
-            query = query.where(RunRow.dataset_version == dataset_version)
-        if kind is not None:
-            query = query.where(RunRow.kind == kind)
-        if status is not None:
-            query = query.where(RunRow.status == status)
-        with self.db.session() as s:
-            return [_entity(r) for r in s.scalars(query)]
+        return self.store.runs(
+            study=study, dataset_version=dataset_version, kind=kind, status=status
+        )

@@ -1,0 +1,220 @@
+"""The ingest-runs aggregate: one run per ingest of a source into a dataset, and what happened to
+each of its files (entities in, entities out).
+
+A run's records are its checkpoint: ``save`` writes a chunk's records together with the items
+they accepted in one transaction, so a resumed run skips exactly the files already recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from kennel.db.audit import record
+from kennel.db.bulk import insert_ignore
+from kennel.db.datasets import Item
+from kennel.db.engine import Database
+from kennel.db.schema import IngestRecordRow, IngestRunRow, ItemRow
+
+RUNNING = "running"
+
+
+@dataclass(frozen=True)
+class IngestRun:
+    id: str
+    dataset: str
+    source: str
+    fingerprint: str
+    parent_version: str | None
+    status: str  # running | done | failed
+    started_at: datetime
+    finished_at: datetime | None
+    version_id: str | None
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IngestRecord:
+    """What happened to one source file in one run: accepted (with its sha256) or quarantined."""
+
+    run_id: str
+    uri: str
+    seq: int
+    label: str | None
+    status: str
+    sha256: str | None
+    reason: str | None
+    attrs: dict[str, str]
+
+
+def _run(row: IngestRunRow) -> IngestRun:
+    return IngestRun(
+        id=row.id,
+        dataset=row.dataset,
+        source=row.source,
+        fingerprint=row.fingerprint,
+        parent_version=row.parent_version,
+        status=row.status,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        version_id=row.version_id,
+        summary=row.summary,
+    )
+
+
+def _record(row: IngestRecordRow) -> IngestRecord:
+    return IngestRecord(
+        run_id=row.run_id,
+        uri=row.uri,
+        seq=row.seq,
+        label=row.label,
+        status=row.status,
+        sha256=row.sha256,
+        reason=row.reason,
+        attrs=row.attrs,
+    )
+
+
+def _item(row: ItemRow) -> Item:
+    return Item(
+        sha256=row.sha256,
+        size=row.size,
+        format=row.format,
+        mode=row.mode,
+        width=row.width,
+        height=row.height,
+        brightness=row.brightness,
+        contrast=row.contrast,
+        sharpness=row.sharpness,
+        phash=row.phash,
+    )
+
+
+class IngestStore:
+    """Ingest runs, their per-file records and the items they accepted; one session per call."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def running(self, fingerprint: str) -> IngestRun | None:
+        """The newest unfinished run with this fingerprint (the one to resume), if any."""
+        with self.db.session() as s:
+            row = s.scalars(
+                select(IngestRunRow)
+                .where(IngestRunRow.fingerprint == fingerprint, IngestRunRow.status == RUNNING)
+                .order_by(IngestRunRow.started_at.desc())
+            ).first()
+            return _run(row) if row else None
+
+    def get(self, run_id: str) -> IngestRun | None:
+        with self.db.session() as s:
+            row = s.get(IngestRunRow, run_id)
+            return _run(row) if row else None
+
+    def start(
+        self,
+        run_id: str,
+        *,
+        dataset: str,
+        source: str,
+        fingerprint: str,
+        parent_version: str | None,
+        files: int,
+        actor: str,
+    ) -> IngestRun:
+        """A new running run, audited as ``ingest.start`` in the same transaction."""
+        with self.db.session() as s:
+            row = IngestRunRow(
+                id=run_id,
+                dataset=dataset,
+                source=source,
+                fingerprint=fingerprint,
+                parent_version=parent_version,
+                status=RUNNING,
+                started_at=datetime.now(UTC),
+                summary={"files": files},
+            )
+            s.add(row)
+            s.flush()
+            record(
+                s,
+                actor=actor,
+                action="ingest.start",
+                subject=f"{dataset}:{run_id}",
+                details={"source": source, "files": files},
+            )
+            return _run(row)
+
+    def recorded_uris(self, run_id: str) -> set[str]:
+        """The files this run has recorded already (accepted or quarantined)."""
+        with self.db.session() as s:
+            return set(
+                s.scalars(select(IngestRecordRow.uri).where(IngestRecordRow.run_id == run_id))
+            )
+
+    def save(self, items: Sequence[Item], records: Sequence[IngestRecord]) -> None:
+        """One checkpoint: new items and the records of a chunk, in one transaction; items and
+        records stored already are left as they are."""
+        with self.db.session() as s:
+            insert_ignore(s, ItemRow.__table__, [asdict(i) for i in items])  # type: ignore[arg-type]
+            insert_ignore(
+                s,
+                IngestRecordRow.__table__,  # type: ignore[arg-type]
+                [asdict(r) for r in records],
+            )
+
+    def records_with_items(self, run_id: str, status: str) -> list[tuple[IngestRecord, Item]]:
+        """The run's records with ``status`` (its accepted files) by file order, each with the
+        item its sha256 names."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(IngestRecordRow, ItemRow)
+                .join(ItemRow, ItemRow.sha256 == IngestRecordRow.sha256)
+                .where(IngestRecordRow.run_id == run_id, IngestRecordRow.status == status)
+                .order_by(IngestRecordRow.seq)
+            ).all()
+            return [(_record(rec), _item(item)) for rec, item in rows]
+
+    def mark(
+        self, run_id: str, reasons: Sequence[tuple[str, str]], status: str
+    ) -> list[IngestRecord]:
+        """Give each (uri, reason) of the run ``status`` (e.g. quarantined), then return every
+        record of the run with that status by file order, in one transaction."""
+        with self.db.session() as s:
+            for uri, reason in reasons:
+                s.execute(
+                    update(IngestRecordRow)
+                    .where(IngestRecordRow.run_id == run_id, IngestRecordRow.uri == uri)
+                    .values(status=status, reason=reason)
+                )
+            rows = s.scalars(
+                select(IngestRecordRow)
+                .where(IngestRecordRow.run_id == run_id, IngestRecordRow.status == status)
+                .order_by(IngestRecordRow.seq)
+            )
+            return [_record(r) for r in rows]
+
+    def close(
+        self, run_id: str, status: str, version_id: str | None, summary: dict[str, Any]
+    ) -> IngestRun:
+        """Finish a run (``done`` or ``failed``) with ``summary`` merged into its own, audited
+        as ``ingest.<status>`` in the same transaction."""
+        with self.db.session() as s:
+            run = s.get(IngestRunRow, run_id)
+            assert run is not None
+            run.status = status
+            run.finished_at = datetime.now(UTC)
+            run.version_id = version_id
+            run.summary = {**run.summary, **summary}
+            record(
+                s,
+                actor="kennel",
+                action=f"ingest.{status}",
+                subject=f"{run.dataset}:{run_id}",
+                details={"version": version_id, "quarantined": summary.get("quarantined", {})},
+            )
+            return _run(run)

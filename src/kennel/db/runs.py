@@ -1,0 +1,179 @@
+"""The runs aggregate: tracked training runs (tuning trials and final trainings) and their
+per-epoch metrics (entities in, entities out)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from kennel.db import Database, aware
+from kennel.db.audit import record
+from kennel.db.schema import RunMetricRow, RunRow
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    kind: str
+    study: str | None
+    trial_number: int | None
+    dataset: str
+    dataset_version: str
+    params: dict[str, Any]
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    duration_s: float | None
+    metrics: dict[str, Any]
+    git_commit: str | None
+    init_from: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.__dict__,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class RunMetric:
+    """One value of one metric of a run at one epoch."""
+
+    run_id: str
+    epoch: int
+    name: str
+    value: float
+
+
+def _run(r: RunRow) -> Run:
+    return Run(
+        r.id,
+        r.kind,
+        r.study,
+        r.trial_number,
+        r.dataset,
+        r.dataset_version,
+        r.params,
+        r.status,
+        r.started_at,
+        r.finished_at,
+        r.duration_s,
+        r.metrics,
+        r.git_commit,
+        r.init_from,
+    )
+
+
+class RunStore:
+    """Runs and their metrics in the metadata database; one session per call."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def start(
+        self,
+        *,
+        kind: str,
+        dataset: str,
+        dataset_version: str,
+        params: dict[str, Any],
+        study: str | None,
+        trial_number: int | None,
+        git_commit: str | None,
+        init_from: str | None,
+        actor: str,
+    ) -> Run:
+        """A new running run with a fresh id, audited as ``run.start.<kind>`` in the same
+        transaction."""
+        run_id = uuid.uuid4().hex
+        with self.db.session() as s:
+            row = RunRow(
+                id=run_id,
+                kind=kind,
+                study=study,
+                trial_number=trial_number,
+                dataset=dataset,
+                dataset_version=dataset_version,
+                params=params,
+                status="running",
+                started_at=datetime.now(UTC),
+                metrics={},
+                git_commit=git_commit,
+                init_from=init_from,
+            )
+            s.add(row)
+            s.flush()
+            record(
+                s,
+                actor=actor,
+                action=f"run.start.{kind}",
+                subject=run_id,
+                details={"dataset_version": dataset_version, "study": study, "trial": trial_number},
+            )
+            return _run(row)
+
+    def log_metrics(self, metrics: list[RunMetric]) -> None:
+        """Store each metric, replacing a value logged before for the same run, epoch and name."""
+        with self.db.session() as s:
+            for m in metrics:
+                s.merge(RunMetricRow(run_id=m.run_id, epoch=m.epoch, name=m.name, value=m.value))
+
+    def finish(self, run_id: str, status: str, metrics: dict[str, Any]) -> Run:
+        """End a run with ``status``, its duration measured and ``metrics`` merged into its own;
+        audited as ``run.<status>`` in the same transaction."""
+        with self.db.session() as s:
+            row = s.get(RunRow, run_id)
+            assert row is not None
+            row.status = status
+            row.finished_at = datetime.now(UTC)
+            row.duration_s = (row.finished_at - aware(row.started_at)).total_seconds()
+            row.metrics = {**row.metrics, **metrics}
+            record(
+                s,
+                actor="kennel",
+                action=f"run.{status}",
+                subject=run_id,
+                details={"kind": row.kind},
+            )
+            return _run(row)
+
+    def get(self, run_id: str) -> Run | None:
+        with self.db.session() as s:
+            row = s.get(RunRow, run_id)
+            return _run(row) if row else None
+
+    def metrics(self, run_id: str) -> list[RunMetric]:
+        """Every metric value of the run, by epoch then name."""
+        query = (
+            select(RunMetricRow)
+            .where(RunMetricRow.run_id == run_id)
+            .order_by(RunMetricRow.epoch, RunMetricRow.name)
+        )
+        with self.db.session() as s:
+            return [RunMetric(r.run_id, r.epoch, r.name, r.value) for r in s.scalars(query)]
+
+    def runs(
+        self,
+        *,
+        study: str | None = None,
+        dataset_version: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+    ) -> list[Run]:
+        """Runs by start time, narrowed by whichever filters are given."""
+        query = select(RunRow).order_by(RunRow.started_at)
+        if study is not None:
+            query = query.where(RunRow.study == study)
+        if dataset_version is not None:
+            query = query.where(RunRow.dataset_version == dataset_version)
+        if kind is not None:
+            query = query.where(RunRow.kind == kind)
+        if status is not None:
+            query = query.where(RunRow.status == status)
+        with self.db.session() as s:
+            return [_run(r) for r in s.scalars(query)]
