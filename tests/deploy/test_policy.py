@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from kennel.cli.main import app
-from kennel.db.schema import CertificationRow
+from kennel.db.deployments import CertificationVerdict, DeploymentStore
 from kennel.pipeline.build import BuildOptions
 from kennel.storage.cas import digest_key
 from kennel.wiring import Workspace
@@ -77,19 +76,11 @@ def certify_in(root: Path, version: int, environment: str = "staging") -> None:
     """What a passed application test leaves behind (the deploy tests run the real one)."""
     ws = Workspace.load(root)
     try:
-        with ws.db.session() as s:
-            s.add(
-                CertificationRow(
-                    model="pets",
-                    version=version,
-                    environment=environment,
-                    passed=True,
-                    reasons={"reasons": []},
-                    report_sha256=None,
-                    summary={},
-                    at=datetime.now(UTC),
-                )
-            )
+        DeploymentStore(ws.db).add_certification(
+            CertificationVerdict("pets", version, environment, True, [], None, {},
+                                 datetime.now(UTC)),
+            actor="test",
+        )  # fmt: skip
     finally:
         ws.close()
 
@@ -154,8 +145,8 @@ def test_deploy_goes_to_staging_only_and_certifies_only_there(root: Path) -> Non
     assert "no certification in staging" in refused["stderr"]
     ws = Workspace.load(root)
     try:
-        with ws.db.session() as s:
-            envs = set(s.scalars(select(CertificationRow.environment)))
+        store = DeploymentStore(ws.db)
+        envs = {c.environment for v in (1, 2) for c in store.certifications("pets", v)}
     finally:
         ws.close()
     assert envs == {"production"}  # only the row planted above; deploy wrote none

@@ -43,7 +43,7 @@ def _show(cycle: Cycle) -> None:
             markup=False,
         )
     else:
-        served = f"{r.model}@{r.version}" if r.model and r.version is not None else "no model"
+        served = r.served or "no model"  # every version in the window (it may span a release)
         labelled = int(m.get("performance.labelled", 0))
         drift = m.get("drift.drifted")
         console.print(
@@ -183,18 +183,17 @@ def analyze_saliency(
     json_out: JsonOption = False,
 ) -> None:
     """Occlusion saliency for a logged prediction, through the model version that served it."""
-    from kennel.db.schema import PredictionRow
+    from kennel.db.predictions import PredictionStore
     from kennel.fsutil import write_text_atomic
     from kennel.imaging import decode
     from kennel.monitor import analyze
 
     with opened(project) as ws:
-        with ws.db.session() as s:
-            row = s.get(PredictionRow, prediction_id)
-            if row is None:
-                raise NotFoundError(f"prediction {prediction_id!r} not found")
-            ref, digest = f"{row.model}@{row.version}", row.input_sha256
-            info = {"id": row.id, "confidence": row.confidence, "model": ref}
+        logged = PredictionStore(ws.db).get(prediction_id)
+        if logged is None:
+            raise NotFoundError(f"prediction {prediction_id!r} not found")
+        ref, digest = logged.ref, logged.input_sha256
+        info = {"id": logged.id, "confidence": logged.confidence, "model": ref}
         if digest is None or not ws.content.exists(digest):
             raise NotFoundError(
                 f"the input of prediction {prediction_id} was not kept (serve.keep_inputs)"

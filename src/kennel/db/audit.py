@@ -25,13 +25,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from kennel.db.schema import AuditRow
 from kennel.errors import KennelError
+
+if TYPE_CHECKING:  # engine.py imports this module: Database is only a type here
+    from kennel.db.engine import Database
 
 log = logging.getLogger(__name__)
 GENESIS = "0" * 64
@@ -253,6 +256,45 @@ def verify(
     return Verdict(True, checked, anchored=len([s for s in anchored if s <= checked]))
 
 
+def _entry(row: AuditRow) -> AuditEntry:
+    return AuditEntry(row.seq, row.at, row.actor, row.action, row.subject, row.details)
+
+
 def entries(session: Session, limit: int = 100) -> list[AuditEntry]:
     rows = session.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(limit))
-    return [AuditEntry(r.seq, r.at, r.actor, r.action, r.subject, r.details) for r in rows]
+    return [_entry(r) for r in rows]
+
+
+class AuditLog:
+    """The audit chain of one Database, for callers outside a store's transaction: each call
+    is its own short session."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def append(
+        self, *, actor: str, action: str, subject: str, details: dict[str, Any] | None = None
+    ) -> int:
+        """Append one entry on its own (an event that changes no other row)."""
+        with self.db.session() as s:
+            return record(s, actor=actor, action=action, subject=subject, details=details)
+
+    def entries(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest ``limit`` entries, newest first."""
+        with self.db.session() as s:
+            return entries(s, limit)
+
+    def about(self, prefix: str) -> list[AuditEntry]:
+        """Every entry whose subject starts with ``prefix``, oldest first."""
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(AuditRow).where(AuditRow.subject.like(f"{prefix}%")).order_by(AuditRow.seq)
+            )
+            return [_entry(r) for r in rows]
+
+    def verify(
+        self, anchor: AuditAnchor | None = None, *, allow_unanchored: bool = False
+    ) -> Verdict:
+        """``verify`` over the whole chain (with the Database's anchor unless one is given)."""
+        with self.db.session() as s:
+            return verify(s, anchor, allow_unanchored=allow_unanchored)

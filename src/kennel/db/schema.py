@@ -298,7 +298,10 @@ class MonitorRunRow(Base):
     since: Mapped[datetime]
     until: Mapped[datetime]
     model: Mapped[str | None] = mapped_column(String(128))
-    version: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[int | None] = mapped_column(Integer)  # the most common of ``versions``
+    # every version that served a prediction in the window, ascending (a release can fall
+    # inside one); added by migration 0006
+    versions: Mapped[list[int]] = mapped_column(JSON, default=list)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     report_sha256: Mapped[str | None] = mapped_column(String(64))
 

@@ -25,8 +25,7 @@ from PIL import Image
 from kennel.config import CertificationConfig
 from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database
-from kennel.db.audit import record
-from kennel.db.schema import CertificationRow
+from kennel.db.deployments import CertificationVerdict, DeploymentStore
 from kennel.progress import Event, Progress, silent
 from kennel.registry.entities import ModelVersion
 from kennel.storage import ContentStore
@@ -214,32 +213,19 @@ def certify(
     report = json.dumps(result.as_dict(), indent=2, sort_keys=True).encode()
     report_sha = content.put(report)
     page_sha = content.put(_html(result).encode())
-    with db.session() as s:
-        s.add(
-            CertificationRow(
-                model=model.name,
-                version=model.version,
-                environment=environment,
-                passed=result.passed,
-                reasons={"reasons": reasons},
-                report_sha256=report_sha,
-                summary={**result.as_dict(), "html_sha256": page_sha},
-                at=datetime.now(UTC),
-            )
-        )
-        s.flush()
-        record(
-            s,
-            actor=actor,
-            action="model.certify",
-            subject=f"{model.ref}",
-            details={
-                "environment": environment,
-                "passed": result.passed,
-                "reasons": reasons,
-                "report": report_sha,
-            },
-        )
+    DeploymentStore(db).add_certification(
+        CertificationVerdict(
+            model=model.name,
+            version=model.version,
+            environment=environment,
+            passed=result.passed,
+            reasons=reasons,
+            report_sha256=report_sha,
+            summary={**result.as_dict(), "html_sha256": page_sha},
+            at=datetime.now(UTC),
+        ),
+        actor=actor,
+    )
     return Certification(**{**result.as_dict(), "report_sha256": report_sha})
 
 

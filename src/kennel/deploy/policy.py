@@ -27,11 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select
-
 from kennel.config import KennelConfig
 from kennel.db import Database
-from kennel.db.schema import ApprovalRow, CertificationRow
+from kennel.db.deployments import CertificationVerdict, DeploymentStore
 from kennel.errors import AuthError, NotFoundError, ReleaseRefusedError
 from kennel.registry.entities import AliasEvent, ModelVersion
 from kennel.registry.store import ModelRegistry
@@ -62,6 +60,7 @@ class PolicyGate:
         self.config = config
         self.db = db
         self.registry = registry
+        self.store = DeploymentStore(db)
 
     # -- what the policy reads ----------------------------------------------------------------
     def environment_of(self, alias: str) -> str | None:
@@ -75,27 +74,15 @@ class PolicyGate:
         """Does an environment or the model feed follow ``alias``?"""
         return self.environment_of(alias) is not None or alias in self.config.feed.aliases
 
-    def certification(self, model: ModelVersion) -> CertificationRow | None:
+    def certification(self, model: ModelVersion) -> CertificationVerdict | None:
         """The newest certification of ``model`` in the staging environment."""
-        with self.db.session() as s:
-            return s.scalars(
-                select(CertificationRow)
-                .where(
-                    CertificationRow.model == model.name,
-                    CertificationRow.version == model.version,
-                    CertificationRow.environment == self.config.release.staging,
-                )
-                .order_by(CertificationRow.id.desc())
-            ).first()
+        return self.store.latest_certification(
+            model.name, model.version, self.config.release.staging
+        )
 
     def decision(self, model: ModelVersion) -> Decision | None:
-        with self.db.session() as s:
-            row = s.scalars(
-                select(ApprovalRow)
-                .where(ApprovalRow.model == model.name, ApprovalRow.version == model.version)
-                .order_by(ApprovalRow.id.desc())
-            ).first()
-            return Decision(row.decision, row.actor, row.note) if row else None
+        approval = self.store.latest_approval(model.name, model.version)
+        return Decision(approval.decision, approval.actor, approval.note) if approval else None
 
     def refusals(self, model: ModelVersion) -> list[str]:
         """Why ``model`` may not be released now (empty: it may)."""
@@ -107,7 +94,7 @@ class PolicyGate:
         if cert is None:
             reasons.append(f"not certified in {staging}: deploy it to {staging} first")
         elif not cert.passed:
-            reasons.append("certification failed: " + "; ".join(cert.reasons.get("reasons", [])))
+            reasons.append("certification failed: " + "; ".join(cert.reasons))
         decision = self.decision(model)
         if decision is not None and decision.decision != "approved":  # in either mode
             reasons.append(f"rejected by {decision.actor}: {decision.note}")

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kennel.config import KennelConfig
 from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database
-from kennel.db.audit import record
-from kennel.db.schema import ApprovalRow
+from kennel.db.audit import AuditLog
+from kennel.db.deployments import Approval, DeploymentStore
 from kennel.deploy import environments
 from kennel.deploy.certify import Certification, certify
 from kennel.deploy.policy import Move, PolicyGate
@@ -80,6 +79,7 @@ class ReleaseManager:
         self.project_root = project_root
         self.state_dir = state_dir
         self.gate = PolicyGate(config, db, registry)
+        self.deployments = DeploymentStore(db)
 
     def refusals(self, model: ModelVersion) -> list[str]:
         """Why ``model`` may not go to production now (empty: it may)."""
@@ -134,7 +134,7 @@ class ReleaseManager:
             say(f"continuous deployment: released {model.ref} to production")
         return DeployResult(model.ref, env, target.url, started, cert, released)
 
-    def decide(self, ref: str, decision: str, *, who: Identity | None, note: str) -> ApprovalRow:
+    def decide(self, ref: str, decision: str, *, who: Identity | None, note: str) -> Approval:
         if who is None:
             raise AuthError("approving or rejecting needs a QA token (--token or KENNEL_TOKEN)")
         if not who.may("approve"):
@@ -144,25 +144,9 @@ class ReleaseManager:
             raise ReleaseRefusedError(
                 f"{model.ref} has no certification in {self.config.release.staging} to approve"
             )
-        with self.db.session() as s:
-            row = ApprovalRow(
-                model=model.name,
-                version=model.version,
-                decision=decision,
-                actor=f"{who.name} ({who.role})",
-                note=note,
-                at=datetime.now(UTC),
-            )
-            s.add(row)
-            s.flush()
-            record(
-                s,
-                actor=who.name,
-                action=f"model.{decision}",
-                subject=model.ref,
-                details={"note": note, "role": who.role},
-            )
-            return row
+        return self.deployments.add_approval(
+            model.name, model.version, decision, actor=who.name, role=who.role, note=note
+        )
 
     def release(
         self, ref: str, to: str = "production", *, who: Identity, reason: str = "release"
@@ -222,13 +206,11 @@ class ReleaseManager:
             raise
         finally:
             feed.close()
-            with self.db.session() as s:
-                record(
-                    s,
-                    actor=actor,
-                    action="feed.publish" if entry else "feed.publish_failed",
-                    subject=ref,
-                    details={"alias": alias, "stream": feed_config.stream, "entry": entry,
-                             "error": problem},
-                )  # fmt: skip
+            AuditLog(self.db).append(
+                actor=actor,
+                action="feed.publish" if entry else "feed.publish_failed",
+                subject=ref,
+                details={"alias": alias, "stream": feed_config.stream, "entry": entry,
+                         "error": problem},
+            )  # fmt: skip
         return entry

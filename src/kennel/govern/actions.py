@@ -42,6 +42,7 @@ def payload(alert: Alert, result: MonitorResult) -> dict[str, Any]:
         "alert": alert.as_dict(),
         "environment": result.environment,
         "model": f"{result.model}@{result.version}",
+        "versions": result.versions,  # every version in the window; "model" has the most common
         "window": {"since": result.since.isoformat(), "until": result.until.isoformat()},
         "monitor_run": result.id,
     }

@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from kennel import pages
 from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database, aware
-from kennel.db.audit import verify
-from kennel.db.schema import AlertRow, ApprovalRow, AuditRow, CertificationRow, MonitorRunRow
+from kennel.db.alerts import AlertRecords
+from kennel.db.audit import AuditLog
+from kennel.db.deployments import DeploymentStore
+from kennel.db.monitoring import MonitorRunStore
 from kennel.pipeline.lineage import model_lineage
 from kennel.registry.store import ModelRegistry
 from kennel.serve.runtime import METADATA
@@ -44,80 +44,69 @@ def compliance(
             continue
         end = next((e.at for e in history[i + 1 :] if e.alias == event.alias), None)
         live.append({"alias": event.alias, "from": aware(event.at), "until": end and aware(end)})
-    with db.session() as s:
-        certs = s.scalars(
-            select(CertificationRow)
-            .where(CertificationRow.model == model.name, CertificationRow.version == model.version)
-            .order_by(CertificationRow.id)
-        ).all()
-        approvals = s.scalars(
-            select(ApprovalRow)
-            .where(ApprovalRow.model == model.name, ApprovalRow.version == model.version)
-            .order_by(ApprovalRow.id)
-        ).all()
-        runs = s.scalars(
-            select(MonitorRunRow)
-            .where(MonitorRunRow.model == model.name, MonitorRunRow.version == model.version)
-            .order_by(MonitorRunRow.at)
-        ).all()
-        alerts = s.scalars(select(AlertRow).order_by(AlertRow.id)).all()
-        audit = s.scalars(
-            select(AuditRow).where(AuditRow.subject.like(f"{model.name}%")).order_by(AuditRow.seq)
-        ).all()
-        chain = verify(s)
-        environments = {r.environment for r in runs}
-        incidents = [
-            {"id": a.id, "rule": a.rule, "subject": a.subject, "severity": a.severity,
-             "state": a.state, "message": a.message, "first_at": aware(a.first_at).isoformat(),
-             "count": a.count, "actions": a.actions}
-            for a in alerts
-            if a.subject in environments
-            and any(_within(aware(a.first_at), p) for p in live)
-        ]  # fmt: skip
-        report = {
-            "model": model.as_dict(),
-            "bundle": {
-                "files": meta.get("files"),
-                "git": meta.get("git"),
-                "libraries": meta.get("libraries"),
-            },
-            "data": lineage.get("dataset"),
-            "run": lineage.get("run"),
-            "study": lineage.get("study"),
-            "warm_start_from": lineage.get("warm_start_from"),
-            "metrics": meta.get("metrics"),
-            "gates": meta.get("gates"),
-            "certifications": [
-                {"environment": c.environment, "passed": c.passed, "reasons": c.reasons,
-                 "at": aware(c.at).isoformat(), "summary": c.summary}
-                for c in certs
+    deployments = DeploymentStore(db)
+    certs = deployments.certifications(model.name, model.version)
+    approvals = deployments.approvals(model.name, model.version)
+    runs = MonitorRunStore(db).for_model(model.name, model.version)
+    alerts = AlertRecords(db).list(limit=None)[::-1]  # oldest first
+    audit_log = AuditLog(db)
+    audit = audit_log.about(model.name)
+    chain = audit_log.verify()
+    environments = {r.environment for r in runs}
+    incidents = [
+        {"id": a.id, "rule": a.rule, "subject": a.subject, "severity": a.severity,
+         "state": a.state, "message": a.message, "first_at": aware(a.first_at).isoformat(),
+         "count": a.count, "actions": a.actions}
+        for a in alerts
+        if a.subject in environments
+        and any(_within(aware(a.first_at), p) for p in live)
+    ]  # fmt: skip
+    report = {
+        "model": model.as_dict(),
+        "bundle": {
+            "files": meta.get("files"),
+            "git": meta.get("git"),
+            "libraries": meta.get("libraries"),
+        },
+        "data": lineage.get("dataset"),
+        "run": lineage.get("run"),
+        "study": lineage.get("study"),
+        "warm_start_from": lineage.get("warm_start_from"),
+        "metrics": meta.get("metrics"),
+        "gates": meta.get("gates"),
+        "certifications": [
+            {"environment": c.environment, "passed": c.passed,
+             "reasons": {"reasons": c.reasons},
+             "at": aware(c.at).isoformat(), "summary": c.summary}
+            for c in certs
+        ],
+        "approvals": [
+            {"decision": a.decision, "actor": a.actor, "note": a.note,
+             "at": aware(a.at).isoformat()}
+            for a in approvals
+        ],
+        "releases": [
+            e.as_dict() for e in history if model.version in (e.to_version, e.from_version)
+        ],
+        "monitoring": [
+            {"at": aware(r.at).isoformat(), "environment": r.environment,
+             "versions": r.versions, "metrics": {
+                k: r.metrics.get(k) for k in ("window.n", "drift.drifted",
+                "performance.accuracy", "performance.estimated_accuracy")}}
+            for r in runs
+        ],
+        "incidents": incidents,
+        "audit": {
+            "chain_ok": chain.ok,
+            "checked": chain.checked,
+            "problem": chain.problem,
+            "entries": [
+                {"seq": a.seq, "at": aware(a.at).isoformat(), "actor": a.actor,
+                 "action": a.action, "subject": a.subject}
+                for a in audit
             ],
-            "approvals": [
-                {"decision": a.decision, "actor": a.actor, "note": a.note,
-                 "at": aware(a.at).isoformat()}
-                for a in approvals
-            ],
-            "releases": [
-                e.as_dict() for e in history if model.version in (e.to_version, e.from_version)
-            ],
-            "monitoring": [
-                {"at": aware(r.at).isoformat(), "environment": r.environment, "metrics": {
-                    k: r.metrics.get(k) for k in ("window.n", "drift.drifted",
-                    "performance.accuracy", "performance.estimated_accuracy")}}
-                for r in runs
-            ],
-            "incidents": incidents,
-            "audit": {
-                "chain_ok": chain.ok,
-                "checked": chain.checked,
-                "problem": chain.problem,
-                "entries": [
-                    {"seq": a.seq, "at": aware(a.at).isoformat(), "actor": a.actor,
-                     "action": a.action, "subject": a.subject}
-                    for a in audit
-                ],
-            },
-        }  # fmt: skip
+        },
+    }  # fmt: skip
     return report
 
 

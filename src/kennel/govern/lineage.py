@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database
-from kennel.db.schema import FeedbackRow, PredictionRow
+from kennel.db.predictions import PredictionStore
 from kennel.errors import NotFoundError
 from kennel.pipeline.lineage import model_lineage
 from kennel.registry.store import ModelRegistry
@@ -25,33 +23,31 @@ def prediction_lineage(
     catalog: DatasetCatalog,
     files_limit: int | None = 20,
 ) -> dict[str, Any]:
-    with db.session() as s:
-        row = s.get(PredictionRow, prediction_id)
-        if row is None:
-            raise NotFoundError(
-                f"prediction {prediction_id!r} not found (it may still be in a service's "
-                "log buffer: try again in a second)"
-            )
-        feedback = s.scalars(
-            select(FeedbackRow).where(FeedbackRow.prediction_id == prediction_id)
-        ).first()
-        ref = f"{row.model}@{row.version}"
-        prediction: dict[str, Any] = {
-            "id": row.id,
-            "at": row.at.isoformat(),
-            "environment": row.environment,
-            "source": row.source,
-            "label": row.label,
-            "confidence": row.confidence,
-            "probabilities": row.probabilities,
-            "input_sha256": row.input_sha256,
-            "model": ref,
-        }
-        truth = (
-            {"label": feedback.label, "actor": feedback.actor, "at": feedback.at.isoformat()}
-            if feedback
-            else None
+    store = PredictionStore(db)
+    row = store.get(prediction_id)
+    if row is None:
+        raise NotFoundError(
+            f"prediction {prediction_id!r} not found (it may still be in a service's "
+            "log buffer: try again in a second)"
         )
+    feedback = store.feedback(prediction_id)
+    ref = row.ref
+    prediction: dict[str, Any] = {
+        "id": row.id,
+        "at": row.at.isoformat(),
+        "environment": row.environment,
+        "source": row.source,
+        "label": row.label,
+        "confidence": row.confidence,
+        "probabilities": row.probabilities,
+        "input_sha256": row.input_sha256,
+        "model": ref,
+    }
+    truth = (
+        {"label": feedback.label, "actor": feedback.actor, "at": feedback.at.isoformat()}
+        if feedback
+        else None
+    )
     lineage = model_lineage(
         ref,
         registry=registry,

@@ -9,10 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from kennel.db import Database, aware
-from kennel.db.schema import FeedbackRow, PredictionRow
+from kennel.db.predictions import PredictionStore
 from kennel.deploy.release import DeployResult, ReleaseManager
 from kennel.errors import NotFoundError
 from kennel.ingest.run import Ingestor
@@ -54,26 +52,19 @@ class FeedbackSource:
         return f"feedback:{self.environment}"
 
     def scan(self) -> Listing:
-        query = (
-            select(PredictionRow.id, PredictionRow.input_sha256, PredictionRow.source,
-                   PredictionRow.at, FeedbackRow.label)
-            .join(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
-            .where(PredictionRow.environment == self.environment)
-            .where(PredictionRow.input_sha256.is_not(None))
-            .order_by(PredictionRow.at)
-        )  # fmt: skip
-        with self.db.session() as s:
-            rows = s.execute(query).all()
+        labelled = PredictionStore(self.db).labelled(self.environment)
         entries = []
         window = None if self.window is None else tuple(aware(t) for t in self.window)
-        for r in rows:
-            uri = f"feedback/{self.environment}/{r.id}"
-            self._digests[uri] = r.input_sha256
-            attrs = {"origin": "production", "camera": r.source}
+        for observed in labelled:
+            p = observed.prediction
+            uri = f"feedback/{self.environment}/{p.id}"
+            if p.input_sha256 is not None:  # always, for a labelled prediction
+                self._digests[uri] = p.input_sha256
+            attrs = {"origin": "production", "camera": p.source}
             if window is not None:
-                inside = window[0] <= aware(r.at) < window[1]
+                inside = window[0] <= p.at < window[1]
                 attrs[WINDOW_COLUMN] = "alert" if inside else "before"
-            entries.append(Entry(uri, r.label, attrs))
+            entries.append(Entry(uri, observed.truth, attrs))
         return Listing(entries=entries, ignored=0)
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:

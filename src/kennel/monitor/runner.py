@@ -13,12 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
 
 from kennel.config import KennelConfig
 from kennel.db import Database
-from kennel.db.audit import record
-from kennel.db.schema import InputRejectionRow, MonitorRunRow
+from kennel.db.monitoring import MonitorRun, MonitorRunStore
+from kennel.db.predictions import PredictionStore
 from kennel.errors import ConfigError, NotFoundError
 from kennel.evaluate import drift
 from kennel.monitor import integrity, performance, telemetry
@@ -50,6 +49,15 @@ class MonitorResult:
     metrics: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
     report_sha256: str | None = None
+    # every version in the window, ascending (a release may fall inside it); ``version`` is
+    # the most common of them
+    versions: list[int] = field(default_factory=list)
+
+    @property
+    def served(self) -> str:
+        """The model versions of the window as NAME@V, joined by "and"; "" when none."""
+        versions = self.versions or ([] if self.version is None else [self.version])
+        return " and ".join(f"{self.model}@{v}" for v in versions) if self.model else ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +67,7 @@ class MonitorResult:
             "until": self.until.isoformat(),
             "model": self.model,
             "version": self.version,
+            "versions": self.versions,
             "metrics": self.metrics,
             "details": self.details,
             "report_sha256": self.report_sha256,
@@ -163,43 +172,40 @@ class Monitor:
                 reference = self.reference(model, version)
             except NotFoundError:
                 reference = {}
-        with self.db.session() as s:
-            rejected = s.scalar(
-                select(func.count())
-                .select_from(InputRejectionRow)
-                .where(InputRejectionRow.environment == env)
-                .where(InputRejectionRow.at >= start, InputRejectionRow.at < end)
-            )
-        metrics, details = analyse(
-            window, reference, self.config, rejected=rejected or 0, seed=seed
-        )
+        rejected = PredictionStore(self.db).count_rejections(env, since=start, until=end)
+        metrics, details = analyse(window, reference, self.config, rejected=rejected, seed=seed)
         anomalies = telemetry.anomalies(self.db, since=start, until=end)
         details["telemetry"] = [a.as_dict() for a in anomalies[:50]]
         metrics["telemetry.anomalies"] = float(len(anomalies))
         details["versions"] = dict(Counter(str(v) for v in window.versions))
-        result = MonitorResult(uuid.uuid4().hex, env, start, end, model, version, metrics, details)
+        result = MonitorResult(
+            uuid.uuid4().hex,
+            env,
+            start,
+            end,
+            model,
+            version,
+            metrics,
+            details,
+            versions=sorted(set(window.versions)),
+        )
         result.report_sha256 = self.content.put(render(result).encode())
-        with self.db.session() as s:
-            s.add(
-                MonitorRunRow(
-                    id=result.id,
-                    at=datetime.now(UTC),
-                    environment=env,
-                    since=start,
-                    until=end,
-                    model=model,
-                    version=version,
-                    metrics=metrics,
-                    report_sha256=result.report_sha256,
-                )
-            )
-            record(
-                s,
-                actor=actor,
-                action="monitor.run",
-                subject=f"{env}:{result.id}",
-                details={"n": len(window), "drifted": metrics.get("drift.drifted")},
-            )
+        MonitorRunStore(self.db).add(
+            MonitorRun(
+                id=result.id,
+                at=datetime.now(UTC),
+                environment=env,
+                since=start,
+                until=end,
+                model=model,
+                version=version,
+                versions=result.versions,
+                metrics=metrics,
+                report_sha256=result.report_sha256,
+            ),
+            actor=actor,
+            n=len(window),
+        )
         return result
 
 
@@ -221,12 +227,13 @@ def render(result: MonitorResult) -> str:
         for t in tests
     )
     details = esc(json.dumps(result.details, indent=2, default=str))
+    served = result.served or f"{result.model}@{result.version}"
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>kennel monitor: {esc(result.environment)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}</style>
 </head><body>
-<h1>Monitoring {esc(result.environment)}: {esc(str(result.model))}@{result.version}</h1>
+<h1>Monitoring {esc(result.environment)}: {esc(served)}</h1>
 <p>window {result.since:%Y-%m-%d %H:%M:%S} to {result.until:%Y-%m-%d %H:%M:%S} UTC,
 {int(result.metrics.get("window.n", 0))} predictions</p>
 <h2>Drift tests</h2><table><tr><th>test</th><th>method</th><th>statistic</th><th>p-value</th>

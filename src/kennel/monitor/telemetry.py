@@ -25,10 +25,10 @@ import numpy as np
 import psutil
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import select
 
 from kennel.db import Database, aware
-from kennel.db.schema import TelemetryRow
+from kennel.db.telemetry import Sample as Sample  # defined with its store; re-exported
+from kennel.db.telemetry import TelemetryStore
 from kennel.errors import ConfigError, ServiceError
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,6 @@ LIMITS: dict[str, tuple[float, float]] = {
     "host.disk_percent": (0.0, 95.0),
 }
 FAULTS = ("overheat", "tamper", "condensation", "dropout")
-
-
-@dataclass(frozen=True)
-class Sample:
-    at: datetime
-    source: str
-    metric: str
-    value: float
 
 
 @dataclass(frozen=True)
@@ -90,11 +82,7 @@ def host_samples(source: str | None = None) -> list[Sample]:
 
 
 def store(db: Database, samples: Iterable[Sample]) -> int:
-    rows = [s.__dict__ for s in samples]
-    if rows:
-        with db.session() as s:
-            s.execute(TelemetryRow.__table__.insert(), rows)  # type: ignore[attr-defined]
-    return len(rows)
+    return TelemetryStore(db).add(samples)
 
 
 # -- anomalies ----------------------------------------------------------------------------------
@@ -118,13 +106,7 @@ def detect(samples: Sequence[Sample], *, z: float = 6.0, history: int = 30) -> l
 
 
 def load(db: Database, *, since: datetime, until: datetime) -> list[Sample]:
-    with db.session() as s:
-        rows = s.execute(
-            select(TelemetryRow.at, TelemetryRow.source, TelemetryRow.metric, TelemetryRow.value)
-            .where(TelemetryRow.at >= since, TelemetryRow.at < until)
-            .order_by(TelemetryRow.at)
-        ).all()
-    return [Sample(aware(r.at), r.source, r.metric, r.value) for r in rows]
+    return TelemetryStore(db).between(since=since, until=until)
 
 
 def anomalies(db: Database, *, since: datetime, until: datetime) -> list[Anomaly]:

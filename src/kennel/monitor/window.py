@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import select
 
 from kennel.db import Database
-from kennel.db.schema import FeedbackRow, PredictionRow
+from kennel.db.predictions import PredictionStore
 from kennel.evaluate.drift import IMAGE_STATS
 from kennel.serve.predlog import decode_embedding
 from kennel.serve.runtime import Prediction
@@ -77,28 +76,10 @@ def load(
     version: int | None = None,
 ) -> Window:
     """Predictions logged for ``environment`` in [since, until), with any feedback joined."""
-    query = (
-        select(
-            PredictionRow.id,
-            PredictionRow.probabilities,
-            PredictionRow.quality,
-            PredictionRow.embedding,
-            PredictionRow.source,
-            PredictionRow.version,
-            PredictionRow.latency_ms,
-            FeedbackRow.label,
-        )
-        .outerjoin(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
-        .where(PredictionRow.environment == environment)
-        .where(PredictionRow.at >= since, PredictionRow.at < until)
-        .order_by(PredictionRow.at)
+    observed = PredictionStore(db).window(
+        environment, since=since, until=until, model=model, version=version
     )
-    if model is not None:
-        query = query.where(PredictionRow.model == model)
-    if version is not None:
-        query = query.where(PredictionRow.version == version)
-    with db.session() as s:
-        rows = s.execute(query).all()
+    rows = [o.prediction for o in observed]
     classes = sorted({c for r in rows for c in r.probabilities})
     n = len(rows)
     probs = np.array(
@@ -118,7 +99,7 @@ def load(
         probabilities=probs,
         image_stats=stats,
         embedding=embedding.astype(np.float32),
-        truth=[r.label for r in rows],
+        truth=[o.truth for o in observed],
         sources=[r.source for r in rows],
         versions=[r.version for r in rows],
         latency_ms=np.array([r.latency_ms for r in rows], dtype=np.float64),

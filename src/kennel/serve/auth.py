@@ -15,12 +15,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
-
 from kennel.db import Database
-from kennel.db.audit import record
-from kennel.db.schema import TokenRow
-from kennel.errors import AuthError, ConfigError
+from kennel.db.audit import AuditLog
+from kennel.db.tokens import Token, TokenRecords
+from kennel.errors import ConfigError
 
 ROLES = ("viewer", "operator", "qa", "admin")
 # names kennel itself acts under: a token may not pass for an alert rule or the local operator
@@ -73,6 +71,8 @@ class Identity:
 class TokenStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.records = TokenRecords(db)
+        self.audit = AuditLog(db)
 
     def create(self, role: str, name: str, *, actor: str = "cli") -> tuple[str, Identity]:
         if role not in ROLES:
@@ -85,86 +85,52 @@ class TokenStore:
             )
         token_id = secrets.token_hex(4)
         token = f"kn_{token_id}_{secrets.token_urlsafe(24)}"
-        with self.db.session() as s:
-            s.add(
-                TokenRow(
-                    id=token_id,
-                    name=name,
-                    role=role,
-                    hash=_digest(token),
-                    created_at=datetime.now(UTC),
-                    revoked=False,
-                )
-            )
-            s.flush()
-            record(
-                s,
-                actor=actor,
-                action="token.create",
-                subject=token_id,
-                details={"role": role, "name": name},
-            )
+        self.records.add(
+            Token(token_id, name, role, _digest(token), datetime.now(UTC)), actor=actor
+        )
         return token, Identity(token_id, name, role)
 
     def revoke(self, token_id: str, *, actor: str = "cli") -> bool:
-        with self.db.session() as s:
-            row = s.get(TokenRow, token_id)
-            if row is None or row.revoked:
-                return False
-            if row.role == "admin":
-                admins = s.scalar(
-                    select(func.count())
-                    .select_from(TokenRow)
-                    .where(TokenRow.role == "admin", TokenRow.revoked.is_(False))
-                )
-                if admins == 1:  # else anyone could create tokens again (bootstrap)
-                    raise AuthError(
-                        f"{token_id} is the last admin token: create another admin first"
-                    )
-            row.revoked = True
-            record(s, actor=actor, action="token.revoke", subject=token_id, details={})
-        return True
+        return self.records.revoke(token_id, actor=actor)
 
     def identify(self, token: str | None) -> Identity | None:
         """The identity behind a presented token, or None (unknown, revoked, malformed)."""
         if not token or not _SHAPE.match(token):
             return None
         digest = _digest(token)
-        with self.db.session() as s:
-            row = s.scalars(select(TokenRow).where(TokenRow.hash == digest)).first()
-            if row is None or row.revoked or not hmac.compare_digest(row.hash, digest):
-                return None
-            return Identity(row.id, row.name, row.role)
+        stored = self.records.by_hash(digest)
+        if stored is None or stored.revoked or not hmac.compare_digest(stored.hash, digest):
+            return None
+        return Identity(stored.id, stored.name, stored.role)
 
     def login(self, token: str | None, *, via: str) -> Identity | None:
         """Identify ``token`` for a sign-in (the dashboard's) and audit the attempt either way:
         ``auth.login`` by the token's name, or ``auth.login_failed`` (never the secret; only
         the public id part of a well-formed token)."""
         who = self.identify(token)
-        with self.db.session() as s:
-            if who is not None:
-                role = {"via": via, "role": who.role}
-                record(s, actor=who.name, action="auth.login", subject=who.token_id, details=role)
-            else:
-                claimed = token[3:11] if token and _SHAPE.match(token) else None
-                record(
-                    s,
-                    actor="anonymous",
-                    action="auth.login_failed",
-                    subject=via,
-                    details={"token": claimed},
-                )
+        if who is not None:
+            role = {"via": via, "role": who.role}
+            self.audit.append(
+                actor=who.name, action="auth.login", subject=who.token_id, details=role
+            )
+        else:
+            claimed = token[3:11] if token and _SHAPE.match(token) else None
+            self.audit.append(
+                actor="anonymous",
+                action="auth.login_failed",
+                subject=via,
+                details={"token": claimed},
+            )
         return who
 
     def all(self) -> list[dict[str, object]]:
-        with self.db.session() as s:
-            return [
-                {
-                    "id": r.id,
-                    "name": r.name,
-                    "role": r.role,
-                    "revoked": r.revoked,
-                    "created_at": r.created_at.isoformat(),
-                }
-                for r in s.scalars(select(TokenRow).order_by(TokenRow.created_at))
-            ]
+        return [
+            {
+                "id": t.id,
+                "name": t.name,
+                "role": t.role,
+                "revoked": t.revoked,
+                "created_at": t.created_at.isoformat(),
+            }
+            for t in self.records.all()
+        ]

@@ -10,22 +10,19 @@ folder, typically the restarted service, adopts it. Files, under ``spool`` witho
 (e.g. ``.kennel/spool/production/``): ``OWNER.lock``, locked (flock) for as long as its
 process lives, and that owner's segments ``OWNER.NNNNNNNN.jsonl``, sealed in turn by the drain
 thread. Several services may share a folder: a segment is adopted only when no process holds
-its owner's lock.
+its owner's lock. The lines' format is ``kennel.serve.journal``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import fcntl
-import json
 import logging
 import os
 import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,9 +32,9 @@ from typing import IO, Any
 import numpy as np
 
 from kennel.db import Database
-from kennel.db.bulk import insert_ignore
-from kennel.db.schema import InputRejectionRow, PredictionRow
+from kennel.db.predictions import InputRejection, LoggedPrediction, PredictionStore
 from kennel.errors import KennelError, StorageError
+from kennel.serve import journal
 from kennel.serve.runtime import Prediction
 from kennel.storage import ContentStore
 
@@ -80,26 +77,6 @@ def decode_embedding(data: bytes | None) -> np.ndarray:
     return np.frombuffer(data or b"", dtype="<f2").astype(np.float32)
 
 
-_BINARY = ("embedding", "input")
-
-
-def _to_json(row: dict[str, Any]) -> str:
-    out = {**row, "at": row["at"].isoformat()}
-    for key in _BINARY:
-        if key in row:
-            out[key] = base64.b64encode(row[key] or b"").decode()
-    return json.dumps(out)
-
-
-def _from_json(line: str) -> dict[str, Any]:
-    row: dict[str, Any] = json.loads(line)
-    row["at"] = datetime.fromisoformat(row["at"])
-    for key in _BINARY:
-        if key in row:
-            row[key] = base64.b64decode(row[key])
-    return row
-
-
 @dataclass
 class LogStats:
     queued: int = 0  # records handed to the log
@@ -123,6 +100,7 @@ class PredictionLog:
         inputs: ContentStore | None = None,
     ) -> None:
         self.db = db
+        self.store = PredictionStore(db)
         self.inputs = inputs  # where kept input images go (content-addressed), if anywhere
         self.spool = spool  # the single spool file of earlier versions, drained if present
         self.folder = spool.with_suffix("")
@@ -215,7 +193,7 @@ class PredictionLog:
     def spooled_lines(self) -> int:
         """Records on disk that are not in the database yet (this folder, every owner)."""
         paths = [p for p in self._files() if p.suffix == ".jsonl"]
-        return sum(_count_lines(p) for p in [*paths, self.spool])
+        return sum(journal.count_lines(p) for p in [*paths, self.spool])
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record given so far is in the database (True) or the timeout passes."""
@@ -250,14 +228,14 @@ class PredictionLog:
 
     def _append(self, batch: list[_Waiting]) -> None:
         try:
-            data = "".join(_to_json(row) + "\n" for row, _ in batch).encode()
+            data = "".join(journal.to_json(row) + "\n" for row, _ in batch).encode()
             with self._seg_lock:
                 if self._handle is None:
                     self._handle = self._open_segment()
                 try:
                     self._handle.write(data)
                     self._handle.flush()
-                    _datasync(self._handle.fileno())
+                    journal.datasync(self._handle.fileno())
                 except OSError:
                     self._seal()  # never append behind a torn write: start a new segment
                     raise
@@ -276,7 +254,7 @@ class PredictionLog:
 
     def _open_segment(self) -> IO[bytes]:
         handle = open(self._segment_path(self._segment), "ab")  # noqa: SIM115 - kept open
-        _fsync_dir(self.folder)  # the new name must survive a crash too, not just its bytes
+        journal.fsync_dir(self.folder)  # the new name must survive a crash too, not just its bytes
         return handle
 
     def _seal(self) -> None:
@@ -351,7 +329,7 @@ class PredictionLog:
             return []
 
     def _drain_file(self, path: Path, *, adopted: bool = False) -> bool:
-        rows = list(_read(path))
+        rows = list(journal.read(path))
         done = self._progress.get(path, 0)
         for lo in range(done, len(rows), _BATCH):
             if not self._write(rows[lo : lo + _BATCH]):
@@ -368,24 +346,23 @@ class PredictionLog:
         return True
 
     def _write(self, rows: list[dict[str, Any]]) -> bool:
-        predictions = [r for r in rows if r.get("kind") != REJECTION]
-        rejections = [
-            {k: v for k, v in r.items() if k != "kind"} for r in rows if r.get("kind") == REJECTION
-        ]
         try:
+            predictions = [r for r in rows if r.get("kind") != REJECTION]
+            rejections = [
+                InputRejection(r["at"], r["environment"], r["source"], r["reason"])
+                for r in rows
+                if r.get("kind") == REJECTION
+            ]
             if self.inputs is not None:  # images first: a logged row never lacks its input
                 # one durable batch (one filesystem sync), not two fsyncs per image
                 self.inputs.put_many([r["input"] for r in predictions if r.get("input")])
-            with self.db.session() as s:
-                insert_ignore(
-                    s,
-                    PredictionRow.__table__,  # type: ignore[arg-type]
-                    [{k: v for k, v in r.items() if k != "input"} for r in predictions],
-                )
-                if rejections:
-                    s.execute(InputRejectionRow.__table__.insert(), rejections)  # type: ignore[attr-defined]
+            self.store.add_many(
+                [LoggedPrediction(**{k: v for k, v in r.items() if k != "input"})
+                 for r in predictions],
+                rejections,
+            )  # fmt: skip
             return True
-        except (KennelError, OSError) as exc:
+        except (KennelError, OSError, KeyError, TypeError) as exc:  # a bad line: keep it too
             self.stats.db_errors += 1
             log.warning("prediction log: database unavailable (%s); keeping the journal", exc)
             return False
@@ -393,38 +370,3 @@ class PredictionLog:
 
 def _owner_of(path: Path) -> str:
     return path.name.split(".", 1)[0]
-
-
-def _read(path: Path) -> Iterator[dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                try:
-                    yield _from_json(line)
-                except (ValueError, KeyError, TypeError):  # a torn last line from a crash
-                    log.warning("prediction log: skipping an unreadable line in %s", path.name)
-    except FileNotFoundError:
-        return
-
-
-def _count_lines(path: Path) -> int:
-    try:
-        with open(path, "rb") as handle:
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
-    except FileNotFoundError:
-        return 0
-
-
-# fdatasync still persists the new length of an appended file, but skips the timestamps: its
-# worst case here was half of fsync's (p90 4 ms against 10 ms on ext4). macOS has only fsync.
-_datasync = getattr(os, "fdatasync", os.fsync)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,0 +1,164 @@
+"""Alerts as stored: one incident per (rule, subject) while it is open or acknowledged, its
+count and latest value bumped while the rule keeps firing. Every state change is audited in
+its own transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from kennel.db import Database, aware
+from kennel.db.audit import record
+from kennel.db.schema import AlertRow
+from kennel.errors import NotFoundError, StateError
+
+ACTIVE = ("open", "acknowledged")
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    rule: str
+    subject: str
+    severity: str
+    state: str
+    metric: str
+    value: float
+    threshold: float
+    message: str
+    first_at: datetime
+    last_at: datetime
+    count: int
+    actions: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["first_at"], out["last_at"] = self.first_at.isoformat(), self.last_at.isoformat()
+        return out
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    opened: list[Alert]  # new incidents: their actions should run
+    ongoing: list[Alert]
+    resolved: list[Alert]
+
+
+@dataclass(frozen=True)
+class RuleVerdict:
+    """What one rule said about one window: firing or not, on which value."""
+
+    rule: str
+    severity: str
+    metric: str
+    value: float
+    threshold: float
+    message: str  # shown on an alert this verdict opens
+    firing: bool
+
+
+def _alert(row: AlertRow) -> Alert:
+    return Alert(
+        row.id, row.rule, row.subject, row.severity, row.state, row.metric, row.value,
+        row.threshold, row.message, aware(row.first_at), aware(row.last_at), row.count,
+        dict(row.actions),
+    )  # fmt: skip
+
+
+class AlertRecords:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def apply(self, verdicts: Sequence[RuleVerdict], *, subject: str, actor: str) -> Evaluation:
+        """In one transaction: a firing rule opens an alert for ``subject`` (audited
+        ``alert.open``) or bumps the active one; a rule that stopped firing resolves its active
+        alert (audited ``alert.resolve``)."""
+        opened, ongoing, resolved = [], [], []
+        now = datetime.now(UTC)
+        with self.db.session() as s:
+            for verdict in verdicts:
+                current = s.scalars(
+                    select(AlertRow)
+                    .where(AlertRow.rule == verdict.rule, AlertRow.subject == subject)
+                    .where(AlertRow.state.in_(ACTIVE))
+                ).first()
+                if verdict.firing and current is not None:
+                    current.count += 1
+                    current.value, current.last_at = verdict.value, now
+                    ongoing.append(_alert(current))
+                elif verdict.firing:
+                    row = AlertRow(
+                        rule=verdict.rule,
+                        subject=subject,
+                        severity=verdict.severity,
+                        state="open",
+                        metric=verdict.metric,
+                        value=verdict.value,
+                        threshold=verdict.threshold,
+                        message=verdict.message,
+                        first_at=now,
+                        last_at=now,
+                        count=1,
+                        resolved_at=None,
+                        actions={},
+                    )
+                    s.add(row)
+                    s.flush()
+                    record(s, actor=actor, action="alert.open",
+                           subject=f"{verdict.rule}:{subject}",
+                           details={"id": row.id, "message": row.message,
+                                    "severity": verdict.severity})  # fmt: skip
+                    opened.append(_alert(row))
+                elif current is not None:
+                    current.state, current.resolved_at, current.last_at = "resolved", now, now
+                    record(
+                        s,
+                        actor=actor,
+                        action="alert.resolve",
+                        subject=f"{verdict.rule}:{subject}",
+                        details={"id": current.id},
+                    )
+                    resolved.append(_alert(current))
+        return Evaluation(opened, ongoing, resolved)
+
+    def note_action(self, alert_id: int, action: str, outcome: str, *, actor: str) -> None:
+        """Write what ``action`` did for the alert on it, audited ``alert.action.<action>``."""
+        with self.db.session() as s:
+            row = s.get(AlertRow, alert_id)
+            if row is None:
+                raise NotFoundError(f"alert {alert_id} not found")
+            actions = dict(row.actions)
+            actions[action] = outcome
+            row.actions = actions
+            record(s, actor=actor, action=f"alert.action.{action}",
+                   subject=f"{row.rule}:{row.subject}",
+                   details={"id": alert_id, "outcome": outcome})  # fmt: skip
+
+    def set_state(self, alert_id: int, state: str, *, actor: str, note: str = "") -> Alert:
+        """Move an active alert to ``state`` (acknowledged or resolved), audited
+        ``alert.<state>``; StateError if it is resolved already or in that state."""
+        with self.db.session() as s:
+            row = s.get(AlertRow, alert_id)
+            if row is None:
+                raise NotFoundError(f"alert {alert_id} not found")
+            if row.state == "resolved" or row.state == state:
+                # a resolved incident is closed: if its condition returns, that is a new one
+                raise StateError(f"alert {alert_id} is already {row.state}")
+            row.state = state
+            if state == "resolved":
+                row.resolved_at = datetime.now(UTC)
+            record(s, actor=actor, action=f"alert.{state}", subject=f"{row.rule}:{row.subject}",
+                   details={"id": alert_id, "note": note})  # fmt: skip
+            return _alert(row)
+
+    def list(self, *, state: str | None = None, limit: int | None = 50) -> list[Alert]:
+        """Alerts newest first (``limit`` None: all of them)."""
+        query = select(AlertRow).order_by(AlertRow.id.desc()).limit(limit)
+        if state is not None:
+            query = query.where(AlertRow.state == state)
+        with self.db.session() as s:
+            return [_alert(r) for r in s.scalars(query)]

@@ -1,0 +1,203 @@
+"""The prediction log as stored: served predictions, inputs a service could not use, and the
+true labels that come back later as feedback."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from kennel.db import Database, aware
+from kennel.db.audit import record
+from kennel.db.bulk import insert_ignore
+from kennel.db.schema import FeedbackRow, InputRejectionRow, PredictionRow
+
+
+@dataclass(frozen=True)
+class LoggedPrediction:
+    """One served prediction (API, camera, batch) as the log keeps it."""
+
+    id: str
+    at: datetime
+    environment: str
+    model: str
+    version: int
+    label: str
+    confidence: float
+    probabilities: dict[str, Any]
+    quality: dict[str, Any]
+    source: str
+    latency_ms: float
+    input_sha256: str | None
+    embedding: bytes | None  # float16, little-endian (kennel.serve.predlog.decode_embedding)
+
+    @property
+    def ref(self) -> str:
+        """The model version that served it, as NAME@VERSION."""
+        return f"{self.model}@{self.version}"
+
+
+@dataclass(frozen=True)
+class InputRejection:
+    """An input a service or camera could not use (not an image, truncated, a bomb...)."""
+
+    at: datetime
+    environment: str
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The true label of a prediction, from ``actor``."""
+
+    prediction_id: str
+    label: str
+    at: datetime
+    actor: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A prediction and the true label it received, if one came back."""
+
+    prediction: LoggedPrediction
+    truth: str | None
+
+
+_PREDICTION_FIELDS = tuple(f.name for f in fields(LoggedPrediction))
+_COLUMNS = tuple(getattr(PredictionRow, name) for name in _PREDICTION_FIELDS)
+
+
+def _prediction(row: Any) -> LoggedPrediction:
+    """From a row of ``_COLUMNS`` (a Row or an ORM PredictionRow)."""
+    values = {name: getattr(row, name) for name in _PREDICTION_FIELDS}
+    values["at"] = aware(values["at"])
+    return LoggedPrediction(**values)
+
+
+def _feedback(row: FeedbackRow) -> Feedback:
+    return Feedback(row.prediction_id, row.label, aware(row.at), row.actor)
+
+
+class PredictionStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- writes ---------------------------------------------------------------------------
+    def add_many(
+        self,
+        predictions: Sequence[LoggedPrediction],
+        rejections: Sequence[InputRejection] = (),
+    ) -> None:
+        """Store a batch in one transaction. A prediction whose id is stored already is
+        skipped (a journal replayed after a crash inserts nothing twice); rejections have no
+        natural key and are always added."""
+        with self.db.session() as s:
+            insert_ignore(
+                s,
+                PredictionRow.__table__,  # type: ignore[arg-type]
+                [{name: getattr(p, name) for name in _PREDICTION_FIELDS} for p in predictions],
+            )
+            if rejections:
+                s.execute(
+                    InputRejectionRow.__table__.insert(),  # type: ignore[attr-defined]
+                    [
+                        {
+                            "at": r.at,
+                            "environment": r.environment,
+                            "source": r.source,
+                            "reason": r.reason,
+                        }
+                        for r in rejections
+                    ],
+                )
+
+    def add_feedback(
+        self, prediction_id: str, label: str, *, actor: str, token: str | None = None
+    ) -> Feedback:
+        """Record (or replace) the true label of a prediction and audit it as ``feedback``.
+        The prediction need not be stored yet: feedback may overtake the buffered log."""
+        feedback = Feedback(prediction_id, label, datetime.now(UTC), actor)
+        with self.db.session() as s:
+            s.merge(
+                FeedbackRow(
+                    prediction_id=feedback.prediction_id,
+                    label=feedback.label,
+                    at=feedback.at,
+                    actor=feedback.actor,
+                )
+            )
+            record(
+                s,
+                actor=actor,
+                action="feedback",
+                subject=prediction_id,
+                details={"label": label, "token": token},
+            )
+        return feedback
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, prediction_id: str) -> LoggedPrediction | None:
+        with self.db.session() as s:
+            row = s.get(PredictionRow, prediction_id)
+            return _prediction(row) if row is not None else None
+
+    def feedback(self, prediction_id: str) -> Feedback | None:
+        with self.db.session() as s:
+            row = s.get(FeedbackRow, prediction_id)
+            return _feedback(row) if row is not None else None
+
+    def window(
+        self,
+        environment: str,
+        *,
+        since: datetime,
+        until: datetime,
+        model: str | None = None,
+        version: int | None = None,
+    ) -> list[Observed]:
+        """Predictions logged for ``environment`` in [since, until), oldest first, with the
+        feedback label of each where one arrived."""
+        query = (
+            select(*_COLUMNS, FeedbackRow.label.label("truth"))
+            .outerjoin(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
+            .where(PredictionRow.environment == environment)
+            .where(PredictionRow.at >= since, PredictionRow.at < until)
+            .order_by(PredictionRow.at)
+        )
+        if model is not None:
+            query = query.where(PredictionRow.model == model)
+        if version is not None:
+            query = query.where(PredictionRow.version == version)
+        with self.db.session() as s:
+            rows = s.execute(query).all()
+        return [Observed(_prediction(r), r.truth) for r in rows]
+
+    def labelled(self, environment: str) -> list[Observed]:
+        """Predictions of ``environment`` whose input was kept and whose true label came back,
+        oldest first."""
+        query = (
+            select(*_COLUMNS, FeedbackRow.label.label("truth"))
+            .join(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
+            .where(PredictionRow.environment == environment)
+            .where(PredictionRow.input_sha256.is_not(None))
+            .order_by(PredictionRow.at)
+        )
+        with self.db.session() as s:
+            rows = s.execute(query).all()
+        return [Observed(_prediction(r), r.truth) for r in rows]
+
+    def count_rejections(self, environment: str, *, since: datetime, until: datetime) -> int:
+        """Inputs of ``environment`` refused in [since, until)."""
+        with self.db.session() as s:
+            count = s.scalar(
+                select(func.count())
+                .select_from(InputRejectionRow)
+                .where(InputRejectionRow.environment == environment)
+                .where(InputRejectionRow.at >= since, InputRejectionRow.at < until)
+            )
+        return int(count or 0)

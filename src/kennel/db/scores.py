@@ -1,0 +1,151 @@
+"""Offline predictions in a shared table that applications read (pattern 4), at any database
+URL: not kennel's own schema, so the table is created here on first use, not by a migration.
+A score is keyed by (uri, input sha256, model, version): storing it again inserts nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from kennel.db import aware
+from kennel.errors import ConfigError, MetadataError
+
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Score:
+    """One input scored by one model version: a label and probabilities, or an error."""
+
+    uri: str
+    input_sha256: str  # "" when the input could not be read
+    model: str
+    version: int
+    label: str | None
+    confidence: float | None
+    probabilities: dict[str, float] | None
+    error: str | None
+    scored_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "scored_at": self.scored_at.isoformat()}
+
+
+def predictions_table(name: str) -> Table:
+    if not _TABLE.match(name):
+        raise ConfigError(f"invalid table name {name!r}: letters, digits and '_' (max 63)")
+    return Table(
+        name,
+        MetaData(),
+        Column("uri", Text, primary_key=True),
+        Column("input_sha256", String(64), primary_key=True),
+        Column("model", String(128), primary_key=True),
+        Column("version", Integer, primary_key=True),
+        Column("label", String(128), nullable=True),
+        Column("confidence", Float, nullable=True),
+        Column("probabilities", Text, nullable=True),  # JSON
+        Column("error", Text, nullable=True),
+        Column("scored_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+def _row(score: Score) -> dict[str, Any]:
+    probabilities = score.probabilities
+    return {
+        **score.__dict__,
+        "probabilities": None
+        if probabilities is None
+        else json.dumps(probabilities, sort_keys=True),
+    }
+
+
+class ScoreTable:
+    """The table ``name`` at ``url``; close it when done (it holds an engine)."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.name = name
+        self.table = predictions_table(name)
+        self.engine = create_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> ScoreTable:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def create(self) -> None:
+        """Create the table unless it exists."""
+        try:
+            self.table.metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise self._error("batch scoring into", exc) from exc
+
+    def add_new(self, scores: Sequence[Score]) -> int:
+        """Insert the scores whose key is not stored yet; returns how many were inserted."""
+        if not scores:
+            return 0
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            statement = postgresql.insert(self.table).on_conflict_do_nothing()
+        elif dialect == "sqlite":
+            statement = sqlite.insert(self.table).on_conflict_do_nothing()  # type: ignore[assignment]
+        else:
+            raise ConfigError(f"batch scoring supports PostgreSQL and SQLite, not {dialect}")
+        try:
+            with self.engine.begin() as connection:
+                # RETURNING counts what was really inserted (rowcount is unreliable for
+                # executemany)
+                returning = statement.returning(self.table.c.uri)
+                return len(connection.execute(returning, [_row(s) for s in scores]).all())
+        except SQLAlchemyError as exc:
+            raise self._error("batch scoring into", exc) from exc
+
+    def for_uri(self, uri: str) -> list[Score]:
+        """Every score of one input, newest model version first."""
+        t = self.table
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(
+                    select(t).where(t.c.uri == uri).order_by(t.c.version.desc())
+                ).all()
+        except SQLAlchemyError as exc:
+            raise self._error("reading", exc) from exc
+        return [
+            Score(
+                uri=r.uri,
+                input_sha256=r.input_sha256,
+                model=r.model,
+                version=r.version,
+                label=r.label,
+                confidence=r.confidence,
+                probabilities=json.loads(r.probabilities) if r.probabilities else None,
+                error=r.error,
+                scored_at=aware(r.scored_at),
+            )
+            for r in rows
+        ]
+
+    def _error(self, doing: str, exc: SQLAlchemyError) -> MetadataError:
+        return MetadataError(f"{doing} {self.name}: {exc.__class__.__name__}: {exc}")
