@@ -13,13 +13,13 @@ from fastapi.staticfiles import StaticFiles
 DOCS_ASSETS = "/docs-assets"
 
 
-def _title(request: Request) -> tuple[str, str]:
+def _openapi_and_title(request: Request) -> tuple[str, str]:
     app: FastAPI = request.app
     return app.openapi_url or "/openapi.json", f"{app.title}: API"
 
 
 async def swagger(request: Request) -> HTMLResponse:
-    openapi_url, title = _title(request)
+    openapi_url, title = _openapi_and_title(request)
     return get_swagger_ui_html(
         openapi_url=openapi_url,
         title=title,
@@ -30,7 +30,7 @@ async def swagger(request: Request) -> HTMLResponse:
 
 
 async def redoc(request: Request) -> HTMLResponse:
-    openapi_url, title = _title(request)
+    openapi_url, title = _openapi_and_title(request)
     return get_redoc_html(
         openapi_url=openapi_url,
         title=title,
