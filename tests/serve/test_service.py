@@ -254,8 +254,8 @@ def test_full_queue_answers_503_at_once(project: Project) -> None:
     ws = Workspace(project)
     ws.registry.set_alias("pets", "production", 1, actor="test", reason="queue test")
     service = ws.service("production")
-    service.settings.queue_size = 1
-    service.settings.max_batch = 1
+    # kennel.yaml's serve section is frozen: the service takes a changed copy
+    service.settings = service.settings.model_copy(update={"queue_size": 1, "max_batch": 1})
     gate = threading.Event()
     running = start_in_thread(service)
     try:

@@ -20,7 +20,7 @@ import uvicorn
 from kennel.config import KennelConfig
 from kennel.db import Database
 from kennel.registry.store import ModelRegistry
-from kennel.serve.app import Service, ServiceSettings, create_app
+from kennel.serve.app import Service, create_app
 from kennel.serve.auth import TokenStore
 from kennel.serve.holder import ModelHolder
 from kennel.serve.predlog import PredictionLog
@@ -36,26 +36,24 @@ def build_service(
     state_dir: Path,
     inputs: ContentStore | None = None,
 ) -> Service:
+    """The service of environment ``env``: kennel.yaml's ``serve`` section as its settings.
+    Input images are kept (``serve.keep_inputs``) only when there is a store for them."""
     holder = ModelHolder.following(registry, config, env)
     s = config.serve
-    keep = s.keep_inputs and inputs is not None
     predlog = PredictionLog(
         db,
         state_dir / "spool" / f"{env}.jsonl",
         flush_s=s.log_flush_s,
-        inputs=inputs if keep else None,
+        inputs=inputs if s.keep_inputs else None,
     )
-    settings = ServiceSettings(
+    return Service(
+        holder=holder,
+        tokens=TokenStore(db),
+        db=db,
+        predlog=predlog,
+        settings=s,
         environment=env,
-        max_batch=s.max_batch,
-        max_wait_ms=s.max_wait_ms,
-        queue_size=s.queue_size,
-        timeout_s=s.timeout_s,
-        max_upload_bytes=s.max_upload_bytes,
-        decode_budget_bytes=s.decode_budget_bytes,
-        keep_inputs=keep,
     )
-    return Service(holder=holder, tokens=TokenStore(db), db=db, predlog=predlog, settings=settings)
 
 
 class DrainingServer(uvicorn.Server):

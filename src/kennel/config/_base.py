@@ -1,0 +1,12 @@
+"""What every config section shares: strict, frozen models; the file and state names."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+CONFIG_NAME = "kennel.yaml"
+STATE_DIR = ".kennel"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)

@@ -1,0 +1,48 @@
+"""Where a project keeps its state, and what its data must look like (``store``, ``data``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from kennel.config._base import STATE_DIR, _Strict
+
+
+class StoreConfig(_Strict):
+    # SQLAlchemy URL of the metadata database; sqlite paths are relative to the project root.
+    metadata_url: str = f"sqlite:///{STATE_DIR}/kennel.db"
+    # A local folder or any fsspec URL (s3://bucket/prefix, memory://x, file:///abs/path).
+    artifacts_url: str = f"{STATE_DIR}/artifacts"
+
+
+Share = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class SplitConfig(_Strict):
+    test: Share = 0.2
+    validation: Share = 0.0
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _fits(self) -> SplitConfig:
+        if self.test + self.validation >= 1.0:
+            raise ValueError("test + validation must leave a training share (sum < 1)")
+        return self
+
+
+class DataConfig(_Strict):
+    # Allowed labels; an image with any other label is quarantined. Empty = accept any label.
+    labels: list[str] = Field(default_factory=lambda: ["cat", "dog"])
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    min_side: Annotated[int, Field(ge=1)] = 32
+    # 40 MP: every common phone or camera photo; larger declared sizes are decompression bombs
+    max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+    max_file_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
+    near_duplicate_distance: Annotated[int, Field(ge=0, le=16)] = 4
+    # Worker processes for ingest and synthesis; 0 = one per CPU core.
+    workers: Annotated[int, Field(ge=0)] = 0
+    # Where manifest and SQL rows may point besides the manifest's own folder: local folders
+    # (relative ones hang from kennel.yaml's folder) or URL prefixes (s3://bucket/images/).
+    # Rows pointing anywhere else are quarantined unread.
+    allowed_roots: list[str] = Field(default_factory=list)

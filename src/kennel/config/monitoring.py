@@ -1,0 +1,105 @@
+"""What monitoring measures and the alert rules on it (``monitor``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from kennel.config._base import _Strict
+from kennel.errors import did_you_mean
+
+Action = Literal["log", "webhook", "email", "rollback", "retrain"]
+
+
+def _log_only() -> list[Action]:
+    return ["log"]
+
+
+# What a monitoring window measures (kennel.monitor.runner.analyse; a test keeps the two in
+# step): a rule on any other name would never fire, so kennel.yaml may not name one.
+METRICS = (
+    "window.n",
+    "integrity.decode_failure_rate",
+    "integrity.low_confidence_rate",
+    "integrity.size_anomaly_rate",
+    "latency.p50_ms",
+    "latency.p99_ms",
+    "drift.drifted",
+    "performance.accuracy",
+    "performance.estimated_accuracy",
+    "performance.labelled",
+    "performance.macro_f1",
+    "fairness.recall_gap",
+    "telemetry.anomalies",
+)
+METRIC_FAMILIES = re.compile(
+    r"^(integrity\.outside\.[\w.]+|drift\.[\w.]+\.(p_value|psi)"
+    r"|performance\.(recall|precision)\.[\w-]+|fairness\.predicted_rate_ratio\.[\w-]+)$"
+)
+
+
+class RuleConfig(_Strict):
+    """An alert rule: fire when ``metric op threshold`` holds for a monitored window."""
+
+    name: str
+    metric: str  # e.g. drift.drifted, performance.accuracy, integrity.low_confidence_rate
+    op: Literal[">", ">=", "<", "<="] = ">"
+    threshold: float
+    severity: Literal["info", "warning", "critical"] = "warning"
+    actions: list[Action] = Field(default_factory=_log_only)
+
+    @model_validator(mode="after")
+    def _known_metric(self) -> RuleConfig:
+        if self.metric not in METRICS and not METRIC_FAMILIES.match(self.metric):
+            raise ValueError(
+                f"rule {self.name!r}: no window measures {self.metric!r}"
+                f"{did_you_mean(self.metric, METRICS)}"
+            )
+        return self
+
+
+def _default_rules() -> list[RuleConfig]:
+    return [
+        RuleConfig(name="data-drift", metric="drift.drifted", op=">=", threshold=1),
+        RuleConfig(
+            name="accuracy-drop",
+            metric="performance.accuracy",
+            op="<",
+            threshold=0.85,
+            severity="critical",
+        ),
+        RuleConfig(
+            name="estimated-accuracy-drop",
+            metric="performance.estimated_accuracy",
+            op="<",
+            threshold=0.85,
+        ),
+        RuleConfig(name="low-confidence", metric="integrity.low_confidence_rate", threshold=0.3),
+        RuleConfig(name="decode-failures", metric="integrity.decode_failure_rate", threshold=0.05),
+        RuleConfig(name="class-bias", metric="fairness.recall_gap", threshold=0.2),
+        RuleConfig(name="device-anomaly", metric="telemetry.anomalies", op=">=", threshold=1),
+    ]
+
+
+class SmtpConfig(_Strict):
+    host: str = ""  # empty: email actions are skipped (and say so)
+    port: int = 25
+    sender: str = "kennel@localhost"
+    to: list[str] = Field(default_factory=list)
+
+
+class MonitorConfig(_Strict):
+    environment: str = "production"
+    window: str = "24h"  # `kennel monitor run`'s default window
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05  # drift: family-wise level per window
+    min_psi: Annotated[float, Field(ge=0)] = 0.1  # drift: smallest shift worth flagging
+    min_window: Annotated[int, Field(ge=2)] = 30  # fewer predictions: no drift verdict
+    min_labels: Annotated[int, Field(ge=1)] = 20  # fewer feedback labels: no measured accuracy
+    low_confidence: Annotated[float, Field(gt=0, lt=1)] = 0.6
+    rules: list[RuleConfig] = Field(default_factory=_default_rules)
+    webhook_url: str = ""
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    # retrain action: epochs of the warm-started run (null = the champion's own setting)
+    retrain_epochs: Annotated[int, Field(ge=1)] | None = None

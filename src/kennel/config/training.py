@@ -1,0 +1,99 @@
+"""How models are trained, searched, gated and named (``train``, ``gates``, ``model``,
+``pipeline``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from kennel.config._base import _Strict
+
+
+class ParamSpace(_Strict):
+    """One searchable hyperparameter: ``values`` (categorical, the only form grid search takes)
+    or a numeric range ``low``..``high`` (``log`` scale, ``integer`` values)."""
+
+    values: list[float | int | str] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ParamSpace:
+        has_range = self.low is not None and self.high is not None
+        if (self.values is None) == (not has_range):
+            raise ValueError("give either values: [...] or low and high")
+        if has_range and self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError("low must not exceed high")
+        if self.values is not None and not self.values:
+            raise ValueError("values must not be empty")
+        return self
+
+
+class SearchConfig(_Strict):
+    method: Literal["grid", "random", "tpe"] = "tpe"
+    trials: Annotated[int, Field(ge=1)] = 4
+    budget_minutes: Annotated[float, Field(gt=0)] | None = None
+    # Trials may use fewer epochs than the final retrain (median pruning cuts bad ones short).
+    trial_epochs: Annotated[int, Field(ge=1)] | None = None
+    # Optuna storage URL shared by many workers (e.g. postgresql+psycopg://...); None = memory.
+    storage: str | None = None
+    space: dict[str, ParamSpace] = Field(
+        default_factory=lambda: {
+            "lr": ParamSpace(low=3e-4, high=1e-2, log=True),
+            "weight_decay": ParamSpace(low=1e-5, high=1e-2, log=True),
+            "augment": ParamSpace(values=[0.0, 0.3, 0.6]),
+        }
+    )
+
+
+class TrainConfig(_Strict):
+    arch: Literal["small_cnn", "efficientnet_lite0"] = "small_cnn"
+    pretrained: bool = True  # ImageNet weights for efficientnet_lite0
+    image_size: Annotated[int, Field(ge=32, le=512, multiple_of=32)] = 96
+    epochs: Annotated[int, Field(ge=1)] = 6
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    lr: Annotated[float, Field(gt=0)] = 3e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    augment: Annotated[float, Field(ge=0, le=1)] = 0.5
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    frozen_blocks: Annotated[int, Field(ge=0, le=16)] = 0
+    schedule: Literal["onecycle", "cosine"] = "onecycle"
+    patience: Annotated[int, Field(ge=1)] = 3
+    seed: int = 0
+    # A manifest column (``label`` or a source column such as ``window``) whose values get an
+    # equal share of every epoch, drawn with replacement; unset: every image once per epoch.
+    balance_by: str | None = None
+    # Share of the training split held out for validation when the dataset has none.
+    validation_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
+    threads: Annotated[int, Field(ge=0)] = 0  # 0 = all cores
+    search: SearchConfig = Field(default_factory=SearchConfig)
+
+
+Threshold = Annotated[float, Field(ge=0, le=1)]
+
+
+class GatesConfig(_Strict):
+    """Quality gates a model must pass before it may be released."""
+
+    min_accuracy: Threshold = 0.0
+    # accuracy must exceed the test split's majority-class rate (always answering the
+    # commonest class scores exactly that)
+    beat_majority: bool = True
+    min_precision: Threshold | dict[str, Threshold] = 0.0
+    min_recall: Threshold | dict[str, Threshold] = 0.0
+    max_recall_gap: Threshold = 1.0
+
+
+class ModelConfig(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")] = "pets"
+    quantize: bool = False  # keep an int8 model when it is faster and loses <= 0.5 points
+    parity_images: Annotated[int, Field(ge=1)] = 256
+
+
+class PipelineConfig(_Strict):
+    dataset: str = "pets"
+    source: str | None = None  # ingested first when set
