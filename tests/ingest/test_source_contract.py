@@ -1,15 +1,19 @@
 """One contract, checked over every source kennel can ingest from (as scikit-learn checks every
-estimator): a local folder, a zip and a tar archive, an fsspec folder (``memory://``), a CSV and
-a Parquet manifest, and a PostgreSQL table. Every test runs the same assertions over each
+estimator): a local folder, a zip and a tar archive, an fsspec folder (``memory://``, and one on
+a file system without folders, as object stores are), a CSV and a Parquet manifest, and a
+PostgreSQL table. Every test runs the same assertions over each
 ``Lake``: a real store holding the same files, and the source ``open_source`` picks for it.
 
 The contract: a listing is sorted by uri, stable, and labels each file as the source defines
 (parent folder, or the label column, which these lakes fill with the parent folder); reads give
 each requested entry's exact bytes, and its recorded uri opens again for lineage; odd names
-(spaces, unicode, dots, very long, URL characters) are ordinary; a name that tries to leave the
-lake (``..``, absolute, a symlink or a row pointing outside) is never read; a missing or broken
-location is a ``SourceError`` naming it; an item gone after the listing is a reason, not an
-exception; an empty lake lists nothing; no read goes beyond ``max_bytes``.
+(spaces, unicode, dots, very long, URL characters) are ordinary, and one holding ``::`` reads
+back or, where uris are fsspec URLs, is skipped with its reason; a name that tries to leave the
+lake (``..``, absolute, a symlink or a row pointing outside) is never read, and a skipped one is
+counted under a reason that fits the lake; a missing or broken location is a ``SourceError``
+naming it, except on object stores, where a missing prefix lists as empty with a note; an item
+gone after the listing is a reason, not an exception; an empty lake lists nothing, and
+ingesting it fails saying that nothing was found; no read goes beyond ``max_bytes``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import fsspec
+import fsspec.implementations.memory
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -33,10 +38,13 @@ from sqlalchemy import create_engine, text
 
 from kennel.errors import SourceError
 from kennel.ingest.sources import (
+    CHAINED_NAME,
+    LINKED_FOLDER,
+    OUTSIDE_FOLDER,
+    UNSAFE_MEMBER,
     Entry,
     FolderSource,
     FsspecFolderSource,
-    Listing,
     ReadResult,
     Source,
     TableSource,
@@ -45,6 +53,7 @@ from kennel.ingest.sources import (
     open_source,
     read_uri,
 )
+from kennel.wiring import Workspace
 
 SECRET = b"SECRET: a file outside the lake, never to be read " * 4
 
@@ -82,6 +91,10 @@ class Lake:
     streams: ClassVar[bool] = False  # reads in its own order, not the requested one
     # object stores have no folders: a prefix nothing was written under is an empty one
     missing_lists_nothing: ClassVar[bool] = False
+    # uris are fsspec URLs, where ``::`` chains file systems: a name holding it is skipped
+    url_uris: ClassVar[bool] = False
+    # the reasons ``open(..., escaping=True)``'s listing counts what it leaves out under
+    escape_reasons: ClassVar[set[str]] = set()
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp.resolve()
@@ -128,6 +141,7 @@ class Lake:
 class FolderLake(Lake):
     name = "folder"
     source_class: ClassVar[type] = FolderSource
+    escape_reasons: ClassVar[set[str]] = {LINKED_FOLDER}
 
     def fill(self, files: dict[str, bytes], *, escaping: bool) -> str:
         self.root.mkdir()
@@ -162,6 +176,8 @@ class ZipLake(Lake):
     name = "zip"
     source_class: ClassVar[type] = ZipSource
     suffix = ".zip"
+    url_uris = True
+    escape_reasons: ClassVar[set[str]] = {UNSAFE_MEMBER}
 
     @property
     def archive(self) -> Path:
@@ -221,13 +237,15 @@ class MemoryLake(Lake):
 
     name = "fsspec-memory"
     source_class = FsspecFolderSource
-    missing_lists_nothing = True
+    protocol = "memory"
+    url_uris = True
+    escape_reasons: ClassVar[set[str]] = {OUTSIDE_FOLDER}
 
     def __init__(self, tmp: Path) -> None:
         super().__init__(tmp)
-        self.fs = fsspec.filesystem("memory")
+        self.fs = fsspec.filesystem(self.protocol)
         self.top = f"/contract-{uuid.uuid4().hex}"
-        self.url = f"memory:/{self.top}/lake"
+        self.url = f"{self.protocol}:/{self.top}/lake"
         self.fs.pipe_file(f"{self.top}/outside/secret.jpg", SECRET)
 
     def fill(self, files: dict[str, bytes], *, escaping: bool) -> str:
@@ -250,7 +268,7 @@ class MemoryLake(Lake):
         self.fs.rm(f"{self.top}/lake/{rel}")
 
     def open_missing(self) -> Source:
-        return open_source(f"memory:/{self.top}/nope")
+        return open_source(f"{self.protocol}:/{self.top}/nope")
 
     def open_broken(self) -> Source:
         return open_source(f"nosuchprotocol:/{self.top}/lake")
@@ -259,12 +277,35 @@ class MemoryLake(Lake):
         self.fs.rm(self.top, recursive=True)
 
 
+class FlatStore(fsspec.implementations.memory.MemoryFileSystem):
+    """fsspec's in-memory file system under a protocol kennel does not know to have folders,
+    as S3, GCS and Azure have none (no object store runs here): kennel must treat it as one."""
+
+    protocol = "kennelflat"
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        return str(super()._strip_protocol(path.removeprefix("kennelflat://")))
+
+
+fsspec.register_implementation(FlatStore.protocol, FlatStore, clobber=True)
+
+
+class FlatLake(MemoryLake):
+    """An fsspec folder on a store without folders: a prefix nothing is under lists as empty."""
+
+    name = "fsspec-flat"
+    protocol = FlatStore.protocol
+    missing_lists_nothing = True
+
+
 class CsvLake(FolderLake):
     """Files in a folder, listed by a manifest inside it (rows relative to its folder)."""
 
     name = "manifest-csv"
     source_class = TableSource
     suffix = ".csv"
+    escape_reasons: ClassVar[set[str]] = set()
 
     def fill(self, files: dict[str, bytes], *, escaping: bool) -> str:
         super().fill(files, escaping=False)
@@ -373,6 +414,7 @@ LAKES: list[type[Lake]] = [
     ZipLake,
     TarLake,
     MemoryLake,
+    FlatLake,
     CsvLake,
     ParquetLake,
     SqlLake,
@@ -464,6 +506,24 @@ def test_odd_names_are_ordinary(lake: Lake) -> None:
     assert _read(source, listing.entries) == {lake.uri(rel): d for rel, d in ODD.items()}
 
 
+def test_a_name_holding_double_colons_reads_back_or_is_skipped(lake: Lake) -> None:
+    """``::`` chains file systems in an fsspec URL (``zip://member::archive``): a name holding
+    it reads back where uris are local paths, and is skipped, not misread, where they are URLs."""
+    chained = _files("cat/a::b.jpg", "dog/::.jpg", "pets::x/dog/e.jpg")
+    files = {**PLAIN, **chained}
+    source = lake.open(files)
+    listing = source.scan()
+    kept = PLAIN if lake.url_uris else files
+    assert [(e.uri, e.label) for e in listing.entries] == sorted(
+        (lake.uri(rel), _label(rel)) for rel in kept
+    )
+    assert listing.skipped == ({CHAINED_NAME: len(chained)} if lake.url_uris else {})
+    read = _read(source, listing.entries)
+    assert read == {lake.uri(rel): data for rel, data in kept.items()}
+    for uri, data in read.items():
+        assert read_uri(uri) == data
+
+
 def test_names_that_leave_the_lake_are_never_read(lake: Lake) -> None:
     source = lake.open(PLAIN, escaping=True)
     listing = source.scan()
@@ -471,6 +531,7 @@ def test_names_that_leave_the_lake_are_never_read(lake: Lake) -> None:
     good = {lake.uri(rel): data for rel, data in PLAIN.items()}
     assert {uri: read[uri] for uri in good} == good
     refused = {uri: reason for uri, reason in read.items() if uri not in good}
+    assert set(listing.skipped) == lake.escape_reasons, listing.skipped
     assert SECRET not in read.values()
     assert all(isinstance(reason, str) for reason in refused.values()), refused
     # each attempt is accounted for: offered and refused, or counted as skipped
@@ -484,7 +545,9 @@ def test_names_that_leave_the_lake_are_never_read(lake: Lake) -> None:
 
 def test_missing_location_is_a_source_error(lake: Lake) -> None:
     if lake.missing_lists_nothing:
-        assert lake.open_missing().scan() == Listing([], 0, {})
+        listing = lake.open_missing().scan()
+        assert (listing.entries, listing.ignored, listing.skipped) == ([], 0, {})
+        assert re.search(r"nothing is stored under \S*/nope: .* mistyped", listing.note), listing
         return
     with pytest.raises(SourceError, match=r"nope|no_such_table") as caught:
         lake.open_missing().scan()
@@ -508,8 +571,20 @@ def test_an_item_gone_after_listing_is_a_reason_not_an_exception(lake: Lake) -> 
 
 def test_an_empty_lake_lists_nothing(lake: Lake) -> None:
     source = lake.open({})
-    assert source.scan() == Listing([], 0, {})
+    listing = source.scan()
+    assert (listing.entries, listing.ignored, listing.skipped) == ([], 0, {})
+    assert bool(listing.note) == lake.missing_lists_nothing  # where empty may mean mistyped
     assert list(source.read([])) == []
+
+
+def test_ingesting_an_empty_lake_says_nothing_was_found(lake: Lake, workspace: Workspace) -> None:
+    source = lake.open({})
+    with pytest.raises(SourceError) as caught:
+        workspace.ingestor().run(source, "empty")
+    message = str(caught.value)
+    assert source.describe() in message
+    assert "nothing found: no image files" in message, message
+    assert ("check it is not mistyped" in message) == lake.missing_lists_nothing, message
 
 
 def test_every_source_class_is_covered() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import socket
 import threading
 import time
 import uuid
@@ -238,3 +239,58 @@ def test_a_subscriber_catches_up_by_signed_sequence_then_follows_in_order(
     assert subscriber.poll_once() == 2
     assert [r.entry for r in subscriber.rejected[3:]] == [fourth, fifth]
     assert subscriber.current is None
+
+
+def test_a_read_waits_as_long_as_asked_past_ten_seconds(feed: RedisFeed | MemoryFeed) -> None:
+    """Longer than RedisFeed's 10 s timeout for every other call: a read blocking 12 s and one
+    blocking for ever, side by side, are both woken by a publish at 11 s."""
+    last = feed.publish({"n": b"before"})
+    results: dict[int, tuple[object, float]] = {}
+
+    def wait(block_ms: int) -> None:
+        started = time.monotonic()
+        try:
+            results[block_ms] = (feed.read(last, block_ms), time.monotonic() - started)
+        except ServiceError as exc:
+            results[block_ms] = (exc, time.monotonic() - started)
+
+    readers = [threading.Thread(target=wait, args=(b,), daemon=True) for b in (12000, 0)]
+    for reader in readers:
+        reader.start()
+    time.sleep(11)
+    fields = {"n": b"after 11 s"}
+    entry = feed.publish(fields)
+    for reader in readers:
+        reader.join(timeout=5)
+    for block_ms in (12000, 0):
+        read, waited = results[block_ms]
+        assert read == [(entry, fields)], (block_ms, read)
+        assert 10.9 < waited < 12.0, (block_ms, waited)
+
+
+def test_a_silent_or_dead_redis_is_a_service_error_in_bounded_time() -> None:
+    """Every call but a blocking read gives up after ``timeout_s`` on a server that accepts and
+    never answers; a refused connection fails at once, even for a read that waits for ever."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        feed = RedisFeed(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", "s", timeout_s=0.5)
+        try:
+            for call in (lambda: feed.publish({"n": b"1"}), lambda: feed.latest(1),
+                         lambda: feed.read("0-0", 100)):  # fmt: skip
+                started = time.monotonic()
+                with pytest.raises(ServiceError, match=r"Timeout|timed out"):
+                    call()
+                assert time.monotonic() - started < 2.0
+        finally:
+            feed.close()
+        port = silent.getsockname()[1]
+    dead = RedisFeed(f"redis://127.0.0.1:{port}/0", "s")  # nothing listens there any more
+    try:
+        for block_ms in (0, 12000, 100):
+            started = time.monotonic()
+            with pytest.raises(ServiceError, match=re.escape(f"127.0.0.1:{port}")):
+                dead.read("0-0", block_ms)
+            assert time.monotonic() - started < 2.0
+    finally:
+        dead.close()

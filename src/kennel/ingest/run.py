@@ -26,7 +26,7 @@ from kennel.db import Database
 from kennel.db.datasets import Item
 from kennel.db.ingest import IngestRecord, IngestStore
 from kennel.errors import SourceError
-from kennel.ingest.sources import Entry, Source
+from kennel.ingest.sources import Entry, Listing, Source
 from kennel.ingest.validate import (
     OK,
     QUARANTINED,
@@ -140,9 +140,7 @@ class Ingestor:
             self._save(run_id, results)
             processed += len(results)
             progress(Event("ingest", done=len(done) + processed, total=len(entries)))
-        version, created, summary = self._finish(
-            dataset, run_id, parent_id, source, actor, listing.skipped
-        )
+        version, created, summary = self._finish(dataset, run_id, parent_id, source, actor, listing)
         return IngestReport(
             run_id=run_id,
             dataset=dataset,
@@ -235,8 +233,9 @@ class Ingestor:
         parent_id: str | None,
         source: Source,
         actor: str,
-        skipped: dict[str, int],
+        listing: Listing,
     ) -> tuple[DatasetVersion, bool, dict[str, Any]]:
+        skipped = listing.skipped
         candidates = [
             Candidate(
                 uri=rec.uri,
@@ -267,10 +266,13 @@ class Ingestor:
         if not ext.rows:
             self._close(run_id, "failed", None, {"quarantined": dict(quarantined)})
             never_read = f"; skipped {skipped}" if skipped else ""
-            raise SourceError(
-                f"no valid images in {source.describe()} "
-                f"({len(bad)} quarantined: {dict(quarantined) or 'none'}{never_read})"
-            )
+            if listing.entries:
+                found = f"{len(bad)} quarantined: {dict(quarantined) or 'none'}{never_read}"
+            else:  # say so, and why nothing may be a mistake: a mistyped prefix lists nothing
+                others = f"; {listing.ignored} other files ignored" if listing.ignored else ""
+                found = f"nothing found: no image files{others}{never_read}"
+            note = f"; {listing.note}" if listing.note else ""
+            raise SourceError(f"no valid images in {source.describe()} ({found}){note}")
         summary: dict[str, Any] = {
             "source": source.describe(),
             "added": len(ext.added),

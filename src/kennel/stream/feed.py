@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,13 +53,40 @@ class Feed(Protocol):
 
 
 class RedisFeed:
-    """A Redis Stream (XADD / XREAD / XREVRANGE), trimmed to ``maxlen`` entries."""
+    """A Redis Stream (XADD / XREAD / XREVRANGE), trimmed to ``maxlen`` entries.
 
-    def __init__(self, url: str, stream: str, *, maxlen: int = 50) -> None:
+    Every call but a long blocking read fails with a ``ServiceError`` when Redis has not
+    answered within ``timeout_s``. A read asked to wait longer than half of it gets a client
+    whose socket waits ``timeout_s`` more than the read (``block_ms=0``: no timeout at all, so
+    only a closed connection ends it), kept for later reads: one per power of two seconds."""
+
+    def __init__(self, url: str, stream: str, *, maxlen: int = 50, timeout_s: float = 10) -> None:
         self.url = url
         self.stream = stream
         self.maxlen = maxlen
-        self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=3)
+        self.timeout_s = timeout_s
+        self.client = self._connect(timeout_s)
+        self._waiting: dict[int, redis.Redis] = {}  # seconds waited, a power of 2 or 0 (forever)
+        self._lock = threading.Lock()
+
+    def _connect(self, timeout_s: float | None) -> redis.Redis:
+        return redis.Redis.from_url(
+            self.url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=min(3, self.timeout_s),
+            socket_keepalive=True,  # lets the kernel notice a peer gone silent under a long wait
+        )
+
+    def _client_for(self, block_ms: int) -> redis.Redis:
+        """The client whose socket outwaits a read blocking ``block_ms``."""
+        if block_ms < 0 or 0 < block_ms <= 500 * self.timeout_s:  # Redis refuses block_ms < 0
+            return self.client
+        seconds = 1 << (math.ceil(block_ms / 1000) - 1).bit_length() if block_ms else 0
+        with self._lock:
+            if seconds not in self._waiting:
+                timeout = seconds + self.timeout_s if seconds else None
+                self._waiting[seconds] = self._connect(timeout)
+            return self._waiting[seconds]
 
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -73,7 +102,7 @@ class RedisFeed:
 
     def read(self, after: str, block_ms: int) -> list[tuple[str, dict[str, bytes]]]:
         with self._guard("read"):
-            answer: Any = self.client.xread({self.stream: after}, block=block_ms)
+            answer: Any = self._client_for(block_ms).xread({self.stream: after}, block=block_ms)
         return [(_text(i), _fields(f)) for _stream, entries in answer or [] for i, f in entries]
 
     def latest(self, count: int) -> list[tuple[str, dict[str, bytes]]]:
@@ -82,7 +111,10 @@ class RedisFeed:
         return [(_text(i), _fields(f)) for i, f in entries]
 
     def close(self) -> None:
-        self.client.close()
+        with self._lock:
+            waiting, self._waiting = list(self._waiting.values()), {}
+        for client in [self.client, *waiting]:
+            client.close()
 
 
 def _text(value: object) -> str:

@@ -1,7 +1,8 @@
 """Where images come from. Each source lists entries (uri, label, attrs) without reading bytes,
 then reads the bytes of chosen entries in order. Every uri it records is one fsspec can open
 again later (a local path, ``zip://member::archive``, ``memory://...``, ``s3://...``), which is what
-lineage points at.
+lineage points at; a name holding ``::``, fsspec's separator of chained file systems, cannot be
+recorded in such a URL, so archives and fsspec folders skip it (``CHAINED_NAME``).
 
 Layouts: ``imagefolder`` takes the label from the parent folder (``cat/001.jpg``); ``flat`` takes
 it from the file-name prefix (Kaggle's ``cat.123.jpg``); ``auto`` picks ``flat`` when nearly all
@@ -27,10 +28,12 @@ from kennel.errors import SourceError
 from kennel.ingest.sources.base import (
     BAD_NAME,
     BROKEN_LINK,
+    CHAINED_NAME,
     DEFAULT_MAX_BYTES,
     IMAGE_EXTENSIONS,
     LINKED_FOLDER,
     NOT_REGULAR,
+    OUTSIDE_FOLDER,
     OUTSIDE_ROOTS,
     SQL_SCHEMES,
     SYMLINK_LOOP,
@@ -59,10 +62,12 @@ from kennel.ingest.sources.zip_archive import ZipSource
 __all__ = [
     "BAD_NAME",
     "BROKEN_LINK",
+    "CHAINED_NAME",
     "DEFAULT_MAX_BYTES",
     "IMAGE_EXTENSIONS",
     "LINKED_FOLDER",
     "NOT_REGULAR",
+    "OUTSIDE_FOLDER",
     "OUTSIDE_ROOTS",
     "SYMLINK_LOOP",
     "UNSAFE_MEMBER",

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import IO, ClassVar, Literal, Protocol
 
 import fsspec
 
@@ -26,6 +26,16 @@ SQL_SCHEMES = ("sqlite:", "postgresql", "mysql", "mariadb", "mssql", "oracle")
 ReadResult = bytes | str  # bytes, or the reason they could not be read
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # data.max_file_bytes' default
 OUTSIDE_ROOTS = "outside allowed roots"
+
+# Why a listing left a name out (``Listing.skipped``); none of these is ever opened.
+NOT_REGULAR = "not a regular file"  # FIFO, socket, device; tar links
+SYMLINK_LOOP = "symlink loop"
+BROKEN_LINK = "broken symlink"
+LINKED_FOLDER = "symlinked folder not followed"
+BAD_NAME = "name not UTF-8"
+UNSAFE_MEMBER = "archive member outside the archive"  # `..` or an absolute name
+OUTSIDE_FOLDER = "name leads outside the folder"  # `..` in a name on an fsspec file system
+CHAINED_NAME = "name contains '::', which URLs cannot carry"  # fsspec's chaining separator
 
 
 @dataclass(frozen=True)
@@ -40,8 +50,10 @@ class Listing:
     entries: list[Entry]
     ignored: int  # files skipped because their extension is not an image's
     # Names never offered as entries, by reason: special files, symlink loops, names that are
-    # not UTF-8, archive members that climb out with ``..`` or are absolute.
+    # not UTF-8, names that climb out with ``..`` or are absolute, names a URL cannot carry.
     skipped: dict[str, int] = field(default_factory=dict)
+    # What the source adds about this listing, such as why an empty one may be a mistake.
+    note: str = ""
 
 
 class Source(Protocol):
@@ -69,6 +81,11 @@ class FileTreeSource:
     layout: Layout = "auto"
     labels: Sequence[str] = ()
     max_bytes: int = DEFAULT_MAX_BYTES
+    # The reason a name climbing out with ``..`` (or absolute) is counted under.
+    outside: ClassVar[str] = UNSAFE_MEMBER
+    # Whether the uris are fsspec URLs, where ``::`` chains file systems: a name holding it
+    # would be recorded under a uri that no longer opens it, so it is skipped.
+    url_uris: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         self.labels = tuple(self.labels)
@@ -76,7 +93,7 @@ class FileTreeSource:
     def _listing(self, names: Iterable[str], uri_of: Callable[[str], str], **more: int) -> Listing:
         """Entries for the image ``names`` (relative to the tree), sorted; ``more`` counts
         names the caller left out, by reason."""
-        images, ignored, skipped = _split_images(names)
+        images, ignored, skipped = _split_images(names, self.outside, self.url_uris)
         skipped.update({k: v for k, v in more.items() if v})
         layout = detect_layout(images, self.labels) if self.layout == "auto" else self.layout
         entries = [Entry(uri_of(rel), label_for(rel, layout)) for rel in images]
@@ -128,13 +145,6 @@ def label_for(relpath: str, layout: Literal["imagefolder", "flat"]) -> str | Non
     return posixpath.basename(parent) or None
 
 
-# Why a listing left a name out (``Listing.skipped``); none of these is ever opened.
-NOT_REGULAR = "not a regular file"  # FIFO, socket, device; tar links
-SYMLINK_LOOP = "symlink loop"
-BROKEN_LINK = "broken symlink"
-LINKED_FOLDER = "symlinked folder not followed"
-BAD_NAME = "name not UTF-8"
-UNSAFE_MEMBER = "archive member outside the archive"  # `..` or an absolute name
 _USERINFO = re.compile(r"(://[^/@:\s]*:)[^/\s]*@")
 
 
@@ -173,7 +183,9 @@ def _unsafe_member(name: str) -> bool:
     return parts[0] == "" or ".." in parts or re.match(r"[A-Za-z]:", name) is not None
 
 
-def _split_images(relpaths: Iterable[str]) -> tuple[list[str], int, Counter[str]]:
+def _split_images(
+    relpaths: Iterable[str], outside: str, url_uris: bool
+) -> tuple[list[str], int, Counter[str]]:
     images: list[str] = []
     ignored = 0
     skipped: Counter[str] = Counter()
@@ -181,13 +193,15 @@ def _split_images(relpaths: Iterable[str]) -> tuple[list[str], int, Counter[str]
         if not utf8(rel):
             skipped[BAD_NAME] += 1
         elif _unsafe_member(rel):
-            skipped[UNSAFE_MEMBER] += 1
+            skipped[outside] += 1
         elif any(p.startswith(".") or p == "__MACOSX" for p in rel.split("/")):
             continue  # hidden files and macOS resource forks are not data
-        elif is_image_name(rel):
-            images.append(rel)
-        else:
+        elif not is_image_name(rel):
             ignored += 1
+        elif url_uris and "::" in rel:
+            skipped[CHAINED_NAME] += 1
+        else:
+            images.append(rel)
     return sorted(images), ignored, skipped
 
 

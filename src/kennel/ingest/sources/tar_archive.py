@@ -6,6 +6,7 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import fsspec
 
@@ -26,6 +27,8 @@ from kennel.ingest.sources.base import (
 @dataclass(eq=False, repr=False)
 class TarSource(FileTreeSource, AtUrl):
     """A .tar/.tar.gz/.tgz/.tar.bz2/.tar.xz archive, streamed in order (no random access)."""
+
+    url_uris: ClassVar[bool] = True
 
     def describe(self) -> str:
         return f"tar:{redact(self.url)} layout={self.layout}"
@@ -55,7 +58,8 @@ class TarSource(FileTreeSource, AtUrl):
         """In archive order, not the given one: a stream has no random access, and holding every
         member until the end would hold the whole dataset in memory."""
         max_bytes = self.max_bytes
-        wanted = {e.uri[len("tar://") : e.uri.rindex("::")]: e for e in entries}
+        # up to the first ``::``: no member name holds one, the archive's URL may
+        wanted = {e.uri[len("tar://") : e.uri.index("::")]: e for e in entries}
         for archive, member in self._members():
             entry = wanted.pop(member.name, None) if member.isfile() else None
             if entry is None:

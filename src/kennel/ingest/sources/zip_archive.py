@@ -7,6 +7,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import fsspec
 
@@ -50,6 +51,8 @@ def _read_zip_member(archive: zipfile.ZipFile, member: str, limit: int) -> ReadR
 class ZipSource(FileTreeSource, AtUrl):
     """A .zip archive (local or any fsspec URL), read member by member without extracting."""
 
+    url_uris: ClassVar[bool] = True
+
     def describe(self) -> str:
         return f"zip:{redact(self.url)} layout={self.layout}"
 
@@ -70,5 +73,6 @@ class ZipSource(FileTreeSource, AtUrl):
         max_bytes = self.max_bytes
         with self._open() as archive:
             for entry in entries:
-                member = entry.uri[len("zip://") : entry.uri.rindex("::")]
+                # up to the first ``::``: no member name holds one, the archive's URL may
+                member = entry.uri[len("zip://") : entry.uri.index("::")]
                 yield entry, _read_zip_member(archive, member, max_bytes)

@@ -4,15 +4,13 @@ call is audited."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from fastapi import FastAPI, Request
 from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 
 from kennel.db import Database
 from kennel.db.audit import record
-from kennel.db.schema import FeedbackRow
+from kennel.db.predictions import PredictionStore
 from kennel.serve import schemas
 from kennel.serve.auth import Identity
 from kennel.serve.holder import Swap
@@ -31,22 +29,9 @@ FEEDBACK_BODY = {
 
 def _save_feedback(db: Database, body: schemas.FeedbackIn, who: Identity) -> None:
     """The label and its audit record, in one transaction (blocking: run it off the loop)."""
-    with db.session() as s:
-        s.merge(
-            FeedbackRow(
-                prediction_id=body.prediction_id,
-                label=body.label,
-                at=datetime.now(UTC),
-                actor=who.name,
-            )
-        )
-        record(
-            s,
-            actor=who.name,
-            action="feedback",
-            subject=body.prediction_id,
-            details={"label": body.label, "token": who.token_id},
-        )
+    PredictionStore(db).add_feedback(
+        body.prediction_id, body.label, actor=who.name, token=who.token_id
+    )
 
 
 async def feedback(
