@@ -189,9 +189,9 @@ def run_demo(
         "reingest_same_id": same,
         "audit_ok": verdict.ok,
         "model": built.model.ref,
-        "test_accuracy": round(built.evaluation["accuracy"], 4),
-        "gates_passed": built.gates["passed"],
-        "parity_passed": built.parity["passed"],
+        "test_accuracy": round(built.evaluation.accuracy, 4),
+        "gates_passed": built.gates.passed,
+        "parity_passed": built.parity.passed,
         "certified": certified,
         "phases": [{k: v for k, v in p.items() if k != "cycle"} for p in story],
         "recovered": _recovered(story),
@@ -206,7 +206,7 @@ def run_demo(
         f"[bold]done[/bold] in {summary['wall_s']}s; the story: {report}; explore with e.g. "
         f"`kennel alerts list -C {project.root}`"
     )
-    checks = [same, verdict.ok, built.parity["passed"], certified]
+    checks = [same, verdict.ok, built.parity.passed, certified]
     if not all(checks):
         raise SystemExit("error: the demo's own checks failed")
     return summary
