@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -193,9 +194,10 @@ def measure_bias(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> B
     )
 
 
-def bias(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, object]:
-    """``measure_bias`` as plain JSON, for callers that store it as it is (monitoring)."""
-    return measure_bias(labels, probs, classes).as_dict()
+def bias(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """``measure_bias`` as plain JSON, for callers that store it as it is (monitoring's
+    measured performance)."""
+    return dict(measure_bias(labels, probs, classes).as_dict())
 
 
 def slices(
