@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from kennel.config import init_project
+from kennel.package import bundle
 from kennel.pipeline.build import BuildOptions
 from kennel.progress import lines
 from kennel.wiring import Workspace
@@ -61,6 +62,7 @@ def main() -> None:
     wall = time.perf_counter() - wall0
     children = os.times()
     e = result.evaluation
+    params = bundle.params(result.config)
     print(
         json.dumps(
             {
@@ -68,7 +70,7 @@ def main() -> None:
                 "data": args.data,
                 "model": result.model.ref,
                 "params": {
-                    k: result.params[k]
+                    k: params[k]
                     for k in (
                         "arch",
                         "image_size",
@@ -80,13 +82,13 @@ def main() -> None:
                     )
                 },
                 "epochs_run": len(result.history),
-                "test_images": e["n"],
-                "test_accuracy": round(e["accuracy"], 4),
-                "precision": {c: round(m["precision"], 4) for c, m in e["per_class"].items()},
-                "recall": {c: round(m["recall"], 4) for c, m in e["per_class"].items()},
-                "recall_gap": round(e["bias"]["recall_gap"], 4),
-                "ece_after_temperature": round(e["calibration"]["ece_after"], 4),
-                "parity_max_logit_diff": result.parity["max_abs_logit_diff"],
+                "test_images": e.metrics.n,
+                "test_accuracy": round(e.accuracy, 4),
+                "precision": {c: round(m.precision, 4) for c, m in e.per_class.items()},
+                "recall": {c: round(m.recall, 4) for c, m in e.per_class.items()},
+                "recall_gap": round(e.bias.recall_gap, 4),
+                "ece_after_temperature": round(e.calibration.ece_after, 4),
+                "parity_max_logit_diff": result.parity.max_abs_logit_diff,
                 "ingest_s": round(ingest_s, 1),
                 "build_s": round(result.seconds, 1),
                 "wall_s": round(wall, 1),

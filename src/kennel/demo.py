@@ -198,9 +198,9 @@ def run_demo(
         "reingest_same_id": same,
         "audit_ok": verdict.ok,
         "model": built.model.ref,
-        "test_accuracy": round(built.evaluation["accuracy"], 4),
-        "gates_passed": built.gates["passed"],
-        "parity_passed": built.parity["passed"],
+        "test_accuracy": round(built.evaluation.accuracy, 4),
+        "gates_passed": built.gates.passed,
+        "parity_passed": built.parity.passed,
         "certified": certified,
         "phases": [{k: v for k, v in p.items() if k != "cycle"} for p in story],
         "recovered": _recovered(story),
@@ -210,7 +210,7 @@ def run_demo(
     report = out / "demo-report.html"
     write_text_atomic(report, _story_html(summary))
     summary["report"] = str(report)
-    summary["ok"] = all([same, verdict.ok, built.parity["passed"], certified])
+    summary["ok"] = all([same, verdict.ok, built.parity.passed, certified])
     return summary
 
 

@@ -78,7 +78,7 @@ class Workspace:
 
         return Builder(
             config=self.project.config,
-            db=self.db,
+            tracker=self.tracker,
             content=self.content,
             artifacts_url=self.project.artifacts_url,
             catalog=self.catalog,

@@ -206,5 +206,5 @@ def test_pretrained_beats_scratch(mini: Project) -> None:
         )
     finally:
         ws.close()
-    assert tuned.params["arch"] == "efficientnet_lite0"
-    assert tuned.evaluation["accuracy"] > scratch.evaluation["accuracy"] + 0.1
+    assert tuned.config.arch == "efficientnet_lite0"
+    assert tuned.evaluation.accuracy > scratch.evaluation.accuracy + 0.1

@@ -19,14 +19,12 @@ def test_classification_matches_sklearn() -> None:
     probs = metrics.softmax_t(logits)
     report = metrics.classification(labels, probs, ["cat", "dog"])
     predicted = probs.argmax(1)
-    assert report["accuracy"] == accuracy_score(labels, predicted)
+    assert report.accuracy == accuracy_score(labels, predicted)
     for i, name in enumerate(["cat", "dog"]):
-        assert report["per_class"][name]["precision"] == precision_score(
-            labels, predicted, pos_label=i
-        )
-        assert report["per_class"][name]["recall"] == recall_score(labels, predicted, pos_label=i)
-    assert sum(map(sum, report["confusion"])) == len(labels)
-    assert 0.5 < report["curves"]["dog"]["roc_auc"] <= 1.0
+        assert report.per_class[name].precision == precision_score(labels, predicted, pos_label=i)
+        assert report.per_class[name].recall == recall_score(labels, predicted, pos_label=i)
+    assert sum(map(sum, report.confusion)) == len(labels)
+    assert 0.5 < report.curves["dog"].roc_auc <= 1.0
 
 
 def test_temperature_scaling_improves_calibration() -> None:
@@ -43,16 +41,17 @@ def test_bias_and_gates() -> None:
     labels = np.array([0] * 50 + [1] * 50)
     predicted = np.array([0] * 35 + [1] * 15 + [1] * 50)  # dogs over-predicted
     probs = np.eye(2)[predicted]
-    bias = metrics.bias(labels, probs, ["cat", "dog"])
-    assert bias["recall"] == {"cat": 0.7, "dog": 1.0}
-    assert abs(bias["recall_gap"] - 0.3) < 1e-12
-    assert abs(bias["predicted_rate_ratio"]["dog"] - 1.3) < 1e-12
-    evaluation = {**metrics.classification(labels, probs, ["cat", "dog"]), "bias": bias}
-    result = gates.apply(GatesConfig(min_recall=0.8, max_recall_gap=0.2), evaluation)
+    bias = metrics.measure_bias(labels, probs, ["cat", "dog"])
+    assert bias.recall == {"cat": 0.7, "dog": 1.0}
+    assert abs(bias.recall_gap - 0.3) < 1e-12
+    assert abs(bias.predicted_rate_ratio["dog"] - 1.3) < 1e-12
+    assert metrics.bias(labels, probs, ["cat", "dog"]) == bias.as_dict()  # monitoring's form
+    classification = metrics.classification(labels, probs, ["cat", "dog"])
+    result = gates.apply(GatesConfig(min_recall=0.8, max_recall_gap=0.2), classification, bias)
     assert not result.passed
     assert any(r.startswith("recall[cat] 0.7000") for r in result.reasons)
     assert any(r.startswith("recall_gap 0.3000") for r in result.reasons)
-    assert gates.apply(GatesConfig(), evaluation).passed
+    assert gates.apply(GatesConfig(), classification, bias).passed
 
 
 def test_slices() -> None:
@@ -60,7 +59,7 @@ def test_slices() -> None:
     attrs = [{"scenario": "night" if i % 2 else "day", "index": str(i)} for i in range(100)]
     out, skipped = metrics.slices(labels, metrics.softmax_t(logits), ["cat", "dog"], attrs)
     assert set(out["scenario"]) == {"day", "night"}
-    assert out["scenario"]["day"]["n"] == 50
+    assert out["scenario"]["day"].n == 50
     # a per-image column is never sliced: 100 one-image slices would say nothing
     assert "index" not in out and skipped == {"index": 100}
 
@@ -73,12 +72,10 @@ def test_default_gates_refuse_a_model_no_better_than_the_majority_class() -> Non
         (np.concatenate([labels[:90], 1 - labels[90:]]), True),  # 0.90
     ):
         probs = np.eye(2)[predicted]
-        evaluation = {
-            **metrics.classification(labels, probs, ["cat", "dog"]),
-            "bias": metrics.bias(labels, probs, ["cat", "dog"]),
-        }
-        result = gates.apply(GatesConfig(), evaluation)
+        classification = metrics.classification(labels, probs, ["cat", "dog"])
+        bias = metrics.measure_bias(labels, probs, ["cat", "dog"])
+        result = gates.apply(GatesConfig(), classification, bias)
         assert result.passed is passes
         if not passes:
             assert any("majority-class rate" in r for r in result.reasons)
-    assert gates.apply(GatesConfig(beat_majority=False), evaluation).passed
+    assert gates.apply(GatesConfig(beat_majority=False), classification, bias).passed

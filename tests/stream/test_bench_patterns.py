@@ -40,7 +40,7 @@ def test_bench_patterns_measures_all_four(brokers: None, tmp_path: Path) -> None
     report = json.loads(result.stdout)  # progress events are JSON lines on stderr
     assert report["images"] == 12
     events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
-    assert [e["message"] for e in events if e["phase"] == "patterns"][0].startswith("pattern 1")
+    assert next(e["message"] for e in events if e["phase"] == "patterns").startswith("pattern 1")
     rows = report["results"]
     assert [r["pattern"] for r in rows] == [
         "1 embedded",

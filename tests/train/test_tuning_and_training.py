@@ -54,15 +54,12 @@ def test_grid_search_tracks_every_trial(synth_project: Project) -> None:
         assert {"train_loss", "val_loss", "val_accuracy"} <= set(epochs[t.id][1])
         assert t.dataset_version == final.dataset_version
     assert final.kind == "final" and final.study == result.study
-    assert result.params["lr"] in (0.001, 0.003)
+    assert result.config.lr in (0.001, 0.003)
     # quantization was tried and its decision follows its own numbers
     q = result.quantization
     assert q is not None
-    keep = (
-        q["accuracy_fp32"] - q["accuracy_int8"] <= 0.005
-        and q["latency_int8_ms"] < q["latency_fp32_ms"]
-    )
-    assert q["kept"] == keep
+    keep = q.accuracy_fp32 - q.accuracy_int8 <= 0.005 and q.latency_int8_ms < q.latency_fp32_ms
+    assert q.kept == keep
     assert ("model.int8.onnx" in result.model.files) == keep
 
 
@@ -73,8 +70,8 @@ def test_training_is_reproducible(synth_project: Project) -> None:
         b = ws.builder().build("park", BuildOptions(trials=1, epochs=2))
     finally:
         ws.close()
-    assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
-    assert a.evaluation["accuracy"] == b.evaluation["accuracy"]
+    assert [h.val_loss for h in a.history] == [h.val_loss for h in b.history]
+    assert a.evaluation.accuracy == b.evaluation.accuracy
 
 
 def test_bad_search_space_names_the_key(tmp_path: Path, synth_project: Project) -> None:

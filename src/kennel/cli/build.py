@@ -59,17 +59,17 @@ def _options(
 def _print(result: BuildResult) -> None:
     e = result.evaluation
     table(
-        f"{result.model.ref} on the test split (accuracy {e['accuracy']:.4f})",
+        f"{result.model.ref} on the test split (accuracy {e.accuracy:.4f})",
         ["class", "precision", "recall", "f1", "support"],
         [
-            [c, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", m["support"]]
-            for c, m in e["per_class"].items()
+            [c, f"{m.precision:.4f}", f"{m.recall:.4f}", f"{m.f1:.4f}", m.support]
+            for c, m in e.per_class.items()
         ],
     )
-    gates = "passed" if result.gates["passed"] else "FAILED: " + "; ".join(result.gates["reasons"])
+    gates = "passed" if result.gates.passed else "FAILED: " + "; ".join(result.gates.reasons)
     champion = f"; {result.model.name}@champion now" if result.champion else ""
     console.print(
-        f"gates {gates}; parity {'passed' if result.parity['passed'] else 'FAILED'}; "
+        f"gates {gates}; parity {'passed' if result.parity.passed else 'FAILED'}; "
         f"run {result.run_id}; {result.seconds:.0f}s{champion}",
         markup=False,
     )
@@ -97,13 +97,15 @@ def pipeline_run(
     with opened(project) as ws:
         cfg = ws.project.config.pipeline
         spec = source or cfg.source
-        from kennel.pipeline.runner import PipelineRunner
+        from kennel.db.pipeline import PipelineStepStore
+        from kennel.pipeline.flow import PipelineRunner
 
         runner = PipelineRunner(
             config=ws.project.config,
-            db=ws.db,
+            steps=PipelineStepStore(ws.db),
             ingestor=ws.ingestor(),
             builder=ws.builder(),
+            catalog=ws.catalog,
             registry=ws.registry,
         )
         with reporting(json_out) as progress:
@@ -117,9 +119,9 @@ def pipeline_run(
                 progress=progress,
             )
     if json_out:
-        emit_json(result)
+        emit_json(result.as_dict())
     else:
-        console.print(f"pipeline done: {result['model']} from {result['dataset_version']}")
+        console.print(f"pipeline done: {result.model} from {result.dataset_version}")
 
 
 def train(

@@ -1,12 +1,14 @@
 """Classification metrics from labels and probabilities, computed with scikit-learn and scipy.
 
 Everything here is a pure function of arrays, so a report's numbers can be recomputed from the
-stored predictions by anyone (a test does exactly that).
+stored predictions by anyone (a test does exactly that). Results are frozen dataclasses;
+``as_dict()`` is their JSON form, as report.json and the registry store it.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +46,91 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(ece)
 
 
-def classification(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ClassMetrics:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Curves:
+    """One class against the rest: ROC and precision-recall, thinned to at most 200 points."""
+
+    roc_auc: float
+    average_precision: float
+    fpr: list[float]
+    tpr: list[float]
+    precision: list[float]
+    recall: list[float]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "roc_auc": self.roc_auc,
+            "average_precision": self.average_precision,
+            "roc": {"fpr": self.fpr, "tpr": self.tpr},
+            "pr": {"precision": self.precision, "recall": self.recall},
+        }
+
+
+@dataclass(frozen=True)
+class Classification:
+    n: int
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, ClassMetrics]
+    confusion: list[list[int]]  # row = true class, column = predicted class
+    curves: dict[str, Curves]  # classes present and absent in the labels only
+    ece: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "per_class": {c: m.as_dict() for c, m in self.per_class.items()},
+            "confusion": self.confusion,
+            "curves": {c: curve.as_dict() for c, curve in self.curves.items()},
+            "ece": self.ece,
+        }
+
+
+@dataclass(frozen=True)
+class Bias:
+    """Between-class bias: recall gap and predicted-rate ratio (the seed's "30% biased to
+    detect dogs" is a predicted-rate ratio of 1.3)."""
+
+    recall: dict[str, float]
+    recall_gap: float
+    predicted_rate: dict[str, float]
+    true_rate: dict[str, float]
+    predicted_rate_ratio: dict[str, float]  # predicted share / true share, per class
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SliceMetrics:
+    n: int
+    accuracy: float
+    recall: dict[str, float]
+    bias: Bias
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "recall": self.recall,
+            "bias": self.bias.as_dict(),
+        }
+
+
+def classification(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> Classification:
     """Accuracy, per-class precision/recall/F1/support, confusion matrix, ROC and PR curves."""
     predicted = probs.argmax(axis=1)
     ids = list(range(len(classes)))
@@ -52,40 +138,40 @@ def classification(labels: np.ndarray, probs: np.ndarray, classes: list[str]) ->
         labels, predicted, labels=ids, zero_division=0
     )
     per_class = {
-        name: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-        }
+        name: ClassMetrics(
+            precision=float(precision[i]),
+            recall=float(recall[i]),
+            f1=float(f1[i]),
+            support=int(support[i]),
+        )
         for i, name in enumerate(classes)
     }
-    curves: dict[str, Any] = {}
+    curves: dict[str, Curves] = {}
     for i, name in enumerate(classes):
         truth = (labels == i).astype(int)
         if 0 < truth.sum() < len(truth):
             fpr, tpr, _ = skm.roc_curve(truth, probs[:, i])
             prec, rec, _ = skm.precision_recall_curve(truth, probs[:, i])
-            curves[name] = {
-                "roc_auc": float(skm.roc_auc_score(truth, probs[:, i])),
-                "average_precision": float(skm.average_precision_score(truth, probs[:, i])),
-                "roc": {"fpr": _thin(fpr), "tpr": _thin(tpr)},
-                "pr": {"precision": _thin(prec), "recall": _thin(rec)},
-            }
-    return {
-        "n": len(labels),
-        "accuracy": float(skm.accuracy_score(labels, predicted)) if len(labels) else 0.0,
-        "macro_f1": float(np.mean(f1)) if len(f1) else 0.0,
-        "per_class": per_class,
-        "confusion": skm.confusion_matrix(labels, predicted, labels=ids).tolist(),
-        "curves": curves,
-        "ece": expected_calibration_error(probs, labels) if len(labels) else 0.0,
-    }
+            curves[name] = Curves(
+                roc_auc=float(skm.roc_auc_score(truth, probs[:, i])),
+                average_precision=float(skm.average_precision_score(truth, probs[:, i])),
+                fpr=_thin(fpr),
+                tpr=_thin(tpr),
+                precision=_thin(prec),
+                recall=_thin(rec),
+            )
+    return Classification(
+        n=len(labels),
+        accuracy=float(skm.accuracy_score(labels, predicted)) if len(labels) else 0.0,
+        macro_f1=float(np.mean(f1)) if len(f1) else 0.0,
+        per_class=per_class,
+        confusion=skm.confusion_matrix(labels, predicted, labels=ids).tolist(),
+        curves=curves,
+        ece=expected_calibration_error(probs, labels) if len(labels) else 0.0,
+    )
 
 
-def bias(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Between-class bias: recall gap and predicted-rate ratio (the seed's "30% biased to detect
-    dogs" is a predicted-rate ratio of 1.3)."""
+def measure_bias(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> Bias:
     predicted = probs.argmax(axis=1)
     recalls = {
         c: float((predicted[labels == i] == i).mean()) if (labels == i).any() else 0.0
@@ -99,13 +185,19 @@ def bias(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str,
     }
     ratio = {c: (rates[c] / true_rates[c]) if true_rates[c] > 0 else 0.0 for c in classes}
     values = list(recalls.values())
-    return {
-        "recall": recalls,
-        "recall_gap": float(max(values) - min(values)) if values else 0.0,
-        "predicted_rate": rates,
-        "true_rate": true_rates,
-        "predicted_rate_ratio": ratio,  # predicted share / true share, per class
-    }
+    return Bias(
+        recall=recalls,
+        recall_gap=float(max(values) - min(values)) if values else 0.0,
+        predicted_rate=rates,
+        true_rate=true_rates,
+        predicted_rate_ratio=ratio,
+    )
+
+
+def bias(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """``measure_bias`` as plain JSON, for callers that store it as it is (monitoring's
+    measured performance)."""
+    return dict(measure_bias(labels, probs, classes).as_dict())
 
 
 def slices(
@@ -115,10 +207,10 @@ def slices(
     attrs: list[dict[str, str]],
     *,
     max_values: int = 20,
-) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+) -> tuple[dict[str, dict[str, SliceMetrics]], dict[str, int]]:
     """Accuracy, per-class recall and bias for every value of every attribute column with at
     most ``max_values`` distinct values; the other columns come back with their counts."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, SliceMetrics]] = {}
     skipped: dict[str, int] = {}
     columns = sorted({k for a in attrs for k in a})
     for column in columns:
@@ -131,12 +223,12 @@ def slices(
         for value in distinct:
             mask = values == value
             report = classification(labels[mask], probs[mask], classes)
-            out[column][value] = {
-                "n": report["n"],
-                "accuracy": report["accuracy"],
-                "recall": {c: report["per_class"][c]["recall"] for c in classes},
-                "bias": bias(labels[mask], probs[mask], classes),
-            }
+            out[column][value] = SliceMetrics(
+                n=report.n,
+                accuracy=report.accuracy,
+                recall={c: report.per_class[c].recall for c in classes},
+                bias=measure_bias(labels[mask], probs[mask], classes),
+            )
     return out, skipped
 
 

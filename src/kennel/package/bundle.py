@@ -8,12 +8,21 @@ import hashlib
 import importlib.metadata
 import json
 import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kennel import __version__
+from kennel.config import TrainConfig
+from kennel.evaluate.gates import GateResult
+from kennel.evaluate.report import Evaluation, Summary
 from kennel.train.augment import IMAGENET_MEAN, IMAGENET_STD
+
+if TYPE_CHECKING:  # annotations only: quantize loads ONNX Runtime's quantization tools
+    from kennel.package.quantize import Quantized
+    from kennel.package.verify import Parity
 
 FORMAT = "kennel-model/1"
 MODEL, INT8, METADATA = "model.onnx", "model.int8.onnx", "kennel-model.json"
@@ -40,6 +49,85 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+@dataclass(frozen=True)
+class BundleMetadata:
+    """What ``kennel-model.json`` says: everything a runtime needs to reproduce preprocessing,
+    the sha256 of every other file, and where the model came from."""
+
+    name: str
+    version: int
+    created_at: str
+    labels: tuple[str, ...]
+    image_size: int
+    embedding_dim: int
+    temperature: float
+    files: dict[str, str]  # file name -> sha256
+    metrics: Summary
+    gates: GateResult
+    dataset: str
+    dataset_version: str
+    run_id: str
+    params: TrainConfig
+    parity: Parity
+    quantization: Quantized | None
+    reference: dict[str, Any]  # training-time statistics that monitoring compares against
+    git_commit: str | None
+    libraries: dict[str, str]
+
+    def with_file(self, name: str, data: bytes) -> BundleMetadata:
+        return replace(self, files={**self.files, name: hashlib.sha256(data).hexdigest()})
+
+    def as_dict(self) -> dict[str, object]:
+        size = self.image_size
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "version": self.version,
+            "created_at": self.created_at,
+            "labels": list(self.labels),
+            "input": {
+                "name": "input",
+                "dtype": "float32",
+                "layout": "NCHW",
+                "shape": [None, 3, size, size],
+            },
+            "preprocessing": {
+                "decode": "kennel.imaging.decode: EXIF orientation applied, any mode -> 8-bit RGB",
+                "resize": f"shorter side to {size} px, bilinear (Pillow)",
+                "crop": f"centre {size}x{size}",
+                "scale": "divide by 255",
+                "mean": list(IMAGENET_MEAN),
+                "std": list(IMAGENET_STD),
+                "channel_order": "RGB",
+            },
+            "outputs": {
+                "logits": "logits",
+                "embedding": "embedding",
+                "embedding_dim": self.embedding_dim,
+            },
+            "temperature": self.temperature,
+            "files": dict(self.files),
+            "metrics": self.metrics.as_dict(),
+            "gates": self.gates.as_dict(),
+            "dataset": {"name": self.dataset, "version": self.dataset_version},
+            "run_id": self.run_id,
+            "params": params(self.params),
+            "parity": self.parity.as_dict(),
+            "quantization": self.quantization.as_dict() if self.quantization else None,
+            "reference": self.reference,
+            "git_commit": self.git_commit,
+            "libraries": self.libraries,
+        }
+
+    def to_json(self) -> bytes:
+        return serialise(self.as_dict())
+
+
+def params(config: TrainConfig) -> dict[str, object]:
+    """A training configuration as bundles, runs and reports record it (without the search)."""
+    return config.model_dump(exclude={"search"})
+
+
 def metadata(
     *,
     name: str,
@@ -49,84 +137,70 @@ def metadata(
     embedding_dim: int,
     temperature: float,
     files: dict[str, bytes],
-    metrics: dict[str, Any],
-    gates: dict[str, Any],
+    metrics: Summary,
+    gates: GateResult,
     dataset: str,
     dataset_version: str,
     run_id: str,
-    params: dict[str, Any],
-    parity: dict[str, Any],
-    quantization: dict[str, Any] | None,
+    params: TrainConfig,
+    parity: Parity,
+    quantization: Quantized | None,
     reference: dict[str, Any],
     git: str | None,
-) -> dict[str, Any]:
-    return {
-        "format": FORMAT,
-        "name": name,
-        "version": version,
-        "created_at": datetime.now(UTC).isoformat(),
-        "labels": labels,
-        "input": {
-            "name": "input",
-            "dtype": "float32",
-            "layout": "NCHW",
-            "shape": [None, 3, image_size, image_size],
-        },
-        "preprocessing": {
-            "decode": "kennel.imaging.decode: EXIF orientation applied, any mode -> 8-bit RGB",
-            "resize": f"shorter side to {image_size} px, bilinear (Pillow)",
-            "crop": f"centre {image_size}x{image_size}",
-            "scale": "divide by 255",
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "channel_order": "RGB",
-        },
-        "outputs": {"logits": "logits", "embedding": "embedding", "embedding_dim": embedding_dim},
-        "temperature": temperature,
-        "files": {f: hashlib.sha256(data).hexdigest() for f, data in sorted(files.items())},
-        "metrics": metrics,
-        "gates": gates,
-        "dataset": {"name": dataset, "version": dataset_version},
-        "run_id": run_id,
-        "params": params,
-        "parity": parity,
-        "quantization": quantization,
-        "reference": reference,
-        "git_commit": git,
-        "libraries": library_versions(),
-    }
-
-
-def card(meta: dict[str, Any]) -> str:
-    m = meta["metrics"]
-    per_class = "\n".join(
-        f"| {c} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | {v['support']} |"
-        for c, v in m.get("per_class", {}).items()
+) -> BundleMetadata:
+    return BundleMetadata(
+        name=name,
+        version=version,
+        created_at=datetime.now(UTC).isoformat(),
+        labels=tuple(labels),
+        image_size=image_size,
+        embedding_dim=embedding_dim,
+        temperature=temperature,
+        files={f: hashlib.sha256(data).hexdigest() for f, data in sorted(files.items())},
+        metrics=metrics,
+        gates=gates,
+        dataset=dataset,
+        dataset_version=dataset_version,
+        run_id=run_id,
+        params=params,
+        parity=parity,
+        quantization=quantization,
+        reference=reference,
+        git_commit=git,
+        libraries=library_versions(),
     )
-    gates = meta["gates"]
-    return f"""# Model card: {meta["name"]} v{meta["version"]}
 
-Classifies an image as one of: {", ".join(meta["labels"])}.
 
-- Architecture: {meta["params"].get("arch")} at {meta["input"]["shape"][2]} px
-- Trained on dataset `{meta["dataset"]["name"]}` version `{meta["dataset"]["version"]}`
+def card(meta: BundleMetadata) -> str:
+    m = meta.metrics
+    per_class = "\n".join(
+        f"| {c} | {v.precision:.4f} | {v.recall:.4f} | {v.f1:.4f} | {v.support} |"
+        for c, v in m.per_class.items()
+    )
+    gates = meta.gates
+    return f"""# Model card: {meta.name} v{meta.version}
+
+Classifies an image as one of: {", ".join(meta.labels)}.
+
+- Architecture: {meta.params.arch} at {meta.image_size} px
+- Trained on dataset `{meta.dataset}` version `{meta.dataset_version}`
   (its train split; validation carved from train; evaluated once on the untouched test split)
-- Run `{meta["run_id"]}`, code `{meta["git_commit"] or "unknown"}`
+- Run `{meta.run_id}`, code `{meta.git_commit or "unknown"}`
 
 ## Test results
 
-Accuracy {m.get("accuracy", 0):.4f} on {m.get("n", 0)} images.
+Accuracy {m.accuracy:.4f} on {m.n} images.
 
 | class | precision | recall | F1 | support |
 | --- | --- | --- | --- | --- |
 {per_class}
 
-Recall gap between classes: {m.get("bias", {}).get("recall_gap", 0):.4f}.
-Calibration: temperature {meta["temperature"]:.3f}.
+Recall gap between classes: {m.recall_gap:.4f}.
+Calibration: temperature {meta.temperature:.3f}.
 
 ## Quality gates
 
-{"Passed." if gates.get("passed") else "FAILED: " + "; ".join(gates.get("reasons", []))}
+{"Passed." if gates.passed else "FAILED: " + "; ".join(gates.reasons)}
 
 ## Intended use and limits
 
@@ -136,5 +210,18 @@ use the confidence. Night, fog and rain shift the inputs; monitor drift before t
 """
 
 
-def serialise(meta: dict[str, Any]) -> bytes:
-    return json.dumps(meta, indent=2, sort_keys=True).encode()
+def report(evaluation: Evaluation, gates: GateResult, parity: Parity, predictions: str) -> bytes:
+    """``report.json``: the evaluation, the gates and parity, and the digest of the stored
+    predictions the numbers can be recomputed from."""
+    return serialise(
+        {
+            **evaluation.as_dict(),
+            "gates": gates.as_dict(),
+            "parity": parity.as_dict(),
+            "predictions_sha256": predictions,
+        }
+    )
+
+
+def serialise(document: Mapping[str, object]) -> bytes:
+    return json.dumps(document, indent=2, sort_keys=True).encode()

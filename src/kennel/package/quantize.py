@@ -6,7 +6,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from onnxruntime.quantization import (
@@ -41,7 +40,7 @@ class Quantized:
     latency_int8_ms: float
     reason: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         data = asdict(self)
         data.pop("model")
         return data

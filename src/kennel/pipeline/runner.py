@@ -1,138 +1,98 @@
-"""``kennel pipeline run``: ingest (optional) -> build, each step skipped when its inputs are
-unchanged. A step's key is the digest of everything it depends on; its output is stored under
-that key once the step has finished, so an interrupted pipeline re-runs only what was not done
-(and the training step itself resumes from its checkpoint)."""
+"""Steps that are skipped when their inputs are unchanged.
+
+A step's key is the digest of everything it depends on; its output is stored under that key
+once the step has finished, so an interrupted pipeline re-runs only what was not done (and a
+step that resumes, such as training from its checkpoint, picks up where it stopped). The runner
+knows nothing of what a step does: it keys, skips, runs, records and reports.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from dataclasses import asdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from kennel import __version__
-from kennel.config import KennelConfig
-from kennel.db import Database
-from kennel.db.schema import PipelineStepRow
-from kennel.errors import NotFoundError
-from kennel.ingest.run import Ingestor
-from kennel.ingest.sources import Source
-from kennel.pipeline.build import Builder, BuildOptions
+from kennel.db.pipeline import PipelineStep, PipelineStepStore
 from kennel.progress import Event, Progress, silent
-from kennel.registry.store import ModelRegistry
+
+Out = TypeVar("Out", bound=BaseModel)
 
 
-def step_key(step: str, inputs: dict[str, Any]) -> str:
+def step_key(step: str, inputs: Mapping[str, object]) -> str:
     body = json.dumps({"step": step, "kennel": __version__, **inputs}, sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def source_fingerprint(source: Source) -> str:
-    """Names, sizes and modification times of what the source lists (cheap: no bytes read)."""
-    digest = hashlib.sha256(source.describe().encode())
-    for entry in source.scan().entries:
-        path = entry.uri.split("::")[-1]
-        try:
-            st = os.stat(path)
-            digest.update(f"{entry.uri}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{entry.uri}\n".encode())
-    return digest.hexdigest()
+def _always(_output: object) -> bool:
+    return True
 
 
-class PipelineRunner:
+def _quiet(_output: object) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Step(Generic[Out]):
+    """One step: what it depends on, how to run it, and what it produces (stored as JSON and
+    validated as ``output`` when read back)."""
+
+    name: str
+    inputs: Mapping[str, object]  # everything the output depends on (JSON-able)
+    output: type[Out]
+    run: Callable[[], Out]
+    skipped: Callable[[Out], str]  # the line to report when a stored output stands
+    done: Callable[[Out], str | None] = _quiet  # the line to report after running, if any
+    current: Callable[[Out], bool] = _always  # whether a stored output still stands
+
+
+@dataclass(frozen=True)
+class StepRecord(Generic[Out]):
+    step: str
+    skipped: bool
+    output: Out
+
+    def as_dict(self) -> dict[str, object]:
+        return {"step": self.step, "skipped": self.skipped, **self.output.model_dump()}
+
+
+class StepRunner:
+    """Runs steps, skipping those whose output is already stored under the same inputs
+    (unless ``force``), and reports each as an Event in the ``pipeline`` phase."""
+
     def __init__(
-        self,
-        *,
-        config: KennelConfig,
-        db: Database,
-        ingestor: Ingestor,
-        builder: Builder,
-        registry: ModelRegistry,
+        self, store: PipelineStepStore, *, force: bool = False, progress: Progress = silent
     ) -> None:
-        self.config = config
-        self.db = db
-        self.ingestor = ingestor
-        self.builder = builder
-        self.registry = registry
+        self.store = store
+        self.force = force
+        self.progress = progress
 
-    def _done(self, key: str) -> dict[str, Any] | None:
-        with self.db.session() as s:
-            row = s.get(PipelineStepRow, key)
-            return dict(row.output) if row else None
+    def _stored(self, step: Step[Out], key: str) -> Out | None:
+        if self.force:
+            return None
+        found = self.store.get(key)
+        if found is None:
+            return None
+        try:
+            output = step.output.model_validate(found.output)
+        except ValidationError:  # recorded by a kennel whose step said something else: re-run
+            return None
+        return output if step.current(output) else None
 
-    def _record(self, key: str, step: str, output: dict[str, Any]) -> None:
-        with self.db.session() as s:
-            s.merge(
-                PipelineStepRow(key=key, step=step, output=output, created_at=datetime.now(UTC))
-            )
-
-    def run(
-        self,
-        *,
-        dataset: str,
-        source: Source | None,
-        options: BuildOptions,
-        force: bool = False,
-        progress: Progress = silent,
-    ) -> dict[str, Any]:
-        steps: list[dict[str, Any]] = []
-
-        def say(message: str) -> None:
-            progress(Event("pipeline", message))
-
-        if source is not None:
-            key = step_key(
-                "ingest",
-                {
-                    "dataset": dataset,
-                    "source": source_fingerprint(source),
-                    "data": self.config.data.model_dump(),
-                },
-            )
-            done = None if force else self._done(key)
-            if done is not None:
-                say(f"ingest: skipped, source unchanged since {done['version']}")
-                steps.append({"step": "ingest", "skipped": True, **done})
-            else:
-                report = self.ingestor.run(source, dataset, progress=progress)
-                out = {
-                    "version": report.version.ref,
-                    "version_id": report.version.id,
-                    "added": report.added,
-                    "quarantined": sum(report.quarantined.values()),
-                }
-                self._record(key, "ingest", out)
-                say(f"ingest: {report.version.ref} ({report.added} added)")
-                steps.append({"step": "ingest", "skipped": False, **out})
-        version = self.builder.catalog.resolve(dataset)
-        inputs = {
-            "dataset_version": version.id,
-            "train": self.config.train.model_dump(),
-            "gates": self.config.gates.model_dump(),
-            "model": self.config.model.model_dump(),
-            "options": {k: v for k, v in asdict(options).items() if k not in ("resume", "actor")},
-        }
-        key = step_key("build", inputs)
-        done = None if force else self._done(key)
-        if done is not None:
-            try:
-                self.registry.resolve(done["model"])
-                say(f"build: skipped, inputs unchanged since {done['model']}")
-                steps.append({"step": "build", "skipped": True, **done})
-                return {"dataset_version": version.ref, "model": done["model"], "steps": steps}
-            except NotFoundError:
-                pass
-        result = self.builder.build(version.ref, options, progress)
-        out = {
-            "model": result.model.ref,
-            "run_id": result.run_id,
-            "accuracy": result.evaluation["accuracy"],
-            "gates_passed": result.gates["passed"],
-            "parity_passed": result.parity["passed"],
-        }
-        self._record(key, "build", out)
-        steps.append({"step": "build", "skipped": False, **out})
-        return {"dataset_version": version.ref, "model": result.model.ref, "steps": steps}
+    def run(self, step: Step[Out]) -> StepRecord[Out]:
+        key = step_key(step.name, step.inputs)
+        stored = self._stored(step, key)
+        if stored is not None:
+            self.progress(Event("pipeline", step.skipped(stored)))
+            return StepRecord(step.name, True, stored)
+        output = step.run()
+        self.store.put(PipelineStep(key, step.name, output.model_dump(), datetime.now(UTC)))
+        message = step.done(output)
+        if message is not None:
+            self.progress(Event("pipeline", message))
+        return StepRecord(step.name, False, output)

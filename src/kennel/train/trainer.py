@@ -45,9 +45,9 @@ class EpochStats:
     lr: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class FitResult:
-    history: list[EpochStats]
+    history: tuple[EpochStats, ...]
     best_epoch: int
     best_val_accuracy: float
     best_val_loss: float
@@ -266,7 +266,7 @@ class Trainer:
         model.load_state_dict(best_state)
         model.eval()
         return FitResult(
-            history=history,
+            history=tuple(history),
             best_epoch=int(best["epoch"]),
             best_val_accuracy=float(best["accuracy"]),
             best_val_loss=float(best["loss"]),

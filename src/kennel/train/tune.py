@@ -7,7 +7,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import optuna
@@ -17,6 +19,40 @@ from kennel.errors import ConfigError
 from kennel.train.data import ImageSet
 from kennel.train.tracking import RunTracker
 from kennel.train.trainer import EpochStats, Trainer
+
+if TYPE_CHECKING:
+    import torch
+
+# hyperparameter name -> the value a trial sampled (a number or, from a values: list, a string)
+Params = dict[str, optuna.distributions.CategoricalChoiceType]
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    trial: int
+    run_id: str
+    params: Params
+    status: str  # completed, pruned or failed
+    val_accuracy: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "trial": self.trial,
+            "run_id": self.run_id,
+            "params": dict(self.params),
+            "status": self.status,
+            "val_accuracy": self.val_accuracy,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    best: Params  # the best completed trial's parameters
+    trials: tuple[TrialSummary, ...]  # every trial, in the order they finished
+    study: str
+
 
 TUNABLE = {
     "arch",
@@ -52,8 +88,8 @@ def sampler(search: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def suggest(trial: optuna.Trial, space: dict[str, ParamSpace]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
+def suggest(trial: optuna.Trial, space: dict[str, ParamSpace]) -> Params:
+    params: Params = {}
     for key, spec in space.items():
         if spec.values is not None:
             params[key] = trial.suggest_categorical(key, spec.values)
@@ -77,14 +113,14 @@ def search(
     tracker: RunTracker,
     dataset: str,
     dataset_version: str,
-    run_root: Any,
+    run_root: Path,
     trials: int,
     budget_minutes: float | None,
-    init_state: dict[str, Any] | None = None,
+    init_state: dict[str, torch.Tensor] | None = None,
     storage: str | None = None,
-    on_trial: Callable[[dict[str, Any]], None] | None = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
-    """Run the study; returns (best params, per-trial summaries, study id)."""
+    on_trial: Callable[[TrialSummary], None] | None = None,
+) -> SearchResult:
+    """Run the study: every trial a tracked run, reported to ``on_trial`` as it ends."""
     search_cfg = base.search
     check_space(search_cfg.space, search_cfg.method)
     study_id = uuid.uuid4().hex[:16]
@@ -96,11 +132,11 @@ def search(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
         storage=storage,
     )
-    summaries: list[dict[str, Any]] = []
+    summaries: list[TrialSummary] = []
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, search_cfg.space)
-        update = {**params}
+        update: dict[str, object] = {**params}
         if search_cfg.trial_epochs is not None and "epochs" not in params:
             update["epochs"] = search_cfg.trial_epochs
         cfg = base.model_copy(update=update)
@@ -120,7 +156,9 @@ def search(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        status, value = "completed", 0.0
+        # "failed" unless the trial ends one of the two ways it may: whatever else stops it
+        # (an error, an interrupt) leaves it recorded as failed
+        status, value = "failed", 0.0
         try:
             result = Trainer(
                 cfg,
@@ -131,23 +169,20 @@ def search(
                 init_state=init_state,
                 on_epoch=on_epoch,
             ).fit()
-            value = result.best_val_accuracy
+            value, status = result.best_val_accuracy, "completed"
             return value
         except optuna.TrialPruned:
             status = "pruned"
             raise
-        except Exception:
-            status = "failed"
-            raise
         finally:
-            summary = {
-                "trial": trial.number,
-                "run_id": run_id,
-                "params": params,
-                "status": status,
-                "val_accuracy": value,
-                "seconds": round(time.perf_counter() - began, 2),
-            }
+            summary = TrialSummary(
+                trial=trial.number,
+                run_id=run_id,
+                params=params,
+                status=status,
+                val_accuracy=value,
+                seconds=round(time.perf_counter() - began, 2),
+            )
             tracker.finish(run_id, status, {"val_accuracy": value})
             summaries.append(summary)
             if on_trial:
@@ -166,4 +201,4 @@ def search(
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         raise ConfigError("no tuning trial completed; widen the budget or the search space")
-    return dict(study.best_trial.params), summaries, study_id
+    return SearchResult(dict(study.best_trial.params), tuple(summaries), study_id)

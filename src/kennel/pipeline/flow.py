@@ -1,0 +1,166 @@
+"""``kennel pipeline run``: ingest (optional) -> build, as steps of the StepRunner, each
+skipped when its inputs are unchanged (and the build resuming its training run)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from kennel.config import KennelConfig
+from kennel.datasets.versioning import DatasetCatalog, DatasetVersion
+from kennel.db.pipeline import PipelineStepStore
+from kennel.errors import NotFoundError
+from kennel.ingest.run import Ingestor
+from kennel.ingest.sources import Source
+from kennel.pipeline.build import Builder
+from kennel.pipeline.options import BuildOptions
+from kennel.pipeline.runner import Step, StepRecord, StepRunner
+from kennel.progress import Progress, silent
+from kennel.registry.store import ModelRegistry
+
+
+class IngestOutput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    version: str  # NAME@short id
+    version_id: str
+    added: int
+    quarantined: int
+
+
+class BuildOutput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    model: str  # NAME@VERSION
+    run_id: str
+    accuracy: float
+    gates_passed: bool
+    parity_passed: bool
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    dataset_version: str  # the version the build step used
+    model: str  # the build step's model, built now or before
+    steps: tuple[StepRecord[Any], ...]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "dataset_version": self.dataset_version,
+            "model": self.model,
+            "steps": [s.as_dict() for s in self.steps],
+        }
+
+
+def source_fingerprint(source: Source) -> str:
+    """Names, sizes and modification times of what the source lists (cheap: no bytes read)."""
+    digest = hashlib.sha256(source.describe().encode())
+    for entry in source.scan().entries:
+        path = entry.uri.split("::")[-1]
+        try:
+            st = os.stat(path)
+            digest.update(f"{entry.uri}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{entry.uri}\n".encode())
+    return digest.hexdigest()
+
+
+class PipelineRunner:
+    def __init__(
+        self,
+        *,
+        config: KennelConfig,
+        steps: PipelineStepStore,
+        ingestor: Ingestor,
+        builder: Builder,
+        catalog: DatasetCatalog,
+        registry: ModelRegistry,
+    ) -> None:
+        self.config = config
+        self.steps = steps
+        self.ingestor = ingestor
+        self.builder = builder
+        self.catalog = catalog
+        self.registry = registry
+
+    def ingest_step(self, dataset: str, source: Source, progress: Progress) -> Step[IngestOutput]:
+        def run() -> IngestOutput:
+            report = self.ingestor.run(source, dataset, progress=progress)
+            return IngestOutput(
+                version=report.version.ref,
+                version_id=report.version.id,
+                added=report.added,
+                quarantined=sum(report.quarantined.values()),
+            )
+
+        return Step(
+            name="ingest",
+            inputs={
+                "dataset": dataset,
+                "source": source_fingerprint(source),
+                "data": self.config.data.model_dump(),
+            },
+            output=IngestOutput,
+            run=run,
+            skipped=lambda out: f"ingest: skipped, source unchanged since {out.version}",
+            done=lambda out: f"ingest: {out.version} ({out.added} added)",
+        )
+
+    def build_step(
+        self, version: DatasetVersion, options: BuildOptions, progress: Progress
+    ) -> Step[BuildOutput]:
+        def run() -> BuildOutput:
+            result = self.builder.build(version.ref, options, progress)
+            return BuildOutput(
+                model=result.model.ref,
+                run_id=result.run_id,
+                accuracy=result.evaluation.accuracy,
+                gates_passed=result.gates.passed,
+                parity_passed=result.parity.passed,
+            )
+
+        def registered(out: BuildOutput) -> bool:  # a model deleted since is built again
+            try:
+                self.registry.resolve(out.model)
+            except NotFoundError:
+                return False
+            return True
+
+        config = self.config
+        return Step(
+            name="build",
+            inputs={
+                "dataset_version": version.id,
+                "train": config.train.model_dump(),
+                "gates": config.gates.model_dump(),
+                "model": config.model.model_dump(),
+                "options": {
+                    k: v for k, v in asdict(options).items() if k not in ("resume", "actor")
+                },
+            },
+            output=BuildOutput,
+            run=run,
+            skipped=lambda out: f"build: skipped, inputs unchanged since {out.model}",
+            current=registered,
+        )
+
+    def run(
+        self,
+        *,
+        dataset: str,
+        source: Source | None,
+        options: BuildOptions,
+        force: bool = False,
+        progress: Progress = silent,
+    ) -> PipelineResult:
+        runner = StepRunner(self.steps, force=force, progress=progress)
+        records: list[StepRecord[Any]] = []
+        if source is not None:
+            records.append(runner.run(self.ingest_step(dataset, source, progress)))
+        version = self.catalog.resolve(dataset)
+        build = runner.run(self.build_step(version, options, progress))
+        return PipelineResult(version.ref, build.output.model, (*records, build))

@@ -1,0 +1,34 @@
+"""What one build may change of kennel.yaml's ``train`` section, and how it is run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kennel.config import TrainConfig, revalidate
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Per-build overrides of kennel.yaml's ``train`` section."""
+
+    arch: str | None = None
+    epochs: int | None = None
+    trials: int | None = None
+    method: str | None = None
+    budget_minutes: float | None = None
+    image_size: int | None = None
+    init_from: str | None = None
+    resume: bool = False
+    actor: str = "kennel"
+    overrides: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig field
+
+    def apply(self, train: TrainConfig) -> TrainConfig:
+        """``train`` with these options, validated like kennel.yaml (ConfigError names the key)."""
+        update: dict[str, object] = {}
+        for key in ("arch", "epochs", "image_size"):
+            if getattr(self, key) is not None:
+                update[key] = getattr(self, key)
+        if self.method is not None:
+            update["search"] = {**train.search.model_dump(), "method": self.method}
+        return revalidate("train", train, {**self.overrides, **update})

@@ -1,0 +1,167 @@
+"""The final training run: picked by a search (optional), tracked, resumable from its last
+checkpoint after the process was killed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from kennel.config import TrainConfig
+from kennel.datasets.versioning import DatasetVersion
+from kennel.package import bundle
+from kennel.pipeline.options import BuildOptions
+from kennel.pipeline.steps.prepare import BuildPlan
+from kennel.progress import Event, Progress
+from kennel.train.data import ImageSet
+from kennel.train.tracking import Run, RunTracker
+from kennel.train.trainer import CHECKPOINT, EpochStats, FitResult, Trainer
+from kennel.train.tune import TrialSummary, search
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A tracked final run, about to train."""
+
+    id: str
+    config: TrainConfig  # the plan's, with the search's best parameters
+    study: str | None  # the search that chose them
+    trials: tuple[TrialSummary, ...]  # that search's trials (none when resumed)
+    resumed: bool  # continues from the run's last checkpoint
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    run: TrainingRun
+    fit: FitResult  # the best epoch's model, and the history that chose it
+    data: ImageSet  # the images at the run's input size
+
+
+def resumable_run(tracker: RunTracker, runs_root: Path, version: DatasetVersion) -> Run | None:
+    """The newest final run on ``version`` that was left running with a checkpoint on disk."""
+    running = tracker.runs(dataset_version=version.id, kind="final", status="running")
+    for run in reversed(running):
+        if (runs_root / run.id / CHECKPOINT).is_file():
+            return run
+    return None
+
+
+def start_run(
+    plan: BuildPlan,
+    options: BuildOptions,
+    *,
+    resume: Run | None,
+    tracker: RunTracker,
+    images: Callable[[int], ImageSet],
+    runs_root: Path,
+    progress: Progress,
+) -> TrainingRun:
+    """Resume ``resume``, or search (when more than one trial or a budget is asked for) and
+    start a new tracked run with the best parameters."""
+    base = plan.config
+    if resume is not None:
+        progress(Event("build", f"resuming run {resume.id} from its last checkpoint"))
+        config = TrainConfig.model_validate({**resume.params, "search": base.search.model_dump()})
+        return TrainingRun(resume.id, config, resume.study, (), resumed=True)
+    n_trials = options.trials if options.trials is not None else base.search.trials
+    config, study = base, None
+    trials: tuple[TrialSummary, ...] = ()
+    if n_trials > 1 or options.budget_minutes:
+        progress(Event("build", f"search: {base.search.method}, up to {n_trials} trials"))
+
+        def on_trial(t: TrialSummary) -> None:
+            progress(
+                Event(
+                    "tune",
+                    f"  trial {t.trial}: {t.status} val_accuracy={t.val_accuracy:.4f} {t.params}",
+                    done=t.trial + 1,
+                    total=n_trials,
+                )
+            )
+
+        found = search(
+            base,
+            images,
+            plan.splits.train,
+            plan.splits.validation,
+            tracker=tracker,
+            dataset=plan.version.dataset,
+            dataset_version=plan.version.id,
+            run_root=runs_root,
+            trials=n_trials,
+            budget_minutes=options.budget_minutes or base.search.budget_minutes,
+            init_state=plan.warm.state if plan.warm else None,
+            storage=base.search.storage,
+            on_trial=on_trial,
+        )
+        progress(Event("build", f"best: {found.best}"))
+        config, study, trials = base.model_copy(update=found.best), found.study, found.trials
+    run_id = tracker.start(
+        kind="final",
+        dataset=plan.version.dataset,
+        dataset_version=plan.version.id,
+        params=bundle.params(config),
+        study=study,
+        git_commit=bundle.git_commit(),
+        init_from=plan.warm.ref if plan.warm else None,
+    )
+    return TrainingRun(run_id, config, study, trials, resumed=False)
+
+
+@contextmanager
+def failed_unless_done(tracker: RunTracker, run_id: str) -> Iterator[None]:
+    """Mark the run failed if what this wraps ends any way but normally (an error, an
+    interrupt), then let that go on. Only a killed process leaves a run ``running``, which is
+    what ``--resume`` looks for."""
+    try:
+        yield
+    except BaseException:
+        tracker.finish(run_id, "failed")
+        raise
+
+
+def train(
+    run: TrainingRun,
+    plan: BuildPlan,
+    *,
+    images: Callable[[int], ImageSet],
+    tracker: RunTracker,
+    runs_root: Path,
+    progress: Progress,
+) -> TrainedModel:
+    """Train ``run`` (from its checkpoint when resumed), logging every epoch to it."""
+    config = run.config
+    progress(
+        Event(
+            "build",
+            f"training {config.arch} at {config.image_size}px, up to {config.epochs} epochs "
+            f"(run {run.id})",
+        )
+    )
+
+    def on_epoch(stats: EpochStats) -> None:
+        tracker.log_stats(run.id, stats)
+        progress(
+            Event(
+                "train",
+                f"  epoch {stats.epoch}: train_loss={stats.train_loss:.4f} "
+                f"val_loss={stats.val_loss:.4f} val_accuracy={stats.val_accuracy:.4f} "
+                f"({stats.images_per_s:.0f} img/s)",
+                done=stats.epoch,
+                total=config.epochs,
+            )
+        )
+
+    data = images(config.image_size)
+    fit = Trainer(
+        config,
+        data,
+        plan.splits.train,
+        plan.splits.validation,
+        runs_root / run.id,
+        init_state=plan.warm.state if plan.warm else None,
+        on_epoch=on_epoch,
+        progress=progress,
+    ).fit(resume=run.resumed)
+    return TrainedModel(run=run, fit=fit, data=data)

@@ -1,0 +1,54 @@
+"""A build that fails says so in one line with its error's exit code, and the run it started is
+recorded as failed (only a killed process leaves a run ``running`` for ``--resume``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from kennel.wiring import Workspace
+from tests.conftest import TINY_TRAIN, make_project
+from tests.helpers import labelled_jpegs, write_tree
+
+runner = CliRunner()
+
+
+def test_a_failing_training_run_is_marked_failed(tmp_path: Path) -> None:
+    train = {**TINY_TRAIN, "balance_by": "camera"}  # no image has a camera column
+    project = make_project(tmp_path / "p", sections={"train": train}, workers=1)
+    root = str(project.root)
+    write_tree(tmp_path / "lake", labelled_jpegs(40, seed=5))
+    ingested = runner.invoke(app, ["data", "ingest", str(tmp_path / "lake"), "-d", "d", "-C", root])
+    assert ingested.exit_code == 0, ingested.output
+
+    result = runner.invoke(app, ["train", "-d", "d", "-C", root])
+    assert result.exit_code == 11, result.output  # TrainingError
+    assert result.stderr.strip().splitlines() == [
+        "error: train.balance_by: no training image has a 'camera' column"
+    ]
+    ws = Workspace(project)
+    try:
+        [run] = ws.tracker.runs(kind="final")
+        assert ws.registry.versions() == []
+    finally:
+        ws.close()
+    assert run.status == "failed" and run.finished_at is not None
+
+
+def test_data_that_cannot_make_a_model_fails_before_any_run(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", sections={"train": TINY_TRAIN}, workers=1)
+    root = str(project.root)
+    write_tree(tmp_path / "lake", labelled_jpegs(12, seed=6, labels=("cat",)))
+    ingested = runner.invoke(app, ["data", "ingest", str(tmp_path / "lake"), "-d", "d", "-C", root])
+    assert ingested.exit_code == 0, ingested.output
+
+    result = runner.invoke(app, ["train", "-d", "d", "-C", root])
+    assert result.exit_code == 11, result.output
+    assert "has 1 label(s); need at least 2" in result.stderr
+    ws = Workspace(project)
+    try:
+        assert ws.tracker.runs() == []
+    finally:
+        ws.close()
