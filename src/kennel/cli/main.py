@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from kennel import __version__
-from kennel.cli import build, data, deploy, models, monitor, patterns, runs, video
+from kennel.cli import build, dashboard, data, deploy, models, monitor, patterns, runs, video
 from kennel.cli.app import (
     BUILD,
     DATA,
@@ -58,6 +58,7 @@ app.command(rich_help_panel=PATTERNS)(patterns.publish)
 app.command(rich_help_panel=PATTERNS)(patterns.subscribe)
 app.add_typer(patterns.export_app, name="export", rich_help_panel=PATTERNS)
 app.add_typer(patterns.bench_app, name="bench", rich_help_panel=PATTERNS)
+app.command("ui", rich_help_panel=PROJECT)(dashboard.ui)
 
 
 def _version(value: bool) -> None:
