@@ -24,8 +24,9 @@ def ui(
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     project: ProjectOption = None,
 ) -> None:
-    """Serve the web dashboard: the pipeline, deployments, alerts and audit, live; sign in
-    with a role token (kennel token create)."""
+    """Serve the web dashboard: pipeline, deployments, alerts and audit, updated live.
+
+    Sign in with a role token (kennel token create); its buttons act as that role may."""
     import uvicorn
 
     from kennel.errors import ConfigError

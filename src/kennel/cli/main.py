@@ -58,7 +58,6 @@ app.command(rich_help_panel=PATTERNS)(patterns.publish)
 app.command(rich_help_panel=PATTERNS)(patterns.subscribe)
 app.add_typer(patterns.export_app, name="export", rich_help_panel=PATTERNS)
 app.add_typer(patterns.bench_app, name="bench", rich_help_panel=PATTERNS)
-app.command("ui", rich_help_panel=PROJECT)(dashboard.ui)
 
 
 def _version(value: bool) -> None:
@@ -179,6 +178,9 @@ def demo(
     from kennel.demo import run_demo
 
     run_demo(out, count=count, say=console.print)
+
+
+app.command("ui", rich_help_panel=PROJECT)(dashboard.ui)
 
 
 def main() -> None:
