@@ -77,7 +77,7 @@ def test_qa_approves_and_operator_releases_then_rolls_back(
     release = qa.locator("#env-production button", has_text="Release pets@2")
     assert release.is_disabled()  # qa may release, but pets@2 is not approved yet
     assert "no QA approval" in qa.locator("#env-production .why").first.inner_text()
-    qa.fill("#env-staging input[name=note]", "report checked")
+    qa.locator("#env-staging").get_by_label("approval note").fill("report checked")
     qa.click("#env-staging button:has-text('Approve')")
     qa.wait_for_url(f"{dashboard.url}/deployments")
     assert "pets@2 approved by quinn (qa)" in qa.locator(".flash").inner_text()
@@ -91,7 +91,7 @@ def test_qa_approves_and_operator_releases_then_rolls_back(
     assert qa.locator("#stage-production").get_by_text("pets@1").count() == 1
     # the operator releases it ...
     ops = sign_in(browser, dashboard, "operator", "/deployments")
-    ops.fill("#env-production input[name=note]", "weekly release")
+    ops.locator("#env-production").get_by_label("release reason").fill("weekly release")
     ops.click("#env-production button:has-text('Release pets@2')")
     ops.wait_for_url(f"{dashboard.url}/deployments")
     assert registry.resolve("pets@production").version == 2
@@ -125,7 +125,7 @@ def test_operator_acknowledges_an_alert(dashboard: Dashboard, browser: Any) -> N
     ops = sign_in(browser, dashboard, "operator", "/alerts?state=open")
     card = ops.locator(f"#alert-{alert.id}")
     assert card.locator(".state").inner_text() == "open"
-    card.locator("input[name=note]").first.fill("looking into it")
+    card.get_by_label("acknowledgement note").fill("looking into it")
     card.locator("button:has-text('Acknowledge')").click()
     ops.wait_for_url(f"{dashboard.url}/alerts?state=open")
     changed = alert_state(dashboard, alert.id)
@@ -241,3 +241,21 @@ def test_retrain_now_runs_in_the_background_and_notes_its_outcome(
     entry = newest_audit(dashboard, "alert.action.retrain")
     assert entry.actor == "olga" and entry.details["id"] == alert.id
     ops.context.close()
+
+
+def test_the_audit_page_filters_by_actor_and_action(dashboard: Dashboard, browser: Any) -> None:
+    page = sign_in(browser, dashboard, "viewer", "/audit")
+    assert page.locator("#chain").inner_text().startswith("chain verified")
+    page.get_by_label("actor").fill("olga")
+    page.get_by_label("action").fill("alias")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r"/audit\?actor=olga&action=alias&limit=100$"))
+    shown = [
+        (int(r.locator("td").nth(0).inner_text()), r.locator("td.action").inner_text())
+        for r in page.locator("#entries tbody tr").all()
+    ]
+    with dashboard.ws.db.session() as s:
+        stored = [(e.seq, e.action) for e in entries(s, 5000)
+                  if e.actor == "olga" and e.action.startswith("alias.")]  # fmt: skip
+    assert shown == stored and len(stored) >= 3  # its deploys to staging and its releases
+    page.context.close()

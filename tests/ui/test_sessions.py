@@ -15,7 +15,7 @@ import pytest
 from kennel.db.audit import entries
 from kennel.serve.server import RunningServer, start_app_in_thread
 from kennel.ui.app import create_app, local_path
-from kennel.ui.sessions import SessionStore
+from kennel.ui.sessions import LoginThrottle, SessionStore
 from kennel.wiring import Workspace
 from tests.conftest import make_project
 
@@ -119,6 +119,27 @@ def test_a_wrong_token_is_refused_and_audited(served: Served) -> None:
         failed = next(e for e in entries(s, 10) if e.action == "auth.login_failed")
     assert failed.details == {"token": "0123abcd"} and forged not in str(failed.details)
     assert client.get("/").status_code == 303  # still signed out
+
+
+def test_a_flood_of_wrong_tokens_is_cut_off_before_it_buries_the_audit_chain(
+    served: Served,
+) -> None:
+    client = served.client()
+    statuses = []
+    for i in range(12):
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
+        assert csrf is not None
+        forged = f"kn_{i:08x}_" + "y" * 32
+        statuses.append(client.post("/login", data={"token": forged, "csrf": csrf[1]}).status_code)
+    assert statuses == [401] * 10 + [429] * 2
+    with served.ws.db.session() as s:
+        failed = [e for e in entries(s, 100) if e.action == "auth.login_failed"]
+    assert len(failed) == 10
+    throttle = LoginThrottle(limit=1, window_s=0.05, capacity=2)
+    throttle.failed("a")
+    assert not throttle.allowed("a") and throttle.allowed("b")
+    time.sleep(0.1)
+    assert throttle.allowed("a")
 
 
 def test_signing_in_needs_the_forms_csrf_token_and_goes_nowhere_else(served: Served) -> None:

@@ -31,7 +31,7 @@ from kennel.errors import AuthError, ConfigError, KennelError, NotFoundError, st
 from kennel.serve.auth import Identity
 from kennel.ui.actions import Jobs
 from kennel.ui.logs import AuditStatus
-from kennel.ui.sessions import Session, SessionStore, session_id
+from kennel.ui.sessions import LoginThrottle, Session, SessionStore, session_id
 from kennel.wiring import Workspace
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class Dashboard:
     sessions: SessionStore = field(default_factory=SessionStore)
     jobs: Jobs = field(default_factory=Jobs)
     audit: AuditStatus = field(default_factory=AuditStatus)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     live_s: int = 5
 
 
@@ -136,7 +137,8 @@ def error_page(request: Request, status: int, message: str, back: str = "") -> R
     except KennelError:
         who = None
     headings = {400: "bad request", 401: "sign in first", 403: "not allowed", 404: "not found",
-                405: "method not allowed", 409: "refused", 503: "try again later"}  # fmt: skip
+                405: "method not allowed", 409: "refused", 429: "too many attempts",
+                503: "try again later"}  # fmt: skip
     return render(
         request,
         "ui/error.html",

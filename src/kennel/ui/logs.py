@@ -7,6 +7,7 @@ entries (the newest ``SCAN`` entries, filtered here). Both are isolated in this 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -87,9 +88,9 @@ def alert_view(alert: Alert, who: Identity, *, job_running: bool) -> AlertView:
         alert,
         [
             button("Acknowledge", "/actions/ack", fields, who=who, permission="alerts",
-                   blockers=closed + acked, note="note"),
+                   blockers=closed + acked, note="acknowledgement note"),
             button("Resolve", "/actions/resolve", fields, who=who, permission="alerts",
-                   blockers=closed, note="note"),
+                   blockers=closed, note="resolution note"),
             button("Retrain now", "/actions/retrain", fields, who=who, permission="deploy",
                    blockers=busy),
         ],
@@ -112,7 +113,7 @@ def active_counts(ws: Workspace) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class AuditPage:
-    entries: list[AuditEntry]
+    entries: list[tuple[AuditEntry, str]]  # with its details as one line of JSON
     scanned: int
     actors: list[str]
     actions: list[str]
@@ -130,7 +131,7 @@ def audit(ws: Workspace, *, actor: str, action: str, limit: int) -> AuditPage:
         and (not action or e.action == action or e.action.startswith(action.rstrip(".") + "."))
     ]
     return AuditPage(
-        chosen[:limit],
+        [(e, json.dumps(e.details, sort_keys=True, default=str)) for e in chosen[:limit]],
         len(scanned),
         sorted({e.actor for e in scanned}),
         sorted({e.action for e in scanned}),

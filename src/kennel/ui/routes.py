@@ -203,8 +203,13 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         if not same_origin(request):
             raise AuthError("a sign-in from another site is refused")
         ui.sessions.check_login_csrf(request.cookies.get(LOGIN_NONCE), csrf)
+        address = request.client.host if request.client else "?"
+        if not ui.throttle.allowed(address):
+            message = "too many failed sign-ins from here: wait a minute and try again"
+            return login_page(request, next, message, status=429)
         who = ws.tokens.login(token.strip(), via="dashboard")
         if who is None:
+            ui.throttle.failed(address)
             return login_page(request, next, "that token is unknown or revoked", status=401)
         ui.sessions.drop(session_id(request))  # a fresh id at every sign-in: no fixation
         session = ui.sessions.create(token.strip())

@@ -95,6 +95,41 @@ class SessionStore:
             raise AuthError("the sign-in form expired: reload the page and try again")
 
 
+class LoginThrottle:
+    """At most ``limit`` failed sign-ins per client address in ``window_s``: a token cannot be
+    guessed anyway, but every failure is an audit entry, and a flood of them would bury the
+    chain. Addresses are forgotten when their window passes (at most ``capacity`` kept)."""
+
+    def __init__(self, limit: int = 10, window_s: float = 60.0, capacity: int = 10000) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.capacity = capacity
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, address: str, now: float) -> list[float]:
+        kept = [t for t in self._failures.get(address, []) if now - t < self.window_s]
+        if kept:
+            self._failures[address] = kept
+        else:
+            self._failures.pop(address, None)
+        return kept
+
+    def allowed(self, address: str) -> bool:
+        with self._lock:
+            return len(self._recent(address, time.monotonic())) < self.limit
+
+    def failed(self, address: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) >= self.capacity:
+                for known in list(self._failures):
+                    self._recent(known, now)
+                if len(self._failures) >= self.capacity:
+                    self._failures.pop(next(iter(self._failures)))
+            self._failures[address] = [*self._recent(address, now), now]
+
+
 def check_csrf(session: Session, presented: str | None) -> None:
     if not presented or not hmac.compare_digest(session.csrf.encode(), presented.encode()):
         raise AuthError("the form's CSRF token is missing or wrong: reload the page and retry")

@@ -123,9 +123,9 @@ def environment(
         approve_blockers = [] if cert else [f"{model.ref} has no certification in {name}"]
         buttons += [
             button("Approve", "/actions/approve", fields, who=who, permission="approve",
-                   blockers=approve_blockers, note="note"),
+                   blockers=approve_blockers, note="approval note"),
             button("Reject", "/actions/reject", fields, who=who, permission="approve",
-                   note="note", danger=True),
+                   note="rejection note", danger=True),
         ]  # fmt: skip
     elif not is_staging:
         candidate = _resolve(ws, f"{model_name}@{config.environments[staging_name].alias}")
@@ -140,12 +140,12 @@ def environment(
             buttons.append(
                 button(f"Release {candidate.ref}", "/actions/release",
                        {"env": name, "model": candidate.ref}, who=who, permission="release",
-                       blockers=blockers, note="reason")
+                       blockers=blockers, note="release reason")
             )  # fmt: skip
         buttons.append(
             button("Roll back", "/actions/rollback", {"env": name}, who=who,
                    permission="rollback", blockers=rollback_blockers(ws, gate, target.alias),
-                   note="reason", danger=True)
+                   note="rollback reason", danger=True)
         )  # fmt: skip
     answering = environments.served_version(target.url, timeout=0.5) if probe else None
     return EnvView(
