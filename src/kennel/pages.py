@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cache
+from itertools import pairwise
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -46,9 +47,11 @@ def line_chart(
     width: int = 560,
     height: int = 200,
     y_range: tuple[float, float] | None = None,
+    steps: bool = False,
 ) -> Markup:
     """An inline SVG line chart; every point is a ``<circle>`` carrying its data in
-    ``data-series``/``data-x``/``data-y`` (tests and tooltips read them), missing values skipped."""
+    ``data-series``/``data-x``/``data-y`` (tests and tooltips read them), missing values skipped.
+    ``steps``: a value holds until the next point (what an alias names over time)."""
     points = {
         name: [(_x(x), float(y), x) for x, y in values if y is not None and math.isfinite(y)]
         for name, values in series.items()
@@ -80,7 +83,13 @@ def line_chart(
     ]
     for i, (name, pts) in enumerate(points.items()):
         colour = PALETTE[i % len(PALETTE)]
-        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _ in pts)
+        drawn = [(x, y) for x, y, _ in pts]
+        if steps:  # a value holds flat until the next point's time, then jumps
+            held: list[tuple[float, float]] = []
+            for (x, y), (next_x, _) in pairwise(drawn):
+                held += [(x, y), (next_x, y)]
+            drawn = held + drawn[-1:]
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in drawn)
         parts.append(
             f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>'
         )

@@ -3,6 +3,7 @@ or the name, with the closest real one suggested, and a non-zero exit (issue #13
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -108,13 +109,19 @@ def test_help_is_grouped_by_stage_and_shows_choices() -> None:
     assert "small_cnn|efficientnet_lite0" in train and "grid|random|tpe" in train
     assert "NAME or NAME@VERSION" in train  # brackets used to vanish as rich markup
     assert "--every seconds" in help_of("monitor", "watch")
+    project = top[top.find("─ Project ") :]
+    assert re.search(
+        r"│ ui +Serve the web dashboard: pipeline, deployments, alerts and audit", project
+    )  # the dashboard, by the project
+    assert "--port" in help_of("ui") and "8090" in help_of("ui")
 
 
 def test_help_and_version_never_import_the_heavy_stack() -> None:
     import subprocess
     import sys
 
-    for args in (["--help"], ["--version"], ["train", "--help"], ["serve", "--help"]):
+    helps = (["--help"], ["--version"], ["train", "--help"], ["serve", "--help"], ["ui", "--help"])
+    for args in helps:
         probe = (
             "import sys, runpy; sys.argv = ['kennel', *sys.argv[1:]];"
             "import kennel.cli.main as m\n"

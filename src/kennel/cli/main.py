@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from kennel import __version__
-from kennel.cli import build, data, deploy, models, monitor, patterns, runs, video
+from kennel.cli import build, dashboard, data, deploy, models, monitor, patterns, runs, video
 from kennel.cli.app import (
     BUILD,
     DATA,
@@ -206,6 +206,9 @@ def demo(
         from kennel.errors import KennelError
 
         raise KennelError("the demo's own checks failed (see the story above)")
+
+
+app.command("ui", rich_help_panel=PROJECT)(dashboard.ui)
 
 
 def main() -> None:

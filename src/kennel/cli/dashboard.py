@@ -1,0 +1,60 @@
+"""``kennel ui``: the web dashboard over the project (``kennel.ui``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kennel.cli.app import ProjectOption
+from kennel.cli.render import console
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def ui(
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Port (8080 and 8081 are the services').")
+    ] = 8090,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    ssl_certfile: Annotated[
+        Path | None, typer.Option(help="TLS certificate (PEM): serve https, Secure cookies.")
+    ] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    project: ProjectOption = None,
+) -> None:
+    """Serve the web dashboard: pipeline, deployments, alerts and audit, updated live.
+
+    Sign in with a role token (kennel token create); its buttons act as that role may."""
+    import uvicorn
+
+    from kennel.errors import ConfigError
+    from kennel.ui.app import create_app
+    from kennel.wiring import Workspace
+
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ConfigError("give both --ssl-certfile and --ssl-keyfile, or neither")
+    ws = Workspace.load(project)
+    # on loopback, answer only to loopback names: a page elsewhere that rebinds its own name
+    # to 127.0.0.1 (DNS rebinding) gets no answer
+    allowed = ["127.0.0.1", "localhost", host] if host in LOOPBACK[:2] else None
+    app = create_app(ws, allowed_hosts=allowed)
+    scheme = "https" if ssl_certfile else "http"
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"kennel dashboard for {ws.project.root} on {scheme}://{shown}:{port}/")
+    if host not in LOOPBACK and ssl_certfile is None:
+        console.print(
+            "[yellow]warning:[/] not on loopback and without TLS: tokens and session cookies "
+            "cross the network in clear (give --ssl-certfile/--ssl-keyfile or put a TLS proxy "
+            "in front)"
+        )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        server_header=False,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+    )

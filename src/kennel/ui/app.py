@@ -1,0 +1,241 @@
+"""The dashboard's FastAPI app: one ``Workspace`` for the process, sessions, jobs, the pages and
+actions of ``kennel.ui.routes``, and the answers nobody should see a stack trace in.
+
+Every response carries a strict Content-Security-Policy: scripts only from this server (one
+small file, ``static/live.js``), styles from this server plus the layout's inline block (by
+hash), no frames, forms post only here. Errors are pages with their 4xx status and a sentence;
+anything unexpected is logged and shown as a plain 500 page."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from kennel import pages
+from kennel.errors import AuthError, ConfigError, KennelError, NotFoundError, status_of
+from kennel.serve.auth import Identity
+from kennel.ui.actions import Jobs
+from kennel.ui.logs import AuditStatus
+from kennel.ui.sessions import LoginThrottle, Session, SessionStore, session_id
+from kennel.wiring import Workspace
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+NAV = (("/", "Overview"), ("/deployments", "Deployments"), ("/alerts", "Alerts"),
+       ("/audit", "Audit"))  # fmt: skip
+_LOCAL_PATH = re.compile(r"^/(?![/\\])[\x21-\x7e]*$")
+
+
+def local_path(value: str | None, default: str = "/") -> str:
+    """``value`` when it is a path on this server (no scheme, host or ``//``), else ``default``:
+    a ``next`` or ``back`` field can never send anyone elsewhere."""
+    return value if value and len(value) <= 512 and _LOCAL_PATH.match(value) else default
+
+
+@dataclass
+class Dashboard:
+    """What the routes share: the project's workspace and the process's sessions and jobs."""
+
+    ws: Workspace
+    sessions: SessionStore = field(default_factory=SessionStore)
+    jobs: Jobs = field(default_factory=Jobs)
+    audit: AuditStatus = field(default_factory=AuditStatus)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    live_s: int = 5
+
+
+class SignIn(Exception):
+    """Raised by a page that needs a signed-in session; answered with a redirect (pages) or a
+    401 (the live JSON endpoints)."""
+
+    def __init__(self, next_path: str, why: str = "") -> None:
+        super().__init__(why)
+        self.next_path = next_path
+        self.why = why
+
+
+def signed_in(request: Request, ui: Dashboard) -> tuple[Session, Identity]:
+    """The session and the identity of its token, looked up now: a revoked token ends it."""
+    session = ui.sessions.get(session_id(request))
+    target = local_path(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    if session is None:
+        raise SignIn(target)
+    who = ui.ws.tokens.identify(session.token)
+    if who is None:
+        ui.sessions.drop_token(session.token)
+        raise SignIn(target, "your token was revoked: sign in with another")
+    return session, who
+
+
+def _style_hashes() -> str:
+    """CSP hashes of the inline <style> blocks of the layout (base.html)."""
+    probe = pages.render("ui/layout.html", **blank_context())
+    blocks = re.findall(r"<style>(.*?)</style>", probe, flags=re.S)
+    return " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() + "'"
+        for b in blocks
+    )
+
+
+def blank_context() -> dict[str, Any]:
+    return {"title": "kennel", "nav": NAV, "active": "", "who": None, "csrf": "",
+            "flash": [], "live_url": "", "live_s": 5}  # fmt: skip
+
+
+def render(
+    request: Request,
+    template: str,
+    *,
+    status: int = 200,
+    title: str,
+    session: Session | None = None,
+    who: Identity | None = None,
+    live_url: str = "",
+    **context: Any,
+) -> HTMLResponse:
+    ui: Dashboard = request.app.state.ui
+    flash = session.flash[:] if session else []
+    if session:
+        session.flash.clear()
+    page = pages.render(
+        template,
+        **{
+            **blank_context(),
+            "title": title,
+            "active": "/" + request.url.path.strip("/").split("/")[0],
+            "who": who,
+            "csrf": session.csrf if session else "",
+            "flash": flash,
+            "live_url": live_url,
+            "live_s": ui.live_s,
+            **context,
+        },
+    )
+    return HTMLResponse(page, status_code=status)
+
+
+def error_page(request: Request, status: int, message: str, back: str = "") -> Response:
+    ui: Dashboard = request.app.state.ui
+    session = ui.sessions.get(session_id(request))
+    try:  # the page says who is signed in, unless the database is what failed
+        who = ui.ws.tokens.identify(session.token) if session else None
+    except KennelError:
+        who = None
+    headings = {400: "bad request", 401: "sign in first", 403: "not allowed", 404: "not found",
+                405: "method not allowed", 409: "refused", 429: "too many attempts",
+                503: "try again later"}  # fmt: skip
+    return render(
+        request,
+        "ui/error.html",
+        status=status,
+        title=f"{status} {headings.get(status, 'error')}",
+        session=session if who else None,
+        who=who,
+        code=status,
+        heading=headings.get(status, "error"),
+        message=message,
+        back=local_path(back, "") if back else "",
+    )
+
+
+def create_app(
+    ws: Workspace,
+    *,
+    allowed_hosts: list[str] | None = None,
+    sessions: SessionStore | None = None,
+    live_s: int = 5,
+) -> FastAPI:
+    """The dashboard over ``ws``. ``allowed_hosts``: the Host names it answers to (a guard
+    against DNS rebinding when it listens on loopback); None answers any."""
+    from kennel.ui import routes
+
+    ui = Dashboard(ws, sessions or SessionStore(), live_s=live_s)
+    ws.db, ws.registry, ws.tokens, ws.catalog  # noqa: B018 - opened once, before any thread
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> Any:
+        yield
+        ws.close()
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.ui = ui
+    csp = (
+        "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
+        f"style-src 'self' {_style_hashes()}; form-action 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    )
+
+    @app.middleware("http")
+    async def headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = csp
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+
+    @app.exception_handler(SignIn)
+    async def _sign_in(request: Request, exc: SignIn) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": "signed out", "detail": exc.why}, status_code=401)
+        query = {"next": exc.next_path, **({"revoked": "1"} if exc.why else {})}
+        return RedirectResponse(f"/login?{urlencode(query)}", 303)
+
+    @app.exception_handler(KennelError)
+    async def _kennel(request: Request, exc: KennelError) -> Response:
+        # in a request, a ConfigError is the request's mistake (an unknown choice), not the
+        # project's: kennel.yaml was read and checked when the dashboard started
+        status = 400 if isinstance(exc, ConfigError) else status_of(exc).http_status
+        if isinstance(exc, AuthError):
+            status = 403
+        if isinstance(exc, NotFoundError):
+            status = 404
+        if status >= 500:
+            log.error("dashboard: %s %s: %s", request.method, request.url.path, exc)
+        return error_page(request, status, " ".join(str(exc).split()))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
+            for e in exc.errors()
+        )
+        return error_page(request, 400, f"this request cannot be read: {problems}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith("/static/"):
+            return Response(str(exc.detail), status_code=exc.status_code)
+        message = "no such page" if exc.status_code == 404 else str(exc.detail)
+        return error_page(request, exc.status_code, message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("dashboard: %s %s failed", request.method, request.url.path)
+        return error_page(request, 500, "something went wrong on the server; it is logged")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    routes.install(app, ui)
+    return app
