@@ -29,6 +29,7 @@ def environment() -> Environment:
     env.filters["num"] = lambda v, digits=4: "-" if v is None else f"{float(v):.{digits}f}"
     env.filters["when"] = lambda v: "-" if not v else str(v)[:19].replace("T", " ")
     env.globals["line_chart"] = line_chart
+    env.globals["histogram"] = histogram
     return env
 
 
@@ -105,3 +106,39 @@ def line_chart(
         )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every text in it went through escape()
+
+
+def histogram(
+    bins: Sequence[tuple[float, float, int]],
+    *,
+    title: str,
+    width: int = 360,
+    height: int = 150,
+) -> Markup:
+    """An inline SVG histogram of ``(low, high, count)`` bins; every bar is a ``<rect>``
+    carrying ``data-lo``/``data-hi``/``data-count`` (what a test or a tooltip reads)."""
+    label = escape(title)
+    if not bins or not any(n for _, _, n in bins):
+        return Markup('<p class="empty">{}: no data</p>').format(title)
+    pad, top = 30, max(n for _, _, n in bins)
+    step = (width - 2 * pad) / len(bins)
+    parts = [
+        f'<svg class="chart histogram" role="img" aria-label="{label}" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}"><title>{label}</title>',
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
+        'stroke="#888"/>',
+        f'<text x="4" y="{pad:.1f}" font-size="10">{top}</text>',
+        f'<text x="{pad}" y="{height - pad + 14}" font-size="10">{bins[0][0]:.4g}</text>',
+        f'<text x="{width - pad}" y="{height - pad + 14}" font-size="10" text-anchor="end">'
+        f"{bins[-1][1]:.4g}</text>",
+    ]
+    for i, (lo, hi, n) in enumerate(bins):
+        tall = (height - 2 * pad) * n / top
+        parts.append(
+            f'<rect x="{pad + i * step + 0.5:.1f}" y="{height - pad - tall:.1f}" '
+            f'width="{max(step - 1, 1):.1f}" height="{tall:.1f}" fill="{PALETTE[0]}" '
+            f'data-lo="{lo:.6g}" data-hi="{hi:.6g}" data-count="{n}">'
+            f"<title>{lo:.4g} to {hi:.4g}: {n}</title></rect>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - numbers only, and the escaped title

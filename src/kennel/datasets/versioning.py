@@ -4,14 +4,24 @@ stores, resolves, lists and compares versions (metadata DB + content store)."""
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+import threading
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from kennel.config import SplitConfig
 from kennel.datasets import dedupe, splits
-from kennel.datasets.manifest import Row, attrs_json, from_parquet, to_parquet, version_id
+from kennel.datasets.manifest import (
+    Row,
+    attrs_json,
+    from_parquet,
+    read_table,
+    to_parquet,
+    version_id,
+)
 from kennel.db import Database
 from kennel.db.datasets import DatasetStore
 from kennel.db.datasets import DatasetVersion as DatasetVersion
@@ -20,6 +30,7 @@ from kennel.storage import ContentStore
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SAMPLE = 20  # how many duplicate groups / pairs a summary keeps verbatim
+TABLE_CACHE_BYTES = 256 * 2**20  # manifests kept decoded by a long-lived catalog (the dashboard)
 
 
 @dataclass(frozen=True)
@@ -141,10 +152,15 @@ class Diff:
 class DatasetCatalog:
     """Dataset versions in the metadata DB, their manifests in the content store."""
 
-    def __init__(self, db: Database, content: ContentStore) -> None:
+    def __init__(
+        self, db: Database, content: ContentStore, *, cache_bytes: int = TABLE_CACHE_BYTES
+    ) -> None:
         self.db = db
         self.content = content
         self.store = DatasetStore(db)
+        self.cache_bytes = cache_bytes
+        self._tables: OrderedDict[str, pa.Table] = OrderedDict()
+        self._lock = threading.Lock()
 
     def ensure_dataset(self, name: str) -> None:
         check_name(name)
@@ -187,6 +203,24 @@ class DatasetCatalog:
     def rows(self, version: DatasetVersion) -> list[Row]:
         return from_parquet(self.content.get(version.manifest_sha256))
 
+    def table(self, version: DatasetVersion) -> pa.Table:
+        """The version's manifest as an Arrow table (rows in manifest order). Recently read
+        manifests stay decoded, up to ``cache_bytes``: a manifest is addressed by its content,
+        so a kept one can never be stale."""
+        digest = version.manifest_sha256
+        with self._lock:
+            if digest in self._tables:
+                self._tables.move_to_end(digest)
+                return self._tables[digest]
+        table = read_table(self.content.get(digest))  # hash-verified
+        with self._lock:
+            self._tables[digest] = table
+            while len(self._tables) > 1 and (
+                sum(t.nbytes for t in self._tables.values()) > self.cache_bytes
+            ):
+                self._tables.popitem(last=False)
+        return table
+
     def commit(
         self,
         dataset: str,
@@ -217,18 +251,38 @@ class DatasetCatalog:
         return version, True
 
     def diff(self, a: DatasetVersion, b: DatasetVersion) -> Diff:
-        rows_a = {(r.uri, r.sha256): r for r in self.rows(a)}
-        rows_b = {(r.uri, r.sha256): r for r in self.rows(b)}
-        common = rows_a.keys() & rows_b.keys()
+        """Files (by uri and content) added, removed, relabelled or moved to another split.
+        Compared column by column; a ``Row`` is built only for what differs."""
+        table_a, table_b = self.table(a), self.table(b)
+        at_a, at_b = _positions(table_a), _positions(table_b)
+        labels_a, labels_b = table_a["label"].to_pylist(), table_b["label"].to_pylist()
+        splits_a, splits_b = table_a["split"].to_pylist(), table_b["split"].to_pylist()
+        common = [(at_a[k], at_b[k]) for k in at_a.keys() & at_b.keys()]
+        relabelled = [(i, j) for i, j in common if labels_a[i] != labels_b[j]]
+        resplit = [(i, j) for i, j in common if splits_a[i] != splits_b[j]]
         return Diff(
             a=a,
             b=b,
-            added=sorted(rows_b[k] for k in rows_b.keys() - rows_a.keys()),
-            removed=sorted(rows_a[k] for k in rows_a.keys() - rows_b.keys()),
-            relabelled=sorted(
-                (rows_a[k], rows_b[k]) for k in common if rows_a[k].label != rows_b[k].label
-            ),
-            resplit=sorted(
-                (rows_a[k], rows_b[k]) for k in common if rows_a[k].split != rows_b[k].split
-            ),
+            added=sorted(_rows(table_b, [at_b[k] for k in at_b.keys() - at_a.keys()])),
+            removed=sorted(_rows(table_a, [at_a[k] for k in at_a.keys() - at_b.keys()])),
+            relabelled=_pairs(table_a, table_b, relabelled),
+            resplit=_pairs(table_a, table_b, resplit),
         )
+
+
+def _positions(table: pa.Table) -> dict[tuple[str, str], int]:
+    """(uri, sha256) -> its row's position in ``table``."""
+    keys = zip(table["uri"].to_pylist(), table["sha256"].to_pylist(), strict=True)
+    return {key: i for i, key in enumerate(keys)}
+
+
+def _rows(table: pa.Table, positions: Sequence[int]) -> list[Row]:
+    return [Row(**values) for values in table.take(pa.array(positions, pa.int64())).to_pylist()]
+
+
+def _pairs(
+    table_a: pa.Table, table_b: pa.Table, positions: Sequence[tuple[int, int]]
+) -> list[tuple[Row, Row]]:
+    rows_a = _rows(table_a, [i for i, _ in positions])
+    rows_b = _rows(table_b, [j for _, j in positions])
+    return sorted(zip(rows_a, rows_b, strict=True))

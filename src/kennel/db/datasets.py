@@ -115,6 +115,24 @@ class DatasetStore:
         with self.db.session() as s:
             return [_version(r) for r in s.scalars(query)]
 
+    def version_counts(self) -> dict[str, int]:
+        """How many versions each dataset has (datasets without any are left out)."""
+        query = select(DatasetVersionRow.dataset, func.count()).group_by(DatasetVersionRow.dataset)
+        with self.db.session() as s:
+            return {name: int(n) for name, n in s.execute(query)}
+
+    def page(self, dataset: str, *, limit: int, offset: int = 0) -> list[DatasetVersion]:
+        """Versions of ``dataset``, newest first: ``limit`` of them after skipping ``offset``."""
+        query = (
+            select(DatasetVersionRow)
+            .where(DatasetVersionRow.dataset == dataset)
+            .order_by(DatasetVersionRow.seq.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.db.session() as s:
+            return [_version(r) for r in s.scalars(query)]
+
     def latest(self, dataset: str) -> DatasetVersion | None:
         with self.db.session() as s:
             row = s.scalars(

@@ -7,12 +7,12 @@ they accepted in one transaction, so a resumed run skips exactly the files alrea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from kennel.db.audit import record
 from kennel.db.bulk import insert_ignore
@@ -148,6 +148,43 @@ class IngestStore:
                 details={"source": source, "files": files},
             )
             return _run(row)
+
+    def item(self, sha256: str) -> Item | None:
+        """The ingested image with this content, if any ingest accepted it."""
+        with self.db.session() as s:
+            row = s.get(ItemRow, sha256)
+            return _item(row) if row else None
+
+    def known(self, sha256s: Collection[str]) -> set[str]:
+        """Which of ``sha256s`` are ingested images (at most a page's worth at a time)."""
+        if not sha256s:
+            return set()
+        query = select(ItemRow.sha256).where(ItemRow.sha256.in_(list(sha256s)))
+        with self.db.session() as s:
+            return set(s.scalars(query))
+
+    def records(
+        self, run_id: str, status: str, *, limit: int, offset: int = 0
+    ) -> list[IngestRecord]:
+        """The run's records with ``status`` (e.g. its quarantined files), in file order:
+        ``limit`` of them after skipping ``offset``."""
+        query = (
+            select(IngestRecordRow)
+            .where(IngestRecordRow.run_id == run_id, IngestRecordRow.status == status)
+            .order_by(IngestRecordRow.seq)
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.db.session() as s:
+            return [_record(r) for r in s.scalars(query)]
+
+    def count(self, run_id: str, status: str) -> int:
+        """How many of the run's records have ``status``."""
+        query = select(func.count()).where(
+            IngestRecordRow.run_id == run_id, IngestRecordRow.status == status
+        )
+        with self.db.session() as s:
+            return int(s.scalar(query) or 0)
 
     def recorded_uris(self, run_id: str) -> set[str]:
         """The files this run has recorded already (accepted or quarantined)."""

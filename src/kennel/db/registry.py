@@ -187,6 +187,26 @@ class RegistryStore:
                     aliases[r.name] = _aliases(s, r.name)
             return [_version(r, aliases[r.name].get(r.version, ())) for r in rows]
 
+    def page(self, name: str, *, limit: int, offset: int = 0) -> list[ModelVersion]:
+        """Versions of ``name``, newest first, each with its aliases: ``limit`` of them after
+        skipping ``offset``."""
+        query = (
+            select(ModelVersionRow)
+            .where(ModelVersionRow.name == name)
+            .order_by(ModelVersionRow.version.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.db.session() as s:
+            aliases = _aliases(s, name)
+            return [_version(r, aliases.get(r.version, ())) for r in s.scalars(query)]
+
+    def count(self, name: str) -> int:
+        """How many versions ``name`` has."""
+        query = select(func.count()).where(ModelVersionRow.name == name)
+        with self.db.session() as s:
+            return int(s.scalar(query) or 0)
+
     def get(self, name: str, version: int) -> ModelVersion | None:
         """Version ``version`` of ``name`` with its aliases, or None."""
         with self.db.session() as s:

@@ -4,11 +4,12 @@ per-epoch metrics (entities in, entities out)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 
 from kennel.db import Database, aware
 from kennel.db.audit import record
@@ -48,6 +49,21 @@ class RunMetric:
     epoch: int
     name: str
     value: float
+
+
+@dataclass(frozen=True)
+class Study:
+    """One hyperparameter search, seen through its runs: the trials it tried and the final
+    run trained with the best of them (runs share the study id)."""
+
+    id: str
+    dataset: str
+    dataset_version: str
+    started_at: datetime
+    finished_at: datetime | None  # of its newest finished run; None: none finished
+    trials: int
+    statuses: dict[str, int]  # trial status (running | completed | pruned | failed) -> trials
+    final_run: str | None
 
 
 def _run(r: RunRow) -> Run:
@@ -157,6 +173,107 @@ class RunStore:
         with self.db.session() as s:
             return [RunMetric(r.run_id, r.epoch, r.name, r.value) for r in s.scalars(query)]
 
+    def page(
+        self,
+        *,
+        limit: int,
+        offset: int = 0,
+        study: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+    ) -> list[Run]:
+        """Runs newest first, narrowed by the filters given: ``limit`` after ``offset``."""
+        query = _narrow(select(RunRow), study, kind, status)
+        query = query.order_by(RunRow.started_at.desc(), RunRow.id).limit(limit).offset(offset)
+        with self.db.session() as s:
+            return [_run(r) for r in s.scalars(query)]
+
+    def count(
+        self, *, study: str | None = None, kind: str | None = None, status: str | None = None
+    ) -> int:
+        """How many runs the same filters as ``page`` select."""
+        query = _narrow(select(func.count()).select_from(RunRow), study, kind, status)
+        with self.db.session() as s:
+            return int(s.scalar(query) or 0)
+
+    def studies(self, *, limit: int, offset: int = 0) -> list[Study]:
+        """Studies newest first (by their first run): ``limit`` after skipping ``offset``."""
+        first = func.min(RunRow.started_at)
+        ids_query = (
+            select(RunRow.study, first)
+            .where(RunRow.study.is_not(None))
+            .group_by(RunRow.study)
+            .order_by(first.desc(), RunRow.study)
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.db.session() as s:
+            ids = [study for study, _ in s.execute(ids_query) if study is not None]
+            groups: Sequence[Any] = s.execute(
+                select(
+                    RunRow.study,
+                    RunRow.kind,
+                    RunRow.status,
+                    func.count(),
+                    func.min(RunRow.started_at),
+                    func.max(RunRow.finished_at),
+                    func.min(RunRow.dataset),
+                    func.min(RunRow.dataset_version),
+                )
+                .where(RunRow.study.in_(ids))
+                .group_by(RunRow.study, RunRow.kind, RunRow.status)
+            ).all()
+            finals = dict(
+                s.execute(
+                    select(RunRow.study, func.max(RunRow.id))
+                    .where(RunRow.study.in_(ids), RunRow.kind == "final")
+                    .group_by(RunRow.study)
+                ).all()
+            )
+        began: dict[str, datetime] = {}
+        ended: dict[str, datetime] = {}
+        data: dict[str, tuple[str, str]] = {}
+        counts: dict[str, dict[str, int]] = {study: {} for study in ids}
+        for study, kind, status, n, first, last, dataset, version in groups:
+            key = str(study)
+            began[key] = min(first, began.get(key, first))
+            if last is not None:
+                ended[key] = max(last, ended.get(key, last))
+            data.setdefault(key, (dataset, version))
+            if kind == "trial":
+                counts[key][status] = counts[key].get(status, 0) + int(n)
+        return [
+            Study(
+                id=study,
+                dataset=data[study][0],
+                dataset_version=data[study][1],
+                started_at=began[study],
+                finished_at=ended.get(study),
+                trials=sum(counts[study].values()),
+                statuses=dict(sorted(counts[study].items())),
+                final_run=finals.get(study),
+            )
+            for study in ids
+            if study in data
+        ]
+
+    def best_values(self, study: str, name: str) -> dict[str, float]:
+        """Run id -> the highest per-epoch value of metric ``name``, for the study's runs (a
+        pruned trial's best before it was stopped included)."""
+        query = (
+            select(RunMetricRow.run_id, func.max(RunMetricRow.value))
+            .join(RunRow, RunRow.id == RunMetricRow.run_id)
+            .where(RunRow.study == study, RunMetricRow.name == name)
+            .group_by(RunMetricRow.run_id)
+        )
+        with self.db.session() as s:
+            return {run_id: float(value) for run_id, value in s.execute(query)}
+
+    def count_studies(self) -> int:
+        query = select(func.count(func.distinct(RunRow.study))).where(RunRow.study.is_not(None))
+        with self.db.session() as s:
+            return int(s.scalar(query) or 0)
+
     def runs(
         self,
         *,
@@ -177,3 +294,15 @@ class RunStore:
             query = query.where(RunRow.status == status)
         with self.db.session() as s:
             return [_run(r) for r in s.scalars(query)]
+
+
+def _narrow(
+    query: Select[Any], study: str | None, kind: str | None, status: str | None
+) -> Select[Any]:
+    if study is not None:
+        query = query.where(RunRow.study == study)
+    if kind is not None:
+        query = query.where(RunRow.kind == kind)
+    if status is not None:
+        query = query.where(RunRow.status == status)
+    return query

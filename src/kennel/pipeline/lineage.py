@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from kennel.datasets.versioning import DatasetCatalog, DatasetVersion
 from kennel.registry.store import ModelRegistry
 from kennel.train.tracking import RunTracker
@@ -58,12 +61,13 @@ def model_lineage(
         cursor = (
             catalog.resolve(f"{cursor.dataset}@{cursor.parent_id}") if cursor.parent_id else None
         )
-    rows = catalog.rows(version)
-    uris = [r.uri for r in rows if r.split in ("train", "validation")]
+    table = catalog.table(version)  # columns only: a 100k-file version stays quick to trace
+    training = pc.is_in(table["split"], value_set=pa.array(["train", "validation"]))
+    uris = table["uri"].filter(training)
     out["dataset"] = {
         "version": version.as_dict(),
         "ancestry": chain,
         "training_files": len(uris),
-        "source_files": uris if files_limit is None else uris[:files_limit],
+        "source_files": (uris if files_limit is None else uris[:files_limit]).to_pylist(),
     }
     return out

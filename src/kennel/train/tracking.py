@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kennel.db import Database
 from kennel.db.runs import Run as Run
 from kennel.db.runs import RunMetric, RunStore
 from kennel.errors import NotFoundError
-from kennel.train.trainer import EpochStats
+
+if TYPE_CHECKING:  # reading runs (the dashboard, lineage) must not load PyTorch
+    from kennel.train.trainer import EpochStats
 
 
 class RunTracker:

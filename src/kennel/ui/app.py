@@ -36,7 +36,8 @@ from kennel.wiring import Workspace
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-NAV = (("/", "Overview"), ("/deployments", "Deployments"), ("/alerts", "Alerts"),
+NAV = (("/", "Overview"), ("/datasets", "Datasets"), ("/runs", "Runs"), ("/models", "Models"),
+       ("/deployments", "Deployments"), ("/alerts", "Alerts"),
        ("/audit", "Audit"))  # fmt: skip
 _LOCAL_PATH = re.compile(r"^/(?![/\\])[\x21-\x7e]*$")
 
@@ -162,7 +163,7 @@ def create_app(
 ) -> FastAPI:
     """The dashboard over ``ws``. ``allowed_hosts``: the Host names it answers to (a guard
     against DNS rebinding when it listens on loopback); None answers any."""
-    from kennel.ui import routes
+    from kennel.ui import browse, routes
 
     ui = Dashboard(ws, sessions or SessionStore(), live_s=live_s)
     ws.db, ws.registry, ws.tokens, ws.catalog  # noqa: B018 - opened once, before any thread
@@ -190,7 +191,7 @@ def create_app(
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "same-origin"
         if not request.url.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "no-store"
+            response.headers.setdefault("Cache-Control", "no-store")  # thumbnails say theirs
         return response
 
     if allowed_hosts:
@@ -238,4 +239,5 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     routes.install(app, ui)
+    browse.install(app, ui)  # datasets, runs, models
     return app
