@@ -11,7 +11,7 @@ from kennel.db import Database
 from kennel.db.datasets import DatasetStore, Item
 from kennel.db.ingest import IngestRecord, IngestStore
 from kennel.db.registry import RegistryStore
-from kennel.db.runs import RunMetric, RunStore
+from kennel.db.runs import RunMetric, RunStore, TrialValue
 
 
 @pytest.fixture
@@ -89,8 +89,12 @@ def test_run_store_pages_runs_and_summarises_studies(db: Database) -> None:
     store.log_metrics([RunMetric(a[1], e, "val_accuracy", v) for e, v in ((1, 0.4), (2, 0.6))]
                       + [RunMetric(a[0], 1, "val_accuracy", 0.7), RunMetric(a[0], 1, "lr", 9.0),
                          RunMetric(lone, 1, "val_accuracy", 1.0)])  # fmt: skip
-    assert store.best_values("s-a", "val_accuracy") == {a[1]: 0.6, a[0]: 0.7}
-    assert store.best_values("s-b", "val_accuracy") == {}
+    assert store.trial_values("s-a", "val_accuracy") == [
+        TrialValue(a[0], 0, "completed", 0.7), TrialValue(a[1], 1, "pruned", 0.6),
+        TrialValue(a[2], 2, "completed", None)]  # fmt: skip
+    assert [(t.status, t.best) for t in store.trial_values("s-b", "val_accuracy")] == [
+        ("failed", None), ("running", None)]  # fmt: skip
+    assert store.trial_values("s-c", "val_accuracy") == []
     assert store.count_studies() == 2
     studies = store.studies(limit=10)
     assert [s.id for s in studies] == ["s-b", "s-a"]

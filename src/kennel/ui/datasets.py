@@ -217,10 +217,7 @@ class DiffView:
 
 def diff_view(d: Diff) -> DiffView:
     """``kennel data diff``'s result, each section cut to DIFF_ROWS rows."""
-    counts = {"added": len(d.added), "removed": len(d.removed),
-              "relabelled": len(d.relabelled), "moved split": len(d.resplit)}  # fmt: skip
-    return DiffView(d.a, counts, d.added[:DIFF_ROWS], d.removed[:DIFF_ROWS],
-                    d.relabelled[:DIFF_ROWS], d.resplit[:DIFF_ROWS])  # fmt: skip
+    return DiffView(d.a, d.counts, d.added, d.removed, d.relabelled, d.resplit)
 
 
 def resolve(ws: Workspace, dataset: str, spec: str) -> DatasetVersion:

@@ -38,7 +38,8 @@ Series = dict[str, list[tuple[float | datetime, float | None]]]
 
 
 def varying(runs: list[Run]) -> list[str]:
-    """The parameters whose values differ between ``runs`` (what a search varied)."""
+    """The parameters whose values differ between ``runs`` (what a search varied, among the
+    runs a page lists)."""
     keys = sorted({k for r in runs for k in r.params})
     return [k for k in keys if len({repr(r.params.get(k)) for r in runs}) > 1]
 
@@ -109,16 +110,19 @@ def install(app: FastAPI, ui: Dashboard, get: Register) -> None:
                                    "page": page, "pages": pages, "params": [], "trials": {},
                                    "studies": [], "studies_total": 0}  # fmt: skip
         if study:
-            trials = store.runs(study=study, kind="trial")
+            trials = store.trial_values(study, "val_accuracy")
             if not trials and not total:
                 raise NotFoundError(f"no study {study!r}")
-            context["params"] = varying(trials)
-            best = store.best_values(study, "val_accuracy")
             by_status = {
-                s: [(float(t.trial_number or 0), best.get(t.id)) for t in trials if t.status == s]
+                s: [(float(t.trial or 0), t.best) for t in trials if t.status == s]
                 for s in STATUSES
             }
-            context["trials"] = {s: points for s, points in by_status.items() if points}
+            context["trials"] = {
+                s: points
+                for s, points in by_status.items()
+                if any(y is not None for _, y in points)
+            }
+            context["params"] = varying([r for r in shown if r.kind == "trial"])
         elif page == 1:
             context["studies"] = store.studies(limit=STUDIES)
             context["studies_total"] = store.count_studies()
