@@ -47,8 +47,9 @@ def install(app: FastAPI, ui: Dashboard) -> None:
             image = thumbnails.jpeg(sha256)
         except NotAnImage as exc:
             return error_page(request, 415, str(exc))
-        # the content behind a sha256 never changes: the browser may keep it (privately)
-        headers = {"Cache-Control": "private, max-age=86400, immutable"}
+        # the content behind a sha256 never changes: the browser may keep it, privately and
+        # not for long (it stays viewable there after signing out)
+        headers = {"Cache-Control": "private, max-age=3600, immutable"}
         return Response(image, media_type=MEDIA_TYPE, headers=headers)
 
     @get("/datasets")

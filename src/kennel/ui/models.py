@@ -147,7 +147,10 @@ def model_view(ws: Workspace, model: ModelVersion, calibrations: Calibrations) -
     temperature = report.get("calibration", {}).get("temperature")
     calibration = None
     if isinstance(digest, str) and isinstance(temperature, int | float) and temperature > 0:
-        calibration = calibrations.of(ws, digest, float(temperature))
+        try:
+            calibration = calibrations.of(ws, digest, float(temperature))
+        except KennelError:  # the stored predictions are gone: the numbers still show
+            calibration = None
     return ModelView(model, report, curves(report), calibration, card, lineage, problem,
                      dict(run.get("params", {})))  # fmt: skip
 
