@@ -116,6 +116,9 @@ def test_manifest_rows_outside_allowed_roots_are_refused_unread(
     assert placed == {str(tmp_path / "imgs" / rel), "s3://bucket/x.jpg"}
     data = {e.uri: d for e, d in allowed.read(allowed.scan().entries)}
     assert data[str(tmp_path / "imgs" / rel)] == files[rel]
+    # an allowed row whose backend fails (no such bucket, no credentials, no network) is
+    # that row's reason, whatever the backend raises, and the rest of the manifest is read
+    assert str(data["s3://bucket/x.jpg"]).startswith("unreadable: ")
 
 
 def test_fsspec_url_source(files: dict[str, bytes]) -> None:

@@ -270,5 +270,7 @@ def read_uri(uri: str, limit: int = DEFAULT_MAX_BYTES) -> ReadResult:
             elif size > limit:
                 return too_large(size, limit)
             return read_capped(handle, limit, size)
-    except (OSError, ValueError, KeyError, ImportError) as exc:  # ImportError: no such backend
-        return f"unreadable: {exc}"
+    except Exception as exc:  # one item's failure is its reason, never the run's
+        # a backend raises its own classes (botocore's NoCredentialsError is not an OSError;
+        # ImportError: no such backend): whatever it is, this item is unreadable
+        return f"unreadable: {type(exc).__name__}: {exc}"
