@@ -195,12 +195,14 @@ def _creds() -> dict[str, str]:
     return {"key": S3_ENV["AWS_ACCESS_KEY_ID"], "secret": S3_ENV["AWS_SECRET_ACCESS_KEY"]}
 
 
-def s3_keys(bucket: str, prefix: str = "") -> list[str]:
+def s3_keys(bucket: str, prefix: str = "", *, endpoint: str | None = None) -> list[str]:
     """Every key in ``bucket`` under ``prefix``, read straight from the server."""
     import s3fs
 
     fs = s3fs.S3FileSystem(
-        endpoint_url=os.environ["AWS_ENDPOINT_URL"], skip_instance_cache=True, **_creds()
+        endpoint_url=endpoint or os.environ["AWS_ENDPOINT_URL"],
+        skip_instance_cache=True,
+        **_creds(),
     )
     root = f"{bucket}/{prefix}".rstrip("/")
     return [path[len(bucket) + 1 :] for path in fs.find(root)]

@@ -12,6 +12,7 @@ import pytest
 from kennel.errors import NotFoundError, StorageError
 from kennel.storage import ContentStore
 from kennel.storage.fsspec_store import BACKOFF, FsspecBlobStore
+from tests.conftest import s3_keys
 from tests.netfaults import SLOW_DOWN, Proxy
 
 
@@ -76,6 +77,21 @@ def test_a_lasting_outage_fails_in_bounded_time_naming_the_endpoint(
     proxy.restore()
     assert not store.exists("k/three")  # nothing was half-written
     assert store.put("k/three", b"payload") is True
+
+
+def test_the_endpoint_may_be_named_in_the_url(
+    s3_endpoint: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # the URL's endpoint wins
+    host_port = s3_endpoint.removeprefix("http://")
+    store = FsspecBlobStore(f"s3+http://{host_port}/{s3_bucket}/named")
+    store.check()
+    assert store.put("k", b"x") and store.url == f"s3+http://{host_port}/{s3_bucket}/named"
+    assert s3_keys(s3_bucket, endpoint=s3_endpoint) == ["named/k"]
+    with pytest.raises(StorageError, match="take no credentials"):
+        FsspecBlobStore(f"s3+http://key:secret@{host_port}/{s3_bucket}")
+    with pytest.raises(StorageError, match="bucket/prefix"):
+        FsspecBlobStore(f"s3+https://{host_port}")
 
 
 def test_a_missing_bucket_is_named(s3_bucket: str) -> None:

@@ -4,9 +4,13 @@ Every call to the filesystem goes through ``_call``: the one place where this st
 transient failures (with ``kennel.retry``'s bounded backoff) and turns the driver's errors
 into kennel's (``NotFoundError``, or a one-line ``StorageError`` naming the store and its
 endpoint). For S3 the driver's own retry loops (botocore's and s3fs's) are switched off so
-that the retries are counted once, here; the endpoint and credentials come from the standard
-AWS settings (``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID`` /
-``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, an instance role), which worker processes inherit.
+that the retries are counted once, here.
+
+Where S3 is: ``s3://bucket/prefix`` goes to the endpoint of the standard AWS settings
+(``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``, else AWS itself); ``s3+http://host:port/bucket
+/prefix`` (or ``s3+https://``) names an S3-compatible server in the URL itself, so that the one
+string in kennel.yaml reaches every worker process. Credentials never go in the URL: they come
+from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE`` or an instance role.
 """
 
 from __future__ import annotations
@@ -63,14 +67,37 @@ def s3_options(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def split_endpoint(url: str) -> tuple[str, str | None]:
+    """``s3+http://host:port/bucket/prefix`` -> (``s3://bucket/prefix``, ``http://host:port``);
+    any other URL -> (url, None)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in _S3_AT:
+        return url, None
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        raise StorageError(
+            f"{scheme}:// URLs take no credentials: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) instead"
+        )
+    if not parts.hostname or not parts.path.strip("/"):
+        raise StorageError(f"{url!r} must look like {scheme}://host:port/bucket/prefix")
+    return f"s3://{parts.path.lstrip('/')}", f"{_S3_AT[scheme]}://{parts.netloc}"
+
+
+_S3_AT = {"s3+http": "http", "s3+https": "https"}
+
+
 class FsspecBlobStore:
     def __init__(self, url: str, *, backoff: Backoff = BACKOFF, **storage_options: Any) -> None:
-        protocol = fsspec.core.split_protocol(url)[0] or "file"
+        target, endpoint = split_endpoint(url)
+        if endpoint:
+            storage_options.setdefault("endpoint_url", endpoint)
+        protocol = fsspec.core.split_protocol(target)[0] or "file"
         self._s3 = protocol in _S3
         if self._s3:
             storage_options = s3_options(storage_options)
         try:
-            fs, root = fsspec.core.url_to_fs(url, **storage_options)
+            fs, root = fsspec.core.url_to_fs(target, **storage_options)
         except (ImportError, ValueError) as exc:
             raise StorageError(f"cannot open the artifact store {url}: {first_line(exc)}") from exc
         if self._s3:
