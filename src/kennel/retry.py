@@ -36,7 +36,7 @@ class Backoff:
     @property
     def budget_s(self) -> float:
         """The longest the waits between tries add up to."""
-        return sum(min(self.cap_s, self.base_s * 2**n) for n in range(self.attempts - 1))
+        return float(sum(min(self.cap_s, self.base_s * 2**n) for n in range(self.attempts - 1)))
 
 
 def retrying(

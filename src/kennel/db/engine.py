@@ -88,7 +88,7 @@ def connect(engine: Engine, begin: Any, what: str) -> Any:
             raise
         raise MetadataError(
             f"cannot reach the metadata database at {where(engine.url)} "
-            f"(tried {backoff.attempts} times): {first_line(exc.orig or exc)}"
+            f"(tried {backoff.attempts} times): {first_line(getattr(exc, 'orig', None) or exc)}"
         ) from exc
 
 

@@ -20,6 +20,7 @@ import os
 import posixpath
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -45,6 +46,7 @@ _RETRY_CODES = {
     "503",
     "500",
 }
+_PARALLEL_PUTS = 8
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 BACKOFF = Backoff(attempts=4, base_s=0.2, cap_s=2.0)
 
@@ -70,7 +72,7 @@ def s3_options(options: dict[str, Any]) -> dict[str, Any]:
 def split_endpoint(url: str) -> tuple[str, str | None]:
     """``s3+http://host:port/bucket/prefix`` -> (``s3://bucket/prefix``, ``http://host:port``);
     any other URL -> (url, None)."""
-    scheme, sep, rest = url.partition("://")
+    scheme, sep, _ = url.partition("://")
     if not sep or scheme not in _S3_AT:
         return url, None
     parts = urlsplit(url)
@@ -177,7 +179,11 @@ class FsspecBlobStore:
         return True
 
     def put_many(self, items: list[tuple[str, bytes]]) -> int:
-        return sum(self.put(key, data) for key, data in items)
+        if len(items) < 2 or not self._atomic_put:
+            return sum(self.put(key, data) for key, data in items)
+        # an object store's latency is per request: several in flight (each retried on its own)
+        with ThreadPoolExecutor(min(_PARALLEL_PUTS, len(items))) as pool:
+            return sum(pool.map(lambda item: self.put(*item), items))
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
