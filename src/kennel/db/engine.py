@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.url import URL
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.db.audit import ANCHOR_KEY, AuditAnchor
@@ -69,12 +69,11 @@ def where(url: URL) -> str:
 
 
 def _disconnected(exc: BaseException) -> bool:
-    """The server refused, dropped or timed out the connection (not a bad query)."""
+    """The server refused, dropped or timed out the connection (not a bad query: only opening
+    a connection is retried, and that runs no SQL of the caller's)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    orig = getattr(exc, "orig", None)
-    name = type(orig).__name__ if orig is not None else ""
-    return name in {"OperationalError", "InterfaceError"}
+    return isinstance(exc, OperationalError | InterfaceError)
 
 
 def connect(engine: Engine, begin: Any, what: str) -> Any:
