@@ -5,11 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kennel-installed
 
-.PHONY: demo test lint typecheck layers unit venv bench clean
+.PHONY: demo test lint typecheck layers unit venv bench clean s3-server
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,train]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,train,s3]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -31,6 +31,11 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck layers unit
+
+# A real S3-protocol server on 127.0.0.1:5000 for the shared-store tests (moto's standalone
+# server; .ci/run starts it in the background). Without it the tests start one in-process.
+s3-server: $(STAMP)
+	$(BIN)/moto_server -H 127.0.0.1 -p 5000
 
 clean:
 	rm -rf $(VENV) .kennel-demo .pytest_cache .mypy_cache .ruff_cache

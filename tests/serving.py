@@ -31,6 +31,7 @@ def served_project(
     *,
     mode: str = "delivery",
     metadata_url: str | None = None,
+    artifacts_url: str | None = None,
     poll_s: float = 0.2,
     models: int = 2,
     serve: dict[str, object] | None = None,
@@ -55,6 +56,8 @@ def served_project(
     }
     if metadata_url:
         sections["store"] = {"metadata_url": metadata_url}
+    if artifacts_url:
+        sections.setdefault("store", {})["artifacts_url"] = artifacts_url
     project = make_project(root / "p", sections=sections, workers=1)
     ws = Workspace(project)
     try:

@@ -25,7 +25,14 @@ import httpx
 from rich.markup import escape
 
 from kennel import pages
-from kennel.config import EnvironmentConfig, GatesConfig, Project, RuleConfig, init_project
+from kennel.config import (
+    EnvironmentConfig,
+    GatesConfig,
+    Project,
+    RuleConfig,
+    StoreConfig,
+    init_project,
+)
 from kennel.datasets import synth
 from kennel.db.audit import verify
 from kennel.deploy import environments
@@ -65,7 +72,9 @@ def _fresh(out: Path) -> None:
     (out / MARKER).write_text("created by `kennel demo`; safe to delete\n")
 
 
-def _project(out: Path, epochs: int, image_size: int, gates: GatesConfig | None) -> Project:
+def _project(
+    out: Path, epochs: int, image_size: int, gates: GatesConfig | None, store: StoreConfig | None
+) -> Project:
     project, _ = init_project(out / "project")
     # The demo serves in this process on free loopback ports (nothing else on the machine is
     # touched); `kennel serve` on the same project later uses kennel.yaml's ports.
@@ -83,6 +92,7 @@ def _project(out: Path, epochs: int, image_size: int, gates: GatesConfig | None)
                 ),
                 "serve": config.serve.model_copy(update={"poll_s": 0.3}),
                 "gates": gates or config.gates,
+                "store": store or config.store,
                 # the warm start must learn the night from a few hundred labelled images
                 "monitor": config.monitor.model_copy(
                     update={"rules": _rules(config.monitor.rules), "retrain_epochs": epochs}
@@ -101,16 +111,18 @@ def run_demo(
     traffic: int = 250,
     trials: int = 1,
     gates: GatesConfig | None = None,
+    store: StoreConfig | None = None,
     progress: Progress = silent,
 ) -> dict[str, Any]:
     """The story, told through ``progress`` as ``demo`` events (rich markup in the messages);
-    returns the summary, whose ``ok`` says whether the demo's own checks held."""
+    returns the summary, whose ``ok`` says whether the demo's own checks held. ``store``
+    replaces the embedded default (SQLite + a local folder), e.g. with PostgreSQL + S3."""
     say = _teller(progress)
     began = time.perf_counter()
     out = out.resolve()
     _fresh(out)
     workers = os.cpu_count() or 1
-    project = _project(out, epochs, image_size, gates)
+    project = _project(out, epochs, image_size, gates, store)
     ws = Workspace(project)
     timings: dict[str, float] = {}
     story: list[dict[str, Any]] = []

@@ -53,7 +53,9 @@ class Workspace:
     def content(self) -> ContentStore:
         from kennel.storage import open_content_store
 
-        return open_content_store(self.project.artifacts_url)
+        store = open_content_store(self.project.artifacts_url)
+        store.blobs.check()  # an unreachable store stops a command before it writes anything
+        return store
 
     @cached_property
     def catalog(self) -> DatasetCatalog:

@@ -12,7 +12,8 @@ from kennel.config._base import STATE_DIR, _Strict
 class StoreConfig(_Strict):
     # SQLAlchemy URL of the metadata database; sqlite paths are relative to the project root.
     metadata_url: str = f"sqlite:///{STATE_DIR}/kennel.db"
-    # A local folder or any fsspec URL (s3://bucket/prefix, memory://x, file:///abs/path).
+    # A local folder or any fsspec URL (s3://bucket/prefix, memory://x, file:///abs/path);
+    # s3+http(s)://host:port/bucket/prefix names an S3-compatible server (kennel.storage).
     artifacts_url: str = f"{STATE_DIR}/artifacts"
 
 

@@ -12,7 +12,8 @@ project: kennel
 store:
   # Metadata database: SQLite by default, or e.g. postgresql+psycopg://127.0.0.1:5432/test
   metadata_url: sqlite:///.kennel/kennel.db
-  # Artifact store: a local folder or any fsspec URL (s3://bucket/prefix, memory://x, ...)
+  # Artifact store: a local folder or any fsspec URL (s3://bucket/prefix, memory://x, ...);
+  # s3+http(s)://host:port/bucket/prefix for an S3-compatible server (credentials: AWS_* env)
   artifacts_url: .kennel/artifacts
 
 data:

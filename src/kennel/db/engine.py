@@ -1,4 +1,11 @@
-"""Engine creation and schema upgrade. The real path always runs Alembic, never create_all."""
+"""Engine creation and schema upgrade. The real path always runs Alembic, never create_all.
+
+A server database (PostgreSQL) gets a connection pool whose connections are checked before use
+(``pool_pre_ping``) and recycled, a short connect timeout, and one retry policy: a session's
+first connection, and the upgrade's, is retried with ``kennel.retry``'s bounded backoff while
+the server refuses or drops connections (a restart, a failover). Work inside a transaction is
+never retried here: only the caller knows whether it may run twice.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +16,21 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine.url import URL
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.db.audit import ANCHOR_KEY, AuditAnchor
 from kennel.errors import MetadataError
+from kennel.retry import Backoff, first_line, retrying
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Serialises concurrent schema upgrades on PostgreSQL (any constant works; this spells "kennel").
 _PG_MIGRATION_LOCK = 0x6B656E6E656C
+BACKOFF = Backoff(attempts=4, base_s=0.25, cap_s=2.0)
+CONNECT_TIMEOUT_S = 5
+# a pool per process: serving threads, the prediction log's writer and the monitor share it
+POOL = {"pool_size": 5, "max_overflow": 10, "pool_timeout": 30, "pool_recycle": 1800}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -41,7 +54,41 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **POOL)
+
+
+def where(url: URL) -> str:
+    """host:port/database of a URL, never its password (for messages)."""
+    if url.get_backend_name() == "sqlite":
+        return url.database or ":memory:"
+    host = url.host or "localhost"
+    return f"{host}:{url.port}/{url.database or ''}" if url.port else f"{host}/{url.database or ''}"
+
+
+def _disconnected(exc: BaseException) -> bool:
+    """The server refused, dropped or timed out the connection (not a bad query: only opening
+    a connection is retried, and that runs no SQL of the caller's)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def connect(engine: Engine, begin: Any, what: str) -> Any:
+    """``begin()`` (opens a connection), retried while the server is unreachable; then a
+    one-line MetadataError naming the database (host:port/name, no password)."""
+    backoff = Backoff(attempts=1) if engine.dialect.name == "sqlite" else BACKOFF
+    try:
+        return retrying(begin, transient=_disconnected, backoff=backoff, what=what)
+    except SQLAlchemyError as exc:
+        if not _disconnected(exc):
+            raise
+        raise MetadataError(
+            f"cannot reach the metadata database at {where(engine.url)} "
+            f"(tried {backoff.attempts} times): {first_line(getattr(exc, 'orig', None) or exc)}"
+        ) from exc
 
 
 def upgrade(engine: Engine) -> None:
@@ -51,8 +98,9 @@ def upgrade(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
+    connection = connect(engine, engine.connect, "open the metadata database")
     try:
-        with engine.begin() as connection:
+        with connection, connection.begin():
             if engine.dialect.name == "postgresql":
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK}
@@ -60,7 +108,9 @@ def upgrade(engine: Engine) -> None:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:
-        raise MetadataError(f"cannot upgrade metadata schema at {engine.url!r}: {exc}") from exc
+        raise MetadataError(
+            f"cannot upgrade the metadata schema at {where(engine.url)}: {first_line(exc)}"
+        ) from exc
 
 
 def open_engine(url: str) -> Engine:
@@ -90,6 +140,8 @@ class Database:
         """A transaction: committed on success, rolled back on error, errors wrapped."""
         session = self._sessions()
         try:
+            if self.engine.dialect.name != "sqlite":  # a server: connect first, with retries
+                connect(self.engine, session.connection, "start a metadata session")
             yield session
             session.commit()
         except SQLAlchemyError as exc:

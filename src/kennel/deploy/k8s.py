@@ -103,8 +103,11 @@ def manifests(project: Project, options: K8sOptions) -> dict[str, str]:
     return out
 
 
+_S3_URLS = ("s3://", "s3+http://", "s3+https://")  # kennel.storage's S3 forms
+
+
 def dockerfile(project: Project, options: K8sOptions) -> str:
-    extras = " s3fs" if project.config.store.artifacts_url.startswith("s3://") else ""
+    extras = " s3fs" if project.config.store.artifacts_url.startswith(_S3_URLS) else ""
     return f"""\
 # kennel {__version__}: serves one environment of a project on shared stores.
 # Build: docker build --build-arg KENNEL_SPEC="kennel-mlops=={__version__}{extras}" -t IMAGE .
@@ -177,7 +180,7 @@ def _secret(
     meta: dict[str, Any], project: Project, used: dict[str, str], include: bool
 ) -> dict[str, Any]:
     data = {var: value if include and value else PLACEHOLDER for var, value in used.items()}
-    if project.config.store.artifacts_url.startswith("s3://"):
+    if project.config.store.artifacts_url.startswith(_S3_URLS):
         data |= {var: PLACEHOLDER for var in S3_VARS}
     data["KENNEL_TOKEN"] = PLACEHOLDER  # for `kubectl exec ... kennel` commands that act
     return {

@@ -3,7 +3,11 @@ and fsynced before the service answers, then copied to the metadata store in bat
 background thread. Appends are group-committed: a committer thread writes every record that
 arrived while the previous fsync ran with one fsync, so concurrent requests share its cost.
 When the database is unreachable the journal waits on disk and is drained, without duplicates
-(prediction ids are primary keys), once the database answers again.
+(prediction ids are primary keys), once the database answers again. Kept input images
+(``serve.keep_inputs``) travel in the journal with their records and are uploaded to the
+artifact store before the records are written: while the store is unreachable, records and
+images wait together, so the log never holds a record whose input is missing, and an image
+uploaded twice (a retry after a lost answer) is still one content-addressed object.
 
 A process that dies (even by kill -9) leaves its journal behind; the next log opened on the same
 folder, typically the restarted service, adopts it. Files, under ``spool`` without its suffix
@@ -83,7 +87,8 @@ class LogStats:
     written: int = 0  # records written to the database
     spooled: int = 0  # records kept on disk because a database write failed
     replayed: int = 0  # records written after such a failure, or adopted from a dead process
-    db_errors: int = 0
+    db_errors: int = 0  # failed writes to the database
+    store_errors: int = 0  # failed uploads of kept inputs to the artifact store
 
 
 _SEGMENT = re.compile(r"^(?P<owner>[0-9]+-[0-9a-f]{8})\.(?:[0-9]{8}\.jsonl|lock)$")
@@ -353,9 +358,8 @@ class PredictionLog:
                 for r in rows
                 if r.get("kind") == REJECTION
             ]
-            if self.inputs is not None:  # images first: a logged row never lacks its input
-                # one durable batch (one filesystem sync), not two fsyncs per image
-                self.inputs.put_many([r["input"] for r in predictions if r.get("input")])
+            if self.inputs is not None and not self._upload(predictions):
+                return False
             self.store.add_many(
                 [LoggedPrediction(**{k: v for k, v in r.items() if k != "input"})
                  for r in predictions],
@@ -365,6 +369,18 @@ class PredictionLog:
         except (KennelError, OSError, KeyError, TypeError) as exc:  # a bad line: keep it too
             self.stats.db_errors += 1
             log.warning("prediction log: database unavailable (%s); keeping the journal", exc)
+            return False
+
+    def _upload(self, predictions: list[dict[str, Any]]) -> bool:
+        """Images first: a logged row never lacks its input. One durable batch (one filesystem
+        sync), not two fsyncs per image."""
+        assert self.inputs is not None
+        try:
+            self.inputs.put_many([r["input"] for r in predictions if r.get("input")])
+            return True
+        except StorageError as exc:
+            self.stats.store_errors += 1
+            log.warning("prediction log: artifact store unavailable (%s); keeping the journal", exc)
             return False
 
 

@@ -7,7 +7,8 @@ from kennel.storage.cas import ContentStore, digest_key, sha256_hex
 
 
 def open_blob_store(url: str) -> BlobStore:
-    """A BlobStore for a local folder path or any fsspec URL (backend imported lazily)."""
+    """A BlobStore for a local folder path or any fsspec URL (backend imported lazily);
+    ``s3+http://host:port/bucket/prefix`` is S3 on an S3-compatible server at host:port."""
     if "://" in url and not url.startswith("file://"):
         from kennel.storage.fsspec_store import FsspecBlobStore
 

@@ -48,3 +48,8 @@ class BlobStore(Protocol):
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys under ``prefix`` (a folder-like prefix), in no particular order."""
         ...
+
+    def check(self) -> None:
+        """Raise StorageError, naming the store, unless it answers; writes nothing. Commands
+        call it before their first write, so an unreachable store stops them at once."""
+        ...

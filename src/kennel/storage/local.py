@@ -80,6 +80,14 @@ class LocalBlobStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def check(self) -> None:
+        # the folder is made on the first write; what must not be there is a file in its way
+        for path in (self.root, *self.root.parents):
+            if path.exists():
+                if not path.is_dir():
+                    raise StorageError(f"the artifact store {self.root}: {path} is not a folder")
+                return
+
     def list(self, prefix: str = "") -> Iterator[str]:
         base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
         if not base.is_dir():
