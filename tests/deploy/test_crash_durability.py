@@ -82,7 +82,14 @@ def test_kill_9_under_load_loses_no_answered_prediction(tmp_path: Path) -> None:
         threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
         for t in threads:
             t.start()
-        time.sleep(2.0)
+        # kill once the service has answered plenty (however fast this machine is), while
+        # the six clients keep requests in flight
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with lock:
+                if len(answered) > 60:
+                    break
+            time.sleep(0.05)
         proc.kill()  # SIGKILL mid-load: no drain, no flush, no atexit
         proc.wait(10)
         stop.set()
