@@ -105,7 +105,7 @@ def _running(node: Any) -> list[psutil.Process]:
     busy = []
     for proc in raylet.children():
         try:
-            if TASK in proc.name():
+            if TASK in proc.name() or TASK in " ".join(proc.cmdline()):
                 busy.append(proc)
         except psutil.NoSuchProcess:
             pass
