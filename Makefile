@@ -9,7 +9,7 @@ STAMP := $(VENV)/.kennel-installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,train,s3]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,train,s3,ray]'
 	touch $(STAMP)
 
 venv: $(STAMP)

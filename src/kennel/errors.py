@@ -16,7 +16,8 @@
     ├── UnloadableModelError    a verified bundle that ONNX Runtime cannot load (old one serves)
     ├── StateError              a change a thing's state does not allow (a resolved alert)
     ├── AuthError               no token, an unknown token, or a role that may not do this
-    └── ServiceError            a prediction service could not be started or reached
+    ├── ServiceError            a prediction service could not be started or reached
+    └── EngineError             a distributed engine (a Ray cluster) cannot be reached or failed
 
 HTTP status: 4xx where the caller can fix the request (404 unknown, 409 conflict or refused),
 503 with Retry-After only where trying again later can succeed (the database or a service is
@@ -103,6 +104,10 @@ class ServiceError(KennelError):
     code = "service_error"
 
 
+class EngineError(KennelError):
+    code = "engine_error"
+
+
 @dataclass(frozen=True)
 class Status:
     exit_code: int
@@ -128,6 +133,7 @@ STATUS: dict[str, Status] = {
     ServiceError.code: Status(15, 503),
     UnloadableModelError.code: Status(16, 409),
     StateError.code: Status(17, 409),
+    EngineError.code: Status(18, 503),
 }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kennel.config import Project, load_project
+from kennel.errors import ConfigError
 from kennel.progress import Progress, silent
 
 # Backends are imported when first used, not here: `kennel --help` must not pay for PyTorch,
@@ -132,15 +133,30 @@ class Workspace:
         bundle = Bundle.from_files(files, prefer_int8=serve.prefer_int8)
         return Predictor(bundle, max_pixels=serve.max_pixels)
 
-    def ingestor(self, workers: int | None = None) -> Ingestor:
+    def ingestor(
+        self, workers: int | None = None, *, engine: str = "local", address: str | None = None
+    ) -> Ingestor:
+        """An Ingestor whose per-file work runs on ``engine``: ``local`` (``workers`` processes)
+        or ``ray`` (the Ray cluster at ``address``; None: ``RAY_ADDRESS`` or a new local one)."""
+        from kennel.ingest.engines import Engine, LocalEngine
+        from kennel.ingest.ray_engine import RayEngine
         from kennel.ingest.run import Ingestor
 
+        chosen: Engine
+        if engine == "ray":
+            chosen = RayEngine(address, num_cpus=workers)
+        elif engine == "local":
+            if address is not None:
+                raise ConfigError("--address names a Ray cluster; it needs --engine ray")
+            chosen = LocalEngine(workers or self.project.workers)
+        else:
+            raise ConfigError(f"unknown ingest engine {engine!r} (choose local or ray)")
         return Ingestor(
             self.db,
             self.content,
             self.project.artifacts_url,
             self.project.config.data,
-            workers=workers or self.project.workers,
+            engine=chosen,
         )
 
     def source(self, spec: str, **options: Any) -> Source:

@@ -121,14 +121,14 @@ def test_help_and_version_never_import_the_heavy_stack() -> None:
     import sys
 
     helps = (["--help"], ["--version"], ["train", "--help"], ["serve", "--help"], ["ui", "--help"])
-    for args in helps:
+    for args in (*helps, ["data", "ingest", "--help"]):
         probe = (
             "import sys, runpy; sys.argv = ['kennel', *sys.argv[1:]];"
             "import kennel.cli.main as m\n"
             "try:\n    m.app(prog_name='kennel')\n"
             "except SystemExit:\n    pass\n"
             "heavy = sorted({n.split('.')[0] for n in sys.modules} & "
-            "{'torch', 'onnxruntime', 'sqlalchemy', 'numpy', 'PIL', 'cv2', 'scipy'})\n"
+            "{'torch', 'onnxruntime', 'sqlalchemy', 'numpy', 'PIL', 'cv2', 'scipy', 'ray'})\n"
             "print('HEAVY', heavy)"
         )
         out = subprocess.run(

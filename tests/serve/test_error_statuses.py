@@ -30,6 +30,7 @@ EXPECTED = {
     errors.StateError: 409,
     errors.AuthError: 403,
     errors.ServiceError: 503,
+    errors.EngineError: 503,  # the Ray cluster is unreachable: try again
     LoadFailed: 409,
     Refused: 409,
 }

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # the data stack is imported when a command runs
     from kennel.ingest.run import IngestReport
 
 Layout = Literal["auto", "imagefolder", "flat"]  # as kennel.ingest.sources.Layout
+EngineName = Literal["local", "ray"]  # as kennel.wiring.Workspace.ingestor
 Scenario = Literal["day", "night", "fog", "rain"]  # as kennel.datasets.synth.SCENARIOS
 
 app = new_app("Extract, validate, version and inspect datasets.")
@@ -42,7 +43,21 @@ def ingest(
     label_column: Annotated[
         str, typer.Option(help="Manifest/SQL column with the label.")
     ] = "label",
-    workers: Annotated[int, typer.Option(help="Worker processes (0 = config).")] = 0,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (0 = config; ray: CPUs of a new local Ray).")
+    ] = 0,
+    engine: Annotated[
+        EngineName,
+        typer.Option(help="Where files are checked: local processes or Ray tasks."),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster HOST:PORT or 'auto' (ray only; default RAY_ADDRESS, else a new "
+            "local Ray).",
+            show_default=False,
+        ),
+    ] = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -50,6 +65,8 @@ def ingest(
     from kennel.datasets.versioning import check_name
 
     check_name(dataset)
+    if address is not None and engine != "ray":
+        raise typer.BadParameter("needs --engine ray", param_hint="--address")
     with opened(project) as ws:
         src = ws.source(
             source,
@@ -60,7 +77,8 @@ def ingest(
             label_column=label_column,
         )
         with reporting(json_out) as progress:
-            report = ws.ingestor(workers or None).run(src, dataset, progress=progress)
+            ingestor = ws.ingestor(workers or None, engine=engine, address=address)
+            report = ingestor.run(src, dataset, progress=progress)
     if json_out:
         emit_json(report.as_dict())
     else:

@@ -1,5 +1,6 @@
-"""Ingest = extract, transform, load: read a source, check every file in a process pool, store
-the bytes content-addressed, then commit a dataset version.
+"""Ingest = extract, transform, load: read a source, check every file on an engine (this
+process, a process pool or a Ray cluster: ``kennel.ingest.engines``), store the bytes
+content-addressed, then commit a dataset version from here, the driver, whatever the engine.
 
 Progress is checkpointed per chunk in ``ingest_records``; an interrupted run (even ``kill -9``)
 resumes where it stopped when the same source is ingested into the same dataset again, and
@@ -9,13 +10,10 @@ because version ids are content digests the result is identical to an uninterrup
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import os
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import Any
@@ -26,22 +24,13 @@ from kennel.db import Database
 from kennel.db.datasets import Item
 from kennel.db.ingest import IngestRecord, IngestStore
 from kennel.errors import SourceError
+from kennel.ingest.engines import Chunk, Engine, LocalEngine, Target
 from kennel.ingest.sources import Entry, Listing, Source
-from kennel.ingest.validate import (
-    OK,
-    QUARANTINED,
-    FileResult,
-    Limits,
-    check_and_store,
-    init_worker,
-    process_chunk,
-)
+from kennel.ingest.validate import OK, QUARANTINED, FileResult, Limits
 from kennel.progress import Event, Progress, silent
 from kennel.storage import ContentStore
 
 CHUNK = 64
-INLINE_BELOW = 400  # fewer files than this are checked in-process: spawning a pool costs ~1 s
-WorkItem = tuple[int, str, str | None, dict[str, str], bytes | str]
 
 
 @dataclass(frozen=True)
@@ -86,15 +75,16 @@ def _fingerprint(dataset: str, source: Source, entries: list[Entry]) -> str:
     return digest.hexdigest()
 
 
-def _chunks(source: Source, entries: list[tuple[int, Entry]]) -> Iterator[list[WorkItem]]:
+def _chunks(source: Source, entries: list[tuple[int, Entry]], size: int) -> Iterator[Chunk]:
     seq_of = {e.uri: s for s, e in entries}
     reads = source.read([e for _s, e in entries])
-    while batch := list(islice(reads, CHUNK)):
+    while batch := list(islice(reads, size)):
         yield [(seq_of[e.uri], e.uri, e.label, e.attrs, data) for e, data in batch]
 
 
 class Ingestor:
-    """Runs ingests against one metadata DB and content store."""
+    """Runs ingests against one metadata DB and content store; the per-file work runs on
+    ``engine`` (default: this machine with ``workers`` processes), everything else here."""
 
     def __init__(
         self,
@@ -104,12 +94,15 @@ class Ingestor:
         data: DataConfig,
         *,
         workers: int = 1,
+        engine: Engine | None = None,
+        chunk: int = CHUNK,
     ) -> None:
         self.db = db
         self.content = content
         self.artifacts_url = artifacts_url
         self.data = data
-        self.workers = max(1, workers)
+        self.engine = engine or LocalEngine(workers)
+        self.chunk = max(1, chunk)
         self.catalog = DatasetCatalog(db, content)
         self.store = IngestStore(db)
         self.limits = Limits(
@@ -128,18 +121,22 @@ class Ingestor:
         progress: Progress = silent,
     ) -> IngestReport:
         started = time.perf_counter()
-        self.catalog.ensure_dataset(dataset)
-        listing = source.scan()
-        entries = listing.entries
-        run_id, parent_id, resumed = self._start(dataset, source, entries, actor)
-        done = self.store.recorded_uris(run_id)
-        pending = [(seq, e) for seq, e in enumerate(entries) if e.uri not in done]
-        progress(Event("ingest", done=len(done), total=len(entries)))
-        processed = 0
-        for results in self._check(source, pending):
-            self._save(run_id, results)
-            processed += len(results)
-            progress(Event("ingest", done=len(done) + processed, total=len(entries)))
+        target = Target(self.content, self.artifacts_url, self.limits)
+        # reach the engine first: a cluster that cannot be reached leaves no run behind
+        with self.engine.connected(target):
+            self.catalog.ensure_dataset(dataset)
+            listing = source.scan()
+            entries = listing.entries
+            run_id, parent_id, resumed = self._start(dataset, source, entries, actor)
+            done = self.store.recorded_uris(run_id)
+            pending = [(seq, e) for seq, e in enumerate(entries) if e.uri not in done]
+            progress(Event("ingest", done=len(done), total=len(entries)))
+            processed = 0
+            chunks = _chunks(source, pending, self.chunk)
+            for results in self.engine.map(target, chunks, len(pending)):
+                self._save(run_id, results)
+                processed += len(results)
+                progress(Event("ingest", done=len(done) + processed, total=len(entries)))
         version, created, summary = self._finish(dataset, run_id, parent_id, source, actor, listing)
         return IngestReport(
             run_id=run_id,
@@ -179,29 +176,6 @@ class Ingestor:
             actor=actor,
         )
         return run.id, run.parent_version, False
-
-    def _check(
-        self, source: Source, pending: list[tuple[int, Entry]]
-    ) -> Iterator[list[FileResult]]:
-        chunks = _chunks(source, pending)
-        if self.workers == 1 or len(pending) < INLINE_BELOW:
-            for chunk in chunks:
-                yield check_and_store(self.content, self.limits, chunk)
-            return
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            self.workers,
-            mp_context=context,
-            initializer=init_worker,
-            initargs=(self.artifacts_url, self.limits, os.getpid()),
-        ) as pool:
-            inflight: list[Future[list[FileResult]]] = []
-            for chunk in chunks:
-                inflight.append(pool.submit(process_chunk, chunk))
-                if len(inflight) >= 3 * self.workers:
-                    yield inflight.pop(0).result()
-            for future in inflight:
-                yield future.result()
 
     def _save(self, run_id: str, results: list[FileResult]) -> None:
         items = {
