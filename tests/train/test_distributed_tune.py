@@ -21,9 +21,10 @@ from typer.testing import CliRunner
 from kennel.cli.main import app
 from kennel.config import Project
 from kennel.datasets.synth import generate
-from kennel.db.studies import schema_of
+from kennel.db.studies import masked, schema_of, storage_url
+from kennel.errors import ConfigError
 from kennel.pipeline.build import BuildOptions
-from kennel.train.studies import StudyStatus
+from kennel.train.study_records import StudyStatus
 from kennel.wiring import Workspace
 from tests.conftest import PG_BASE, TINY_TRAIN, make_project
 
@@ -182,6 +183,37 @@ def test_a_killed_workers_trial_is_failed_and_run_again(project: Project) -> Non
     assert runs == {t.number: [t.status] for t in status.trials}
 
 
+def test_a_worker_silent_past_the_grace_period_loses_its_trial(project: Project) -> None:
+    """SIGSTOP, not SIGKILL: the worker comes back after its trial was failed and run again by
+    another; its own result is dropped and it goes on."""
+    _cli("tune", "start", "park", "--trials", "2", "--study", "s5", "-C", str(project.root))
+    first = _worker(project, "s5")
+    ws = Workspace(project)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            running = [t for t in ws.studies.status("s5").trials if t.status == "running"]
+            if running and running[0].run_id and ws.tracker.epochs(running[0].run_id):
+                break
+            time.sleep(0.05)
+        os.killpg(first.pid, signal.SIGSTOP)
+        second = _worker(project, "s5")
+        while not any(t.status == "failed" for t in ws.studies.status("s5").trials):
+            assert time.monotonic() < deadline + 60, "the stopped worker's trial was not failed"
+            time.sleep(0.2)
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
+        ws.close()
+    _finish(first, timeout=90)
+    _finish(second, timeout=90)
+    status = _status(project, "s5")
+    (lost,) = [t for t in status.trials if t.status == "failed"]
+    (retry,) = [t for t in status.trials if t.retry_of == lost.number]
+    assert retry.status in ("completed", "pruned") and retry.params == lost.params
+    assert status.finished and status.count("completed", "pruned") == 2
+    assert _runs_by_trial(project, "s5") == {t.number: [t.status] for t in status.trials}
+
+
 def _error(*args: str, code: int) -> str:
     result = runner.invoke(app, list(args))
     lines = result.stderr.strip().splitlines()
@@ -206,6 +238,8 @@ def test_unreachable_store_unknown_study_and_sqlite_are_one_line(
     _cli("tune", "start", "park", "--trials", "1", "--study", "s3", "-C", root)
     line = _error("tune", "status", "--study", "s4", "-C", root, code=3)
     assert "'s4' not found" in line
+    line = _error("tune", "start", "park", "--study", "s3", "--search", "tpe", "-C", root, code=4)
+    assert "'s3' already searches park@" in line
 
     down = make_project(
         tmp_path / "down",
@@ -218,3 +252,16 @@ def test_unreachable_store_unknown_study_and_sqlite_are_one_line(
     local = make_project(tmp_path / "local")
     line = _error("tune", "worker", "--study", "s3", "-C", str(local.root), code=2)
     assert "needs PostgreSQL" in line
+
+
+def test_studies_get_a_schema_of_their_own_and_never_sqlite() -> None:
+    pinned = storage_url(f"{PG_BASE}?options=-csearch_path%3Dt_abc")
+    assert schema_of(pinned) == "t_abc_optuna"
+    plain = storage_url("postgresql+psycopg://kennel:sekret@db:5432/kennel")
+    assert schema_of(plain) == "kennel_optuna" and "sekret" in plain  # it must connect
+    assert "sekret" not in masked(plain) and "***" in masked(plain)
+    other = "postgresql+psycopg://db/optuna"
+    assert storage_url("sqlite:///x.db", other) == other
+    for url, override in (("sqlite:///x.db", None), (PG_BASE, "sqlite:///o.db")):
+        with pytest.raises(ConfigError, match="needs PostgreSQL"):
+            storage_url(url, override)

@@ -13,7 +13,7 @@ from kennel.cli.build import Search
 from kennel.cli.render import console, emit_json, reporting, table
 
 if TYPE_CHECKING:
-    from kennel.train.studies import StudyStatus
+    from kennel.train.study_records import StudyStatus
 
 app = new_app(
     "A hyperparameter search shared by workers on many machines (PostgreSQL metadata store)."

@@ -18,7 +18,8 @@ from kennel.pipeline.steps import prepare
 from kennel.progress import Event, Progress, silent
 from kennel.storage import ContentStore
 from kennel.train.data import ImageSet
-from kennel.train.studies import SharedStudies, StudySpec, StudyStatus
+from kennel.train.studies import SharedStudies
+from kennel.train.study_records import StudySpec, StudyStatus
 from kennel.train.tracking import RunTracker
 from kennel.train.tune import Objective, TrialSummary, check_space
 

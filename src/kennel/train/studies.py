@@ -16,7 +16,6 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -25,18 +24,11 @@ from optuna.trial import FrozenTrial, TrialState
 from kennel.config import SearchConfig, TrainConfig
 from kennel.db import studies as store
 from kennel.errors import AlreadyExistsError, MetadataError, NotFoundError, TrainingError
+from kennel.train.study_records import StudySpec, StudyStatus, TrialRecord, searched
 from kennel.train.tracking import RunTracker
 from kennel.train.tune import TrialSummary, pruner, slots
 
 SPEC = "kennel"  # the study's user attribute holding its StudySpec; set once all slots exist
-STATUS = {
-    TrialState.WAITING: "waiting",
-    TrialState.RUNNING: "running",
-    TrialState.COMPLETE: "completed",
-    TrialState.PRUNED: "pruned",
-    TrialState.FAIL: "failed",
-}
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class _NoQueuedTrial(Exception):
@@ -52,94 +44,6 @@ class _QueueStorage(optuna.storages.RDBStorage):
         if template_trial is None:
             raise _NoQueuedTrial
         return super()._create_new_trial(study_id, template_trial)
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    """What a shared study searches: trials start from ``config`` on one dataset version."""
-
-    name: str
-    dataset: str
-    dataset_version: str
-    config: TrainConfig
-    trials: int  # slots queued at creation (at most the grid's size)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "dataset": self.dataset,
-            "dataset_version": self.dataset_version,
-            "config": self.config.model_dump(mode="json"),
-            "trials": self.trials,
-        }
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """One trial as the study holds it."""
-
-    number: int
-    status: str  # waiting, running, completed, pruned or failed
-    params: dict[str, Any]
-    value: float | None
-    run_id: str | None  # its tracked kennel run
-    worker: str | None  # host:pid of the worker that ran it
-    retry_of: int | None  # the failed trial it repeats
-    seconds: float | None
-
-    @classmethod
-    def of(cls, t: FrozenTrial) -> TrialRecord:
-        waiting = t.state == TrialState.WAITING  # a retry holds its original's attributes
-        seconds = None
-        if t.datetime_start and t.datetime_complete:
-            seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 2)
-        return cls(
-            number=t.number,
-            status=STATUS[t.state],
-            params=dict(t.params),
-            value=t.value if t.state == TrialState.COMPLETE else None,
-            run_id=None if waiting else t.user_attrs.get("run_id"),
-            worker=None if waiting else t.user_attrs.get("worker"),
-            retry_of=t.system_attrs.get("failed_trial"),
-            seconds=seconds,
-        )
-
-
-@dataclass(frozen=True)
-class StudyStatus:
-    spec: StudySpec
-    trials: tuple[TrialRecord, ...]
-
-    def count(self, *statuses: str) -> int:
-        return sum(t.status in statuses for t in self.trials)
-
-    @property
-    def finished(self) -> bool:
-        """Nothing queued or running is left."""
-        return self.count("waiting", "running") == 0
-
-    @property
-    def best(self) -> TrialRecord | None:
-        done = [t for t in self.trials if t.value is not None]
-        return max(done, key=lambda t: (t.value, -t.number)) if done else None
-
-    def as_dict(self) -> dict[str, Any]:
-        best = self.best
-        return {
-            **self.spec.as_dict(),
-            "finished": self.finished,
-            "counts": {s: self.count(s) for s in STATUS.values()},
-            "best": best.__dict__ if best else None,
-            "trials": [t.__dict__ for t in self.trials],
-        }
-
-
-def _searched(config: TrainConfig) -> dict[str, Any]:
-    """What decides a study's trials: the configuration less the search's operational knobs."""
-    out = config.model_dump(mode="json", exclude={"threads"})  # each machine has its own
-    for knob in ("trials", "budget_minutes", "storage", "heartbeat_s", "grace_s", "retries"):
-        out["search"].pop(knob)
-    return out
 
 
 def worker_sampler(search: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -253,9 +157,9 @@ class SharedStudies:
         held = study.user_attrs.get(SPEC)
         if held is not None:
             same = StudySpec(**{**held, "config": TrainConfig.model_validate(held["config"])})
-            if (same.dataset_version, _searched(same.config)) != (
+            if (same.dataset_version, searched(same.config)) != (
                 spec.dataset_version,
-                _searched(spec.config),
+                searched(spec.config),
             ):
                 raise AlreadyExistsError(
                     f"study {spec.name!r} already searches {same.dataset}@"
@@ -316,17 +220,25 @@ class SharedStudies:
                     on_wait(status)
                 time.sleep(self.search.heartbeat_s)
                 continue
-            except optuna.exceptions.UpdateFinishedTrialError:
-                # this worker was silent past the grace period and its trial was failed and
-                # queued again meanwhile: its result is not the study's
-                self._fail_runs(tracker, name, current)
             except KeyboardInterrupt:
                 self._requeue(study, current)
                 raise
-            except optuna.exceptions.StorageInternalError as exc:
-                raise MetadataError(f"study store {store.masked(self.url)}: {exc}") from exc
+            except Exception as exc:
+                if not self._taken_over(name, current):
+                    if isinstance(exc, optuna.exceptions.StorageInternalError):
+                        raise MetadataError(f"study store {store.masked(self.url)}: {exc}") from exc
+                    raise
+                # this worker was silent past the grace period (stopped, swapping, cut off) and
+                # another failed its trial and queued it again: this result is not the study's
+                self._fail_runs(tracker, name, current)
+                continue
             ran += 1
         return ran
+
+    def _taken_over(self, name: str, numbers: Sequence[int]) -> bool:
+        """Whether the trial this worker ran was failed by another (Optuna then refuses to
+        record its end: the error that brought us here)."""
+        return any(t.number in numbers and t.status == "failed" for t in self.status(name).trials)
 
     @staticmethod
     def _fail_runs(tracker: RunTracker, name: str, numbers: Sequence[int]) -> None:
