@@ -23,11 +23,13 @@ if TYPE_CHECKING:
     from kennel.ingest.sources import Source
     from kennel.monitor.runner import Monitor
     from kennel.pipeline.build import Builder
+    from kennel.pipeline.tuning import Tuner
     from kennel.registry.store import ModelRegistry
     from kennel.serve.app import Service
     from kennel.serve.auth import TokenStore
     from kennel.serve.runtime import Predictor
     from kennel.storage import ContentStore
+    from kennel.train.studies import SharedStudies
     from kennel.train.tracking import RunTracker
 
 
@@ -86,6 +88,29 @@ class Workspace:
             artifacts_url=self.project.artifacts_url,
             catalog=self.catalog,
             registry=self.registry,
+            cache_root=self.project.state_dir / "cache",
+            runs_root=self.project.state_dir / "runs",
+            workers=self.project.workers,
+            studies=self.studies,
+        )
+
+    @cached_property
+    def studies(self) -> SharedStudies:
+        """Shared Optuna studies (``kennel tune``); connects on first use."""
+        from kennel.train.studies import SharedStudies
+
+        return SharedStudies(self.project.metadata_url, self.project.config.train.search)
+
+    def tuner(self) -> Tuner:
+        from kennel.pipeline.tuning import Tuner
+
+        return Tuner(
+            config=self.project.config,
+            catalog=self.catalog,
+            tracker=self.tracker,
+            studies=self.studies,
+            content=self.content,
+            artifacts_url=self.project.artifacts_url,
             cache_root=self.project.state_dir / "cache",
             runs_root=self.project.state_dir / "runs",
             workers=self.project.workers,
@@ -216,5 +241,7 @@ class Workspace:
         )
 
     def close(self) -> None:
+        if "studies" in self.__dict__:
+            self.studies.close()
         if "db" in self.__dict__:
             self.db.dispose()

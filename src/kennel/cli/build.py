@@ -27,6 +27,10 @@ Search = Annotated[
 Budget = Annotated[float | None, typer.Option(help="Search budget in minutes.")]
 Size = Annotated[int | None, typer.Option(help="Input size in pixels (a multiple of 32).")]
 InitFrom = Annotated[str | None, typer.Option(help="Warm start from a registered NAME@VERSION.")]
+StudyOption = Annotated[
+    str | None,
+    typer.Option("--study", help="Train the best trial of this finished shared study."),
+]
 Resume = Annotated[
     bool, typer.Option(help="Continue the last interrupted run from its checkpoint.")
 ]
@@ -41,6 +45,7 @@ def _options(
     size: int | None,
     init_from: str | None,
     resume: bool,
+    study: str | None = None,
 ) -> BuildOptions:
     from kennel.pipeline.build import BuildOptions
 
@@ -53,6 +58,7 @@ def _options(
         image_size=size,
         init_from=init_from,
         resume=resume,
+        study=study,
     )
 
 
@@ -134,16 +140,16 @@ def train(
     image_size: Size = None,
     init_from: InitFrom = None,
     resume: Resume = False,
+    study: StudyOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Train (and tune) on a dataset version, test, package to ONNX and register the model."""
+    options = _options(
+        arch, epochs, trials, search, budget_minutes, image_size, init_from, resume, study
+    )
     with opened(project) as ws, reporting(json_out) as progress:
-        result = ws.builder().build(
-            dataset,
-            _options(arch, epochs, trials, search, budget_minutes, image_size, init_from, resume),
-            progress,
-        )
+        result = ws.builder().build(dataset, options, progress)
     if json_out:
         emit_json(result.as_dict())
     else:

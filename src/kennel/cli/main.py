@@ -9,7 +9,18 @@ from typing import Annotated
 import typer
 
 from kennel import __version__
-from kennel.cli import build, dashboard, data, deploy, models, monitor, patterns, runs, video
+from kennel.cli import (
+    build,
+    dashboard,
+    data,
+    deploy,
+    models,
+    monitor,
+    patterns,
+    runs,
+    tune,
+    video,
+)
 from kennel.cli.app import (
     BUILD,
     DATA,
@@ -29,6 +40,7 @@ app.add_typer(data.app, name="data", rich_help_panel=DATA)
 data.app.command("synth-video")(video.synth_video)
 app.command(rich_help_panel=BUILD)(build.train)
 app.add_typer(build.pipeline_app, name="pipeline", rich_help_panel=BUILD)
+app.add_typer(tune.app, name="tune", rich_help_panel=BUILD)
 app.add_typer(runs.app, name="runs", rich_help_panel=BUILD)
 app.add_typer(models.app, name="models", rich_help_panel=BUILD)
 app.add_typer(models.lineage_app, name="lineage", rich_help_panel=BUILD)

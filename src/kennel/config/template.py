@@ -50,7 +50,10 @@ train:
     trials: 4               # 1 = no search
     budget_minutes: null
     trial_epochs: null      # epochs per trial (default: train.epochs)
-    storage: null           # Optuna RDB URL to share a study between workers
+    storage: null           # Optuna RDB URL (shared studies default to the metadata DB)
+    heartbeat_s: 30         # kennel tune worker: a running trial's heartbeat
+    grace_s: null           # silent this long (default 2x heartbeat): failed and retried
+    retries: 2              # times a lost or failed trial is queued again
     space:
       lr: {low: 0.0003, high: 0.01, log: true}
       weight_decay: {low: 0.00001, high: 0.01, log: true}

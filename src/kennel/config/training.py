@@ -38,8 +38,14 @@ class SearchConfig(_Strict):
     budget_minutes: Annotated[float, Field(gt=0)] | None = None
     # Trials may use fewer epochs than the final retrain (median pruning cuts bad ones short).
     trial_epochs: Annotated[int, Field(ge=1)] | None = None
-    # Optuna storage URL shared by many workers (e.g. postgresql+psycopg://...); None = memory.
+    # Optuna storage URL for the in-process search (None = memory) and for shared studies
+    # (``kennel tune``; None = an ``<schema>_optuna`` schema beside the metadata tables).
     storage: str | None = None
+    # Shared studies: a worker's running trial beats every ``heartbeat_s``; one silent for
+    # ``grace_s`` (default twice that) is failed and queued again, up to ``retries`` times.
+    heartbeat_s: Annotated[int, Field(ge=1)] = 30
+    grace_s: Annotated[int, Field(ge=2)] | None = None
+    retries: Annotated[int, Field(ge=0)] = 2
     space: dict[str, ParamSpace] = Field(
         default_factory=lambda: {
             "lr": ParamSpace(low=3e-4, high=1e-2, log=True),
@@ -47,6 +53,12 @@ class SearchConfig(_Strict):
             "augment": ParamSpace(values=[0.0, 0.3, 0.6]),
         }
     )
+
+    @model_validator(mode="after")
+    def _grace_outlasts_a_beat(self) -> SearchConfig:
+        if self.grace_s is not None and self.grace_s <= self.heartbeat_s:
+            raise ValueError("grace_s must be longer than heartbeat_s")
+        return self
 
 
 class TrainConfig(_Strict):

@@ -28,6 +28,7 @@ from kennel.progress import Progress, silent
 from kennel.registry.entities import ModelVersion
 from kennel.registry.store import ModelRegistry
 from kennel.storage import ContentStore
+from kennel.train.studies import SharedStudies
 from kennel.train.tracking import RunTracker
 from kennel.train.trainer import EpochStats
 from kennel.train.tune import TrialSummary
@@ -83,8 +84,10 @@ class Builder:
         cache_root: Path,
         runs_root: Path,
         workers: int = 1,
+        studies: SharedStudies | None = None,
     ) -> None:
         self.config = config
+        self.studies = studies
         self.tracker = tracker
         self.registry = registry
         self.content = content
@@ -129,6 +132,7 @@ class Builder:
             images=images,
             runs_root=self.runs_root,
             progress=progress,
+            studies=self.studies,
         )
         with train.failed_unless_done(self.tracker, run.id):
             trained = train.train(

@@ -20,6 +20,7 @@ class BuildOptions:
     image_size: int | None = None
     init_from: str | None = None
     resume: bool = False
+    study: str | None = None  # train the best trial of this finished shared study
     actor: str = "kennel"
     overrides: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig field
 

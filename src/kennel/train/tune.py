@@ -104,54 +104,69 @@ def suggest(trial: optuna.Trial, space: dict[str, ParamSpace]) -> Params:
     return params
 
 
-def search(
-    base: TrainConfig,
-    images: Callable[[int], ImageSet],
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
-    *,
-    tracker: RunTracker,
-    dataset: str,
-    dataset_version: str,
-    run_root: Path,
-    trials: int,
-    budget_minutes: float | None,
-    init_state: dict[str, torch.Tensor] | None = None,
-    storage: str | None = None,
-    on_trial: Callable[[TrialSummary], None] | None = None,
-) -> SearchResult:
-    """Run the study: every trial a tracked run, reported to ``on_trial`` as it ends."""
-    search_cfg = base.search
-    check_space(search_cfg.space, search_cfg.method)
-    study_id = uuid.uuid4().hex[:16]
-    optuna.logging.set_verbosity(logging.WARNING)
-    study = optuna.create_study(
-        study_name=f"kennel-{study_id}",
-        direction="maximize",
-        sampler=sampler(search_cfg, base.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-        storage=storage,
-    )
-    summaries: list[TrialSummary] = []
+def pruner() -> optuna.pruners.BasePruner:
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
 
-    def objective(trial: optuna.Trial) -> float:
+
+def slots(search: SearchConfig, trials: int) -> int:
+    """How many trials a search runs: ``trials``, or fewer when a grid has fewer points."""
+    if search.method == "grid":
+        return min(trials, int(np.prod([len(v.values or []) for v in search.space.values()])))
+    return trials
+
+
+class Objective:
+    """One trial: sampled parameters over ``base``, trained as a tracked run of ``study`` (its
+    id in the ``run_id`` user attribute), reported to ``on_trial`` as it ends."""
+
+    def __init__(
+        self,
+        base: TrainConfig,
+        images: Callable[[int], ImageSet],
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        *,
+        tracker: RunTracker,
+        dataset: str,
+        dataset_version: str,
+        run_root: Path,
+        study: str,
+        init_state: dict[str, torch.Tensor] | None = None,
+        on_trial: Callable[[TrialSummary], None] | None = None,
+    ) -> None:
+        self.base = base
+        self.images = images
+        self.train_idx = train_idx
+        self.val_idx = val_idx
+        self.tracker = tracker
+        self.dataset = dataset
+        self.dataset_version = dataset_version
+        self.run_root = run_root
+        self.study = study
+        self.init_state = init_state
+        self.on_trial = on_trial
+        self.summaries: list[TrialSummary] = []
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        search_cfg = self.base.search
         params = suggest(trial, search_cfg.space)
         update: dict[str, object] = {**params}
         if search_cfg.trial_epochs is not None and "epochs" not in params:
             update["epochs"] = search_cfg.trial_epochs
-        cfg = base.model_copy(update=update)
-        run_id = tracker.start(
+        cfg = self.base.model_copy(update=update)
+        run_id = self.tracker.start(
             kind="trial",
-            dataset=dataset,
-            dataset_version=dataset_version,
+            dataset=self.dataset,
+            dataset_version=self.dataset_version,
             params=cfg.model_dump(exclude={"search"}),
-            study=study_id,
+            study=self.study,
             trial_number=trial.number,
         )
+        trial.set_user_attr("run_id", run_id)
         began = time.perf_counter()
 
         def on_epoch(stats: EpochStats) -> None:
-            tracker.log_stats(run_id, stats)
+            self.tracker.log_stats(run_id, stats)
             trial.report(stats.val_accuracy, stats.epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -162,11 +177,11 @@ def search(
         try:
             result = Trainer(
                 cfg,
-                images(cfg.image_size),
-                train_idx,
-                val_idx,
-                run_root / run_id,
-                init_state=init_state,
+                self.images(cfg.image_size),
+                self.train_idx,
+                self.val_idx,
+                self.run_root / run_id,
+                init_state=self.init_state,
                 on_epoch=on_epoch,
             ).fit()
             value, status = result.best_val_accuracy, "completed"
@@ -183,22 +198,61 @@ def search(
                 val_accuracy=value,
                 seconds=round(time.perf_counter() - began, 2),
             )
-            tracker.finish(run_id, status, {"val_accuracy": value})
-            summaries.append(summary)
-            if on_trial:
-                on_trial(summary)
+            self.tracker.finish(run_id, status, {"val_accuracy": value})
+            self.summaries.append(summary)
+            if self.on_trial:
+                self.on_trial(summary)
 
-    n_trials = trials
-    if search_cfg.method == "grid":
-        size = int(np.prod([len(v.values or []) for v in search_cfg.space.values()]))
-        n_trials = min(trials, size)
+
+def search(
+    base: TrainConfig,
+    images: Callable[[int], ImageSet],
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    *,
+    tracker: RunTracker,
+    dataset: str,
+    dataset_version: str,
+    run_root: Path,
+    trials: int,
+    budget_minutes: float | None,
+    init_state: dict[str, torch.Tensor] | None = None,
+    storage: str | None = None,
+    on_trial: Callable[[TrialSummary], None] | None = None,
+) -> SearchResult:
+    """Run the study in this process: every trial a tracked run, reported to ``on_trial`` as
+    it ends."""
+    search_cfg = base.search
+    check_space(search_cfg.space, search_cfg.method)
+    study_id = uuid.uuid4().hex[:16]
+    optuna.logging.set_verbosity(logging.WARNING)
+    study = optuna.create_study(
+        study_name=f"kennel-{study_id}",
+        direction="maximize",
+        sampler=sampler(search_cfg, base.seed),
+        pruner=pruner(),
+        storage=storage,
+    )
+    objective = Objective(
+        base,
+        images,
+        train_idx,
+        val_idx,
+        tracker=tracker,
+        dataset=dataset,
+        dataset_version=dataset_version,
+        run_root=run_root,
+        study=study_id,
+        init_state=init_state,
+        on_trial=on_trial,
+    )
     study.optimize(
         objective,
-        n_trials=n_trials,
+        n_trials=slots(search_cfg, trials),
         timeout=budget_minutes * 60 if budget_minutes else None,
         catch=(),
     )
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         raise ConfigError("no tuning trial completed; widen the budget or the search space")
-    return SearchResult(dict(study.best_trial.params), tuple(summaries), study_id)
+    return SearchResult(dict(study.best_trial.params), tuple(objective.summaries), study_id)

@@ -10,11 +10,13 @@ from pathlib import Path
 
 from kennel.config import TrainConfig
 from kennel.datasets.versioning import DatasetVersion
+from kennel.errors import ConfigError
 from kennel.package import bundle
 from kennel.pipeline.options import BuildOptions
 from kennel.pipeline.steps.prepare import BuildPlan
 from kennel.progress import Event, Progress
 from kennel.train.data import ImageSet
+from kennel.train.studies import SharedStudies
 from kennel.train.tracking import Run, RunTracker
 from kennel.train.trainer import CHECKPOINT, EpochStats, FitResult, Trainer
 from kennel.train.tune import TrialSummary, search
@@ -56,8 +58,10 @@ def start_run(
     images: Callable[[int], ImageSet],
     runs_root: Path,
     progress: Progress,
+    studies: SharedStudies | None = None,
 ) -> TrainingRun:
-    """Resume ``resume``, or search (when more than one trial or a budget is asked for) and
+    """Resume ``resume``, or take the best trial of a finished shared study
+    (``options.study``), or search (when more than one trial or a budget is asked for); then
     start a new tracked run with the best parameters."""
     base = plan.config
     if resume is not None:
@@ -67,7 +71,13 @@ def start_run(
     n_trials = options.trials if options.trials is not None else base.search.trials
     config, study = base, None
     trials: tuple[TrialSummary, ...] = ()
-    if n_trials > 1 or options.budget_minutes:
+    if options.study is not None:
+        if studies is None:
+            raise ConfigError("this build has no shared studies to read --study from")
+        best, summaries = studies.result(options.study, plan.version.id)
+        progress(Event("build", f"best of study {options.study!r}: {best}"))
+        config, study, trials = base.model_copy(update=best), options.study, tuple(summaries)
+    elif n_trials > 1 or options.budget_minutes:
         progress(Event("build", f"search: {base.search.method}, up to {n_trials} trials"))
 
         def on_trial(t: TrialSummary) -> None:

@@ -1,0 +1,267 @@
+"""Distributed hyperparameter search on the real PostgreSQL: `kennel tune worker` processes on
+one shared study run exactly its trials, each once, each a tracked run; a worker killed with
+SIGKILL leaves a trial that is failed after the grace period and run again by the other; bad
+stores and studies are one line each and write nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from kennel.config import Project
+from kennel.datasets.synth import generate
+from kennel.db.studies import masked, schema_of, storage_url
+from kennel.errors import ConfigError
+from kennel.pipeline.build import BuildOptions
+from kennel.train.study_records import StudyStatus
+from kennel.wiring import Workspace
+from tests.conftest import PG_BASE, TINY_TRAIN, make_project
+
+pytestmark = pytest.mark.postgres
+runner = CliRunner()
+SEARCH = {
+    "method": "random",
+    "heartbeat_s": 1,
+    "grace_s": 2,
+    "space": {"lr": {"low": 0.001, "high": 0.01, "log": True}},
+}
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lake")
+    generate(root, 160, seed=7)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, pg_url: str, lake: Path) -> Iterator[Project]:
+    """A project whose metadata (and so its shared studies) live in PostgreSQL."""
+    project = make_project(
+        tmp_path / "p",
+        sections={
+            "store": {"metadata_url": pg_url},
+            # one thread a worker: two on two cores, each busy-waiting for the other's, crawl
+            "train": {**TINY_TRAIN, "threads": 1, "search": SEARCH},
+        },
+        workers=1,
+    )
+    ws = Workspace(project)
+    try:
+        ws.ingestor().run(ws.source(str(lake)), "park")
+    finally:
+        ws.close()
+    yield project
+    admin = create_engine(PG_BASE)
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema_of(pg_url)}_optuna" CASCADE'))
+    admin.dispose()
+
+
+def _cli(*args: str) -> dict:  # type: ignore[type-arg]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def _worker(project: Project, study: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "kennel.cli", "tune", "worker", "--study", study]
+    return subprocess.Popen(
+        [*cmd, "-C", str(project.root), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def _finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> dict:  # type: ignore[type-arg]
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def _status(project: Project, study: str) -> StudyStatus:
+    ws = Workspace(project)
+    try:
+        return ws.studies.status(study)
+    finally:
+        ws.close()
+
+
+def _runs_by_trial(project: Project, study: str) -> dict[int, list[str]]:
+    ws = Workspace(project)
+    try:
+        runs = ws.tracker.runs(study=study, kind="trial")
+    finally:
+        ws.close()
+    out: dict[int, list[str]] = {}
+    for run in runs:
+        assert run.trial_number is not None
+        out.setdefault(run.trial_number, []).append(run.status)
+    return out
+
+
+def test_two_workers_run_each_trial_once_and_the_build_trains_the_best(project: Project) -> None:
+    root = str(project.root)
+    created = _cli("tune", "start", "park", "--trials", "4", "--study", "s1", "-C", root)
+    assert created["counts"]["waiting"] == 4 and not created["finished"]
+    again = _cli("tune", "start", "park", "--trials", "4", "--study", "s1", "-C", root)
+    assert len(again["trials"]) == 4  # idempotent: nothing added
+
+    workers = [_worker(project, "s1"), _worker(project, "s1")]
+    ran = [_finish(w)["ran"] for w in workers]
+
+    status = _status(project, "s1")
+    numbers = [t.number for t in status.trials]
+    assert sorted(numbers) == [0, 1, 2, 3] and sum(ran) == 4
+    assert status.finished and status.count("completed", "pruned") == 4
+    assert status.count("failed") == 0
+    assert len({t.worker for t in status.trials}) == sum(r > 0 for r in ran)
+    # every trial a tracked run, exactly one, whose status is the trial's
+    runs = _runs_by_trial(project, "s1")
+    assert {n: [t.status] for n, t in ((t.number, t) for t in status.trials)} == runs
+    assert len({t.run_id for t in status.trials}) == 4
+
+    # the build trains and registers the study's best trial
+    ws = Workspace(project)
+    try:
+        result = ws.builder().build("park", BuildOptions(study="s1"))
+        final = ws.tracker.get(result.run_id)
+    finally:
+        ws.close()
+    assert status.best is not None
+    assert result.study == "s1" and final.study == "s1" and final.kind == "final"
+    assert result.config.lr == status.best.params["lr"]
+    assert sorted(t.trial for t in result.trials) == [0, 1, 2, 3]
+    assert result.model.version == 1
+
+
+def test_a_killed_workers_trial_is_failed_and_run_again(project: Project) -> None:
+    root = str(project.root)
+    _cli("tune", "start", "park", "--trials", "4", "--study", "s2", "-C", root)
+    workers = {p.pid: p for p in (_worker(project, "s2"), _worker(project, "s2"))}
+    ws = Workspace(project)
+    victim, deadline = None, time.monotonic() + 60
+    try:
+        while victim is None and time.monotonic() < deadline:
+            for trial in ws.studies.status("s2").trials:
+                if trial.status == "running" and trial.run_id and ws.tracker.epochs(trial.run_id):
+                    victim = trial  # one epoch in: kill its worker mid-trial
+                    break
+            else:
+                time.sleep(0.05)
+    finally:
+        ws.close()
+    assert victim is not None and victim.worker is not None, "no trial ran"
+    pid = int(victim.worker.rsplit(":", 1)[1])
+    os.killpg(pid, signal.SIGKILL)
+    workers.pop(pid).communicate()
+    (survivor,) = workers.values()
+    _finish(survivor, timeout=90)
+
+    status = _status(project, "s2")
+    by_number = {t.number: t for t in status.trials}
+    assert len(by_number) == len(status.trials) == 5  # four slots and one retry
+    assert by_number[victim.number].status == "failed"
+    (retry,) = [t for t in status.trials if t.retry_of is not None]
+    assert retry.retry_of == victim.number and retry.params == victim.params
+    assert retry.status in ("completed", "pruned")
+    assert status.finished and status.count("completed", "pruned") == 4
+    runs = _runs_by_trial(project, "s2")
+    assert runs[victim.number] == ["failed"]
+    assert runs == {t.number: [t.status] for t in status.trials}
+
+
+def test_a_worker_silent_past_the_grace_period_loses_its_trial(project: Project) -> None:
+    """SIGSTOP, not SIGKILL: the worker comes back after its trial was failed and run again by
+    another; its own result is dropped and it goes on."""
+    _cli("tune", "start", "park", "--trials", "2", "--study", "s5", "-C", str(project.root))
+    first = _worker(project, "s5")
+    ws = Workspace(project)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            running = [t for t in ws.studies.status("s5").trials if t.status == "running"]
+            if running and running[0].run_id and ws.tracker.epochs(running[0].run_id):
+                break
+            time.sleep(0.05)
+        os.killpg(first.pid, signal.SIGSTOP)
+        second = _worker(project, "s5")
+        while not any(t.status == "failed" for t in ws.studies.status("s5").trials):
+            assert time.monotonic() < deadline + 60, "the stopped worker's trial was not failed"
+            time.sleep(0.2)
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
+        ws.close()
+    _finish(first, timeout=90)
+    _finish(second, timeout=90)
+    status = _status(project, "s5")
+    (lost,) = [t for t in status.trials if t.status == "failed"]
+    (retry,) = [t for t in status.trials if t.retry_of == lost.number]
+    assert retry.status in ("completed", "pruned") and retry.params == lost.params
+    assert status.finished and status.count("completed", "pruned") == 2
+    assert _runs_by_trial(project, "s5") == {t.number: [t.status] for t in status.trials}
+
+
+def _error(*args: str, code: int) -> str:
+    result = runner.invoke(app, list(args))
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == code, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_unreachable_store_unknown_study_and_sqlite_are_one_line(
+    project: Project, tmp_path: Path
+) -> None:
+    root = str(project.root)
+    # an unknown dataset writes no study at all
+    _error("tune", "start", "nope", "-C", root, code=3)
+    ws = Workspace(project)
+    try:
+        assert ws.studies.probe() is False
+    finally:
+        ws.close()
+    line = _error("tune", "worker", "--study", "s3", "-C", root, code=3)
+    assert "no study was ever started" in line and "tune start" in line
+    _cli("tune", "start", "park", "--trials", "1", "--study", "s3", "-C", root)
+    line = _error("tune", "status", "--study", "s4", "-C", root, code=3)
+    assert "'s4' not found" in line
+    line = _error("tune", "start", "park", "--study", "s3", "--search", "tpe", "-C", root, code=4)
+    assert "'s3' already searches park@" in line
+
+    down = make_project(
+        tmp_path / "down",
+        sections={"store": {"metadata_url": "postgresql+psycopg://kennel:sekret@127.0.0.1:9/x"}},
+    )
+    for args in (("worker", "--study", "s3"), ("status", "--study", "s3"), ("start", "park")):
+        line = _error("tune", *args, "-C", str(down.root), code=10)
+        assert "127.0.0.1:9" in line and "sekret" not in line and "***" in line
+
+    local = make_project(tmp_path / "local")
+    line = _error("tune", "worker", "--study", "s3", "-C", str(local.root), code=2)
+    assert "needs PostgreSQL" in line
+
+
+def test_studies_get_a_schema_of_their_own_and_never_sqlite() -> None:
+    pinned = storage_url(f"{PG_BASE}?options=-csearch_path%3Dt_abc")
+    assert schema_of(pinned) == "t_abc_optuna"
+    plain = storage_url("postgresql+psycopg://kennel:sekret@db:5432/kennel")
+    assert schema_of(plain) == "kennel_optuna" and "sekret" in plain  # it must connect
+    assert "sekret" not in masked(plain) and "***" in masked(plain)
+    other = "postgresql+psycopg://db/optuna"
+    assert storage_url("sqlite:///x.db", other) == other
+    for url, override in (("sqlite:///x.db", None), (PG_BASE, "sqlite:///o.db")):
+        with pytest.raises(ConfigError, match="needs PostgreSQL"):
+            storage_url(url, override)
