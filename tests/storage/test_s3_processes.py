@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kennel.ingest.run import INLINE_BELOW
+from kennel.ingest.engines import INLINE_BELOW
 from kennel.storage import digest_key
 from kennel.wiring import Workspace
 from tests.conftest import make_project, s3_keys
