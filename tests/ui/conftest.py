@@ -61,11 +61,12 @@ def start_ui(root: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     raise AssertionError("kennel ui did not come up within 60 s")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     """Two tiny versions of ``pets``: v1 certified, approved and released to production, v2
     deployed to staging and certified, awaiting QA. Production and staging run in this
-    process; the dashboard runs as ``kennel ui`` in its own."""
+    process; the dashboard runs as ``kennel ui`` in its own. One for the session: training
+    and certifying is what costs, and every module's tests read the store as they find it."""
     root = tmp_path_factory.mktemp("ui")
     project = served_project(root, models=2)
     ws = Workspace(project)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import event, select, text
+from sqlalchemy import event, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from kennel.db.schema import AuditRow
@@ -283,6 +283,43 @@ class AuditLog:
         """The newest ``limit`` entries, newest first."""
         with self.db.session() as s:
             return entries(s, limit)
+
+    def head(self) -> int:
+        """The newest entry's sequence number (0 for an empty chain)."""
+        with self.db.session() as s:
+            return int(s.scalar(select(func.max(AuditRow.seq))) or 0)
+
+    def query(
+        self, *, actor: str = "", action: str = "", before: int | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """The newest ``limit`` entries by ``actor`` (exactly) whose action is ``action`` or
+        starts with it and a dot (``alert`` matches ``alert.acknowledged``), older than entry
+        ``before`` when given (the next page), newest first. Empty filters match all."""
+        query = select(AuditRow).order_by(AuditRow.seq.desc()).limit(limit)
+        if actor:
+            query = query.where(AuditRow.actor == actor)
+        if action:
+            family = action.rstrip(".")
+            escaped = family.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(
+                or_(AuditRow.action == family, AuditRow.action.like(f"{escaped}.%", escape="\\"))
+            )
+        if before is not None:
+            query = query.where(AuditRow.seq < before)
+        with self.db.session() as s:
+            return [_entry(r) for r in s.scalars(query)]
+
+    def actors(self, limit: int = 200) -> list[str]:
+        """Distinct actors, sorted (the first ``limit``)."""
+        with self.db.session() as s:
+            return list(s.scalars(select(AuditRow.actor).distinct().order_by(AuditRow.actor)
+                                  .limit(limit)))  # fmt: skip
+
+    def actions(self, limit: int = 200) -> list[str]:
+        """Distinct actions, sorted (the first ``limit``)."""
+        with self.db.session() as s:
+            return list(s.scalars(select(AuditRow.action).distinct().order_by(AuditRow.action)
+                                  .limit(limit)))  # fmt: skip
 
     def about(self, prefix: str) -> list[AuditEntry]:
         """Every entry whose subject starts with ``prefix``, oldest first."""

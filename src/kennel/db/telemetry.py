@@ -6,10 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kennel.db import Database, aware
 from kennel.db.schema import TelemetryRow
+from kennel.db.timeseries import Buckets
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,19 @@ class Sample:
     source: str  # host name or device id
     metric: str
     value: float
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One metric of one source over one time bucket: its mean, lowest and highest reading."""
+
+    start: datetime
+    source: str
+    metric: str
+    mean: float
+    low: float
+    high: float
+    n: int
 
 
 class TelemetryStore:
@@ -45,3 +59,39 @@ class TelemetryStore:
                 .order_by(TelemetryRow.at)
             ).all()
         return [Sample(aware(r.at), r.source, r.metric, r.value) for r in rows]
+
+    def series(
+        self, *, since: datetime, until: datetime, buckets: int = 60, metrics: int = 12
+    ) -> list[SeriesPoint]:
+        """Readings of [since, until) per time bucket, source and metric, aggregated by the
+        database; only the ``metrics`` metric names that come first alphabetically."""
+        b = Buckets(since, until, buckets)
+        t = TelemetryRow
+        in_range = (t.at >= since, t.at < until)
+        with self.db.session() as s:
+            names = list(
+                s.scalars(
+                    select(t.metric).where(*in_range).distinct().order_by(t.metric).limit(metrics)
+                )
+            )
+            if not names:
+                return []
+            index = b.index(s, t.at).label("bucket")
+            rows = s.execute(
+                select(
+                    index,
+                    t.source,
+                    t.metric,
+                    func.avg(t.value),
+                    func.min(t.value),
+                    func.max(t.value),
+                    func.count(),
+                )
+                .where(*in_range, t.metric.in_(names))
+                .group_by(index, t.source, t.metric)
+                .order_by(t.metric, t.source, index)
+            ).all()
+        return [
+            SeriesPoint(b.start(int(i)), source, metric, float(mean), float(low), float(high), n)
+            for i, source, metric, mean, low, high, n in rows
+        ]

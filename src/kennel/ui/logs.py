@@ -1,9 +1,6 @@
 """What the Alerts and Audit pages (and the Overview's monitoring stage) show: incidents from
-the alert store, the audit chain and its verification.
-
-Two reads have no dedicated library call yet, so they are taken from the audit chain, which
-records them: the newest monitoring window (``monitor.run`` entries) and filtered audit
-entries (the newest ``SCAN`` entries, filtered here). Both are isolated in this module."""
+the alert store, the newest monitoring window from the monitoring store, the audit chain (each
+filter and page a query of the audit store) and its verification."""
 
 from __future__ import annotations
 
@@ -13,14 +10,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from kennel.db import aware
-from kennel.db.audit import AuditEntry, Verdict, entries, verify
+from kennel.db.audit import AuditEntry, AuditLog, Verdict, entries, verify
+from kennel.db.monitoring import MonitorRunStore
+from kennel.errors import KennelError
 from kennel.govern.alerts import ACTIVE, Alert, AlertStore
+from kennel.govern.feedback import require_feedback
 from kennel.serve.auth import Identity
 from kennel.ui.views import Button, button
 from kennel.wiring import Workspace
 
-SCAN = 5000  # audit entries read for a filtered view
 STATES = ("open", "acknowledged", "resolved")
 
 
@@ -57,17 +55,15 @@ class MonitorSeen:
 
 
 def last_monitoring(ws: Workspace) -> MonitorSeen | None:
-    """The newest ``kennel monitor run`` window, as the audit chain recorded it."""
-    with ws.db.session() as s:
-        found = next((e for e in entries(s, SCAN) if e.action == "monitor.run"), None)
-    if found is None:
+    """The monitoring window that ended last, of any environment."""
+    run = MonitorRunStore(ws.db).latest()
+    if run is None:
         return None
-    env, _, run_id = found.subject.partition(":")
-    n, drifted = found.details.get("n"), found.details.get("drifted")
+    n, drifted = run.metrics.get("window.n"), run.metrics.get("drift.drifted")
     return MonitorSeen(
-        aware(found.at),
-        env,
-        run_id,
+        run.until,
+        run.environment,
+        run.id,
         int(n) if isinstance(n, int | float) else None,
         None if drifted is None else bool(drifted),
     )
@@ -79,11 +75,24 @@ class AlertView:
     buttons: list[Button]
 
 
-def alert_view(alert: Alert, who: Identity, *, job_running: bool) -> AlertView:
+def retrain_blocker(ws: Workspace) -> str:
+    """Why a retrain would be refused now ("" when it would not)."""
+    config = ws.project.config
+    try:
+        require_feedback(ws.db, ws.registry, config.model.name, config.monitor.environment)
+    except KennelError as exc:
+        return str(exc)
+    return ""
+
+
+def alert_view(
+    alert: Alert, who: Identity, *, job_running: bool, retrain_blocker: str = ""
+) -> AlertView:
     fields = {"alert": str(alert.id)}
     closed = [f"alert {alert.id} is resolved"] if alert.state == "resolved" else []
     acked = [f"alert {alert.id} is already acknowledged"] if alert.state == "acknowledged" else []
     busy = ["a retrain is running (see Jobs)"] if job_running else []
+    busy += [retrain_blocker] if retrain_blocker else []
     return AlertView(
         alert,
         [
@@ -102,37 +111,34 @@ def alerts(ws: Workspace, *, state: str | None, limit: int) -> list[Alert]:
 
 
 def alert(ws: Workspace, alert_id: int) -> Alert | None:
-    """One alert by id (the store lists; an id beyond the newest ``SCAN`` is not found)."""
-    return next((a for a in AlertStore(ws.db).list(limit=SCAN) if a.id == alert_id), None)
+    return AlertStore(ws.db).get(alert_id)
 
 
 def active_counts(ws: Workspace) -> dict[str, int]:
-    found = AlertStore(ws.db).list(limit=SCAN)
-    return {state: sum(a.state == state for a in found) for state in ACTIVE}
+    counts = AlertStore(ws.db).counts()
+    return {state: counts.get(state, 0) for state in ACTIVE}
 
 
 @dataclass(frozen=True)
 class AuditPage:
     entries: list[tuple[AuditEntry, str]]  # with its details as one line of JSON
-    scanned: int
+    older: int | None  # the ``before`` of the next page; None: this is the last
     actors: list[str]
     actions: list[str]
 
 
-def audit(ws: Workspace, *, actor: str, action: str, limit: int) -> AuditPage:
-    """The newest entries whose actor is ``actor`` (exactly) and whose action is ``action`` or
-    starts with it followed by a dot (``alert`` matches ``alert.acknowledged``)."""
-    with ws.db.session() as s:
-        scanned = entries(s, SCAN)
-    chosen = [
-        e
-        for e in scanned
-        if (not actor or e.actor == actor)
-        and (not action or e.action == action or e.action.startswith(action.rstrip(".") + "."))
-    ]
+def audit(
+    ws: Workspace, *, actor: str, action: str, limit: int, before: int | None = None
+) -> AuditPage:
+    """The newest entries (older than ``before``) whose actor is ``actor`` (exactly) and
+    whose action is ``action`` or starts with it followed by a dot (``alert`` matches
+    ``alert.acknowledged``), filtered and paged by the database."""
+    log = AuditLog(ws.db)
+    found = log.query(actor=actor, action=action, before=before, limit=limit + 1)
+    shown = found[:limit]
     return AuditPage(
-        [(e, json.dumps(e.details, sort_keys=True, default=str)) for e in chosen[:limit]],
-        len(scanned),
-        sorted({e.actor for e in scanned}),
-        sorted({e.action for e in scanned}),
+        [(e, json.dumps(e.details, sort_keys=True, default=str)) for e in shown],
+        shown[-1].seq if len(found) > limit else None,
+        log.actors(),
+        log.actions(),
     )
