@@ -102,14 +102,17 @@ def line_chart(
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in drawn)
         parts.append(
             f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>'
+            f'<g fill="{colour}">'
         )
+        series_name = escape(name)
         for x, y, raw in pts:
-            shown = raw.isoformat() if isinstance(raw, datetime) else f"{raw:g}"
+            shown = _shown(raw)
             parts.append(
-                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}" '
-                f'data-series="{escape(name)}" data-x="{escape(shown)}" data-y="{y:.6g}">'
-                f"<title>{escape(name)} {escape(shown)}: {y:.4g}</title></circle>"
+                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" data-series="{series_name}" '
+                f'data-x="{shown}" data-y="{y:.6g}"><title>{series_name} {shown}: {y:.4g}'
+                "</title></circle>"
             )
+        parts.append("</g>")
         # the legend's words in the text colour (readable on any background), its swatch in
         # the series' colour
         x = pad + 120 * (i % 4)
@@ -120,6 +123,11 @@ def line_chart(
         )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every text in it went through escape()
+
+
+def _shown(x: float | datetime) -> str:
+    """An x value as its points carry it: a time to the second (ISO 8601), else a number."""
+    return x.isoformat(timespec="seconds") if isinstance(x, datetime) else f"{x:g}"
 
 
 def _time_labels(
@@ -172,12 +180,12 @@ def _markers(
     out = []
     for at, name in markers:
         x = sx(_x(at))
-        shown = at.isoformat() if isinstance(at, datetime) else f"{at:g}"
+        shown = _shown(at)
         out.append(
             f'<line class="marker" x1="{x:.1f}" y1="{pad - 8}" x2="{x:.1f}" '
             f'y2="{height - pad}" stroke="#a31515" stroke-dasharray="2 2" '
-            f'data-x="{escape(shown)}" data-label="{escape(name)}">'
-            f"<title>{escape(name)} at {escape(shown)}</title></line>"
+            f'data-x="{shown}" data-label="{escape(name)}">'
+            f"<title>{escape(name)} at {shown}</title></line>"
             f'<path d="M{x - 4:.1f},{pad - 8} h8 l-4,6 z" fill="#a31515" aria-hidden="true"/>'
         )
     return out

@@ -65,8 +65,8 @@ def start_ui(root: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     """Two tiny versions of ``pets``: v1 certified, approved and released to production, v2
     deployed to staging and certified, awaiting QA. Production and staging run in this
-    process; the dashboard runs as ``kennel ui`` in its own. One for the session: training
-    and certifying is what costs, and every module's tests read the store as they find it."""
+    process; the dashboard runs as ``kennel ui`` in its own. One for the whole session: every
+    browser test module shares it (training its models is most of the suite's time)."""
     root = tmp_path_factory.mktemp("ui")
     project = served_project(root, models=2)
     ws = Workspace(project)
@@ -99,7 +99,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         ws.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.is_file():
         unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")

@@ -81,7 +81,11 @@ def test_monitoring_charts_hold_the_stores_windows_thresholds_and_alerts(
              ("estimated (label-free)", "performance.estimated_accuracy"))  # fmt: skip
     for series, metric in pairs:
         drawn = points(page, accuracy, series)
-        stored = [(r.until.isoformat(), r.metrics[metric]) for r in runs if metric in r.metrics]
+        stored = [
+            (r.until.isoformat(timespec="seconds"), r.metrics[metric])
+            for r in runs
+            if metric in r.metrics
+        ]
         assert [x for x, _ in drawn] == [x for x, _ in stored]
         assert [y for _, y in drawn] == pytest.approx([y for _, y in stored], abs=1e-5)
     ratio = points(page, "predicted share / true share per class (1 = no bias)", "dog")

@@ -299,11 +299,12 @@ class AuditLog:
         if actor:
             query = query.where(AuditRow.actor == actor)
         if action:
+            # LIKE, not a range: a range would follow the database's collation, in which
+            # punctuation may not sort as in ASCII
             family = action.rstrip(".")
             escaped = family.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(
-                or_(AuditRow.action == family, AuditRow.action.like(f"{escaped}.%", escape="\\"))
-            )
+            members = AuditRow.action.like(f"{escaped}.%", escape="\\")
+            query = query.where(or_(AuditRow.action == family, members))
         if before is not None:
             query = query.where(AuditRow.seq < before)
         with self.db.session() as s:

@@ -158,15 +158,15 @@ class TrafficBucket:
 
 def traffic(session: Session, environment: str, buckets: Buckets) -> list[TrafficBucket]:
     p = PredictionRow
-    index = buckets.index(session, p.at).label("bucket")
-    rows = session.execute(
-        select(index, func.count(), func.avg(p.latency_ms), func.max(p.latency_ms))
-        .where(p.environment == environment)
-        .where(p.at >= buckets.since, p.at < buckets.until)
-        .group_by(index)
-        .order_by(index)
-    ).all()
+    query = buckets.each(
+        p.at,
+        lambda number: select(number, func.count(), func.avg(p.latency_ms),
+                              func.max(p.latency_ms)).where(p.environment == environment),
+    )  # fmt: skip
+    rows = session.execute(query).all()
+    width = buckets.width_s
     return [
-        TrafficBucket(buckets.start(int(b)), buckets.width_s, int(n), float(mean), float(top))
-        for b, n, mean, top in rows
+        TrafficBucket(buckets.start(int(b)), width, int(n), float(mean), float(top))
+        for b, n, mean, top in sorted(rows, key=lambda r: int(r[0]))
+        if n
     ]

@@ -76,21 +76,14 @@ class TelemetryStore:
             )
             if not names:
                 return []
-            index = b.index(s, t.at).label("bucket")
-            rows = s.execute(
-                select(
-                    index,
-                    t.source,
-                    t.metric,
-                    func.avg(t.value),
-                    func.min(t.value),
-                    func.max(t.value),
-                    func.count(),
-                )
-                .where(*in_range, t.metric.in_(names))
-                .group_by(index, t.source, t.metric)
-                .order_by(t.metric, t.source, index)
-            ).all()
+            query = b.each(
+                t.at,
+                lambda number: select(number, t.source, t.metric, func.avg(t.value),
+                                      func.min(t.value), func.max(t.value), func.count())
+                .where(t.metric.in_(names))
+                .group_by(t.source, t.metric),
+            )  # fmt: skip
+            rows = sorted(s.execute(query).all(), key=lambda r: (r[2], r[1], int(r[0])))
         return [
             SeriesPoint(b.start(int(i)), source, metric, float(mean), float(low), float(high), n)
             for i, source, metric, mean, low, high, n in rows

@@ -1,17 +1,22 @@
-"""Time buckets computed by the database: a series over a range is aggregated in SQL (one row
-per bucket), never by reading every row of the range into Python."""
+"""Time buckets counted by the database: a series over a range is aggregated in SQL (one row
+per bucket), never by reading every row of the range into Python.
+
+Each bucket is its own range condition on the time column (one ``UNION ALL`` of small
+aggregates) rather than arithmetic on every row's time: SQLite keeps times as text, and
+parsing each one costs more than the whole index range scan."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, cast, func
-from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Integer, Select, literal, union_all
+from sqlalchemy.sql.elements import Label
+from sqlalchemy.sql.selectable import CompoundSelect
 
-MAX_BUCKETS = 500
+MAX_BUCKETS = 500  # SQLite allows 500 terms in one compound SELECT
 
 
 @dataclass(frozen=True)
@@ -29,20 +34,24 @@ class Buckets:
             raise ValueError("buckets: until must be after since")
 
     @property
+    def width(self) -> timedelta:
+        return (self.until - self.since) / self.count
+
+    @property
     def width_s(self) -> float:
-        # whole seconds: SQLite's clock in SQL has one-second resolution
-        return max(1.0, float(int((self.until - self.since).total_seconds() / self.count) + 1))
+        return self.width.total_seconds()
 
     def start(self, index: int) -> datetime:
-        return self.since + timedelta(seconds=index * self.width_s)
+        return self.since + index * self.width
 
-    def index(self, session: Session, column: Any) -> ColumnElement[int]:
-        """The bucket number of ``column`` (a stored time at or after ``since``)."""
-        origin = int(self.since.timestamp())
-        width = int(self.width_s)
-        if session.get_bind().dialect.name == "postgresql":
-            seconds: ColumnElement[Any] = func.extract("epoch", column)
-            return cast(func.floor((seconds - origin) / width), Integer)
-        # SQLite keeps a UTC time as text; strftime('%s') reads it as whole seconds
-        seconds = cast(func.strftime("%s", column), Integer)
-        return cast((seconds - origin) / width, Integer)
+    def each(
+        self, column: Any, query: Callable[[Label[int]], Select[Any]]
+    ) -> Select[Any] | CompoundSelect[Any]:
+        """``query(bucket_number)`` for every bucket, limited to the rows whose ``column``
+        falls in it, as one statement; its rows carry the bucket number as ``bucket``."""
+        parts = []
+        for i in range(self.count):
+            low, high = self.start(i), self.until if i == self.count - 1 else self.start(i + 1)
+            number = literal(i, Integer).label("bucket")
+            parts.append(query(number).where(column >= low, column < high))
+        return parts[0] if len(parts) == 1 else union_all(*parts)

@@ -23,7 +23,8 @@ from kennel.govern.alerts import Alert, AlertStore
 from kennel.monitor.telemetry import LIMITS
 from kennel.wiring import Workspace
 
-MAX_RUNS = 500  # windows drawn; the newest when the range holds more
+MAX_RUNS = 2000  # windows read; the newest when the range holds more
+MAX_POINTS = 200  # windows drawn: every k-th (and the newest) when more were read
 BUCKETS = 60  # time buckets of the traffic and telemetry charts
 Series = dict[str, list[tuple[datetime, float | None]]]
 
@@ -52,7 +53,8 @@ class MonitoringView:
     environments: list[str]
     since: datetime
     until: datetime
-    runs: list[MonitorRun]  # oldest first
+    runs: list[MonitorRun]  # the windows drawn, oldest first
+    found: int  # windows that ended in the range (at most MAX_RUNS read)
     truncated: bool  # more windows than MAX_RUNS in the range
     alerts: list[Alert]
     markers: list[tuple[datetime, str]]
@@ -223,6 +225,10 @@ def monitoring(ws: Workspace, env: str, *, since: datetime, until: datetime) -> 
     runs = store.between(env, since=since, until=until, limit=MAX_RUNS + 1)
     truncated = len(runs) > MAX_RUNS
     runs = runs[-MAX_RUNS:]
+    found = len(runs)
+    if found > MAX_POINTS:  # evenly thinned, so the charts still span the range
+        step = found / MAX_POINTS
+        runs = [runs[found - 1 - round(i * step)] for i in reversed(range(MAX_POINTS))]
     alerts = AlertStore(ws.db).between(since=since, until=until, subject=env)
     markers = _markers([a for a in alerts if since <= a.first_at <= until], until - since)
     sections = [
@@ -233,5 +239,5 @@ def monitoring(ws: Workspace, env: str, *, since: datetime, until: datetime) -> 
         _telemetry(ws, since, until),
     ]
     newest = runs[-1] if runs else store.latest(env)
-    return MonitoringView(env, environments(ws), since, until, runs, truncated, alerts, markers,
-                          sections, newest)  # fmt: skip
+    return MonitoringView(env, environments(ws), since, until, runs, found, truncated, alerts,
+                          markers, sections, newest)  # fmt: skip
