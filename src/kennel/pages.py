@@ -105,12 +105,13 @@ def line_chart(
             f'<g fill="{colour}">'
         )
         series_name = escape(name)
+        tips = len(pts) <= 60  # a tooltip per point while points are far enough apart to hover
         for x, y, raw in pts:
             shown = _shown(raw)
+            tip = f"<title>{series_name} {shown}: {y:.4g}</title>" if tips else ""
             parts.append(
                 f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" data-series="{series_name}" '
-                f'data-x="{shown}" data-y="{y:.6g}"><title>{series_name} {shown}: {y:.4g}'
-                "</title></circle>"
+                f'data-x="{shown}" data-y="{y:.6g}">{tip}</circle>'
             )
         parts.append("</g>")
         # the legend's words in the text colour (readable on any background), its swatch in

@@ -24,6 +24,7 @@ from kennel.db.monitoring import MonitorRun, MonitorRunStore
 from kennel.db.predictions import PredictionQuery, PredictionStore
 from kennel.db.telemetry import TelemetryStore
 from kennel.govern.lineage import prediction_lineage
+from kennel.ui.monitoring import BUCKETS
 from tests.ui.conftest import Dashboard, axe_problems, sign_in
 from tests.ui.history import History, populate
 
@@ -115,12 +116,14 @@ def test_monitoring_charts_hold_the_stores_windows_thresholds_and_alerts(
     labels = " ".join(markers.evaluate_all("ls => ls.map(l => l.dataset.label)"))
     assert h.alerts and all(f"alert {a.id}: {a.rule}" in labels for a in h.alerts)
     # requests per bucket and telemetry means, as the database aggregated them
-    traffic = PredictionStore(ws.db).traffic("production", since=since, until=until, buckets=60)
+    traffic = PredictionStore(ws.db).traffic(
+        "production", since=since, until=until, buckets=BUCKETS
+    )
     drawn = points(page, "requests per minute (prediction log)", "requests per minute")
     assert [y for _, y in drawn] == pytest.approx([b.per_minute for b in traffic], rel=1e-4)
     assert sum(b.requests for b in traffic) >= h.predictions
-    temperature = [p for p in TelemetryStore(ws.db).series(since=since, until=until, buckets=60)
-                   if p.metric == "temperature" and p.source == "cam-pond"]  # fmt: skip
+    series = TelemetryStore(ws.db).series(since=since, until=until, buckets=BUCKETS)
+    temperature = [p for p in series if p.metric == "temperature" and p.source == "cam-pond"]
     drawn = points(page, "temperature (mean per bucket)", "cam-pond")
     assert [y for _, y in drawn] == pytest.approx([p.mean for p in temperature], abs=1e-4)
     assert axe_problems(page) == []

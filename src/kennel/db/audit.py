@@ -194,23 +194,32 @@ class Verdict:
 
 
 def verify(
-    session: Session, anchor: AuditAnchor | None = None, *, allow_unanchored: bool = False
+    session: Session,
+    anchor: AuditAnchor | None = None,
+    *,
+    allow_unanchored: bool = False,
+    after: int = 0,
+    prev: str = GENESIS,
 ) -> Verdict:
     """Check the chain link by link, and every entry against its anchor. From the first
     anchored entry on, every entry must have an anchor that matches it: an entry without one
     was written into the database directly (or its anchor deleted), a mismatch means the chain
     was rewritten, and anchors beyond the newest entry mean entries were deleted. A chain with
     entries and no anchor at all fails too, unless ``allow_unanchored`` (a log written before
-    anchoring existed)."""
+    anchoring existed).
+
+    ``after``/``prev``: check only the entries after entry ``after``, taking that entry (and
+    so every one before it) as verified with hash ``prev``; ``checked`` still counts from 1.
+    For a caller that verified the whole chain a moment ago and wants the new entries."""
     anchor = anchor or session.info.get(ANCHOR_KEY)
     anchored = anchor.sequence_numbers() if anchor is not None else []
     present = set(anchored)
     first = anchored[0] if anchored else 0
     head = anchored[-1] if anchored else 0
-    prev = GENESIS
-    expected_seq = 1
-    checked = 0
-    for row in session.scalars(select(AuditRow).order_by(AuditRow.seq)):
+    expected_seq = after + 1
+    checked = after
+    rows = select(AuditRow).where(AuditRow.seq > after).order_by(AuditRow.seq)
+    for row in session.scalars(rows):
         if row.seq != expected_seq:
             return Verdict(False, checked, f"entry {expected_seq} is missing (next is {row.seq})")
         if row.prev_hash != prev:
@@ -288,6 +297,11 @@ class AuditLog:
         """The newest entry's sequence number (0 for an empty chain)."""
         with self.db.session() as s:
             return int(s.scalar(select(func.max(AuditRow.seq))) or 0)
+
+    def hash_of(self, seq: int) -> str | None:
+        """The stored hash of entry ``seq``, None when there is no such entry."""
+        with self.db.session() as s:
+            return s.scalar(select(AuditRow.hash).where(AuditRow.seq == seq))
 
     def query(
         self, *, actor: str = "", action: str = "", before: int | None = None, limit: int = 100

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import func, select
+from sqlalchemy import Executable, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from kennel.db import aware
 from kennel.db.schema import FeedbackRow, PredictionRow
-from kennel.db.timeseries import Buckets
+from kennel.db.timeseries import Buckets, bucketed
 from kennel.errors import ConfigError
 
 MAX_SPAN = timedelta(days=31)
@@ -156,17 +157,22 @@ class TrafficBucket:
         return self.requests * 60.0 / self.width_s
 
 
-def traffic(session: Session, environment: str, buckets: Buckets) -> list[TrafficBucket]:
+@cache
+def _traffic(count: int) -> Executable:
     p = PredictionRow
-    query = buckets.each(
+    return bucketed(
         p.at,
+        count,
         lambda number: select(number, func.count(), func.avg(p.latency_ms),
-                              func.max(p.latency_ms)).where(p.environment == environment),
+                              func.max(p.latency_ms)).where(p.environment == bindparam("env")),
     )  # fmt: skip
-    rows = session.execute(query).all()
+
+
+def traffic(session: Session, environment: str, buckets: Buckets) -> list[TrafficBucket]:
+    rows = session.execute(_traffic(buckets.count), {**buckets.bounds(), "env": environment})
     width = buckets.width_s
     return [
         TrafficBucket(buckets.start(int(b)), width, int(n), float(mean), float(top))
-        for b, n, mean, top in sorted(rows, key=lambda r: int(r[0]))
+        for b, n, mean, top in sorted(rows.all(), key=lambda r: int(r[0]))
         if n
     ]

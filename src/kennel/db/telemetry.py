@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import func, select
+from sqlalchemy import Executable, bindparam, func, select
 
 from kennel.db import Database, aware
 from kennel.db.schema import TelemetryRow
-from kennel.db.timeseries import Buckets
+from kennel.db.timeseries import Buckets, bucketed
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,19 @@ class SeriesPoint:
     low: float
     high: float
     n: int
+
+
+@cache
+def _series(count: int) -> Executable:
+    t = TelemetryRow
+    return bucketed(
+        t.at,
+        count,
+        lambda number: select(number, t.source, t.metric, func.avg(t.value), func.min(t.value),
+                              func.max(t.value), func.count())
+        .where(t.metric.in_(bindparam("names", expanding=True)))
+        .group_by(t.source, t.metric),
+    )  # fmt: skip
 
 
 class TelemetryStore:
@@ -76,14 +90,9 @@ class TelemetryStore:
             )
             if not names:
                 return []
-            query = b.each(
-                t.at,
-                lambda number: select(number, t.source, t.metric, func.avg(t.value),
-                                      func.min(t.value), func.max(t.value), func.count())
-                .where(t.metric.in_(names))
-                .group_by(t.source, t.metric),
-            )  # fmt: skip
-            rows = sorted(s.execute(query).all(), key=lambda r: (r[2], r[1], int(r[0])))
+            query = _series(buckets)
+            found = s.execute(query, {**b.bounds(), "names": names}).all()
+            rows = sorted(found, key=lambda r: (r[2], r[1], int(r[0])))
         return [
             SeriesPoint(b.start(int(i)), source, metric, float(mean), float(low), float(high), n)
             for i, source, metric, mean, low, high, n in rows

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Select, literal, union_all
+from sqlalchemy import Integer, Select, bindparam, literal, union_all
 from sqlalchemy.sql.elements import Label
 from sqlalchemy.sql.selectable import CompoundSelect
 
@@ -44,14 +44,27 @@ class Buckets:
     def start(self, index: int) -> datetime:
         return self.since + index * self.width
 
-    def each(
-        self, column: Any, query: Callable[[Label[int]], Select[Any]]
-    ) -> Select[Any] | CompoundSelect[Any]:
-        """``query(bucket_number)`` for every bucket, limited to the rows whose ``column``
-        falls in it, as one statement; its rows carry the bucket number as ``bucket``."""
-        parts = []
+    def bounds(self) -> dict[str, datetime]:
+        """The parameters of a ``bucketed`` statement: each bucket's first and last time."""
+        out = {}
         for i in range(self.count):
-            low, high = self.start(i), self.until if i == self.count - 1 else self.start(i + 1)
-            number = literal(i, Integer).label("bucket")
-            parts.append(query(number).where(column >= low, column < high))
-        return parts[0] if len(parts) == 1 else union_all(*parts)
+            out[f"bucket_lo_{i}"] = self.start(i)
+            out[f"bucket_hi_{i}"] = self.until if i == self.count - 1 else self.start(i + 1)
+        return out
+
+
+def bucketed(
+    column: Any, count: int, query: Callable[[Label[int]], Select[Any]]
+) -> Select[Any] | CompoundSelect[Any]:
+    """``query(bucket_number)`` for each of ``count`` buckets, limited to the rows whose
+    ``column`` falls in it, as one statement whose rows carry the bucket number as
+    ``bucket``; execute it with ``Buckets.bounds()``. Its shape depends only on ``count``,
+    so one object serves every range (building and compiling 60 parts costs more than the
+    query): keep it."""
+    parts = []
+    for i in range(count):
+        low = bindparam(f"bucket_lo_{i}", type_=column.type)
+        high = bindparam(f"bucket_hi_{i}", type_=column.type)
+        number = literal(i, Integer).label("bucket")
+        parts.append(query(number).where(column >= low, column < high))
+    return parts[0] if len(parts) == 1 else union_all(*parts)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from kennel.db.audit import AuditEntry, AuditLog, Verdict, entries, verify
+from kennel.db.audit import GENESIS, AuditEntry, AuditLog, Verdict, verify
 from kennel.db.monitoring import MonitorRunStore
 from kennel.errors import KennelError
 from kennel.govern.alerts import ACTIVE, Alert, AlertStore
@@ -23,26 +23,58 @@ STATES = ("open", "acknowledged", "resolved")
 
 
 class AuditStatus:
-    """The chain's verdict, re-checked when the chain grew or ``ttl_s`` passed: verification
-    reads every entry and its anchor, too much for every poll of every page."""
+    """The chain's verdict for pages. Verifying reads every entry and its anchor (~0.5 ms
+    each): once the chain is long that is too much for a page view, and the chain grows with
+    every feedback label. So the whole chain is verified at first and every ``full_s``; in
+    between, when it grew or ``ttl_s`` passed, only the last entry verified (recomputed: it
+    must still be as it was) and those after it are checked, and the anchors must not reach
+    past the newest entry. ``kennel audit verify`` always checks everything."""
 
-    def __init__(self, ttl_s: float = 30.0) -> None:
+    def __init__(self, ttl_s: float = 30.0, full_s: float = 600.0) -> None:
         self.ttl_s = ttl_s
+        self.full_s = full_s
         self._lock = threading.Lock()
-        self._cached: tuple[int, float, Verdict] | None = None
+        self._cached: _Checked | None = None
 
     def verdict(self, ws: Workspace) -> Verdict:
-        with ws.db.session() as s:
-            newest = entries(s, 1)
-            head = newest[0].seq if newest else 0
-            with self._lock:
-                cached = self._cached
-                if cached and cached[0] == head and time.monotonic() - cached[1] < self.ttl_s:
-                    return cached[2]
-            result = verify(s)
+        log = AuditLog(ws.db)
+        head, now = log.head(), time.monotonic()
         with self._lock:
-            self._cached = (head, time.monotonic(), result)
+            last = self._cached
+        if last is not None and head == last.head and now - last.at < self.ttl_s:
+            return last.verdict
+        if (
+            last is not None
+            and last.verdict.ok
+            and now - last.full_at < self.full_s
+            and head >= last.seq
+            and log.hash_of(last.seq) == last.hash
+        ):  # from the last entry verified, recomputed: changed since, it fails here
+            with ws.db.session() as s:
+                result = verify(s, after=last.seq - 1, prev=last.prev)
+            full_at = last.full_at
+        else:
+            with ws.db.session() as s:
+                result = verify(s)
+            full_at = now
+        seq = result.checked
+        digest, prev = (
+            (log.hash_of(seq) or "", log.hash_of(seq - 1) or GENESIS) if result.ok else ("", "")
+        )
+        with self._lock:
+            self._cached = _Checked(head, seq, digest, prev, now, full_at, result)
         return result
+
+
+@dataclass(frozen=True)
+class _Checked:
+    head: int  # the newest entry when checked
+    seq: int  # the last entry verified
+    hash: str  # its hash
+    prev: str  # the hash of the entry before it
+    at: float  # when checked (monotonic)
+    full_at: float  # when the whole chain was last verified
+    verdict: Verdict
 
 
 @dataclass(frozen=True)

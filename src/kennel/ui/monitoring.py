@@ -24,8 +24,8 @@ from kennel.monitor.telemetry import LIMITS
 from kennel.wiring import Workspace
 
 MAX_RUNS = 2000  # windows read; the newest when the range holds more
-MAX_POINTS = 200  # windows drawn: every k-th (and the newest) when more were read
-BUCKETS = 60  # time buckets of the traffic and telemetry charts
+MAX_POINTS = 100  # windows drawn: every k-th (and the newest) when more were read
+BUCKETS = 48  # time buckets of the traffic and telemetry charts
 Series = dict[str, list[tuple[datetime, float | None]]]
 
 
@@ -79,13 +79,12 @@ def _rule_lines(config: KennelConfig, metrics: set[str]) -> dict[str, float]:
 
 def _keys(runs: list[MonitorRun], prefix: str, suffix: str = "") -> list[str]:
     """The distinct middle parts of metric names ``prefix<part><suffix>``, sorted."""
-    found = {
+    names: set[str] = set().union(*(r.metrics for r in runs))
+    return sorted(
         k[len(prefix) : len(k) - len(suffix)]
-        for r in runs
-        for k in r.metrics
+        for k in names
         if k.startswith(prefix) and k.endswith(suffix) and len(k) > len(prefix) + len(suffix)
-    }
-    return sorted(found)
+    )
 
 
 def _line(runs: list[MonitorRun], metric: str) -> list[tuple[datetime, float | None]]:
