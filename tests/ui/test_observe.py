@@ -203,10 +203,9 @@ def test_one_prediction_shows_its_input_saliency_feedback_and_lineage(
     files = page.locator("#source-files li").all_inner_texts()
     assert files == lineage["dataset"]["source_files"][:20] and files
     assert axe_problems(page) == []
-    # a prediction whose true label came back (its input not kept)
-    store = PredictionStore(ws.db)
-    hits, _ = store.search(PredictionQuery(observed.history.since, observed.history.until,
-                                           feedback=True, limit=1))  # fmt: skip
+    # a prediction of the history whose true label came back (its input not kept)
+    store, h = PredictionStore(ws.db), observed.history
+    hits, _ = store.search(PredictionQuery(h.since, h.until, source="cam-pond", feedback=True))
     page.goto(f"/predictions/{hits[0].id}")
     feedback = store.feedback(hits[0].id)
     assert feedback is not None
@@ -269,6 +268,7 @@ def test_screenshots_of_every_main_page(observed: Observed, browser: Any, tmp_pa
     shots = {("overview" if path == "/" else path.strip("/")): path for path in nav}
     shots["prediction"] = f"/predictions/{observed.kept[0]}"
     shots["monitoring"] = f"/monitoring?{observed.range}"
+    shots["predictions"] = f"/predictions?{observed.range}&env=production&feedback=yes"
     for name, path in shots.items():
         page.goto(path)
         if name == "prediction":
