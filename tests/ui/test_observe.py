@@ -20,10 +20,12 @@ import pytest
 from PIL import Image
 
 from kennel.datasets.synth import render
+from kennel.db.deployments import DeploymentStore
 from kennel.db.monitoring import MonitorRun, MonitorRunStore
 from kennel.db.predictions import PredictionQuery, PredictionStore
 from kennel.db.telemetry import TelemetryStore
 from kennel.govern.lineage import prediction_lineage
+from kennel.ui.buckets import grid
 from kennel.ui.monitoring import BUCKETS
 from tests.ui.conftest import Dashboard, axe_problems, sign_in
 from tests.ui.history import History, populate
@@ -116,13 +118,14 @@ def test_monitoring_charts_hold_the_stores_windows_thresholds_and_alerts(
     labels = " ".join(markers.evaluate_all("ls => ls.map(l => l.dataset.label)"))
     assert h.alerts and all(f"alert {a.id}: {a.rule}" in labels for a in h.alerts)
     # requests per bucket and telemetry means, as the database aggregated them
+    g = grid(since, until, BUCKETS)
     traffic = PredictionStore(ws.db).traffic(
-        "production", since=since, until=until, buckets=BUCKETS
+        "production", since=g.start, until=g.at(g.count), buckets=g.count
     )
     drawn = points(page, "requests per minute (prediction log)", "requests per minute")
     assert [y for _, y in drawn] == pytest.approx([b.per_minute for b in traffic], rel=1e-4)
     assert sum(b.requests for b in traffic) >= h.predictions
-    series = TelemetryStore(ws.db).series(since=since, until=until, buckets=BUCKETS)
+    series = TelemetryStore(ws.db).series(since=g.start, until=g.at(g.count), buckets=g.count)
     temperature = [p for p in series if p.metric == "temperature" and p.source == "cam-pond"]
     drawn = points(page, "temperature (mean per bucket)", "cam-pond")
     assert [y for _, y in drawn] == pytest.approx([p.mean for p in temperature], abs=1e-4)
@@ -212,6 +215,19 @@ def test_one_prediction_shows_its_input_saliency_feedback_and_lineage(
     assert page.locator("#feedback").inner_text().startswith(f"{feedback.label} ")
     assert "park-keeper" in page.locator("#feedback").inner_text()
     assert "was not kept" in page.locator("main").inner_text()
+    page.context.close()
+
+
+def test_deployments_lists_the_certification_history(observed: Observed, browser: Any) -> None:
+    page = sign_in(browser, observed.dash, "viewer", "/deployments")
+    rows = [
+        r.locator("td").all_inner_texts() for r in page.locator("#certifications tbody tr").all()
+    ]
+    history = DeploymentStore(observed.dash.ws.db).certification_history("pets", limit=10)
+    assert len(history) >= 2  # pets@1 and pets@2, certified in staging
+    assert [(r[1], r[2], r[3]) for r in rows] == [
+        (str(c.version), c.environment, "passed" if c.passed else "failed") for c in history
+    ]
     page.context.close()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kennel.config import KennelConfig
@@ -21,11 +21,12 @@ from kennel.db.predictions import PredictionStore
 from kennel.db.telemetry import TelemetryStore
 from kennel.govern.alerts import Alert, AlertStore
 from kennel.monitor.telemetry import LIMITS
+from kennel.ui.buckets import BucketCache, Grid, grid
 from kennel.wiring import Workspace
 
 MAX_RUNS = 2000  # windows read; the newest when the range holds more
 MAX_POINTS = 100  # windows drawn: every k-th (and the newest) when more were read
-BUCKETS = 48  # time buckets of the traffic and telemetry charts
+BUCKETS = 48  # time buckets of the traffic and telemetry charts (at most one more)
 Series = dict[str, list[tuple[datetime, float | None]]]
 
 
@@ -168,14 +169,19 @@ def _integrity(config: KennelConfig, runs: list[MonitorRun]) -> Section:
     return Section("integrity", "Integrity", [c for c in charts if c.series])
 
 
-def _traffic(ws: Workspace, env: str, since: datetime, until: datetime) -> Section:
-    found = PredictionStore(ws.db).traffic(env, since=since, until=until, buckets=BUCKETS)
+def _traffic(ws: Workspace, env: str, g: Grid, cache: BucketCache[Any]) -> Section:
+    store = PredictionStore(ws.db)
+
+    def count(since: datetime, until: datetime, n: int) -> list[tuple[datetime, Any]]:
+        return [(b.start, b) for b in store.traffic(env, since=since, until=until, buckets=n)]
+
+    found = [b for _, b in cache.series(("traffic", env), g, datetime.now(UTC), count)]
     rate: Series = {"requests per minute": [(b.start, b.per_minute) for b in found]}
     latency: Series = {
         "mean": [(b.start, b.mean_latency_ms) for b in found],
         "max": [(b.start, b.max_latency_ms) for b in found],
     }
-    width = found[0].width_s if found else 0
+    width = g.width.total_seconds()
     charts = [
         Chart("requests", "requests per minute (prediction log)", rate),
         Chart("latency", "latency in ms (prediction log)", latency,
@@ -185,8 +191,14 @@ def _traffic(ws: Workspace, env: str, since: datetime, until: datetime) -> Secti
     return Section("traffic", "Requests and latency", charts, note if found else "")
 
 
-def _telemetry(ws: Workspace, since: datetime, until: datetime) -> Section:
-    points = TelemetryStore(ws.db).series(since=since, until=until, buckets=BUCKETS)
+def _telemetry(ws: Workspace, g: Grid, cache: BucketCache[Any]) -> Section:
+    store = TelemetryStore(ws.db)
+
+    def count(since: datetime, until: datetime, n: int) -> list[tuple[datetime, Any]]:
+        return [(p.start, p) for p in store.series(since=since, until=until, buckets=n)]
+
+    points = [p for _, p in cache.series("telemetry", g, datetime.now(UTC), count)]
+    points.sort(key=lambda p: (p.metric, p.source, p.start))
     by_metric: dict[str, Series] = {}
     for p in points:
         by_metric.setdefault(p.metric, {}).setdefault(p.source, []).append((p.start, p.mean))
@@ -218,8 +230,19 @@ def _markers(alerts: list[Alert], span: timedelta) -> list[tuple[datetime, str]]
     ]
 
 
-def monitoring(ws: Workspace, env: str, *, since: datetime, until: datetime) -> MonitoringView:
+def monitoring(
+    ws: Workspace,
+    env: str,
+    *,
+    since: datetime,
+    until: datetime,
+    cache: BucketCache[Any] | None = None,
+) -> MonitoringView:
+    """The page's view; ``cache`` keeps the request and telemetry buckets that have ended
+    (the dashboard passes one; without, everything is counted now)."""
     config = ws.project.config
+    cache = cache or BucketCache(ttl_s=0)
+    g = grid(since, until, BUCKETS)
     store = MonitorRunStore(ws.db)
     runs = store.between(env, since=since, until=until, limit=MAX_RUNS + 1)
     truncated = len(runs) > MAX_RUNS
@@ -234,8 +257,8 @@ def monitoring(ws: Workspace, env: str, *, since: datetime, until: datetime) -> 
         _performance(config, runs),
         _drift(config, runs),
         _integrity(config, runs),
-        _traffic(ws, env, since, until),
-        _telemetry(ws, since, until),
+        _traffic(ws, env, g, cache),
+        _telemetry(ws, g, cache),
     ]
     newest = runs[-1] if runs else store.latest(env)
     return MonitoringView(env, environments(ws), since, until, runs, found, truncated, alerts,

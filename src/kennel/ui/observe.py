@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Path, Query, Request
@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from kennel.errors import ConfigError, NotFoundError, did_you_mean
 from kennel.ui import images, monitoring, predictions
 from kennel.ui.app import Dashboard, signed_in
+from kennel.ui.buckets import BucketCache
 from kennel.ui.query import time_range
 from kennel.ui.routes import View, show
 
@@ -41,6 +42,7 @@ def confidence(text: str, name: str) -> float | None:
 def install(app: FastAPI, ui: Dashboard, page: Register) -> None:
     ws = ui.ws
     saliency = images.Saliency(ws)
+    buckets: BucketCache[Any] = BucketCache()
 
     @page("/monitoring")
     def monitoring_page(
@@ -54,7 +56,7 @@ def install(app: FastAPI, ui: Dashboard, page: Register) -> None:
                                 f"{did_you_mean(env, known)}")  # fmt: skip
         now = datetime.now(UTC)
         start, end = time_range(since, until, now=now, default_since="7d", longest=LONGEST)
-        m = monitoring.monitoring(ws, env, since=start, until=end)
+        m = monitoring.monitoring(ws, env, since=start, until=end, cache=buckets)
         earlier = ""
         if not m.runs and m.newest is not None:
             week = {"env": env, "since": (m.newest.until - timedelta(days=7)).isoformat(),

@@ -22,6 +22,7 @@ from fastapi import FastAPI, Form, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from kennel import pages
+from kennel.db.deployments import DeploymentStore
 from kennel.deploy.policy import PolicyGate
 from kennel.errors import AuthError, NotFoundError, did_you_mean
 from kennel.serve.auth import Identity
@@ -105,9 +106,10 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         return show(request, session, who, view)
 
     def deployments_view(envs: list[views.EnvView], heading: str, limit: int) -> View:
+        certified = DeploymentStore(ws.db).certification_history(config.model.name, limit=10)
         context = {"heading": heading, "envs": envs, "timeline": views.timeline_series(envs),
                    "mode": config.release.mode, "staging": config.release.staging,
-                   "history_limit": limit}  # fmt: skip
+                   "history_limit": limit, "certified": certified}  # fmt: skip
         return View("ui/deployments.html", heading, context, {"live-envs": "ui/_envs.html"})
 
     @page("/deployments")
