@@ -17,8 +17,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from PIL import Image
 
 from kennel.db.predictions import LoggedPrediction, PredictionStore
-from kennel.errors import NotFoundError, ServiceError
+from kennel.errors import NotFoundError, ServiceError, StateError
 from kennel.imaging import decode
+from kennel.portable import ImageRejected
 from kennel.serve.runtime import Predictor
 from kennel.wiring import Workspace
 
@@ -46,7 +47,10 @@ def kept_input(ws: Workspace, p: LoggedPrediction) -> Image.Image:
             "it came from a pattern that does not keep inputs)"
         )
     max_pixels = ws.project.config.serve.max_pixels
-    return decode(ws.content.get(p.input_sha256), max_pixels=max_pixels, min_side=1).image
+    try:
+        return decode(ws.content.get(p.input_sha256), max_pixels=max_pixels, min_side=1).image
+    except ImageRejected as exc:  # kept by a service with other limits than these
+        raise StateError(f"the input image of prediction {p.id} cannot be shown: {exc}") from exc
 
 
 def input_png(ws: Workspace, p: LoggedPrediction) -> bytes:
