@@ -5,8 +5,8 @@ page needs is inlined (styles, charts as SVG, images as data URIs): pages work o
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import cache
 from itertools import pairwise
 from typing import Any
@@ -49,22 +49,29 @@ def line_chart(
     height: int = 200,
     y_range: tuple[float, float] | None = None,
     steps: bool = False,
+    markers: Sequence[tuple[float | datetime, str]] = (),
+    thresholds: Mapping[str, float] | None = None,
 ) -> Markup:
     """An inline SVG line chart; every point is a ``<circle>`` carrying its data in
     ``data-series``/``data-x``/``data-y`` (tests and tooltips read them), missing values skipped.
-    ``steps``: a value holds until the next point (what an alias names over time)."""
+    ``steps``: a value holds until the next point (what an alias names over time).
+    ``markers``: events on the x axis (alerts), each a dashed vertical line with its label
+    (``data-x``/``data-label``); ``thresholds``: named horizontal lines (``data-threshold``),
+    always inside the drawn range."""
     points = {
         name: [(_x(x), float(y), x) for x, y in values if y is not None and math.isfinite(y)]
         for name, values in series.items()
     }
+    limits = {k: float(v) for k, v in (thresholds or {}).items() if math.isfinite(v)}
     xs = [p[0] for ps in points.values() for p in ps]
     ys = [p[1] for ps in points.values() for p in ps]
     label = escape(title)
     if not xs:
         return Markup('<p class="empty">{}: no data yet</p>').format(title)
-    lo, hi = y_range or (min(ys), max(ys))
+    lo, hi = y_range or (min(ys + list(limits.values())), max(ys + list(limits.values())))
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
+    xs += [_x(x) for x, _ in markers]
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     pad = 36
 
@@ -81,6 +88,9 @@ def line_chart(
         'stroke="#888"/>',
         f'<text x="4" y="{sy(hi) + 4:.1f}" font-size="10">{hi:.3g}</text>',
         f'<text x="4" y="{sy(lo) + 4:.1f}" font-size="10">{lo:.3g}</text>',
+        *_time_labels(points, x0, x1, sx, height - pad + 14),
+        *_thresholds(limits, lo, hi, sy, pad, width),
+        *_markers(markers, sx, pad, height),
     ]
     for i, (name, pts) in enumerate(points.items()):
         colour = PALETTE[i % len(PALETTE)]
@@ -93,16 +103,25 @@ def line_chart(
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in drawn)
         parts.append(
             f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>'
+            f'<g fill="{colour}">'
         )
+        series_name = escape(name)
+        tips = len(pts) <= 60  # a tooltip per point while points are far enough apart to hover
         for x, y, raw in pts:
-            shown = raw.isoformat() if isinstance(raw, datetime) else f"{raw:g}"
+            shown = _shown(raw)
+            tip = f"<title>{series_name} {shown}: {y:.4g}</title>" if tips else ""
             parts.append(
-                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}" '
-                f'data-series="{escape(name)}" data-x="{escape(shown)}" data-y="{y:.6g}">'
-                f"<title>{escape(name)} {escape(shown)}: {y:.4g}</title></circle>"
+                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" data-series="{series_name}" '
+                f'data-x="{shown}" data-y="{y:.6g}">{tip}</circle>'
             )
+        parts.append("</g>")
+        # the legend's words in the text colour (readable on any background), its swatch in
+        # the series' colour
+        x = pad + 120 * (i % 4)
+        y = 12 + 12 * (i // 4)
         parts.append(
-            f'<text x="{pad + 120 * i}" y="12" font-size="11" fill="{colour}">{escape(name)}</text>'
+            f'<rect x="{x}" y="{y - 7}" width="10" height="4" fill="{colour}"/>'
+            f'<text x="{x + 13}" y="{y}" font-size="11" fill="#1d2330">{escape(name)}</text>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every text in it went through escape()
@@ -142,3 +161,69 @@ def histogram(
         )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - numbers only, and the escaped title
+
+
+def _shown(x: float | datetime) -> str:
+    """An x value as its points carry it: a time to the second (ISO 8601), else a number."""
+    return x.isoformat(timespec="seconds") if isinstance(x, datetime) else f"{x:g}"
+
+
+def _time_labels(
+    points: Mapping[str, Sequence[tuple[float, float, Any]]],
+    x0: float,
+    x1: float,
+    sx: Callable[[float], float],
+    y: float,
+) -> list[str]:
+    """The first and last time under the x axis, when x is time."""
+    if not any(isinstance(p[2], datetime) for ps in points.values() for p in ps):
+        return []
+    fmt = "%m-%d %H:%M" if x1 - x0 > 3600 else "%H:%M:%S"
+    first, last = (datetime.fromtimestamp(t, UTC).strftime(fmt) for t in (x0, x1))
+    return [
+        f'<text x="{sx(x0):.1f}" y="{y:.1f}" font-size="10">{first}</text>',
+        f'<text x="{sx(x1):.1f}" y="{y:.1f}" font-size="10" text-anchor="end">{last} UTC</text>',
+    ]
+
+
+def _thresholds(
+    limits: Mapping[str, float],
+    lo: float,
+    hi: float,
+    sy: Callable[[float], float],
+    pad: int,
+    width: int,
+) -> list[str]:
+    out = []
+    for name, value in limits.items():
+        if not lo <= value <= hi:
+            continue
+        y = sy(value)
+        out.append(
+            f'<line class="threshold" x1="{pad}" y1="{y:.1f}" x2="{width - pad}" y2="{y:.1f}" '
+            f'stroke="#5b6475" stroke-dasharray="4 3" data-threshold="{value:.6g}" '
+            f'data-label="{escape(name)}"><title>{escape(name)}: {value:.4g}</title></line>'
+            f'<text x="{width - pad + 2}" y="{y + 3:.1f}" font-size="9" fill="#1d2330">'
+            f"{value:.3g}</text>"
+        )
+    return out
+
+
+def _markers(
+    markers: Sequence[tuple[float | datetime, str]],
+    sx: Callable[[float], float],
+    pad: int,
+    height: int,
+) -> list[str]:
+    out = []
+    for at, name in markers:
+        x = sx(_x(at))
+        shown = _shown(at)
+        out.append(
+            f'<line class="marker" x1="{x:.1f}" y1="{pad - 8}" x2="{x:.1f}" '
+            f'y2="{height - pad}" stroke="#a31515" stroke-dasharray="2 2" '
+            f'data-x="{shown}" data-label="{escape(name)}">'
+            f"<title>{escape(name)} at {shown}</title></line>"
+            f'<path d="M{x - 4:.1f},{pad - 8} h8 l-4,6 z" fill="#a31515" aria-hidden="true"/>'
+        )
+    return out

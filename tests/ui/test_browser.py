@@ -5,15 +5,23 @@ and the store, the audit chain and the services show that they did, or that noth
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
+from typer.testing import CliRunner
 
+from kennel.cli.main import app
 from kennel.config import RuleConfig
+from kennel.datasets.synth import render
 from kennel.db.audit import entries
+from kennel.db.predictions import PredictionStore
 from kennel.deploy import environments
 from kennel.deploy.policy import PolicyGate
+from kennel.govern.actions import run_actions
 from kennel.govern.alerts import Alert, AlertStore
+from kennel.monitor.runner import MonitorResult
 from tests.serving import wait_until
 from tests.ui.conftest import Dashboard, axe_problems, sign_in
 
@@ -224,19 +232,52 @@ def test_a_revoked_token_is_signed_out_at_its_next_request(
     page.context.close()
 
 
-def test_retrain_now_runs_in_the_background_and_notes_its_outcome(
+def test_retrain_now_waits_for_labelled_images_then_runs_in_the_background(
     dashboard: Dashboard, browser: Any
 ) -> None:
     alert = raise_alert(dashboard, "retrain-check")
     ops = sign_in(browser, dashboard, "operator", f"/alerts/{alert.id}")
+    # nothing labelled since the champion: refused before any work, with the reason, on the
+    # page, from the CLI and as the alert's action alike
+    retrain = ops.locator(f"#alert-{alert.id} button:has-text('Retrain now')")
+    why = "no labelled production images since"
+    assert retrain.is_disabled() and why in ops.locator(f"#alert-{alert.id} .why").inner_text()
+    jobs = ops.locator("#jobs tbody tr:has(td.job-state)").count()
+    retrain.evaluate("b => b.disabled = false")
+    with ops.expect_response(re.compile(r"/actions/retrain$")) as answer:
+        retrain.click()
+    assert answer.value.status == 409 and why in ops.locator("p.flash.error").inner_text()
+    token, root = dashboard.tokens["operator"], str(dashboard.project.root)
+    cli = CliRunner().invoke(
+        app, ["alerts", "retrain", str(alert.id), "--token", token, "-C", root]
+    )
+    assert cli.exit_code == 17 and why in " ".join(cli.output.split()), cli.output
+    now = datetime.now(UTC)
+    window = MonitorResult("w", "production", now - timedelta(hours=1), now, "pets", 1, {})
+    outcome = run_actions(dashboard.ws.actions(), AlertStore(dashboard.ws.db), alert, window,
+                          ["retrain"])["retrain"]  # fmt: skip
+    assert outcome.startswith(f"failed: StateError: {why}")
+    # the park keeper labels what production saw; now the retrain runs, in the background
+    store = PredictionStore(dashboard.ws.db)
+    with httpx.Client(base_url=dashboard.production.url, timeout=30) as client:
+        for i in range(6):
+            label, data = render(i, seed=41)
+            answer = client.post("/v1/predict", content=data).json()
+            store.add_feedback(answer["prediction_id"], label, actor="park-keeper")
+    assert dashboard.production.service is not None
+    assert dashboard.production.service.predlog is not None
+    assert dashboard.production.service.predlog.flush()
+    ops.goto(f"/alerts/{alert.id}")
     ops.click(f"#alert-{alert.id} button:has-text('Retrain now')")
     ops.wait_for_url(f"{dashboard.url}/alerts/{alert.id}")
     assert "retrain" in ops.locator(".flash").inner_text()
+    assert ops.locator("#jobs tbody tr:has(td.job-state)").count() == jobs + 1
     job = ops.locator("#jobs tbody tr").first
-    job.locator(".job-state", has_text=re.compile("^(done|failed)$")).wait_for(timeout=120000)
+    job.locator(".job-state", has_text=re.compile("^(done|failed)$")).wait_for(timeout=180000)
     cells = job.locator("td").all_inner_texts()  # updated live: the page was not reloaded
-    assert cells[1:4] == ["retrain", f"alert {alert.id} (retrain-check)", "olga"]
-    # the outcome, whatever it is, is written on the alert as an automatic action's would be
+    assert cells[1:5] == ["retrain", f"alert {alert.id} (retrain-check)", "olga", "done"]
+    assert "+6 labelled production images" in cells[5]
+    # the outcome is written on the alert as an automatic action's would be
     assert alert_state(dashboard, alert.id).actions["retrain"] == cells[5]
     entry = newest_audit(dashboard, "alert.action.retrain")
     assert entry.actor == "olga" and entry.details["id"] == alert.id

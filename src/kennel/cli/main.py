@@ -214,6 +214,7 @@ def demo(
         f"[bold]done[/bold] in {summary['wall_s']}s; the story: {summary['report']}; explore "
         f"with e.g. `kennel alerts list -C {summary['project']}`"
     )
+    console.print(f"the dashboard: kennel ui -C {summary['project']}")
     if not summary["ok"]:
         from kennel.errors import KennelError
 

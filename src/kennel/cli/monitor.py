@@ -174,6 +174,36 @@ def alerts_resolve(
     _set_state(alert_id, "resolved", note, token, project)
 
 
+@alerts_app.command("retrain")
+def alerts_retrain(
+    alert_id: Annotated[int, typer.Argument(help="Alert id.")],
+    token: TokenOption = None,
+    project: ProjectOption = None,
+) -> None:
+    """Retrain now for an alert (the dashboard's button): labelled production images plus a
+    warm start from the champion, deployed to staging; refused at once when no production
+    image was labelled since the champion was registered."""
+    from kennel.errors import AuthError
+    from kennel.govern.alerts import AlertStore
+    from kennel.govern.feedback import require_feedback
+    from kennel.monitor.runner import parse_span
+
+    with opened(project) as ws, reporting() as progress:
+        who, config = acting(ws, token), ws.project.config
+        if not (who.may("alerts") and who.may("deploy")):
+            raise AuthError(f"role {who.role!r} may not retrain and deploy (it takes "
+                            f"{who.roles_for('deploy')})")  # fmt: skip
+        store = AlertStore(ws.db)
+        alert = store.get(alert_id)
+        if alert is None:
+            raise NotFoundError(f"alert {alert_id} not found")
+        require_feedback(ws.db, ws.registry, config.model.name, config.monitor.environment)
+        window = (alert.first_at - parse_span(config.monitor.window), alert.last_at)
+        outcome = ws.retrain(progress, window, actor=who.name).summary()
+        store.note_action(alert.id, "retrain", outcome, actor=who.name)
+    console.print(outcome)
+
+
 @analyze_app.command("saliency")
 def analyze_saliency(
     prediction_id: Annotated[str, typer.Argument(help="A logged prediction id.")],

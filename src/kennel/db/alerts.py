@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kennel.db import Database, aware
 from kennel.db.audit import record
@@ -154,6 +154,33 @@ class AlertRecords:
             record(s, actor=actor, action=f"alert.{state}", subject=f"{row.rule}:{row.subject}",
                    details={"id": alert_id, "note": note})  # fmt: skip
             return _alert(row)
+
+    def get(self, alert_id: int) -> Alert | None:
+        with self.db.session() as s:
+            row = s.get(AlertRow, alert_id)
+            return _alert(row) if row is not None else None
+
+    def counts(self) -> dict[str, int]:
+        """How many alerts are in each state (a state with none is left out)."""
+        with self.db.session() as s:
+            rows = s.execute(select(AlertRow.state, func.count()).group_by(AlertRow.state))
+            return {state: int(n) for state, n in rows}
+
+    def between(
+        self, *, since: datetime, until: datetime, subject: str | None = None, limit: int = 500
+    ) -> list[Alert]:
+        """Alerts seen in [since, until] (first seen before its end, last seen after its
+        start), of ``subject`` (None: any), oldest first; the newest ``limit`` when more."""
+        query = (
+            select(AlertRow)
+            .where(AlertRow.first_at <= until, AlertRow.last_at >= since)
+            .order_by(AlertRow.first_at.desc(), AlertRow.id.desc())
+            .limit(limit)
+        )
+        if subject is not None:
+            query = query.where(AlertRow.subject == subject)
+        with self.db.session() as s:
+            return [_alert(r) for r in reversed(s.scalars(query).all())]
 
     def list(self, *, state: str | None = None, limit: int | None = 50) -> list[Alert]:
         """Alerts newest first (``limit`` None: all of them)."""

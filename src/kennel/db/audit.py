@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import event, select, text
+from sqlalchemy import event, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from kennel.db.schema import AuditRow
@@ -194,23 +194,32 @@ class Verdict:
 
 
 def verify(
-    session: Session, anchor: AuditAnchor | None = None, *, allow_unanchored: bool = False
+    session: Session,
+    anchor: AuditAnchor | None = None,
+    *,
+    allow_unanchored: bool = False,
+    after: int = 0,
+    prev: str = GENESIS,
 ) -> Verdict:
     """Check the chain link by link, and every entry against its anchor. From the first
     anchored entry on, every entry must have an anchor that matches it: an entry without one
     was written into the database directly (or its anchor deleted), a mismatch means the chain
     was rewritten, and anchors beyond the newest entry mean entries were deleted. A chain with
     entries and no anchor at all fails too, unless ``allow_unanchored`` (a log written before
-    anchoring existed)."""
+    anchoring existed).
+
+    ``after``/``prev``: check only the entries after entry ``after``, taking that entry (and
+    so every one before it) as verified with hash ``prev``; ``checked`` still counts from 1.
+    For a caller that verified the whole chain a moment ago and wants the new entries."""
     anchor = anchor or session.info.get(ANCHOR_KEY)
     anchored = anchor.sequence_numbers() if anchor is not None else []
     present = set(anchored)
     first = anchored[0] if anchored else 0
     head = anchored[-1] if anchored else 0
-    prev = GENESIS
-    expected_seq = 1
-    checked = 0
-    for row in session.scalars(select(AuditRow).order_by(AuditRow.seq)):
+    expected_seq = after + 1
+    checked = after
+    rows = select(AuditRow).where(AuditRow.seq > after).order_by(AuditRow.seq)
+    for row in session.scalars(rows):
         if row.seq != expected_seq:
             return Verdict(False, checked, f"entry {expected_seq} is missing (next is {row.seq})")
         if row.prev_hash != prev:
@@ -283,6 +292,49 @@ class AuditLog:
         """The newest ``limit`` entries, newest first."""
         with self.db.session() as s:
             return entries(s, limit)
+
+    def head(self) -> int:
+        """The newest entry's sequence number (0 for an empty chain)."""
+        with self.db.session() as s:
+            return int(s.scalar(select(func.max(AuditRow.seq))) or 0)
+
+    def hash_of(self, seq: int) -> str | None:
+        """The stored hash of entry ``seq``, None when there is no such entry."""
+        with self.db.session() as s:
+            return s.scalar(select(AuditRow.hash).where(AuditRow.seq == seq))
+
+    def query(
+        self, *, actor: str = "", action: str = "", before: int | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """The newest ``limit`` entries by ``actor`` (exactly) whose action is ``action`` or
+        starts with it and a dot (``alert`` matches ``alert.acknowledged``), older than entry
+        ``before`` when given (the next page), newest first. Empty filters match all."""
+        query = select(AuditRow).order_by(AuditRow.seq.desc()).limit(limit)
+        if actor:
+            query = query.where(AuditRow.actor == actor)
+        if action:
+            # LIKE, not a range: a range would follow the database's collation, in which
+            # punctuation may not sort as in ASCII
+            family = action.rstrip(".")
+            escaped = family.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            members = AuditRow.action.like(f"{escaped}.%", escape="\\")
+            query = query.where(or_(AuditRow.action == family, members))
+        if before is not None:
+            query = query.where(AuditRow.seq < before)
+        with self.db.session() as s:
+            return [_entry(r) for r in s.scalars(query)]
+
+    def actors(self, limit: int = 200) -> list[str]:
+        """Distinct actors, sorted (the first ``limit``)."""
+        with self.db.session() as s:
+            return list(s.scalars(select(AuditRow.actor).distinct().order_by(AuditRow.actor)
+                                  .limit(limit)))  # fmt: skip
+
+    def actions(self, limit: int = 200) -> list[str]:
+        """Distinct actions, sorted (the first ``limit``)."""
+        with self.db.session() as s:
+            return list(s.scalars(select(AuditRow.action).distinct().order_by(AuditRow.action)
+                                  .limit(limit)))  # fmt: skip
 
     def about(self, prefix: str) -> list[AuditEntry]:
         """Every entry whose subject starts with ``prefix``, oldest first."""

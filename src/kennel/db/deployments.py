@@ -124,6 +124,22 @@ class DeploymentStore:
             )
             return [_verdict(r) for r in rows]
 
+    def certification_history(
+        self, model: str, *, environment: str | None = None, limit: int = 50
+    ) -> list[CertificationVerdict]:
+        """The newest ``limit`` certifications of any version of ``model`` (in
+        ``environment``, or in any), newest first: what the application test said, when."""
+        query = (
+            select(CertificationRow)
+            .where(CertificationRow.model == model)
+            .order_by(CertificationRow.id.desc())
+            .limit(limit)
+        )
+        if environment is not None:
+            query = query.where(CertificationRow.environment == environment)
+        with self.db.session() as s:
+            return [_verdict(r) for r in s.scalars(query)]
+
     # -- QA decisions ---------------------------------------------------------------------
     def add_approval(
         self, model: str, version: int, decision: str, *, actor: str, role: str, note: str

@@ -80,6 +80,41 @@ class MonitorRunStore:
             row = s.get(MonitorRunRow, run_id)
             return _run(row) if row is not None else None
 
+    def between(
+        self,
+        environment: str | None,
+        *,
+        since: datetime,
+        until: datetime,
+        limit: int = 500,
+    ) -> list[MonitorRun]:
+        """Runs whose window ended in [since, until], of ``environment`` (None: every one),
+        oldest first; the newest ``limit`` of them when there are more."""
+        query = (
+            select(MonitorRunRow)
+            .where(MonitorRunRow.until >= since, MonitorRunRow.until <= until)
+            .order_by(MonitorRunRow.until.desc(), MonitorRunRow.id)
+            .limit(limit)
+        )
+        if environment is not None:
+            query = query.where(MonitorRunRow.environment == environment)
+        with self.db.session() as s:
+            return [_run(r) for r in reversed(s.scalars(query).all())]
+
+    def latest(self, environment: str | None = None) -> MonitorRun | None:
+        """The run whose window ended last (of ``environment``, or of any)."""
+        query = select(MonitorRunRow).order_by(MonitorRunRow.until.desc()).limit(1)
+        if environment is not None:
+            query = query.where(MonitorRunRow.environment == environment)
+        with self.db.session() as s:
+            row = s.scalars(query).first()
+            return _run(row) if row is not None else None
+
+    def environments(self) -> list[str]:
+        """Every environment a run was recorded for, sorted."""
+        with self.db.session() as s:
+            return sorted(s.scalars(select(MonitorRunRow.environment).distinct()))
+
     def for_model(self, model: str, version: int) -> list[MonitorRun]:
         """Every run whose window held a prediction of ``model@version``, oldest first."""
         with self.db.session() as s:

@@ -14,6 +14,11 @@ from kennel.db import Database, aware
 from kennel.db.audit import record
 from kennel.db.bulk import insert_ignore
 from kennel.db.schema import FeedbackRow, InputRejectionRow, PredictionRow
+from kennel.db.search import PredictionQuery, SearchHit, TrafficBucket, search, traffic
+from kennel.db.timeseries import Buckets
+
+__all__ = ["Feedback", "InputRejection", "LoggedPrediction", "Observed", "PredictionQuery",
+           "PredictionStore", "SearchHit", "TrafficBucket"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,34 @@ class PredictionStore:
         with self.db.session() as s:
             rows = s.execute(query).all()
         return [Observed(_prediction(r), r.truth) for r in rows]
+
+    def count_labelled(self, environment: str, *, since: datetime) -> int:
+        """Predictions of ``environment`` whose input was kept and whose true label arrived at
+        or after ``since``: what a retrain could learn from that it has not seen."""
+        with self.db.session() as s:
+            count = s.scalar(
+                select(func.count())
+                .select_from(FeedbackRow)
+                .join(PredictionRow, FeedbackRow.prediction_id == PredictionRow.id)
+                .where(PredictionRow.environment == environment)
+                .where(PredictionRow.input_sha256.is_not(None))
+                .where(FeedbackRow.at >= since)
+            )
+        return int(count or 0)
+
+    def search(self, query: PredictionQuery) -> tuple[list[SearchHit], bool]:
+        """One page of the predictions ``query`` matches, newest first, and whether more
+        follow. The query's span and page are capped (``PredictionQuery`` says how far)."""
+        with self.db.session() as s:
+            return search(s, query)
+
+    def traffic(
+        self, environment: str, *, since: datetime, until: datetime, buckets: int = 60
+    ) -> list[TrafficBucket]:
+        """Requests and latency of ``environment`` per time bucket of [since, until), counted
+        by the database; buckets without a request are left out."""
+        with self.db.session() as s:
+            return traffic(s, environment, Buckets(since, until, buckets))
 
     def count_rejections(self, environment: str, *, since: datetime, until: datetime) -> int:
         """Inputs of ``environment`` refused in [since, until)."""

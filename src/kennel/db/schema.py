@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -109,8 +110,8 @@ class AuditRow(Base):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     at: Mapped[datetime]
-    actor: Mapped[str] = mapped_column(String(128))
-    action: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128), index=True)  # 0007: the audit's filters
+    action: Mapped[str] = mapped_column(String(64), index=True)
     subject: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
@@ -206,10 +207,12 @@ class PredictionRow(Base):
     """One served prediction (any pattern: API, camera, batch), written off the hot path."""
 
     __tablename__ = "predictions"
+    # 0007: an environment's predictions by time, and covering for requests per time bucket
+    __table_args__ = (Index("ix_predictions_environment_at", "environment", "at", "latency_ms"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     at: Mapped[datetime] = mapped_column(index=True)
-    environment: Mapped[str] = mapped_column(String(64), index=True)
+    environment: Mapped[str] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(128))
     version: Mapped[int] = mapped_column(Integer)
     label: Mapped[str] = mapped_column(String(128))
@@ -291,6 +294,7 @@ class MonitorRunRow(Base):
     """One monitoring analysis of a window (integrity, drift, performance, fairness)."""
 
     __tablename__ = "monitor_runs"
+    __table_args__ = (Index("ix_monitor_runs_environment_until", "environment", "until"),)  # 0007
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     at: Mapped[datetime] = mapped_column(index=True)
@@ -331,9 +335,11 @@ class TelemetryRow(Base):
     """One sample of a host or device metric (psutil, or an MQTT sensor reading)."""
 
     __tablename__ = "telemetry"
+    # 0007: covering for a metric's readings per time bucket
+    __table_args__ = (Index("ix_telemetry_metric_at", "metric", "at", "source", "value"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(index=True)
     source: Mapped[str] = mapped_column(String(128), index=True)  # host name or device id
-    metric: Mapped[str] = mapped_column(String(64), index=True)
+    metric: Mapped[str] = mapped_column(String(64))
     value: Mapped[float] = mapped_column(Float)

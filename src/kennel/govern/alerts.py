@@ -7,8 +7,10 @@ When the rule stops firing, the alert resolves by itself.
 
 from __future__ import annotations
 
+import builtins
 import operator
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 
 from kennel.config import RuleConfig
 from kennel.db import Database
@@ -74,3 +76,16 @@ class AlertStore:
 
     def list(self, *, state: str | None = None, limit: int = 50) -> list[Alert]:
         return self.records.list(state=state, limit=limit)
+
+    def get(self, alert_id: int) -> Alert | None:
+        return self.records.get(alert_id)
+
+    def counts(self) -> dict[str, int]:
+        """Alerts per state, counted by the database."""
+        return self.records.counts()
+
+    def between(
+        self, *, since: datetime, until: datetime, subject: str | None = None, limit: int = 500
+    ) -> builtins.list[Alert]:
+        """Alerts seen in [since, until], oldest first (see ``AlertRecords.between``)."""
+        return self.records.between(since=since, until=until, subject=subject, limit=limit)

@@ -13,6 +13,7 @@ from kennel.db import Database, aware
 from kennel.db.predictions import PredictionStore
 from kennel.deploy.release import DeployResult, ReleaseManager
 from kennel.errors import NotFoundError
+from kennel.govern.feedback import require_feedback
 from kennel.ingest.run import Ingestor
 from kennel.ingest.sources import Entry, Listing, ReadResult
 from kennel.pipeline.build import Builder, BuildOptions
@@ -125,11 +126,9 @@ def retrain(
     from the champion and deploy to ``deploy_to``. Given the alerting ``window``, every epoch
     gives the images from before it, from it, and the rest of the data an equal share: a few
     hundred labelled images of the new conditions would otherwise be outvoted by thousands of
-    old ones."""
-    try:
-        champion = registry.resolve(f"{model}@champion")
-    except NotFoundError:
-        champion = registry.resolve(f"{model}@latest")
+    old ones. StateError, before any work, when there is no new labelled image
+    (``require_feedback``)."""
+    champion = require_feedback(db, registry, model, environment)
     if champion.dataset is None:
         raise NotFoundError(f"{champion.ref} records no dataset to retrain on")
 

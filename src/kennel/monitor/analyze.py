@@ -52,12 +52,9 @@ def _png(image: Image.Image) -> str:
     return base64.b64encode(out.getvalue()).decode()
 
 
-def saliency_html(
-    predictor: Predictor, image: Image.Image, prediction: dict[str, Any], *, grid: int = 8
-) -> tuple[str, np.ndarray]:
-    """A page with the input, the occlusion map laid over it, and the prediction."""
-    label, drop = occlusion(predictor, image, grid=grid)
-    size = 256
+def overlay_map(image: Image.Image, drop: np.ndarray, *, size: int = 256) -> Image.Image:
+    """``image`` as the model sees it (square, ``size`` px) with the occlusion map ``drop``
+    laid over it in red: the redder a cell, the more covering it lowers the evidence."""
     shown = Image.fromarray(square(image, size))
     heat = np.clip(drop / max(float(np.abs(drop).max()), 1e-6), 0, 1)
     heat_img = Image.fromarray((heat * 255).astype(np.uint8)).resize(
@@ -65,9 +62,19 @@ def saliency_html(
     )
     red = np.zeros((size, size, 3), np.uint8)
     red[..., 0] = 255
-    overlay = Image.composite(
+    return Image.composite(
         Image.blend(shown, Image.fromarray(red), 0.6), shown, heat_img.point(lambda v: int(v * 0.9))
     )
+
+
+def saliency_html(
+    predictor: Predictor, image: Image.Image, prediction: dict[str, Any], *, grid: int = 8
+) -> tuple[str, np.ndarray]:
+    """A page with the input, the occlusion map laid over it, and the prediction."""
+    label, drop = occlusion(predictor, image, grid=grid)
+    size = 256
+    shown = Image.fromarray(square(image, size))
+    overlay = overlay_map(image, drop, size=size)
     esc = html.escape
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>saliency</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em}}figure{{display:inline-block}}</style>

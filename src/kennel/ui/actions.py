@@ -131,16 +131,20 @@ def retrain(ws: Workspace, who: Identity, alert_id: int, jobs: Jobs) -> Job:
     """The alert's retrain action, started by a person: labelled production images plus a
     warm start from the champion, deployed to staging. The window it weights is the span of
     monitoring windows that raised the alert (its first window's start to its last's end);
-    the outcome is noted on the alert as the automatic action's is."""
+    the outcome is noted on the alert as the automatic action's is. Refused at once (nothing
+    starts) when no production image was labelled since the champion was registered."""
     from kennel.govern.alerts import AlertStore
+    from kennel.govern.feedback import require_feedback
     from kennel.monitor.runner import parse_span
 
     _require(who, "alerts", "change alerts")
     _require(who, "deploy", "retrain and deploy")
     store = AlertStore(ws.db)
-    alert = next((a for a in store.list(limit=5000) if a.id == alert_id), None)
+    alert = store.get(alert_id)
     if alert is None:
         raise NotFoundError(f"alert {alert_id} not found")
+    config = ws.project.config
+    require_feedback(ws.db, ws.registry, config.model.name, config.monitor.environment)
     span: timedelta = parse_span(ws.project.config.monitor.window)
     window = (alert.first_at - span, alert.last_at)
 

@@ -37,8 +37,8 @@ from kennel.wiring import Workspace
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 NAV = (("/", "Overview"), ("/datasets", "Datasets"), ("/runs", "Runs"), ("/models", "Models"),
-       ("/deployments", "Deployments"), ("/alerts", "Alerts"),
-       ("/audit", "Audit"))  # fmt: skip
+       ("/deployments", "Deployments"), ("/monitoring", "Monitoring"), ("/alerts", "Alerts"),
+       ("/predictions", "Predictions"), ("/audit", "Audit"))  # fmt: skip
 _LOCAL_PATH = re.compile(r"^/(?![/\\])[\x21-\x7e]*$")
 
 

@@ -1,9 +1,6 @@
 """What the Alerts and Audit pages (and the Overview's monitoring stage) show: incidents from
-the alert store, the audit chain and its verification.
-
-Two reads have no dedicated library call yet, so they are taken from the audit chain, which
-records them: the newest monitoring window (``monitor.run`` entries) and filtered audit
-entries (the newest ``SCAN`` entries, filtered here). Both are isolated in this module."""
+the alert store, the newest monitoring window from the monitoring store, the audit chain (each
+filter and page a query of the audit store) and its verification."""
 
 from __future__ import annotations
 
@@ -13,38 +10,71 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from kennel.db import aware
-from kennel.db.audit import AuditEntry, Verdict, entries, verify
+from kennel.db.audit import GENESIS, AuditEntry, AuditLog, Verdict, verify
+from kennel.db.monitoring import MonitorRunStore
+from kennel.errors import KennelError
 from kennel.govern.alerts import ACTIVE, Alert, AlertStore
+from kennel.govern.feedback import require_feedback
 from kennel.serve.auth import Identity
 from kennel.ui.views import Button, button
 from kennel.wiring import Workspace
 
-SCAN = 5000  # audit entries read for a filtered view
 STATES = ("open", "acknowledged", "resolved")
 
 
 class AuditStatus:
-    """The chain's verdict, re-checked when the chain grew or ``ttl_s`` passed: verification
-    reads every entry and its anchor, too much for every poll of every page."""
+    """The chain's verdict for pages. Verifying reads every entry and its anchor (~0.5 ms
+    each): once the chain is long that is too much for a page view, and the chain grows with
+    every feedback label. So the whole chain is verified at first and every ``full_s``; in
+    between, when it grew or ``ttl_s`` passed, only the last entry verified (recomputed: it
+    must still be as it was) and those after it are checked, and the anchors must not reach
+    past the newest entry. ``kennel audit verify`` always checks everything."""
 
-    def __init__(self, ttl_s: float = 30.0) -> None:
+    def __init__(self, ttl_s: float = 30.0, full_s: float = 600.0) -> None:
         self.ttl_s = ttl_s
+        self.full_s = full_s
         self._lock = threading.Lock()
-        self._cached: tuple[int, float, Verdict] | None = None
+        self._cached: _Checked | None = None
 
     def verdict(self, ws: Workspace) -> Verdict:
-        with ws.db.session() as s:
-            newest = entries(s, 1)
-            head = newest[0].seq if newest else 0
-            with self._lock:
-                cached = self._cached
-                if cached and cached[0] == head and time.monotonic() - cached[1] < self.ttl_s:
-                    return cached[2]
-            result = verify(s)
+        log = AuditLog(ws.db)
+        head, now = log.head(), time.monotonic()
         with self._lock:
-            self._cached = (head, time.monotonic(), result)
+            last = self._cached
+        if last is not None and head == last.head and now - last.at < self.ttl_s:
+            return last.verdict
+        if (
+            last is not None
+            and last.verdict.ok
+            and now - last.full_at < self.full_s
+            and head >= last.seq
+            and log.hash_of(last.seq) == last.hash
+        ):  # from the last entry verified, recomputed: changed since, it fails here
+            with ws.db.session() as s:
+                result = verify(s, after=last.seq - 1, prev=last.prev)
+            full_at = last.full_at
+        else:
+            with ws.db.session() as s:
+                result = verify(s)
+            full_at = now
+        seq = result.checked
+        digest, prev = (
+            (log.hash_of(seq) or "", log.hash_of(seq - 1) or GENESIS) if result.ok else ("", "")
+        )
+        with self._lock:
+            self._cached = _Checked(head, seq, digest, prev, now, full_at, result)
         return result
+
+
+@dataclass(frozen=True)
+class _Checked:
+    head: int  # the newest entry when checked
+    seq: int  # the last entry verified
+    hash: str  # its hash
+    prev: str  # the hash of the entry before it
+    at: float  # when checked (monotonic)
+    full_at: float  # when the whole chain was last verified
+    verdict: Verdict
 
 
 @dataclass(frozen=True)
@@ -57,17 +87,15 @@ class MonitorSeen:
 
 
 def last_monitoring(ws: Workspace) -> MonitorSeen | None:
-    """The newest ``kennel monitor run`` window, as the audit chain recorded it."""
-    with ws.db.session() as s:
-        found = next((e for e in entries(s, SCAN) if e.action == "monitor.run"), None)
-    if found is None:
+    """The monitoring window that ended last, of any environment."""
+    run = MonitorRunStore(ws.db).latest()
+    if run is None:
         return None
-    env, _, run_id = found.subject.partition(":")
-    n, drifted = found.details.get("n"), found.details.get("drifted")
+    n, drifted = run.metrics.get("window.n"), run.metrics.get("drift.drifted")
     return MonitorSeen(
-        aware(found.at),
-        env,
-        run_id,
+        run.until,
+        run.environment,
+        run.id,
         int(n) if isinstance(n, int | float) else None,
         None if drifted is None else bool(drifted),
     )
@@ -79,11 +107,24 @@ class AlertView:
     buttons: list[Button]
 
 
-def alert_view(alert: Alert, who: Identity, *, job_running: bool) -> AlertView:
+def retrain_blocker(ws: Workspace) -> str:
+    """Why a retrain would be refused now ("" when it would not)."""
+    config = ws.project.config
+    try:
+        require_feedback(ws.db, ws.registry, config.model.name, config.monitor.environment)
+    except KennelError as exc:
+        return str(exc)
+    return ""
+
+
+def alert_view(
+    alert: Alert, who: Identity, *, job_running: bool, retrain_blocker: str = ""
+) -> AlertView:
     fields = {"alert": str(alert.id)}
     closed = [f"alert {alert.id} is resolved"] if alert.state == "resolved" else []
     acked = [f"alert {alert.id} is already acknowledged"] if alert.state == "acknowledged" else []
     busy = ["a retrain is running (see Jobs)"] if job_running else []
+    busy += [retrain_blocker] if retrain_blocker else []
     return AlertView(
         alert,
         [
@@ -102,37 +143,34 @@ def alerts(ws: Workspace, *, state: str | None, limit: int) -> list[Alert]:
 
 
 def alert(ws: Workspace, alert_id: int) -> Alert | None:
-    """One alert by id (the store lists; an id beyond the newest ``SCAN`` is not found)."""
-    return next((a for a in AlertStore(ws.db).list(limit=SCAN) if a.id == alert_id), None)
+    return AlertStore(ws.db).get(alert_id)
 
 
 def active_counts(ws: Workspace) -> dict[str, int]:
-    found = AlertStore(ws.db).list(limit=SCAN)
-    return {state: sum(a.state == state for a in found) for state in ACTIVE}
+    counts = AlertStore(ws.db).counts()
+    return {state: counts.get(state, 0) for state in ACTIVE}
 
 
 @dataclass(frozen=True)
 class AuditPage:
     entries: list[tuple[AuditEntry, str]]  # with its details as one line of JSON
-    scanned: int
+    older: int | None  # the ``before`` of the next page; None: this is the last
     actors: list[str]
     actions: list[str]
 
 
-def audit(ws: Workspace, *, actor: str, action: str, limit: int) -> AuditPage:
-    """The newest entries whose actor is ``actor`` (exactly) and whose action is ``action`` or
-    starts with it followed by a dot (``alert`` matches ``alert.acknowledged``)."""
-    with ws.db.session() as s:
-        scanned = entries(s, SCAN)
-    chosen = [
-        e
-        for e in scanned
-        if (not actor or e.actor == actor)
-        and (not action or e.action == action or e.action.startswith(action.rstrip(".") + "."))
-    ]
+def audit(
+    ws: Workspace, *, actor: str, action: str, limit: int, before: int | None = None
+) -> AuditPage:
+    """The newest entries (older than ``before``) whose actor is ``actor`` (exactly) and
+    whose action is ``action`` or starts with it followed by a dot (``alert`` matches
+    ``alert.acknowledged``), filtered and paged by the database."""
+    log = AuditLog(ws.db)
+    found = log.query(actor=actor, action=action, before=before, limit=limit + 1)
+    shown = found[:limit]
     return AuditPage(
-        [(e, json.dumps(e.details, sort_keys=True, default=str)) for e in chosen[:limit]],
-        len(scanned),
-        sorted({e.actor for e in scanned}),
-        sorted({e.action for e in scanned}),
+        [(e, json.dumps(e.details, sort_keys=True, default=str)) for e in shown],
+        shown[-1].seq if len(found) > limit else None,
+        log.actors(),
+        log.actions(),
     )

@@ -22,6 +22,7 @@ from fastapi import FastAPI, Form, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from kennel import pages
+from kennel.db.deployments import DeploymentStore
 from kennel.deploy.policy import PolicyGate
 from kennel.errors import AuthError, NotFoundError, did_you_mean
 from kennel.serve.auth import Identity
@@ -105,9 +106,10 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         return show(request, session, who, view)
 
     def deployments_view(envs: list[views.EnvView], heading: str, limit: int) -> View:
+        certified = DeploymentStore(ws.db).certification_history(config.model.name, limit=10)
         context = {"heading": heading, "envs": envs, "timeline": views.timeline_series(envs),
                    "mode": config.release.mode, "staging": config.release.staging,
-                   "history_limit": limit}  # fmt: skip
+                   "history_limit": limit, "certified": certified}  # fmt: skip
         return View("ui/deployments.html", heading, context, {"live-envs": "ui/_envs.html"})
 
     @page("/deployments")
@@ -130,9 +132,12 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         who: Identity, found: list[Any], heading: str, state: str, limit: int, single: bool
     ) -> View:
         running = ui.jobs.running() is not None
+        blocker = logs.retrain_blocker(ws) if found else ""
         context = {
             "heading": heading,
-            "views": [logs.alert_view(a, who, job_running=running) for a in found],
+            "views": [
+                logs.alert_view(a, who, job_running=running, retrain_blocker=blocker) for a in found
+            ],
             "jobs": ui.jobs.all(),
             "states": logs.STATES,
             "state": state,
@@ -158,18 +163,23 @@ def install(app: FastAPI, ui: Dashboard) -> None:
 
     @page("/audit")
     def audit(
-        request: Request, actor: Text = "", action: Text = "", limit: Limit = 100
+        request: Request,
+        actor: Text = "",
+        action: Text = "",
+        limit: Limit = 100,
+        before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     ) -> Response:
         session, who = signed_in(request, ui)
-        context = {
-            "page": logs.audit(ws, actor=actor.strip(), action=action.strip(), limit=limit),
-            "audit": ui.audit.verdict(ws),
-            "actor": actor.strip(),
-            "action": action.strip(),
-            "limit": limit,
-        }
+        found = logs.audit(ws, actor=actor.strip(), action=action.strip(), limit=limit,
+                           before=before)  # fmt: skip
+        context = {"page": found, "audit": ui.audit.verdict(ws), "actor": actor.strip(),
+                   "action": action.strip(), "limit": limit, "before": before}  # fmt: skip
         view = View("ui/audit.html", "Audit", context, {"live-audit": "ui/_audit.html"})
         return show(request, session, who, view)
+
+    from kennel.ui import observe  # Monitoring and Predictions
+
+    observe.install(app, ui, page)
 
     @app.get("/health/live", include_in_schema=False)
     def health() -> dict[str, str]:
