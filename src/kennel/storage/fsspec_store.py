@@ -110,6 +110,7 @@ class FsspecBlobStore:
         self.backoff = backoff
         protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
         self._atomic_put = bool(_ATOMIC_PUT.intersection(protocols))
+        self._local = "file" in protocols or "local" in protocols
 
     def _path(self, key: str) -> str:
         return posixpath.join(self.root, check_key(key))
@@ -172,6 +173,14 @@ class FsspecBlobStore:
         self.fs.makedirs(parent, exist_ok=True)
         tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}")
         self.fs.pipe_file(tmp, data)
+        if self._local:  # link() fails when the name exists: exactly one racing writer wins
+            try:
+                os.link(tmp, path)
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
         if self.fs.exists(path):
             self.fs.rm_file(tmp)
             return False
