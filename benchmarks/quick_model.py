@@ -23,8 +23,11 @@ SHARED = Path(
 )
 
 
-def quick_model(root: Path, images: int = 1000) -> Path:
-    """A project under ``root`` whose ``production`` alias names the trained model."""
+def quick_model(
+    root: Path, images: int = 1000, *, image_size: int = 128, quantize: bool = False
+) -> Path:
+    """A project under ``root`` whose ``production`` alias names the trained model
+    (``quantize``: the bundle also keeps an int8 model where packaging finds it pays)."""
     lake = root / "lake"
     lake.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(SHARED / "dogs-vs-cats-10k.zip") as archive:
@@ -34,8 +37,13 @@ def quick_model(root: Path, images: int = 1000) -> Path:
     project, _ = init_project(root / "p")
     config = yaml.safe_load((project.root / "kennel.yaml").read_text())
     config["train"].update(
-        arch="efficientnet_lite0", image_size=128, epochs=3, frozen_blocks=16, search={"trials": 1}
+        arch="efficientnet_lite0",
+        image_size=image_size,
+        epochs=3,
+        frozen_blocks=16,
+        search={"trials": 1},
     )
+    config["model"]["quantize"] = quantize
     (project.root / "kennel.yaml").write_text(yaml.safe_dump(config))
     ws = Workspace.load(project.root)
     try:
