@@ -11,6 +11,7 @@ Evidently gets the same samples as its reference DataFrame.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -79,6 +80,7 @@ def drift(
     work: Path, *, records: int, pg_url: str | None, say: Callable[[str], None]
 ) -> dict[str, Any]:
     env = peer_env("evidently")
+    shutil.rmtree(work, ignore_errors=True)  # a kept --workdir starts this part afresh
     say(f"drift: training a small model and logging {records:,} predictions")
     made = make_records(work, records)
     try:

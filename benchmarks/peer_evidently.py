@@ -44,13 +44,17 @@ def main() -> None:
         )
         result = snapshot.dict()
         runs.append(time.perf_counter() - began)
-    drifted, methods = None, {}
+    count, methods, drifted = None, {}, []
     for metric in result.get("metrics", []):
-        name = str(metric.get("metric_name", ""))
+        name, config = str(metric.get("metric_name", "")), metric.get("config", {})
         if name.startswith("DriftedColumnsCount"):
-            drifted = metric["value"]["count"]
+            count = metric["value"]["count"]
         elif name.startswith("ValueDrift"):
-            methods[metric["config"]["column"]] = metric["config"]["method"]
+            methods[config["column"]] = config["method"]
+            value, threshold = metric["value"], config["threshold"]
+            # a p-value drifts below its threshold, a distance at or above it
+            if value < threshold if "p_value" in config["method"] else value >= threshold:
+                drifted.append(config["column"])
     print(json.dumps({
         "columns": columns,
         "reference_rows": {c: int(frames["ref"][c].notna().sum()) for c in columns},
@@ -58,7 +62,8 @@ def main() -> None:
         "frames_s": round(frames_s, 3),
         "first_report_s": round(runs[0], 3),
         "report_s": round(runs[1], 3),
-        "drifted_columns": drifted,
+        "drifted_columns": count,
+        "drifted": sorted(drifted),
         "methods": methods,
     }))  # fmt: skip
 

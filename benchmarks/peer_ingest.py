@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -75,6 +76,7 @@ def _timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tupl
 
 def ingest(work: Path, *, images: int, say: Callable[[str], None]) -> dict[str, Any]:
     dvc = str(peer_env("dvc") / "bin" / "dvc")
+    shutil.rmtree(work, ignore_errors=True)  # a kept --workdir starts this part afresh
     append = max(1, images // 100)
     repo = work / "repo"  # the git + DVC repository; the files live in it for both tools
     lake, extra = repo / "images", work / "append"

@@ -83,8 +83,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=_positive, default=3, help="alternating rounds; the median is reported"
     )
-    parser.add_argument("--concurrency", type=_ints, default=[1, 8, 32],
-                        help="comma-separated client threads (default: 1,8,32)")
+    parser.add_argument(
+        "--concurrency",
+        type=_ints,
+        default=[1, 8, 32],
+        help="comma-separated client threads (default: 1,8,32)",
+    )
     parser.add_argument(
         "--mlflow-workers",
         type=_positive,
@@ -101,8 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--records", type=_positive, default=100_000, help="predictions in the monitoring window"
     )
     parser.add_argument("--pg", default=PG, help="PostgreSQL URL for the drift part")
-    parser.add_argument("--no-postgres", action="store_true",
-                        help="drift on SQLite only")
+    parser.add_argument("--no-postgres", action="store_true", help="drift on SQLite only")
     parser.add_argument("--workdir", type=Path, help="keep the work files here")
     parser.add_argument(
         "--table", action="store_true", help="print the tables on stdout instead of the JSON"
@@ -259,8 +262,8 @@ def _drift(s: dict[str, Any]) -> list[str]:
                  f"{ev['report_s']:.3f} ({ev['first_report_s']:.3f})", "", ""])  # fmt: skip
     note = (
         f"{s['records']:,} records; Evidently: {len(ev['columns'])} numeric columns, "
-        f"reference rows {_rows(ev['reference_rows'])}, drifted columns "
-        f"{ev['drifted_columns']}; "
+        f"reference rows {_rows(ev['reference_rows'])}; "
+        f"Evidently drifted: {', '.join(ev.get('drifted', [])) or 'none'}; "
         f"kennel drifted: {', '.join(s['kennel_sqlite']['drifted']) or 'none'}; "
         f"Evidently / kennel analysis alone {_x(s['evidently_over_kennel_analysis'])}"
     )
