@@ -62,13 +62,3 @@ def peer_env(tool: str) -> Path:
     tmp.write_text(wanted)
     tmp.replace(marker)  # written last: a venv without it is rebuilt
     return root
-
-
-def installed(root: Path, package: str) -> str:
-    """The version of ``package`` inside the venv at ``root``."""
-    out = subprocess.run(
-        [str(root / "bin" / "python"), "-c",
-         f"from importlib.metadata import version; print(version({package!r}))"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return out.stdout.strip()
