@@ -15,6 +15,7 @@
     ├── ReleaseRefusedError     a release rule forbids this move (gate, certification, approval)
     ├── UnloadableModelError    a verified bundle that ONNX Runtime cannot load (old one serves)
     ├── StateError              a change a thing's state does not allow (a resolved alert)
+    │   └── HeadMovedError      a dataset gained a version while another was built on its head
     ├── AuthError               no token, an unknown token, or a role that may not do this
     ├── ServiceError            a prediction service could not be started or reached
     └── EngineError             a distributed engine (a Ray cluster) cannot be reached or failed
@@ -94,6 +95,18 @@ class UnloadableModelError(KennelError):
 
 class StateError(KennelError):
     code = "invalid_state"
+
+
+class HeadMovedError(StateError):
+    """Another version of ``dataset`` was committed after this one's parent was read: ``head``
+    is the newest now (build on it and commit again)."""
+
+    def __init__(self, dataset: str, expected: str | None, head: str | None) -> None:
+        super().__init__(
+            f"dataset {dataset!r} moved on: its newest version is {head or 'none'}, not "
+            f"{expected or 'none'}"
+        )
+        self.dataset, self.expected, self.head = dataset, expected, head
 
 
 class AuthError(KennelError):

@@ -14,7 +14,9 @@ from sqlalchemy import func, select
 
 from kennel.db.audit import record
 from kennel.db.engine import Database
+from kennel.db.locking import serialize
 from kennel.db.schema import DatasetRow, DatasetVersionRow
+from kennel.errors import HeadMovedError
 
 
 @dataclass(frozen=True)
@@ -174,16 +176,22 @@ class DatasetStore:
         summary: dict[str, Any],
         actor: str,
     ) -> DatasetVersion:
-        """Append a version numbered after the newest one, audited in the same transaction."""
+        """Append a version numbered after the newest one, audited in the same transaction.
+        ``parent_id`` must be the newest version (None: there is none yet); when another was
+        committed since, nothing is written and HeadMovedError names the newest. Commits to
+        one dataset are serialised, so of two built on the same head one lands and the other
+        is told to build again on it."""
         with self.db.session() as s:
-            seq = (
-                s.scalar(
-                    select(func.max(DatasetVersionRow.seq)).where(
-                        DatasetVersionRow.dataset == dataset
-                    )
-                )
-                or 0
-            ) + 1
+            serialize(s, f"dataset:{dataset}")
+            head = s.execute(
+                select(DatasetVersionRow.id, DatasetVersionRow.seq)
+                .where(DatasetVersionRow.dataset == dataset)
+                .order_by(DatasetVersionRow.seq.desc())
+                .limit(1)
+            ).first()
+            if (head.id if head else None) != parent_id:
+                raise HeadMovedError(dataset, parent_id, head.id if head else None)
+            seq = (head.seq if head else 0) + 1
             row = DatasetVersionRow(
                 dataset=dataset,
                 id=version_id,
