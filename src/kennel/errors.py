@@ -98,15 +98,12 @@ class StateError(KennelError):
 
 
 class HeadMovedError(StateError):
-    """Another version of ``dataset`` was committed after this one's parent was read: ``head``
-    is the newest now (build on it and commit again)."""
+    """A dataset gained a version after another was built on its newest one: ``head`` is the
+    newest now (build on it and commit again)."""
 
-    def __init__(self, dataset: str, expected: str | None, head: str | None) -> None:
-        super().__init__(
-            f"dataset {dataset!r} moved on: its newest version is {head or 'none'}, not "
-            f"{expected or 'none'}"
-        )
-        self.dataset, self.expected, self.head = dataset, expected, head
+    def __init__(self, message: str, head: str | None = None) -> None:
+        super().__init__(message)
+        self.head = head
 
 
 class AuthError(KennelError):

@@ -190,7 +190,12 @@ class DatasetStore:
                 .limit(1)
             ).first()
             if (head.id if head else None) != parent_id:
-                raise HeadMovedError(dataset, parent_id, head.id if head else None)
+                newest = head.id if head else None
+                raise HeadMovedError(
+                    f"dataset {dataset!r} moved on: its newest version is {newest or 'none'}, "
+                    f"not {parent_id or 'none'}",
+                    newest,
+                )
             seq = (head.seq if head else 0) + 1
             row = DatasetVersionRow(
                 dataset=dataset,
