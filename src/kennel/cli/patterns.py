@@ -61,8 +61,11 @@ def batch_score(
     json_out: JsonOption = False,
 ) -> None:
     """Score inputs offline into a shared table (idempotent; schedule it with cron)."""
+    from kennel.db.engine import database_url
     from kennel.stream import batch
 
+    if db is not None:
+        database_url(db, "--db")  # a bad URL is one line before any model is loaded
     with opened(project) as ws, reporting(json_out) as progress:
         predictor = ws.predictor(model_ref(ws, model, env))
         report = batch.score(

@@ -235,7 +235,8 @@ class DatasetCatalog:
         summary: dict[str, Any],
         actor: str,
     ) -> tuple[DatasetVersion, bool]:
-        """Store ``rows`` as a version of ``dataset``; (version, False) when it already exists."""
+        """Store ``rows`` as a version of ``dataset``; (version, False) when it already exists.
+        HeadMovedError when ``parent`` is no longer the dataset's newest version."""
         vid = version_id(rows)
         existing = self.store.get(dataset, vid)
         if existing is not None:

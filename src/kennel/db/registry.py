@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from kennel.db.audit import record
 from kennel.db.engine import Database
+from kennel.db.locking import serialize
 from kennel.db.schema import AliasEventRow, ModelAliasRow, ModelVersionRow
 from kennel.errors import MetadataError, NotFoundError
 
@@ -250,8 +251,10 @@ class RegistryStore:
         token: str | None,
     ) -> AliasEvent:
         """Point ``alias`` at ``version`` (None removes it) and keep the move as an event,
-        audited as ``alias.move``, in one transaction."""
+        audited as ``alias.move``, in one transaction. Moves of one alias are serialised, so
+        each move's ``from`` is where the move before it left the alias."""
         with self.db.session() as s:
+            serialize(s, f"alias:{name}@{alias}")
             if version is not None and s.get(ModelVersionRow, (name, version)) is None:
                 raise NotFoundError(f"model version {name}@{version} not found")
             current = s.get(ModelAliasRow, (name, alias))
