@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from kennel.cli.app import (
+    AddressOption,
+    EngineName,
     JsonOption,
     ProjectOption,
     TokenOption,
@@ -57,6 +59,10 @@ def batch_score(
     db: Annotated[
         str | None, typer.Option(help="SQLAlchemy URL (default: the metadata DB).")
     ] = None,
+    engine: Annotated[
+        EngineName, typer.Option(help="Where chunks are scored: this process or Ray tasks.")
+    ] = "local",
+    address: AddressOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -64,6 +70,8 @@ def batch_score(
     from kennel.db.engine import database_url
     from kennel.stream import batch
 
+    if address is not None and engine != "ray":
+        raise typer.BadParameter("needs --engine ray", param_hint="--address")
     if db is not None:
         database_url(db, "--db")  # a bad URL is one line before any model is loaded
     with opened(project) as ws, reporting(json_out) as progress:
@@ -74,6 +82,7 @@ def batch_score(
             db_url=db or ws.project.metadata_url,
             table=table,
             progress=progress,
+            scorer=ws.scorer(predictor, engine=engine, address=address),
         )
     if json_out:
         emit_json(report.as_dict())

@@ -45,6 +45,8 @@ train:
   seed: 0
   balance_by: null          # a manifest column (label, camera...): equal shares per epoch
   validation_share: 0.1     # carved from train when the dataset has no validation split
+  threads: 0                # 0 = all cores (kennel train --nproc N: cores / N each)
+  device: auto              # auto = CUDA when present, else cpu; or cpu, cuda, cuda:N
   search:
     method: tpe             # grid | random | tpe
     trials: 4               # 1 = no search
