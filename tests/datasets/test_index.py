@@ -49,6 +49,7 @@ def same(a: version_index.VersionIndex, b: version_index.VersionIndex) -> None:
     assert a.quality.keys() == b.quality.keys()
     assert all(np.array_equal(v, b.quality[k]) for k, v in a.quality.items())
     assert (a.duplicates, a.duplicate_groups) == (b.duplicates, b.duplicate_groups)
+    assert (a.changes_from, a.changes) == (b.changes_from, b.changes)
 
 
 def test_an_index_says_what_the_manifest_says() -> None:
@@ -100,6 +101,8 @@ def test_the_catalog_stores_an_index_at_commit_and_compares_indexes(workspace: W
     assert v1.index_sha256 is not None and stored is not None
     assert stored.index_sha256 == v1.index_sha256
     same(catalog.index(v1), version_index.build(catalog.table(v1)))
+    built = version_index.since(version_index.build(catalog.table(v2)), v1.id, catalog.index(v1))
+    same(catalog.index(v2), built)
     # a version committed before indexes were stored: built from its manifest when asked
     same(catalog.index(replace(v1, index_sha256=None)), catalog.index(v1))
     a, b = catalog.index(v1), catalog.index(v2)
@@ -112,3 +115,7 @@ def test_the_catalog_stores_an_index_at_commit_and_compares_indexes(workspace: W
     assert [str(a.uri[i]) for i in found.removed] == [r.uri for r in whole.removed]
     relabelled = [(a.label_of(i), b.label_of(j)) for i, j in found.relabelled]
     assert relabelled == [(x.label, y.label) for x, y in whole.relabelled]
+    # v2's index keeps its changes since v1, the parent it was committed with
+    assert a.changes is None and b.changes_from == v1.id
+    assert b.changes == compare.changes(a.columns(), b.columns(), limit=100)
+    assert b.changes is not None and b.changes.counts == whole.counts

@@ -6,24 +6,27 @@ It is derived from the manifest alone, so it can be built at any time (``build``
 builds it once when it commits a version and keeps it beside the manifest in the content store
 as an Arrow IPC file (``to_bytes``), which opens in a few milliseconds where reading and
 indexing a 100,000-file manifest takes several hundred (Parquet decoding, and the JSON of
-every row's slice attributes)."""
+every row's slice attributes). It also keeps what changed since the version it was made from
+(the first files of each kind of change and their counts), the diff a page shows first."""
 
 from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from kennel.datasets.compare import Columns
+from kennel.datasets.compare import Changes, Columns, changes
 
 SLICE_VALUES = 20  # a column with more distinct values (a file index) is not a slice
 GROUPS = 20  # exact-duplicate groups kept verbatim
 QUALITY = ("brightness", "contrast", "sharpness", "side")  # side: the shorter side, px
+CHANGES_KEPT = 100  # files of each kind of change kept with the diff from the parent
 _SLICE = "slice:"  # prefix of a slice column's name in the stored file
 FORMAT = 1
 
@@ -44,6 +47,10 @@ class VersionIndex:
     quality: dict[str, np.ndarray]
     duplicates: list[tuple[str, list[str]]]  # the first GROUPS groups: (sha256, its uris)
     duplicate_groups: int
+    # what changed since the version it was made from (``changes_from``), each kind cut to
+    # CHANGES_KEPT files: the diff most asked for, found when the version was committed
+    changes_from: str | None = None
+    changes: Changes | None = None
 
     @property
     def rows(self) -> int:
@@ -193,7 +200,9 @@ def to_bytes(index: VersionIndex) -> bytes:
         **{k: pa.array(v, pa.float64()) for k, v in index.quality.items()},
         **{_SLICE + k: _coded(values, codes) for k, (values, codes) in index.slices.items()},
     }
-    meta = {"format": FORMAT, "duplicates": index.duplicates, "groups": index.duplicate_groups}
+    meta = {"format": FORMAT, "duplicates": index.duplicates, "groups": index.duplicate_groups,
+            "changes_from": index.changes_from,
+            "changes": asdict(index.changes) if index.changes else None}  # fmt: skip
     table = pa.table(columns).replace_schema_metadata({"kennel": json.dumps(meta)})
     sink = io.BytesIO()
     options = pa.ipc.IpcWriteOptions(compression="zstd")
@@ -225,4 +234,21 @@ def from_bytes(data: bytes) -> VersionIndex:
         quality={k: table[k].to_numpy() for k in QUALITY},
         duplicates=[(sha, list(uris)) for sha, uris in meta["duplicates"]],
         duplicate_groups=int(meta["groups"]),
+        changes_from=meta["changes_from"],
+        changes=_changes(meta["changes"]) if meta["changes"] else None,
     )
+
+
+def _changes(found: dict[str, Any]) -> Changes:
+    def pairs(kind: str) -> list[tuple[int, int]]:
+        return [(int(i), int(j)) for i, j in found[kind]]
+
+    return Changes([int(j) for j in found["added"]], [int(i) for i in found["removed"]],
+                   pairs("relabelled"), pairs("resplit"),
+                   {k: int(n) for k, n in found["counts"].items()})  # fmt: skip
+
+
+def since(index: VersionIndex, parent_id: str, parent: VersionIndex) -> VersionIndex:
+    """``index`` with what changed since ``parent`` (the version ``parent_id``) kept in it."""
+    found = changes(parent.columns(), index.columns(), limit=CHANGES_KEPT)
+    return replace(index, changes_from=parent_id, changes=found)

@@ -249,13 +249,16 @@ class DatasetCatalog:
             return existing, False
         table = to_table(rows)
         manifest = self.content.put(to_parquet(table))
-        index = self.content.put(version_index.to_bytes(version_index.build(table)))
+        index = version_index.build(table)
+        if parent is not None:
+            index = version_index.since(index, parent.id, self.index(parent))
+        index_sha256 = self.content.put(version_index.to_bytes(index))
         version = self.store.add_version(
             dataset,
             vid,
             parent_id=parent.id if parent else None,
             manifest_sha256=manifest,
-            index_sha256=index,
+            index_sha256=index_sha256,
             ingest_run_id=ingest_run_id,
             n_rows=len(rows),
             counts=counts(rows),

@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from kennel.datasets import compare
+from kennel.datasets.index import CHANGES_KEPT, VersionIndex
 from kennel.datasets.index import SLICE_VALUES as SLICE_VALUES
-from kennel.datasets.index import VersionIndex
 from kennel.datasets.manifest import SPLITS
 from kennel.datasets.versioning import DatasetVersion
 from kennel.db.ingest import IngestRecord, IngestStore
@@ -70,7 +70,7 @@ class Indexes:
             if key in self._diffs:
                 self._diffs.move_to_end(key)
                 return self._diffs[key]
-        found = diff_view(a, self.of(ws, a), self.of(ws, b))
+        found = diff_view(a, self.of(ws, a), self.of(ws, b))  # b after a: usually b's parent
         with self._lock:
             self._diffs[key] = found
             while len(self._diffs) > 4 * self.keep:
@@ -162,8 +162,15 @@ class DiffView:
 
 def diff_view(against: DatasetVersion, a: VersionIndex, b: VersionIndex) -> DiffView:
     """``kennel data diff``'s counts, each kind's files cut to DIFF_ROWS, compared on the two
-    versions' indexes (no manifest is read)."""
-    found = compare.changes(a.columns(), b.columns(), limit=DIFF_ROWS)
+    versions' indexes (no manifest is read); against the version ``b`` was made from, the
+    changes ``b``'s index kept when it was committed."""
+    if b.changes is not None and b.changes_from == against.id and DIFF_ROWS <= CHANGES_KEPT:
+        kept = b.changes
+        found = compare.Changes(kept.added[:DIFF_ROWS], kept.removed[:DIFF_ROWS],
+                                kept.relabelled[:DIFF_ROWS], kept.resplit[:DIFF_ROWS],
+                                kept.counts)  # fmt: skip
+    else:
+        found = compare.changes(a.columns(), b.columns(), limit=DIFF_ROWS)
 
     def file(index: VersionIndex, row: int) -> File:
         return File(str(index.uri[row].as_py()), index.label_of(row), index.split_of(row))
