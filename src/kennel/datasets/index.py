@@ -234,8 +234,8 @@ def from_bytes(data: bytes) -> VersionIndex:
         quality={k: table[k].to_numpy() for k in QUALITY},
         duplicates=[(sha, list(uris)) for sha, uris in meta["duplicates"]],
         duplicate_groups=int(meta["groups"]),
-        changes_from=meta["changes_from"],
-        changes=_changes(meta["changes"]) if meta["changes"] else None,
+        changes_from=meta.get("changes_from"),
+        changes=_changes(meta["changes"]) if meta.get("changes") else None,
     )
 
 
