@@ -141,12 +141,13 @@ def views(ws: Workspace) -> list[str]:
             found.append(f"/datasets/{big.dataset}/v{big.seq}?against=v{parent.seq}")
     runs = RunStore(ws.db)
     studies = runs.studies(limit=50)
+    pair = runs.page(limit=2)  # the newest two, unless a study has trials to compare
     if studies:
         study = max(studies, key=lambda s: s.trials)
         found.append(f"/runs?study={study.id}")
-        trials = runs.page(limit=2, study=study.id, kind="trial")
-        if len(trials) == 2:
-            found.append(f"/runs/compare?ids={trials[0].id}&ids={trials[1].id}")
+        pair = runs.page(limit=2, study=study.id, kind="trial") or pair
+    if len(pair) == 2:
+        found.append(f"/runs/compare?ids={pair[0].id}&ids={pair[1].id}")
     for name in ws.registry.store.names():
         models = ws.registry.store.page(name, limit=2)
         if len(models) == 2:
