@@ -31,6 +31,7 @@ class DatasetVersion:
     n_rows: int
     counts: dict[str, dict[str, int]]
     summary: dict[str, Any]
+    index_sha256: str | None = None  # its kennel.datasets.index file, when committed with one
 
     @property
     def short(self) -> str:
@@ -84,6 +85,7 @@ def _version(row: DatasetVersionRow) -> DatasetVersion:
         n_rows=row.n_rows,
         counts=row.counts,
         summary=row.summary,
+        index_sha256=row.index_sha256,
     )
 
 
@@ -175,6 +177,7 @@ class DatasetStore:
         counts: dict[str, dict[str, int]],
         summary: dict[str, Any],
         actor: str,
+        index_sha256: str | None = None,
     ) -> DatasetVersion:
         """Append a version numbered after the newest one, audited in the same transaction.
         ``parent_id`` must be the newest version (None: there is none yet); when another was
@@ -208,6 +211,7 @@ class DatasetStore:
                 n_rows=n_rows,
                 counts=counts,
                 summary=summary,
+                index_sha256=index_sha256,
             )
             s.add(row)
             s.flush()

@@ -96,6 +96,8 @@ class IngestRecordRow(Base):
     """What happened to one source file in one run: ingested (with its sha256) or quarantined."""
 
     __tablename__ = "ingest_records"
+    # 0008: a run's records by status in file order (a version's quarantined files, paged)
+    __table_args__ = (Index("ix_ingest_records_run_status_seq", "run_id", "status", "seq"),)
 
     run_id: Mapped[str] = mapped_column(ForeignKey("ingest_runs.id"), primary_key=True)
     uri: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -122,6 +124,8 @@ class DatasetVersionRow(Base):
     n_rows: Mapped[int] = mapped_column(Integer)
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # 0008: the version's index (kennel.datasets.index) in the content store; none before
+    index_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditRow(Base):
