@@ -193,6 +193,7 @@ def subscribe(
     """Run a consuming app whose model arrives on the feed, hot-loaded and verified."""
     import uvicorn
 
+    from kennel.serve.server import server_config
     from kennel.stream import signing
     from kennel.stream.consumer import create_consumer_app
     from kennel.stream.feed import RedisFeed
@@ -228,7 +229,8 @@ def subscribe(
     subscriber.start()
     console.print(f"following {feed.stream} at {feed_url}; predictions on http://{host}:{port}")
     try:
-        uvicorn.run(create_consumer_app(subscriber), host=host, port=port, log_level="warning")
+        app = create_consumer_app(subscriber, body_timeout_s=config.serve.body_timeout_s)
+        uvicorn.Server(server_config(app, config.serve, host=host, port=port)).run()
     finally:
         subscriber.stop()
         feed.close()
