@@ -46,9 +46,10 @@ QUERY: dict[str, list[str]] = {
     "state": ["bogus", "OPEN", LONG], "status": ["bogus", LONG], "kind": ["bogus", LONG],
     "feedback": ["maybe", "1", LONG], "env": ["nowhere", LONG], "camera": [LONG],
     "label": [LONG], "split": ["sideways", LONG], "slice": ["x", "nocolumn=x", LONG],
-    "against": ["v999", "zz", "bad name", LONG], "study": ["nosuch", "bad id!", LONG],
+    "against": ["v999", f"v{HUGE}", "v²", "zz", "bad name", LONG], "study": ["nosuch", "bad id!", LONG],
     "ids": ["zz", ",".join(f"{i:032x}" for i in range(9)), "0" * 32, LONG],
-    "a": ["nope@1", "bad name", "pets@999", LONG], "b": ["nope@1", "pets@x", LONG],
+    "a": ["nope@1", "bad name", "pets@999", f"pets@{HUGE}", "pets@²", LONG],
+    "b": ["nope@1", "pets@x", f"pets@{HUGE}", LONG],
     "actor": [LONG], "action": [LONG], "next": [LONG], "revoked": [LONG],
 }  # fmt: skip
 # query parameters that are optional and may be left out; the others are given a good value
@@ -56,7 +57,7 @@ REQUIRED = {"ids", "a", "b"}
 # path parameter -> (an unknown id that is well formed, malformed ones)
 PATH: dict[str, tuple[str, list[str]]] = {
     "name": ("nosuch", ["bad name!", "-", LONG]),
-    "spec": ("999", ["v-1", "zz!", LONG]),
+    "spec": ("999", ["v-1", "zz!", HUGE, f"v{HUGE}", "9" * 30, "²", LONG]),
     "env": ("nowhere", ["bad env!", LONG]),
     "alert_id": ("99999999", ["abc", "-1", "0", HUGE, LONG]),
     "run_id": ("0" * 32, ["xyz", "0" * 31, LONG]),

@@ -24,7 +24,7 @@ from kennel.datasets.manifest import (
     to_table,
     version_id,
 )
-from kennel.db import Database
+from kennel.db import MAX_NUMBER, Database
 from kennel.db.datasets import DatasetStore
 from kennel.db.datasets import DatasetVersion as DatasetVersion
 from kennel.errors import AmbiguousRefError, ConfigError, NotFoundError, did_you_mean
@@ -192,8 +192,9 @@ class DatasetCatalog:
                     + ("" if names else " (no dataset yet: kennel data ingest)")
                 )
             return found
-        if re.fullmatch(r"v\d+", version):
-            matches = self.store.with_seq(name, int(version[1:]))
+        if re.fullmatch(r"v[0-9]+", version):
+            seq = int(version[1:])
+            matches = self.store.with_seq(name, seq) if seq <= MAX_NUMBER else []
         elif re.fullmatch(r"[0-9a-f]{4,64}", version):
             matches = self.store.with_id_prefix(name, version)
         else:
