@@ -60,6 +60,8 @@ class Dashboard:
     jobs: Jobs = field(default_factory=Jobs)
     audit: AuditStatus = field(default_factory=AuditStatus)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    # successful sign-ins per token id: each is an audit entry and a session
+    signins: LoginThrottle = field(default_factory=lambda: LoginThrottle(limit=30))
     live_s: int = 5
     warmed: threading.Event = field(default_factory=threading.Event)
 

@@ -217,11 +217,16 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         if not ui.throttle.allowed(address):
             message = "too many failed sign-ins from here: wait a minute and try again"
             return login_page(request, next, message, status=429)
+        known = ws.tokens.identify(token.strip())
+        if known is not None and not ui.signins.allowed(known.token_id):
+            message = "too many sign-ins with this token: wait a minute and try again"
+            return login_page(request, next, message, status=429)
         who = ws.tokens.login(token.strip(), via="dashboard")
         if who is None:
             ui.throttle.failed(address)
             return login_page(request, next, "that token is unknown or revoked", status=401)
         ui.sessions.drop(session_id(request))  # a fresh id at every sign-in: no fixation
+        ui.signins.failed(who.token_id)  # counted as the throttle counts failures
         session = ui.sessions.create(token.strip())
         session.flash.append(("ok", f"signed in as {who.name} ({who.role})"))
         response = RedirectResponse(local_path(next), 303)
