@@ -210,7 +210,7 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         csrf: Csrf = "",
         next: Back = "/",  # the form's word
     ) -> Response:
-        if not same_origin(request):
+        if not same_origin(request, ui.origins):
             raise AuthError("a sign-in from another site is refused")
         ui.sessions.check_login_csrf(request.cookies.get(LOGIN_NONCE), csrf)
         address = request.client.host if request.client else "?"
@@ -236,7 +236,7 @@ def install(app: FastAPI, ui: Dashboard) -> None:
 
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request, csrf: Csrf = "") -> Response:
-        if not same_origin(request):
+        if not same_origin(request, ui.origins):
             raise AuthError("a request from another site is refused")
         session = ui.sessions.get(session_id(request))
         if session is not None:
@@ -249,7 +249,8 @@ def install(app: FastAPI, ui: Dashboard) -> None:
     # -- actions -----------------------------------------------------------------------------
     def acting(request: Request, csrf: str, back: str) -> tuple[Session, Identity]:
         """Who may act: same origin, a live session, its CSRF token, a valid token."""
-        if not same_origin(request):
+        request.state.back = local_path(back)  # the error page's Back link, if refused
+        if not same_origin(request, ui.origins):
             raise AuthError("a request from another site is refused")
         try:
             session, who = signed_in(request, ui)

@@ -155,9 +155,10 @@ def check_csrf(session: Session, presented: str | None) -> None:
         raise AuthError("the form's CSRF token is missing or wrong: reload the page and retry")
 
 
-def same_origin(request: Request) -> bool:
+def same_origin(request: Request, also: tuple[str, ...] = ()) -> bool:
     """False when the browser says the request comes from another site. A request without
-    ``Origin`` (not a browser's form post) still needs its CSRF token."""
+    ``Origin`` (not a browser's form post) still needs its CSRF token. ``also``: the public
+    origins a TLS proxy serves the dashboard under (``kennel ui --public-origin``)."""
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         return False
@@ -165,7 +166,8 @@ def same_origin(request: Request) -> bool:
     if origin is None:
         return True
     host = request.headers.get("host", "")
-    return hmac.compare_digest(origin.encode(), f"{request.url.scheme}://{host}".encode())
+    own = hmac.compare_digest(origin.encode(), f"{request.url.scheme}://{host}".encode())
+    return own or any(hmac.compare_digest(origin.lower().encode(), o.encode()) for o in also)
 
 
 def cookie_name(request: Request) -> str:
