@@ -101,6 +101,7 @@ def install(app: FastAPI, ui: Dashboard) -> None:
             "alert_counts": logs.active_counts(ws),
             "monitoring": logs.last_monitoring(ws),
             "audit": ui.audit.verdict(ws),
+            "audit_at": ui.audit.checked_at(),
         }
         view = View("ui/overview.html", "Overview", context, {"live-strip": "ui/_strip.html"})
         return show(request, session, who, view)
@@ -172,7 +173,8 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         session, who = signed_in(request, ui)
         found = logs.audit(ws, actor=actor.strip(), action=action.strip(), limit=limit,
                            before=before)  # fmt: skip
-        context = {"page": found, "audit": ui.audit.verdict(ws), "actor": actor.strip(),
+        context = {"page": found, "audit": ui.audit.verdict(ws),
+                   "audit_at": ui.audit.checked_at(), "actor": actor.strip(),
                    "action": action.strip(), "limit": limit, "before": before}  # fmt: skip
         view = View("ui/audit.html", "Audit", context, {"live-audit": "ui/_audit.html"})
         return show(request, session, who, view)
@@ -315,3 +317,10 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         session, who = acting(request, csrf, back)
         job = actions.retrain(ws, who, alert, ui.jobs)
         return done(session, back, f"retrain {job.id} started for alert {alert}: see Jobs")
+
+    @app.post("/actions/verify-audit", include_in_schema=False)
+    def verify_audit(request: Request, csrf: Csrf = "", back: Back = "/audit") -> Response:
+        session, who = acting(request, csrf, back)  # any role: reading is everyone's
+        ok, message = logs.verify_now(ws, ui.audit, who)
+        session.flash.append(("ok" if ok else "error", message))
+        return RedirectResponse(local_path(back), 303)
