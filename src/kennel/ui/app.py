@@ -295,6 +295,13 @@ def create_app(
         log.exception("dashboard: %s %s failed", request.method, request.url.path)
         return error_page(request, 500, "something went wrong on the server; it is logged")
 
+    icon = (STATIC / "favicon.svg").read_bytes()
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:  # what browsers ask for first, whatever the page links
+        return Response(icon, media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     routes.install(app, ui)
     browse.install(app, ui)  # datasets, runs, models

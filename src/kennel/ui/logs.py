@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from kennel.db.audit import GENESIS, AuditEntry, AuditLog, Verdict, verify
@@ -136,6 +136,20 @@ def last_monitoring(ws: Workspace) -> MonitorSeen | None:
 class AlertView:
     alert: Alert
     buttons: list[Button]
+    handled: list[AuditEntry] = field(default_factory=list)  # acknowledged/resolved: by, note
+
+
+def handling(ws: Workspace, alerts: list[Alert], scan: int = 500) -> dict[int, list[AuditEntry]]:
+    """Who acknowledged or resolved each of ``alerts``, when, with what note: the audit
+    chain's ``alert.*`` entries (the newest ``scan`` of them), oldest first per alert."""
+    wanted = {a.id for a in alerts if a.state != "open"}
+    found: dict[int, list[AuditEntry]] = {}
+    if wanted:
+        for e in reversed(AuditLog(ws.db).query(action="alert", limit=scan)):
+            ident = e.details.get("id") if isinstance(e.details, dict) else None
+            if ident in wanted and e.action in ("alert.acknowledged", "alert.resolved"):
+                found.setdefault(ident, []).append(e)
+    return found
 
 
 def retrain_blocker(ws: Workspace) -> str:
@@ -149,12 +163,17 @@ def retrain_blocker(ws: Workspace) -> str:
 
 
 def alert_view(
-    alert: Alert, who: Identity, *, job_running: bool, retrain_blocker: str = ""
+    alert: Alert,
+    who: Identity,
+    *,
+    job_running: bool,
+    retrain_blocker: str = "",
+    handled: list[AuditEntry] | None = None,
 ) -> AlertView:
     fields = {"alert": str(alert.id)}
     closed = [f"alert {alert.id} is resolved"] if alert.state == "resolved" else []
     acked = [f"alert {alert.id} is already acknowledged"] if alert.state == "acknowledged" else []
-    busy = ["a retrain is running (see Jobs)"] if job_running else []
+    busy = closed + (["a retrain is running (see Jobs)"] if job_running else [])
     busy += [retrain_blocker] if retrain_blocker else []
     return AlertView(
         alert,
@@ -166,6 +185,7 @@ def alert_view(
             button("Retrain now", "/actions/retrain", fields, who=who, permission="deploy",
                    blockers=busy),
         ],
+        handled or [],
     )  # fmt: skip
 
 

@@ -103,7 +103,12 @@ def install(app: FastAPI, ui: Dashboard) -> None:
             "audit": ui.audit.verdict(ws),
             "audit_at": ui.audit.checked_at(),
         }
-        view = View("ui/overview.html", "Overview", context, {"live-strip": "ui/_strip.html"})
+        view = View(
+            "ui/overview.html",
+            "Overview",
+            context,
+            {"live-strip": "ui/_strip.html", "live-models": "ui/_accuracy.html"},
+        )
         return show(request, session, who, view)
 
     def deployments_view(envs: list[views.EnvView], heading: str, limit: int) -> View:
@@ -111,7 +116,9 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         context = {"heading": heading, "envs": envs, "timeline": views.timeline_series(envs),
                    "mode": config.release.mode, "staging": config.release.staging,
                    "history_limit": limit, "certified": certified}  # fmt: skip
-        return View("ui/deployments.html", heading, context, {"live-envs": "ui/_envs.html"})
+        live = {"live-history": "ui/_history.html", "live-envs": "ui/_envs.html",
+                "live-certified": "ui/_certified.html"}  # fmt: skip
+        return View("ui/deployments.html", heading, context, live)
 
     @page("/deployments")
     def deployments(request: Request) -> Response:
@@ -134,10 +141,14 @@ def install(app: FastAPI, ui: Dashboard) -> None:
     ) -> View:
         running = ui.jobs.running() is not None
         blocker = logs.retrain_blocker(ws) if found else ""
+        handled = logs.handling(ws, found)
         context = {
             "heading": heading,
             "views": [
-                logs.alert_view(a, who, job_running=running, retrain_blocker=blocker) for a in found
+                logs.alert_view(
+                    a, who, job_running=running, retrain_blocker=blocker, handled=handled.get(a.id)
+                )
+                for a in found
             ],
             "jobs": ui.jobs.all(),
             "states": logs.STATES,
