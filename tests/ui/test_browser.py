@@ -117,10 +117,21 @@ def test_qa_approves_and_operator_releases_then_rolls_back(
     decision = gate(dashboard).decision(candidate)
     assert decision is not None and decision.decision == "approved"
     assert decision.actor == "quinn (qa)" and decision.note == "report checked"
+    again = qa.locator("#env-staging button:has-text('Approve')")
+    assert again.is_disabled()  # a second click would add a second approval
+    assert "already approved by quinn (qa)" in qa.locator("#env-staging .why").first.inner_text()
     approved = newest_audit(dashboard, "model.approved")
     assert (approved.actor, approved.subject) == ("quinn", "pets@2")
-    # QA keeps the overview open: it must show production moving without a reload
+    # QA keeps the overview open: it must show production moving without a reload; a second
+    # tab keeps Deployments open: its alias history chart must gain the release's point
     qa.goto("/")
+    history = qa.context.new_page()
+    history.goto("/deployments")
+    drawn = history.locator(
+        "svg[aria-label='version each environment served over time'] circle"
+        "[data-series='production']"
+    )
+    before = drawn.count()
     assert qa.locator("#stage-production").get_by_text("pets@1").count() == 1
     # the operator releases it ...
     ops = sign_in(browser, dashboard, "operator", "/deployments")
@@ -136,6 +147,11 @@ def test_qa_approves_and_operator_releases_then_rolls_back(
     ops.locator("#env-production", has_text="answering with version 2").wait_for()
     qa.locator("#stage-production", has_text="pets@2").wait_for(timeout=15000)  # live
     assert qa.url == f"{dashboard.url}/"  # no navigation happened: the region was swapped
+    blockers = qa.locator("#release-blockers").inner_text()
+    assert "production already serves pets@2" in blockers and "may be released" not in blockers
+    wait_until(lambda: drawn.count() == before + 1)
+    assert float(drawn.nth(before).get_attribute("data-y") or "nan") == 2.0
+    history.close()
     # ... and rolls it back
     ops.click("#env-production button:has-text('Roll back')")
     ops.wait_for_url(f"{dashboard.url}/deployments")
@@ -159,6 +175,16 @@ def test_operator_acknowledges_an_alert(dashboard: Dashboard, browser: Any) -> N
     card = ops.locator(f"#alert-{alert.id}")
     assert card.locator(".state").inner_text() == "open"
     card.get_by_label("acknowledgement note").fill("looking into it")
+    ops.locator("h1").click()  # focus leaves the field; its text keeps the region from swapping
+    rules = [RuleConfig(name="accuracy-check", metric="performance.accuracy", op="<",
+                        threshold=0.9)]  # fmt: skip
+    seen = AlertStore(dashboard.ws.db).evaluate(rules, {"performance.accuracy": 0.5},
+                                                subject="production")  # fmt: skip
+    assert not seen.opened  # seen again: the card's count changes
+    status = ops.locator("#live-status")
+    status.filter(has_text="paused where you are editing").wait_for(timeout=15000)
+    assert card.get_by_label("acknowledgement note").input_value() == "looking into it"
+    assert "updated" not in status.inner_text()  # the time is outside the aria-live region
     card.locator("button:has-text('Acknowledge')").click()
     ops.wait_for_url(f"{dashboard.url}/alerts?state=open")
     changed = alert_state(dashboard, alert.id)
@@ -168,6 +194,8 @@ def test_operator_acknowledges_an_alert(dashboard: Dashboard, browser: Any) -> N
     ops.goto(f"/alerts/{alert.id}")
     assert ops.locator(f"#alert-{alert.id} .state").inner_text() == "acknowledged"
     assert ops.locator(f"#alert-{alert.id} button:has-text('Acknowledge')").is_disabled()
+    handled = ops.locator(f"#alert-{alert.id} .handled").inner_text()
+    assert "by olga" in handled and "looking into it" in handled
     ops.context.close()
 
 

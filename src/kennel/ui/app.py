@@ -60,7 +60,10 @@ class Dashboard:
     jobs: Jobs = field(default_factory=Jobs)
     audit: AuditStatus = field(default_factory=AuditStatus)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    # successful sign-ins per token id: each is an audit entry and a session
+    signins: LoginThrottle = field(default_factory=lambda: LoginThrottle(limit=30))
     live_s: int = 5
+    origins: tuple[str, ...] = ()  # kennel ui --public-origin: accepted as Origin on forms
     warmed: threading.Event = field(default_factory=threading.Event)
 
 
@@ -160,7 +163,14 @@ def error_page(request: Request, status: int, message: str, back: str = "") -> R
                 405: "method not allowed", 408: "too slow", 409: "refused",
                 429: "too many attempts",
                 503: "try again later"}  # fmt: skip
-    return render(
+    # a refused action's page leads back to the page it came from (the form's ``back``, kept
+    # by ``routes.acting``), confined to this server like every ``back``
+    back = back or getattr(request.state, "back", "")
+    if status == 503 and session is None:
+        # a signed-out visitor learns nothing about the stores (their hosts, ports): the
+        # detail is in the log (the handler logged it)
+        message = "the dashboard cannot reach its database or store just now"
+    page = render(
         request,
         "ui/error.html",
         status=status,
@@ -172,6 +182,9 @@ def error_page(request: Request, status: int, message: str, back: str = "") -> R
         message=message,
         back=local_path(back, "") if back else "",
     )
+    if status == 503:
+        page.headers["Retry-After"] = "10"
+    return page
 
 
 def _api_error_in(exc: BaseException | None) -> ApiError | None:
@@ -189,12 +202,16 @@ def create_app(
     allowed_hosts: list[str] | None = None,
     sessions: SessionStore | None = None,
     live_s: int = 5,
+    public_origins: tuple[str, ...] = (),
+    tls: bool = False,
 ) -> FastAPI:
     """The dashboard over ``ws``. ``allowed_hosts``: the Host names it answers to (a guard
-    against DNS rebinding when it listens on loopback); None answers any."""
+    against DNS rebinding when it listens on loopback); None answers any. ``public_origins``:
+    origins a TLS proxy serves it under, accepted as ``Origin`` (``kennel.ui.origins``).
+    ``tls``: served over https itself, so every answer carries Strict-Transport-Security."""
     from kennel.ui import browse, routes
 
-    ui = Dashboard(ws, sessions or SessionStore(), live_s=live_s)
+    ui = Dashboard(ws, sessions or SessionStore(), live_s=live_s, origins=public_origins)
     ws.db, ws.registry, ws.tokens, ws.catalog  # noqa: B018 - opened once, before any thread
 
     @asynccontextmanager
@@ -220,6 +237,8 @@ def create_app(
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "same-origin"
+        if tls:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
         if not request.url.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-store")  # thumbnails say theirs
         return response
@@ -275,6 +294,13 @@ def create_app(
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("dashboard: %s %s failed", request.method, request.url.path)
         return error_page(request, 500, "something went wrong on the server; it is logged")
+
+    icon = (STATIC / "favicon.svg").read_bytes()
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:  # what browsers ask for first, whatever the page links
+        return Response(icon, media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     routes.install(app, ui)
