@@ -22,13 +22,28 @@ from .decoding import (
     rejecting,
     to_rgb,
 )
-from .frames import POLICIES, FrameSpec, letterbox, normalise, square, tile_boxes, views
-from .model import PET_OUTPUT, Model, PetCheck, Scored, pick, run, score, session, softmax
+from .frames import FILL, POLICIES, FrameSpec, letterbox, normalise, square, tile_boxes, views
+from .model import (
+    EMBEDDING_THRESHOLD,
+    PET_OUTPUT,
+    PET_THRESHOLD,
+    Model,
+    PetCheck,
+    Scored,
+    pick,
+    run,
+    score,
+    session,
+    softmax,
+)
 
 __all__ = [
+    "EMBEDDING_THRESHOLD",
+    "FILL",
     "FORMATS",
     "MAX_PIXELS",
     "PET_OUTPUT",
+    "PET_THRESHOLD",
     "POLICIES",
     "FrameSpec",
     "Header",

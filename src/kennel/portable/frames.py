@@ -60,9 +60,13 @@ class FrameSpec:
     def as_dict(self) -> dict[str, Any]:
         return {"policy": self.policy, "max_aspect": self.max_aspect, "fill": list(self.fill)}
 
+    def centred(self, width: int, height: int) -> bool:
+        """Whether a ``width`` x ``height`` picture gets its centre square."""
+        return self.policy == "centre" or _aspect(width, height) <= self.max_aspect
+
     def count(self, width: int, height: int) -> int:
         """How many views a ``width`` x ``height`` picture gives."""
-        if self.policy == "centre" or _aspect(width, height) <= self.max_aspect:
+        if self.centred(width, height):
             return 1
         tiles = len(tile_boxes(width, height)) if "tiles" in self.policy else 0
         return tiles + (1 if "letterbox" in self.policy else 0)
@@ -110,7 +114,7 @@ def tile_boxes(width: int, height: int) -> list[tuple[int, int, int, int]]:
 def views(image: Image.Image, size: int, spec: FrameSpec) -> np.ndarray:
     """The model inputs one picture gives under ``spec``: uint8 [V, size, size, 3]."""
     width, height = image.size
-    if spec.count(width, height) == 1:
+    if spec.centred(width, height):
         return square(image, size)[None]
     out = []
     if "letterbox" in spec.policy:

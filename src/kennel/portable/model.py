@@ -31,6 +31,8 @@ from .decoding import decode_rgb, rejecting, to_rgb
 from .frames import FrameSpec, normalise, views
 
 PET_OUTPUT = "pet"
+PET_THRESHOLD = 0.45  # imagenet: the default of kennel.yaml's model.pet_threshold
+EMBEDDING_THRESHOLD = 0.01  # embedding: 1 % of the held-out photos lie further out
 NEIGHBOURS = 5  # k of the k-nearest-neighbour distance the embedding check uses
 
 
@@ -88,17 +90,19 @@ class PetCheck:
     @classmethod
     def of(cls, meta: Mapping[str, Any], outputs: Sequence[str]) -> PetCheck:
         ood = meta.get("ood") or {}
-        if PET_OUTPUT in outputs and ood.get("method", "imagenet") == "imagenet":
-            return cls("imagenet", float(ood.get("threshold", 0.2)))
+        method = ood.get("method")
+        if PET_OUTPUT in outputs and method in (None, "imagenet"):
+            return cls("imagenet", float(ood.get("threshold", PET_THRESHOLD)))
         pca = (meta.get("reference") or {}).get("embedding_pca") or {}
         sample = np.asarray(pca.get("sample", []), dtype=np.float64)
         if sample.ndim != 2 or len(sample) <= NEIGHBOURS:
             return cls("none", 0.0)
         k = NEIGHBOURS
         within = _knn(sample, sample, k + 1) * (k + 1) / k  # each point's own 0 left out
+        threshold = ood.get("threshold") if method == "embedding" else None
         return cls(
             "embedding",
-            float(ood.get("embedding_threshold", 0.01)),
+            float(EMBEDDING_THRESHOLD if threshold is None else threshold),
             mean=np.asarray(pca["mean"], dtype=np.float64),
             components=np.asarray(pca["components"], dtype=np.float64),
             sample=sample,

@@ -25,7 +25,14 @@ from torch import nn
 from kennel.config import TrainConfig
 from kennel.errors import TrainingError
 from kennel.progress import Event, Progress, silent
-from kennel.train.augment import Prefetcher, augment, to_input
+from kennel.train.augment import (
+    LETTERBOX_BANDS,
+    LETTERBOX_SHARE,
+    Prefetcher,
+    augment,
+    letterboxed,
+    to_input,
+)
 from kennel.train.data import ImageSet, balanced_weights, column
 from kennel.train.models import EfficientNetLite0, build
 from kennel.train.pretrained import load_imagenet
@@ -75,7 +82,7 @@ def make_model(
     if cfg.frozen_blocks:
         if not isinstance(model, EfficientNetLite0):
             raise ValueError("frozen_blocks applies to efficientnet_lite0 only")
-        model.freeze(min(cfg.frozen_blocks, model.num_blocks))
+        model.freeze(cfg.frozen_blocks)
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
@@ -97,7 +104,7 @@ class _Tail(nn.Module):
 def _set_train(model: nn.Module, frozen_blocks: int) -> None:
     model.train()
     if isinstance(model, EfficientNetLite0) and frozen_blocks:
-        model.freeze(min(frozen_blocks, model.num_blocks))  # keeps frozen BN statistics fixed
+        model.freeze(frozen_blocks)  # keeps frozen BN statistics fixed
 
 
 @torch.no_grad()
@@ -209,7 +216,12 @@ class Trainer:
 
                 def make(i: int, batches: list[torch.Tensor] = batches) -> torch.Tensor:
                     rows = train_x[batches[i].numpy()]
-                    return augment(torch.from_numpy(self.data.images[rows]), cfg.augment, generator)
+                    return augment(
+                        torch.from_numpy(self.data.images[rows]),
+                        cfg.augment,
+                        generator,
+                        letterbox=LETTERBOX_SHARE if "letterbox" in cfg.frame else 0.0,
+                    )
 
                 inputs: Any = Prefetcher(make, len(batches))
             else:
@@ -286,11 +298,12 @@ class Trainer:
         frozen = min(self.cfg.frozen_blocks, model.num_blocks)
 
         views = 2 if self.cfg.augment > 0 else 1
-        total = len(self.train_idx) * views + len(self.val_idx)
+        boxed = "letterbox" in self.cfg.frame  # the served geometry, as one more view
+        total = len(self.train_idx) * (views + boxed) + len(self.val_idx)
         encoded = 0
 
         @torch.no_grad()
-        def encode(indices: np.ndarray, mirror: bool) -> torch.Tensor:
+        def encode(indices: np.ndarray, mirror: bool, letterbox: bool = False) -> torch.Tensor:
             nonlocal encoded
             model.eval()
             parts = []
@@ -300,6 +313,10 @@ class Trainer:
                 batch = torch.from_numpy(
                     np.ascontiguousarray(self.data.images[indices[lo : lo + _EVAL_BATCH]])
                 )
+                if letterbox:
+                    x01 = batch.permute(0, 3, 1, 2).float().div_(255.0)
+                    band = torch.full((len(batch),), LETTERBOX_BANDS[0])
+                    batch = letterboxed(x01, band).mul_(255.0).round_().byte().permute(0, 2, 3, 1)
                 x = to_input(batch)
                 if mirror:
                     x = torch.flip(x, dims=[3])
@@ -312,6 +329,8 @@ class Trainer:
         train_views = [encode(self.train_idx, False)]
         if views == 2:
             train_views.append(encode(self.train_idx, True))
+        if boxed:
+            train_views.append(encode(self.train_idx, False, letterbox=True))
         train_x = torch.cat(train_views)
         train_y = labels[self.train_idx].repeat(len(train_views))
         return train_x, train_y, encode(self.val_idx, False), labels[self.val_idx]
