@@ -23,8 +23,11 @@ SHARED = Path(
 )
 
 
-def quick_model(root: Path, images: int = 1000) -> Path:
-    """A project under ``root`` whose ``production`` alias names the trained model."""
+def quick_model(
+    root: Path, images: int = 1000, *, image_size: int = 128, frozen_blocks: int = 16
+) -> Path:
+    """A project under ``root`` whose ``production`` alias names the trained model
+    (``frozen_blocks=17``: the whole backbone frozen, only the classifier trained)."""
     lake = root / "lake"
     lake.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(SHARED / "dogs-vs-cats-10k.zip") as archive:
@@ -34,7 +37,11 @@ def quick_model(root: Path, images: int = 1000) -> Path:
     project, _ = init_project(root / "p")
     config = yaml.safe_load((project.root / "kennel.yaml").read_text())
     config["train"].update(
-        arch="efficientnet_lite0", image_size=128, epochs=3, frozen_blocks=16, search={"trials": 1}
+        arch="efficientnet_lite0",
+        image_size=image_size,
+        epochs=3,
+        frozen_blocks=frozen_blocks,
+        search={"trials": 1},
     )
     (project.root / "kennel.yaml").write_text(yaml.safe_dump(config))
     ws = Workspace.load(project.root)

@@ -25,11 +25,14 @@ def test_the_pet_output_is_the_imagenet_heads_pet_mass_for_any_fine_tune() -> No
     x = torch.randn(3, 3, 64, 64)
     expected = _imagenet_pet_mass(x)
     state = torch.load(weights_path(), map_location="cpu", weights_only=True)
-    for trained_blocks in (0, 4, 16):  # head only, the last blocks, everything
+    for trained_blocks in (-1, 0, 4, 16):  # classifier, + head conv, + last blocks, everything
         model = load_imagenet(EfficientNetLite0(2)).eval()
+        trained = [*list(model._blocks)[16 - max(trained_blocks, 0) :]]
+        if trained_blocks >= 0:
+            trained.append(model._conv_head)
         with torch.no_grad():  # what fine-tuning does to the unfrozen part
-            for block in list(model._blocks)[16 - trained_blocks :]:
-                for p in block.parameters():
+            for module in trained:
+                for p in module.parameters():
                     p.add_(0.05 * torch.randn_like(p))
         wrapped = with_pet(model)
         assert wrapped is not None

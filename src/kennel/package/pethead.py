@@ -32,7 +32,8 @@ PET_CLASSES_TEXT = "ImageNet 151-299 (dogs, wild dogs, cats, big cats, bears, mo
 
 def shared_blocks(model: nn.Module, imagenet: dict[str, torch.Tensor]) -> int:
     """How many leading blocks of ``model`` (after its stem) still equal the ImageNet
-    weights; -1 when even the stem differs."""
+    weights; -1 when even the stem differs, one more than the blocks when the head
+    convolution does too (then the embedding itself is ImageNet's)."""
     state = model.state_dict()
 
     def same(prefix: str) -> bool:
@@ -45,6 +46,8 @@ def shared_blocks(model: nn.Module, imagenet: dict[str, torch.Tensor]) -> int:
         return -1
     count = 0
     while count < len(model._blocks) and same(f"_blocks.{count}."):  # type: ignore[arg-type]
+        count += 1
+    if count == len(model._blocks) and same("_conv_head.") and same("_bn1."):  # type: ignore[arg-type]
         count += 1
     return count
 
@@ -65,8 +68,8 @@ class WithPet(nn.Module):
         self.model = model
         self.imagenet = imagenet.eval().requires_grad_(False)
         self.shared = shared
-        mask = torch.zeros(1000).index_fill_(0, torch.tensor(classes), 1.0)
-        self.register_buffer("mask", mask)
+        self.mask: torch.Tensor
+        self.register_buffer("mask", torch.zeros(1000).index_fill_(0, torch.tensor(classes), 1.0))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         m: Any = self.model
@@ -80,7 +83,10 @@ class WithPet(nn.Module):
                 h = block(h)
             embedding = torch.flatten(m._avg_pooling(m.features(h, start=self.shared)), 1)
             logits = m._fc(m._dropout(embedding))
-            features = torch.flatten(ref._avg_pooling(ref.features(h, start=self.shared)), 1)
+            if self.shared > len(m._blocks):  # the embedding is ImageNet's own
+                features = embedding
+            else:
+                features = torch.flatten(ref._avg_pooling(ref.features(h, start=self.shared)), 1)
             reference = ref._fc(features)
         pet = (torch.softmax(reference, dim=1) * self.mask).sum(dim=1)
         return logits, embedding, pet

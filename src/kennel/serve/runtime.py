@@ -119,7 +119,8 @@ class Prepared:
     @property
     def tensor(self) -> np.ndarray:
         """The first view, float32 [3, S, S] (the only one for a picture close to square)."""
-        return self.views[0]
+        first: np.ndarray = self.views[0]
+        return first
 
 
 class Predictor:

@@ -76,7 +76,7 @@ def score(
             for (uri, digest), p in zip(good, predictor.predict_prepared(prepared), strict=True):
                 scores.append(
                     Score(uri, digest, predictor.name, predictor.version, p.label, p.confidence,
-                          p.probabilities, None, now)
+                          p.probabilities, None, now, p.pet, p.pet_score)
                 )  # fmt: skip
             inserted += target.add_new(scores)
             chunk.clear()
