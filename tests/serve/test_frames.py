@@ -56,16 +56,18 @@ def test_a_bundle_without_a_frame_policy_keeps_its_centre_square() -> None:
         FrameSpec.of({"frame": {"policy": "stretch"}})
 
 
-def test_the_most_pet_like_view_wins_then_the_most_confident() -> None:
+def test_the_most_confident_pet_view_wins() -> None:
     probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]], np.float32)
-    assert pick(probs, np.array([0.1, 0.7, 0.7])) == 2  # a tie on pet: more confident
-    assert pick(probs, np.array([0.9, 0.2, 0.1])) == 0
+    assert pick(probs, np.array([0.1, 0.7, 0.6]), 0.5) == 2  # of the pet views, most confident
+    assert pick(probs, np.array([0.6, 0.7, 0.1]), 0.5) == 0
+    assert pick(probs, np.array([0.1, 0.3, 0.2]), 0.5) == 1  # no pet view: the most pet-like
     assert pick(probs, None) == 0  # no judgement: the most confident view
 
 
 def test_score_groups_views_per_picture_and_judges_the_winner() -> None:
     logits = np.log(np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]], np.float32))
     outputs = {"logits": logits, "embedding": np.eye(3, 4), "pet": np.array([0.05, 0.6, 0.01])}
+    # picture 1: views 0 and 1 (only view 1 is a pet, though view 0 is more confident)
     check = PetCheck("imagenet", 0.2)
     wide, photo = score(outputs, [2, 1], temperature=1.0, check=check)
     assert (wide.view, wide.views, wide.pet) == (1, 2, True)

@@ -72,7 +72,7 @@ model:
   name: pets
   quantize: false           # keep an int8 model when faster and within 0.5 points
   parity_images: 256
-  pet_threshold: 0.45       # ImageNet pet score under this: "no pet" (out of distribution)
+  pet_threshold: 0.35       # ImageNet pet score under this: "no pet" (out of distribution)
 
 pipeline:
   dataset: pets

@@ -111,7 +111,7 @@ class ModelConfig(_Strict):
     parity_images: Annotated[int, Field(ge=1)] = 256
     # a prediction whose ImageNet pet score (mass on cat, dog and kin classes) is under this
     # is "no pet": out of distribution
-    pet_threshold: Annotated[float, Field(ge=0, le=1)] = 0.45
+    pet_threshold: Annotated[float, Field(ge=0, le=1)] = 0.35
 
 
 class PipelineConfig(_Strict):

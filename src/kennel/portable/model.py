@@ -31,7 +31,7 @@ from .decoding import decode_rgb, rejecting, to_rgb
 from .frames import FrameSpec, normalise, views
 
 PET_OUTPUT = "pet"
-PET_THRESHOLD = 0.45  # imagenet: the default of kennel.yaml's model.pet_threshold
+PET_THRESHOLD = 0.35  # imagenet: the default of kennel.yaml's model.pet_threshold
 EMBEDDING_THRESHOLD = 0.01  # embedding: 1 % of the held-out photos lie further out
 NEIGHBOURS = 5  # k of the k-nearest-neighbour distance the embedding check uses
 
@@ -140,14 +140,17 @@ class Scored:
     views: int
 
 
-def pick(probabilities: np.ndarray, pet: np.ndarray | None) -> int:
-    """The view that speaks for a picture: the one that most looks like a pet (the highest
-    pet score, then the highest confidence), or the most confident one when the bundle
-    cannot judge."""
+def pick(probabilities: np.ndarray, pet: np.ndarray | None, threshold: float = 0.0) -> int:
+    """The view that speaks for a picture: of the views judged a pet (``pet >= threshold``),
+    the most confident; when none is, the one that looks most like a pet; when the bundle
+    cannot judge, the most confident."""
     confidence = probabilities.max(axis=1)
     if pet is None:
         return int(confidence.argmax())
-    return int(np.lexsort((confidence, pet))[-1])
+    judged = pet >= threshold
+    if judged.any():
+        return int(np.where(judged, confidence, -1.0).argmax())
+    return int(pet.argmax())
 
 
 def score(
@@ -166,7 +169,7 @@ def score(
     for count in counts:
         span = slice(start, start + count)
         pet = pets[span] if pets is not None else None
-        best = start + pick(probs[span], pet)
+        best = start + pick(probs[span], pet, check.threshold)
         pet_score = float(pets[best]) if pets is not None else None
         out.append(
             Scored(
