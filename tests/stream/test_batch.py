@@ -60,6 +60,8 @@ def test_batch_scores_idempotently_and_matches_the_predictor(
     [stored] = json.loads(read.stdout)
     assert stored["label"] == expected.label and stored["version"] == 1
     assert stored["probabilities"] == pytest.approx(expected.probabilities, abs=1e-9)
+    assert stored["pet"] == expected.pet and expected.pet is not None  # the judgement is stored
+    assert stored["pet_score"] == pytest.approx(expected.pet_score, abs=1e-9)
 
     write_tree(tmp_path / "inbox", {"a.jpg": b"not an image"})
     mixed = runner.invoke(

@@ -42,6 +42,6 @@ def check(
         "size_anomaly_rate": max((outside[k] for k in size_keys), default=0.0),
         "low_confidence_threshold": low_confidence,
         "low_confidence_rate": float(np.mean(window.confidence < low_confidence)) if n else 0.0,
-        "ood_judged": int(len(judged)),
+        "ood_judged": len(judged),
         "ood_rate": float(np.mean(judged == 0.0)) if len(judged) else 0.0,
     }

@@ -35,7 +35,7 @@ class FrameSpec:
     """A bundle's frame policy (``preprocessing.frame`` in ``kennel-model.json``)."""
 
     policy: str = "centre"
-    max_aspect: float = 1.2
+    max_aspect: float = 1.5
     fill: tuple[int, int, int] = FILL
 
     def __post_init__(self) -> None:
@@ -53,7 +53,7 @@ class FrameSpec:
             return cls()
         return cls(
             policy=str(frame.get("policy", "centre")),
-            max_aspect=float(frame.get("max_aspect", 1.2)),
+            max_aspect=float(frame.get("max_aspect", 1.5)),
             fill=tuple(int(v) for v in frame.get("fill", FILL)),  # type: ignore[arg-type]
         )
 
