@@ -1,6 +1,7 @@
-"""A model trained on real photos in about a minute, for the video and patterns benchmarks:
+"""A model trained on real photos in a few minutes, for the video and patterns benchmarks:
 EfficientNet-Lite0 with ImageNet weights, every block frozen (features cached), a new head
-trained on 1,000 photos sampled from the 10k Dogs-vs-Cats set, 128 px, 3 epochs.
+trained on 1,000 photos sampled from the 10k Dogs-vs-Cats set, 3 epochs; 128 px with the head
+convolution trained by default, 224 px with it frozen too for the video benchmark.
 It is not the quality benchmark (see train_quality.py); it is a realistic bundle to serve."""
 
 from __future__ import annotations

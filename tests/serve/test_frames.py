@@ -18,7 +18,7 @@ def _picture(width: int, height: int) -> Image.Image:
     return Image.fromarray(np.broadcast_to((x + y) / 2, (height, width, 3)).astype(np.uint8))
 
 
-@pytest.mark.parametrize("size", [(640, 360), (360, 640), (1920, 1080), (400, 300), (1000, 250)])
+@pytest.mark.parametrize("size", [(640, 360), (360, 640), (1920, 1080), (400, 300), (875, 250)])
 def test_tiles_cover_the_picture_and_overlap_by_half(size: tuple[int, int]) -> None:
     width, height = size
     boxes = tile_boxes(width, height)
@@ -28,6 +28,14 @@ def test_tiles_cover_the_picture_and_overlap_by_half(size: tuple[int, int]) -> N
     assert along[0][0] == 0 and along[-1][1] == max(width, height)
     for (_start, end), (start, _end) in itertools.pairwise(along):
         assert end - start >= side / 2  # neighbours share at least half a tile
+
+
+def test_a_thin_picture_gives_a_bounded_number_of_views() -> None:
+    from kennel.portable import MAX_TILES
+
+    assert len(tile_boxes(1, 4000)) == MAX_TILES
+    thin = views(Image.new("RGB", (1, 4000)), 32, FrameSpec("letterbox+tiles"))
+    assert thin.shape == (MAX_TILES + 1, 32, 32, 3)
 
 
 def test_a_picture_close_to_square_gets_its_centre_square_under_every_policy() -> None:

@@ -22,7 +22,17 @@ from .decoding import (
     rejecting,
     to_rgb,
 )
-from .frames import FILL, POLICIES, FrameSpec, letterbox, normalise, square, tile_boxes, views
+from .frames import (
+    FILL,
+    MAX_TILES,
+    POLICIES,
+    FrameSpec,
+    letterbox,
+    normalise,
+    square,
+    tile_boxes,
+    views,
+)
 from .model import (
     EMBEDDING_THRESHOLD,
     PET_OUTPUT,
@@ -42,6 +52,7 @@ __all__ = [
     "FILL",
     "FORMATS",
     "MAX_PIXELS",
+    "MAX_TILES",
     "PET_OUTPUT",
     "PET_THRESHOLD",
     "POLICIES",

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 POLICIES = ("centre", "letterbox", "tiles", "letterbox+tiles")
+MAX_TILES = 6  # half-overlapping up to 3.5:1; a longer picture gets 6 evenly spaced squares
 FILL = (124, 116, 104)  # the ImageNet mean colour: bars that normalise to zero
 
 
@@ -102,9 +103,10 @@ def letterbox(image: Image.Image, size: int, fill: tuple[int, int, int] = FILL) 
 
 def tile_boxes(width: int, height: int) -> list[tuple[int, int, int, int]]:
     """Squares of the shorter side's length along the longer side, evenly spaced from one end
-    to the other, each overlapping the next by at least half (left, top, right, bottom)."""
+    to the other, each overlapping the next by at least half (left, top, right, bottom); at
+    most :data:`MAX_TILES` (a 1x4000 picture must not become 8,000 model inputs)."""
     side, long = min(width, height), max(width, height)
-    count = 1 + math.ceil((long - side) / (side / 2)) if long > side else 1
+    count = min(MAX_TILES, 1 + math.ceil((long - side) / (side / 2))) if long > side else 1
     starts = [round(i * (long - side) / max(1, count - 1)) for i in range(count)]
     if width >= height:
         return [(s, 0, s + side, side) for s in starts]
@@ -120,14 +122,8 @@ def views(image: Image.Image, size: int, spec: FrameSpec) -> np.ndarray:
     if "letterbox" in spec.policy:
         out.append(letterbox(image, size, spec.fill))
     if "tiles" in spec.policy:
-        # one shrink of the whole picture, then crops: cheaper than resizing every tile
-        scale = size / min(width, height)
-        small = image.resize(
-            (max(size, round(width * scale)), max(size, round(height * scale))),
-            Image.Resampling.BILINEAR,
-        )
-        for box in tile_boxes(*small.size):
-            out.append(np.asarray(small.crop(box), dtype=np.uint8))
+        # crop, then resize each square: never a full-size upscaled copy of a thin picture
+        out.extend(square(image.crop(box), size) for box in tile_boxes(width, height))
     return np.stack(out)
 
 
