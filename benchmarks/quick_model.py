@@ -25,10 +25,16 @@ SHARED = Path(
 
 
 def quick_model(
-    root: Path, images: int = 1000, *, image_size: int = 128, frozen_blocks: int = 16
+    root: Path,
+    images: int = 1000,
+    *,
+    image_size: int = 128,
+    frozen_blocks: int = 16,
+    quantize: bool = False,
 ) -> Path:
     """A project under ``root`` whose ``production`` alias names the trained model
-    (``frozen_blocks=17``: the whole backbone frozen, only the classifier trained)."""
+    (``frozen_blocks=17``: the whole backbone frozen, only the classifier trained;
+    ``quantize``: the bundle also keeps an int8 model where packaging finds it pays)."""
     lake = root / "lake"
     lake.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(SHARED / "dogs-vs-cats-10k.zip") as archive:
@@ -44,6 +50,7 @@ def quick_model(
         frozen_blocks=frozen_blocks,
         search={"trials": 1},
     )
+    config["model"]["quantize"] = quantize
     (project.root / "kennel.yaml").write_text(yaml.safe_dump(config))
     ws = Workspace.load(project.root)
     try:

@@ -18,6 +18,8 @@ from sqlalchemy import func, select
 from kennel.config import Project
 from kennel.db.schema import FeedbackRow, PredictionRow
 from kennel.deploy.certify import bad_inputs
+from kennel.serve.holder import ModelHolder, Swap
+from kennel.serve.runtime import Predictor
 from kennel.serve.server import RunningServer, start_in_thread
 from kennel.storage import digest_key
 from kennel.wiring import Workspace
@@ -255,6 +257,35 @@ def test_unloadable_bundle_never_stops_alias_following(project: Project) -> None
             assert service.holder.last_error is None
     finally:
         running.stop()
+        ws.close()
+
+
+def test_rollback_and_the_staged_release_swap_without_loading(project: Project) -> None:
+    """Replicas follow a move within serve.poll_s only if swapping costs no load: the version
+    served before and the one staging holds (the next release) are already loaded."""
+    ws = Workspace(project)
+    ws.registry.set_alias("pets", "production", 1, actor="test", reason="start")
+    ws.registry.set_alias("pets", "staging", 2, actor="test", reason="next release")
+    holder = ModelHolder.following(ws.registry, project.config, "production")
+    loads: list[int] = []
+    load = holder.load
+
+    def counted(version: int) -> Predictor:
+        loads.append(version)
+        return load(version)
+
+    holder.load = counted  # type: ignore[method-assign]
+    try:
+        assert holder.poll() == Swap(None, 1)
+        assert loads == [1, 2]  # the staged version is loaded ahead, in the poll thread
+        for old, new in ((1, 2), (2, 1), (1, 2)):  # release, rollback, release again
+            ws.registry.set_alias("pets", "production", new, actor="test", reason="move")
+            assert holder.poll() == Swap(old, new)
+        assert loads == [1, 2]
+        staging = ModelHolder.following(ws.registry, project.config, "staging")
+        assert staging.warm is None  # staging has nothing ahead of it to load
+    finally:
+        ws.registry.set_alias("pets", "staging", None, actor="test", reason="clean up")
         ws.close()
 
 

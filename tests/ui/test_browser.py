@@ -16,7 +16,8 @@ from kennel.cli.main import app
 from kennel.config import RuleConfig
 from kennel.datasets.synth import render
 from kennel.db.audit import entries
-from kennel.db.predictions import PredictionStore
+from kennel.db.predictions import PredictionQuery, PredictionStore
+from kennel.db.runs import RunStore
 from kennel.deploy import environments
 from kennel.deploy.policy import PolicyGate
 from kennel.govern.actions import run_actions
@@ -24,9 +25,7 @@ from kennel.govern.alerts import Alert, AlertStore
 from kennel.monitor.runner import MonitorResult
 from tests.serving import wait_until
 from tests.ui.conftest import Dashboard, axe_problems, sign_in
-
-PAGES = ["/", "/deployments", "/deployments/staging", "/deployments/production", "/alerts",
-         "/audit"]  # fmt: skip
+from tests.ui.more_data import record_study
 
 
 def gate(dash: Dashboard) -> PolicyGate:
@@ -55,13 +54,39 @@ def alert_state(dash: Dashboard, alert_id: int) -> Alert:
     return next(a for a in AlertStore(dash.ws.db).list(limit=500) if a.id == alert_id)
 
 
+def every_page(dash: Dashboard, alert: Alert) -> list[str]:
+    """Each page of the dashboard with what it shows filled in from the store: the list pages
+    of the menu and one of each detail page."""
+    ws = dash.ws
+    version = ws.catalog.resolve("park@latest")
+    runs = RunStore(ws.db).page(limit=2)
+    studies = RunStore(ws.db).studies(limit=1)
+    study = studies[0].id if studies else record_study(ws)[0]  # the builds tuned nothing
+    now = datetime.now(UTC)
+    hits, _ = PredictionStore(ws.db).search(PredictionQuery(now - timedelta(days=30), now))
+    pages = ["/", "/datasets", "/datasets/park", f"/datasets/park/v{version.seq}", "/runs",
+             f"/runs?study={study}", f"/runs/{runs[0].id}",
+             f"/runs/compare?ids={runs[0].id}&ids={runs[1].id}", "/models", "/models/pets",
+             "/models/pets/1", "/models/compare?a=pets@1&b=pets@2", "/deployments",
+             "/deployments/staging", "/deployments/production", "/monitoring", "/alerts",
+             f"/alerts/{alert.id}", "/predictions", "/audit"]  # fmt: skip
+    if version.parent_id is not None:
+        parent = ws.catalog.resolve(f"park@{version.parent_id}")
+        pages.append(f"/datasets/park/v{version.seq}?against=v{parent.seq}")
+    assert hits  # staging's certification logged its answers
+    return [*pages, f"/predictions/{hits[0].id}"]
+
+
 def test_every_page_opens_and_passes_axe(dashboard: Dashboard, browser: Any) -> None:
-    raise_alert(dashboard, "axe-check")  # so the alert page has an incident with its buttons
+    alert = raise_alert(dashboard, "axe-check")  # an incident on its page, with its buttons
     page = sign_in(browser, dashboard, "qa")
-    for path in PAGES:
+    menu = page.locator("header nav a:not(.brand)").evaluate_all("as => as.map(a => a.pathname)")
+    pages = every_page(dashboard, alert)
+    assert len(menu) == 9 and set(menu) <= set(pages)
+    for path in pages:
         response = page.goto(path)
         assert response.status == 200, path
-        assert page.locator("h1").count() == 1
+        assert page.locator("h1").count() == 1, path
         assert axe_problems(page) == [], path
     for path, status in (("/alerts/99999999", 404), ("/audit?limit=oops", 400)):
         assert page.goto(path).status == status

@@ -30,6 +30,7 @@ def ui(
     import uvicorn
 
     from kennel.errors import ConfigError
+    from kennel.serve.server import server_config
     from kennel.ui.app import create_app
     from kennel.wiring import Workspace
 
@@ -49,12 +50,13 @@ def ui(
             "cross the network in clear (give --ssl-certfile/--ssl-keyfile or put a TLS proxy "
             "in front)"
         )
-    uvicorn.run(
+    config = server_config(
         app,
+        ws.project.config.serve,  # the same connection limit, keep-alive and body deadline
         host=host,
         port=port,
-        log_level="warning",
         server_header=False,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
+    uvicorn.Server(config).run()

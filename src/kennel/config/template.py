@@ -47,6 +47,8 @@ train:
   seed: 0
   balance_by: null          # a manifest column (label, camera...): equal shares per epoch
   validation_share: 0.1     # carved from train when the dataset has no validation split
+  threads: 0                # 0 = all cores (kennel train --nproc N: cores / N each)
+  device: auto              # auto = CUDA when present, else cpu; or cpu, cuda, cuda:N
   search:
     method: tpe             # grid | random | tpe
     trials: 4               # 1 = no search
@@ -90,6 +92,9 @@ serve:
   log_flush_s: 0.5
   prefer_int8: false
   keep_inputs: true         # keep input images (content-addressed): saliency, retraining
+  max_connections: 512      # served at once; more are answered 503
+  keep_alive_s: 5.0         # idle kept-alive connections close after this
+  body_timeout_s: 30.0      # a request body that takes longer is a 408 and the connection closes
 
 environments:               # servers bind to their host; 127.0.0.1 unless you change it
   staging: {host: 127.0.0.1, port: 8081, alias: staging}

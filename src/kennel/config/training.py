@@ -87,6 +87,9 @@ class TrainConfig(_Strict):
     # Share of the training split held out for validation when the dataset has none.
     validation_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
     threads: Annotated[int, Field(ge=0)] = 0  # 0 = all cores
+    # where training runs: auto = CUDA when present (each torchrun rank its own GPU), else the
+    # CPU; or cpu, cuda, cuda:N
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")] = "auto"
     search: SearchConfig = Field(default_factory=SearchConfig)
 
 

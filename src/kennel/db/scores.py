@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from kennel.db import aware
+from kennel.db.engine import database_url
 from kennel.errors import ConfigError, MetadataError
 
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -95,7 +96,7 @@ class ScoreTable:
     def __init__(self, url: str, name: str) -> None:
         self.name = name
         self.table = predictions_table(name)
-        self.engine = create_engine(url)
+        self.engine = create_engine(database_url(url, "the scores' database URL (--db)"))
 
     def close(self) -> None:
         self.engine.dispose()

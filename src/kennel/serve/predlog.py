@@ -142,8 +142,13 @@ class PredictionLog:
         if self._lockfd is not None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / f"{self._owner}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        # Locked under a name no other log looks at, then renamed into place: a log sharing the
+        # folder that saw OWNER.lock unlocked for an instant would take the owner for dead,
+        # delete its lock and later drain (and delete) the segment it is still appending to.
+        hidden = self.folder / f".{self._owner}.lock"
+        fd = os.open(hidden, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)  # held until stop() or death: our segments are ours
+        os.replace(hidden, self.folder / f"{self._owner}.lock")
         self._lockfd = fd
         self._committer.start()
         self._thread.start()

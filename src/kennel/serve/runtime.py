@@ -53,6 +53,12 @@ class Bundle:
     def image_size(self) -> int:
         return int(self.meta["input"]["shape"][2])
 
+    @property
+    def int8(self) -> bool:
+        """Whether the int8 model was chosen: what ``from_files(files, prefer_int8=...)``
+        must be told to rebuild this bundle elsewhere."""
+        return self.model == self.files.get(INT8)
+
     @classmethod
     def from_files(cls, files: Mapping[str, bytes], *, prefer_int8: bool = False) -> Bundle:
         """Check every file against the sha256 its metadata declares, then load."""
