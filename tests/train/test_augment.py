@@ -51,3 +51,33 @@ def test_the_letterbox_share_shows_pictures_as_letterboxed_wide_frames() -> None
         augment(batch, 0.8, torch.Generator().manual_seed(3), letterbox=0.0),
         augment(batch, 0.8, torch.Generator().manual_seed(3)),
     )
+
+
+def test_cached_features_get_a_letterboxed_view_when_the_frame_policy_letterboxes() -> None:
+    import numpy as np
+
+    from kennel.progress import silent
+    from kennel.train.data import ImageSet
+    from kennel.train.features import encode
+    from kennel.train.models import EfficientNetLite0
+
+    images = _batch().numpy()
+    data = ImageSet(images, np.array([0, 1, 0, 1]), np.array(["train"] * 4), (), ("cat", "dog"))
+    model = EfficientNetLite0(2).eval()
+    train = np.arange(3)
+    args = {"frozen_blocks": 2, "mirrored": True, "device": torch.device("cpu")}
+    plain, labels, _val_x, _val_y = encode(
+        model, data, train, np.arange(3, 4), progress=silent, **args
+    )  # type: ignore[arg-type]
+    boxed, boxed_labels, _, _ = encode(
+        model,
+        data,
+        train,
+        np.arange(3, 4),
+        progress=silent,
+        letterbox=True,
+        **args,  # type: ignore[arg-type]
+    )
+    assert len(plain) == 6 and len(boxed) == 9  # as is, mirrored, and letterboxed
+    assert torch.equal(boxed[:6], plain) and not torch.equal(boxed[6:], plain[:3])
+    assert boxed_labels.tolist() == labels.tolist() + labels[:3].tolist()
