@@ -167,7 +167,8 @@ def _emit_prediction(result: dict[str, Any], json_out: bool) -> None:
     elif "error" in result:
         typer.echo(f"{result['file']}\trejected: {result['detail']}", err=True)
     else:
-        typer.echo(f"{result['file']}\t{result['label']}\t{result['confidence']:.3f}")
+        no_pet = "\tno pet" if result.get("pet") is False else ""
+        typer.echo(f"{result['file']}\t{result['label']}\t{result['confidence']:.3f}{no_pet}")
 
 
 def deploy(

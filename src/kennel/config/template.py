@@ -40,6 +40,8 @@ train:
   label_smoothing: 0.1
   augment: 0.5              # 0 = none, 1 = strongest
   frozen_blocks: 0          # efficientnet_lite0: freeze the stem + N blocks and cache them
+                            # (17: the head convolution too, only the classifier trains)
+  frame: tiles              # wide camera frames: centre, letterbox, tiles, letterbox+tiles
   schedule: onecycle        # or cosine
   patience: 3               # early stopping on the validation split
   seed: 0
@@ -72,6 +74,7 @@ model:
   name: pets
   quantize: false           # keep an int8 model when faster and within 0.5 points
   parity_images: 256
+  pet_threshold: 0.35       # ImageNet pet score under this: "no pet" (out of distribution)
 
 pipeline:
   dataset: pets
@@ -136,6 +139,7 @@ monitor:                    # `kennel monitor run` (cron it daily) and `kennel m
        threshold: 0.85}
     - {name: low-confidence, metric: integrity.low_confidence_rate, threshold: 0.3}
     - {name: decode-failures, metric: integrity.decode_failure_rate, threshold: 0.05}
+    - {name: not-a-pet, metric: integrity.ood_rate, threshold: 0.3}  # no cat or dog there
     - {name: class-bias, metric: fairness.recall_gap, threshold: 0.2}
     - {name: device-anomaly, metric: telemetry.anomalies, op: ">=", threshold: 1}
 """

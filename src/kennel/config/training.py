@@ -72,8 +72,13 @@ class TrainConfig(_Strict):
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     augment: Annotated[float, Field(ge=0, le=1)] = 0.5
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
-    frozen_blocks: Annotated[int, Field(ge=0, le=16)] = 0
+    # efficientnet_lite0: stem + N of its 16 blocks frozen (and cached); 17: the head
+    # convolution too, only the classifier trains
+    frozen_blocks: Annotated[int, Field(ge=0, le=17)] = 0
     schedule: Literal["onecycle", "cosine"] = "onecycle"
+    # How a picture far from square (a 16:9 camera frame) becomes the square input; the
+    # bundle records it and every runtime applies it (kennel.portable.frames)
+    frame: Literal["centre", "letterbox", "tiles", "letterbox+tiles"] = "tiles"
     patience: Annotated[int, Field(ge=1)] = 3
     seed: int = 0
     # A manifest column (``label`` or a source column such as ``window``) whose values get an
@@ -107,6 +112,9 @@ class ModelConfig(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")] = "pets"
     quantize: bool = False  # keep an int8 model when it is faster and loses <= 0.5 points
     parity_images: Annotated[int, Field(ge=1)] = 256
+    # a prediction whose ImageNet pet score (mass on cat, dog and kin classes) is under this
+    # is "no pet": out of distribution
+    pet_threshold: Annotated[float, Field(ge=0, le=1)] = 0.35
 
 
 class PipelineConfig(_Strict):

@@ -68,7 +68,7 @@ def score_chunk(predictor: Predictor, chunk: list[Item]) -> list[Score]:
     for (uri, digest), p in zip(good, predictor.predict_prepared(prepared), strict=True):
         scores.append(
             Score(uri, digest, predictor.name, predictor.version, p.label, p.confidence,
-                  p.probabilities, None, now)
+                  p.probabilities, None, now, p.pet, p.pet_score)
         )  # fmt: skip
     return scores
 

@@ -1,6 +1,7 @@
 """Frozen-feature caching for fine-tuning a partly frozen EfficientNet-Lite0: the frozen stem
-and first blocks run once per image (and once mirrored) in eval mode, their outputs are kept
-in memory as fp16, and epochs train only the remaining blocks and the head on them."""
+and first blocks run once per image (and once mirrored, and once letterboxed when the frame
+policy letterboxes) in eval mode, their outputs are kept in memory as fp16, and epochs train
+only the remaining blocks and the head on them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from kennel.progress import Event, Progress
-from kennel.train.augment import to_input
+from kennel.train.augment import LETTERBOX_BANDS, letterboxed, to_input
 from kennel.train.data import ImageSet
 from kennel.train.models import EfficientNetLite0
 
@@ -40,17 +41,19 @@ def encode(
     mirrored: bool,
     device: torch.device,
     progress: Progress,
+    letterbox: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train features, their labels, validation features, their labels), features on the CPU
-    in fp16; the training images twice (as they are and mirrored) when ``mirrored``."""
+    in fp16; the training images twice (as they are and mirrored) when ``mirrored``, and once
+    more as a letterboxed 16:9 frame shows them when ``letterbox`` (the served geometry)."""
     labels = torch.from_numpy(data.labels)
     frozen = min(frozen_blocks, model.num_blocks)
-    views = 2 if mirrored else 1
+    views = (2 if mirrored else 1) + letterbox
     total = len(train_idx) * views + len(val_idx)
     encoded = 0
 
     @torch.no_grad()
-    def run(indices: np.ndarray, mirror: bool) -> torch.Tensor:
+    def run(indices: np.ndarray, mirror: bool, boxed: bool = False) -> torch.Tensor:
         nonlocal encoded
         model.eval()
         parts = []
@@ -60,6 +63,10 @@ def encode(
             batch = torch.from_numpy(
                 np.ascontiguousarray(data.images[indices[lo : lo + EVAL_BATCH]])
             )
+            if boxed:
+                x01 = batch.permute(0, 3, 1, 2).float().div_(255.0)
+                band = torch.full((len(batch),), LETTERBOX_BANDS[0])
+                batch = letterboxed(x01, band).mul_(255.0).round_().byte().permute(0, 2, 3, 1)
             x = to_input(batch).to(device)
             if mirror:
                 x = torch.flip(x, dims=[3])
@@ -70,8 +77,10 @@ def encode(
         return torch.cat(parts) if parts else torch.zeros(0)
 
     train_views = [run(train_idx, False)]
-    if views == 2:
+    if mirrored:
         train_views.append(run(train_idx, True))
+    if letterbox:
+        train_views.append(run(train_idx, False, boxed=True))
     train_x = torch.cat(train_views)
     train_y = labels[train_idx].repeat(len(train_views))
     return train_x, train_y, run(val_idx, False), labels[val_idx]

@@ -34,7 +34,7 @@ from kennel.config import TrainConfig
 from kennel.errors import TrainingError
 from kennel.progress import Progress, silent
 from kennel.train import features
-from kennel.train.augment import Prefetcher, augment, to_input
+from kennel.train.augment import LETTERBOX_SHARE, Prefetcher, augment, to_input
 from kennel.train.checkpoint import CHECKPOINT, Randomness, load_checkpoint, save_checkpoint
 from kennel.train.data import ImageSet, balanced_weights, column
 from kennel.train.features import EVAL_BATCH, Tail
@@ -86,7 +86,7 @@ def make_model(
     if cfg.frozen_blocks:
         if not isinstance(model, EfficientNetLite0):
             raise ValueError("frozen_blocks applies to efficientnet_lite0 only")
-        model.freeze(min(cfg.frozen_blocks, model.num_blocks))
+        model.freeze(cfg.frozen_blocks)
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
@@ -94,7 +94,7 @@ def make_model(
 def _set_train(model: nn.Module, frozen_blocks: int) -> None:
     model.train()
     if isinstance(model, EfficientNetLite0) and frozen_blocks:
-        model.freeze(min(frozen_blocks, model.num_blocks))  # keeps frozen BN statistics fixed
+        model.freeze(frozen_blocks)  # keeps frozen BN statistics fixed
 
 
 @torch.no_grad()
@@ -220,7 +220,12 @@ class Trainer:
 
                 def make(i: int, batches: list[torch.Tensor] = batches) -> torch.Tensor:
                     rows = train_x[batches[i].numpy()]
-                    return augment(torch.from_numpy(self.data.images[rows]), cfg.augment, shake)
+                    return augment(
+                        torch.from_numpy(self.data.images[rows]),
+                        cfg.augment,
+                        shake,
+                        letterbox=LETTERBOX_SHARE if "letterbox" in cfg.frame else 0.0,
+                    )
 
                 inputs: Any = Prefetcher(make, len(batches))
             else:
@@ -307,6 +312,7 @@ class Trainer:
             self.val_idx,
             frozen_blocks=self.cfg.frozen_blocks,
             mirrored=self.cfg.augment > 0,
+            letterbox="letterbox" in self.cfg.frame,
             device=device,
             progress=self.progress,
         )
