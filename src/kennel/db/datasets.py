@@ -96,8 +96,9 @@ class DatasetStore:
         self.db = db
 
     def ensure_dataset(self, name: str) -> None:
-        """Create dataset ``name`` unless it exists."""
+        """Create dataset ``name`` unless it exists (racing first ingests: one creates it)."""
         with self.db.session() as s:
+            serialize(s, f"dataset:{name}")
             if s.get(DatasetRow, name) is None:
                 s.add(DatasetRow(name=name, created_at=datetime.now(UTC)))
 
