@@ -107,3 +107,21 @@ def test_idle_connections_close_and_the_connection_limit_holds(server: RunningSe
     time.sleep(0.2)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         assert _predict(client) == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/nowhere", "/v1/admin/reload", "/health/live"]
+)  # 404, 401 (no token), 405: answered without reading the body
+def test_an_answer_before_the_body_closes_the_connection(server: RunningServer, path: str) -> None:
+    with _connect(server) as slow:
+        slow.sendall(HEADERS.replace(b"/v1/predict", path.encode()) + b"x")
+        began = time.monotonic()
+        # the client keeps trickling; the server must not wait for the rest of the body
+        while not select.select([slow], [], [], 0.2)[0]:
+            assert time.monotonic() - began < BODY_TIMEOUT_S, "never answered"
+            slow.sendall(b"x")
+        reply = _until_closed(slow)
+        closed = time.monotonic() - began
+    status = int(reply.split(b" ", 2)[1])
+    assert 400 <= status < 500 and b"connection: close" in reply.lower()
+    assert closed < BODY_TIMEOUT_S  # closed with the answer, not at the body's deadline

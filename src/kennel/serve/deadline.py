@@ -26,7 +26,10 @@ class BodyDeadline:
             await self.app(scope, receive, send)
             return
         deadline = asyncio.get_running_loop().time() + self.seconds
-        complete = False  # the body has arrived: later receives (a disconnect) are not timed
+        headers = dict(scope.get("headers") or [])
+        has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
+        # complete: the body has arrived, so later receives (a disconnect) are not timed
+        complete = not has_body
 
         async def timed() -> Message:
             nonlocal complete
@@ -45,4 +48,13 @@ class BodyDeadline:
             complete = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
-        await self.app(scope, timed, send)
+        async def closing(message: Message) -> None:
+            # an answer given before the body has all arrived (404, 401, 413, a route that
+            # never reads it) closes the connection: otherwise the server would go on
+            # waiting for the rest of the body, as long as the client trickles it
+            if message["type"] == "http.response.start" and not complete:
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"connection", b"close")]}  # fmt: skip
+            await send(message)
+
+        await self.app(scope, timed, closing)
