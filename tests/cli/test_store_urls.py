@@ -61,6 +61,8 @@ def test_a_schema_newer_than_this_kennel(tmp_path: Path, metadata_url: str) -> N
             "postgresql+psycopg2://kennel:s3cret@127.0.0.1/x",
             "'postgresql+psycopg2://kennel:***@127.0.0.1/x' needs a driver that is not installed",
         ),
+        ("sqlite://", "'sqlite://' is an in-memory database"),
+        ("sqlite:///:memory:", "'sqlite:///:memory:' is an in-memory database"),
     ],
 )
 def test_an_unusable_metadata_url_in_kennel_yaml(tmp_path: Path, url: str, problem: str) -> None:

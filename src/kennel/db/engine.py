@@ -60,6 +60,10 @@ def database_url(url: str, what: str) -> URL:
         raise ConfigError(
             f"{what}: {shown!r}: {backend} databases are not supported; use {SUPPORTED}"
         )
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigError(
+            f"{what}: {url!r} is an in-memory database, gone when the command ends; use {SUPPORTED}"
+        )
     try:
         parsed.get_dialect().import_dbapi()
     except (ImportError, SQLAlchemyError) as exc:
