@@ -22,7 +22,7 @@ TRIALS = [(0.01, "completed", [0.55, 0.7, 0.8]), (0.1, "pruned", [0.5]),
 
 def second_version(ws: Workspace, root: Path, first_lake: Path) -> IngestReport:
     """Ingest 16 night images and three problem files into ``park`` (its v2, child of v1)."""
-    lake = root / "lake2"
+    lake = root / f"lake2-{uuid.uuid4().hex[:8]}"  # a second call (another module) has its own
     generate(lake, 16, seed=9, scenario="night")
     taken = sorted((first_lake / "cat").glob("*.jpg"))[0]
     (lake / "dog").mkdir(exist_ok=True)
