@@ -27,7 +27,7 @@ from kennel.errors import TrainingError
 from kennel.progress import Event, Progress, silent
 from kennel.train.augment import Prefetcher, augment, to_input
 from kennel.train.data import ImageSet, balanced_weights, column
-from kennel.train.models import EfficientNetLite0, build
+from kennel.train.models import EfficientNetLite, build
 from kennel.train.pretrained import load_imagenet
 
 CHECKPOINT = "checkpoint.pt"
@@ -70,10 +70,10 @@ def make_model(
     model = build(cfg.arch, num_classes, dropout=cfg.dropout)
     if init_state is not None:
         model.load_state_dict(init_state)
-    elif isinstance(model, EfficientNetLite0) and cfg.pretrained:
+    elif isinstance(model, EfficientNetLite) and cfg.pretrained:
         load_imagenet(model)
     if cfg.frozen_blocks:
-        if not isinstance(model, EfficientNetLite0):
+        if not isinstance(model, EfficientNetLite):
             raise ValueError("frozen_blocks applies to efficientnet_lite0 only")
         model.freeze(min(cfg.frozen_blocks, model.num_blocks))
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -83,7 +83,7 @@ def make_model(
 class _Tail(nn.Module):
     """The trainable part of a partly frozen EfficientNet-Lite0, fed cached features."""
 
-    def __init__(self, model: EfficientNetLite0, start: int) -> None:
+    def __init__(self, model: EfficientNetLite, start: int) -> None:
         super().__init__()
         self.model = model
         self.start = start
@@ -96,7 +96,7 @@ class _Tail(nn.Module):
 
 def _set_train(model: nn.Module, frozen_blocks: int) -> None:
     model.train()
-    if isinstance(model, EfficientNetLite0) and frozen_blocks:
+    if isinstance(model, EfficientNetLite) and frozen_blocks:
         model.freeze(min(frozen_blocks, model.num_blocks))  # keeps frozen BN statistics fixed
 
 
@@ -154,7 +154,7 @@ class Trainer:
         began = time.perf_counter()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         model = make_model(cfg, len(self.data.classes), self.init_state)
-        cached = isinstance(model, EfficientNetLite0) and cfg.frozen_blocks > 0
+        cached = isinstance(model, EfficientNetLite) and cfg.frozen_blocks > 0
         train_x, train_y, val_x, val_y = self._inputs(model, cached)
         trainable: nn.Module = _Tail(model, cfg.frozen_blocks) if cached else model  # type: ignore[arg-type]
         params = [p for p in model.parameters() if p.requires_grad]
@@ -282,7 +282,7 @@ class Trainer:
         labels = torch.from_numpy(self.data.labels)
         if not cached:
             return self.train_idx, labels[self.train_idx], self.val_idx, labels[self.val_idx]
-        assert isinstance(model, EfficientNetLite0)
+        assert isinstance(model, EfficientNetLite)
         frozen = min(self.cfg.frozen_blocks, model.num_blocks)
 
         views = 2 if self.cfg.augment > 0 else 1
