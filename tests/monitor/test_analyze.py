@@ -4,10 +4,13 @@ answered, and error analysis of a labelled window."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from kennel.cli.main import app
@@ -15,48 +18,109 @@ from kennel.config import Project
 from kennel.datasets.synth import render
 from kennel.monitor import analyze
 from kennel.monitor.window import Window
+from kennel.package.export import to_onnx
+from kennel.portable import square
 from kennel.serve.predlog import PredictionLog, row_of
+from kennel.serve.runtime import METADATA
 from kennel.wiring import Workspace
+from tests.conftest import make_project
+from tests.serving import replaced_model
+
+# The simulator's orange fur (animals.FUR): nothing else in its park (sky, lawn, path, trees,
+# benches, the camera's white time stamp) comes within ORANGE_RADIUS of it.
+ORANGE, ORANGE_RADIUS = (205.0, 120.0, 50.0), 60.0
+
+
+class OrangeFurModel(torch.nn.Module):
+    """A classifier over (cat, dog, empty) whose behaviour is fixed by construction, not by
+    training: the "dog" log-odds grow with the share of the picture covered in orange fur
+    (each pixel counts by its closeness to the fur colour). On the park's scenes that share
+    lies in the animal and nowhere else, so whatever CPU runs it, covering the animal must cost
+    the answer much more evidence than covering the sky."""
+
+    def __init__(self, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+        self.register_buffer("fur", torch.tensor(ORANGE).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb = (x * self.std + self.mean) * 255.0
+        closeness = torch.relu(1 - ((rgb - self.fur) ** 2).sum(1) / ORANGE_RADIUS**2)
+        share = closeness.mean(dim=(1, 2))
+        dog = 200.0 * share - 2.0  # 1 % of the picture in orange fur: even odds against cat
+        logits = torch.stack([torch.zeros_like(dog), dog, torch.full_like(dog, -10.0)], 1)
+        return logits, torch.stack([share, closeness.amax(dim=(1, 2))], 1)
+
+
+def _orange_share(cell: np.ndarray) -> float:
+    distance = np.sqrt(((cell.astype(np.float64) - ORANGE) ** 2).sum(-1))
+    return float(np.clip(1 - (distance / ORANGE_RADIUS) ** 2, 0, None).mean())
 
 
 def test_saliency_of_a_logged_prediction_points_at_the_animal(
     park_model: Project, tmp_path: Path
 ) -> None:
+    """Through the real path (a registered bundle, a logged prediction with its kept input,
+    ``kennel analyze saliency``), the map points at what the served model relies on. The model
+    is :class:`OrangeFurModel` in the park bundle's place, so the margin does not depend on
+    what training happened to learn on this machine's kernels."""
     ws = Workspace(park_model)
-    predictor = ws.predictor("pets@1")
+    trained = ws.registry.resolve("pets@1")
+    files = {name: ws.registry.read_file(trained, name) for name in trained.files}
+    ws.close()
+    meta = json.loads(files[METADATA])
+    size, pre = meta["input"]["shape"][2], meta["preprocessing"]
+    onnx_model = to_onnx(OrangeFurModel(pre["mean"], pre["std"]), size)
+    project = make_project(tmp_path / "p", workers=1, labels=["cat", "dog", "empty"])
+    ws = Workspace(project)
+    ws.registry.register(
+        "fur",
+        lambda version: replaced_model(files, version, onnx_model, name="fur"),
+        run_id=None, dataset=None, dataset_version=None, metrics={}, gates_passed=True,
+        gate_reasons=[], actor="test",
+    )  # fmt: skip
+    predictor = ws.predictor("fur@1")
     log = PredictionLog(ws.db, tmp_path / "spool.jsonl", inputs=ws.content)
     log.start()
     logged = []
-    for i in range(40):
-        label, data = render(i, seed=21)
+    for i in range(400):
+        _, data = render(i, seed=21)
         p = predictor.predict_one(data)
-        if p.label == label and label != "empty":
+        if p.label == "dog" and p.confidence > 0.99:  # an orange animal in the picture
             digest = hashlib.sha256(data).hexdigest()
             log.add(
                 row_of(p, environment="saliency-test", source="cam-9", input_sha256=digest,
                        data=data)
             )  # fmt: skip
-            logged.append(p.id)
+            logged.append((p.id, data))
         if len(logged) == 3:
             break
     log.stop()
     ws.close()
-    top, bottom = [], []
-    for prediction_id in logged:
+    assert len(logged) == 3
+    grid = 4
+    for prediction_id, data in logged:
         out = tmp_path / f"{prediction_id}.html"
-        args = ["analyze", "saliency", prediction_id, "--out", str(out), "--grid", "4", "--json"]
-        result = CliRunner().invoke(app, [*args, "-C", str(park_model.root)])
+        args = ["analyze", "saliency", prediction_id, "--out", str(out), "--grid", str(grid)]
+        result = CliRunner().invoke(app, [*args, "--json", "-C", str(project.root)])
         assert result.exit_code == 0, result.output
         drop = np.array(json.loads(result.output)["map"])
-        assert drop.shape == (4, 4) and "data:image/png;base64," in out.read_text()
-        top.append(drop[:1].max())  # sky: the simulator never draws an animal there
-        bottom.append(drop[2:].max())  # the lawn, where the animals stand
-    # covering part of the animal costs the label clearly more evidence than covering the sky
-    # (log-odds, which do not saturate on a confident model; here 0.78 against 0.17)
-    assert np.mean(bottom) > max(2 * np.mean(top), 0.1), (top, bottom)
-    missing = CliRunner().invoke(
-        app, ["analyze", "saliency", "feedbeef", "-C", str(park_model.root)]
-    )
+        assert drop.shape == (grid, grid) and "data:image/png;base64," in out.read_text()
+        # the cells that hold the animal, from the picture the model saw
+        seen = square(Image.open(io.BytesIO(data)).convert("RGB"), size)
+        edges = np.linspace(0, size, grid + 1).astype(int)
+        fur = np.array(
+            [[_orange_share(seen[edges[r] : edges[r + 1], edges[c] : edges[c + 1]])
+              for c in range(grid)] for r in range(grid)]
+        )  # fmt: skip
+        animal, elsewhere = drop[fur > 0.01], drop[fur == 0]
+        # covering the animal costs the answer log-odds; covering the sky (the top row: the
+        # simulator never draws an animal there) or any other fur-free cell costs nothing
+        assert animal.max() > 1.0, (drop, fur)
+        assert np.abs(drop[0]).max() < 0.05 and np.abs(elsewhere).max() < 0.05, (drop, fur)
+        assert fur.flat[drop.argmax()] > 0.01  # the map's hottest cell holds the animal
+    missing = CliRunner().invoke(app, ["analyze", "saliency", "feedbeef", "-C", str(project.root)])
     assert missing.exit_code == 3 and "not found" in missing.output
 
 
