@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -61,9 +61,38 @@ class SearchConfig(_Strict):
         return self
 
 
+Arch = Literal["small_cnn", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+
+# What each preset sets; a key the section gives itself wins. ``quick`` is the field defaults:
+# a small CNN that trains in seconds (tests, demos, the simulator). ``best`` is the most
+# accurate recipe measured on the real 10k photos within 30 minutes on 2 cores (README,
+# benchmarks/train_quality.py): frozen ImageNet EfficientNet-Lite2 features at 256 px (the
+# photos are 200 px; 256 is the multiple of 32 nearest Lite2's native 260), computed once by
+# ONNX Runtime, a linear classifier trained on them, and each image averaged with its mirror
+# image in the exported graph.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {},
+    "best": {
+        "arch": "efficientnet_lite2",
+        "image_size": 256,
+        "freeze_backbone": True,
+        "tta_flip": True,
+        "epochs": 30,
+        "batch_size": 256,
+        "lr": 3e-3,
+        "weight_decay": 1e-4,
+        "label_smoothing": 0.0,
+        "dropout": 0.2,
+        "augment": 0.5,
+        "patience": 6,
+    },
+}
+
+
 class TrainConfig(_Strict):
-    arch: Literal["small_cnn", "efficientnet_lite0"] = "small_cnn"
-    pretrained: bool = True  # ImageNet weights for efficientnet_lite0
+    preset: Literal["quick", "best"] = "quick"
+    arch: Arch = "small_cnn"
+    pretrained: bool = True  # ImageNet weights for efficientnet_lite*
     image_size: Annotated[int, Field(ge=32, le=512, multiple_of=32)] = 96
     epochs: Annotated[int, Field(ge=1)] = 6
     batch_size: Annotated[int, Field(ge=1)] = 64
@@ -72,7 +101,11 @@ class TrainConfig(_Strict):
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     augment: Annotated[float, Field(ge=0, le=1)] = 0.5
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
-    frozen_blocks: Annotated[int, Field(ge=0, le=16)] = 0
+    frozen_blocks: Annotated[int, Field(ge=0, le=21)] = 0  # lite0 has 16 blocks, lite1/2 21
+    # everything but the classifier frozen: a linear probe on cached ImageNet embeddings
+    freeze_backbone: bool = False
+    # the model averages each image with its mirror image (in the exported graph too)
+    tta_flip: bool = False
     schedule: Literal["onecycle", "cosine"] = "onecycle"
     patience: Annotated[int, Field(ge=1)] = 3
     seed: int = 0
@@ -83,6 +116,19 @@ class TrainConfig(_Strict):
     validation_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
     threads: Annotated[int, Field(ge=0)] = 0  # 0 = all cores
     search: SearchConfig = Field(default_factory=SearchConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") in PRESETS:
+            return {**PRESETS[data["preset"]], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _frozen_needs_pretrained_lite(self) -> TrainConfig:
+        if self.freeze_backbone and (self.arch == "small_cnn" or not self.pretrained):
+            raise ValueError("freeze_backbone needs a pretrained efficientnet_lite arch")
+        return self
 
 
 Threshold = Annotated[float, Field(ge=0, le=1)]
