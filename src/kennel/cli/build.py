@@ -18,8 +18,8 @@ Preset = Annotated[
     Literal["quick", "best"] | None,
     typer.Option(
         help="A recipe for train's settings: quick (a small CNN, seconds) or best (frozen "
-        "ImageNet EfficientNet-Lite2 features + a linear classifier, flip-averaged; the most "
-        "accurate measured). Replaces kennel.yaml's values for the keys it sets."
+        "ImageNet EfficientNet-Lite2 features + a linear classifier, flip-averaged; see the "
+        "README's Benchmarks). Replaces kennel.yaml's values for the keys it sets."
     ),
 ]
 Arch = Annotated[
