@@ -53,11 +53,11 @@ def _configure(root: Path, batching: bool) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
-def _wait_ready(url: str, timeout: float = 60.0) -> None:
+def _wait_ready(url: str, timeout: float = 60.0, path: str = "/health/ready") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -65,8 +65,17 @@ def _wait_ready(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{url} did not become ready")
 
 
-def _load(port: int, images: list[bytes], concurrency: int, requests: int) -> dict[str, float]:
-    """POST the JPEGs from ``concurrency`` threads, one keep-alive connection each.
+def _load(
+    port: int,
+    images: list[bytes],
+    concurrency: int,
+    requests: int,
+    *,
+    path: str = "/v1/predict",
+    content_type: str = "image/jpeg",
+) -> dict[str, float]:
+    """POST the JPEGs (or any bodies) from ``concurrency`` threads, one keep-alive connection
+    each.
 
     The load generator must not be what is measured: httpx costs about 2 ms of CPU per request
     on this 2-core machine, the standard library's http.client a quarter of that."""
@@ -83,8 +92,8 @@ def _load(port: int, images: list[bytes], concurrency: int, requests: int) -> di
             connections.append(conn)
         t0 = time.perf_counter()
         conn.request(
-            "POST", "/v1/predict", body=images[i % len(images)],
-            headers={"content-type": "image/jpeg"},
+            "POST", path, body=images[i % len(images)],
+            headers={"content-type": content_type},
         )  # fmt: skip
         answer = conn.getresponse()
         answer.read()

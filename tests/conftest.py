@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -131,6 +132,15 @@ def park_model(tmp_path_factory: pytest.TempPathFactory) -> Project:
     finally:
         ws.close()
     return project
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Any]:
+    """A local Ray cluster: a head without CPUs and two one-CPU worker nodes
+    (tests/raycluster.py). A test that removes a node adds one back."""
+    from tests import raycluster
+
+    yield from raycluster.start()
 
 
 # -- S3: a real S3-protocol server on loopback (moto's standalone server) --------------------

@@ -95,6 +95,31 @@ def replaced_model(
     return {**files, MODEL: onnx_model, METADATA: json.dumps(meta).encode()}
 
 
+def renumbered(files: Mapping[str, bytes], version: int) -> dict[str, bytes]:
+    """A copy of a bundle's ``files`` that says it is ``version``: the same model under a new
+    number, for tests that need two versions but not two trainings."""
+    meta = json.loads(files[METADATA])
+    meta["version"] = version
+    return {**files, METADATA: json.dumps(meta).encode()}
+
+
+def register_copy(ws: Workspace, like: str) -> int:
+    """Register ``like``'s bundle again as the next version of its model (gates passed)."""
+    good = ws.registry.resolve(like)
+    files = {name: ws.registry.read_file(good, name) for name in good.files}
+    return ws.registry.register(
+        good.name,
+        lambda version: renumbered(files, version),
+        run_id=good.run_id,
+        dataset=good.dataset,
+        dataset_version=good.dataset_version,
+        metrics=good.metrics,
+        gates_passed=True,
+        gate_reasons=[],
+        actor="test",
+    ).version
+
+
 def unloadable(files: Mapping[str, bytes], version: int) -> dict[str, bytes]:
     """A copy of a bundle's ``files`` renumbered to ``version``, every hash right, whose
     model.onnx is a well-formed ONNX file ONNX Runtime refuses (an operator that does not exist)."""

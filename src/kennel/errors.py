@@ -15,6 +15,7 @@
     ├── ReleaseRefusedError     a release rule forbids this move (gate, certification, approval)
     ├── UnloadableModelError    a verified bundle that ONNX Runtime cannot load (old one serves)
     ├── StateError              a change a thing's state does not allow (a resolved alert)
+    │   └── HeadMovedError      a dataset gained a version while another was built on its head
     ├── AuthError               no token, an unknown token, or a role that may not do this
     ├── ServiceError            a prediction service could not be started or reached
     └── EngineError             a distributed engine (a Ray cluster) cannot be reached or failed
@@ -94,6 +95,15 @@ class UnloadableModelError(KennelError):
 
 class StateError(KennelError):
     code = "invalid_state"
+
+
+class HeadMovedError(StateError):
+    """A dataset gained a version after another was built on its newest one: ``head`` is the
+    newest now (build on it and commit again)."""
+
+    def __init__(self, message: str, head: str | None = None) -> None:
+        super().__init__(message)
+        self.head = head
 
 
 class AuthError(KennelError):

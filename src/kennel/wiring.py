@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from kennel.serve.auth import TokenStore
     from kennel.serve.runtime import Predictor
     from kennel.storage import ContentStore
+    from kennel.stream.batch import Scorer
     from kennel.train.studies import SharedStudies
     from kennel.train.tracking import RunTracker
 
@@ -158,6 +159,20 @@ class Workspace:
         bundle = Bundle.from_files(files, prefer_int8=serve.prefer_int8)
         return Predictor(bundle, max_pixels=serve.max_pixels)
 
+    def scorer(
+        self, predictor: Predictor, *, engine: str = "local", address: str | None = None
+    ) -> Scorer:
+        """Where batch scoring's chunks run: ``local`` (this process) or ``ray`` (the Ray
+        cluster at ``address``; None: ``RAY_ADDRESS`` or a new local one)."""
+        from kennel.stream.batch import LocalScorer
+
+        if _engine(engine, address, "batch-score") == "local":
+            return LocalScorer(predictor)
+        from kennel.ingest.ray_engine import RayEngine
+        from kennel.stream.ray_scoring import RayScorer
+
+        return RayScorer(RayEngine(address), predictor)
+
     def ingestor(
         self, workers: int | None = None, *, engine: str = "local", address: str | None = None
     ) -> Ingestor:
@@ -168,14 +183,10 @@ class Workspace:
         from kennel.ingest.run import Ingestor
 
         chosen: Engine
-        if engine == "ray":
+        if _engine(engine, address, "ingest") == "ray":
             chosen = RayEngine(address, num_cpus=workers)
-        elif engine == "local":
-            if address is not None:
-                raise ConfigError("--address names a Ray cluster; it needs --engine ray")
-            chosen = LocalEngine(workers or self.project.workers)
         else:
-            raise ConfigError(f"unknown ingest engine {engine!r} (choose local or ray)")
+            chosen = LocalEngine(workers or self.project.workers)
         return Ingestor(
             self.db,
             self.content,
@@ -245,3 +256,12 @@ class Workspace:
             self.studies.close()
         if "db" in self.__dict__:
             self.db.dispose()
+
+
+def _engine(engine: str, address: str | None, job: str) -> str:
+    """``local`` or ``ray``; an address only goes with ``ray``."""
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"unknown {job} engine {engine!r} (choose local or ray)")
+    if engine == "local" and address is not None:
+        raise ConfigError("--address names a Ray cluster; it needs --engine ray")
+    return engine

@@ -100,8 +100,11 @@ def test_resolve_errors(catalog: DatasetCatalog) -> None:
         catalog.resolve("ghost@v1")
     with pytest.raises(ConfigError, match="invalid dataset name"):
         catalog.resolve("../etc@v1")
+    parent = None
     for i in range(40):  # enough versions that some share a first hex digit
-        catalog.commit("pets", [_row(i)], parent=None, ingest_run_id=None, summary={}, actor="t")
+        parent, _ = catalog.commit(
+            "pets", [_row(i)], parent=parent, ingest_run_id=None, summary={}, actor="t"
+        )
     firsts = [v.id[:4] for v in catalog.versions("pets")]
     prefix = next((p for p in firsts if firsts.count(p) > 1), None)
     if prefix is None:  # no 4-digit collision: check the exact-length rule instead

@@ -137,6 +137,22 @@ def test_audit_log_appends_finds_by_subject_and_verifies(db: Database) -> None:
     assert verdict.ok and verdict.checked == 3
 
 
+def test_audit_about_a_model_stops_at_its_name(db: Database) -> None:
+    """``about("pets")`` (what ``kennel models compliance pets@2`` reads) is about pets: not
+    petshop, and the name's ``%``, ``_`` or ``\\`` are letters, not wildcards (issue #12)."""
+    log = AuditLog(db)
+    subjects = ["pets@1", "petshop@1", "pets@production", "PETS@1", "pets", "pets2@1",
+                "p_ts@1", "pe%s@1", "a\\b@1", "axb@1", "p_ts@2"]  # fmt: skip
+    for subject in subjects:
+        log.append(actor="a", action="model.register", subject=subject)
+    assert [e.subject for e in log.about("pets")] == ["pets@1", "pets@production", "pets"]
+    assert [e.subject for e in log.about("p_ts")] == ["p_ts@1", "p_ts@2"]
+    assert [e.subject for e in log.about("pe%")] == []
+    assert [e.subject for e in log.about("pe%s")] == ["pe%s@1"]
+    assert [e.subject for e in log.about("a\\b")] == ["a\\b@1"]
+    assert [e.subject for e in log.about("pets", separator=":")] == ["pets"]
+
+
 def test_migration_0006_lists_the_one_version_older_runs_knew(metadata_url: str) -> None:
     from alembic import command
     from alembic.config import Config

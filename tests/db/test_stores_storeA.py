@@ -108,8 +108,8 @@ def test_dataset_version_ids_are_unique_per_dataset(db: Database) -> None:
     store = DatasetStore(db)
     store.ensure_dataset("pets")
     _add_version(store, "pets", "ab" * 32)
-    with pytest.raises(MetadataError):
-        _add_version(store, "pets", "ab" * 32)
+    with pytest.raises(MetadataError):  # built on the newest version, but its id is taken
+        _add_version(store, "pets", "ab" * 32, parent="ab" * 32)
     assert len(store.versions("pets")) == 1
     assert len(_audit(db)) == 1  # the failed version left no audit entry behind
     with pytest.raises(MetadataError):  # a version needs its dataset

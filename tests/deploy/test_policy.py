@@ -194,6 +194,39 @@ def test_rollback_reads_the_kind_of_move_not_the_reason(root: Path) -> None:
     assert [e["kind"] for e in history(root, "production")] == ["release", "release", "rollback"]
 
 
+def test_releasing_what_already_serves_is_refused_and_rollback_still_goes_back(
+    root: Path,
+) -> None:
+    t = tokens(root)
+    for version in (1, 2):
+        ready(root, version, t["qa"])
+    ops = ("--token", t["operator"])
+    cli(root, "release", "pets@1", "--to", "production", *ops)
+    cli(root, "release", "pets@2", "--to", "production", *ops)
+    again = cli(root, "release", "pets@2", "--to", "production", *ops, code=13)  # a 2nd click
+    assert "already names version 2" in again["stderr"]
+    assert [e["to_version"] for e in history(root, "production")] == [1, 2]
+    event = cli(root, "rollback", "--env", "production", *ops)
+    assert (event["from_version"], event["to_version"]) == (2, 1)
+
+
+def test_rollback_skips_moves_that_changed_nothing(root: Path) -> None:
+    """A history written before such moves were refused (2 -> 2) still rolls back to 1."""
+    t = tokens(root)
+    for version in (1, 2):
+        ready(root, version, t["qa"])
+    ops = ("--token", t["operator"])
+    cli(root, "release", "pets@1", "--to", "production", *ops)
+    cli(root, "release", "pets@2", "--to", "production", *ops)
+    ws = Workspace.load(root)
+    try:  # the old behaviour, through the store directly
+        ws.registry.set_alias("pets", "production", 2, actor="old", reason="x", kind="release")
+    finally:
+        ws.close()
+    event = cli(root, "rollback", "--env", "production", *ops)
+    assert (event["from_version"], event["to_version"]) == (2, 1)
+
+
 def test_release_verifies_the_bundle_before_the_alias_moves(root: Path) -> None:
     t = tokens(root)
     ready(root, 1, t["qa"])

@@ -6,16 +6,13 @@ duplicate nothing; a cluster that cannot be reached leaves nothing behind."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -28,33 +25,10 @@ from kennel.ingest.run import Ingestor, IngestReport
 from kennel.progress import Event
 from kennel.wiring import Workspace
 from tests.conftest import make_project
+from tests.raycluster import NODE, running, workers
 
-MB = 2**20
-NODE = {"num_cpus": 1, "object_store_memory": 80 * MB}
 TASK = "kennel-ingest"  # the task name RayEngine gives; Ray shows it as the process title
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from ray.cluster_utils import Cluster
-
-    began = time.perf_counter()
-    head = {"num_cpus": 0, "object_store_memory": 80 * MB, "include_dashboard": False}
-    ray_cluster = Cluster(initialize_head=True, head_node_args=head)
-    try:
-        for _ in range(2):
-            ray_cluster.add_node(**NODE)
-        ray_cluster.wait_for_nodes()
-        print(f"ray cluster up in {time.perf_counter() - began:.1f}s")
-        yield ray_cluster
-    finally:
-        ray_cluster.shutdown()
-
-
-def _workers(ray_cluster: Any) -> list[Any]:
-    return [n for n in ray_cluster.list_all_nodes() if not n.head]
 
 
 def _records(ws: Workspace) -> tuple[int, int]:
@@ -99,35 +73,22 @@ def test_ten_thousand_photos_give_the_local_engines_version(
         ray_ws.close()
 
 
-def _running(node: Any) -> list[psutil.Process]:
-    """The worker processes of ``node`` executing an ingest task now."""
-    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
-    busy = []
-    for proc in raylet.children():
-        try:
-            if TASK in proc.name() or TASK in " ".join(proc.cmdline()):
-                busy.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    return busy
-
-
 def test_killed_worker_and_node_mid_run_lose_and_duplicate_nothing(
     cluster: Any, shared_data: Path, tmp_path: Path
 ) -> None:
     mini = str(shared_data / "dogs-vs-cats-mini.zip")
     local_ws = Workspace(make_project(tmp_path / "local"))
     ray_ws = Workspace(make_project(tmp_path / "ray"))
-    survivor, victim = _workers(cluster)
+    survivor, victim = workers(cluster)
     killed: dict[str, int] = {}
 
     def kill_while_tasks_run(event: Event) -> None:
         if not event.done:
             return
-        if "worker" not in killed and (busy := _running(survivor)):
+        if "worker" not in killed and (busy := running(survivor, TASK)):
             busy[0].send_signal(signal.SIGKILL)  # one worker process dies mid-task
             killed["worker"] = event.done
-        elif "worker" in killed and "node" not in killed and _running(victim):
+        elif "worker" in killed and "node" not in killed and running(victim, TASK):
             cluster.remove_node(victim, allow_graceful=False)  # a whole node dies mid-task
             killed["node"] = event.done
 
@@ -146,7 +107,7 @@ def test_killed_worker_and_node_mid_run_lose_and_duplicate_nothing(
     finally:
         local_ws.close()
         ray_ws.close()
-        if victim not in _workers(cluster):
+        if victim not in workers(cluster):
             cluster.add_node(**NODE)  # back to two workers for whoever comes next
             cluster.wait_for_nodes()
 

@@ -28,6 +28,7 @@ EXPECTED = {
     errors.ReleaseRefusedError: 409,
     errors.UnloadableModelError: 409,
     errors.StateError: 409,
+    errors.HeadMovedError: 409,
     errors.AuthError: 403,
     errors.ServiceError: 503,
     errors.EngineError: 503,  # the Ray cluster is unreachable: try again

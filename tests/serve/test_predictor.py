@@ -99,3 +99,35 @@ def test_configured_pixel_limit_reaches_the_predictor(project, tmp_path: Path) -
         ws.close()
     with pytest.raises(ImageRejected, match="decompression bomb"):
         predictor.predict_one(jpeg(64, 48))  # 3,072 pixels > 1,000
+
+
+def test_a_bundle_without_a_frame_policy_keeps_the_centre_square(  # type: ignore[no-untyped-def]
+    project, tmp_path: Path
+) -> None:
+    """Bundles made before frame policies and the pet output: a wide frame is read as its
+    centre square, as they always did, and the judgement falls back to the embedding."""
+    from kennel.imaging import decode, square
+    from kennel.portable import normalise
+    from tests.helpers import jpeg
+
+    ws = Workspace(project)
+    try:
+        ws.registry.download("pets@1", tmp_path / "b")
+    finally:
+        ws.close()
+    meta_path = tmp_path / "b" / "kennel-model.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["preprocessing"]["frame"]["policy"] == "tiles"
+    wide = jpeg(320, 180, seed=3)
+    assert len(Predictor(Bundle.from_dir(tmp_path / "b")).prepare(wide).views) == 3
+    del meta["preprocessing"]["frame"], meta["ood"]
+    meta_path.write_text(json.dumps(meta))
+    old = Predictor(Bundle.from_dir(tmp_path / "b"))
+    assert old.frame.policy == "centre" and old.check.method == "embedding"
+    views = old.prepare(wide).views
+    pre = meta["preprocessing"]
+    mean = np.array(pre["mean"], np.float32).reshape(3, 1, 1)
+    std = np.array(pre["std"], np.float32).reshape(3, 1, 1)
+    centre = normalise(square(decode(wide).image, old.bundle.image_size), mean, std)
+    assert views.shape[0] == 1 and np.array_equal(views[0], centre)
+    assert old.predict_one(wide).pet is not None  # judged from the embedding reference

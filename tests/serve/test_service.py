@@ -18,6 +18,8 @@ from sqlalchemy import func, select
 from kennel.config import Project
 from kennel.db.schema import FeedbackRow, PredictionRow
 from kennel.deploy.certify import bad_inputs
+from kennel.serve.holder import ModelHolder, Swap
+from kennel.serve.runtime import Predictor
 from kennel.serve.server import RunningServer, start_in_thread
 from kennel.storage import digest_key
 from kennel.wiring import Workspace
@@ -56,6 +58,11 @@ def test_predict_raw_multipart_batch_and_model(server: tuple[RunningServer, Work
         body = raw.json()
         assert body["label"] in ("cat", "dog") and body["model"] == {"name": "pets", "version": 1}
         assert abs(sum(body["probabilities"].values()) - 1) < 1e-5
+        assert isinstance(body["pet"], bool) and 0 <= body["pet_score"] <= 1  # a judgement
+        wide = jpeg(320, 180, seed=6)  # a camera frame: tiles, like every runtime
+        assert client.post("/v1/predict", content=wide).json()["probabilities"] == pytest.approx(
+            ws.predictor("pets@1").predict_one(wide).probabilities, abs=1e-6
+        )
         multi = client.post("/v1/predict", files={"file": ("x.jpg", image, "image/jpeg")})
         assert multi.status_code == 200 and multi.json()["probabilities"] == body["probabilities"]
         batch = client.post(
@@ -70,6 +77,7 @@ def test_predict_raw_multipart_batch_and_model(server: tuple[RunningServer, Work
         assert results[1]["error"] == "invalid_image"
         model = client.get("/v1/model").json()
         assert model["version"] == 1 and model["labels"] == ["cat", "dog"]
+        assert model["frame"]["policy"] == "tiles" and model["ood"]["method"] == "embedding"
         assert client.get("/health/live").status_code == 200
         assert client.get("/health/ready").json() == {"status": "ready", "version": 1}
         metrics = client.get("/metrics").text
@@ -79,6 +87,7 @@ def test_predict_raw_multipart_batch_and_model(server: tuple[RunningServer, Work
         and 'kennel_model_version{model="pets"} 1.0' in metrics
     )
     assert "kennel_predictions_total" in metrics and "kennel_queue_depth" in metrics
+    assert "kennel_no_pet_predictions_total" in metrics
     # every prediction reaches the prediction log
     assert running.service.predlog is not None and running.service.predlog.flush()
     with ws.db.session() as s:
@@ -86,6 +95,7 @@ def test_predict_raw_multipart_batch_and_model(server: tuple[RunningServer, Work
         row = s.get(PredictionRow, body["prediction_id"])
     assert body["prediction_id"] in ids and row is not None
     assert row.environment == "production" and row.version == 1 and row.quality["width"] == 80
+    assert row.quality["pet"] == float(body["pet"])  # what monitoring counts
 
 
 def test_bad_inputs_get_json_4xx_never_5xx(server: tuple[RunningServer, Workspace]) -> None:
@@ -247,6 +257,35 @@ def test_unloadable_bundle_never_stops_alias_following(project: Project) -> None
             assert service.holder.last_error is None
     finally:
         running.stop()
+        ws.close()
+
+
+def test_rollback_and_the_staged_release_swap_without_loading(project: Project) -> None:
+    """Replicas follow a move within serve.poll_s only if swapping costs no load: the version
+    served before and the one staging holds (the next release) are already loaded."""
+    ws = Workspace(project)
+    ws.registry.set_alias("pets", "production", 1, actor="test", reason="start")
+    ws.registry.set_alias("pets", "staging", 2, actor="test", reason="next release")
+    holder = ModelHolder.following(ws.registry, project.config, "production")
+    loads: list[int] = []
+    load = holder.load
+
+    def counted(version: int) -> Predictor:
+        loads.append(version)
+        return load(version)
+
+    holder.load = counted  # type: ignore[method-assign]
+    try:
+        assert holder.poll() == Swap(None, 1)
+        assert loads == [1, 2]  # the staged version is loaded ahead, in the poll thread
+        for old, new in ((1, 2), (2, 1), (1, 2)):  # release, rollback, release again
+            ws.registry.set_alias("pets", "production", new, actor="test", reason="move")
+            assert holder.poll() == Swap(old, new)
+        assert loads == [1, 2]
+        staging = ModelHolder.following(ws.registry, project.config, "staging")
+        assert staging.warm is None  # staging has nothing ahead of it to load
+    finally:
+        ws.registry.set_alias("pets", "staging", None, actor="test", reason="clean up")
         ws.close()
 
 

@@ -60,6 +60,8 @@ def test_batch_scores_idempotently_and_matches_the_predictor(
     [stored] = json.loads(read.stdout)
     assert stored["label"] == expected.label and stored["version"] == 1
     assert stored["probabilities"] == pytest.approx(expected.probabilities, abs=1e-9)
+    assert stored["pet"] == expected.pet and expected.pet is not None  # the judgement is stored
+    assert stored["pet_score"] == pytest.approx(expected.pet_score, abs=1e-9)
 
     write_tree(tmp_path / "inbox", {"a.jpg": b"not an image"})
     mixed = runner.invoke(
@@ -82,3 +84,38 @@ def test_batch_scores_idempotently_and_matches_the_predictor(
     assert mixed.exit_code == 3  # production has no model yet: a clear not-found
     bad_table = runner.invoke(app, [*args[:3], "--table", "x; drop", *args[5:]])
     assert bad_table.exit_code == 2 and "invalid table name" in bad_table.stderr
+
+
+def test_a_table_made_before_the_pet_judgement_gets_its_columns(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import create_engine, text
+
+    from kennel.db.scores import Score, ScoreTable
+
+    url = f"sqlite:///{tmp_path / 'apps.db'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:  # the table as earlier kennel versions created it
+        connection.execute(
+            text(
+                "CREATE TABLE scores (uri TEXT, input_sha256 VARCHAR(64), model VARCHAR(128),"
+                " version INTEGER, label VARCHAR(128), confidence FLOAT, probabilities TEXT,"
+                " error TEXT, scored_at DATETIME NOT NULL,"
+                " PRIMARY KEY (uri, input_sha256, model, version))"
+            )
+        )
+        connection.execute(
+            text("INSERT INTO scores VALUES ('old.jpg', 'a', 'pets', 1, 'cat', 0.9, NULL, NULL,"
+                 " '2026-01-01 00:00:00')")
+        )  # fmt: skip
+    engine.dispose()
+    now = datetime.now(UTC)
+    with ScoreTable(url, "scores") as table:
+        table.create()
+        table.create()  # twice: nothing left to add
+        new = Score("new.jpg", "b", "pets", 2, "dog", 0.8, {"dog": 0.8}, None, now, False, 0.1)
+        assert table.add_new([new]) == 1
+        [old] = table.for_uri("old.jpg")
+        [stored] = table.for_uri("new.jpg")
+    assert old.pet is None and old.label == "cat"
+    assert stored.pet is False and stored.pet_score == pytest.approx(0.1)

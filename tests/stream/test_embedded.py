@@ -45,7 +45,9 @@ def test_the_wheel_needs_no_kennel_and_answers_like_the_predictor(
     installed: tuple[Path, Path], tmp_path: Path
 ) -> None:
     project_root, site = installed
+    # close to square, 4:3, and wide camera frames (tiled): the same views and judgement
     images = [jpeg(width=180 + i * 20, height=150, seed=i) for i in range(4)]
+    images += [jpeg(width=640, height=360, seed=9), jpeg(width=200, height=480, seed=10)]
     for i, data in enumerate(images):
         (tmp_path / f"{i}.jpg").write_bytes(data)
     script = (
@@ -74,6 +76,8 @@ def test_the_wheel_needs_no_kennel_and_answers_like_the_predictor(
         assert embedded["model"] == {"name": "pets", "version": 1}
         for label, p in expected.probabilities.items():
             assert embedded["probabilities"][label] == pytest.approx(p, abs=1e-6)
+        assert embedded["pet"] == expected.pet and expected.pet is not None
+        assert embedded["pet_score"] == pytest.approx(expected.pet_score, abs=1e-6)
 
 
 def test_example_web_app_classifies_an_upload_over_http(

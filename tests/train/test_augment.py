@@ -24,3 +24,60 @@ def test_augment_is_seeded_and_changes_pixels() -> None:
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(augment(_batch(), 0.0, torch.Generator()), to_input(_batch()))
     assert a.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_letterbox_share_shows_pictures_as_letterboxed_wide_frames() -> None:
+    from kennel.portable import FILL, letterbox
+    from kennel.train.augment import IMAGENET_MEAN, IMAGENET_STD, letterboxed
+
+    batch = _batch()
+    boxed = augment(batch, 0.0, torch.Generator().manual_seed(0), letterbox=1.0)
+    fill = (torch.tensor(FILL) / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    for picture in boxed:  # bars of the serving fill colour above and below, the picture between
+        assert torch.allclose(picture[:, 0, :], fill.view(3, 1), atol=1e-5)
+        assert torch.allclose(picture[:, -1, :], fill.view(3, 1), atol=1e-5)
+        assert not torch.allclose(picture[:, 16, :], fill.view(3, 1), atol=1e-2)
+    # the same geometry as serving's letterbox of a 16:9 frame: bars of the same height
+    from PIL import Image
+
+    served = letterbox(Image.new("RGB", (64, 36), (0, 0, 0)), 32)
+    served_bar = int((served[:, 16] == FILL).all(axis=1).sum())
+    x01 = batch.permute(0, 3, 1, 2).float() / 255
+    trained = letterboxed(x01, torch.full((4,), 9 / 16))
+    trained_bar = int((trained[0, :, :, 16] == torch.tensor(FILL).view(3, 1) / 255).all(0).sum())
+    assert abs(served_bar - trained_bar) <= 2
+    # none asked: the random stream and the pixels are what they always were
+    assert torch.equal(
+        augment(batch, 0.8, torch.Generator().manual_seed(3), letterbox=0.0),
+        augment(batch, 0.8, torch.Generator().manual_seed(3)),
+    )
+
+
+def test_cached_features_get_a_letterboxed_view_when_the_frame_policy_letterboxes() -> None:
+    import numpy as np
+
+    from kennel.progress import silent
+    from kennel.train.data import ImageSet
+    from kennel.train.features import encode
+    from kennel.train.models import EfficientNetLite
+
+    images = _batch().numpy()
+    data = ImageSet(images, np.array([0, 1, 0, 1]), np.array(["train"] * 4), (), ("cat", "dog"))
+    model = EfficientNetLite(2).eval()
+    train = np.arange(3)
+    args = {"frozen_blocks": 2, "mirrored": True, "device": torch.device("cpu")}
+    plain, labels, _val_x, _val_y = encode(
+        model, data, train, np.arange(3, 4), progress=silent, **args
+    )  # type: ignore[arg-type]
+    boxed, boxed_labels, _, _ = encode(
+        model,
+        data,
+        train,
+        np.arange(3, 4),
+        progress=silent,
+        letterbox=True,
+        **args,  # type: ignore[arg-type]
+    )
+    assert len(plain) == 6 and len(boxed) == 9  # as is, mirrored, and letterboxed
+    assert torch.equal(boxed[:6], plain) and not torch.equal(boxed[6:], plain[:3])
+    assert boxed_labels.tolist() == labels.tolist() + labels[:3].tolist()

@@ -19,7 +19,7 @@ from kennel.config import PRESETS, TrainConfig
 from kennel.errors import ConfigError
 from kennel.pipeline.build import BuildOptions
 from kennel.serve.runtime import MODEL
-from kennel.train import features
+from kennel.train import embeddings
 from kennel.train.models import EfficientNetLite
 from kennel.train.pretrained import weights_path
 from kennel.wiring import Workspace
@@ -47,8 +47,8 @@ def test_embeddings_match_pytorch_and_are_computed_once(tmp_path: Path) -> None:
     np.save(path, rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8))
     images = np.load(path, mmap_mode="r")
     steps: list[int] = []
-    first = features.embeddings(model, images, np.arange(5), mirrored=True, step=steps.append)
-    again = features.embeddings(model, images, np.arange(5), mirrored=True, step=steps.append)
+    first = embeddings.embeddings(model, images, np.arange(5), mirrored=True, step=steps.append)
+    again = embeddings.embeddings(model, images, np.arange(5), mirrored=True, step=steps.append)
     assert again is first and steps == [5, 5]
     x = torch.from_numpy(np.ascontiguousarray(images[:, :, ::-1])).permute(0, 3, 1, 2)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -56,7 +56,7 @@ def test_embeddings_match_pytorch_and_are_computed_once(tmp_path: Path) -> None:
     with torch.no_grad():
         expected = model.embed((x.float() / 255 - mean) / std).numpy()
     np.testing.assert_allclose(first, expected, atol=1e-4)
-    other = features.embeddings(model, images, np.arange(5), mirrored=False)
+    other = embeddings.embeddings(model, images, np.arange(5), mirrored=False)
     assert other is not first  # another view is another entry
 
 

@@ -3,6 +3,8 @@ the new entries in between (no browser: a fresh project)."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ from sqlalchemy import update
 
 from kennel.db.audit import AuditLog
 from kennel.db.schema import AuditRow
+from kennel.ui.app import create_app
 from kennel.ui.logs import AuditStatus
 from kennel.wiring import Workspace
 from tests.conftest import make_project
@@ -66,3 +69,31 @@ def test_a_changed_last_entry_or_an_elapsed_period_means_a_full_verification(
     tamper(ws, 1)
     time.sleep(0.1)
     assert not periodic.verdict(ws).ok
+
+
+def test_the_pages_say_when_the_chain_was_checked_and_verify_now_checks_it_all(
+    ws: Workspace,
+) -> None:
+    from tests.ui.test_origins import client_of, serving, sign_in
+
+    token, _ = ws.tokens.create("viewer", "vera")
+    append(ws, 3)
+    with serving(create_app(ws)) as url, client_of(url) as client:
+        sign_in(client, token)
+        page = client.get("/audit").text
+        assert re.search(r"whole chain verified at \d\d:\d\d UTC; new entries checked at", page)
+        tamper(ws, 2)
+        append(ws, 1)
+        assert "BROKEN" not in client.get("/audit").text  # only the new entries were checked
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None
+        assert client.post("/actions/verify-audit", data={"back": "/audit"}).status_code == 403
+        done = client.post("/actions/verify-audit", data={"csrf": csrf[1], "back": "/audit"})
+        assert done.status_code == 303 and done.headers["location"] == "/audit"
+        after = client.get("/audit").text
+        assert "audit chain BROKEN: entry 2 was altered" in after
+        assert '<span class="bad">BROKEN</span>' in after
+        newest = AuditLog(ws.db).entries(limit=1)[0]
+        assert newest.action == "audit.verify"
+        assert newest.actor == "vera" and '"ok": false' in json.dumps(newest.details)
+        assert "BROKEN" in client.get("/").text  # the Overview says so too

@@ -16,7 +16,8 @@ from kennel.cli.main import app
 from kennel.config import RuleConfig
 from kennel.datasets.synth import render
 from kennel.db.audit import entries
-from kennel.db.predictions import PredictionStore
+from kennel.db.predictions import PredictionQuery, PredictionStore
+from kennel.db.runs import RunStore
 from kennel.deploy import environments
 from kennel.deploy.policy import PolicyGate
 from kennel.govern.actions import run_actions
@@ -24,9 +25,7 @@ from kennel.govern.alerts import Alert, AlertStore
 from kennel.monitor.runner import MonitorResult
 from tests.serving import wait_until
 from tests.ui.conftest import Dashboard, axe_problems, sign_in
-
-PAGES = ["/", "/deployments", "/deployments/staging", "/deployments/production", "/alerts",
-         "/audit"]  # fmt: skip
+from tests.ui.more_data import record_study
 
 
 def gate(dash: Dashboard) -> PolicyGate:
@@ -55,13 +54,39 @@ def alert_state(dash: Dashboard, alert_id: int) -> Alert:
     return next(a for a in AlertStore(dash.ws.db).list(limit=500) if a.id == alert_id)
 
 
+def every_page(dash: Dashboard, alert: Alert) -> list[str]:
+    """Each page of the dashboard with what it shows filled in from the store: the list pages
+    of the menu and one of each detail page."""
+    ws = dash.ws
+    version = ws.catalog.resolve("park@latest")
+    runs = RunStore(ws.db).page(limit=2)
+    studies = RunStore(ws.db).studies(limit=1)
+    study = studies[0].id if studies else record_study(ws)[0]  # the builds tuned nothing
+    now = datetime.now(UTC)
+    hits, _ = PredictionStore(ws.db).search(PredictionQuery(now - timedelta(days=30), now))
+    pages = ["/", "/datasets", "/datasets/park", f"/datasets/park/v{version.seq}", "/runs",
+             f"/runs?study={study}", f"/runs/{runs[0].id}",
+             f"/runs/compare?ids={runs[0].id}&ids={runs[1].id}", "/models", "/models/pets",
+             "/models/pets/1", "/models/compare?a=pets@1&b=pets@2", "/deployments",
+             "/deployments/staging", "/deployments/production", "/monitoring", "/alerts",
+             f"/alerts/{alert.id}", "/predictions", "/audit"]  # fmt: skip
+    if version.parent_id is not None:
+        parent = ws.catalog.resolve(f"park@{version.parent_id}")
+        pages.append(f"/datasets/park/v{version.seq}?against=v{parent.seq}")
+    assert hits  # staging's certification logged its answers
+    return [*pages, f"/predictions/{hits[0].id}"]
+
+
 def test_every_page_opens_and_passes_axe(dashboard: Dashboard, browser: Any) -> None:
-    raise_alert(dashboard, "axe-check")  # so the alert page has an incident with its buttons
+    alert = raise_alert(dashboard, "axe-check")  # an incident on its page, with its buttons
     page = sign_in(browser, dashboard, "qa")
-    for path in PAGES:
+    menu = page.locator("header nav a:not(.brand)").evaluate_all("as => as.map(a => a.pathname)")
+    pages = every_page(dashboard, alert)
+    assert len(menu) == 9 and set(menu) <= set(pages)
+    for path in pages:
         response = page.goto(path)
         assert response.status == 200, path
-        assert page.locator("h1").count() == 1
+        assert page.locator("h1").count() == 1, path
         assert axe_problems(page) == [], path
     for path, status in (("/alerts/99999999", 404), ("/audit?limit=oops", 400)):
         assert page.goto(path).status == status
@@ -92,10 +117,21 @@ def test_qa_approves_and_operator_releases_then_rolls_back(
     decision = gate(dashboard).decision(candidate)
     assert decision is not None and decision.decision == "approved"
     assert decision.actor == "quinn (qa)" and decision.note == "report checked"
+    again = qa.locator("#env-staging button:has-text('Approve')")
+    assert again.is_disabled()  # a second click would add a second approval
+    assert "already approved by quinn (qa)" in qa.locator("#env-staging .why").first.inner_text()
     approved = newest_audit(dashboard, "model.approved")
     assert (approved.actor, approved.subject) == ("quinn", "pets@2")
-    # QA keeps the overview open: it must show production moving without a reload
+    # QA keeps the overview open: it must show production moving without a reload; a second
+    # tab keeps Deployments open: its alias history chart must gain the release's point
     qa.goto("/")
+    history = qa.context.new_page()
+    history.goto("/deployments")
+    drawn = history.locator(
+        "svg[aria-label='version each environment served over time'] circle"
+        "[data-series='production']"
+    )
+    before = drawn.count()
     assert qa.locator("#stage-production").get_by_text("pets@1").count() == 1
     # the operator releases it ...
     ops = sign_in(browser, dashboard, "operator", "/deployments")
@@ -111,6 +147,11 @@ def test_qa_approves_and_operator_releases_then_rolls_back(
     ops.locator("#env-production", has_text="answering with version 2").wait_for()
     qa.locator("#stage-production", has_text="pets@2").wait_for(timeout=15000)  # live
     assert qa.url == f"{dashboard.url}/"  # no navigation happened: the region was swapped
+    blockers = qa.locator("#release-blockers").inner_text()
+    assert "production already serves pets@2" in blockers and "may be released" not in blockers
+    wait_until(lambda: drawn.count() == before + 1)
+    assert float(drawn.nth(before).get_attribute("data-y") or "nan") == 2.0
+    history.close()
     # ... and rolls it back
     ops.click("#env-production button:has-text('Roll back')")
     ops.wait_for_url(f"{dashboard.url}/deployments")
@@ -134,6 +175,16 @@ def test_operator_acknowledges_an_alert(dashboard: Dashboard, browser: Any) -> N
     card = ops.locator(f"#alert-{alert.id}")
     assert card.locator(".state").inner_text() == "open"
     card.get_by_label("acknowledgement note").fill("looking into it")
+    ops.locator("h1").click()  # focus leaves the field; its text keeps the region from swapping
+    rules = [RuleConfig(name="accuracy-check", metric="performance.accuracy", op="<",
+                        threshold=0.9)]  # fmt: skip
+    seen = AlertStore(dashboard.ws.db).evaluate(rules, {"performance.accuracy": 0.5},
+                                                subject="production")  # fmt: skip
+    assert not seen.opened  # seen again: the card's count changes
+    status = ops.locator("#live-status")
+    status.filter(has_text="paused where you are editing").wait_for(timeout=15000)
+    assert card.get_by_label("acknowledgement note").input_value() == "looking into it"
+    assert "updated" not in status.inner_text()  # the time is outside the aria-live region
     card.locator("button:has-text('Acknowledge')").click()
     ops.wait_for_url(f"{dashboard.url}/alerts?state=open")
     changed = alert_state(dashboard, alert.id)
@@ -143,6 +194,8 @@ def test_operator_acknowledges_an_alert(dashboard: Dashboard, browser: Any) -> N
     ops.goto(f"/alerts/{alert.id}")
     assert ops.locator(f"#alert-{alert.id} .state").inner_text() == "acknowledged"
     assert ops.locator(f"#alert-{alert.id} button:has-text('Acknowledge')").is_disabled()
+    handled = ops.locator(f"#alert-{alert.id} .handled").inner_text()
+    assert "by olga" in handled and "looking into it" in handled
     ops.context.close()
 
 

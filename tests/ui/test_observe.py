@@ -23,12 +23,14 @@ from kennel.datasets.synth import render
 from kennel.db.deployments import DeploymentStore
 from kennel.db.monitoring import MonitorRun, MonitorRunStore
 from kennel.db.predictions import PredictionQuery, PredictionStore
+from kennel.db.runs import RunStore
 from kennel.db.telemetry import TelemetryStore
 from kennel.govern.lineage import prediction_lineage
 from kennel.ui.buckets import grid
 from kennel.ui.monitoring import BUCKETS
 from tests.ui.conftest import Dashboard, axe_problems, sign_in
 from tests.ui.history import History, populate
+from tests.ui.more_data import record_study, second_version
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -266,6 +268,23 @@ def test_bad_input_on_these_pages_is_a_clear_4xx_page(observed: Observed, browse
     page.context.close()
 
 
+def library_pages(dash: Dashboard) -> dict[str, str]:
+    """One dataset version (diffed against its parent), one tuning study and one model version,
+    for the screenshots; park gets its second version and the runs a four-trial study first,
+    unless the Datasets and Runs tests added them already."""
+    ws = dash.ws
+    newest = ws.catalog.resolve("park@latest")
+    if newest.parent_id is None:
+        root = dash.project.root.parent
+        newest = second_version(ws, root, root / "lake").version
+    study = next((s.id for s in RunStore(ws.db).studies(limit=20) if s.trials >= 4), None)
+    if study is None:
+        study, _trials = record_study(ws)
+    parent = ws.catalog.resolve(f"park@{newest.parent_id}")
+    return {"dataset": f"/datasets/park/v{newest.seq}?against=v{parent.seq}",
+            "study": f"/runs?study={study}", "model": "/models/pets/2"}  # fmt: skip
+
+
 def test_screenshots_of_every_main_page(observed: Observed, browser: Any, tmp_path: Path) -> None:
     """docs/screenshots/<page>.png for the README with KENNEL_SCREENSHOTS=1 (run this test
     alone, on a fresh session); otherwise into a temporary folder, so CI checks that they can
@@ -285,6 +304,7 @@ def test_screenshots_of_every_main_page(observed: Observed, browser: Any, tmp_pa
     shots["prediction"] = f"/predictions/{observed.kept[0]}"
     shots["monitoring"] = f"/monitoring?{observed.range}"
     shots["predictions"] = f"/predictions?{observed.range}&env=production&feedback=yes"
+    shots.update(library_pages(observed.dash))
     for name, path in shots.items():
         page.goto(path)
         if name == "prediction":
@@ -294,5 +314,6 @@ def test_screenshots_of_every_main_page(observed: Observed, browser: Any, tmp_pa
         small = shot.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
         small.save(out / f"{name}.png", optimize=True)
         assert (out / f"{name}.png").stat().st_size < 250_000, name
-    assert {"overview", "monitoring", "predictions", "prediction", "alerts", "audit"} <= set(shots)
+    assert {"overview", "monitoring", "predictions", "prediction", "alerts", "audit", "datasets",
+            "dataset", "runs", "study", "models", "model"} <= set(shots)  # fmt: skip
     context.close()

@@ -263,3 +263,28 @@ def test_sessions_expire_and_are_bounded() -> None:
     assert store.get(a.id) is None and store.get(b.id) is b and store.get(c.id) is c
     store.drop_token("kn_b")
     assert store.get(b.id) is None
+
+
+def test_signing_in_again_and_again_never_signs_anybody_else_out() -> None:
+    store = SessionStore(per_token=20)
+    admin = store.create("kn_admin")
+    viewer = [store.create("kn_viewer") for _ in range(1001)]
+    assert store.get(admin.id) is admin
+    assert [s for s in viewer if store.get(s.id) is not None] == viewer[-20:]
+    # when the whole store is full, the token holding the most loses its oldest
+    full = SessionStore(capacity=3, per_token=20)
+    a, b1, b2 = full.create("kn_a"), full.create("kn_b"), full.create("kn_b")
+    full.create("kn_c")
+    assert full.get(a.id) is a and full.get(b1.id) is None and full.get(b2.id) is b2
+
+
+def test_successful_sign_ins_per_token_are_bounded(served: Served) -> None:
+    admin = sign_in(served, "operator")
+    for _ in range(30):  # a minute's worth
+        sign_in(served, "viewer")
+    client = served.client()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
+    assert csrf is not None
+    answer = client.post("/login", data={"token": served.tokens["viewer"], "csrf": csrf[1]})
+    assert answer.status_code == 429 and "too many sign-ins with this token" in answer.text
+    assert admin.get("/").status_code == 200  # still signed in

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from typer.core import TyperGroup
@@ -105,6 +105,15 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 TokenOption = Annotated[
     str | None,
     typer.Option("--token", envvar="KENNEL_TOKEN", help="A token whose role allows this."),
+]
+EngineName = Literal["local", "ray"]  # as kennel.wiring.Workspace.ingestor and .scorer
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster HOST:PORT or 'auto' (ray only; default RAY_ADDRESS, else a new "
+        "local Ray).",
+        show_default=False,
+    ),
 ]
 
 

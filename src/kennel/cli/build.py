@@ -161,16 +161,61 @@ def train(
     init_from: InitFrom = None,
     resume: Resume = False,
     study: StudyOption = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Train data-parallel on N processes of this machine (torchrun; with GPUs, "
+            "one each). Several machines: run torchrun yourself (docs/operations.md).",
+        ),
+    ] = 1,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Train (and tune) on a dataset version, test, package to ONNX and register the model."""
+    from kennel.train.parallel import choose_device, joined, launched_by_torchrun
+
     options = _options(
         arch, epochs, trials, search, budget_minutes, image_size, init_from, resume, study, preset
     )
-    with opened(project) as ws, reporting(json_out) as progress:
-        result = ws.builder().build(dataset, options, progress)
+    if nproc > 1:
+        if launched_by_torchrun():
+            raise typer.BadParameter("torchrun already started this rank", param_hint="--nproc")
+        from kennel.train.launch import launch
+
+        with opened(project) as ws:  # bad input is one line here, not N ranks' tracebacks
+            config = options.apply(ws.project.config.train)
+            if not resume:
+                options.check_parallel(config)
+            choose_device(config.device)
+            ws.catalog.resolve(dataset)
+            root = str(ws.project.root)
+        argv = ["train", "--dataset", dataset, "-C", root, *_passed_on(options, json_out)]
+        raise typer.Exit(launch(nproc, argv))
+    with opened(project) as ws, joined(ws.project.config.train.device) as parallel:
+        builder = ws.builder()
+        if not parallel.leader:  # a rank of a data-parallel run: rank 0 reports
+            builder.follow(dataset, options, parallel)
+            return
+        with reporting(json_out) as progress:
+            result = builder.build(dataset, options, progress, parallel=parallel)
     if json_out:
         emit_json(result.as_dict())
     else:
         _print(result)
+
+
+def _passed_on(options: BuildOptions, json_out: bool) -> list[str]:
+    """``kennel train``'s options as each torchrun rank is given them."""
+    flags = {
+        "--arch": options.arch,
+        "--epochs": options.epochs,
+        "--trials": options.trials,
+        "--search": options.method,
+        "--budget-minutes": options.budget_minutes,
+        "--image-size": options.image_size,
+        "--init-from": options.init_from,
+        "--study": options.study,
+    }
+    argv = [str(a) for flag, value in flags.items() if value is not None for a in (flag, value)]
+    return argv + ["--resume"] * options.resume + ["--json"] * json_out

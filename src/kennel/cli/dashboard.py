@@ -10,8 +10,6 @@ import typer
 from kennel.cli.app import ProjectOption
 from kennel.cli.render import console
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
 
 def ui(
     port: Annotated[
@@ -22,6 +20,13 @@ def ui(
         Path | None, typer.Option(help="TLS certificate (PEM): serve https, Secure cookies.")
     ] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    public_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="The origin a TLS proxy serves this under (https://kennel.example.com; "
+            "repeat or comma-separate): answered to as Host and accepted as Origin."
+        ),
+    ] = None,
     project: ProjectOption = None,
 ) -> None:
     """Serve the web dashboard: pipeline, deployments, alerts and audit, updated live.
@@ -30,16 +35,23 @@ def ui(
     import uvicorn
 
     from kennel.errors import ConfigError
+    from kennel.serve.server import server_config
     from kennel.ui.app import create_app
+    from kennel.ui.origins import LOOPBACK, allowed_hosts, public_origins
     from kennel.wiring import Workspace
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise ConfigError("give both --ssl-certfile and --ssl-keyfile, or neither")
+    origins = public_origins(public_origin or [])
     ws = Workspace.load(project)
-    # on loopback, answer only to loopback names: a page elsewhere that rebinds its own name
-    # to 127.0.0.1 (DNS rebinding) gets no answer
-    allowed = ["127.0.0.1", "localhost", host] if host in LOOPBACK[:2] else None
-    app = create_app(ws, allowed_hosts=allowed)
+    # on loopback, answer only to loopback names (and the proxy's): a page elsewhere that
+    # rebinds its own name to a loopback address (DNS rebinding) gets no answer
+    app = create_app(
+        ws,
+        allowed_hosts=allowed_hosts(host, origins),
+        public_origins=origins,
+        tls=ssl_certfile is not None,
+    )
     scheme = "https" if ssl_certfile else "http"
     shown = f"[{host}]" if ":" in host else host
     console.print(f"kennel dashboard for {ws.project.root} on {scheme}://{shown}:{port}/")
@@ -49,12 +61,13 @@ def ui(
             "cross the network in clear (give --ssl-certfile/--ssl-keyfile or put a TLS proxy "
             "in front)"
         )
-    uvicorn.run(
+    config = server_config(
         app,
+        ws.project.config.serve,  # the same connection limit, keep-alive and body deadline
         host=host,
         port=port,
-        log_level="warning",
         server_header=False,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
+    uvicorn.Server(config).run()

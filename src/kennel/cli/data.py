@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
+from kennel.cli.app import AddressOption, EngineName, JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, progress_bar, reporting, table
 
 if TYPE_CHECKING:  # the data stack is imported when a command runs
@@ -15,7 +15,6 @@ if TYPE_CHECKING:  # the data stack is imported when a command runs
     from kennel.ingest.run import IngestReport
 
 Layout = Literal["auto", "imagefolder", "flat"]  # as kennel.ingest.sources.Layout
-EngineName = Literal["local", "ray"]  # as kennel.wiring.Workspace.ingestor
 Scenario = Literal["day", "night", "fog", "rain"]  # as kennel.datasets.synth.SCENARIOS
 
 app = new_app("Extract, validate, version and inspect datasets.")
@@ -50,14 +49,7 @@ def ingest(
         EngineName,
         typer.Option(help="Where files are checked: local processes or Ray tasks."),
     ] = "local",
-    address: Annotated[
-        str | None,
-        typer.Option(
-            help="Ray cluster HOST:PORT or 'auto' (ray only; default RAY_ADDRESS, else a new "
-            "local Ray).",
-            show_default=False,
-        ),
-    ] = None,
+    address: AddressOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:

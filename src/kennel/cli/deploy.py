@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,7 +17,7 @@ from kennel.cli.app import (
     new_app,
     opened,
 )
-from kennel.cli.render import console, emit_json, progress_bar, reporting, table
+from kennel.cli.render import console, dumps, emit_json, progress_bar, reporting, table
 from kennel.errors import AuthError, NotFoundError, SourceError
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
@@ -164,11 +163,12 @@ def predict(
 
 def _emit_prediction(result: dict[str, Any], json_out: bool) -> None:
     if json_out:
-        typer.echo(json.dumps(result, default=str))
+        typer.echo(dumps(result))
     elif "error" in result:
         typer.echo(f"{result['file']}\trejected: {result['detail']}", err=True)
     else:
-        typer.echo(f"{result['file']}\t{result['label']}\t{result['confidence']:.3f}")
+        no_pet = "\tno pet" if result.get("pet") is False else ""
+        typer.echo(f"{result['file']}\t{result['label']}\t{result['confidence']:.3f}{no_pet}")
 
 
 def deploy(

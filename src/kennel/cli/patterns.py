@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from kennel.cli.app import (
+    AddressOption,
+    EngineName,
     JsonOption,
     ProjectOption,
     TokenOption,
@@ -57,12 +59,21 @@ def batch_score(
     db: Annotated[
         str | None, typer.Option(help="SQLAlchemy URL (default: the metadata DB).")
     ] = None,
+    engine: Annotated[
+        EngineName, typer.Option(help="Where chunks are scored: this process or Ray tasks.")
+    ] = "local",
+    address: AddressOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Score inputs offline into a shared table (idempotent; schedule it with cron)."""
+    from kennel.db.engine import database_url
     from kennel.stream import batch
 
+    if address is not None and engine != "ray":
+        raise typer.BadParameter("needs --engine ray", param_hint="--address")
+    if db is not None:
+        database_url(db, "--db")  # a bad URL is one line before any model is loaded
     with opened(project) as ws, reporting(json_out) as progress:
         predictor = ws.predictor(model_ref(ws, model, env))
         report = batch.score(
@@ -71,6 +82,7 @@ def batch_score(
             db_url=db or ws.project.metadata_url,
             table=table,
             progress=progress,
+            scorer=ws.scorer(predictor, engine=engine, address=address),
         )
     if json_out:
         emit_json(report.as_dict())
@@ -181,6 +193,7 @@ def subscribe(
     """Run a consuming app whose model arrives on the feed, hot-loaded and verified."""
     import uvicorn
 
+    from kennel.serve.server import server_config
     from kennel.stream import signing
     from kennel.stream.consumer import create_consumer_app
     from kennel.stream.feed import RedisFeed
@@ -216,7 +229,8 @@ def subscribe(
     subscriber.start()
     console.print(f"following {feed.stream} at {feed_url}; predictions on http://{host}:{port}")
     try:
-        uvicorn.run(create_consumer_app(subscriber), host=host, port=port, log_level="warning")
+        app = create_consumer_app(subscriber, body_timeout_s=config.serve.body_timeout_s)
+        uvicorn.Server(server_config(app, config.serve, host=host, port=port)).run()
     finally:
         subscriber.stop()
         feed.close()

@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from typing import Any
 
 import typer
@@ -29,8 +30,23 @@ console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
+def jsonable(value: Any) -> Any:
+    """``json.dumps``'s ``default``: a time as ISO-8601 with ``T`` and its UTC offset (a naive
+    one is UTC, as every store keeps it), a date as ISO-8601, anything else as ``str``."""
+    if isinstance(value, datetime):
+        return (value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def dumps(data: Any, **options: Any) -> str:
+    """JSON for machines (``--json``): times always in one form (see ``jsonable``)."""
+    return json.dumps(data, default=jsonable, **options)
+
+
 def emit_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    typer.echo(dumps(data, indent=2, sort_keys=True))
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
@@ -51,7 +67,7 @@ def reporting(json_out: bool = False) -> Iterator[events.Progress]:
     tuning, training, certification, scoring) gets a live bar on stderr.
     """
     if json_out:
-        yield lambda event: typer.echo(json.dumps({"event": event.as_dict()}), err=True)
+        yield lambda event: typer.echo(dumps({"event": event.as_dict()}), err=True)
         return
     if not err_console.is_terminal:
         yield events.lines(lambda message: console.print(message, markup=False))

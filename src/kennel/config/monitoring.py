@@ -24,6 +24,7 @@ METRICS = (
     "integrity.decode_failure_rate",
     "integrity.low_confidence_rate",
     "integrity.size_anomaly_rate",
+    "integrity.ood_rate",
     "latency.p50_ms",
     "latency.p99_ms",
     "drift.drifted",
@@ -78,6 +79,9 @@ def _default_rules() -> list[RuleConfig]:
         ),
         RuleConfig(name="low-confidence", metric="integrity.low_confidence_rate", threshold=0.3),
         RuleConfig(name="decode-failures", metric="integrity.decode_failure_rate", threshold=0.05),
+        # a window where a third of the inputs show no cat or dog: a camera turned or covered,
+        # a client sending the wrong pictures
+        RuleConfig(name="not-a-pet", metric="integrity.ood_rate", threshold=0.3),
         RuleConfig(name="class-bias", metric="fairness.recall_gap", threshold=0.2),
         RuleConfig(name="device-anomaly", metric="telemetry.anomalies", op=">=", threshold=1),
     ]

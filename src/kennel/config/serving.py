@@ -25,6 +25,12 @@ class ServeConfig(_Strict):
     log_flush_s: Annotated[float, Field(gt=0)] = 0.5
     prefer_int8: bool = False
     keep_inputs: bool = True  # store input images (content-addressed) for saliency and retraining
+    # connections (and requests) served at once; more are answered 503 by the server
+    max_connections: Annotated[int, Field(ge=1)] = 512
+    # an idle kept-alive connection is closed after this long
+    keep_alive_s: Annotated[float, Field(gt=0, le=300)] = 5.0
+    # the whole request body must arrive within this long, else 408 and the connection closes
+    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
 
 class EnvironmentConfig(_Strict):

@@ -47,13 +47,17 @@ train:
   # augment: 0.5            # 0 = none, 1 = strongest
   # dropout: 0.2
   # frozen_blocks: 0        # efficientnet_lite*: freeze the stem + N blocks and cache them
+  #                         # (one more than the blocks: the head convolution too)
   # freeze_backbone: false  # efficientnet_lite*: train only the classifier (a linear probe)
   # tta_flip: false         # average each image with its mirror image (in the ONNX graph)
+  frame: tiles              # wide camera frames: centre, letterbox, tiles, letterbox+tiles
   schedule: onecycle        # or cosine
   # patience: 3             # early stopping on the validation split
   seed: 0
   balance_by: null          # a manifest column (label, camera...): equal shares per epoch
   validation_share: 0.1     # carved from train when the dataset has no validation split
+  threads: 0                # 0 = all cores (kennel train --nproc N: cores / N each)
+  device: auto              # auto = CUDA when present, else cpu; or cpu, cuda, cuda:N
   search:
     method: tpe             # grid | random | tpe
     trials: 4               # 1 = no search
@@ -79,6 +83,7 @@ model:
   name: pets
   quantize: false           # keep an int8 model when faster and within 0.5 points
   parity_images: 256
+  pet_threshold: 0.35       # ImageNet pet score under this: "no pet" (out of distribution)
 
 pipeline:
   dataset: pets
@@ -96,6 +101,9 @@ serve:
   log_flush_s: 0.5
   prefer_int8: false
   keep_inputs: true         # keep input images (content-addressed): saliency, retraining
+  max_connections: 512      # served at once; more are answered 503
+  keep_alive_s: 5.0         # idle kept-alive connections close after this
+  body_timeout_s: 30.0      # a request body that takes longer is a 408 and the connection closes
 
 environments:               # servers bind to their host; 127.0.0.1 unless you change it
   staging: {host: 127.0.0.1, port: 8081, alias: staging}
@@ -140,6 +148,7 @@ monitor:                    # `kennel monitor run` (cron it daily) and `kennel m
        threshold: 0.85}
     - {name: low-confidence, metric: integrity.low_confidence_rate, threshold: 0.3}
     - {name: decode-failures, metric: integrity.decode_failure_rate, threshold: 0.05}
+    - {name: not-a-pet, metric: integrity.ood_rate, threshold: 0.3}  # no cat or dog there
     - {name: class-bias, metric: fairness.recall_gap, threshold: 0.2}
     - {name: device-anomaly, metric: telemetry.anomalies, op: ">=", threshold: 1}
 """

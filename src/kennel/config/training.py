@@ -102,12 +102,18 @@ class TrainConfig(_Strict):
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     augment: Annotated[float, Field(ge=0, le=1)] = 0.5
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
-    frozen_blocks: Annotated[int, Field(ge=0, le=21)] = 0  # lite0 has 16 blocks, lite1/2 21
-    # everything but the classifier frozen: a linear probe on cached ImageNet embeddings
+    # efficientnet_lite*: stem + N blocks frozen (and cached); lite0 has 16 blocks, lite1/2 21;
+    # one more than the blocks: the head convolution too, only the classifier trains
+    frozen_blocks: Annotated[int, Field(ge=0, le=22)] = 0
+    # everything but the classifier frozen: a linear probe on ImageNet embeddings that ONNX
+    # Runtime computes once per image
     freeze_backbone: bool = False
     # the model averages each image with its mirror image (in the exported graph too)
     tta_flip: bool = False
     schedule: Literal["onecycle", "cosine"] = "onecycle"
+    # How a picture far from square (a 16:9 camera frame) becomes the square input; the
+    # bundle records it and every runtime applies it (kennel.portable.frames)
+    frame: Literal["centre", "letterbox", "tiles", "letterbox+tiles"] = "tiles"
     patience: Annotated[int, Field(ge=1)] = 3
     seed: int = 0
     # A manifest column (``label`` or a source column such as ``window``) whose values get an
@@ -116,6 +122,9 @@ class TrainConfig(_Strict):
     # Share of the training split held out for validation when the dataset has none.
     validation_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
     threads: Annotated[int, Field(ge=0)] = 0  # 0 = all cores
+    # where training runs: auto = CUDA when present (each torchrun rank its own GPU), else the
+    # CPU; or cpu, cuda, cuda:N
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")] = "auto"
     search: SearchConfig = Field(default_factory=SearchConfig)
 
     @model_validator(mode="before")
@@ -151,6 +160,9 @@ class ModelConfig(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")] = "pets"
     quantize: bool = False  # keep an int8 model when it is faster and loses <= 0.5 points
     parity_images: Annotated[int, Field(ge=1)] = 256
+    # a prediction whose ImageNet pet score (mass on cat, dog and kin classes) is under this
+    # is "no pet": out of distribution
+    pet_threshold: Annotated[float, Field(ge=0, le=1)] = 0.35
 
 
 class PipelineConfig(_Strict):

@@ -80,11 +80,16 @@ def version_id(rows: list[Row]) -> str:
     return digest.hexdigest()
 
 
-def to_parquet(rows: list[Row]) -> bytes:
+def to_table(rows: list[Row]) -> pa.Table:
+    """The rows as the manifest's table, in manifest order (by uri, then sha256)."""
     ordered = sorted(rows, key=_key)
-    table = pa.Table.from_pydict(
+    return pa.Table.from_pydict(
         {name: [getattr(r, name) for r in ordered] for name in COLUMNS}, schema=SCHEMA
     )
+
+
+def to_parquet(rows: list[Row] | pa.Table) -> bytes:
+    table = rows if isinstance(rows, pa.Table) else to_table(rows)
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()

@@ -336,13 +336,22 @@ class AuditLog:
             return list(s.scalars(select(AuditRow.action).distinct().order_by(AuditRow.action)
                                   .limit(limit)))  # fmt: skip
 
-    def about(self, prefix: str) -> list[AuditEntry]:
-        """Every entry whose subject starts with ``prefix``, oldest first."""
-        with self.db.session() as s:
-            rows = s.scalars(
-                select(AuditRow).where(AuditRow.subject.like(f"{prefix}%")).order_by(AuditRow.seq)
+    def about(self, subject: str, *, separator: str = "@") -> list[AuditEntry]:
+        """Every entry about ``subject`` or a part of it, oldest first: ``about("pets")``
+        finds ``pets``, ``pets@2`` and ``pets@production``, never ``petshop@1``. The subject
+        is matched literally (``%``, ``_`` and ``\\`` are not wildcards) and, unlike SQLite's
+        LIKE, with case."""
+        part = subject + separator
+        query = (
+            select(AuditRow)
+            .where(
+                or_(AuditRow.subject == subject, AuditRow.subject.startswith(part, autoescape=True))
             )
-            return [_entry(r) for r in rows]
+            .order_by(AuditRow.seq)
+        )
+        with self.db.session() as s:
+            rows = s.scalars(query)
+            return [_entry(r) for r in rows if r.subject == subject or r.subject.startswith(part)]
 
     def verify(
         self, anchor: AuditAnchor | None = None, *, allow_unanchored: bool = False

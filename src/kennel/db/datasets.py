@@ -14,7 +14,9 @@ from sqlalchemy import func, select
 
 from kennel.db.audit import record
 from kennel.db.engine import Database
+from kennel.db.locking import serialize
 from kennel.db.schema import DatasetRow, DatasetVersionRow
+from kennel.errors import HeadMovedError
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class DatasetVersion:
     n_rows: int
     counts: dict[str, dict[str, int]]
     summary: dict[str, Any]
+    index_sha256: str | None = None  # its kennel.datasets.index file, when committed with one
 
     @property
     def short(self) -> str:
@@ -82,6 +85,7 @@ def _version(row: DatasetVersionRow) -> DatasetVersion:
         n_rows=row.n_rows,
         counts=row.counts,
         summary=row.summary,
+        index_sha256=row.index_sha256,
     )
 
 
@@ -173,17 +177,29 @@ class DatasetStore:
         counts: dict[str, dict[str, int]],
         summary: dict[str, Any],
         actor: str,
+        index_sha256: str | None = None,
     ) -> DatasetVersion:
-        """Append a version numbered after the newest one, audited in the same transaction."""
+        """Append a version numbered after the newest one, audited in the same transaction.
+        ``parent_id`` must be the newest version (None: there is none yet); when another was
+        committed since, nothing is written and HeadMovedError names the newest. Commits to
+        one dataset are serialised, so of two built on the same head one lands and the other
+        is told to build again on it."""
         with self.db.session() as s:
-            seq = (
-                s.scalar(
-                    select(func.max(DatasetVersionRow.seq)).where(
-                        DatasetVersionRow.dataset == dataset
-                    )
+            serialize(s, f"dataset:{dataset}")
+            head = s.execute(
+                select(DatasetVersionRow.id, DatasetVersionRow.seq)
+                .where(DatasetVersionRow.dataset == dataset)
+                .order_by(DatasetVersionRow.seq.desc())
+                .limit(1)
+            ).first()
+            if (head.id if head else None) != parent_id:
+                newest = head.id if head else None
+                raise HeadMovedError(
+                    f"dataset {dataset!r} moved on: its newest version is {newest or 'none'}, "
+                    f"not {parent_id or 'none'}",
+                    newest,
                 )
-                or 0
-            ) + 1
+            seq = (head.seq if head else 0) + 1
             row = DatasetVersionRow(
                 dataset=dataset,
                 id=version_id,
@@ -195,6 +211,7 @@ class DatasetStore:
                 n_rows=n_rows,
                 counts=counts,
                 summary=summary,
+                index_sha256=index_sha256,
             )
             s.add(row)
             s.flush()

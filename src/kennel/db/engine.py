@@ -9,6 +9,7 @@ never retried here: only the caller knows whether it may run twice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,12 +22,15 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.db.audit import ANCHOR_KEY, AuditAnchor
-from kennel.errors import MetadataError
+from kennel.errors import ConfigError, MetadataError
 from kennel.retry import Backoff, first_line, retrying
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Serialises concurrent schema upgrades on PostgreSQL (any constant works; this spells "kennel").
 _PG_MIGRATION_LOCK = 0x6B656E6E656C
+# the databases kennel runs on (an error about a URL says so in these words)
+SUPPORTED = "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")  # user:PASSWORD@ in a URL that does not parse
 BACKOFF = Backoff(attempts=4, base_s=0.25, cap_s=2.0)
 CONNECT_TIMEOUT_S = 5
 # a pool per process: serving threads, the prediction log's writer and the monitor share it
@@ -42,11 +46,32 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def database_url(url: str, what: str) -> URL:
+    """``url`` parsed, if kennel can use it; else a one-line ConfigError that names ``what``
+    (the setting or option it came from), the URL (never its password) and what would do."""
     try:
         parsed = make_url(url)
     except SQLAlchemyError as exc:
-        raise MetadataError(f"invalid metadata URL {url!r}") from exc
+        shown = _PASSWORD.sub(r"\1***@", url)
+        raise ConfigError(f"{what}: {shown!r} is not a database URL; use {SUPPORTED}") from exc
+    shown = parsed.render_as_string(hide_password=True)
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"{what}: {shown!r}: {backend} databases are not supported; use {SUPPORTED}"
+        )
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (ImportError, SQLAlchemyError) as exc:
+        raise ConfigError(
+            f"{what}: {shown!r} needs a driver that is not installed ({first_line(exc)}); "
+            f"use {SUPPORTED}"
+        ) from exc
+    return parsed
+
+
+def make_engine(url: str, *, what: str = "store.metadata_url") -> Engine:
+    parsed = database_url(url, what)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
@@ -92,18 +117,32 @@ def connect(engine: Engine, begin: Any, what: str) -> Any:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent, safe to run concurrently)."""
+    """Bring the schema to the newest Alembic revision (idempotent, safe to run concurrently).
+    A database a newer kennel has upgraded past this one's migrations is left alone: a one-line
+    MetadataError says so."""
     from alembic import command
     from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
+    script = ScriptDirectory.from_config(cfg)
     connection = connect(engine, engine.connect, "open the metadata database")
     try:
         with connection, connection.begin():
             if engine.dialect.name == "postgresql":
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK}
+                )
+            known = {r.revision for r in script.walk_revisions()}
+            current = MigrationContext.configure(connection).get_current_heads()
+            unknown = [r for r in current if r not in known]
+            if unknown:
+                raise MetadataError(
+                    f"the metadata database at {where(engine.url)} is at schema revision "
+                    f"{', '.join(unknown)}, newer than this kennel (head "
+                    f"{script.get_current_head()}): upgrade kennel"
                 )
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
@@ -115,7 +154,11 @@ def upgrade(engine: Engine) -> None:
 
 def open_engine(url: str) -> Engine:
     engine = make_engine(url)
-    upgrade(engine)
+    try:
+        upgrade(engine)
+    except BaseException:
+        engine.dispose()  # its pool holds the connection the upgrade used
+        raise
     return engine
 
 

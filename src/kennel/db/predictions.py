@@ -151,6 +151,12 @@ class PredictionStore:
             row = s.get(PredictionRow, prediction_id)
             return _prediction(row) if row is not None else None
 
+    def logged_in(self, environment: str) -> bool:
+        """Whether any prediction was ever logged in ``environment`` (one index probe)."""
+        query = select(PredictionRow.id).where(PredictionRow.environment == environment).limit(1)
+        with self.db.session() as s:
+            return s.scalar(query) is not None
+
     def feedback(self, prediction_id: str) -> Feedback | None:
         with self.db.session() as s:
             row = s.get(FeedbackRow, prediction_id)

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from kennel.db.audit import record
 from kennel.db.engine import Database
+from kennel.db.locking import serialize
 from kennel.db.schema import AliasEventRow, ModelAliasRow, ModelVersionRow
-from kennel.errors import MetadataError, NotFoundError
+from kennel.errors import MetadataError, NotFoundError, ReleaseRefusedError
 
 _RETRIES = 200
 
@@ -248,14 +249,21 @@ class RegistryStore:
         reason: str,
         kind: str,
         token: str | None,
+        require_change: bool = False,
     ) -> AliasEvent:
         """Point ``alias`` at ``version`` (None removes it) and keep the move as an event,
-        audited as ``alias.move``, in one transaction."""
+        audited as ``alias.move``, in one transaction. Moves of one alias are serialised, so
+        each move's ``from`` is where the move before it left the alias. ``require_change``:
+        refuse (ReleaseRefusedError) a move to the version the alias already names, checked
+        under the lock, so of two racing releases of one version the second is refused."""
         with self.db.session() as s:
+            serialize(s, f"alias:{name}@{alias}")
             if version is not None and s.get(ModelVersionRow, (name, version)) is None:
                 raise NotFoundError(f"model version {name}@{version} not found")
             current = s.get(ModelAliasRow, (name, alias))
             before = current.version if current else None
+            if require_change and before == version:
+                raise ReleaseRefusedError(f"{name}@{alias} already names version {version}")
             if version is None:
                 if current is not None:
                     s.delete(current)

@@ -5,7 +5,7 @@ Schema changes are Alembic migrations in ``migrations/versions``; this module mu
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -19,14 +19,35 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A time, always UTC-aware on the way out, on every database. SQLite keeps a time as
+    text without an offset and hands it back naive: it is written as UTC (an aware value is
+    converted first, a naive one taken as UTC already) and read back with UTC attached."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         dict[str, Any]: JSON,
-        datetime: DateTime(timezone=True),
+        datetime: UTCDateTime(),
     }
 
 
@@ -75,6 +96,8 @@ class IngestRecordRow(Base):
     """What happened to one source file in one run: ingested (with its sha256) or quarantined."""
 
     __tablename__ = "ingest_records"
+    # 0008: a run's records by status in file order (a version's quarantined files, paged)
+    __table_args__ = (Index("ix_ingest_records_run_status_seq", "run_id", "status", "seq"),)
 
     run_id: Mapped[str] = mapped_column(ForeignKey("ingest_runs.id"), primary_key=True)
     uri: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -101,6 +124,8 @@ class DatasetVersionRow(Base):
     n_rows: Mapped[int] = mapped_column(Integer)
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # 0008: the version's index (kennel.datasets.index) in the content store; none before
+    index_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditRow(Base):

@@ -1,6 +1,7 @@
 """Offline predictions in a shared table that applications read (pattern 4), at any database
 URL: not kennel's own schema, so the table is created here on first use, not by a migration.
-A score is keyed by (uri, input sha256, model, version): storing it again inserts nothing."""
+A score is keyed by (uri, input sha256, model, version): storing it again inserts nothing.
+A table made before the pet judgement existed gets its two columns added on first use."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -21,12 +23,15 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from kennel.db import aware
+from kennel.db.engine import database_url
 from kennel.errors import ConfigError, MetadataError
 
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -45,6 +50,8 @@ class Score:
     probabilities: dict[str, float] | None
     error: str | None
     scored_at: datetime
+    pet: bool | None = None  # False: no cat or dog there at all (out of distribution)
+    pet_score: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "scored_at": self.scored_at.isoformat()}
@@ -65,7 +72,12 @@ def predictions_table(name: str) -> Table:
         Column("probabilities", Text, nullable=True),  # JSON
         Column("error", Text, nullable=True),
         Column("scored_at", DateTime(timezone=True), nullable=False),
+        Column("pet", Boolean, nullable=True),
+        Column("pet_score", Float, nullable=True),
     )
+
+
+_ADDED = {"pet": "BOOLEAN", "pet_score": "FLOAT"}  # columns newer than the first tables
 
 
 def _row(score: Score) -> dict[str, Any]:
@@ -84,7 +96,7 @@ class ScoreTable:
     def __init__(self, url: str, name: str) -> None:
         self.name = name
         self.table = predictions_table(name)
-        self.engine = create_engine(url)
+        self.engine = create_engine(database_url(url, "the scores' database URL (--db)"))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -96,9 +108,16 @@ class ScoreTable:
         self.close()
 
     def create(self) -> None:
-        """Create the table unless it exists."""
+        """Create the table unless it exists; add the columns an older one lacks."""
         try:
             self.table.metadata.create_all(self.engine)
+            have = {c["name"] for c in inspect(self.engine).get_columns(self.name)}
+            with self.engine.begin() as connection:
+                for column, kind in _ADDED.items():
+                    if column not in have:  # the name is checked by _TABLE, the rest is ours
+                        connection.execute(
+                            text(f'ALTER TABLE "{self.name}" ADD COLUMN {column} {kind}')
+                        )
         except SQLAlchemyError as exc:
             raise self._error("batch scoring into", exc) from exc
 
@@ -143,6 +162,8 @@ class ScoreTable:
                 probabilities=json.loads(r.probabilities) if r.probabilities else None,
                 error=r.error,
                 scored_at=aware(r.scored_at),
+                pet=r.pet,
+                pet_score=r.pet_score,
             )
             for r in rows
         ]

@@ -111,7 +111,8 @@ class PolicyGate:
                 if stack:
                     stack.pop()
             elif event.to_version is not None:
-                stack.append(event.to_version)
+                if not stack or stack[-1] != event.to_version:  # a move that changed nothing
+                    stack.append(event.to_version)
             else:
                 stack.clear()
         if not stack:
@@ -214,4 +215,7 @@ class PolicyGate:
             reason=reason,
             kind=str(kind),
             token=who.token_id,
+            # a release or rollback that would not change what serves is refused (a second
+            # click, a stale page): recorded, it would make the next rollback a no-op
+            require_change=kind in (Move.RELEASE, Move.ROLLBACK),
         )

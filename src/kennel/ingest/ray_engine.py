@@ -1,5 +1,6 @@
 """The Ray engine: ingest's per-file work as Ray tasks on a Ray cluster (``ray`` is imported
-only when an ingest runs on it, so ``kennel --help`` never pays for it).
+only when an ingest runs on it, so ``kennel --help`` never pays for it). Batch scoring runs its
+chunks through the same engine (``session`` and ``tasks``; ``kennel.stream.ray_scoring``).
 
 A task is a pure function of its chunk whose only side effect is writing content-addressed
 blobs, so Ray may run it again when its worker process or node dies (``max_retries``): the
@@ -18,9 +19,9 @@ import ipaddress
 import os
 import socket
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from kennel.errors import ConfigError, EngineError, KennelError
 from kennel.ingest.engines import Chunk, Results, Target
@@ -28,6 +29,7 @@ from kennel.ingest.validate import Limits, check_and_store
 from kennel.storage import ContentStore, open_content_store
 
 CONNECT_TIMEOUT_S = 10.0
+T = TypeVar("T")
 _INET = (socket.AF_INET, socket.AF_INET6)
 
 
@@ -159,7 +161,15 @@ class RayEngine:
 
     @contextmanager
     def connected(self, target: Target) -> Iterator[None]:
-        check_reach(self.address, target.artifacts_url)
+        with self.session(target.artifacts_url):
+            yield
+
+    @contextmanager
+    def session(self, artifacts_url: str | None = None) -> Iterator[None]:
+        """Connected to the cluster (or raise before anything is written) for ``tasks``;
+        ``artifacts_url``: the store the tasks write to, which every node must reach."""
+        if artifacts_url is not None:
+            check_reach(self.address, artifacts_url)
         if self.address not in (None, "auto", "local"):
             probe(self.address, self.connect_timeout_s)
         import ray
@@ -168,11 +178,11 @@ class RayEngine:
         if owned:
             self._init(ray)
         try:
-            if is_local_store(target.artifacts_url):
-                self._all_nodes_local(ray, target.artifacts_url)
+            if artifacts_url is not None and is_local_store(artifacts_url):
+                self._all_nodes_local(ray, artifacts_url)
             cpus = int(ray.cluster_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
             if cpus < 1:
-                raise EngineError(f"Ray cluster at {self.where} has no CPUs to run ingest tasks")
+                raise EngineError(f"Ray cluster at {self.where} has no CPUs to run tasks on")
             self._window = max(2, self.inflight_per_cpu * cpus)
             yield
         finally:
@@ -208,39 +218,51 @@ class RayEngine:
             )
 
     def map(self, target: Target, chunks: Iterable[Chunk], files: int) -> Iterator[Results]:
+        calls = ((target.artifacts_url, target.limits, chunk) for chunk in chunks)
+        return self.tasks(check_on_worker, calls, job="ingest")
+
+    def tasks(
+        self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]], *, job: str
+    ) -> Iterator[T]:
+        """``fn(*call)`` for each call as a Ray task named ``kennel-{job}``, results in the
+        order of ``calls``, at most a window of them in flight. ``fn`` must be safe to run twice
+        (Ray runs it again when its worker or node dies). Only valid inside ``session``."""
         if not self._window:
-            raise EngineError("RayEngine.map called outside connected()")
+            raise EngineError("RayEngine tasks run only inside connected() or session()")
         import ray
 
-        task = ray.remote(check_on_worker).options(
-            name="kennel-ingest", num_cpus=1, max_retries=self.max_retries, retry_exceptions=False
+        task = ray.remote(fn).options(
+            name=f"kennel-{job}", num_cpus=1, max_retries=self.max_retries, retry_exceptions=False
         )
         inflight: deque[Any] = deque()
         try:
-            for chunk in chunks:
-                inflight.append(task.remote(target.artifacts_url, target.limits, chunk))
+            for call in calls:
+                inflight.append(task.remote(*call))
                 if len(inflight) >= self._window:
-                    yield self._result(ray, inflight.popleft())
+                    yield self._result(ray, inflight.popleft(), job)
             while inflight:
-                yield self._result(ray, inflight.popleft())
+                yield self._result(ray, inflight.popleft(), job)
         finally:
-            for ref in inflight:  # the ingest failed or was abandoned: stop what is queued
+            for ref in inflight:  # the job failed or was abandoned: stop what is queued
                 ray.cancel(ref, force=True)
 
-    def _result(self, ray: Any, ref: Any) -> Results:
+    def _result(self, ray: Any, ref: Any, job: str) -> Any:
         from ray.exceptions import RayError, RayTaskError
 
         try:
-            results: Results = ray.get(ref)
+            return ray.get(ref)
         except RayTaskError as exc:
             cause = exc.cause
             if isinstance(cause, KennelError):
                 raise cause from exc
-            raise EngineError(f"an ingest task failed on Ray: {cause!r}") from exc
+            raise EngineError(f"{_a(job)} task failed on Ray: {cause!r}") from exc
         except RayError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise EngineError(
-                f"an ingest task failed on Ray after {self.max_retries} retries "
-                f"({type(exc).__name__}: {first}); run the ingest again to resume"
+                f"{_a(job)} task failed on Ray after {self.max_retries} retries "
+                f"({type(exc).__name__}: {first}); run the {job} again to resume"
             ) from exc
-        return results
+
+
+def _a(job: str) -> str:
+    return f"an {job}" if job[:1] in "aeiou" else f"a {job}"

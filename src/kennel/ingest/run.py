@@ -19,11 +19,17 @@ from itertools import islice
 from typing import Any
 
 from kennel.config import DataConfig
-from kennel.datasets.versioning import Candidate, DatasetCatalog, DatasetVersion, extend
+from kennel.datasets.versioning import (
+    Candidate,
+    DatasetCatalog,
+    DatasetVersion,
+    Extension,
+    extend,
+)
 from kennel.db import Database
 from kennel.db.datasets import Item
 from kennel.db.ingest import IngestRecord, IngestStore
-from kennel.errors import SourceError
+from kennel.errors import HeadMovedError, MetadataError, SourceError
 from kennel.ingest.engines import Chunk, Engine, LocalEngine, Target
 from kennel.ingest.sources import Entry, Listing, Source
 from kennel.ingest.validate import OK, QUARANTINED, FileResult, Limits
@@ -31,6 +37,7 @@ from kennel.progress import Event, Progress, silent
 from kennel.storage import ContentStore
 
 CHUNK = 64
+REPARENT_ATTEMPTS = 20  # commits lost to other ingests of the same dataset before giving up
 
 
 @dataclass(frozen=True)
@@ -209,7 +216,6 @@ class Ingestor:
         actor: str,
         listing: Listing,
     ) -> tuple[DatasetVersion, bool, dict[str, Any]]:
-        skipped = listing.skipped
         candidates = [
             Candidate(
                 uri=rec.uri,
@@ -227,10 +233,43 @@ class Ingestor:
             )
             for rec, item in self.store.records_with_items(run_id, OK)
         ]
-        parent = self.catalog.resolve(f"{dataset}@{parent_id}") if parent_id else None
-        parent_rows = self.catalog.rows(parent) if parent else []
+        # Another ingest into the dataset may commit while this one runs: then this version is
+        # built again on the newest one (a child of it, holding what both brought), not beside it.
+        for _attempt in range(REPARENT_ATTEMPTS):
+            parent = self.catalog.resolve(f"{dataset}@{parent_id}") if parent_id else None
+            ext, summary = self._extend(run_id, parent, candidates, source, listing)
+            try:
+                version, created = self.catalog.commit(
+                    dataset,
+                    ext.rows,
+                    parent=parent,
+                    ingest_run_id=run_id,
+                    summary=summary,
+                    actor=actor,
+                )
+            except HeadMovedError as moved:
+                parent_id = moved.head
+                continue
+            self._close(run_id, "done", version.id, summary)
+            return version, created, summary
+        raise MetadataError(
+            f"could not commit a version of {dataset!r}: other ingests kept adding versions "
+            f"({REPARENT_ATTEMPTS} tries); ingest again to resume"
+        )
+
+    def _extend(
+        self,
+        run_id: str,
+        parent: DatasetVersion | None,
+        candidates: list[Candidate],
+        source: Source,
+        listing: Listing,
+    ) -> tuple[Extension, dict[str, Any]]:
+        """The child of ``parent`` with the run's new files and its summary; conflicting files
+        are quarantined, and a run that leaves nothing to version fails with SourceError."""
+        skipped = listing.skipped
         ext = extend(
-            parent_rows,
+            self.catalog.rows(parent) if parent else [],
             candidates,
             split=self.data.split,
             near_distance=self.data.near_duplicate_distance,
@@ -259,16 +298,7 @@ class Ingestor:
             "near_duplicate_pairs": len(ext.near_pairs),
             "near_duplicates_sample": [list(p) for p in ext.near_pairs[:20]],
         }
-        version, created = self.catalog.commit(
-            dataset,
-            ext.rows,
-            parent=parent,
-            ingest_run_id=run_id,
-            summary=summary,
-            actor=actor,
-        )
-        self._close(run_id, "done", version.id, summary)
-        return version, created, summary
+        return ext, summary
 
     def _close(
         self, run_id: str, status: str, version_id: str | None, summary: dict[str, Any]

@@ -1,5 +1,6 @@
 """Data integrity of a window of live inputs: what arrived broken or unlike anything the model
-was trained on, and how often the model was unsure."""
+was trained on, how often the model was unsure, and how often the pet judgement saw no cat or
+dog at all (the out-of-distribution share)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def check(
         values = window.image_stats[key]
         outside[key] = float(np.mean((values < q[0]) | (values > q[-1])))
     size_keys = [k for k in ("width", "height") if k in outside]
+    pet = window.pet if window.pet is not None else np.full(n, np.nan)
+    judged = pet[~np.isnan(pet)]
     return {
         "n": n,
         "decode_failures": rejected,
@@ -39,4 +42,6 @@ def check(
         "size_anomaly_rate": max((outside[k] for k in size_keys), default=0.0),
         "low_confidence_threshold": low_confidence,
         "low_confidence_rate": float(np.mean(window.confidence < low_confidence)) if n else 0.0,
+        "ood_judged": len(judged),
+        "ood_rate": float(np.mean(judged == 0.0)) if len(judged) else 0.0,
     }

@@ -88,7 +88,7 @@ def analyse(
     details: dict[str, Any] = {"n": len(window)}
     checked = integrity.check(window, reference, rejected=rejected, low_confidence=m.low_confidence)
     details["integrity"] = checked
-    for key in ("decode_failure_rate", "low_confidence_rate", "size_anomaly_rate"):
+    for key in ("decode_failure_rate", "low_confidence_rate", "size_anomaly_rate", "ood_rate"):
         metrics[f"integrity.{key}"] = checked[key]
     for key, share in checked["outside_training_range"].items():
         metrics[f"integrity.outside.{key}"] = share

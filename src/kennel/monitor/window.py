@@ -26,6 +26,7 @@ class Window:
     sources: list[str]
     versions: list[int]
     latency_ms: np.ndarray
+    pet: np.ndarray | None = None  # 1.0 pet, 0.0 no pet (out of distribution), nan unjudged
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -63,6 +64,7 @@ class Window:
             sources=list(sources) if sources is not None else ["api"] * len(predictions),
             versions=[p.version for p in predictions],
             latency_ms=np.array([p.latency_ms for p in predictions]),
+            pet=np.array([np.nan if p.pet is None else float(p.pet) for p in predictions]),
         )
 
 
@@ -103,4 +105,5 @@ def load(
         sources=[r.source for r in rows],
         versions=[r.version for r in rows],
         latency_ms=np.array([r.latency_ms for r in rows], dtype=np.float64),
+        pet=np.array([r.quality.get("pet", np.nan) for r in rows], dtype=np.float64),
     )

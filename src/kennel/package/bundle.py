@@ -9,7 +9,7 @@ import importlib.metadata
 import json
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +73,8 @@ class BundleMetadata:
     reference: dict[str, Any]  # training-time statistics that monitoring compares against
     git_commit: str | None
     libraries: dict[str, str]
+    frame: dict[str, Any] = field(default_factory=dict)  # kennel.portable.FrameSpec
+    ood: dict[str, Any] = field(default_factory=dict)  # kennel.portable.PetCheck's settings
 
     def with_file(self, name: str, data: bytes) -> BundleMetadata:
         return replace(self, files={**self.files, name: hashlib.sha256(data).hexdigest()})
@@ -94,7 +96,8 @@ class BundleMetadata:
             "preprocessing": {
                 "decode": "kennel.imaging.decode: EXIF orientation applied, any mode -> 8-bit RGB",
                 "resize": f"shorter side to {size} px, bilinear (Pillow)",
-                "crop": f"centre {size}x{size}",
+                "crop": f"centre {size}x{size} (pictures within frame.max_aspect of square)",
+                "frame": self.frame or {"policy": "centre"},
                 "scale": "divide by 255",
                 "mean": list(IMAGENET_MEAN),
                 "std": list(IMAGENET_STD),
@@ -104,7 +107,9 @@ class BundleMetadata:
                 "logits": "logits",
                 "embedding": "embedding",
                 "embedding_dim": self.embedding_dim,
+                **({"pet": "pet"} if self.ood.get("method") == "imagenet" else {}),
             },
+            **({"ood": self.ood} if self.ood else {}),
             "temperature": self.temperature,
             "files": dict(self.files),
             "metrics": self.metrics.as_dict(),
@@ -147,6 +152,8 @@ def metadata(
     quantization: Quantized | None,
     reference: dict[str, Any],
     git: str | None,
+    frame: dict[str, Any] | None = None,
+    ood: dict[str, Any] | None = None,
 ) -> BundleMetadata:
     return BundleMetadata(
         name=name,
@@ -168,6 +175,8 @@ def metadata(
         reference=reference,
         git_commit=git,
         libraries=library_versions(),
+        frame=frame or {},
+        ood=ood or {},
     )
 
 
@@ -204,9 +213,12 @@ Calibration: temperature {meta.temperature:.3f}.
 
 ## Intended use and limits
 
-Pet park CCTV frames and photos of single cats or dogs. Images with neither (or both) are
-outside the training distribution: the model still answers one of its labels, so callers should
-use the confidence. Night, fog and rain shift the inputs; monitor drift before trusting it there.
+Pet park CCTV frames and photos of single cats or dogs. Wide frames are read under the
+`{meta.frame.get("policy", "centre")}` frame policy. Images with neither (or both) are outside
+the training distribution: the model still answers one of its labels, and every answer carries
+`pet`, the out-of-distribution judgement (method `{meta.ood.get("method", "none")}`): believe
+the label only where `pet` is true. Night, fog and rain shift the inputs; monitor drift before
+trusting it there.
 """
 
 

@@ -60,3 +60,11 @@ def check(model: nn.Module, onnx_model: bytes, images_uint8: np.ndarray) -> Pari
         label_mismatches=int((torch_logits.argmax(1) != ort_logits.argmax(1)).sum()),
         tolerance=TOLERANCE,
     )
+
+
+def pet_scores(onnx_model: bytes, images_uint8: np.ndarray, batch: int = 64) -> np.ndarray:
+    """The ``pet`` output of ``onnx_model`` for uint8 NHWC images."""
+    sess = runtime.session(onnx_model)
+    x = normalised(images_uint8)
+    parts = [sess.run(["pet"], {"input": x[lo : lo + batch]})[0] for lo in range(0, len(x), batch)]
+    return np.concatenate(parts) if parts else np.zeros(0)

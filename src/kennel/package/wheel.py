@@ -1,9 +1,10 @@
 """Pattern 1, the model embedded in an application: a bundle as an installable wheel.
 
-The wheel holds the bundle files, :mod:`kennel.portable` copied verbatim (the preprocessing
-contract and a small ONNX Runtime model class) and a two-function API: ``predict(image)`` and
-``info()``. It needs only onnxruntime, numpy and Pillow; kennel is not a dependency. The wheel
-is written by hand (it is a zip with a RECORD of hashes), so building needs no network.
+The wheel holds the bundle files, the :mod:`kennel.portable` package copied verbatim (the
+preprocessing contract, the frame policy, a small ONNX Runtime model class and the pet
+judgement) and a two-function API: ``predict(image)`` and ``info()``. It needs only
+onnxruntime, numpy and Pillow; kennel is not a dependency. The wheel is written by hand (it is
+a zip with a RECORD of hashes), so building needs no network.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from kennel.fsutil import write_atomic
 INIT = '''"""{name}@{version}, a kennel model embedded as a package.
 
     from {package} import predict
-    predict("photo.jpg")  # {{"label": ..., "confidence": ..., "probabilities": {{...}}}}
+    predict("photo.jpg")  # {{"label": ..., "confidence": ..., "probabilities": {{...}},
+                          #   "pet": True, "pet_score": ...}}
 
 Needs only onnxruntime, numpy and Pillow.
 """
@@ -53,9 +55,10 @@ def model() -> Model:
 
 
 def predict(image: Any) -> dict[str, Any]:
-    """Classify bytes, a file path or a Pillow image. A file that is not an acceptable image
-    (not JPEG, PNG, WebP, GIF, BMP or TIFF, corrupt, or over 40 megapixels) raises
-    ImageRejected, a ValueError, and nothing else."""
+    """Classify bytes, a file path or a Pillow image; ``pet`` is False when the picture
+    shows no cat or dog at all (None when the model cannot judge). A file that is not an
+    acceptable image (not JPEG, PNG, WebP, GIF, BMP or TIFF, corrupt, or over 40 megapixels)
+    raises ImageRejected, a ValueError, and nothing else."""
     return model().predict(image)
 
 
@@ -83,9 +86,10 @@ def build_wheel(files: Mapping[str, bytes], meta: Mapping[str, object], out_dir:
     dist_info = f"{package}-{version}.dist-info"
     contents: dict[str, bytes] = {
         f"{package}/__init__.py": INIT.format(name=name, version=version, package=package).encode(),
-        f"{package}/_portable.py": Path(portable.__file__).read_bytes(),
         f"{package}/py.typed": b"",
     }
+    for module in sorted(Path(portable.__file__).parent.glob("*.py")):
+        contents[f"{package}/_portable/{module.name}"] = module.read_bytes()
     for file, data in sorted(files.items()):
         contents[f"{package}/bundle/{file}"] = data
     contents[f"{dist_info}/METADATA"] = (

@@ -28,6 +28,7 @@ from kennel.progress import Progress, silent
 from kennel.registry.entities import ModelVersion
 from kennel.registry.store import ModelRegistry
 from kennel.storage import ContentStore
+from kennel.train.parallel import Parallel
 from kennel.train.studies import SharedStudies
 from kennel.train.tracking import RunTracker
 from kennel.train.trainer import EpochStats
@@ -98,32 +99,24 @@ class Builder:
         self.workers = workers
 
     def build(
-        self, dataset_ref: str, options: BuildOptions, progress: Progress = silent
+        self,
+        dataset_ref: str,
+        options: BuildOptions,
+        progress: Progress = silent,
+        *,
+        parallel: Parallel | None = None,
     ) -> BuildResult:
+        """Build a model; with ``parallel`` (torchrun's rank 0), train it data-parallel with
+        the ranks that ``follow``."""
         began = time.perf_counter()
-        config = options.apply(self.config.train)  # a bad option fails before any data is read
-        version = self.catalog.resolve(dataset_ref)
-        plan = prepare.plan(version, self.catalog.rows(version), config, self.config.data.labels)
-        if options.init_from:
-            plan = plan.warm_started(
-                prepare.warm_start(
-                    options.init_from,
-                    registry=self.registry,
-                    tracker=self.tracker,
-                    content=self.content,
-                )
-            )
-        images = prepare.ImageSets(
-            plan,
-            content=self.content,
-            artifacts_url=self.artifacts_url,
-            cache_root=self.cache_root,
-            workers=self.workers,
-            progress=progress,
-        )
+        plan, images = self._prepare(dataset_ref, options, progress)
         resume = (
-            train.resumable_run(self.tracker, self.runs_root, version) if options.resume else None
+            train.resumable_run(self.tracker, self.runs_root, plan.version)
+            if options.resume
+            else None
         )
+        if parallel is not None and parallel.distributed and resume is None:
+            options.check_parallel(plan.config)
         run = train.start_run(
             plan,
             options,
@@ -134,6 +127,9 @@ class Builder:
             progress=progress,
             studies=self.studies,
         )
+        if parallel is not None:
+            parallel.broadcast_json(run.shared())
+            self._cache(images, run.config.image_size, parallel)
         with train.failed_unless_done(self.tracker, run.id):
             trained = train.train(
                 run,
@@ -142,6 +138,7 @@ class Builder:
                 tracker=self.tracker,
                 runs_root=self.runs_root,
                 progress=progress,
+                parallel=parallel,
             )
             evaluated = evaluate_model(trained, plan, self.config.gates, progress)
             package = package_model(trained, evaluated, plan, self.config.model, progress)
@@ -164,3 +161,52 @@ class Builder:
             seconds=time.perf_counter() - began,
             champion=registration.champion,
         )
+
+    def follow(self, dataset_ref: str, options: BuildOptions, parallel: Parallel) -> None:
+        """A rank other than 0 of a data-parallel build: train its share of the run rank 0
+        started, then leave the rest (evaluation, packaging, registration) to rank 0."""
+        plan, images = self._prepare(dataset_ref, options, silent)
+        run = train.TrainingRun.joined(parallel.broadcast_json())
+        self._cache(images, run.config.image_size, parallel)
+        train.train(
+            run,
+            plan,
+            images=images,
+            tracker=self.tracker,
+            runs_root=self.runs_root,
+            progress=silent,
+            parallel=parallel,
+        )
+
+    def _prepare(
+        self, dataset_ref: str, options: BuildOptions, progress: Progress
+    ) -> tuple[prepare.BuildPlan, prepare.ImageSets]:
+        config = options.apply(self.config.train)  # a bad option fails before any data is read
+        version = self.catalog.resolve(dataset_ref)
+        plan = prepare.plan(version, self.catalog.rows(version), config, self.config.data.labels)
+        if options.init_from:
+            plan = plan.warm_started(
+                prepare.warm_start(
+                    options.init_from,
+                    registry=self.registry,
+                    tracker=self.tracker,
+                    content=self.content,
+                )
+            )
+        images = prepare.ImageSets(
+            plan,
+            content=self.content,
+            artifacts_url=self.artifacts_url,
+            cache_root=self.cache_root,
+            workers=self.workers,
+            progress=progress,
+        )
+        return plan, images
+
+    @staticmethod
+    def _cache(images: prepare.ImageSets, size: int, parallel: Parallel) -> None:
+        """One process per machine decodes the image cache; its neighbours then open it."""
+        if parallel.local_rank == 0:
+            images(size)
+        parallel.barrier()
+        images(size)

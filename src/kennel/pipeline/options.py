@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kennel.config import PRESETS, TrainConfig, revalidate
+from kennel.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,20 @@ class BuildOptions:
         if self.method is not None:
             explicit["search"] = {**train.search.model_dump(), "method": self.method}
         return revalidate("train", train, {**update, **self.overrides, **explicit})
+
+    def searches(self, train: TrainConfig) -> bool:
+        """Whether this build would search (rather than train one configuration)."""
+        if self.study is not None:
+            return False
+        trials = self.trials if self.trials is not None else train.search.trials
+        return trials > 1 or bool(self.budget_minutes)
+
+    def check_parallel(self, train: TrainConfig) -> None:
+        """Data-parallel training trains one run: a search is run first, on its own."""
+        if self.searches(train):
+            trials = self.trials if self.trials is not None else train.search.trials
+            raise ConfigError(
+                f"--nproc trains one run on several processes, but this build would search "
+                f"first ({trials} trials, search.trials in kennel.yaml or --trials): pass "
+                "--trials 1, or --study NAME to train the best of a kennel tune study"
+            )

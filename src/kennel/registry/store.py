@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kennel.db import Database
+from kennel.db import MAX_NUMBER, Database
 from kennel.db.registry import RegistryStore
 from kennel.errors import ConfigError, NotFoundError, StorageError, did_you_mean
 from kennel.fsutil import write_atomic
@@ -87,8 +87,10 @@ class ModelRegistry:
         check_model_name(name)
         if spec in ("", "latest"):
             version = self.store.latest_version(name)
-        elif spec.isdigit():
+        elif re.fullmatch(r"[0-9]+", spec):
             version = int(spec)
+            if version > MAX_NUMBER:
+                raise NotFoundError(f"model version {ref!r} not found")
         else:
             version = self.store.alias_target(name, spec)
             if version is None:
@@ -117,6 +119,7 @@ class ModelRegistry:
         reason: str,
         kind: str = "set",
         token: str | None = None,
+        require_change: bool = False,
     ) -> AliasEvent:
         """Point ``alias`` at ``version`` (None removes it); recorded with actor, reason and the
         kind of move. Aliases that an environment or a feed follows are moved only through
@@ -124,7 +127,14 @@ class ModelRegistry:
         if not _ALIAS.match(alias) or alias.isdigit() or alias == "latest":
             raise ConfigError(f"invalid alias {alias!r}")
         return self.store.move_alias(
-            name, alias, version, actor=actor, reason=reason, kind=kind, token=token
+            name,
+            alias,
+            version,
+            actor=actor,
+            reason=reason,
+            kind=kind,
+            token=token,
+            require_change=require_change,
         )
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kennel.serve.batching import MicroBatcher
 from kennel.serve.budget import DecodeBudget
+from kennel.serve.deadline import BodyDeadline
 from kennel.serve.metrics import ServiceMetrics
 from kennel.serve.routes import docs, errors, feedback, health, predict
 from kennel.serve.routes.errors import error_response
@@ -103,6 +104,7 @@ def create_app(service: Service) -> FastAPI:
     app.state.service = service
     docs.install(app)
     errors.install(app)
+    app.add_middleware(BodyDeadline, seconds=service.settings.body_timeout_s)
     app.add_middleware(_Measure, metrics=service.metrics)
     for routes in (predict, feedback, health):
         routes.install(app)

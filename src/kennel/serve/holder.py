@@ -7,6 +7,13 @@ hash-valid ONNX file ONNX Runtime refuses), leaves the old model serving and is 
 ``last_error`` and a metric. The poll thread outlives every failure: it must keep following the
 alias, or the next good release would never be picked up. A version that failed is retried only
 after ``RETRY_FAILED_S`` (or at once on an explicit reload), not on every poll.
+
+Replicas each follow the alias on their own, so that all of them serve a move within ``poll_s``
+(polls run at a fixed rate, however long a check took) the swap itself must cost nothing: a
+holder keeps the version it served before loaded (a rollback is a reference swap), and a holder
+given a ``warm`` alias (``following`` gives every environment but staging staging's alias) loads
+that alias's version in the background, ahead of its release. At most three Predictors (current,
+previous, upcoming) are held.
 """
 
 from __future__ import annotations
@@ -45,13 +52,16 @@ class ModelHolder:
     def following(cls, registry: ModelRegistry, config: KennelConfig, env: str) -> ModelHolder:
         """A holder of the alias environment ``env`` serves, with kennel.yaml's settings."""
         s = config.serve
+        alias = config.environment(env).alias
+        staging = config.environments.get(config.release.staging)
         return cls(
             registry,
             config.model.name,
-            config.environment(env).alias,
+            alias,
             poll_s=s.poll_s,
             prefer_int8=s.prefer_int8,
             max_pixels=s.max_pixels,
+            warm=staging.alias if staging and staging.alias != alias else None,
         )
 
     def __init__(
@@ -65,6 +75,7 @@ class ModelHolder:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         on_swap: Callable[[Swap], None] | None = None,
         on_error: Callable[[str], None] | None = None,
+        warm: str | None = None,
     ) -> None:
         self.registry = registry
         self.model = model
@@ -74,9 +85,13 @@ class ModelHolder:
         self.max_pixels = max_pixels
         self.on_swap = on_swap
         self.on_error = on_error
+        self.warm = warm  # an alias whose version is loaded ahead: the next release
         self.current: Predictor | None = None
+        self.previous: Predictor | None = None  # what a rollback returns to
+        self.upcoming: Predictor | None = None  # the warm alias's version
         self.last_error: str | None = None
         self._failed: tuple[int, float] | None = None  # (version, when) of the last failed load
+        self._warm_failed: tuple[int, float] | None = None  # the same, for the warm alias
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._poll, name="kennel-alias", daemon=True)
@@ -106,6 +121,33 @@ class ModelHolder:
         except Exception as exc:  # a bug here must not stop alias following
             self._fail(f"alias check failed: {exc.__class__.__name__}: {_one_line(exc)}")
             return None
+        finally:
+            self._warm_up()
+
+    def _held(self, version: int) -> Predictor | None:
+        return next(
+            (p for p in (self.current, self.previous, self.upcoming) if p and p.version == version),
+            None,
+        )
+
+    def _warm_up(self) -> None:
+        """Load the warm alias's version ahead of its release. Failing here is not serving's
+        failure (that version may never be released): it is logged, and retried only after
+        RETRY_FAILED_S, as a failed load of the followed alias is."""
+        if self.warm is None:
+            return
+        with self._lock:
+            try:
+                target = self.registry.resolve(f"{self.model}@{self.warm}").version
+            except KennelError:  # not set, or the database is down: the next poll tries again
+                return
+            if self._held(target) is not None or self._recently_failed(target, self._warm_failed):
+                return
+            try:
+                self.upcoming = self.load(target)
+            except Exception as exc:  # ONNX Runtime raises its own classes
+                self._warm_failed = (target, time.monotonic())
+                log.info("not preloading %s@%s: %s", self.model, target, _one_line(exc))
 
     def _check(self, *, retry_failed: bool, raise_failed: bool) -> Swap | None:
         with self._lock:
@@ -122,10 +164,10 @@ class ModelHolder:
             if target == old:
                 self._failed = None
                 return None
-            if not retry_failed and self._recently_failed(target):
+            if not retry_failed and self._recently_failed(target, self._failed):
                 return None  # already counted and logged; the alias has not moved since
             try:
-                predictor = self.load(target)
+                predictor = self._held(target) or self.load(target)
             except Exception as exc:  # ONNX Runtime raises its own classes
                 self._failed = (target, time.monotonic())
                 message = f"cannot load {self.model}@{target}: {_one_line(exc)}"
@@ -134,7 +176,9 @@ class ModelHolder:
                     serving = f"still serving version {old}" if old else "nothing is served"
                     raise LoadFailed(f"{message}; {serving}") from exc
                 return None
-            self.current = predictor  # the atomic swap
+            self.previous, self.current = self.current, predictor  # the atomic swap
+            if self.upcoming is predictor:
+                self.upcoming = None
             self.last_error = None
             self._failed = None
             swap = Swap(old, target)
@@ -143,10 +187,10 @@ class ModelHolder:
                 _call(self.on_swap, swap)
             return swap
 
-    def _recently_failed(self, version: int) -> bool:
-        if self._failed is None or self._failed[0] != version:
+    def _recently_failed(self, version: int, failed: tuple[int, float] | None) -> bool:
+        if failed is None or failed[0] != version:
             return False
-        return time.monotonic() - self._failed[1] < max(RETRY_FAILED_S, self.poll_s)
+        return time.monotonic() - failed[1] < max(RETRY_FAILED_S, self.poll_s)
 
     def _fail(self, message: str) -> None:
         self.last_error = message
@@ -163,7 +207,11 @@ class ModelHolder:
         self._thread.join(5)
 
     def _poll(self) -> None:
-        while not self._stop.wait(self.poll_s):
+        due = time.monotonic()
+        while True:  # a fixed rate: a slow check does not push the next one back
+            due = max(due + self.poll_s, time.monotonic())
+            if self._stop.wait(due - time.monotonic()):
+                return
             self.poll()
 
 

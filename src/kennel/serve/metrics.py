@@ -33,6 +33,11 @@ class ServiceMetrics:
         self.predictions = Counter(
             "kennel_predictions_total", "Predictions by label", ["label"], registry=self.registry
         )
+        self.no_pet = Counter(
+            "kennel_no_pet_predictions_total",
+            "Predictions whose picture showed no cat or dog (out of distribution)",
+            registry=self.registry,
+        )
         self.model_version = Gauge(
             "kennel_model_version",
             "Version of the model being served",

@@ -56,7 +56,13 @@ def row_of(
     at: datetime | None = None,
     data: bytes | None = None,
 ) -> dict[str, Any]:
-    """A prediction log row; ``data`` (the input image) is kept when the log has a store."""
+    """A prediction log row; ``data`` (the input image) is kept when the log has a store.
+    The pet judgement travels in the quality column (``pet`` 1.0 or 0.0, ``pet_score``)."""
+    quality = dict(p.quality)
+    if p.pet is not None:
+        quality["pet"] = float(p.pet)
+    if p.pet_score is not None:
+        quality["pet_score"] = p.pet_score
     row = {
         "id": p.id,
         "at": at or datetime.now(UTC),
@@ -66,7 +72,7 @@ def row_of(
         "label": p.label,
         "confidence": p.confidence,
         "probabilities": p.probabilities,
-        "quality": p.quality,
+        "quality": quality,
         "source": source,
         "latency_ms": p.latency_ms,
         "input_sha256": input_sha256,
@@ -136,8 +142,13 @@ class PredictionLog:
         if self._lockfd is not None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / f"{self._owner}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        # Locked under a name no other log looks at, then renamed into place: a log sharing the
+        # folder that saw OWNER.lock unlocked for an instant would take the owner for dead,
+        # delete its lock and later drain (and delete) the segment it is still appending to.
+        hidden = self.folder / f".{self._owner}.lock"
+        fd = os.open(hidden, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)  # held until stop() or death: our segments are ours
+        os.replace(hidden, self.folder / f"{self._owner}.lock")
         self._lockfd = fd
         self._committer.start()
         self._thread.start()

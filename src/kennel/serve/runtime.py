@@ -21,7 +21,7 @@ from PIL import Image
 from kennel import onnxrt
 from kennel.errors import IntegrityError, NotFoundError
 from kennel.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode, quality
-from kennel.portable import normalise, rejecting, softmax, square
+from kennel.portable import FrameSpec, PetCheck, normalise, rejecting, run, score, views
 
 METADATA = "kennel-model.json"
 MODEL = "model.onnx"
@@ -52,6 +52,12 @@ class Bundle:
     @property
     def image_size(self) -> int:
         return int(self.meta["input"]["shape"][2])
+
+    @property
+    def int8(self) -> bool:
+        """Whether the int8 model was chosen: what ``from_files(files, prefer_int8=...)``
+        must be told to rebuild this bundle elsewhere."""
+        return self.model == self.files.get(INT8)
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes], *, prefer_int8: bool = False) -> Bundle:
@@ -89,6 +95,8 @@ class Prediction:
     latency_ms: float
     quality: dict[str, float]
     embedding: np.ndarray = field(repr=False, compare=False)
+    pet: bool | None = None  # False: no cat or dog there at all (out of distribution)
+    pet_score: float | None = None  # what ``pet`` was judged from, in [0, 1]
 
     def as_dict(self, *, embedding: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -96,6 +104,8 @@ class Prediction:
             "label": self.label,
             "confidence": self.confidence,
             "probabilities": self.probabilities,
+            "pet": self.pet,
+            "pet_score": None if self.pet_score is None else round(self.pet_score, 5),
             "model": {"name": self.model, "version": self.version},
             "latency_ms": round(self.latency_ms, 3),
         }
@@ -106,10 +116,17 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A decoded, preprocessed input with the quality stats monitoring needs."""
+    """A decoded, preprocessed input with the quality stats monitoring needs: one view, or
+    several when the bundle's frame policy tiles a wide picture."""
 
-    tensor: np.ndarray  # float32 [3, S, S]
+    views: np.ndarray  # float32 [V, 3, S, S]
     quality: dict[str, float]
+
+    @property
+    def tensor(self) -> np.ndarray:
+        """The first view, float32 [3, S, S] (the only one for a picture close to square)."""
+        first: np.ndarray = self.views[0]
+        return first
 
 
 class Predictor:
@@ -127,6 +144,8 @@ class Predictor:
         self._mean = np.array(pre["mean"], dtype=np.float32).reshape(3, 1, 1)
         self._std = np.array(pre["std"], dtype=np.float32).reshape(3, 1, 1)
         self._temperature = float(bundle.meta.get("temperature", 1.0) or 1.0)
+        self.frame = FrameSpec.of(pre)
+        self.check = PetCheck.of(bundle.meta, [o.name for o in self.session.get_outputs()])
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes  # decode memory one image may take (see imaging.decode_cost)
 
@@ -141,8 +160,9 @@ class Predictor:
     def prepare_image(
         self, image: Image.Image, extra: Mapping[str, float] | None = None
     ) -> Prepared:
-        """Preprocess an RGB image exactly as training did (shorter side, centre crop, scale)."""
-        tensor = normalise(square(image, self.bundle.image_size), self._mean, self._std)
+        """Preprocess an RGB image as the bundle's frame policy says: the centre square a
+        model was trained on, or for a picture far from square its letterbox or tiles."""
+        tensor = normalise(views(image, self.bundle.image_size, self.frame), self._mean, self._std)
         stats = quality(image)
         q = {
             "brightness": stats.brightness,
@@ -163,31 +183,41 @@ class Predictor:
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw logits and embeddings for a float32 [N, 3, S, S] batch."""
-        logits, embedding = self.session.run(None, {"input": batch})
-        return np.asarray(logits), np.asarray(embedding)
+        outputs = run(self.session, batch)
+        return outputs["logits"], outputs["embedding"]
 
     def predict_prepared(self, items: Sequence[Prepared]) -> list[Prediction]:
         if not items:
             return []
         began = time.perf_counter()
-        logits, embeddings = self.infer(np.stack([p.tensor for p in items]))
-        probs = softmax(logits, self._temperature)
+        outputs = run(self.session, np.concatenate([p.views for p in items]))
+        scored = score(
+            outputs,
+            [len(p.views) for p in items],
+            temperature=self._temperature,
+            check=self.check,
+        )
         latency = (time.perf_counter() - began) * 1000 / len(items)
         labels = self.bundle.labels
         out = []
-        for i, item in enumerate(items):
-            k = int(probs[i].argmax())
+        for item, s in zip(items, scored, strict=True):
+            k = int(s.probabilities.argmax())
+            quality = item.quality
+            if s.views > 1:
+                quality = {**quality, "views": float(s.views), "view": float(s.view)}
             out.append(
                 Prediction(
                     id=uuid.uuid4().hex,
                     label=labels[k],
-                    confidence=float(probs[i, k]),
-                    probabilities={c: float(probs[i, j]) for j, c in enumerate(labels)},
+                    confidence=float(s.probabilities[k]),
+                    probabilities={c: float(s.probabilities[j]) for j, c in enumerate(labels)},
                     model=self.name,
                     version=self.version,
                     latency_ms=latency,
-                    quality=item.quality,
-                    embedding=embeddings[i],
+                    quality=quality,
+                    embedding=s.embedding,
+                    pet=s.pet,
+                    pet_score=s.pet_score,
                 )
             )
         return out

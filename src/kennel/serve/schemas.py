@@ -15,6 +15,22 @@ class PredictionOut(BaseModel):
     label: str
     confidence: float
     probabilities: dict[str, float]
+    pet: bool | None = Field(
+        description=(
+            "Whether the picture shows a cat or a dog at all. false: out of distribution "
+            "(a lawn, a butterfly, a covered lens): `label` is only the nearest of the "
+            "model's classes and should not be believed. null: this model cannot judge "
+            "(no ImageNet head and no embedding reference in its bundle)."
+        )
+    )
+    pet_score: float | None = Field(
+        description=(
+            "What `pet` was judged from, in [0, 1]: the frozen ImageNet classifier's "
+            "probability mass on cat and dog classes, or for models without it the share "
+            "of the training reference's held-out photos lying further from the rest than "
+            "this picture's embedding. `pet` is `pet_score >= threshold` (GET /v1/model)."
+        )
+    )
     model: ModelRef
     latency_ms: float = Field(description="Inference time per image inside its batch.")
 
@@ -48,6 +64,14 @@ class ModelOut(BaseModel):
     environment: str
     labels: list[str]
     image_size: int
+    frame: dict[str, object] = Field(
+        description="How a picture becomes the model's input: policy (centre, letterbox, "
+        "tiles, letterbox+tiles), max_aspect (pictures closer to square get the centre "
+        "square) and the letterbox fill colour."
+    )
+    ood: dict[str, object] = Field(
+        description="How `pet` is judged: method (imagenet, embedding or none) and threshold."
+    )
     metrics: dict[str, object]
     dataset: dict[str, str]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from kennel.config import KennelConfig
+from kennel.config import KennelConfig, ServeConfig
 from kennel.db import Database
 from kennel.registry.store import ModelRegistry
 from kennel.serve.app import Service, create_app
@@ -78,16 +78,24 @@ class DrainingServer(uvicorn.Server):
         timer.start()
 
 
-def serve(service: Service, host: str, port: int, *, drain_s: float = 2.0) -> None:
-    app = create_app(service)
-    config = uvicorn.Config(
+def server_config(app: Any, settings: ServeConfig | None = None, **options: Any) -> uvicorn.Config:
+    """uvicorn's settings for a kennel app: at most ``max_connections`` connections and
+    requests at once (more are answered 503), idle kept-alive connections closed after
+    ``keep_alive_s`` (the body's deadline is the app's: ``kennel.serve.deadline``)."""
+    settings = settings or ServeConfig()
+    return uvicorn.Config(
         app,
-        host=host,
-        port=port,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=30,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=max(1, round(settings.keep_alive_s)),
+        **options,
     )
+
+
+def serve(service: Service, host: str, port: int, *, drain_s: float = 2.0) -> None:
+    config = server_config(create_app(service), service.settings, host=host, port=port)
     DrainingServer(config, service, drain_s).run()
 
 
@@ -114,25 +122,30 @@ class RunningServer:
 def start_in_thread(
     service: Service, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0
 ) -> RunningServer:
-    running = start_app_in_thread(create_app(service), host, port, timeout)
+    running = start_app_in_thread(
+        create_app(service), host, port, timeout, settings=service.settings
+    )
     running.service = service
     return running
 
 
 def start_app_in_thread(
-    app: Any, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    timeout: float = 30.0,
+    *,
+    settings: ServeConfig | None = None,
 ) -> RunningServer:
-    """Any ASGI app on a loopback port in a background thread."""
+    """Any ASGI app on a loopback port in a background thread, served as ``serve`` would
+    (``settings``' connection limits; default ones without)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # Accepted sockets inherit this; without it Nagle + delayed ACKs add ~40 ms per response.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     bound = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, timeout_graceful_shutdown=30
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, settings))
     thread = threading.Thread(
         target=lambda: asyncio.run(server.serve(sockets=[sock])),
         name=f"kennel-serve-{bound}",

@@ -1,23 +1,32 @@
 """Pattern 4, offline predictions: score a folder, manifest or dataset version as a scheduled job
 and write the predictions, with the model version and time, into a shared table that
 applications read. Re-runs are idempotent: a row is keyed by (uri, input sha256, model,
-version), so scoring the same inputs with the same model inserts nothing new."""
+version), so scoring the same inputs with the same model inserts nothing new.
+
+The work is :func:`score_chunk` over chunks of inputs (decode, preprocess, infer); a
+:class:`Scorer` decides where those calls run and hands each chunk's scores back, in order, to
+the driver, which alone writes them: :class:`LocalScorer` in this process, or
+``kennel.stream.ray_scoring.RayScorer`` as Ray tasks on a cluster. The same inputs give the
+same rows on either."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from itertools import islice
+from typing import Any, Protocol
 
 from kennel.db.scores import Score, ScoreTable
 from kennel.imaging import ImageRejected
 from kennel.progress import Event, Progress, silent
 from kennel.serve.runtime import Predictor
 
-_CHUNK = 64
+CHUNK = 64
+Item = tuple[str, bytes | str]  # (uri, the input's bytes or why it could not be read)
 
 
 @dataclass(frozen=True)
@@ -39,57 +48,91 @@ class BatchReport:
         return {**self.__dict__, "images_per_second": round(self.images_per_second, 1)}
 
 
+def score_chunk(predictor: Predictor, chunk: list[Item]) -> list[Score]:
+    """Score one chunk: a row per input, a label or the reason it could not be used (pure
+    but for the time stamp, so a retried chunk gives the same rows)."""
+    scores, good, prepared = [], [], []
+    now = datetime.now(UTC)
+    for uri, data in chunk:
+        digest = hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else ""
+        try:
+            if not isinstance(data, bytes):
+                raise ImageRejected(data)
+            prepared.append(predictor.prepare(data))
+            good.append((uri, digest))
+        except ImageRejected as exc:
+            scores.append(
+                Score(uri, digest, predictor.name, predictor.version, None, None, None, str(exc),
+                      now)
+            )  # fmt: skip
+    for (uri, digest), p in zip(good, predictor.predict_prepared(prepared), strict=True):
+        scores.append(
+            Score(uri, digest, predictor.name, predictor.version, p.label, p.confidence,
+                  p.probabilities, None, now, p.pet, p.pet_score)
+        )  # fmt: skip
+    return scores
+
+
+class Scorer(Protocol):
+    """Runs ``score_chunk`` over chunks; scores come back in the order the chunks went in."""
+
+    name: str
+
+    def connected(self) -> AbstractContextManager[None]:
+        """Reach the executor, or raise before the caller writes anything."""
+        ...
+
+    def map(self, chunks: Iterable[list[Item]]) -> Iterator[list[Score]]:
+        """Score ``chunks``; only valid inside ``connected``."""
+        ...
+
+
+class LocalScorer:
+    """This process (ONNX Runtime already uses every core for a chunk)."""
+
+    name = "local"
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+
+    def connected(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def map(self, chunks: Iterable[list[Item]]) -> Iterator[list[Score]]:
+        for chunk in chunks:
+            yield score_chunk(self.predictor, chunk)
+
+
+def chunked(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
 def score(
     predictor: Predictor,
-    inputs: Iterable[tuple[str, bytes | str]],
+    inputs: Iterable[Item],
     *,
     db_url: str,
     table: str,
     progress: Progress = silent,
     total: int | None = None,
+    scorer: Scorer | None = None,
+    chunk: int = CHUNK,
 ) -> BatchReport:
-    """Score ``(uri, bytes or read-error)`` pairs and upsert them into ``table`` at ``db_url``."""
+    """Score ``(uri, bytes or read-error)`` pairs on ``scorer`` (default: this process) and
+    upsert them into ``table`` at ``db_url``, a chunk at a time, in input order."""
     began = time.perf_counter()
-    with ScoreTable(db_url, table) as target:
+    scorer = scorer or LocalScorer(predictor)
+    seen = inserted = errors = 0
+    with scorer.connected(), ScoreTable(db_url, table) as target:
         target.create()  # a user's shared table, not kennel's own schema
-        seen = inserted = errors = 0
-        chunk: list[tuple[str, bytes | str]] = []
-
-        def flush() -> None:
-            nonlocal inserted, errors
-            scores, good, prepared = [], [], []
-            now = datetime.now(UTC)
-            for uri, data in chunk:
-                digest = hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else ""
-                key = (uri, digest)
-                try:
-                    if not isinstance(data, bytes):
-                        raise ImageRejected(data)
-                    prepared.append(predictor.prepare(data))
-                    good.append(key)
-                except ImageRejected as exc:
-                    errors += 1
-                    scores.append(
-                        Score(uri, digest, predictor.name, predictor.version, None, None, None,
-                              str(exc), now)
-                    )  # fmt: skip
-            for (uri, digest), p in zip(good, predictor.predict_prepared(prepared), strict=True):
-                scores.append(
-                    Score(uri, digest, predictor.name, predictor.version, p.label, p.confidence,
-                          p.probabilities, None, now)
-                )  # fmt: skip
+        for scores in scorer.map(chunked(inputs, chunk)):
             inserted += target.add_new(scores)
-            chunk.clear()
-
-        for item in inputs:
-            chunk.append(item)
-            seen += 1
-            if len(chunk) >= _CHUNK:
-                flush()
-                progress(Event("score", done=seen, total=total))
-        if chunk:
-            flush()
-        progress(Event("score", done=seen, total=seen))
+            errors += sum(1 for s in scores if s.error is not None)
+            seen += len(scores)
+            progress(Event("score", done=seen, total=total))
+    progress(Event("score", done=seen, total=seen))
     return BatchReport(
         table,
         predictor.name,

@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from kennel.imaging import ImageRejected
+from kennel.serve.deadline import BodyDeadline
+from kennel.serve.service import ApiError
 from kennel.stream.subscriber import ModelSubscriber
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -33,8 +35,16 @@ async def read_bounded(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def create_consumer_app(subscriber: ModelSubscriber, *, max_bytes: int = MAX_BYTES) -> FastAPI:
+def create_consumer_app(
+    subscriber: ModelSubscriber, *, max_bytes: int = MAX_BYTES, body_timeout_s: float = 30.0
+) -> FastAPI:
     app = FastAPI(title="kennel model-feed consumer", version="1")
+    app.add_middleware(BodyDeadline, seconds=body_timeout_s)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        body = {"error": exc.code, "detail": exc.detail}
+        return JSONResponse(body, exc.status, headers=exc.headers)
 
     @app.post("/v1/predict")
     async def predict(request: Request) -> Any:

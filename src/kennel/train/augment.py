@@ -13,6 +13,27 @@ import torch.nn.functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The share of a batch shown as a letterboxed wide frame when the frame policy letterboxes,
+# and the band heights drawn (9/16: a 16:9 camera; 3/4: a 4:3 one).
+LETTERBOX_SHARE = 0.3
+LETTERBOX_BANDS = (9 / 16, 3 / 4)
+_FILL = (124 / 255, 116 / 255, 104 / 255)  # kennel.portable.frames.FILL
+
+
+def letterboxed(x: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+    """Float NCHW in [0, 1] as the model sees a wide frame under the letterbox policy: each
+    picture shrunk to ``band`` (its share of the height) with the scene continued left and
+    right (reflected) and bars of the fill colour above and below."""
+    n, _, height, _ = x.shape
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = 1 / band
+    theta[:, 1, 1] = 1 / band
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    rows = (torch.arange(height).float() + 0.5) / height * 2 - 1  # row centres in [-1, 1]
+    bars = rows.view(1, 1, height, 1).abs() > band.view(n, 1, 1, 1)
+    fill = torch.tensor(_FILL).view(1, 3, 1, 1)
+    return torch.where(bars, fill, out)
 
 
 def to_input(batch: torch.Tensor) -> torch.Tensor:
@@ -23,12 +44,32 @@ def to_input(batch: torch.Tensor) -> torch.Tensor:
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
-def augment(batch: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
-    """Augmented, normalised float NCHW from uint8 NHWC; ``strength`` 0 means none."""
-    if strength <= 0:
+def augment(
+    batch: torch.Tensor, strength: float, generator: torch.Generator, letterbox: float = 0.0
+) -> torch.Tensor:
+    """Augmented, normalised float NCHW from uint8 NHWC; ``strength`` 0 means none. A
+    ``letterbox`` share of the pictures is shown as a letterboxed wide frame (see
+    :func:`letterboxed`), whatever the strength: the geometry the model will be served."""
+    if strength <= 0 and letterbox <= 0:
         return to_input(batch)
     n = batch.shape[0]
     x = batch.permute(0, 3, 1, 2).float().div_(255.0)
+    if strength > 0:
+        x = _crop_and_jitter(x, strength, generator)
+    if letterbox > 0:
+        boxed = torch.rand(n, generator=generator) < letterbox
+        choice = torch.randint(len(LETTERBOX_BANDS), (n,), generator=generator)
+        band = torch.tensor(LETTERBOX_BANDS)[choice]
+        if boxed.any():
+            x[boxed] = letterboxed(x[boxed], band[boxed])
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def _crop_and_jitter(x: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Random resized crop, horizontal flip and colour jitter of float NCHW in [0, 1]."""
+    n = x.shape[0]
 
     def uniform(low: float, high: float) -> torch.Tensor:
         return low + (high - low) * torch.rand(n, generator=generator)
@@ -56,10 +97,7 @@ def augment(batch: torch.Tensor, strength: float, generator: torch.Generator) ->
     grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
     x = (x - grey.mean(dim=(2, 3), keepdim=True)) * contrast + grey.mean(dim=(2, 3), keepdim=True)
     grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-    x = ((x - grey) * saturation + grey).clamp_(0.0, 1.0)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+    return ((x - grey) * saturation + grey).clamp_(0.0, 1.0)
 
 
 class Prefetcher:

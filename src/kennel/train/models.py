@@ -222,8 +222,12 @@ class EfficientNetLite(nn.Module):
                 parameter.requires_grad_(False)
 
     def freeze(self, blocks: int) -> None:
-        """Freeze the stem and the first ``blocks`` blocks (weights and BN statistics)."""
+        """Freeze the stem and the first ``blocks`` blocks (weights and BN statistics); past
+        the last block, the head convolution too: only the classifier trains, on ImageNet's
+        own features (which keeps what they know about scenes unlike the training photos)."""
         frozen: list[nn.Module] = [self._conv_stem, self._bn0, *self._blocks[:blocks]]
+        if blocks > len(self._blocks):
+            frozen += [self._conv_head, self._bn1]
         for module in frozen:
             module.eval()
             for parameter in module.parameters():

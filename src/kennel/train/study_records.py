@@ -106,7 +106,7 @@ class StudyStatus:
 
 def searched(config: TrainConfig) -> dict[str, Any]:
     """What decides a study's trials: the configuration less the search's operational knobs."""
-    out = config.model_dump(mode="json", exclude={"threads"})  # each machine has its own
+    out = config.model_dump(mode="json", exclude={"threads", "device"})  # each machine its own
     for knob in ("trials", "budget_minutes", "storage", "heartbeat_s", "grace_s", "retries"):
         out["search"].pop(knob)
     return out

@@ -1,19 +1,26 @@
 """The training loop: AdamW, one-cycle or cosine schedule, label smoothing, early stopping on
 the validation split, a checkpoint after every epoch (atomic), and exact resumption.
 
+It runs on ``train.device`` (CUDA when present) and, launched by torchrun, data-parallel
+(``kennel.train.parallel``): every rank draws the same order of the epoch from the same seed,
+trains its share of each batch (rank r takes every world-th image from r), DDP averages the
+gradients, so a step is the single-process step on the whole batch; validation is split the
+same way and summed. Each rank augments with its own generator; the checkpoint (written by rank
+0) keeps every rank's random state, so a resumed run with the same number of processes goes on
+exactly as if it had never stopped.
+
 For EfficientNet-Lite with ``frozen_blocks > 0`` the frozen stem and blocks run once per image
-(plus a mirrored view) and their outputs are cached in memory; epochs then train only the
-remaining blocks and the head on those features, which is what makes fine-tuning fast on a CPU.
-With ``freeze_backbone`` the whole network but its classifier is frozen: ONNX Runtime computes
-every image's pooled embedding once (and its mirror image's), and epochs train the linear
-classifier on those (a linear probe: seconds per epoch).
+(plus a mirrored view) and their outputs are cached in memory (``kennel.train.features``);
+epochs then train only the remaining blocks and the head on those features, which is what makes
+fine-tuning fast on a CPU. With ``freeze_backbone`` everything but the classifier is frozen:
+ONNX Runtime computes each image's pooled embedding once (``kennel.train.probe``) and epochs
+train the linear classifier on them.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,15 +35,17 @@ from torch import nn
 from kennel.config import TrainConfig
 from kennel.errors import TrainingError
 from kennel.progress import Progress, silent
-from kennel.train import cached as frozen
-from kennel.train import features
-from kennel.train.augment import Prefetcher, augment, to_input
+from kennel.train import features, probe
+from kennel.train.augment import LETTERBOX_SHARE, Prefetcher, augment, to_input
+from kennel.train.checkpoint import CHECKPOINT, Randomness, load_checkpoint, save_checkpoint
 from kennel.train.data import ImageSet, balanced_weights, column
+from kennel.train.embeddings import predict as predict_onnx
+from kennel.train.features import EVAL_BATCH, Tail
 from kennel.train.models import EfficientNetLite, build
+from kennel.train.parallel import Parallel, choose_device
 from kennel.train.pretrained import load_imagenet
 
-CHECKPOINT = "checkpoint.pt"
-_EVAL_BATCH = 128
+__all__ = ["CHECKPOINT", "EpochStats", "FitResult", "Trainer", "make_model", "predict"]
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ def make_model(
         if cfg.freeze_backbone:
             model.freeze_backbone()
         else:
-            model.freeze(min(cfg.frozen_blocks, model.num_blocks))
+            model.freeze(cfg.frozen_blocks)
     model.flip_average = cfg.tta_flip  # type: ignore[assignment]
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
@@ -94,18 +103,18 @@ def _set_train(model: nn.Module, cfg: TrainConfig) -> None:
     if isinstance(model, EfficientNetLite) and cfg.freeze_backbone:
         model.freeze_backbone()  # keeps frozen BN statistics fixed
     elif isinstance(model, EfficientNetLite) and cfg.frozen_blocks:
-        model.freeze(min(cfg.frozen_blocks, model.num_blocks))
+        model.freeze(cfg.frozen_blocks)
 
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, images: np.ndarray, batch: int = _EVAL_BATCH
+    model: nn.Module, images: np.ndarray, batch: int = EVAL_BATCH
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits and embeddings for uint8 NHWC images, in eval mode (EfficientNet-Lite through
     ONNX Runtime, several times faster on a CPU; within packaging's parity tolerance)."""
     model.eval()
     if isinstance(model, EfficientNetLite):
-        return features.predict(model, images)
+        return predict_onnx(model, images)
     logits, embeddings = [], []
     for lo in range(0, len(images), batch):
         out, emb = model(to_input(torch.from_numpy(np.ascontiguousarray(images[lo : lo + batch]))))
@@ -114,14 +123,6 @@ def predict(
     if not logits:
         return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
     return np.concatenate(logits), np.concatenate(embeddings)
-
-
-def _save_atomic(state: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -136,6 +137,7 @@ class Trainer:
         init_state: dict[str, torch.Tensor] | None = None,
         on_epoch: Callable[[EpochStats], None] | None = None,
         progress: Progress = silent,
+        parallel: Parallel | None = None,
     ) -> None:
         self.cfg = cfg
         self.data = data
@@ -145,22 +147,33 @@ class Trainer:
         self.init_state = init_state
         self.on_epoch = on_epoch
         self.progress = progress
+        self.parallel = parallel  # None: this process alone, on train.device
 
     def fit(self, *, resume: bool = False) -> FitResult:
         cfg = self.cfg
-        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-        torch.manual_seed(cfg.seed)
-        generator = torch.Generator().manual_seed(cfg.seed)
+        par = self.parallel or Parallel(device=choose_device(cfg.device))
+        device = par.device
+        torch.set_num_threads(par.threads(cfg.threads))
+        torch.manual_seed(cfg.seed + par.rank)
+        if device.type == "cuda":
+            torch.cuda.manual_seed(cfg.seed + par.rank)
+        order = torch.Generator().manual_seed(cfg.seed)
+        shake = order
+        if par.distributed:
+            shake = torch.Generator().manual_seed(cfg.seed + 7919 * (par.rank + 1))
+        rng = Randomness(order, shake, par)
         began = time.perf_counter()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        model = make_model(cfg, len(self.data.classes), self.init_state)
+        model = make_model(cfg, len(self.data.classes), self.init_state).to(device)
         cached = isinstance(model, EfficientNetLite) and (
             cfg.frozen_blocks > 0 or cfg.freeze_backbone
         )
-        train_x, train_y, val_x, val_y = self._inputs(model, cached)
+        train_x, train_y, val_x, val_y = self._inputs(model, cached, device)
         trainable: nn.Module = model
-        if isinstance(model, EfficientNetLite) and cached:
-            trainable = frozen.trainable(model, cfg)
+        if isinstance(model, EfficientNetLite) and cfg.freeze_backbone:
+            trainable = probe.Head(model)
+        elif isinstance(model, EfficientNetLite) and cached:
+            trainable = Tail(model, cfg.frozen_blocks)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps = max(1, math.ceil(len(train_y) / cfg.batch_size))
@@ -177,16 +190,25 @@ class Trainer:
         best_state = copy.deepcopy(model.state_dict())
         bad_epochs, start = 0, 1
         checkpoint = self.run_dir / CHECKPOINT
-        if resume and checkpoint.is_file():
-            saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        saved = load_checkpoint(checkpoint, par) if resume else None
+        if saved is not None:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
-            generator.set_state(saved["rng"])
+            order.set_state(saved["rng"])
             torch.set_rng_state(saved["torch_rng"])
+            rng.restore(saved.get("ranks", []))  # each rank goes on where it stopped
             history = [EpochStats(**h) for h in saved["history"]]
             best, best_state, bad_epochs = saved["best"], saved["best_model"], saved["bad_epochs"]
             start = saved["epoch"] + 1
+        # DDP averages gradients over the ranks in backward (and starts every rank from rank
+        # 0's weights); a single process steps the module itself
+        stepped: nn.Module = trainable
+        if par.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device] if device.type == "cuda" else None
+            stepped = DistributedDataParallel(trainable, device_ids=ids)
         stopped = bad_epochs >= cfg.patience
         weights = None
         if cfg.balance_by:  # every value of the column gets an equal share of each epoch
@@ -204,40 +226,51 @@ class Trainer:
             t0 = time.perf_counter()
             _set_train(model, cfg)
             if weights is None:
-                order = torch.randperm(len(train_y), generator=generator)
+                drawn = torch.randperm(len(train_y), generator=order)
             else:
-                order = torch.multinomial(weights, len(train_y), True, generator=generator)
-            batches = [order[i * cfg.batch_size : (i + 1) * cfg.batch_size] for i in range(steps)]
+                drawn = torch.multinomial(weights, len(train_y), True, generator=order)
+            whole = [drawn[i * cfg.batch_size : (i + 1) * cfg.batch_size] for i in range(steps)]
+            # this rank's share of each batch; a last batch too small to share is left out
+            shares = [(b[par.rank :: par.world], len(b)) for b in whole if len(b) >= par.world]
+            batches = [b for b, _n in shares]
             if not cached:  # ascending reads from the memmap; labels follow the same order
                 batches = [b[np.argsort(train_x[b.numpy()], kind="stable")] for b in batches]
 
                 def make(i: int, batches: list[torch.Tensor] = batches) -> torch.Tensor:
                     rows = train_x[batches[i].numpy()]
-                    return augment(torch.from_numpy(self.data.images[rows]), cfg.augment, generator)
+                    return augment(
+                        torch.from_numpy(self.data.images[rows]),
+                        cfg.augment,
+                        shake,
+                        letterbox=LETTERBOX_SHARE if "letterbox" in cfg.frame else 0.0,
+                    )
 
                 inputs: Any = Prefetcher(make, len(batches))
             else:
                 inputs = (train_x[b].float() for b in batches)
-            total = 0.0
-            for idx, x in zip(batches, inputs, strict=True):
-                y = train_y[idx]
-                out = trainable(x)
+            total, count = 0.0, 0
+            for idx, n, x in zip(batches, (n for _b, n in shares), inputs, strict=True):
+                y = train_y[idx].to(device, non_blocking=True)
+                out = stepped(x.to(device, non_blocking=True))
                 logits = out[0] if isinstance(out, tuple) else out
                 loss = loss_fn(logits, y)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # DDP averages over ranks: weighted so the step is the whole batch's mean
+                (loss * (len(y) * par.world / n) if par.distributed else loss).backward()
                 optimizer.step()
                 scheduler.step()
                 total += loss.item() * len(y)
-            val_loss, val_acc = self._validate(trainable, val_x, val_y, cached)
+                count += len(y)
+            total, seen = par.sum(total, count)
+            val_loss, val_acc = self._validate(model, trainable, val_x, val_y, cached, par)
             seconds = time.perf_counter() - t0
             stats = EpochStats(
                 epoch=epoch,
-                train_loss=total / max(1, len(train_y)),
+                train_loss=total / max(1, seen),
                 val_loss=val_loss,
                 val_accuracy=val_acc,
                 seconds=seconds,
-                images_per_s=len(train_y) / seconds,
+                images_per_s=seen / seconds,
                 lr=float(scheduler.get_last_lr()[0]),
             )
             history.append(stats)
@@ -250,25 +283,28 @@ class Trainer:
             else:
                 bad_epochs += 1
             stopped = bad_epochs >= cfg.patience
-            _save_atomic(
-                {
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "history": [asdict(h) for h in history],
-                    "best": best,
-                    "best_model": best_state,
-                    "bad_epochs": bad_epochs,
-                },
-                checkpoint,
-            )
+            ranks = rng.ranks()
+            if par.leader:
+                save_checkpoint(
+                    {
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng": order.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "ranks": ranks,
+                        "history": [asdict(h) for h in history],
+                        "best": best,
+                        "best_model": best_state,
+                        "bad_epochs": bad_epochs,
+                    },
+                    checkpoint,
+                )
             if self.on_epoch is not None:
                 self.on_epoch(stats)
         model.load_state_dict(best_state)
-        model.eval()
+        model.to("cpu").eval()  # evaluation, export and packaging run on the CPU
         return FitResult(
             history=tuple(history),
             best_epoch=int(best["epoch"]),
@@ -281,36 +317,56 @@ class Trainer:
         )
 
     def _inputs(
-        self, model: nn.Module, cached: bool
+        self, model: nn.Module, cached: bool, device: torch.device
     ) -> tuple[Any, torch.Tensor, Any, torch.Tensor]:
-        if cached:
-            assert isinstance(model, EfficientNetLite)
-            return frozen.inputs(
+        if not cached:
+            labels = torch.from_numpy(self.data.labels)
+            return self.train_idx, labels[self.train_idx], self.val_idx, labels[self.val_idx]
+        assert isinstance(model, EfficientNetLite)
+        if self.cfg.freeze_backbone:
+            return probe.inputs(
                 model, self.cfg, self.data, self.train_idx, self.val_idx, self.progress
             )
-        labels = torch.from_numpy(self.data.labels)
-        return self.train_idx, labels[self.train_idx], self.val_idx, labels[self.val_idx]
+        return features.encode(
+            model,
+            self.data,
+            self.train_idx,
+            self.val_idx,
+            frozen_blocks=self.cfg.frozen_blocks,
+            mirrored=self.cfg.augment > 0,
+            letterbox="letterbox" in self.cfg.frame,
+            device=device,
+            progress=self.progress,
+        )
 
     @torch.no_grad()
     def _validate(
-        self, trainable: nn.Module, val_x: Any, val_y: torch.Tensor, cached: bool
+        self,
+        model: nn.Module,
+        trainable: nn.Module,
+        val_x: Any,
+        val_y: torch.Tensor,
+        cached: bool,
+        par: Parallel,
     ) -> tuple[float, float]:
+        """Loss and accuracy on the validation split, each rank scoring every world-th image
+        with rank 0's weights and statistics."""
         if len(val_y) == 0:
             return 0.0, 0.0
+        par.sync_buffers(model)  # batch-norm statistics drift apart per rank in training
         trainable.eval()
+        mine_x, mine_y = val_x[par.rank :: par.world], val_y[par.rank :: par.world]
         losses, correct = 0.0, 0
-        for lo in range(0, len(val_y), _EVAL_BATCH):
+        for lo in range(0, len(mine_y), EVAL_BATCH):
             if cached:
-                x = val_x[lo : lo + _EVAL_BATCH].float()
+                x = mine_x[lo : lo + EVAL_BATCH].float()
             else:
-                x = to_input(
-                    torch.from_numpy(
-                        np.ascontiguousarray(self.data.images[val_x[lo : lo + _EVAL_BATCH]])
-                    )
-                )
-            out = trainable(x)
+                rows = mine_x[lo : lo + EVAL_BATCH]
+                x = to_input(torch.from_numpy(np.ascontiguousarray(self.data.images[rows])))
+            out = trainable(x.to(par.device))
             logits = out[0] if isinstance(out, tuple) else out
-            y = val_y[lo : lo + _EVAL_BATCH]
+            y = mine_y[lo : lo + EVAL_BATCH].to(par.device)
             losses += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
-        return losses / len(val_y), correct / len(val_y)
+        losses, correct_all = par.sum(losses, correct)
+        return losses / len(val_y), correct_all / len(val_y)

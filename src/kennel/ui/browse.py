@@ -97,8 +97,7 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         }
         diff = None
         if against.strip():
-            older = data.resolve(ws, name, against.strip())
-            diff = data.diff_view(ws.catalog.diff(older, version, limit=data.DIFF_ROWS))
+            diff = indexes.diff(ws, data.resolve(ws, name, against.strip()), version)
         chain, chain_more = data.ancestry(ws, version)
         params = {**selection.__dict__, "against": against.strip(), "qpage": qpage}
         context = {

@@ -1,14 +1,13 @@
 """What the Datasets pages show, read through the dataset catalog and the ingest store.
 
-A version's manifest is read once as columns (``DatasetCatalog.table``) and turned into an
-``Index``: label, split and slice codes, the quality columns and the exact-duplicate groups.
-Filters, counts and histograms are numpy over those columns, and a page builds rows only for
-the tiles it shows: a 100,000-image version costs about a second the first time it is opened
-and milliseconds after (versions never change, so an index is never stale)."""
+A version's index (``DatasetCatalog.index``: label, split and slice codes, the quality columns,
+uri and sha256, the exact-duplicate groups; stored when the version was committed) is read
+once and kept. Filters, counts and histograms are numpy over its columns, and a page builds
+rows only for the tiles it shows: a 100,000-image version opens in a few tens of milliseconds
+(versions never change, so neither an index nor a diff kept here is ever stale)."""
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections import OrderedDict
@@ -18,21 +17,21 @@ from urllib.parse import urlencode
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from kennel.datasets.manifest import SPLITS, Row
-from kennel.datasets.versioning import DatasetVersion, Diff
+from kennel.datasets import compare
+from kennel.datasets.index import CHANGES_KEPT, VersionIndex
+from kennel.datasets.index import SLICE_VALUES as SLICE_VALUES
+from kennel.datasets.manifest import SPLITS
+from kennel.datasets.versioning import DatasetVersion
 from kennel.db.ingest import IngestRecord, IngestStore
 from kennel.errors import ConfigError, NotFoundError, did_you_mean
 from kennel.ingest.validate import QUARANTINED
 from kennel.wiring import Workspace
 
-SLICE_VALUES = 20  # a column with more distinct values (a file index) is not a slice
 PER_PAGE = 48  # tiles
 QUARANTINE_PAGE = 25
 DIFF_ROWS = 50  # rows shown per section of a diff
 CHAIN = 10  # ancestors shown
-GROUPS = 20  # exact-duplicate groups shown
 BINS = 20
 QUALITY = {
     "brightness": "brightness (mean luma, 0-255)",
@@ -42,102 +41,41 @@ QUALITY = {
 }
 
 
-@dataclass(frozen=True)
-class Index:
-    """A version's manifest as columns, for filtering and counting."""
-
-    table: pa.Table
-    labels: tuple[str, ...]
-    label_codes: np.ndarray
-    splits: tuple[str, ...]
-    split_codes: np.ndarray
-    slices: dict[str, tuple[tuple[str, ...], np.ndarray]]  # column -> (values, code per row)
-    quality: dict[str, np.ndarray]
-    duplicates: list[tuple[str, list[str]]]  # the first GROUPS (sha256, its uris) groups
-    duplicate_groups: int
-
-
-def _codes(column: pa.ChunkedArray) -> tuple[tuple[str, ...], np.ndarray]:
-    """Distinct values (sorted) and each row's position among them."""
-    encoded = pc.dictionary_encode(column).combine_chunks()
-    values = [str(v) for v in encoded.dictionary.to_pylist()]
-    order = sorted(range(len(values)), key=values.__getitem__)
-    rank = np.empty(len(values), dtype=np.int32)
-    rank[order] = np.arange(len(values), dtype=np.int32)
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
-    return tuple(values[i] for i in order), rank[codes] if len(values) else codes
-
-
-def _slices(table: pa.Table) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
-    """Slice columns: source columns with at most SLICE_VALUES values, one of them shared by
-    several files (a column whose every value is unique names files, it does not group them).
-    Each distinct attrs text is parsed once, however many rows share it."""
-    texts, codes = _codes(table["attrs"])
-    parsed = [json.loads(t) for t in texts]
-    out: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
-    for key in sorted({k for p in parsed for k in p}):
-        per_text = [str(p.get(key, "")) for p in parsed]
-        values = tuple(sorted(set(per_text)))
-        if len(values) > SLICE_VALUES:
-            continue
-        position = {v: i for i, v in enumerate(values)}
-        rows = np.array([position[v] for v in per_text], np.int32)[codes]
-        counts = np.bincount(rows, minlength=len(values))
-        if any(n > 1 for v, n in zip(values, counts, strict=True) if v):
-            out[key] = (values, rows)
-    return out
-
-
-def build_index(table: pa.Table) -> Index:
-    labels, label_codes = _codes(table["label"])
-    splits, split_codes = _codes(table["split"])
-    width = table["width"].to_numpy()
-    height = table["height"].to_numpy()
-    counted = table.group_by("sha256").aggregate([("uri", "count")])
-    repeated = counted.filter(pc.greater(counted["uri_count"], 1))
-    shown = sorted(repeated["sha256"].to_pylist())[:GROUPS]
-    members = table.filter(pc.is_in(table["sha256"], value_set=pa.array(shown, pa.string())))
-    groups: dict[str, list[str]] = {s: [] for s in shown}
-    for sha, uri in zip(members["sha256"].to_pylist(), members["uri"].to_pylist(), strict=True):
-        groups[sha].append(uri)
-    return Index(
-        table=table,
-        labels=labels,
-        label_codes=label_codes,
-        splits=splits,
-        split_codes=split_codes,
-        slices=_slices(table),
-        quality={
-            "brightness": table["brightness"].to_numpy(),
-            "contrast": table["contrast"].to_numpy(),
-            "sharpness": table["sharpness"].to_numpy(),
-            "side": np.minimum(width, height),
-        },
-        duplicates=[(s, sorted(groups[s])) for s in shown],
-        duplicate_groups=repeated.num_rows,
-    )
-
-
 class Indexes:
-    """The indexes of the versions opened last (a few; each holds its manifest's columns)."""
+    """The indexes of the versions opened last (a few; each holds its files' columns), and the
+    diffs shown last: versions never change, so neither is ever stale."""
 
     def __init__(self, keep: int = 4) -> None:
         self.keep = keep
-        self._kept: OrderedDict[str, Index] = OrderedDict()
+        self._kept: OrderedDict[str, VersionIndex] = OrderedDict()
+        self._diffs: OrderedDict[tuple[str, str], DiffView] = OrderedDict()
         self._lock = threading.Lock()
 
-    def of(self, ws: Workspace, version: DatasetVersion) -> Index:
+    def of(self, ws: Workspace, version: DatasetVersion) -> VersionIndex:
         key = version.manifest_sha256
         with self._lock:
             if key in self._kept:
                 self._kept.move_to_end(key)
                 return self._kept[key]
-        index = build_index(ws.catalog.table(version))
+        index = ws.catalog.index(version)
         with self._lock:
             self._kept[key] = index
             while len(self._kept) > self.keep:
                 self._kept.popitem(last=False)
         return index
+
+    def diff(self, ws: Workspace, a: DatasetVersion, b: DatasetVersion) -> DiffView:
+        key = (a.manifest_sha256, b.manifest_sha256)
+        with self._lock:
+            if key in self._diffs:
+                self._diffs.move_to_end(key)
+                return self._diffs[key]
+        found = diff_view(a, self.of(ws, a), self.of(ws, b))  # b after a: usually b's parent
+        with self._lock:
+            self._diffs[key] = found
+            while len(self._diffs) > 4 * self.keep:
+                self._diffs.popitem(last=False)
+        return found
 
 
 @dataclass(frozen=True)
@@ -151,10 +89,10 @@ class Selection:
         return urlencode({k: v for k, v in self.__dict__.items() if v})
 
 
-def selected(index: Index, sel: Selection) -> np.ndarray:
+def selected(index: VersionIndex, sel: Selection) -> np.ndarray:
     """Positions of the rows ``sel`` keeps; a label or value the version lacks keeps none,
     a split or slice column that cannot exist is the request's mistake."""
-    keep = np.ones(index.table.num_rows, dtype=bool)
+    keep = np.ones(index.rows, dtype=bool)
     if sel.label:
         code = index.labels.index(sel.label) if sel.label in index.labels else -1
         keep &= index.label_codes == code
@@ -206,18 +144,45 @@ def quarantine(ws: Workspace, version: DatasetVersion, page: int) -> Quarantine:
 
 
 @dataclass(frozen=True)
+class File:
+    uri: str
+    label: str
+    split: str
+
+
+@dataclass(frozen=True)
 class DiffView:
     against: DatasetVersion
     counts: dict[str, int]
-    added: list[Row]
-    removed: list[Row]
-    relabelled: list[tuple[Row, Row]]
-    resplit: list[tuple[Row, Row]]
+    added: list[File]
+    removed: list[File]
+    relabelled: list[tuple[File, File]]
+    resplit: list[tuple[File, File]]
 
 
-def diff_view(d: Diff) -> DiffView:
-    """``kennel data diff``'s result, each section cut to DIFF_ROWS rows."""
-    return DiffView(d.a, d.counts, d.added, d.removed, d.relabelled, d.resplit)
+def diff_view(against: DatasetVersion, a: VersionIndex, b: VersionIndex) -> DiffView:
+    """``kennel data diff``'s counts, each kind's files cut to DIFF_ROWS, compared on the two
+    versions' indexes (no manifest is read); against the version ``b`` was made from, the
+    changes ``b``'s index kept when it was committed."""
+    if b.changes is not None and b.changes_from == against.id and DIFF_ROWS <= CHANGES_KEPT:
+        kept = b.changes
+        found = compare.Changes(kept.added[:DIFF_ROWS], kept.removed[:DIFF_ROWS],
+                                kept.relabelled[:DIFF_ROWS], kept.resplit[:DIFF_ROWS],
+                                kept.counts)  # fmt: skip
+    else:
+        found = compare.changes(a.columns(), b.columns(), limit=DIFF_ROWS)
+
+    def file(index: VersionIndex, row: int) -> File:
+        return File(str(index.uri[row].as_py()), index.label_of(row), index.split_of(row))
+
+    return DiffView(
+        against,
+        found.counts,
+        [file(b, j) for j in found.added],
+        [file(a, i) for i in found.removed],
+        [(file(a, i), file(b, j)) for i, j in found.relabelled],
+        [(file(a, i), file(b, j)) for i, j in found.resplit],
+    )
 
 
 def resolve(ws: Workspace, dataset: str, spec: str) -> DatasetVersion:
@@ -238,12 +203,15 @@ def ancestry(ws: Workspace, version: DatasetVersion) -> tuple[list[DatasetVersio
     return chain[:CHAIN], len(chain) > CHAIN
 
 
-def tiles(index: Index, positions: np.ndarray, page: int) -> list[dict[str, Any]]:
+def tiles(index: VersionIndex, positions: np.ndarray, page: int) -> list[dict[str, Any]]:
     chosen = positions[(page - 1) * PER_PAGE : page * PER_PAGE]
-    columns = ["uri", "sha256", "label", "split", "width", "height"]
-    rows: list[dict[str, Any]] = index.table.select(columns).take(pa.array(chosen)).to_pylist()
-    for row in rows:
-        row["name"] = row["uri"].replace("\\", "/").rsplit("/", 1)[-1]
+    taken = pa.array(chosen, pa.int64())
+    rows = []
+    for at, uri, sha in zip(chosen, index.uri.take(taken).to_pylist(),
+                            index.sha256.take(taken).to_pylist(), strict=True):  # fmt: skip
+        name = uri.replace("\\", "/").rsplit("/", 1)[-1]
+        rows.append({"uri": uri, "sha256": sha, "name": name, "label": index.label_of(at),
+                     "split": index.split_of(at)})  # fmt: skip
     return rows
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from kennel.db.audit import GENESIS, AuditEntry, AuditLog, Verdict, verify
 from kennel.db.monitoring import MonitorRunStore
@@ -28,23 +28,39 @@ class AuditStatus:
     every feedback label. So the whole chain is verified at first and every ``full_s``; in
     between, when it grew or ``ttl_s`` passed, only the last entry verified (recomputed: it
     must still be as it was) and those after it are checked, and the anchors must not reach
-    past the newest entry. ``kennel audit verify`` always checks everything."""
+    past the newest entry. ``kennel audit verify`` always checks everything, and so does
+    ``verdict(ws, full=True)`` (the pages' Verify now; at most once every ``min_full_s``). The
+    pages say when each was done (``checked_at``): an entry altered after it was verified shows
+    only at the next full verification."""
 
-    def __init__(self, ttl_s: float = 30.0, full_s: float = 600.0) -> None:
+    def __init__(self, ttl_s: float = 30.0, full_s: float = 600.0, min_full_s: float = 5.0) -> None:
         self.ttl_s = ttl_s
         self.full_s = full_s
+        self.min_full_s = min_full_s
         self._lock = threading.Lock()
         self._cached: _Checked | None = None
+        self._forced_at = -min_full_s
 
-    def verdict(self, ws: Workspace) -> Verdict:
+    def checked_at(self) -> tuple[datetime | None, datetime | None]:
+        """When the whole chain was last verified, and when entries were last checked (UTC)."""
+        with self._lock:
+            last = self._cached
+        return (last.full_wall, last.wall) if last else (None, None)
+
+    def verdict(self, ws: Workspace, *, full: bool = False) -> Verdict:
         log = AuditLog(ws.db)
         head, now = log.head(), time.monotonic()
         with self._lock:
             last = self._cached
-        if last is not None and head == last.head and now - last.at < self.ttl_s:
+        if full:
+            with self._lock:  # verified in full on request a moment ago: that answer stands
+                full = now - self._forced_at >= self.min_full_s
+                self._forced_at = now if full else self._forced_at
+        if not full and last is not None and head == last.head and now - last.at < self.ttl_s:
             return last.verdict
         if (
-            last is not None
+            not full
+            and last is not None
             and last.verdict.ok
             and now - last.full_at < self.full_s
             and head >= last.seq
@@ -52,18 +68,31 @@ class AuditStatus:
         ):  # from the last entry verified, recomputed: changed since, it fails here
             with ws.db.session() as s:
                 result = verify(s, after=last.seq - 1, prev=last.prev)
-            full_at = last.full_at
+            full_at, full_wall = last.full_at, last.full_wall
         else:
             with ws.db.session() as s:
                 result = verify(s)
-            full_at = now
+            full_at, full_wall = now, datetime.now(UTC)
         seq = result.checked
         digest, prev = (
             (log.hash_of(seq) or "", log.hash_of(seq - 1) or GENESIS) if result.ok else ("", "")
         )
+        checked = _Checked(head, seq, digest, prev, now, full_at, result, datetime.now(UTC),
+                           full_wall)  # fmt: skip
         with self._lock:
-            self._cached = _Checked(head, seq, digest, prev, now, full_at, result)
+            self._cached = checked
         return result
+
+
+def verify_now(ws: Workspace, status: AuditStatus, who: Identity) -> tuple[bool, str]:
+    """The whole chain verified at once (the pages' Verify now), the check itself audited:
+    (ok, what to tell the user)."""
+    result = status.verdict(ws, full=True)
+    details = {"ok": result.ok, "checked": result.checked, "via": "dashboard"}
+    AuditLog(ws.db).append(actor=who.name, action="audit.verify", subject="chain", details=details)
+    if result.ok:
+        return True, f"audit chain verified in full: {result.checked} entries intact"
+    return False, f"audit chain BROKEN: {result.problem}"
 
 
 @dataclass(frozen=True)
@@ -75,6 +104,8 @@ class _Checked:
     at: float  # when checked (monotonic)
     full_at: float  # when the whole chain was last verified
     verdict: Verdict
+    wall: datetime  # ``at`` and ``full_at`` as the pages say them
+    full_wall: datetime
 
 
 @dataclass(frozen=True)
@@ -105,6 +136,20 @@ def last_monitoring(ws: Workspace) -> MonitorSeen | None:
 class AlertView:
     alert: Alert
     buttons: list[Button]
+    handled: list[AuditEntry] = field(default_factory=list)  # acknowledged/resolved: by, note
+
+
+def handling(ws: Workspace, alerts: list[Alert], scan: int = 500) -> dict[int, list[AuditEntry]]:
+    """Who acknowledged or resolved each of ``alerts``, when, with what note: the audit
+    chain's ``alert.*`` entries (the newest ``scan`` of them), oldest first per alert."""
+    wanted = {a.id for a in alerts if a.state != "open"}
+    found: dict[int, list[AuditEntry]] = {}
+    if wanted:
+        for e in reversed(AuditLog(ws.db).query(action="alert", limit=scan)):
+            ident = e.details.get("id") if isinstance(e.details, dict) else None
+            if ident in wanted and e.action in ("alert.acknowledged", "alert.resolved"):
+                found.setdefault(ident, []).append(e)
+    return found
 
 
 def retrain_blocker(ws: Workspace) -> str:
@@ -118,12 +163,17 @@ def retrain_blocker(ws: Workspace) -> str:
 
 
 def alert_view(
-    alert: Alert, who: Identity, *, job_running: bool, retrain_blocker: str = ""
+    alert: Alert,
+    who: Identity,
+    *,
+    job_running: bool,
+    retrain_blocker: str = "",
+    handled: list[AuditEntry] | None = None,
 ) -> AlertView:
     fields = {"alert": str(alert.id)}
     closed = [f"alert {alert.id} is resolved"] if alert.state == "resolved" else []
     acked = [f"alert {alert.id} is already acknowledged"] if alert.state == "acknowledged" else []
-    busy = ["a retrain is running (see Jobs)"] if job_running else []
+    busy = closed + (["a retrain is running (see Jobs)"] if job_running else [])
     busy += [retrain_blocker] if retrain_blocker else []
     return AlertView(
         alert,
@@ -135,6 +185,7 @@ def alert_view(
             button("Retrain now", "/actions/retrain", fields, who=who, permission="deploy",
                    blockers=busy),
         ],
+        handled or [],
     )  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from kennel.db.predictions import Feedback, LoggedPrediction, PredictionQuery, PredictionStore
 from kennel.db.search import MAX_SPAN, SearchHit
-from kennel.errors import NotFoundError
+from kennel.errors import NotFoundError, did_you_mean
 from kennel.govern.lineage import prediction_lineage
 from kennel.ui.query import time_range
 from kennel.wiring import Workspace
@@ -68,8 +68,12 @@ class SearchView:
 
 def search(ws: Workspace, form: SearchForm, now: datetime) -> SearchView:
     q = form.query(now)
-    hits, more = PredictionStore(ws.db).search(q)
-    config = ws.project.config
+    store, config = PredictionStore(ws.db), ws.project.config
+    if form.env and form.env not in config.environments and not store.logged_in(form.env):
+        known = list(config.environments)
+        raise NotFoundError(f"no environment {form.env!r}: none in kennel.yaml and no "
+                            f"prediction logged there{did_you_mean(form.env, known)}")  # fmt: skip
+    hits, more = store.search(q)
     return SearchView(
         form,
         q.since,

@@ -101,8 +101,14 @@ def install(app: FastAPI, ui: Dashboard) -> None:
             "alert_counts": logs.active_counts(ws),
             "monitoring": logs.last_monitoring(ws),
             "audit": ui.audit.verdict(ws),
+            "audit_at": ui.audit.checked_at(),
         }
-        view = View("ui/overview.html", "Overview", context, {"live-strip": "ui/_strip.html"})
+        view = View(
+            "ui/overview.html",
+            "Overview",
+            context,
+            {"live-strip": "ui/_strip.html", "live-models": "ui/_accuracy.html"},
+        )
         return show(request, session, who, view)
 
     def deployments_view(envs: list[views.EnvView], heading: str, limit: int) -> View:
@@ -110,7 +116,9 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         context = {"heading": heading, "envs": envs, "timeline": views.timeline_series(envs),
                    "mode": config.release.mode, "staging": config.release.staging,
                    "history_limit": limit, "certified": certified}  # fmt: skip
-        return View("ui/deployments.html", heading, context, {"live-envs": "ui/_envs.html"})
+        live = {"live-history": "ui/_history.html", "live-envs": "ui/_envs.html",
+                "live-certified": "ui/_certified.html"}  # fmt: skip
+        return View("ui/deployments.html", heading, context, live)
 
     @page("/deployments")
     def deployments(request: Request) -> Response:
@@ -133,10 +141,14 @@ def install(app: FastAPI, ui: Dashboard) -> None:
     ) -> View:
         running = ui.jobs.running() is not None
         blocker = logs.retrain_blocker(ws) if found else ""
+        handled = logs.handling(ws, found)
         context = {
             "heading": heading,
             "views": [
-                logs.alert_view(a, who, job_running=running, retrain_blocker=blocker) for a in found
+                logs.alert_view(
+                    a, who, job_running=running, retrain_blocker=blocker, handled=handled.get(a.id)
+                )
+                for a in found
             ],
             "jobs": ui.jobs.all(),
             "states": logs.STATES,
@@ -172,7 +184,8 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         session, who = signed_in(request, ui)
         found = logs.audit(ws, actor=actor.strip(), action=action.strip(), limit=limit,
                            before=before)  # fmt: skip
-        context = {"page": found, "audit": ui.audit.verdict(ws), "actor": actor.strip(),
+        context = {"page": found, "audit": ui.audit.verdict(ws),
+                   "audit_at": ui.audit.checked_at(), "actor": actor.strip(),
                    "action": action.strip(), "limit": limit, "before": before}  # fmt: skip
         view = View("ui/audit.html", "Audit", context, {"live-audit": "ui/_audit.html"})
         return show(request, session, who, view)
@@ -210,18 +223,23 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         csrf: Csrf = "",
         next: Back = "/",  # the form's word
     ) -> Response:
-        if not same_origin(request):
+        if not same_origin(request, ui.origins):
             raise AuthError("a sign-in from another site is refused")
         ui.sessions.check_login_csrf(request.cookies.get(LOGIN_NONCE), csrf)
         address = request.client.host if request.client else "?"
         if not ui.throttle.allowed(address):
             message = "too many failed sign-ins from here: wait a minute and try again"
             return login_page(request, next, message, status=429)
+        known = ws.tokens.identify(token.strip())
+        if known is not None and not ui.signins.allowed(known.token_id):
+            message = "too many sign-ins with this token: wait a minute and try again"
+            return login_page(request, next, message, status=429)
         who = ws.tokens.login(token.strip(), via="dashboard")
         if who is None:
             ui.throttle.failed(address)
             return login_page(request, next, "that token is unknown or revoked", status=401)
         ui.sessions.drop(session_id(request))  # a fresh id at every sign-in: no fixation
+        ui.signins.failed(who.token_id)  # counted as the throttle counts failures
         session = ui.sessions.create(token.strip())
         session.flash.append(("ok", f"signed in as {who.name} ({who.role})"))
         response = RedirectResponse(local_path(next), 303)
@@ -231,7 +249,7 @@ def install(app: FastAPI, ui: Dashboard) -> None:
 
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request, csrf: Csrf = "") -> Response:
-        if not same_origin(request):
+        if not same_origin(request, ui.origins):
             raise AuthError("a request from another site is refused")
         session = ui.sessions.get(session_id(request))
         if session is not None:
@@ -244,7 +262,8 @@ def install(app: FastAPI, ui: Dashboard) -> None:
     # -- actions -----------------------------------------------------------------------------
     def acting(request: Request, csrf: str, back: str) -> tuple[Session, Identity]:
         """Who may act: same origin, a live session, its CSRF token, a valid token."""
-        if not same_origin(request):
+        request.state.back = local_path(back)  # the error page's Back link, if refused
+        if not same_origin(request, ui.origins):
             raise AuthError("a request from another site is refused")
         try:
             session, who = signed_in(request, ui)
@@ -309,3 +328,10 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         session, who = acting(request, csrf, back)
         job = actions.retrain(ws, who, alert, ui.jobs)
         return done(session, back, f"retrain {job.id} started for alert {alert}: see Jobs")
+
+    @app.post("/actions/verify-audit", include_in_schema=False)
+    def verify_audit(request: Request, csrf: Csrf = "", back: Back = "/audit") -> Response:
+        session, who = acting(request, csrf, back)  # any role: reading is everyone's
+        ok, message = logs.verify_now(ws, ui.audit, who)
+        session.flash.append(("ok" if ok else "error", message))
+        return RedirectResponse(local_path(back), 303)

@@ -7,8 +7,10 @@
 - Every state-changing form carries the session's CSRF token, compared in constant time; the
   sign-in form carries one derived from a pre-session nonce cookie. Requests whose ``Origin``
   (or ``Sec-Fetch-Site``) shows another site are refused before any of that.
-- Sessions end after ``idle_s`` without a request or ``max_age_s`` in all; at most ``capacity``
-  are kept (the oldest goes first). They live in one process: restarting the dashboard, or
+- Sessions end after ``idle_s`` without a request or ``max_age_s`` in all. One token keeps at
+  most ``per_token`` sessions (its own oldest goes first), and at most ``capacity`` are kept in
+  all (the oldest of the token holding the most goes first): signing in again and again with
+  one token can never sign anybody else out. They live in one process: restarting the dashboard, or
   running several replicas, signs people out (see docs/architecture.md).
 """
 
@@ -41,11 +43,17 @@ class Session:
 
 class SessionStore:
     def __init__(
-        self, *, idle_s: float = 8 * 3600, max_age_s: float = 24 * 3600, capacity: int = 1000
+        self,
+        *,
+        idle_s: float = 8 * 3600,
+        max_age_s: float = 24 * 3600,
+        capacity: int = 1000,
+        per_token: int = 20,
     ) -> None:
         self.idle_s = idle_s
         self.max_age_s = max_age_s
         self.capacity = capacity
+        self.per_token = per_token
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._key = secrets.token_bytes(32)  # signs the sign-in form's CSRF token
@@ -54,11 +62,22 @@ class SessionStore:
         now = time.monotonic()
         session = Session(secrets.token_urlsafe(32), token, secrets.token_urlsafe(32), now, now)
         with self._lock:
-            while len(self._sessions) >= self.capacity:
-                oldest = min(self._sessions.values(), key=lambda s: s.seen)
+            own = [s for s in self._sessions.values() if s.token == token]
+            while own and len(own) >= self.per_token:
+                oldest = min(own, key=lambda s: s.seen)
+                own.remove(oldest)
                 del self._sessions[oldest.id]
+            while len(self._sessions) >= self.capacity:
+                self._evict_from_the_largest()
             self._sessions[session.id] = session
         return session
+
+    def _evict_from_the_largest(self) -> None:
+        held: dict[str, list[Session]] = {}
+        for s in self._sessions.values():
+            held.setdefault(s.token, []).append(s)
+        most = max(held.values(), key=len)
+        del self._sessions[min(most, key=lambda s: s.seen).id]
 
     def get(self, session_id: str | None) -> Session | None:
         if not session_id:
@@ -98,7 +117,8 @@ class SessionStore:
 class LoginThrottle:
     """At most ``limit`` failed sign-ins per client address in ``window_s``: a token cannot be
     guessed anyway, but every failure is an audit entry, and a flood of them would bury the
-    chain. Addresses are forgotten when their window passes (at most ``capacity`` kept)."""
+    chain. Addresses are forgotten when their window passes (at most ``capacity`` kept). The
+    same class, keyed by token id, bounds successful sign-ins per token (each is audited too)."""
 
     def __init__(self, limit: int = 10, window_s: float = 60.0, capacity: int = 10000) -> None:
         self.limit = limit
@@ -135,9 +155,10 @@ def check_csrf(session: Session, presented: str | None) -> None:
         raise AuthError("the form's CSRF token is missing or wrong: reload the page and retry")
 
 
-def same_origin(request: Request) -> bool:
+def same_origin(request: Request, also: tuple[str, ...] = ()) -> bool:
     """False when the browser says the request comes from another site. A request without
-    ``Origin`` (not a browser's form post) still needs its CSRF token."""
+    ``Origin`` (not a browser's form post) still needs its CSRF token. ``also``: the public
+    origins a TLS proxy serves the dashboard under (``kennel ui --public-origin``)."""
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         return False
@@ -145,7 +166,8 @@ def same_origin(request: Request) -> bool:
     if origin is None:
         return True
     host = request.headers.get("host", "")
-    return hmac.compare_digest(origin.encode(), f"{request.url.scheme}://{host}".encode())
+    own = hmac.compare_digest(origin.encode(), f"{request.url.scheme}://{host}".encode())
+    return own or any(hmac.compare_digest(origin.lower().encode(), o.encode()) for o in also)
 
 
 def cookie_name(request: Request) -> str:

@@ -118,6 +118,8 @@ def environment(
     if is_staging and model is not None:
         fields = {"model": model.ref}
         approve_blockers = [] if cert else [f"{model.ref} has no certification in {name}"]
+        if decision is not None and decision.decision == "approved":
+            approve_blockers.append(f"already approved by {decision.actor}")
         buttons += [
             button("Approve", "/actions/approve", fields, who=who, permission="approve",
                    blockers=approve_blockers, note="approval note"),
@@ -217,6 +219,10 @@ def overview(ws: Workspace, who: Identity) -> Overview:
     blockers: list[str] = []
     if candidate is not None:
         blockers = PolicyGate(config, ws.db, ws.registry).refusals(candidate)
+        # as Deployments' Release button says: nothing to release where it already serves
+        served = [e.name for e in envs if not e.staging and e.model is not None
+                  and e.model.version == candidate.version]  # fmt: skip
+        blockers += [f"{name} already serves {candidate.ref}" for name in served]
     return Overview(dataset, len(newest), champion, models, envs, candidate, blockers)
 
 

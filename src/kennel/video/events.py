@@ -2,9 +2,10 @@
 
 A label is only believed once it holds for ``hold`` consecutive sampled frames with at least
 ``enter`` confidence; the current pet is only let go after ``hold`` consecutive frames that
-disagree or fall under ``leave`` confidence. Frames the model labels as background (an
-``empty`` class, when the model has one) or scores with low confidence count as "no pet",
-the butterfly case.
+disagree or fall under ``leave`` confidence. Frames the pet judgement calls out of
+distribution (no cat or dog there at all, see :mod:`kennel.portable.model`), frames the
+model labels as background (an ``empty`` class, when the model has one) and frames scored
+with low confidence count as "no pet", the butterfly case.
 """
 
 from __future__ import annotations
@@ -51,9 +52,12 @@ class EventTracker:
     _run_label: str | None = None
     _run: list[tuple[float, float]] = field(default_factory=list)
 
-    def observe(self, t: float, label: str, confidence: float) -> Event | None:
-        """Feed one sampled frame; returns the event it completes, if any."""
-        if label in self.background:
+    def observe(
+        self, t: float, label: str, confidence: float, pet: bool | None = None
+    ) -> Event | None:
+        """Feed one sampled frame (``pet`` False: the judgement saw no pet at all); returns
+        the event it completes, if any."""
+        if label in self.background or pet is False:
             seen = NO_PET
         elif label == self.state:
             seen = label if confidence >= self.leave else NO_PET

@@ -53,6 +53,7 @@ class WatchStats:
     frames_sampled: int = 0
     frames_scored: int = 0
     dropped: int = 0
+    no_pet: int = 0  # scored frames the pet judgement saw no cat or dog in
     reconnects: int = 0
     video_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -80,6 +81,7 @@ class WatchStats:
             "frames_sampled": self.frames_sampled,
             "frames_scored": self.frames_scored,
             "dropped": self.dropped,
+            "no_pet_frames": self.no_pet,
             "reconnects": self.reconnects,
             "video_seconds": round(self.video_seconds, 3),
             "wall_seconds": round(self.wall_seconds, 3),
@@ -111,6 +113,8 @@ class AnnotatedWriter:
             fourcc = cv2.VideoWriter.fourcc(*"mp4v")
             self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (w, h))
         text = f"{prediction.label} {prediction.confidence:.2f}"
+        if prediction.pet is False:
+            text = f"no pet ({text})"
         colour = (60, 200, 60) if state != NO_PET else (200, 200, 200)
         cv2.putText(bgr, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
         cv2.putText(bgr, f"state: {state}", (8, 44), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
@@ -212,6 +216,8 @@ class Watcher:
             latency = (now - frame.captured) * 1000
             self.stats.latencies_ms.append(latency)
             self.stats.labels[prediction.label] += 1
+            if prediction.pet is False:
+                self.stats.no_pet += 1
             self.stats.frames_scored += 1
             self.stats.video_seconds = max(self.stats.video_seconds, frame.t)
             self.stats.models.add(f"{prediction.model}@{prediction.version}")
@@ -226,7 +232,9 @@ class Watcher:
                         input_sha256=None,
                     )
                 )
-            event = self.tracker.observe(frame.t, prediction.label, prediction.confidence)
+            event = self.tracker.observe(
+                frame.t, prediction.label, prediction.confidence, prediction.pet
+            )
             if event:
                 self.stats.events.append(event)
                 if self.on_event:

@@ -20,13 +20,14 @@ from kennel.evaluate.gates import GateResult
 from kennel.evaluate.report import Summary, render_html
 from kennel.package import bundle
 from kennel.package.export import to_onnx
+from kennel.package.pethead import PET_CLASSES_TEXT, with_pet
 from kennel.package.quantize import Quantized, quantize
-from kennel.package.verify import Parity, normalised
+from kennel.package.verify import Parity, normalised, pet_scores
 from kennel.package.verify import check as parity_check
 from kennel.pipeline.steps.evaluate import Evaluated
 from kennel.pipeline.steps.prepare import BuildPlan
 from kennel.pipeline.steps.train import TrainedModel
-from kennel.portable import softmax
+from kennel.portable import EMBEDDING_THRESHOLD, FrameSpec, softmax
 from kennel.progress import Event, Progress
 from kennel.storage import sha256_hex
 
@@ -48,6 +49,7 @@ class Package:
     parity: Parity
     quantized: Quantized | None
     reference: dict[str, Any]  # training-time statistics, for monitoring to compare against
+    ood: dict[str, Any]  # how a prediction is judged "no pet" (kennel.portable.model.PetCheck)
     git_commit: str | None
     onnx: bytes
     report_json: bytes
@@ -88,6 +90,8 @@ class Package:
             parity=self.parity,
             quantization=self.quantized,
             reference=self.reference,
+            frame=FrameSpec(self.config.frame).as_dict(),
+            ood=self.ood,
             git=self.git_commit,
         )
         files[bundle.CARD] = bundle.card(meta).encode()
@@ -96,14 +100,36 @@ class Package:
 
 
 def export(
-    trained: TrainedModel, plan: BuildPlan, images: int, progress: Progress
-) -> tuple[bytes, Parity]:
-    """The model as ONNX, refused (PackagingError) unless ONNX Runtime reproduces PyTorch on
-    up to ``images`` real images (test first, then validation, then train)."""
+    trained: TrainedModel, plan: BuildPlan, model_config: ModelConfig, progress: Progress
+) -> tuple[bytes, Parity, dict[str, Any]]:
+    """The model as ONNX (with the ``pet`` output when it has an ImageNet head to ask),
+    refused (PackagingError) unless ONNX Runtime reproduces PyTorch on up to
+    ``parity_images`` real images (test first, then validation, then train); and how its
+    predictions are judged "no pet", with the share of those images judged a pet."""
     model, data, splits = trained.fit.model, trained.data, plan.splits
-    onnx_model = to_onnx(model, trained.run.config.image_size)
-    pool = np.concatenate([splits.test, splits.validation, splits.train])[:images]
+    wrapped = with_pet(model)
+    onnx_model = to_onnx(wrapped or model, trained.run.config.image_size)
+    pool = np.concatenate([splits.test, splits.validation, splits.train])
+    pool = pool[: model_config.parity_images]
     parity = parity_check(model, onnx_model, data.images[pool])
+    ood: dict[str, Any] = {"method": "embedding", "threshold": EMBEDDING_THRESHOLD}
+    if wrapped is not None:
+        pet = pet_scores(onnx_model, data.images[pool])
+        threshold = model_config.pet_threshold
+        ood = {
+            "method": "imagenet",
+            "threshold": threshold,
+            "classes": PET_CLASSES_TEXT,
+            "shared_blocks": wrapped.shared,
+            "photos_judged_pet": round(float(np.mean(pet >= threshold)), 4),
+        }
+        progress(
+            Event(
+                "build",
+                f"pet judgement: {ood['photos_judged_pet']:.1%} of {len(pool)} held-out "
+                f"photos score at least {threshold}",
+            )
+        )
     progress(
         Event(
             "build",
@@ -117,7 +143,7 @@ def export(
             f"{parity.max_abs_logit_diff:.2e} (tolerance {parity.tolerance}), "
             f"{parity.label_mismatches} label mismatches"
         )
-    return onnx_model, parity
+    return onnx_model, parity, ood
 
 
 def package_model(
@@ -128,7 +154,7 @@ def package_model(
     progress: Progress,
 ) -> Package:
     """Export (with parity), quantize when kennel.yaml asks, and write the report."""
-    onnx_model, parity = export(trained, plan, model.parity_images, progress)
+    onnx_model, parity, ood = export(trained, plan, model, progress)
     data, splits, evaluation = trained.data, plan.splits, evaluated.evaluation
     test_labels = data.labels[splits.test]
     quantized = None
@@ -178,6 +204,7 @@ def package_model(
         parity=parity,
         quantized=quantized,
         reference=reference,
+        ood=ood,
         git_commit=bundle.git_commit(),
         onnx=onnx_model,
         report_json=bundle.report(evaluation, evaluated.gates, parity, sha256_hex(predictions)),

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kennel.config import TrainConfig
 from kennel.datasets.versioning import DatasetVersion
@@ -16,6 +17,7 @@ from kennel.pipeline.options import BuildOptions
 from kennel.pipeline.steps.prepare import BuildPlan
 from kennel.progress import Event, Progress
 from kennel.train.data import ImageSet
+from kennel.train.parallel import Parallel, choose_device
 from kennel.train.studies import SharedStudies
 from kennel.train.tracking import Run, RunTracker
 from kennel.train.trainer import CHECKPOINT, EpochStats, FitResult, Trainer
@@ -31,6 +33,16 @@ class TrainingRun:
     study: str | None  # the search that chose them
     trials: tuple[TrialSummary, ...]  # that search's trials (none when resumed)
     resumed: bool  # continues from the run's last checkpoint
+
+    def shared(self) -> dict[str, object]:
+        """What the other ranks of a data-parallel run need to know of it (JSON)."""
+        config = self.config.model_dump(mode="json")
+        return {"id": self.id, "config": config, "study": self.study, "resumed": self.resumed}
+
+    @classmethod
+    def joined(cls, shared: dict[str, Any]) -> TrainingRun:
+        config = TrainConfig.model_validate(shared["config"])
+        return cls(shared["id"], config, shared["study"], (), resumed=shared["resumed"])
 
 
 @dataclass(frozen=True)
@@ -139,14 +151,17 @@ def train(
     tracker: RunTracker,
     runs_root: Path,
     progress: Progress,
+    parallel: Parallel | None = None,
 ) -> TrainedModel:
-    """Train ``run`` (from its checkpoint when resumed), logging every epoch to it."""
+    """Train ``run`` (from its checkpoint when resumed), logging every epoch to it; with
+    ``parallel``, this rank's share of it (rank 0 alone logs)."""
     config = run.config
+    where = (parallel or Parallel(device=choose_device(config.device))).describe()
     progress(
         Event(
             "build",
             f"training {config.arch} at {config.image_size}px, up to {config.epochs} epochs "
-            f"(run {run.id})",
+            f"{where} (run {run.id})",
         )
     )
 
@@ -171,7 +186,8 @@ def train(
         plan.splits.validation,
         runs_root / run.id,
         init_state=plan.warm.state if plan.warm else None,
-        on_epoch=on_epoch,
+        on_epoch=on_epoch if parallel is None or parallel.leader else None,
         progress=progress,
+        parallel=parallel,
     ).fit(resume=run.resumed)
     return TrainedModel(run=run, fit=fit, data=data)

@@ -21,6 +21,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         400: "Bad request",
         401: "Missing or invalid token",
         403: "Token lacks the role",
+        408: "Request body too slow (serve.body_timeout_s)",
         413: "Upload too large",
         415: "Unsupported media type",
         422: "Not an acceptable image or body",

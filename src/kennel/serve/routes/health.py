@@ -23,6 +23,8 @@ async def model(request: Request) -> schemas.ModelOut:
         environment=service.environment,
         labels=p.bundle.labels,
         image_size=p.bundle.image_size,
+        frame=p.frame.as_dict(),
+        ood=p.check.as_dict(),
         metrics={k: meta["metrics"].get(k) for k in ("accuracy", "macro_f1", "n")},
         dataset={k: str(v) for k, v in meta["dataset"].items()},
     )

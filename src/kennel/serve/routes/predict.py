@@ -141,6 +141,8 @@ async def _predict_bytes(service: Service, data: bytes, source: str) -> Predicti
             )
         )
     service.metrics.predictions.labels(prediction.label).inc()
+    if prediction.pet is False:
+        service.metrics.no_pet.inc()
     return prediction
 
 

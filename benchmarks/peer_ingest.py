@@ -1,0 +1,135 @@
+"""Ingest, side by side: ``kennel data ingest`` against ``dvc add`` (in a git + DVC repo) of
+the same N image files, then a 1 % append re-versioned by both. Both run as CLI processes,
+timed wall-clock from start to exit.
+
+The N files are the 10k real photos repeated: file j is photo j mod 10,000 with a JPEG comment
+segment naming j inserted after the start marker, so every file has distinct bytes (no tool
+can deduplicate them) while decoding to the photo's pixels, at the photo's size and cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kennel.config import init_project
+from peer_envs import DVC, peer_env
+from quick_model import SHARED
+
+QUIET = {"DVC_NO_ANALYTICS": "1", "DVC_NO_UPDATER": "1"}
+GIT_ID = ["-c", "user.name=peers", "-c", "user.email=peers@localhost"]
+_photos: list[tuple[str, bytes]] = []
+
+
+def _load_photos() -> None:
+    with zipfile.ZipFile(SHARED / "dogs-vs-cats-10k.zip") as archive:
+        names = sorted(n for n in archive.namelist() if n.endswith(".jpg"))
+        _photos.extend((Path(n).name.split(".")[0], archive.read(n)) for n in names)
+
+
+def tagged(data: bytes, j: int) -> bytes:
+    """``data`` (a JPEG) with a comment segment naming ``j`` right after SOI."""
+    assert data[:2] == b"\xff\xd8", "not a JPEG"
+    text = f"kennel-peers {j}".encode()
+    return data[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + data[2:]
+
+
+def _write(out: str, lo: int, hi: int) -> None:
+    if not _photos:
+        _load_photos()
+    for j in range(lo, hi):
+        label, data = _photos[j % len(_photos)]
+        (Path(out) / label / f"{j:07d}.jpg").write_bytes(tagged(data, j))
+
+
+def make_files(out: Path, first: int, count: int) -> None:
+    """Files ``first`` .. ``first + count - 1`` as ``out/{cat,dog}/NNNNNNN.jpg``."""
+    for label in ("cat", "dog"):
+        (out / label).mkdir(parents=True, exist_ok=True)
+    step = 2000
+    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+        jobs = [
+            pool.submit(_write, str(out), lo, min(lo + step, first + count))
+            for lo in range(first, first + count, step)
+        ]
+        for job in jobs:
+            job.result()
+
+
+def _timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
+    began = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed: {done.stderr.strip()[-500:]}")
+    return seconds, done.stdout
+
+
+def ingest(work: Path, *, images: int, say: Callable[[str], None]) -> dict[str, Any]:
+    dvc = str(peer_env("dvc") / "bin" / "dvc")
+    shutil.rmtree(work, ignore_errors=True)  # a kept --workdir starts this part afresh
+    append = max(1, images // 100)
+    repo = work / "repo"  # the git + DVC repository; the files live in it for both tools
+    lake, extra = repo / "images", work / "append"
+    say(f"ingest: writing {images:,} + {append:,} distinct JPEGs (the 10k photos, tagged)")
+    make_files(lake, 0, images)
+    make_files(extra, images, append)
+    env = {**os.environ, **QUIET}
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([dvc, "init", "-q"], cwd=repo, check=True, env=env)
+    subprocess.run(["git", *GIT_ID, "commit", "-qm", "dvc init"], cwd=repo, check=True)
+
+    project, _ = init_project(work / "kennel")
+
+    def kennel(source: Path) -> list[str]:
+        return [sys.executable, "-m", "kennel.cli", "data", "ingest", str(source),
+                "--dataset", "bench", "--layout", "imagefolder", "-C", str(project.root),
+                "--json"]  # fmt: skip
+
+    say("ingest: kennel data ingest")
+    k_first, out = _timed(kennel(lake), work)
+    first = json.loads(out)
+    say("ingest: dvc add")
+    d_first, _ = _timed([dvc, "add", "-q", "images"], repo, env)
+    subprocess.run(["git", "add", "images.dvc", ".gitignore"], cwd=repo, check=True)
+    subprocess.run(["git", *GIT_ID, "commit", "-qm", "v1"], cwd=repo, check=True)
+
+    say(f"ingest: append {append:,} and re-version")
+    k_append, out = _timed(kennel(extra), work)
+    second = json.loads(out)
+    for path in extra.rglob("*.jpg"):  # dvc versions the folder: the new files join it
+        os.link(path, lake / path.parent.name / path.name)
+    d_append, _ = _timed([dvc, "add", "-q", "images"], repo, env)
+    return {
+        "images": images,
+        "append": append,
+        "dvc": DVC,
+        "kennel": {
+            "first_s": round(k_first, 2),
+            "append_s": round(k_append, 2),
+            "images_per_s": round(images / k_first, 1),
+            "append_over_first": round(k_append / k_first, 4),
+            # the run as the ingest itself reports it, without process start and imports
+            "reported_s": [round(first["seconds"], 2), round(second["seconds"], 2)],
+            "versions": [first["version"]["ref"], second["version"]["ref"]],
+            "rows": [first["version"]["rows"], second["version"]["rows"]],
+        },
+        "dvc_add": {
+            "first_s": round(d_first, 2),
+            "append_s": round(d_append, 2),
+            "images_per_s": round(images / d_first, 1),
+            "append_over_first": round(d_append / d_first, 4),
+        },
+        # > 1: kennel is faster
+        "speed_kennel_over_dvc": round(d_first / k_first, 2),
+        "append_speed_kennel_over_dvc": round(d_append / k_append, 2),
+    }

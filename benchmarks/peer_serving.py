@@ -1,0 +1,268 @@
+"""Serving, side by side: ``kennel serve`` against ``mlflow models serve`` running a custom
+pyfunc (``peer_mlflow_model.py``) on the same ONNX file, the same 200 real JPEGs and the same
+client (``serving._load``: http.client, one keep-alive connection per thread); and kennel's
+in-process batched Predictor (batch 16) as the compute limit. Rounds alternate the systems.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kennel.serve.runtime import INT8, Bundle, Predictor
+from kennel.serve.server import free_port
+from kennel.wiring import Workspace
+from peer_envs import MLFLOW, peer_env
+from quick_model import SHARED, quick_model
+from serving import _load
+
+SAVE = """
+import sys, mlflow
+mlflow.pyfunc.save_model(sys.argv[1], python_model=sys.argv[2],
+    artifacts={"onnx": sys.argv[3], "meta": sys.argv[4]},
+    pip_requirements=["onnxruntime", "pillow"])
+"""
+QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
+
+def photos(count: int = 200) -> list[bytes]:
+    """``count`` real photos from the 10k set (a fixed sample, cats and dogs)."""
+    with zipfile.ZipFile(SHARED / "dogs-vs-cats-10k.zip") as archive:
+        names = sorted(n for n in archive.namelist() if n.endswith(".jpg"))
+        return [archive.read(n) for n in random.Random(17).sample(names, count)]
+
+
+def batch_rate(predictor: Predictor, images: list[bytes], count: int, batch: int = 16) -> float:
+    """Images/s of ``Predictor.predict`` (decode, preprocessing, inference) in batches."""
+    began = time.perf_counter()
+    for lo in range(0, count, batch):
+        predictor.predict([images[(lo + i) % len(images)] for i in range(min(batch, count - lo))])
+    return round(count / (time.perf_counter() - began), 1)
+
+
+@contextmanager
+def process(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _ready(port: int, path: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait for ``path`` to answer 200; a server that exits first fails with its log's end."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"{log.stem} exited with {proc.returncode}: {' | '.join(tail)}")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.2)
+    raise RuntimeError(f"{log.stem} did not answer {path} within 300 s")
+
+
+def _post(port: int, path: str, body: bytes, content_type: str) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", path, body=body, headers={"content-type": content_type})
+        answer = conn.getresponse()
+        data = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"{path} on port {port} answered {answer.status}: {data[:300]!r}")
+        return json.loads(data)
+    finally:
+        conn.close()
+
+
+def _mlflow_model(env: Path, bundle: Bundle, work: Path) -> Path:
+    """The bundle's fp32 ONNX file and preprocessing, saved as an MLflow pyfunc model."""
+    work.mkdir(parents=True)
+    (work / "model.onnx").write_bytes(bundle.files["model.onnx"])
+    pre = bundle.meta["preprocessing"]
+    meta = {"size": bundle.image_size, "labels": bundle.labels, "mean": pre["mean"],
+            "std": pre["std"], "temperature": bundle.meta.get("temperature")}  # fmt: skip
+    (work / "meta.json").write_text(json.dumps(meta))
+    code = Path(__file__).with_name("peer_mlflow_model.py")
+    subprocess.run(
+        [str(env / "bin" / "python"), "-c", SAVE, str(work / "pyfunc"), str(code),
+         str(work / "model.onnx"), str(work / "meta.json")],
+        check=True, env={**os.environ, **QUIET}, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return work / "pyfunc"
+
+
+def _project_copy(project: Path, dest: Path, *, int8: bool) -> Path:
+    shutil.copytree(project, dest)
+    path = dest / "kennel.yaml"
+    config = yaml.safe_load(path.read_text())
+    config.setdefault("serve", {})["prefer_int8"] = int8
+    path.write_text(yaml.safe_dump(config))
+    return dest
+
+
+def _median(rounds: list[dict[str, float]]) -> dict[str, Any]:
+    chosen = sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2]
+    return {**chosen, "rounds_rps": [r["rps"] for r in rounds]}
+
+
+def serving(
+    work: Path,
+    *,
+    requests: int,
+    rounds: int,
+    concurrency: list[int],
+    mlflow_workers: int,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    env = peer_env("mlflow")
+    trained, done = work / "model" / "p", work / "model" / ".trained"
+    if not done.is_file():  # a kept --workdir reuses its model
+        say("serving: training the Lite0 160 px model on the shared photos (quick_model)")
+        shutil.rmtree(work, ignore_errors=True)
+        trained = quick_model(work / "model", image_size=160, quantize=True)
+        done.touch()
+    for old in ("mlflow", "serve-fp32", "serve-int8"):
+        shutil.rmtree(work / old, ignore_errors=True)
+    images = photos()
+    ws = Workspace.load(trained)
+    try:
+        ref = f"{ws.project.config.model.name}@production"
+        model = ws.registry.resolve(ref)
+        files = {name: ws.registry.read_file(model, name) for name in model.files}
+    finally:
+        ws.close()
+    fp32 = Predictor(Bundle.from_files(files))
+    int8 = Predictor(Bundle.from_files(files, prefer_int8=True)) if INT8 in files else None
+    pyfunc = _mlflow_model(env, fp32.bundle, work / "mlflow")
+    projects = {"kennel": _project_copy(trained, work / "serve-fp32", int8=False)}
+    if int8 is not None:
+        projects["kennel_int8"] = _project_copy(trained, work / "serve-int8", int8=True)
+    ports = {name: free_port() for name in [*projects, "mlflow"]}
+    b64 = [base64.b64encode(data).decode() for data in images]
+    bodies = {
+        "mlflow": [
+            json.dumps({"dataframe_split": {"columns": ["image"], "data": [[s]]}}).encode()
+            for s in b64
+        ],
+        **{name: images for name in projects},
+    }
+    route = {name: ("/v1/predict", "image/jpeg") for name in projects}
+    route["mlflow"] = ("/invocations", "application/json")
+    for predictor in (fp32, int8):
+        if predictor is not None:
+            batch_rate(predictor, images, 64)  # warm up
+    results: list[dict[str, Any]] = []
+    peer_env_vars = {**os.environ, **QUIET, "PATH": f"{env / 'bin'}:{os.environ['PATH']}"}
+    with ExitStack() as running:
+        servers = {"mlflow": running.enter_context(process(
+            [str(env / "bin" / "mlflow"), "models", "serve", "-m", str(pyfunc),
+             "-h", "127.0.0.1", "-p", str(ports["mlflow"]), "--env-manager", "local",
+             "-w", str(mlflow_workers)],
+            work / "mlflow.log", env=peer_env_vars))}  # fmt: skip
+        for name, project in projects.items():
+            servers[name] = running.enter_context(process(
+                [sys.executable, "-m", "kennel.cli", "serve", "--env", "production",
+                 "--port", str(ports[name]), "--drain", "0", "-C", str(project)],
+                work / f"{name}.log"))  # fmt: skip
+        for name, proc in servers.items():
+            ready = "/ping" if name == "mlflow" else "/health/ready"
+            _ready(ports[name], ready, proc, work / f"{name}.log")
+        agreement = _agreement(ports, bodies, route, count=20)
+        say(f"serving: services ready; label agreement kennel vs MLflow {agreement}")
+        for c in concurrency:
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
+            inproc: dict[str, list[float]] = {"fp32": [], "int8": []}
+            for r in range(rounds):
+                inproc["fp32"].append(batch_rate(fp32, images, requests))
+                if int8 is not None:
+                    inproc["int8"].append(batch_rate(int8, images, requests))
+                for name, port in ports.items():
+                    path, ctype = route[name]
+                    runs[name].append(
+                        _load(port, bodies[name], c, requests, path=path, content_type=ctype)
+                    )
+                say(f"serving: concurrency {c} round {r + 1}/{rounds}: "
+                    + ", ".join(f"{n} {v[-1]['rps']} req/s" for n, v in runs.items())
+                    + f", in-process {inproc['fp32'][-1]} img/s")  # fmt: skip
+            results.append(_row(c, runs, inproc))
+    return {
+        "model": "efficientnet_lite0, 160 px, quick_model (1,000 shared photos, head only)",
+        "images": len(images),
+        "requests": requests,
+        "rounds": rounds,
+        "mlflow": MLFLOW,
+        "mlflow_workers": mlflow_workers,
+        "int8_in_bundle": int8 is not None,
+        "quantization": fp32.bundle.meta.get("quantization"),  # packaging's int8 decision
+        "agreement": agreement,
+        "results": results,
+    }
+
+
+def _agreement(
+    ports: dict[str, int],
+    bodies: dict[str, list[bytes]],
+    route: dict[str, tuple[str, str]],
+    count: int,
+) -> str:
+    """Do both services give the same label for the same photos (the pyfunc does kennel's
+    preprocessing)? 'n/m' over the first ``count`` photos."""
+    same = 0
+    for i in range(count):
+        ours = _post(ports["kennel"], *_req(route["kennel"], bodies["kennel"][i]))["label"]
+        theirs = _post(ports["mlflow"], *_req(route["mlflow"], bodies["mlflow"][i]))
+        same += ours == theirs["predictions"][0]["label"]
+    return f"{same}/{count}"
+
+
+def _req(route: tuple[str, str], body: bytes) -> tuple[str, bytes, str]:
+    return route[0], body, route[1]
+
+
+def _row(
+    c: int, runs: dict[str, list[dict[str, float]]], inproc: dict[str, list[float]]
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"concurrency": c}
+    row.update({name: _median(v) for name, v in runs.items()})
+    row["in_process_fp32"] = statistics.median(inproc["fp32"])
+    row["in_process_int8"] = statistics.median(inproc["int8"]) if inproc["int8"] else None
+    mlflow = row["mlflow"]["rps"]
+    row["kennel_over_mlflow"] = round(row["kennel"]["rps"] / mlflow, 2)
+    row["kennel_over_in_process"] = round(row["kennel"]["rps"] / row["in_process_fp32"], 2)
+    if "kennel_int8" in row:
+        row["kennel_int8_over_mlflow"] = round(row["kennel_int8"]["rps"] / mlflow, 2)
+        row["kennel_int8_over_in_process_int8"] = round(
+            row["kennel_int8"]["rps"] / row["in_process_int8"], 2
+        )
+    return row

@@ -1,0 +1,109 @@
+"""Slow or idle clients cannot hold the service's connections (issue #12): a request body must
+arrive within ``serve.body_timeout_s`` (a stalled or trickled one is a 408 and the connection
+closes) while other requests are answered meanwhile; idle kept-alive connections close after
+``serve.keep_alive_s``; at most ``serve.max_connections`` are served at once."""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from kennel.config import Project
+from kennel.serve.server import RunningServer, start_in_thread
+from kennel.wiring import Workspace
+from tests.helpers import jpeg
+from tests.serving import served_project
+
+BODY_TIMEOUT_S = 2.0
+HEADERS = (
+    b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+    b"Content-Length: 5000\r\n\r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    serve = {"body_timeout_s": BODY_TIMEOUT_S, "keep_alive_s": 1.0, "max_connections": 6}
+    return served_project(tmp_path_factory.mktemp("slow"), models=1, poll_s=3600, serve=serve)
+
+
+@pytest.fixture
+def server(project: Project) -> Iterator[RunningServer]:
+    ws = Workspace(project)
+    ws.registry.set_alias("pets", "production", 1, actor="test", reason="start")
+    running = start_in_thread(ws.service("production"))
+    yield running
+    running.stop()
+    ws.close()
+
+
+def _connect(running: RunningServer) -> socket.socket:
+    where = urlsplit(running.url)
+    return socket.create_connection((where.hostname, where.port), timeout=15)
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def _predict(client: httpx.Client) -> int:
+    answer = client.post(
+        "/v1/predict", content=jpeg(seed=3), headers={"content-type": "image/jpeg"}
+    )
+    return answer.status_code
+
+
+def test_a_stalled_body_is_cut_off_while_others_are_answered(server: RunningServer) -> None:
+    with _connect(server) as slow, httpx.Client(base_url=server.url, timeout=30) as client:
+        slow.sendall(HEADERS + jpeg(seed=1)[:100])  # then nothing more
+        began = time.monotonic()
+        assert _predict(client) == 200  # the service goes on answering meanwhile
+        assert client.get("/health/live").status_code == 200
+        answered = time.monotonic() - began
+        reply = _until_closed(slow)
+        closed = time.monotonic() - began
+    assert reply.startswith(b"HTTP/1.1 408 ") and b'"error":"body_timeout"' in reply
+    assert answered < BODY_TIMEOUT_S <= closed + 0.1 and closed < BODY_TIMEOUT_S + 3
+
+
+def test_a_trickled_body_is_cut_off_at_the_deadline(server: RunningServer) -> None:
+    with _connect(server) as slow:
+        slow.sendall(HEADERS)
+        began = time.monotonic()
+        # one byte every 0.2 s: each arrives well within any per-read timeout, the whole never
+        while not select.select([slow], [], [], 0.2)[0]:
+            assert time.monotonic() - began < BODY_TIMEOUT_S + 3, "never cut off"
+            slow.sendall(b"x")
+        reply = _until_closed(slow)
+        closed = time.monotonic() - began
+    assert reply.startswith(b"HTTP/1.1 408 ")
+    assert BODY_TIMEOUT_S - 0.1 <= closed < BODY_TIMEOUT_S + 3
+
+
+def test_idle_connections_close_and_the_connection_limit_holds(server: RunningServer) -> None:
+    with _connect(server) as kept:
+        kept.sendall(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        began = time.monotonic()
+        reply = _until_closed(kept)  # answered, then closed once idle for keep_alive_s
+        assert reply.startswith(b"HTTP/1.1 200 ") and time.monotonic() - began < 5
+    idle = [_connect(server) for _ in range(6)]  # max_connections: 6
+    try:
+        time.sleep(0.2)
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            assert client.get("/health/live").status_code == 503
+    finally:
+        for sock in idle:
+            sock.close()
+    time.sleep(0.2)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert _predict(client) == 200
