@@ -83,6 +83,18 @@ def start_env(ws: Workspace, env: str) -> RunningServer:
     return start_in_thread(ws.service(env), port=ws.project.config.environments[env].port)
 
 
+def replaced_model(
+    files: Mapping[str, bytes], version: int, onnx_model: bytes, *, name: str | None = None
+) -> dict[str, bytes]:
+    """A copy of a bundle's ``files`` renumbered to ``version`` (and renamed to ``name``),
+    every hash right, with ``onnx_model`` as its model.onnx."""
+    meta = json.loads(files[METADATA])
+    meta["version"] = version
+    meta["name"] = name or meta["name"]
+    meta["files"][MODEL] = hashlib.sha256(onnx_model).hexdigest()
+    return {**files, MODEL: onnx_model, METADATA: json.dumps(meta).encode()}
+
+
 def renumbered(files: Mapping[str, bytes], version: int) -> dict[str, bytes]:
     """A copy of a bundle's ``files`` that says it is ``version``: the same model under a new
     number, for tests that need two versions but not two trainings."""

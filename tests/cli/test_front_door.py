@@ -28,7 +28,7 @@ def test_bad_training_options_are_one_line_naming_the_key(tmp_path: Path) -> Non
     root = str(make_project(tmp_path / "p").root)
     line = fails("train", "-d", "park", "--arch", "resnet", "-C", root, code=2)
     assert "--arch" in line and "'small_cnn', 'efficientnet_lite0'" in line
-    line = fails("train", "-d", "park", "--arch", "efficientnet_lite", "-C", root, code=2)
+    line = fails("train", "-d", "park", "--arch", "efficientnet_lit0", "-C", root, code=2)
     assert "did you mean 'efficientnet_lite0'?" in line
     line = fails("train", "-d", "park", "--serch", "tpe", "-C", root, code=2)
     assert "did you mean '--search'?" in line
@@ -42,12 +42,12 @@ def test_kennel_yaml_mistakes_name_the_key_and_the_place(tmp_path: Path) -> None
     root = make_project(tmp_path / "p").root
     path = root / "kennel.yaml"
     text = path.read_text()
-    path.write_text(text.replace("  epochs: 6", "  epocs: 6"))
+    path.write_text(text.replace("  schedule: onecycle", "  schedul: onecycle"))
     line = fails("data", "list", "-C", str(root), code=2)
-    assert "train.epocs: unknown key; did you mean 'epochs'?" in line
-    path.write_text(text.replace("  epochs: 6", "  epochs: [6"))
+    assert "train.schedul: unknown key; did you mean 'schedule'?" in line
+    path.write_text(text.replace("  seed: 0\n  balance_by", "  seed: [0\n  balance_by"))
     line = fails("data", "list", "-C", str(root), code=2)
-    lineno = text.splitlines().index("  epochs: 6") + 1
+    lineno = text.splitlines().index("  seed: 0") + 1
     assert f"kennel.yaml:{lineno + 1}:" in line or f"kennel.yaml:{lineno}:" in line, line
     assert "not valid YAML" in line
 

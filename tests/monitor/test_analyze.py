@@ -72,14 +72,15 @@ def test_saliency_of_a_logged_prediction_points_at_the_animal(
     meta = json.loads(files[METADATA])
     size, pre = meta["input"]["shape"][2], meta["preprocessing"]
     onnx_model = to_onnx(OrangeFurModel(pre["mean"], pre["std"]), size)
+    # the park model's embedding reference (and the "no pet" judgement drawn from it) does
+    # not describe this model's embedding
+    meta["reference"].pop("embedding_pca", None)
+    no_pca = {**files, METADATA: json.dumps(meta).encode()}
     project = make_project(tmp_path / "p", workers=1, labels=["cat", "dog", "empty"])
     ws = Workspace(project)
-    # the park model's embedding reference (its pet judgement) does not describe this model
-    meta.get("reference", {}).pop("embedding_pca", None)
-    files = {**files, METADATA: json.dumps(meta).encode()}
     ws.registry.register(
         "fur",
-        lambda version: replaced_model(files, version, onnx_model, name="fur"),
+        lambda version: replaced_model(no_pca, version, onnx_model, name="fur"),
         run_id=None, dataset=None, dataset_version=None, metrics={}, gates_passed=True,
         gate_reasons=[], actor="test",
     )  # fmt: skip

@@ -9,12 +9,12 @@ import torch
 from kennel.package.export import to_onnx
 from kennel.package.pethead import PET_CLASSES, shared_blocks, with_pet
 from kennel.portable import run, session
-from kennel.train.models import EfficientNetLite0, SmallCNN
+from kennel.train.models import EfficientNetLite, SmallCNN
 from kennel.train.pretrained import load_imagenet, weights_path
 
 
 def _imagenet_pet_mass(x: torch.Tensor) -> torch.Tensor:
-    reference = load_imagenet(EfficientNetLite0(1000), keep_classifier=True).eval()
+    reference = load_imagenet(EfficientNetLite(1000), keep_classifier=True).eval()
     with torch.no_grad():
         logits, _ = reference(x)
     return torch.softmax(logits, 1)[:, list(PET_CLASSES)].sum(1)
@@ -26,7 +26,7 @@ def test_the_pet_output_is_the_imagenet_heads_pet_mass_for_any_fine_tune() -> No
     expected = _imagenet_pet_mass(x)
     state = torch.load(weights_path(), map_location="cpu", weights_only=True)
     for trained_blocks in (-1, 0, 4, 16):  # classifier, + head conv, + last blocks, everything
-        model = load_imagenet(EfficientNetLite0(2)).eval()
+        model = load_imagenet(EfficientNetLite(2)).eval()
         trained = [*list(model._blocks)[16 - max(trained_blocks, 0) :]]
         if trained_blocks >= 0:
             trained.append(model._conv_head)
@@ -46,7 +46,7 @@ def test_the_pet_output_is_the_imagenet_heads_pet_mass_for_any_fine_tune() -> No
 
 
 def test_the_onnx_model_carries_the_pet_output() -> None:
-    model = load_imagenet(EfficientNetLite0(2)).eval()
+    model = load_imagenet(EfficientNetLite(2)).eval()
     model.freeze(16)
     wrapped = with_pet(model)
     assert wrapped is not None

@@ -59,11 +59,11 @@ def test_cached_features_get_a_letterboxed_view_when_the_frame_policy_letterboxe
     from kennel.progress import silent
     from kennel.train.data import ImageSet
     from kennel.train.features import encode
-    from kennel.train.models import EfficientNetLite0
+    from kennel.train.models import EfficientNetLite
 
     images = _batch().numpy()
     data = ImageSet(images, np.array([0, 1, 0, 1]), np.array(["train"] * 4), (), ("cat", "dog"))
-    model = EfficientNetLite0(2).eval()
+    model = EfficientNetLite(2).eval()
     train = np.arange(3)
     args = {"frozen_blocks": 2, "mirrored": True, "device": torch.device("cpu")}
     plain, labels, _val_x, _val_y = encode(

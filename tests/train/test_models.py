@@ -4,24 +4,53 @@ import ast
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
-from kennel.train.models import EfficientNetLite0, SmallCNN
+from kennel.train.models import EfficientNetLite, SmallCNN
 from kennel.train.pretrained import load_imagenet, weights_path
 from tests.conftest import REPO
 
 
-def test_lite0_matches_reference_implementation_with_imagenet_weights() -> None:
+@pytest.mark.parametrize(
+    ("variant", "size"),
+    [("efficientnet_lite0", 224), ("efficientnet_lite1", 224), ("efficientnet_lite2", 256)],
+)
+def test_lite_matches_reference_implementation_with_imagenet_weights(
+    variant: str, size: int
+) -> None:
     from efficientnet_lite_pytorch import EfficientNet
 
-    ours = load_imagenet(EfficientNetLite0(1000), keep_classifier=True).eval()
-    reference = EfficientNet.from_name("efficientnet-lite0")
-    reference.load_state_dict(torch.load(weights_path(), map_location="cpu", weights_only=True))
+    model = EfficientNetLite(1000, variant=variant)
+    ours = load_imagenet(model, keep_classifier=True).eval()
+    # the reference pads for the size it is built for; ours is exact at multiples of 32
+    reference = EfficientNet.from_name(variant.replace("_", "-"), image_size=size)
+    state = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
+    reference.load_state_dict(state)
     reference.eval()
-    x = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         logits, embedding = ours(x)
         assert torch.allclose(logits, reference(x), atol=1e-5)
+    assert embedding.shape == (2, 1280)
+
+
+def test_flip_average_is_the_mean_of_both_views() -> None:
+    """Test-time flips inside the forward pass: logits are the mean of the image's and its
+    mirror image's; a left-right symmetric image is unchanged."""
+    model = EfficientNetLite(2, variant="efficientnet_lite1").eval()
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain, _ = model(x)
+        mirrored, _ = model(torch.flip(x, dims=[3]))
+        model.flip_average = True
+        averaged, embedding = model(x)
+        symmetric = torch.cat([x[..., :32], torch.flip(x[..., :32], dims=[3])], dim=3)
+        model.flip_average = False
+        expected, _ = model(symmetric)
+        model.flip_average = True
+        assert torch.allclose(model(symmetric)[0], expected, atol=1e-5)
+    assert torch.allclose(averaged, (plain + mirrored) / 2, atol=1e-5)
     assert embedding.shape == (3, 1280)
 
 
@@ -37,7 +66,7 @@ def test_imagenet_weights_know_cats_and_dogs(shared_data: Path) -> None:
     from kennel.portable import square
     from kennel.train.augment import to_input
 
-    model = load_imagenet(EfficientNetLite0(1000), keep_classifier=True).eval()
+    model = load_imagenet(EfficientNetLite(1000), keep_classifier=True).eval()
     names = [f"train/{label}.{i}.jpg" for label in ("cat", "dog") for i in range(5)]
     with zipfile.ZipFile(shared_data / "dogs-vs-cats-mini.zip") as archive:
         pixels = [
@@ -73,23 +102,40 @@ def test_every_torch_load_is_weights_only() -> None:
 
 
 def test_models_return_logits_and_embedding() -> None:
-    for model, size in ((SmallCNN(2), 64), (EfficientNetLite0(2), 128)):
+    for model, size in ((SmallCNN(2), 64), (EfficientNetLite(2), 128)):
         logits, embedding = model.eval()(torch.zeros(2, 3, size, size))
         assert logits.shape == (2, 2)
         assert embedding.shape == (2, model.embedding_dim)
 
 
 def test_freeze_stops_gradients_and_bn_updates() -> None:
-    model = EfficientNetLite0(2)
+    model = EfficientNetLite(2)
     model.freeze(5)
     assert not any(p.requires_grad for p in model._blocks[4].parameters())
     assert all(p.requires_grad for p in model._blocks[5].parameters())
     assert not model._blocks[0].training and not model._bn0.training
+    model.train()
+    model.freeze_backbone()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"_fc.weight", "_fc.bias"}
+    assert not model._bn1.training and not model._blocks[-1].training
 
 
-def test_weights_file_is_a_plain_state_dict(tmp_path: Path) -> None:
-    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
-    assert all(isinstance(v, torch.Tensor) for v in state.values())
+def test_lite_variants_have_the_reference_depth_and_width() -> None:
+    for variant, blocks, last in (
+        ("efficientnet_lite0", 16, 320),
+        ("efficientnet_lite1", 21, 320),
+        ("efficientnet_lite2", 21, 352),
+    ):
+        model = EfficientNetLite(2, variant=variant)
+        assert model.num_blocks == blocks
+        assert model._conv_head.in_channels == last
+
+
+def test_weights_files_are_plain_state_dicts(tmp_path: Path) -> None:
+    for variant in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+        state = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
+        assert all(isinstance(v, torch.Tensor) for v in state.values())
 
 
 def test_small_cnn_ignores_exposure_and_contrast() -> None:

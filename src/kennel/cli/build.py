@@ -14,8 +14,16 @@ if TYPE_CHECKING:  # PyTorch comes with these: imported when a command runs
 
 pipeline_app = new_app("Run the build pipeline from kennel.yaml, skipping unchanged steps.")
 
+Preset = Annotated[
+    Literal["quick", "best"] | None,
+    typer.Option(
+        help="A recipe for train's settings: quick (a small CNN, seconds) or best (frozen "
+        "ImageNet EfficientNet-Lite2 features + a linear classifier, flip-averaged; see the "
+        "README's Benchmarks). Replaces kennel.yaml's values for the keys it sets."
+    ),
+]
 Arch = Annotated[
-    Literal["small_cnn", "efficientnet_lite0"] | None,
+    Literal["small_cnn", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"] | None,
     typer.Option(help="Model architecture (default: kennel.yaml's train.arch)."),
 ]
 Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs for the final training run.")]
@@ -46,10 +54,12 @@ def _options(
     init_from: str | None,
     resume: bool,
     study: str | None = None,
+    preset: str | None = None,
 ) -> BuildOptions:
     from kennel.pipeline.build import BuildOptions
 
     return BuildOptions(
+        preset=preset,
         arch=arch,
         epochs=epochs,
         trials=trials,
@@ -89,6 +99,7 @@ def pipeline_run(
     source: Annotated[
         str | None, typer.Option(help="Ingest this first (default: pipeline.source).")
     ] = None,
+    preset: Preset = None,
     arch: Arch = None,
     epochs: Epochs = None,
     trials: Trials = None,
@@ -119,7 +130,15 @@ def pipeline_run(
                 dataset=dataset or cfg.dataset,
                 source=ws.source(spec) if spec else None,
                 options=_options(
-                    arch, epochs, trials, search, budget_minutes, image_size, None, True
+                    arch,
+                    epochs,
+                    trials,
+                    search,
+                    budget_minutes,
+                    image_size,
+                    None,
+                    True,
+                    preset=preset,
                 ),
                 force=force,
                 progress=progress,
@@ -132,6 +151,7 @@ def pipeline_run(
 
 def train(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset NAME or NAME@VERSION.")],
+    preset: Preset = None,
     arch: Arch = None,
     epochs: Epochs = None,
     trials: Trials = None,
@@ -156,7 +176,7 @@ def train(
     from kennel.train.parallel import choose_device, joined, launched_by_torchrun
 
     options = _options(
-        arch, epochs, trials, search, budget_minutes, image_size, init_from, resume, study
+        arch, epochs, trials, search, budget_minutes, image_size, init_from, resume, study, preset
     )
     if nproc > 1:
         if launched_by_torchrun():

@@ -33,6 +33,7 @@ from kennel.config.serving import (
 )
 from kennel.config.template import default_config_text
 from kennel.config.training import (
+    PRESETS,
     GatesConfig,
     ModelConfig,
     ParamSpace,
@@ -46,6 +47,7 @@ __all__ = [
     "CONFIG_NAME",
     "METRICS",
     "METRIC_FAMILIES",
+    "PRESETS",
     "STATE_DIR",
     "Action",
     "AuthConfig",

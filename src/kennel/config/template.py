@@ -30,20 +30,29 @@ data:
   allowed_roots: []         # manifest/SQL rows may point here too (folders, URL prefixes)
 
 train:
-  arch: small_cnn           # or efficientnet_lite0 (ImageNet weights, fine-tuned)
+  # A preset sets the keys below that this section leaves out: quick (these defaults: a small
+  # CNN, seconds) or best (EfficientNet-Lite2 at 256 px, its ImageNet features frozen and
+  # computed once, a linear classifier, each image averaged with its mirror image: 98.5 % on
+  # validation, 97.8 % on the test split of the real photos, see README). Keys written here
+  # win over the preset's.
+  preset: quick
+  # arch: small_cnn         # or efficientnet_lite0 / _lite1 / _lite2 (ImageNet weights)
   pretrained: true
-  image_size: 96            # a multiple of 32
-  epochs: 6
-  batch_size: 64
-  lr: 0.003
-  weight_decay: 0.0001
-  label_smoothing: 0.1
-  augment: 0.5              # 0 = none, 1 = strongest
-  frozen_blocks: 0          # efficientnet_lite0: freeze the stem + N blocks and cache them
-                            # (17: the head convolution too, only the classifier trains)
+  # image_size: 96          # a multiple of 32
+  # epochs: 6
+  # batch_size: 64
+  # lr: 0.003
+  # weight_decay: 0.0001
+  # label_smoothing: 0.1
+  # augment: 0.5            # 0 = none, 1 = strongest
+  # dropout: 0.2
+  # frozen_blocks: 0        # efficientnet_lite*: freeze the stem + N blocks and cache them
+  #                         # (one more than the blocks: the head convolution too)
+  # freeze_backbone: false  # efficientnet_lite*: train only the classifier (a linear probe)
+  # tta_flip: false         # average each image with its mirror image (in the ONNX graph)
   frame: tiles              # wide camera frames: centre, letterbox, tiles, letterbox+tiles
   schedule: onecycle        # or cosine
-  patience: 3               # early stopping on the validation split
+  # patience: 3             # early stopping on the validation split
   seed: 0
   balance_by: null          # a manifest column (label, camera...): equal shares per epoch
   validation_share: 0.1     # carved from train when the dataset has no validation split

