@@ -120,18 +120,6 @@ def register_copy(ws: Workspace, like: str) -> int:
     ).version
 
 
-def replaced_model(
-    files: Mapping[str, bytes], version: int, onnx_model: bytes, *, name: str | None = None
-) -> dict[str, bytes]:
-    """A copy of a bundle's ``files`` renumbered to ``version`` (and renamed to ``name``),
-    every hash right, with ``onnx_model`` as its model.onnx."""
-    meta = json.loads(files[METADATA])
-    meta["version"] = version
-    meta["name"] = name or meta["name"]
-    meta["files"][MODEL] = hashlib.sha256(onnx_model).hexdigest()
-    return {**files, MODEL: onnx_model, METADATA: json.dumps(meta).encode()}
-
-
 def unloadable(files: Mapping[str, bytes], version: int) -> dict[str, bytes]:
     """A copy of a bundle's ``files`` renumbered to ``version``, every hash right, whose
     model.onnx is a well-formed ONNX file ONNX Runtime refuses (an operator that does not exist)."""
