@@ -103,13 +103,18 @@ def renumbered(files: Mapping[str, bytes], version: int) -> dict[str, bytes]:
     return {**files, METADATA: json.dumps(meta).encode()}
 
 
-def register_copy(ws: Workspace, like: str) -> int:
-    """Register ``like``'s bundle again as the next version of its model (gates passed)."""
+def register_copy(
+    ws: Workspace,
+    like: str,
+    make: Callable[[Mapping[str, bytes], int], dict[str, bytes]] = renumbered,
+) -> int:
+    """Register ``like``'s bundle again as the next version of its model (gates passed), its
+    files as ``make`` turns them (default: only renumbered)."""
     good = ws.registry.resolve(like)
     files = {name: ws.registry.read_file(good, name) for name in good.files}
     return ws.registry.register(
         good.name,
-        lambda version: renumbered(files, version),
+        lambda version: make(files, version),
         run_id=good.run_id,
         dataset=good.dataset,
         dataset_version=good.dataset_version,

@@ -24,7 +24,7 @@ from kennel.serve.server import RunningServer, start_in_thread
 from kennel.storage import digest_key
 from kennel.wiring import Workspace
 from tests.helpers import jpeg, odd_files
-from tests.serving import served_project, unloadable, wait_until
+from tests.serving import register_copy, served_project, unloadable, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -201,20 +201,7 @@ def test_corrupt_bundle_keeps_the_old_model(server: tuple[RunningServer, Workspa
 
 def _register_unloadable(ws: Workspace, like: str) -> int:
     """A new version whose every hash is right but whose model.onnx ONNX Runtime refuses."""
-    good = ws.registry.resolve(like)
-    files = {name: ws.registry.read_file(good, name) for name in good.files}
-    model = ws.registry.register(
-        "pets",
-        lambda version: unloadable(files, version),
-        run_id=good.run_id,
-        dataset=good.dataset,
-        dataset_version=good.dataset_version,
-        metrics=good.metrics,
-        gates_passed=True,
-        gate_reasons=[],
-        actor="test",
-    )
-    return model.version
+    return register_copy(ws, like, make=unloadable)
 
 
 def _load_failures(client: httpx.Client) -> float:
