@@ -34,7 +34,9 @@ def serve(
     host: Annotated[
         str | None, typer.Option(help="Bind address (default: the environment's, 127.0.0.1).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: the environment's).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port (default: the environment's).")
+    ] = None,
     drain: Annotated[float, typer.Option(help="Seconds readiness is 503 before stopping.")] = 2.0,
     project: ProjectOption = None,
 ) -> None:

@@ -273,7 +273,7 @@ def telemetry_simulate(
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="MQTT broker port.")] = 1883,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="MQTT broker port.")] = 1883,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Publish a realistic stream of the camera's sensors (accelerometer ... temperature)."""
@@ -290,7 +290,7 @@ def telemetry_simulate(
 def telemetry_ingest(
     seconds: Annotated[float, typer.Option(min=0, help="Stop after N seconds (0 = forever).")] = 0,
     host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="MQTT broker port.")] = 1883,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="MQTT broker port.")] = 1883,
     project: ProjectOption = None,
 ) -> None:
     """Subscribe to every device's sensors and store the readings."""

@@ -187,7 +187,9 @@ def subscribe(
         typer.Option(help="The publisher's Ed25519 public key (default: this project's)."),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the consumer's prediction API.")] = 8090,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Port of the consumer's prediction API.")
+    ] = 8090,
     project: ProjectOption = None,
 ) -> None:
     """Run a consuming app whose model arrives on the feed, hot-loaded and verified."""

@@ -63,7 +63,8 @@ def watch(
     ] = None,
     log: Annotated[bool, typer.Option(help="Log every scored frame.")] = True,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Expose Prometheus metrics on 127.0.0.1:PORT.")
+        int | None,
+        typer.Option(min=1, max=65535, help="Expose Prometheus metrics on 127.0.0.1:PORT."),
     ] = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,

@@ -1,0 +1,27 @@
+"""A port outside 1..65535 is refused before anything starts (the review found
+`kennel serve --port 70000` printing :70000 while listening on 70000 mod 65536 = 4464)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--env", "production", "--port", "70000"],
+        ["serve", "--env", "production", "--port", "0"],
+        ["subscribe", "--port", "70001"],
+        ["ui", "--port", "-1"],
+        ["watch", "clip.mp4", "--metrics-port", "65536"],
+    ],
+)
+def test_an_out_of_range_port_is_refused(args: list[str]) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Invalid value for '--"), lines
+    assert "65535" in lines[0] or "greater than or equal to 1" in lines[0], lines[0]
