@@ -132,6 +132,9 @@ def test_bad_input_is_one_line_before_any_process_starts(tmp_path: Path) -> None
     )
     assert searching.exit_code == 2 and searching.stderr.count("\n") == 1, searching.output
     assert "--trials 1" in searching.stderr
+    crowded = runner.invoke(app, ["train", "-d", "nope", "--nproc", "4096", "-C", root])
+    assert crowded.exit_code == 2 and crowded.stderr.count("\n") == 1, crowded.output
+    assert "--nproc 4096: this machine has" in crowded.stderr
     if not torch.cuda.is_available():
         gpu = make_project(tmp_path / "gpu", sections={"train": {**TRAIN, "device": "cuda"}})
         args = ["train", "-d", "nope", "--nproc", "2", "-C", str(gpu.root)]

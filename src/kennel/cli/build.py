@@ -173,7 +173,12 @@ def train(
     json_out: JsonOption = False,
 ) -> None:
     """Train (and tune) on a dataset version, test, package to ONNX and register the model."""
-    from kennel.train.parallel import choose_device, joined, launched_by_torchrun
+    from kennel.train.parallel import (
+        check_ranks,
+        choose_device,
+        joined,
+        launched_by_torchrun,
+    )
 
     options = _options(
         arch, epochs, trials, search, budget_minutes, image_size, init_from, resume, study, preset
@@ -187,7 +192,7 @@ def train(
             config = options.apply(ws.project.config.train)
             if not resume:
                 options.check_parallel(config)
-            choose_device(config.device)
+            check_ranks(nproc, choose_device(config.device))
             ws.catalog.resolve(dataset)
             root = str(ws.project.root)
         argv = ["train", "--dataset", dataset, "-C", root, *_passed_on(options, json_out)]

@@ -44,6 +44,20 @@ def choose_device(setting: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def check_ranks(nproc: int, device: torch.device) -> None:
+    """One rank per CPU core or per GPU of this machine at most: more only oversubscribe it
+    (64 ranks on 2 cores ran for minutes without a word)."""
+    if device.type == "cuda":
+        have, what = torch.cuda.device_count(), "GPU(s)"
+    else:
+        have, what = os.cpu_count() or 1, "CPU cores"
+    if nproc > have:
+        raise ConfigError(
+            f"--nproc {nproc}: this machine has {have} {what}; run at most one rank on each "
+            "(several machines: torchrun, see docs/operations.md)"
+        )
+
+
 @dataclass(frozen=True)
 class Parallel:
     """This process's place in a training run (one process: rank 0 of 1)."""
