@@ -7,12 +7,14 @@ import uuid
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` via a temp file and rename; readers see old or new, never half."""
+def write_atomic(path: Path, data: bytes, *, fsync: bool = True, mode: int = 0o666) -> None:
+    """Write ``data`` to ``path`` via a temp file and rename; readers see old or new, never half.
+    ``mode``: the file's permissions before the umask (0o600: for its owner only, from the
+    start, never readable by others for a moment)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
     try:
-        with open(tmp, "wb") as handle:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as handle:
             handle.write(data)
             if fsync:
                 handle.flush()
@@ -22,5 +24,5 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    write_atomic(path, text.encode("utf-8"))
+def write_text_atomic(path: Path, text: str, *, mode: int = 0o666) -> None:
+    write_atomic(path, text.encode("utf-8"), mode=mode)

@@ -101,6 +101,10 @@ def test_secrets_are_written_only_when_asked(tmp_path: Path) -> None:
     assert code == 0, output
     secret = _docs(tmp_path / "d")["Secret"]["stringData"]  # type: ignore[index]
     assert secret["KENNEL_METADATA_URL"] == SHARED["store"]["metadata_url"]  # type: ignore[index]
+    # the file holding the store URLs (and their passwords) is its owner's alone
+    (written,) = (tmp_path / "d").rglob("secret.yaml")
+    assert written.stat().st_mode & 0o077 == 0
+    assert all(p.stat().st_mode & 0o044 for p in (tmp_path / "d").rglob("*.yaml") if p != written)
 
 
 @pytest.mark.parametrize(

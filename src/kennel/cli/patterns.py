@@ -318,8 +318,8 @@ def export_k8s(
         image=image or K8sOptions.image,
     )
     files = manifests(load_project(project), options)
-    for name, text in files.items():
-        write_text_atomic(out / name, text)
+    for name, text in files.items():  # the Secret (store URLs, passwords): its owner only
+        write_text_atomic(out / name, text, mode=0o600 if name.endswith("secret.yaml") else 0o666)
     if json_out:
         emit_json({"out": str(out), "files": sorted(files)})
         return
