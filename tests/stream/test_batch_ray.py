@@ -139,6 +139,9 @@ def test_cli_scores_on_the_cluster_and_an_unreachable_one_writes_nothing(
     assert closed in result.stderr and result.stderr.count("\n") == 1, result.stderr
     with ScoreTable(db, "never") as t:
         assert not inspect(t.engine).has_table("never")  # not even created
+    empty = runner.invoke(app, [*args, "--table", "never", "--address", ""])
+    assert empty.exit_code == 2 and "--address is empty" in empty.stderr, empty.output
+    assert empty.stderr.count("\n") == 1, empty.stderr
     local = runner.invoke(app, [*args[:-2], "--table", "pets", "--address", cluster.address])
     assert local.exit_code == 2 and "--address" in local.stderr
 
