@@ -40,7 +40,11 @@ StudyOption = Annotated[
     typer.Option("--study", help="Train the best trial of this finished shared study."),
 ]
 Resume = Annotated[
-    bool, typer.Option(help="Continue the last interrupted run from its checkpoint.")
+    bool,
+    typer.Option(
+        help="Continue the last interrupted run from its checkpoint, with the settings it "
+        "started with (no --epochs, --arch, ... beside it)."
+    ),
 ]
 
 
@@ -180,6 +184,18 @@ def train(
         launched_by_torchrun,
     )
 
+    if resume:
+        _resume_alone(
+            preset=preset,
+            arch=arch,
+            epochs=epochs,
+            trials=trials,
+            search=search,
+            budget_minutes=budget_minutes,
+            image_size=image_size,
+            init_from=init_from,
+            study=study,
+        )
     options = _options(
         arch, epochs, trials, search, budget_minutes, image_size, init_from, resume, study, preset
     )
@@ -190,10 +206,8 @@ def train(
 
         with opened(project) as ws:  # bad input is one line here, not N ranks' tracebacks
             config = options.apply(ws.project.config.train)
-            if not resume:
-                options.check_parallel(config)
             check_ranks(nproc, choose_device(config.device))
-            ws.catalog.resolve(dataset)
+            ws.builder().check(dataset, options, distributed=True)
             root = str(ws.project.root)
         argv = ["train", "--dataset", dataset, "-C", root, *_passed_on(options, json_out)]
         raise typer.Exit(launch(nproc, argv))
@@ -208,6 +222,18 @@ def train(
         emit_json(result.as_dict())
     else:
         _print(result)
+
+
+def _resume_alone(**given: object) -> None:
+    """``--resume`` continues a run with the settings it started with: an option that would
+    change them is refused rather than silently ignored."""
+    names = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]
+    if names:
+        raise typer.BadParameter(
+            f"continues the run with its own settings; it cannot take {', '.join(names)} "
+            "(start a new run to change them)",
+            param_hint="--resume",
+        )
 
 
 def _passed_on(options: BuildOptions, json_out: bool) -> list[str]:
