@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
+from kennel.cli.app import JsonOption, ProjectOption, interruptible, new_app, opened
 from kennel.cli.render import console, emit_json, reporting, table
 
 if TYPE_CHECKING:  # PyTorch comes with these: imported when a command runs
     from kennel.pipeline.build import BuildOptions, BuildResult
 
+RESUME_HINT = "kennel train --resume continues the run from its last checkpoint"
 pipeline_app = new_app("Run the build pipeline from kennel.yaml, skipping unchanged steps.")
 
 Preset = Annotated[
@@ -210,8 +211,14 @@ def train(
             ws.builder().check(dataset, options, distributed=True)
             root = str(ws.project.root)
         argv = ["train", "--dataset", dataset, "-C", root, *_passed_on(options, json_out)]
-        raise typer.Exit(launch(nproc, argv))
-    with opened(project) as ws, joined(ws.project.config.train.device) as parallel:
+        with interruptible(RESUME_HINT):  # passed on to torchrun, which stops the ranks
+            code = launch(nproc, argv)
+        raise typer.Exit(code)
+    with (
+        interruptible(RESUME_HINT),
+        opened(project) as ws,
+        joined(ws.project.config.train.device) as parallel,
+    ):
         builder = ws.builder()
         if not parallel.leader:  # a rank of a data-parallel run: rank 0 reports
             builder.follow(dataset, options, parallel)

@@ -65,6 +65,9 @@ class RunTracker:
     def finish(self, run_id: str, status: str, metrics: dict[str, Any] | None = None) -> None:
         self.store.finish(run_id, status, metrics or {})
 
+    def reopen(self, run_id: str) -> None:
+        self.store.reopen(run_id)
+
     def get(self, run_id: str) -> Run:
         run = self.store.get(run_id)
         if run is None:
