@@ -166,6 +166,12 @@ class RunStore:
             )
             return _run(row)
 
+    def ids_starting(self, prefix: str, limit: int = 5) -> list[str]:
+        """Up to ``limit`` run ids that begin with ``prefix``, oldest first."""
+        query = select(RunRow.id).where(RunRow.id.startswith(prefix, autoescape=True))
+        with self.db.session() as s:
+            return list(s.scalars(query.order_by(RunRow.started_at).limit(limit)))
+
     def reopen(self, run_id: str) -> None:
         """An interrupted run running again (``--resume``); audited as ``run.resumed``."""
         with self.db.session() as s:
