@@ -64,8 +64,9 @@ def reporting(json_out: bool = False) -> Iterator[events.Progress]:
 
     With ``--json`` every event is one JSON line on stderr, so stdout keeps only the result;
     whatever a library prints to stdout meanwhile (Ray's driver reports a worker that died
-    there, whatever ``log_to_driver`` says) goes to stderr too. Otherwise messages are printed, and in a terminal each phase that counts (ingest, caching,
-    tuning, training, certification, scoring) gets a live bar on stderr.
+    there, whatever ``log_to_driver`` says) goes to stderr too. Otherwise messages are
+    printed, and in a terminal each phase that counts (ingest, caching, tuning, training,
+    certification, scoring) gets a live bar on stderr.
     """
     if json_out:
         with redirect_stdout(sys.stderr):

@@ -134,8 +134,8 @@ def check_on_worker(artifacts_url: str, limits: Limits, chunk: Chunk) -> Results
 class RayEngine:
     """Ray tasks on the cluster at ``address`` (``host:port`` of its head, ``auto`` for the one
     ``ray start`` left on this machine, or None: ``RAY_ADDRESS``, else a fresh Ray instance on
-    this machine with ``num_cpus`` CPUs, refused for a cluster). ``max_retries``: how often a chunk whose worker or
-    node died is run again before the ingest fails (it can then resume)."""
+    this machine with ``num_cpus`` CPUs, refused for a cluster). ``max_retries``: how often a
+    chunk whose worker or node died is run again before the ingest fails (it can then resume)."""
 
     name = "ray"
 
