@@ -103,7 +103,7 @@ def start_run(
             progress(
                 Event(
                     "tune",
-                    f"  trial {t.trial}: {t.status} val_accuracy={t.val_accuracy:.4f} {t.params}",
+                    t.line(),
                     done=t.trial + 1,
                     total=n_trials,
                 )
