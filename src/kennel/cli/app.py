@@ -104,8 +104,8 @@ def interruptible(hint: str) -> Iterator[None]:
         typer.echo(f"error: interrupted{' by SIGTERM' if got else ''}; {hint}", err=True)
         raise typer.Exit(143 if got else 130) from None
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
+        if main:  # None: a handler not set from Python, which is SIGTERM's default
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def new_app(help_text: str) -> typer.Typer:
