@@ -264,4 +264,6 @@ def _engine(engine: str, address: str | None, job: str) -> str:
         raise ConfigError(f"unknown {job} engine {engine!r} (choose local or ray)")
     if engine == "local" and address is not None:
         raise ConfigError("--address names a Ray cluster; it needs --engine ray")
+    if address is not None and not address.strip():
+        raise ConfigError("--address is empty: give a Ray cluster's HOST:PORT or 'auto'")
     return engine

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from kennel.cli.main import app
@@ -25,3 +26,16 @@ def test_an_out_of_range_port_is_refused(args: list[str]) -> None:
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: Invalid value for '--"), lines
     assert "65535" in lines[0] or "greater than or equal to 1" in lines[0], lines[0]
+
+
+def test_commands_that_listen_by_default_do_not_share_a_port() -> None:
+    """`kennel ui` and `kennel subscribe` both started with their defaults both listen."""
+    root = typer.main.get_command(app)
+    defaults = {}
+    for name in ("ui", "subscribe"):
+        command = root.commands[name]  # type: ignore[attr-defined]
+        [port] = [p for p in command.params if p.name == "port"]
+        defaults[name] = port.default
+        shown = CliRunner().invoke(app, [name, "--help"], terminal_width=200)
+        assert f"[default: {port.default}]" in shown.output, shown.output
+    assert defaults == {"ui": 8090, "subscribe": 8091}

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from kennel.cli.main import app
 from kennel.config import Project
 from kennel.pipeline.build import BuildOptions
+from kennel.train.trainer import CHECKPOINT
 from kennel.wiring import Workspace
 from tests.conftest import TINY_TRAIN, make_project
 
@@ -149,31 +150,34 @@ def _epochs_logged(db: Path) -> int:
         return 0
 
 
-def test_kill9_mid_epoch_then_resume(shared_data: Path, tmp_path: Path) -> None:
+def _ingested_mini(root: Path, shared_data: Path) -> Project:
     project = make_project(
-        tmp_path / "resume",
-        sections={"train": {**TINY_TRAIN, "epochs": 6, "patience": 10}},
-        workers=1,
+        root, sections={"train": {**TINY_TRAIN, "epochs": 6, "patience": 10}}, workers=1
     )
     ws = Workspace(project)
     try:
         ws.ingestor().run(ws.source(str(shared_data / "dogs-vs-cats-mini.zip")), "mini")
     finally:
         ws.close()
-    cmd = [sys.executable, "-m", "kennel.cli", "train", "-d", "mini", "-C", str(project.root)]
+    return project
+
+
+def _training(project: Path, stderr: int | None = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    """``kennel train`` in a process of its own, returned once two epochs are logged."""
+    cmd = [sys.executable, "-m", "kennel.cli", "train", "-d", "mini", "-C", str(project)]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        cmd, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True, text=True
     )
-    db = project.root / ".kennel" / "kennel.db"
+    db = project / ".kennel" / "kennel.db"
     deadline = time.monotonic() + 180
     while _epochs_logged(db) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    assert proc.poll() is None, "training ended before it could be killed"
+    assert proc.poll() is None, "training ended before it could be stopped"
     time.sleep(0.15)  # land inside the next epoch
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    logged = _epochs_logged(db)
-    assert 2 <= logged < 6
+    return proc
+
+
+def _resumes_to_the_end(project: Project) -> None:
     result = runner.invoke(
         app, ["train", "-d", "mini", "--resume", "-C", str(project.root), "--json"]
     )
@@ -186,6 +190,40 @@ def test_kill9_mid_epoch_then_resume(shared_data: Path, tmp_path: Path) -> None:
     finally:
         ws.close()
     assert len(finals) == 1 and finals[0].status == "completed" and finals[0].id == out["run_id"]
+
+
+def test_kill9_mid_epoch_then_resume(shared_data: Path, tmp_path: Path) -> None:
+    project = _ingested_mini(tmp_path / "resume", shared_data)
+    proc = _training(project.root)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    logged = _epochs_logged(project.root / ".kennel" / "kennel.db")
+    assert 2 <= logged < 6
+    _resumes_to_the_end(project)
+
+
+def test_sigterm_mid_epoch_marks_the_run_interrupted_then_resume(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """SIGTERM (a scheduler, systemd, docker stop) leaves no run ``running`` for ever: it is
+    marked ``interrupted``, its checkpoint kept, and ``--resume`` finishes it."""
+    project = _ingested_mini(tmp_path / "term", shared_data)
+    proc = _training(project.root, stderr=subprocess.PIPE)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted by SIGTERM") and "--resume" in last, err
+    assert "Traceback" not in err
+    assert 2 <= _epochs_logged(project.root / ".kennel" / "kennel.db") < 6
+    ws = Workspace(project)
+    try:
+        [run] = ws.tracker.runs(kind="final")
+        assert run.status == "interrupted" and run.finished_at is not None
+        assert (project.root / ".kennel" / "runs" / run.id / CHECKPOINT).is_file()
+    finally:
+        ws.close()
+    _resumes_to_the_end(project)
 
 
 def test_pretrained_beats_scratch(mini: Project) -> None:

@@ -202,10 +202,16 @@ def test_a_local_folder_store_is_refused_for_another_machines_cluster(
     for bad, code, text in (
         (["--address", "no-port"], 2, "not HOST:PORT"),
         (["--engine", "local", "--address", "127.0.0.1:6379"], 2, "--address"),
+        (["--address", ""], 2, "--address is empty"),  # not a new local Ray
+        (["--address", "  "], 2, "--address is empty"),
+        (["--workers", "-1"], 2, "--workers"),
+        (["--workers", "2", "--address", "127.0.0.1:6379"], 2, "has its own CPUs"),
     ):
         plain = ["data", "ingest", mini, "-d", "pets", "-C", str(root)]
         result = runner.invoke(app, [*(args if "--engine" not in bad else plain), *bad])
         assert result.exit_code == code and text in result.stderr, result.output
+        assert result.stderr.count("\n") == 1, result.stderr
+    _nothing_written(root)
 
 
 def test_a_store_that_lives_in_one_process_is_refused(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """A build that fails says so in one line with its error's exit code, and the run it started is
-recorded as failed (only a killed process leaves a run ``running`` for ``--resume``)."""
+recorded as failed (an interrupted one, or one a killed process left ``running``, is what
+``--resume`` continues)."""
 
 from __future__ import annotations
 

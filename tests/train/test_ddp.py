@@ -157,3 +157,26 @@ def test_the_device_is_cuda_when_present_unless_kennel_yaml_says(
     assert choose_device("cpu") == torch.device("cpu")
     with pytest.raises(ConfigError, match="GPU"):
         choose_device("cuda:7")
+
+
+def test_every_option_is_checked_before_torchrun_starts(tmp_path: Path) -> None:
+    """A bad --study or --init-from is one line from the launcher, not a traceback from each
+    rank; --resume refuses options it would otherwise ignore."""
+    project = _project(tmp_path / "p", _stripes(tmp_path / "lake", 20))
+    train = ["train", "-d", "park", "--nproc", "2", "-C", str(project.root)]
+    for extra, text in (
+        (["--study", "nope"], "study"),
+        (["--init-from", "pets@7"], "pets"),
+        (["--resume", "--epochs", "3"], "--epochs"),
+    ):
+        began = time.monotonic()
+        result = runner.invoke(app, [*train, *extra])
+        assert result.exit_code not in (0, 1), result.output  # 1: torchrun's, a rank failed
+        assert result.stderr.count("\n") == 1 and text in result.stderr, result.stderr
+        assert "Traceback" not in result.output
+        assert time.monotonic() - began < 20
+    ws = Workspace(project)
+    try:
+        assert ws.tracker.runs() == []  # nothing started
+    finally:
+        ws.close()

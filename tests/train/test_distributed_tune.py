@@ -145,6 +145,17 @@ def test_two_workers_run_each_trial_once_and_the_build_trains_the_best(project: 
     assert result.config.lr == status.best.params["lr"]
     assert sorted(t.trial for t in result.trials) == [0, 1, 2, 3]
     assert result.model.version == 1
+    # a pruned trial has no accuracy (it was stopped), not 0.0
+    by_number = {t.number: t for t in status.trials}
+    for summary in result.trials:
+        done = by_number[summary.trial].status == "completed"
+        assert (summary.val_accuracy is not None) == done, summary
+    ws = Workspace(project)
+    try:
+        for run in ws.tracker.runs(study="s1", kind="trial"):
+            assert ("val_accuracy" in run.metrics) == (run.status == "completed"), run
+    finally:
+        ws.close()
 
 
 def test_a_killed_workers_trial_is_failed_and_run_again(project: Project) -> None:
@@ -204,7 +215,12 @@ def test_a_worker_silent_past_the_grace_period_loses_its_trial(project: Project)
     finally:
         os.killpg(first.pid, signal.SIGCONT)
         ws.close()
-    _finish(first, timeout=90)
+    out, err = first.communicate(timeout=90)
+    assert first.returncode == 0, err.decode()[-2000:]
+    assert json.loads(out)["finished"]
+    # one line says what happened to its result; no traceback of Optuna's refusal
+    assert "Traceback" not in err.decode() and "UpdateFinishedTrialError" not in err.decode()
+    assert "already finished by another worker" in err.decode(), err.decode()[-2000:]
     _finish(second, timeout=90)
     status = _status(project, "s5")
     (lost,) = [t for t in status.trials if t.status == "failed"]
@@ -240,6 +256,14 @@ def test_unreachable_store_unknown_study_and_sqlite_are_one_line(
     assert "'s4' not found" in line
     line = _error("tune", "start", "park", "--study", "s3", "--search", "tpe", "-C", root, code=4)
     assert "'s3' already searches park@" in line
+
+    long = "s" * 600
+    for args in (("start", "park", "--study", long), ("status", "--study", long)):
+        line = _error("tune", *args, "-C", root, code=2)
+        assert "600 characters" in line and len(line) < 200
+    spaced = runner.invoke(app, ["tune", "start", "park", "--trials", "1", "-s", "a b", "-C", root])
+    assert spaced.exit_code == 0, spaced.output
+    assert "kennel tune worker --study 'a b'" in spaced.stdout  # a hint that pastes as it is
 
     down = make_project(
         tmp_path / "down",

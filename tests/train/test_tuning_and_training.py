@@ -84,3 +84,13 @@ def test_bad_search_space_names_the_key(tmp_path: Path, synth_project: Project) 
             ws.builder().build("park", BuildOptions(trials=2))
     finally:
         ws.close()
+
+
+def test_a_trial_that_did_not_complete_is_shown_without_an_accuracy() -> None:
+    from kennel.train.tune import TrialSummary
+
+    pruned = TrialSummary(3, "r", {"lr": 0.01}, "pruned", None, 1.0)
+    assert pruned.line() == "  trial 3: pruned {'lr': 0.01}"
+    assert pruned.as_dict()["val_accuracy"] is None
+    done = TrialSummary(4, "r", {"lr": 0.01}, "completed", 0.8125, 1.0)
+    assert done.line() == "  trial 4: completed val_accuracy=0.8125 {'lr': 0.01}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import getpass
 import re
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,6 +82,30 @@ class KennelGroup(TyperGroup):
         except UsageError as exc:
             typer.echo(usage_line(exc), err=True)
             raise typer.Exit(2) from None
+
+
+@contextmanager
+def interruptible(hint: str) -> Iterator[None]:
+    """SIGTERM stops the command as Ctrl-C does (a KeyboardInterrupt: a training run is marked
+    ``interrupted``, its checkpoint kept), and either ends as one line on stderr, ``hint``
+    saying how to go on, with exit status 143 (SIGTERM) or 130 (Ctrl-C)."""
+    got: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        got.append(signum)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo(f"error: interrupted{' by SIGTERM' if got else ''}; {hint}", err=True)
+        raise typer.Exit(143 if got else 130) from None
+    finally:
+        if main:  # None: a handler not set from Python, which is SIGTERM's default
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def new_app(help_text: str) -> typer.Typer:

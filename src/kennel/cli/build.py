@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
+from kennel.cli.app import JsonOption, ProjectOption, interruptible, new_app, opened
 from kennel.cli.render import console, emit_json, reporting, table
 
 if TYPE_CHECKING:  # PyTorch comes with these: imported when a command runs
     from kennel.pipeline.build import BuildOptions, BuildResult
 
+RESUME_HINT = "kennel train --resume continues the run from its last checkpoint"
 pipeline_app = new_app("Run the build pipeline from kennel.yaml, skipping unchanged steps.")
 
 Preset = Annotated[
@@ -40,7 +41,11 @@ StudyOption = Annotated[
     typer.Option("--study", help="Train the best trial of this finished shared study."),
 ]
 Resume = Annotated[
-    bool, typer.Option(help="Continue the last interrupted run from its checkpoint.")
+    bool,
+    typer.Option(
+        help="Continue the last interrupted run from its checkpoint, with the settings it "
+        "started with (no --epochs, --arch, ... beside it)."
+    ),
 ]
 
 
@@ -180,6 +185,18 @@ def train(
         launched_by_torchrun,
     )
 
+    if resume:
+        _resume_alone(
+            preset=preset,
+            arch=arch,
+            epochs=epochs,
+            trials=trials,
+            search=search,
+            budget_minutes=budget_minutes,
+            image_size=image_size,
+            init_from=init_from,
+            study=study,
+        )
     options = _options(
         arch, epochs, trials, search, budget_minutes, image_size, init_from, resume, study, preset
     )
@@ -190,14 +207,18 @@ def train(
 
         with opened(project) as ws:  # bad input is one line here, not N ranks' tracebacks
             config = options.apply(ws.project.config.train)
-            if not resume:
-                options.check_parallel(config)
             check_ranks(nproc, choose_device(config.device))
-            ws.catalog.resolve(dataset)
+            ws.builder().check(dataset, options, distributed=True)
             root = str(ws.project.root)
         argv = ["train", "--dataset", dataset, "-C", root, *_passed_on(options, json_out)]
-        raise typer.Exit(launch(nproc, argv))
-    with opened(project) as ws, joined(ws.project.config.train.device) as parallel:
+        with interruptible(RESUME_HINT):  # passed on to torchrun, which stops the ranks
+            code = launch(nproc, argv)
+        raise typer.Exit(code)
+    with (
+        interruptible(RESUME_HINT),
+        opened(project) as ws,
+        joined(ws.project.config.train.device) as parallel,
+    ):
         builder = ws.builder()
         if not parallel.leader:  # a rank of a data-parallel run: rank 0 reports
             builder.follow(dataset, options, parallel)
@@ -208,6 +229,18 @@ def train(
         emit_json(result.as_dict())
     else:
         _print(result)
+
+
+def _resume_alone(**given: object) -> None:
+    """``--resume`` continues a run with the settings it started with: an option that would
+    change them is refused rather than silently ignored."""
+    names = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]
+    if names:
+        raise typer.BadParameter(
+            f"continues the run with its own settings; it cannot take {', '.join(names)} "
+            "(start a new run to change them)",
+            param_hint="--resume",
+        )
 
 
 def _passed_on(options: BuildOptions, json_out: bool) -> list[str]:

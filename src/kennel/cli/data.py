@@ -43,7 +43,11 @@ def ingest(
         str, typer.Option(help="Manifest/SQL column with the label.")
     ] = "label",
     workers: Annotated[
-        int, typer.Option(help="Worker processes (0 = config; ray: CPUs of a new local Ray).")
+        int,
+        typer.Option(
+            min=0,
+            help="Worker processes (0 = config; ray: CPUs of a new local Ray, 0 = all).",
+        ),
     ] = 0,
     engine: Annotated[
         EngineName,

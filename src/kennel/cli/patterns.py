@@ -188,8 +188,13 @@ def subscribe(
     ] = None,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(min=1, max=65535, help="Port of the consumer's prediction API.")
-    ] = 8090,
+        int,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Port of the consumer's prediction API (kennel ui's default is 8090).",
+        ),
+    ] = 8091,
     project: ProjectOption = None,
 ) -> None:
     """Run a consuming app whose model arrives on the feed, hot-loaded and verified."""

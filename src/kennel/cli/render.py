@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -62,12 +62,15 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
 def reporting(json_out: bool = False) -> Iterator[events.Progress]:
     """The command line's listener for library progress (``kennel.progress``).
 
-    With ``--json`` every event is one JSON line on stderr, so stdout keeps only the result.
-    Otherwise messages are printed, and in a terminal each phase that counts (ingest, caching,
-    tuning, training, certification, scoring) gets a live bar on stderr.
+    With ``--json`` every event is one JSON line on stderr, so stdout keeps only the result;
+    whatever a library prints to stdout meanwhile (Ray's driver reports a worker that died
+    there, whatever ``log_to_driver`` says) goes to stderr too. Otherwise messages are
+    printed, and in a terminal each phase that counts (ingest, caching, tuning, training,
+    certification, scoring) gets a live bar on stderr.
     """
     if json_out:
-        yield lambda event: typer.echo(dumps({"event": event.as_dict()}), err=True)
+        with redirect_stdout(sys.stderr):
+            yield lambda event: typer.echo(dumps({"event": event.as_dict()}), err=True)
         return
     if not err_console.is_terminal:
         yield events.lines(lambda message: console.print(message, markup=False))

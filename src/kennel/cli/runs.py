@@ -49,14 +49,14 @@ def _fmt(value: object) -> str:
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    run_id: Annotated[str, typer.Argument(help="Run id, or its first digits (4 or more).")],
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """A run's params, metrics and per-epoch history."""
     with opened(project) as ws:
-        run = ws.tracker.get(run_id)
-        epochs = ws.tracker.epochs(run_id)
+        run = ws.tracker.find(run_id)
+        epochs = ws.tracker.epochs(run.id)
     if json_out:
         emit_json({**run.as_dict(), "epochs": epochs})
         return

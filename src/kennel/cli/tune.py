@@ -4,6 +4,7 @@ that an unreachable or unshareable store is one line naming it."""
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -77,7 +78,7 @@ def start(
     _print(status)
     console.print(
         f"join it from any machine with this kennel.yaml: kennel tune worker --study "
-        f"{status.spec.name}",
+        f"{shlex.quote(status.spec.name)}",
         markup=False,
     )
 

@@ -166,6 +166,21 @@ class RunStore:
             )
             return _run(row)
 
+    def ids_starting(self, prefix: str, limit: int = 5) -> list[str]:
+        """Up to ``limit`` run ids that begin with ``prefix``, oldest first."""
+        query = select(RunRow.id).where(RunRow.id.startswith(prefix, autoescape=True))
+        with self.db.session() as s:
+            return list(s.scalars(query.order_by(RunRow.started_at).limit(limit)))
+
+    def reopen(self, run_id: str) -> None:
+        """An interrupted run running again (``--resume``); audited as ``run.resumed``."""
+        with self.db.session() as s:
+            row = s.get(RunRow, run_id)
+            assert row is not None
+            row.status, row.finished_at, row.duration_s = "running", None, None
+            record(s, actor="kennel", action="run.resumed", subject=run_id,
+                   details={"kind": row.kind})  # fmt: skip
+
     def get(self, run_id: str) -> Run | None:
         with self.db.session() as s:
             row = s.get(RunRow, run_id)

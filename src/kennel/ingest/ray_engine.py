@@ -134,8 +134,8 @@ def check_on_worker(artifacts_url: str, limits: Limits, chunk: Chunk) -> Results
 class RayEngine:
     """Ray tasks on the cluster at ``address`` (``host:port`` of its head, ``auto`` for the one
     ``ray start`` left on this machine, or None: ``RAY_ADDRESS``, else a fresh Ray instance on
-    this machine with ``num_cpus`` CPUs). ``max_retries``: how often a chunk whose worker or
-    node died is run again before the ingest fails (it can then resume)."""
+    this machine with ``num_cpus`` CPUs, refused for a cluster). ``max_retries``: how often a
+    chunk whose worker or node died is run again before the ingest fails (it can then resume)."""
 
     name = "ray"
 
@@ -148,7 +148,16 @@ class RayEngine:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         inflight_per_cpu: int = 2,
     ) -> None:
+        if address is not None and not address.strip():
+            raise ConfigError("Ray address is empty: give a cluster's HOST:PORT or 'auto'")
+        if num_cpus is not None and num_cpus < 1:
+            raise ConfigError(f"a local Ray instance needs at least one CPU, not {num_cpus}")
         self.address = address or os.environ.get("RAY_ADDRESS") or None
+        if num_cpus is not None and self.address not in (None, "local"):
+            raise ConfigError(
+                f"the Ray cluster at {self.address} has its own CPUs; "
+                "--workers sizes only a new local Ray instance"
+            )
         self.num_cpus = num_cpus
         self.max_retries = max_retries
         self.connect_timeout_s = connect_timeout_s
@@ -192,7 +201,7 @@ class RayEngine:
 
     def _init(self, ray: Any) -> None:
         options: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR"}
-        if self.address is None:
+        if self.address in (None, "local"):
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             options |= {"include_dashboard": False, "num_cpus": self.num_cpus}
         try:

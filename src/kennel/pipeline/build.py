@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kennel.config import KennelConfig, TrainConfig
 from kennel.datasets.versioning import DatasetCatalog
+from kennel.errors import ConfigError
 from kennel.evaluate.gates import GateResult
 from kennel.evaluate.report import Evaluation
 from kennel.package import bundle
@@ -161,6 +162,31 @@ class Builder:
             seconds=time.perf_counter() - began,
             champion=registration.champion,
         )
+
+    def check(self, dataset_ref: str, options: BuildOptions, *, distributed: bool = False) -> None:
+        """Refuse, in one line, what ``build`` would refuse before it trains (an option, the
+        dataset, ``--init-from``, ``--study``, a search on several ranks) without reading an
+        image or writing anything: a data-parallel launcher calls it before any rank starts."""
+        config = options.apply(self.config.train)
+        if distributed and not options.resume:
+            options.check_parallel(config)  # needs no data: said first
+        version = self.catalog.resolve(dataset_ref)
+        prepare.plan(version, self.catalog.rows(version), config, self.config.data.labels)
+        if options.init_from:
+            prepare.warm_start(
+                options.init_from,
+                registry=self.registry,
+                tracker=self.tracker,
+                content=self.content,
+            )
+        if options.resume and train.resumable_run(self.tracker, self.runs_root, version):
+            return  # the run keeps its own settings
+        if distributed:
+            options.check_parallel(config)
+        if options.study is not None:
+            if self.studies is None:
+                raise ConfigError("this build has no shared studies to read --study from")
+            self.studies.result(options.study, version.id)
 
     def follow(self, dataset_ref: str, options: BuildOptions, parallel: Parallel) -> None:
         """A rank other than 0 of a data-parallel build: train its share of the run rank 0

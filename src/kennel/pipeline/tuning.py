@@ -19,7 +19,7 @@ from kennel.progress import Event, Progress, silent
 from kennel.storage import ContentStore
 from kennel.train.data import ImageSet
 from kennel.train.studies import SharedStudies
-from kennel.train.study_records import StudySpec, StudyStatus
+from kennel.train.study_records import NAME_MAX, StudySpec, StudyStatus, check_study_name
 from kennel.train.tracking import RunTracker
 from kennel.train.tune import Objective, TrialSummary, check_space
 
@@ -73,13 +73,15 @@ class Tuner:
         """Create the study (``DATASET-VERSION12`` unless named) with ``trials`` queued; again
         with the same settings, it is left as it is (or topped up to more trials). The data
         and settings are checked before anything is written."""
+        if name is not None:
+            check_study_name(name)
         config = (options or BuildOptions()).apply(self.config.train)
         check_space(config.search.space, config.search.method)
         self.studies.probe()  # a store that cannot be shared or reached fails first
         version = self.catalog.resolve(dataset_ref)
         prepare.plan(version, self.catalog.rows(version), config, self.config.data.labels)
         spec = StudySpec(
-            name=name or f"{version.dataset}-{version.id[:12]}",
+            name=name or f"{version.dataset[: NAME_MAX - 13]}-{version.id[:12]}",
             dataset=version.dataset,
             dataset_version=version.id,
             config=config,
@@ -123,7 +125,7 @@ class Tuner:
             progress(
                 Event(
                     "tune",
-                    f"  trial {t.trial}: {t.status} val_accuracy={t.val_accuracy:.4f} {t.params}",
+                    t.line(),
                 )
             )
 

@@ -44,9 +44,10 @@ def launch(nproc: int, argv: list[str]) -> int:
     with subprocess.Popen(command(nproc, argv), env=env) as proc:
         try:
             return proc.wait()
-        except KeyboardInterrupt:  # torchrun passes it on to the ranks and stops them
-            proc.send_signal(signal.SIGINT)
-            return proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (kennel.cli.app.interruptible):
+            proc.send_signal(signal.SIGINT)  # torchrun passes it on to the ranks, stops them
+            proc.wait()
+            raise
 
 
 def main() -> None:

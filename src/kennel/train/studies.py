@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -24,7 +25,13 @@ from optuna.trial import FrozenTrial, TrialState
 from kennel.config import SearchConfig, TrainConfig
 from kennel.db import studies as store
 from kennel.errors import AlreadyExistsError, MetadataError, NotFoundError, TrainingError
-from kennel.train.study_records import StudySpec, StudyStatus, TrialRecord, searched
+from kennel.train.study_records import (
+    StudySpec,
+    StudyStatus,
+    TrialRecord,
+    check_study_name,
+    searched,
+)
 from kennel.train.tracking import RunTracker
 from kennel.train.tune import TrialSummary, pruner, slots
 
@@ -44,6 +51,38 @@ class _QueueStorage(optuna.storages.RDBStorage):
         if template_trial is None:
             raise _NoQueuedTrial
         return super()._create_new_trial(study_id, template_trial)
+
+
+class _TakenOverNote(logging.Filter):
+    """Optuna logs a trial whose objective raised with the traceback; when what it raised is
+    Optuna refusing to record a step of a trial another worker has already failed (this one
+    was silent past the grace period), that is one line saying so."""
+
+    def __init__(self, current: list[int]) -> None:
+        super().__init__()
+        self.current = current  # the trial this worker runs now, if any
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        raised = record.exc_info[1] if record.exc_info else None
+        if isinstance(raised, optuna.exceptions.UpdateFinishedTrialError):
+            number = self.current[0] if self.current else "?"
+            record.msg = (
+                f"trial {number} was already finished by another worker (this one was silent "
+                "past the grace period): its result here is dropped"
+            )
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+@contextmanager
+def _taken_over_noted(current: list[int]) -> Iterator[None]:
+    note = _TakenOverNote(current)
+    optimize_log = logging.getLogger("optuna.study._optimize")  # where failed trials are logged
+    optimize_log.addFilter(note)
+    try:
+        yield
+    finally:
+        optimize_log.removeFilter(note)
 
 
 def worker_sampler(search: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -117,6 +156,7 @@ class SharedStudies:
         self._retry(study, trial)
 
     def _load(self, name: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+        check_study_name(name)
         storage = self._open(create=False)
         try:
             return optuna.load_study(
@@ -207,33 +247,36 @@ class SharedStudies:
                 self._retry(study, trial)
 
         self._tracker = tracker
-        ran = 0
-        while limit is None or ran < limit:
-            current.clear()
-            try:
-                study.optimize(run, n_trials=1, catch=(Exception,), callbacks=[after])
-            except _NoQueuedTrial:
-                status = self.status(name)
-                if status.finished:
-                    break
-                if on_wait:
-                    on_wait(status)
-                time.sleep(self.search.heartbeat_s)
-                continue
-            except KeyboardInterrupt:
-                self._requeue(study, current)
-                raise
-            except Exception as exc:
-                if not self._taken_over(name, current):
-                    if isinstance(exc, optuna.exceptions.StorageInternalError):
-                        raise MetadataError(f"study store {store.masked(self.url)}: {exc}") from exc
+        with _taken_over_noted(current):
+            ran = 0
+            while limit is None or ran < limit:
+                current.clear()
+                try:
+                    study.optimize(run, n_trials=1, catch=(Exception,), callbacks=[after])
+                except _NoQueuedTrial:
+                    status = self.status(name)
+                    if status.finished:
+                        break
+                    if on_wait:
+                        on_wait(status)
+                    time.sleep(self.search.heartbeat_s)
+                    continue
+                except KeyboardInterrupt:
+                    self._requeue(study, current)
                     raise
-                # this worker was silent past the grace period (stopped, swapping, cut off) and
-                # another failed its trial and queued it again: this result is not the study's
-                self._fail_runs(tracker, name, current)
-                continue
-            ran += 1
-        return ran
+                except Exception as exc:
+                    if not self._taken_over(name, current):
+                        if isinstance(exc, optuna.exceptions.StorageInternalError):
+                            where = store.masked(self.url)
+                            raise MetadataError(f"study store {where}: {exc}") from exc
+                        raise
+                    # this worker was silent past the grace period (stopped, swapping, cut
+                    # off) and another failed its trial and queued it again: this result is
+                    # not the study's (one line in the log, see _TakenOverNote)
+                    self._fail_runs(tracker, name, current)
+                    continue
+                ran += 1
+            return ran
 
     def _taken_over(self, name: str, numbers: Sequence[int]) -> bool:
         """Whether the trial this worker ran was failed by another (Optuna then refuses to
@@ -272,7 +315,7 @@ class SharedStudies:
                 run_id=t.run_id or "",
                 params=t.params,
                 status=t.status,
-                val_accuracy=t.value or 0.0,
+                val_accuracy=t.value,
                 seconds=t.seconds or 0.0,
             )
             for t in status.trials

@@ -10,6 +10,21 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from kennel.config import TrainConfig
+from kennel.errors import ConfigError
+
+NAME_MAX = 64  # a run row keeps its study's name in 64 characters
+
+
+def check_study_name(name: str) -> str:
+    """A study name fits where runs keep it and prints on one line: else a ConfigError."""
+    if not name or len(name) > NAME_MAX or not name.isprintable():
+        shown = name if len(name) <= NAME_MAX else f"{name[:24]}...{name[-8:]}"
+        raise ConfigError(
+            f"study name {shown!r} ({len(name)} characters): give 1 to {NAME_MAX} printable "
+            "characters"
+        )
+    return name
+
 
 STATUS = {
     TrialState.WAITING: "waiting",

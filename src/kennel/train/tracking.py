@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from kennel.db import Database
 from kennel.db.runs import Run as Run
 from kennel.db.runs import RunMetric, RunStore
-from kennel.errors import NotFoundError
+from kennel.errors import AmbiguousRefError, NotFoundError
 
 if TYPE_CHECKING:  # reading runs (the dashboard, lineage) must not load PyTorch
     from kennel.train.trainer import EpochStats
@@ -64,6 +65,27 @@ class RunTracker:
 
     def finish(self, run_id: str, status: str, metrics: dict[str, Any] | None = None) -> None:
         self.store.finish(run_id, status, metrics or {})
+
+    def find(self, ref: str) -> Run:
+        """A run by its id or a unique prefix of it (``kennel runs list`` shows 12 digits)."""
+        run = self.store.get(ref)
+        if run is not None:
+            return run
+        if not re.fullmatch(r"[0-9a-f]{4,32}", ref):
+            raise NotFoundError(f"run {ref!r} not found (give its id or 4+ of its first digits)")
+        ids = self.store.ids_starting(ref)
+        if not ids:
+            raise NotFoundError(f"run {ref!r} not found")
+        if len(ids) > 1:
+            more = "+" if len(ids) == 5 else ""
+            raise AmbiguousRefError(
+                f"run {ref!r} is ambiguous: it begins {len(ids)}{more} runs "
+                f"({', '.join(ids)}); give more digits"
+            )
+        return self.get(ids[0])
+
+    def reopen(self, run_id: str) -> None:
+        self.store.reopen(run_id)
 
     def get(self, run_id: str) -> Run:
         run = self.store.get(run_id)

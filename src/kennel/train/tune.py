@@ -33,8 +33,13 @@ class TrialSummary:
     run_id: str
     params: Params
     status: str  # completed, pruned or failed
-    val_accuracy: float
+    val_accuracy: float | None  # a completed trial's; a pruned or failed one has none
     seconds: float
+
+    def line(self) -> str:
+        """The trial as one progress line (no accuracy for a trial that did not complete)."""
+        value = f" val_accuracy={self.val_accuracy:.4f}" if self.val_accuracy is not None else ""
+        return f"  trial {self.trial}: {self.status}{value} {self.params}"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -148,6 +153,7 @@ class Objective:
         self.summaries: list[TrialSummary] = []
 
     def __call__(self, trial: optuna.Trial) -> float:
+        value: float | None
         search_cfg = self.base.search
         params = suggest(trial, search_cfg.space)
         update: dict[str, object] = {**params}
@@ -173,7 +179,7 @@ class Objective:
 
         # "failed" unless the trial ends one of the two ways it may: whatever else stops it
         # (an error, an interrupt) leaves it recorded as failed
-        status, value = "failed", 0.0
+        status, value = "failed", None
         try:
             result = Trainer(
                 cfg,
@@ -185,7 +191,7 @@ class Objective:
                 on_epoch=on_epoch,
             ).fit()
             value, status = result.best_val_accuracy, "completed"
-            return value
+            return result.best_val_accuracy
         except optuna.TrialPruned:
             status = "pruned"
             raise
@@ -198,7 +204,7 @@ class Objective:
                 val_accuracy=value,
                 seconds=round(time.perf_counter() - began, 2),
             )
-            self.tracker.finish(run_id, status, {"val_accuracy": value})
+            self.tracker.finish(run_id, status, {} if value is None else {"val_accuracy": value})
             self.summaries.append(summary)
             if self.on_trial:
                 self.on_trial(summary)

@@ -24,12 +24,12 @@ PER_PAGE = 50
 STUDIES = 20  # newest studies listed on /runs
 COMPARE = 8  # runs on one chart at most
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-STATUSES = ("running", "completed", "pruned", "failed")
+STATUSES = ("running", "completed", "pruned", "failed", "interrupted")
 CURVES = {"val_accuracy": "validation accuracy", "val_loss": "validation loss",
           "train_loss": "training loss"}  # fmt: skip
 
 Kind = Annotated[str, Query(pattern="^(trial|final)?$")]
-Status = Annotated[str, Query(pattern="^(running|completed|pruned|failed)?$")]
+Status = Annotated[str, Query(pattern="^(running|completed|pruned|failed|interrupted)?$")]
 Study = Annotated[str, Query(pattern="^[0-9A-Za-z_-]{0,64}$")]
 RunId = Annotated[str, Path(pattern="^[0-9a-f]{32}$")]
 Ids = Annotated[list[str], Query(max_length=COMPARE * 4)]

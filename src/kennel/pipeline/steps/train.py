@@ -53,9 +53,14 @@ class TrainedModel:
 
 
 def resumable_run(tracker: RunTracker, runs_root: Path, version: DatasetVersion) -> Run | None:
-    """The newest final run on ``version`` that was left running with a checkpoint on disk."""
-    running = tracker.runs(dataset_version=version.id, kind="final", status="running")
-    for run in reversed(running):
+    """The newest final run on ``version`` that was interrupted (or left running by a killed
+    process) with a checkpoint on disk."""
+    left = [
+        run
+        for status in ("running", "interrupted")
+        for run in tracker.runs(dataset_version=version.id, kind="final", status=status)
+    ]
+    for run in sorted(left, key=lambda r: r.started_at, reverse=True):
         if (runs_root / run.id / CHECKPOINT).is_file():
             return run
     return None
@@ -78,6 +83,8 @@ def start_run(
     base = plan.config
     if resume is not None:
         progress(Event("build", f"resuming run {resume.id} from its last checkpoint"))
+        if resume.status != "running":
+            tracker.reopen(resume.id)
         config = TrainConfig.model_validate({**resume.params, "search": base.search.model_dump()})
         return TrainingRun(resume.id, config, resume.study, (), resumed=True)
     n_trials = options.trials if options.trials is not None else base.search.trials
@@ -96,7 +103,7 @@ def start_run(
             progress(
                 Event(
                     "tune",
-                    f"  trial {t.trial}: {t.status} val_accuracy={t.val_accuracy:.4f} {t.params}",
+                    t.line(),
                     done=t.trial + 1,
                     total=n_trials,
                 )
@@ -133,11 +140,15 @@ def start_run(
 
 @contextmanager
 def failed_unless_done(tracker: RunTracker, run_id: str) -> Iterator[None]:
-    """Mark the run failed if what this wraps ends any way but normally (an error, an
-    interrupt), then let that go on. Only a killed process leaves a run ``running``, which is
-    what ``--resume`` looks for."""
+    """Mark the run ``failed`` if what this wraps raises, ``interrupted`` if it is stopped
+    (Ctrl-C, or SIGTERM turned into one by the command line), then let that go on. An
+    interrupted run, and one a killed process left ``running``, is what ``--resume`` continues
+    from its checkpoint."""
     try:
         yield
+    except KeyboardInterrupt:
+        tracker.finish(run_id, "interrupted")
+        raise
     except BaseException:
         tracker.finish(run_id, "failed")
         raise
