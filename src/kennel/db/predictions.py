@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import func, select
@@ -13,12 +14,13 @@ from sqlalchemy import func, select
 from kennel.db import Database, aware
 from kennel.db.audit import record
 from kennel.db.bulk import insert_ignore
+from kennel.db.predcols import COLUMNS, PredictionColumns, columns_of, encode
 from kennel.db.schema import FeedbackRow, InputRejectionRow, PredictionRow
 from kennel.db.search import PredictionQuery, SearchHit, TrafficBucket, search, traffic
 from kennel.db.timeseries import Buckets
 
-__all__ = ["Feedback", "InputRejection", "LoggedPrediction", "Observed", "PredictionQuery",
-           "PredictionStore", "SearchHit", "TrafficBucket"]  # fmt: skip
+__all__ = ["Feedback", "InputRejection", "LoggedPrediction", "Observed", "PredictionColumns",
+           "PredictionQuery", "PredictionStore", "SearchHit", "TrafficBucket"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,21 @@ class Observed:
 
 _PREDICTION_FIELDS = tuple(f.name for f in fields(LoggedPrediction))
 _COLUMNS = tuple(getattr(PredictionRow, name) for name in _PREDICTION_FIELDS)
+# what a monitoring window reads, in the order kennel.db.predcols.columns_of takes
+_WINDOW_COLUMNS = (
+    PredictionRow.id, PredictionRow.source, PredictionRow.version, PredictionRow.latency_ms,
+    PredictionRow.embedding, FeedbackRow.label.label("truth"),
+    *(getattr(PredictionRow, name) for name in COLUMNS),
+)  # fmt: skip
+
+
+_PROBS = 6 + COLUMNS.index("class_probs")  # its place in a row of _WINDOW_COLUMNS
+
+
+def _row(p: LoggedPrediction) -> dict[str, Any]:
+    values = {name: getattr(p, name) for name in _PREDICTION_FIELDS}
+    values.update(encode(p.probabilities, p.quality))
+    return values
 
 
 def _prediction(row: Any) -> LoggedPrediction:
@@ -105,7 +122,7 @@ class PredictionStore:
             insert_ignore(
                 s,
                 PredictionRow.__table__,  # type: ignore[arg-type]
-                [{name: getattr(p, name) for name in _PREDICTION_FIELDS} for p in predictions],
+                [_row(p) for p in predictions],
             )
             if rejections:
                 s.execute(
@@ -187,6 +204,49 @@ class PredictionStore:
         with self.db.session() as s:
             rows = s.execute(query).all()
         return [Observed(_prediction(r), r.truth) for r in rows]
+
+    def columns(
+        self,
+        environment: str,
+        *,
+        since: datetime,
+        until: datetime,
+        model: str | None = None,
+        version: int | None = None,
+    ) -> PredictionColumns:
+        """What ``window`` returns, as arrays for monitoring: one SELECT of the typed columns
+        (no JSON parsed, no object per row), plus one of the JSON of rows whose typed columns
+        an older kennel left empty, if there are any."""
+        filters = [
+            PredictionRow.environment == environment,
+            PredictionRow.at >= since,
+            PredictionRow.at < until,
+        ]
+        if model is not None:
+            filters.append(PredictionRow.model == model)
+        if version is not None:
+            filters.append(PredictionRow.version == version)
+        query = (
+            select(*_WINDOW_COLUMNS)
+            .outerjoin(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
+            .where(*filters)
+            .order_by(PredictionRow.at)
+        )
+        with self.db.session() as s:
+            result = s.connection().execute(query)
+            # the driver's own tuples: these columns need no conversion, and building 100,000
+            # SQLAlchemy rows would cost about as much as the query itself
+            rows = result.cursor.fetchall()
+            result.close()
+            legacy = None
+            if None in map(itemgetter(_PROBS), rows):
+                old = s.execute(
+                    select(PredictionRow.id, PredictionRow.probabilities, PredictionRow.quality)
+                    .where(*filters)
+                    .where(PredictionRow.class_probs.is_(None))
+                ).all()
+                legacy = {r.id: (r.probabilities, r.quality) for r in old}
+        return columns_of(rows, legacy)
 
     def labelled(self, environment: str) -> list[Observed]:
         """Predictions of ``environment`` whose input was kept and whose true label came back,
