@@ -157,6 +157,13 @@ def test_a_window_of_journalled_and_older_rows_analyses_as_from_the_json(
         assert window.probabilities[1, 2] == 0.0  # pets@1 knows no fox
         _assert_same(window, _json_window(db, T0, until))
         assert len(load(db, environment="production", since=until, until=until)) == 0
+        naive = load(db, environment="production", since=T0.replace(tzinfo=None),
+                     until=until.replace(tzinfo=None))  # fmt: skip
+        assert naive.ids == window.ids  # a naive time is UTC, on both databases
+        second = load(db, environment="production", since=T0, until=until, version=2)
+        assert second.ids == [f"p{i:05d}" for i in range(0, 100, 3)]
+        assert second.classes == ["cat", "dog", "fox"] and set(second.versions) == {2}
+        assert len(load(db, environment="production", since=T0, until=until, model="x")) == 0
     finally:
         db.dispose()
 

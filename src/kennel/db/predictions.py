@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from kennel.db import Database, aware
 from kennel.db.audit import record
-from kennel.db.bulk import insert_ignore
+from kennel.db.bulk import fetch_tuples, insert_ignore
 from kennel.db.predcols import COLUMNS, PredictionColumns, columns_of, encode
 from kennel.db.schema import FeedbackRow, InputRejectionRow, PredictionRow
 from kennel.db.search import PredictionQuery, SearchHit, TrafficBucket, search, traffic
@@ -217,10 +217,10 @@ class PredictionStore:
         """What ``window`` returns, as arrays for monitoring: one SELECT of the typed columns
         (no JSON parsed, no object per row), plus one of the JSON of rows whose typed columns
         an older kennel left empty, if there are any."""
-        filters = [
+        filters = [  # a naive time is UTC here too (the driver sees the bounds unconverted)
             PredictionRow.environment == environment,
-            PredictionRow.at >= since,
-            PredictionRow.at < until,
+            PredictionRow.at >= aware(since),
+            PredictionRow.at < aware(until),
         ]
         if model is not None:
             filters.append(PredictionRow.model == model)
@@ -233,11 +233,7 @@ class PredictionStore:
             .order_by(PredictionRow.at)
         )
         with self.db.session() as s:
-            result = s.connection().execute(query)
-            # the driver's own tuples: these columns need no conversion, and building 100,000
-            # SQLAlchemy rows would cost about as much as the query itself
-            rows = result.cursor.fetchall()
-            result.close()
+            rows = fetch_tuples(s, query)
             legacy = None
             if None in map(itemgetter(_PROBS), rows):
                 old = s.execute(
