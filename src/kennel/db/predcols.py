@@ -24,6 +24,9 @@ STATS = ("brightness", "contrast", "sharpness", "width", "height", "pet")
 CLASS_NAMES = "class_names"  # JSON list of the class names, in the order of CLASS_PROBS
 CLASS_PROBS = "class_probs"  # float64 little-endian, one per class
 COLUMNS = (CLASS_NAMES, CLASS_PROBS, *STATS)
+# a window's row: these, then COLUMNS; class_probs is NULL where the typed columns are empty
+LEADING = ("id", "source", "version", "latency_ms", "embedding", "truth")
+PROBS_AT = len(LEADING) + COLUMNS.index(CLASS_PROBS)
 
 
 def _number(value: Any) -> float | None:
@@ -94,10 +97,9 @@ def _embedding(blobs: Sequence[bytes | None]) -> np.ndarray:
 def columns_of(
     rows: Sequence[Sequence[Any]], legacy: Mapping[str, tuple[Any, Any]] | None = None
 ) -> PredictionColumns:
-    """Arrays from rows of (id, source, version, latency_ms, embedding, truth, class_names,
-    class_probs, *STATS). ``legacy`` holds (probabilities, quality) by id for rows whose typed
-    columns are empty (written by an older kennel); they are encoded here the way a write
-    would have."""
+    """Arrays from rows of LEADING and COLUMNS (``PredictionStore.columns``). ``legacy``
+    holds (probabilities, quality) by id for rows whose typed columns are empty (written by an
+    older kennel); they are encoded here the way a write would have."""
     n = len(rows)
     if n == 0:
         return PredictionColumns([], [], [], [], np.zeros(0), {k: np.zeros(0) for k in STATS},
@@ -105,10 +107,10 @@ def columns_of(
     if legacy:
         patched = []
         for row in rows:
-            if row[7] is None:
+            if row[PROBS_AT] is None:
                 probabilities, quality = legacy[row[0]]
                 typed = encode(probabilities or {}, quality or {})
-                row = (*row[:6], *(typed[c] for c in COLUMNS))
+                row = (*row[: len(LEADING)], *(typed[c] for c in COLUMNS))
             patched.append(row)
         rows = patched
     ids, sources, versions, latency, embedding, truth, names, packed, *stats = zip(

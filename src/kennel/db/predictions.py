@@ -14,7 +14,14 @@ from sqlalchemy import func, select
 from kennel.db import Database, aware
 from kennel.db.audit import record
 from kennel.db.bulk import fetch_tuples, insert_ignore
-from kennel.db.predcols import COLUMNS, PredictionColumns, columns_of, encode
+from kennel.db.predcols import (
+    COLUMNS,
+    LEADING,
+    PROBS_AT,
+    PredictionColumns,
+    columns_of,
+    encode,
+)
 from kennel.db.schema import FeedbackRow, InputRejectionRow, PredictionRow
 from kennel.db.search import PredictionQuery, SearchHit, TrafficBucket, search, traffic
 from kennel.db.timeseries import Buckets
@@ -79,13 +86,10 @@ _PREDICTION_FIELDS = tuple(f.name for f in fields(LoggedPrediction))
 _COLUMNS = tuple(getattr(PredictionRow, name) for name in _PREDICTION_FIELDS)
 # what a monitoring window reads, in the order kennel.db.predcols.columns_of takes
 _WINDOW_COLUMNS = (
-    PredictionRow.id, PredictionRow.source, PredictionRow.version, PredictionRow.latency_ms,
-    PredictionRow.embedding, FeedbackRow.label.label("truth"),
+    *(getattr(PredictionRow, name) for name in LEADING if name != "truth"),
+    FeedbackRow.label.label("truth"),
     *(getattr(PredictionRow, name) for name in COLUMNS),
-)  # fmt: skip
-
-
-_PROBS = 6 + COLUMNS.index("class_probs")  # its place in a row of _WINDOW_COLUMNS
+)
 
 
 def _row(p: LoggedPrediction) -> dict[str, Any]:
@@ -235,7 +239,7 @@ class PredictionStore:
         with self.db.session() as s:
             rows = fetch_tuples(s, query)
             legacy = None
-            if None in map(itemgetter(_PROBS), rows):
+            if None in map(itemgetter(PROBS_AT), rows):
                 old = s.execute(
                     select(PredictionRow.id, PredictionRow.probabilities, PredictionRow.quality)
                     .where(*filters)
