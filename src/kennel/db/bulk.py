@@ -3,6 +3,7 @@ a read of many rows as the driver's plain tuples."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, Table
@@ -22,7 +23,7 @@ def insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]]) ->
         raise NotImplementedError(dialect)
 
 
-def fetch_tuples(session: Session, query: Select[Any]) -> list[tuple[Any, ...]]:
+def fetch_tuples(session: Session, query: Select[Any]) -> Sequence[Sequence[Any]]:
     """Every row of ``query`` as the driver returns it, in the session's transaction: for a
     read of 100,000 rows, building SQLAlchemy rows costs about as much as the query. Only for
     columns whose values need no conversion on the way out (numbers, text, bytes; not JSON,
@@ -35,11 +36,10 @@ def fetch_tuples(session: Session, query: Select[Any]) -> list[tuple[Any, ...]]:
         assert driver is not None
         with driver.cursor(binary=True) as cursor:
             cursor.execute(str(compiled), compiled.params)
-            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            rows: Sequence[Sequence[Any]] = cursor.fetchall()
             return rows
     result = connection.execute(query)
     try:
-        fetched: list[tuple[Any, ...]] = result.cursor.fetchall()
-        return fetched
+        return result.cursor.fetchall()
     finally:
         result.close()
