@@ -1,17 +1,21 @@
-"""Drift analysis over 100,000 prediction records (goal <= 1 s on this machine): loading the
-window from the metadata store, and the analysis itself (integrity, every drift test,
-measured and estimated performance), timed separately.
+"""Drift analysis over 100,000 prediction records (goal <= 1 s end to end on this machine):
+loading the window from the metadata store (SQLite, and PostgreSQL when reachable), and the
+analysis itself (integrity, every drift test, measured and estimated performance), timed
+separately; the best of ``--repeat`` runs, with the CPU time of this process beside the wall
+time (on a shared machine the wall time is mostly waiting for a core) and the load average.
 
-    .venv/bin/python benchmarks/drift.py [--records 100000]
+    .venv/bin/python benchmarks/drift.py [--records 100000] [--repeat 3]
+        [--pg postgresql+psycopg://127.0.0.1:5432/test | --no-postgres]
 
-``benchmarks/peers.py`` reuses :func:`make_records` and :func:`measure` to time the same
-window on PostgreSQL and beside Evidently.
+``benchmarks/peers.py`` reuses :func:`make_records`, :func:`on_postgres` and :func:`measure`
+to time the same window beside Evidently.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -25,7 +29,7 @@ import yaml
 from kennel.config import KennelConfig, init_project
 from kennel.datasets.synth import generate, render
 from kennel.db import Database
-from kennel.db.schema import PredictionRow
+from kennel.db.predictions import LoggedPrediction, PredictionStore
 from kennel.monitor.runner import analyse
 from kennel.monitor.window import Window, load
 from kennel.pipeline.build import BuildOptions
@@ -50,6 +54,19 @@ class Measured:
     details: dict[str, Any]
     load_s: float
     analysis_s: float
+    load_cpu_s: float = 0.0
+    analysis_cpu_s: float = 0.0
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "load_s": round(self.load_s, 3),
+            "analysis_s": round(self.analysis_s, 3),
+            "total_s": round(self.load_s + self.analysis_s, 3),
+            "load_cpu_s": round(self.load_cpu_s, 3),
+            "analysis_cpu_s": round(self.analysis_cpu_s, 3),
+            "records": len(self.window),
+            "drifted": sorted(t["name"] for t in self.details["drift"]["tests"] if t["drifted"]),
+        }
 
 
 def make_records(root: Path, records: int) -> Records:
@@ -77,40 +94,86 @@ def make_records(root: Path, records: int) -> Records:
 
 
 def insert(db: Database, rows: list[dict[str, Any]]) -> None:
-    with db.session() as s:
-        for lo in range(0, len(rows), 5000):
-            s.execute(PredictionRow.__table__.insert(), rows[lo : lo + 5000])
+    """Through the store's write path, as the prediction log writes them."""
+    store = PredictionStore(db)
+    for lo in range(0, len(rows), 5000):
+        store.add_many([LoggedPrediction(**r) for r in rows[lo : lo + 5000]])
 
 
 def measure(
-    db: Database, reference: dict[str, Any], config: KennelConfig, start: datetime
+    db: Database, reference: dict[str, Any], config: KennelConfig, start: datetime, repeat: int = 1
 ) -> Measured:
-    """Load the window from ``db`` and analyse it, each timed."""
-    began = time.perf_counter()
-    window = load(db, environment="production", since=start, until=datetime.now(UTC))
-    loaded = time.perf_counter() - began
-    began = time.perf_counter()
-    metrics, details = analyse(window, reference, config)
-    return Measured(window, metrics, details, loaded, time.perf_counter() - began)
+    """Load the window from ``db`` and analyse it, each timed (wall and CPU); the fastest of
+    ``repeat`` runs."""
+    best: Measured | None = None
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        window = load(db, environment="production", since=start, until=datetime.now(UTC))
+        loaded, loaded_cpu = time.perf_counter() - wall, time.process_time() - cpu
+        wall, cpu = time.perf_counter(), time.process_time()
+        metrics, details = analyse(window, reference, config)
+        m = Measured(window, metrics, details, loaded, time.perf_counter() - wall, loaded_cpu,
+                     time.process_time() - cpu)  # fmt: skip
+        if best is None or m.load_s + m.analysis_s < best.load_s + best.analysis_s:
+            best = m
+    assert best is not None
+    return best
+
+
+def on_postgres(base: str, made: Records, repeat: int = 1) -> dict[str, Any]:
+    """The same records in a fresh schema of ``base`` (dropped afterwards), loaded and
+    analysed; a 'skipped' reason where the server is not reachable."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    admin = create_engine(base, connect_args={"connect_timeout": 3})
+    schema = f"peers_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+    except OperationalError as exc:
+        admin.dispose()
+        return {"skipped": f"PostgreSQL unreachable at {base}: {exc.__class__.__name__}"}
+    try:
+        db = Database.open(f"{base}?options=-csearch_path%3D{schema}")
+        try:
+            insert(db, made.rows)
+            return measure(db, made.reference, made.ws.project.config, made.start, repeat).figures()
+        finally:
+            db.dispose()
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per store; the best counts")
+    parser.add_argument("--pg", default="postgresql+psycopg://127.0.0.1:5432/test",
+                        help="PostgreSQL URL (a scratch schema is made and dropped)")  # fmt: skip
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         made = make_records(Path(tmp), args.records)
         try:
             insert(made.ws.db, made.rows)
-            m = measure(made.ws.db, made.reference, made.ws.project.config, made.start)
+            config = made.ws.project.config
+            m = measure(made.ws.db, made.reference, config, made.start, args.repeat)
+            pg = {"skipped": "--no-postgres"} if args.no_postgres else on_postgres(
+                args.pg, made, args.repeat)  # fmt: skip
         finally:
             made.ws.close()
     print(json.dumps({
         "records": len(m.window),
-        "load_from_sqlite_s": round(m.load_s, 3),
-        "analysis_s": round(m.analysis_s, 3),
-        "drifted": bool(m.metrics.get("drift.drifted")),
+        "sqlite": m.figures(),
+        "postgresql": pg,
         "tests": [t["name"] for t in m.details["drift"]["tests"]],
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
     }, indent=2))  # fmt: skip
 
 

@@ -13,54 +13,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from drift import Measured, Records, insert, make_records, measure
-from kennel.db import Database
+from drift import Measured, Records, insert, make_records, measure, on_postgres
 from kennel.evaluate.drift import IMAGE_STATS
 from peer_envs import EVIDENTLY, peer_env
-
-
-def _figures(m: Measured) -> dict[str, Any]:
-    return {
-        "load_s": round(m.load_s, 3),
-        "analysis_s": round(m.analysis_s, 3),
-        "total_s": round(m.load_s + m.analysis_s, 3),
-        "records": len(m.window),
-        "drifted": sorted(t["name"] for t in m.details["drift"]["tests"] if t["drifted"]),
-    }
-
-
-def _postgres(base: str, made: Records) -> dict[str, Any]:
-    """The same records in a fresh schema of ``base`` (dropped afterwards), loaded and
-    analysed; a 'skipped' reason where the server is not reachable."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import OperationalError
-
-    admin = create_engine(base, connect_args={"connect_timeout": 3})
-    schema = f"peers_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA {schema}"))
-    except OperationalError as exc:
-        admin.dispose()
-        return {"skipped": f"PostgreSQL unreachable at {base}: {exc.__class__.__name__}"}
-    try:
-        db = Database.open(f"{base}?options=-csearch_path%3D{schema}")
-        try:
-            insert(db, made.rows)
-            return _figures(measure(db, made.reference, made.ws.project.config, made.start))
-        finally:
-            db.dispose()
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def _columns(made: Records, m: Measured, path: Path) -> None:
@@ -88,7 +49,7 @@ def drift(
         say("drift: kennel on SQLite")
         on_sqlite = measure(made.ws.db, made.reference, made.ws.project.config, made.start)
         say("drift: kennel on PostgreSQL" if pg_url else "drift: PostgreSQL not asked for")
-        on_pg = _postgres(pg_url, made) if pg_url else {"skipped": "--no-postgres"}
+        on_pg = on_postgres(pg_url, made) if pg_url else {"skipped": "--no-postgres"}
         _columns(made, on_sqlite, work / "columns.npz")
     finally:
         made.ws.close()
@@ -99,7 +60,7 @@ def drift(
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     evidently = json.loads(done.stdout.strip().splitlines()[-1])
-    sqlite = _figures(on_sqlite)
+    sqlite = on_sqlite.figures()
     out: dict[str, Any] = {
         "records": records,
         "evidently": EVIDENTLY,

@@ -6,19 +6,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import func, select
 
 from kennel.db import Database, aware
 from kennel.db.audit import record
-from kennel.db.bulk import insert_ignore
+from kennel.db.bulk import fetch_tuples, insert_ignore
+from kennel.db.predcols import (
+    COLUMNS,
+    LEADING,
+    PROBS_AT,
+    PredictionColumns,
+    columns_of,
+    encode,
+)
 from kennel.db.schema import FeedbackRow, InputRejectionRow, PredictionRow
 from kennel.db.search import PredictionQuery, SearchHit, TrafficBucket, search, traffic
 from kennel.db.timeseries import Buckets
 
-__all__ = ["Feedback", "InputRejection", "LoggedPrediction", "Observed", "PredictionQuery",
-           "PredictionStore", "SearchHit", "TrafficBucket"]  # fmt: skip
+__all__ = ["Feedback", "InputRejection", "LoggedPrediction", "Observed", "PredictionColumns",
+           "PredictionQuery", "PredictionStore", "SearchHit", "TrafficBucket"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,18 @@ class Observed:
 
 _PREDICTION_FIELDS = tuple(f.name for f in fields(LoggedPrediction))
 _COLUMNS = tuple(getattr(PredictionRow, name) for name in _PREDICTION_FIELDS)
+# what a monitoring window reads, in the order kennel.db.predcols.columns_of takes
+_WINDOW_COLUMNS = (
+    *(getattr(PredictionRow, name) for name in LEADING if name != "truth"),
+    FeedbackRow.label.label("truth"),
+    *(getattr(PredictionRow, name) for name in COLUMNS),
+)
+
+
+def _row(p: LoggedPrediction) -> dict[str, Any]:
+    values = {name: getattr(p, name) for name in _PREDICTION_FIELDS}
+    values.update(encode(p.probabilities, p.quality))
+    return values
 
 
 def _prediction(row: Any) -> LoggedPrediction:
@@ -105,7 +126,7 @@ class PredictionStore:
             insert_ignore(
                 s,
                 PredictionRow.__table__,  # type: ignore[arg-type]
-                [{name: getattr(p, name) for name in _PREDICTION_FIELDS} for p in predictions],
+                [_row(p) for p in predictions],
             )
             if rejections:
                 s.execute(
@@ -187,6 +208,45 @@ class PredictionStore:
         with self.db.session() as s:
             rows = s.execute(query).all()
         return [Observed(_prediction(r), r.truth) for r in rows]
+
+    def columns(
+        self,
+        environment: str,
+        *,
+        since: datetime,
+        until: datetime,
+        model: str | None = None,
+        version: int | None = None,
+    ) -> PredictionColumns:
+        """What ``window`` returns, as arrays for monitoring: one SELECT of the typed columns
+        (no JSON parsed, no object per row), plus one of the JSON of rows whose typed columns
+        an older kennel left empty, if there are any."""
+        filters = [  # a naive time is UTC here too (the driver sees the bounds unconverted)
+            PredictionRow.environment == environment,
+            PredictionRow.at >= aware(since),
+            PredictionRow.at < aware(until),
+        ]
+        if model is not None:
+            filters.append(PredictionRow.model == model)
+        if version is not None:
+            filters.append(PredictionRow.version == version)
+        query = (
+            select(*_WINDOW_COLUMNS)
+            .outerjoin(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
+            .where(*filters)
+            .order_by(PredictionRow.at)
+        )
+        with self.db.session() as s:
+            rows = fetch_tuples(s, query)
+            legacy = None
+            if None in map(itemgetter(PROBS_AT), rows):
+                old = s.execute(
+                    select(PredictionRow.id, PredictionRow.probabilities, PredictionRow.quality)
+                    .where(*filters)
+                    .where(PredictionRow.class_probs.is_(None))
+                ).all()
+                legacy = {r.id: (r.probabilities, r.quality) for r in old}
+        return columns_of(rows, legacy)
 
     def labelled(self, environment: str) -> list[Observed]:
         """Predictions of ``environment`` whose input was kept and whose true label came back,

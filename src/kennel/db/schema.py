@@ -248,6 +248,16 @@ class PredictionRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     input_sha256: Mapped[str | None] = mapped_column(String(64))
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)  # float16, little-endian
+    # 0009: what monitoring reads, typed (kennel.db.predcols); NULL in rows an older kennel
+    # wrote after the upgrade, whose JSON is read instead
+    class_names: Mapped[str | None] = mapped_column(Text)  # JSON list, the order of class_probs
+    class_probs: Mapped[bytes | None] = mapped_column(LargeBinary)  # float64, little-endian
+    brightness: Mapped[float | None] = mapped_column(Float)
+    contrast: Mapped[float | None] = mapped_column(Float)
+    sharpness: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[float | None] = mapped_column(Float)
+    height: Mapped[float | None] = mapped_column(Float)
+    pet: Mapped[float | None] = mapped_column(Float)  # 1.0 pet, 0.0 none, NULL unjudged
 
 
 class FeedbackRow(Base):

@@ -10,7 +10,7 @@ negligible shift is not worth waking anyone for.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,14 +113,18 @@ def mmd(
     max_n: int = 300,
     permutations: int = 200,
     seed: int = 0,
+    project: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> DriftTest:
     """Maximum mean discrepancy (RBF kernel, median heuristic) with a permutation p-value, on
-    at most ``max_n`` points from each side."""
+    at most ``max_n`` points from each side. ``project`` maps the current points chosen into
+    the reference's space: only they are projected, not the whole window."""
     rng = np.random.default_rng(seed)
     if len(reference) > max_n:
         reference = reference[rng.choice(len(reference), max_n, replace=False)]
     if len(current) > max_n:
         current = current[rng.choice(len(current), max_n, replace=False)]
+    if project is not None:
+        current = project(current)
     pooled = np.vstack([reference, current]).astype(np.float64)
     n, m = len(reference), len(current)
     sq = (pooled * pooled).sum(1)
@@ -179,8 +183,11 @@ def analyse(
     tests.append(classes("prediction.class", reference["prediction_ratio"], labels, level, min_psi))
     if has_embedding and embedding is not None:
         pca = reference["embedding_pca"]
-        projected = (embedding - np.asarray(pca["mean"])) @ np.asarray(pca["components"]).T
-        tests.append(mmd("embedding", np.asarray(pca["sample"]), projected, level, seed=seed))
+        mean, components = np.asarray(pca["mean"]), np.asarray(pca["components"])
+        tests.append(
+            mmd("embedding", np.asarray(pca["sample"]), embedding, level, seed=seed,
+                project=lambda e: (e - mean) @ components.T)
+        )  # fmt: skip
     return DriftReport(tests)
 
 

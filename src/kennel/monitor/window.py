@@ -11,7 +11,6 @@ import numpy as np
 from kennel.db import Database
 from kennel.db.predictions import PredictionStore
 from kennel.evaluate.drift import IMAGE_STATS
-from kennel.serve.predlog import decode_embedding
 from kennel.serve.runtime import Prediction
 
 
@@ -21,7 +20,7 @@ class Window:
     classes: list[str]
     probabilities: np.ndarray  # [n, classes], calibrated
     image_stats: dict[str, np.ndarray]
-    embedding: np.ndarray  # [n, d] (empty [n, 0] when not logged)
+    embedding: np.ndarray  # [n, d], float16 as logged or float32 (empty [n, 0] when not logged)
     truth: list[str | None]  # feedback labels, where they have arrived
     sources: list[str]
     versions: list[int]
@@ -77,33 +76,20 @@ def load(
     model: str | None = None,
     version: int | None = None,
 ) -> Window:
-    """Predictions logged for ``environment`` in [since, until), with any feedback joined."""
-    observed = PredictionStore(db).window(
+    """Predictions logged for ``environment`` in [since, until), with any feedback joined,
+    read as columns (``kennel.db.predcols``)."""
+    c = PredictionStore(db).columns(
         environment, since=since, until=until, model=model, version=version
     )
-    rows = [o.prediction for o in observed]
-    classes = sorted({c for r in rows for c in r.probabilities})
-    n = len(rows)
-    probs = np.array(
-        [[r.probabilities.get(c, 0.0) for c in classes] for r in rows], dtype=np.float64
-    ).reshape(n, len(classes))
-    stats = {
-        k: np.array([r.quality.get(k, np.nan) for r in rows], dtype=np.float64) for k in IMAGE_STATS
-    }
-    embeddings = [decode_embedding(r.embedding) for r in rows]
-    dim = max((len(e) for e in embeddings), default=0)
-    embedding = (
-        np.stack(embeddings) if n and all(len(e) == dim for e in embeddings) else np.zeros((n, 0))
-    )
     return Window(
-        ids=[r.id for r in rows],
-        classes=classes,
-        probabilities=probs,
-        image_stats=stats,
-        embedding=embedding.astype(np.float32),
-        truth=[o.truth for o in observed],
-        sources=[r.source for r in rows],
-        versions=[r.version for r in rows],
-        latency_ms=np.array([r.latency_ms for r in rows], dtype=np.float64),
-        pet=np.array([r.quality.get("pet", np.nan) for r in rows], dtype=np.float64),
+        ids=c.ids,
+        classes=c.classes,
+        probabilities=c.probabilities,
+        image_stats={k: c.stats[k] for k in IMAGE_STATS},
+        embedding=c.embedding,
+        truth=c.truth,
+        sources=c.sources,
+        versions=c.versions,
+        latency_ms=c.latency_ms,
+        pet=c.stats["pet"],
     )
