@@ -163,7 +163,7 @@ class Predictor:
         """Preprocess an RGB image as the bundle's frame policy says: the centre square a
         model was trained on, or for a picture far from square its letterbox or tiles."""
         tensor = normalise(views(image, self.bundle.image_size, self.frame), self._mean, self._std)
-        stats = quality(image)
+        stats = quality(image, phash=False)  # nothing downstream dedupes served inputs
         q = {
             "brightness": stats.brightness,
             "contrast": stats.contrast,
