@@ -27,6 +27,12 @@ import numpy as np
 from PIL import Image
 
 POLICIES = ("centre", "letterbox", "tiles", "letterbox+tiles")
+# A JPEG larger than needed is decoded at 1/2, 1/4 or 1/8 scale (the decoder skips the fine
+# detail), as long as both sides stay at least this many times the model's input size: the
+# bilinear resize that follows still shrinks by 2x or more, so the input differs from a full
+# decode's by a fraction of a grey level on average. A 24 MP photo decodes several times
+# faster. Bundles record it (``preprocessing.jpeg_draft``); older ones decode in full.
+JPEG_DRAFT = 2
 MAX_TILES = 6  # half-overlapping up to 3.5:1; a longer picture gets 6 evenly spaced squares
 FILL = (124, 116, 104)  # the ImageNet mean colour: bars that normalise to zero
 
@@ -71,6 +77,16 @@ class FrameSpec:
             return 1
         tiles = len(tile_boxes(width, height)) if "tiles" in self.policy else 0
         return tiles + (1 if "letterbox" in self.policy else 0)
+
+
+def jpeg_draft(preprocessing: Mapping[str, Any], size: int) -> tuple[int, int] | None:
+    """The smallest (width, height) a JPEG may be decoded at for a ``size`` px model whose
+    bundle records ``preprocessing``; None: decode in full (bundles made before drafts)."""
+    factor = preprocessing.get("jpeg_draft")
+    if not isinstance(factor, int | float) or isinstance(factor, bool) or factor < 1:
+        return None
+    side = math.ceil(factor * size)
+    return (side, side)
 
 
 def _aspect(width: int, height: int) -> float:
