@@ -2,6 +2,11 @@
 pyfunc (``peer_mlflow_model.py``) on the same ONNX file, the same 200 real JPEGs and the same
 client (``serving._load``: http.client, one keep-alive connection per thread); and kennel's
 in-process batched Predictor (batch 16) as the compute limit. Rounds alternate the systems.
+
+On a shared machine the figures drift with the neighbours' load, so each ratio is taken
+within a round (the systems one after the other, seconds apart) and the median of those is
+reported, with the load average; so is each system's CPU time per request (its whole process
+tree), which the neighbours disturb far less than requests per second.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from kennel.serve.runtime import INT8, Bundle, Predictor
@@ -47,12 +53,43 @@ def photos(count: int = 200) -> list[bytes]:
         return [archive.read(n) for n in random.Random(17).sample(names, count)]
 
 
-def batch_rate(predictor: Predictor, images: list[bytes], count: int, batch: int = 16) -> float:
-    """Images/s of ``Predictor.predict`` (decode, preprocessing, inference) in batches."""
-    began = time.perf_counter()
+def batch_run(
+    predictor: Predictor, images: list[bytes], count: int, batch: int = 16
+) -> dict[str, float]:
+    """Images/s and CPU ms per image (this process, every thread) of ``Predictor.predict``."""
+    began, cpu = time.perf_counter(), time.process_time()
     for lo in range(0, count, batch):
         predictor.predict([images[(lo + i) % len(images)] for i in range(min(batch, count - lo))])
-    return round(count / (time.perf_counter() - began), 1)
+    return {
+        "rps": round(count / (time.perf_counter() - began), 1),
+        "cpu_ms": round((time.process_time() - cpu) / count * 1000, 2),
+    }
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its live descendants."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def served(
+    pid: int, port: int, bodies: list[bytes], c: int, requests: int, path: str, ctype: str
+) -> dict[str, float]:
+    """``serving._load`` against one server, with its CPU ms per request."""
+    before = tree_cpu(pid)
+    stats = _load(port, bodies, c, requests, path=path, content_type=ctype)
+    return {**stats, "cpu_ms": round((tree_cpu(pid) - before) / requests * 1000, 2)}
 
 
 @contextmanager
@@ -133,7 +170,11 @@ def _project_copy(project: Path, dest: Path, *, int8: bool) -> Path:
 
 def _median(rounds: list[dict[str, float]]) -> dict[str, Any]:
     chosen = sorted(rounds, key=lambda r: r["rps"])[len(rounds) // 2]
-    return {**chosen, "rounds_rps": [r["rps"] for r in rounds]}
+    return {
+        **chosen,
+        "rounds_rps": [r["rps"] for r in rounds],
+        "cpu_ms": statistics.median(r["cpu_ms"] for r in rounds),
+    }
 
 
 def serving(
@@ -181,7 +222,7 @@ def serving(
     route["mlflow"] = ("/invocations", "application/json")
     for predictor in (fp32, int8):
         if predictor is not None:
-            batch_rate(predictor, images, 64)  # warm up
+            batch_run(predictor, images, 64)  # warm up
     results: list[dict[str, Any]] = []
     peer_env_vars = {**os.environ, **QUIET, "PATH": f"{env / 'bin'}:{os.environ['PATH']}"}
     with ExitStack() as running:
@@ -200,22 +241,28 @@ def serving(
             _ready(ports[name], ready, proc, work / f"{name}.log")
         agreement = _agreement(ports, bodies, route, count=20)
         say(f"serving: services ready; label agreement kennel vs MLflow {agreement}")
+        for name, port in ports.items():  # warm up: first batches of each size, connections
+            path, ctype = route[name]
+            _load(port, bodies[name], 8, 64, path=path, content_type=ctype)
         for c in concurrency:
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
-            inproc: dict[str, list[float]] = {"fp32": [], "int8": []}
+            inproc: dict[str, list[dict[str, float]]] = {"fp32": [], "int8": []}
+            load = [round(os.getloadavg()[0], 2)]
             for r in range(rounds):
-                inproc["fp32"].append(batch_rate(fp32, images, requests))
+                inproc["fp32"].append(batch_run(fp32, images, requests))
                 if int8 is not None:
-                    inproc["int8"].append(batch_rate(int8, images, requests))
+                    inproc["int8"].append(batch_run(int8, images, requests))
                 for name, port in ports.items():
                     path, ctype = route[name]
                     runs[name].append(
-                        _load(port, bodies[name], c, requests, path=path, content_type=ctype)
+                        served(servers[name].pid, port, bodies[name], c, requests, path, ctype)
                     )
-                say(f"serving: concurrency {c} round {r + 1}/{rounds}: "
+                say(f"serving: concurrency {c} round {r + 1}/{rounds} (load "
+                    f"{os.getloadavg()[0]:.1f}): "
                     + ", ".join(f"{n} {v[-1]['rps']} req/s" for n, v in runs.items())
-                    + f", in-process {inproc['fp32'][-1]} img/s")  # fmt: skip
-            results.append(_row(c, runs, inproc))
+                    + f", in-process {inproc['fp32'][-1]['rps']} img/s")  # fmt: skip
+            load.append(round(os.getloadavg()[0], 2))
+            results.append({**_row(c, runs, inproc), "load": load})
     return {
         "model": "efficientnet_lite0, 160 px, quick_model (1,000 shared photos, head only)",
         "images": len(images),
@@ -251,18 +298,29 @@ def _req(route: tuple[str, str], body: bytes) -> tuple[str, bytes, str]:
 
 
 def _row(
-    c: int, runs: dict[str, list[dict[str, float]]], inproc: dict[str, list[float]]
+    c: int, runs: dict[str, list[dict[str, float]]], inproc: dict[str, list[dict[str, float]]]
 ) -> dict[str, Any]:
+    """The median round of each system, and each ratio as the median of its per-round values
+    (both sides of a ratio measured seconds apart, under the same neighbours)."""
     row: dict[str, Any] = {"concurrency": c}
     row.update({name: _median(v) for name, v in runs.items()})
-    row["in_process_fp32"] = statistics.median(inproc["fp32"])
-    row["in_process_int8"] = statistics.median(inproc["int8"]) if inproc["int8"] else None
-    mlflow = row["mlflow"]["rps"]
-    row["kennel_over_mlflow"] = round(row["kennel"]["rps"] / mlflow, 2)
-    row["kennel_over_in_process"] = round(row["kennel"]["rps"] / row["in_process_fp32"], 2)
+    for kind in ("fp32", "int8"):
+        rounds = inproc[kind]
+        row[f"in_process_{kind}"] = statistics.median(r["rps"] for r in rounds) if rounds else None
+        row[f"in_process_{kind}_cpu_ms"] = (
+            statistics.median(r["cpu_ms"] for r in rounds) if rounds else None
+        )
+
+    def ratio(name: str, over: list[float]) -> float:
+        pairs = zip(runs[name], over, strict=True)
+        return round(statistics.median(r["rps"] / o for r, o in pairs), 2)
+
+    mlflow = [r["rps"] for r in runs["mlflow"]]
+    row["kennel_over_mlflow"] = ratio("kennel", mlflow)
+    row["kennel_over_in_process"] = ratio("kennel", [r["rps"] for r in inproc["fp32"]])
     if "kennel_int8" in row:
-        row["kennel_int8_over_mlflow"] = round(row["kennel_int8"]["rps"] / mlflow, 2)
-        row["kennel_int8_over_in_process_int8"] = round(
-            row["kennel_int8"]["rps"] / row["in_process_int8"], 2
+        row["kennel_int8_over_mlflow"] = ratio("kennel_int8", mlflow)
+        row["kennel_int8_over_in_process_int8"] = ratio(
+            "kennel_int8", [r["rps"] for r in inproc["int8"]]
         )
     return row

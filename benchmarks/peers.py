@@ -209,9 +209,10 @@ def render(result: dict[str, Any]) -> str:
 
 def _serving(s: dict[str, Any]) -> list[str]:
     lines = [f"{s['model']}; {s['images']} photos; {s['rounds']} rounds of {s['requests']} "
-             f"requests, median; MLflow {s['mlflow']} ({s['mlflow_workers']} worker); "
-             f"labels agree kennel vs MLflow {s['agreement']}", ""]  # fmt: skip
-    rows = []
+             f"requests, median (ratios: median of the per-round ratios); MLflow {s['mlflow']} "
+             f"({s['mlflow_workers']} worker); labels agree kennel vs MLflow {s['agreement']}",
+             ""]  # fmt: skip
+    rows, cpu = [], []
     for r in s["results"]:
         inproc = f"{r['in_process_fp32']:.0f}"
         if r.get("in_process_int8") is not None:
@@ -222,11 +223,30 @@ def _serving(s: dict[str, Any]) -> list[str]:
         rows.append([str(r["concurrency"]), _lat(r["kennel"]), _lat(r["mlflow"]),
                      _x(r["kennel_over_mlflow"]), _lat(r.get("kennel_int8")),
                      _x(r.get("kennel_int8_over_mlflow")), inproc, ratio])  # fmt: skip
+        if "load" in r:
+            load = r["load"]
+            cpu.append([str(r["concurrency"]), f"{load[0]:.1f} -> {load[-1]:.1f}",
+                        _ms(r["kennel"]), _ms(r.get("kennel_int8")), _ms(r["mlflow"]),
+                        f"{_num(r.get('in_process_fp32_cpu_ms'))} / "
+                        f"{_num(r.get('in_process_int8_cpu_ms'))}"])  # fmt: skip
     head = ["concurrency", "kennel req/s (p50 / p99 ms)", "MLflow pyfunc req/s (p50 / p99 ms)",
             "kennel / MLflow", "kennel int8 req/s (p50 / p99 ms)", "int8 / MLflow fp32",
             "in-process batch 16 img/s (fp32 / int8)",
-            "service / in-process (fp32 / int8)"]  # fmt: skip
-    return lines + _table(head, rows)
+            "service / in-process batched (fp32 / int8)"]  # fmt: skip
+    out = lines + _table(head, rows)
+    if cpu:
+        head = ["concurrency", "load average (1 min)", "kennel CPU ms/req", "kennel int8",
+                "MLflow", "in-process CPU ms/img (fp32 / int8)"]  # fmt: skip
+        out += ["", *_table(head, cpu)]
+    return out
+
+
+def _ms(s: dict[str, Any] | None) -> str:
+    return _num(s.get("cpu_ms")) if s else "-"
+
+
+def _num(v: float | None) -> str:
+    return f"{v:.2f}" if v is not None else "-"
 
 
 def _ingest(s: dict[str, Any]) -> list[str]:

@@ -15,8 +15,9 @@ import peers
 
 
 def result() -> dict[str, Any]:
-    stats = {"rps": 92.4, "p50_ms": 9.6, "p99_ms": 30.4, "rounds_rps": [90.0, 92.4, 95.1]}
-    mlflow = {"rps": 70.0, "p50_ms": 13.3, "p99_ms": 28.5, "rounds_rps": [70.0]}
+    stats = {"rps": 92.4, "p50_ms": 9.6, "p99_ms": 30.4, "rounds_rps": [90.0, 92.4, 95.1],
+             "cpu_ms": 10.54}  # fmt: skip
+    mlflow = {"rps": 70.0, "p50_ms": 13.3, "p99_ms": 28.5, "rounds_rps": [70.0], "cpu_ms": 14.2}
     return {
         "at": "2026-11-29T12:00:00+00:00",
         "machine": {"cpu": "AMD EPYC", "cores": 2},
@@ -39,6 +40,9 @@ def result() -> dict[str, Any]:
                     "in_process_int8": None,
                     "kennel_over_mlflow": 1.32,
                     "kennel_over_in_process": 0.65,
+                    "in_process_fp32_cpu_ms": 8.5,
+                    "in_process_int8_cpu_ms": None,
+                    "load": [4.51, 6.02],
                 }
             ],
             "wall_s": 300.0,
@@ -81,6 +85,7 @@ def test_parts_and_sizes_are_chosen_and_checked(capsys: pytest.CaptureFixture[st
 def test_tables_show_each_figure_and_ratio() -> None:
     text = peers.render(result())
     assert "| 1 | 92 (9.6 / 30.4) | 70 (13.3 / 28.5) | 1.32x | - | - | 143 | 0.65x |" in text
+    assert "| 1 | 4.5 -> 6.0 | 10.54 | - | 14.20 | 8.50 / - |" in text  # CPU per request
     assert "| first 100,000 files | 69.20 | 48.30 | 0.70x |" in text
     assert "| append / first | 4.5% | 18.6% |  |" in text
     assert "failed: CalledProcessError: evidently exited with 1" in text  # one part failing

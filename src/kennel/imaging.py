@@ -91,7 +91,9 @@ def decode(
     )
 
 
-def quality(image: Image.Image) -> Quality:
+def quality(image: Image.Image, *, phash: bool = True) -> Quality:
+    """Light, contrast and sharpness of ``image``, and its difference hash (``phash=False``:
+    an empty string, for callers that do not dedupe, such as the Predictor)."""
     grey = image.convert("L")
     if max(grey.size) > STATS_SIDE:
         grey = grey.copy()
@@ -108,7 +110,7 @@ def quality(image: Image.Image) -> Quality:
         brightness=float(luma.mean()),
         contrast=float(luma.std()),
         sharpness=float(lap.var()) if lap.size else 0.0,
-        phash=dhash(grey),
+        phash=dhash(grey) if phash else "",
     )
 
 

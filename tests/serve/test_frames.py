@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kennel.portable import FILL, FrameSpec, PetCheck, letterbox, pick, score, tile_boxes, views
+from kennel.portable import (
+    FILL,
+    FrameSpec,
+    PetCheck,
+    letterbox,
+    normalise,
+    pick,
+    score,
+    tile_boxes,
+    views,
+)
 
 
 def _picture(width: int, height: int) -> Image.Image:
@@ -56,6 +66,21 @@ def test_a_wide_frame_gives_the_views_its_policy_names() -> None:
     assert not (boxed[32] == FILL).all()  # the picture in between, whole width
     assert np.array_equal(boxed, letterbox(frame, 64))
     assert FrameSpec("tiles").count(640, 360) == 3
+
+
+def test_normalise_is_the_training_arithmetic_bit_for_bit() -> None:
+    """The table lookup gives exactly ``(x / 255 - mean) / std`` in float32, CHW, for one
+    picture (HWC) and for a picture's views (NHWC)."""
+    pixels = np.random.default_rng(3).integers(0, 256, (3, 37, 29, 3), dtype=np.uint8)
+    mean = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(3, 1, 1)
+    expected = (pixels.astype(np.float32).transpose(0, 3, 1, 2) / 255.0 - mean) / std
+    many, one = normalise(pixels, mean, std), normalise(pixels[1], mean, std)
+    assert many.dtype == one.dtype == np.float32 and many.flags.c_contiguous
+    assert many.shape == (3, 3, 37, 29) and one.shape == (3, 37, 29)
+    assert np.array_equal(many, expected) and np.array_equal(one, expected[1])
+    floats = pixels[0].astype(np.float32)  # already floats: the same arithmetic, no table
+    assert np.array_equal(normalise(floats, mean, std), expected[0])
 
 
 def test_a_bundle_without_a_frame_policy_keeps_its_centre_square() -> None:

@@ -131,3 +131,40 @@ def test_a_bundle_without_a_frame_policy_keeps_the_centre_square(  # type: ignor
     centre = normalise(square(decode(wide).image, old.bundle.image_size), mean, std)
     assert views.shape[0] == 1 and np.array_equal(views[0], centre)
     assert old.predict_one(wide).pet is not None  # judged from the embedding reference
+
+
+def test_a_large_jpeg_is_read_at_a_reduced_scale_as_training_read_it(  # type: ignore[no-untyped-def]
+    project, tmp_path: Path
+) -> None:
+    """A JPEG several times the model's size is decoded at 1/2, 1/4 or 1/8 scale, the pixels
+    are those the training cache holds for the same file, and monitoring still sees the
+    file's own size; a bundle that does not record the draft decodes in full."""
+    from kennel.imaging import decode, square
+    from kennel.portable import normalise
+    from kennel.train.data import _decode_chunk
+    from tests.helpers import jpeg
+
+    ws = Workspace(project)
+    try:
+        ws.registry.download("pets@1", tmp_path / "b")
+        big = jpeg(1000, 760, seed=5)
+        digest = ws.content.put(big)
+        size = Bundle.from_dir(tmp_path / "b").image_size
+        trained = _decode_chunk((ws.project.artifacts_url, [digest], size))[0]
+    finally:
+        ws.close()
+    predictor = Predictor(Bundle.from_dir(tmp_path / "b"))
+    assert predictor.draft == (2 * size, 2 * size)
+    prepared = predictor.prepare(big)
+    mean, std = predictor._mean, predictor._std
+    assert np.array_equal(prepared.views[0], normalise(trained, mean, std))
+    assert (prepared.quality["width"], prepared.quality["height"]) == (1000, 760)
+    full = normalise(square(decode(big).image, size), mean, std)
+    assert not np.array_equal(prepared.views[0], full)
+    assert np.abs(prepared.views[0] - full).mean() < 0.02  # about a grey level (0.017) at most
+    meta_path = tmp_path / "b" / "kennel-model.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["preprocessing"]["jpeg_draft"]  # a bundle made before drafts
+    meta_path.write_text(json.dumps(meta))
+    old = Predictor(Bundle.from_dir(tmp_path / "b"))
+    assert old.draft is None and np.array_equal(old.prepare(big).views[0], full)

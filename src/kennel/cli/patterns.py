@@ -229,6 +229,7 @@ def subscribe(
         name=config.model.name,
         alias=alias,
         max_pixels=config.serve.max_pixels,
+        prefer_int8=config.serve.prefer_int8,
         state_dir=state_dir,
         on_load=loaded,
         on_reject=refused,

@@ -18,6 +18,7 @@ from kennel import __version__
 from kennel.config import TrainConfig
 from kennel.evaluate.gates import GateResult
 from kennel.evaluate.report import Evaluation, Summary
+from kennel.portable import JPEG_DRAFT
 from kennel.train.augment import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:  # annotations only: quantize loads ONNX Runtime's quantization tools
@@ -95,6 +96,8 @@ class BundleMetadata:
             },
             "preprocessing": {
                 "decode": "kennel.imaging.decode: EXIF orientation applied, any mode -> 8-bit RGB",
+                # a JPEG at 1/2, 1/4 or 1/8 scale while both sides stay >= this x size
+                "jpeg_draft": JPEG_DRAFT,
                 "resize": f"shorter side to {size} px, bilinear (Pillow)",
                 "crop": f"centre {size}x{size} (pictures within frame.max_aspect of square)",
                 "frame": self.frame or {"policy": "centre"},

@@ -24,9 +24,11 @@ from .decoding import (
 )
 from .frames import (
     FILL,
+    JPEG_DRAFT,
     MAX_TILES,
     POLICIES,
     FrameSpec,
+    jpeg_draft,
     letterbox,
     normalise,
     square,
@@ -51,6 +53,7 @@ __all__ = [
     "EMBEDDING_THRESHOLD",
     "FILL",
     "FORMATS",
+    "JPEG_DRAFT",
     "MAX_PIXELS",
     "MAX_TILES",
     "PET_OUTPUT",
@@ -65,6 +68,7 @@ __all__ = [
     "bytes_per_pixel",
     "decode_cost",
     "decode_rgb",
+    "jpeg_draft",
     "letterbox",
     "normalise",
     "open_checked",

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .decoding import decode_rgb, rejecting, to_rgb
-from .frames import FrameSpec, normalise, views
+from .frames import FrameSpec, jpeg_draft, normalise, views
 
 PET_OUTPUT = "pet"
 PET_THRESHOLD = 0.35  # imagenet: the default of kennel.yaml's model.pet_threshold
@@ -205,24 +205,28 @@ class Model:
         self.std = np.array(pre["std"], dtype=np.float32).reshape(3, 1, 1)
         self.frame = FrameSpec.of(pre)
         self.size = int(self.meta["input"]["shape"][2])
+        self.draft = jpeg_draft(pre, self.size)
         self.labels = list(self.meta["labels"])
         self.temperature = float(self.meta.get("temperature", 1.0) or 1.0)
         self.session = session((bundle / "model.onnx").read_bytes(), threads)
         self.check = PetCheck.of(self.meta, [o.name for o in self.session.get_outputs()])
 
     @staticmethod
-    def rgb(image: bytes | str | Path | Image.Image) -> Image.Image:
-        """Open bytes, a path or a Pillow image as RGB with its EXIF orientation applied;
-        a file that is not an acceptable image raises ImageRejected (a ValueError)."""
+    def rgb(
+        image: bytes | str | Path | Image.Image, draft: tuple[int, int] | None = None
+    ) -> Image.Image:
+        """Open bytes, a path or a Pillow image as RGB with its EXIF orientation applied (a
+        JPEG at a reduced scale no smaller than ``draft``); a file that is not an acceptable
+        image raises ImageRejected (a ValueError)."""
         if isinstance(image, Image.Image):
             with rejecting():
                 return to_rgb(ImageOps.exif_transpose(image))
         data = image if isinstance(image, bytes) else Path(image).read_bytes()
-        return decode_rgb(data)[0]
+        return decode_rgb(data, draft=draft)[0]
 
     def predict_many(self, images: list[bytes | str | Path | Image.Image]) -> list[dict[str, Any]]:
         tensors = [
-            normalise(views(self.rgb(i), self.size, self.frame), self.mean, self.std)
+            normalise(views(self.rgb(i, self.draft), self.size, self.frame), self.mean, self.std)
             for i in images
         ]
         outputs = run(self.session, np.concatenate(tensors))

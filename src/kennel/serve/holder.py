@@ -71,7 +71,7 @@ class ModelHolder:
         alias: str,
         *,
         poll_s: float = 1.0,
-        prefer_int8: bool = False,
+        prefer_int8: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         on_swap: Callable[[Swap], None] | None = None,
         on_error: Callable[[str], None] | None = None,

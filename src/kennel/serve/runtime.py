@@ -21,7 +21,16 @@ from PIL import Image
 from kennel import onnxrt
 from kennel.errors import IntegrityError, NotFoundError
 from kennel.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode, quality
-from kennel.portable import FrameSpec, PetCheck, normalise, rejecting, run, score, views
+from kennel.portable import (
+    FrameSpec,
+    PetCheck,
+    jpeg_draft,
+    normalise,
+    rejecting,
+    run,
+    score,
+    views,
+)
 
 METADATA = "kennel-model.json"
 MODEL = "model.onnx"
@@ -145,6 +154,7 @@ class Predictor:
         self._std = np.array(pre["std"], dtype=np.float32).reshape(3, 1, 1)
         self._temperature = float(bundle.meta.get("temperature", 1.0) or 1.0)
         self.frame = FrameSpec.of(pre)
+        self.draft = jpeg_draft(pre, bundle.image_size)  # as the model's training decoded
         self.check = PetCheck.of(bundle.meta, [o.name for o in self.session.get_outputs()])
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes  # decode memory one image may take (see imaging.decode_cost)
@@ -163,7 +173,7 @@ class Predictor:
         """Preprocess an RGB image as the bundle's frame policy says: the centre square a
         model was trained on, or for a picture far from square its letterbox or tiles."""
         tensor = normalise(views(image, self.bundle.image_size, self.frame), self._mean, self._std)
-        stats = quality(image)
+        stats = quality(image, phash=False)  # nothing downstream dedupes served inputs
         q = {
             "brightness": stats.brightness,
             "contrast": stats.contrast,
@@ -177,9 +187,17 @@ class Predictor:
     def prepare(self, data: bytes) -> Prepared:
         """Decode untrusted bytes and preprocess; raises ImageRejected with the reason and
         nothing else, so every caller can answer a bad input without dying on it."""
-        decoded = decode(data, max_pixels=self.max_pixels, max_bytes=self.max_bytes, min_side=1)
+        decoded = decode(
+            data,
+            max_pixels=self.max_pixels,
+            max_bytes=self.max_bytes,
+            min_side=1,
+            draft=self.draft,
+        )
+        # the size the file declares, not the draft's: monitoring compares real sizes
+        size = {"width": float(decoded.width), "height": float(decoded.height)}
         with rejecting():  # preprocessing a decoded but odd picture must not escape either
-            return self.prepare_image(decoded.image)
+            return self.prepare_image(decoded.image, size)
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw logits and embeddings for a float32 [N, 3, S, S] batch."""

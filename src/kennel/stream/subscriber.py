@@ -65,6 +65,7 @@ class ModelSubscriber:
         alias: str | None = None,
         block_ms: int = 1000,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        prefer_int8: bool = True,
         state_dir: Path | None = None,
         on_load: Callable[[Loaded], None] | None = None,
         on_reject: Callable[[Rejection], None] | None = None,
@@ -77,6 +78,7 @@ class ModelSubscriber:
         self.alias = alias
         self.block_ms = block_ms
         self.max_pixels = max_pixels
+        self.prefer_int8 = prefer_int8  # as a service does (serve.prefer_int8)
         self.on_load = on_load
         self.on_reject = on_reject
         self.current: Predictor | None = None
@@ -121,7 +123,7 @@ class ModelSubscriber:
             if hashlib.sha256(files[file]).hexdigest() != digest:
                 raise Refused(f"tampered: {file} does not match its signed sha256")
         try:
-            bundle = Bundle.from_files(files)
+            bundle = Bundle.from_files(files, prefer_int8=self.prefer_int8)
         except (KennelError, ValueError) as exc:
             raise Refused(f"bundle does not verify: {exc}") from exc
         if (bundle.name, bundle.version) != (manifest.name, manifest.version):

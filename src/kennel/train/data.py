@@ -23,9 +23,10 @@ import numpy as np
 
 from kennel.datasets.manifest import Row
 from kennel.imaging import decode, square
+from kennel.portable import JPEG_DRAFT, jpeg_draft
 from kennel.storage import ContentStore, open_content_store
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: large JPEGs decoded at a reduced scale (kennel.portable.JPEG_DRAFT)
 _CHUNK = 128
 
 
@@ -76,9 +77,10 @@ def holdout(rows: Sequence[Row], share: float, seed: int) -> np.ndarray:
 def _decode_chunk(args: tuple[str, list[str], int]) -> np.ndarray:
     url, digests, size = args
     store = open_content_store(url)
+    draft = jpeg_draft({"jpeg_draft": JPEG_DRAFT}, size)  # what bundles record (package.bundle)
     out = np.empty((len(digests), size, size, 3), dtype=np.uint8)
     for i, digest in enumerate(digests):
-        out[i] = square(decode(store.get(digest), min_side=1).image, size)
+        out[i] = square(decode(store.get(digest), min_side=1, draft=draft).image, size)
     return out
 
 
