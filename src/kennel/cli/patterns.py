@@ -68,10 +68,12 @@ def batch_score(
 ) -> None:
     """Score inputs offline into a shared table (idempotent; schedule it with cron)."""
     from kennel.db.engine import database_url
+    from kennel.db.scores import check_table_name
     from kennel.stream import batch
 
     if address is not None and engine != "ray":
         raise typer.BadParameter("needs --engine ray", param_hint="--address")
+    check_table_name(table)  # a bad name, or one of kennel's tables, before any model loads
     if db is not None:
         database_url(db, "--db")  # a bad URL is one line before any model is loaded
     with opened(project) as ws, reporting(json_out) as progress:
@@ -103,8 +105,10 @@ def batch_read(
     project: ProjectOption = None,
 ) -> None:
     """The example reader: stored predictions for one input (JSON)."""
+    from kennel.db.scores import check_table_name
     from kennel.stream import batch
 
+    check_table_name(table)
     with opened(project) as ws:
         rows = batch.read(db or ws.project.metadata_url, table, uri)
     emit_json(rows)
