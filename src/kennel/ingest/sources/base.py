@@ -263,7 +263,8 @@ def url_to_fs(url: str) -> tuple[Any, str]:
 
     target, endpoint = split_endpoint(url)  # StorageError: credentials in the URL
     options = {"endpoint_url": endpoint} if endpoint else {}
-    return fsspec.core.url_to_fs(target, **options)
+    fs, path = fsspec.core.url_to_fs(target, **options)
+    return fs, str(path)
 
 
 def read_uri(uri: str, limit: int = DEFAULT_MAX_BYTES) -> ReadResult:
