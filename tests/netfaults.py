@@ -1,6 +1,7 @@
 """A TCP relay on loopback that the test controls, to give a real server real network faults:
 refuse connections (``cut``/``restore``), reset the next few (``drop``), answer the next few
-itself (``answer``, e.g. an S3 503 SlowDown), or start listening only after a delay."""
+itself (``answer``, e.g. an S3 503 SlowDown), take the next few and never answer (``stall``: a
+hung server), or start listening only after a delay."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class Proxy:
         self.accepted = 0  # connections accepted (the faulted ones included)
         self._lock = threading.Lock()
         self._drop = 0
+        self._stall = 0
         self._answers: list[bytes] = []
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
@@ -55,6 +57,11 @@ class Proxy:
         with self._lock:
             self._drop += n
 
+    def stall(self, n: int) -> None:
+        """Accept the next ``n`` connections, read what they send and never answer."""
+        with self._lock:
+            self._stall += n
+
     def answer(self, n: int, response: bytes) -> None:
         """Answer the next ``n`` connections with ``response`` (after reading the request)."""
         with self._lock:
@@ -64,6 +71,7 @@ class Proxy:
         """Forget the faults still planned by ``drop`` and ``answer``."""
         with self._lock:
             self._drop = 0
+            self._stall = 0
             self._answers.clear()
 
     def cut(self) -> None:
@@ -99,9 +107,15 @@ class Proxy:
                 self.accepted += 1
                 dropping = self._drop > 0
                 self._drop -= dropping
+                stalling = self._stall > 0 and not dropping
+                self._stall -= stalling
                 answer = self._answers.pop(0) if self._answers and not dropping else None
+                if stalling:
+                    self._conns.append(client)  # held open until cut() or close()
             if dropping:
                 _reset(client)
+            elif stalling:
+                threading.Thread(target=self._swallow, args=(client,), daemon=True).start()
             elif answer is not None:
                 threading.Thread(target=self._answer, args=(client, answer), daemon=True).start()
             else:
@@ -120,6 +134,12 @@ class Proxy:
             time.sleep(0.05)  # let a small body arrive too, then answer and close
             client.sendall(response)
         _reset(client)
+
+    @staticmethod
+    def _swallow(client: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while client.recv(65536):
+                pass
 
     def _relay(self, client: socket.socket) -> None:
         try:

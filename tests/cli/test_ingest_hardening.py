@@ -301,3 +301,18 @@ def test_sql_source_password_is_never_recorded(tmp_path: Path, pg_url: str) -> N
     assert "ingest_runs" in dump and "***" in dump
     assert password not in dump
     assert password.encode() not in _artifact_bytes(project.root)
+
+
+def test_sql_table_with_a_folder_is_refused_in_one_line(tmp_path: Path) -> None:
+    write_tree(tmp_path / "lake", labelled_jpegs(4))
+    root = str(make_project(tmp_path / "p", workers=1).root)
+    folder = str(tmp_path / "lake")
+    result = runner.invoke(
+        app, ["data", "ingest", folder, "--sql-table", "images", "-d", "pets", "-C", root]
+    )
+    assert result.exit_code == 6, result.output
+    assert result.stderr.strip() == (
+        f"error: --sql-table is for a SQL URL source, and {folder!r} is not one"
+    )
+    listed = runner.invoke(app, ["data", "list", "--json", "-C", root])
+    assert json.loads(listed.stdout) == []  # nothing ingested

@@ -128,3 +128,61 @@ def test_what_cannot_run_on_kubernetes_is_refused_in_one_line(
     code, output = _export(tmp_path / "p", "--out", str(out), *args)
     assert code != 0 and named in output and len(output.strip().splitlines()) == 1, output
     assert not out.exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--namespace", "Team_A"], "--namespace 'Team_A' is not valid on Kubernetes"),
+        (["--namespace", "a" * 64], "is not valid on Kubernetes: an RFC 1123 label"),
+        (["--name", "kennel.prod"], "--name 'kennel.prod' is not valid on Kubernetes"),
+        (["--name", "1kennel"], "a letter first"),
+        (["--name", "k" * 64], "at most 63 characters"),
+        (["--env", "prod.eu"], "the name from --env prod.eu 'kennel-prod.eu' is not valid"),
+        (["--image", "Kennel:1"], "--image 'Kennel:1' is not a valid image reference"),
+        (["--image", "kennel:1;rm -rf /"], "is not a valid image reference"),
+        (["--image", "kennel:"], "is not a valid image reference"),
+    ],
+)
+def test_names_kubernetes_would_reject_are_refused_before_writing(
+    tmp_path: Path, args: list[str], named: str
+) -> None:
+    sections = {**SHARED, "environments": {"prod.eu": {"alias": "eu", "port": 8082}}}
+    make_project(tmp_path / "p", sections=sections)
+    out = tmp_path / "d"
+    code, output = _export(tmp_path / "p", "--out", str(out), *args)
+    assert code == 2 and named in output and len(output.strip().splitlines()) == 1, output
+    assert not out.exists()  # nothing half-written
+
+
+def test_a_valid_name_namespace_and_image_pass_the_schemas(tmp_path: Path) -> None:
+    make_project(tmp_path / "p", sections=SHARED)
+    out = tmp_path / "d"
+    image = "registry.example.com:5000/team/kennel:1.2.3@sha256:" + "ab" * 32
+    code, output = _export(
+        tmp_path / "p", "--out", str(out), "--name", "pets-api", "--namespace", "ml-team",
+        "--image", image,
+    )  # fmt: skip
+    assert code == 0, output
+    docs = _docs(out)
+    for doc in docs.values():
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    assert docs["Service"]["metadata"] == docs["Deployment"]["metadata"]
+    assert docs["Service"]["metadata"]["name"] == "pets-api"  # type: ignore[index]
+    assert docs["Service"]["metadata"]["namespace"] == "ml-team"  # type: ignore[index]
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
+    assert container["image"] == image
+
+
+def test_an_out_that_is_a_file_or_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    make_project(tmp_path / "p", sections=SHARED)
+    afile = tmp_path / "passwd"
+    afile.write_text("root:x:0:0\n")
+    for out, named in (
+        (afile, f"--out {afile} is a file, not a folder"),
+        (afile / "deploy", f"--out {afile / 'deploy'}: cannot make {afile / 'deploy'}"),
+    ):
+        code, output = _export(tmp_path / "p", "--out", str(out))
+        assert code == 2 and len(output.strip().splitlines()) == 1, output
+        assert output.startswith(f"error: {named}") and "Traceback" not in output
+    assert afile.read_text() == "root:x:0:0\n"

@@ -214,3 +214,15 @@ def test_remote_manifest_rows_stay_under_its_folder(files: dict[str, bytes]) -> 
         assert f"{root}/other/x.jpg" in {e.uri for e in allowed.scan().entries}
     finally:
         fs.rm(root.removeprefix("memory://"), recursive=True)
+
+
+def test_sql_options_on_another_source_are_refused(tmp_path: Path, files: dict[str, bytes]) -> None:
+    """``kennel data ingest FOLDER --sql-table X`` ingested the folder and ignored X."""
+    write_tree(tmp_path / "folder", files)
+    folder = str(tmp_path / "folder")
+    with pytest.raises(SourceError, match=r"^--sql-table is for a SQL URL source, and '.*"):
+        open_source(folder, sql_table="lake_images")
+    with pytest.raises(SourceError, match=r"^--sql-query is for a SQL URL source"):
+        open_source(f"{folder}.zip", sql_query="SELECT 1")
+    with pytest.raises(SourceError, match=r"^--uri-column/--label-column are for a manifest"):
+        open_source(folder, uri_column="path")

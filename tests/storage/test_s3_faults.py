@@ -10,8 +10,14 @@ from collections.abc import Iterator
 import pytest
 
 from kennel.errors import NotFoundError, StorageError
+from kennel.retry import Backoff
 from kennel.storage import ContentStore
-from kennel.storage.fsspec_store import BACKOFF, FsspecBlobStore
+from kennel.storage.fsspec_store import (
+    BACKOFF,
+    CONNECT_TIMEOUT_S,
+    READ_TIMEOUT_S,
+    FsspecBlobStore,
+)
 from tests.conftest import s3_keys
 from tests.netfaults import SLOW_DOWN, Proxy
 
@@ -100,3 +106,30 @@ def test_a_missing_bucket_is_named(s3_bucket: str) -> None:
         store.check()
     with pytest.raises(StorageError, match="cannot write"):
         store.put("k", b"x")
+
+
+def test_a_hung_server_fails_after_the_documented_read_timeout(
+    proxy: Proxy, s3_bucket: str
+) -> None:
+    """A server that accepts and never answers: each try waits READ_TIMEOUT_S (5 s, as
+    docs/operations.md says), not botocore's 60 s or the 30 s kennel once set."""
+    assert (CONNECT_TIMEOUT_S, READ_TIMEOUT_S) == (5, 5)
+    once = FsspecBlobStore(f"s3://{s3_bucket}/a", backoff=Backoff(attempts=1))
+    proxy.stall(1)
+    began = time.monotonic()
+    with pytest.raises(StorageError) as failed:
+        once.check()
+    took = time.monotonic() - began
+    assert READ_TIMEOUT_S - 0.5 < took < READ_TIMEOUT_S + 3, took
+    message = str(failed.value)
+    assert "unreachable" in message and f"127.0.0.1:{proxy.port}" in message
+    assert "\n" not in message
+
+    # a write too: botocore's Expect: 100-continue made aiohttp wait for the server forever
+    store = FsspecBlobStore(f"s3://{s3_bucket}/a")  # the default retries: a stall is retried
+    proxy.stall(1)
+    began = time.monotonic()
+    assert store.put("k/after-a-stall", b"payload") is True
+    took = time.monotonic() - began
+    assert READ_TIMEOUT_S - 0.5 < took < READ_TIMEOUT_S + BACKOFF.budget_s + 3, took
+    assert store.get("k/after-a-stall") == b"payload"

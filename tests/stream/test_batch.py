@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from kennel.cli.main import app
 from kennel.config import Project
+from kennel.errors import ConfigError
 from kennel.wiring import Workspace
+from tests.conftest import make_project
 from tests.helpers import write_tree
 from tests.serving import served_project
 
@@ -119,3 +122,58 @@ def test_a_table_made_before_the_pet_judgement_gets_its_columns(tmp_path: Path) 
         [stored] = table.for_uri("new.jpg")
     assert old.pet is None and old.label == "cat"
     assert stored.pet is False and stored.pet_score == pytest.approx(0.1)
+
+
+def _one_line(result: Result, code: int) -> str:
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_kennels_own_tables_and_other_tables_are_refused(tmp_path: Path, metadata_url: str) -> None:
+    """The shared database is often the metadata one: scoring into ``datasets`` once added
+    two columns to it and then failed with a 30 KB SQL error."""
+    from sqlalchemy import create_engine, inspect, text
+
+    from kennel.db.schema import Base
+    from kennel.db.scores import ScoreTable, kennel_tables
+
+    root = str(
+        make_project(tmp_path / "p", sections={"store": {"metadata_url": metadata_url}}).root
+    )
+    assert runner.invoke(app, ["data", "list", "-C", root]).exit_code == 0  # schema created
+    assert set(Base.metadata.tables) | {"alembic_version"} == kennel_tables()
+    engine = create_engine(metadata_url)
+
+    def columns() -> dict[str, list[str]]:
+        found = inspect(engine)
+        return {t: [c["name"] for c in found.get_columns(t)] for t in ("datasets", "items")}
+
+    before = columns()
+    for name in ("datasets", "predictions", "alembic_version", "Items"):
+        line = _one_line(
+            runner.invoke(app, ["batch-score", "--input", str(tmp_path), "--table", name,
+                                "--model", "pets@1", "-C", root]),
+            2,
+        )  # fmt: skip
+        assert line == (
+            f"error: table {name!r} is one of kennel's own tables; choose another name for "
+            "predictions"
+        )
+        read = runner.invoke(app, ["batch-read", "x.jpg", "--table", name, "-C", root])
+        assert _one_line(read, 2) == line
+        with pytest.raises(ConfigError):
+            ScoreTable(metadata_url, name)  # the library refuses it too, before any DDL
+    assert columns() == before and "pet" not in before["datasets"]  # nothing altered
+
+    with engine.begin() as connection:  # an application's own table in the shared database
+        connection.execute(text("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)"))
+    with ScoreTable(metadata_url, "users") as table, pytest.raises(ConfigError) as refused:
+        table.create()
+    assert "table 'users'" in str(refused.value) and "not a predictions table" in str(refused.value)
+    assert [c["name"] for c in inspect(engine).get_columns("users")] == ["id", "name"]
+    engine.dispose()
+
+    missing = runner.invoke(app, ["batch-read", "x.jpg", "--table", "nosuch", "-C", root])
+    assert _one_line(missing, 3).startswith("error: no table nosuch at ")

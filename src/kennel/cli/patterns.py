@@ -68,10 +68,12 @@ def batch_score(
 ) -> None:
     """Score inputs offline into a shared table (idempotent; schedule it with cron)."""
     from kennel.db.engine import database_url
+    from kennel.db.scores import check_table_name
     from kennel.stream import batch
 
     if address is not None and engine != "ray":
         raise typer.BadParameter("needs --engine ray", param_hint="--address")
+    check_table_name(table)  # a bad name, or one of kennel's tables, before any model loads
     if db is not None:
         database_url(db, "--db")  # a bad URL is one line before any model is loaded
     with opened(project) as ws, reporting(json_out) as progress:
@@ -103,8 +105,10 @@ def batch_read(
     project: ProjectOption = None,
 ) -> None:
     """The example reader: stored predictions for one input (JSON)."""
+    from kennel.db.scores import check_table_name
     from kennel.stream import batch
 
+    check_table_name(table)
     with opened(project) as ws:
         rows = batch.read(db or ws.project.metadata_url, table, uri)
     emit_json(rows)
@@ -299,6 +303,10 @@ def export_k8s(
     replicas: Annotated[int, typer.Option(min=1, help="Replicas (the autoscaler's floor).")] = 2,
     max_replicas: Annotated[int, typer.Option(min=1, help="The autoscaler's ceiling.")] = 8,
     namespace: Annotated[str | None, typer.Option(help="Kubernetes namespace.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Name of the Deployment, Service... (default: kennel-ENV)."),
+    ] = None,
     include_secrets: Annotated[
         bool,
         typer.Option(
@@ -320,12 +328,25 @@ def export_k8s(
         replicas=replicas,
         max_replicas=max_replicas,
         namespace=namespace,
+        name=name,
         include_secrets=include_secrets,
         image=image or K8sOptions.image,
     )
-    files = manifests(load_project(project), options)
-    for name, text in files.items():  # the Secret (store URLs, passwords): its owner only
-        write_text_atomic(out / name, text, mode=0o600 if name.endswith("secret.yaml") else 0o666)
+    files = manifests(load_project(project), options)  # every name checked, nothing written
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    folders = sorted({(out / file).parent for file in files})
+    try:
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, a read-only or forbidden place
+        raise ConfigError(f"--out {out}: cannot make {folder}: {exc.strerror or exc}") from exc
+    try:
+        for file, text in files.items():  # the Secret (store URLs, passwords): its owner only
+            mode = 0o600 if file.endswith("secret.yaml") else 0o666
+            write_text_atomic(out / file, text, mode=mode)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write {file}: {exc.strerror or exc}") from exc
     if json_out:
         emit_json({"out": str(out), "files": sorted(files)})
         return

@@ -1,7 +1,11 @@
 """Offline predictions in a shared table that applications read (pattern 4), at any database
 URL: not kennel's own schema, so the table is created here on first use, not by a migration.
 A score is keyed by (uri, input sha256, model, version): storing it again inserts nothing.
-A table made before the pet judgement existed gets its two columns added on first use."""
+A table made before the pet judgement existed gets its two columns added on first use.
+
+The shared database is often kennel's own metadata database: kennel's tables (and Alembic's
+version table) are refused by name, and any other existing table without the key columns is
+refused before a column is added to it, so batch scoring never alters a table it does not own."""
 
 from __future__ import annotations
 
@@ -31,10 +35,34 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from kennel.db import aware
-from kennel.db.engine import database_url
-from kennel.errors import ConfigError, MetadataError
+from kennel.db.engine import database_url, where
+from kennel.errors import ConfigError, MetadataError, NotFoundError
+from kennel.retry import first_line
 
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_KEY = ("uri", "input_sha256", "model", "version")
+
+
+def kennel_tables() -> frozenset[str]:
+    """The tables kennel's schema owns (from its metadata) and Alembic's version table,
+    lower-cased: SQLite matches table names without regard to case."""
+    from alembic.runtime.migration import MigrationContext
+
+    from kennel.db.schema import Base
+
+    version_table = MigrationContext.configure(dialect_name="sqlite").version_table
+    return frozenset(name.lower() for name in [*Base.metadata.tables, version_table])
+
+
+def check_table_name(name: str) -> str:
+    """``name`` if it may hold predictions: a plain identifier, not one of kennel's tables."""
+    if not _TABLE.match(name):
+        raise ConfigError(f"invalid table name {name!r}: letters, digits and '_' (max 63)")
+    if name.lower() in kennel_tables():
+        raise ConfigError(
+            f"table {name!r} is one of kennel's own tables; choose another name for predictions"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -58,10 +86,8 @@ class Score:
 
 
 def predictions_table(name: str) -> Table:
-    if not _TABLE.match(name):
-        raise ConfigError(f"invalid table name {name!r}: letters, digits and '_' (max 63)")
     return Table(
-        name,
+        check_table_name(name),
         MetaData(),
         Column("uri", Text, primary_key=True),
         Column("input_sha256", String(64), primary_key=True),
@@ -112,6 +138,12 @@ class ScoreTable:
         try:
             self.table.metadata.create_all(self.engine)
             have = {c["name"] for c in inspect(self.engine).get_columns(self.name)}
+            missing = [c for c in _KEY if c not in have]
+            if missing:  # someone else's table: leave it as it is
+                raise ConfigError(
+                    f"table {self.name!r} at {where(self.engine.url)} exists and is not a "
+                    f"predictions table (no column {', '.join(missing)}); choose another name"
+                )
             with self.engine.begin() as connection:
                 for column, kind in _ADDED.items():
                     if column not in have:  # the name is checked by _TABLE, the rest is ours
@@ -145,6 +177,8 @@ class ScoreTable:
         """Every score of one input, newest model version first."""
         t = self.table
         try:
+            if not inspect(self.engine).has_table(self.name):
+                raise NotFoundError(f"no table {self.name} at {where(self.engine.url)}")
             with self.engine.connect() as connection:
                 rows = connection.execute(
                     select(t).where(t.c.uri == uri).order_by(t.c.version.desc())
@@ -169,4 +203,5 @@ class ScoreTable:
         ]
 
     def _error(self, doing: str, exc: SQLAlchemyError) -> MetadataError:
-        return MetadataError(f"{doing} {self.name}: {exc.__class__.__name__}: {exc}")
+        # one line: a driver's message may carry the whole statement and its parameters
+        return MetadataError(f"{doing} {self.name}: {exc.__class__.__name__}: {first_line(exc)}")

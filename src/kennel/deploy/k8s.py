@@ -15,6 +15,11 @@ What is written (no cluster is contacted):
   readiness and liveness probes are ``/health/ready`` and ``/health/live``, a Service, a
   HorizontalPodAutoscaler on CPU and a PodDisruptionBudget.
 
+Names are checked before anything is written: the namespace and the resource name (a Service
+name is an RFC 1035 label: lowercase letters, digits and '-', a letter first, at most 63
+characters), the label values (environment, alias) and the image reference (the OCI
+distribution grammar: ``[registry[:port]/]path[:tag][@digest]``).
+
 The prediction journal (write-ahead log) lives on an ``emptyDir``: it survives a container
 restart and a store outage, not the deletion of the pod (docs/operations.md).
 """
@@ -42,6 +47,20 @@ SECRET_VARS = {
 }
 S3_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
 PLACEHOLDER = "change-me"
+MAX_NAME = 63
+
+_RFC1123_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
+_RFC1035_LABEL = re.compile(r"[a-z](?:[-a-z0-9]*[a-z0-9])?")
+_LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+# github.com/distribution/reference, regexp.go: name[:tag][@digest]
+_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST_PART = r"[A-Za-z0-9](?:[-A-Za-z0-9]*[A-Za-z0-9])?"
+_DOMAIN = rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
+_IMAGE = re.compile(
+    rf"(?P<name>(?:{_DOMAIN}/)?{_PATH}(?:/{_PATH})*)(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,})?",
+    re.ASCII,
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,7 @@ class K8sOptions:
     max_replicas: int = 8
     cpu_target: int = 70  # percent of the request, for the autoscaler
     namespace: str | None = None
+    name: str | None = None  # the Deployment's, Service's...: kennel-ENV unless given
     drain_s: float = 2.0
     include_secrets: bool = False  # write the project's store URLs into the Secret
 
@@ -77,7 +97,7 @@ def manifests(project: Project, options: K8sOptions) -> dict[str, str]:
     environment = project.config.environment(options.env)  # ConfigError names the known ones
     if options.replicas < 1 or options.max_replicas < options.replicas:
         raise ConfigError("replicas must be at least 1 and no more than max_replicas")
-    name = f"kennel-{options.env}".lower().replace("_", "-")
+    name = check_names(options, environment.alias)
     labels = {
         "app.kubernetes.io/name": "kennel",
         "app.kubernetes.io/instance": name,
@@ -101,6 +121,37 @@ def manifests(project: Project, options: K8sOptions) -> dict[str, str]:
     out = {f"k8s/{file}": yaml.safe_dump(doc, sort_keys=False) for file, doc in docs.items()}
     out["Dockerfile"] = dockerfile(project, options)
     return out
+
+
+def _rule(what: str, value: str, pattern: re.Pattern[str], rule: str) -> None:
+    if len(value) > MAX_NAME or not pattern.fullmatch(value):
+        raise ConfigError(f"{what} {value!r} is not valid on Kubernetes: {rule}")
+
+
+def check_names(options: K8sOptions, alias: str) -> str:
+    """The resource name the manifests use, once it, the namespace, the label values and the
+    image reference are all valid; else a one-line ConfigError naming the first wrong one."""
+    label = "lowercase letters, digits and '-', at most 63 characters"
+    if options.namespace is not None:
+        _rule("--namespace", options.namespace, _RFC1123_LABEL, f"an RFC 1123 label ({label})")
+    rule = f"a Service name is an RFC 1035 label ({label}, a letter first)"
+    if options.name is not None:
+        what, name = "--name", options.name
+    else:
+        what, name = f"the name from --env {options.env}", f"kennel-{options.env}".lower()
+        name, rule = name.replace("_", "-"), f"{rule}; pass --name"
+    # a Service's name is an RFC 1035 label: a dot (fine in a Deployment's name) is not
+    _rule(what, name, _RFC1035_LABEL, rule)
+    value_rule = "a label value: letters, digits, '-', '_' and '.', at most 63 characters"
+    _rule("--env", options.env, _LABEL_VALUE, value_rule)
+    _rule(f"environments.{options.env}.alias", alias, _LABEL_VALUE, value_rule)
+    image = _IMAGE.fullmatch(options.image)
+    if image is None or len(image["name"]) > 255:
+        raise ConfigError(
+            f"--image {options.image!r} is not a valid image reference: "
+            "[registry[:port]/]lowercase/path[:tag][@sha256:digest]"
+        )
+    return name
 
 
 _S3_URLS = ("s3://", "s3+http://", "s3+https://")  # kennel.storage's S3 forms

@@ -206,7 +206,7 @@ class RayEngine:
             options |= {"include_dashboard": False, "num_cpus": self.num_cpus}
         try:
             ray.init(address=self.address, **options)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EngineError(f"cannot connect to Ray cluster at {self.where}: {first}") from exc
 

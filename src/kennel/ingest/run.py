@@ -131,8 +131,8 @@ class Ingestor:
         target = Target(self.content, self.artifacts_url, self.limits)
         # reach the engine first: a cluster that cannot be reached leaves no run behind
         with self.engine.connected(target):
+            listing = source.scan()  # a listing that fails leaves no dataset row behind
             self.catalog.ensure_dataset(dataset)
-            listing = source.scan()
             entries = listing.entries
             run_id, parent_id, resumed = self._start(dataset, source, entries, actor)
             done = self.store.recorded_uris(run_id)

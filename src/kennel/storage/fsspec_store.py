@@ -49,6 +49,11 @@ _RETRY_CODES = {
 _PARALLEL_PUTS = 8
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 BACKOFF = Backoff(attempts=4, base_s=0.2, cap_s=2.0)
+# Per try: to open a connection, and to wait for the server's next bytes (botocore's
+# read_timeout is per socket read, so a long transfer that keeps moving is not cut short).
+# A hung server costs at most BACKOFF.attempts x READ_TIMEOUT_S + BACKOFF.budget_s.
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 5
 
 
 def s3_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -60,13 +65,30 @@ def s3_options(options: dict[str, Any]) -> dict[str, Any]:
         out["endpoint_url"] = endpoint
     out.setdefault("use_listings_cache", False)  # other processes write here too
     config = {
-        "connect_timeout": 5,
-        "read_timeout": 30,
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "read_timeout": READ_TIMEOUT_S,
         "retries": {"total_max_attempts": 1, "mode": "standard"},
         **out.get("config_kwargs", {}),
     }
     out["config_kwargs"] = config
     return out
+
+
+def _drop_expect(request: Any, **_: Any) -> None:
+    request.headers.pop("Expect", None)
+
+
+def _without_expect_continue(fs: Any, url: str) -> None:
+    """Send PUT bodies without ``Expect: 100-continue``. botocore asks for it on every upload,
+    and aiohttp waits for the server's ``100 Continue`` with no timeout at all and starts the
+    read timeout only once the body is sent: a server that accepts the connection and never
+    answers hung a write for good. (``Expect`` is not a signed header.)"""
+    try:
+        fs.connect()  # makes the client; sends nothing
+    except Exception as exc:
+        raise StorageError(f"cannot open the artifact store {url}: {first_line(exc)}") from exc
+    # the filesystem is shared by fsspec's instance cache: the id keeps one handler
+    fs.s3.meta.events.register("before-send.s3", _drop_expect, unique_id="kennel-no-expect")
 
 
 def split_endpoint(url: str) -> tuple[str, str | None]:
@@ -104,6 +126,7 @@ class FsspecBlobStore:
             raise StorageError(f"cannot open the artifact store {url}: {first_line(exc)}") from exc
         if self._s3:
             fs.retries = 1  # s3fs's own retry loop: one try, ours does the rest
+            _without_expect_continue(fs, url)
         self.fs = fs
         self.root = root.rstrip("/")
         self.url = url

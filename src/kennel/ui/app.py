@@ -42,6 +42,9 @@ STATIC = Path(__file__).parent / "static"
 NAV = (("/", "Overview"), ("/datasets", "Datasets"), ("/runs", "Runs"), ("/models", "Models"),
        ("/deployments", "Deployments"), ("/monitoring", "Monitoring"), ("/alerts", "Alerts"),
        ("/predictions", "Predictions"), ("/audit", "Audit"))  # fmt: skip
+MAX_BODY_BYTES = 64 * 1024  # a request body to the dashboard (its forms post a few fields)
+MAX_FORM_FIELDS = 32
+MAX_FIELD_BYTES = 4096
 _LOCAL_PATH = re.compile(r"^/(?![/\\])[\x21-\x7e]*$")
 
 
@@ -220,7 +223,20 @@ def create_app(
         yield
         ws.close()
 
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+        # the dashboard's forms are a few short fields: a body past this is 413 as it arrives,
+        # and a form with more fields, any file or a longer field is 400, before any is kept
+        max_body_size=MAX_BODY_BYTES,
+        form_limits={
+            "max_fields": MAX_FORM_FIELDS,
+            "max_files": 0,
+            "max_part_size": MAX_FIELD_BYTES,
+        },
+    )
     app.state.ui = ui
     csp = (
         "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "

@@ -122,8 +122,15 @@ def open_source(
             max_bytes=max_bytes,
             **columns,
         )
+    if sql_query is not None or sql_table is not None:  # a folder would ignore them
+        given = "--sql-table" if sql_table is not None else "--sql-query"
+        raise SourceError(f"{given} is for a SQL URL source, and {spec!r} is not one")
     if lower.endswith((".csv", ".parquet")):
         return manifest_source(spec, allowed_roots=allowed_roots, max_bytes=max_bytes, **columns)
+    if (uri_column, label_column) != ("uri", "label"):
+        raise SourceError(
+            f"--uri-column/--label-column are for a manifest or SQL source, and {spec!r} is neither"
+        )
     local = spec if "://" in spec else str(Path(spec).resolve())
     if lower.endswith(".zip"):
         return ZipSource(local, layout, labels, max_bytes)

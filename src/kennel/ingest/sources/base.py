@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, ClassVar, Literal, Protocol
+from typing import IO, Any, ClassVar, Literal, Protocol
 
 import fsspec
 
@@ -256,14 +256,27 @@ def read_local(path: str | Path, limit: int) -> ReadResult:
         return f"unreadable: {os_reason(exc)}"
 
 
+def url_to_fs(url: str) -> tuple[Any, str]:
+    """fsspec's filesystem and path for ``url``; ``s3+http(s)://host:port/bucket/key`` (the
+    artifact store's form of an S3-compatible server) is ``s3://bucket/key`` at that server."""
+    from kennel.storage.fsspec_store import split_endpoint
+
+    target, endpoint = split_endpoint(url)  # StorageError: credentials in the URL
+    options = {"endpoint_url": endpoint} if endpoint else {}
+    fs, path = fsspec.core.url_to_fs(target, **options)
+    return fs, str(path)
+
+
 def read_uri(uri: str, limit: int = DEFAULT_MAX_BYTES) -> ReadResult:
-    """The bytes behind a recorded uri (a local path or any fsspec URL), at most ``limit``."""
+    """The bytes behind a recorded uri (a local path, any fsspec URL or an ``s3+http(s)://``
+    one), at most ``limit``."""
     if uri.startswith("file://"):
         return read_local(uri.removeprefix("file://"), limit)
     if "://" not in uri:
         return read_local(uri, limit)
     try:
-        with fsspec.open(uri, "rb") as handle:
+        fs, path = url_to_fs(uri)
+        with fs.open(path, "rb") as handle:
             size = getattr(handle, "size", None)
             if not isinstance(size, int):
                 size = None

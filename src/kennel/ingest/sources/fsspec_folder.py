@@ -1,14 +1,15 @@
-"""A folder on any fsspec filesystem (``s3://bucket/prefix``, ``memory://lake``, ...)."""
+"""A folder on any fsspec filesystem (``s3://bucket/prefix``, ``memory://lake``, ...), or on an
+S3-compatible server named in the URL (``s3+http://host:port/bucket/prefix``, the artifact
+store's form): its files are recorded under that same URL, which :func:`read_uri` opens."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import fsspec
-
-from kennel.errors import SourceError
+from kennel.errors import KennelError, SourceError
 from kennel.ingest.sources.base import (
     OUTSIDE_FOLDER,
     AtUrl,
@@ -18,12 +19,19 @@ from kennel.ingest.sources.base import (
     ReadResult,
     read_uri,
     redact,
+    url_to_fs,
 )
 
 # File systems whose folders exist apart from the files in them, so that a missing location can
 # be told from an empty one. Elsewhere (s3, gcs, az, ...) a "folder" is only the start that
 # names share, and a prefix nothing was written under, a mistyped one included, lists as empty.
 _FOLDER_PROTOCOLS = frozenset({"file", "local", "memory"})
+_S3 = frozenset({"s3", "s3a"})
+_BUCKET = re.compile(r"[A-Za-z0-9.\-_]{1,255}")  # what botocore accepts (S3-compatible too)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 def _protocols(fs: Any) -> set[str]:
@@ -41,15 +49,19 @@ class FsspecFolderSource(FileTreeSource, AtUrl):
     url_uris: ClassVar[bool] = True
     fs: Any = field(init=False)  # the fsspec filesystem behind ``url``
     root: str = field(init=False)  # ``url``'s path on that filesystem
+    bucket: str | None = field(init=False)  # on S3
 
     def __post_init__(self) -> None:
         super().__post_init__()
         given, self.url = self.url, self.url.rstrip("/")
         try:
-            self.fs, root = fsspec.core.url_to_fs(self.url)
-        except (ImportError, ValueError) as exc:
-            raise SourceError(f"cannot open {redact(given)}: {exc}") from exc
+            self.fs, root = url_to_fs(self.url)
+        except (ImportError, ValueError, KennelError) as exc:
+            raise SourceError(f"cannot open {redact(given)}: {_one_line(exc)}") from exc
         self.root = root.rstrip("/")
+        self.bucket = self.root.split("/", 1)[0] if _protocols(self.fs) & _S3 else None
+        if self.bucket is not None and not _BUCKET.fullmatch(self.bucket):
+            raise SourceError(f"source {redact(given)}: {self.bucket!r} is not a valid bucket name")
 
     def describe(self) -> str:
         return f"fsspec:{redact(self.url)} layout={self.layout}"
@@ -61,8 +73,14 @@ class FsspecFolderSource(FileTreeSource, AtUrl):
                 there = "is not a folder" if self.fs.exists(self.root) else "does not exist"
                 raise SourceError(f"source {redact(self.url)} {there}")
             paths = self.fs.find(self.root)
-        except OSError as exc:
-            raise SourceError(f"cannot list {redact(self.url)}: {exc}") from exc
+        except FileNotFoundError as exc:  # on S3: the bucket (a missing prefix lists as empty)
+            what = f"no bucket {self.bucket!r}" if self.bucket else _one_line(exc)
+            raise SourceError(f"cannot list {redact(self.url)}: {what}") from exc
+        except SourceError:
+            raise
+        except Exception as exc:  # a driver's own errors (botocore's are not OSErrors)
+            on = f" (bucket {self.bucket!r})" if self.bucket else ""
+            raise SourceError(f"cannot list {redact(self.url)}{on}: {_one_line(exc)}") from exc
         if not paths and not folders:
             note = (
                 f"nothing is stored under {redact(self.url)}: an object store has no folders, "
