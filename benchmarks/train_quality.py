@@ -4,10 +4,11 @@ accuracy, precision and recall on the untouched test split, with the time it too
     .venv/bin/python benchmarks/train_quality.py [--data ../shared/datasets/dogs-vs-cats-10k.zip]
 
 Default: what ``kennel train --preset best`` does in a fresh project (kennel.yaml as ``kennel
-init`` writes it): EfficientNet-Lite2 (ImageNet weights) at 256 px, every layer but the
-classifier frozen, each training image's embedding (and its mirror image's) computed once by
-ONNX Runtime, the linear classifier trained on them (the search of kennel.yaml over lr, weight
-decay and views reuses the same embeddings), each image averaged with its mirror image in the
+init`` writes it): EfficientNet-Lite2 (ImageNet weights) at 320 px, every layer but the
+classifier frozen, each training image's embedding computed once by ONNX Runtime (and each
+validation image's mirror image's, to validate as the model predicts), the linear classifier
+trained on them (the trials of kennel.yaml's search reuse the same embeddings; its augment
+values change nothing for a probe), each image averaged with its mirror image in the
 exported graph. ``--preset quick`` with ``--arch/--size/--frozen/--epochs/--lr/--augment``
 gives the earlier fine-tuning recipes (e.g. Lite0, 192 px, 5 frozen blocks, 5 epochs).
 Prints JSON: wall and CPU time, seconds per phase (from the build's progress events) and per

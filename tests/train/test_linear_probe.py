@@ -18,8 +18,10 @@ from kennel.cli.main import app
 from kennel.config import PRESETS, TrainConfig
 from kennel.errors import ConfigError
 from kennel.pipeline.build import BuildOptions
+from kennel.progress import silent
 from kennel.serve.runtime import MODEL
-from kennel.train import embeddings
+from kennel.train import embeddings, probe
+from kennel.train.data import ImageSet
 from kennel.train.models import EfficientNetLite
 from kennel.train.pretrained import weights_path
 from kennel.wiring import Workspace
@@ -58,6 +60,26 @@ def test_embeddings_match_pytorch_and_are_computed_once(tmp_path: Path) -> None:
     np.testing.assert_allclose(first, expected, atol=1e-4)
     other = embeddings.embeddings(model, images, np.arange(5), mirrored=False)
     assert other is not first  # another view is another entry
+
+
+def test_probe_trains_on_each_image_as_it_is_and_validates_on_both_views(tmp_path: Path) -> None:
+    model = EfficientNetLite(2).eval()
+    path = tmp_path / "images.npy"
+    np.save(path, np.random.default_rng(2).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8))
+    data = ImageSet(
+        np.load(path, mmap_mode="r"), np.array([0, 1, 0, 1, 0, 1]), np.array(["train"] * 6),
+        (), ("cat", "dog"),
+    )  # fmt: skip
+    cfg = TrainConfig.model_validate({"preset": "best", "image_size": 64, "augment": 0.6})
+    train, train_y, val, val_y = probe.inputs(
+        model, cfg, data, np.arange(4), np.arange(4, 6), silent
+    )
+    # one row per training image, augment or not: no mirrored copies to pay for
+    assert train.shape == (4, 1280) and train_y.tolist() == [0, 1, 0, 1]
+    plain = embeddings.embeddings(model, data.images, np.arange(4, 6))
+    mirrored = embeddings.embeddings(model, data.images, np.arange(4, 6), mirrored=True)
+    np.testing.assert_allclose(val.numpy(), (plain + mirrored) / 2, atol=1e-6)
+    assert val_y.tolist() == [0, 1]
 
 
 def test_best_preset_trains_only_the_classifier_and_averages_flips_in_the_graph(
