@@ -6,7 +6,8 @@ change in the machine's load falls on both; the figure is the median of the roun
 the load average before and after (on a shared machine absolute rates mean little). Beside the
 wall-clock ratio it gives the ratio of images per CPU-second of the process: on a busy machine
 that one still says how much compute the input path costs, where wall time mostly says how
-the scheduler shared the cores out.
+the scheduler shared the cores out. Last, the input path alone (memmap read and augmentation of
+a batch) is timed in CPU-seconds against the model's CPU-seconds per step.
 
     .venv/bin/python benchmarks/train_throughput.py [--data PATH_TO_ZIP] [--rounds 3]
         [--steps 6] [--arch efficientnet_lite0]
@@ -72,6 +73,18 @@ def _rate(
     return batch * steps / wall, batch * steps / cpu
 
 
+def _input_cpu(images: np.ndarray, batch: int, count: int = 8) -> float:
+    """CPU-seconds of this process per batch for the input path alone (memmap read, augment),
+    on this thread with the model idle."""
+    rng = np.random.default_rng(1)
+    gen = torch.Generator().manual_seed(1)
+    augment(torch.from_numpy(images[np.sort(rng.choice(len(images), batch))]), 0.5, gen)
+    began = time.process_time()
+    for _ in range(count):
+        augment(torch.from_numpy(images[np.sort(rng.choice(len(images), batch))]), 0.5, gen)
+    return (time.process_time() - began) / count
+
+
 ARCHS = {"small_cnn": (96, 64), "efficientnet_lite0": (224, 32)}  # image size, batch
 
 
@@ -120,6 +133,8 @@ def main() -> None:
             cpu_ratios = [
                 real / t for real, t in zip(cpu_rates["real"], cpu_rates["tensors"], strict=True)
             ]
+            input_cpu = _input_cpu(data.images, batch)
+            model_cpu = batch / statistics.median(cpu_rates["tensors"])
             results.append(
                 {
                     "arch": arch,
@@ -135,6 +150,9 @@ def main() -> None:
                     "real_data_img_per_cpu_s": [round(v, 2) for v in cpu_rates["real"]],
                     "cpu_ratios": [round(v, 3) for v in cpu_ratios],
                     "median_cpu_ratio": round(statistics.median(cpu_ratios), 3),
+                    "input_cpu_s_per_batch": round(input_cpu, 4),
+                    "model_cpu_s_per_batch": round(model_cpu, 3),
+                    "input_share_of_cpu": round(input_cpu / (input_cpu + model_cpu), 4),
                     "load_avg_1m_before_after": [
                         round(load_before[0], 2),
                         round(os.getloadavg()[0], 2),
