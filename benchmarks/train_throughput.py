@@ -74,14 +74,18 @@ def _rate(
 
 
 def _input_cpu(images: np.ndarray, batch: int, count: int = 8) -> float:
-    """CPU-seconds of this process per batch for the input path alone (memmap read, augment),
-    on this thread with the model idle."""
+    """CPU-seconds of this process per batch for the input path alone (memmap read, augment
+    on the Prefetcher's thread, as the trainer runs it), with the model idle."""
     rng = np.random.default_rng(1)
     gen = torch.Generator().manual_seed(1)
-    augment(torch.from_numpy(images[np.sort(rng.choice(len(images), batch))]), 0.5, gen)
+    picks = [np.sort(rng.choice(len(images), batch)) for _ in range(count + 1)]
+    source = iter(
+        Prefetcher(lambda i: augment(torch.from_numpy(images[picks[i]]), 0.5, gen), count + 1)
+    )
+    next(source)
     began = time.process_time()
-    for _ in range(count):
-        augment(torch.from_numpy(images[np.sort(rng.choice(len(images), batch))]), 0.5, gen)
+    for _ in source:
+        pass
     return (time.process_time() - began) / count
 
 

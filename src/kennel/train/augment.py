@@ -150,21 +150,35 @@ def _crop_and_jitter(
 class Prefetcher:
     """Prepares augmented batches on a background thread, ``depth`` ahead of the consumer, so
     reading the memmap and augmenting overlap with the model's forward and backward passes.
-    Batches come out in order and the generator is used in order: runs stay reproducible."""
+    Batches come out in order and the generator is used in order: runs stay reproducible.
 
-    def __init__(self, make: Callable[[int], torch.Tensor], count: int, depth: int = 2) -> None:
+    The thread runs torch with ``threads`` intra-op threads (one by default): augmentation is
+    many small operations, and a second OpenMP team for them would spin between each one on
+    the cores the model's own threads are computing on. The consumer's count is its own."""
+
+    def __init__(
+        self, make: Callable[[int], torch.Tensor], count: int, depth: int = 2, threads: int = 1
+    ) -> None:
         self.make = make
         self.count = count
+        self.threads = threads
         self.queue: queue.Queue[torch.Tensor | BaseException] = queue.Queue(depth)
         self.thread = threading.Thread(target=self._run, name="kennel-prefetch", daemon=True)
 
     def _run(self) -> None:
-        for i in range(self.count):
-            try:
-                self.queue.put(self.make(i))
-            except BaseException as exc:
-                self.queue.put(exc)
-                return
+        # set_num_threads is this thread's own for OpenMP and MKL; what it leaves behind is
+        # only the count that threads started later begin with, so that is put back
+        inherited = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            for i in range(self.count):
+                try:
+                    self.queue.put(self.make(i))
+                except BaseException as exc:
+                    self.queue.put(exc)
+                    return
+        finally:
+            torch.set_num_threads(inherited)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         self.thread.start()
