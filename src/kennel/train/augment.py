@@ -3,7 +3,7 @@ then ImageNet normalisation, as one pass over each picture while it sits in the 
 
 The crop is a pixel box resized with uint8 bilinear interpolation (torch's vectorised kernel);
 brightness, contrast and saturation compose into ``a * x + b * grey(x) + c`` per picture, and
-the normalisation folds in, so each picture is converted to float once and touched three more
+the normalisation folds in, so each picture is converted to float once and touched a few more
 times. On a 2-core machine every CPU cycle spent here is taken from the model's own compute.
 """
 
@@ -98,7 +98,7 @@ def _crop_and_jitter(
     def uniform(low: float, high: float) -> torch.Tensor:
         return low + (high - low) * torch.rand(n, generator=generator)
 
-    # the same draws, in the same order, as the earlier affine-grid version
+    # n draws each, in this order: area, ratio, x, y, flip, brightness, contrast, saturation
     area = uniform(1.0 - 0.6 * strength, 1.0)
     log_ratio = uniform(-math.log(4 / 3) * strength, math.log(4 / 3) * strength)
     w = torch.sqrt(area * torch.exp(log_ratio)).clamp(max=1.0)
