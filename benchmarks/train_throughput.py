@@ -1,7 +1,16 @@
 """Training throughput on real cached images (memmap + tensor augmentation) versus the same
 model fed random tensors: the input pipeline must not be the bottleneck (goal ratio >= 0.9).
 
-    .venv/bin/python benchmarks/train_throughput.py [--data PATH_TO_ZIP]
+Rounds alternate (random tensors then real images, then the other way round, ...) so that a
+change in the machine's load falls on both; the figure is the median of the rounds' ratios, with
+the load average before and after (on a shared machine absolute rates mean little). Beside the
+wall-clock ratio it gives the ratio of images per CPU-second of the process: on a busy machine
+that one still says how much compute the input path costs, where wall time mostly says how
+the scheduler shared the cores out. Last, the input path alone (memmap read and augmentation of
+a batch) is timed in CPU-seconds against the model's CPU-seconds per step.
+
+    .venv/bin/python benchmarks/train_throughput.py [--data PATH_TO_ZIP] [--rounds 3]
+        [--steps 6] [--arch efficientnet_lite0]
 """
 
 from __future__ import annotations
@@ -9,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +40,8 @@ def _rate(
     batch: int,
     steps: int,
     size: int,
-) -> float:
+) -> tuple[float, float]:
+    """(images per second of wall time, images per CPU-second of this process, all threads)."""
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(0)
@@ -48,23 +59,45 @@ def _rate(
     else:
         assert batches is not None
         source = (batches[i % len(batches)] for i in range(total))
-    began = None
+    began = cpu_began = None
     for step, x in enumerate(source):
         if step == 2:
-            began = time.perf_counter()
+            began, cpu_began = time.perf_counter(), time.process_time()
         logits, _ = model(x)
         loss = loss_fn(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    assert began is not None
-    return batch * steps / (time.perf_counter() - began)
+    assert began is not None and cpu_began is not None
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu_began
+    return batch * steps / wall, batch * steps / cpu
+
+
+def _input_cpu(images: np.ndarray, batch: int, count: int = 8) -> float:
+    """CPU-seconds of this process per batch for the input path alone (memmap read, augment
+    on the Prefetcher's thread, as the trainer runs it), with the model idle."""
+    rng = np.random.default_rng(1)
+    gen = torch.Generator().manual_seed(1)
+    picks = [np.sort(rng.choice(len(images), batch)) for _ in range(count + 1)]
+    source = iter(
+        Prefetcher(lambda i: augment(torch.from_numpy(images[picks[i]]), 0.5, gen), count + 1)
+    )
+    next(source)
+    began = time.process_time()
+    for _ in source:
+        pass
+    return (time.process_time() - began) / count
+
+
+ARCHS = {"small_cnn": (96, 64), "efficientnet_lite0": (224, 32)}  # image size, batch
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="../shared/datasets/dogs-vs-cats-mini.zip")
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3, help="pairs of rounds, alternating")
+    parser.add_argument("--arch", choices=sorted(ARCHS), action="append")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     work = Path(tempfile.mkdtemp(prefix="kennel-thru-"))
@@ -74,7 +107,8 @@ def main() -> None:
     try:
         version = ws.ingestor().run(ws.source(args.data), "bench").version
         rows = ws.catalog.rows(version)
-        for arch, size, batch in (("small_cnn", 96, 64), ("efficientnet_lite0", 224, 32)):
+        for arch in args.arch or list(ARCHS):
+            size, batch = ARCHS[arch]
             data = build_image_set(
                 rows,
                 ["cat", "dog"],
@@ -85,21 +119,48 @@ def main() -> None:
                 cache_root=work / "cache",
             )
             cfg = TrainConfig(arch=arch, image_size=size)  # type: ignore[arg-type]
-            model = make_model(cfg, 2)
             fake = [
                 torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
                 for _ in range(2)
             ]
-            tensors = _rate(model, fake, None, batch, args.steps, size)
-            real = _rate(make_model(cfg, 2), None, data.images, batch, args.steps, size)
+            models = {"tensors": make_model(cfg, 2), "real": make_model(cfg, 2)}
+            load_before = os.getloadavg()
+            rates: dict[str, list[float]] = {"tensors": [], "real": []}
+            cpu_rates: dict[str, list[float]] = {"tensors": [], "real": []}
+            for r in range(args.rounds):
+                for kind in ("tensors", "real") if r % 2 == 0 else ("real", "tensors"):
+                    feed = (fake, None) if kind == "tensors" else (None, data.images)
+                    wall, cpu = _rate(models[kind], *feed, batch, args.steps, size)
+                    rates[kind].append(wall)
+                    cpu_rates[kind].append(cpu)
+            ratios = [real / t for real, t in zip(rates["real"], rates["tensors"], strict=True)]
+            cpu_ratios = [
+                real / t for real, t in zip(cpu_rates["real"], cpu_rates["tensors"], strict=True)
+            ]
+            input_cpu = _input_cpu(data.images, batch)
+            model_cpu = batch / statistics.median(cpu_rates["tensors"])
             results.append(
                 {
                     "arch": arch,
                     "image_size": size,
                     "batch": batch,
-                    "random_tensors_img_s": round(tensors, 1),
-                    "real_data_img_s": round(real, 1),
-                    "ratio": round(real / tensors, 3),
+                    "rounds": args.rounds,
+                    "steps_per_round": args.steps,
+                    "random_tensors_img_s": [round(v, 1) for v in rates["tensors"]],
+                    "real_data_img_s": [round(v, 1) for v in rates["real"]],
+                    "ratios": [round(v, 3) for v in ratios],
+                    "median_ratio": round(statistics.median(ratios), 3),
+                    "random_tensors_img_per_cpu_s": [round(v, 2) for v in cpu_rates["tensors"]],
+                    "real_data_img_per_cpu_s": [round(v, 2) for v in cpu_rates["real"]],
+                    "cpu_ratios": [round(v, 3) for v in cpu_ratios],
+                    "median_cpu_ratio": round(statistics.median(cpu_ratios), 3),
+                    "input_cpu_s_per_batch": round(input_cpu, 4),
+                    "model_cpu_s_per_batch": round(model_cpu, 3),
+                    "input_share_of_cpu": round(input_cpu / (input_cpu + model_cpu), 4),
+                    "load_avg_1m_before_after": [
+                        round(load_before[0], 2),
+                        round(os.getloadavg()[0], 2),
+                    ],
                 }
             )
     finally:

@@ -81,3 +81,40 @@ def test_cached_features_get_a_letterboxed_view_when_the_frame_policy_letterboxe
     assert len(plain) == 6 and len(boxed) == 9  # as is, mirrored, and letterboxed
     assert torch.equal(boxed[:6], plain) and not torch.equal(boxed[6:], plain[:3])
     assert boxed_labels.tolist() == labels.tolist() + labels[:3].tolist()
+
+
+def test_the_colour_jitter_is_brightness_then_contrast_then_saturation_clipped() -> None:
+    """Flat pictures, where crop and flip change nothing: the pixels are the plain sequential
+    definition (the same draws, in the order augment documents)."""
+    from kennel.train.augment import IMAGENET_MEAN, IMAGENET_STD
+
+    n, strength = 16, 1.0
+    colours = torch.randint(0, 256, (n, 1, 1, 3), generator=torch.Generator().manual_seed(2))
+    flat = colours.byte().expand(n, 24, 24, 3).contiguous()
+    out = augment(flat, strength, torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(9)
+    draws = [torch.rand(n, generator=g) for _ in range(8)]  # area, ratio, x, y, flip, b, c, s
+    j = 0.4 * strength
+    b, c, s = (1 - j + 2 * j * d.view(n, 1) for d in draws[5:])
+    weights = torch.tensor([0.299, 0.587, 0.114])
+    x = colours.view(n, 3).float() / 255 * b
+    m = x @ weights  # the mean grey of a flat picture is its grey
+    x = (x - m.view(n, 1)) * c + m.view(n, 1)
+    grey = (x @ weights).view(n, 1)
+    x = ((x - grey) * s + grey).clamp(0, 1)
+    expected = (x - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    assert torch.allclose(out.mean(dim=(2, 3)), expected, atol=1e-4)
+    assert torch.allclose(out.amax(dim=(2, 3)), out.amin(dim=(2, 3)), atol=1e-4)  # still flat
+
+
+def test_the_crop_zooms_into_the_picture_and_half_the_pictures_are_mirrored() -> None:
+    n, side = 64, 32
+    ramp = torch.linspace(0, 255, side).round().byte()  # grey, dark at the left
+    pictures = ramp.view(1, 1, side, 1).expand(n, side, side, 3).contiguous()
+    out = augment(pictures, 1.0, torch.Generator().manual_seed(4))[:, 0]  # the red channel
+    steps = out.diff(dim=2)
+    rising = (steps >= -1e-5).all(dim=(1, 2))
+    falling = (steps <= 1e-5).all(dim=(1, 2))
+    assert bool((rising | falling).all())  # a crop of a ramp, mirrored or not, is a ramp
+    assert 0.3 < float(falling.float().mean()) < 0.7
+    assert bool((out[:, :, -1] - out[:, :, 0]).abs().gt(0.5).all())  # and not a flat one
