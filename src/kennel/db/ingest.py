@@ -8,7 +8,7 @@ they accepted in one transaction, so a resumed run skips exactly the files alrea
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -196,12 +196,14 @@ class IngestStore:
     def save(self, items: Sequence[Item], records: Sequence[IngestRecord]) -> None:
         """One checkpoint: new items and the records of a chunk, in one transaction; items and
         records stored already are left as they are."""
+        # vars(), not asdict(): these entities hold no nested dataclasses, and asdict's deep
+        # copy was a tenth of a large ingest's time
         with self.db.session() as s:
-            insert_ignore(s, ItemRow.__table__, [asdict(i) for i in items])  # type: ignore[arg-type]
+            insert_ignore(s, ItemRow.__table__, [vars(i) for i in items])  # type: ignore[arg-type]
             insert_ignore(
                 s,
                 IngestRecordRow.__table__,  # type: ignore[arg-type]
-                [asdict(r) for r in records],
+                [vars(r) for r in records],
             )
 
     def records_with_items(self, run_id: str, status: str) -> list[tuple[IngestRecord, Item]]:
