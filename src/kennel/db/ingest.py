@@ -8,7 +8,7 @@ they accepted in one transaction, so a resumed run skips exactly the files alrea
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -209,14 +209,18 @@ class IngestStore:
     def records_with_items(self, run_id: str, status: str) -> list[tuple[IngestRecord, Item]]:
         """The run's records with ``status`` (its accepted files) by file order, each with the
         item its sha256 names."""
+        # columns, not ORM rows: loading 100,000 pairs of mapped objects took seconds
+        record_columns = [getattr(IngestRecordRow, f.name) for f in fields(IngestRecord)]
+        item_columns = [getattr(ItemRow, f.name) for f in fields(Item)]
+        split = len(record_columns)
         with self.db.session() as s:
             rows = s.execute(
-                select(IngestRecordRow, ItemRow)
+                select(*record_columns, *item_columns)
                 .join(ItemRow, ItemRow.sha256 == IngestRecordRow.sha256)
                 .where(IngestRecordRow.run_id == run_id, IngestRecordRow.status == status)
                 .order_by(IngestRecordRow.seq)
             ).all()
-            return [(_record(rec), _item(item)) for rec, item in rows]
+            return [(IngestRecord(*row[:split]), Item(*row[split:])) for row in rows]
 
     def mark(
         self, run_id: str, reasons: Sequence[tuple[str, str]], status: str

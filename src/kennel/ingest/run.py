@@ -2,7 +2,7 @@
 process, a process pool or a Ray cluster: ``kennel.ingest.engines``), store the bytes
 content-addressed, then commit a dataset version from here, the driver, whatever the engine.
 
-Progress is checkpointed in ``ingest_records`` (every second or so, each checkpoint one
+Progress is checkpointed in ``ingest_records`` (every two seconds at most, each checkpoint one
 transaction holding the records of whole chunks whose bytes are stored durably already); an
 interrupted run (even ``kill -9``) resumes where it stopped when the same source is ingested
 into the same dataset again, and because version ids are content digests the result is
@@ -40,10 +40,12 @@ from kennel.storage import ContentStore
 
 CHUNK = 64
 # A checkpoint (one transaction, one fsync of the metadata DB) is written when this many
-# files or seconds have passed since the last: a commit per chunk cost ~20 ms each, a third
-# of a large ingest. A kill loses at most this much work, which a resume does again.
+# files or seconds have passed since the last (the first after 0.25 s, each wait doubling up
+# to CHECKPOINT_S): a commit per chunk cost 20-40 ms each, a third of a large ingest. A kill
+# loses at most this much work, which a resume does again.
 CHECKPOINT_FILES = 2048
-CHECKPOINT_S = 1.0
+CHECKPOINT_S = 2.0
+FIRST_CHECKPOINT_S = 0.25
 REPARENT_ATTEMPTS = 20  # commits lost to other ingests of the same dataset before giving up
 
 
@@ -158,13 +160,14 @@ class Ingestor:
             processed = 0
             chunks = _chunks(source, pending, self.chunk, local_files=self.engine.reads_local_files)
             unsaved: list[FileResult] = []
-            saved_at = time.monotonic()
+            saved_at, wait = time.monotonic(), FIRST_CHECKPOINT_S
             for results in self.engine.map(target, chunks, len(pending)):
                 unsaved += results
                 processed += len(results)
-                if len(unsaved) >= CHECKPOINT_FILES or time.monotonic() - saved_at >= CHECKPOINT_S:
+                if len(unsaved) >= CHECKPOINT_FILES or time.monotonic() - saved_at >= wait:
                     self._save(run_id, unsaved)
                     unsaved, saved_at = [], time.monotonic()
+                    wait = min(CHECKPOINT_S, 2 * wait)
                 progress(Event("ingest", done=len(done) + processed, total=len(entries)))
             self._save(run_id, unsaved)
         version, created, summary = self._finish(dataset, run_id, parent_id, source, actor, listing)
