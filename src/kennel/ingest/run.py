@@ -38,7 +38,7 @@ from kennel.ingest.validate import OK, QUARANTINED, FileResult, Limits
 from kennel.progress import Event, Progress, silent
 from kennel.storage import ContentStore
 
-CHUNK = 64
+CHUNK = 128  # files per task: each ends with one filesystem sync of the bytes it stored
 # A checkpoint (one transaction, one fsync of the metadata DB) is written when this many
 # files or seconds have passed since the last (the first after 0.25 s, each wait doubling up
 # to CHECKPOINT_S): a commit per chunk cost 20-40 ms each, a third of a large ingest. A kill
