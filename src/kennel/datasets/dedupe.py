@@ -76,7 +76,7 @@ def _band_pairs(
         close = (bits > 0) & (bits <= distance)
         a, b = a[close], b[close]
         out.append(np.stack([np.minimum(a, b), np.maximum(a, b), bits[close].astype(np.int64)]))
-        return sum(o.shape[1] for o in out) >= enough
+        return sum(int(o.shape[1]) for o in out) >= enough
 
     narrow = wanted & (sizes <= _WIDE)
     positions = np.flatnonzero(narrow[group_of])  # sorted positions in narrow groups
