@@ -117,8 +117,5 @@ def quality(image: Image.Image, *, phash: bool = True) -> Quality:
 def dhash(grey: Image.Image) -> str:
     """64-bit difference hash: does each of 8x8 cells get brighter to the right?"""
     small = np.asarray(grey.resize((9, 8), Image.Resampling.BOX), dtype=np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).flatten()
-    value = 0
-    for bit in bits:
-        value = (value << 1) | int(bit)
-    return f"{value:016x}"
+    bits = (small[:, 1:] > small[:, :-1]).flatten()  # the first bit is the most significant
+    return np.packbits(bits).tobytes().hex()

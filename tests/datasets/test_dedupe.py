@@ -30,3 +30,21 @@ def test_near_pairs_match_brute_force() -> None:
 
 def test_exact_groups() -> None:
     assert exact_groups({"a": ["x", "y"], "b": ["z"]}) == [["x", "y"]]
+
+
+def test_near_pairs_sorted_and_capped() -> None:
+    # 64 one-bit hashes and zero: every two of them are within 2 bits (2,080 pairs)
+    hashes = [f"{1 << k:016x}" for k in range(64)] + ["0" * 16]
+    every = near_pairs(hashes, [True] * len(hashes), distance=4)
+    assert len(every) == 64 * 63 // 2 + 64
+    assert every == sorted(every)
+    assert all(bits == (1 if j == 64 else 2) for _i, j, bits in every)
+    assert len(near_pairs(hashes, [True] * len(hashes), distance=4, max_pairs=10)) == 10
+
+
+def test_near_pairs_in_a_wide_group_of_identical_hashes() -> None:
+    # 200 copies of one hash (never a pair: not distinct) and one close relative of it
+    hashes = ["00000000000000ff"] * 200 + ["00000000000000fe"]
+    new = [False] * 200 + [True]
+    assert near_pairs(hashes, new, distance=4) == [(i, 200, 1) for i in range(200)]
+    assert near_pairs(hashes, [True] + [False] * 200, distance=4) == [(0, 200, 1)]

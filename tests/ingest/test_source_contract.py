@@ -45,6 +45,8 @@ from kennel.ingest.sources import (
     Entry,
     FolderSource,
     FsspecFolderSource,
+    LocalFile,
+    LocatingSource,
     ReadResult,
     Source,
     TableSource,
@@ -538,6 +540,22 @@ def test_names_that_leave_the_lake_are_never_read(lake: Lake) -> None:
     assert len(refused) + sum(listing.skipped.values()) == lake.escapes > 0
     for reason in refused.values():
         assert re.match(r"(unsafe path|outside allowed roots): ", str(reason)), reason
+
+
+def test_located_files_read_as_the_source_reads_them(lake: Lake) -> None:
+    """What an ingest's workers read from a located file (its path, read in the worker) is
+    exactly what the source's own read gives: the same bytes, the same refusals."""
+    source = lake.open(PLAIN, escaping=True)
+    if not isinstance(source, LocatingSource):
+        return  # archives and remote folders are read by the driver
+    entries = source.scan().entries
+    located = list(source.locate(entries))
+    assert [e.uri for e, _ in located] == [e.uri for e in entries]
+    folders: dict[str, str] = {}  # shared by a batch, as a worker shares it
+    worker = {e.uri: f.read(folders) if isinstance(f, LocalFile) else f for e, f in located}
+    assert worker == _read(source, entries)
+    assert any(isinstance(f, LocalFile) for _e, f in located)
+    assert SECRET not in worker.values()
 
 
 # -- errors ------------------------------------------------------------------------------------

@@ -8,11 +8,13 @@ in proportion to what it adds.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from itertools import pairwise
 
 import numpy as np
+
+_BLOCK = 1 << 16  # hash comparisons per numpy call in a wide group
+_WIDE = 64  # rows sharing a band value beyond which a group is compared row by row
 
 
 def exact_groups(uris_by_sha: dict[str, list[str]]) -> list[list[str]]:
@@ -28,36 +30,69 @@ def _bands(distance: int) -> list[tuple[int, int]]:
 def near_pairs(
     hashes: Sequence[str], new: Sequence[bool], *, distance: int, max_pairs: int = 100_000
 ) -> list[tuple[int, int, int]]:
-    """(i, j, bits) with i < j, distinct hashes within ``distance`` bits, one of them new."""
+    """(i, j, bits) with i < j, distinct hashes within ``distance`` bits, one of them new;
+    sorted by (i, j). At most ``max_pairs`` (the search stops once it has found that many)."""
     if distance <= 0 or not hashes:
         return []
     values = np.array([int(h, 16) for h in hashes], dtype=np.uint64)
     is_new = np.asarray(new, dtype=bool)
-    found: set[tuple[int, int]] = set()
-    pairs: list[tuple[int, int, int]] = []
+    found: list[np.ndarray] = []
     for lo, hi in _bands(distance):
+        if sum(f.shape[1] for f in found) >= max_pairs:
+            break
         mask = np.uint64(((1 << (hi - lo)) - 1) << lo)
-        keys = values & mask
-        buckets: dict[int, list[int]] = defaultdict(list)
-        for new_index in np.flatnonzero(is_new).tolist():
-            buckets[int(keys[new_index])].append(new_index)
-        if not buckets:
-            continue
-        members: dict[int, list[int]] = defaultdict(list)
-        for index, key in enumerate(keys.tolist()):
-            if key in buckets:
-                members[key].append(index)
-        for key, new_members in buckets.items():
-            group = np.array(members[key])
-            for i in new_members:
-                bits = np.bitwise_count(values[group] ^ values[i])
-                close = (bits > 0) & (bits <= distance)
-                for j, b in zip(group[close].tolist(), bits[close].tolist(), strict=True):
-                    if j != i:
-                        pair = (min(i, j), max(i, j))
-                        if pair not in found:
-                            found.add(pair)
-                            pairs.append((pair[0], pair[1], int(b)))
-                            if len(pairs) >= max_pairs:
-                                return pairs
-    return pairs
+        found.extend(_band_pairs(values, is_new, values & mask, distance, max_pairs))
+    if not found:
+        return []
+    i, j, bits = np.concatenate(found, axis=1)
+    # a pair agreeing on several bands was found once per band
+    unique = np.unique(i * np.int64(len(values)) + j)[:max_pairs]
+    i, j = np.divmod(unique, np.int64(len(values)))
+    bits = np.bitwise_count(values[i] ^ values[j])
+    return list(zip(i.tolist(), j.tolist(), bits.tolist(), strict=True))
+
+
+def _band_pairs(
+    values: np.ndarray, is_new: np.ndarray, keys: np.ndarray, distance: int, enough: int
+) -> list[np.ndarray]:
+    """Arrays (i, j, bits) of the pairs of rows whose keys agree, one row new, within
+    ``distance`` bits; i < j. Rows are compared within a group of equal keys, all at once:
+    the k-th row of each group with its (k + d)-th, for each d (vector operations per d, not
+    per row); a group larger than ``_WIDE`` (many near-identical images) goes by blocks of
+    its new rows. Stops once ``enough`` pairs are found."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    sizes = np.diff(np.r_[starts, len(keys)])
+    with_new = np.add.reduceat(is_new[order].astype(np.int64), starts) > 0
+    wanted = with_new & (sizes > 1)
+    group_of = np.repeat(np.arange(len(starts)), sizes)
+    out: list[np.ndarray] = []
+
+    def keep(a: np.ndarray, b: np.ndarray) -> bool:
+        either = is_new[a] | is_new[b]
+        a, b = a[either], b[either]
+        bits = np.bitwise_count(values[a] ^ values[b])
+        close = (bits > 0) & (bits <= distance)
+        a, b = a[close], b[close]
+        out.append(np.stack([np.minimum(a, b), np.maximum(a, b), bits[close].astype(np.int64)]))
+        return sum(int(o.shape[1]) for o in out) >= enough
+
+    narrow = wanted & (sizes <= _WIDE)
+    positions = np.flatnonzero(narrow[group_of])  # sorted positions in narrow groups
+    ends = (starts + sizes)[group_of]
+    for d in range(1, int(sizes[narrow].max()) if narrow.any() else 1):
+        positions = positions[positions + d < ends[positions]]
+        if keep(order[positions], order[positions + d]):
+            return out
+    for g in np.flatnonzero(wanted & (sizes > _WIDE)).tolist():
+        group = order[starts[g] : starts[g] + sizes[g]]
+        fresh = group[is_new[group]]
+        step = max(1, _BLOCK // len(group))
+        for first in range(0, len(fresh), step):
+            block = fresh[first : first + step]
+            a = np.repeat(block, len(group))
+            b = np.tile(group, len(block))
+            if keep(a, b):
+                return out
+    return out

@@ -20,10 +20,16 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
-from kennel.ingest.validate import FileResult, Limits, check_and_store, init_worker, process_chunk
+from kennel.ingest.validate import (
+    FileResult,
+    Limits,
+    WorkItem,
+    check_and_store,
+    init_worker,
+    process_chunk,
+)
 from kennel.storage import ContentStore
 
-WorkItem = tuple[int, str, str | None, dict[str, str], bytes | str]
 Chunk = list[WorkItem]
 Results = list[FileResult]  # one per file of a chunk, in the chunk's order
 INLINE_BELOW = 400  # fewer files than this are checked in-process: spawning a pool costs ~1 s
@@ -42,6 +48,9 @@ class Engine(Protocol):
     """Runs ``check_and_store`` over chunks; results come back in the order chunks went in."""
 
     name: str
+    # Whether every process that checks files shares this machine's disk: then a local file
+    # goes to it as its path (``LocalFile``) and is read there, not by the driver.
+    reads_local_files: bool
 
     def connected(self, target: Target) -> AbstractContextManager[None]:
         """Reach the executor, or raise before the caller writes anything; released on exit."""
@@ -58,6 +67,7 @@ class LocalEngine:
     """This machine: inline for one worker or a small source, else a spawn process pool."""
 
     name = "local"
+    reads_local_files = True
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, workers)

@@ -138,6 +138,7 @@ class RayEngine:
     chunk whose worker or node died is run again before the ingest fails (it can then resume)."""
 
     name = "ray"
+    reads_local_files = False  # a node may be another machine: the driver sends the bytes
 
     def __init__(
         self,

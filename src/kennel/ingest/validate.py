@@ -5,11 +5,12 @@ its reason, size and digest are recorded instead."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from kennel.imaging import ImageRejected, decode, quality
 from kennel.ingest.lifeline import die_with_parent
+from kennel.ingest.sources.base import LocalFile
 from kennel.storage import ContentStore, open_content_store, sha256_hex
 
 OK = "ok"
@@ -74,7 +75,10 @@ def check(
         "mode": decoded.mode,
         "width": decoded.width,
         "height": decoded.height,
-        **asdict(stats),
+        "brightness": stats.brightness,
+        "contrast": stats.contrast,
+        "sharpness": stats.sharpness,
+        "phash": stats.phash,
     }
     return FileResult(seq, uri, label, OK, None, digest, size, item, attrs), data
 
@@ -91,23 +95,23 @@ def init_worker(artifacts_url: str, limits: Limits, parent_pid: int) -> None:
     _limits = limits
 
 
-def process_chunk(
-    chunk: list[tuple[int, str, str | None, dict[str, str], bytes | str]],
-) -> list[FileResult]:
+WorkItem = tuple[int, str, str | None, dict[str, str], bytes | str | LocalFile]
+
+
+def process_chunk(chunk: list[WorkItem]) -> list[FileResult]:
     """Check a chunk of files and store their bytes; runs in a worker process."""
     assert _store is not None and _limits is not None, "init_worker was not called"
     return check_and_store(_store, _limits, chunk)
 
 
-def check_and_store(
-    store: ContentStore,
-    limits: Limits,
-    chunk: list[tuple[int, str, str | None, dict[str, str], bytes | str]],
-) -> list[FileResult]:
-    """Check each file, then store the bytes worth keeping in one durable batch."""
+def check_and_store(store: ContentStore, limits: Limits, chunk: list[WorkItem]) -> list[FileResult]:
+    """Check each file (reading those sent as a ``LocalFile``), then store the bytes worth
+    keeping in one durable batch."""
     results, keep = [], []
+    folders: dict[str, str] = {}
     for seq, uri, label, attrs, data in chunk:
-        result, kept = check(seq, uri, label, data, limits, attrs)
+        read = data.read(folders) if isinstance(data, LocalFile) else data
+        result, kept = check(seq, uri, label, read, limits, attrs)
         results.append(result)
         if kept is not None:
             keep.append(kept)

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar, Literal, Protocol
+from typing import IO, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import fsspec
 
@@ -66,6 +66,57 @@ class Source(Protocol):
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
         """Bytes for each entry, in the given order; a string instead of bytes on failure or
         when an entry holds more than the source's ``max_bytes`` (never more is read)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A file on this machine's disk, to be read later, by whichever process checks it: an
+    ingest's workers read their files themselves instead of receiving the bytes from the
+    driver. ``read`` does exactly what the source's own ``read`` would: at most ``limit``
+    bytes, regular files only, and, when ``root`` is given, only a path that resolves
+    (symlinks followed) inside it."""
+
+    path: str
+    limit: int
+    root: str | None = None
+
+    def read(self, folders: dict[str, str] | None = None) -> ReadResult:
+        """The bytes, or why not. ``folders``: resolved folders (by the name they were asked
+        by) shared by the reads of one batch, so that a folder of many files is resolved once;
+        the file's own name is still checked for being a symlink each time."""
+        if self.root is None:
+            return read_local(self.path, self.limit)
+        try:
+            path = _resolved(self.path, {} if folders is None else folders)
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+            return f"unreadable: {SYMLINK_LOOP}"
+        if not Path(path).is_relative_to(self.root):
+            return f"unsafe path: {self.path} resolves outside {self.root}"
+        return read_local(path, self.limit)
+
+
+def _resolved(path: str, folders: dict[str, str]) -> str:
+    """``Path(path).resolve()``, its folder looked up in ``folders`` first."""
+    folder, name = os.path.split(path)
+    real = folders.get(folder)
+    if real is None:
+        real = folders[folder] = str(Path(folder).resolve())
+    joined = os.path.join(real, name)
+    return str(Path(joined).resolve()) if os.path.islink(joined) else joined
+
+
+Located = ReadResult | LocalFile
+
+
+@runtime_checkable
+class LocatingSource(Source, Protocol):
+    """A source whose files are (some or all) local: besides reading them, it can name them,
+    so that the processes checking them read them."""
+
+    def locate(self, entries: list[Entry]) -> Iterator[tuple[Entry, Located]]:
+        """For each entry, in the given order, what ``read`` would give, except that a local
+        file may come as a :class:`LocalFile` whose ``read()`` gives it."""
         ...
 
 

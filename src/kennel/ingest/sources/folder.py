@@ -20,9 +20,9 @@ from kennel.ingest.sources.base import (
     Entry,
     FileTreeSource,
     Listing,
+    LocalFile,
     ReadResult,
     os_reason,
-    read_local,
     utf8,
 )
 
@@ -87,14 +87,12 @@ class FolderSource(FileTreeSource, AtRoot):
         return self._listing(rels, lambda r: str(self.root / r), **skipped)
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
-        max_bytes = self.max_bytes
+        folders: dict[str, str] = {}
+        for entry, file in self.locate(entries):
+            yield entry, file.read(folders)
+
+    def locate(self, entries: list[Entry]) -> Iterator[tuple[Entry, LocalFile]]:
+        """Each entry as a file to read later, confined to the folder when it is read."""
+        root, max_bytes = str(self.root), self.max_bytes
         for entry in entries:
-            try:
-                path = Path(entry.uri).resolve()
-            except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
-                yield entry, f"unreadable: {SYMLINK_LOOP}"
-                continue
-            if not path.is_relative_to(self.root):
-                yield entry, f"unsafe path: {entry.uri} resolves outside {self.root}"
-                continue
-            yield entry, read_local(path, max_bytes)
+            yield entry, LocalFile(entry.uri, max_bytes, root)

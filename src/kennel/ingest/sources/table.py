@@ -14,6 +14,8 @@ from kennel.ingest.sources.base import (
     OUTSIDE_ROOTS,
     Entry,
     Listing,
+    LocalFile,
+    Located,
     ReadResult,
     read_uri,
 )
@@ -139,3 +141,16 @@ class TableSource:
         for entry in entries:
             refused = self.refused.get(entry.uri)
             yield entry, refused if refused is not None else read_uri(entry.uri, max_bytes)
+
+    def locate(self, entries: list[Entry]) -> Iterator[tuple[Entry, Located]]:
+        """Local rows as files to read later (where they point was confined when the rows were
+        placed); refused rows as their reason; URLs read now, as ``read`` does."""
+        max_bytes = self.max_bytes
+        for entry in entries:
+            refused = self.refused.get(entry.uri)
+            if refused is not None:
+                yield entry, refused
+            elif entry.uri.startswith("file://") or "://" not in entry.uri:
+                yield entry, LocalFile(entry.uri.removeprefix("file://"), max_bytes)
+            else:
+                yield entry, read_uri(entry.uri, max_bytes)
