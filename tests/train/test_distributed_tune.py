@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from kennel.cli.main import app
 from kennel.config import Project
 from kennel.datasets.synth import generate
-from kennel.db.studies import masked, schema_of, storage_url
+from kennel.db.studies import creating, masked, schema_of, storage_url
 from kennel.errors import ConfigError
 from kennel.pipeline.build import BuildOptions
 from kennel.train.study_records import StudyStatus
@@ -289,3 +289,32 @@ def test_studies_get_a_schema_of_their_own_and_never_sqlite() -> None:
     for url, override in (("sqlite:///x.db", None), (PG_BASE, "sqlite:///o.db")):
         with pytest.raises(ConfigError, match="needs PostgreSQL"):
             storage_url(url, override)
+
+
+def test_an_interrupted_creation_is_finished_with_exactly_the_trials_asked(
+    project: Project,
+) -> None:
+    """A study left without its spec (creation interrupted) with more queued trials than the
+    next `tune start` asks for is trimmed to exactly that many; --trials is bounded."""
+    import optuna
+
+    root = str(project.root)
+    line = _error("tune", "start", "park", "--trials", "10001", "-s", "big", "-C", root, code=2)
+    assert "--trials 10001" in line and "10,000" in line
+    ws = Workspace(project)
+    try:
+        assert ws.studies.probe() is False  # nothing written
+        with creating(ws.studies.url):
+            pass
+        storage = optuna.storages.RDBStorage(ws.studies.url)
+        study = optuna.create_study(study_name="cut", storage=storage)
+        for _ in range(7):
+            study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING))
+        storage.engine.dispose()
+    finally:
+        ws.close()
+    line = _error("tune", "status", "--study", "cut", "-C", root, code=3)
+    assert "not fully created" in line
+    created = _cli("tune", "start", "park", "--trials", "3", "--study", "cut", "-C", root)
+    assert created["counts"]["waiting"] == 3 and len(created["trials"]) == 3
+    assert [t.number for t in _status(project, "cut").trials] == [0, 1, 2]

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -113,3 +113,28 @@ def creating(url: str) -> Iterator[None]:
         raise _unreachable(url, exc) from exc
     finally:
         engine.dispose()
+
+
+_TRIAL_TABLES = (
+    "trial_params",
+    "trial_values",
+    "trial_intermediate_values",
+    "trial_user_attributes",
+    "trial_system_attributes",
+    "trial_heartbeats",
+)
+
+
+def drop_waiting(engine: Engine, study_id: int, keep: int) -> int:
+    """Delete the study's waiting (never started) trials numbered ``keep`` or more, in one
+    transaction; how many went. Only for a study whose creation was interrupted: no worker
+    joins one, so its trials are all waiting and numbered from 0."""
+    chosen = (
+        "SELECT trial_id FROM trials WHERE study_id = :s AND number >= :k AND state = 'WAITING'"
+    )
+    params = {"s": study_id, "k": keep}
+    with engine.begin() as connection:
+        for table in _TRIAL_TABLES:
+            connection.execute(text(f"DELETE FROM {table} WHERE trial_id IN ({chosen})"), params)
+        gone = connection.execute(text(f"DELETE FROM trials WHERE trial_id IN ({chosen})"), params)
+    return gone.rowcount

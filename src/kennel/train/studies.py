@@ -206,6 +206,9 @@ class SharedStudies:
                     f"{same.dataset_version[:12]} with other settings: choose another --study"
                 )
             wanted = max(wanted, same.trials)
+        elif store.drop_waiting(storage.engine, study._study_id, wanted):
+            # an interrupted creation queued more than this one asks for: exactly ``wanted``
+            study = optuna.load_study(study_name=spec.name, storage=storage)
         queued = study.get_trials(deepcopy=False)
         retries = sum("failed_trial" in t.system_attrs for t in queued)
         for _ in range(wanted - (len(queued) - retries)):
