@@ -16,6 +16,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from kennel.db.engine import where
 from kennel.errors import ConfigError, MetadataError
 
 _SEARCH_PATH = re.compile(r"-c\s*search_path\s*=\s*([^\s]+)")
@@ -32,11 +33,12 @@ def _parse(url: str, what: str) -> URL:
         raise ConfigError(f"{what}: not a database URL") from exc
 
 
-def masked(url: str) -> str:
-    """``url`` fit to print: its password, if any, as ``***``."""
+def shown(url: str) -> str:
+    """The study store as kennel's other errors name a database: ``host:port/name`` (never a
+    user, a password or the ``search_path`` options)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+        return where(make_url(url))
+    except (ArgumentError, ValueError):
         return "<not a database URL>"
 
 
@@ -75,7 +77,7 @@ def schema_of(url: str) -> str | None:
 
 def _unreachable(url: str, exc: SQLAlchemyError) -> MetadataError:
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    return MetadataError(f"cannot reach the study store {masked(url)}: {reason}")
+    return MetadataError(f"cannot reach the study store at {shown(url)}: {reason}")
 
 
 def has_studies(url: str) -> bool:
