@@ -3,9 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from kennel.cli.main import app
 from kennel.config import load_project

@@ -243,8 +243,7 @@ def test_no_address_starts_a_new_local_instance_not_a_running_cluster(
     monkeypatch.setattr(ray, "init", fake_init)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     engine = RayEngine(num_cpus=1)
-    with pytest.raises(EngineError, match="a new local Ray instance: stop here"):
-        with engine.session():
-            pass
+    with pytest.raises(EngineError, match="a new local Ray instance: stop here"), engine.session():
+        pass
     assert seen["address"] == "local"
     assert seen["num_cpus"] == 1

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from kennel.cli.main import app
 from kennel.config import Project
 from kennel.datasets.synth import generate
-from kennel.db.studies import creating, shown, schema_of, storage_url
+from kennel.db.studies import creating, schema_of, shown, storage_url
 from kennel.errors import ConfigError
 from kennel.pipeline.build import BuildOptions
 from kennel.train.study_records import StudyStatus

@@ -9,8 +9,8 @@ What is written (no cluster is contacted):
 
 - ``Dockerfile``: a slim Python image with kennel installed, running as an unprivileged user;
 - ``kennel.yaml`` inside a ConfigMap, the project's own file with the store URLs (and the feed
-  and webhook URLs) replaced by ``${KENNEL_...}`` variables that the Secret fills, so no password is written
-  into a manifest;
+  and webhook URLs) replaced by ``${KENNEL_...}`` variables that the Secret fills, so no
+  password or hook token is written into a manifest;
 - a Secret (``stringData`` placeholders unless ``include_secrets``), a Deployment whose
   readiness and liveness probes are ``/health/ready`` and ``/health/live``, a Service, a
   HorizontalPodAutoscaler on CPU and a PodDisruptionBudget.
