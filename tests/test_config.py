@@ -80,3 +80,34 @@ def test_cicd_template_uses_real_commands() -> None:
     for command in commands:
         assert CliRunner().invoke(app, [command, "--help"]).exit_code == 0, command
     assert CliRunner().invoke(app, ["pipeline", "run", "--help"]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("s3+http://127.0.0.1:notaport/b/p", "the port after 127.0.0.1: is not a number"),
+        ("s3+https://127.0.0.1:99999/b/p", "the port after 127.0.0.1: is not a number"),
+        ("s3://", "'s3://' names no bucket"),
+        ("s3+http://127.0.0.1:9000/", "'s3+http://' names no bucket"),
+        ("s3+http://127.0.0.1:9000/bucket/../../etc", "'..' are not allowed"),
+        ("s3://bucket/./x", "'..' are not allowed"),
+    ],
+)
+def test_a_malformed_s3_store_url_is_one_line_naming_the_key(
+    tmp_path: Path, url: str, message: str
+) -> None:
+    (tmp_path / "kennel.yaml").write_text(f"store:\n  artifacts_url: {url!r}\n")
+    result = CliRunner().invoke(app, ["data", "list", "-C", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "store.artifacts_url" in result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def test_an_s3_source_url_with_a_bad_port_is_one_line() -> None:
+    from kennel.errors import StorageError
+    from kennel.storage.fsspec_store import split_endpoint
+
+    with pytest.raises(StorageError, match="not a number"):
+        split_endpoint("s3+http://127.0.0.1:notaport/b/p")
+    assert split_endpoint("s3+http://127.0.0.1:9000/b/p") == ("s3://b/p", "http://127.0.0.1:9000")

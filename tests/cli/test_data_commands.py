@@ -3,9 +3,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from kennel.cli.main import app
+from kennel.config import load_project
+from kennel.db.audit import AuditLog
+from kennel.db.schema import IngestRunRow
+from kennel.wiring import Workspace
 from tests.conftest import make_project
 from tests.helpers import labelled_jpegs, write_tree
 
@@ -59,6 +64,21 @@ def test_ingest_with_no_valid_image_fails_clearly(tmp_path: Path) -> None:
     write_tree(tmp_path / "junk", {"cat/a.jpg": b"nope", "dog/b.jpg": b""})
     result = runner.invoke(app, ["data", "ingest", str(tmp_path / "junk"), "-d", "j", "-C", root])
     assert result.exit_code == 6 and "no valid images" in result.stderr
+    # a failed first ingest leaves no empty dataset behind (the audit trail keeps the run)
+    project = load_project(Path(root))
+    ws = Workspace(project)
+    try:
+        assert ws.catalog.datasets() == []
+        with ws.db.session() as s:
+            assert s.scalar(select(func.count()).select_from(IngestRunRow)) == 0
+        actions = [e.action for e in AuditLog(ws.db).entries() if e.action.startswith("ingest")]
+        assert actions == ["ingest.failed", "ingest.start"]  # newest first
+    finally:
+        ws.close()
+    # and the name is free for an ingest that works
+    write_tree(tmp_path / "good", labelled_jpegs(4, seed=3))
+    _run("data", "ingest", str(tmp_path / "good"), "-d", "j", "-C", root)
+    assert len(_run("data", "list", "-C", root)) == 1
 
 
 def test_synth_command(tmp_path: Path) -> None:

@@ -69,3 +69,46 @@ def test_an_unreachable_s3_endpoint(tmp_path: Path, lake: Path) -> None:
     assert f"127.0.0.1:{port}" in lines[0]
     assert S3_ENV["AWS_SECRET_ACCESS_KEY"] not in result.stderr + result.stdout
     assert _files(root) == []  # not even the SQLite file: nothing is opened before the check
+
+
+@pytest.mark.postgres
+def test_batch_reads_unreachable_or_refusing_database_is_one_line(tmp_path: Path) -> None:
+    """--db names the database as host:port/name like the metadata store; a server that
+    answers but refuses (no such database, no such role) is not retried and says so; a port
+    out of range is a settings error."""
+    from typer.testing import CliRunner
+
+    from kennel.cli.main import app
+
+    root = str(make_project(tmp_path / "p").root)
+    port = free_port()
+    cases = [
+        (
+            f"postgresql+psycopg://k:s3cret@127.0.0.1:{port}/x",
+            10,
+            f"cannot reach the database at 127.0.0.1:{port}/x (tried 4 times)",
+        ),
+        (
+            "postgresql+psycopg://postgres:s3cret@127.0.0.1:5432/nosuch",
+            10,
+            'the database at 127.0.0.1:5432/nosuch refuses the connection: database "nosuch" '
+            "does not exist",
+        ),
+        (
+            "postgresql+psycopg://nosuchrole:s3cret@127.0.0.1:5432/test",
+            10,
+            'refuses the connection: role "nosuchrole" does not exist',
+        ),
+        ("postgresql+psycopg://k:s3cret@127.0.0.1:99999/x", 2, "port 99999 is not 1-65535"),
+        ("postgresql+psycopg://k:s3cret@127.0.0.1:abc/x", 2, "is not a database URL"),
+    ]
+    for db, code, message in cases:
+        began = time.monotonic()
+        result = CliRunner().invoke(
+            app, ["batch-read", "x", "--db", db, "--table", "t", "-C", root]
+        )
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == code and len(lines) == 1, result.output
+        assert message in lines[0] and "s3cret" not in lines[0], lines[0]
+        if code != 10 or "refuses" in message:
+            assert time.monotonic() - began < 2  # not retried

@@ -96,11 +96,22 @@ def test_manifests_validate_against_the_kubernetes_schemas_and_fit_together(
 
 
 def test_secrets_are_written_only_when_asked(tmp_path: Path) -> None:
-    make_project(tmp_path / "p", sections=SHARED)
+    hook = "https://hooks.slack.example/services/T000/B000/sekrettoken"
+    make_project(tmp_path / "p", sections={**SHARED, "monitor": {"webhook_url": hook}})
+    code, output = _export(tmp_path / "p", "--out", str(tmp_path / "plain"))
+    assert code == 0, output
+    assert "sekrettoken" not in "".join(
+        p.read_text() for p in (tmp_path / "plain").rglob("*") if p.is_file()
+    )
     code, output = _export(tmp_path / "p", "--out", str(tmp_path / "d"), "--include-secrets")
     assert code == 0, output
-    secret = _docs(tmp_path / "d")["Secret"]["stringData"]  # type: ignore[index]
+    docs = _docs(tmp_path / "d")
+    secret = docs["Secret"]["stringData"]  # type: ignore[index]
     assert secret["KENNEL_METADATA_URL"] == SHARED["store"]["metadata_url"]  # type: ignore[index]
+    # a webhook URL carries its token: in the Secret, never in the ConfigMap
+    assert secret["KENNEL_WEBHOOK_URL"] == hook  # type: ignore[index]
+    config = docs["ConfigMap"]["data"]["kennel.yaml"]  # type: ignore[index]
+    assert "sekrettoken" not in config and "${KENNEL_WEBHOOK_URL}" in config
     # the file holding the store URLs (and their passwords) is its owner's alone
     (written,) = (tmp_path / "d").rglob("secret.yaml")
     assert written.stat().st_mode & 0o077 == 0
@@ -118,6 +129,8 @@ def test_secrets_are_written_only_when_asked(tmp_path: Path) -> None:
         ),
         (SHARED, ["--env", "prodution"], "unknown environment 'prodution'"),
         (SHARED, ["--replicas", "5", "--max-replicas", "2"], "max_replicas"),
+        (SHARED, ["--max-replicas", "4294967296"], "--max-replicas 4294967296: give 1 to 1,000"),
+        (SHARED, ["--replicas", "2000", "--max-replicas", "3000"], "--replicas 2000"),
     ],
 )
 def test_what_cannot_run_on_kubernetes_is_refused_in_one_line(

@@ -223,3 +223,27 @@ def test_a_store_that_lives_in_one_process_is_refused(tmp_path: Path) -> None:
             ws.ingestor(engine="ray").run(ws.source(str(tmp_path)), "pets")
     finally:
         ws.close()
+
+
+def test_no_address_starts_a_new_local_instance_not_a_running_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ray.init(address=None) would attach to a ``ray start`` cluster found on this machine;
+    without --address or RAY_ADDRESS the engine asks for a fresh local instance. ray.init is
+    replaced only to capture its arguments."""
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    seen: dict[str, Any] = {}
+
+    def fake_init(**kwargs: Any) -> None:
+        seen.update(kwargs)
+        raise ConnectionError("stop here")
+
+    monkeypatch.setattr(ray, "init", fake_init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    engine = RayEngine(num_cpus=1)
+    with pytest.raises(EngineError, match="a new local Ray instance: stop here"), engine.session():
+        pass
+    assert seen["address"] == "local"
+    assert seen["num_cpus"] == 1

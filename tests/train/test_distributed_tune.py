@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from kennel.cli.main import app
 from kennel.config import Project
 from kennel.datasets.synth import generate
-from kennel.db.studies import masked, schema_of, storage_url
+from kennel.db.studies import creating, schema_of, shown, storage_url
 from kennel.errors import ConfigError
 from kennel.pipeline.build import BuildOptions
 from kennel.train.study_records import StudyStatus
@@ -254,6 +254,7 @@ def test_unreachable_store_unknown_study_and_sqlite_are_one_line(
     _cli("tune", "start", "park", "--trials", "1", "--study", "s3", "-C", root)
     line = _error("tune", "status", "--study", "s4", "-C", root, code=3)
     assert "'s4' not found" in line
+    assert "postgresql" not in line and "search_path" not in line  # host:port/name only
     line = _error("tune", "start", "park", "--study", "s3", "--search", "tpe", "-C", root, code=4)
     assert "'s3' already searches park@" in line
 
@@ -271,7 +272,7 @@ def test_unreachable_store_unknown_study_and_sqlite_are_one_line(
     )
     for args in (("worker", "--study", "s3"), ("status", "--study", "s3"), ("start", "park")):
         line = _error("tune", *args, "-C", str(down.root), code=10)
-        assert "127.0.0.1:9" in line and "sekret" not in line and "***" in line
+        assert "127.0.0.1:9/x" in line and "sekret" not in line and "kennel@" not in line
 
     local = make_project(tmp_path / "local")
     line = _error("tune", "worker", "--study", "s3", "-C", str(local.root), code=2)
@@ -283,9 +284,38 @@ def test_studies_get_a_schema_of_their_own_and_never_sqlite() -> None:
     assert schema_of(pinned) == "t_abc_optuna"
     plain = storage_url("postgresql+psycopg://kennel:sekret@db:5432/kennel")
     assert schema_of(plain) == "kennel_optuna" and "sekret" in plain  # it must connect
-    assert "sekret" not in masked(plain) and "***" in masked(plain)
+    assert shown(plain) == "db:5432/kennel"  # as other errors name a database
     other = "postgresql+psycopg://db/optuna"
     assert storage_url("sqlite:///x.db", other) == other
     for url, override in (("sqlite:///x.db", None), (PG_BASE, "sqlite:///o.db")):
         with pytest.raises(ConfigError, match="needs PostgreSQL"):
             storage_url(url, override)
+
+
+def test_an_interrupted_creation_is_finished_with_exactly_the_trials_asked(
+    project: Project,
+) -> None:
+    """A study left without its spec (creation interrupted) with more queued trials than the
+    next `tune start` asks for is trimmed to exactly that many; --trials is bounded."""
+    import optuna
+
+    root = str(project.root)
+    line = _error("tune", "start", "park", "--trials", "10001", "-s", "big", "-C", root, code=2)
+    assert "--trials 10001" in line and "10,000" in line
+    ws = Workspace(project)
+    try:
+        assert ws.studies.probe() is False  # nothing written
+        with creating(ws.studies.url):
+            pass
+        storage = optuna.storages.RDBStorage(ws.studies.url)
+        study = optuna.create_study(study_name="cut", storage=storage)
+        for _ in range(7):
+            study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING))
+        storage.engine.dispose()
+    finally:
+        ws.close()
+    line = _error("tune", "status", "--study", "cut", "-C", root, code=3)
+    assert "not fully created" in line
+    created = _cli("tune", "start", "park", "--trials", "3", "--study", "cut", "-C", root)
+    assert created["counts"]["waiting"] == 3 and len(created["trials"]) == 3
+    assert [t.number for t in _status(project, "cut").trials] == [0, 1, 2]

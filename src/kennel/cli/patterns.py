@@ -310,7 +310,10 @@ def export_k8s(
     include_secrets: Annotated[
         bool,
         typer.Option(
-            help="Write the project's store URLs into secret.yaml (default: placeholders)."
+            help=(
+                "Write the project's store and webhook URLs into secret.yaml "
+                "(default: placeholders)."
+            )
         ),
     ] = False,
     out: Annotated[Path, typer.Option(help="Folder for Dockerfile and k8s/.")] = Path("deploy"),

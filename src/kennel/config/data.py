@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kennel.config._base import STATE_DIR, _Strict
 
@@ -15,6 +16,40 @@ class StoreConfig(_Strict):
     # A local folder or any fsspec URL (s3://bucket/prefix, memory://x, file:///abs/path);
     # s3+http(s)://host:port/bucket/prefix names an S3-compatible server (kennel.storage).
     artifacts_url: str = f"{STATE_DIR}/artifacts"
+
+    @field_validator("artifacts_url")
+    @classmethod
+    def _s3_shape(cls, url: str) -> str:
+        problem = s3_url_problem(url)
+        if problem:
+            raise ValueError(problem)
+        return url
+
+
+def s3_url_problem(url: str) -> str | None:
+    """What is wrong with an ``s3://bucket/prefix`` or ``s3+http(s)://host:port/bucket/prefix``
+    URL (a port that is not a number, no bucket, ``.``/``..`` segments that S3 would keep as
+    literal key names), or None; other URLs are not looked at."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("s3", "s3+http", "s3+https"):
+        return None
+    if scheme == "s3":
+        path = rest
+    else:
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 (parsing the port is the check)
+        except ValueError:
+            return f"{url!r}: the port after {parts.hostname or ''}: is not a number 0-65535"
+        path = parts.path
+    segments = path.strip("/").split("/")
+    if not segments[0]:
+        return f"'{scheme}://' names no bucket: use {scheme}://" + (
+            "bucket/prefix" if scheme == "s3" else "host:port/bucket/prefix"
+        )
+    if any(s in (".", "..") for s in segments):
+        return f"{url!r}: '.' and '..' are not allowed in the bucket or prefix"
+    return None
 
 
 Share = Annotated[float, Field(ge=0.0, lt=1.0)]

@@ -31,6 +31,11 @@ _PG_MIGRATION_LOCK = 0x6B656E6E656C
 # the databases kennel runs on (an error about a URL says so in these words)
 SUPPORTED = "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")  # user:PASSWORD@ in a URL that does not parse
+# what a server says when it answers but will not let us in: not worth a retry
+_REFUSED = re.compile(
+    r'(database|role) "[^"]*" does not exist|password authentication failed for user "[^"]*"'
+    r'|no pg_hba\.conf entry[^"]*"[^"]*"|invalid port number: "[^"]*"'
+)
 BACKOFF = Backoff(attempts=4, base_s=0.25, cap_s=2.0)
 CONNECT_TIMEOUT_S = 5
 # a pool per process: serving threads, the prediction log's writer and the monitor share it
@@ -51,11 +56,13 @@ def database_url(url: str, what: str) -> URL:
     (the setting or option it came from), the URL (never its password) and what would do."""
     try:
         parsed = make_url(url)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, ValueError) as exc:  # ValueError: a port that is not a number
         shown = _PASSWORD.sub(r"\1***@", url)
         raise ConfigError(f"{what}: {shown!r} is not a database URL; use {SUPPORTED}") from exc
     shown = parsed.render_as_string(hide_password=True)
     backend = parsed.get_backend_name()
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise ConfigError(f"{what}: {shown!r}: port {parsed.port} is not 1-65535")
     if backend not in ("sqlite", "postgresql"):
         raise ConfigError(
             f"{what}: {shown!r}: {backend} databases are not supported; use {SUPPORTED}"
@@ -97,25 +104,40 @@ def where(url: URL) -> str:
     return f"{host}:{url.port}/{url.database or ''}" if url.port else f"{host}/{url.database or ''}"
 
 
+def _permanent(exc: BaseException) -> str | None:
+    """What the server said when it answered but will not let us in (no such database or role,
+    a wrong password): trying again cannot help. None for anything else."""
+    found = _REFUSED.search(str(getattr(exc, "orig", None) or exc))
+    return found.group(0) if found else None
+
+
 def _disconnected(exc: BaseException) -> bool:
     """The server refused, dropped or timed out the connection (not a bad query: only opening
     a connection is retried, and that runs no SQL of the caller's)."""
+    if _permanent(exc):
+        return False
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, OperationalError | InterfaceError)
 
 
-def connect(engine: Engine, begin: Any, what: str) -> Any:
+def connect(engine: Engine, begin: Any, what: str, database: str = "metadata database") -> Any:
     """``begin()`` (opens a connection), retried while the server is unreachable; then a
-    one-line MetadataError naming the database (host:port/name, no password)."""
+    one-line MetadataError naming the database (host:port/name, no password). A server that
+    answers but refuses us (no such database or role, a wrong password) is not retried."""
     backoff = Backoff(attempts=1) if engine.dialect.name == "sqlite" else BACKOFF
     try:
         return retrying(begin, transient=_disconnected, backoff=backoff, what=what)
     except SQLAlchemyError as exc:
+        refused = _permanent(exc)
+        if refused:
+            raise MetadataError(
+                f"the {database} at {where(engine.url)} refuses the connection: {refused}"
+            ) from exc
         if not _disconnected(exc):
             raise
         raise MetadataError(
-            f"cannot reach the metadata database at {where(engine.url)} "
+            f"cannot reach the {database} at {where(engine.url)} "
             f"(tried {backoff.attempts} times): {first_line(getattr(exc, 'orig', None) or exc)}"
         ) from exc
 

@@ -12,13 +12,14 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from kennel.db.audit import record
 from kennel.db.bulk import insert_ignore
 from kennel.db.datasets import Item
 from kennel.db.engine import Database
-from kennel.db.schema import IngestRecordRow, IngestRunRow, ItemRow
+from kennel.db.locking import serialize
+from kennel.db.schema import DatasetRow, DatasetVersionRow, IngestRecordRow, IngestRunRow, ItemRow
 
 RUNNING = "running"
 
@@ -240,6 +241,29 @@ class IngestStore:
                 .order_by(IngestRecordRow.seq)
             )
             return [_record(r) for r in rows]
+
+    def forget_first_failure(self, run_id: str) -> bool:
+        """A failed run that was its dataset's first (no version, no other run) is removed with
+        its records and the dataset row it created, so a failed first ingest leaves no empty
+        dataset behind; the audit trail keeps its ``ingest.start``/``ingest.failed``."""
+        with self.db.session() as s:
+            run = s.get(IngestRunRow, run_id)
+            if run is None:
+                return False
+            dataset = run.dataset
+            serialize(s, f"dataset:{dataset}")  # against a racing ingest into the same dataset
+            has_version = s.scalar(select(func.count()).where(DatasetVersionRow.dataset == dataset))
+            other_runs = s.scalar(
+                select(func.count()).where(
+                    IngestRunRow.dataset == dataset, IngestRunRow.id != run_id
+                )
+            )
+            if has_version or other_runs:
+                return False
+            s.execute(delete(IngestRecordRow).where(IngestRecordRow.run_id == run_id))
+            s.execute(delete(IngestRunRow).where(IngestRunRow.id == run_id))
+            s.execute(delete(DatasetRow).where(DatasetRow.name == dataset))
+            return True
 
     def close(
         self, run_id: str, status: str, version_id: str | None, summary: dict[str, Any]

@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from kennel.db import aware
-from kennel.db.engine import database_url, where
+from kennel.db.engine import CONNECT_TIMEOUT_S, connect, database_url, where
 from kennel.errors import ConfigError, MetadataError, NotFoundError
 from kennel.retry import first_line
 
@@ -122,12 +122,24 @@ class ScoreTable:
     def __init__(self, url: str, name: str) -> None:
         self.name = name
         self.table = predictions_table(name)
-        self.engine = create_engine(database_url(url, "the scores' database URL (--db)"))
+        parsed = database_url(url, "the scores' database URL (--db)")
+        server = parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query
+        timeout = {"connect_timeout": CONNECT_TIMEOUT_S} if server else {}
+        self.engine = create_engine(parsed, connect_args=timeout)
 
     def close(self) -> None:
         self.engine.dispose()
 
     def __enter__(self) -> ScoreTable:
+        """Connected once (retried while the server is unreachable), else one line naming the
+        database as host:port/name."""
+        try:
+            connect(
+                self.engine, self.engine.connect, "open the scores' database", "database"
+            ).close()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *_exc: object) -> None:

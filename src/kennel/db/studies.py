@@ -12,10 +12,11 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from kennel.db.engine import where
 from kennel.errors import ConfigError, MetadataError
 
 _SEARCH_PATH = re.compile(r"-c\s*search_path\s*=\s*([^\s]+)")
@@ -32,11 +33,12 @@ def _parse(url: str, what: str) -> URL:
         raise ConfigError(f"{what}: not a database URL") from exc
 
 
-def masked(url: str) -> str:
-    """``url`` fit to print: its password, if any, as ``***``."""
+def shown(url: str) -> str:
+    """The study store as kennel's other errors name a database: ``host:port/name`` (never a
+    user, a password or the ``search_path`` options)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+        return where(make_url(url))
+    except (ArgumentError, ValueError):
         return "<not a database URL>"
 
 
@@ -75,7 +77,7 @@ def schema_of(url: str) -> str | None:
 
 def _unreachable(url: str, exc: SQLAlchemyError) -> MetadataError:
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    return MetadataError(f"cannot reach the study store {masked(url)}: {reason}")
+    return MetadataError(f"cannot reach the study store at {shown(url)}: {reason}")
 
 
 def has_studies(url: str) -> bool:
@@ -113,3 +115,28 @@ def creating(url: str) -> Iterator[None]:
         raise _unreachable(url, exc) from exc
     finally:
         engine.dispose()
+
+
+_TRIAL_TABLES = (
+    "trial_params",
+    "trial_values",
+    "trial_intermediate_values",
+    "trial_user_attributes",
+    "trial_system_attributes",
+    "trial_heartbeats",
+)
+
+
+def drop_waiting(engine: Engine, study_id: int, keep: int) -> int:
+    """Delete the study's waiting (never started) trials numbered ``keep`` or more, in one
+    transaction; how many went. Only for a study whose creation was interrupted: no worker
+    joins one, so its trials are all waiting and numbered from 0."""
+    chosen = (
+        "SELECT trial_id FROM trials WHERE study_id = :s AND number >= :k AND state = 'WAITING'"
+    )
+    params = {"s": study_id, "k": keep}
+    with engine.begin() as connection:
+        for table in _TRIAL_TABLES:
+            connection.execute(text(f"DELETE FROM {table} WHERE trial_id IN ({chosen})"), params)
+        gone = connection.execute(text(f"DELETE FROM trials WHERE trial_id IN ({chosen})"), params)
+    return gone.rowcount

@@ -9,8 +9,8 @@ What is written (no cluster is contacted):
 
 - ``Dockerfile``: a slim Python image with kennel installed, running as an unprivileged user;
 - ``kennel.yaml`` inside a ConfigMap, the project's own file with the store URLs (and the feed
-  URL) replaced by ``${KENNEL_...}`` variables that the Secret fills, so no password is written
-  into a manifest;
+  and webhook URLs) replaced by ``${KENNEL_...}`` variables that the Secret fills, so no
+  password or hook token is written into a manifest;
 - a Secret (``stringData`` placeholders unless ``include_secrets``), a Deployment whose
   readiness and liveness probes are ``/health/ready`` and ``/health/live``, a Service, a
   HorizontalPodAutoscaler on CPU and a PodDisruptionBudget.
@@ -44,10 +44,12 @@ SECRET_VARS = {
     "store.metadata_url": "KENNEL_METADATA_URL",
     "store.artifacts_url": "KENNEL_ARTIFACTS_URL",
     "feed.url": "KENNEL_FEED_URL",
+    "monitor.webhook_url": "KENNEL_WEBHOOK_URL",  # a Slack-style hook carries its token
 }
 S3_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
 PLACEHOLDER = "change-me"
 MAX_NAME = 63
+MAX_REPLICAS = 1000  # the autoscaler's fields are int32; more pods than this is a typo
 
 _RFC1123_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 _RFC1035_LABEL = re.compile(r"[a-z](?:[-a-z0-9]*[a-z0-9])?")
@@ -95,7 +97,10 @@ def manifests(project: Project, options: K8sOptions) -> dict[str, str]:
     """File name -> text: ``Dockerfile`` and ``k8s/*.yaml`` for ``options.env``."""
     shared_stores(project)
     environment = project.config.environment(options.env)  # ConfigError names the known ones
-    if options.replicas < 1 or options.max_replicas < options.replicas:
+    for flag, value in (("--replicas", options.replicas), ("--max-replicas", options.max_replicas)):
+        if not 1 <= value <= MAX_REPLICAS:
+            raise ConfigError(f"{flag} {value}: give 1 to {MAX_REPLICAS:,} replicas")
+    if options.max_replicas < options.replicas:
         raise ConfigError("replicas must be at least 1 and no more than max_replicas")
     name = check_names(options, environment.alias)
     labels = {
@@ -206,6 +211,7 @@ def _pod_config(project: Project) -> tuple[str, dict[str, str]]:
         "store.metadata_url": project.config.store.metadata_url,
         "store.artifacts_url": project.config.store.artifacts_url,
         "feed.url": project.config.feed.url,
+        "monitor.webhook_url": project.config.monitor.webhook_url,
     }
     # variables the file already reads (webhook secrets, say) must reach the pod too
     used: dict[str, str] = {var: "" for var in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)}

@@ -206,7 +206,8 @@ class RayEngine:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             options |= {"include_dashboard": False, "num_cpus": self.num_cpus}
         try:
-            ray.init(address=self.address, **options)
+            # "local", not None: None attaches to a cluster ``ray start`` left on this machine
+            ray.init(address=self.address or "local", **options)
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EngineError(f"cannot connect to Ray cluster at {self.where}: {first}") from exc

@@ -306,6 +306,7 @@ class Ingestor:
         quarantined = Counter(reason_kind(reason or "") for _uri, reason in bad)
         if not ext.rows:
             self._close(run_id, "failed", None, {"quarantined": dict(quarantined)})
+            self.store.forget_first_failure(run_id)  # no empty dataset left behind
             never_read = f"; skipped {skipped}" if skipped else ""
             if listing.entries:
                 found = f"{len(bad)} quarantined: {dict(quarantined) or 'none'}{never_read}"

@@ -19,7 +19,13 @@ from kennel.progress import Event, Progress, silent
 from kennel.storage import ContentStore
 from kennel.train.data import ImageSet
 from kennel.train.studies import SharedStudies
-from kennel.train.study_records import NAME_MAX, StudySpec, StudyStatus, check_study_name
+from kennel.train.study_records import (
+    NAME_MAX,
+    StudySpec,
+    StudyStatus,
+    check_study_name,
+    check_trials,
+)
 from kennel.train.tracking import RunTracker
 from kennel.train.tune import Objective, TrialSummary, check_space
 
@@ -73,6 +79,7 @@ class Tuner:
         """Create the study (``DATASET-VERSION12`` unless named) with ``trials`` queued; again
         with the same settings, it is left as it is (or topped up to more trials). The data
         and settings are checked before anything is written."""
+        check_trials(trials)
         if name is not None:
             check_study_name(name)
         config = (options or BuildOptions()).apply(self.config.train)

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import fsspec
 
+from kennel.config.data import s3_url_problem
 from kennel.errors import KennelError, NotFoundError, StorageError
 from kennel.retry import Backoff, first_line, retrying
 from kennel.storage.base import check_key
@@ -103,6 +104,9 @@ def split_endpoint(url: str) -> tuple[str, str | None]:
             f"{scheme}:// URLs take no credentials: set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) instead"
         )
+    problem = s3_url_problem(url)
+    if problem:
+        raise StorageError(problem)
     if not parts.hostname or not parts.path.strip("/"):
         raise StorageError(f"{url!r} must look like {scheme}://host:port/bucket/prefix")
     return f"s3://{parts.path.lstrip('/')}", f"{_S3_AT[scheme]}://{parts.netloc}"

@@ -125,7 +125,7 @@ class SharedStudies:
                 self._storage = self._connect(url, create=True)
         elif not store.has_studies(url):
             raise NotFoundError(
-                f"no study was ever started at {store.masked(url)}: run kennel tune start"
+                f"no study was ever started at {store.shown(url)}: run kennel tune start"
             )
         else:
             self._storage = self._connect(url, create=False)
@@ -164,7 +164,7 @@ class SharedStudies:
             )
         except KeyError as exc:
             raise NotFoundError(
-                f"study {name!r} not found at {store.masked(self.url)}: start it with "
+                f"study {name!r} not found at {store.shown(self.url)}: start it with "
                 "kennel tune start"
             ) from exc
 
@@ -206,6 +206,9 @@ class SharedStudies:
                     f"{same.dataset_version[:12]} with other settings: choose another --study"
                 )
             wanted = max(wanted, same.trials)
+        elif store.drop_waiting(storage.engine, study._study_id, wanted):
+            # an interrupted creation queued more than this one asks for: exactly ``wanted``
+            study = optuna.load_study(study_name=spec.name, storage=storage)
         queued = study.get_trials(deepcopy=False)
         retries = sum("failed_trial" in t.system_attrs for t in queued)
         for _ in range(wanted - (len(queued) - retries)):
@@ -267,8 +270,8 @@ class SharedStudies:
                 except Exception as exc:
                     if not self._taken_over(name, current):
                         if isinstance(exc, optuna.exceptions.StorageInternalError):
-                            where = store.masked(self.url)
-                            raise MetadataError(f"study store {where}: {exc}") from exc
+                            where = store.shown(self.url)
+                            raise MetadataError(f"study store at {where}: {exc}") from exc
                         raise
                     # this worker was silent past the grace period (stopped, swapping, cut
                     # off) and another failed its trial and queued it again: this result is

@@ -13,6 +13,7 @@ from kennel.config import TrainConfig
 from kennel.errors import ConfigError
 
 NAME_MAX = 64  # a run row keeps its study's name in 64 characters
+TRIALS_MAX = 10_000  # a study's queue is written one trial at a time at creation
 
 
 def check_study_name(name: str) -> str:
@@ -24,6 +25,13 @@ def check_study_name(name: str) -> str:
             "characters"
         )
     return name
+
+
+def check_trials(trials: int) -> int:
+    """A number of trials a study may queue: else a ConfigError."""
+    if not 1 <= trials <= TRIALS_MAX:
+        raise ConfigError(f"--trials {trials}: a study runs 1 to {TRIALS_MAX:,} trials")
+    return trials
 
 
 STATUS = {
