@@ -2,9 +2,11 @@
 side by side in one run (issue 16's benchmarks; not a test).
 
     .venv/bin/python benchmarks/distributed.py [--source ../shared/datasets/dogs-vs-cats-10k.zip]
-        [--parts ingest,score,train]
+        [--parts ingest,score,train,tune]
 
-Prints JSON. (Trials per minute of shared studies: ``benchmarks/tune_workers.py``.)
+Prints JSON. ``tune``: trials per minute of a search in one process (the local path) against
+one shared PostgreSQL study worked by 1 and by 2 ``kennel tune worker`` processes (the cores
+split between them; ``benchmarks/tune_workers.py`` alone measures the same).
 
 ``score``: ``kennel batch-score`` of ``--score-images`` photos of the source by a small CNN,
 in this process (the local path) and as Ray tasks on a running cluster of one one-CPU node per
@@ -40,6 +42,7 @@ from typing import Any
 
 import yaml
 
+import tune_workers
 from kennel.config import init_project
 from kennel.ingest.run import IngestReport
 from kennel.wiring import Workspace
@@ -211,11 +214,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--source", default=str(SHARED / "dogs-vs-cats-10k.zip"))
     parser.add_argument("--nodes", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--parts", default="ingest,score,train")
+    parser.add_argument("--parts", default="ingest,score,train,tune")
+    parser.add_argument("--trials", type=int, default=8, help="tune: trials per path")
+    parser.add_argument("--tune-images", type=int, default=240, help="tune: simulator images")
     parser.add_argument("--score-images", type=int, default=2000)
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    parts = {"ingest": ingest_part, "score": score_part, "train": train_part}
+    parts = {
+        "ingest": ingest_part,
+        "score": score_part,
+        "train": train_part,
+        "tune": lambda _work, a: tune_workers.measure(a.trials, a.tune_images),
+    }
     result: dict[str, Any] = {
         "benchmark": "distributed",
         "machine": f"{platform.machine()} {os.cpu_count()} cores",

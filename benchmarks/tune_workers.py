@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import yaml
 from sqlalchemy import create_engine, text
@@ -110,44 +111,47 @@ def _shared(ws: Workspace, study: str, trials: int, workers: int) -> dict[str, f
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--images", type=int, default=240)
-    args = parser.parse_args()
+def measure(trials: int, images: int) -> dict[str, Any]:
+    """The three paths on one study's settings, in a scratch schema of ``PG`` dropped after."""
     work = Path(tempfile.mkdtemp(prefix="kennel-tune-"))
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG)
     with admin.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
-    generate(work / "lake", args.images, seed=1)
+    generate(work / "lake", images, seed=1)
     ws = _project(work / "p", f"{PG}?options=-csearch_path%3D{schema}", work / "lake")
     try:
-        local = _local(ws, args.trials)
-        one = _shared(ws, "one", args.trials, 1)
-        two = _shared(ws, "two", args.trials, 2)
+        local = _local(ws, trials)
+        one = _shared(ws, "one", trials, 1)
+        two = _shared(ws, "two", trials, 2)
     finally:
         ws.close()
         with admin.begin() as connection:
             for name in (schema, f"{schema}_optuna"):
                 connection.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
         admin.dispose()
-    print(
-        json.dumps(
-            {
-                "benchmark": "tune_workers",
-                "cores": os.cpu_count(),
-                "load_average_1m": round(os.getloadavg()[0], 2),
-                "trials": args.trials,
-                "images": args.images,
-                "local_in_process": local,
-                "shared_1_worker": one,
-                "shared_2_workers": two,
-                "speedup_2_vs_1_trials": round(two["per_min_trials"] / one["per_min_trials"], 2),
-            },
-            indent=2,
-        )
-    )
+    return {
+        "cores": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "trials": trials,
+        "images": images,
+        "local_in_process": local,
+        "shared_1_worker": one,
+        "shared_2_workers": two,
+        "speedup_2_vs_1_trials": round(two["per_min_trials"] / one["per_min_trials"], 2),
+        "throughput_vs_local": round(two["per_min_trials"] / local["per_min_trials"], 3)
+        if local.get("per_min_trials")
+        else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--images", type=int, default=240)
+    args = parser.parse_args()
+    result = measure(args.trials, args.images)
+    print(json.dumps({"benchmark": "tune_workers", **result}, indent=2))
 
 
 if __name__ == "__main__":
