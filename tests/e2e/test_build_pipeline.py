@@ -162,9 +162,14 @@ def _ingested_mini(root: Path, shared_data: Path) -> Project:
     return project
 
 
-def _training(project: Path, stderr: int | None = subprocess.DEVNULL) -> subprocess.Popen[str]:
-    """``kennel train`` in a process of its own, returned once two epochs are logged."""
-    cmd = [sys.executable, "-m", "kennel.cli", "train", "-d", "mini", "-C", str(project)]
+def _training(
+    project: Path,
+    stderr: int | None = subprocess.DEVNULL,
+    command: tuple[str, ...] = ("train", "-d", "mini"),
+) -> subprocess.Popen[str]:
+    """``kennel train`` (or ``command``) in a process of its own, returned once two epochs are
+    logged."""
+    cmd = [sys.executable, "-m", "kennel.cli", *command, "-C", str(project)]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True, text=True
     )
@@ -224,6 +229,36 @@ def test_sigterm_mid_epoch_marks_the_run_interrupted_then_resume(
     finally:
         ws.close()
     _resumes_to_the_end(project)
+
+
+def test_sigterm_stops_a_pipeline_in_one_line_and_the_next_run_finishes_it(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """``kennel pipeline run`` stopped by SIGTERM mid-training: exit 143, one line saying how to
+    go on, the run ``interrupted`` (not ``running`` for ever); running it again finishes."""
+    project = _ingested_mini(tmp_path / "pipe", shared_data)
+    pipeline = ("pipeline", "run", "--dataset", "mini", "--trials", "1")
+    proc = _training(project.root, stderr=subprocess.PIPE, command=pipeline)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted by SIGTERM; run the same kennel pipeline run"), err
+    assert "Traceback" not in err
+    ws = Workspace(project)
+    try:
+        [run] = ws.tracker.runs(kind="final")
+        assert run.status == "interrupted" and run.finished_at is not None
+    finally:
+        ws.close()
+    out = _cli(*pipeline, "-C", str(project.root))
+    ws = Workspace(project)
+    try:
+        finals = ws.tracker.runs(kind="final")
+    finally:
+        ws.close()
+    assert [r.status for r in finals] == ["completed"], finals
+    assert out["model"]
 
 
 def test_pretrained_beats_scratch(mini: Project) -> None:

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
-from kennel.train.augment import augment, to_input
+from kennel.train.augment import Prefetcher, augment, to_input
 
 
 def _batch() -> torch.Tensor:
@@ -118,3 +119,32 @@ def test_the_crop_zooms_into_the_picture_and_half_the_pictures_are_mirrored() ->
     assert bool((rising | falling).all())  # a crop of a ramp, mirrored or not, is a ramp
     assert 0.3 < float(falling.float().mean()) < 0.7
     assert bool((out[:, :, -1] - out[:, :, 0]).abs().gt(0.5).all())  # and not a flat one
+
+
+def test_a_prefetcher_left_early_stops_its_thread() -> None:
+    """A consumer that stops mid-epoch (Ctrl-C, SIGTERM, an error in the step) must not leave the
+    thread blocked on a full queue or inside a torch operation while the interpreter exits."""
+    made: list[int] = []
+
+    def make(i: int) -> torch.Tensor:
+        made.append(i)
+        return torch.full((2,), float(i))
+
+    prefetcher = Prefetcher(make, 1000, depth=2)
+    feed = iter(prefetcher)
+    assert float(next(feed)[0]) == 0.0
+    feed.close()  # what the trainer's closing() does when the epoch is cut short
+    assert not prefetcher.thread.is_alive()
+    assert len(made) < 10  # it stopped, it did not run on to the end
+
+
+def test_a_prefetcher_passes_on_the_error_of_a_batch() -> None:
+    def make(i: int) -> torch.Tensor:
+        if i == 2:
+            raise ValueError("bad batch 2")
+        return torch.zeros(1)
+
+    prefetcher = Prefetcher(make, 5)
+    with pytest.raises(ValueError, match="bad batch 2"):
+        list(prefetcher)
+    assert not prefetcher.thread.is_alive()

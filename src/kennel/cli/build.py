@@ -13,6 +13,10 @@ if TYPE_CHECKING:  # PyTorch comes with these: imported when a command runs
     from kennel.pipeline.build import BuildOptions, BuildResult
 
 RESUME_HINT = "kennel train --resume continues the run from its last checkpoint"
+PIPELINE_HINT = (
+    "run the same kennel pipeline run again: finished steps are skipped and training resumes "
+    "from its last checkpoint"
+)
 pipeline_app = new_app("Run the build pipeline from kennel.yaml, skipping unchanged steps.")
 
 Preset = Annotated[
@@ -116,7 +120,7 @@ def pipeline_run(
     json_out: JsonOption = False,
 ) -> None:
     """ingest -> train (+ search) -> evaluate -> package -> register, from kennel.yaml."""
-    with opened(project) as ws:
+    with interruptible(PIPELINE_HINT), opened(project) as ws:
         cfg = ws.project.config.pipeline
         spec = source or cfg.source
         from kennel.db.pipeline import PipelineStepStore

@@ -163,6 +163,7 @@ class Prefetcher:
         self.count = count
         self.threads = threads
         self.queue: queue.Queue[torch.Tensor | BaseException] = queue.Queue(depth)
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="kennel-prefetch", daemon=True)
 
     def _run(self) -> None:
@@ -172,19 +173,38 @@ class Prefetcher:
         torch.set_num_threads(self.threads)
         try:
             for i in range(self.count):
+                if self.stopped.is_set():
+                    return
                 try:
-                    self.queue.put(self.make(i))
+                    item: torch.Tensor | BaseException = self.make(i)
                 except BaseException as exc:
-                    self.queue.put(exc)
+                    item = exc
+                while not self.stopped.is_set():
+                    try:
+                        self.queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if isinstance(item, BaseException):
                     return
         finally:
             torch.set_num_threads(inherited)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         self.thread.start()
-        for _ in range(self.count):
-            item = self.queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-        self.thread.join()
+        try:
+            for _ in range(self.count):
+                item = self.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the thread and wait for it (a consumer that stops early, Ctrl-C or SIGTERM
+        mid-epoch): a thread left inside a torch operation while the interpreter exits can
+        abort the process ("terminate called without an active exception")."""
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join()

@@ -19,6 +19,7 @@ train the linear classifier on them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -249,18 +250,22 @@ class Trainer:
             else:
                 inputs = (train_x[b].float() for b in batches)
             total, count = 0.0, 0
-            for idx, n, x in zip(batches, (n for _b, n in shares), inputs, strict=True):
-                y = train_y[idx].to(device, non_blocking=True)
-                out = stepped(x.to(device, non_blocking=True))
-                logits = out[0] if isinstance(out, tuple) else out
-                loss = loss_fn(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                # DDP averages over ranks: weighted so the step is the whole batch's mean
-                (loss * (len(y) * par.world / n) if par.distributed else loss).backward()
-                optimizer.step()
-                scheduler.step()
-                total += loss.item() * len(y)
-                count += len(y)
+            # closed however the epoch ends: Ctrl-C or SIGTERM mid-epoch stops the prefetch
+            # thread before the interpreter exits
+            feed: Any = iter(inputs)  # a generator either way
+            with contextlib.closing(feed):
+                for idx, n, x in zip(batches, (n for _b, n in shares), feed, strict=True):
+                    y = train_y[idx].to(device, non_blocking=True)
+                    out = stepped(x.to(device, non_blocking=True))
+                    logits = out[0] if isinstance(out, tuple) else out
+                    loss = loss_fn(logits, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    # DDP averages over ranks: weighted so the step is the whole batch's mean
+                    (loss * (len(y) * par.world / n) if par.distributed else loss).backward()
+                    optimizer.step()
+                    scheduler.step()
+                    total += loss.item() * len(y)
+                    count += len(y)
             total, seen = par.sum(total, count)
             val_loss, val_acc = self._validate(model, trainable, val_x, val_y, cached, par)
             seconds = time.perf_counter() - t0
