@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from kennel import onnxrt
 from kennel.cli.main import app
 from kennel.config import PRESETS, TrainConfig
-from kennel.errors import ConfigError
+from kennel.errors import ConfigError, TrainingError
 from kennel.pipeline.build import BuildOptions
 from kennel.progress import silent
 from kennel.serve.runtime import MODEL
@@ -120,3 +120,68 @@ def test_best_preset_trains_only_the_classifier_and_averages_flips_in_the_graph(
     sess = onnxrt.session(onnx_model)
     plain, mirrored = (onnxrt.run(sess, v)[0] for v in (x, np.ascontiguousarray(x[..., ::-1])))
     np.testing.assert_allclose(plain, mirrored, atol=1e-4)
+
+
+def _blobs(n: int, dim: int, seed: int, shift: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes of embeddings on very different scales per dimension (as pooled CNN
+    features are), apart along a few dimensions only."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    scale = np.exp(np.random.default_rng(99).normal(0, 1.5, dim))  # the same for every draw
+    x = rng.normal(0, 1, (n, dim))
+    x[:, :4] += shift * (2 * y[:, None] - 1)
+    return (x * scale + 3 * scale).astype(np.float32), y
+
+
+def test_probe_fit_is_standardised_logistic_regression_folded_into_the_classifier() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _blobs(400, 32, 0)
+    vx, vy = _blobs(200, 32, 0)[0][:0], np.zeros(0, np.int64)  # no validation images
+    model = EfficientNetLite(2, variant="efficientnet_lite0")
+    model._fc = torch.nn.Linear(32, 2)
+    fitted = probe.fit(model, torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(vx),
+                       torch.from_numpy(vy))  # fmt: skip
+    assert fitted.c in probe.C_GRID and fitted.cv_accuracy is not None
+    assert fitted.cv_accuracy > 0.9  # the classes are apart: any sound fit separates them
+    # the folded layer on raw embeddings answers as scikit-learn's scaler + regression does
+    test_x, _ = _blobs(300, 32, 5)
+    reference = make_pipeline(StandardScaler(), LogisticRegression(C=fitted.c, max_iter=1000))
+    reference.fit(x.astype(np.float64), y)
+    with torch.no_grad():
+        probs = torch.softmax(model._fc(torch.from_numpy(test_x)), 1)[:, 1].numpy()
+    np.testing.assert_allclose(probs, reference.predict_proba(test_x)[:, 1], atol=1e-3)
+    # deterministic: the same embeddings give the same classifier
+    again = EfficientNetLite(2, variant="efficientnet_lite0")
+    again._fc = torch.nn.Linear(32, 2)
+    probe.fit(again, torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(vx),
+              torch.from_numpy(vy))  # fmt: skip
+    assert torch.equal(again._fc.weight, model._fc.weight)
+
+
+def test_probe_reports_validation_and_never_predicts_a_class_it_never_saw() -> None:
+    x, y = _blobs(300, 16, 1)
+    vx, vy = _blobs(100, 16, 2)
+    model = EfficientNetLite(3, variant="efficientnet_lite0")
+    model._fc = torch.nn.Linear(16, 3)
+    fitted = probe.fit(model, torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(vx),
+                       torch.from_numpy(vy))  # fmt: skip
+    with torch.no_grad():
+        guesses = model._fc(torch.from_numpy(vx)).argmax(1)
+    assert set(guesses.tolist()) <= {0, 1}
+    assert fitted.val_accuracy == pytest.approx(float((guesses.numpy() == vy).mean()))
+    assert fitted.val_accuracy > 0.9 and fitted.val_loss > 0
+
+
+def test_probe_needs_two_classes_and_falls_back_when_too_few_to_cross_validate() -> None:
+    x, _ = _blobs(10, 8, 3)
+    model = EfficientNetLite(2, variant="efficientnet_lite0")
+    model._fc = torch.nn.Linear(8, 2)
+    empty = torch.zeros((0, 8)), torch.zeros(0, dtype=torch.int64)
+    with pytest.raises(TrainingError, match="two classes"):
+        probe.fit(model, torch.from_numpy(x), torch.zeros(10, dtype=torch.int64), *empty)
+    one_each = torch.tensor([0, 1] + [0] * 8)
+    fitted = probe.fit(model, torch.from_numpy(x), one_each, *empty)
+    assert fitted.c == probe.C_DEFAULT and fitted.cv_accuracy is None

@@ -32,7 +32,8 @@ data:
 train:
   # A preset sets the keys below that this section leaves out: quick (these defaults: a small
   # CNN, seconds) or best (EfficientNet-Lite2 at 320 px, its ImageNet features frozen and
-  # computed once, a linear classifier, each image averaged with its mirror image; its accuracy
+  # computed once, a linear classifier fitted to them (lr, epochs and the like do not apply),
+  # each image averaged with its mirror image; its accuracy
   # on the real photos: see README). Keys written here win over the preset's.
   preset: quick
   # arch: small_cnn         # or efficientnet_lite0 / _lite1 / _lite2 (ImageNet weights)
@@ -47,7 +48,7 @@ train:
   # dropout: 0.2
   # frozen_blocks: 0        # efficientnet_lite*: freeze the stem + N blocks and cache them
   #                         # (one more than the blocks: the head convolution too)
-  # freeze_backbone: false  # efficientnet_lite*: train only the classifier (a linear probe)
+  # freeze_backbone: false  # efficientnet_lite*: fit only the classifier (a linear probe)
   # tta_flip: false         # average each image with its mirror image (in the ONNX graph)
   frame: tiles              # wide camera frames: centre, letterbox, tiles, letterbox+tiles
   schedule: onecycle        # or cosine

@@ -35,7 +35,7 @@ from torch import nn
 
 from kennel.config import TrainConfig
 from kennel.errors import TrainingError
-from kennel.progress import Progress, silent
+from kennel.progress import Event, Progress, silent
 from kennel.train import features, probe
 from kennel.train.augment import LETTERBOX_SHARE, Prefetcher, augment, to_input
 from kennel.train.checkpoint import CHECKPOINT, Randomness, load_checkpoint, save_checkpoint
@@ -170,6 +170,8 @@ class Trainer:
             cfg.frozen_blocks > 0 or cfg.freeze_backbone
         )
         train_x, train_y, val_x, val_y = self._inputs(model, cached, device)
+        if isinstance(model, EfficientNetLite) and cfg.freeze_backbone:
+            return self._fit_probe(model, train_x, train_y, val_x, val_y, began)
         trainable: nn.Module = model
         if isinstance(model, EfficientNetLite) and cfg.freeze_backbone:
             trainable = probe.Head(model)
@@ -318,6 +320,49 @@ class Trainer:
             epochs_run=len(history),
             stopped_early=stopped and len(history) < cfg.epochs,
             seconds=time.perf_counter() - began,
+            model=model,
+        )
+
+    def _fit_probe(
+        self,
+        model: EfficientNetLite,
+        train_x: torch.Tensor,
+        train_y: torch.Tensor,
+        val_x: torch.Tensor,
+        val_y: torch.Tensor,
+        began: float,
+    ) -> FitResult:
+        """A linear probe is one convex fit (``kennel.train.probe.fit``), recorded as one epoch:
+        no checkpoint to resume from (a resumed run fits again, in seconds), ``lr`` reports
+        the chosen inverse regularisation C."""
+        fitted = probe.fit(model.cpu(), train_x, train_y, val_x, val_y)
+        how = (
+            "too few images to cross-validate"
+            if fitted.cv_accuracy is None
+            else f"{100 * fitted.cv_accuracy:.2f} % in {probe.FOLDS}-fold cross-validation"
+        )
+        self.progress(Event("train", f"linear probe: C {fitted.c:g} ({how})"))
+        seconds = time.perf_counter() - began
+        stats = EpochStats(
+            epoch=1,
+            train_loss=fitted.train_loss,
+            val_loss=fitted.val_loss,
+            val_accuracy=fitted.val_accuracy,
+            seconds=seconds,
+            images_per_s=len(train_y) / max(seconds, 1e-9),
+            lr=fitted.c,
+        )
+        if self.on_epoch is not None:
+            self.on_epoch(stats)
+        model.eval()
+        return FitResult(
+            history=(stats,),
+            best_epoch=1,
+            best_val_accuracy=fitted.val_accuracy,
+            best_val_loss=fitted.val_loss,
+            epochs_run=1,
+            stopped_early=False,
+            seconds=seconds,
             model=model,
         )
 

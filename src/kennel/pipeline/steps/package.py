@@ -162,8 +162,9 @@ def package_model(
         quantized = quantize(
             onnx_model,
             normalised(data.images[splits.train[:128]]),
-            normalised(data.images[splits.test]),
+            data.images[splits.test],
             test_labels,
+            normalised,
         )
         progress(Event("build", f"int8: {quantized.reason}"))
     state = trained.fit.model.state_dict()
