@@ -88,6 +88,11 @@ def inputs(
 C_GRID = (0.001, 0.003, 0.01, 0.03)
 FOLDS = 5
 C_DEFAULT = 0.003  # too few images of a class to cross-validate
+# training settings a fitted probe has no use for: a search over only these changes nothing
+IGNORED = frozenset(
+    {"lr", "weight_decay", "epochs", "patience", "batch_size", "label_smoothing", "dropout",
+     "augment", "schedule"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

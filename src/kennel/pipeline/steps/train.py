@@ -16,6 +16,7 @@ from kennel.package import bundle
 from kennel.pipeline.options import BuildOptions
 from kennel.pipeline.steps.prepare import BuildPlan
 from kennel.progress import Event, Progress
+from kennel.train import probe
 from kennel.train.data import ImageSet
 from kennel.train.parallel import Parallel, choose_device
 from kennel.train.studies import SharedStudies
@@ -96,6 +97,9 @@ def start_run(
         best, summaries = studies.result(options.study, plan.version.id)
         progress(Event("build", f"best of study {options.study!r}: {best}"))
         config, study, trials = base.model_copy(update=best), options.study, tuple(summaries)
+    elif (n_trials > 1 or options.budget_minutes) and _probe_ignores(base):
+        keys = ", ".join(sorted(base.search.space))
+        progress(Event("build", f"search skipped: a linear probe has no use for {keys}"))
     elif n_trials > 1 or options.budget_minutes:
         progress(Event("build", f"search: {base.search.method}, up to {n_trials} trials"))
 
@@ -168,13 +172,10 @@ def train(
     ``parallel``, this rank's share of it (rank 0 alone logs)."""
     config = run.config
     where = (parallel or Parallel(device=choose_device(config.device))).describe()
-    progress(
-        Event(
-            "build",
-            f"training {config.arch} at {config.image_size}px, up to {config.epochs} epochs "
-            f"{where} (run {run.id})",
-        )
-    )
+    probing = config.freeze_backbone and config.arch.startswith("efficientnet_lite")
+    how = "a linear probe on frozen features" if probing else f"up to {config.epochs} epochs"
+    line = f"training {config.arch} at {config.image_size}px, {how} {where} (run {run.id})"
+    progress(Event("build", line))
 
     def on_epoch(stats: EpochStats) -> None:
         tracker.log_stats(run.id, stats)
@@ -202,3 +203,14 @@ def train(
         parallel=parallel,
     ).fit(resume=run.resumed)
     return TrainedModel(run=run, fit=fit, data=data)
+
+
+def _probe_ignores(config: TrainConfig) -> bool:
+    """A wholly frozen Lite model's classifier is fitted with its own cross-validated strength
+    (kennel.train.probe): a search over settings it does not use would train the same model
+    once per trial."""
+    return (
+        config.freeze_backbone
+        and config.arch.startswith("efficientnet_lite")
+        and set(config.search.space) <= probe.IGNORED
+    )
