@@ -80,12 +80,21 @@ def test_no_record_is_answered_before_its_sync_and_waiting_ones_share_one(
         log.stop()
 
 
-@pytest.mark.parametrize("held_bytes", [predlog._HELD_BYTES, 0])
+@pytest.mark.parametrize(
+    ("held_bytes", "flush_s", "from_disk"),
+    [(predlog._HELD_BYTES, 0.05, False), (0, 0.05, True), (1500, 3600, True)],
+    ids=["in-memory", "from-disk", "bound-passed"],
+)
 def test_the_drain_writes_the_journal_rows_from_memory_or_disk_alike(
-    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_bytes: int
+    workspace: Workspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    held_bytes: int,
+    flush_s: float,
+    from_disk: bool,
 ) -> None:
     monkeypatch.setattr(predlog, "_HELD_BYTES", held_bytes)
-    log = PredictionLog(workspace.db, tmp_path / "spool" / "production.jsonl", flush_s=0.05)
+    log = PredictionLog(workspace.db, tmp_path / "spool" / "production.jsonl", flush_s=flush_s)
     read_back: list[Path] = []
     real_read = journal.read
 
@@ -98,10 +107,13 @@ def test_the_drain_writes_the_journal_rows_from_memory_or_disk_alike(
     rows = [_row(i) for i in range(6)]
     for row in rows:
         log.add(row).result(10)
-    assert log.flush(30)
-    log.stop()
-    # from memory when it fits; read back from the journal otherwise
-    assert bool(read_back) == (held_bytes == 0)
+        assert log._held_bytes <= held_bytes  # memory stays bounded, segment growing or not
+    if flush_s < 1:
+        assert log.flush(30)
+    log.stop()  # drains what is left
+    # from memory when it fits; read back from the journal otherwise (the third case: one
+    # segment of six rows, which passed the bound after the first few)
+    assert bool(read_back) == from_disk
     with workspace.db.session() as s:
         stored = {r.id: r for r in s.scalars(select(PredictionRow))}
     assert set(stored) == {r["id"] for r in rows}

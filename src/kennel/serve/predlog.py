@@ -279,12 +279,17 @@ class PredictionLog:
 
     def _hold(self, path: Path, rows: list[dict[str, Any]], size: int) -> None:
         """Keep ``rows``, just made durable in ``path``, for the drain (caller holds
-        _seg_lock). A segment is held whole or not at all."""
-        held = self._held.setdefault(path, [] if self._held_bytes < _HELD_BYTES else None)
-        if held is not None:
-            held.extend(rows)
-            self._held_bytes += size
-            self._held_sizes[path] = self._held_sizes.get(path, 0) + size
+        _seg_lock). A segment is held whole or not at all: one that would pass the bound
+        (the open segment grows while the database is down) is read from disk instead."""
+        held = self._held.setdefault(path, [])
+        if held is None:
+            return
+        if self._held_bytes + size > _HELD_BYTES:
+            self._forget(path)
+            return
+        held.extend(rows)
+        self._held_bytes += size
+        self._held_sizes[path] = self._held_sizes.get(path, 0) + size
 
     def _forget(self, path: Path) -> None:
         """Drain ``path`` from disk from now on (caller holds _seg_lock)."""
