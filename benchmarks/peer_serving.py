@@ -1,7 +1,10 @@
 """Serving, side by side: ``kennel serve`` against ``mlflow models serve`` running a custom
 pyfunc (``peer_mlflow_model.py``) on the same ONNX file, the same 200 real JPEGs and the same
 client (``serving._load``: http.client, one keep-alive connection per thread); and kennel's
-in-process batched Predictor (batch 16) as the compute limit. Rounds alternate the systems.
+in-process batched Predictor (batch 16) as the compute limit. Since c clients can fill a batch
+of at most c, the in-process Predictor is also timed at batch min(c, 16): the same work the
+service does, with no HTTP, no client and no journal (at one client: decode, then a batch
+of one, in turn). Rounds alternate the systems.
 
 On a shared machine the figures drift with the neighbours' load, so each ratio is taken
 within a round (the systems one after the other, seconds apart) and the median of those is
@@ -246,12 +249,18 @@ def serving(
             _load(port, bodies[name], 8, 64, path=path, content_type=ctype)
         for c in concurrency:
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
-            inproc: dict[str, list[dict[str, float]]] = {"fp32": [], "int8": []}
+            inproc: dict[str, list[dict[str, float]]] = {"fp32": [], "int8": [], "fp32_at_c": []}
             load = [round(os.getloadavg()[0], 2)]
             for r in range(rounds):
                 inproc["fp32"].append(batch_run(fp32, images, requests))
                 if int8 is not None:
                     inproc["int8"].append(batch_run(int8, images, requests))
+                # c clients can share a batch of at most c: the same work at that batch size
+                inproc["fp32_at_c"].append(
+                    batch_run(fp32, images, requests, batch=min(c, 16))
+                    if c < 16
+                    else inproc["fp32"][-1]
+                )
                 for name, port in ports.items():
                     path, ctype = route[name]
                     runs[name].append(
@@ -318,6 +327,10 @@ def _row(
     mlflow = [r["rps"] for r in runs["mlflow"]]
     row["kennel_over_mlflow"] = ratio("kennel", mlflow)
     row["kennel_over_in_process"] = ratio("kennel", [r["rps"] for r in inproc["fp32"]])
+    at_c = inproc.get("fp32_at_c") or []
+    if at_c:
+        row["in_process_fp32_at_c"] = statistics.median(r["rps"] for r in at_c)
+        row["kennel_over_in_process_at_c"] = ratio("kennel", [r["rps"] for r in at_c])
     if "kennel_int8" in row:
         row["kennel_int8_over_mlflow"] = ratio("kennel_int8", mlflow)
         row["kennel_int8_over_in_process_int8"] = ratio(

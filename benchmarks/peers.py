@@ -6,7 +6,8 @@
 - serving: ``kennel serve`` vs ``mlflow models serve`` (custom pyfunc, ``--env-manager local``)
   on the same ONNX file (EfficientNet-Lite0, 160 px, trained on the shared photos), the same
   200 real JPEGs and the same client, at each concurrency; kennel's int8 model when the bundle
-  keeps one; the in-process batched Predictor (batch 16) as the compute limit;
+  keeps one; the in-process batched Predictor (batch 16) as the compute limit, and at batch
+  min(c, 16), the most c clients can share (at one client: a batch of one);
 - ingest: ``kennel data ingest`` vs ``dvc add`` of the same N files, then a 1 % append;
 - drift: kennel's load + analysis of an N-record window (SQLite, and PostgreSQL when
   reachable) vs Evidently's DataDriftPreset on the same numeric columns.
@@ -220,9 +221,13 @@ def _serving(s: dict[str, Any]) -> list[str]:
         ratio = _x(r["kennel_over_in_process"])
         if r.get("kennel_int8_over_in_process_int8") is not None:
             ratio += f" / {_x(r['kennel_int8_over_in_process_int8'])}"
+        at_c = "-"
+        if r.get("in_process_fp32_at_c") is not None:
+            at_c = (f"{r['in_process_fp32_at_c']:.0f} (batch {min(r['concurrency'], 16)}): "
+                    f"{_x(r['kennel_over_in_process_at_c'])}")  # fmt: skip
         rows.append([str(r["concurrency"]), _lat(r["kennel"]), _lat(r["mlflow"]),
                      _x(r["kennel_over_mlflow"]), _lat(r.get("kennel_int8")),
-                     _x(r.get("kennel_int8_over_mlflow")), inproc, ratio])  # fmt: skip
+                     _x(r.get("kennel_int8_over_mlflow")), inproc, ratio, at_c])  # fmt: skip
         if "load" in r:
             load = r["load"]
             cpu.append([str(r["concurrency"]), f"{load[0]:.1f} -> {load[-1]:.1f}",
@@ -232,7 +237,8 @@ def _serving(s: dict[str, Any]) -> list[str]:
     head = ["concurrency", "kennel req/s (p50 / p99 ms)", "MLflow pyfunc req/s (p50 / p99 ms)",
             "kennel / MLflow", "kennel int8 req/s (p50 / p99 ms)", "int8 / MLflow fp32",
             "in-process batch 16 img/s (fp32 / int8)",
-            "service / in-process batched (fp32 / int8)"]  # fmt: skip
+            "service / in-process batched (fp32 / int8)",
+            "in-process fp32 at batch min(c, 16) img/s: service / it"]  # fmt: skip
     out = lines + _table(head, rows)
     if cpu:
         head = ["concurrency", "load average (1 min)", "kennel CPU ms/req", "kennel int8",

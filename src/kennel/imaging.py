@@ -22,6 +22,7 @@ from kennel.portable import (
     ImageRejected,
     decode_cost,
     decode_rgb,
+    open_checked,
     probe,
     square,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "decode",
     "decode_cost",
     "dhash",
+    "open_checked",
     "probe",
     "quality",
     "square",
@@ -71,6 +73,7 @@ def decode(
     max_bytes: int | None = None,
     min_side: int = DEFAULT_MIN_SIDE,
     draft: tuple[int, int] | None = None,
+    opened: tuple[Image.Image, Header] | None = None,
 ) -> Decoded:
     """Decode ``data`` to RGB or raise ImageRejected naming the problem.
 
@@ -78,10 +81,16 @@ def decode(
     at most ``max_bytes`` of decode memory (:func:`decode_cost`: width x height x the bytes
     per pixel of the file's mode, plus the RGB result). ``draft`` lets JPEG decode at a
     reduced scale no smaller than the given size (the reported width and height are still
-    the file's full size).
+    the file's full size). ``opened``: ``open_checked``'s answer for these bytes, when the
+    caller has checked the header already (see ``decode_rgb``).
     """
     rgb, header, orientation, frames = decode_rgb(
-        data, max_pixels=max_pixels, max_bytes=max_bytes, min_side=min_side, draft=draft
+        data,
+        max_pixels=max_pixels,
+        max_bytes=max_bytes,
+        min_side=min_side,
+        draft=draft,
+        opened=opened,
     )
     width, height = header.width, header.height
     if orientation in _SWAPS_SIDES:

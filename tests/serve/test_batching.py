@@ -44,3 +44,37 @@ def test_lone_request_does_not_wait_and_announced_ones_share_a_batch() -> None:
     # a lone request runs inline (a thread hop would cost more than it frees); a batch that
     # others may queue behind runs on the inference thread, so the loop keeps answering
     assert threads[0] == "MainThread" and threads[1].startswith("kennel-infer")
+
+
+def test_a_batch_waits_at_most_max_wait_for_an_announced_request() -> None:
+    sizes: list[int] = []
+
+    async def scenario() -> tuple[float, list[int]]:
+        batcher: MicroBatcher[int, int] = MicroBatcher(
+            lambda items: [i + 1 for i in items],
+            max_batch=8,
+            max_wait_ms=100,
+            queue_size=8,
+            on_batch=sizes.append,
+        )
+        await batcher.start()
+
+        async def slow(value: int) -> int:
+            with batcher.announce():
+                await asyncio.sleep(0.6)  # on its way far longer than max_wait
+                return await batcher.submit(value)
+
+        async def prompt(value: int) -> tuple[float, int]:
+            with batcher.announce():
+                began = time.perf_counter()
+                result = await batcher.submit(value)
+                return time.perf_counter() - began, result
+
+        (waited, first), second = await asyncio.gather(prompt(1), slow(2))
+        await batcher.stop()
+        return waited, [first, second]
+
+    waited, results = asyncio.run(scenario())
+    assert results == [2, 3]
+    assert 0.09 <= waited < 0.5  # it waited for the announced one, then went alone
+    assert sizes == [1, 1]

@@ -374,3 +374,69 @@ def test_feedback_checks_the_token_first_and_bounds_its_body(
         bad = client.post("/v1/feedback", json={"prediction_id": "x"},
                           headers={"authorization": f"Bearer {token}"})  # fmt: skip
         assert bad.status_code == 422 and bad.json()["error"] == "invalid_request"
+
+
+def test_raw_image_route_answers_as_the_fastapi_route(
+    server: tuple[RunningServer, Workspace],
+) -> None:
+    """Raw image bodies are answered ahead of FastAPI (``routes.raw_predict``); multipart goes
+    through the FastAPI route. Both give the same JSON, headers, errors and metrics."""
+    running, ws = server
+    image = jpeg(64, 48, seed=11)
+    limit = running.service.settings.max_upload_bytes if running.service else 0
+
+    def both(data: bytes, content_type: str = "image/jpeg") -> tuple[httpx.Response, ...]:
+        raw = client.post("/v1/predict", content=data, headers={"content-type": content_type})
+        form = client.post("/v1/predict", files={"file": ("x.jpg", data, content_type)})
+        return raw, form
+
+    with httpx.Client(base_url=running.url, timeout=30) as client:
+        raw, form = both(image)
+        assert raw.status_code == form.status_code == 200
+        a, b = raw.json(), form.json()
+        assert a.keys() == b.keys() and a["prediction_id"] != b["prediction_id"]
+        for key in ("label", "probabilities", "pet", "pet_score", "model", "confidence"):
+            assert a[key] == b[key], key
+        for header in ("content-type", "x-model-version"):
+            assert raw.headers[header] == form.headers[header], header
+        assert int(raw.headers["content-length"]) == len(raw.content)
+        # the same errors, as the same JSON
+        for data in (b"", b"not an image at all", b"\xff\xd8\xff\xe0" + b"\x00" * 64):
+            raw, form = both(data)
+            assert raw.status_code == form.status_code and raw.status_code in (400, 422)
+            assert raw.json() == form.json() and set(raw.json()) == {"error", "detail"}
+        big = b"\xff" * (limit + 1)
+        raw, form = both(big)
+        assert raw.status_code == 413 and raw.json()["error"] == "too_large"
+        assert form.status_code == 413 and form.json() == raw.json()
+
+        # without Content-Length (chunked): refused as the bytes arrive, not after
+        def chunks() -> Iterator[bytes]:
+            for _ in range(limit // 65536 + 2):
+                yield b"\xff" * 65536
+
+        chunked = client.post(
+            "/v1/predict", content=chunks(), headers={"content-type": "image/jpeg"}
+        )
+        assert chunked.status_code == 413 and chunked.json()["error"] == "too_large"
+        # what the raw route passes on is the FastAPI route's, unchanged
+        text = client.post("/v1/predict", content=b"x", headers={"content-type": "text/plain"})
+        assert text.status_code == 415 and text.json()["error"] == "unsupported_media_type"
+        assert client.get("/v1/predict").status_code == 405
+        assert client.post("/v1/predict/", content=image).status_code in (307, 404)
+        source = client.post(
+            "/v1/predict",
+            content=image,
+            headers={"content-type": "image/jpeg", "x-kennel-source": "camera-7"},
+        )
+        assert source.status_code == 200
+        metrics = client.get("/metrics").text
+        schema = client.get("/openapi.json").json()
+    assert 'kennel_requests_total{route="/v1/predict",status="413"}' in metrics
+    assert 'kennel_requests_total{route="/v1/predict",status="422"}' in metrics
+    assert "image/jpeg" in schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert running.service is not None and running.service.predlog is not None
+    assert running.service.predlog.flush()
+    with ws.db.session() as s:
+        row = s.get(PredictionRow, source.json()["prediction_id"])
+    assert row is not None and row.source == "camera-7"

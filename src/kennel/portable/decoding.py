@@ -203,12 +203,16 @@ def decode_rgb(
     max_bytes: int | None = None,
     min_side: int = 1,
     draft: tuple[int, int] | None = None,
+    opened: tuple[Image.Image, Header] | None = None,
 ) -> tuple[Image.Image, Header, int, int]:
     """``data`` as 8-bit RGB with its EXIF orientation applied, its header, its EXIF
     orientation and its frame count; raises ImageRejected and nothing else.
 
-    ``draft`` lets JPEG decode at a reduced scale no smaller than the given size."""
-    image, header = open_checked(
+    ``draft`` lets JPEG decode at a reduced scale no smaller than the given size. ``opened``:
+    what ``open_checked`` already returned for these very bytes (with limits at least as
+    strict), so the header is not parsed twice; the limits given here are then not checked
+    again."""
+    image, header = opened or open_checked(
         data, max_pixels=max_pixels, max_bytes=max_bytes, min_side=min_side
     )
     with rejecting():

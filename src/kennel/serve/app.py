@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +25,7 @@ from kennel.serve.deadline import BodyDeadline
 from kennel.serve.metrics import ServiceMetrics
 from kennel.serve.routes import docs, errors, feedback, health, predict
 from kennel.serve.routes.errors import error_response
+from kennel.serve.routes.raw_predict import PATH, RawPredict
 from kennel.serve.service import ApiError, Service, run_batch
 
 __all__ = ["ApiError", "Service", "create_app", "error_response"]
@@ -37,6 +39,9 @@ class _Measure:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # each (route, status)'s samples, looked up once: ``labels()`` costs more than the
+        # increment (routes are the app's templates or "unmatched", so the set stays small)
+        self._series: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,8 +60,14 @@ class _Measure:
             await self.app(scope, receive, measured)
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(path, str(status)).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - began)
+            series = self._series.get((path, status))
+            if series is None:
+                series = self._series[path, status] = (
+                    self.metrics.requests.labels(path, str(status)),
+                    self.metrics.latency.labels(path),
+                )
+            series[0].inc()
+            series[1].observe(time.perf_counter() - began)
 
 
 @asynccontextmanager
@@ -104,9 +115,12 @@ def create_app(service: Service) -> FastAPI:
     app.state.service = service
     docs.install(app)
     errors.install(app)
-    app.add_middleware(BodyDeadline, seconds=service.settings.body_timeout_s)
-    app.add_middleware(_Measure, metrics=service.metrics)
     for routes in (predict, feedback, health):
         routes.install(app)
+    # innermost first: raw image predictions are answered inside the deadline and the metrics
+    route = next(r for r in app.routes if getattr(r, "path", None) == PATH)
+    app.add_middleware(RawPredict, service=service, route=route)
+    app.add_middleware(BodyDeadline, seconds=service.settings.body_timeout_s)
+    app.add_middleware(_Measure, metrics=service.metrics)
     service.holder.on_error = lambda _m: service.metrics.load_failures.inc()
     return app

@@ -105,9 +105,11 @@ class MicroBatcher(Generic[In, Out]):
                     batch.append(self._queue.get_nowait())
                     continue
                 try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    async with asyncio.timeout(remaining):  # wait_for would add a task
+                        item = await self._queue.get()
                 except TimeoutError:
                     break
+                batch.append(item)
             live = [(item, fut) for item, fut in batch if not fut.done()]  # skip timed-out ones
             if not live:
                 continue

@@ -44,6 +44,10 @@ from kennel.storage import ContentStore
 
 log = logging.getLogger(__name__)
 _BATCH = 512
+# Rows of own segments kept in memory, up to this many journal bytes, so that the drain does
+# not read back and parse what the committer has just written; past it (the database down
+# for long), segments are read from disk as adopted ones are.
+_HELD_BYTES = 32 * 1024 * 1024
 REJECTION = "rejection"
 
 
@@ -127,6 +131,11 @@ class PredictionLog:
         self._handle: IO[bytes] | None = None
         self._open_rows = 0
         self._sealed: list[Path] = []  # own segments waiting for the database, oldest first
+        # the rows of own segments as written (None: read the segment from disk), and the
+        # journal bytes they take there
+        self._held: dict[Path, list[dict[str, Any]] | None] = {}
+        self._held_sizes: dict[Path, int] = {}
+        self._held_bytes = 0
         self._lock = threading.Lock()  # one drain at a time
         self._failed: set[Path] = set()  # segments a database write failed for (counted once)
         self._progress: dict[Path, int] = {}  # rows of a segment already in the database
@@ -248,14 +257,17 @@ class PredictionLog:
             with self._seg_lock:
                 if self._handle is None:
                     self._handle = self._open_segment()
+                path = self._segment_path(self._segment)
                 try:
                     self._handle.write(data)
                     self._handle.flush()
                     journal.datasync(self._handle.fileno())
                 except OSError:
+                    self._forget(path)  # what reached the disk is what gets drained
                     self._seal()  # never append behind a torn write: start a new segment
                     raise
                 self._open_rows += len(batch)
+                self._hold(path, [row for row, _ in batch], len(data))
         except (OSError, TypeError, ValueError) as exc:
             log.error("prediction log: cannot journal %d records: %s", len(batch), exc)
             error = StorageError(f"cannot journal the prediction: {exc}")
@@ -264,6 +276,26 @@ class PredictionLog:
             return
         for _row, done in batch:
             done.set_result(None)
+
+    def _hold(self, path: Path, rows: list[dict[str, Any]], size: int) -> None:
+        """Keep ``rows``, just made durable in ``path``, for the drain (caller holds
+        _seg_lock). A segment is held whole or not at all: one that would pass the bound
+        (the open segment grows while the database is down) is read from disk instead."""
+        held = self._held.setdefault(path, [])
+        if held is None:
+            return
+        if self._held_bytes + size > _HELD_BYTES:
+            self._forget(path)
+            return
+        held.extend(rows)
+        self._held_bytes += size
+        self._held_sizes[path] = self._held_sizes.get(path, 0) + size
+
+    def _forget(self, path: Path) -> None:
+        """Drain ``path`` from disk from now on (caller holds _seg_lock)."""
+        if self._held.get(path) is not None:
+            self._held_bytes -= self._held_sizes.pop(path, 0)
+        self._held[path] = None
 
     def _segment_path(self, n: int) -> Path:
         return self.folder / f"{self._owner}.{n:08d}.jsonl"
@@ -304,10 +336,14 @@ class PredictionLog:
         with self._seg_lock:
             sealed = list(self._sealed)
         for path in sealed:
-            if not self._drain_file(path):
+            with self._seg_lock:
+                held = self._held.get(path)
+            if not self._drain_file(path, rows=None if held is None else list(held)):
                 return False
             with self._seg_lock:
                 self._sealed.remove(path)
+                self._forget(path)
+                del self._held[path]
             path.unlink(missing_ok=True)
         return True
 
@@ -344,8 +380,11 @@ class PredictionLog:
         except FileNotFoundError:
             return []
 
-    def _drain_file(self, path: Path, *, adopted: bool = False) -> bool:
-        rows = list(journal.read(path))
+    def _drain_file(
+        self, path: Path, *, adopted: bool = False, rows: list[dict[str, Any]] | None = None
+    ) -> bool:
+        """Write ``path``'s rows to the database (``rows``: the same rows, held in memory)."""
+        rows = list(journal.read(path)) if rows is None else rows
         done = self._progress.get(path, 0)
         for lo in range(done, len(rows), _BATCH):
             if not self._write(rows[lo : lo + _BATCH]):

@@ -20,7 +20,7 @@ from PIL import Image
 
 from kennel import onnxrt
 from kennel.errors import IntegrityError, NotFoundError
-from kennel.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode, quality
+from kennel.imaging import DEFAULT_MAX_PIXELS, Header, ImageRejected, decode, open_checked, quality
 from kennel.portable import (
     FrameSpec,
     PetCheck,
@@ -123,6 +123,10 @@ class Prediction:
         return out
 
 
+# an image opened by ``Predictor.open``: Pillow's lazy image (no pixel read yet) and its header
+Opened = tuple[Image.Image, Header]
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A decoded, preprocessed input with the quality stats monitoring needs: one view, or
@@ -184,15 +188,26 @@ class Predictor:
         }
         return Prepared(tensor, q)
 
-    def prepare(self, data: bytes) -> Prepared:
+    def open(self, data: bytes, *, max_bytes: int | None = None) -> Opened:
+        """The checked header of untrusted bytes, no pixel decoded (the decode memory limited
+        to ``max_bytes`` as well as the Predictor's own); raises ImageRejected. Give the
+        result to ``prepare`` so that the header is not parsed a second time."""
+        limits = [b for b in (max_bytes, self.max_bytes) if b is not None]
+        return open_checked(
+            data, max_pixels=self.max_pixels, max_bytes=min(limits, default=None), min_side=1
+        )
+
+    def prepare(self, data: bytes, opened: Opened | None = None) -> Prepared:
         """Decode untrusted bytes and preprocess; raises ImageRejected with the reason and
-        nothing else, so every caller can answer a bad input without dying on it."""
+        nothing else, so every caller can answer a bad input without dying on it.
+        ``opened``: what ``open(data)`` returned, when the header was checked first."""
         decoded = decode(
             data,
             max_pixels=self.max_pixels,
             max_bytes=self.max_bytes,
             min_side=1,
             draft=self.draft,
+            opened=opened,
         )
         # the size the file declares, not the draft's: monitoring compares real sizes
         size = {"width": float(decoded.width), "height": float(decoded.height)}

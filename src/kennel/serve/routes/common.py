@@ -45,7 +45,7 @@ async def read_limited(request: Request) -> bytes:
     return b"".join([chunk async for chunk in request.stream()])
 
 
-def _too_large(limit: int) -> ApiError:
+def too_large(limit: int) -> ApiError:
     return ApiError(413, "too_large", f"upload exceeds {limit} bytes")
 
 
@@ -55,7 +55,7 @@ def limited(request: Request, limit: int) -> Request:
     limit is buffered, spooled to disk or kept."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     receive, seen = request.receive, 0
 
     async def bounded() -> Message:
@@ -64,7 +64,7 @@ def limited(request: Request, limit: int) -> Request:
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise _too_large(limit)
+                raise too_large(limit)
         return message
 
     return Request(request.scope, bounded)

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from kennel.imaging import ImageRejected, probe
+from kennel.imaging import ImageRejected
 from kennel.serve import schemas
 from kennel.serve.batching import QueueFull
 from kennel.serve.predlog import row_of
@@ -76,23 +76,25 @@ INLINE_DECODE_COST = 4 * 1024 * 1024
 
 async def prepare(service: Service, predictor: Predictor, data: bytes) -> Prepared:
     """Check the header (cheap), then decode inline only when the image is small and the
-    loop has nothing else to do; otherwise on a decoder thread, within the budget."""
+    loop has nothing else to do; otherwise on a decoder thread, within the budget. The
+    header is parsed once: the decode goes on from the opened file."""
     batcher, decoders, budget = service.batcher, service.decoders, service.budget
     assert batcher is not None and decoders is not None and budget is not None
     loop = asyncio.get_running_loop()
-    check = functools.partial(probe, data, max_pixels=predictor.max_pixels, max_bytes=budget.total)
+    check = functools.partial(predictor.open, data, max_bytes=budget.total)
     small = len(data) <= INLINE_DECODE_BYTES
-    header = check() if small else await loop.run_in_executor(decoders, check)
-    if small and header.cost <= INLINE_DECODE_COST and batcher.alone:
-        return predictor.prepare(data)  # inline, on the loop
-    await budget.acquire(header.cost)
+    opened = check() if small else await loop.run_in_executor(decoders, check)
+    cost = opened[1].cost
+    if small and cost <= INLINE_DECODE_COST and batcher.alone:
+        return predictor.prepare(data, opened)  # inline, on the loop
+    await budget.acquire(cost)
     try:
-        work = decoders.submit(predictor.prepare, data)
+        work = decoders.submit(predictor.prepare, data, opened)
     except BaseException:
-        budget.release(header.cost)
+        budget.release(cost)
         raise
     # released when the decode really ends, even if this request is cancelled meanwhile
-    work.add_done_callback(lambda _f: budget.release(header.cost))
+    work.add_done_callback(lambda _f: budget.release(cost))
     return await asyncio.wrap_future(work)
 
 
@@ -117,9 +119,8 @@ async def _predict_bytes(service: Service, data: bytes, source: str) -> Predicti
         raise ApiError(422, "invalid_image", str(exc)) from exc
     service.metrics.queue_depth.set(batcher.depth)
     try:
-        prediction = await asyncio.wait_for(
-            batcher.submit((predictor, prepared)), settings.timeout_s
-        )
+        async with asyncio.timeout(settings.timeout_s):  # wait_for would add a task a request
+            prediction = await batcher.submit((predictor, prepared))
     except QueueFull as exc:
         raise ApiError(
             503,

@@ -1,0 +1,129 @@
+"""The prediction log's group commit: a record's future completes only once its line is synced,
+records arriving during a sync share the next one, and the drain writes the same rows whether
+it takes them from memory (what the committer just wrote) or reads the journal back."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from kennel.db.schema import PredictionRow
+from kennel.serve import journal, predlog
+from kennel.serve.predlog import PredictionLog, row_of
+from kennel.serve.runtime import Prediction
+from kennel.wiring import Workspace
+
+
+def _row(seed: int) -> dict[str, Any]:
+    p = Prediction(
+        id=uuid.uuid4().hex,
+        label="dog" if seed % 2 else "cat",
+        confidence=0.5 + seed / 100,
+        probabilities={"cat": 0.5 - seed / 100, "dog": 0.5 + seed / 100},
+        model="pets",
+        version=1,
+        latency_ms=1.25 * seed,
+        quality={"brightness": 100.0 + seed, "width": 64.0, "height": 48.0},
+        embedding=np.arange(8, dtype=np.float32) * seed,
+        pet=True,
+        pet_score=0.75,
+    )
+    return row_of(p, environment="production", source=f"s{seed}", input_sha256="ab" * 32)
+
+
+def test_no_record_is_answered_before_its_sync_and_waiting_ones_share_one(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = tmp_path / "spool" / "production.jsonl"
+    log = PredictionLog(workspace.db, spool, flush_s=3600)
+    syncing, release = threading.Event(), threading.Event()
+    syncs: list[int] = []
+    real = journal.datasync
+
+    def held_sync(fd: int) -> None:
+        syncs.append(fd)
+        syncing.set()
+        assert release.wait(10)
+        real(fd)
+
+    monkeypatch.setattr(journal, "datasync", held_sync)
+    log.start()
+    try:
+        rows = [_row(i) for i in range(9)]
+        first = log.add(rows[0])
+        assert syncing.wait(10)
+        later = [log.add(row) for row in rows[1:]]  # arrive while the first sync runs
+        time.sleep(0.1)
+        assert not first.done() and not any(f.done() for f in later)  # nothing answered yet
+        release.set()
+        for future in [first, *later]:
+            future.result(10)
+        assert len(syncs) == 2  # the eight that waited were made durable by one sync
+        # each answered record is on disk (or already drained from there to the database)
+        on_disk = {
+            row["id"]
+            for segment in spool.with_suffix("").glob("*.jsonl")
+            for row in journal.read(segment)
+        }
+        with workspace.db.session() as s:
+            in_db = set(s.scalars(select(PredictionRow.id)))
+        assert {r["id"] for r in rows} <= on_disk | in_db
+    finally:
+        release.set()
+        log.stop()
+
+
+@pytest.mark.parametrize(
+    ("held_bytes", "flush_s", "from_disk"),
+    [(predlog._HELD_BYTES, 0.05, False), (0, 0.05, True), (1500, 3600, True)],
+    ids=["in-memory", "from-disk", "bound-passed"],
+)
+def test_the_drain_writes_the_journal_rows_from_memory_or_disk_alike(
+    workspace: Workspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    held_bytes: int,
+    flush_s: float,
+    from_disk: bool,
+) -> None:
+    monkeypatch.setattr(predlog, "_HELD_BYTES", held_bytes)
+    log = PredictionLog(workspace.db, tmp_path / "spool" / "production.jsonl", flush_s=flush_s)
+    read_back: list[Path] = []
+    real_read = journal.read
+
+    def reading(path: Path) -> Any:
+        read_back.append(path)
+        return real_read(path)
+
+    monkeypatch.setattr(journal, "read", reading)
+    log.start()
+    rows = [_row(i) for i in range(6)]
+    for row in rows:
+        log.add(row).result(10)
+        assert log._held_bytes <= held_bytes  # memory stays bounded, segment growing or not
+    if flush_s < 1:
+        assert log.flush(30)
+    log.stop()  # drains what is left
+    # from memory when it fits; read back from the journal otherwise (the third case: one
+    # segment of six rows, which passed the bound after the first few)
+    assert bool(read_back) == from_disk
+    with workspace.db.session() as s:
+        stored = {r.id: r for r in s.scalars(select(PredictionRow))}
+    assert set(stored) == {r["id"] for r in rows}
+    for row in rows:
+        got = stored[row["id"]]
+        assert (got.label, got.confidence, got.source) == (
+            row["label"],
+            row["confidence"],
+            row["source"],
+        )
+        assert got.probabilities == row["probabilities"] and got.quality == row["quality"]
+        assert got.embedding == row["embedding"] and got.latency_ms == row["latency_ms"]
+        assert got.at.replace(tzinfo=None) == row["at"].replace(tzinfo=None)
