@@ -7,10 +7,11 @@ Default: what ``kennel train --preset best`` does in a fresh project (kennel.yam
 init`` writes it): EfficientNet-Lite2 (ImageNet weights) at 320 px, every layer but the
 classifier frozen, each training image's embedding computed once by ONNX Runtime (and each
 validation image's mirror image's, to validate as the model predicts), the linear classifier
-trained on them (the trials of kennel.yaml's search reuse the same embeddings; its augment
-values change nothing for a probe), each image averaged with its mirror image in the
-exported graph. ``--preset quick`` with ``--arch/--size/--frozen/--epochs/--lr/--augment``
-gives the earlier fine-tuning recipes (e.g. Lite0, 192 px, 5 frozen blocks, 5 epochs).
+fitted on them (standardised logistic regression, C by 5-fold cross-validation; kennel.yaml's
+search over lr, weight_decay and augment is skipped, as none applies to a probe), each image
+averaged with its mirror image in the exported graph. ``--preset quick`` with
+``--arch/--size/--frozen/--epochs/--lr/--augment`` gives the earlier fine-tuning recipes
+(e.g. Lite0, 192 px, 5 frozen blocks, 5 epochs).
 Prints JSON: wall and CPU time, seconds per phase (from the build's progress events) and per
 run (the first trial pays for the frozen pass; the final run's time includes evaluation,
 export, parity and registration), and the load average (the machine may be shared).

@@ -65,12 +65,13 @@ Arch = Literal["small_cnn", "efficientnet_lite0", "efficientnet_lite1", "efficie
 
 # What each preset sets; a key the section gives itself wins. ``quick`` is the field defaults:
 # a small CNN that trains in seconds (tests, demos, the simulator). ``best`` is the recipe
-# chosen for the real 10k photos on 2 cores (README, benchmarks/train_quality.py: 99.1 % on
-# validation, 98.25 % on the untouched test split, so #15's 98.5 % is still open; 1,010 CPU-s):
-# frozen ImageNet EfficientNet-Lite2 features at 320 px (the photos are 200 px; 320 beat 256
-# on validation photos, and the probe's training images need no mirrored copy, which pays for
-# the larger size), computed once by ONNX Runtime, a linear classifier trained on them, and
-# each image averaged with its mirror image in the exported graph and in validation.
+# chosen for the real 10k photos on 2 cores (README, benchmarks/train_quality.py: 98.55 % on
+# the untouched test split end to end): frozen ImageNet EfficientNet-Lite2 features at 320 px
+# (the photos are 200 px; 320 beat 256 on validation photos, and the probe's training images
+# need no mirrored copy, which pays for the larger size), computed once by ONNX Runtime, a
+# linear classifier fitted to them (kennel.train.probe: standardised logistic regression, C by
+# cross-validation; the optimiser keys below do not apply to it), and each image averaged with
+# its mirror image in the exported graph and in validation.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {},
     "best": {
