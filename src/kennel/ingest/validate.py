@@ -65,7 +65,11 @@ def check(
         return rejected(f"unknown label {label!r} (allowed: {', '.join(limits.labels)})"), None
     try:
         decoded = decode(
-            data, max_pixels=limits.max_pixels, min_side=limits.min_side, draft=_STATS_DRAFT
+            data,
+            max_pixels=limits.max_pixels,
+            min_side=limits.min_side,
+            draft=_STATS_DRAFT,
+            grey=True,  # only the luma is measured: a colour JPEG skips its chroma
         )
     except ImageRejected as exc:
         return rejected(str(exc), digest, size), None
