@@ -116,6 +116,23 @@ def test_local_store_refuses_symlink_escape(tmp_path: Path) -> None:
     assert not (outside / "file").exists()
 
 
+@pytest.mark.parametrize("planted", ["sha256", "sha256/ab", "sha256/ab/cd"])
+def test_local_store_refuses_a_symlinked_folder_at_any_depth(tmp_path: Path, planted: str) -> None:
+    """Folders the store makes are trusted; one already there is resolved first, so a link
+    planted at any level of ``sha256/ab/cd`` cannot send a write outside the root."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "blobs"
+    (root / planted).parent.mkdir(parents=True)
+    (root / planted).symlink_to(outside)
+    store = LocalBlobStore(root)
+    store.put("other/00/first", b"x")  # other folders: made, trusted, cached
+    with pytest.raises(UnsafePathError):
+        store.put_many([("sha256/ab/cd/file", b"x")], durable=False)
+    assert list(outside.rglob("*")) == []
+    assert store.get("other/00/first") == b"x"
+
+
 def test_open_blob_store_picks_backend(tmp_path: Path) -> None:
     assert isinstance(open_blob_store(str(tmp_path)), LocalBlobStore)
     assert isinstance(open_blob_store(f"file://{tmp_path}"), LocalBlobStore)

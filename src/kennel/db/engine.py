@@ -9,6 +9,7 @@ never retried here: only the caller knows whether it may run twice.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -142,10 +143,48 @@ def connect(engine: Engine, begin: Any, what: str, database: str = "metadata dat
         ) from exc
 
 
+_REVISION = re.compile(r'^(down_revision|revision)\s*=\s*(None|"([^"]*)")\s*$', re.MULTILINE)
+
+
+@functools.cache
+def migrations_head() -> str | None:
+    """The newest revision of this kennel's migrations, read from their files without Alembic
+    (importing it is a third of a short command's start); None when they do not form one
+    simple chain, which leaves the question to Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (_MIGRATIONS / "versions").glob("*.py"):
+        found = {m[1]: m[3] for m in _REVISION.finditer(path.read_text(encoding="utf-8"))}
+        if "revision" not in found or "down_revision" not in found:
+            return None
+        revisions.add(found["revision"])
+        if found["down_revision"]:
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 and parents <= revisions else None
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the database is at this kennel's head revision already: one read, no Alembic."""
+    head = migrations_head()
+    if head is None:
+        return False
+    connection = connect(engine, engine.connect, "open the metadata database")
+    try:
+        with connection:
+            current = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    except SQLAlchemyError:  # no table yet (a new database), or anything odd: ask Alembic
+        return False
+    return [row[0] for row in current] == [head]
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent, safe to run concurrently).
     A database a newer kennel has upgraded past this one's migrations is left alone: a one-line
-    MetadataError says so."""
+    MetadataError says so. One already at the newest revision is left as it is without
+    loading Alembic."""
+    if _at_head(engine):
+        return
     from alembic import command
     from alembic.config import Config
     from alembic.migration import MigrationContext

@@ -51,6 +51,10 @@ class Engine(Protocol):
     # Whether every process that checks files shares this machine's disk: then a local file
     # goes to it as its path (``LocalFile``) and is read there, not by the driver.
     reads_local_files: bool
+    # Whether a chunk's bytes are durable when its results come back. False: they were
+    # written through this machine's page cache and the driver makes them durable, all
+    # chunks at once, with ``ContentStore.sync`` before it records their results.
+    stores_durably: bool
 
     def connected(self, target: Target) -> AbstractContextManager[None]:
         """Reach the executor, or raise before the caller writes anything; released on exit."""
@@ -68,6 +72,9 @@ class LocalEngine:
 
     name = "local"
     reads_local_files = True
+    # Every worker writes to this machine's disk: one filesystem sync by the driver before
+    # each checkpoint covers them all, instead of one per chunk in each worker.
+    stores_durably = False
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, workers)
@@ -80,14 +87,14 @@ class LocalEngine:
     ) -> Iterator[list[FileResult]]:
         if self.workers == 1 or files < INLINE_BELOW:
             for chunk in chunks:
-                yield check_and_store(target.content, target.limits, chunk)
+                yield check_and_store(target.content, target.limits, chunk, durable=False)
             return
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
             self.workers,
             mp_context=context,
             initializer=init_worker,
-            initargs=(target.artifacts_url, target.limits, os.getpid()),
+            initargs=(target.artifacts_url, target.limits, os.getpid(), False),
         ) as pool:
             inflight: deque[Future[list[FileResult]]] = deque()
             for chunk in chunks:

@@ -139,6 +139,7 @@ class RayEngine:
 
     name = "ray"
     reads_local_files = False  # a node may be another machine: the driver sends the bytes
+    stores_durably = True  # ... and syncs its own writes
 
     def __init__(
         self,

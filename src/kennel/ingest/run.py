@@ -38,7 +38,10 @@ from kennel.ingest.validate import OK, QUARANTINED, FileResult, Limits
 from kennel.progress import Event, Progress, silent
 from kennel.storage import ContentStore
 
-CHUNK = 128  # files per task: each ends with one filesystem sync of the bytes it stored
+# Files per task. A local engine's workers only write the bytes they keep; the driver makes
+# them durable with one filesystem sync before each checkpoint (an engine whose workers may be
+# other machines syncs at the end of each task instead).
+CHUNK = 128
 # A checkpoint (one transaction, one fsync of the metadata DB) is written when this many
 # files or seconds have passed since the last (the first after 0.25 s, each wait doubling up
 # to CHECKPOINT_S): a commit per chunk cost 20-40 ms each, a third of a large ingest. A kill
@@ -213,6 +216,8 @@ class Ingestor:
     def _save(self, run_id: str, results: list[FileResult]) -> None:
         if not results:
             return
+        if not self.engine.stores_durably:
+            self.content.sync()  # the bytes of these files first, then their records
         items = {
             r.sha256: Item(sha256=r.sha256, size=r.size, **r.item)
             for r in results

@@ -65,7 +65,11 @@ def check(
         return rejected(f"unknown label {label!r} (allowed: {', '.join(limits.labels)})"), None
     try:
         decoded = decode(
-            data, max_pixels=limits.max_pixels, min_side=limits.min_side, draft=_STATS_DRAFT
+            data,
+            max_pixels=limits.max_pixels,
+            min_side=limits.min_side,
+            draft=_STATS_DRAFT,
+            grey=True,  # only the luma is measured: a colour JPEG skips its chroma
         )
     except ImageRejected as exc:
         return rejected(str(exc), digest, size), None
@@ -86,13 +90,15 @@ def check(
 # Worker-process state, set once by ``init_worker`` (each process opens its own store handle).
 _store: ContentStore | None = None
 _limits: Limits | None = None
+_durable = True
 
 
-def init_worker(artifacts_url: str, limits: Limits, parent_pid: int) -> None:
-    global _store, _limits
+def init_worker(artifacts_url: str, limits: Limits, parent_pid: int, durable: bool = True) -> None:
+    global _store, _limits, _durable
     die_with_parent(parent_pid)
     _store = open_content_store(artifacts_url)
     _limits = limits
+    _durable = durable
 
 
 WorkItem = tuple[int, str, str | None, dict[str, str], bytes | str | LocalFile]
@@ -101,12 +107,15 @@ WorkItem = tuple[int, str, str | None, dict[str, str], bytes | str | LocalFile]
 def process_chunk(chunk: list[WorkItem]) -> list[FileResult]:
     """Check a chunk of files and store their bytes; runs in a worker process."""
     assert _store is not None and _limits is not None, "init_worker was not called"
-    return check_and_store(_store, _limits, chunk)
+    return check_and_store(_store, _limits, chunk, durable=_durable)
 
 
-def check_and_store(store: ContentStore, limits: Limits, chunk: list[WorkItem]) -> list[FileResult]:
+def check_and_store(
+    store: ContentStore, limits: Limits, chunk: list[WorkItem], *, durable: bool = True
+) -> list[FileResult]:
     """Check each file (reading those sent as a ``LocalFile``), then store the bytes worth
-    keeping in one durable batch."""
+    keeping in one durable batch (``durable=False``: durable once ``store.sync()`` returns,
+    which the caller must call before recording the results)."""
     results, keep = [], []
     folders: dict[str, str] = {}
     for seq, uri, label, attrs, data in chunk:
@@ -115,5 +124,5 @@ def check_and_store(store: ContentStore, limits: Limits, chunk: list[WorkItem]) 
         results.append(result)
         if kept is not None:
             keep.append(kept)
-    store.put_many(keep)
+    store.put_many(keep, durable=durable)
     return results

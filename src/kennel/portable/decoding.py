@@ -212,6 +212,36 @@ def decode_rgb(
     what ``open_checked`` already returned for these very bytes (with limits at least as
     strict), so the header is not parsed twice; the limits given here are then not checked
     again."""
+    return _decode(data, max_pixels, max_bytes, min_side, draft, grey=False, opened=opened)
+
+
+def decode_grey(
+    data: bytes,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_bytes: int | None = None,
+    min_side: int = 1,
+    draft: tuple[int, int] | None = None,
+    opened: tuple[Image.Image, Header] | None = None,
+) -> tuple[Image.Image, Header, int, int]:
+    """As :func:`decode_rgb`, but the picture's 8-bit luma ("L"). A colour JPEG gives its luma
+    channel straight from the decoder (no chroma upsampling, no colour conversion: the same
+    grey levels as RGB converted to "L", to within the rounding of the round trip); the whole
+    file is still decoded, so a truncated or corrupt one is rejected exactly as
+    :func:`decode_rgb` rejects it. Every other file is decoded to RGB, then to "L"."""
+    return _decode(data, max_pixels, max_bytes, min_side, draft, grey=True, opened=opened)
+
+
+def _decode(
+    data: bytes,
+    max_pixels: int,
+    max_bytes: int | None,
+    min_side: int,
+    draft: tuple[int, int] | None,
+    *,
+    grey: bool,
+    opened: tuple[Image.Image, Header] | None = None,
+) -> tuple[Image.Image, Header, int, int]:
     image, header = opened or open_checked(
         data, max_pixels=max_pixels, max_bytes=max_bytes, min_side=min_side
     )
@@ -219,14 +249,17 @@ def decode_rgb(
         frames = int(getattr(image, "n_frames", 1) or 1)
         if frames > 1:
             image.seek(0)
-        if draft is not None and header.format == "JPEG":
-            image.draft("RGB", draft)
+        if header.format == "JPEG" and (draft is not None or grey):
+            # Pillow turns only an RGB (YCbCr) JPEG into "L"; others keep their mode here
+            image.draft("L" if grey else "RGB", draft or image.size)
         image.load()
         orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-        rgb = to_rgb(image)
-        if rgb is not image:
+        out = image if grey and image.mode == "L" else to_rgb(image)
+        if grey and out.mode != "L":
+            out = out.convert("L")
+        if out is not image:
             image.close()  # free the source raster before the transposition copies
         undo = _UNDO_ORIENTATION.get(orientation) if isinstance(orientation, int) else None
         if undo is not None:
-            rgb = rgb.transpose(undo)  # after conversion: only one RGB copy is ever made
-        return rgb, header, orientation if undo is not None else 1, frames
+            out = out.transpose(undo)  # after conversion: only one copy is ever made
+        return out, header, orientation if undo is not None else 1, frames

@@ -35,8 +35,14 @@ class BlobStore(Protocol):
         """Store ``data`` under ``key`` atomically; False (and no write) when the key exists."""
         ...
 
-    def put_many(self, items: list[tuple[str, bytes]]) -> int:
-        """``put`` each (key, data); durable when it returns. Returns how many were new."""
+    def put_many(self, items: list[tuple[str, bytes]], *, durable: bool = True) -> int:
+        """``put`` each (key, data); durable when it returns, unless ``durable`` is False:
+        then only once ``sync`` has returned. Returns how many were new."""
+        ...
+
+    def sync(self) -> None:
+        """Make every ``put_many(..., durable=False)`` so far durable, by any process on this
+        machine."""
         ...
 
     def get(self, key: str) -> bytes:

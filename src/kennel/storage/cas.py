@@ -35,11 +35,17 @@ class ContentStore:
         self.blobs.put(digest_key(actual), data)
         return actual
 
-    def put_many(self, datas: list[bytes]) -> list[str]:
-        """Store several byte strings in one durable batch; returns their digests in order."""
+    def put_many(self, datas: list[bytes], *, durable: bool = True) -> list[str]:
+        """Store several byte strings in one durable batch (``durable=False``: durable once
+        ``sync`` returns); returns their digests in order."""
         digests = [sha256_hex(data) for data in datas]
-        self.blobs.put_many([(digest_key(d), data) for d, data in zip(digests, datas, strict=True)])
+        items = [(digest_key(d), data) for d, data in zip(digests, datas, strict=True)]
+        self.blobs.put_many(items, durable=durable)
         return digests
+
+    def sync(self) -> None:
+        """Make every non-durable ``put_many`` so far durable (see ``BlobStore.sync``)."""
+        self.blobs.sync()
 
     def get(self, digest: str) -> bytes:
         data = self.blobs.get(digest_key(digest))

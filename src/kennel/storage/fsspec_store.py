@@ -214,12 +214,17 @@ class FsspecBlobStore:
         self.fs.mv(tmp, path)
         return True
 
-    def put_many(self, items: list[tuple[str, bytes]]) -> int:
+    def put_many(self, items: list[tuple[str, bytes]], *, durable: bool = True) -> int:
+        # each put is as durable as its file system makes it once it returns (an object
+        # store's PUT is): ``durable`` changes nothing here
         if len(items) < 2 or not self._atomic_put:
             return sum(self.put(key, data) for key, data in items)
         # an object store's latency is per request: several in flight (each retried on its own)
         with ThreadPoolExecutor(min(_PARALLEL_PUTS, len(items))) as pool:
             return sum(pool.map(lambda item: self.put(*item), items))
+
+    def sync(self) -> None:
+        """Nothing to do: every put is durable when it returns."""
 
     def get(self, key: str) -> bytes:
         path = self._path(key)

@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,42 +32,79 @@ class LocalBlobStore:
             raise UnsafePathError(f"artifact key {key!r} resolves outside {self.root}")
         return path
 
-    def _place(self, key: str) -> Path:
+    def _place(self, key: str) -> str:
         """Where ``key`` is written: ``_path(key)`` with its folder made, resolving the folder
-        once per store; a name that is a symlink is resolved (and confined) every time."""
+        once per store (the caller resolves, and confines, a name that is a symlink)."""
         folder, _, name = check_key(key).rpartition("/")
-        parent = self._folders.get(folder)
-        if parent is None:
-            parent = self._path(folder) if folder else self.root
-            parent.mkdir(parents=True, exist_ok=True)
-            if len(self._folders) >= _FOLDERS_KEPT:
-                self._folders.clear()
-            self._folders[folder] = parent
-        path = parent / name
-        return self._path(key) if path.is_symlink() else path
+        return os.path.join(self._folder(folder), name)
+
+    def _folder(self, folder: str) -> Path:
+        """``folder`` (a checked key prefix) made and resolved inside the root, from the cache
+        when this store made or found it before. A folder this store has just made inside a
+        resolved one is a real folder: only one that was already there (maybe a symlink) is
+        resolved and confined, so a fresh store's 65,536 ``sha256/ab/cd`` folders cost one
+        ``mkdir`` each."""
+        path = self._folders.get(folder)
+        if path is not None:
+            return path
+        if not folder:  # the root, made on the first write
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._folders[folder] = self.root
+            return self.root
+        up, _, name = folder.rpartition("/")
+        path = self._folder(up) / name
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            path = self._path(folder)  # resolved (a symlink is followed) and confined
+        if len(self._folders) >= _FOLDERS_KEPT:
+            self._folders.clear()
+        self._folders[folder] = path
+        return path
+
+    def _free(self, key: str, path: str) -> str | None:
+        """``path`` (from ``_place``) when nothing is there yet; the resolved, confined target
+        when it is a symlink to nothing; None when the key is taken. One ``lstat`` for a new
+        key, the common case."""
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return path
+        if not stat.S_ISLNK(mode):
+            return None
+        target = str(self._path(key))  # a symlink is resolved, and confined, every time
+        return None if os.path.exists(target) else target
 
     def put(self, key: str, data: bytes) -> bool:
         return self._put(key, data, durable=True)
 
-    def put_many(self, items: list[tuple[str, bytes]]) -> int:
+    def put_many(self, items: list[tuple[str, bytes]], *, durable: bool = True) -> int:
         # One filesystem sync for the batch instead of two fsyncs per file: ~9x faster ingest.
+        # durable=False: none at all; the caller calls ``sync`` before relying on the bytes.
         created = sum(self._put(key, data, durable=False) for key, data in items)
-        if created:
-            _syncfs(self.root)
+        if created and durable:
+            self.sync()
         return created
+
+    def sync(self) -> None:
+        """Make every write to this store so far durable, whichever process made it: one
+        sync of the filesystem holding it (a write is in the page cache once it returns)."""
+        _syncfs(self.root)
 
     def _put(self, key: str, data: bytes, *, durable: bool) -> bool:
         try:
-            path = self._place(key)
-            if path.exists():
+            path = self._free(key, self._place(key))
+            if path is None:
                 return False
-            tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+            tmp = os.path.join(os.path.dirname(path), f"{_TMP_PREFIX}{uuid.uuid4().hex}")
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileNotFoundError:  # its folder was removed since: make it again
                 self._folders.clear()
-                path = self._place(key)
-                tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+                path = self._free(key, self._place(key))
+                if path is None:
+                    return False
+                tmp = os.path.join(os.path.dirname(path), f"{_TMP_PREFIX}{uuid.uuid4().hex}")
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 view = memoryview(data)
@@ -84,9 +122,10 @@ class LocalBlobStore:
             except FileExistsError:
                 created = False
             finally:
-                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
             if created and durable:
-                _fsync_dir(path.parent)
+                _fsync_dir(Path(path).parent)
             return created
         except OSError as exc:
             raise StorageError(f"cannot write artifact {key!r}: {exc.strerror or exc}") from exc

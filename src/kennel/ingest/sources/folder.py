@@ -8,7 +8,6 @@ import stat
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from kennel.ingest.sources.base import (
     BAD_NAME,
@@ -58,7 +57,8 @@ class FolderSource(FileTreeSource, AtRoot):
     def _walk(self) -> tuple[list[str], Counter[str]]:
         rels: list[str] = []
         skipped: Counter[str] = Counter()
-        folders = [self.root]
+        folders = [str(self.root)]
+        cut = len(os.path.join(str(self.root), ""))  # a file's path relative to the root
         while folders:
             folder = folders.pop()
             try:
@@ -75,16 +75,18 @@ class FolderSource(FileTreeSource, AtRoot):
                     continue
                 kind = _kind(item)
                 if kind == "folder":
-                    folders.append(Path(item.path))
-                elif kind == "file":
-                    rels.append(Path(item.path).relative_to(self.root).as_posix())
+                    folders.append(item.path)
+                elif kind == "file":  # scandir's paths start with the folder it was given
+                    rel = item.path[cut:]
+                    rels.append(rel if os.sep == "/" else rel.replace(os.sep, "/"))
                 else:
                     skipped[kind] += 1
         return rels, skipped
 
     def scan(self) -> Listing:
         rels, skipped = self._walk()
-        return self._listing(rels, lambda r: str(self.root / r), **skipped)
+        root = os.path.join(str(self.root), "")
+        return self._listing(rels, lambda r: root + r, **skipped)
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
         folders: dict[str, str] = {}

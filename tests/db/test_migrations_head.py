@@ -1,0 +1,55 @@
+"""Opening a database that is at the newest schema revision skips Alembic entirely; the head
+it compares with is read from the migration files and must be the one Alembic computes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from kennel.db import engine as db_engine
+from kennel.errors import MetadataError
+
+OPEN_TWICE = """
+import sys
+from kennel.db import Database
+url = sys.argv[1]
+Database.open(url).engine.dispose()
+print("alembic" in sys.modules)
+"""
+
+
+def test_migrations_head_is_alembics_head() -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db_engine._MIGRATIONS))
+    assert db_engine.migrations_head() == ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def test_a_database_at_head_opens_without_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+
+    def opened() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", OPEN_TWICE, url], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    assert opened() == "True"  # a new database: Alembic creates the schema
+    assert opened() == "False"  # at head: one read of alembic_version, nothing imported
+
+
+def test_a_database_not_at_head_still_goes_through_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    db_engine.Database.open(url).engine.dispose()
+    engine = db_engine.make_engine(url)
+    assert db_engine._at_head(engine)
+    with engine.begin() as connection:  # as a newer kennel would leave it
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    assert not db_engine._at_head(engine)
+    engine.dispose()
+    with pytest.raises(MetadataError, match="9999, newer than this kennel"):
+        db_engine.Database.open(url)
