@@ -22,7 +22,6 @@ from kennel.portable import (
     Header,
     ImageRejected,
     decode_cost,
-    decode_grey,
     decode_rgb,
     open_checked,
     probe,
@@ -88,15 +87,16 @@ def decode(
     caller has checked the header already (see ``decode_rgb``). ``grey`` gives the
     picture's luma instead of RGB, all that :func:`quality` measures: a colour JPEG's comes
     straight from the decoder, cheaper than RGB and the same grey levels to within rounding
-    (``portable.decode_grey``).
+    (``portable.decode_rgb``).
     """
-    rgb, header, orientation, frames = (decode_grey if grey else decode_rgb)(
+    rgb, header, orientation, frames = decode_rgb(
         data,
         max_pixels=max_pixels,
         max_bytes=max_bytes,
         min_side=min_side,
         draft=draft,
         opened=opened,
+        grey=grey,
     )
     width, height = header.width, header.height
     if orientation in _SWAPS_SIDES:

@@ -204,6 +204,7 @@ def decode_rgb(
     min_side: int = 1,
     draft: tuple[int, int] | None = None,
     opened: tuple[Image.Image, Header] | None = None,
+    grey: bool = False,
 ) -> tuple[Image.Image, Header, int, int]:
     """``data`` as 8-bit RGB with its EXIF orientation applied, its header, its EXIF
     orientation and its frame count; raises ImageRejected and nothing else.
@@ -211,37 +212,11 @@ def decode_rgb(
     ``draft`` lets JPEG decode at a reduced scale no smaller than the given size. ``opened``:
     what ``open_checked`` already returned for these very bytes (with limits at least as
     strict), so the header is not parsed twice; the limits given here are then not checked
-    again."""
-    return _decode(data, max_pixels, max_bytes, min_side, draft, grey=False, opened=opened)
-
-
-def decode_grey(
-    data: bytes,
-    *,
-    max_pixels: int = MAX_PIXELS,
-    max_bytes: int | None = None,
-    min_side: int = 1,
-    draft: tuple[int, int] | None = None,
-    opened: tuple[Image.Image, Header] | None = None,
-) -> tuple[Image.Image, Header, int, int]:
-    """As :func:`decode_rgb`, but the picture's 8-bit luma ("L"). A colour JPEG gives its luma
-    channel straight from the decoder (no chroma upsampling, no colour conversion: the same
-    grey levels as RGB converted to "L", to within the rounding of the round trip); the whole
-    file is still decoded, so a truncated or corrupt one is rejected exactly as
-    :func:`decode_rgb` rejects it. Every other file is decoded to RGB, then to "L"."""
-    return _decode(data, max_pixels, max_bytes, min_side, draft, grey=True, opened=opened)
-
-
-def _decode(
-    data: bytes,
-    max_pixels: int,
-    max_bytes: int | None,
-    min_side: int,
-    draft: tuple[int, int] | None,
-    *,
-    grey: bool,
-    opened: tuple[Image.Image, Header] | None = None,
-) -> tuple[Image.Image, Header, int, int]:
+    again. ``grey``: the picture's 8-bit luma ("L") instead of RGB. A colour JPEG gives its
+    luma channel straight from the decoder (no chroma upsampling, no colour conversion: the
+    same grey levels as RGB converted to "L", to within the rounding of the round trip); the
+    whole file is still decoded, so a truncated or corrupt one is rejected exactly as in RGB.
+    Every other file is decoded to RGB, then to "L"."""
     image, header = opened or open_checked(
         data, max_pixels=max_pixels, max_bytes=max_bytes, min_side=min_side
     )
