@@ -36,6 +36,9 @@ def test_bad_training_options_are_one_line_naming_the_key(tmp_path: Path) -> Non
     assert "did you mean 'train'?" in line.lower()
     line = fails("train", "-d", "park", "--image-size", "100", "-C", root, code=2)
     assert "train.image_size" in line and "multiple of 32" in line
+    for budget in ("0", "-1"):  # a search with no time at all is a mistake, not "no budget"
+        line = fails("train", "-d", "park", "--budget-minutes", budget, "-C", root, code=2)
+        assert "--budget-minutes" in line
 
 
 def test_kennel_yaml_mistakes_name_the_key_and_the_place(tmp_path: Path) -> None:

@@ -40,6 +40,28 @@ def test_presets_fill_what_the_section_leaves_out() -> None:
         BuildOptions(preset="fastest").apply(TrainConfig())
     with pytest.raises(ConfigError, match="freeze_backbone"):
         BuildOptions(preset="best", arch="small_cnn").apply(TrainConfig())
+    # --preset quick on a project whose kennel.yaml says best trains the quick recipe
+    yaml_best = TrainConfig.model_validate({"preset": "best", "seed": 3})
+    quick = BuildOptions(preset="quick").apply(yaml_best)
+    assert quick == TrainConfig(seed=3)
+
+
+def test_every_train_option_reaches_the_torchrun_ranks() -> None:
+    from dataclasses import fields
+
+    from kennel.cli.build import _passed_on
+
+    options = BuildOptions(
+        preset="best", arch="efficientnet_lite2", epochs=3, trials=1, method="tpe",
+        budget_minutes=5, image_size=96, init_from="pets@1", resume=True, study="s1",
+    )  # fmt: skip
+    argv = _passed_on(options, json_out=True)
+    # each option the command line takes is handed on with its value
+    given = {f.name for f in fields(BuildOptions)} - {"actor", "overrides", "resume"}
+    for name in given:
+        flag = "--search" if name == "method" else "--" + name.replace("_", "-")
+        assert argv[argv.index(flag) + 1] == str(getattr(options, name)), flag
+    assert "--resume" in argv and "--json" in argv
 
 
 def test_embeddings_match_pytorch_and_are_computed_once(tmp_path: Path) -> None:
@@ -173,8 +195,10 @@ def test_probe_reports_validation_and_never_predicts_a_class_it_never_saw() -> N
     fitted = probe.fit(model, torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(vx),
                        torch.from_numpy(vy))  # fmt: skip
     with torch.no_grad():
-        guesses = model._fc(torch.from_numpy(vx)).argmax(1)
+        logits = model._fc(torch.from_numpy(vx))
+    guesses = logits.argmax(1)
     assert set(guesses.tolist()) <= {0, 1}
+    assert float(torch.softmax(logits, 1)[:, 2].max()) < 1e-6  # no share of belief either
     assert fitted.val_accuracy == pytest.approx(float((guesses.numpy() == vy).mean()))
     assert fitted.val_accuracy > 0.9 and fitted.val_loss > 0
 
@@ -189,3 +213,18 @@ def test_probe_needs_two_classes_and_falls_back_when_too_few_to_cross_validate()
     one_each = torch.tensor([0, 1] + [0] * 8)
     fitted = probe.fit(model, torch.from_numpy(x), one_each, *empty)
     assert fitted.c == probe.C_DEFAULT and fitted.cv_accuracy is None
+
+
+def test_a_model_that_cannot_be_built_is_one_error_not_a_traceback() -> None:
+    """A search space or a warm start can hand the trainer a configuration kennel.yaml's
+    validation never saw: a probe on the small CNN, or weights of another class count."""
+    from kennel.train.models import SmallCNN
+    from kennel.train.trainer import make_model
+
+    probe_on_cnn = TrainConfig.model_validate({"preset": "best"}).model_copy(
+        update={"arch": "small_cnn"}
+    )
+    with pytest.raises(ConfigError, match="efficientnet_lite\\* only, not small_cnn"):
+        make_model(probe_on_cnn, 2)
+    with pytest.raises(TrainingError, match="--init-from: its weights do not fit"):
+        make_model(TrainConfig(), 2, init_state=SmallCNN(3).state_dict())

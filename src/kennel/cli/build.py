@@ -37,7 +37,10 @@ Search = Annotated[
     Literal["grid", "random", "tpe"] | None,
     typer.Option("--search", help="Search method (default: kennel.yaml's)."),
 ]
-Budget = Annotated[float | None, typer.Option(help="Search budget in minutes.")]
+Budget = Annotated[
+    float | None,
+    typer.Option(min=0.01, help="Search budget in minutes (more than 0)."),
+]
 Size = Annotated[int | None, typer.Option(help="Input size in pixels (a multiple of 32).")]
 InitFrom = Annotated[str | None, typer.Option(help="Warm start from a registered NAME@VERSION.")]
 StudyOption = Annotated[
@@ -250,6 +253,7 @@ def _resume_alone(**given: object) -> None:
 def _passed_on(options: BuildOptions, json_out: bool) -> list[str]:
     """``kennel train``'s options as each torchrun rank is given them."""
     flags = {
+        "--preset": options.preset,
         "--arch": options.arch,
         "--epochs": options.epochs,
         "--trials": options.trials,

@@ -28,11 +28,14 @@ class BuildOptions:
 
     def apply(self, train: TrainConfig) -> TrainConfig:
         """``train`` with these options, validated like kennel.yaml (ConfigError names the key).
-        A preset replaces kennel.yaml's values for the keys it sets; the other options replace
-        the preset's."""
+        A preset replaces kennel.yaml's values for every key a preset sets (``quick`` sets them
+        back to the field defaults: ``--preset quick`` on a project whose kennel.yaml says
+        ``best`` trains the small CNN); the other options replace the preset's."""
         update: dict[str, object] = {}
         if self.preset is not None:
-            update = {**PRESETS.get(self.preset, {}), "preset": self.preset}
+            recipe_keys = {key for recipe in PRESETS.values() for key in recipe}
+            defaults = {key: TrainConfig.model_fields[key].default for key in recipe_keys}
+            update = {**defaults, **PRESETS.get(self.preset, {}), "preset": self.preset}
         explicit: dict[str, object] = {}
         for key in ("arch", "epochs", "image_size"):
             if getattr(self, key) is not None:

@@ -131,7 +131,7 @@ def fit(
         bias[present[0]], bias[present[1]] = -intercept[0] / 2, intercept[0] / 2
     else:
         weight[present], bias[present] = coef, intercept
-        bias[np.setdiff1d(np.arange(classes), present)] = -1e4  # never seen: never predicted
+    bias[np.setdiff1d(np.arange(classes), present)] = -1e4  # never seen: never predicted
     folded = weight / scale
     with torch.no_grad():
         model._fc.weight.copy_(torch.from_numpy(folded))

@@ -13,8 +13,8 @@ For EfficientNet-Lite with ``frozen_blocks > 0`` the frozen stem and blocks run 
 (plus a mirrored view) and their outputs are cached in memory (``kennel.train.features``);
 epochs then train only the remaining blocks and the head on those features, which is what makes
 fine-tuning fast on a CPU. With ``freeze_backbone`` everything but the classifier is frozen:
-ONNX Runtime computes each image's pooled embedding once (``kennel.train.probe``) and epochs
-train the linear classifier on them.
+ONNX Runtime computes each image's pooled embedding once (``kennel.train.probe``) and the linear
+classifier is fitted on them in one step (a cross-validated logistic regression), not by epochs.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kennel.config import TrainConfig
-from kennel.errors import TrainingError
+from kennel.errors import ConfigError, TrainingError
 from kennel.progress import Event, Progress, silent
 from kennel.train import features, probe
 from kennel.train.augment import LETTERBOX_SHARE, Prefetcher, augment, to_input
@@ -83,13 +83,21 @@ def make_model(
     cfg: TrainConfig, num_classes: int, init_state: dict[str, torch.Tensor] | None = None
 ) -> nn.Module:
     model = build(cfg.arch, num_classes, dropout=cfg.dropout)
+    if (cfg.frozen_blocks or cfg.freeze_backbone) and not isinstance(model, EfficientNetLite):
+        raise ConfigError(
+            f"train.frozen_blocks and train.freeze_backbone apply to efficientnet_lite* only, "
+            f"not {cfg.arch} (from --arch, --init-from or the search space)"
+        )
     if init_state is not None:
-        model.load_state_dict(init_state)
+        try:
+            model.load_state_dict(init_state)
+        except RuntimeError as exc:  # another architecture or number of classes
+            why = str(exc).strip().splitlines()[-1].strip()
+            raise TrainingError(f"--init-from: its weights do not fit this model ({why})") from None
     elif isinstance(model, EfficientNetLite) and cfg.pretrained:
         load_imagenet(model)
     if cfg.frozen_blocks or cfg.freeze_backbone:
-        if not isinstance(model, EfficientNetLite):
-            raise ValueError("frozen_blocks and freeze_backbone apply to efficientnet_lite only")
+        assert isinstance(model, EfficientNetLite)
         if cfg.freeze_backbone:
             model.freeze_backbone()
         else:

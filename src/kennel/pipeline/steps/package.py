@@ -126,8 +126,8 @@ def export(
         progress(
             Event(
                 "build",
-                f"pet judgement: {ood['photos_judged_pet']:.1%} of {len(pool)} held-out "
-                f"photos score at least {threshold}",
+                f"pet judgement: {ood['photos_judged_pet']:.1%} of {len(pool)} labelled "
+                f"photos (test split first) score at least {threshold}",
             )
         )
     progress(

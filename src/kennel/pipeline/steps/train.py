@@ -186,7 +186,7 @@ def train(
                 f"val_loss={stats.val_loss:.4f} val_accuracy={stats.val_accuracy:.4f} "
                 f"({stats.images_per_s:.0f} img/s)",
                 done=stats.epoch,
-                total=config.epochs,
+                total=1 if probing else config.epochs,
             )
         )
 
