@@ -231,6 +231,57 @@ def test_sigterm_mid_epoch_marks_the_run_interrupted_then_resume(
     _resumes_to_the_end(project)
 
 
+def _final_runs(db: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(db, timeout=1) as c:
+            return int(c.execute("SELECT count(*) FROM runs WHERE kind = 'final'").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def test_kill9_of_a_linear_probe_then_resume_fits_it_again(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A linear probe writes no checkpoint; killed, ``--resume`` fits the same run again with
+    its own settings (not a new build from kennel.yaml) and the run ends ``completed``. With
+    nothing to resume, ``--resume`` says so in one line instead of starting a build."""
+    project = _ingested_mini(tmp_path / "probe", shared_data)
+    root = str(project.root)
+    nothing = runner.invoke(app, ["train", "-d", "mini", "--resume", "-C", root])
+    assert nothing.exit_code == 3  # NotFoundError
+    assert nothing.output.startswith("error: nothing to resume on mini@"), nothing.output
+    assert len(nothing.output.strip().splitlines()) == 1
+    probe = ("train", "-d", "mini", "--preset", "best", "--image-size", "160", "--trials", "1")
+    cmd = [sys.executable, "-m", "kennel.cli", *probe, "-C", root]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    db = project.root / ".kennel" / "kennel.db"
+    deadline = time.monotonic() + 180
+    while _final_runs(db) < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the probe ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # in the frozen-feature pass or the fit
+    proc.wait()
+    ws = Workspace(project)
+    try:
+        [killed] = ws.tracker.runs(kind="final")
+    finally:
+        ws.close()
+    assert killed.status == "running"
+    out = _cli("train", "-d", "mini", "--resume", "-C", root)
+    assert out["run_id"] == killed.id and [h["epoch"] for h in out["history"]] == [1]
+    assert out["params"]["arch"] == "efficientnet_lite2" and out["params"]["freeze_backbone"]
+    ws = Workspace(project)
+    try:
+        [final] = ws.tracker.runs(kind="final")
+    finally:
+        ws.close()
+    assert final.id == killed.id and final.status == "completed"
+
+
 def test_sigterm_stops_a_pipeline_in_one_line_and_the_next_run_finishes_it(
     shared_data: Path, tmp_path: Path
 ) -> None:

@@ -161,13 +161,15 @@ def test_the_device_is_cuda_when_present_unless_kennel_yaml_says(
 
 def test_every_option_is_checked_before_torchrun_starts(tmp_path: Path) -> None:
     """A bad --study or --init-from is one line from the launcher, not a traceback from each
-    rank; --resume refuses options it would otherwise ignore."""
+    rank; --resume refuses options it would otherwise ignore, and says when there is no run
+    to resume."""
     project = _project(tmp_path / "p", _stripes(tmp_path / "lake", 20))
     train = ["train", "-d", "park", "--nproc", "2", "-C", str(project.root)]
     for extra, text in (
         (["--study", "nope"], "study"),
         (["--init-from", "pets@7"], "pets"),
         (["--resume", "--epochs", "3"], "--epochs"),
+        (["--resume"], "nothing to resume on park@"),
     ):
         began = time.monotonic()
         result = runner.invoke(app, [*train, *extra])

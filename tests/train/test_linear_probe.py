@@ -53,7 +53,7 @@ def test_every_train_option_reaches_the_torchrun_ranks() -> None:
 
     options = BuildOptions(
         preset="best", arch="efficientnet_lite2", epochs=3, trials=1, method="tpe",
-        budget_minutes=5, image_size=96, init_from="pets@1", resume=True, study="s1",
+        budget_minutes=5, image_size=96, init_from="pets@1", resume="newest", study="s1",
     )  # fmt: skip
     argv = _passed_on(options, json_out=True)
     # each option the command line takes is handed on with its value

@@ -11,11 +11,12 @@ from kennel.cli.render import console, emit_json, reporting, table
 
 if TYPE_CHECKING:  # PyTorch comes with these: imported when a command runs
     from kennel.pipeline.build import BuildOptions, BuildResult
+    from kennel.pipeline.options import Resume as ResumeMode
 
 RESUME_HINT = "kennel train --resume continues the run from its last checkpoint"
 PIPELINE_HINT = (
-    "run the same kennel pipeline run again: finished steps are skipped and training resumes "
-    "from its last checkpoint"
+    "run the same kennel pipeline run again: finished steps are skipped and the interrupted "
+    "training resumes from its last checkpoint (a linear probe is fitted again)"
 )
 pipeline_app = new_app("Run the build pipeline from kennel.yaml, skipping unchanged steps.")
 
@@ -50,8 +51,9 @@ StudyOption = Annotated[
 Resume = Annotated[
     bool,
     typer.Option(
-        help="Continue the last interrupted run from its checkpoint, with the settings it "
-        "started with (no --epochs, --arch, ... beside it)."
+        help="Continue the last interrupted run from its checkpoint (a linear probe is fitted "
+        "again), with the settings it started with (no --epochs, --arch, ... beside it); "
+        "an error when there is none."
     ),
 ]
 
@@ -64,7 +66,7 @@ def _options(
     budget: float | None,
     size: int | None,
     init_from: str | None,
-    resume: bool,
+    resume: ResumeMode,
     study: str | None = None,
     preset: str | None = None,
 ) -> BuildOptions:
@@ -149,7 +151,7 @@ def pipeline_run(
                     budget_minutes,
                     image_size,
                     None,
-                    True,
+                    "same",  # only the interrupted run of this same build (not any other)
                     preset=preset,
                 ),
                 force=force,
@@ -205,7 +207,16 @@ def train(
             study=study,
         )
     options = _options(
-        arch, epochs, trials, search, budget_minutes, image_size, init_from, resume, study, preset
+        arch,
+        epochs,
+        trials,
+        search,
+        budget_minutes,
+        image_size,
+        init_from,
+        "newest" if resume else "off",
+        study,
+        preset,
     )
     if nproc > 1:
         if launched_by_torchrun():
@@ -264,4 +275,4 @@ def _passed_on(options: BuildOptions, json_out: bool) -> list[str]:
         "--study": options.study,
     }
     argv = [str(a) for flag, value in flags.items() if value is not None for a in (flag, value)]
-    return argv + ["--resume"] * options.resume + ["--json"] * json_out
+    return argv + ["--resume"] * (options.resume == "newest") + ["--json"] * json_out

@@ -111,10 +111,13 @@ class Builder:
         the ranks that ``follow``."""
         began = time.perf_counter()
         plan, images = self._prepare(dataset_ref, options, progress)
-        resume = (
-            train.resumable_run(self.tracker, self.runs_root, plan.version)
-            if options.resume
-            else None
+        resume = train.run_to_resume(
+            options,
+            plan.config,
+            plan.version,
+            plan.warm.ref if plan.warm else None,
+            tracker=self.tracker,
+            runs_root=self.runs_root,
         )
         if parallel is not None and parallel.distributed and resume is None:
             options.check_parallel(plan.config)
@@ -168,18 +171,26 @@ class Builder:
         dataset, ``--init-from``, ``--study``, a search on several ranks) without reading an
         image or writing anything: a data-parallel launcher calls it before any rank starts."""
         config = options.apply(self.config.train)
-        if distributed and not options.resume:
+        if distributed and options.resume == "off":
             options.check_parallel(config)  # needs no data: said first
         version = self.catalog.resolve(dataset_ref)
         prepare.plan(version, self.catalog.rows(version), config, self.config.data.labels)
+        warm = None
         if options.init_from:
-            prepare.warm_start(
+            warm = prepare.warm_start(
                 options.init_from,
                 registry=self.registry,
                 tracker=self.tracker,
                 content=self.content,
             )
-        if options.resume and train.resumable_run(self.tracker, self.runs_root, version):
+        if train.run_to_resume(
+            options,
+            config,
+            version,
+            warm.ref if warm else None,
+            tracker=self.tracker,
+            runs_root=self.runs_root,
+        ):
             return  # the run keeps its own settings
         if distributed:
             options.check_parallel(config)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from kennel.config import PRESETS, TrainConfig, revalidate
 from kennel.errors import ConfigError
+
+# Which interrupted final run a build continues instead of starting one: none ("off"), the
+# newest with that run's own settings (``kennel train --resume``: "newest"), or only one that
+# trains what this build would (``kennel pipeline run``: "same"; kennel.pipeline.steps.train).
+Resume = Literal["off", "newest", "same"]
 
 
 @dataclass(frozen=True)
@@ -21,7 +26,7 @@ class BuildOptions:
     budget_minutes: float | None = None
     image_size: int | None = None
     init_from: str | None = None
-    resume: bool = False
+    resume: Resume = "off"
     study: str | None = None  # train the best trial of this finished shared study
     actor: str = "kennel"
     overrides: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig field

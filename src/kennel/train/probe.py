@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,6 +94,14 @@ IGNORED = frozenset(
     {"lr", "weight_decay", "epochs", "patience", "batch_size", "label_smoothing", "dropout",
      "augment", "schedule"}
 )  # fmt: skip
+
+
+def fitted(params: Mapping[str, object]) -> bool:
+    """Whether a run with these recorded settings is a linear probe (fitted in one step, so
+    it writes no checkpoint: resuming it fits it again)."""
+    return bool(params.get("freeze_backbone")) and str(params.get("arch", "")).startswith(
+        "efficientnet_lite"
+    )
 
 
 @dataclass(frozen=True)

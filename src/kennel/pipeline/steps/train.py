@@ -1,8 +1,9 @@
 """The final training run: picked by a search (optional), tracked, resumable from its last
-checkpoint after the process was killed."""
+checkpoint after the process was killed (a linear probe, which has none, is fitted again)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 
 from kennel.config import TrainConfig
 from kennel.datasets.versioning import DatasetVersion
-from kennel.errors import ConfigError
+from kennel.errors import ConfigError, NotFoundError
 from kennel.package import bundle
 from kennel.pipeline.options import BuildOptions
 from kennel.pipeline.steps.prepare import BuildPlan
@@ -53,18 +54,79 @@ class TrainedModel:
     data: ImageSet  # the images at the run's input size
 
 
-def resumable_run(tracker: RunTracker, runs_root: Path, version: DatasetVersion) -> Run | None:
+def resumable_run(
+    tracker: RunTracker,
+    runs_root: Path,
+    version: DatasetVersion,
+    like: Callable[[Run], bool] | None = None,
+) -> Run | None:
     """The newest final run on ``version`` that was interrupted (or left running by a killed
-    process) with a checkpoint on disk."""
+    process) and can go on: one with a checkpoint on disk, or a linear probe, which writes none
+    (it is fitted again, in seconds). With ``like``, only a run it accepts."""
     left = [
         run
         for status in ("running", "interrupted")
         for run in tracker.runs(dataset_version=version.id, kind="final", status=status)
     ]
     for run in sorted(left, key=lambda r: r.started_at, reverse=True):
-        if (runs_root / run.id / CHECKPOINT).is_file():
+        if like is not None and not like(run):
+            continue
+        if probe.fitted(run.params) or (runs_root / run.id / CHECKPOINT).is_file():
             return run
     return None
+
+
+def run_to_resume(
+    options: BuildOptions,
+    config: TrainConfig,
+    version: DatasetVersion,
+    warm: str | None,
+    *,
+    tracker: RunTracker,
+    runs_root: Path,
+) -> Run | None:
+    """The run this build continues (``options.resume``), if any. "newest" (``kennel train
+    --resume``): the newest resumable run, whatever it trained; none is an error. "same"
+    (``kennel pipeline run``): only a run that trains what this build would (``same_build``),
+    else None and the build starts afresh."""
+    if options.resume == "off":
+        return None
+    like = same_build(config, options, warm) if options.resume == "same" else None
+    run = resumable_run(tracker, runs_root, version, like)
+    if run is None and options.resume == "newest":
+        raise NotFoundError(
+            f"nothing to resume on {version.ref}: no interrupted final run with a checkpoint "
+            "(or a linear probe); train without --resume to start one"
+        )
+    return run
+
+
+def same_build(
+    config: TrainConfig, options: BuildOptions, warm: str | None
+) -> Callable[[Run], bool]:
+    """Whether a run trains what a build of ``config`` with ``options`` would train: the same
+    warm start and recorded params (``bundle.params``). When the build would pick some of them
+    first (a search, or ``--study``), they are not known before it: then the run must have
+    been picked the same way (by a search; by that study) and agree on every other key."""
+    picked = options.study is not None or (options.searches(config) and not _probe_ignores(config))
+    free = set(config.search.space) if picked else set()
+    wanted = _comparable(bundle.params(config), free)
+
+    def like(run: Run) -> bool:
+        if run.init_from != warm or _comparable(run.params, free) != wanted:
+            return False
+        if options.study is not None:
+            return run.study == options.study
+        return run.study is not None if picked else True
+
+    return like
+
+
+def _comparable(params: dict[str, Any], free: set[str]) -> dict[str, Any]:
+    """``params`` as the run store gives them back (JSON), without the keys in ``free``."""
+    kept = {k: v for k, v in params.items() if k not in free}
+    loaded: dict[str, Any] = json.loads(json.dumps(kept, default=str))
+    return loaded
 
 
 def start_run(
@@ -83,7 +145,12 @@ def start_run(
     start a new tracked run with the best parameters."""
     base = plan.config
     if resume is not None:
-        progress(Event("build", f"resuming run {resume.id} from its last checkpoint"))
+        how = (
+            "a linear probe, fitted again"
+            if probe.fitted(resume.params)
+            else "from its last checkpoint"
+        )
+        progress(Event("build", f"resuming run {resume.id}: {how}"))
         if resume.status != "running":
             tracker.reopen(resume.id)
         config = TrainConfig.model_validate({**resume.params, "search": base.search.model_dump()})
