@@ -30,9 +30,9 @@ from kennel.registry.entities import ModelVersion
 from kennel.registry.store import ModelRegistry
 from kennel.storage import ContentStore
 from kennel.train.parallel import Parallel
+from kennel.train.results import EpochStats
 from kennel.train.studies import SharedStudies
 from kennel.train.tracking import RunTracker
-from kennel.train.trainer import EpochStats
 from kennel.train.tune import TrialSummary
 
 __all__ = ["BuildOptions", "BuildResult", "Builder"]

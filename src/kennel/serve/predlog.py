@@ -33,13 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
 from kennel.db import Database
 from kennel.db.predictions import InputRejection, LoggedPrediction, PredictionStore
 from kennel.errors import KennelError, StorageError
 from kennel.serve import journal
-from kennel.serve.runtime import Prediction
+from kennel.serve.predrows import decode_embedding as decode_embedding
+from kennel.serve.predrows import row_of as row_of
 from kennel.storage import ContentStore
 
 log = logging.getLogger(__name__)
@@ -49,46 +48,6 @@ _BATCH = 512
 # for long), segments are read from disk as adopted ones are.
 _HELD_BYTES = 32 * 1024 * 1024
 REJECTION = "rejection"
-
-
-def row_of(
-    p: Prediction,
-    *,
-    environment: str,
-    source: str,
-    input_sha256: str | None,
-    at: datetime | None = None,
-    data: bytes | None = None,
-) -> dict[str, Any]:
-    """A prediction log row; ``data`` (the input image) is kept when the log has a store.
-    The pet judgement travels in the quality column (``pet`` 1.0 or 0.0, ``pet_score``)."""
-    quality = dict(p.quality)
-    if p.pet is not None:
-        quality["pet"] = float(p.pet)
-    if p.pet_score is not None:
-        quality["pet_score"] = p.pet_score
-    row = {
-        "id": p.id,
-        "at": at or datetime.now(UTC),
-        "environment": environment,
-        "model": p.model,
-        "version": p.version,
-        "label": p.label,
-        "confidence": p.confidence,
-        "probabilities": p.probabilities,
-        "quality": quality,
-        "source": source,
-        "latency_ms": p.latency_ms,
-        "input_sha256": input_sha256,
-        "embedding": p.embedding.astype("<f2").tobytes(),
-    }
-    if data is not None:
-        row["input"] = data
-    return row
-
-
-def decode_embedding(data: bytes | None) -> np.ndarray:
-    return np.frombuffer(data or b"", dtype="<f2").astype(np.float32)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from kennel.db.runs import RunMetric, RunStore
 from kennel.errors import AmbiguousRefError, NotFoundError
 
 if TYPE_CHECKING:  # reading runs (the dashboard, lineage) must not load PyTorch
-    from kennel.train.trainer import EpochStats
+    from kennel.train.results import EpochStats
 
 
 class RunTracker:

@@ -24,7 +24,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,38 +45,9 @@ from kennel.train.features import EVAL_BATCH, Tail
 from kennel.train.models import EfficientNetLite, build
 from kennel.train.parallel import Parallel, choose_device
 from kennel.train.pretrained import load_imagenet
+from kennel.train.results import EpochStats, FitResult
 
 __all__ = ["CHECKPOINT", "EpochStats", "FitResult", "Trainer", "make_model", "predict"]
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    epoch: int
-    train_loss: float
-    val_loss: float
-    val_accuracy: float
-    seconds: float
-    images_per_s: float
-    lr: float
-
-
-@dataclass(frozen=True)
-class FitResult:
-    history: tuple[EpochStats, ...]
-    best_epoch: int
-    best_val_accuracy: float
-    best_val_loss: float
-    epochs_run: int
-    stopped_early: bool
-    seconds: float
-    model: nn.Module = field(repr=False)
-
-
-class EpochCallback:
-    """Called after each epoch; may raise to stop (Optuna pruning does)."""
-
-    def __call__(self, stats: EpochStats) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
 
 
 def make_model(
@@ -340,9 +311,8 @@ class Trainer:
         val_y: torch.Tensor,
         began: float,
     ) -> FitResult:
-        """A linear probe is one convex fit (``kennel.train.probe.fit``), recorded as one epoch:
-        no checkpoint to resume from (a resumed run fits again, in seconds), ``lr`` reports
-        the chosen inverse regularisation C."""
+        """A linear probe is one convex fit (``probe.fit``), recorded as one epoch whose ``lr``
+        is the chosen C; no checkpoint (a resumed probe run is fitted again, in seconds)."""
         fitted = probe.fit(model.cpu(), train_x, train_y, val_x, val_y)
         how = (
             "too few images to cross-validate"

@@ -17,8 +17,9 @@ import optuna
 from kennel.config import ParamSpace, SearchConfig, TrainConfig
 from kennel.errors import ConfigError
 from kennel.train.data import ImageSet
+from kennel.train.results import EpochStats
 from kennel.train.tracking import RunTracker
-from kennel.train.trainer import EpochStats, Trainer
+from kennel.train.trainer import Trainer
 
 if TYPE_CHECKING:
     import torch

@@ -20,9 +20,10 @@ from kennel.progress import Event, Progress
 from kennel.train import probe
 from kennel.train.data import ImageSet
 from kennel.train.parallel import Parallel, choose_device
+from kennel.train.results import EpochStats, FitResult
 from kennel.train.studies import SharedStudies
 from kennel.train.tracking import Run, RunTracker
-from kennel.train.trainer import CHECKPOINT, EpochStats, FitResult, Trainer
+from kennel.train.trainer import CHECKPOINT, Trainer
 from kennel.train.tune import TrialSummary, search
 
 
