@@ -128,9 +128,7 @@ def fit(
     if len(present) < 2:
         raise TrainingError("a linear probe needs training images of at least two classes")
     c, cv = _choose_c(x, y)
-    mean = x.mean(0)
-    scale = x.std(0)
-    scale[scale < 1e-12] = 1.0
+    mean, scale = _moments(x)
     coef, intercept = _logistic(((x - mean) / scale), y, c)
     classes = int(model._fc.out_features)
     weight = np.zeros((classes, x.shape[1]))
@@ -171,9 +169,7 @@ def _choose_c(x: np.ndarray, y: np.ndarray) -> tuple[float, float | None]:
 
     scores = np.zeros(len(C_GRID))
     for fit_idx, held in StratifiedKFold(folds, shuffle=True, random_state=0).split(x, y):
-        mean = x[fit_idx].mean(0)
-        scale = x[fit_idx].std(0)
-        scale[scale < 1e-12] = 1.0
+        mean, scale = _moments(x[fit_idx])
         part, other = (x[fit_idx] - mean) / scale, (x[held] - mean) / scale
         for i, c in enumerate(C_GRID):
             coef, intercept = _logistic(part, y[fit_idx], c)
@@ -187,6 +183,13 @@ def _choose_c(x: np.ndarray, y: np.ndarray) -> tuple[float, float | None]:
     while len(_CHOSEN) > 8:
         _CHOSEN.popitem(last=False)
     return chosen
+
+
+def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation (1 where a dimension is constant)."""
+    scale = x.std(0)
+    scale[scale < 1e-12] = 1.0
+    return x.mean(0), scale
 
 
 def _logistic(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
