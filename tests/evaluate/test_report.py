@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from kennel.evaluate.report import Evaluation, Example, evaluate, render_html
 
@@ -37,7 +38,7 @@ def test_the_json_form_keeps_its_layout() -> None:
     ]  # fmt: skip
     assert set(data["slices"]["scenario"]) == {"day", "night"}
     assert list(data["slices"]["scenario"]["day"]) == ["n", "accuracy", "recall", "bias"]
-    assert list(data["calibration"]) == ["temperature", "ece_before", "ece_after"]
+    assert list(data["calibration"]) == ["temperature", "ece_before", "ece_after", "note"]
     worst = data["worst"][0]
     assert list(worst) == ["uri", "sha256", "index", "label", "predicted", "confidence"]
     assert worst["uri"] == f"/lake/{worst['index']}.jpg"
@@ -58,3 +59,25 @@ def test_the_page_renders_without_images() -> None:
     labels, logits, evaluation = _evaluation()
     page = render_html("pets: test report", evaluation, labels, logits, None)
     assert "Per class" in page and "scenario" in page and "Worst mistakes" in page
+
+
+def test_a_validation_split_without_a_mistake_leaves_confidences_as_they_are() -> None:
+    """Every validation image right: the likelihood only grows as the temperature falls, and
+    a fit would serve near-certain answers learnt from a handful of easy images."""
+    labels, logits, _ = _evaluation()
+    right = logits[labels == logits.argmax(1)][:6]
+    right_labels = right.argmax(1)
+    evaluation = evaluate(
+        labels, logits, ["cat", "dog"], attrs=[{}] * 60,
+        examples=[Example(uri=f"/{i}", sha256=f"{i:064x}") for i in range(60)],
+        val_logits=right, val_labels=right_labels,
+    )  # fmt: skip
+    assert evaluation.calibration.temperature == 1.0
+    assert "all 6 validation images right" in evaluation.calibration.note
+    # a split with mistakes is fitted, and a mistake's confidence is the one served
+    fitted = _evaluation()[2]
+    assert fitted.calibration.note == "" and fitted.calibration.temperature != 1.0
+    t = fitted.calibration.temperature
+    scaled = np.exp(logits / t) / np.exp(logits / t).sum(1, keepdims=True)
+    for w in fitted.worst:
+        assert w.confidence == pytest.approx(scaled[w.index].max())

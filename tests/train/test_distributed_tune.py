@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
@@ -319,3 +320,46 @@ def test_an_interrupted_creation_is_finished_with_exactly_the_trials_asked(
     created = _cli("tune", "start", "park", "--trials", "3", "--study", "cut", "-C", root)
     assert created["counts"]["waiting"] == 3 and len(created["trials"]) == 3
     assert [t.number for t in _status(project, "cut").trials] == [0, 1, 2]
+
+
+def test_a_probe_study_searches_only_what_a_probe_uses(
+    pg_url: str, lake: Path, tmp_path: Path
+) -> None:
+    """A wholly frozen Lite model fits its classifier by itself: a study over lr and augment
+    would run identical trials and crown settings that changed nothing."""
+    lr = {"low": 0.001, "high": 0.01, "log": True}
+    search = {**SEARCH, "space": {"lr": lr, "augment": {"values": [0.0, 0.3]}}}
+    made = make_project(
+        tmp_path / "p",
+        sections={
+            "store": {"metadata_url": pg_url},
+            "train": {"arch": "efficientnet_lite0", "freeze_backbone": True, "search": search},
+        },
+        workers=1,
+    )
+    ws = Workspace(made)
+    try:
+        ws.ingestor().run(ws.source(str(lake)), "park")
+    finally:
+        ws.close()
+    root = str(made.root)
+    try:
+        line = _error("tune", "start", "park", "--study", "p1", "-C", root, code=2)
+        assert "nothing to tune" in line and "augment, lr" in line
+        with pytest.raises(Exception, match="no study was ever started"):
+            _status(made, "p1")  # nothing was written
+        config = yaml.safe_load((made.root / "kennel.yaml").read_text())
+        config["train"]["search"]["space"] = {"lr": lr, "image_size": {"values": [64, 96]}}
+        (made.root / "kennel.yaml").write_text(yaml.safe_dump(config))
+        result = runner.invoke(
+            app, ["tune", "start", "park", "--trials", "2", "-s", "p2", "-C", root]
+        )
+        assert result.exit_code == 0, result.output
+        assert "random over image_size, 2 trials" in result.stdout
+        assert set(_status(made, "p2").spec.config.search.space) == {"image_size"}
+    finally:
+        admin = create_engine(PG_BASE)
+        with admin.begin() as connection:
+            schema = f'"{schema_of(pg_url)}_optuna"'
+            connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        admin.dispose()

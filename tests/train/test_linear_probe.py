@@ -228,3 +228,36 @@ def test_a_model_that_cannot_be_built_is_one_error_not_a_traceback() -> None:
         make_model(probe_on_cnn, 2)
     with pytest.raises(TrainingError, match="--init-from: its weights do not fit"):
         make_model(TrainConfig(), 2, init_state=SmallCNN(3).state_dict())
+
+
+def test_a_probe_searches_only_the_keys_it_uses(tmp_path: Path) -> None:
+    """Of a space over lr and image_size a probe searches image_size alone: trials differing
+    in lr would fit the same classifier, and the study would crown an lr that changed nothing."""
+    from kennel.datasets.synth import generate
+
+    grid = {"lr": {"values": [0.001, 0.01]}, "image_size": {"values": [64, 96]}}
+    probe_train = {"arch": "efficientnet_lite0", "freeze_backbone": True}
+    config = TrainConfig.model_validate({**probe_train, "search": {"space": grid}})
+    searched, dropped = probe.narrowed(config)
+    assert set(searched.search.space) == {"image_size"} and dropped == ("lr",)
+    # not a probe in every trial, or not a probe at all: the space is left as it is
+    for other in ({**probe_train, "search": {"space": {**grid, "arch": {"values": ["small_cnn"]}}}},
+                  {"search": {"space": grid}}):  # fmt: skip
+        as_is = TrainConfig.model_validate(other)
+        assert probe.narrowed(as_is) == (as_is, ())
+
+    generate(tmp_path / "lake", 60, seed=5)
+    project = make_project(
+        tmp_path / "p",
+        sections={"train": {**probe_train, "search": {"method": "grid", "space": grid}}},
+        workers=1,
+    )
+    root = str(project.root)
+    runner = CliRunner()
+    ingest = ["data", "ingest", str(tmp_path / "lake"), "-d", "park", "-C", root]
+    assert runner.invoke(app, ingest).exit_code == 0
+    result = runner.invoke(app, ["train", "-d", "park", "--trials", "4", "--json", "-C", root])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert sorted(t["params"]["image_size"] for t in out["trials"]) == [64, 96]
+    assert all(set(t["params"]) == {"image_size"} for t in out["trials"])

@@ -27,7 +27,8 @@ def _print(status: StudyStatus) -> None:
     spec = status.spec
     table(
         f"study {spec.name}: {spec.dataset}@{spec.dataset_version[:12]}, "
-        f"{spec.config.search.method}, {spec.trials} trials",
+        f"{spec.config.search.method} over {', '.join(sorted(spec.config.search.space))}, "
+        f"{spec.trials} trials",
         ["trial", "status", "val acc", "params", "retry of", "worker", "run", "seconds"],
         [
             [

@@ -22,8 +22,13 @@ def softmax_t(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature minimising validation negative log-likelihood (temperature scaling)."""
-    if len(labels) == 0:
+    """The temperature minimising validation negative log-likelihood (temperature scaling).
+
+    1.0 (the model's own confidences) where the split holds no evidence: no images, or none
+    the model gets wrong. With every image right the likelihood only grows as the temperature
+    falls, so the fit would run to its bound and serve near-certain answers learnt from a
+    handful of easy images (``uncalibrated`` says why in the report)."""
+    if uncalibrated(logits, labels):
         return 1.0
 
     def nll(log_t: float) -> float:
@@ -32,6 +37,15 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     result = minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded")
     return float(np.exp(result.x))
+
+
+def uncalibrated(logits: np.ndarray, labels: np.ndarray) -> str:
+    """Why temperature scaling cannot be fitted on this split ("" where it can)."""
+    if len(labels) == 0:
+        return "no validation images"
+    if (np.asarray(logits).argmax(axis=1) == labels).all():
+        return f"all {len(labels)} validation images right: nothing to calibrate on"
+    return ""
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:

@@ -43,6 +43,7 @@ class Calibration:
     temperature: float  # fitted on the validation logits
     ece_before: float
     ece_after: float
+    note: str = ""  # why the temperature was left at 1 ("" when it was fitted)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -143,11 +144,11 @@ def evaluate(
     validation logits, never on the evaluated split.
     """
     probs = metrics.softmax_t(logits)
-    temperature = (
-        metrics.fit_temperature(val_logits, val_labels)
-        if val_logits is not None and val_labels is not None
-        else 1.0
-    )
+    if val_logits is not None and val_labels is not None:
+        temperature = metrics.fit_temperature(val_logits, val_labels)
+        note = metrics.uncalibrated(val_logits, val_labels)
+    else:
+        temperature, note = 1.0, "no validation split"
     calibrated = metrics.softmax_t(logits, temperature)
     result = metrics.classification(labels, probs, classes)
     sliced, skipped = metrics.slices(labels, probs, classes, attrs, max_values=max_slice_values)
@@ -166,6 +167,7 @@ def evaluate(
             ece_after=(
                 metrics.expected_calibration_error(calibrated, labels) if len(labels) else 0.0
             ),
+            note=note,
         ),
         worst=tuple(
             Mistake(
@@ -174,7 +176,7 @@ def evaluate(
                 index=int(i),
                 label=classes[labels[i]],
                 predicted=classes[predicted[i]],
-                confidence=float(probs[i, predicted[i]]),
+                confidence=float(calibrated[i, predicted[i]]),  # as served
             )
             for i in order
         ),

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from kennel.config import KennelConfig
 from kennel.datasets.versioning import DatasetCatalog
+from kennel.errors import ConfigError
 from kennel.pipeline.options import BuildOptions
 from kennel.pipeline.steps import prepare
 from kennel.progress import Event, Progress, silent
 from kennel.storage import ContentStore
+from kennel.train import probe
 from kennel.train.data import ImageSet
 from kennel.train.studies import SharedStudies
 from kennel.train.study_records import (
@@ -82,7 +84,13 @@ class Tuner:
         check_trials(trials)
         if name is not None:
             check_study_name(name)
-        config = (options or BuildOptions()).apply(self.config.train)
+        config, dropped = probe.narrowed((options or BuildOptions()).apply(self.config.train))
+        if dropped and not config.search.space:
+            raise ConfigError(
+                f"nothing to tune: a linear probe (train.freeze_backbone on {config.arch}) "
+                f"fits its classifier without {', '.join(dropped)}; search image_size or arch, "
+                "or train once with kennel train"
+            )
         check_space(config.search.space, config.search.method)
         self.studies.probe()  # a store that cannot be shared or reached fails first
         version = self.catalog.resolve(dataset_ref)

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from kennel.config import TrainConfig
@@ -39,18 +38,6 @@ from kennel.progress import Event, Progress
 from kennel.train import embeddings
 from kennel.train.data import ImageSet
 from kennel.train.models import EfficientNetLite
-
-
-class Head(nn.Module):
-    """The classifier of a frozen EfficientNet-Lite, fed cached pooled embeddings."""
-
-    def __init__(self, model: EfficientNetLite) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.model._fc(self.model._dropout(embedding))
-        return logits
 
 
 def inputs(
@@ -92,7 +79,7 @@ C_DEFAULT = 0.003  # too few images of a class to cross-validate
 # training settings a fitted probe has no use for: a search over only these changes nothing
 IGNORED = frozenset(
     {"lr", "weight_decay", "epochs", "patience", "batch_size", "label_smoothing", "dropout",
-     "augment", "schedule"}
+     "augment", "schedule", "frozen_blocks"}
 )  # fmt: skip
 
 
@@ -102,6 +89,22 @@ def fitted(params: Mapping[str, object]) -> bool:
     return bool(params.get("freeze_backbone")) and str(params.get("arch", "")).startswith(
         "efficientnet_lite"
     )
+
+
+def narrowed(config: TrainConfig) -> tuple[TrainConfig, tuple[str, ...]]:
+    """``config`` searching only what its training uses, and the keys dropped from its space.
+    A linear probe (a wholly frozen Lite model, in every trial: the space sets neither
+    ``arch`` nor ``freeze_backbone``) has no use for the keys in ``IGNORED``: trials differing
+    only in those would train the same model and record settings that changed nothing."""
+    space = config.search.space
+    if not fitted(config.model_dump()) or {"arch", "freeze_backbone"} & set(space):
+        return config, ()
+    dropped = tuple(sorted(k for k in space if k in IGNORED))
+    if not dropped:
+        return config, ()
+    kept = {k: v for k, v in space.items() if k not in IGNORED}
+    search = config.search.model_copy(update={"space": kept})
+    return config.model_copy(update={"search": search}), dropped
 
 
 @dataclass(frozen=True)

@@ -152,9 +152,7 @@ class Trainer:
         if isinstance(model, EfficientNetLite) and cfg.freeze_backbone:
             return self._fit_probe(model, train_x, train_y, val_x, val_y, began)
         trainable: nn.Module = model
-        if isinstance(model, EfficientNetLite) and cfg.freeze_backbone:
-            trainable = probe.Head(model)
-        elif isinstance(model, EfficientNetLite) and cached:
+        if isinstance(model, EfficientNetLite) and cached:
             trainable = Tail(model, cfg.frozen_blocks)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

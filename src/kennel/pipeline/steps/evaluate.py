@@ -51,6 +51,9 @@ def evaluate_model(
         val_labels=data.labels[splits.validation],
     )
     gate = quality_gates.apply(gates, evaluation.metrics, evaluation.bias)
+    if evaluation.calibration.note:
+        note = evaluation.calibration.note
+        progress(Event("build", f"confidences left uncalibrated (temperature 1): {note}"))
     progress(
         Event(
             "build",

@@ -109,8 +109,9 @@ def same_build(
     warm start and recorded params (``bundle.params``). When the build would pick some of them
     first (a search, or ``--study``), they are not known before it: then the run must have
     been picked the same way (by a search; by that study) and agree on every other key."""
+    searched, _ = probe.narrowed(config)
     picked = options.study is not None or (options.searches(config) and not _probe_ignores(config))
-    free = set(config.search.space) if picked else set()
+    free = set(searched.search.space) if picked else set()
     wanted = _comparable(bundle.params(config), free)
 
     def like(run: Run) -> bool:
@@ -166,10 +167,18 @@ def start_run(
         progress(Event("build", f"best of study {options.study!r}: {best}"))
         config, study, trials = base.model_copy(update=best), options.study, tuple(summaries)
     elif (n_trials > 1 or options.budget_minutes) and _probe_ignores(base):
-        keys = ", ".join(sorted(base.search.space))
+        keys = ", ".join(sorted(base.search.space)) or "an empty search space"
         progress(Event("build", f"search skipped: a linear probe has no use for {keys}"))
     elif n_trials > 1 or options.budget_minutes:
-        progress(Event("build", f"search: {base.search.method}, up to {n_trials} trials"))
+        searched, dropped = probe.narrowed(base)
+        unused = f" (a linear probe has no use for {', '.join(dropped)})" if dropped else ""
+        keys = ", ".join(sorted(searched.search.space))
+        progress(
+            Event(
+                "build",
+                f"search: {base.search.method} over {keys}, up to {n_trials} trials{unused}",
+            )
+        )
 
         def on_trial(t: TrialSummary) -> None:
             progress(
@@ -182,7 +191,7 @@ def start_run(
             )
 
         found = search(
-            base,
+            searched,
             images,
             plan.splits.train,
             plan.splits.validation,
@@ -277,8 +286,5 @@ def _probe_ignores(config: TrainConfig) -> bool:
     """A wholly frozen Lite model's classifier is fitted with its own cross-validated strength
     (kennel.train.probe): a search over settings it does not use would train the same model
     once per trial."""
-    return (
-        config.freeze_backbone
-        and config.arch.startswith("efficientnet_lite")
-        and set(config.search.space) <= probe.IGNORED
-    )
+    searched, _ = probe.narrowed(config)
+    return probe.fitted(config.model_dump()) and not searched.search.space
