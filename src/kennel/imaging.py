@@ -111,50 +111,51 @@ def quality(image: Image.Image, *, phash: bool = True) -> Quality:
     an empty string, for callers that do not dedupe, such as the Predictor).
 
     Measured on the image's luma (a grey ``image`` is used as it is), shrunk to at most
-    ``STATS_SIDE`` a side. The sums are exact integers (a histogram for the light, 32-bit
-    squares summed in 64 bits for the Laplacian), so the figures are the float definitions
-    to within rounding, at a fraction of the cost of float arrays."""
+    ``STATS_SIDE`` a side. The sums are exact integers (OpenCV's sums of values and of
+    squares, each at most 2^37, so exact in its double accumulators), so the figures are the
+    float definitions to within rounding and the same bits as the reference arithmetic
+    (``tests/test_imaging_quality.py``), at a fraction of the cost of float arrays."""
     grey = image if image.mode == "L" else image.convert("L")
     if max(grey.size) > STATS_SIDE:
         grey = grey.copy()
         grey.thumbnail((STATS_SIDE, STATS_SIDE), Image.Resampling.BILINEAR)
-    brightness, contrast = _mean_std(grey)
+    luma = np.asarray(grey)
+    brightness, contrast = _mean_std(luma)
     return Quality(
         brightness=brightness,
         contrast=contrast,
-        sharpness=_laplacian_variance(np.asarray(grey)),
+        sharpness=_laplacian_variance(luma),
         phash=dhash(grey) if phash else "",
     )
 
 
-_LEVELS = np.arange(256, dtype=np.int64)
+def _moments(values: np.ndarray) -> tuple[int, int, int]:
+    """How many ``values`` (8-bit, or 16-bit Laplacian values), their sum and their sum of
+    squares, as exact integers."""
+    import cv2  # imported on first use: the CLI's start-up does not pay for it
+
+    n = values.shape[0] * values.shape[1]
+    return n, round(cv2.sumElems(values)[0]), round(cv2.norm(values, cv2.NORM_L2SQR))
 
 
-def _mean_std(grey: Image.Image) -> tuple[float, float]:
-    """Mean and standard deviation of an 8-bit grey image, from its histogram."""
-    counts = np.asarray(grey.histogram(), dtype=np.int64)
-    n = int(counts.sum())
+def _mean_std(luma: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of an 8-bit grey image."""
+    n, total, squares = _moments(luma)
     if n == 0:
         return 0.0, 0.0
-    total = int(counts @ _LEVELS)
-    squares = int(counts @ (_LEVELS * _LEVELS))
-    mean = total / n
-    return mean, math.sqrt(max(squares * n - total * total, 0)) / n
+    return total / n, math.sqrt(max(squares * n - total * total, 0)) / n
 
 
 def _laplacian_variance(luma: np.ndarray) -> float:
     """Variance of the 4-neighbour Laplacian over the interior pixels (0 when there are none)."""
     if luma.shape[0] < 3 or luma.shape[1] < 3:
         return 0.0
-    wide = luma.astype(np.int16)
-    lap = wide[:-2, 1:-1] + wide[2:, 1:-1]  # each value within -1020..1020
-    lap += wide[1:-1, :-2]
-    lap += wide[1:-1, 2:]
-    lap -= wide[1:-1, 1:-1] * 4
-    flat = lap.ravel().astype(np.int32)
-    k = flat.size
-    total = int(flat.sum(dtype=np.int64))
-    squares = int((flat * flat).sum(dtype=np.int64))
+    import cv2
+
+    # ksize=1 is the 4-neighbour kernel [[0, 1, 0], [1, -4, 1], [0, 1, 0]]; each value is
+    # within -1020..1020, exact in 16 bits; the border rows and columns are left out
+    lap = cv2.Laplacian(luma, cv2.CV_16S, ksize=1)[1:-1, 1:-1]
+    k, total, squares = _moments(lap)
     return max(squares * k - total * total, 0) / (k * k)
 
 

@@ -23,6 +23,40 @@ def insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]]) ->
         raise NotImplementedError(dialect)
 
 
+def insert_ignore_tuples(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """``insert_ignore`` of rows given as tuples of ``columns``' values. On SQLite the tuples
+    go to the driver's ``executemany`` as they are (each value through its column type's bind
+    conversion, e.g. JSON to text, as SQLAlchemy would): building and compiling a parameter
+    set per row cost more than the insert itself, a fifth of a large ingest's driver time."""
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name != "sqlite":
+        insert_ignore(session, table, [dict(zip(columns, row, strict=True)) for row in rows])
+        return
+    binds = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+    convert = [(i, bind) for i, bind in enumerate(binds) if bind is not None]
+    if convert:
+        rows = [_converted(row, convert) for row in rows]
+    preparer = dialect.identifier_preparer
+    statement = (
+        f"INSERT INTO {preparer.format_table(table)} "
+        f"({', '.join(preparer.quote(name) for name in columns)}) "
+        f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING"
+    )
+    connection.exec_driver_sql(statement, list(rows))
+
+
+def _converted(row: Sequence[Any], convert: list[tuple[int, Any]]) -> tuple[Any, ...]:
+    values = list(row)
+    for i, bind in convert:
+        values[i] = bind(values[i])
+    return tuple(values)
+
+
 def fetch_tuples(session: Session, query: Select[Any]) -> Sequence[Sequence[Any]]:
     """Every row of ``query`` as the driver returns it, in the session's transaction: for a
     read of 100,000 rows, building SQLAlchemy rows costs about as much as the query. Only for

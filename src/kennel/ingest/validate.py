@@ -120,13 +120,14 @@ def check_and_store(
     """Check each file (reading those sent as a ``LocalFile``), then store the bytes worth
     keeping in one durable batch (``durable=False``: durable once ``store.sync()`` returns,
     which the caller must call before recording the results)."""
-    results, keep = [], []
+    results, keep, digests = [], [], []
     folders: dict[str, str] = {}
     for seq, uri, label, attrs, data in chunk:
         read = data.read(folders) if isinstance(data, LocalFile) else data
         result, kept = check(seq, uri, label, read, limits, attrs)
         results.append(result)
-        if kept is not None:
+        if kept is not None and result.sha256 is not None:
             keep.append(kept)
-    store.put_many(keep, durable=durable)
+            digests.append(result.sha256)  # hashed by ``check`` a moment ago
+    store.put_many(keep, durable=durable, digests=digests)
     return results

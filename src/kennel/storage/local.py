@@ -15,7 +15,7 @@ from kennel.errors import NotFoundError, StorageError, UnsafePathError
 from kennel.storage.base import check_key
 
 _TMP_PREFIX = ".tmp-"
-_FOLDERS_KEPT = 1 << 17  # a content store has 65,792 folders (sha256/ab/cd)
+_FOLDERS_KEPT = 1 << 17  # a content store has 257 folders (65,793 in the nested layout)
 
 
 class LocalBlobStore:
@@ -42,8 +42,8 @@ class LocalBlobStore:
         """``folder`` (a checked key prefix) made and resolved inside the root, from the cache
         when this store made or found it before. A folder this store has just made inside a
         resolved one is a real folder: only one that was already there (maybe a symlink) is
-        resolved and confined, so a fresh store's 65,536 ``sha256/ab/cd`` folders cost one
-        ``mkdir`` each."""
+        resolved and confined, so each of a fresh store's ``sha256/ab`` folders costs one
+        ``mkdir``."""
         path = self._folders.get(folder)
         if path is not None:
             return path
