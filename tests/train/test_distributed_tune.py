@@ -46,28 +46,32 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def project(tmp_path: Path, pg_url: str, lake: Path) -> Iterator[Project]:
-    """A project whose metadata (and so its shared studies) live in PostgreSQL."""
+def _ingested(root: Path, pg_url: str, lake: Path, train: dict[str, object]) -> Project:
+    """A project whose metadata (and so its shared studies) live in PostgreSQL, with the lake
+    ingested as ``park``."""
     project = make_project(
-        tmp_path / "p",
-        sections={
-            "store": {"metadata_url": pg_url},
-            # one thread a worker: two on two cores, each busy-waiting for the other's, crawl
-            "train": {**TINY_TRAIN, "threads": 1, "search": SEARCH},
-        },
-        workers=1,
+        root, sections={"store": {"metadata_url": pg_url}, "train": train}, workers=1
     )
     ws = Workspace(project)
     try:
         ws.ingestor().run(ws.source(str(lake)), "park")
     finally:
         ws.close()
-    yield project
+    return project
+
+
+def _drop_studies(pg_url: str) -> None:
     admin = create_engine(PG_BASE)
     with admin.begin() as connection:
         connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema_of(pg_url)}_optuna" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture
+def project(tmp_path: Path, pg_url: str, lake: Path) -> Iterator[Project]:
+    # one thread a worker: two on two cores, each busy-waiting for the other's, crawl
+    yield _ingested(tmp_path / "p", pg_url, lake, {**TINY_TRAIN, "threads": 1, "search": SEARCH})
+    _drop_studies(pg_url)
 
 
 def _cli(*args: str) -> dict:  # type: ignore[type-arg]
@@ -329,19 +333,8 @@ def test_a_probe_study_searches_only_what_a_probe_uses(
     would run identical trials and crown settings that changed nothing."""
     lr = {"low": 0.001, "high": 0.01, "log": True}
     search = {**SEARCH, "space": {"lr": lr, "augment": {"values": [0.0, 0.3]}}}
-    made = make_project(
-        tmp_path / "p",
-        sections={
-            "store": {"metadata_url": pg_url},
-            "train": {"arch": "efficientnet_lite0", "freeze_backbone": True, "search": search},
-        },
-        workers=1,
-    )
-    ws = Workspace(made)
-    try:
-        ws.ingestor().run(ws.source(str(lake)), "park")
-    finally:
-        ws.close()
+    probe_train = {"arch": "efficientnet_lite0", "freeze_backbone": True, "search": search}
+    made = _ingested(tmp_path / "p", pg_url, lake, probe_train)
     root = str(made.root)
     try:
         line = _error("tune", "start", "park", "--study", "p1", "-C", root, code=2)
@@ -358,8 +351,4 @@ def test_a_probe_study_searches_only_what_a_probe_uses(
         assert "random over image_size, 2 trials" in result.stdout
         assert set(_status(made, "p2").spec.config.search.space) == {"image_size"}
     finally:
-        admin = create_engine(PG_BASE)
-        with admin.begin() as connection:
-            schema = f'"{schema_of(pg_url)}_optuna"'
-            connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        admin.dispose()
+        _drop_studies(pg_url)
