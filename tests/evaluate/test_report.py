@@ -74,6 +74,8 @@ def test_a_validation_split_without_a_mistake_leaves_confidences_as_they_are() -
     )  # fmt: skip
     assert evaluation.calibration.temperature == 1.0
     assert "all 6 validation images right" in evaluation.calibration.note
+    page = render_html("pets: test report", evaluation, labels, logits, None)
+    assert "left at 1: all 6 validation images right" in page
     # a split with mistakes is fitted, and a mistake's confidence is the one served
     fitted = _evaluation()[2]
     assert fitted.calibration.note == "" and fitted.calibration.temperature != 1.0
