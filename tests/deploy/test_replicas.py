@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -80,10 +81,15 @@ def settled(answers: list[Answer], replica: int, move: float, version: int) -> f
     return mine[last_other + 1].began - move
 
 
-def test_three_replicas_follow_release_and_rollback_under_load(tmp_path: Path, pg_url: str) -> None:
+def test_three_replicas_follow_release_and_rollback_under_load(
+    tmp_path: Path, pg_url: str, request: pytest.FixtureRequest
+) -> None:
     project = served_project(tmp_path, metadata_url=pg_url, poll_s=POLL_S, models=1)
     root = project.root
     ws = Workspace(project)
+    # closed even when an assertion fails: a pooled connection left to the garbage collector
+    # fails whichever later test it is collected in (psycopg's ResourceWarning)
+    request.addfinalizer(ws.close)
     assert register_copy(ws, "pets@1") == 2  # the same model: what matters is its number
     releases = ws.releases()
     ops = Identity.system("ops")
@@ -183,5 +189,4 @@ def test_three_replicas_follow_release_and_rollback_under_load(tmp_path: Path, p
     # every answered prediction is in the one shared log, under the version that answered it
     with ws.db.session() as s:
         logged = dict(s.execute(select(PredictionRow.id, PredictionRow.version)).all())
-    ws.close()
     assert {a.prediction_id: a.version for a in answers}.items() <= logged.items()
