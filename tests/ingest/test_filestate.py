@@ -64,6 +64,10 @@ def test_unchanged_files_are_not_read_and_the_version_is_the_full_reads(
     assert second.version.manifest_sha256 == full.version.manifest_sha256
     again = _ingest(ws, lake)  # nothing changed: nothing read, the same version
     assert (again.processed, again.reused, again.created) == (0, 13, False)
+    assert (again.already_present, again.added) == (13, 0)
+    # files the parent holds unchanged are not recorded again: only what was read or judged
+    assert ws.ingestor(1).store.count(again.run_id, "ok") == 0
+    assert ws.ingestor(1).store.count(second.run_id, "ok") == 1
     assert again.version.id == second.version.id
 
 

@@ -9,6 +9,10 @@ change under the same link), and so is a file changed less than ``RACY_NS`` befo
 was taken, since a second change within the file system's timestamp resolution could leave
 its stat as it was (git's "racily clean" entries). A file rewritten in place gets a new
 mtime and ctime, one replaced by a rename a new inode: either is read again.
+
+An unchanged file that the parent version holds already (same uri, content and label) is not
+even recorded in the run (``held``): the version's manifest says what it holds, and a run's
+records are the files it read or had to judge again.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import stat
 import time
 from collections.abc import Iterable
 
+from kennel.datasets.index import VersionIndex
 from kennel.db.ingest import IngestStore
 from kennel.ingest.sources import Entry
 from kennel.ingest.validate import OK, FileResult, Limits
@@ -81,3 +86,12 @@ def reuse(
             FileResult(seq, entry.uri, entry.label, OK, None, sha256, size, None, entry.attrs)
         )
     return reused, to_read, keys
+
+
+def held(parent: VersionIndex, reused: list[FileResult]) -> tuple[list[FileResult], int]:
+    """Those of ``reused`` that ``parent`` does not hold as (uri, sha256, label) already, and
+    how many it does (each one a file "already present" that needs no record)."""
+    labels = [parent.labels[code] for code in parent.label_codes.tolist()]
+    rows = set(zip(parent.uri.to_pylist(), parent.sha256.to_pylist(), labels, strict=True))
+    rest = [r for r in reused if (r.uri, r.sha256, r.label) not in rows]
+    return rest, len(reused) - len(rest)

@@ -163,10 +163,14 @@ class Ingestor:
             pending = [(seq, e) for seq, e in enumerate(entries) if e.uri not in done]
             # a folder's files unchanged since an earlier read are not read again
             reused: list[FileResult] = []
+            held = 0  # of them, those the parent holds already: not even recorded
             keys: dict[str, str] = {}  # stat keys of local files, taken before any read
             if isinstance(source, FolderSource):
                 reused, pending, keys = filestate.reuse(self.store, pending, self.limits)
-            progress(Event("ingest", done=len(done) + len(reused), total=len(entries)))
+                if reused and parent_id is not None:
+                    parent = self.catalog.resolve(f"{dataset}@{parent_id}")
+                    reused, held = filestate.held(self.catalog.index(parent), reused)
+            progress(Event("ingest", done=len(done) + len(reused) + held, total=len(entries)))
             processed = 0
             chunks = _chunks(source, pending, self.chunk, local_files=self.engine.reads_local_files)
             unsaved: list[FileResult] = list(reused)
@@ -178,10 +182,12 @@ class Ingestor:
                     self._save(run_id, unsaved, keys)
                     unsaved, saved_at = [], time.monotonic()
                     wait = min(CHECKPOINT_S, 2 * wait)
-                done_now = len(done) + len(reused) + processed
+                done_now = len(done) + len(reused) + held + processed
                 progress(Event("ingest", done=done_now, total=len(entries)))
             self._save(run_id, unsaved, keys)
-        version, created, summary = self._finish(dataset, run_id, parent_id, source, actor, listing)
+        version, created, summary = self._finish(
+            dataset, run_id, parent_id, source, actor, listing, held
+        )
         return IngestReport(
             run_id=run_id,
             dataset=dataset,
@@ -191,7 +197,7 @@ class Ingestor:
             resumed=resumed,
             files=len(entries),
             processed=processed,
-            reused=len(reused),
+            reused=len(reused) + held,
             added=summary["added"],
             already_present=summary["already_present"],
             quarantined=summary["quarantined"],
@@ -265,6 +271,7 @@ class Ingestor:
         source: Source,
         actor: str,
         listing: Listing,
+        held: int,
     ) -> tuple[DatasetVersion, bool, dict[str, Any]]:
         candidates = [
             Candidate(
@@ -287,7 +294,7 @@ class Ingestor:
         # built again on the newest one (a child of it, holding what both brought), not beside it.
         for _attempt in range(REPARENT_ATTEMPTS):
             parent = self.catalog.resolve(f"{dataset}@{parent_id}") if parent_id else None
-            ext, summary = self._extend(run_id, parent, candidates, source, listing)
+            ext, summary = self._extend(run_id, parent, candidates, source, listing, held)
             try:
                 version, created = self.catalog.commit(
                     dataset,
@@ -314,9 +321,11 @@ class Ingestor:
         candidates: list[Candidate],
         source: Source,
         listing: Listing,
+        held: int,
     ) -> tuple[Extension, dict[str, Any]]:
         """The child of ``parent`` with the run's new files and its summary; conflicting files
-        are quarantined, and a run that leaves nothing to version fails with SourceError."""
+        are quarantined, and a run that leaves nothing to version fails with SourceError.
+        ``held``: files not recorded because the parent holds them unchanged."""
         skipped = listing.skipped
         ext = extend(
             self.catalog.rows(parent) if parent else [],
@@ -340,7 +349,7 @@ class Ingestor:
         summary: dict[str, Any] = {
             "source": source.describe(),
             "added": len(ext.added),
-            "already_present": ext.already_present,
+            "already_present": ext.already_present + held,
             "quarantined": dict(sorted(quarantined.items())),
             "quarantine_sample": [[u, r or ""] for u, r in bad[:50]],
             "skipped": skipped,
