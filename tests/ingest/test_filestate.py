@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,23 +43,38 @@ def _ingest(ws: Workspace, lake: Path) -> IngestReport:
 
 
 @pytest.fixture
+def opened() -> Iterator[Callable[..., Workspace]]:
+    """Opens workspaces on new projects (``make_project``'s arguments); all closed after."""
+    spaces: list[Workspace] = []
+
+    def open_one(*args: Any, **data: Any) -> Workspace:
+        spaces.append(Workspace(make_project(*args, **data)))
+        return spaces[-1]
+
+    yield open_one
+    for ws in spaces:
+        ws.close()
+
+
+@pytest.fixture
 def settled(monkeypatch: pytest.MonkeyPatch) -> None:
     """Files count as settled at once (else a test waits RACY_NS after writing them)."""
     monkeypatch.setattr(filestate, "RACY_NS", 0)
 
 
 def test_unchanged_files_are_not_read_and_the_version_is_the_full_reads(
-    tmp_path: Path, settled: None
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace], metadata_url: str
 ) -> None:
     lake = _lake(tmp_path / "lake", 12)
-    ws = Workspace(make_project(tmp_path / "proj", workers=1))
+    store = {"store": {"metadata_url": metadata_url}}
+    ws = opened(tmp_path / "proj", store, workers=1)
     first = _ingest(ws, lake)
     assert (first.processed, first.reused) == (12, 0)
     (lake / "cat" / "100.jpg").write_bytes(_jpeg(100, 0))
     second = _ingest(ws, lake)
     assert (second.processed, second.reused, second.added) == (1, 12, 1)
     # the same folder read in full by a project that never saw it: the same version
-    fresh = Workspace(make_project(tmp_path / "fresh", workers=1))
+    fresh = opened(tmp_path / "fresh", workers=1)
     full = _ingest(fresh, lake)
     assert (full.processed, full.reused) == (13, 0)
     assert second.version.id == full.version.id
@@ -72,10 +89,10 @@ def test_unchanged_files_are_not_read_and_the_version_is_the_full_reads(
 
 
 def test_a_file_rewritten_in_place_with_the_same_size_is_read_again(
-    tmp_path: Path, settled: None
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace]
 ) -> None:
     lake = _lake(tmp_path / "lake", 6)
-    ws = Workspace(make_project(tmp_path / "proj", workers=1))
+    ws = opened(tmp_path / "proj", workers=1)
     _ingest(ws, lake)
     path = lake / "dog" / "002.jpg"
     old, new = path.read_bytes(), _jpeg(2, 1)
@@ -93,9 +110,11 @@ def test_a_file_rewritten_in_place_with_the_same_size_is_read_again(
     assert (report.added, report.created) == (1, True)
 
 
-def test_a_file_replaced_by_a_rename_is_read_again(tmp_path: Path, settled: None) -> None:
+def test_a_file_replaced_by_a_rename_is_read_again(
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace]
+) -> None:
     lake = _lake(tmp_path / "lake", 4)
-    ws = Workspace(make_project(tmp_path / "proj", workers=1))
+    ws = opened(tmp_path / "proj", workers=1)
     _ingest(ws, lake)
     path = lake / "cat" / "001.jpg"
     spare = tmp_path / "spare.jpg"
@@ -105,10 +124,12 @@ def test_a_file_replaced_by_a_rename_is_read_again(tmp_path: Path, settled: None
     assert (report.processed, report.reused) == (1, 3)
 
 
-def test_files_changed_just_before_the_stat_and_symlinks_are_read(tmp_path: Path) -> None:
+def test_files_changed_just_before_the_stat_and_symlinks_are_read(
+    tmp_path: Path, opened: Callable[..., Workspace]
+) -> None:
     lake = _lake(tmp_path / "lake", 4)
     (lake / "cat" / "link.jpg").symlink_to(lake / "cat" / "001.jpg")
-    ws = Workspace(make_project(tmp_path / "proj", workers=1))
+    ws = opened(tmp_path / "proj", workers=1)
     _ingest(ws, lake)
     report = _ingest(ws, lake)  # written within RACY_NS of either stat: not trusted
     assert (report.processed, report.reused) == (5, 0)
@@ -117,10 +138,10 @@ def test_files_changed_just_before_the_stat_and_symlinks_are_read(tmp_path: Path
 
 
 def test_a_file_the_limits_now_refuse_is_read_and_quarantined(
-    tmp_path: Path, settled: None
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace]
 ) -> None:
     lake = _lake(tmp_path / "lake", 4)
-    _ingest(Workspace(make_project(tmp_path / "proj", workers=1)), lake)
-    stricter = Workspace(make_project(tmp_path / "proj", workers=1, min_side=100))
+    _ingest(opened(tmp_path / "proj", workers=1), lake)
+    stricter = opened(tmp_path / "proj", workers=1, min_side=100)
     report = _ingest(stricter, lake)
     assert (report.processed, report.reused, report.quarantined) == (4, 0, {"too small": 4})

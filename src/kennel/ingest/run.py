@@ -240,11 +240,11 @@ class Ingestor:
             for r in results
             if r.status == OK and r.item is not None and r.sha256 is not None
         }
-        states = [
+        states = sorted(  # by uri: concurrent ingests of one folder lock rows in one order
             (r.uri, keys[r.uri], r.sha256)
             for r in results
             if r.item is not None and r.sha256 is not None and r.uri in keys
-        ]
+        )
         self.store.save(
             list(items.values()),
             [
