@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -74,6 +75,9 @@ def ingest(
         )
         with reporting(json_out) as progress:
             ingestor = ws.ingestor(workers or None, engine=engine, address=address)
+            # what importing made lives as long as the process: the collector's full passes
+            # over a folder's entries need not walk it too (a tenth of a re-ingest)
+            gc.freeze()
             report = ingestor.run(src, dataset, progress=progress)
     if json_out:
         emit_json(report.as_dict())

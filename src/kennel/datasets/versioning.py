@@ -18,6 +18,7 @@ from kennel.datasets import index as version_index
 from kennel.datasets.manifest import (
     Row,
     attrs_json,
+    by_key,
     from_parquet,
     read_table,
     to_parquet,
@@ -106,7 +107,7 @@ def extend(
         )
         for c in accepted
     ]
-    rows = sorted([*parent, *added], key=lambda r: r.key)
+    rows = sorted([*parent, *added], key=by_key)
     uris_by_sha: dict[str, list[str]] = defaultdict(list)
     for row in rows:
         uris_by_sha[row.sha256].append(row.uri)

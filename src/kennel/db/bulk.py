@@ -50,6 +50,35 @@ def insert_ignore_tuples(
     connection.exec_driver_sql(statement, list(rows))
 
 
+def upsert_tuples(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert rows given as tuples of ``columns``' values (plain values: no conversion), each
+    replacing the row with the same primary key (the table's first column) if one exists."""
+    if not rows:
+        return
+    key, rest = columns[0], columns[1:]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table)
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[key], set_={c: stmt.excluded[c] for c in rest}
+            ),
+            [dict(zip(columns, row, strict=True)) for row in rows],
+        )
+        return
+    if dialect != "sqlite":  # pragma: no cover - other databases are not supported
+        raise NotImplementedError(dialect)
+    quote = session.connection().dialect.identifier_preparer.quote
+    statement = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+        f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT ({quote(key)}) DO UPDATE SET "
+        + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in rest)
+    )
+    session.connection().exec_driver_sql(statement, [tuple(r) for r in rows])
+
+
 def _converted(row: Sequence[Any], convert: list[tuple[int, Any]]) -> tuple[Any, ...]:
     values = list(row)
     for i, bind in convert:

@@ -16,13 +16,22 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from kennel.db.audit import record
-from kennel.db.bulk import fetch_tuples, insert_ignore_tuples
+from kennel.db.bulk import fetch_tuples, insert_ignore_tuples, upsert_tuples
 from kennel.db.datasets import Item
 from kennel.db.engine import Database
 from kennel.db.locking import serialize
-from kennel.db.schema import DatasetRow, DatasetVersionRow, IngestRecordRow, IngestRunRow, ItemRow
+from kennel.db.schema import (
+    DatasetRow,
+    DatasetVersionRow,
+    FileStateRow,
+    IngestRecordRow,
+    IngestRunRow,
+    ItemRow,
+)
 
 RUNNING = "running"
+STATE_PAGE = 5000  # uris per query when looking up file states
+_STATE_COLUMNS = ("uri", "stat", "sha256")
 
 
 @dataclass(frozen=True)
@@ -201,9 +210,32 @@ class IngestStore:
                 s.scalars(select(IngestRecordRow.uri).where(IngestRecordRow.run_id == run_id))
             )
 
-    def save(self, items: Sequence[Item], records: Sequence[IngestRecord]) -> None:
+    def file_states(self, uris: Sequence[str]) -> dict[str, tuple[str, str, int, int]]:
+        """For each of ``uris`` with a recorded state whose item exists: (stat, sha256, width,
+        height), the stat the file had when its sha256 was read (``kennel.ingest.filestate``)."""
+        found: dict[str, tuple[str, str, int, int]] = {}
+        columns: list[Any] = [FileStateRow.uri, FileStateRow.stat, FileStateRow.sha256]
+        columns += [ItemRow.width, ItemRow.height]
+        with self.db.session() as s:
+            for start in range(0, len(uris), STATE_PAGE):
+                query = (
+                    select(*columns)
+                    .join(ItemRow, ItemRow.sha256 == FileStateRow.sha256)
+                    .where(FileStateRow.uri.in_(uris[start : start + STATE_PAGE]))
+                )
+                for uri, stat, sha256, width, height in s.execute(query):
+                    found[uri] = (stat, sha256, width, height)
+        return found
+
+    def save(
+        self,
+        items: Sequence[Item],
+        records: Sequence[IngestRecord],
+        states: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
         """One checkpoint: new items and the records of a chunk, in one transaction; items and
-        records stored already are left as they are."""
+        records stored already are left as they are. ``states``: (uri, stat, sha256) of local
+        files read for this chunk, each replacing the uri's earlier state."""
         # plain tuples (attrgetter), not asdict(): its deep copy was a tenth of a large
         # ingest's time, and SQLAlchemy's parameter sets per row a fifth of the driver's
         with self.db.session() as s:
@@ -219,6 +251,7 @@ class IngestStore:
                 _RECORD_FIELDS,
                 [_record_values(r) for r in records],
             )
+            upsert_tuples(s, FileStateRow.__table__, _STATE_COLUMNS, states)  # type: ignore[arg-type]
 
     def records_with_items(self, run_id: str, status: str) -> list[tuple[IngestRecord, Item]]:
         """The run's records with ``status`` (its accepted files) by file order, each with the

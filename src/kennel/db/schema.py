@@ -109,6 +109,18 @@ class IngestRecordRow(Base):
     attrs: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class FileStateRow(Base):
+    """The content last read from a local file, by its path and the stat it had when read
+    (size, mtime, ctime, inode, device): an ingest that finds the same stat reuses the
+    sha256 instead of reading the file again (kennel.ingest.filestate)."""
+
+    __tablename__ = "file_states"
+
+    uri: Mapped[str] = mapped_column(Text, primary_key=True)
+    stat: Mapped[str] = mapped_column(String(128))
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
 class DatasetVersionRow(Base):
     """An immutable dataset version; ``id`` is the digest of its manifest's content."""
 

@@ -32,8 +32,9 @@ from kennel.db import Database
 from kennel.db.datasets import Item
 from kennel.db.ingest import IngestRecord, IngestStore
 from kennel.errors import HeadMovedError, MetadataError, SourceError
+from kennel.ingest import filestate
 from kennel.ingest.engines import Chunk, Engine, LocalEngine, Target
-from kennel.ingest.sources import Entry, Listing, Located, LocatingSource, Source
+from kennel.ingest.sources import Entry, FolderSource, Listing, Located, LocatingSource, Source
 from kennel.ingest.validate import OK, QUARANTINED, FileResult, Limits
 from kennel.progress import Event, Progress, silent
 from kennel.storage import ContentStore
@@ -62,6 +63,7 @@ class IngestReport:
     resumed: bool
     files: int
     processed: int  # files checked by this invocation (the rest were done before a resume)
+    reused: int  # files not read: unchanged since an earlier ingest read them (filestate)
     added: int
     already_present: int
     quarantined: dict[str, int]
@@ -159,21 +161,33 @@ class Ingestor:
             run_id, parent_id, resumed = self._start(dataset, source, entries, actor)
             done = self.store.recorded_uris(run_id)
             pending = [(seq, e) for seq, e in enumerate(entries) if e.uri not in done]
-            progress(Event("ingest", done=len(done), total=len(entries)))
+            # a folder's files unchanged since an earlier read are not read again
+            reused: list[FileResult] = []
+            held = 0  # of them, those the parent holds already: not even recorded
+            keys: dict[str, str] = {}  # stat keys of local files, taken before any read
+            if isinstance(source, FolderSource):
+                reused, pending, keys = filestate.reuse(self.store, pending, self.limits)
+                if reused and parent_id is not None:
+                    parent = self.catalog.resolve(f"{dataset}@{parent_id}")
+                    reused, held = filestate.held(self.catalog.index(parent), reused)
+            progress(Event("ingest", done=len(done) + len(reused) + held, total=len(entries)))
             processed = 0
             chunks = _chunks(source, pending, self.chunk, local_files=self.engine.reads_local_files)
-            unsaved: list[FileResult] = []
+            unsaved: list[FileResult] = list(reused)
             saved_at, wait = time.monotonic(), FIRST_CHECKPOINT_S
             for results in self.engine.map(target, chunks, len(pending)):
                 unsaved += results
                 processed += len(results)
                 if len(unsaved) >= CHECKPOINT_FILES or time.monotonic() - saved_at >= wait:
-                    self._save(run_id, unsaved)
+                    self._save(run_id, unsaved, keys)
                     unsaved, saved_at = [], time.monotonic()
                     wait = min(CHECKPOINT_S, 2 * wait)
-                progress(Event("ingest", done=len(done) + processed, total=len(entries)))
-            self._save(run_id, unsaved)
-        version, created, summary = self._finish(dataset, run_id, parent_id, source, actor, listing)
+                done_now = len(done) + len(reused) + held + processed
+                progress(Event("ingest", done=done_now, total=len(entries)))
+            self._save(run_id, unsaved, keys)
+        version, created, summary = self._finish(
+            dataset, run_id, parent_id, source, actor, listing, held
+        )
         return IngestReport(
             run_id=run_id,
             dataset=dataset,
@@ -183,6 +197,7 @@ class Ingestor:
             resumed=resumed,
             files=len(entries),
             processed=processed,
+            reused=len(reused) + held,
             added=summary["added"],
             already_present=summary["already_present"],
             quarantined=summary["quarantined"],
@@ -213,7 +228,9 @@ class Ingestor:
         )
         return run.id, run.parent_version, False
 
-    def _save(self, run_id: str, results: list[FileResult]) -> None:
+    def _save(self, run_id: str, results: list[FileResult], keys: dict[str, str]) -> None:
+        """Checkpoint ``results``; with the sha256 of each local file read and accepted,
+        recorded under its stat key from ``keys`` (``kennel.ingest.filestate``)."""
         if not results:
             return
         if not self.engine.stores_durably:
@@ -223,6 +240,11 @@ class Ingestor:
             for r in results
             if r.status == OK and r.item is not None and r.sha256 is not None
         }
+        states = sorted(  # by uri: concurrent ingests of one folder lock rows in one order
+            (r.uri, keys[r.uri], r.sha256)
+            for r in results
+            if r.item is not None and r.sha256 is not None and r.uri in keys
+        )
         self.store.save(
             list(items.values()),
             [
@@ -238,6 +260,7 @@ class Ingestor:
                 )
                 for r in results
             ],
+            states,
         )
 
     def _finish(
@@ -248,6 +271,7 @@ class Ingestor:
         source: Source,
         actor: str,
         listing: Listing,
+        held: int,
     ) -> tuple[DatasetVersion, bool, dict[str, Any]]:
         candidates = [
             Candidate(
@@ -270,7 +294,7 @@ class Ingestor:
         # built again on the newest one (a child of it, holding what both brought), not beside it.
         for _attempt in range(REPARENT_ATTEMPTS):
             parent = self.catalog.resolve(f"{dataset}@{parent_id}") if parent_id else None
-            ext, summary = self._extend(run_id, parent, candidates, source, listing)
+            ext, summary = self._extend(run_id, parent, candidates, source, listing, held)
             try:
                 version, created = self.catalog.commit(
                     dataset,
@@ -297,9 +321,11 @@ class Ingestor:
         candidates: list[Candidate],
         source: Source,
         listing: Listing,
+        held: int,
     ) -> tuple[Extension, dict[str, Any]]:
         """The child of ``parent`` with the run's new files and its summary; conflicting files
-        are quarantined, and a run that leaves nothing to version fails with SourceError."""
+        are quarantined, and a run that leaves nothing to version fails with SourceError.
+        ``held``: files not recorded because the parent holds them unchanged."""
         skipped = listing.skipped
         ext = extend(
             self.catalog.rows(parent) if parent else [],
@@ -323,7 +349,7 @@ class Ingestor:
         summary: dict[str, Any] = {
             "source": source.describe(),
             "added": len(ext.added),
-            "already_present": ext.already_present,
+            "already_present": ext.already_present + held,
             "quarantined": dict(sorted(quarantined.items())),
             "quarantine_sample": [[u, r or ""] for u, r in bad[:50]],
             "skipped": skipped,

@@ -162,8 +162,10 @@ class AtUrl:
 
 
 def is_image_name(name: str) -> bool:
-    base = posixpath.basename(name)
-    return not base.startswith(".") and posixpath.splitext(base)[1].lower() in IMAGE_EXTENSIONS
+    # posixpath.basename and splitext, by hand: this runs once per file of every listing
+    base = name[name.rfind("/") + 1 :]
+    dot = base.rfind(".")
+    return dot > 0 and base[0] != "." and base[dot:].lower() in IMAGE_EXTENSIONS
 
 
 def detect_layout(
@@ -230,6 +232,8 @@ def utf8(name: str) -> bool:
 
 
 def _unsafe_member(name: str) -> bool:
+    if name and name[0] != "/" and "\\" not in name and ".." not in name and name[1:2] != ":":
+        return False  # the common case, decided without splitting the name
     parts = name.replace("\\", "/").split("/")
     return parts[0] == "" or ".." in parts or re.match(r"[A-Za-z]:", name) is not None
 

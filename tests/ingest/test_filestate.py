@@ -1,0 +1,147 @@
+"""A folder ingested again reads only the files whose stat changed since an earlier ingest read
+them (kennel.ingest.filestate), and gives the version a full read would."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kennel.ingest import filestate
+from kennel.ingest.run import IngestReport
+from kennel.storage import sha256_hex
+from kennel.wiring import Workspace
+from tests.conftest import make_project
+
+
+def _jpeg(seed: int, tag: int) -> bytes:
+    """A 64 px JPEG with a fixed-length comment naming ``tag``: two tags, same size, same
+    pixels, different bytes."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90)
+    data, text = out.getvalue(), f"tag-{tag:06d}".encode()
+    return data[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + data[2:]
+
+
+def _lake(root: Path, count: int) -> Path:
+    for i in range(count):
+        folder = root / ("cat" if i % 2 else "dog")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i:03d}.jpg").write_bytes(_jpeg(i, 0))
+    return root
+
+
+def _ingest(ws: Workspace, lake: Path) -> IngestReport:
+    return ws.ingestor(1).run(ws.source(str(lake), layout="imagefolder"), "pets")
+
+
+@pytest.fixture
+def opened() -> Iterator[Callable[..., Workspace]]:
+    """Opens workspaces on new projects (``make_project``'s arguments); all closed after."""
+    spaces: list[Workspace] = []
+
+    def open_one(*args: Any, **data: Any) -> Workspace:
+        spaces.append(Workspace(make_project(*args, **data)))
+        return spaces[-1]
+
+    yield open_one
+    for ws in spaces:
+        ws.close()
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files count as settled at once (else a test waits RACY_NS after writing them)."""
+    monkeypatch.setattr(filestate, "RACY_NS", 0)
+
+
+def test_unchanged_files_are_not_read_and_the_version_is_the_full_reads(
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace], metadata_url: str
+) -> None:
+    lake = _lake(tmp_path / "lake", 12)
+    store = {"store": {"metadata_url": metadata_url}}
+    ws = opened(tmp_path / "proj", store, workers=1)
+    first = _ingest(ws, lake)
+    assert (first.processed, first.reused) == (12, 0)
+    (lake / "cat" / "100.jpg").write_bytes(_jpeg(100, 0))
+    second = _ingest(ws, lake)
+    assert (second.processed, second.reused, second.added) == (1, 12, 1)
+    # the same folder read in full by a project that never saw it: the same version
+    fresh = opened(tmp_path / "fresh", workers=1)
+    full = _ingest(fresh, lake)
+    assert (full.processed, full.reused) == (13, 0)
+    assert second.version.id == full.version.id
+    assert second.version.manifest_sha256 == full.version.manifest_sha256
+    again = _ingest(ws, lake)  # nothing changed: nothing read, the same version
+    assert (again.processed, again.reused, again.created) == (0, 13, False)
+    assert (again.already_present, again.added) == (13, 0)
+    # files the parent holds unchanged are not recorded again: only what was read or judged
+    assert ws.ingestor(1).store.count(again.run_id, "ok") == 0
+    assert ws.ingestor(1).store.count(second.run_id, "ok") == 1
+    assert again.version.id == second.version.id
+
+
+def test_a_file_rewritten_in_place_with_the_same_size_is_read_again(
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace]
+) -> None:
+    lake = _lake(tmp_path / "lake", 6)
+    ws = opened(tmp_path / "proj", workers=1)
+    _ingest(ws, lake)
+    path = lake / "dog" / "002.jpg"
+    old, new = path.read_bytes(), _jpeg(2, 1)
+    assert len(old) == len(new) and old != new
+    before = os.stat(path)
+    with open(path, "r+b") as handle:  # the same inode, the same size, new bytes
+        handle.write(new)
+    # even with its old mtime put back, the change of ctime shows
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    report = _ingest(ws, lake)
+    assert (report.processed, report.reused) == (1, 5)
+    # a version only adds: the new content joins the file's earlier one
+    rows = {r.key for r in ws.catalog.rows(report.version)}
+    assert (str(path), sha256_hex(new)) in rows and (str(path), sha256_hex(old)) in rows
+    assert (report.added, report.created) == (1, True)
+
+
+def test_a_file_replaced_by_a_rename_is_read_again(
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace]
+) -> None:
+    lake = _lake(tmp_path / "lake", 4)
+    ws = opened(tmp_path / "proj", workers=1)
+    _ingest(ws, lake)
+    path = lake / "cat" / "001.jpg"
+    spare = tmp_path / "spare.jpg"
+    spare.write_bytes(_jpeg(1, 7))
+    os.replace(spare, path)
+    report = _ingest(ws, lake)
+    assert (report.processed, report.reused) == (1, 3)
+
+
+def test_files_changed_just_before_the_stat_and_symlinks_are_read(
+    tmp_path: Path, opened: Callable[..., Workspace]
+) -> None:
+    lake = _lake(tmp_path / "lake", 4)
+    (lake / "cat" / "link.jpg").symlink_to(lake / "cat" / "001.jpg")
+    ws = opened(tmp_path / "proj", workers=1)
+    _ingest(ws, lake)
+    report = _ingest(ws, lake)  # written within RACY_NS of either stat: not trusted
+    assert (report.processed, report.reused) == (5, 0)
+    keys = filestate.stat_keys([str(lake / "cat" / "link.jpg")])
+    assert keys == {}
+
+
+def test_a_file_the_limits_now_refuse_is_read_and_quarantined(
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace]
+) -> None:
+    lake = _lake(tmp_path / "lake", 4)
+    _ingest(opened(tmp_path / "proj", workers=1), lake)
+    stricter = opened(tmp_path / "proj", workers=1, min_side=100)
+    report = _ingest(stricter, lake)
+    assert (report.processed, report.reused, report.quarantined) == (4, 0, {"too small": 4})
