@@ -145,3 +145,72 @@ def test_a_file_the_limits_now_refuse_is_read_and_quarantined(
     stricter = opened(tmp_path / "proj", workers=1, min_side=100)
     report = _ingest(stricter, lake)
     assert (report.processed, report.reused, report.quarantined) == (4, 0, {"too small": 4})
+
+
+def test_a_state_is_only_good_for_the_content_store_its_bytes_went_to(
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace], metadata_url: str
+) -> None:
+    """Two projects sharing one metadata DB, each with its own content store: the second
+    reads every file (its store holds none of them); and a blob removed by hand from a
+    store is read and stored again rather than versioned missing."""
+    lake = _lake(tmp_path / "lake", 6)
+    shared = {"store": {"metadata_url": metadata_url}}
+    one = opened(tmp_path / "one", shared, workers=1)
+    assert _ingest(one, lake).processed == 6
+    # a blob removed from the store: that file is read again and its bytes stored again
+    gone = sha256_hex((lake / "cat" / "001.jpg").read_bytes())
+    blob = one.content.blobs.root / one.content.key(gone)  # type: ignore[attr-defined]
+    blob.unlink()
+    again = one.ingestor(1).run(one.source(str(lake), layout="imagefolder"), "pets-again")
+    assert (again.processed, again.reused) == (1, 5)
+    assert one.content.get(gone) == (lake / "cat" / "001.jpg").read_bytes()
+    # another project on the same metadata DB, with a store of its own, reads every file
+    two = opened(tmp_path / "two", shared, workers=1)
+    other = two.ingestor(1).run(two.source(str(lake), layout="imagefolder"), "pets-two")
+    assert (other.processed, other.reused) == (6, 0)
+    assert all(two.content.get(r.sha256) for r in two.catalog.rows(other.version))
+
+
+def _mounts(path: Path, device: int, kind: str) -> Path:
+    """A mount table naming ``device``'s file system ``kind``."""
+    major, minor = os.major(device), os.minor(device)
+    path.write_text(f"36 35 {major}:{minor} / /data rw,relatime shared:1 - {kind} /dev/x rw\n")
+    return path
+
+
+@pytest.mark.parametrize(("kind", "reused"), [("ext4", 4), ("squashfs", 0), ("fuse.sshfs", 0)])
+def test_stats_are_trusted_only_on_local_file_systems(
+    tmp_path: Path,
+    settled: None,
+    opened: Callable[..., Workspace],
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    reused: int,
+) -> None:
+    # a squashfs image or a FUSE mount may report ctime = mtime and inode numbers that repeat
+    # on each mount: another file could show an earlier one's stat, so their files are read
+    lake = _lake(tmp_path / "lake", 4)
+    table = _mounts(tmp_path / "mountinfo", os.stat(lake / "cat" / "001.jpg").st_dev, kind)
+    monkeypatch.setattr(filestate, "MOUNTS", str(table))
+    filestate._kinds.cache_clear()
+    try:
+        ws = opened(tmp_path / "proj", workers=1)
+        _ingest(ws, lake)
+        report = _ingest(ws, lake)
+    finally:
+        filestate._kinds.cache_clear()
+    assert (report.processed, report.reused) == (4 - reused, reused)
+
+
+def test_without_a_mount_table_every_file_is_read(
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = _lake(tmp_path / "lake", 4)
+    monkeypatch.setattr(filestate, "MOUNTS", str(tmp_path / "no-such-table"))
+    filestate._kinds.cache_clear()
+    try:
+        ws = opened(tmp_path / "proj", workers=1)
+        _ingest(ws, lake)
+        assert (_ingest(ws, lake).processed, filestate.trusted(os.stat(lake).st_dev)) == (4, False)
+    finally:
+        filestate._kinds.cache_clear()

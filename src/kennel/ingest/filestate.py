@@ -10,6 +10,20 @@ was taken, since a second change within the file system's timestamp resolution c
 its stat as it was (git's "racily clean" entries). A file rewritten in place gets a new
 mtime and ctime, one replaced by a rename a new inode: either is read again.
 
+A stat is trusted only on a file system whose stats mean this: a local one (ext4, XFS, Btrfs,
+tmpfs, ZFS, overlay and the like, read from ``/proc/self/mountinfo``). A read-only image
+(squashfs, ISO 9660) or a FUSE, network or unknown one may report a ctime equal to the mtime
+and inode numbers made up again on each mount, so another file could show the same stat: its
+files are always read (and so is everything where the mount table cannot be read). And a state
+is only good for the content store its bytes went to: each key names the store, so a project
+with another store (or another project sharing the metadata DB) reads the files again, and a
+reused file whose blob is no longer in the store (removed by hand) is read and stored again.
+
+One change a stat cannot show: Linux updates a file's mtime when a clean page of it is first
+written through a shared memory map, not on later writes to the page while it stays dirty (up
+to about 30 s, until write-back). A file rewritten in place through ``mmap`` within that
+window after an ingest read it keeps its stat, as it does for git and dvc.
+
 An unchanged file that the parent version holds already (same uri, content and label) is not
 even recorded in the run (``held``): the version's manifest says what it holds, and a run's
 records are the files it read or had to judge again.
@@ -17,6 +31,8 @@ records are the files it read or had to judge again.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import stat
 import time
@@ -26,26 +42,67 @@ from kennel.datasets.index import VersionIndex
 from kennel.db.ingest import IngestStore
 from kennel.ingest.sources import Entry
 from kennel.ingest.validate import OK, FileResult, Limits
+from kennel.storage import ContentStore
 
 RACY_NS = 2_000_000_000  # coarser than any local file system's timestamps (FAT: 2 s)
+MOUNTS = "/proc/self/mountinfo"
+# file systems whose ctime moves on every change and whose inode numbers last (st_dev may be
+# an anonymous device, as the mount table also shows it)
+TRUSTED = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "zfs", "f2fs", "jfs", "bcachefs", "overlay"}
+)
 
 
-def stat_key(path: str, now_ns: int) -> str | None:
-    """The regular file's stat as a key; None for a symlink, a file that is not regular or
-    cannot be stat'ed, or one changed within RACY_NS of ``now_ns``."""
+@functools.cache
+def _kinds() -> dict[int, str]:
+    """Each mounted device's file system type, from the mount table (empty where there is none)."""
+    kinds: dict[int, str] = {}
+    try:
+        with open(MOUNTS, encoding="utf-8", errors="replace") as table:
+            for line in table:
+                fields, _, rest = line.partition(" - ")
+                parts = fields.split()
+                if len(parts) < 3 or not rest or ":" not in parts[2]:
+                    continue
+                major, minor = parts[2].split(":", 1)
+                if major.isdigit() and minor.isdigit():
+                    kinds[os.makedev(int(major), int(minor))] = rest.split()[0]
+    except OSError:
+        return {}
+    return kinds
+
+
+def trusted(device: int) -> bool:
+    """Whether stats on ``device`` can stand for the files' contents (see the module's text)."""
+    return _kinds().get(device) in TRUSTED
+
+
+def scope_of(content: ContentStore) -> str:
+    """The part of a key naming the content store a file's bytes went to (a digest of its
+    location: a URL may carry a password)."""
+    return hashlib.sha256(content.blobs.url.encode()).hexdigest()[:16]
+
+
+def stat_key(path: str, now_ns: int, scope: str = "") -> str | None:
+    """The regular file's stat as a key (for the content store ``scope``); None for a symlink,
+    a file that is not regular or cannot be stat'ed, one changed within RACY_NS of
+    ``now_ns``, or one on a file system whose stats are not trusted."""
     try:
         st = os.lstat(path)
     except OSError:
         return None
     if not stat.S_ISREG(st.st_mode) or max(st.st_mtime_ns, st.st_ctime_ns) > now_ns - RACY_NS:
         return None
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+    if not trusted(st.st_dev):
+        return None
+    key = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+    return f"{key}@{scope}" if scope else key
 
 
-def stat_keys(paths: Iterable[str]) -> dict[str, str]:
+def stat_keys(paths: Iterable[str], scope: str = "") -> dict[str, str]:
     """The key of each path that has one, all taken now (before any of them is read)."""
     now = time.time_ns()
-    keys = {path: stat_key(path, now) for path in paths}
+    keys = {path: stat_key(path, now, scope) for path in paths}
     return {path: key for path, key in keys.items() if key is not None}
 
 
@@ -62,12 +119,16 @@ def _within(limits: Limits, label: str | None, size: int, width: int, height: in
 
 
 def reuse(
-    store: IngestStore, pending: list[tuple[int, Entry]], limits: Limits
+    store: IngestStore,
+    pending: list[tuple[int, Entry]],
+    limits: Limits,
+    *,
+    scope: str = "",
 ) -> tuple[list[FileResult], list[tuple[int, Entry]], dict[str, str]]:
-    """Split ``pending`` local files into those unchanged since an earlier read (as accepted
-    results, with no item: it is stored already) and those to read; and the stat keys taken,
-    to record with what the reads find."""
-    keys = stat_keys(entry.uri for _seq, entry in pending)
+    """Split ``pending`` local files into those unchanged since an earlier read for the
+    content store ``scope`` (as accepted results, with no item: it is stored already) and
+    those to read; and the stat keys taken, to record with what the reads find."""
+    keys = stat_keys((entry.uri for _seq, entry in pending), scope)
     states = store.file_states(list(keys))
     reused: list[FileResult] = []
     to_read: list[tuple[int, Entry]] = []
@@ -86,6 +147,24 @@ def reuse(
             FileResult(seq, entry.uri, entry.label, OK, None, sha256, size, None, entry.attrs)
         )
     return reused, to_read, keys
+
+
+def stored(
+    content: ContentStore, reused: list[FileResult], to_read: list[tuple[int, Entry]]
+) -> tuple[list[FileResult], list[tuple[int, Entry]]]:
+    """``reused`` without the files whose blob is missing from ``content`` (removed by hand
+    since): those join ``to_read``, to be read and stored again. Only for reused files that
+    no parent version holds: a version's own blobs are taken as present everywhere."""
+    missing = [r for r in reused if r.sha256 is None or not content.exists(r.sha256)]
+    if not missing:
+        return reused, to_read
+    gone = {r.uri for r in missing}
+    again = [(r.seq, Entry(r.uri, r.label, r.attrs)) for r in missing]
+    return [r for r in reused if r.uri not in gone], sorted([*to_read, *again], key=_seq)
+
+
+def _seq(item: tuple[int, Entry]) -> int:
+    return item[0]
 
 
 def held(parent: VersionIndex, reused: list[FileResult]) -> tuple[list[FileResult], int]:

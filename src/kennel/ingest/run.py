@@ -166,10 +166,14 @@ class Ingestor:
             held = 0  # of them, those the parent holds already: not even recorded
             keys: dict[str, str] = {}  # stat keys of local files, taken before any read
             if isinstance(source, FolderSource):
-                reused, pending, keys = filestate.reuse(self.store, pending, self.limits)
+                scope = filestate.scope_of(self.content)
+                reused, pending, keys = filestate.reuse(
+                    self.store, pending, self.limits, scope=scope
+                )
                 if reused and parent_id is not None:
                     parent = self.catalog.resolve(f"{dataset}@{parent_id}")
                     reused, held = filestate.held(self.catalog.index(parent), reused)
+                reused, pending = filestate.stored(self.content, reused, pending)
             progress(Event("ingest", done=len(done) + len(reused) + held, total=len(entries)))
             processed = 0
             chunks = _chunks(source, pending, self.chunk, local_files=self.engine.reads_local_files)
