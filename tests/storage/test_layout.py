@@ -101,3 +101,18 @@ def test_a_store_whose_marker_lost_a_race_follows_the_recorded_one(tmp_path: Pat
     cas = ContentStore(blobs)
     digest = cas.put(b"bytes")
     assert (tmp_path / "blobs" / digest_key(digest, NESTED)).is_file()
+
+
+def test_a_flat_store_that_lost_its_marker_stays_flat(blobs: BlobStore) -> None:
+    cas = ContentStore(blobs)
+    one = cas.put(b"before the marker was removed")
+    if isinstance(blobs, LocalBlobStore):  # removed by hand
+        (blobs.root / LAYOUT_KEY).unlink()
+    else:
+        assert isinstance(blobs, FsspecBlobStore)
+        blobs.fs.rm(f"{blobs.root}/{LAYOUT_KEY}")
+    reopened = ContentStore(blobs)
+    assert reopened.layout() is None
+    two = reopened.put(b"after")
+    assert reopened.layout() == FLAT and blobs.get(LAYOUT_KEY).strip() == FLAT.encode()
+    assert _keys(blobs) == {LAYOUT_KEY, digest_key(one, FLAT), digest_key(two, FLAT)}

@@ -60,16 +60,18 @@ class ContentStore:
         return NESTED if text == NESTED else FLAT
 
     def _write_layout(self) -> str:
-        """The layout new blobs go in, recorded on the first write: nested for a store that
-        holds blobs already (written before layouts were recorded), flat for a new one."""
+        """The layout new blobs go in, recorded on the first write: the layout of the blobs a
+        store holds already (nested for one written before layouts were recorded; flat for
+        one whose marker was lost), flat for a new one."""
         if self._layout is None:
             self._layout = self._read_layout()
         if self._layout is None:
             found = (key for key in self.blobs.list("sha256/") if key != LAYOUT_KEY)
-            held = next(found, None) is not None
-            self.blobs.put(LAYOUT_KEY, (NESTED if held else FLAT).encode() + b"\n")
+            first = next(found, None)
+            held = FLAT if first is None or first.count("/") == 2 else NESTED
+            self.blobs.put(LAYOUT_KEY, held.encode() + b"\n")
             # a writer racing this one may have recorded its answer first: that one holds
-            self._layout = self._read_layout() or (NESTED if held else FLAT)
+            self._layout = self._read_layout() or held
         return self._layout
 
     def _keys(self, digest: str) -> tuple[str, str]:
