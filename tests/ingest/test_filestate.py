@@ -192,13 +192,9 @@ def test_stats_are_trusted_only_on_local_file_systems(
     lake = _lake(tmp_path / "lake", 4)
     table = _mounts(tmp_path / "mountinfo", os.stat(lake / "cat" / "001.jpg").st_dev, kind)
     monkeypatch.setattr(filestate, "MOUNTS", str(table))
-    filestate._kinds.cache_clear()
-    try:
-        ws = opened(tmp_path / "proj", workers=1)
-        _ingest(ws, lake)
-        report = _ingest(ws, lake)
-    finally:
-        filestate._kinds.cache_clear()
+    ws = opened(tmp_path / "proj", workers=1)
+    _ingest(ws, lake)
+    report = _ingest(ws, lake)
     assert (report.processed, report.reused) == (4 - reused, reused)
 
 
@@ -207,10 +203,6 @@ def test_without_a_mount_table_every_file_is_read(
 ) -> None:
     lake = _lake(tmp_path / "lake", 4)
     monkeypatch.setattr(filestate, "MOUNTS", str(tmp_path / "no-such-table"))
-    filestate._kinds.cache_clear()
-    try:
-        ws = opened(tmp_path / "proj", workers=1)
-        _ingest(ws, lake)
-        assert (_ingest(ws, lake).processed, filestate.trusted(os.stat(lake).st_dev)) == (4, False)
-    finally:
-        filestate._kinds.cache_clear()
+    ws = opened(tmp_path / "proj", workers=1)
+    _ingest(ws, lake)
+    assert (_ingest(ws, lake).processed, filestate.trusted(os.stat(lake).st_dev)) == (4, False)

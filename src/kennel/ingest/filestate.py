@@ -31,12 +31,11 @@ records are the files it read or had to judge again.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from kennel.datasets.index import VersionIndex
 from kennel.db.ingest import IngestStore
@@ -53,9 +52,9 @@ TRUSTED = frozenset(
 )
 
 
-@functools.cache
-def _kinds() -> dict[int, str]:
-    """Each mounted device's file system type, from the mount table (empty where there is none)."""
+def file_systems() -> dict[int, str]:
+    """Each mounted device's file system type, from the mount table as it is now (empty where
+    there is none). Read once per listing: a long-lived process sees mounts come and go."""
     kinds: dict[int, str] = {}
     try:
         with open(MOUNTS, encoding="utf-8", errors="replace") as table:
@@ -72,9 +71,10 @@ def _kinds() -> dict[int, str]:
     return kinds
 
 
-def trusted(device: int) -> bool:
-    """Whether stats on ``device`` can stand for the files' contents (see the module's text)."""
-    return _kinds().get(device) in TRUSTED
+def trusted(device: int, kinds: Mapping[int, str] | None = None) -> bool:
+    """Whether stats on ``device`` can stand for the files' contents (see the module's text);
+    ``kinds``: ``file_systems()`` when the caller has read it already."""
+    return (file_systems() if kinds is None else kinds).get(device) in TRUSTED
 
 
 def scope_of(content: ContentStore) -> str:
@@ -83,17 +83,18 @@ def scope_of(content: ContentStore) -> str:
     return hashlib.sha256(content.blobs.url.encode()).hexdigest()[:16]
 
 
-def stat_key(path: str, now_ns: int, scope: str = "") -> str | None:
+def stat_key(path: str, now_ns: int, scope: str, kinds: Mapping[int, str]) -> str | None:
     """The regular file's stat as a key (for the content store ``scope``); None for a symlink,
     a file that is not regular or cannot be stat'ed, one changed within RACY_NS of
-    ``now_ns``, or one on a file system whose stats are not trusted."""
+    ``now_ns``, or one on a file system whose stats are not trusted (``kinds``: the mounted
+    file systems)."""
     try:
         st = os.lstat(path)
     except OSError:
         return None
     if not stat.S_ISREG(st.st_mode) or max(st.st_mtime_ns, st.st_ctime_ns) > now_ns - RACY_NS:
         return None
-    if not trusted(st.st_dev):
+    if not trusted(st.st_dev, kinds):
         return None
     key = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
     return f"{key}@{scope}" if scope else key
@@ -101,8 +102,8 @@ def stat_key(path: str, now_ns: int, scope: str = "") -> str | None:
 
 def stat_keys(paths: Iterable[str], scope: str = "") -> dict[str, str]:
     """The key of each path that has one, all taken now (before any of them is read)."""
-    now = time.time_ns()
-    keys = {path: stat_key(path, now, scope) for path in paths}
+    now, kinds = time.time_ns(), file_systems()
+    keys = {path: stat_key(path, now, scope, kinds) for path in paths}
     return {path: key for path, key in keys.items() if key is not None}
 
 
