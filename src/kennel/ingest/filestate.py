@@ -36,6 +36,7 @@ import os
 import stat
 import time
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 
 from kennel.datasets.index import VersionIndex
 from kennel.db.ingest import IngestStore
@@ -161,11 +162,7 @@ def stored(
         return reused, to_read
     gone = {r.uri for r in missing}
     again = [(r.seq, Entry(r.uri, r.label, r.attrs)) for r in missing]
-    return [r for r in reused if r.uri not in gone], sorted([*to_read, *again], key=_seq)
-
-
-def _seq(item: tuple[int, Entry]) -> int:
-    return item[0]
+    return [r for r in reused if r.uri not in gone], sorted([*to_read, *again], key=itemgetter(0))
 
 
 def held(parent: VersionIndex, reused: list[FileResult]) -> tuple[list[FileResult], int]:

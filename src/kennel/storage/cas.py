@@ -68,10 +68,10 @@ class ContentStore:
         if self._layout is None:
             found = (key for key in self.blobs.list("sha256/") if key != LAYOUT_KEY)
             first = next(found, None)
-            held = FLAT if first is None or first.count("/") == 2 else NESTED
-            self.blobs.put(LAYOUT_KEY, held.encode() + b"\n")
+            found_layout = FLAT if first is None or first.count("/") == 2 else NESTED
+            self.blobs.put(LAYOUT_KEY, found_layout.encode() + b"\n")
             # a writer racing this one may have recorded its answer first: that one holds
-            self._layout = self._read_layout() or held
+            self._layout = self._read_layout() or found_layout
         return self._layout
 
     def _keys(self, digest: str) -> tuple[str, str]:
