@@ -167,12 +167,13 @@ class Ingestor:
             keys: dict[str, str] = {}  # stat keys of local files, taken before any read
             if isinstance(source, FolderSource):
                 scope = filestate.scope_of(self.content)
-                reused, pending, keys = filestate.reuse(
+                unchanged, pending, keys = filestate.reuse(
                     self.store, pending, self.limits, scope=scope
                 )
-                if reused and parent_id is not None:
+                if unchanged and parent_id is not None:
                     parent = self.catalog.resolve(f"{dataset}@{parent_id}")
-                    reused, held = filestate.held(self.catalog.index(parent), reused)
+                    unchanged, held = filestate.held(self.catalog.index(parent), unchanged)
+                reused = filestate.results(unchanged)
                 reused, pending = filestate.stored(self.content, reused, pending)
             progress(Event("ingest", done=len(done) + len(reused) + held, total=len(entries)))
             processed = 0

@@ -194,8 +194,10 @@ def label_for(relpath: str, layout: Literal["imagefolder", "flat"]) -> str | Non
     if layout == "flat":
         match = _FLAT_NAME.match(posixpath.basename(relpath))
         return match.group(1).lower() if match else None
-    parent = posixpath.dirname(relpath)
-    return posixpath.basename(parent) or None
+    # posixpath.basename(posixpath.dirname(relpath)), by hand: once per file of every listing
+    cut = relpath.rfind("/")
+    parent = relpath[:cut].rstrip("/") if cut > 0 else ""
+    return parent[parent.rfind("/") + 1 :] or None
 
 
 _USERINFO = re.compile(r"(://[^/@:\s]*:)[^/\s]*@")
@@ -249,7 +251,9 @@ def _split_images(
             skipped[BAD_NAME] += 1
         elif _unsafe_member(rel):
             skipped[outside] += 1
-        elif any(p.startswith(".") or p == "__MACOSX" for p in rel.split("/")):
+        elif (rel[:1] == "." or "/." in rel or "__MACOSX" in rel) and any(
+            p.startswith(".") or p == "__MACOSX" for p in rel.split("/")
+        ):  # (the test before ``and`` spares the split for the usual name)
             continue  # hidden files and macOS resource forks are not data
         elif not is_image_name(rel):
             ignored += 1
