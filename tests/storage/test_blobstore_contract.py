@@ -142,3 +142,40 @@ def test_open_blob_store_picks_backend(tmp_path: Path) -> None:
 def test_check_answers_for_a_reachable_store(store: BlobStore) -> None:
     store.check()  # nothing raised, nothing written
     assert list(store.list()) == []
+
+
+def test_local_exists_answers_as_a_full_resolve_does(tmp_path: Path) -> None:
+    """``exists`` looks a key up with one lstat in a folder it resolved once; its answers (and
+    refusals) are those of resolving the whole key each time."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"s")
+    root = tmp_path / "blobs"
+    store = LocalBlobStore(root)
+    assert not store.exists("sha256/ab/none")  # no store yet: nothing is made by looking
+    assert not root.exists()
+    store.put("sha256/ab/real", b"x")
+    (root / "sha256" / "ab" / "folder").mkdir()
+    (root / "sha256" / "ab" / "inside").symlink_to(root / "sha256" / "ab" / "real")
+    (root / "sha256" / "ab" / "dangling").symlink_to(root / "sha256" / "ab" / "gone")
+    (root / "sha256" / "ab" / "escape").symlink_to(outside / "secret")
+    (root / "sha256" / "cd").symlink_to(outside)  # a planted folder link
+    answers = {
+        "sha256/ab/real": True,
+        "sha256/ab/inside": True,
+        "sha256/ab/none": False,
+        "sha256/ab/folder": False,
+        "sha256/ab/dangling": False,
+        "sha256/ab/real/under": False,
+        "sha256/zz/none": False,
+    }
+    for key, expected in answers.items():
+        assert store.exists(key) is expected, key
+        assert LocalBlobStore(root)._path(key).is_file() is expected, key
+    for key in ("sha256/ab/escape", "sha256/cd/secret"):
+        with pytest.raises(UnsafePathError):
+            store.exists(key)
+    # a folder made after a look found none is found by the next look
+    assert not store.exists("sha256/ef/later")
+    store.put("sha256/ef/later", b"y")
+    assert store.exists("sha256/ef/later") and LocalBlobStore(root).exists("sha256/ef/later")

@@ -140,7 +140,36 @@ class LocalBlobStore:
             raise StorageError(f"cannot read artifact {key!r}: {exc.strerror or exc}") from exc
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        """Whether a regular file is under ``key`` (following a symlink, which is resolved and
+        confined as for a read). One ``lstat`` in a folder resolved once per store, the common
+        case: a full resolve of every key took ~70 us, seconds for a folder of 100,000 files
+        whose blobs an ingest looks up."""
+        folder, _, name = check_key(key).rpartition("/")
+        found = self._existing_folder(folder)
+        if found is None:
+            return False
+        try:
+            mode = os.lstat(os.path.join(found, name)).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if stat.S_ISLNK(mode):
+            return self._path(key).is_file()  # resolved, and confined, every time
+        return stat.S_ISREG(mode)
+
+    def _existing_folder(self, folder: str) -> Path | None:
+        """``folder`` (a checked key prefix) resolved inside the root when it is a folder now,
+        from the cache of folders this store made or found; None when there is none (not
+        cached: it may be made later). Never makes a folder."""
+        path = self._folders.get(folder)
+        if path is not None:
+            return path
+        resolved = self._path(folder) if folder else self.root
+        if not resolved.is_dir():
+            return None
+        if len(self._folders) >= _FOLDERS_KEPT:
+            self._folders.clear()
+        self._folders[folder] = resolved
+        return resolved
 
     def check(self) -> None:
         # the folder is made on the first write; what must not be there is a file in its way
