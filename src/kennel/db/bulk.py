@@ -94,7 +94,10 @@ def fetch_tuples(session: Session, query: Select[Any]) -> Sequence[Sequence[Any]
     for a bytea."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        compiled = query.compile(dialect=connection.dialect)
+        # an IN over a list is "expanding": rendered here, one parameter per value
+        compiled = query.compile(
+            dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+        )
         driver = connection.connection.driver_connection
         assert driver is not None
         with driver.cursor(binary=True) as cursor:
