@@ -35,7 +35,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from operator import itemgetter
 
 from kennel.datasets.index import VersionIndex
@@ -72,10 +72,10 @@ def file_systems() -> dict[int, str]:
     return kinds
 
 
-def trusted(device: int, kinds: Mapping[int, str] | None = None) -> bool:
-    """Whether stats on ``device`` can stand for the files' contents (see the module's text);
-    ``kinds``: ``file_systems()`` when the caller has read it already."""
-    return (file_systems() if kinds is None else kinds).get(device) in TRUSTED
+def trusted_devices() -> set[int]:
+    """The mounted devices whose stats can stand for the files' contents (see the module's
+    text), from the mount table as it is now."""
+    return {device for device, kind in file_systems().items() if kind in TRUSTED}
 
 
 def scope_of(content: ContentStore) -> str:
@@ -90,7 +90,7 @@ def stat_keys(paths: Iterable[str], scope: str = "") -> dict[str, str]:
     cannot be stat'ed, one changed within RACY_NS of now, or one on a file system whose stats
     are not trusted. One loop with its lookups hoisted: it runs once per file of a folder."""
     racy = time.time_ns() - RACY_NS
-    devices = {device for device, kind in file_systems().items() if kind in TRUSTED}
+    devices = trusted_devices()
     suffix = f"@{scope}" if scope else ""
     lstat, regular = os.lstat, stat.S_ISREG
     keys: dict[str, str] = {}
@@ -174,14 +174,14 @@ def results(unchanged: list[Unchanged]) -> list[FileResult]:
 
 
 def stored(
-    content: ContentStore, reused: list[FileResult], to_read: list[tuple[int, Entry]]
-) -> tuple[list[FileResult], list[tuple[int, Entry]]]:
-    """``reused`` without the files whose blob is missing from ``content`` (removed by hand
-    since): those join ``to_read``, to be read and stored again. Only for reused files that
+    content: ContentStore, unchanged: list[Unchanged], to_read: list[tuple[int, Entry]]
+) -> tuple[list[Unchanged], list[tuple[int, Entry]]]:
+    """``unchanged`` without the files whose blob is missing from ``content`` (removed by hand
+    since): those join ``to_read``, to be read and stored again. Only for unchanged files that
     no parent version holds: a version's own blobs are taken as present everywhere."""
-    missing = [r for r in reused if r.sha256 is None or not content.exists(r.sha256)]
+    missing = {seq for seq, _entry, sha256, _size in unchanged if not content.exists(sha256)}
     if not missing:
-        return reused, to_read
-    gone = {r.uri for r in missing}
-    again = [(r.seq, Entry(r.uri, r.label, r.attrs)) for r in missing]
-    return [r for r in reused if r.uri not in gone], sorted([*to_read, *again], key=itemgetter(0))
+        return unchanged, to_read
+    again = [(seq, entry) for seq, entry, _sha256, _size in unchanged if seq in missing]
+    kept = [u for u in unchanged if u[0] not in missing]
+    return kept, sorted([*to_read, *again], key=itemgetter(0))

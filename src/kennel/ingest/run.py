@@ -173,8 +173,8 @@ class Ingestor:
                 if unchanged and parent_id is not None:
                     parent = self.catalog.resolve(f"{dataset}@{parent_id}")
                     unchanged, held = filestate.held(self.catalog.index(parent), unchanged)
+                unchanged, pending = filestate.stored(self.content, unchanged, pending)
                 reused = filestate.results(unchanged)
-                reused, pending = filestate.stored(self.content, reused, pending)
             progress(Event("ingest", done=len(done) + len(reused) + held, total=len(entries)))
             processed = 0
             chunks = _chunks(source, pending, self.chunk, local_files=self.engine.reads_local_files)
