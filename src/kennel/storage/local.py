@@ -57,6 +57,10 @@ class LocalBlobStore:
             os.mkdir(path)
         except FileExistsError:
             path = self._path(folder)  # resolved (a symlink is followed) and confined
+        return self._keep(folder, path)
+
+    def _keep(self, folder: str, path: Path) -> Path:
+        """Remember ``folder`` as ``path`` (a bounded cache: cleared when full)."""
         if len(self._folders) >= _FOLDERS_KEPT:
             self._folders.clear()
         self._folders[folder] = path
@@ -164,12 +168,7 @@ class LocalBlobStore:
         if path is not None:
             return path
         resolved = self._path(folder) if folder else self.root
-        if not resolved.is_dir():
-            return None
-        if len(self._folders) >= _FOLDERS_KEPT:
-            self._folders.clear()
-        self._folders[folder] = resolved
-        return resolved
+        return self._keep(folder, resolved) if resolved.is_dir() else None
 
     def check(self) -> None:
         # the folder is made on the first write; what must not be there is a file in its way
