@@ -48,3 +48,27 @@ def test_near_pairs_in_a_wide_group_of_identical_hashes() -> None:
     new = [False] * 200 + [True]
     assert near_pairs(hashes, new, distance=4) == [(i, 200, 1) for i in range(200)]
     assert near_pairs(hashes, [True] + [False] * 200, distance=4) == [(0, 200, 1)]
+
+
+def test_near_pairs_match_brute_force_whatever_few_rows_are_new() -> None:
+    # appends: a few new rows among many old, clusters of relatives, a crowd of near-zero
+    # hashes (groups wider than a block), and sets with no new row at all
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        n = int(rng.integers(0, 300))
+        roots = [int(x) for x in rng.integers(0, 2**63, max(1, n // 6), dtype=np.int64)]
+        ints = []
+        for _ in range(n):
+            value = roots[int(rng.integers(len(roots)))]
+            for b in rng.choice(64, size=int(rng.integers(0, 5)), replace=False):
+                value ^= 1 << int(b)
+            ints.append(int(rng.integers(0, 8)) if rng.random() < 0.3 else value)
+        share = [0.0, 0.02, 0.5][trial % 3]
+        new = [bool(x) for x in rng.random(n) < share]
+        found = near_pairs([f"{h:016x}" for h in ints], new, distance=3)
+        expected = [
+            (i, j, bin(ints[i] ^ ints[j]).count("1"))
+            for i, j in itertools.combinations(range(n), 2)
+            if 0 < bin(ints[i] ^ ints[j]).count("1") <= 3 and (new[i] or new[j])
+        ]
+        assert found == expected, trial

@@ -1,11 +1,12 @@
 """File states (kennel.ingest.filestate's record of what each local file held): saved with a
-checkpoint, replaced by a later read of the same file, and found only with their item."""
+checkpoint, replaced by a later read of the same file, and found only with their item's size."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import text
 
 from kennel.db import Database
 from kennel.db.datasets import DatasetStore, Item
@@ -32,11 +33,46 @@ def test_a_later_read_replaces_a_files_state(store: IngestStore) -> None:
     run = store.start("r1", dataset="d", source="s", fingerprint="f", parent_version=None,
                       files=2, actor="t")  # fmt: skip
     a, b = "a" * 64, "b" * 64
-    store.save([_item(a)], [_record(run.id, "/x.jpg", a)], [("/x.jpg", "10:1:1:7:1", a)])
-    # a state whose item is unknown is not found
-    store.save([], [_record(run.id, "/y.jpg", "c" * 64)], [("/y.jpg", "1:1:1:1:1", "c" * 64)])
+    store.save([_item(a)], [_record(run.id, "/x.jpg", a)], [("/x.jpg", "10:1:1:7:1", a, 64, 48)])
     assert store.file_states(["/x.jpg", "/y.jpg", "/z.jpg"]) == {
         "/x.jpg": ("10:1:1:7:1", a, 64, 48)
     }
-    store.save([_item(b)], [], [("/x.jpg", "10:2:2:7:1", b)])
-    assert store.file_states(["/x.jpg"]) == {"/x.jpg": ("10:2:2:7:1", b, 64, 48)}
+    store.save([_item(b)], [], [("/x.jpg", "10:2:2:7:1", b, 32, 24)])
+    assert store.file_states(["/x.jpg"]) == {"/x.jpg": ("10:2:2:7:1", b, 32, 24)}
+
+
+def test_migration_0011_sizes_each_state_from_its_item(metadata_url: str) -> None:
+    """States written before 0011 get their item's size; one whose item is unknown gets none
+    and is not found (its file is read again), as the join that 0011 replaced decided."""
+    from alembic import command
+    from alembic.config import Config
+
+    from kennel.db.engine import _MIGRATIONS, make_engine, upgrade
+
+    engine = make_engine(metadata_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0010")
+    a, c = "a" * 64, "c" * 64
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO items (sha256, size, format, mode, width, height, brightness,"
+                " contrast, sharpness, phash) VALUES (:a, 10, 'JPEG', 'RGB', 64, 48, 1, 2, 3, :p)"
+            ),
+            {"a": a, "p": "0" * 16},
+        )
+        connection.execute(
+            text("INSERT INTO file_states (uri, stat, sha256) VALUES (:u, :s, :h)"),
+            [{"u": "/x.jpg", "s": "10:1:1:7:1", "h": a}, {"u": "/y.jpg", "s": "1:1:1:1:1", "h": c}],
+        )
+    upgrade(engine)  # to head
+    engine.dispose()
+    database = Database.open(metadata_url)
+    try:
+        found = IngestStore(database).file_states(["/x.jpg", "/y.jpg"])
+    finally:
+        database.dispose()
+    assert found == {"/x.jpg": ("10:1:1:7:1", a, 64, 48)}

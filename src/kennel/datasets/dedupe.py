@@ -2,8 +2,8 @@
 
 Near duplicates use the pigeonhole trick: split the 64-bit hash into ``distance + 1`` bands;
 two hashes within ``distance`` bits agree exactly on at least one band, so only rows sharing a
-band value are compared. Only pairs touching ``new`` rows are searched, so an append costs time
-in proportion to what it adds.
+band value are compared. Only pairs touching ``new`` rows are searched, and only among the rows
+sharing a band value with one, so an append costs time in proportion to what it adds.
 """
 
 from __future__ import annotations
@@ -41,7 +41,14 @@ def near_pairs(
         if sum(f.shape[1] for f in found) >= max_pairs:
             break
         mask = np.uint64(((1 << (hi - lo)) - 1) << lo)
-        found.extend(_band_pairs(values, is_new, values & mask, distance, max_pairs))
+        keys = values & mask
+        # only rows sharing a band value with a new row can pair with one: search just those
+        # (the same groups in the same order, so the same pairs, even when cut at max_pairs)
+        near = np.flatnonzero(np.isin(keys, keys[is_new]))
+        if len(near) < 2:
+            continue
+        for i, j, bits in _band_pairs(values[near], is_new[near], keys[near], distance, max_pairs):
+            found.append(np.stack([near[i], near[j], bits]))
     if not found:
         return []
     i, j, bits = np.concatenate(found, axis=1)
@@ -68,21 +75,26 @@ def _band_pairs(
     wanted = with_new & (sizes > 1)
     group_of = np.repeat(np.arange(len(starts)), sizes)
     out: list[np.ndarray] = []
+    kept = [0]  # pairs in out
 
     def keep(a: np.ndarray, b: np.ndarray) -> bool:
         either = is_new[a] | is_new[b]
         a, b = a[either], b[either]
         bits = np.bitwise_count(values[a] ^ values[b])
         close = (bits > 0) & (bits <= distance)
-        a, b = a[close], b[close]
-        out.append(np.stack([np.minimum(a, b), np.maximum(a, b), bits[close].astype(np.int64)]))
-        return sum(int(o.shape[1]) for o in out) >= enough
+        if close.any():
+            a, b = a[close], b[close]
+            out.append(np.stack([np.minimum(a, b), np.maximum(a, b), bits[close].astype(np.int64)]))
+            kept[0] += len(a)
+        return kept[0] >= enough
 
     narrow = wanted & (sizes <= _WIDE)
     positions = np.flatnonzero(narrow[group_of])  # sorted positions in narrow groups
     ends = (starts + sizes)[group_of]
     for d in range(1, int(sizes[narrow].max()) if narrow.any() else 1):
         positions = positions[positions + d < ends[positions]]
+        if not len(positions):
+            break
         if keep(order[positions], order[positions + d]):
             return out
     for g in np.flatnonzero(wanted & (sizes > _WIDE)).tolist():

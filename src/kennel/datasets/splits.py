@@ -30,16 +30,28 @@ def assign(
     have: dict[str, Counter[str]] = defaultdict(Counter)
     for label, split in existing.values():
         have[label][split] += 1
+    return assign_counted(have, new_units, test=test, validation=validation, seed=seed)
+
+
+def assign_counted(
+    have: Mapping[str, Mapping[str, int]],
+    new_units: Mapping[str, str],
+    *,
+    test: float,
+    validation: float,
+    seed: int,
+) -> dict[str, str]:
+    """``assign`` given only how many existing units each label has in each split."""
     by_label: dict[str, list[str]] = defaultdict(list)
     for sha, label in new_units.items():
         by_label[label].append(sha)
 
     result: dict[str, str] = {}
     for label, shas in by_label.items():
-        counts = have[label]
+        counts = have.get(label, {})
         total = sum(counts.values()) + len(shas)
-        need_test = max(0, round(total * test) - counts["test"])
-        need_val = max(0, round(total * validation) - counts["validation"])
+        need_test = max(0, round(total * test) - counts.get("test", 0))
+        need_val = max(0, round(total * validation) - counts.get("validation", 0))
         for i, sha in enumerate(sorted(shas, key=lambda s: rank_key(s, seed))):
             if i < need_test:
                 result[sha] = "test"

@@ -1,5 +1,5 @@
-"""Dataset versions: building a child from a parent plus new files (pure), and the catalog that
-stores, resolves, lists and compares versions (metadata DB + content store)."""
+"""Dataset versions: the catalog that stores, resolves, lists and compares them (metadata DB +
+content store). A version's child is built from it by ``kennel.datasets.extension``."""
 
 from __future__ import annotations
 
@@ -12,13 +12,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from kennel.config import SplitConfig
-from kennel.datasets import compare, dedupe, splits
+from kennel.datasets import compare
 from kennel.datasets import index as version_index
 from kennel.datasets.manifest import (
     Row,
-    attrs_json,
-    by_key,
     from_parquet,
     read_table,
     to_parquet,
@@ -36,101 +33,16 @@ SAMPLE = 20  # how many duplicate groups / pairs a summary keeps verbatim
 TABLE_CACHE_BYTES = 256 * 2**20  # manifests kept decoded by a long-lived catalog (the dashboard)
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A validated new file offered to a version."""
-
-    uri: str
-    sha256: str
-    label: str
-    item: dict[str, Any]
-    attrs: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Extension:
-    rows: list[Row]
-    added: list[Row]
-    already_present: int
-    conflicts: list[tuple[str, str]]  # (uri, reason)
-    exact_groups: list[list[str]]
-    near_pairs: list[tuple[str, str, int]]
-
-
-def extend(
-    parent: Sequence[Row],
-    candidates: Sequence[Candidate],
-    *,
-    split: SplitConfig,
-    near_distance: int,
-) -> Extension:
-    """The child of ``parent`` holding every candidate whose content is new to it."""
-    known = {row.sha256: (row.label, row.split) for row in parent}
-    seen_label: dict[str, str] = {}
-    accepted: list[Candidate] = []
-    already = 0
-    conflicts: list[tuple[str, str]] = []
-    for cand in sorted(candidates, key=lambda c: c.uri):
-        if cand.sha256 in known:
-            label = known[cand.sha256][0]
-            if label == cand.label:
-                already += 1
-            else:
-                conflicts.append(
-                    (cand.uri, f"label conflict: the same bytes are labelled {label!r} already")
-                )
-            continue
-        first = seen_label.setdefault(cand.sha256, cand.label)
-        if first != cand.label:
-            conflicts.append(
-                (cand.uri, f"label conflict: the same bytes are also labelled {first!r}")
-            )
-            continue
-        accepted.append(cand)
-
-    assigned = splits.assign(
-        known, seen_label, test=split.test, validation=split.validation, seed=split.seed
-    )
-    added = [
-        Row(
-            uri=c.uri,
-            sha256=c.sha256,
-            label=c.label,
-            split=assigned[c.sha256],
-            width=int(c.item["width"]),
-            height=int(c.item["height"]),
-            brightness=float(c.item["brightness"]),
-            contrast=float(c.item["contrast"]),
-            sharpness=float(c.item["sharpness"]),
-            phash=str(c.item["phash"]),
-            attrs=attrs_json(c.attrs),
-        )
-        for c in accepted
-    ]
-    rows = sorted([*parent, *added], key=by_key)
-    uris_by_sha: dict[str, list[str]] = defaultdict(list)
-    for row in rows:
-        uris_by_sha[row.sha256].append(row.uri)
-    added_keys = {(r.uri, r.sha256) for r in added}
-    pairs = dedupe.near_pairs(
-        [r.phash for r in rows],
-        [(r.uri, r.sha256) in added_keys for r in rows],
-        distance=near_distance,
-    )
-    return Extension(
-        rows=rows,
-        added=added,
-        already_present=already,
-        conflicts=conflicts,
-        exact_groups=dedupe.exact_groups(uris_by_sha),
-        near_pairs=[(rows[i].uri, rows[j].uri, bits) for i, j, bits in pairs],
-    )
-
-
-def counts(rows: Sequence[Row]) -> dict[str, dict[str, int]]:
+def counts(rows: Sequence[Row] | pa.Table) -> dict[str, dict[str, int]]:
+    """Files per label and split."""
     table: dict[str, Counter[str]] = defaultdict(Counter)
-    for row in rows:
-        table[row.label][row.split] += 1
+    if isinstance(rows, pa.Table):
+        counted = rows.group_by(["label", "split"]).aggregate([("uri", "count")])
+        for row in counted.to_pylist():
+            table[row["label"]][row["split"]] += int(row["uri_count"])
+    else:
+        for row in rows:
+            table[row.label][row.split] += 1
     return {label: dict(sorted(c.items())) for label, c in sorted(table.items())}
 
 
@@ -237,20 +149,21 @@ class DatasetCatalog:
     def commit(
         self,
         dataset: str,
-        rows: list[Row],
+        rows: list[Row] | pa.Table,
         *,
         parent: DatasetVersion | None,
         ingest_run_id: str | None,
         summary: dict[str, Any],
         actor: str,
     ) -> tuple[DatasetVersion, bool]:
-        """Store ``rows`` as a version of ``dataset``; (version, False) when it already exists.
-        HeadMovedError when ``parent`` is no longer the dataset's newest version."""
-        vid = version_id(rows)
+        """Store ``rows`` (or a manifest table, in manifest order) as a version of ``dataset``;
+        (version, False) when it already exists. HeadMovedError when ``parent`` is no longer
+        the dataset's newest version."""
+        table = rows if isinstance(rows, pa.Table) else to_table(rows)
+        vid = version_id(table)
         existing = self.store.get(dataset, vid)
         if existing is not None:
             return existing, False
-        table = to_table(rows)
         manifest = self.content.put(to_parquet(table))
         index = version_index.build(table)
         if parent is not None:
@@ -263,8 +176,8 @@ class DatasetCatalog:
             manifest_sha256=manifest,
             index_sha256=index_sha256,
             ingest_run_id=ingest_run_id,
-            n_rows=len(rows),
-            counts=counts(rows),
+            n_rows=table.num_rows,
+            counts=counts(table),
             summary=summary,
             actor=actor,
         )

@@ -31,7 +31,7 @@ from kennel.db.schema import (
 
 RUNNING = "running"
 STATE_PAGE = 5000  # uris per query when looking up file states
-_STATE_COLUMNS = ("uri", "stat", "sha256")
+_STATE_COLUMNS = ("uri", "stat", "sha256", "width", "height")
 
 
 @dataclass(frozen=True)
@@ -211,17 +211,16 @@ class IngestStore:
             )
 
     def file_states(self, uris: Sequence[str]) -> dict[str, tuple[str, str, int, int]]:
-        """For each of ``uris`` with a recorded state whose item exists: (stat, sha256, width,
-        height), the stat the file had when its sha256 was read (``kennel.ingest.filestate``)."""
+        """For each of ``uris`` with a recorded state that knows its item's size: (stat,
+        sha256, width, height), the stat the file had when its sha256 was read
+        (``kennel.ingest.filestate``)."""
         found: dict[str, tuple[str, str, int, int]] = {}
-        columns: list[Any] = [FileStateRow.uri, FileStateRow.stat, FileStateRow.sha256]
-        columns += [ItemRow.width, ItemRow.height]
+        row = FileStateRow
+        columns: list[Any] = [row.uri, row.stat, row.sha256, row.width, row.height]
         with self.db.session() as s:
             for start in range(0, len(uris), STATE_PAGE):
-                query = (
-                    select(*columns)
-                    .join(ItemRow, ItemRow.sha256 == FileStateRow.sha256)
-                    .where(FileStateRow.uri.in_(uris[start : start + STATE_PAGE]))
+                query = select(*columns).where(
+                    row.uri.in_(uris[start : start + STATE_PAGE]), row.width.is_not(None)
                 )
                 # the driver's tuples (text and integers): SQLAlchemy rows cost a third more
                 for uri, stat, sha256, width, height in fetch_tuples(s, query):
@@ -232,11 +231,11 @@ class IngestStore:
         self,
         items: Sequence[Item],
         records: Sequence[IngestRecord],
-        states: Sequence[tuple[str, str, str]] = (),
+        states: Sequence[tuple[str, str, str, int, int]] = (),
     ) -> None:
         """One checkpoint: new items and the records of a chunk, in one transaction; items and
-        records stored already are left as they are. ``states``: (uri, stat, sha256) of local
-        files read for this chunk, each replacing the uri's earlier state."""
+        records stored already are left as they are. ``states``: (uri, stat, sha256, width,
+        height) of local files read for this chunk, each replacing the uri's earlier state."""
         # plain tuples (attrgetter), not asdict(): its deep copy was a tenth of a large
         # ingest's time, and SQLAlchemy's parameter sets per row a fifth of the driver's
         with self.db.session() as s:

@@ -119,6 +119,9 @@ class FileStateRow(Base):
     uri: Mapped[str] = mapped_column(Text, primary_key=True)
     stat: Mapped[str] = mapped_column(String(128))
     sha256: Mapped[str] = mapped_column(String(64))
+    # the item's size, for the limits check (none: a state from before 0011 without an item)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
 
 
 class DatasetVersionRow(Base):

@@ -21,13 +21,9 @@ from itertools import islice
 from typing import Any
 
 from kennel.config import DataConfig
-from kennel.datasets.versioning import (
-    Candidate,
-    DatasetCatalog,
-    DatasetVersion,
-    Extension,
-    extend,
-)
+from kennel.datasets.extension import Candidate, Extension, extend
+from kennel.datasets.manifest import SCHEMA
+from kennel.datasets.versioning import DatasetCatalog, DatasetVersion
 from kennel.db import Database
 from kennel.db.datasets import Item
 from kennel.db.ingest import IngestRecord, IngestStore
@@ -246,7 +242,7 @@ class Ingestor:
             if r.status == OK and r.item is not None and r.sha256 is not None
         }
         states = sorted(  # by uri: concurrent ingests of one folder lock rows in one order
-            (r.uri, keys[r.uri], r.sha256)
+            (r.uri, keys[r.uri], r.sha256, int(r.item["width"]), int(r.item["height"]))
             for r in results
             if r.item is not None and r.sha256 is not None and r.uri in keys
         )
@@ -303,7 +299,7 @@ class Ingestor:
             try:
                 version, created = self.catalog.commit(
                     dataset,
-                    ext.rows,
+                    ext.table,
                     parent=parent,
                     ingest_run_id=run_id,
                     summary=summary,
@@ -333,14 +329,14 @@ class Ingestor:
         ``held``: files not recorded because the parent holds them unchanged."""
         skipped = listing.skipped
         ext = extend(
-            self.catalog.rows(parent) if parent else [],
+            self.catalog.table(parent) if parent else SCHEMA.empty_table(),
             candidates,
             split=self.data.split,
             near_distance=self.data.near_duplicate_distance,
         )
         bad = [(r.uri, r.reason) for r in self.store.mark(run_id, ext.conflicts, QUARANTINED)]
         quarantined = Counter(reason_kind(reason or "") for _uri, reason in bad)
-        if not ext.rows:
+        if ext.table.num_rows == 0:
             self._close(run_id, "failed", None, {"quarantined": dict(quarantined)})
             self.store.forget_first_failure(run_id)  # no empty dataset left behind
             never_read = f"; skipped {skipped}" if skipped else ""
@@ -353,7 +349,7 @@ class Ingestor:
             raise SourceError(f"no valid images in {source.describe()} ({found}){note}")
         summary: dict[str, Any] = {
             "source": source.describe(),
-            "added": len(ext.added),
+            "added": ext.added,
             "already_present": ext.already_present + held,
             "quarantined": dict(sorted(quarantined.items())),
             "quarantine_sample": [[u, r or ""] for u, r in bad[:50]],
