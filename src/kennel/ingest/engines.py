@@ -16,7 +16,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,6 +60,11 @@ class Engine(Protocol):
         """Reach the executor, or raise before the caller writes anything; released on exit."""
         ...
 
+    def expect(self, files: int) -> None:
+        """A hint, inside ``connected``: about ``files`` files may follow. An engine may get
+        ready for them now, while the driver lists and looks up what it can skip."""
+        ...
+
     def map(
         self, target: Target, chunks: Iterable[Chunk], files: int
     ) -> Iterator[list[FileResult]]:
@@ -68,7 +73,8 @@ class Engine(Protocol):
 
 
 class LocalEngine:
-    """This machine: inline for one worker or a small source, else a spawn process pool."""
+    """This machine: inline for one worker or a small source, else a spawn process pool, kept
+    from ``expect`` (or the first ``map``) to the end of ``connected``."""
 
     name = "local"
     reads_local_files = True
@@ -78,9 +84,37 @@ class LocalEngine:
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, workers)
+        self._target: Target | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
-    def connected(self, target: Target) -> AbstractContextManager[None]:
-        return nullcontext()
+    @contextmanager
+    def connected(self, target: Target) -> Iterator[None]:
+        self._target = target
+        try:
+            yield
+        finally:
+            self._target = None
+            if self._pool is not None:
+                pool, self._pool = self._pool, None
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def expect(self, files: int) -> None:
+        """Start the workers now when ``files`` is enough for a pool: spawning them and their
+        imports (~1 s) then overlap the driver's listing and state lookup, on another core."""
+        if self.workers > 1 and files >= INLINE_BELOW and self._target is not None:
+            pool = self._started(self._target)
+            for _ in range(self.workers):
+                pool.submit(os.getpid)  # a worker starts for each task no idle one can take
+
+    def _started(self, target: Target) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=init_worker,
+                initargs=(target.artifacts_url, target.limits, os.getpid(), False),
+            )
+        return self._pool
 
     def map(
         self, target: Target, chunks: Iterable[Chunk], files: int
@@ -89,17 +123,15 @@ class LocalEngine:
             for chunk in chunks:
                 yield check_and_store(target.content, target.limits, chunk, durable=False)
             return
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            self.workers,
-            mp_context=context,
-            initializer=init_worker,
-            initargs=(target.artifacts_url, target.limits, os.getpid(), False),
-        ) as pool:
-            inflight: deque[Future[list[FileResult]]] = deque()
+        pool = self._started(target)
+        inflight: deque[Future[list[FileResult]]] = deque()
+        try:
             for chunk in chunks:
                 inflight.append(pool.submit(process_chunk, chunk))
                 if len(inflight) >= 3 * self.workers:
                     yield inflight.popleft().result()
-            for future in inflight:
-                yield future.result()
+            while inflight:
+                yield inflight.popleft().result()
+        finally:
+            for future in inflight:  # stopped early (an error, or the caller's): drop the rest
+                future.cancel()

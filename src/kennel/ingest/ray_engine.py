@@ -229,6 +229,9 @@ class RayEngine:
                 "use a shared store (s3://...)"
             )
 
+    def expect(self, files: int) -> None:
+        """Nothing to ready: the cluster's workers are up already."""
+
     def map(self, target: Target, chunks: Iterable[Chunk], files: int) -> Iterator[Results]:
         calls = ((target.artifacts_url, target.limits, chunk) for chunk in chunks)
         return self.tasks(check_on_worker, calls, job="ingest")
