@@ -14,7 +14,7 @@ import pytest
 
 from kennel.config import SplitConfig
 from kennel.datasets import dedupe, splits
-from kennel.datasets.extension import Candidate, extend
+from kennel.datasets.extension import Candidate, candidates_table, extend
 from kennel.datasets.manifest import SCHEMA, Row, by_key, read_table, to_parquet, to_table
 from kennel.datasets.manifest import version_id as manifest_version_id
 
@@ -120,7 +120,7 @@ def test_the_columnar_child_is_the_row_by_row_child(seed: int) -> None:
     parent = read_table(to_parquet(to_table(parent_rows))) if parent_rows else SCHEMA.empty_table()
     offered = offers(rng, int(rng.integers(0, 200)), contents)
     want = model_extend(parent_rows, offered)
-    got = extend(parent, offered, split=SPLIT, near_distance=4)
+    got = extend(parent, candidates_table(offered), split=SPLIT, near_distance=4)
     assert [Row(**r) for r in got.table.to_pylist()] == want["rows"]
     assert (got.added, got.already_present) == (want["added"], want["already"])
     assert got.conflicts == want["conflicts"]
@@ -143,3 +143,18 @@ def test_a_manifest_with_an_empty_value_has_no_version_id() -> None:
     broken = table.set_column(2, "label", pa.array([None], pa.string()))
     with pytest.raises(ValueError, match="label"):
         manifest_version_id(broken)
+
+
+def test_offering_only_what_the_parent_holds_adds_nothing() -> None:
+    rng = np.random.default_rng(5)
+    contents = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(50)]
+    parent_rows = model_extend([], offers(rng, 80, contents))["rows"]
+    parent = read_table(to_parquet(to_table(parent_rows)))
+    again = [Candidate(r.uri, r.sha256, r.label, {"width": r.width, "height": r.height,
+             "brightness": r.brightness, "contrast": r.contrast, "sharpness": r.sharpness,
+             "phash": r.phash}) for r in parent_rows]  # fmt: skip
+    for offer in (again, []):
+        got = extend(parent, candidates_table(offer), split=SPLIT, near_distance=4)
+        assert [Row(**r) for r in got.table.to_pylist()] == parent_rows
+        assert (got.added, got.already_present, got.conflicts) == (0, len(offer), [])
+        assert manifest_version_id(got.table) == model_version_id(parent_rows)

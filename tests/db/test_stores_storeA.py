@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from kennel.db import Database, aware
 from kennel.db.datasets import DatasetStore, DatasetVersion, Item
-from kennel.db.ingest import IngestRecord, IngestStore
+from kennel.db.ingest import ACCEPTED, IngestRecord, IngestStore
 from kennel.db.registry import AliasEvent, ModelVersion, RegistryStore
 from kennel.db.runs import Run, RunMetric, RunStore
 from kennel.db.schema import ModelVersionRow
@@ -156,17 +156,22 @@ def test_ingest_store_checkpoints_records_and_items(db: Database) -> None:
     assert store.recorded_uris("r1") == {f"/lake/{i}.jpg" for i in range(4)}
     assert store.recorded_uris("r2") == set()
 
-    accepted = store.records_with_items("r1", "ok")
-    assert [rec.seq for rec, _item_ in accepted] == [0, 1, 2]  # file order
-    assert [item for _rec, item in accepted] == [_item(1), _item(3), _item(2)]
-    assert accepted[0][0] == _record("r1", 0, sha=_item(1).sha256)
+    accepted = store.accepted("r1", "ok")
+    assert accepted["uri"] == [f"/lake/{n}.jpg" for n in (0, 1, 2)]  # file order
+    assert accepted["sha256"] == [_item(n).sha256 for n in (1, 3, 2)]
+    assert accepted["label"] == ["cat"] * 3 and accepted["attrs"] == [{"k": "v"}] * 3
+    assert accepted["phash"] == [_item(n).phash for n in (1, 3, 2)]
+    assert (accepted["width"][0], accepted["height"][0]) == (32, 24)
+    assert (accepted["brightness"][0], accepted["contrast"][0]) == (1.5, 2.5)
+    assert accepted["sharpness"] == [3.5] * 3
 
     bad = store.mark("r1", [("/lake/1.jpg", "label conflict: x")], "quarantined")
     assert [(r.uri, r.reason) for r in bad] == [
         ("/lake/1.jpg", "label conflict: x"),
         ("/lake/3.jpg", "no label"),
     ]
-    assert [rec.seq for rec, _item_ in store.records_with_items("r1", "ok")] == [0, 2]
+    assert store.accepted("r1", "ok")["uri"] == ["/lake/0.jpg", "/lake/2.jpg"]
+    assert store.accepted("r2", "ok") == {name: [] for name in ACCEPTED}
 
     closed = store.close("r1", "done", "v" * 64, {"added": 2, "quarantined": {"label": 1}})
     assert closed.status == "done" and closed.version_id == "v" * 64

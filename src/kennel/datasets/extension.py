@@ -9,7 +9,7 @@ table took most of an append's re-versioning)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from kennel.datasets import dedupe, splits
 from kennel.datasets.manifest import MANIFEST_ORDER, SCHEMA, attrs_json
 
 _NEW = "__new"  # a column marking the added rows while the child is sorted
+CANDIDATES = pa.schema([f for f in SCHEMA if f.name != "split"])  # new files, before splits
 
 
 @dataclass(frozen=True)
@@ -45,49 +46,72 @@ class Extension:
     near_pairs: list[tuple[str, str, int]]
 
 
+def offered(columns: Mapping[str, Sequence[Any]]) -> pa.Table:
+    """New files as a table of candidates, from columns named as the manifest's (``split``
+    aside), their ``attrs`` as dicts (``IngestStore.accepted`` gives them so)."""
+    attrs = [attrs_json(a) if a else "{}" for a in columns["attrs"]]
+    data = {name: attrs if name == "attrs" else columns[name] for name in CANDIDATES.names}
+    return pa.Table.from_pydict(data, schema=CANDIDATES)
+
+
+def candidates_table(candidates: Sequence[Candidate]) -> pa.Table:
+    """``offered`` for candidates given one by one."""
+    columns: dict[str, list[Any]] = {
+        "uri": [c.uri for c in candidates],
+        "sha256": [c.sha256 for c in candidates],
+        "label": [c.label for c in candidates],
+        "attrs": [c.attrs for c in candidates],
+    }
+    for name in ("width", "height", "brightness", "contrast", "sharpness", "phash"):
+        columns[name] = [c.item[name] for c in candidates]
+    return offered(columns)
+
+
 def extend(
     parent: pa.Table,
-    candidates: Sequence[Candidate],
+    candidates: pa.Table,
     *,
     split: SplitConfig,
     near_distance: int,
 ) -> Extension:
-    """The child of ``parent`` (a manifest table) holding every candidate whose content is new
-    to it. A candidate whose bytes the parent holds under its label already is counted as
-    present; under another label, or offered twice with two labels, it is a conflict."""
-    offered = sorted(candidates, key=lambda c: c.uri)
-    shas = pa.array([c.sha256 for c in offered], pa.string())
+    """The child of ``parent`` (a manifest table) holding every candidate (a table from
+    ``offered``) whose content is new to it. A candidate whose bytes the parent holds under its
+    label already is counted as present; under another label, or offered twice with two
+    labels, it is a conflict."""
+    offer = candidates.sort_by([("uri", "ascending")])
+    uris, shas = offer["uri"].to_pylist(), _column(offer, "sha256")
+    labels = offer["label"].to_pylist()
     # each candidate's row in the parent with the same bytes (-1: none); one label per content
     where = pc.index_in(shas, value_set=_column(parent, "sha256")).fill_null(-1).to_numpy()
-    known = where >= 0
-    held_label = _column(parent, "label").take(pa.array(where[known])).to_pylist()
-    label_of = dict(zip(shas.filter(pa.array(known)).to_pylist(), held_label, strict=True))
+    held_label = _column(parent, "label").take(pa.array(where[where >= 0])).to_pylist()
+    label_of = dict(zip(shas.filter(pa.array(where >= 0)).to_pylist(), held_label, strict=True))
     seen_label: dict[str, str] = {}
-    accepted: list[Candidate] = []
+    keep = np.zeros(len(uris), dtype=bool)
     already = 0
     conflicts: list[tuple[str, str]] = []
-    for cand in offered:
-        label = label_of.get(cand.sha256)
-        if label is not None:
-            if label == cand.label:
+    for n, (uri, sha, label) in enumerate(zip(uris, shas.to_pylist(), labels, strict=True)):
+        held = label_of.get(sha)
+        if held is not None:
+            if held == label:
                 already += 1
             else:
                 conflicts.append(
-                    (cand.uri, f"label conflict: the same bytes are labelled {label!r} already")
+                    (uri, f"label conflict: the same bytes are labelled {held!r} already")
                 )
             continue
-        first = seen_label.setdefault(cand.sha256, cand.label)
-        if first != cand.label:
-            conflicts.append(
-                (cand.uri, f"label conflict: the same bytes are also labelled {first!r}")
-            )
+        first = seen_label.setdefault(sha, label)
+        if first != label:
+            conflicts.append((uri, f"label conflict: the same bytes are also labelled {first!r}"))
             continue
-        accepted.append(cand)
+        keep[n] = True
 
     assigned = splits.assign_counted(
         _units(parent), seen_label, test=split.test, validation=split.validation, seed=split.seed
     )
-    added = _table(accepted, assigned)
+    accepted = offer.filter(pa.array(keep))
+    split_of = [assigned[sha] for sha in accepted["sha256"].to_pylist()]
+    split_column = pa.array(split_of, pa.string())
+    added = accepted.add_column(SCHEMA.get_field_index("split"), "split", split_column)
     marked = pa.concat_tables(
         [
             parent.append_column(_NEW, pa.array(np.zeros(parent.num_rows, dtype=bool))),
@@ -120,28 +144,6 @@ def _units(parent: pa.Table) -> dict[str, dict[str, int]]:
     for row in counted.to_pylist():
         have[row["label"]][row["split"]] = int(row["sha256_count_distinct"])
     return have
-
-
-def _table(accepted: Sequence[Candidate], assigned: dict[str, str]) -> pa.Table:
-    def item(name: str) -> list[Any]:
-        return [c.item[name] for c in accepted]
-
-    return pa.Table.from_pydict(
-        {
-            "uri": [c.uri for c in accepted],
-            "sha256": [c.sha256 for c in accepted],
-            "label": [c.label for c in accepted],
-            "split": [assigned[c.sha256] for c in accepted],
-            "width": [int(w) for w in item("width")],
-            "height": [int(h) for h in item("height")],
-            "brightness": [float(v) for v in item("brightness")],
-            "contrast": [float(v) for v in item("contrast")],
-            "sharpness": [float(v) for v in item("sharpness")],
-            "phash": [str(v) for v in item("phash")],
-            "attrs": [attrs_json(c.attrs) for c in accepted],
-        },
-        schema=SCHEMA,
-    )
 
 
 def _exact_groups(child: pa.Table) -> list[list[str]]:

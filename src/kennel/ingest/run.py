@@ -20,8 +20,10 @@ from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import Any
 
+import pyarrow as pa
+
 from kennel.config import DataConfig
-from kennel.datasets.extension import Candidate, Extension, extend
+from kennel.datasets.extension import Extension, extend, offered
 from kennel.datasets.manifest import SCHEMA
 from kennel.datasets.versioning import DatasetCatalog, DatasetVersion
 from kennel.db import Database
@@ -275,23 +277,7 @@ class Ingestor:
         listing: Listing,
         held: int,
     ) -> tuple[DatasetVersion, bool, dict[str, Any]]:
-        candidates = [
-            Candidate(
-                uri=rec.uri,
-                sha256=rec.sha256 or "",
-                label=rec.label or "",
-                item={
-                    "width": item.width,
-                    "height": item.height,
-                    "brightness": item.brightness,
-                    "contrast": item.contrast,
-                    "sharpness": item.sharpness,
-                    "phash": item.phash,
-                },
-                attrs=rec.attrs,
-            )
-            for rec, item in self.store.records_with_items(run_id, OK)
-        ]
+        candidates = offered(self.store.accepted(run_id, OK))
         # Another ingest into the dataset may commit while this one runs: then this version is
         # built again on the newest one (a child of it, holding what both brought), not beside it.
         for _attempt in range(REPARENT_ATTEMPTS):
@@ -320,7 +306,7 @@ class Ingestor:
         self,
         run_id: str,
         parent: DatasetVersion | None,
-        candidates: list[Candidate],
+        candidates: pa.Table,
         source: Source,
         listing: Listing,
         held: int,
