@@ -67,6 +67,10 @@ def make_files(out: Path, first: int, count: int) -> None:
 
 
 def _timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
+    # Each tool starts with no one else's writes waiting in the page cache: a file system sync
+    # (kennel's, before it records what it stored) would otherwise flush the other tool's
+    # gigabyte too, and which tool ran just before would decide a part of the time.
+    os.sync()
     began = time.perf_counter()
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - began
