@@ -207,3 +207,33 @@ def test_without_a_mount_table_every_file_is_read(
     _ingest(ws, lake)
     assert _ingest(ws, lake).processed == 4
     assert os.stat(lake).st_dev not in filestate.trusted_devices()
+
+
+def test_a_pool_starts_only_for_files_that_are_read(
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two workers, a folder of INLINE_BELOW + 10 files starts a process pool the first
+    time (while its states are looked up); ingested again unchanged, or with a few files more,
+    it reads too little for one and starts none (it once did, and waited for its workers)."""
+    from kennel.ingest import engines
+
+    started: list[int] = []
+    real = engines.LocalEngine._started
+
+    def counted(self: engines.LocalEngine, target: engines.Target) -> Any:
+        if self._pool is None:
+            started.append(os.getpid())
+        return real(self, target)
+
+    monkeypatch.setattr(engines.LocalEngine, "_started", counted)
+    lake = _lake(tmp_path / "lake", engines.INLINE_BELOW + 10)
+    ws = opened(tmp_path / "proj")
+
+    def ingest() -> IngestReport:
+        return ws.ingestor(2).run(ws.source(str(lake), layout="imagefolder"), "pets")
+
+    assert ingest().processed == engines.INLINE_BELOW + 10 and len(started) == 1
+    assert ingest().processed == 0 and len(started) == 1
+    (lake / "cat" / "new.jpg").write_bytes(_jpeg(10_000, 0))
+    again = ingest()
+    assert (again.processed, again.added) == (1, 1) and len(started) == 1

@@ -159,7 +159,6 @@ class Ingestor:
             run_id, parent_id, resumed = self._start(dataset, source, entries, actor)
             done = self.store.recorded_uris(run_id)
             pending = [(seq, e) for seq, e in enumerate(entries) if e.uri not in done]
-            self.engine.expect(len(pending))  # a pool starts while the states are looked up
             # a folder's files unchanged since an earlier read are not read again
             reused: list[FileResult] = []
             held = 0  # of them, those the parent holds already: not even recorded
@@ -169,6 +168,7 @@ class Ingestor:
                 unchanged, pending, keys = filestate.reuse(
                     self.store, pending, self.limits, scope=scope
                 )
+                self.engine.expect(len(pending))  # a pool starts while the rest is sorted out
                 if unchanged and parent_id is not None:
                     parent = self.catalog.resolve(f"{dataset}@{parent_id}")
                     unchanged, held = filestate.held(self.catalog.index(parent), unchanged)
