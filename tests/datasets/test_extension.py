@@ -158,3 +158,24 @@ def test_offering_only_what_the_parent_holds_adds_nothing() -> None:
         assert [Row(**r) for r in got.table.to_pylist()] == parent_rows
         assert (got.added, got.already_present, got.conflicts) == (0, len(offer), [])
         assert manifest_version_id(got.table) == model_version_id(parent_rows)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_parent_kennel_did_not_write_is_read_as_before(seed: int) -> None:
+    """A manifest from elsewhere may give one content two labels or two splits (kennel's
+    never does): its last row decides, for conflicts and for the split counts."""
+    rng = np.random.default_rng(100 + seed)
+    contents = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(30)]
+    labels, splits_ = ["cat", "dog"], ["train", "test", "validation"]
+    parent_rows = [
+        Row(f"p{i:02d}", str(rng.choice(contents)), str(rng.choice(labels)),
+            str(rng.choice(splits_)), 8, 8, 0.5, 0.5, 0.5, f"{i:016x}", "{}")
+        for i in range(60)
+    ]  # fmt: skip
+    offered = offers(rng, 40, contents)
+    want = model_extend(parent_rows, offered)
+    parent = read_table(to_parquet(to_table(parent_rows)))
+    got = extend(parent, candidates_table(offered), split=SPLIT, near_distance=4)
+    assert [Row(**r) for r in got.table.to_pylist()] == want["rows"]
+    assert (got.added, got.already_present) == (want["added"], want["already"])
+    assert got.conflicts == want["conflicts"]

@@ -81,10 +81,15 @@ def extend(
     offer = candidates.sort_by([("uri", "ascending")])
     uris, shas = offer["uri"].to_pylist(), _column(offer, "sha256")
     labels = offer["label"].to_pylist()
-    # each candidate's row in the parent with the same bytes (-1: none); one label per content
-    where = pc.index_in(shas, value_set=_column(parent, "sha256")).fill_null(-1).to_numpy()
-    held_label = _column(parent, "label").take(pa.array(where[where >= 0])).to_pylist()
-    label_of = dict(zip(shas.filter(pa.array(where >= 0)).to_pylist(), held_label, strict=True))
+    # the label the parent gives each candidate's bytes: its last row with them (the catalog
+    # keeps one label per content; a manifest from elsewhere may not, and then the last
+    # decides, as it always has)
+    backwards = _column(parent, "sha256")[::-1]
+    found = pc.index_in(shas, value_set=backwards).fill_null(-1).to_numpy()
+    known = found >= 0
+    where = parent.num_rows - 1 - found[known]
+    held_label = _column(parent, "label").take(pa.array(where)).to_pylist()
+    label_of = dict(zip(shas.filter(pa.array(known)).to_pylist(), held_label, strict=True))
     seen_label: dict[str, str] = {}
     keep = np.zeros(len(uris), dtype=bool)
     already = 0
@@ -138,11 +143,16 @@ def _column(table: pa.Table, name: str) -> pa.Array:
 
 
 def _units(parent: pa.Table) -> dict[str, dict[str, int]]:
-    """How many distinct contents (the unit of a split) each label has in each split."""
-    counted = parent.group_by(["label", "split"]).aggregate([("sha256", "count_distinct")])
+    """How many distinct contents (the unit of a split) each label has in each split, each
+    content counted once, under its last row's label and split."""
+    units = parent.select(["sha256", "label", "split"])
+    last = units.group_by("sha256", use_threads=False).aggregate(
+        [("label", "last"), ("split", "last")]
+    )
+    counted = last.group_by(["label_last", "split_last"]).aggregate([("sha256", "count")])
     have: dict[str, dict[str, int]] = defaultdict(dict)
     for row in counted.to_pylist():
-        have[row["label"]][row["split"]] = int(row["sha256_count_distinct"])
+        have[row["label_last"]][row["split_last"]] = int(row["sha256_count"])
     return have
 
 
