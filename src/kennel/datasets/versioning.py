@@ -31,6 +31,7 @@ from kennel.storage import ContentStore
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SAMPLE = 20  # how many duplicate groups / pairs a summary keeps verbatim
 TABLE_CACHE_BYTES = 256 * 2**20  # manifests kept decoded by a long-lived catalog (the dashboard)
+INDEXES_KEPT = 4  # indexes kept opened (an append reads its parent's twice)
 
 
 def counts(rows: Sequence[Row] | pa.Table) -> dict[str, dict[str, int]]:
@@ -77,6 +78,7 @@ class DatasetCatalog:
         self.store = DatasetStore(db)
         self.cache_bytes = cache_bytes
         self._tables: OrderedDict[str, pa.Table] = OrderedDict()
+        self._indexes: OrderedDict[str, version_index.VersionIndex] = OrderedDict()
         self._lock = threading.Lock()
 
     def ensure_dataset(self, name: str) -> None:
@@ -142,9 +144,19 @@ class DatasetCatalog:
     def index(self, version: DatasetVersion) -> version_index.VersionIndex:
         """The version's index: the one stored when it was committed, else (a version committed
         before indexes were stored) built from its manifest now."""
-        if version.index_sha256 is not None:
-            return version_index.from_bytes(self.content.get(version.index_sha256))
-        return version_index.build(self.table(version))
+        digest = version.index_sha256
+        if digest is None:
+            return version_index.build(self.table(version))
+        with self._lock:  # addressed by content: a kept one is never stale
+            if digest in self._indexes:
+                self._indexes.move_to_end(digest)
+                return self._indexes[digest]
+        index = version_index.from_bytes(self.content.get(digest))
+        with self._lock:
+            self._indexes[digest] = index
+            while len(self._indexes) > INDEXES_KEPT:
+                self._indexes.popitem(last=False)
+        return index
 
     def commit(
         self,

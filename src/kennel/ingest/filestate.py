@@ -38,6 +38,9 @@ import time
 from collections.abc import Iterable
 from operator import itemgetter
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from kennel.datasets.index import VersionIndex
 from kennel.db.ingest import IngestStore
 from kennel.ingest.sources import Entry
@@ -159,9 +162,18 @@ def reuse(
 def held(parent: VersionIndex, unchanged: list[Unchanged]) -> tuple[list[Unchanged], int]:
     """Those of ``unchanged`` that ``parent`` does not hold as (uri, sha256, label) already,
     and how many it does (each one a file "already present" that needs no record)."""
-    labels = [parent.labels[code] for code in parent.label_codes.tolist()]
-    rows = set(zip(parent.uri.to_pylist(), parent.sha256.to_pylist(), labels, strict=True))
-    rest = [u for u in unchanged if (u[1].uri, u[2], u[1].label) not in rows]
+    # compared as one text per file, (uri, sha256, label) joined by a byte no uri holds, by
+    # Arrow: sets of 100,000 Python tuples took a tenth of an append
+    label_of = pa.array(parent.labels, pa.string()).take(pa.array(parent.label_codes))
+    held_keys = pc.binary_join_element_wise(parent.uri, parent.sha256, label_of, "\0")
+    keys = pc.binary_join_element_wise(
+        pa.array([u[1].uri for u in unchanged], pa.string()),
+        pa.array([u[2] for u in unchanged], pa.string()),
+        pa.array([u[1].label for u in unchanged], pa.string()),
+        "\0",
+    )
+    found = pc.is_in(keys, value_set=held_keys).to_numpy(zero_copy_only=False)
+    rest = [u for u, there in zip(unchanged, found.tolist(), strict=True) if not there]
     return rest, len(unchanged) - len(rest)
 
 
