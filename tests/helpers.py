@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from sqlalchemy.engine import Engine
 
 from kennel.deploy.certify import png_declaring
 
@@ -91,3 +92,20 @@ def labelled_jpegs(
         f"{labels[i % len(labels)]}/img{seed}_{i:04d}.jpg": jpeg(48, 40, seed=seed * 100_000 + i)
         for i in range(count)
     }
+
+
+def schema_at(metadata_url: str, revision: str) -> Engine:
+    """An engine on ``metadata_url`` whose database is migrated up to ``revision`` only: for a
+    test that writes rows as an older kennel did, then upgrades (``kennel.db.engine.upgrade``)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from kennel.db.engine import _MIGRATIONS, make_engine
+
+    engine = make_engine(metadata_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+    return engine

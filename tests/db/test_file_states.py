@@ -10,7 +10,9 @@ from sqlalchemy import text
 
 from kennel.db import Database
 from kennel.db.datasets import DatasetStore, Item
+from kennel.db.engine import upgrade
 from kennel.db.ingest import IngestRecord, IngestStore
+from tests.helpers import schema_at
 
 
 def _item(sha256: str) -> Item:
@@ -44,17 +46,7 @@ def test_a_later_read_replaces_a_files_state(store: IngestStore) -> None:
 def test_migration_0011_sizes_each_state_from_its_item(metadata_url: str) -> None:
     """States written before 0011 get their item's size; one whose item is unknown gets none
     and is not found (its file is read again), as the join that 0011 replaced decided."""
-    from alembic import command
-    from alembic.config import Config
-
-    from kennel.db.engine import _MIGRATIONS, make_engine, upgrade
-
-    engine = make_engine(metadata_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "0010")
+    engine = schema_at(metadata_url, "0010")
     a, c = "a" * 64, "c" * 64
     with engine.begin() as connection:
         connection.execute(

@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from kennel.db import Database, make_engine, upgrade
+from kennel.db import Database, upgrade
 from kennel.db.alerts import AlertRecords, RuleVerdict
 from kennel.db.audit import AuditLog
 from kennel.db.monitoring import MonitorRun, MonitorRunStore
 from kennel.db.telemetry import Sample, TelemetryStore
 from kennel.errors import NotFoundError, StateError
+from tests.helpers import schema_at
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -154,17 +155,7 @@ def test_audit_about_a_model_stops_at_its_name(db: Database) -> None:
 
 
 def test_migration_0006_lists_the_one_version_older_runs_knew(metadata_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from kennel.db.engine import _MIGRATIONS
-
-    engine = make_engine(metadata_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "0005")
+    engine = schema_at(metadata_url, "0005")
     insert = text(
         "INSERT INTO monitor_runs (id, at, environment, since, until, model, version, metrics)"
         " VALUES (:id, :at, 'production', :at, :at, 'pets', :version, '{}')"

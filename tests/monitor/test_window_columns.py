@@ -23,6 +23,7 @@ from kennel.monitor.runner import analyse
 from kennel.monitor.window import Window, load
 from kennel.serve.predlog import PredictionLog, decode_embedding, row_of
 from kennel.serve.runtime import Prediction
+from tests.helpers import schema_at
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 DIM = 16
@@ -169,20 +170,10 @@ def test_a_window_of_journalled_and_older_rows_analyses_as_from_the_json(
 
 
 def test_migration_0009_back_fills_the_rows_already_logged(metadata_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from kennel.db.engine import _MIGRATIONS
-
     rng = np.random.default_rng(2)
     rows = _rows(0, 50, rng)
     rows[7]["probabilities"] = {}  # a row with nothing to pack still reads back
-    engine = make_engine(metadata_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "0008")
+    engine = schema_at(metadata_url, "0008")
     _insert_old(metadata_url, rows)
     upgrade(engine)  # to head, rows present
     with engine.connect() as connection:
