@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from kennel.datasets.manifest import Row, attrs_json
-from kennel.datasets.versioning import DatasetVersion, counts
+from kennel.datasets.versioning import DatasetVersion
 from kennel.db.datasets import Item
 from kennel.db.ingest import IngestRecord, IngestStore
 from kennel.ingest.validate import QUARANTINED
@@ -79,7 +80,10 @@ def _ingest(
     version, _created = ws.catalog.commit(dataset, rows, parent=parent, ingest_run_id=run,
                                           summary=summary, actor="benchmark")  # fmt: skip
     store.close(run, "done", version.id, summary)
-    assert version.n_rows == len(rows) and version.counts == counts(rows)
+    expected: dict[str, Counter[str]] = defaultdict(Counter)
+    for row in rows:
+        expected[row.label][row.split] += 1
+    assert version.n_rows == len(rows) and version.counts == expected
     return version
 
 

@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kennel.datasets.manifest import contiguous
+
 
 @dataclass(frozen=True)
 class Columns:
@@ -31,17 +33,13 @@ class Changes:
     counts: dict[str, int]  # files per kind of change, however many positions were kept
 
 
-def _array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-
-
 def of_table(table: pa.Table) -> Columns:
-    return Columns(*(_array(table[c]) for c in ("uri", "sha256", "label", "split")))
+    return Columns(*(contiguous(table[c]) for c in ("uri", "sha256", "label", "split")))
 
 
 def _keys(files: Columns) -> pa.Array:
     """Each file's (uri, sha256) as one string that sorts as the pair does."""
-    return _array(pc.binary_join_element_wise(files.uri, files.sha256, "\x00"))
+    return contiguous(pc.binary_join_element_wise(files.uri, files.sha256, "\x00"))
 
 
 def _first(positions: np.ndarray, limit: int | None) -> list[int]:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from kennel.config import SplitConfig
 from kennel.datasets import dedupe, splits
-from kennel.datasets.manifest import MANIFEST_ORDER, SCHEMA, attrs_json
+from kennel.datasets.manifest import MANIFEST_ORDER, SCHEMA, attrs_json, contiguous
 
 _NEW = "__new"  # a column marking the added rows while the child is sorted
 CANDIDATES = pa.schema([f for f in SCHEMA if f.name != "split"])  # new files, before splits
@@ -79,16 +79,16 @@ def extend(
     label already is counted as present; under another label, or offered twice with two
     labels, it is a conflict."""
     offer = candidates.sort_by([("uri", "ascending")])
-    uris, shas = offer["uri"].to_pylist(), _column(offer, "sha256")
+    uris, shas = offer["uri"].to_pylist(), contiguous(offer["sha256"])
     labels = offer["label"].to_pylist()
     # the label the parent gives each candidate's bytes: its last row with them (the catalog
     # keeps one label per content; a manifest from elsewhere may not, and then the last
     # decides, as it always has)
-    backwards = _column(parent, "sha256")[::-1]
+    backwards = contiguous(parent["sha256"])[::-1]
     found = pc.index_in(shas, value_set=backwards).fill_null(-1).to_numpy()
     known = found >= 0
     where = parent.num_rows - 1 - found[known]
-    held_label = _column(parent, "label").take(pa.array(where)).to_pylist()
+    held_label = contiguous(parent["label"]).take(pa.array(where)).to_pylist()
     label_of = dict(zip(shas.filter(pa.array(known)).to_pylist(), held_label, strict=True))
     seen_label: dict[str, str] = {}
     keep = np.zeros(len(uris), dtype=bool)
@@ -137,11 +137,6 @@ def extend(
     )
 
 
-def _column(table: pa.Table, name: str) -> pa.Array:
-    column = table[name]
-    return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-
-
 def _units(parent: pa.Table) -> dict[str, dict[str, int]]:
     """How many distinct contents (the unit of a split) each label has in each split, each
     content counted once, under its last row's label and split."""
@@ -166,4 +161,4 @@ def _exact_groups(child: pa.Table) -> list[list[str]]:
     groups: dict[str, list[str]] = defaultdict(list)
     for sha, uri in zip(members["sha256"].to_pylist(), members["uri"].to_pylist(), strict=True):
         groups[sha].append(uri)
-    return sorted(sorted(uris) for uris in groups.values())
+    return dedupe.exact_groups(groups)

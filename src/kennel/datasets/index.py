@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from kennel.datasets.compare import Changes, Columns, changes
+from kennel.datasets.manifest import contiguous
 
 SLICE_VALUES = 20  # a column with more distinct values (a file index) is not a slice
 GROUPS = 20  # exact-duplicate groups kept verbatim
@@ -74,7 +75,7 @@ class VersionIndex:
 
 def _sorted_codes(column: pa.Array | pa.ChunkedArray) -> Codes:
     """Distinct values (sorted) and each row's position among them; a null is ''."""
-    encoded = pc.dictionary_encode(pc.fill_null(_array(column), ""))
+    encoded = pc.dictionary_encode(pc.fill_null(contiguous(column), ""))
     values = [str(v) for v in encoded.dictionary.to_pylist()]
     order = sorted(range(len(values)), key=values.__getitem__)
     rank = np.empty(len(values), dtype=np.int32)
@@ -147,13 +148,9 @@ def _duplicates(sha256: pa.Array, uri: pa.Array) -> tuple[list[tuple[str, list[s
     return [(s, sorted(groups[s])) for s in shown], repeated.num_rows
 
 
-def _array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-
-
 def build(manifest: pa.Table) -> VersionIndex:
     """The index of a manifest table (``kennel.datasets.manifest.read_table``)."""
-    uri, sha256 = _array(manifest["uri"]), _array(manifest["sha256"])
+    uri, sha256 = contiguous(manifest["uri"]), contiguous(manifest["sha256"])
     labels, label_codes = _sorted_codes(manifest["label"])
     splits, split_codes = _sorted_codes(manifest["split"])
     width = manifest["width"].to_numpy()
@@ -166,7 +163,7 @@ def build(manifest: pa.Table) -> VersionIndex:
         label_codes=label_codes,
         splits=splits,
         split_codes=split_codes,
-        slices=_slices(_array(manifest["attrs"])),
+        slices=_slices(contiguous(manifest["attrs"])),
         quality={
             "brightness": manifest["brightness"].to_numpy(),
             "contrast": manifest["contrast"].to_numpy(),
@@ -220,8 +217,8 @@ def from_bytes(data: bytes) -> VersionIndex:
     labels, label_codes = _decoded(table["label"])
     splits, split_codes = _decoded(table["split"])
     return VersionIndex(
-        uri=_array(table["uri"]),
-        sha256=_array(table["sha256"]),
+        uri=contiguous(table["uri"]),
+        sha256=contiguous(table["sha256"]),
         labels=labels,
         label_codes=label_codes,
         splits=splits,

@@ -67,6 +67,11 @@ by_key: Callable[[Row], tuple[str, str]] = attrgetter("uri", "sha256")
 MANIFEST_ORDER = [("uri", "ascending"), ("sha256", "ascending")]
 
 
+def contiguous(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``column`` as one array (a table's column may come in chunks)."""
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
 def attrs_json(attrs: dict[str, Any]) -> str:
     return json.dumps(attrs, sort_keys=True, separators=(",", ":"))
 
@@ -79,7 +84,7 @@ def version_id(rows: list[Row] | pa.Table) -> str:
     table = rows if isinstance(rows, pa.Table) else to_table(rows)
     fields: list[pa.Array] = []
     for name in COLUMNS:
-        column = table[name].combine_chunks()
+        column = contiguous(table[name])
         if column.null_count:
             raise ValueError(f"manifest column {name!r} has {column.null_count} empty values")
         if pa.types.is_floating(column.type):  # Arrow writes floats shortest, not to 4 places

@@ -34,16 +34,12 @@ TABLE_CACHE_BYTES = 256 * 2**20  # manifests kept decoded by a long-lived catalo
 INDEXES_KEPT = 4  # indexes kept opened (an append reads its parent's twice)
 
 
-def counts(rows: Sequence[Row] | pa.Table) -> dict[str, dict[str, int]]:
-    """Files per label and split."""
+def counts(manifest: pa.Table) -> dict[str, dict[str, int]]:
+    """Files per label and split of a manifest table."""
     table: dict[str, Counter[str]] = defaultdict(Counter)
-    if isinstance(rows, pa.Table):
-        counted = rows.group_by(["label", "split"]).aggregate([("uri", "count")])
-        for row in counted.to_pylist():
-            table[row["label"]][row["split"]] += int(row["uri_count"])
-    else:
-        for row in rows:
-            table[row.label][row.split] += 1
+    counted = manifest.group_by(["label", "split"]).aggregate([("uri", "count")])
+    for row in counted.to_pylist():
+        table[row["label"]][row["split"]] += int(row["uri_count"])
     return {label: dict(sorted(c.items())) for label, c in sorted(table.items())}
 
 

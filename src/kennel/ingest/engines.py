@@ -61,8 +61,8 @@ class Engine(Protocol):
         ...
 
     def expect(self, files: int) -> None:
-        """A hint, inside ``connected``: about ``files`` files may follow. An engine may get
-        ready for them now, while the driver lists and looks up what it can skip."""
+        """A hint, inside ``connected``: about ``files`` files will follow. An engine may get
+        ready for them now, while the driver finishes sorting out what it can skip."""
         ...
 
     def map(
@@ -100,7 +100,7 @@ class LocalEngine:
 
     def expect(self, files: int) -> None:
         """Start the workers now when ``files`` is enough for a pool: spawning them and their
-        imports (~1 s) then overlap the driver's listing and state lookup, on another core."""
+        imports (~1 s) then overlap the rest of the driver's preparation, on another core."""
         if self.workers > 1 and files >= INLINE_BELOW and self._target is not None:
             pool = self._started(self._target)
             for _ in range(self.workers):
