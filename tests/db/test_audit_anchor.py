@@ -127,3 +127,71 @@ def test_a_missing_anchor_in_the_middle_is_detected(tmp_path: Path) -> None:
     _anchors(root)[1].unlink()
     code, _out, err = _verify(root)
     assert code == 1 and "entry 2 has no anchor" in err
+
+
+def test_a_failed_anchor_write_is_said_and_an_admin_can_anchor_the_entry(tmp_path: Path) -> None:
+    """Writing entry 2's anchor fails (its name is taken by a folder): the command still
+    succeeds and says so on stderr; verify names entry 2 (it cannot tell it from a forged
+    row), and an admin's `audit anchor 2` mends it, audited."""
+    root = tmp_path / "p"
+    assert runner.invoke(app, ["init", str(root)]).exit_code == 0
+    admin = runner.invoke(app, ["token", "create", "--role", "admin", "-C", str(root)])
+    secret = admin.stdout.strip()
+    blocker = root / ".kennel" / "artifacts" / "audit" / "anchors" / "000000000002"
+    (blocker / "x").mkdir(parents=True)
+    created = runner.invoke(
+        app, ["token", "create", "--role", "viewer", "--name", "v", "--token", secret, "-C",
+              str(root)],
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    assert "entry 2 was recorded but could not be anchored" in created.stderr
+    assert "kennel audit anchor 2" in created.stderr
+    (blocker / "x").rmdir()
+    blocker.rmdir()
+    viewer = created.stdout.strip()
+    more = ["token", "create", "--role", "viewer", "--name", "w", "--token", secret]
+    assert runner.invoke(app, [*more, "-C", str(root)]).exit_code == 0
+    code, _out, err = _verify(root)
+    assert code == 1 and "entry 2 has no anchor" in err and "kennel audit anchor 2" in err
+
+    def anchor(seq: str, token: str) -> tuple[int, str]:
+        done = runner.invoke(app, ["audit", "anchor", seq, "--token", token, "-C", str(root)])
+        return done.exit_code, done.stdout + done.stderr
+
+    code, out = anchor("2", viewer)
+    assert code != 0 and "may not anchor audit entries" in out and "Traceback" not in out
+    assert anchor("2", secret) == (0, anchor_line(root, 2))
+    code, out = anchor("2", secret)
+    assert code != 0 and "entry 2 is anchored already" in out
+    code, out = anchor("99", secret)
+    assert code != 0 and "no audit entry 99" in out
+    code, _out, _err = _verify(root)
+    assert code == 0
+    log = json.loads(runner.invoke(app, ["audit", "log", "--json", "-C", str(root)]).stdout)
+    assert log[0]["action"] == "audit.anchored" and log[0]["subject"] == "2"
+
+
+def anchor_line(root: Path, seq: int) -> str:
+    ws = Workspace.load(root)
+    with ws.db.session() as s:
+        digest = s.scalar(select(AuditRow.hash).where(AuditRow.seq == seq))
+    ws.close()
+    return f"entry {seq} anchored ({digest[:12]})\n"
+
+
+def test_an_entry_slipped_in_is_not_anchored_over_a_broken_chain(tmp_path: Path) -> None:
+    """`audit anchor` checks the chain up to the entry: an altered earlier entry refuses it."""
+    root = tmp_path / "p"
+    assert runner.invoke(app, ["init", str(root)]).exit_code == 0
+    secret = runner.invoke(app, ["token", "create", "--role", "admin", "-C", str(root)]).stdout
+    for name in ("a", "b"):
+        done = runner.invoke(app, ["token", "create", "--role", "viewer", "--name", name,
+                                   "--token", secret.strip(), "-C", str(root)])  # fmt: skip
+        assert done.exit_code == 0
+    _anchors(root)[-1].unlink()  # entry 3 unanchored
+    ws = Workspace.load(root)
+    with ws.db.session() as s:
+        s.execute(update(AuditRow).where(AuditRow.seq == 1).values(actor="mallory"))
+    ws.close()
+    done = runner.invoke(app, ["audit", "anchor", "3", "--token", secret.strip(), "-C", str(root)])
+    assert done.exit_code != 0 and "the chain before entry 3 is broken" in done.stderr

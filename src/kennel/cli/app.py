@@ -172,6 +172,10 @@ def opened(project: Path | None) -> Iterator[Workspace]:
     try:
         yield ws
     finally:
+        db = ws.__dict__.get("db")  # opened by this command (a cached property)
+        anchor = db.audit_anchor if db is not None else None
+        for failure in anchor.failures if anchor is not None else []:
+            typer.echo(f"warning: {failure}", err=True)
         ws.close()
 
 

@@ -30,10 +30,13 @@ from kennel.cli.app import (
     PROJECT,
     JsonOption,
     ProjectOption,
+    TokenOption,
+    acting,
     new_app,
     opened,
 )
 from kennel.cli.render import console, emit_json, table
+from kennel.errors import AuthError
 
 app = new_app("kennel: MLOps for image classifiers, from the data lake to production.")
 app.add_typer(data.app, name="data", rich_help_panel=DATA)
@@ -150,9 +153,33 @@ def audit_verify(
         raise typer.Exit(1)
 
 
+@audit_app.command("anchor")
+def audit_anchor(
+    seq: Annotated[int, typer.Argument(min=1, max=2**62, help="The entry to anchor.")],
+    token: TokenOption = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Anchor an entry whose anchor write failed (an admin's act, after checking the entry:
+    `audit verify` names it, and cannot tell it from a row slipped into the database). The
+    chain up to it must verify; the act is itself an audited entry."""
+    from kennel.db.audit import anchor_entry
+
+    with opened(project) as ws:
+        who = acting(ws, token)
+        if not who.may("audit"):
+            raise AuthError(f"role {who.role!r} may not anchor audit entries; it takes admin")
+        with ws.db.session() as s:
+            digest = anchor_entry(s, seq, actor=who.name)
+    if json_out:
+        emit_json({"seq": seq, "hash": digest})
+    else:
+        console.print(f"entry {seq} anchored ({digest[:12]})")
+
+
 @audit_app.command("log")
 def audit_log(
-    limit: Annotated[int, typer.Option(help="Newest entries to show.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Newest entries to show.")] = 20,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:

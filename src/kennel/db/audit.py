@@ -9,7 +9,10 @@ appended the entry commits. ``verify`` then checks the newest anchored entry: th
 still hold it, with the same hash (which pins every entry before it).
 
 The window: an entry whose transaction committed but whose anchor write failed or was cut short
-by a crash is not anchored (``Verdict.anchored`` says how far the anchor reaches).
+by a crash is not anchored. ``verify`` cannot tell it from a row slipped into the database (and
+anchored over by the next real action), so it names the entry and fails; the failed write said
+so (``AuditAnchor.failures``, printed by the CLI, and the log). An admin who has checked the
+entry anchors it with ``anchor_entry`` (``kennel audit anchor SEQ``), itself an audited action.
 
 Actions recorded so far include ``token.create``, ``token.revoke``, ``feedback``,
 ``service.reload``, ``auth.login`` and ``auth.login_failed`` (``TokenStore.login``, for the
@@ -31,7 +34,7 @@ from sqlalchemy import event, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from kennel.db.schema import AuditRow
-from kennel.errors import KennelError
+from kennel.errors import KennelError, NotFoundError, StateError, StorageError
 
 if TYPE_CHECKING:  # engine.py imports this module: Database is only a type here
     from kennel.db.engine import Database
@@ -61,11 +64,15 @@ class AuditAnchor:
 
     def __init__(self, store: AnchorStore) -> None:
         self.store = store
+        self.failures: list[str] = []  # what could not be anchored, said by the CLI at its end
 
     def publish(self, entries: list[tuple[int, str]]) -> None:
+        """Anchor each (seq, hash); raises StorageError when an anchor that is there already
+        (write-once) holds another hash, or is not a file that can be read."""
         for seq, digest in entries:
             data = json.dumps({"seq": seq, "hash": digest}).encode()
-            self.store.put(f"{_ANCHORS}/{seq:012d}", data)
+            if not self.store.put(f"{_ANCHORS}/{seq:012d}", data) and self.hash_of(seq) != digest:
+                raise StorageError(f"the anchor of entry {seq} holds another hash already")
 
     def sequence_numbers(self) -> list[int]:
         names = (key.rsplit("/", 1)[-1] for key in self.store.list(_ANCHORS))
@@ -76,7 +83,7 @@ class AuditAnchor:
         it matches nothing and verification names it)."""
         try:
             value = json.loads(self.store.get(f"{_ANCHORS}/{seq:012d}"))["hash"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OSError, KennelError):
             return ""
         return value if isinstance(value, str) else ""
 
@@ -168,7 +175,14 @@ def _publish_anchor(session: Session) -> None:
     try:
         anchor.publish(pending)
     except (KennelError, OSError) as exc:  # committed already: report, never undo the change
-        log.error("audit: cannot anchor entries %s: %s", [s for s, _ in pending], exc)
+        numbers = ", ".join(str(seq) for seq, _ in pending)
+        failure = (
+            f"audit: entry {numbers} was recorded but could not be anchored ({exc}); `kennel "
+            "audit verify` will name it once a later entry is anchored: check it, then "
+            f"`kennel audit anchor {pending[0][0]}`"
+        )
+        anchor.failures.append(failure)
+        log.error("%s", failure)
 
 
 def _forget_pending(session: Session) -> None:
@@ -235,7 +249,8 @@ def verify(
                     False,
                     checked,
                     f"entry {row.seq} has no anchor while the entries around it do: it was "
-                    "written into the database directly, or its anchor was deleted",
+                    "written into the database directly, its anchor was deleted, or writing "
+                    f"its anchor failed (check it, then `kennel audit anchor {row.seq}`)",
                 )
             if anchor.hash_of(row.seq) != row.hash:
                 return Verdict(
@@ -263,6 +278,45 @@ def verify(
             f"the log holds {checked}",
         )
     return Verdict(True, checked, anchored=len([s for s in anchored if s <= checked]))
+
+
+def anchor_entry(session: Session, seq: int, *, actor: str) -> str:
+    """Anchor entry ``seq``, which an anchor write left out (an admin has checked it): the
+    chain up to it must be intact (checked against the anchors before it), and the act is
+    recorded (``audit.anchored``), anchored in turn. Returns the entry's hash."""
+    anchor: AuditAnchor | None = session.info.get(ANCHOR_KEY)
+    if anchor is None:
+        raise StateError("this project's audit log has no anchor store")
+    row = session.get(AuditRow, seq)
+    if row is None:
+        raise NotFoundError(f"no audit entry {seq}")
+    if seq in set(anchor.sequence_numbers()):
+        raise StateError(f"entry {seq} is anchored already")
+    upto = _verified_up_to(session, anchor, seq)
+    if upto is not None:
+        raise StateError(f"the chain before entry {seq} is broken: {upto}")
+    anchor.publish([(seq, row.hash)])
+    record(session, actor=actor, action="audit.anchored", subject=str(seq),
+           details={"hash": row.hash})  # fmt: skip
+    return row.hash
+
+
+def _verified_up_to(session: Session, anchor: AuditAnchor, seq: int) -> str | None:
+    """Why the chain up to entry ``seq`` does not verify (links, hashes and the anchors of
+    the entries before it), or None when it does."""
+    present = set(anchor.sequence_numbers())
+    prev = GENESIS
+    rows = select(AuditRow).where(AuditRow.seq <= seq).order_by(AuditRow.seq)
+    for expected, row in enumerate(session.scalars(rows), start=1):
+        digest = entry_hash(
+            row.seq, row.at, row.actor, row.action, row.subject, row.details, row.prev_hash
+        )
+        if row.seq != expected or row.prev_hash != prev or digest != row.hash:
+            return f"entry {expected} is missing, unlinked or altered"
+        if row.seq < seq and row.seq in present and anchor.hash_of(row.seq) != row.hash:
+            return f"entry {row.seq} does not match its anchor"
+        prev = row.hash
+    return None
 
 
 def _entry(row: AuditRow) -> AuditEntry:

@@ -37,6 +37,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "alias": frozenset({"operator", "admin"}),
     "alerts": frozenset({"operator", "qa", "admin"}),
     "tokens": frozenset({"admin"}),
+    "audit": frozenset({"admin"}),  # anchoring an entry an anchor write left out
 }
 # What ``create`` makes; anything else is refused without a query.
 _SHAPE = re.compile(r"^kn_[0-9a-f]{8}_[A-Za-z0-9_-]{32}$")
