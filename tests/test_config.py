@@ -28,6 +28,10 @@ def test_defaults_resolve_against_project_root(tmp_path: Path) -> None:
         ({"store": {"metadata_url": 3}}, "store.metadata_url"),
         ({"data": {"split": {"test": 0.6, "validation": 0.5}}}, "data.split"),
         ([1, 2], "mapping"),
+        ({"data": {"labels": ["cat", "dog", "cat"]}}, "data.labels: 'cat' listed twice"),
+        ({"data": {"labels": ["cat", " "]}}, "data.labels: .*cannot be empty"),
+        ({"data": {"min_side": 10**30}}, "data.min_side"),
+        ({"data": {"workers": 10**6}}, "data.workers"),
     ],
 )
 def test_bad_config_names_the_key(data: object, message: str) -> None:
@@ -111,3 +115,18 @@ def test_an_s3_source_url_with_a_bad_port_is_one_line() -> None:
     with pytest.raises(StorageError, match="not a number"):
         split_endpoint("s3+http://127.0.0.1:notaport/b/p")
     assert split_endpoint("s3+http://127.0.0.1:9000/b/p") == ("s3://b/p", "http://127.0.0.1:9000")
+
+
+def test_a_key_given_twice_or_an_empty_file_is_one_line(tmp_path: Path) -> None:
+    """YAML lets a later key win silently; an emptied kennel.yaml would run on defaults."""
+    path = tmp_path / "kennel.yaml"
+    path.write_text("data:\n  min_side: 40\n  labels: [cat, dog]\n  min_side: 50\n")
+    with pytest.raises(ConfigError, match=r"kennel.yaml:4:3: .*key 'min_side' appears twice"):
+        load_project(tmp_path)
+    path.write_text("data:\n  min_side: 40\ndata:\n  workers: 1\n")
+    with pytest.raises(ConfigError, match="key 'data' appears twice"):
+        load_project(tmp_path)
+    path.write_text("\n# nothing here\n")
+    result = CliRunner().invoke(app, ["data", "list", "-C", str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "kennel.yaml: empty" in result.stderr and "kennel init --force" in result.stderr

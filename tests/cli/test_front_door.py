@@ -3,6 +3,7 @@ or the name, with the closest real one suggested, and a non-zero exit (issue #13
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -90,6 +91,16 @@ def test_predict_defaults_to_the_champion_and_fails_on_rejected_input(
     assert result.exit_code == 1
     assert "notes.txt\trejected:" in result.stderr
     assert "2 images:" in result.stdout and "1 rejected" in result.stdout
+    # nothing to score is a mistake, and a path that is there but no file is not "missing"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no image files in this folder" in fails("predict", str(empty), "-C", root, code=6)
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    for odd in (fifo, Path("/dev/zero")):
+        line = fails("predict", str(odd), "-C", root, code=6)
+        assert "is not a regular file or a folder" in line
+    assert "does not exist" in fails("predict", str(tmp_path / "nope.jpg"), "-C", root, code=6)
 
 
 def test_help_is_grouped_by_stage_and_shows_choices() -> None:
@@ -223,3 +234,39 @@ def test_tables_into_a_pipe_are_not_cut_at_80_columns() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert cell in out.stdout  # whole, on one line, although stdout is a pipe
+
+
+def test_numbers_out_of_any_sensible_range_are_one_line(tmp_path: Path) -> None:
+    """A number too large for the machine (or for a date, or a C int) is refused before any
+    work, in one line: it once meant a traceback, or memory without bound (`synth --count`)."""
+    root = str(make_project(tmp_path / "p").root)
+    huge = "99999999999999999999"
+    cases = [
+        (["data", "synth", str(tmp_path / "s"), "--count", huge], "--count"),
+        (["data", "synth", str(tmp_path / "s"), "--seed", huge], "--seed"),
+        (["monitor", "run", "--window", f"{huge}h", "-C", root], "at most 3650d"),
+        (["monitor", "run", "--window", "1000000000h", "-C", root], "at most 3650d"),
+        (["monitor", "run", "--window", "0h", "-C", root], "more than 0"),
+        (["alerts", "ack", huge, "-C", root], "alert_id"),
+        (["audit", "log", "--limit", huge, "-C", root], "--limit"),
+        (["audit", "log", "--limit", "-1", "-C", root], "--limit"),
+        (["audit", "anchor", huge, "-C", root], "seq"),
+        (["train", "-d", "park", "--epochs", huge, "-C", root], "--epochs"),
+        (["tune", "start", "park", "--trials", huge, "-C", root], "--trials"),
+        (["serve", "--drain", "1e309", "-C", root], "--drain"),
+        (["watch", "clip.mp4", "--enter", "2", "-C", root], "--enter"),
+    ]
+    for args, named in cases:
+        assert named in fails(*args, code=2), args
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_dashboards_tls_files_are_checked_before_it_starts(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    line = fails("ui", "--ssl-certfile", "/nonexistent.pem", "--ssl-keyfile", "/nonexistent.pem",
+                 "-C", root, code=2)  # fmt: skip
+    assert "cannot use /nonexistent.pem" in line and "No such file" in line
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    line = fails("ui", "--ssl-certfile", str(junk), "--ssl-keyfile", str(junk), "-C", root, code=2)
+    assert "not a PEM certificate and its private key" in line

@@ -214,6 +214,9 @@ def test_every_json_time_is_aware_iso_8601(
     run("alerts", "list")
     run("telemetry", "host")
     run("telemetry", "anomalies")
+    newest = sorted((root / ".kennel" / "artifacts" / "audit" / "anchors").glob("*"))[-1]
+    newest.unlink()  # as a failed anchor write leaves it
+    run("audit", "anchor", str(int(newest.name)))
     run("audit", "verify")
     run("audit", "log", "--limit", "500")
 

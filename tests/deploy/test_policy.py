@@ -191,6 +191,9 @@ def test_rollback_reads_the_kind_of_move_not_the_reason(root: Path) -> None:
     assert (event["from_version"], event["to_version"], event["kind"]) == (2, 1, "rollback")
     refused = cli(root, "rollback", "--env", "production", *ops, code=3)
     assert "no earlier version" in refused["stderr"]
+    # a role that may not roll back is told so first, whatever the state
+    refused = cli(root, "rollback", "--env", "production", "--token", t["viewer"], code=14)
+    assert "role 'viewer' may not rollback" in refused["stderr"]
     assert [e["kind"] for e in history(root, "production")] == ["release", "release", "rollback"]
 
 

@@ -32,17 +32,23 @@ Arch = Annotated[
     Literal["small_cnn", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"] | None,
     typer.Option(help="Model architecture (default: kennel.yaml's train.arch)."),
 ]
-Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs for the final training run.")]
-Trials = Annotated[int | None, typer.Option(min=1, help="Tuning trials (1 = no search).")]
+Epochs = Annotated[
+    int | None, typer.Option(min=1, max=10_000, help="Epochs for the final training run.")
+]
+Trials = Annotated[
+    int | None, typer.Option(min=1, max=10_000, help="Tuning trials (1 = no search).")
+]
 Search = Annotated[
     Literal["grid", "random", "tpe"] | None,
     typer.Option("--search", help="Search method (default: kennel.yaml's)."),
 ]
 Budget = Annotated[
     float | None,
-    typer.Option(min=0.01, help="Search budget in minutes (more than 0)."),
+    typer.Option(min=0.01, max=10_080, help="Search budget in minutes (more than 0)."),
 ]
-Size = Annotated[int | None, typer.Option(help="Input size in pixels (a multiple of 32).")]
+Size = Annotated[
+    int | None, typer.Option(min=32, max=1024, help="Input size in pixels (a multiple of 32).")
+]
 InitFrom = Annotated[str | None, typer.Option(help="Warm start from a registered NAME@VERSION.")]
 StudyOption = Annotated[
     str | None,

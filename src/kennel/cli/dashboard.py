@@ -42,6 +42,21 @@ def ui(
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise ConfigError("give both --ssl-certfile and --ssl-keyfile, or neither")
+    if ssl_certfile is not None and ssl_keyfile is not None:
+        import ssl
+
+        try:  # read here, so that a wrong file is one line before anything starts
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                ssl_certfile, ssl_keyfile
+            )
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"cannot use {ssl_certfile} and {ssl_keyfile}: not a PEM certificate and its "
+                f"private key ({exc.reason or exc})"
+            ) from exc
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConfigError(f"cannot use {ssl_certfile} and {ssl_keyfile}: {reason}") from exc
     origins = public_origins(public_origin or [])
     ws = Workspace.load(project)
     # on loopback, answer only to loopback names (and the proxy's): a page elsewhere that

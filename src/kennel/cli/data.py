@@ -178,7 +178,7 @@ def show(
 def diff(
     a: Annotated[str, typer.Argument(help="Older version ref.")],
     b: Annotated[str, typer.Argument(help="Newer version ref.")],
-    limit: Annotated[int, typer.Option(help="Rows to print per section.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Rows to print per section.")] = 20,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -215,12 +215,14 @@ def _diff_dict(d: Diff) -> dict[str, object]:
 @app.command("synth")
 def synth_(
     out: Annotated[Path, typer.Argument(help="Output folder (ImageFolder layout + manifest.csv).")],
-    count: Annotated[int, typer.Option(min=1, help="Number of images.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same images.")] = 0,
+    count: Annotated[int, typer.Option(min=1, max=1_000_000, help="Number of images.")] = 1000,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="Random seed; same seed, same images.")
+    ] = 0,
     scenario: Annotated[Scenario, typer.Option(help="Lighting and weather.")] = "day",
     size: Annotated[int, typer.Option(min=32, max=1024, help="Image side in pixels.")] = 200,
-    start: Annotated[int, typer.Option(min=0, help="First image index.")] = 0,
-    workers: Annotated[int, typer.Option(min=0, help="Processes (0 = all cores).")] = 0,
+    start: Annotated[int, typer.Option(min=0, max=10**12, help="First image index.")] = 0,
+    workers: Annotated[int, typer.Option(min=0, max=1024, help="Processes (0 = all cores).")] = 0,
     empty: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of empty park scenes (label 'empty').")
     ] = 0.0,

@@ -37,7 +37,9 @@ def serve(
     port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="Port (default: the environment's).")
     ] = None,
-    drain: Annotated[float, typer.Option(help="Seconds readiness is 503 before stopping.")] = 2.0,
+    drain: Annotated[
+        float, typer.Option(min=0, max=3600, help="Seconds readiness is 503 before stopping.")
+    ] = 2.0,
     project: ProjectOption = None,
 ) -> None:
     """Serve the model that ENV's alias points at (follows the alias as it moves)."""
@@ -94,9 +96,14 @@ def _image_files(inputs: list[Path]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and is_image_name(p.name))
+            found = sorted(p for p in item.rglob("*") if p.is_file() and is_image_name(p.name))
+            if not found:
+                raise SourceError(f"{item}: no image files in this folder")
+            files += found
         elif item.is_file():
             files.append(item)
+        elif item.exists() or item.is_symlink():  # a FIFO, a device, a broken link
+            raise SourceError(f"{item} is not a regular file or a folder")
         else:
             raise SourceError(f"{item} does not exist")
     return files

@@ -211,7 +211,9 @@ def audit_log(
 @app.command(rich_help_panel=PROJECT)
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo project.")] = Path(".kennel-demo"),
-    count: Annotated[int, typer.Option(min=50, help="Day images to simulate.")] = 1500,
+    count: Annotated[
+        int, typer.Option(min=50, max=1_000_000, help="Day images to simulate.")
+    ] = 1500,
 ) -> None:
     """Run the whole lifecycle end to end on the embedded default (SQLite + a local folder)."""
     from kennel.demo import run_demo

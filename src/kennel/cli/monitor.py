@@ -89,8 +89,12 @@ def monitor_run(
 @monitor_app.command("watch")
 def monitor_watch(
     window: Window = "1h",
-    every: Annotated[float, typer.Option(min=1, help="Seconds between analyses.")] = 60.0,
-    count: Annotated[int, typer.Option(min=0, help="Stop after N cycles (0 = forever).")] = 0,
+    every: Annotated[
+        float, typer.Option(min=1, max=604_800, help="Seconds between analyses.")
+    ] = 60.0,
+    count: Annotated[
+        int, typer.Option(min=0, max=10**9, help="Stop after N cycles (0 = forever).")
+    ] = 0,
     env: EnvOpt = None,
     project: ProjectOption = None,
 ) -> None:
@@ -153,7 +157,7 @@ def _set_state(
 
 @alerts_app.command("ack")
 def alerts_ack(
-    alert_id: Annotated[int, typer.Argument(help="Alert id.")],
+    alert_id: Annotated[int, typer.Argument(min=1, max=2**62, help="Alert id.")],
     note: Annotated[str, typer.Option(help="Why.")] = "",
     token: TokenOption = None,
     project: ProjectOption = None,
@@ -164,7 +168,7 @@ def alerts_ack(
 
 @alerts_app.command("resolve")
 def alerts_resolve(
-    alert_id: Annotated[int, typer.Argument(help="Alert id.")],
+    alert_id: Annotated[int, typer.Argument(min=1, max=2**62, help="Alert id.")],
     note: Annotated[str, typer.Option(help="Why.")] = "",
     token: TokenOption = None,
     project: ProjectOption = None,
@@ -176,7 +180,7 @@ def alerts_resolve(
 
 @alerts_app.command("retrain")
 def alerts_retrain(
-    alert_id: Annotated[int, typer.Argument(help="Alert id.")],
+    alert_id: Annotated[int, typer.Argument(min=1, max=2**62, help="Alert id.")],
     token: TokenOption = None,
     project: ProjectOption = None,
 ) -> None:
@@ -263,8 +267,12 @@ def analyze_errors(
 @telemetry_app.command("simulate")
 def telemetry_simulate(
     device: Annotated[str, typer.Option(help="Device id (MQTT topic level).")] = "cam-01",
-    seconds: Annotated[float, typer.Option(min=0.1, help="How long to publish.")] = 10.0,
-    rate: Annotated[float, typer.Option(min=0.1, help="Readings per sensor per second.")] = 5.0,
+    seconds: Annotated[
+        float, typer.Option(min=0.1, max=31_536_000, help="How long to publish.")
+    ] = 10.0,
+    rate: Annotated[
+        float, typer.Option(min=0.1, max=10_000, help="Readings per sensor per second.")
+    ] = 5.0,
     fault: Annotated[
         list[str] | None,
         typer.Option(
@@ -274,7 +282,7 @@ def telemetry_simulate(
     ] = None,
     host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="MQTT broker port.")] = 1883,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed.")] = 0,
 ) -> None:
     """Publish a realistic stream of the camera's sensors (accelerometer ... temperature)."""
     from kennel.monitor import telemetry
@@ -288,7 +296,9 @@ def telemetry_simulate(
 
 @telemetry_app.command("ingest")
 def telemetry_ingest(
-    seconds: Annotated[float, typer.Option(min=0, help="Stop after N seconds (0 = forever).")] = 0,
+    seconds: Annotated[
+        float, typer.Option(min=0, max=31_536_000, help="Stop after N seconds (0 = forever).")
+    ] = 0,
     host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="MQTT broker port.")] = 1883,
     project: ProjectOption = None,
@@ -318,8 +328,10 @@ def _forever() -> None:
 
 @telemetry_app.command("host")
 def telemetry_host(
-    every: Annotated[float, typer.Option(min=0.1, help="Seconds between samples.")] = 5.0,
-    count: Annotated[int, typer.Option(min=1, help="Samples to take.")] = 1,
+    every: Annotated[
+        float, typer.Option(min=0.1, max=604_800, help="Seconds between samples.")
+    ] = 5.0,
+    count: Annotated[int, typer.Option(min=1, max=1_000_000, help="Samples to take.")] = 1,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:

@@ -256,8 +256,8 @@ def bench_patterns(
     env: Annotated[str, typer.Option(help="Benchmark the model this environment serves.")] = (
         "production"
     ),
-    images: Annotated[int, typer.Option(min=10, help="Test images to send.")] = 200,
-    concurrency: Annotated[int, typer.Option(min=1, help="Parallel callers.")] = 8,
+    images: Annotated[int, typer.Option(min=10, max=1_000_000, help="Test images to send.")] = 200,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Parallel callers.")] = 8,
     db: Annotated[
         str | None, typer.Option(help="Shared DB for pattern 4 (default: a temp SQLite file).")
     ] = None,

@@ -57,7 +57,9 @@ def _print(status: StudyStatus) -> None:
 @app.command()
 def start(
     dataset: Annotated[str, typer.Argument(help="Dataset NAME or NAME@VERSION.")],
-    trials: Annotated[int, typer.Option(min=1, help="Trials the study runs in all.")] = 8,
+    trials: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Trials the study runs in all.")
+    ] = 8,
     study: Annotated[
         str | None, typer.Option("--study", "-s", help="Name (default: DATASET-VERSION).")
     ] = None,
@@ -88,11 +90,14 @@ def start(
 def worker(
     study: StudyName,
     trials_per_worker: Annotated[
-        int | None, typer.Option(min=1, help="Leave after this many trials (default: none).")
+        int | None,
+        typer.Option(min=1, max=10_000, help="Leave after this many trials (default: none)."),
     ] = None,
     threads: Annotated[
         int | None,
-        typer.Option(min=0, help="Training threads (default: train.threads; 0 = all cores)."),
+        typer.Option(
+            min=0, max=1024, help="Training threads (default: train.threads; 0 = all cores)."
+        ),
     ] = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,

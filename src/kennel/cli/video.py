@@ -51,15 +51,23 @@ def watch(
     env: Annotated[
         str | None, typer.Option("--env", help="Follow the model ENV serves (hot swaps).")
     ] = None,
-    fps: Annotated[float, typer.Option(min=0, help="Frames to score per second (0 = all).")] = 5.0,
-    batch: Annotated[int, typer.Option(min=1, help="Most frames per inference call.")] = 8,
-    hold: Annotated[int, typer.Option(min=1, help="Frames a label must hold.")] = 3,
-    enter: Annotated[float, typer.Option(help="Confidence to believe a new label.")] = 0.7,
-    leave: Annotated[float, typer.Option(help="Confidence under which a pet is let go.")] = 0.5,
+    fps: Annotated[
+        float, typer.Option(min=0, max=1000, help="Frames to score per second (0 = all).")
+    ] = 5.0,
+    batch: Annotated[
+        int, typer.Option(min=1, max=1024, help="Most frames per inference call.")
+    ] = 8,
+    hold: Annotated[int, typer.Option(min=1, max=100_000, help="Frames a label must hold.")] = 3,
+    enter: Annotated[
+        float, typer.Option(min=0, max=1, help="Confidence to believe a new label.")
+    ] = 0.7,
+    leave: Annotated[
+        float, typer.Option(min=0, max=1, help="Confidence under which a pet is let go.")
+    ] = 0.5,
     camera: Annotated[str, typer.Option(help="Camera id (the prediction log's source).")] = "",
     out: Annotated[Path | None, typer.Option(help="Write an annotated video here.")] = None,
     duration: Annotated[
-        float | None, typer.Option(min=0, help="Stop after this many seconds.")
+        float | None, typer.Option(min=0, max=31_536_000, help="Stop after this many seconds.")
     ] = None,
     log: Annotated[bool, typer.Option(help="Log every scored frame.")] = True,
     metrics_port: Annotated[
@@ -135,12 +143,12 @@ def synth_video(
     dataset: Annotated[
         str, typer.Option(help="Dataset NAME or NAME@VERSION whose test images to show.")
     ],
-    segments: Annotated[int, typer.Option(min=1, help="Number of segments.")] = 6,
-    seconds: Annotated[float, typer.Option(min=0.2, help="Seconds per segment.")] = 3.0,
-    fps: Annotated[float, typer.Option(min=1, help="Frames per second.")] = 10.0,
+    segments: Annotated[int, typer.Option(min=1, max=1000, help="Number of segments.")] = 6,
+    seconds: Annotated[float, typer.Option(min=0.2, max=3600, help="Seconds per segment.")] = 3.0,
+    fps: Annotated[float, typer.Option(min=1, max=240, help="Frames per second.")] = 10.0,
     size: Annotated[int, typer.Option(min=64, max=1024, help="Frame side in pixels.")] = 224,
     scenario: Annotated[str, typer.Option(help="day or night.")] = "day",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed.")] = 0,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:

@@ -71,14 +71,24 @@ class DataConfig(_Strict):
     # Allowed labels; an image with any other label is quarantined. Empty = accept any label.
     labels: list[str] = Field(default_factory=lambda: ["cat", "dog"])
     split: SplitConfig = Field(default_factory=SplitConfig)
-    min_side: Annotated[int, Field(ge=1)] = 32
+    min_side: Annotated[int, Field(ge=1, le=65_535)] = 32
     # 40 MP: every common phone or camera photo; larger declared sizes are decompression bombs
-    max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
-    max_file_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
+    max_pixels: Annotated[int, Field(ge=1, le=2**32)] = 40_000_000
+    max_file_bytes: Annotated[int, Field(ge=1, le=2**40)] = 64 * 1024 * 1024
     near_duplicate_distance: Annotated[int, Field(ge=0, le=16)] = 4
     # Worker processes for ingest and synthesis; 0 = one per CPU core.
-    workers: Annotated[int, Field(ge=0)] = 0
+    workers: Annotated[int, Field(ge=0, le=1024)] = 0
     # Where manifest and SQL rows may point besides the manifest's own folder: local folders
     # (relative ones hang from kennel.yaml's folder) or URL prefixes (s3://bucket/images/).
     # Rows pointing anywhere else are quarantined unread.
     allowed_roots: list[str] = Field(default_factory=list)
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_labels(cls, labels: list[str]) -> list[str]:
+        if any(not label.strip() for label in labels):
+            raise ValueError("a label cannot be empty")
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(map(repr, twice))} listed twice")
+        return labels

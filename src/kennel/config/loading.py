@@ -112,7 +112,8 @@ def load_project(root: Path | str | None = None) -> Project:
     if not path.is_file():
         raise ConfigError(f"no {CONFIG_NAME} in {base}; run `kennel init` there first")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=_UniqueKeys)  # noqa: S506 - a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
@@ -120,7 +121,25 @@ def load_project(root: Path | str | None = None) -> Project:
         raise ConfigError(f"{path}{where}: not valid YAML: {what}") from exc
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if data is None:
+        raise ConfigError(f"{path}: empty; `kennel init --force {base}` writes the default one")
     return Project(root=base, config=parse_config(data, source=str(path)))
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (the last would win
+    silently, and the first is often the one the user edited)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one section", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def init_project(root: Path | str, *, force: bool = False) -> tuple[Project, bool]:

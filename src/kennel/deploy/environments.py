@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from kennel.errors import ServiceError
+from kennel.fsutil import write_atomic
 
 
 @cache
@@ -52,6 +53,31 @@ def _pidfile(state_dir: Path, env: str) -> Path:
     return state_dir / "run" / f"serve-{env}.pid"
 
 
+def _started_at(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, from /proc), "" where that cannot
+    be read: with the pid, it names one process, not whichever later reuses the number."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+    except OSError:
+        return ""
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _is_kennel(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"kennel" in handle.read()
+    except OSError:
+        return True  # no /proc to ask: the pid alone, as before
+
+
+def _recorded(pidfile: Path) -> tuple[int, str]:
+    """The pid and start time a pidfile records (an older one holds only the pid)."""
+    pid, _, started = pidfile.read_text().strip().partition(" ")
+    return (int(pid) if pid.isdigit() else 0), started
+
+
 def start(project_root: Path, state_dir: Path, env: str, url: str, timeout: float = 60.0) -> int:
     """Start ``kennel serve --env ENV`` in the background; returns its pid once it is live."""
     log_dir = state_dir / "logs"
@@ -67,7 +93,7 @@ def start(project_root: Path, state_dir: Path, env: str, url: str, timeout: floa
             start_new_session=True,
         )
     _started.append(proc)
-    pidfile.write_text(str(proc.pid))
+    write_atomic(pidfile, f"{proc.pid} {_started_at(proc.pid)}".strip().encode())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if is_live(url):
@@ -86,7 +112,12 @@ def stop(state_dir: Path, env: str, timeout: float = 30.0) -> bool:
     pidfile = _pidfile(state_dir, env)
     if not pidfile.is_file():
         return False
-    pid = int(pidfile.read_text().strip() or 0)
+    pid, started = _recorded(pidfile)
+    # the service died (kill -9, a reboot) and its number may belong to another process now;
+    # a pidfile from before start times were recorded: at least a kennel process
+    if pid <= 0 or (_started_at(pid) != started if started else not _is_kennel(pid)):
+        pidfile.unlink(missing_ok=True)
+        return False
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:

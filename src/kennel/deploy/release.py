@@ -163,6 +163,9 @@ class ReleaseManager:
         """Point the environment's alias back at the version it served before the last move."""
         target = self.config.environment(env)
         name = self.config.model.name
+        if not who.may(str(Move.ROLLBACK)):  # who first: a role without it learns no state
+            raise AuthError(f"role {who.role!r} may not rollback (it takes "
+                            f"{who.roles_for(str(Move.ROLLBACK))})")  # fmt: skip
         current, previous = self.gate.served_before(name, target.alias)
         model = self.registry.resolve(f"{name}@{previous}")
         event = self.gate.move(

@@ -30,12 +30,21 @@ _SPAN = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
+MAX_SPAN = timedelta(days=3650)
+
+
 def parse_span(text: str) -> timedelta:
     """'90s', '30m', '24h' or '7d' as a timedelta."""
     match = _SPAN.match(text.strip())
     if not match:
         raise ConfigError(f"window {text!r}: expected a number and s, m, h or d (e.g. 24h)")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        span = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    except OverflowError:
+        span = MAX_SPAN + MAX_SPAN
+    if not timedelta(0) < span <= MAX_SPAN:
+        raise ConfigError(f"window {text!r}: must be more than 0 and at most 3650d")
+    return span
 
 
 @dataclass
@@ -161,7 +170,7 @@ class Monitor:
     ) -> MonitorResult:
         env = environment or self.config.monitor.environment
         end = until or datetime.now(UTC)
-        start = end - (span or parse_span(self.config.monitor.window))
+        start = end - (span if span is not None else parse_span(self.config.monitor.window))
         window = load(self.db, environment=env, since=start, until=end)
         model, version = self.config.model.name, None
         if len(window):

@@ -1,0 +1,50 @@
+"""`kennel stop` ends the service its pidfile names, and nothing else: after the service died
+(kill -9), its pid may belong to another process, which must not be signalled."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from kennel.deploy import environments
+
+
+def _sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["sleep", "600"])
+
+
+def test_a_pidfile_whose_process_is_another_now_is_only_removed(tmp_path: Path) -> None:
+    pidfile = tmp_path / "run" / "serve-staging.pid"
+    pidfile.parent.mkdir()
+    other = _sleeper()
+    try:
+        # the pid of a service that died, now reused by an unrelated process
+        pidfile.write_text(f"{other.pid} 1")
+        assert environments.stop(tmp_path, "staging", timeout=2) is False
+        assert other.poll() is None and not pidfile.exists()
+        # a pidfile of an older kennel (the pid alone): only a kennel process is stopped
+        pidfile.write_text(str(other.pid))
+        assert environments.stop(tmp_path, "staging", timeout=2) is False
+        assert other.poll() is None and not pidfile.exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_process_a_pidfile_names_is_stopped(tmp_path: Path) -> None:
+    pidfile = tmp_path / "run" / "serve-staging.pid"
+    pidfile.parent.mkdir()
+    service = _sleeper()
+    try:
+        started = environments._started_at(service.pid)
+        assert started.isdigit()
+        pidfile.write_text(f"{service.pid} {started}")
+        assert environments.stop(tmp_path, "staging", timeout=0.5) is True  # a zombie till reaped
+        deadline = time.monotonic() + 5
+        while service.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.returncode is not None and not pidfile.exists()
+    finally:
+        service.kill()
+        service.wait()
