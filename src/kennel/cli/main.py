@@ -163,7 +163,7 @@ def audit_anchor(
     """Anchor an entry whose anchor write failed (an admin's act, after checking the entry:
     `audit verify` names it, and cannot tell it from a row slipped into the database). The
     chain up to it must verify; the act is itself an audited entry."""
-    from kennel.db.audit import anchor_entry
+    from kennel.db.audit_repair import anchor_entry
 
     with opened(project) as ws:
         who = acting(ws, token)

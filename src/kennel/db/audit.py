@@ -12,7 +12,7 @@ The window: an entry whose transaction committed but whose anchor write failed o
 by a crash is not anchored. ``verify`` cannot tell it from a row slipped into the database (and
 anchored over by the next real action), so it names the entry and fails; the failed write said
 so (``AuditAnchor.failures``, printed by the CLI, and the log). An admin who has checked the
-entry anchors it with ``anchor_entry`` (``kennel audit anchor SEQ``), itself an audited action.
+entry anchors it (``kennel.db.audit_repair``, ``kennel audit anchor SEQ``), itself audited.
 
 Actions recorded so far include ``token.create``, ``token.revoke``, ``feedback``,
 ``service.reload``, ``auth.login`` and ``auth.login_failed`` (``TokenStore.login``, for the
@@ -34,7 +34,7 @@ from sqlalchemy import event, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from kennel.db.schema import AuditRow
-from kennel.errors import KennelError, NotFoundError, StateError, StorageError
+from kennel.errors import KennelError, StorageError
 
 if TYPE_CHECKING:  # engine.py imports this module: Database is only a type here
     from kennel.db.engine import Database
@@ -278,45 +278,6 @@ def verify(
             f"the log holds {checked}",
         )
     return Verdict(True, checked, anchored=len([s for s in anchored if s <= checked]))
-
-
-def anchor_entry(session: Session, seq: int, *, actor: str) -> str:
-    """Anchor entry ``seq``, which an anchor write left out (an admin has checked it): the
-    chain up to it must be intact (checked against the anchors before it), and the act is
-    recorded (``audit.anchored``), anchored in turn. Returns the entry's hash."""
-    anchor: AuditAnchor | None = session.info.get(ANCHOR_KEY)
-    if anchor is None:
-        raise StateError("this project's audit log has no anchor store")
-    row = session.get(AuditRow, seq)
-    if row is None:
-        raise NotFoundError(f"no audit entry {seq}")
-    if seq in set(anchor.sequence_numbers()):
-        raise StateError(f"entry {seq} is anchored already")
-    upto = _verified_up_to(session, anchor, seq)
-    if upto is not None:
-        raise StateError(f"the chain before entry {seq} is broken: {upto}")
-    anchor.publish([(seq, row.hash)])
-    record(session, actor=actor, action="audit.anchored", subject=str(seq),
-           details={"hash": row.hash})  # fmt: skip
-    return row.hash
-
-
-def _verified_up_to(session: Session, anchor: AuditAnchor, seq: int) -> str | None:
-    """Why the chain up to entry ``seq`` does not verify (links, hashes and the anchors of
-    the entries before it), or None when it does."""
-    present = set(anchor.sequence_numbers())
-    prev = GENESIS
-    rows = select(AuditRow).where(AuditRow.seq <= seq).order_by(AuditRow.seq)
-    for expected, row in enumerate(session.scalars(rows), start=1):
-        digest = entry_hash(
-            row.seq, row.at, row.actor, row.action, row.subject, row.details, row.prev_hash
-        )
-        if row.seq != expected or row.prev_hash != prev or digest != row.hash:
-            return f"entry {expected} is missing, unlinked or altered"
-        if row.seq < seq and row.seq in present and anchor.hash_of(row.seq) != row.hash:
-            return f"entry {row.seq} does not match its anchor"
-        prev = row.hash
-    return None
 
 
 def _entry(row: AuditRow) -> AuditEntry:

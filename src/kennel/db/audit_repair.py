@@ -1,0 +1,51 @@
+"""Mending the audit anchor by hand: an entry whose anchor write failed (or a crash cut short)
+cannot be told from a row slipped into the database, so ``verify`` names it until an admin who
+has checked it anchors it here (``kennel audit anchor SEQ``), itself an audited act."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kennel.db.audit import ANCHOR_KEY, GENESIS, AuditAnchor, entry_hash, record
+from kennel.db.schema import AuditRow
+from kennel.errors import NotFoundError, StateError
+
+
+def anchor_entry(session: Session, seq: int, *, actor: str) -> str:
+    """Anchor entry ``seq``, which an anchor write left out (an admin has checked it): the
+    chain up to it must be intact (checked against the anchors before it), and the act is
+    recorded (``audit.anchored``), anchored in turn. Returns the entry's hash."""
+    anchor: AuditAnchor | None = session.info.get(ANCHOR_KEY)
+    if anchor is None:
+        raise StateError("this project's audit log has no anchor store")
+    row = session.get(AuditRow, seq)
+    if row is None:
+        raise NotFoundError(f"no audit entry {seq}")
+    if seq in set(anchor.sequence_numbers()):
+        raise StateError(f"entry {seq} is anchored already")
+    upto = _verified_up_to(session, anchor, seq)
+    if upto is not None:
+        raise StateError(f"the chain before entry {seq} is broken: {upto}")
+    anchor.publish([(seq, row.hash)])
+    record(session, actor=actor, action="audit.anchored", subject=str(seq),
+           details={"hash": row.hash})  # fmt: skip
+    return row.hash
+
+
+def _verified_up_to(session: Session, anchor: AuditAnchor, seq: int) -> str | None:
+    """Why the chain up to entry ``seq`` does not verify (links, hashes and the anchors of
+    the entries before it), or None when it does."""
+    present = set(anchor.sequence_numbers())
+    prev = GENESIS
+    rows = select(AuditRow).where(AuditRow.seq <= seq).order_by(AuditRow.seq)
+    for expected, row in enumerate(session.scalars(rows), start=1):
+        digest = entry_hash(
+            row.seq, row.at, row.actor, row.action, row.subject, row.details, row.prev_hash
+        )
+        if row.seq != expected or row.prev_hash != prev or digest != row.hash:
+            return f"entry {expected} is missing, unlinked or altered"
+        if row.seq < seq and row.seq in present and anchor.hash_of(row.seq) != row.hash:
+            return f"entry {row.seq} does not match its anchor"
+        prev = row.hash
+    return None
