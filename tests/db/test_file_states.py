@@ -43,24 +43,6 @@ def test_a_later_read_replaces_a_files_state(store: IngestStore) -> None:
     assert store.file_states(["/x.jpg"]) == {"/x.jpg": ("10:2:2:7:1", b, 32, 24)}
 
 
-def test_states_under_a_folder_are_found_by_its_exact_prefix(store: IngestStore) -> None:
-    """Only a uri that starts with the folder's path counts: not a sibling whose name starts
-    the same (``/lake2``), not one that differs in case, and characters LIKE would read as
-    wildcards are plain text."""
-    DatasetStore(store.db).ensure_dataset("d")
-    run = store.start("r1", dataset="d", source="s", fingerprint="f", parent_version=None,
-                      files=2, actor="t")  # fmt: skip
-    a = "a" * 64
-    uris = ["/lake2/cat/x.jpg", "/Lake/cat/y.jpg", "/l_ke%/cat/z.jpg", "/lakes/é/w.jpg"]
-    store.save([_item(a)], [_record(run.id, u, a) for u in uris],
-               [(u, "10:1:1:7:1", a, 64, 48) for u in uris])  # fmt: skip
-    assert not store.states_under("/lake/")
-    assert not store.states_under("/l_ke/")
-    assert store.states_under("/lake2/") and store.states_under("/Lake/")
-    assert store.states_under("/l_ke%/") and store.states_under("/lakes/é/")
-    assert not store.states_under("/lakes/e/")
-
-
 def test_migration_0011_sizes_each_state_from_its_item(metadata_url: str) -> None:
     """States written before 0011 get their item's size; one whose item is unknown gets none
     and is not found (its file is read again), as the join that 0011 replaced decided."""

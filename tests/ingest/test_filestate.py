@@ -209,38 +209,6 @@ def test_without_a_mount_table_every_file_is_read(
     assert os.stat(lake).st_dev not in filestate.trusted_devices()
 
 
-def test_a_folder_never_read_starts_its_pool_before_the_stat_keys(
-    tmp_path: Path, settled: None, opened: Callable[..., Workspace], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No state recorded under the folder: every file will be read, so the workers start
-    right after the listing, while the stat keys are taken; once read, the folder's states
-    decide (and an unchanged folder starts none)."""
-    from kennel.ingest import engines, filestate
-
-    seen: list[str] = []
-    started, stat_keys = engines.LocalEngine._started, filestate.stat_keys
-
-    def pool(self: engines.LocalEngine, target: engines.Target) -> Any:
-        if self._pool is None:
-            seen.append("pool")
-        return started(self, target)
-
-    def keys(*args: Any, **kwargs: Any) -> dict[str, str]:
-        seen.append("stat")
-        return stat_keys(*args, **kwargs)
-
-    monkeypatch.setattr(engines.LocalEngine, "_started", pool)
-    monkeypatch.setattr(filestate, "stat_keys", keys)
-    lake = _lake(tmp_path / "lake", engines.INLINE_BELOW + 10)
-    ws = opened(tmp_path / "proj")
-    source = ws.source(str(lake), layout="imagefolder")
-    assert ws.ingestor(2).run(source, "pets").processed == engines.INLINE_BELOW + 10
-    assert seen == ["pool", "stat"]
-    seen.clear()
-    assert ws.ingestor(2).run(source, "pets").processed == 0
-    assert seen == ["stat"]
-
-
 def test_a_pool_starts_only_for_files_that_are_read(
     tmp_path: Path, settled: None, opened: Callable[..., Workspace], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -239,18 +239,6 @@ class IngestStore:
                     found[uri] = (stat, sha256, width, height)
         return found
 
-    def states_under(self, folder: str) -> bool:
-        """Whether a state is recorded for any uri that starts with ``folder`` (a path ending
-        in its separator): if not, no file under it was ever read, and all will be."""
-        row = FileStateRow
-        with self.db.session() as s:
-            under = func.substr(row.uri, 1, len(folder)) == folder  # exact on both databases
-            query = select(row.uri).where(under).limit(1)
-            if s.get_bind().dialect.name == "sqlite":  # text compares by bytes: the key's index
-                above = folder[:-1] + chr(ord(folder[-1]) + 1)
-                query = query.where(row.uri >= folder, row.uri < above)
-            return s.execute(query).first() is not None
-
     def save(
         self,
         items: Sequence[Item],

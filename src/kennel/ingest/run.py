@@ -12,7 +12,6 @@ identical to an uninterrupted run.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import uuid
 from collections import Counter
@@ -165,10 +164,6 @@ class Ingestor:
             held = 0  # of them, those the parent holds already: not even recorded
             keys: dict[str, str] = {}  # stat keys of local files, taken before any read
             if isinstance(source, FolderSource):
-                if not self.store.states_under(os.path.join(str(source.root), "")):
-                    # a folder never read before: every file will be, so the workers may start
-                    # now, while the stat keys are taken and looked up
-                    self.engine.expect(len(pending))
                 scope = filestate.scope_of(self.content)
                 unchanged, pending, keys = filestate.reuse(
                     self.store, pending, self.limits, scope=scope
