@@ -32,6 +32,14 @@ def test_defaults_resolve_against_project_root(tmp_path: Path) -> None:
         ({"data": {"labels": ["cat", " "]}}, "data.labels: .*cannot be empty"),
         ({"data": {"min_side": 10**30}}, "data.min_side"),
         ({"data": {"workers": 10**6}}, "data.workers"),
+        ({"train": {"seed": 2**70}}, "train.seed"),
+        ({"serve": {"poll_s": float("inf")}}, "serve.poll_s"),
+        ({"serve": {"log_flush_s": 1e30}}, "serve.log_flush_s"),
+        ({"train": {"lr": float("nan")}}, "train.lr"),
+        ({"monitor": {"window": "garbage"}}, "monitor.window"),
+        ({"monitor": {"window": "\u0663h"}}, "monitor.window"),  # an Arabic-Indic 3
+        ({"monitor": {"window": "0h"}}, "monitor.window: .*more than 0"),
+        ({"monitor": {"smtp": {"port": -5}}}, "monitor.smtp.port"),
     ],
 )
 def test_bad_config_names_the_key(data: object, message: str) -> None:
@@ -130,3 +138,19 @@ def test_a_key_given_twice_or_an_empty_file_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["data", "list", "-C", str(tmp_path)])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "kennel.yaml: empty" in result.stderr and "kennel init --force" in result.stderr
+
+
+def test_merge_keys_still_load_and_odd_keys_are_one_line(tmp_path: Path) -> None:
+    """The duplicate-key check leaves YAML's merge keys alone (a merged key may be set again
+    in the mapping that merges it), and an unhashable key is the YAML error it always was."""
+    path = tmp_path / "kennel.yaml"
+    path.write_text(
+        "environments:\n"
+        "  staging: &e {host: 127.0.0.1, port: 8081, alias: staging}\n"
+        "  production:\n    <<: *e\n    port: 8080\n    alias: production\n"
+    )
+    production = load_project(tmp_path).config.environments["production"]
+    assert (production.host, production.port, production.alias) == ("127.0.0.1", 8080, "production")
+    path.write_text("project: kennel\n? [a, b]\n: 1\n")
+    with pytest.raises(ConfigError, match="found unhashable key"):
+        load_project(tmp_path)

@@ -39,6 +39,9 @@ class Workspace:
     """Backends for one project, opened lazily and shared by the commands of one process."""
 
     project: Project
+    # Failed audit anchor writes are kept for the caller to say (the CLI, at a command's end)
+    # instead of logged: see kennel.db.audit.AuditAnchor.failures.
+    collect_audit_failures: bool = False
 
     @classmethod
     def load(cls, root: Path | str | None = None) -> Workspace:
@@ -50,7 +53,7 @@ class Workspace:
         from kennel.db.audit import AuditAnchor
 
         # the audit chain's anchor lives in the artifact store, out of the database's reach
-        anchor = AuditAnchor(self.content.blobs)
+        anchor = AuditAnchor(self.content.blobs, collect=self.collect_audit_failures)
         return Database.open(self.project.metadata_url, audit_anchor=anchor)
 
     @cached_property

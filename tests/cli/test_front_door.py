@@ -101,6 +101,11 @@ def test_predict_defaults_to_the_champion_and_fails_on_rejected_input(
         line = fails("predict", str(odd), "-C", root, code=6)
         assert "is not a regular file or a folder" in line
     assert "does not exist" in fails("predict", str(tmp_path / "nope.jpg"), "-C", root, code=6)
+    big = tmp_path / "big.jpg"  # sparse: past the service's upload limit, never read whole
+    with open(big, "wb") as handle:
+        handle.truncate(11 * 1024 * 1024)
+    result = runner.invoke(app, ["predict", str(big), "-C", root])
+    assert result.exit_code == 1 and "file too large" in result.stderr
 
 
 def test_help_is_grouped_by_stage_and_shows_choices() -> None:
@@ -252,7 +257,6 @@ def test_numbers_out_of_any_sensible_range_are_one_line(tmp_path: Path) -> None:
         (["audit", "log", "--limit", "-1", "-C", root], "--limit"),
         (["audit", "anchor", huge, "-C", root], "seq"),
         (["train", "-d", "park", "--epochs", huge, "-C", root], "--epochs"),
-        (["tune", "start", "park", "--trials", huge, "-C", root], "--trials"),
         (["serve", "--drain", "1e309", "-C", root], "--drain"),
         (["watch", "clip.mp4", "--enter", "2", "-C", root], "--enter"),
     ]
@@ -265,8 +269,47 @@ def test_the_dashboards_tls_files_are_checked_before_it_starts(tmp_path: Path) -
     root = str(make_project(tmp_path / "p").root)
     line = fails("ui", "--ssl-certfile", "/nonexistent.pem", "--ssl-keyfile", "/nonexistent.pem",
                  "-C", root, code=2)  # fmt: skip
-    assert "cannot use /nonexistent.pem" in line and "No such file" in line
+    assert "cannot use /nonexistent.pem" in line and "does not exist" in line
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     line = fails("ui", "--ssl-certfile", str(junk), "--ssl-keyfile", str(junk), "-C", root, code=2)
-    assert "not a PEM certificate and its private key" in line
+    assert "not a PEM certificate with its matching private key" in line
+    # a FIFO would block the read; an encrypted key would stop the server to ask for it
+    cert, key, locked = _tls_pair(tmp_path)
+    fifo = tmp_path / "fifo.pem"
+    os.mkfifo(fifo)
+    line = fails("ui", "--ssl-certfile", str(fifo), "--ssl-keyfile", str(key), "-C", root, code=2)
+    assert "is not a regular file" in line
+    line = fails("ui", "--ssl-certfile", str(cert), "--ssl-keyfile", str(locked), "-C", root,
+                 code=2)  # fmt: skip
+    assert "the private key is encrypted" in line
+    from kennel.cli.dashboard import _check_tls
+
+    _check_tls(cert, key)  # a good pair passes
+
+
+def _tls_pair(folder: Path) -> tuple[Path, Path, Path]:
+    """A self-signed certificate, its key, and the key encrypted with a passphrase."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    paths = folder / "cert.pem", folder / "key.pem", folder / "locked.pem"
+    paths[0].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem, pkcs8 = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
+    paths[1].write_bytes(key.private_bytes(pem, pkcs8, serialization.NoEncryption()))
+    locked = serialization.BestAvailableEncryption(b"passphrase")
+    paths[2].write_bytes(key.private_bytes(pem, pkcs8, locked))
+    return paths

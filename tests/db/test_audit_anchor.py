@@ -144,7 +144,8 @@ def test_a_failed_anchor_write_is_said_and_an_admin_can_anchor_the_entry(tmp_pat
               str(root)],
     )  # fmt: skip
     assert created.exit_code == 0, created.output
-    assert "entry 2 was recorded but could not be anchored" in created.stderr
+    assert created.stderr.count("entry 2 was recorded but not anchored") == 1
+    assert "taken by something else" in created.stderr
     assert "kennel audit anchor 2" in created.stderr
     (blocker / "x").rmdir()
     blocker.rmdir()
@@ -195,3 +196,32 @@ def test_an_entry_slipped_in_is_not_anchored_over_a_broken_chain(tmp_path: Path)
     ws.close()
     done = runner.invoke(app, ["audit", "anchor", "3", "--token", secret.strip(), "-C", str(root)])
     assert done.exit_code != 0 and "the chain before entry 3 is broken" in done.stderr
+
+
+def test_entries_before_the_first_anchor_are_not_anchored_by_hand(tmp_path: Path) -> None:
+    """A log older than anchoring verifies with its entries unanchored up to the first anchor:
+    anchoring one of them would make verify demand anchors of every entry after it."""
+    root = tmp_path / "p"
+    assert runner.invoke(app, ["init", str(root), "--force"]).exit_code == 0
+    secret = runner.invoke(app, ["token", "create", "--role", "admin", "-C", str(root)]).stdout
+    for path in _anchors(root):
+        path.unlink()  # as if written before anchoring
+    done = runner.invoke(app, ["token", "create", "--role", "viewer", "--name", "v",
+                               "--token", secret.strip(), "-C", str(root)])  # fmt: skip
+    assert done.exit_code == 0 and _verify(root)[0] == 0
+    refused = runner.invoke(app, ["audit", "anchor", "1", "--token", secret.strip(), "-C",
+                                  str(root)])  # fmt: skip
+    assert refused.exit_code != 0 and "comes before the anchor" in refused.stderr
+    assert _verify(root)[0] == 0
+
+
+def test_an_anchor_of_another_log_is_named_as_such(tmp_path: Path) -> None:
+    """A metadata database made anew over an old artifact store: the store's anchors hold
+    other hashes, and the warning says so instead of advising a repair that cannot work."""
+    root = _project_with_entries(tmp_path / "p", n=2)
+    (root / ".kennel" / "kennel.db").unlink()
+    done = runner.invoke(app, ["token", "create", "--role", "viewer", "--name", "x", "-C",
+                               str(root)])  # fmt: skip
+    assert done.exit_code == 0
+    assert "holds an anchor of entry 1 with another hash" in done.stderr
+    assert "an artifact store of its own" in done.stderr and "audit anchor" not in done.stderr

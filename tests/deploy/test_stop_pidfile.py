@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,10 +24,23 @@ def test_a_pidfile_whose_process_is_another_now_is_only_removed(tmp_path: Path) 
         pidfile.write_text(f"{other.pid} 1")
         assert environments.stop(tmp_path, "staging", timeout=2) is False
         assert other.poll() is None and not pidfile.exists()
-        # a pidfile of an older kennel (the pid alone): only a kennel process is stopped
-        pidfile.write_text(str(other.pid))
-        assert environments.stop(tmp_path, "staging", timeout=2) is False
-        assert other.poll() is None and not pidfile.exists()
+        # a pidfile of an older kennel (the pid alone): only `kennel serve --env ENV` is
+        # stopped, not any process whose command line says kennel
+        look_alike = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(600)", "kennel.cli", "serve"]
+        )
+        for pid in (other.pid, look_alike.pid):
+            pidfile.write_text(str(pid))
+            assert environments.stop(tmp_path, "staging", timeout=2) is False
+            assert not pidfile.exists()
+        assert other.poll() is None and look_alike.poll() is None
+        look_alike.kill()
+        look_alike.wait()
+        # what no kennel wrote: nothing is signalled, no traceback, the pidfile goes
+        for junk in ("²".encode(), b"99999999999999999999", b"\xff\xfe", b"", b"-1", b"0"):
+            pidfile.write_bytes(junk)
+            assert environments.stop(tmp_path, "staging", timeout=2) is False
+            assert not pidfile.exists()
     finally:
         other.kill()
         other.wait()

@@ -27,3 +27,13 @@ def test_api_docs_pages_request_nothing_but_the_service(browser: Any, dashboard:
         assert asked and not outside, (path, outside)
         if path == "/redoc":  # its logo, from the service now
             assert f"{service}/docs-assets/favicon.png" in asked, asked
+
+
+def test_redocs_bundle_is_the_patched_one_however_its_path_is_spelt(dashboard: Dashboard) -> None:
+    import httpx
+
+    service = dashboard.production.url
+    for spelt in ("redoc.standalone.js", "./redoc.standalone.js", "redoc.standalone.js/"):
+        answer = httpx.get(f"{service}/docs-assets/{spelt}")
+        assert answer.status_code == 200, spelt
+        assert b"cdn.redoc.ly" not in answer.content and len(answer.content) > 100_000, spelt

@@ -169,6 +169,7 @@ def opened(project: Path | None) -> Iterator[Workspace]:
     from kennel.wiring import Workspace
 
     ws = Workspace.load(project)
+    ws.collect_audit_failures = True  # said at the end, below
     try:
         yield ws
     finally:

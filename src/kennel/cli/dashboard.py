@@ -43,20 +43,7 @@ def ui(
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise ConfigError("give both --ssl-certfile and --ssl-keyfile, or neither")
     if ssl_certfile is not None and ssl_keyfile is not None:
-        import ssl
-
-        try:  # read here, so that a wrong file is one line before anything starts
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
-                ssl_certfile, ssl_keyfile
-            )
-        except ssl.SSLError as exc:
-            raise ConfigError(
-                f"cannot use {ssl_certfile} and {ssl_keyfile}: not a PEM certificate and its "
-                f"private key ({exc.reason or exc})"
-            ) from exc
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise ConfigError(f"cannot use {ssl_certfile} and {ssl_keyfile}: {reason}") from exc
+        _check_tls(ssl_certfile, ssl_keyfile)
     origins = public_origins(public_origin or [])
     ws = Workspace.load(project)
     # on loopback, answer only to loopback names (and the proxy's): a page elsewhere that
@@ -86,3 +73,41 @@ def ui(
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
     uvicorn.Server(config).run()
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _asked_for_a_password() -> bytes:
+    raise _Encrypted
+
+
+def _check_tls(certfile: Path, keyfile: Path) -> None:
+    """Load the pair here, so that a wrong file is one line before anything starts: regular
+    files only (a FIFO would block), and a key that needs a passphrase is refused (the server
+    would stop to ask for it)."""
+    import ssl
+
+    from kennel.errors import ConfigError
+
+    pair = f"{certfile} and {keyfile}"
+    for path in (certfile, keyfile):
+        if not path.is_file():
+            problem = "does not exist" if not path.exists() else "is not a regular file"
+            raise ConfigError(f"cannot use {pair}: {path} {problem}")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            certfile, keyfile, password=_asked_for_a_password
+        )
+    except _Encrypted as exc:
+        raise ConfigError(
+            f"cannot use {pair}: the private key is encrypted; give it unencrypted"
+        ) from exc
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"cannot use {pair}: not a PEM certificate with its matching private key "
+            f"({exc.reason or exc})"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot use {pair}: {exc.strerror or exc}") from exc

@@ -47,6 +47,7 @@ def ingest(
         int,
         typer.Option(
             min=0,
+            max=1024,
             help="Worker processes (0 = config; ray: CPUs of a new local Ray, 0 = all).",
         ),
     ] = 0,

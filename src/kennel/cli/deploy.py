@@ -140,6 +140,7 @@ def predict(
         predictor = ws.predictor(ref)
     if not json_out:
         console.print(f"{predictor.name}@{predictor.version}: {len(files)} images", markup=False)
+    limit = ws.project.config.serve.max_upload_bytes  # what the service would take
     counts: dict[str, int] = {}
     rejected = 0
     with progress_bar("scoring", enabled=len(files) > batch_size) as update:
@@ -148,7 +149,7 @@ def predict(
             prepared, results = [], []
             for path in chunk:
                 try:
-                    prepared.append(predictor.prepare(path.read_bytes()))
+                    prepared.append(predictor.prepare(_read_capped(path, limit)))
                     results.append({"file": str(path)})
                 except (ImageRejected, OSError) as exc:
                     results.append(
@@ -168,6 +169,17 @@ def predict(
         console.print(f"{len(files)} images: {summary or 'none scored'}; {rejected} rejected")
     if rejected:
         raise typer.Exit(1)
+
+
+def _read_capped(path: Path, limit: int) -> bytes:
+    """The file's bytes, or ImageRejected when it holds more than ``limit`` (never read)."""
+    from kennel.imaging import ImageRejected
+
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ImageRejected(f"file too large: over {limit} bytes (serve.max_upload_bytes)")
+    return data
 
 
 def _emit_prediction(result: dict[str, Any], json_out: bool) -> None:

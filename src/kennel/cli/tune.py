@@ -57,9 +57,7 @@ def _print(status: StudyStatus) -> None:
 @app.command()
 def start(
     dataset: Annotated[str, typer.Argument(help="Dataset NAME or NAME@VERSION.")],
-    trials: Annotated[
-        int, typer.Option(min=1, max=10_000, help="Trials the study runs in all.")
-    ] = 8,
+    trials: Annotated[int, typer.Option(min=1, help="Trials the study runs in all.")] = 8,
     study: Annotated[
         str | None, typer.Option("--study", "-s", help="Name (default: DATASET-VERSION).")
     ] = None,

@@ -9,4 +9,5 @@ STATE_DIR = ".kennel"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no infinity or NaN anywhere: as a duration or a limit it only ever overflows later
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

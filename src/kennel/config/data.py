@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -58,7 +59,7 @@ Share = Annotated[float, Field(ge=0.0, lt=1.0)]
 class SplitConfig(_Strict):
     test: Share = 0.2
     validation: Share = 0.0
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
 
     @model_validator(mode="after")
     def _fits(self) -> SplitConfig:
@@ -88,7 +89,7 @@ class DataConfig(_Strict):
     def _distinct_labels(cls, labels: list[str]) -> list[str]:
         if any(not label.strip() for label in labels):
             raise ValueError("a label cannot be empty")
-        twice = sorted({label for label in labels if labels.count(label) > 1})
+        twice = sorted(label for label, n in Counter(labels).items() if n > 1)
         if twice:
             raise ValueError(f"{', '.join(map(repr, twice))} listed twice")
         return labels

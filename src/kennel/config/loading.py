@@ -131,10 +131,16 @@ class _UniqueKeys(yaml.SafeLoader):
     silently, and the first is often the one the user edited)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # keys written in this mapping only: merged ones (``<<: *base``) may be overridden
+        written = [k for k, _v in node.value if k.tag != "tag:yaml.org,2002:merge"]
         seen: set[Any] = set()
-        for key_node, _value in node.value:
+        for key_node in written:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                again = key in seen
+            except TypeError:  # unhashable: the base loader names it, as YAML does
+                break
+            if again:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice in one section", key_node.start_mark
                 )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kennel.config._base import _Strict
-from kennel.errors import did_you_mean
+from kennel.errors import ConfigError, did_you_mean
 
 Action = Literal["log", "webhook", "email", "rollback", "retrain"]
 
@@ -39,6 +40,27 @@ METRIC_FAMILIES = re.compile(
     r"^(integrity\.outside\.[\w.]+|drift\.[\w.]+\.(p_value|psi)"
     r"|performance\.(recall|precision)\.[\w-]+|fairness\.predicted_rate_ratio\.[\w-]+)$"
 )
+
+
+# A span of time as text: a number (ASCII digits) and s, m, h or d.
+_SPAN = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([smhd])$", re.ASCII)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+MAX_SPAN = timedelta(days=3650)
+
+
+def parse_span(text: str) -> timedelta:
+    """'90s', '30m', '24h' or '7d' as a timedelta: more than 0, at most 3650 days."""
+    shown = text if len(text) <= 40 else f"{text[:40]}..."
+    match = _SPAN.match(text.strip())
+    if not match:
+        raise ConfigError(f"window {shown!r}: expected a number and s, m, h or d (e.g. 24h)")
+    try:
+        span = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    except OverflowError:
+        span = MAX_SPAN + MAX_SPAN
+    if not timedelta(0) < span <= MAX_SPAN:
+        raise ConfigError(f"window {shown!r}: must be more than 0 and at most 3650d")
+    return span
 
 
 class RuleConfig(_Strict):
@@ -89,7 +111,7 @@ def _default_rules() -> list[RuleConfig]:
 
 class SmtpConfig(_Strict):
     host: str = ""  # empty: email actions are skipped (and say so)
-    port: int = 25
+    port: Annotated[int, Field(ge=1, le=65535)] = 25
     sender: str = "kennel@localhost"
     to: list[str] = Field(default_factory=list)
 
@@ -106,4 +128,13 @@ class MonitorConfig(_Strict):
     webhook_url: str = ""
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     # retrain action: epochs of the warm-started run (null = the champion's own setting)
-    retrain_epochs: Annotated[int, Field(ge=1)] | None = None
+    retrain_epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
+
+    @field_validator("window")
+    @classmethod
+    def _a_span(cls, window: str) -> str:
+        try:
+            parse_span(window)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return window

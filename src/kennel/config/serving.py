@@ -14,15 +14,15 @@ class ServeConfig(_Strict):
     max_batch: Annotated[int, Field(ge=1, le=1024)] = 16
     max_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 4.0
     queue_size: Annotated[int, Field(ge=1)] = 256
-    timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    max_upload_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    max_upload_bytes: Annotated[int, Field(ge=1024, le=2**31)] = 10 * 1024 * 1024
     # 24 MP (a 6000x4000 camera frame): the model sees a few hundred pixels a side
     max_pixels: Annotated[int, Field(ge=1)] = 24_000_000
     # decode memory (width x height x bytes per pixel, source + RGB) of all images being
     # decoded at once; more waits, and one image needing more is rejected
     decode_budget_bytes: Annotated[int, Field(ge=1024 * 1024)] = 256 * 1024 * 1024
-    poll_s: Annotated[float, Field(gt=0)] = 1.0  # how often a service checks its alias
-    log_flush_s: Annotated[float, Field(gt=0)] = 0.5
+    poll_s: Annotated[float, Field(gt=0, le=3600)] = 1.0  # how often a service checks its alias
+    log_flush_s: Annotated[float, Field(gt=0, le=3600)] = 0.5
     # serve the bundle's int8 model when it has one: packaging keeps it only when it is faster
     # and within 0.5 accuracy points of the fp32 model (model.quantize); false: always fp32
     prefer_int8: bool = True
@@ -32,7 +32,7 @@ class ServeConfig(_Strict):
     # an idle kept-alive connection is closed after this long
     keep_alive_s: Annotated[float, Field(gt=0, le=300)] = 5.0
     # the whole request body must arrive within this long, else 408 and the connection closes
-    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
 
 class EnvironmentConfig(_Strict):

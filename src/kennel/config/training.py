@@ -34,18 +34,18 @@ class ParamSpace(_Strict):
 
 class SearchConfig(_Strict):
     method: Literal["grid", "random", "tpe"] = "tpe"
-    trials: Annotated[int, Field(ge=1)] = 4
-    budget_minutes: Annotated[float, Field(gt=0)] | None = None
+    trials: Annotated[int, Field(ge=1, le=10_000)] = 4
+    budget_minutes: Annotated[float, Field(gt=0, le=10_080)] | None = None
     # Trials may use fewer epochs than the final retrain (median pruning cuts bad ones short).
-    trial_epochs: Annotated[int, Field(ge=1)] | None = None
+    trial_epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
     # Optuna storage URL for the in-process search (None = memory) and for shared studies
     # (``kennel tune``; None = an ``<schema>_optuna`` schema beside the metadata tables).
     storage: str | None = None
     # Shared studies: a worker's running trial beats every ``heartbeat_s``; one silent for
     # ``grace_s`` (default twice that) is failed and queued again, up to ``retries`` times.
-    heartbeat_s: Annotated[int, Field(ge=1)] = 30
-    grace_s: Annotated[int, Field(ge=2)] | None = None
-    retries: Annotated[int, Field(ge=0)] = 2
+    heartbeat_s: Annotated[int, Field(ge=1, le=86_400)] = 30
+    grace_s: Annotated[int, Field(ge=2, le=604_800)] | None = None
+    retries: Annotated[int, Field(ge=0, le=100)] = 2
     space: dict[str, ParamSpace] = Field(
         default_factory=lambda: {
             "lr": ParamSpace(low=3e-4, high=1e-2, log=True),
@@ -96,8 +96,8 @@ class TrainConfig(_Strict):
     arch: Arch = "small_cnn"
     pretrained: bool = True  # ImageNet weights for efficientnet_lite*
     image_size: Annotated[int, Field(ge=32, le=512, multiple_of=32)] = 96
-    epochs: Annotated[int, Field(ge=1)] = 6
-    batch_size: Annotated[int, Field(ge=1)] = 64
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 6
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
     lr: Annotated[float, Field(gt=0)] = 3e-3
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
@@ -116,13 +116,13 @@ class TrainConfig(_Strict):
     # bundle records it and every runtime applies it (kennel.portable.frames)
     frame: Literal["centre", "letterbox", "tiles", "letterbox+tiles"] = "tiles"
     patience: Annotated[int, Field(ge=1)] = 3
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     # A manifest column (``label`` or a source column such as ``window``) whose values get an
     # equal share of every epoch, drawn with replacement; unset: every image once per epoch.
     balance_by: str | None = None
     # Share of the training split held out for validation when the dataset has none.
     validation_share: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
-    threads: Annotated[int, Field(ge=0)] = 0  # 0 = all cores
+    threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0 = all cores
     # where training runs: auto = CUDA when present (each torchrun rank its own GPU), else the
     # CPU; or cpu, cuda, cuda:N
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")] = "auto"

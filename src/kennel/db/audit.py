@@ -62,17 +62,29 @@ class AuditAnchor:
     """The audit chain's entries as (sequence number, hash), one write-once record each, kept
     where someone who can write the database cannot (the artifact store)."""
 
-    def __init__(self, store: AnchorStore) -> None:
+    def __init__(self, store: AnchorStore, *, collect: bool = False) -> None:
         self.store = store
-        self.failures: list[str] = []  # what could not be anchored, said by the CLI at its end
+        # ``collect``: what could not be anchored is kept here for the caller to say (the CLI,
+        # at a command's end); else it is logged as an error
+        self.collect = collect
+        self.failures: list[str] = []
 
     def publish(self, entries: list[tuple[int, str]]) -> None:
         """Anchor each (seq, hash); raises StorageError when an anchor that is there already
         (write-once) holds another hash, or is not a file that can be read."""
         for seq, digest in entries:
             data = json.dumps({"seq": seq, "hash": digest}).encode()
-            if not self.store.put(f"{_ANCHORS}/{seq:012d}", data) and self.hash_of(seq) != digest:
-                raise StorageError(f"the anchor of entry {seq} holds another hash already")
+            if self.store.put(f"{_ANCHORS}/{seq:012d}", data):
+                continue
+            there = self.hash_of(seq)
+            if not there:
+                raise StorageError(f"the anchor's name for entry {seq} is taken by something else")
+            if there != digest:
+                raise AnchorConflict(
+                    f"the artifact store already holds an anchor of entry {seq} with another "
+                    "hash: it holds the anchors of another audit log (a metadata database "
+                    "made anew over an old artifact store?)"
+                )
 
     def sequence_numbers(self) -> list[int]:
         names = (key.rsplit("/", 1)[-1] for key in self.store.list(_ANCHORS))
@@ -86,6 +98,10 @@ class AuditAnchor:
         except (ValueError, KeyError, TypeError, OSError, KennelError):
             return ""
         return value if isinstance(value, str) else ""
+
+
+class AnchorConflict(StorageError):
+    """An anchor's name holds another entry's hash: anchors of another audit log."""
 
 
 _PG_AUDIT_LOCK = 0x6B61756469  # "kaudi"
@@ -176,14 +192,17 @@ def _publish_anchor(session: Session) -> None:
         anchor.publish(pending)
     except (KennelError, OSError) as exc:  # committed already: report, never undo the change
         numbers = ", ".join(str(seq) for seq, _ in pending)
-        failure = (
-            f"audit: entry {numbers} was recorded but could not be anchored ({exc}); `kennel "
-            "audit verify` will name it once a later entry is anchored: check it, then "
-            f"`kennel audit anchor {pending[0][0]}`"
+        advice = (
+            "give this project an artifact store of its own"
+            if isinstance(exc, AnchorConflict)
+            else f"`kennel audit verify` names it; check it, then `kennel audit anchor "
+            f"{pending[0][0]}`"
         )
-        if len(anchor.failures) < 100:  # a long-lived service keeps the first ones only
+        failure = f"audit: entry {numbers} was recorded but not anchored ({exc}); {advice}"
+        if not anchor.collect:
+            log.error("%s", failure)
+        elif len(anchor.failures) < 100:  # said at the end of a command
             anchor.failures.append(failure)
-        log.error("%s", failure)
 
 
 def _forget_pending(session: Session) -> None:

@@ -22,8 +22,17 @@ def anchor_entry(session: Session, seq: int, *, actor: str) -> str:
     row = session.get(AuditRow, seq)
     if row is None:
         raise NotFoundError(f"no audit entry {seq}")
-    if seq in set(anchor.sequence_numbers()):
+    anchored = anchor.sequence_numbers()
+    if seq in set(anchored):
         raise StateError(f"entry {seq} is anchored already")
+    if not anchored or seq < anchored[0]:
+        # verify takes the entries before the first anchor as a log from before anchoring:
+        # anchoring one of them would make it demand anchors of all that follow
+        first = f"entry {anchored[0]}" if anchored else "no entry"
+        raise StateError(
+            f"entry {seq} comes before the anchor (its first is {first}): verify does not "
+            "ask for an anchor there"
+        )
     upto = _verified_up_to(session, anchor, seq)
     if upto is not None:
         raise StateError(f"the chain before entry {seq} is broken: {upto}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -64,18 +65,32 @@ def _started_at(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
-def _is_kennel(pid: int) -> bool:
+def _is_service(pid: int, env: str) -> bool:
+    """Whether ``pid`` runs ``kennel serve --env ENV`` as ``start`` launched it (for a pidfile
+    from before start times were recorded). Without /proc to ask, the pid alone, as before."""
+    if not os.path.isdir("/proc/self"):
+        return True
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return b"kennel" in handle.read()
+            argv = handle.read().split(b"\0")
     except OSError:
-        return True  # no /proc to ask: the pid alone, as before
+        return False
+    wanted = (b"kennel.cli", b"serve", b"--env", env.encode())
+    return all(part in argv for part in wanted)
 
 
-def _recorded(pidfile: Path) -> tuple[int, str]:
-    """The pid and start time a pidfile records (an older one holds only the pid)."""
-    pid, _, started = pidfile.read_text().strip().partition(" ")
-    return (int(pid) if pid.isdigit() else 0), started
+_PIDFILE = re.compile(rb"^([0-9]{1,7})(?: ([0-9]{1,20}))?$")
+PID_MAX = 4_194_304  # Linux's ceiling for a pid
+
+
+def _recorded(pidfile: Path) -> tuple[int, str | None]:
+    """The pid and start time a pidfile records (None: an older one, the pid alone); pid 0
+    when it holds anything else."""
+    match = _PIDFILE.match(pidfile.read_bytes().strip())
+    if match is None or not 0 < int(match.group(1)) <= PID_MAX:
+        return 0, None
+    started = match.group(2)
+    return int(match.group(1)), started.decode() if started is not None else None
 
 
 def start(project_root: Path, state_dir: Path, env: str, url: str, timeout: float = 60.0) -> int:
@@ -113,9 +128,8 @@ def stop(state_dir: Path, env: str, timeout: float = 30.0) -> bool:
     if not pidfile.is_file():
         return False
     pid, started = _recorded(pidfile)
-    # the service died (kill -9, a reboot) and its number may belong to another process now;
-    # a pidfile from before start times were recorded: at least a kennel process
-    if pid <= 0 or (_started_at(pid) != started if started else not _is_kennel(pid)):
+    # the service died (kill -9, a reboot) and its number may belong to another process now
+    if pid <= 0 or (_started_at(pid) != started if started else not _is_service(pid, env)):
         pidfile.unlink(missing_ok=True)
         return False
     try:

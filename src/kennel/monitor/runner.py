@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,36 +14,18 @@ from typing import Any
 import numpy as np
 
 from kennel.config import KennelConfig
+from kennel.config.monitoring import MAX_SPAN as MAX_SPAN
+from kennel.config.monitoring import parse_span as parse_span
 from kennel.db import Database
 from kennel.db.monitoring import MonitorRun, MonitorRunStore
 from kennel.db.predictions import PredictionStore
-from kennel.errors import ConfigError, NotFoundError
+from kennel.errors import NotFoundError
 from kennel.evaluate import drift
 from kennel.monitor import integrity, performance, telemetry
 from kennel.monitor.window import Window, load
 from kennel.registry.store import ModelRegistry
 from kennel.serve.runtime import METADATA
 from kennel.storage import ContentStore
-
-_SPAN = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-MAX_SPAN = timedelta(days=3650)
-
-
-def parse_span(text: str) -> timedelta:
-    """'90s', '30m', '24h' or '7d' as a timedelta."""
-    match = _SPAN.match(text.strip())
-    if not match:
-        raise ConfigError(f"window {text!r}: expected a number and s, m, h or d (e.g. 24h)")
-    try:
-        span = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
-    except OverflowError:
-        span = MAX_SPAN + MAX_SPAN
-    if not timedelta(0) < span <= MAX_SPAN:
-        raise ConfigError(f"window {text!r}: must be more than 0 and at most 3650d")
-    return span
 
 
 @dataclass

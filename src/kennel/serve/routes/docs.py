@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Scope
 
 DOCS_ASSETS = "/docs-assets"
 REDOC_JS = "redoc.standalone.js"
@@ -26,19 +27,22 @@ def _assets() -> Path:
 
 @cache
 def _redoc_bundle() -> bytes:
-    return (
-        (_assets() / REDOC_JS)
-        .read_bytes()
-        .replace(_CDN_LOGO, f"{DOCS_ASSETS}/favicon.png".encode())
-    )
+    bundle = (_assets() / REDOC_JS).read_bytes()
+    return bundle.replace(_CDN_LOGO, f"{DOCS_ASSETS}/favicon.png".encode())
 
 
-async def redoc_js() -> Response:
-    return Response(
-        _redoc_bundle(),
-        media_type="text/javascript",
-        headers={"Cache-Control": "public, max-age=86400"},
-    )
+class _DocsAssets(StaticFiles):
+    """The package's assets, ReDoc's bundle as patched (whichever way its path is spelt:
+    Starlette normalises ``./x`` and ``x/`` to ``x`` before this)."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if path == REDOC_JS:
+            return Response(
+                _redoc_bundle(),
+                media_type="text/javascript",
+                headers={"Cache-Control": "public, max-age=86400"},
+            )
+        return await super().get_response(path, scope)
 
 
 def _openapi_and_title(request: Request) -> tuple[str, str]:
@@ -70,10 +74,6 @@ async def redoc(request: Request) -> HTMLResponse:
 
 def install(app: FastAPI) -> None:
     """The docs pages and the assets they load (the default pages load them from a CDN)."""
-    # ahead of the mount, which would serve the bundle as it is
-    app.add_api_route(
-        f"{DOCS_ASSETS}/{REDOC_JS}", redoc_js, methods=["GET"], include_in_schema=False
-    )
-    app.mount(DOCS_ASSETS, StaticFiles(directory=_assets()), name="docs-assets")
+    app.mount(DOCS_ASSETS, _DocsAssets(directory=_assets()), name="docs-assets")
     app.add_api_route("/docs", swagger, methods=["GET"], include_in_schema=False)
     app.add_api_route("/redoc", redoc, methods=["GET"], include_in_schema=False)
