@@ -151,6 +151,22 @@ def test_merge_keys_still_load_and_odd_keys_are_one_line(tmp_path: Path) -> None
     )
     production = load_project(tmp_path).config.environments["production"]
     assert (production.host, production.port, production.alias) == ("127.0.0.1", 8080, "production")
+    # a merge source defined inside a merge, and one deeper than the mapping merging it: YAML
+    # flattens those before building them, and a merged key is not one written twice
+    path.write_text(
+        "environments:\n  staging:\n    <<: &public\n"
+        "      <<: &defaults {host: 127.0.0.1, port: 8080, alias: production}\n"
+        "      host: 0.0.0.0\n    port: 8081\n    alias: staging\n  production: *public\n"
+    )
+    envs = load_project(tmp_path).config.environments
+    assert (envs["staging"].host, envs["staging"].port) == ("0.0.0.0", 8081)
+    assert (envs["production"].host, envs["production"].port) == ("0.0.0.0", 8080)
+    path.write_text("x: &c {j: 0}\ndefs:\n  inner: &b\n    <<: *c\n    j: 1\nuse:\n  <<: *b\n")
+    with pytest.raises(ConfigError, match="unknown key"):  # loads as YAML; kennel knows no x
+        load_project(tmp_path)
+    path.write_text("environments:\n  a: &a {port: 1}\n  b: &b {port: 2}\n  c: {<<: *a, <<: *b}\n")
+    with pytest.raises(ConfigError, match="key '<<' appears twice"):
+        load_project(tmp_path)
     path.write_text("project: kennel\n? [a, b]\n: 1\n")
     with pytest.raises(ConfigError, match="found unhashable key"):
         load_project(tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -39,9 +40,9 @@ class Workspace:
     """Backends for one project, opened lazily and shared by the commands of one process."""
 
     project: Project
-    # Failed audit anchor writes are kept for the caller to say (the CLI, at a command's end)
-    # instead of logged: see kennel.db.audit.AuditAnchor.failures.
-    collect_audit_failures: bool = False
+    # Who is told of an audit entry that could not be anchored (kennel.db.audit.AuditAnchor;
+    # the CLI prints it on stderr at once); None: it is logged.
+    on_audit_failure: Callable[[str], None] | None = None
 
     @classmethod
     def load(cls, root: Path | str | None = None) -> Workspace:
@@ -53,7 +54,7 @@ class Workspace:
         from kennel.db.audit import AuditAnchor
 
         # the audit chain's anchor lives in the artifact store, out of the database's reach
-        anchor = AuditAnchor(self.content.blobs, collect=self.collect_audit_failures)
+        anchor = AuditAnchor(self.content.blobs, report=self.on_audit_failure)
         return Database.open(self.project.metadata_url, audit_anchor=anchor)
 
     @cached_property

@@ -145,8 +145,11 @@ def test_a_failed_anchor_write_is_said_and_an_admin_can_anchor_the_entry(tmp_pat
     )  # fmt: skip
     assert created.exit_code == 0, created.output
     assert created.stderr.count("entry 2 was recorded but not anchored") == 1
-    assert "taken by something else" in created.stderr
+    assert "holds something that is not an anchor" in created.stderr
+    assert "remove what holds that name" in created.stderr
     assert "kennel audit anchor 2" in created.stderr
+    stuck = runner.invoke(app, ["audit", "anchor", "2", "--token", secret, "-C", str(root)])
+    assert stuck.exit_code != 0 and "remove it and run this again" in stuck.stderr
     (blocker / "x").rmdir()
     blocker.rmdir()
     viewer = created.stdout.strip()
@@ -225,3 +228,18 @@ def test_an_anchor_of_another_log_is_named_as_such(tmp_path: Path) -> None:
     assert done.exit_code == 0
     assert "holds an anchor of entry 1 with another hash" in done.stderr
     assert "an artifact store of its own" in done.stderr and "audit anchor" not in done.stderr
+
+
+def test_a_long_lived_process_is_told_at_once(tmp_path: Path) -> None:
+    """A command that runs for weeks (`monitor watch`) hears of each entry it could not
+    anchor when it happens, not at its end (a SIGTERM would lose them)."""
+    root = _project_with_entries(tmp_path / "p", n=1)
+    (root / ".kennel" / "artifacts" / "audit" / "anchors" / "000000000002").mkdir()
+    told: list[str] = []
+    ws = Workspace.load(root)
+    ws.on_audit_failure = told.append
+    try:
+        ws.tokens.create("viewer", "later")
+        assert len(told) == 1 and "entry 2 was recorded but not anchored" in told[0]
+    finally:
+        ws.close()

@@ -11,54 +11,81 @@ from pathlib import Path
 from kennel.deploy import environments
 
 
-def _sleeper() -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["sleep", "600"])
+def _service_like(root: Path, env: str = "staging") -> subprocess.Popen[bytes]:
+    """A process whose command line is the one `kennel deploy` starts for ``root``."""
+    argv = ["kennel.cli", "serve", "--env", env, "-C", str(root)]
+    return _running([sys.executable, "-c", "import time; time.sleep(600)", *argv])
+
+
+def _running(argv: list[str]) -> subprocess.Popen[bytes]:
+    """``argv`` started, once its command line shows (a vforked child may be read between
+    its parent's release and the new program's arguments)."""
+    proc = subprocess.Popen(argv)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+            break
+        time.sleep(0.01)
+    return proc
+
+
+_HALF = ["kennel.cli", "serve"]
+
+
+def _stopped(proc: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + 5
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc.returncode is not None
 
 
 def test_a_pidfile_whose_process_is_another_now_is_only_removed(tmp_path: Path) -> None:
-    pidfile = tmp_path / "run" / "serve-staging.pid"
-    pidfile.parent.mkdir()
-    other = _sleeper()
+    state = tmp_path / ".kennel"
+    pidfile = state / "run" / "serve-staging.pid"
+    pidfile.parent.mkdir(parents=True)
+    sleeper = _running(["sleep", "600"])
+    others = [
+        sleeper,
+        # kennel-like command lines that are not this project's staging service
+        _running([sys.executable, "-c", "import time; time.sleep(600)", *_HALF]),
+        _service_like(tmp_path.parent / "another-project"),
+        _service_like(tmp_path, env="production"),
+    ]
     try:
-        # the pid of a service that died, now reused by an unrelated process
-        pidfile.write_text(f"{other.pid} 1")
-        assert environments.stop(tmp_path, "staging", timeout=2) is False
-        assert other.poll() is None and not pidfile.exists()
-        # a pidfile of an older kennel (the pid alone): only `kennel serve --env ENV` is
-        # stopped, not any process whose command line says kennel
-        look_alike = subprocess.Popen(
-            [sys.executable, "-c", "import time; time.sleep(600)", "kennel.cli", "serve"]
-        )
-        for pid in (other.pid, look_alike.pid):
-            pidfile.write_text(str(pid))
-            assert environments.stop(tmp_path, "staging", timeout=2) is False
-            assert not pidfile.exists()
-        assert other.poll() is None and look_alike.poll() is None
-        look_alike.kill()
-        look_alike.wait()
+        for other in others:
+            # the pid of a service that died, now another process's: a pidfile of an older
+            # kennel (the pid alone), and one whose start time is right (forged, or a pid
+            # reused within a clock tick)
+            now = environments._started_at(other.pid)
+            for text in (str(other.pid), f"{other.pid} 1", f"{other.pid} {now}"):
+                pidfile.write_text(text)
+                assert environments.stop(state, "staging", timeout=2) is False, (other.args, text)
+                assert not pidfile.exists()
+        assert all(other.poll() is None for other in others)
         # what no kennel wrote: nothing is signalled, no traceback, the pidfile goes
         for junk in ("²".encode(), b"99999999999999999999", b"\xff\xfe", b"", b"-1", b"0"):
             pidfile.write_bytes(junk)
-            assert environments.stop(tmp_path, "staging", timeout=2) is False
+            assert environments.stop(state, "staging", timeout=2) is False
             assert not pidfile.exists()
     finally:
-        other.kill()
-        other.wait()
+        for other in others:
+            other.kill()
+            other.wait()
 
 
-def test_the_process_a_pidfile_names_is_stopped(tmp_path: Path) -> None:
-    pidfile = tmp_path / "run" / "serve-staging.pid"
-    pidfile.parent.mkdir()
-    service = _sleeper()
-    try:
-        started = environments._started_at(service.pid)
-        assert started.isdigit()
-        pidfile.write_text(f"{service.pid} {started}")
-        assert environments.stop(tmp_path, "staging", timeout=0.5) is True  # a zombie till reaped
-        deadline = time.monotonic() + 5
-        while service.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert service.returncode is not None and not pidfile.exists()
-    finally:
-        service.kill()
-        service.wait()
+def test_the_service_a_pidfile_names_is_stopped(tmp_path: Path) -> None:
+    state = tmp_path / ".kennel"
+    pidfile = state / "run" / "serve-staging.pid"
+    pidfile.parent.mkdir(parents=True)
+    for old_format in (False, True):
+        service = _service_like(tmp_path)
+        try:
+            started = environments._started_at(service.pid)
+            assert started.isdigit()
+            pidfile.write_text(str(service.pid) if old_format else f"{service.pid} {started}")
+            # a zombie until reaped: stop waits its timeout, then says it stopped it
+            assert environments.stop(state, "staging", timeout=0.5) is True
+            assert _stopped(service) and not pidfile.exists()
+        finally:
+            service.kill()
+            service.wait()

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from kennel import errors
+from kennel.db.audit import AnchorConflict, AnchorTaken
 from kennel.serve.app import error_response
 from kennel.serve.holder import LoadFailed
 from kennel.stream.subscriber import Refused
@@ -21,6 +22,8 @@ EXPECTED = {
     errors.SourceError: 400,
     errors.StorageError: 500,
     errors.IntegrityError: 500,
+    AnchorConflict: 500,  # the audit anchor's store, as any storage failure
+    AnchorTaken: 500,
     errors.UnsafePathError: 400,
     errors.MetadataError: 503,  # the database is unreachable: try again
     errors.TrainingError: 500,

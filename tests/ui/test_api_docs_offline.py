@@ -37,3 +37,4 @@ def test_redocs_bundle_is_the_patched_one_however_its_path_is_spelt(dashboard: D
         answer = httpx.get(f"{service}/docs-assets/{spelt}")
         assert answer.status_code == 200, spelt
         assert b"cdn.redoc.ly" not in answer.content and len(answer.content) > 100_000, spelt
+    assert httpx.post(f"{service}/docs-assets/redoc.standalone.js").status_code == 405

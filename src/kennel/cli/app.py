@@ -169,15 +169,15 @@ def opened(project: Path | None) -> Iterator[Workspace]:
     from kennel.wiring import Workspace
 
     ws = Workspace.load(project)
-    ws.collect_audit_failures = True  # said at the end, below
+    ws.on_audit_failure = _warn
     try:
         yield ws
     finally:
-        db = ws.__dict__.get("db")  # opened by this command (a cached property)
-        anchor = db.audit_anchor if db is not None else None
-        for failure in anchor.failures if anchor is not None else []:
-            typer.echo(f"warning: {failure}", err=True)
         ws.close()
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
 
 
 def model_ref(ws: Workspace, model: str | None, env: str | None) -> str:

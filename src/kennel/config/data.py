@@ -59,7 +59,7 @@ Share = Annotated[float, Field(ge=0.0, lt=1.0)]
 class SplitConfig(_Strict):
     test: Share = 0.2
     validation: Share = 0.0
-    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    seed: int = 0  # any integer: it is only written into each content's rank key
 
     @model_validator(mode="after")
     def _fits(self) -> SplitConfig:

@@ -128,24 +128,36 @@ def load_project(root: Path | str | None = None) -> Project:
 
 class _UniqueKeys(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping (the last would win
-    silently, and the first is often the one the user edited)."""
+    silently, and the first is often the one the user edited). Each mapping is checked as
+    written, once, before YAML flattens its merge keys (``<<: *base``) into it: merged keys
+    may be set again, and a mapping used as a merge source is flattened before it is built."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        # keys written in this mapping only: merged ones (``<<: *base``) may be overridden
-        written = [k for k, _v in node.value if k.tag != "tag:yaml.org,2002:merge"]
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            self._written_once(node)
+        super().flatten_mapping(node)
+
+    def _written_once(self, node: yaml.MappingNode) -> None:
         seen: set[Any] = set()
-        for key_node in written:
-            key = self.construct_object(key_node, deep=deep)
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                key: Any = "<<"
+            else:
+                key = self.construct_object(key_node)
             try:
                 again = key in seen
             except TypeError:  # unhashable: the base loader names it, as YAML does
-                break
+                return
             if again:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice in one section", key_node.start_mark
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def init_project(root: Path | str, *, force: bool = False) -> tuple[Project, bool]:

@@ -116,7 +116,7 @@ class TrainConfig(_Strict):
     # bundle records it and every runtime applies it (kennel.portable.frames)
     frame: Literal["centre", "letterbox", "tiles", "letterbox+tiles"] = "tiles"
     patience: Annotated[int, Field(ge=1)] = 3
-    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    seed: Annotated[int, Field(ge=-(2**62), le=2**62)] = 0  # what torch takes, rank added
     # A manifest column (``label`` or a source column such as ``window``) whose values get an
     # equal share of every epoch, drawn with replacement; unset: every image once per epoch.
     balance_by: str | None = None

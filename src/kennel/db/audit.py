@@ -11,7 +11,7 @@ still hold it, with the same hash (which pins every entry before it).
 The window: an entry whose transaction committed but whose anchor write failed or was cut short
 by a crash is not anchored. ``verify`` cannot tell it from a row slipped into the database (and
 anchored over by the next real action), so it names the entry and fails; the failed write said
-so (``AuditAnchor.failures``, printed by the CLI, and the log). An admin who has checked the
+so at once (``AuditAnchor.report``: the CLI prints it; else the log). An admin who has checked the
 entry anchors it (``kennel.db.audit_repair``, ``kennel audit anchor SEQ``), itself audited.
 
 Actions recorded so far include ``token.create``, ``token.revoke``, ``feedback``,
@@ -24,17 +24,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, func, or_, select, text
 from sqlalchemy.orm import Session
 
+from kennel.db.anchor import AnchorConflict as AnchorConflict
+from kennel.db.anchor import AnchorStore as AnchorStore
+from kennel.db.anchor import AnchorTaken as AnchorTaken
+from kennel.db.anchor import AuditAnchor as AuditAnchor
 from kennel.db.schema import AuditRow
-from kennel.errors import KennelError, StorageError
+from kennel.errors import KennelError
 
 if TYPE_CHECKING:  # engine.py imports this module: Database is only a type here
     from kennel.db.engine import Database
@@ -44,65 +46,6 @@ GENESIS = "0" * 64
 ANCHOR_KEY = "kennel.audit.anchor"  # Session.info: the AuditAnchor of the session's Database
 _PENDING = "kennel.audit.pending"  # Session.info: (seq, hash) appended in this transaction
 _LISTENING = "kennel.audit.listening"
-_ANCHORS = "audit/anchors"
-_ANCHOR_NAME = re.compile(r"^[0-9]{12}$")
-
-
-class AnchorStore(Protocol):
-    """Write-once bytes under keys (a BlobStore): ``put`` never overwrites."""
-
-    def put(self, key: str, data: bytes) -> bool: ...
-
-    def get(self, key: str) -> bytes: ...
-
-    def list(self, prefix: str = "") -> Iterator[str]: ...
-
-
-class AuditAnchor:
-    """The audit chain's entries as (sequence number, hash), one write-once record each, kept
-    where someone who can write the database cannot (the artifact store)."""
-
-    def __init__(self, store: AnchorStore, *, collect: bool = False) -> None:
-        self.store = store
-        # ``collect``: what could not be anchored is kept here for the caller to say (the CLI,
-        # at a command's end); else it is logged as an error
-        self.collect = collect
-        self.failures: list[str] = []
-
-    def publish(self, entries: list[tuple[int, str]]) -> None:
-        """Anchor each (seq, hash); raises StorageError when an anchor that is there already
-        (write-once) holds another hash, or is not a file that can be read."""
-        for seq, digest in entries:
-            data = json.dumps({"seq": seq, "hash": digest}).encode()
-            if self.store.put(f"{_ANCHORS}/{seq:012d}", data):
-                continue
-            there = self.hash_of(seq)
-            if not there:
-                raise StorageError(f"the anchor's name for entry {seq} is taken by something else")
-            if there != digest:
-                raise AnchorConflict(
-                    f"the artifact store already holds an anchor of entry {seq} with another "
-                    "hash: it holds the anchors of another audit log (a metadata database "
-                    "made anew over an old artifact store?)"
-                )
-
-    def sequence_numbers(self) -> list[int]:
-        names = (key.rsplit("/", 1)[-1] for key in self.store.list(_ANCHORS))
-        return sorted(int(name) for name in names if _ANCHOR_NAME.match(name))
-
-    def hash_of(self, seq: int) -> str:
-        """The anchored hash of entry ``seq``; "" when the record cannot be read as one (so
-        it matches nothing and verification names it)."""
-        try:
-            value = json.loads(self.store.get(f"{_ANCHORS}/{seq:012d}"))["hash"]
-        except (ValueError, KeyError, TypeError, OSError, KennelError):
-            return ""
-        return value if isinstance(value, str) else ""
-
-
-class AnchorConflict(StorageError):
-    """An anchor's name holds another entry's hash: anchors of another audit log."""
-
 
 _PG_AUDIT_LOCK = 0x6B61756469  # "kaudi"
 
@@ -192,17 +135,18 @@ def _publish_anchor(session: Session) -> None:
         anchor.publish(pending)
     except (KennelError, OSError) as exc:  # committed already: report, never undo the change
         numbers = ", ".join(str(seq) for seq, _ in pending)
-        advice = (
-            "give this project an artifact store of its own"
-            if isinstance(exc, AnchorConflict)
-            else f"`kennel audit verify` names it; check it, then `kennel audit anchor "
-            f"{pending[0][0]}`"
-        )
+        then = f"check it, then `kennel audit anchor {pending[0][0]}`"
+        if isinstance(exc, AnchorConflict):
+            advice = "give this project an artifact store of its own"
+        elif isinstance(exc, AnchorTaken):
+            advice = f"`kennel audit verify` names it; remove what holds that name, {then}"
+        else:
+            advice = f"`kennel audit verify` names it; {then}"
         failure = f"audit: entry {numbers} was recorded but not anchored ({exc}); {advice}"
-        if not anchor.collect:
+        if anchor.report is not None:
+            anchor.report(failure)
+        else:
             log.error("%s", failure)
-        elif len(anchor.failures) < 100:  # said at the end of a command
-            anchor.failures.append(failure)
 
 
 def _forget_pending(session: Session) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kennel.db.audit import ANCHOR_KEY, GENESIS, AuditAnchor, entry_hash, record
+from kennel.db.audit import ANCHOR_KEY, GENESIS, AnchorTaken, AuditAnchor, entry_hash, record
 from kennel.db.schema import AuditRow
 from kennel.errors import NotFoundError, StateError
 
@@ -23,8 +23,15 @@ def anchor_entry(session: Session, seq: int, *, actor: str) -> str:
     if row is None:
         raise NotFoundError(f"no audit entry {seq}")
     anchored = anchor.sequence_numbers()
+    name = f"audit/anchors/{seq:012d}"
     if seq in set(anchored):
-        raise StateError(f"entry {seq} is anchored already")
+        if anchor.hash_of(seq) == row.hash:
+            raise StateError(f"entry {seq} is anchored already")
+        raise StateError(
+            f"{name} in the artifact store does not hold this entry's anchor (it cannot be "
+            "read as one, or holds another hash): inspect it; if it is no anchor of this log, "
+            "remove it and run this again"
+        )
     if not anchored or seq < anchored[0]:
         # verify takes the entries before the first anchor as a log from before anchoring:
         # anchoring one of them would make it demand anchors of all that follow
@@ -36,7 +43,10 @@ def anchor_entry(session: Session, seq: int, *, actor: str) -> str:
     upto = _verified_up_to(session, anchor, seq)
     if upto is not None:
         raise StateError(f"the chain before entry {seq} is broken: {upto}")
-    anchor.publish([(seq, row.hash)])
+    try:
+        anchor.publish([(seq, row.hash)])
+    except AnchorTaken as exc:
+        raise StateError(f"{exc}: inspect it; if so, remove it and run this again") from exc
     record(session, actor=actor, action="audit.anchored", subject=str(seq),
            details={"hash": row.hash})  # fmt: skip
     return row.hash

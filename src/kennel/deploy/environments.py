@@ -65,9 +65,9 @@ def _started_at(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
-def _is_service(pid: int, env: str) -> bool:
-    """Whether ``pid`` runs ``kennel serve --env ENV`` as ``start`` launched it (for a pidfile
-    from before start times were recorded). Without /proc to ask, the pid alone, as before."""
+def _is_service(pid: int, env: str, root: Path) -> bool:
+    """Whether ``pid`` runs ``kennel serve --env ENV -C ROOT`` as ``start`` launched it.
+    Without /proc to ask, the pid (and start time) alone, as before."""
     if not os.path.isdir("/proc/self"):
         return True
     try:
@@ -75,7 +75,7 @@ def _is_service(pid: int, env: str) -> bool:
             argv = handle.read().split(b"\0")
     except OSError:
         return False
-    wanted = (b"kennel.cli", b"serve", b"--env", env.encode())
+    wanted = [b"kennel.cli", b"serve", b"--env", env.encode(), b"-C", os.fsencode(root)]
     return all(part in argv for part in wanted)
 
 
@@ -128,8 +128,12 @@ def stop(state_dir: Path, env: str, timeout: float = 30.0) -> bool:
     if not pidfile.is_file():
         return False
     pid, started = _recorded(pidfile)
-    # the service died (kill -9, a reboot) and its number may belong to another process now
-    if pid <= 0 or (_started_at(pid) != started if started else not _is_service(pid, env)):
+    # the service died (kill -9, a reboot) and its number may belong to another process now:
+    # the one that started then, running this project's service (an older pidfile: the pid)
+    service = (started is None or _started_at(pid) == started) and _is_service(
+        pid, env, state_dir.parent
+    )
+    if pid <= 0 or not service:
         pidfile.unlink(missing_ok=True)
         return False
     try:

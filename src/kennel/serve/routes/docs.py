@@ -36,7 +36,7 @@ class _DocsAssets(StaticFiles):
     Starlette normalises ``./x`` and ``x/`` to ``x`` before this)."""
 
     async def get_response(self, path: str, scope: Scope) -> Response:
-        if path == REDOC_JS:
+        if path == REDOC_JS and scope["method"] in ("GET", "HEAD"):  # else StaticFiles' 405
             return Response(
                 _redoc_bundle(),
                 media_type="text/javascript",
