@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from kennel.cli.main import app
@@ -167,6 +168,11 @@ def test_merge_keys_still_load_and_odd_keys_are_one_line(tmp_path: Path) -> None
     path.write_text("environments:\n  a: &a {port: 1}\n  b: &b {port: 2}\n  c: {<<: *a, <<: *b}\n")
     with pytest.raises(ConfigError, match="key '<<' appears twice"):
         load_project(tmp_path)
+    # a quoted "<<" is a plain key, and "=" a plain key once YAML is done with it
+    from kennel.config.loading import _UniqueKeys
+
+    merged = "a: &a {x: 1}\nb:\n  <<: *a\n  '<<': lit\nc: {=: 1, b: 2}\n"
+    assert yaml.load(merged, Loader=_UniqueKeys) == yaml.safe_load(merged)
     path.write_text("project: kennel\n? [a, b]\n: 1\n")
     with pytest.raises(ConfigError, match="found unhashable key"):
         load_project(tmp_path)

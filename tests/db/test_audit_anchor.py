@@ -243,3 +243,45 @@ def test_a_long_lived_process_is_told_at_once(tmp_path: Path) -> None:
         assert len(told) == 1 and "entry 2 was recorded but not anchored" in told[0]
     finally:
         ws.close()
+
+
+def test_only_the_entries_that_failed_are_named(tmp_path: Path) -> None:
+    """One transaction appends three entries and the middle anchor fails: the others are
+    anchored, and the message names the one that was not."""
+    from kennel.db.audit import record
+
+    root = _project_with_entries(tmp_path / "p", n=1)
+    (root / ".kennel" / "artifacts" / "audit" / "anchors" / "000000000003").write_text("junk")
+    told: list[str] = []
+    ws = Workspace.load(root)
+    ws.on_audit_failure = told.append
+    try:
+        with ws.db.session() as s:
+            for i in range(3):
+                record(s, actor="t", action="test.note", subject=str(i))
+    finally:
+        ws.close()
+    assert len(told) == 1 and "entry 3 was recorded but not anchored" in told[0], told
+    assert "kennel audit anchor 3`" in told[0]
+    assert [p.name for p in _anchors(root)] == [f"{n:012d}" for n in (1, 2, 3, 4)]
+
+
+def test_a_project_whose_first_anchor_failed_is_anchored_from_entry_1(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    assert runner.invoke(app, ["init", str(root)]).exit_code == 0
+    blocker = root / ".kennel" / "artifacts" / "audit" / "anchors" / "000000000001"
+    blocker.mkdir(parents=True)
+    made = runner.invoke(app, ["token", "create", "--role", "admin", "-C", str(root)])
+    assert made.exit_code == 0 and "kennel audit anchor 1`" in made.stderr
+    secret = made.stdout.strip()
+    blocker.rmdir()
+    more = ["token", "create", "--role", "viewer", "--token", secret, "-C", str(root)]
+    assert runner.invoke(app, more).exit_code == 0  # entry 2: anchored, and 1 is not
+    (root / ".kennel" / "artifacts" / "audit" / "anchors" / "000000000002").unlink()
+    assert _verify(root)[0] == 1  # none anchored: named as such
+    early = runner.invoke(app, ["audit", "anchor", "2", "--token", secret, "-C", str(root)])
+    assert early.exit_code != 0 and "anchor entry 1 first" in early.stderr
+    for seq in ("1", "2"):
+        done = runner.invoke(app, ["audit", "anchor", seq, "--token", secret, "-C", str(root)])
+        assert done.exit_code == 0, done.output
+    assert _verify(root)[0] == 0

@@ -54,10 +54,14 @@ def test_a_pidfile_whose_process_is_another_now_is_only_removed(tmp_path: Path) 
     try:
         for other in others:
             # the pid of a service that died, now another process's: a pidfile of an older
-            # kennel (the pid alone), and one whose start time is right (forged, or a pid
-            # reused within a clock tick)
+            # kennel (the pid alone), and one whose start time is wrong; one whose start time
+            # is right (forged, or a pid reused within a clock tick) unless it is an ENV
+            # service (its -C may name this project's folder before a rename)
             now = environments._started_at(other.pid)
-            for text in (str(other.pid), f"{other.pid} 1", f"{other.pid} {now}"):
+            texts = [str(other.pid), f"{other.pid} 1"]
+            if other.args[-3:-1] != ["staging", "-C"]:
+                texts.append(f"{other.pid} {now}")
+            for text in texts:
                 pidfile.write_text(text)
                 assert environments.stop(state, "staging", timeout=2) is False, (other.args, text)
                 assert not pidfile.exists()
@@ -89,3 +93,20 @@ def test_the_service_a_pidfile_names_is_stopped(tmp_path: Path) -> None:
         finally:
             service.kill()
             service.wait()
+
+
+def test_a_renamed_projects_service_is_still_stopped(tmp_path: Path) -> None:
+    """The service was started with -C naming the folder before a rename: its pid and start
+    time still name it, and stop ends it instead of forgetting it."""
+    before, after = tmp_path / "park", tmp_path / "park-renamed"
+    (before / ".kennel" / "run").mkdir(parents=True)
+    service = _service_like(before)
+    try:
+        pidfile = before / ".kennel" / "run" / "serve-staging.pid"
+        pidfile.write_text(f"{service.pid} {environments._started_at(service.pid)}")
+        before.rename(after)
+        assert environments.stop(after / ".kennel", "staging", timeout=0.5) is True
+        assert _stopped(service)
+    finally:
+        service.kill()
+        service.wait()

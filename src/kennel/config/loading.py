@@ -126,6 +126,9 @@ def load_project(root: Path | str | None = None) -> Project:
     return Project(root=base, config=parse_config(data, source=str(path)))
 
 
+_MERGE = object()
+
+
 class _UniqueKeys(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping (the last would win
     silently, and the first is often the one the user edited). Each mapping is checked as
@@ -146,7 +149,9 @@ class _UniqueKeys(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _value in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                key: Any = "<<"
+                key: Any = _MERGE  # not the text "<<", which a quoted key may be
+            elif key_node.tag == "tag:yaml.org,2002:value":
+                key = "="  # what YAML makes of it once flattened
             else:
                 key = self.construct_object(key_node)
             try:
@@ -154,8 +159,9 @@ class _UniqueKeys(yaml.SafeLoader):
             except TypeError:  # unhashable: the base loader names it, as YAML does
                 return
             if again:
+                shown = "<<" if key is _MERGE else key
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one section", key_node.start_mark
+                    None, None, f"key {shown!r} appears twice in one section", key_node.start_mark
                 )
             seen.add(key)
 

@@ -131,22 +131,32 @@ def _publish_anchor(session: Session) -> None:
     anchor: AuditAnchor | None = session.info.get(ANCHOR_KEY)
     if not pending or anchor is None:
         return
-    try:
-        anchor.publish(pending)
-    except (KennelError, OSError) as exc:  # committed already: report, never undo the change
-        numbers = ", ".join(str(seq) for seq, _ in pending)
-        then = f"check it, then `kennel audit anchor {pending[0][0]}`"
-        if isinstance(exc, AnchorConflict):
-            advice = "give this project an artifact store of its own"
-        elif isinstance(exc, AnchorTaken):
-            advice = f"`kennel audit verify` names it; remove what holds that name, {then}"
-        else:
-            advice = f"`kennel audit verify` names it; {then}"
-        failure = f"audit: entry {numbers} was recorded but not anchored ({exc}); {advice}"
-        if anchor.report is not None:
-            anchor.report(failure)
-        else:
-            log.error("%s", failure)
+    failed: list[tuple[int, Exception]] = []
+    for seq, digest in pending:  # each on its own: the others may still be anchored
+        try:
+            anchor.publish([(seq, digest)])
+        except (KennelError, OSError) as error:  # committed already: report, never undo it
+            failed.append((seq, error))
+    if not failed:
+        return
+    first, why = failed[0]
+    numbers = ", ".join(str(seq) for seq, _ in failed)
+    if not anchor.sequence_numbers():  # none anchored yet: verify names no entry, but 1
+        first = 1
+    then = f"check it, then `kennel audit anchor {first}`" + (
+        " and each entry verify names after it" if len(failed) > 1 or first != failed[0][0] else ""
+    )
+    if isinstance(why, AnchorConflict):
+        advice = "give this project an artifact store of its own"
+    elif isinstance(why, AnchorTaken):
+        advice = f"`kennel audit verify` names it; remove what holds that name, {then}"
+    else:
+        advice = f"`kennel audit verify` names it; {then}"
+    failure = f"audit: entry {numbers} was recorded but not anchored ({why}); {advice}"
+    if anchor.report is not None:
+        anchor.report(failure)
+    else:
+        log.error("%s", failure)
 
 
 def _forget_pending(session: Session) -> None:

@@ -32,13 +32,15 @@ def anchor_entry(session: Session, seq: int, *, actor: str) -> str:
             "read as one, or holds another hash): inspect it; if it is no anchor of this log, "
             "remove it and run this again"
         )
-    if not anchored or seq < anchored[0]:
+    if not anchored and seq != 1:
+        # no anchor at all (the first anchor writes failed): verify asks for them from entry 1
+        raise StateError(f"no entry is anchored yet: anchor entry 1 first, then {seq}")
+    if anchored and seq < anchored[0]:
         # verify takes the entries before the first anchor as a log from before anchoring:
         # anchoring one of them would make it demand anchors of all that follow
-        first = f"entry {anchored[0]}" if anchored else "no entry"
         raise StateError(
-            f"entry {seq} comes before the anchor (its first is {first}): verify does not "
-            "ask for an anchor there"
+            f"entry {seq} comes before the anchor (its first is entry {anchored[0]}): verify "
+            "does not ask for an anchor there"
         )
     upto = _verified_up_to(session, anchor, seq)
     if upto is not None:
@@ -46,7 +48,9 @@ def anchor_entry(session: Session, seq: int, *, actor: str) -> str:
     try:
         anchor.publish([(seq, row.hash)])
     except AnchorTaken as exc:
-        raise StateError(f"{exc}: inspect it; if so, remove it and run this again") from exc
+        raise StateError(
+            f"{exc}: inspect it; if it is no anchor of this log, remove it and run this again"
+        ) from exc
     record(session, actor=actor, action="audit.anchored", subject=str(seq),
            details={"hash": row.hash})  # fmt: skip
     return row.hash

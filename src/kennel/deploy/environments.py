@@ -65,9 +65,9 @@ def _started_at(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
-def _is_service(pid: int, env: str, root: Path) -> bool:
-    """Whether ``pid`` runs ``kennel serve --env ENV -C ROOT`` as ``start`` launched it.
-    Without /proc to ask, the pid (and start time) alone, as before."""
+def _is_service(pid: int, env: str, root: Path | None) -> bool:
+    """Whether ``pid`` runs ``kennel serve --env ENV -C ROOT`` as ``start`` launched it (any
+    ROOT when ``root`` is None). Without /proc to ask, the pid (and start time) alone."""
     if not os.path.isdir("/proc/self"):
         return True
     try:
@@ -75,7 +75,9 @@ def _is_service(pid: int, env: str, root: Path) -> bool:
             argv = handle.read().split(b"\0")
     except OSError:
         return False
-    wanted = [b"kennel.cli", b"serve", b"--env", env.encode(), b"-C", os.fsencode(root)]
+    wanted = [b"kennel.cli", b"serve", b"--env", env.encode(), b"-C"]
+    if root is not None:
+        wanted.append(os.fsencode(root))
     return all(part in argv for part in wanted)
 
 
@@ -129,10 +131,13 @@ def stop(state_dir: Path, env: str, timeout: float = 30.0) -> bool:
         return False
     pid, started = _recorded(pidfile)
     # the service died (kill -9, a reboot) and its number may belong to another process now:
-    # the one that started then, running this project's service (an older pidfile: the pid)
-    service = (started is None or _started_at(pid) == started) and _is_service(
-        pid, env, state_dir.parent
-    )
+    # the process that started then, running an ENV service (its -C may name the project's
+    # folder before a rename); a pidfile of an older kennel holds the pid alone: then it must
+    # be this project's service, -C and all
+    if started is not None:
+        service = _started_at(pid) == started and _is_service(pid, env, None)
+    else:
+        service = _is_service(pid, env, state_dir.parent)
     if pid <= 0 or not service:
         pidfile.unlink(missing_ok=True)
         return False
