@@ -148,3 +148,29 @@ def test_a_prefetcher_passes_on_the_error_of_a_batch() -> None:
     with pytest.raises(ValueError, match="bad batch 2"):
         list(prefetcher)
     assert not prefetcher.thread.is_alive()
+
+
+def test_an_interrupt_while_the_prefetch_thread_starts_still_stops_it() -> None:
+    """A Ctrl-C or SIGTERM that lands inside ``Thread.start`` (it waits for the new thread to
+    run) once escaped before the generator's clean-up could join the thread: it ran on, in
+    torch, while the interpreter exited ("terminate called without an active exception")."""
+    import os
+    import signal
+    import time
+
+    def make(i: int) -> torch.Tensor:
+        time.sleep(0.01)
+        return torch.full((2,), float(i))
+
+    prefetcher = Prefetcher(make, 1000, depth=2)
+    start = prefetcher.thread.start
+
+    def started_then_interrupted() -> None:
+        start()
+        os.kill(os.getpid(), signal.SIGINT)  # lands before start() has returned to its caller
+
+    prefetcher.thread.start = started_then_interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        for _ in prefetcher:
+            pass
+    assert not prefetcher.thread.is_alive()

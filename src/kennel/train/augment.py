@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import queue
+import signal
 import threading
 from collections.abc import Callable, Iterator
 
@@ -191,8 +192,8 @@ class Prefetcher:
             torch.set_num_threads(inherited)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        self.thread.start()
         try:
+            _start_uninterrupted(self.thread)
             for _ in range(self.count):
                 item = self.queue.get()
                 if isinstance(item, BaseException):
@@ -208,3 +209,19 @@ class Prefetcher:
         self.stopped.set()
         if self.thread.is_alive():
             self.thread.join()
+
+
+def _start_uninterrupted(thread: threading.Thread) -> None:
+    """``thread.start()`` with SIGINT and SIGTERM held back until it returns: a Ctrl-C or
+    SIGTERM raised inside ``start`` (it waits for the new thread to run) would leave a thread
+    running that nothing stops or joins, still inside torch when the interpreter exits. A
+    signal held back is handled right after, where ``close`` joins the thread."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or not hasattr(signal, "pthread_sigmask"):  # signals go to the main thread
+        thread.start()
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
