@@ -163,6 +163,21 @@ def _forget_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
 
 
+def broken_link(row: AuditRow, expected_seq: int, prev: str) -> str | None:
+    """What is wrong with ``row`` as entry ``expected_seq`` after an entry hashed ``prev``:
+    missing, not linked to it, or altered since written; None when nothing is."""
+    if row.seq != expected_seq:
+        return f"entry {expected_seq} is missing (next is {row.seq})"
+    if row.prev_hash != prev:
+        return f"entry {row.seq} does not link to entry {row.seq - 1}"
+    digest = entry_hash(
+        row.seq, row.at, row.actor, row.action, row.subject, row.details, row.prev_hash
+    )
+    if digest != row.hash:
+        return f"entry {row.seq} was altered after it was written"
+    return None
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     seq: int
@@ -208,15 +223,9 @@ def verify(
     checked = after
     rows = select(AuditRow).where(AuditRow.seq > after).order_by(AuditRow.seq)
     for row in session.scalars(rows):
-        if row.seq != expected_seq:
-            return Verdict(False, checked, f"entry {expected_seq} is missing (next is {row.seq})")
-        if row.prev_hash != prev:
-            return Verdict(False, checked, f"entry {row.seq} does not link to entry {row.seq - 1}")
-        digest = entry_hash(
-            row.seq, row.at, row.actor, row.action, row.subject, row.details, row.prev_hash
-        )
-        if digest != row.hash:
-            return Verdict(False, checked, f"entry {row.seq} was altered after it was written")
+        broken = broken_link(row, expected_seq, prev)
+        if broken is not None:
+            return Verdict(False, checked, broken)
         if anchor is not None and anchored and row.seq >= first:
             if row.seq not in present:
                 return Verdict(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kennel.db.audit import ANCHOR_KEY, GENESIS, AnchorTaken, AuditAnchor, entry_hash, record
+from kennel.db.audit import ANCHOR_KEY, GENESIS, AnchorTaken, AuditAnchor, broken_link, record
 from kennel.db.schema import AuditRow
 from kennel.errors import NotFoundError, StateError
 
@@ -23,14 +23,13 @@ def anchor_entry(session: Session, seq: int, *, actor: str) -> str:
     if row is None:
         raise NotFoundError(f"no audit entry {seq}")
     anchored = anchor.sequence_numbers()
-    name = f"audit/anchors/{seq:012d}"
     if seq in set(anchored):
         if anchor.hash_of(seq) == row.hash:
             raise StateError(f"entry {seq} is anchored already")
         raise StateError(
-            f"{name} in the artifact store does not hold this entry's anchor (it cannot be "
-            "read as one, or holds another hash): inspect it; if it is no anchor of this log, "
-            "remove it and run this again"
+            f"{anchor.name(seq)} in the artifact store does not hold this entry's anchor (it "
+            "cannot be read as one, or holds another hash): inspect it; if it is no anchor of "
+            "this log, remove it and run this again"
         )
     if not anchored and seq != 1:
         # no anchor at all (the first anchor writes failed): verify asks for them from entry 1
@@ -63,11 +62,9 @@ def _verified_up_to(session: Session, anchor: AuditAnchor, seq: int) -> str | No
     prev = GENESIS
     rows = select(AuditRow).where(AuditRow.seq <= seq).order_by(AuditRow.seq)
     for expected, row in enumerate(session.scalars(rows), start=1):
-        digest = entry_hash(
-            row.seq, row.at, row.actor, row.action, row.subject, row.details, row.prev_hash
-        )
-        if row.seq != expected or row.prev_hash != prev or digest != row.hash:
-            return f"entry {expected} is missing, unlinked or altered"
+        broken = broken_link(row, expected, prev)
+        if broken is not None:
+            return broken
         if row.seq < seq and row.seq in present and anchor.hash_of(row.seq) != row.hash:
             return f"entry {row.seq} does not match its anchor"
         prev = row.hash
