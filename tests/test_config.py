@@ -176,3 +176,39 @@ def test_merge_keys_still_load_and_odd_keys_are_one_line(tmp_path: Path) -> None
     path.write_text("project: kennel\n? [a, b]\n: 1\n")
     with pytest.raises(ConfigError, match="found unhashable key"):
         load_project(tmp_path)
+
+
+def test_a_file_that_expands_hugely_or_nests_deeply_is_refused_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    """YAML aliases of aliases ("billion laughs") and deep nesting: a one-line refusal (exit 2),
+    not a process filling memory or a RecursionError traceback."""
+    path = tmp_path / "kennel.yaml"
+    laughs = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    laughs += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path.write_text("\n".join(laughs) + "\n")
+    with pytest.raises(ConfigError, match=r"kennel.yaml: expands to more than 100,000 values"):
+        load_project(tmp_path)
+    path.write_text("project: kennel\nx: " + "[" * 70 + "]" * 70 + "\n")
+    with pytest.raises(ConfigError, match=r"x\[0\]\[0\].*: nested more than 64 levels deep"):
+        load_project(tmp_path)
+    path.write_text("x: " + "[" * 5000 + "]" * 5000 + "\n")  # deeper than PyYAML recurses
+    with pytest.raises(ConfigError, match=r"kennel.yaml: nested too deeply"):
+        load_project(tmp_path)
+    result = CliRunner().invoke(app, ["data", "list", "-C", str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert "nested too deeply" in result.stderr
+    path.write_text("project: kennel\nx: &x {y: 1}\nz: [*x, *x]\n")  # aliases as such are fine
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_project(tmp_path)
+
+
+def test_an_unset_environment_variable_is_named_with_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KENNEL_TEST_UNSET", raising=False)
+    (tmp_path / "kennel.yaml").write_text("store:\n  metadata_url: ${KENNEL_TEST_UNSET}\n")
+    with pytest.raises(ConfigError, match=r"kennel.yaml: store.metadata_url: environment "):
+        load_project(tmp_path)
+    monkeypatch.setenv("KENNEL_TEST_UNSET", "sqlite:///x.db")
+    assert load_project(tmp_path).config.store.metadata_url == "sqlite:///x.db"

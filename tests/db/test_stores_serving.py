@@ -101,6 +101,26 @@ def test_approvals_newest_decision_wins_and_is_audited(db: Database) -> None:
     assert AuditLog(db).entries(limit=1)[0].details == {"note": "", "role": "qa"}
 
 
+def test_a_decision_posted_again_is_the_same_decision(db: Database) -> None:
+    """A double click or a replayed form: the newest decision, same person, same note, is not
+    recorded (nor audited) twice; anything else that differs is a new decision."""
+    store = DeploymentStore(db)
+    first = store.add_approval("pets", 1, "approved", actor="quinn", role="qa", note="ok")
+    assert store.add_approval("pets", 1, "approved", actor="quinn", role="qa", note="ok") == first
+    store.add_approval("pets", 1, "approved", actor="quinn", role="qa", note="checked again")
+    store.add_approval("pets", 1, "approved", actor="ada", role="admin", note="checked again")
+    store.add_approval("pets", 1, "rejected", actor="ada", role="admin", note="checked again")
+    store.add_approval("pets", 1, "approved", actor="quinn", role="qa", note="ok")  # re-approved
+    assert [(a.decision, a.actor, a.note) for a in store.approvals("pets", 1)] == [
+        ("approved", "quinn (qa)", "ok"),
+        ("approved", "quinn (qa)", "checked again"),
+        ("approved", "ada (admin)", "checked again"),
+        ("rejected", "ada (admin)", "checked again"),
+        ("approved", "quinn (qa)", "ok"),
+    ]
+    assert len(_actions(db)) == 5
+
+
 # -- predictions and feedback -----------------------------------------------------------------
 def _prediction(i: int, *, version: int = 1, environment: str = "production") -> LoggedPrediction:
     return LoggedPrediction(

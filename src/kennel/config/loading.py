@@ -64,14 +64,32 @@ def _format_error(err: ValidationError, prefix: tuple[str, ...] = ()) -> str:
 
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# A kennel.yaml is a few hundred values, a dozen levels deep. YAML aliases let a small file
+# stand for a huge one (each alias of an alias doubles it: "billion laughs"), and each level
+# of nesting is a level of recursion here, in PyYAML and in validation: past these limits the
+# file is refused with its reason instead of filling memory or the stack.
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
 
 
-def _expand(value: Any, key: str) -> Any:
-    """Replace ``${NAME}`` in string values with environment variables (for secrets)."""
+def _expand(value: Any, key: str, budget: list[int] | None = None, depth: int = 0) -> Any:
+    """Replace ``${NAME}`` in string values with environment variables (for secrets); every
+    value visited (an alias's as often as it is used) counts against MAX_VALUES."""
+    budget = [MAX_VALUES] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(
+            f"expands to more than {MAX_VALUES:,} values (YAML aliases repeating aliases?)"
+        )
+    if depth > MAX_DEPTH and isinstance(value, dict | list):
+        raise ConfigError(f"{key}: nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
-        return {k: _expand(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        return {
+            k: _expand(v, f"{key}.{k}" if key else str(k), budget, depth + 1)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_expand(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_expand(v, f"{key}[{i}]", budget, depth + 1) for i, v in enumerate(value)]
     if isinstance(value, str):
 
         def lookup(match: re.Match[str]) -> str:
@@ -96,7 +114,10 @@ def revalidate(section: str, value: _Model, updates: dict[str, Any]) -> _Model:
 def parse_config(data: Any, *, source: str = CONFIG_NAME) -> KennelConfig:
     if data is None:
         data = {}
-    data = _expand(data, "")
+    try:
+        data = _expand(data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
     try:
@@ -121,6 +142,8 @@ def load_project(root: Path | str | None = None) -> Project:
         raise ConfigError(f"{path}{where}: not valid YAML: {what}") from exc
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    except RecursionError:  # PyYAML composes and builds nested collections recursively
+        raise ConfigError(f"{path}: nested too deeply (at most {MAX_DEPTH} levels)") from None
     if data is None:
         raise ConfigError(f"{path}: empty; `kennel init --force {base}` writes the default one")
     return Project(root=base, config=parse_config(data, source=str(path)))

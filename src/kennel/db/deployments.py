@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from kennel.db import Database, aware
 from kennel.db.audit import record
+from kennel.db.locking import serialize
 from kennel.db.schema import ApprovalRow, CertificationRow
 
 
@@ -145,13 +146,28 @@ class DeploymentStore:
         self, model: str, version: int, decision: str, *, actor: str, role: str, note: str
     ) -> Approval:
         """Record QA's ``decision`` (approved | rejected) by ``actor`` in ``role`` and audit
-        it as ``model.<decision>``."""
+        it as ``model.<decision>``. The same decision with the same note by the same person,
+        when it is the newest one on the version already (a double click, a page posted
+        again), is that decision: it is returned and nothing new is recorded."""
         with self.db.session() as s:
+            serialize(s, f"approval:{model}@{version}")  # two clicks at once: one is recorded
+            newest = s.scalars(
+                select(ApprovalRow)
+                .where(ApprovalRow.model == model, ApprovalRow.version == version)
+                .order_by(ApprovalRow.id.desc())
+            ).first()
+            signed = f"{actor} ({role})"
+            if newest is not None and (newest.decision, newest.actor, newest.note) == (
+                decision,
+                signed,
+                note,
+            ):
+                return _approval(newest)
             row = ApprovalRow(
                 model=model,
                 version=version,
                 decision=decision,
-                actor=f"{actor} ({role})",
+                actor=signed,
                 note=note,
                 at=datetime.now(UTC),
             )
