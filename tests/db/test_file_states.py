@@ -36,11 +36,16 @@ def test_a_later_read_replaces_a_files_state(store: IngestStore) -> None:
                       files=2, actor="t")  # fmt: skip
     a, b = "a" * 64, "b" * 64
     store.save([_item(a)], [_record(run.id, "/x.jpg", a)], [("/x.jpg", "10:1:1:7:1", a, 64, 48)])
-    assert store.file_states(["/x.jpg", "/y.jpg", "/z.jpg"]) == {
-        "/x.jpg": ("10:1:1:7:1", a, 64, 48)
-    }
+    assert store.file_states(["/x.jpg", "/y.jpg", "/z.jpg"]) == (
+        ["/x.jpg"],
+        ["10:1:1:7:1"],
+        [a],
+        [64],
+        [48],
+    )
     store.save([_item(b)], [], [("/x.jpg", "10:2:2:7:1", b, 32, 24)])
-    assert store.file_states(["/x.jpg"]) == {"/x.jpg": ("10:2:2:7:1", b, 32, 24)}
+    assert store.file_states(["/x.jpg"]) == (["/x.jpg"], ["10:2:2:7:1"], [b], [32], [24])
+    assert store.file_states([]) == ([], [], [], [], [])
 
 
 def test_migration_0011_sizes_each_state_from_its_item(metadata_url: str) -> None:
@@ -67,4 +72,4 @@ def test_migration_0011_sizes_each_state_from_its_item(metadata_url: str) -> Non
         found = IngestStore(database).file_states(["/x.jpg", "/y.jpg"])
     finally:
         database.dispose()
-    assert found == {"/x.jpg": ("10:1:1:7:1", a, 64, 48)}
+    assert found == (["/x.jpg"], ["10:1:1:7:1"], [a], [64], [48])

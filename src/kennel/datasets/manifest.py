@@ -12,7 +12,6 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -88,7 +87,7 @@ def version_id(rows: list[Row] | pa.Table) -> str:
         if column.null_count:
             raise ValueError(f"manifest column {name!r} has {column.null_count} empty values")
         if pa.types.is_floating(column.type):  # Arrow writes floats shortest, not to 4 places
-            column = pa.array(list(map(format, column.to_pylist(), repeat(".4f"))))
+            column = fixed4(column)
         # large strings: 64-bit offsets, so the text of a huge version cannot overflow them
         fields.append(column.cast(pa.large_string()))
     text = pa.scalar("", pa.large_string())
@@ -99,6 +98,33 @@ def version_id(rows: list[Row] | pa.Table) -> str:
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
     start, end = offsets[lines.offset], offsets[lines.offset + len(lines)]
     return hashlib.sha256(memoryview(lines.buffers()[2])[start:end]).hexdigest()
+
+
+def fixed4(column: pa.Array) -> pa.Array:
+    """Each float as ``format(x, ".4f")`` writes it, built as arrays: the digits of the
+    integer nearest to x * 10,000, the sign of x (``-0.0000`` for a small negative, as
+    Python writes it). Python rounds x's exact binary value; the product carries a rounding
+    error of at most half a unit in its last place, so where it lies that close to halfway
+    between two integers, or x is not finite or too large for exact integers, that value is
+    formatted by Python instead (a formatting per float took a sixth of a 100,000-file
+    version's commit)."""
+    x = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = x * 10_000.0
+        nearest = np.rint(scaled)
+        doubtful = ~np.isfinite(scaled) | (np.abs(scaled) >= 2.0**52)
+        doubtful |= np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) <= np.abs(scaled) * 1e-14
+    units = np.abs(np.where(doubtful, 0.0, nearest)).astype(np.int64)
+    sign = pc.if_else(pa.array(np.signbit(x)), "-", "")
+    whole = pc.binary_join_element_wise(sign, pc.cast(pa.array(units // 10_000), pa.string()), "")
+    places = pc.utf8_lpad(pc.cast(pa.array(units % 10_000), pa.string()), 4, "0")
+    text = pc.binary_join_element_wise(whole, places, ".")
+    if not doubtful.any():
+        return text
+    values = text.to_pylist()
+    for i in np.flatnonzero(doubtful).tolist():
+        values[i] = format(float(x[i]), ".4f")
+    return pa.array(values, pa.string())
 
 
 def to_table(rows: list[Row]) -> pa.Table:

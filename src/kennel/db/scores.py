@@ -31,10 +31,10 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from kennel.db import aware
+from kennel.db.bulk import dialect_insert
 from kennel.db.engine import CONNECT_TIMEOUT_S, connect, database_url, where
 from kennel.errors import ConfigError, MetadataError, NotFoundError
 from kennel.retry import first_line
@@ -170,12 +170,9 @@ class ScoreTable:
         if not scores:
             return 0
         dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            statement = postgresql.insert(self.table).on_conflict_do_nothing()
-        elif dialect == "sqlite":
-            statement = sqlite.insert(self.table).on_conflict_do_nothing()  # type: ignore[assignment]
-        else:
+        if dialect not in ("postgresql", "sqlite"):
             raise ConfigError(f"batch scoring supports PostgreSQL and SQLite, not {dialect}")
+        statement = dialect_insert(dialect, self.table).on_conflict_do_nothing()
         try:
             with self.engine.begin() as connection:
                 # RETURNING counts what was really inserted (rowcount is unreliable for
