@@ -266,6 +266,10 @@ def _ingest(s: dict[str, Any]) -> list[str]:
         ["append / first", f"{k['append_over_first']:.1%}", f"{d['append_over_first']:.1%}",
          ""],
     ]  # fmt: skip
+    if "append_source_s" in k:  # kennel's own way: the new files as a source of their own
+        rows.append([f"append {s['append']:,} as their own folder (kennel only)",
+                     f"{k['append_source_s']:.2f} ({k['append_source_over_first']:.1%} of first)",
+                     "-", ""])  # fmt: skip
     if "sync_after_s" in k:  # the first ingest again, until what each tool wrote is on disk
         (ks, _), (ds, _) = k["sync_after_s"], d["sync_after_s"]
         rows.append(["first, with a sync after it", f"{k['first_s'] + ks:.2f} ({ks:.2f} sync)",
