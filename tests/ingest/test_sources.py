@@ -226,3 +226,28 @@ def test_sql_options_on_another_source_are_refused(tmp_path: Path, files: dict[s
         open_source(f"{folder}.zip", sql_query="SELECT 1")
     with pytest.raises(SourceError, match=r"^--uri-column/--label-column are for a manifest"):
         open_source(folder, uri_column="path")
+
+
+def test_a_file_named_by_two_rows_is_offered_once_or_quarantined_on_two_labels(
+    workspace: Workspace, tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    """Rows that name one file ("d1.jpg", "./d1.jpg") are one file: a repeat with the same
+    label is counted and offered once; under another label the file is quarantined as a label
+    conflict naming both rows (the last row's label had won silently)."""
+    write_tree(tmp_path / "m", files)
+    dog, cat = sorted(n for n in files if n.startswith("dog/"))[:1], sorted(files)[:1]
+    rows = [f"{dog[0]},dog", f"{dog[0]},dog", f"./{dog[0]},cat", f"{cat[0]},cat", f"./{cat[0]},cat"]
+    (tmp_path / "m" / "m.csv").write_text("uri,label\n" + "\n".join(rows) + "\n")
+    listing = open_source(str(tmp_path / "m" / "m.csv")).scan()
+    assert len(listing.entries) == 2 and listing.skipped == {
+        "row naming a file an earlier row names": 2
+    }
+    report = workspace.ingestor().run(workspace.source(str(tmp_path / "m" / "m.csv")), "rows")
+    assert (report.files, report.added, report.quarantined) == (2, 1, {"label conflict": 1})
+    assert report.skipped == {"row naming a file an earlier row names": 2}
+    (uri, reason), *_ = report.quarantine_sample
+    assert uri.endswith(dog[0]) and reason == (
+        "label conflict: rows 1 and 3 name this file, labelled 'dog' and 'cat'"
+    )
+    table = workspace.catalog.table(report.version)
+    assert table["label"].to_pylist() == ["cat"] and table.num_rows == 1

@@ -36,6 +36,8 @@ BAD_NAME = "name not UTF-8"
 UNSAFE_MEMBER = "archive member outside the archive"  # `..` or an absolute name
 OUTSIDE_FOLDER = "name leads outside the folder"  # `..` in a name on an fsspec file system
 CHAINED_NAME = "name contains '::', which URLs cannot carry"  # fsspec's chaining separator
+REPEATED_ROW = "row naming a file an earlier row names"  # same label: the file is offered once
+LABEL_CONFLICT = "label conflict"  # a reason's kind: one content or file under two labels
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ from typing import Any
 from kennel.errors import SourceError
 from kennel.ingest.sources.base import (
     DEFAULT_MAX_BYTES,
+    LABEL_CONFLICT,
     OUTSIDE_ROOTS,
+    REPEATED_ROW,
     Entry,
     Listing,
     LocalFile,
@@ -113,28 +115,40 @@ class TableSource:
         confinement = Confinement(base, allowed_roots)
         entries: dict[str, Entry] = {}
         self.refused: dict[str, str] = {}
+        first: dict[str, tuple[int, str | None]] = {}  # each file's first row and its label
+        self.repeated = 0  # rows naming a file an earlier row names, with the same label
         for number, row in enumerate(rows, start=1):
             written = str(row[uri_column])
             placed = confinement.place(written)
             uri = written if placed is None else placed
+            given = row[label_column]
+            label = None if given in (None, "") else str(given)
+            if uri in first:  # the same file again ("d1.jpg" and "./d1.jpg" are one file)
+                row_before, label_before = first[uri]
+                if label == label_before:
+                    self.repeated += 1  # counted, not offered twice
+                else:  # which label is right? neither is taken: the file is quarantined
+                    self.refused[uri] = (
+                        f"{LABEL_CONFLICT}: rows {row_before} and {number} name this file, "
+                        f"labelled {label_before!r} and {label!r}"
+                    )
+                continue
+            first[uri] = (number, label)
             if placed is None:
                 self.refused[uri] = confinement.refusal(number, written)
-            else:
-                self.refused.pop(uri, None)
-            label = row[label_column]
             attrs = {
                 str(k): str(v)
                 for k, v in row.items()
                 if k not in (uri_column, label_column) and v is not None
             }
-            entries[uri] = Entry(uri, None if label in (None, "") else str(label), attrs)
+            entries[uri] = Entry(uri, label, attrs)
         self.entries = [entries[u] for u in sorted(entries)]
 
     def describe(self) -> str:
         return self.description
 
     def scan(self) -> Listing:
-        return Listing(self.entries, 0)
+        return Listing(self.entries, 0, {REPEATED_ROW: self.repeated} if self.repeated else {})
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
         max_bytes = self.max_bytes
