@@ -1,7 +1,9 @@
-"""Small file-system helpers: atomic writes that never leave a half-written file behind."""
+"""Small file-system helpers: atomic writes that never leave a half-written file behind, and a
+lock that says whether a process owns something (it dies with the process)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from pathlib import Path
@@ -26,3 +28,28 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = True, mode: int = 0o6
 
 def write_text_atomic(path: Path, text: str, *, mode: int = 0o666) -> None:
     write_atomic(path, text.encode("utf-8"), mode=mode)
+
+
+def try_lock(path: Path) -> int | None:
+    """An exclusive lock (``flock``) on ``path``, created if missing, as an open descriptor
+    that holds it until closed (or the process ends, ``kill -9`` included); None when another
+    process holds it now."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def is_locked(path: Path) -> bool:
+    """Whether another process holds ``try_lock``'s lock on ``path`` now."""
+    if not path.exists():
+        return False
+    fd = try_lock(path)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False

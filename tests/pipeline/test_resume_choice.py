@@ -5,6 +5,9 @@ no checkpoint, is resumable all the same."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,10 +15,10 @@ import pytest
 
 from kennel.config import TrainConfig
 from kennel.datasets.versioning import DatasetVersion
-from kennel.errors import NotFoundError
+from kennel.errors import NotFoundError, StateError
 from kennel.package import bundle
 from kennel.pipeline.options import BuildOptions
-from kennel.pipeline.steps.train import run_to_resume
+from kennel.pipeline.steps.train import OWNER, owned, run_to_resume
 from kennel.train.trainer import CHECKPOINT
 from kennel.wiring import Workspace
 
@@ -96,3 +99,32 @@ def test_only_a_probe_resumes_without_a_checkpoint(workspace: Workspace, tmp_pat
     workspace.tracker.finish(probe, "completed")  # a finished run is never resumed
     with pytest.raises(NotFoundError):
         _resumed(workspace, tmp_path, newest, SMALL)
+
+
+def test_a_run_another_process_trains_now_is_neither_resumed_nor_trained_twice(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """A run left "running" may still be training: while a live process holds its lock,
+    `--resume` names it and refuses, a pipeline starts afresh, and claiming it fails; once
+    that process is killed (-9), the run is resumable again."""
+    run_id = _left(workspace, tmp_path, SMALL, status="running")
+    holder = subprocess.Popen(  # the process training it, holding the run's lock
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+         str(tmp_path / run_id / OWNER)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(StateError, match=f"run {run_id} is being trained by another"):
+            _resumed(workspace, tmp_path, BuildOptions(resume="newest"), SMALL)
+        same = BuildOptions(epochs=40, trials=1, resume="same")
+        assert _resumed(workspace, tmp_path, same, same.apply(SMALL)) is None
+        with pytest.raises(StateError, match="another process"), owned(tmp_path, run_id):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.communicate()
+    assert _resumed(workspace, tmp_path, BuildOptions(resume="newest"), SMALL) == run_id
+    with owned(tmp_path, run_id), pytest.raises(StateError), owned(tmp_path, run_id):
+        pass  # claimed by this process: no one else may claim it now

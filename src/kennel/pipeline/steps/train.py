@@ -4,6 +4,7 @@ checkpoint after the process was killed (a linear probe, which has none, is fitt
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from typing import Any
 
 from kennel.config import TrainConfig
 from kennel.datasets.versioning import DatasetVersion
-from kennel.errors import ConfigError, NotFoundError
+from kennel.errors import ConfigError, NotFoundError, StateError
+from kennel.fsutil import is_locked, try_lock
 from kennel.package import bundle
 from kennel.pipeline.options import BuildOptions
 from kennel.pipeline.steps.prepare import BuildPlan
@@ -25,6 +27,8 @@ from kennel.train.studies import SharedStudies
 from kennel.train.tracking import Run, RunTracker
 from kennel.train.trainer import CHECKPOINT, Trainer
 from kennel.train.tune import TrialSummary, search
+
+OWNER = "owner.lock"  # in a run's folder: locked by the process building the run
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,12 @@ def resumable_run(
     runs_root: Path,
     version: DatasetVersion,
     like: Callable[[Run], bool] | None = None,
+    busy: list[str] | None = None,
 ) -> Run | None:
     """The newest final run on ``version`` that was interrupted (or left running by a killed
     process) and can go on: one with a checkpoint on disk, or a linear probe, which writes none
-    (it is fitted again, in seconds). With ``like``, only a run it accepts."""
+    (it is fitted again, in seconds). With ``like``, only a run it accepts. The ids of runs
+    passed over because a live process trains them go to ``busy``."""
     left = [
         run
         for status in ("running", "interrupted")
@@ -72,9 +78,30 @@ def resumable_run(
     for run in sorted(left, key=lambda r: r.started_at, reverse=True):
         if like is not None and not like(run):
             continue
+        if is_locked(runs_root / run.id / OWNER):
+            if busy is not None:
+                busy.append(run.id)
+            continue  # "running" and still is: another process trains it now
         if probe.fitted(run.params) or (runs_root / run.id / CHECKPOINT).is_file():
             return run
     return None
+
+
+@contextmanager
+def owned(runs_root: Path, run_id: str) -> Iterator[None]:
+    """This process's claim on the run for as long as it builds it (a lock that dies with
+    the process): a run another process trains now is neither resumed nor trained twice, so
+    one run registers at most one model."""
+    fd = try_lock(runs_root / run_id / OWNER)
+    if fd is None:
+        raise StateError(
+            f"run {run_id} is being trained by another process now; wait for it to finish, "
+            "or stop it and resume"
+        )
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def run_to_resume(
@@ -93,7 +120,13 @@ def run_to_resume(
     if options.resume == "off":
         return None
     like = same_build(config, options, warm) if options.resume == "same" else None
-    run = resumable_run(tracker, runs_root, version, like)
+    busy: list[str] = []
+    run = resumable_run(tracker, runs_root, version, like, busy)
+    if run is None and options.resume == "newest" and busy:
+        raise StateError(
+            f"nothing to resume on {version.ref}: run {busy[0]} is being trained by another "
+            "process now"
+        )
     if run is None and options.resume == "newest":
         raise NotFoundError(
             f"nothing to resume on {version.ref}: no interrupted final run with a checkpoint "
