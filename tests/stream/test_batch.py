@@ -177,3 +177,24 @@ def test_kennels_own_tables_and_other_tables_are_refused(tmp_path: Path, metadat
 
     missing = runner.invoke(app, ["batch-read", "x.jpg", "--table", "nosuch", "-C", root])
     assert _one_line(missing, 3).startswith("error: no table nosuch at ")
+
+
+def test_a_source_or_version_that_is_not_there_writes_no_table(
+    project: Project, tmp_path: Path
+) -> None:
+    """The inputs are found before the shared table is made: a failed batch leaves nothing
+    behind (an empty table was created before the source was even looked at)."""
+    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    for spec, code in ((str(tmp_path / "nonexistent"), 6), ("dataset:../x@1", 2),
+                       ("dataset:park@v99", 3)):  # fmt: skip
+        args = ["batch-score", "--input", spec, "--table", "out", "--model", "pets@1"]
+        failed = runner.invoke(app, [*args, "--db", db, "-C", str(project.root)])
+        assert failed.exit_code == code, failed.output
+        assert failed.stderr.count("\n") == 1 and failed.stderr.startswith("error: ")
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(db)
+    try:
+        assert "out" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()

@@ -32,15 +32,17 @@ RPC_QUEUE = "kennel.predict"  # kennel.stream.rpc.DEFAULT_QUEUE
 export_app = new_app("Package a registered model for another deployment pattern.")
 
 
-def _inputs(ws: Workspace, spec: str) -> Iterator[tuple[str, bytes | str]]:
+def _inputs(ws: Workspace, spec: str) -> tuple[Iterator[tuple[str, bytes | str]], int]:
+    """The inputs' (uri, bytes or read error), read as they are scored, and how many there
+    are. The version or source is resolved and listed now: one that does not exist is an
+    error before anything is written (the shared table included)."""
     if spec.startswith("dataset:"):
         version = ws.catalog.resolve(spec.removeprefix("dataset:"))
-        for row in ws.catalog.rows(version):
-            yield row.uri, ws.content.get(row.sha256)
-        return
+        rows = ws.catalog.rows(version)
+        return ((row.uri, ws.content.get(row.sha256)) for row in rows), len(rows)
     source = ws.source(spec)
-    for entry, data in source.read(source.scan().entries):
-        yield entry.uri, data
+    entries = source.scan().entries
+    return ((entry.uri, data) for entry, data in source.read(entries)), len(entries)
 
 
 def batch_score(
@@ -78,12 +80,14 @@ def batch_score(
         database_url(db, "--db")  # a bad URL is one line before any model is loaded
     with opened(project) as ws, reporting(json_out) as progress:
         predictor = ws.predictor(model_ref(ws, model, env))
+        inputs, total = _inputs(ws, input_spec)
         report = batch.score(
             predictor,
-            _inputs(ws, input_spec),
+            inputs,
             db_url=db or ws.project.metadata_url,
             table=table,
             progress=progress,
+            total=total,
             scorer=ws.scorer(predictor, engine=engine, address=address),
         )
     if json_out:
