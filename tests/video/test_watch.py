@@ -133,6 +133,20 @@ def test_watch_rejects_a_missing_source(park: Project) -> None:
     assert "nope.mp4" in result.output and "Traceback" not in result.output
 
 
+def test_a_file_that_is_no_video_is_a_source_error(park: Project, tmp_path: Path) -> None:
+    """A file that exists but no decoder opens: one line and exit 6, as for any source that
+    cannot be read (it exited 0 with a summary of no frames)."""
+    (tmp_path / "notes.txt").write_text("not a video\n")
+    for extra in ([], ["--json"]):
+        result = runner.invoke(
+            app, ["watch", str(tmp_path / "notes.txt"), "--model", "pets@1", "-C",
+                  str(park.root), *extra],
+        )  # fmt: skip
+        assert result.exit_code == 6, result.output
+        assert result.stderr == f"error: cannot open {tmp_path / 'notes.txt'}\n"
+        assert result.stdout == ""
+
+
 def _jpeg(i: int) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.full((96, 128, 3), (i * 9) % 255, np.uint8)).save(out, "JPEG")

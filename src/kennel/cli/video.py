@@ -11,7 +11,7 @@ import typer
 
 from kennel.cli.app import JsonOption, ProjectOption, model_ref, opened
 from kennel.cli.render import console, emit_json
-from kennel.errors import ConfigError
+from kennel.errors import ConfigError, SourceError
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
     from kennel.serve.runtime import Predictor
@@ -96,7 +96,7 @@ def watch(
             console.print(e.describe())
 
     def on_source(e: SourceEvent) -> None:
-        if not json_out and e.kind not in ("opened", "ended"):
+        if not json_out and e.kind not in ("opened", "ended", "failed"):  # failed: the error
             console.print(f"[yellow]source {e.kind}[/]: {e.detail}")
 
     with opened(project) as ws, _model(ws, model, env) as served:
@@ -125,17 +125,22 @@ def watch(
         finally:
             if predlog is not None:
                 predlog.stop()
+    failed = [e.detail for e in stats.source_events if e.kind == "failed"]
+    if failed and not stats.frames_read:  # nothing was watched: the error is all there is
+        raise SourceError(failed[-1])
     result = stats.as_dict()
     if json_out:
         emit_json(result)
-        return
-    lat = result["latency_ms"]
-    console.print(
-        f"{stats.frames_scored} frames scored of {stats.frames_read} read in "
-        f"{stats.wall_seconds:.1f}s ({stats.fps:.1f} fps, {stats.realtime_factor:.1f}x real "
-        f"time), latency p50 {lat['p50']} ms p99 {lat['p99']} ms, {stats.dropped} dropped, "
-        f"{stats.reconnects} reconnects; labels {dict(stats.labels)}"
-    )
+    else:
+        lat = result["latency_ms"]
+        console.print(
+            f"{stats.frames_scored} frames scored of {stats.frames_read} read in "
+            f"{stats.wall_seconds:.1f}s ({stats.fps:.1f} fps, {stats.realtime_factor:.1f}x "
+            f"real time), latency p50 {lat['p50']} ms p99 {lat['p99']} ms, {stats.dropped} "
+            f"dropped, {stats.reconnects} reconnects; labels {dict(stats.labels)}"
+        )
+    if failed:  # the source gave up before the watch was over (a camera that did not return)
+        raise SourceError(f"{failed[-1]} (after {stats.frames_read} frames)")
 
 
 def synth_video(
