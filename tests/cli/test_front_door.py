@@ -196,6 +196,14 @@ def test_monitor_run_without_traffic_says_so(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "no predictions from" in result.stdout
     assert "nan" not in result.stdout and "None" not in result.stdout
+    # a typo in --env analysed nothing and exited 0: an environment kennel.yaml does not
+    # define, with no predictions logged under it, is one line (exit 2), in each command
+    for args in (["monitor", "run"], ["monitor", "watch", "--count", "1"],
+                 ["analyze", "errors"]):  # fmt: skip
+        typo = runner.invoke(app, [*args, "--env", "prodution", "-C", root])
+        assert typo.exit_code == 2 and typo.stderr.count("\n") == 1, typo.output
+        assert "unknown environment 'prodution'" in typo.stderr
+        assert "did you mean 'production'" in typo.stderr and "no predictions" in typo.stderr
 
 
 def test_caching_frozen_features_reports_progress(tmp_path: Path) -> None:

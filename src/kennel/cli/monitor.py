@@ -11,10 +11,11 @@ import typer
 
 from kennel.cli.app import JsonOption, ProjectOption, TokenOption, acting, new_app, opened
 from kennel.cli.render import console, emit_json, reporting, table
-from kennel.errors import NotFoundError
+from kennel.errors import ConfigError, NotFoundError
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
     from kennel.govern.cycle import Cycle
+    from kennel.wiring import Workspace
 
 monitor_app = new_app("Analyse production windows: integrity, drift, performance, fairness.")
 alerts_app = new_app("Alerts raised by the monitor's rules.")
@@ -25,6 +26,22 @@ Window = Annotated[str, typer.Option("--window", help="Window length: 90s, 30m, 
 EnvOpt = Annotated[
     str | None, typer.Option("--env", help="Environment (default: monitor.environment).")
 ]
+
+
+def _known(ws: Workspace, env: str | None) -> str | None:
+    """``env`` if kennel.yaml defines it or predictions were logged under it (``kennel watch``
+    logs under ``video``); else the ConfigError naming the defined ones (a typo analysed
+    nothing and exited 0)."""
+    from kennel.db.predictions import PredictionStore
+
+    config = ws.project.config
+    if env is None or env in config.environments or PredictionStore(ws.db).logged_in(env):
+        return env
+    try:
+        config.environment(env)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; no predictions were logged under {env!r} either") from None
+    return env
 
 
 def _figure(value: object) -> str:
@@ -76,7 +93,7 @@ def monitor_run(
     with opened(project) as ws, reporting(json_out) as progress:
         span = parse_span(window) if window else None
         cycle = monitor_once(
-            ws.monitor(), ws.actions(progress), environment=env, span=span, act=act
+            ws.monitor(), ws.actions(progress), environment=_known(ws, env), span=span, act=act
         )
         if report is not None and cycle.result.report_sha256:
             write_text_atomic(report, ws.content.get(cycle.result.report_sha256).decode())
@@ -104,7 +121,7 @@ def monitor_watch(
 
     done = 0
     with opened(project) as ws, reporting() as progress:
-        monitor, ctx = ws.monitor(), ws.actions(progress)
+        monitor, ctx, env = ws.monitor(), ws.actions(progress), _known(ws, env)
         while count == 0 or done < count:
             began = time.monotonic()
             _show(monitor_once(monitor, ctx, environment=env, span=parse_span(window)))
@@ -257,7 +274,7 @@ def analyze_errors(
         until = datetime.now(UTC)
         w = load(
             ws.db,
-            environment=env or ws.project.config.monitor.environment,
+            environment=_known(ws, env) or ws.project.config.monitor.environment,
             since=until - parse_span(window),
             until=until,
         )
