@@ -41,6 +41,10 @@ def test_defaults_resolve_against_project_root(tmp_path: Path) -> None:
         ({"monitor": {"window": "\u0663h"}}, "monitor.window"),  # an Arabic-Indic 3
         ({"monitor": {"window": "0h"}}, "monitor.window: .*more than 0"),
         ({"monitor": {"smtp": {"port": -5}}}, "monitor.smtp.port"),
+        (  # an environment's name names its spool folder and pidfile: no path in it
+            {"environments": {"../../evil": {"alias": "e"}}, "release": {"staging": "../../evil"}},
+            r"environments\.\.\./\.\./evil\.\[key\]: String should match pattern",
+        ),
     ],
 )
 def test_bad_config_names_the_key(data: object, message: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kennel.config._base import STATE_DIR, _Strict
@@ -19,6 +21,11 @@ from kennel.config.serving import (
 )
 from kennel.config.training import GatesConfig, ModelConfig, PipelineConfig, TrainConfig
 from kennel.errors import ConfigError, did_you_mean
+
+
+# An environment's name names files and folders (.kennel/spool/ENV/, .kennel/run/serve-ENV.pid)
+# and goes into URLs and metric labels: a plain name, as a model's is.
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
 def _default_environments() -> dict[str, EnvironmentConfig]:
@@ -37,7 +44,9 @@ class KennelConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
-    environments: dict[str, EnvironmentConfig] = Field(default_factory=_default_environments)
+    environments: dict[EnvName, EnvironmentConfig] = Field(
+        default_factory=_default_environments
+    )
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     feed: FeedConfig = Field(default_factory=FeedConfig)

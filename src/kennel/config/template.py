@@ -106,6 +106,7 @@ serve:
   body_timeout_s: 30.0      # a request body that takes longer is a 408 and the connection closes
 
 environments:               # servers bind to their host; 127.0.0.1 unless you change it
+                            # names: letters, digits, _ . - (they name folders and pidfiles)
   staging: {host: 127.0.0.1, port: 8081, alias: staging}
   production: {host: 127.0.0.1, port: 8080, alias: production}
 
