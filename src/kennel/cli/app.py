@@ -79,9 +79,24 @@ class KennelGroup(TyperGroup):
             message = " ".join(str(exc).split())
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(status_of(exc).exit_code) from None
+        except OSError as exc:  # a path given that the system refuses: no folder, a file
+            typer.echo(f"error: {os_reason(exc)}", err=True)
+            raise typer.Exit(status_of(KennelError()).exit_code) from None
         except UsageError as exc:
             typer.echo(usage_line(exc), err=True)
             raise typer.Exit(2) from None
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError as one line: the path it names (not a temporary file's) and the reason."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, FileExistsError):  # what mkdir says of a file where a folder must be
+        reason = "a file is there, not a folder"
+    elif isinstance(exc, NotADirectoryError):
+        reason = "a part of the path is a file, not a folder"
+    if exc.filename is None:
+        return reason
+    return f"cannot use {exc.filename}: {reason}"
 
 
 @contextmanager

@@ -1,0 +1,73 @@
+"""Paths and ports the system refuses, through the real CLI: a file where a folder must be, a
+place no one may write, an empty path, a busy port or a host that is no address. Each is one
+line on stderr and a non-zero exit, never a traceback, and nothing is announced or written
+before it is known to work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from kennel.config import Project
+from tests.conftest import make_project
+
+runner = CliRunner()
+
+
+def fails(*args: str, code: int) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, (args, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), (args, result.stderr)
+    assert "Traceback" not in result.output
+    assert not result.stdout.strip(), (args, result.stdout)  # no banner, no partial result
+    return lines[0]
+
+
+@pytest.fixture
+def afile(tmp_path: Path) -> Path:
+    path = tmp_path / "afile"
+    path.write_text("a plain file\n")
+    return path
+
+
+def test_output_folders_the_system_refuses_are_one_line(
+    park_model: Project, tmp_path: Path, afile: Path
+) -> None:
+    root = str(park_model.root)
+    manifest = tmp_path / "lake" / "day" / "manifest.csv"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("path,label\n")
+    line = fails("data", "synth", str(manifest), "--count", "3", code=1)
+    assert line == f"error: cannot use {manifest}: a file is there, not a folder"
+    line = fails("data", "synth", "/proc/x", "--count", "3", code=1)
+    assert line == "error: cannot use /proc/x: No such file or directory"
+    assert manifest.read_text() == "path,label\n"
+
+    project_file = Path(root) / "kennel.yaml"
+    for target, reason in (
+        (project_file, "a file is there, not a folder"),
+        (Path("/dev/null"), "a file is there, not a folder"),
+        (afile / "sub", "a part of the path is a file, not a folder"),
+        (Path("/proc/foo"), "No such file or directory"),
+    ):
+        assert fails("init", str(target), code=1) == f"error: cannot use {target}: {reason}"
+
+    line = fails("models", "compliance", "pets@1", "--out", str(afile / "x.html"), "-C", root,
+                 code=1)  # fmt: skip
+    assert line == f"error: cannot use {afile}: a file is there, not a folder"
+    line = fails("models", "compliance", "pets@1", "--out", "/proc/x.html", "-C", root, code=1)
+    assert line == "error: cannot use /proc/x.html: No such file or directory"  # not its temp
+    line = fails("export", "package", "pets@1", "--out", str(afile), "-C", root, code=1)
+    assert line == f"error: cannot use {afile}: a file is there, not a folder"
+    assert afile.read_text() == "a plain file\n"
+
+
+def test_a_sqlite_folder_that_cannot_be_made_is_as_clean_as_a_file(tmp_path: Path) -> None:
+    for url in ("sqlite:////proc/S3CRETPW/x.db", "sqlite:////proc/x.db"):
+        root = make_project(tmp_path / "p", sections={"store": {"metadata_url": url}}).root
+        line = fails("data", "list", "-C", str(root), code=10)
+        assert "/proc" in line and "x.db" in line, line
