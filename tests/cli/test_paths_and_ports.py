@@ -71,3 +71,12 @@ def test_a_sqlite_folder_that_cannot_be_made_is_as_clean_as_a_file(tmp_path: Pat
         root = make_project(tmp_path / "p", sections={"store": {"metadata_url": url}}).root
         line = fails("data", "list", "-C", str(root), code=10)
         assert "/proc" in line and "x.db" in line, line
+
+
+def test_a_mistyped_amqp_url_is_told_before_the_model_loads(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)  # no model at all: the URL is checked first
+    line = fails("rpc-worker", "--model", "pets@1", "--url", "notaurl", "-C", root, code=2)
+    assert line.startswith("error: --url: 'notaurl' is not an AMQP URL; use amqp://")
+    line = fails("rpc-worker", "--model", "pets@1", "--url", "amqp://u:s3cret@h:99999/",
+                 "-C", root, code=2)  # fmt: skip
+    assert "Port out of range" in line and "s3cret" not in line
