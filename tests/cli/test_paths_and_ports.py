@@ -80,3 +80,21 @@ def test_a_mistyped_amqp_url_is_told_before_the_model_loads(tmp_path: Path) -> N
     line = fails("rpc-worker", "--model", "pets@1", "--url", "amqp://u:s3cret@h:99999/",
                  "-C", root, code=2)  # fmt: skip
     assert "Port out of range" in line and "s3cret" not in line
+
+
+def test_download_refuses_a_folder_that_is_not_empty_unless_forced(
+    park_model: Project, tmp_path: Path
+) -> None:
+    root = str(park_model.root)
+    dest = tmp_path / "bundle"
+    dest.mkdir()
+    (dest / "report.html").write_text("mine")
+    line = fails("models", "download", "pets@1", str(dest), "-C", root, code=4)
+    assert f"cannot download into {dest}: the folder is not empty" in line and "--force" in line
+    assert [p.name for p in dest.iterdir()] == ["report.html"]
+    assert (dest / "report.html").read_text() == "mine"
+    result = runner.invoke(app, ["models", "download", "pets@1", str(dest), "--force", "-C", root])
+    assert result.exit_code == 0, result.output
+    assert (dest / "report.html").read_text() != "mine"  # the bundle's own report now
+    assert (dest / "model.onnx").is_file()
+    assert "--force" in runner.invoke(app, ["models", "download", "--help"]).stdout
