@@ -98,3 +98,23 @@ def test_download_refuses_a_folder_that_is_not_empty_unless_forced(
     assert (dest / "report.html").read_text() != "mine"  # the bundle's own report now
     assert (dest / "model.onnx").is_file()
     assert "--force" in runner.invoke(app, ["models", "download", "--help"]).stdout
+
+
+def test_empty_paths_are_refused_not_taken_for_the_current_folder(
+    park_model: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = str(park_model.root)
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for args, name in (
+        (["init", ""], "'path'"),
+        (["data", "synth", "", "--count", "3"], "'out'"),
+        (["models", "download", "pets@1", "", "-C", root], "'dest'"),
+        (["models", "compliance", "pets@1", "--out", "", "-C", root], "'--out'"),
+        (["data", "list", "-C", ""], "'--project'"),
+        (["predict", str(tmp_path), "", "-C", root], "'inputs'"),
+    ):
+        line = fails(*args, code=2)
+        assert name in line and "an empty path" in line, line
+    assert list(here.iterdir()) == []  # nothing initialised, drawn or downloaded here
