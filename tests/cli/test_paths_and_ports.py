@@ -5,6 +5,8 @@ before it is known to work."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,24 @@ def test_empty_paths_are_refused_not_taken_for_the_current_folder(
         line = fails(*args, code=2)
         assert name in line and "an empty path" in line, line
     assert list(here.iterdir()) == []  # nothing initialised, drawn or downloaded here
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:  # another process's server, as far as kennel can tell
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_a_busy_port_or_a_bad_host_is_one_line_before_any_banner(
+    tmp_path: Path, busy_port: int
+) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    busy = f"error: cannot listen on 127.0.0.1:{busy_port}: Address already in use"
+    assert fails("ui", "--port", str(busy_port), "-C", root, code=15) == busy
+    assert fails("serve", "--env", "staging", "--port", str(busy_port), "-C", root,
+                 code=15) == busy  # fmt: skip
+    for command in (["ui"], ["serve", "--env", "staging"]):
+        line = fails(*command, "--host", "999.1.1.1", "-C", root, code=2)
+        assert line.startswith("error: cannot serve on host '999.1.1.1': not an IP address")
