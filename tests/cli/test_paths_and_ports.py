@@ -6,6 +6,8 @@ before it is known to work."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,3 +143,14 @@ def test_a_busy_port_or_a_bad_host_is_one_line_before_any_banner(
     for command in (["ui"], ["serve", "--env", "staging"]):
         line = fails(*command, "--host", "999.1.1.1", "-C", root, code=2)
         assert line.startswith("error: cannot serve on host '999.1.1.1': not an IP address")
+
+
+def test_kennel_alone_prints_the_help_and_no_error() -> None:
+    for args in ([], ["models"], ["data"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and result.stderr == "", (args, result.stderr)
+        assert "Usage:" in result.stdout and "--help" in result.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "kennel.cli"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and out.stderr == "" and "Usage: kennel" in out.stdout

@@ -21,11 +21,13 @@ try:
     from typer._click.core import Context
     from typer._click.exceptions import BadParameter, NoSuchOption
     from typer._click.exceptions import ClickException as ClickException
+    from typer._click.exceptions import NoArgsIsHelpError as NoArgsIsHelpError
     from typer._click.exceptions import UsageError as UsageError
 except ImportError:  # pragma: no cover - an older typer on plain click
     from click.core import Context  # type: ignore[assignment]
     from click.exceptions import (  # type: ignore[assignment]
         BadParameter,
+        NoArgsIsHelpError,
         NoSuchOption,
     )
     from click.exceptions import ClickException as ClickException  # type: ignore[assignment]
@@ -93,6 +95,8 @@ class KennelGroup(TyperGroup):
         except OSError as exc:  # a path given that the system refuses: no folder, a file
             typer.echo(f"error: {os_reason(exc)}", err=True)
             raise typer.Exit(status_of(KennelError()).exit_code) from None
+        except NoArgsIsHelpError as exc:  # the help is printed already; nothing was wrong
+            raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:
             typer.echo(usage_line(exc), err=True)
             raise typer.Exit(2) from None
