@@ -46,15 +46,15 @@ def test_output_folders_the_system_refuses_are_one_line(
     manifest.parent.mkdir(parents=True)
     manifest.write_text("path,label\n")
     line = fails("data", "synth", str(manifest), "--count", "3", code=1)
-    assert line == f"error: cannot use {manifest}: a file is there, not a folder"
+    assert line == f"error: cannot use {manifest}: it exists and is not a folder"
     line = fails("data", "synth", "/proc/x", "--count", "3", code=1)
     assert line == "error: cannot use /proc/x: No such file or directory"
     assert manifest.read_text() == "path,label\n"
 
     project_file = Path(root) / "kennel.yaml"
     for target, reason in (
-        (project_file, "a file is there, not a folder"),
-        (Path("/dev/null"), "a file is there, not a folder"),
+        (project_file, "it exists and is not a folder"),
+        (Path("/dev/null"), "it exists and is not a folder"),
         (afile / "sub", "a part of the path is a file, not a folder"),
         (Path("/proc/foo"), "No such file or directory"),
     ):
@@ -62,11 +62,11 @@ def test_output_folders_the_system_refuses_are_one_line(
 
     line = fails("models", "compliance", "pets@1", "--out", str(afile / "x.html"), "-C", root,
                  code=1)  # fmt: skip
-    assert line == f"error: cannot use {afile}: a file is there, not a folder"
+    assert line == f"error: cannot use {afile}: it exists and is not a folder"
     line = fails("models", "compliance", "pets@1", "--out", "/proc/x.html", "-C", root, code=1)
     assert line == "error: cannot use /proc/x.html: No such file or directory"  # not its temp
     line = fails("export", "package", "pets@1", "--out", str(afile), "-C", root, code=1)
-    assert line == f"error: cannot use {afile}: a file is there, not a folder"
+    assert line == f"error: cannot use {afile}: it exists and is not a folder"
     assert afile.read_text() == "a plain file\n"
 
 

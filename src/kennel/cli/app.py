@@ -106,7 +106,7 @@ def os_reason(exc: OSError) -> str:
     """An OSError as one line: the path it names (not a temporary file's) and the reason."""
     reason = exc.strerror or str(exc) or type(exc).__name__
     if isinstance(exc, FileExistsError):  # what mkdir says of a file where a folder must be
-        reason = "a file is there, not a folder"
+        reason = "it exists and is not a folder"
     elif isinstance(exc, NotADirectoryError):
         reason = "a part of the path is a file, not a folder"
     if exc.filename is None:
