@@ -22,6 +22,10 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = True, mode: int = 0o6
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # name the file asked for, not the temporary one next to it
+        if exc.filename is None or os.fspath(exc.filename) != os.fspath(tmp):
+            raise
+        raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -29,8 +29,9 @@ def _register(ws: Workspace, tag: str) -> int:
     ).version
 
 
-def _download(ws: Workspace, ref: str, dest: Path) -> tuple[int, str]:
-    result = runner.invoke(app, ["models", "download", ref, str(dest), "-C", str(ws.project.root)])
+def _download(ws: Workspace, ref: str, dest: Path, *more: str) -> tuple[int, str]:
+    args = ["models", "download", ref, str(dest), *more, "-C", str(ws.project.root)]
+    result = runner.invoke(app, args)
     return result.exit_code, result.output
 
 
@@ -47,19 +48,26 @@ def test_failed_download_leaves_no_partial_file(workspace: Workspace, tmp_path: 
     # the file written last is corrupt in the artifact store: the failure comes mid-download
     blob = Path(str(ws.content.blobs.url)) / digest_key(two.files["model.onnx"])
     blob.write_bytes(b"tampered")
-    for dest in (out / "fresh", out / "bundle"):
-        code, text = _download(ws, two.ref, dest)
+    for dest, more in ((out / "fresh", ()), (out / "bundle", ("--force",))):
+        code, text = _download(ws, two.ref, dest, *more)
         assert code != 0 and text.startswith("error: ") and "corrupt" in text, text
     assert not (out / "fresh").exists()  # nothing at all, not the one file read before
     after = {p.name: p.read_bytes() for p in (out / "bundle").iterdir()}
     assert after == before  # still the complete pets@1, not pets@2's metadata beside it
     assert sorted(p.name for p in out.iterdir()) == ["bundle"]  # no temporary folder left
 
-    # into a folder that already holds other files, a good download replaces only its own
+    # into a folder that already holds other files: refused, unless --force; then a good
+    # download replaces only its own
     (out / "bundle" / "notes.txt").write_text("mine")
     blob.unlink()
     ws.content.put(b"two" * 99)
     code, text = _download(ws, two.ref, out / "bundle")
+    assert code == 4 and "the folder is not empty" in text, text
+    assert {p.name: p.read_bytes() for p in (out / "bundle").iterdir()} == {
+        **before,
+        "notes.txt": b"mine",
+    }
+    code, text = _download(ws, two.ref, out / "bundle", "--force")
     assert code == 0, text
     assert (out / "bundle" / "model.onnx").read_bytes() == b"two" * 99
     assert (out / "bundle" / "notes.txt").read_text() == "mine"

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import typer
 from typer.core import TyperGroup
@@ -18,12 +18,19 @@ from typer.core import TyperGroup
 # typer >= 0.2x carries its own copy of click, whose errors are not click's (re-exported for
 # cli.main, which catches them around the whole command line)
 try:
+    from typer._click.core import Context
+    from typer._click.exceptions import BadParameter, NoSuchOption
     from typer._click.exceptions import ClickException as ClickException
-    from typer._click.exceptions import NoSuchOption
+    from typer._click.exceptions import NoArgsIsHelpError as NoArgsIsHelpError
     from typer._click.exceptions import UsageError as UsageError
 except ImportError:  # pragma: no cover - an older typer on plain click
+    from click.core import Context  # type: ignore[assignment]
+    from click.exceptions import (  # type: ignore[assignment]
+        BadParameter,
+        NoArgsIsHelpError,
+        NoSuchOption,
+    )
     from click.exceptions import ClickException as ClickException  # type: ignore[assignment]
-    from click.exceptions import NoSuchOption  # type: ignore[assignment]
     from click.exceptions import UsageError as UsageError  # type: ignore[assignment]
 
 from kennel.errors import AuthError, ConfigError, KennelError, did_you_mean, status_of
@@ -72,6 +79,12 @@ class KennelGroup(TyperGroup):
             key=lambda n: order.get(str(getattr(self.commands[n], "rich_help_panel", "")), 0),
         )
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and not isinstance(command, TyperGroup):
+            _refuse_empty_paths(command, ctx, rest)
+        return name, command, rest
+
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
         try:
             return super().invoke(ctx)
@@ -79,9 +92,50 @@ class KennelGroup(TyperGroup):
             message = " ".join(str(exc).split())
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(status_of(exc).exit_code) from None
+        except OSError as exc:  # a path given that the system refuses: no folder, a file
+            typer.echo(f"error: {os_reason(exc)}", err=True)
+            raise typer.Exit(status_of(KennelError()).exit_code) from None
+        except NoArgsIsHelpError as exc:  # the help is printed already; nothing was wrong
+            raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:
             typer.echo(usage_line(exc), err=True)
             raise typer.Exit(2) from None
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError as one line: the path it names (not a temporary file's) and the reason."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, FileExistsError):  # what mkdir says of a file where a folder must be
+        reason = "it exists and is not a folder"
+    elif isinstance(exc, NotADirectoryError):
+        reason = "a part of the path is a file, not a folder"
+    if exc.filename is None:
+        return reason
+    return f"cannot use {exc.filename}: {reason}"
+
+
+def _is_path(annotation: Any) -> bool:
+    if isinstance(annotation, type):
+        return issubclass(annotation, Path)
+    return any(_is_path(arg) for arg in get_args(annotation))  # list[Path]
+
+
+def _refuse_empty_paths(command: Any, parent: Any, args: list[str]) -> None:
+    """An empty path argument or option is a mistake (a variable that was not set), not the
+    current folder, which is what ``Path("")`` would silently mean. Checked on the words as
+    given, before typer turns them into paths, for every command at once."""
+    paths = [p for p in command.params if _is_path(getattr(p, "type_descriptor", p).annotation)]
+    if not paths or parent.resilient_parsing:
+        return
+    ctx = Context(command, parent=parent, info_name=command.name, resilient_parsing=True)
+    try:
+        given, _, _ = command.make_parser(ctx).parse_args(args=list(args))
+    except UsageError:
+        return  # the real parse reports it, in one line
+    for param in paths:
+        value = given.get(param.name)
+        if value == "" or (isinstance(value, list | tuple) and "" in value):
+            raise BadParameter("an empty path; use . for the current folder", ctx, param)
 
 
 @contextmanager

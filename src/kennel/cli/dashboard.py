@@ -35,7 +35,7 @@ def ui(
     import uvicorn
 
     from kennel.errors import ConfigError
-    from kennel.serve.server import server_config
+    from kennel.serve.server import listening, server_config
     from kennel.ui.app import create_app
     from kennel.ui.origins import LOOPBACK, allowed_hosts, public_origins
     from kennel.wiring import Workspace
@@ -45,6 +45,7 @@ def ui(
     if ssl_certfile is not None and ssl_keyfile is not None:
         _check_tls(ssl_certfile, ssl_keyfile)
     origins = public_origins(public_origin or [])
+    sock = listening(host, port)  # a busy port is told before the banner, in one line
     ws = Workspace.load(project)
     # on loopback, answer only to loopback names (and the proxy's): a page elsewhere that
     # rebinds its own name to a loopback address (DNS rebinding) gets no answer
@@ -66,13 +67,11 @@ def ui(
     config = server_config(
         app,
         ws.project.config.serve,  # the same connection limit, keep-alive and body deadline
-        host=host,
-        port=port,
         server_header=False,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 class _Encrypted(Exception):

@@ -43,18 +43,20 @@ def serve(
     project: ProjectOption = None,
 ) -> None:
     """Serve the model that ENV's alias points at (follows the alias as it moves)."""
+    from kennel.serve.server import listening
     from kennel.serve.server import serve as run
     from kennel.wiring import Workspace
 
     ws = Workspace.load(project)
-    target = ws.project.config.environment(env)
-    service = ws.service(env)
-    console.print(
-        f"serving {ws.project.config.model.name}@{target.alias} for {env} on "
-        f"http://{host or target.host}:{port or target.port}"
-    )
     try:
-        run(service, host or target.host, port or target.port, drain_s=drain)
+        target = ws.project.config.environment(env)
+        host, port = host or target.host, port or target.port
+        sock = listening(host, port)  # a busy port is told before the banner, in one line
+        service = ws.service(env)
+        shown = f"[{host}]" if ":" in host else host
+        name = ws.project.config.model.name
+        console.print(f"serving {name}@{target.alias} for {env} on http://{shown}:{port}")
+        run(service, sock, drain_s=drain)
     finally:
         ws.close()
 

@@ -258,12 +258,14 @@ def main() -> None:
     (typer would draw a box for those; the groups below already answer in one line)."""
     import sys
 
-    from kennel.cli.app import ClickException, usage_line
+    from kennel.cli.app import ClickException, NoArgsIsHelpError, usage_line
     from kennel.cli.app import UsageError as Usage
 
     command = typer.main.get_command(app)
     try:
         code = command.main(prog_name="kennel", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # `kennel` alone: the help, printed already, and no error
+        code = exc.exit_code
     except Usage as exc:
         typer.echo(usage_line(exc), err=True)
         code = 2

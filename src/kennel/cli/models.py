@@ -75,12 +75,20 @@ def show(
 def download(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
     dest: Annotated[Path, typer.Argument(help="Folder to write the bundle into.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Write into a folder that is not empty, replacing its files of the same name.",
+        ),
+    ] = False,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Write a model's bundle to DEST, verifying every file's sha256 first (all or nothing)."""
+    """Write a model's bundle to DEST, verifying every file's sha256 first (all or nothing).
+    DEST must be new or empty, unless --force."""
     with opened(project) as ws:
-        model, files = ws.registry.download(ref, dest)
+        model, files = ws.registry.download(ref, dest, overwrite=force)
     if json_out:
         emit_json({"model": model.ref, "files": [str(f) for f in files]})
     else:

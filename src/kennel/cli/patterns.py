@@ -128,11 +128,11 @@ def rpc_worker(
     project: ProjectOption = None,
 ) -> None:
     """Serve predictions over RabbitMQ RPC (request queue, reply-to, correlation id)."""
-
-    with opened(project) as ws:
-        predictor = ws.predictor(model_ref(ws, model, env))
     from kennel.stream import rpc
 
+    rpc.parameters(url, "--url")  # a mistyped URL is told before the model loads
+    with opened(project) as ws:
+        predictor = ws.predictor(model_ref(ws, model, env))
     worker = rpc.RpcWorker(predictor, url=url, queue=queue)
     console.print(f"serving {predictor.name}@{predictor.version} on {queue} at {url}")
     try:

@@ -87,7 +87,14 @@ def make_engine(url: str, *, what: str = "store.metadata_url") -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # as unreachable as a file SQLite cannot open there
+                raise MetadataError(
+                    f"{what}: cannot make {folder}, the folder of the SQLite database "
+                    f"{database}: {exc.strerror or exc}"
+                ) from exc
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

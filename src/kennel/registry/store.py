@@ -19,7 +19,13 @@ from typing import Any
 
 from kennel.db import MAX_NUMBER, Database
 from kennel.db.registry import RegistryStore
-from kennel.errors import ConfigError, NotFoundError, StorageError, did_you_mean
+from kennel.errors import (
+    AlreadyExistsError,
+    ConfigError,
+    NotFoundError,
+    StorageError,
+    did_you_mean,
+)
 from kennel.fsutil import write_atomic
 from kennel.registry.entities import AliasEvent, ModelVersion
 from kennel.storage import ContentStore, check_key
@@ -152,8 +158,13 @@ class ModelRegistry:
             raise NotFoundError(f"{model.ref}: {filename} is not a JSON object")
         return value
 
-    def download(self, ref: str, dest: Path) -> tuple[ModelVersion, list[Path]]:
+    def download(
+        self, ref: str, dest: Path, *, overwrite: bool = False
+    ) -> tuple[ModelVersion, list[Path]]:
         """Write every bundle file under ``dest``, each verified against its sha256.
+
+        ``dest`` must be new or empty unless ``overwrite``: then the bundle's files replace
+        those of the same name there and every other file stays.
 
         All files are written into a temporary folder beside ``dest`` and moved into place only
         once every one has been read back and verified, so a tampered blob, a full disk or an
@@ -164,6 +175,11 @@ class ModelRegistry:
         names = [check_key(filename) for filename in sorted(model.files)]
         if dest.exists() and not dest.is_dir():
             raise ConfigError(f"cannot download into {dest}: it exists and is not a folder")
+        if not overwrite and dest.is_dir() and any(dest.iterdir()):
+            raise AlreadyExistsError(
+                f"cannot download into {dest}: the folder is not empty (its files of the same "
+                "name would be replaced); give a new or empty folder, or overwrite (--force)"
+            )
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))

@@ -19,6 +19,7 @@ import uvicorn
 
 from kennel.config import KennelConfig, ServeConfig
 from kennel.db import Database
+from kennel.errors import ConfigError, ServiceError
 from kennel.registry.store import ModelRegistry
 from kennel.serve.app import Service, create_app
 from kennel.serve.auth import TokenStore
@@ -94,9 +95,33 @@ def server_config(app: Any, settings: ServeConfig | None = None, **options: Any)
     )
 
 
-def serve(service: Service, host: str, port: int, *, drain_s: float = 2.0) -> None:
-    config = server_config(create_app(service), service.settings, host=host, port=port)
-    DrainingServer(config, service, drain_s).run()
+def listening(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port as uvicorn binds one, bound before anything says the
+    server is up: a host that is no address or name, or a port another process holds, is a
+    one-line error instead of a banner followed by uvicorn's log line."""
+    shown = f"[{host}]" if ":" in host else host
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except socket.gaierror as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot serve on host {host!r}: not an IP address or a name that resolves "
+            f"({exc.strerror})"
+        ) from exc
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ServiceError(f"cannot listen on {shown}:{port}: {reason}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(service: Service, sock: socket.socket, *, drain_s: float = 2.0) -> None:
+    """Serve ``service`` on ``sock`` (from ``listening``) until SIGTERM or Ctrl-C."""
+    config = server_config(create_app(service), service.settings)
+    DrainingServer(config, service, drain_s).run(sockets=[sock])
 
 
 def free_port(host: str = "127.0.0.1") -> int:

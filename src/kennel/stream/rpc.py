@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from kennel.errors import ServiceError
+from kennel.errors import ConfigError, ServiceError
 from kennel.imaging import ImageRejected
 from kennel.serve.runtime import Predictor
 
@@ -28,11 +30,26 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_QUEUE = "kennel.predict"
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")  # user:PASSWORD@
+
+
+def parameters(url: str, what: str = "the RabbitMQ URL") -> pika.URLParameters:
+    """``url`` as pika's connection parameters, or a one-line ConfigError naming ``what`` and
+    the URL (never its password): pika itself fails on some with an IndexError."""
+    shown = _PASSWORD.sub(r"\1***@", url)
+    usage = "use amqp://USER:PASSWORD@HOST:PORT/VHOST"
+    if urlsplit(url).scheme not in ("amqp", "amqps"):
+        raise ConfigError(f"{what}: {shown!r} is not an AMQP URL; {usage}")
+    try:
+        return pika.URLParameters(url)
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{what}: {shown!r}: {exc}; {usage}") from exc
 
 
 def _connect(url: str) -> pika.BlockingConnection:
+    params = parameters(url)
     try:
-        return pika.BlockingConnection(pika.URLParameters(url))
+        return pika.BlockingConnection(params)
     except pika.exceptions.AMQPError as exc:
         raise ServiceError(f"cannot reach RabbitMQ at {url}: {exc.__class__.__name__}") from exc
 
