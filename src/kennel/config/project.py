@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,7 +20,6 @@ from kennel.config.serving import (
 )
 from kennel.config.training import GatesConfig, ModelConfig, PipelineConfig, TrainConfig
 from kennel.errors import ConfigError, did_you_mean
-
 
 # An environment's name names files and folders (.kennel/spool/ENV/, .kennel/run/serve-ENV.pid)
 # and goes into URLs and metric labels: a plain name, as a model's is.
