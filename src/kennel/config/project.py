@@ -42,9 +42,7 @@ class KennelConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
-    environments: dict[EnvName, EnvironmentConfig] = Field(
-        default_factory=_default_environments
-    )
+    environments: dict[EnvName, EnvironmentConfig] = Field(default_factory=_default_environments)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     feed: FeedConfig = Field(default_factory=FeedConfig)
