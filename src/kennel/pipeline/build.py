@@ -148,7 +148,11 @@ class Builder:
             package = package_model(trained, evaluated, plan, self.config.model, progress)
             store_artifacts(package, self.content)
             registration = register_model(
-                package, registry=self.registry, actor=options.actor, progress=progress
+                package,
+                registry=self.registry,
+                actor=options.actor,
+                progress=progress,
+                seq_of=lambda dataset, version: self.catalog.resolve(f"{dataset}@{version}").seq,
             )
             complete_run(self.tracker, trained, evaluated, package, registration)
         return BuildResult(

@@ -3,6 +3,7 @@ into the content store, and the final run closed with what it produced."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kennel.errors import NotFoundError
@@ -28,29 +29,62 @@ def store_artifacts(package: Package, content: ContentStore) -> None:
     content.put(package.predictions)
 
 
-def promote_champion(registry: ModelRegistry, model: ModelVersion, actor: str) -> bool:
-    """Move ``champion`` to a model that passed its gates and is at least as accurate."""
+# The sequence number of a dataset version (dataset, version id) in its dataset's history.
+SeqOf = Callable[[str, str], int]
+
+
+def champion_verdict(
+    champion: ModelVersion | None, model: ModelVersion, seq_of: SeqOf
+) -> tuple[bool, str]:
+    """Whether ``model`` takes ``champion``, and why (or why not). Accuracies are compared
+    only on the same test split: the same dataset version, where the model must be more
+    accurate. A model built on a newer version of the champion's dataset takes it for its
+    newer data, its gates (on its own test split) passed; one built on older data, or on
+    another dataset, never does (``kennel models alias`` moves it by hand)."""
+    accuracy = float(model.metrics["accuracy"])
     if not model.gates_passed:
-        return False
+        return False, "its gates failed"
+    if champion is None:
+        return True, f"first to pass its gates, test accuracy {accuracy:.4f}"
+    held = float(champion.metrics.get("accuracy", 0.0))
+    versions = champion.dataset_version and model.dataset_version
+    if champion.dataset != model.dataset or not versions:
+        return False, (
+            f"{champion.ref} was tested on dataset {champion.dataset!r}, this model on "
+            f"{model.dataset!r}: accuracies on different test sets are not compared"
+        )
+    if champion.dataset_version == model.dataset_version:
+        if accuracy > held:
+            return True, f"test accuracy {accuracy:.4f} beats {champion.ref}'s {held:.4f}"
+        return False, f"test accuracy {accuracy:.4f} does not beat {champion.ref}'s {held:.4f}"
+    dataset = model.dataset or ""
+    ours = seq_of(dataset, str(model.dataset_version))
+    theirs = seq_of(dataset, str(champion.dataset_version))
+    if ours > theirs:
+        return True, (
+            f"passed its gates on {dataset}@v{ours}, newer data than {champion.ref}'s "
+            f"@v{theirs} (test accuracy {accuracy:.4f} on its own test split)"
+        )
+    return False, f"built on {dataset}@v{ours}, older data than {champion.ref}'s @v{theirs}"
+
+
+def promote_champion(
+    registry: ModelRegistry, model: ModelVersion, actor: str, seq_of: SeqOf
+) -> tuple[bool, str]:
+    """Move ``champion`` to ``model`` when ``champion_verdict`` says it earns it."""
     try:
         current: ModelVersion | None = registry.resolve(f"{model.name}@champion")
     except NotFoundError:  # no champion yet
         current = None
-    if current is not None and current.metrics.get("accuracy", 0) > model.metrics["accuracy"]:
-        return False
-    registry.set_alias(
-        model.name,
-        "champion",
-        model.version,
-        actor=actor,
-        reason=f"passed gates with test accuracy {model.metrics['accuracy']:.4f}",
-        kind="champion",
-    )
-    return True
+    earned, why = champion_verdict(current, model, seq_of)
+    if earned:
+        registry.set_alias(model.name, "champion", model.version, actor=actor, reason=why,
+                           kind="champion")  # fmt: skip
+    return earned, why
 
 
 def register_model(
-    package: Package, *, registry: ModelRegistry, actor: str, progress: Progress
+    package: Package, *, registry: ModelRegistry, actor: str, progress: Progress, seq_of: SeqOf
 ) -> Registration:
     registered = registry.register(
         package.name,
@@ -63,9 +97,13 @@ def register_model(
         gate_reasons=list(package.gates.reasons),
         actor=actor,
     )
-    champion = promote_champion(registry, registered, actor)
+    champion, why = promote_champion(registry, registered, actor, seq_of)
     progress(
-        Event("build", f"registered {registered.ref}" + (" (now champion)" if champion else ""))
+        Event(
+            "build",
+            f"registered {registered.ref}: "
+            + (f"now champion ({why})" if champion else f"champion not moved ({why})"),
+        )
     )
     return Registration(model=registry.resolve(registered.ref), champion=champion)
 
