@@ -20,6 +20,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
+from kennel.display import redact
 from kennel.errors import ServiceError
 from kennel.imaging import ImageRejected
 from kennel.serve.runtime import Predictor
@@ -34,7 +35,9 @@ def _connect(url: str) -> pika.BlockingConnection:
     try:
         return pika.BlockingConnection(pika.URLParameters(url))
     except pika.exceptions.AMQPError as exc:
-        raise ServiceError(f"cannot reach RabbitMQ at {url}: {exc.__class__.__name__}") from exc
+        raise ServiceError(
+            f"cannot reach RabbitMQ at {redact(url)}: {exc.__class__.__name__}"
+        ) from exc
 
 
 class RpcWorker:
