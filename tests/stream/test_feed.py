@@ -235,3 +235,39 @@ def test_subscribe_cli_keeps_its_sequence_across_kill_9(stream: str, project: Pr
         proc.wait(10)
         feed.close()
         ws.close()
+
+
+def test_subscribe_keeps_the_latest_refusals_and_reports_each_once(
+    stream: str, project: Project, tmp_path: Path
+) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "kennel.cli", "subscribe", "--url", REDIS, "--stream", stream,
+               "--port", str(port), "-C", str(project.root)]  # fmt: skip
+    out = tmp_path / "subscribe.out"
+
+    def state() -> dict[str, object] | None:
+        try:
+            answer: dict[str, object] = httpx.get(f"http://127.0.0.1:{port}/v1/model").json()
+        except httpx.HTTPError:
+            return None
+        return answer
+
+    with out.open("wb") as sink, subprocess.Popen(command, stdout=sink, stderr=sink) as proc:
+        try:
+            wait_until(lambda: state() is not None, timeout=60)
+            client = redis.Redis.from_url(REDIS)
+            pipe = client.pipeline()
+            for i in range(3000):  # anyone who may write to the stream can add junk
+                pipe.xadd(stream, {"junk": str(i)})
+            junk = [entry.decode() for entry in pipe.execute()]
+            client.close()
+            wait_until(lambda: (state() or {}).get("rejected_total") == 3000, timeout=60)
+            answer = state() or {}
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    rejected = answer["rejected"]
+    assert isinstance(rejected, list) and [r["entry"] for r in rejected] == junk[-50:]
+    assert rejected[-1]["reason"] == "not a model announcement (no manifest or signature)"
+    printed = out.read_text()
+    assert all(printed.count(f"entry {entry}:") == 1 for entry in junk), printed[-2000:]

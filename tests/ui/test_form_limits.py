@@ -34,16 +34,35 @@ def _says(answer: httpx.Response, status: int, words: str) -> None:
     assert words in answer.text and "Traceback" not in answer.text
 
 
-def test_oversized_bodies_are_413_as_they_arrive(client: httpx.Client) -> None:
-    declared = client.post("/login", content=b"t=" + b"x" * MAX_BODY_BYTES, headers=FORM)
-    _says(declared, 413, "Too Large")
+def _page(answer: httpx.Response, status: int, heading: str, words: str) -> None:
+    """The dashboard's own error page, as every one of its 4xx answers is."""
+    _says(answer, status, words)
+    assert answer.headers["content-type"].startswith("text/html")
+    assert f"<title>{status} {heading} · kennel</title>" in answer.text
 
-    def trickle() -> Iterator[bytes]:  # chunked: no length to refuse up front
-        field = MAX_FIELD_BYTES - 100  # each field within its limits, too many bytes in all
-        for i in range(MAX_BODY_BYTES // field + 2):
-            yield f"f{i}=".encode() + b"x" * field + b"&"
 
-    _says(client.post("/login", content=trickle(), headers=FORM), 413, "Too Large")
+TOO_LARGE = f"the request body is larger than {MAX_BODY_BYTES} bytes"
+
+
+def trickle() -> Iterator[bytes]:  # chunked: no length to refuse up front
+    field = MAX_FIELD_BYTES - 100  # each field within its limits, too many bytes in all
+    for i in range(MAX_BODY_BYTES // field + 2):
+        yield f"f{i}=".encode() + b"x" * field + b"&"
+
+
+@pytest.mark.parametrize("path", ["/login", "/actions/approve"])
+def test_oversized_bodies_are_413_pages_as_they_arrive(client: httpx.Client, path: str) -> None:
+    declared = client.post(path, content=b"note=" + b"x" * 2_000_000, headers=FORM)
+    _page(declared, 413, "too large", TOO_LARGE)
+    _page(client.post(path, content=trickle(), headers=FORM), 413, "too large", TOO_LARGE)
+    # a form just within the limit is read (and refused for its own reason)
+    within = client.post(path, content=b"note=" + b"x" * (MAX_BODY_BYTES - 5), headers=FORM)
+    assert within.status_code != 413, within.text[-300:]
+
+
+def test_a_missing_static_file_is_a_404_page(client: httpx.Client) -> None:
+    _page(client.get("/static/missing.js"), 404, "not found", "no such page")
+    assert client.get("/static/live.js").status_code == 200
 
 
 def test_too_many_fields_files_or_long_fields_are_400(client: httpx.Client) -> None:

@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - an older typer on plain click
     from click.exceptions import ClickException as ClickException  # type: ignore[assignment]
     from click.exceptions import UsageError as UsageError  # type: ignore[assignment]
 
+from kennel.display import shown
 from kennel.errors import AuthError, ConfigError, KennelError, did_you_mean, status_of
 
 if TYPE_CHECKING:  # imported when a command runs, so that `kennel --help` starts at once
@@ -41,6 +42,13 @@ if TYPE_CHECKING:  # imported when a command runs, so that `kennel --help` start
 
 
 _NOT_ONE_OF = re.compile(r"'(?P<given>[^']*)' is not one of (?P<choices>.+?)\.?$")
+
+
+def say(message: str, prefix: str = "error: ") -> None:
+    """``message`` as one line on stderr, the way every failure leaves the command line: its
+    whitespace collapsed, every URL's password shown as ``***`` and control characters
+    escaped (a message may quote a URL, a file name or a library's words about either)."""
+    typer.echo(prefix + shown(" ".join(message.split())), err=True)
 
 
 def usage_line(exc: UsageError) -> str:
@@ -89,8 +97,7 @@ class KennelGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except KennelError as exc:
-            message = " ".join(str(exc).split())
-            typer.echo(f"error: {message}", err=True)
+            say(str(exc))
             raise typer.Exit(status_of(exc).exit_code) from None
         except OSError as exc:  # a path given that the system refuses: no folder, a file
             typer.echo(f"error: {os_reason(exc)}", err=True)
@@ -98,7 +105,7 @@ class KennelGroup(TyperGroup):
         except NoArgsIsHelpError as exc:  # the help is printed already; nothing was wrong
             raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:
-            typer.echo(usage_line(exc), err=True)
+            say(usage_line(exc), prefix="")
             raise typer.Exit(2) from None
 
 
@@ -155,7 +162,7 @@ def interruptible(hint: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        typer.echo(f"error: interrupted{' by SIGTERM' if got else ''}; {hint}", err=True)
+        say(f"interrupted{' by SIGTERM' if got else ''}; {hint}")
         raise typer.Exit(143 if got else 130) from None
     finally:
         if main:  # None: a handler not set from Python, which is SIGTERM's default
@@ -231,7 +238,7 @@ def opened(project: Path | None) -> Iterator[Workspace]:
 
 
 def _warn(message: str) -> None:
-    typer.echo(f"warning: {message}", err=True)
+    say(message, prefix="warning: ")
 
 
 def model_ref(ws: Workspace, model: str | None, env: str | None) -> str:

@@ -18,6 +18,7 @@ from kennel.cli.app import (
     opened,
 )
 from kennel.cli.render import console, dumps, emit_json, progress_bar, reporting, table
+from kennel.display import shown
 from kennel.errors import AuthError, NotFoundError, SourceError
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
@@ -188,10 +189,11 @@ def _emit_prediction(result: dict[str, Any], json_out: bool) -> None:
     if json_out:
         typer.echo(dumps(result))
     elif "error" in result:
-        typer.echo(f"{result['file']}\trejected: {result['detail']}", err=True)
+        typer.echo(f"{shown(result['file'])}\trejected: {shown(result['detail'])}", err=True)
     else:
         no_pet = "\tno pet" if result.get("pet") is False else ""
-        typer.echo(f"{result['file']}\t{result['label']}\t{result['confidence']:.3f}{no_pet}")
+        file, label = shown(result["file"]), shown(result["label"])
+        typer.echo(f"{file}\t{label}\t{result['confidence']:.3f}{no_pet}")
 
 
 def deploy(

@@ -34,6 +34,7 @@ from kennel.cli.app import (
     acting,
     new_app,
     opened,
+    say,
 )
 from kennel.cli.render import console, emit_json, table
 from kennel.errors import AuthError
@@ -148,7 +149,7 @@ def audit_verify(
             f"{verdict.anchored} of them against the anchor"
         )
     else:
-        typer.echo(f"error: audit log broken: {verdict.problem}", err=True)
+        say(f"audit log broken: {verdict.problem}")
     if not verdict.ok:
         raise typer.Exit(1)
 
@@ -267,10 +268,10 @@ def main() -> None:
     except NoArgsIsHelpError as exc:  # `kennel` alone: the help, printed already, and no error
         code = exc.exit_code
     except Usage as exc:
-        typer.echo(usage_line(exc), err=True)
+        say(usage_line(exc), prefix="")
         code = 2
     except ClickException as exc:
-        exc.show()
+        say(exc.format_message(), prefix="Error: ")  # as exc.show() would, but scrubbed
         code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)

@@ -21,6 +21,7 @@ from kennel.cli.app import (
     opened,
 )
 from kennel.cli.render import console, emit_json, reporting
+from kennel.display import redact
 from kennel.errors import ConfigError
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
@@ -134,7 +135,7 @@ def rpc_worker(
     with opened(project) as ws:
         predictor = ws.predictor(model_ref(ws, model, env))
     worker = rpc.RpcWorker(predictor, url=url, queue=queue)
-    console.print(f"serving {predictor.name}@{predictor.version} on {queue} at {url}")
+    console.print(f"serving {predictor.name}@{predictor.version} on {queue} at {redact(url)}")
     try:
         worker.run()
     except KeyboardInterrupt:
@@ -207,6 +208,7 @@ def subscribe(
 ) -> None:
     """Run a consuming app whose model arrives on the feed, hot-loaded and verified."""
     import uvicorn
+    from rich.markup import escape
 
     from kennel.serve.server import server_config
     from kennel.stream import signing
@@ -229,7 +231,7 @@ def subscribe(
         console.print(f"loaded {x.name}@{x.version} (entry {x.entry})")
 
     def refused(x: Rejection) -> None:
-        console.print(f"[red]refused[/] entry {x.entry}: {x.reason}")
+        console.print(f"[red]refused[/] entry {escape(x.entry)}: {escape(x.reason)}")
 
     subscriber = ModelSubscriber(
         feed,
@@ -243,7 +245,9 @@ def subscribe(
         on_reject=refused,
     )
     subscriber.start()
-    console.print(f"following {feed.stream} at {feed_url}; predictions on http://{host}:{port}")
+    console.print(
+        f"following {feed.stream} at {redact(feed_url)}; predictions on http://{host}:{port}"
+    )
     try:
         app = create_consumer_app(subscriber, body_timeout_s=config.serve.body_timeout_s)
         uvicorn.Server(server_config(app, config.serve, host=host, port=port)).run()

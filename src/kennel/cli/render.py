@@ -20,14 +20,26 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from kennel import progress as events
+from kennel.display import shown
 from kennel.progress import Event, counter
+
+
+class ShownConsole(Console):
+    """A console that shows every string it renders (messages, table cells, titles) through
+    ``kennel.display.shown``: what a command prints from data (a file name, a URL, a library's
+    message) can neither print a password nor send the terminal an escape sequence."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        return super().render_str(shown(text, keep="\n\t"), **options)
+
 
 # Into a pipe or a log (no terminal), lines are not wrapped and tables get room instead of
 # being cut at rich's 80-column default.
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+console = ShownConsole(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err_console = ShownConsole(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
 def jsonable(value: Any) -> Any:

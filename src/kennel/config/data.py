@@ -27,13 +27,31 @@ class StoreConfig(_Strict):
         return url
 
 
+def s3_credentials_problem(url: str) -> str | None:
+    """Why an S3 URL that carries credentials (``s3://KEY:SECRET@bucket``) is refused, or None:
+    S3 would take them for part of the bucket's name, and every message naming the URL would
+    show them. The AWS settings are where they go."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("s3", "s3a", "s3+http", "s3+https"):
+        return None
+    if "@" not in rest.split("/", 1)[0]:
+        return None
+    return (
+        f"{scheme}:// URLs take no credentials: set AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) instead"
+    )
+
+
 def s3_url_problem(url: str) -> str | None:
     """What is wrong with an ``s3://bucket/prefix`` or ``s3+http(s)://host:port/bucket/prefix``
     URL (a port that is not a number, no bucket, ``.``/``..`` segments that S3 would keep as
-    literal key names), or None; other URLs are not looked at."""
+    literal key names, credentials), or None; other URLs are not looked at."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("s3", "s3+http", "s3+https"):
         return None
+    credentials = s3_credentials_problem(url)
+    if credentials:
+        return credentials
     if scheme == "s3":
         path = rest
     else:

@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 
 import fsspec
 
-from kennel.config.data import s3_url_problem
+from kennel.config.data import s3_credentials_problem, s3_url_problem
+from kennel.display import redact
 from kennel.errors import KennelError, NotFoundError, StorageError
 from kennel.retry import Backoff, first_line, retrying
 from kennel.storage.base import check_key
@@ -87,7 +88,9 @@ def _without_expect_continue(fs: Any, url: str) -> None:
     try:
         fs.connect()  # makes the client; sends nothing
     except Exception as exc:
-        raise StorageError(f"cannot open the artifact store {url}: {first_line(exc)}") from exc
+        raise StorageError(
+            f"cannot open the artifact store {redact(url)}: {redact(first_line(exc))}"
+        ) from exc
     # the filesystem is shared by fsspec's instance cache: the id keeps one handler
     fs.s3.meta.events.register("before-send.s3", _drop_expect, unique_id="kennel-no-expect")
 
@@ -95,15 +98,13 @@ def _without_expect_continue(fs: Any, url: str) -> None:
 def split_endpoint(url: str) -> tuple[str, str | None]:
     """``s3+http://host:port/bucket/prefix`` -> (``s3://bucket/prefix``, ``http://host:port``);
     any other URL -> (url, None)."""
+    credentials = s3_credentials_problem(url)
+    if credentials:
+        raise StorageError(credentials)
     scheme, sep, _ = url.partition("://")
     if not sep or scheme not in _S3_AT:
         return url, None
     parts = urlsplit(url)
-    if parts.username or parts.password:
-        raise StorageError(
-            f"{scheme}:// URLs take no credentials: set AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) instead"
-        )
     problem = s3_url_problem(url)
     if problem:
         raise StorageError(problem)
@@ -127,7 +128,8 @@ class FsspecBlobStore:
         try:
             fs, root = fsspec.core.url_to_fs(target, **storage_options)
         except (ImportError, ValueError) as exc:
-            raise StorageError(f"cannot open the artifact store {url}: {first_line(exc)}") from exc
+            shown = f"{redact(url)}: {redact(first_line(exc))}"
+            raise StorageError(f"cannot open the artifact store {shown}") from exc
         if self._s3:
             fs.retries = 1  # s3fs's own retry loop: one try, ours does the rest
             _without_expect_continue(fs, url)
@@ -143,7 +145,8 @@ class FsspecBlobStore:
         return posixpath.join(self.root, check_key(key))
 
     def _where(self) -> str:
-        return f"{self.url} at {_endpoint(self.fs)}" if self._s3 else self.url
+        shown = redact(self.url)  # an sftp:// or http:// store may carry a password
+        return f"{shown} at {_endpoint(self.fs)}" if self._s3 else shown
 
     def _call(self, what: str, call: Callable[[], T]) -> T:
         """``call()`` with retries on transient errors; foreign errors become kennel's."""
@@ -154,7 +157,8 @@ class FsspecBlobStore:
         except Exception as exc:
             why = "unreachable" if transient(exc) else "failed"
             raise StorageError(
-                f"the artifact store {self._where()} {why}: cannot {what}: {first_line(exc)}"
+                f"the artifact store {self._where()} {why}: cannot {what}: "
+                f"{redact(first_line(exc))}"
             ) from exc
 
     def check(self) -> None:
@@ -181,7 +185,7 @@ class FsspecBlobStore:
         except FileNotFoundError as exc:  # S3: no such bucket
             raise StorageError(
                 f"the artifact store {self._where()} failed: cannot write {key!r}: "
-                f"{first_line(exc)}"
+                f"{redact(first_line(exc))}"
             ) from exc
 
     def _put(self, path: str, data: bytes) -> bool:
@@ -232,7 +236,7 @@ class FsspecBlobStore:
             data: bytes = self._call(f"read {key!r}", lambda: self.fs.cat_file(path))
             return data
         except FileNotFoundError as exc:
-            raise NotFoundError(f"artifact {key!r} not found in {self.url}") from exc
+            raise NotFoundError(f"artifact {key!r} not found in {redact(self.url)}") from exc
 
     def exists(self, key: str) -> bool:
         path = self._path(key)

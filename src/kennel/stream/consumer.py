@@ -71,7 +71,8 @@ def create_consumer_app(
             else {"name": current.name, "version": current.version},
             "seq": subscriber.seq,
             "loaded": [x.__dict__ for x in subscriber.loaded],
-            "rejected": [r.__dict__ for r in subscriber.rejected],
+            "rejected": [r.__dict__ for r in subscriber.rejected],  # the most recent ones
+            "rejected_total": subscriber.rejected_total,
             "feed_error": subscriber.last_error,
         }
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kennel.display import redact
 from kennel.errors import ServiceError
 from kennel.registry.store import ModelRegistry
 
@@ -93,7 +94,9 @@ class RedisFeed:
         try:
             yield
         except redis.RedisError as exc:
-            raise ServiceError(f"cannot {what} {self.stream} at {self.url}: {exc}") from exc
+            raise ServiceError(
+                f"cannot {what} {self.stream} at {redact(self.url)}: {redact(str(exc))}"
+            ) from exc
 
     def publish(self, fields: Mapping[str, bytes]) -> str:
         with self._guard("publish to"):

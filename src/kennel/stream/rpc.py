@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import uuid
 from typing import Any
@@ -22,6 +21,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
+from kennel.display import redact
 from kennel.errors import ConfigError, ServiceError
 from kennel.imaging import ImageRejected
 from kennel.serve.runtime import Predictor
@@ -30,13 +30,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_QUEUE = "kennel.predict"
-_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")  # user:PASSWORD@
 
 
 def parameters(url: str, what: str = "the RabbitMQ URL") -> pika.URLParameters:
     """``url`` as pika's connection parameters, or a one-line ConfigError naming ``what`` and
     the URL (never its password): pika itself fails on some with an IndexError."""
-    shown = _PASSWORD.sub(r"\1***@", url)
+    shown = redact(url)
     usage = "use amqp://USER:PASSWORD@HOST:PORT/VHOST"
     if urlsplit(url).scheme not in ("amqp", "amqps"):
         raise ConfigError(f"{what}: {shown!r} is not an AMQP URL; {usage}")
@@ -51,7 +50,9 @@ def _connect(url: str) -> pika.BlockingConnection:
     try:
         return pika.BlockingConnection(params)
     except pika.exceptions.AMQPError as exc:
-        raise ServiceError(f"cannot reach RabbitMQ at {url}: {exc.__class__.__name__}") from exc
+        raise ServiceError(
+            f"cannot reach RabbitMQ at {redact(url)}: {exc.__class__.__name__}"
+        ) from exc
 
 
 class RpcWorker:

@@ -35,6 +35,9 @@ from kennel.stream.signing import verify
 log = logging.getLogger(__name__)
 
 STATE_FILE = "feed-sequence.json"
+# Refusals kept for ``GET /v1/model``: anyone who may write to the stream can add entries
+# without end, so only the most recent ones are kept (``rejected_total`` counts them all).
+KEEP_REJECTED = 50
 
 
 class Refused(ReleaseRefusedError):
@@ -71,7 +74,8 @@ class ModelSubscriber:
         on_reject: Callable[[Rejection], None] | None = None,
     ) -> None:
         """``state_dir`` keeps the highest accepted sequence across restarts; without it (tests,
-        benchmarks) replays are refused only while this object lives."""
+        benchmarks) replays are refused only while this object lives. A refusal is reported
+        once: to ``on_reject`` when given, else as a warning in the log."""
         self.feed = feed
         self.public_key = public_key
         self.name = name
@@ -87,7 +91,8 @@ class ModelSubscriber:
         self.last_id = "0-0"
         self.last_error: str | None = None
         self.loaded: list[Loaded] = []
-        self.rejected: list[Rejection] = []
+        self.rejected: list[Rejection] = []  # the KEEP_REJECTED most recent, oldest first
+        self.rejected_total = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kennel-feed", daemon=True)
 
@@ -140,10 +145,13 @@ class ModelSubscriber:
             self._write_state(manifest, fields["manifest"])  # before the swap: never run unrecorded
         except Refused as exc:
             rejection = Rejection(entry, str(exc))
-            self.rejected.append(rejection)
-            log.warning("refused feed entry %s: %s", entry, exc)
+            # a new list, never one changed in place: /v1/model reads it from another thread
+            self.rejected = [*self.rejected[1 - KEEP_REJECTED :], rejection]
+            self.rejected_total += 1
             if self.on_reject:
                 self.on_reject(rejection)
+            else:
+                log.warning("refused feed entry %s: %s", entry, exc)
             return False
         self.current = predictor  # the atomic swap; in-flight calls finish on the old one
         loaded = Loaded(entry, manifest.name, manifest.version, manifest.seq)

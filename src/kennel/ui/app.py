@@ -33,6 +33,7 @@ from kennel.serve.auth import Identity
 from kennel.serve.deadline import BodyDeadline
 from kennel.serve.service import ApiError
 from kennel.ui.actions import Jobs
+from kennel.ui.bodylimit import BodyLimit
 from kennel.ui.logs import AuditStatus
 from kennel.ui.sessions import LoginThrottle, Session, SessionStore, session_id
 from kennel.wiring import Workspace
@@ -163,7 +164,7 @@ def error_page(request: Request, status: int, message: str, back: str = "") -> R
     except KennelError:
         who = None
     headings = {400: "bad request", 401: "sign in first", 403: "not allowed", 404: "not found",
-                405: "method not allowed", 408: "too slow", 409: "refused",
+                405: "method not allowed", 408: "too slow", 409: "refused", 413: "too large",
                 429: "too many attempts",
                 503: "try again later"}  # fmt: skip
     # a refused action's page leads back to the page it came from (the form's ``back``, kept
@@ -228,9 +229,9 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
-        # the dashboard's forms are a few short fields: a body past this is 413 as it arrives,
-        # and a form with more fields, any file or a longer field is 400, before any is kept
-        max_body_size=MAX_BODY_BYTES,
+        # the dashboard's forms are a few short fields: a body past MAX_BODY_BYTES is 413 as
+        # it arrives (BodyLimit, below), and a form with more fields, any file or a longer
+        # field is 400, before any is kept
         form_limits={
             "max_fields": MAX_FORM_FIELDS,
             "max_files": 0,
@@ -259,6 +260,7 @@ def create_app(
             response.headers.setdefault("Cache-Control", "no-store")  # thumbnails say theirs
         return response
 
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(BodyDeadline, seconds=ws.project.config.serve.body_timeout_s)
     if allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
@@ -299,10 +301,8 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        if slow := _api_error_in(exc.__cause__):  # a form whose body came too slowly
+        if slow := _api_error_in(exc.__cause__):  # a form whose body came too slowly or too big
             return await _api_error(request, slow)
-        if request.url.path.startswith("/static/"):
-            return Response(str(exc.detail), status_code=exc.status_code)
         message = "no such page" if exc.status_code == 404 else str(exc.detail)
         return error_page(request, exc.status_code, message)
 

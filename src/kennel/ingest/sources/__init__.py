@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from kennel.display import SQL_SCHEMES, redact
 from kennel.errors import SourceError
 from kennel.ingest.sources.base import (
     BAD_NAME,
@@ -35,7 +36,6 @@ from kennel.ingest.sources.base import (
     NOT_REGULAR,
     OUTSIDE_FOLDER,
     OUTSIDE_ROOTS,
-    SQL_SCHEMES,
     SYMLINK_LOOP,
     UNSAFE_MEMBER,
     Entry,
@@ -51,7 +51,6 @@ from kennel.ingest.sources.base import (
     is_image_name,
     label_for,
     read_uri,
-    redact,
     utf8,
 )
 from kennel.ingest.sources.folder import FolderSource

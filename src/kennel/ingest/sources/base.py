@@ -3,7 +3,6 @@ how file names become labelled entries, and capped reads of local paths and fssp
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import posixpath
@@ -17,12 +16,13 @@ from typing import IO, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import fsspec
 
+from kennel.display import redact
+
 Layout = Literal["auto", "imagefolder", "flat"]
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".jfif"}
 )
 _FLAT_NAME = re.compile(r"^([A-Za-z][A-Za-z_-]*)[._-]\d+[^/]*$")
-SQL_SCHEMES = ("sqlite:", "postgresql", "mysql", "mariadb", "mssql", "oracle")
 ReadResult = bytes | str  # bytes, or the reason they could not be read
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # data.max_file_bytes' default
 OUTSIDE_ROOTS = "outside allowed roots"
@@ -202,29 +202,6 @@ def label_for(relpath: str, layout: Literal["imagefolder", "flat"]) -> str | Non
     return parent[parent.rfind("/") + 1 :] or None
 
 
-_USERINFO = re.compile(r"(://[^/@:\s]*:)[^/\s]*@")
-
-
-# query parameters that carry secrets in database and storage URLs (libpq, psycopg, fsspec)
-_SECRET_PARAM = re.compile(
-    r"(?i)(?<=[?&;])((?:password|passwd|pwd|pass|secret|token|api_?key|access_?key|"
-    r"secret_?key|sslpassword|key)[^=&;]*)=[^&;#]*"
-)
-
-
-def redact(url: str) -> str:
-    """``url`` with its password shown as ``***``: what is stored, audited and printed."""
-    if url.lower().startswith(SQL_SCHEMES) and "://" in url:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        # a URL SQLAlchemy cannot parse still gets the generic rules below
-        with contextlib.suppress(ArgumentError, ValueError):
-            url = make_url(url).render_as_string(hide_password=True)
-    url = _USERINFO.sub(r"\1***@", url)
-    return _SECRET_PARAM.sub(r"\1=***", url)  # ?password=..., &token=..., ...
-
-
 def utf8(name: str) -> bool:
     """False for a name whose bytes were not UTF-8 (Python keeps them as lone surrogates): it
     could be neither stored as text in the metadata DB nor reopened from there by lineage."""
@@ -347,4 +324,4 @@ def read_uri(uri: str, limit: int = DEFAULT_MAX_BYTES) -> ReadResult:
     except Exception as exc:  # one item's failure is its reason, never the run's
         # a backend raises its own classes (botocore's NoCredentialsError is not an OSError;
         # ImportError: no such backend): whatever it is, this item is unreadable
-        return f"unreadable: {type(exc).__name__}: {exc}"
+        return f"unreadable: {type(exc).__name__}: {redact(str(exc))}"

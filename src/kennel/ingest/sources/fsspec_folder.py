@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from kennel.display import redact
 from kennel.errors import KennelError, SourceError
 from kennel.ingest.sources.base import (
     OUTSIDE_FOLDER,
@@ -18,7 +19,6 @@ from kennel.ingest.sources.base import (
     Listing,
     ReadResult,
     read_uri,
-    redact,
     url_to_fs,
 )
 
@@ -31,7 +31,8 @@ _BUCKET = re.compile(r"[A-Za-z0-9.\-_]{1,255}")  # what botocore accepts (S3-com
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
+    # a driver's message may repeat the URL it was given, password and all
+    return redact(" ".join(str(exc).split()))[:300] or type(exc).__name__
 
 
 def _protocols(fs: Any) -> set[str]:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import fsspec
 
+from kennel.display import redact
 from kennel.errors import SourceError
-from kennel.ingest.sources.base import DEFAULT_MAX_BYTES, redact
+from kennel.ingest.sources.base import DEFAULT_MAX_BYTES
 from kennel.ingest.sources.table import TableSource
 
 
@@ -26,7 +27,7 @@ def manifest_source(
         with fsspec.open(url, "rb") as handle:
             data = handle.read()
     except OSError as exc:
-        raise SourceError(f"cannot read manifest {redact(url)}: {exc}") from exc
+        raise SourceError(f"cannot read manifest {redact(url)}: {redact(str(exc))}") from exc
     if url.lower().endswith(".parquet"):
         import pyarrow as pa
         import pyarrow.parquet as pq

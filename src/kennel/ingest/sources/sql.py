@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from kennel.display import redact
 from kennel.errors import SourceError
-from kennel.ingest.sources.base import DEFAULT_MAX_BYTES, redact
+from kennel.ingest.sources.base import DEFAULT_MAX_BYTES
 from kennel.ingest.sources.table import TableSource
 
 

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import fsspec
 
+from kennel.display import redact
 from kennel.errors import SourceError
 from kennel.ingest.sources.base import (
     NOT_REGULAR,
@@ -19,7 +20,6 @@ from kennel.ingest.sources.base import (
     Listing,
     ReadResult,
     read_capped,
-    redact,
     too_large,
 )
 
@@ -42,7 +42,9 @@ class TarSource(FileTreeSource, AtUrl):
                 for member in archive:
                     yield archive, member
         except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
-            raise SourceError(f"cannot read tar archive {redact(self.url)}: {exc}") from exc
+            raise SourceError(
+                f"cannot read tar archive {redact(self.url)}: {redact(str(exc))}"
+            ) from exc
 
     def scan(self) -> Listing:
         names: list[str] = []

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import fsspec
 
+from kennel.display import redact
 from kennel.errors import SourceError
 from kennel.ingest.sources.base import (
     AtUrl,
@@ -19,7 +20,6 @@ from kennel.ingest.sources.base import (
     Listing,
     ReadResult,
     read_capped,
-    redact,
     too_large,
 )
 
@@ -62,7 +62,9 @@ class ZipSource(FileTreeSource, AtUrl):
             with fsspec.open(self.url, "rb") as raw, zipfile.ZipFile(raw) as archive:
                 yield archive
         except (OSError, zipfile.BadZipFile) as exc:
-            raise SourceError(f"cannot open zip archive {redact(self.url)}: {exc}") from exc
+            raise SourceError(
+                f"cannot open zip archive {redact(self.url)}: {redact(str(exc))}"
+            ) from exc
 
     def scan(self) -> Listing:
         with self._open() as archive:

@@ -1,0 +1,54 @@
+"""What kennel shows of text it did not write itself (URLs, file names, library messages):
+a URL's password as ``***`` and control characters escaped, so that neither a secret nor a
+terminal escape sequence hidden in a file name reaches a terminal, a log or an audit entry."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+SQL_SCHEMES = ("sqlite:", "postgresql", "mysql", "mariadb", "mssql", "oracle")
+
+_USERINFO = re.compile(r"(://[^/@:\s]*:)[^/\s]*@")
+
+# query parameters that carry secrets in database and storage URLs (libpq, psycopg, fsspec)
+_SECRET_PARAM = re.compile(
+    r"(?i)(?<=[?&;])((?:password|passwd|pwd|pass|secret|token|api_?key|access_?key|"
+    r"secret_?key|sslpassword|key)[^=&;]*)=[^&;#]*"
+)
+
+# C0 controls, DEL and C1 controls (ESC starts a terminal's escape sequences, CSI is 0x9b),
+# and the bidirectional overrides that make a name read differently from its bytes
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL's password shown as ``***``: what is stored, audited and
+    printed. ``text`` may be a URL or a message that names URLs anywhere in it."""
+    if text.lower().startswith(SQL_SCHEMES) and "://" in text:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        # a URL SQLAlchemy cannot parse still gets the generic rules below
+        with contextlib.suppress(ArgumentError, ValueError):
+            text = make_url(text).render_as_string(hide_password=True)
+    text = _USERINFO.sub(r"\1***@", text)
+    return _SECRET_PARAM.sub(r"\1=***", text)  # ?password=..., &token=..., ...
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with control characters written as ``\\x1b``-style escapes (those in ``keep``,
+    such as a message's own newlines, left as they are)."""
+    if keep:
+        return _CONTROL.sub(lambda m: m.group() if m.group() in keep else _escaped(m), text)
+    return _CONTROL.sub(_escaped, text)
+
+
+def shown(text: str, keep: str = "") -> str:
+    """``text`` as kennel prints it: passwords redacted, control characters escaped."""
+    return printable(redact(text), keep)

@@ -1,0 +1,59 @@
+"""A file name is data: the control characters in it (a terminal's escape sequences among them)
+are printed escaped, whether in a report line, a table or the one error line; ``--json``
+keeps the name as it is, JSON-escaped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from tests.conftest import make_project
+from tests.helpers import labelled_jpegs, write_tree
+
+runner = CliRunner()
+HOSTILE = "x\x1b]0;PWNED\x07\x1b[2J"  # sets the terminal's title, then clears the screen
+ESCAPED = "x\\x1b]0;PWNED\\x07\\x1b[2J"
+
+
+def lake(root: Path) -> Path:
+    write_tree(root, labelled_jpegs(12))
+    (root / "cat" / f"{HOSTILE}.jpg").write_bytes(b"")  # quarantined: an empty file
+    return root
+
+
+def test_a_quarantined_name_is_printed_escaped(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    command = ["data", "ingest", str(lake(tmp_path / "lake")), "-d", "mp", "-C", root]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    line = f"  quarantined {tmp_path / 'lake' / 'cat' / ESCAPED}.jpg: empty file (0 bytes)"
+    assert line in result.stdout.splitlines()
+
+
+def test_json_keeps_the_name_as_it_is(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    lake(tmp_path / "lake")
+    command = ["data", "ingest", str(tmp_path / "lake"), "-d", "mp", "-C", root, "--json"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout  # JSON escapes it as \u001b
+    report = json.loads(result.stdout)
+    [(uri, reason)] = report["quarantine_sample"]
+    assert reason == "empty file (0 bytes)"
+    assert uri == str(tmp_path / "lake" / "cat" / f"{HOSTILE}.jpg")
+
+
+def test_the_error_line_escapes_a_name(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    archive = tmp_path / f"{HOSTILE}.zip"
+    archive.write_bytes(b"not a zip")
+    result = runner.invoke(app, ["data", "ingest", str(archive), "-d", "mp", "-C", root])
+    assert result.exit_code != 0
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert result.stderr == (
+        f"error: cannot open zip archive {tmp_path / ESCAPED}.zip: File is not a zip file\n"
+    )

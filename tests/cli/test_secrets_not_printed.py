@@ -1,0 +1,105 @@
+"""A password in a URL never leaves the command line: not in what a command prints, not in the
+one error line, even where a library's own message repeats the URL it was given."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pika
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from kennel.stream.rpc import DEFAULT_URL
+from tests.conftest import make_project, unavailable
+from tests.serving import served_project
+
+runner = CliRunner()
+SECRET = "S3CRETPW"
+NO_CREDENTIALS = (
+    "s3:// URLs take no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+    "(or AWS_PROFILE) instead"
+)
+
+
+def error_line(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code != 0, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert SECRET not in result.output and "guest:guest" not in result.output
+    return lines[0]
+
+
+def test_an_s3_source_with_credentials_is_refused_without_showing_them(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    line = error_line("data", "ingest", f"s3://AKIA:{SECRET}@bucket/x", "-d", "x", "-C", root)
+    assert line == f"error: cannot open s3://AKIA:***@bucket/x: {NO_CREDENTIALS}"
+
+
+def test_an_artifact_store_with_credentials_is_refused_without_showing_them(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path / "p")
+    config_file = project.root / "kennel.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    config["store"]["artifacts_url"] = f"s3://AKIA:{SECRET}@bucket/x"
+    config_file.write_text(yaml.safe_dump(config))
+    line = error_line("data", "list", "-C", str(project.root))
+    assert line == f"error: {config_file}: store.artifacts_url: {NO_CREDENTIALS}"
+
+
+def test_a_library_message_that_repeats_the_url_is_redacted(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    url = f"http://user:{SECRET}@127.0.0.1:1/x.zip"
+    line = error_line("data", "ingest", url, "-d", "x", "-C", root)
+    shown = "http://user:***@127.0.0.1:1/x.zip"
+    assert line.startswith(f"error: cannot open zip archive {shown}: "), line
+    assert line.count("user:***@") == 2  # fsspec's message names the URL again
+
+
+@pytest.fixture(scope="module")
+def rabbitmq() -> str:
+    try:
+        pika.BlockingConnection(pika.URLParameters(DEFAULT_URL)).close()
+    except pika.exceptions.AMQPError as exc:
+        unavailable(f"RabbitMQ unreachable at 127.0.0.1:5672: {exc.__class__.__name__}")
+    return DEFAULT_URL
+
+
+@pytest.fixture(scope="module")
+def model_project(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(served_project(tmp_path_factory.mktemp("rpc"), models=1).root)
+
+
+def test_rpc_worker_shows_its_broker_without_the_password(
+    rabbitmq: str, model_project: str
+) -> None:
+    assert "guest:guest@" in rabbitmq
+    command = ["rpc-worker", "--model", "pets@1", "--url", rabbitmq, "-C", model_project]
+    command += ["--queue", "kennel.test.secrets"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "kennel.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as worker:
+        try:
+            assert worker.stdout is not None
+            first = worker.stdout.readline()
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    shown = rabbitmq.replace("guest:guest@", "guest:***@")
+    assert first.strip() == f"serving pets@1 on kennel.test.secrets at {shown}"
+
+
+def test_rpc_worker_that_cannot_reach_its_broker_hides_the_password(model_project: str) -> None:
+    url = "amqp://guest:guest@127.0.0.1:1/"
+    line = error_line("rpc-worker", "--model", "pets@1", "--url", url, "-C", model_project)
+    assert line == "error: cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:1/: " + (
+        "AMQPConnectionError"
+    )
