@@ -224,3 +224,17 @@ def s3_keys(bucket: str, prefix: str = "", *, endpoint: str | None = None) -> li
     )
     root = f"{bucket}/{prefix}".rstrip("/")
     return [path[len(bucket) + 1 :] for path in fs.find(root)]
+
+
+@pytest.fixture(scope="module")
+def rabbitmq() -> str:
+    """The AMQP URL of the RabbitMQ every development and CI machine runs (guest/guest)."""
+    import pika
+
+    from kennel.stream.rpc import DEFAULT_URL
+
+    try:
+        pika.BlockingConnection(pika.URLParameters(DEFAULT_URL)).close()
+    except pika.exceptions.AMQPError as exc:
+        unavailable(f"RabbitMQ unreachable at 127.0.0.1:5672: {exc.__class__.__name__}")
+    return DEFAULT_URL

@@ -7,14 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pika
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from kennel.cli.main import app
-from kennel.stream.rpc import DEFAULT_URL
-from tests.conftest import make_project, unavailable
+from tests.conftest import make_project
 from tests.serving import served_project
 
 runner = CliRunner()
@@ -59,15 +57,6 @@ def test_a_library_message_that_repeats_the_url_is_redacted(tmp_path: Path) -> N
     shown = "http://user:***@127.0.0.1:1/x.zip"
     assert line.startswith(f"error: cannot open zip archive {shown}: "), line
     assert line.count("user:***@") == 2  # fsspec's message names the URL again
-
-
-@pytest.fixture(scope="module")
-def rabbitmq() -> str:
-    try:
-        pika.BlockingConnection(pika.URLParameters(DEFAULT_URL)).close()
-    except pika.exceptions.AMQPError as exc:
-        unavailable(f"RabbitMQ unreachable at 127.0.0.1:5672: {exc.__class__.__name__}")
-    return DEFAULT_URL
 
 
 @pytest.fixture(scope="module")

@@ -6,23 +6,12 @@ import threading
 import uuid
 from pathlib import Path
 
-import pika
 import pytest
 
-from kennel.stream.rpc import DEFAULT_URL, RpcClient, RpcWorker
+from kennel.stream.rpc import RpcClient, RpcWorker
 from kennel.wiring import Workspace
-from tests.conftest import unavailable
 from tests.helpers import jpeg
 from tests.serving import served_project
-
-
-@pytest.fixture(scope="module")
-def rabbitmq() -> str:
-    try:
-        pika.BlockingConnection(pika.URLParameters(DEFAULT_URL)).close()
-    except pika.exceptions.AMQPError as exc:
-        unavailable(f"RabbitMQ unreachable at 127.0.0.1:5672: {exc.__class__.__name__}")
-    return DEFAULT_URL
 
 
 def test_rpc_worker_answers_like_the_predictor(rabbitmq: str, tmp_path: Path) -> None:
