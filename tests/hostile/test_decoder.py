@@ -15,6 +15,7 @@ from PIL import Image
 
 from kennel.imaging import FORMATS, ImageRejected, decode, decode_cost, probe
 from kennel.portable import to_rgb
+from tests.helpers import png_header_only
 from tests.hostile.corpus import png16
 
 MB = 1024 * 1024
@@ -40,6 +41,12 @@ def test_the_decode_budget_is_checked_on_the_header_before_any_pixel() -> None:
     with pytest.raises(ImageRejected, match="decompression bomb: declares 7000x7000"):
         decode(bomb, min_side=1)  # 49 MP is over the 40 MP default
     assert time.monotonic() - began < 0.5
+    # past Pillow's own ceiling (twice its 89 MP default) the refusal still names kennel's
+    # limit, not Pillow's
+    huge = png_header_only(30_000, 30_000)
+    with pytest.raises(ImageRejected, match=r"^decompression bomb: declares 900000000 pixels "
+                       r"\(limit 24000000\)$"):  # fmt: skip
+        decode(huge, max_pixels=24_000_000, min_side=1)
 
 
 def test_sixteen_bit_pictures_are_scaled_without_wide_copies() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -112,7 +113,16 @@ def open_checked(
     if not data:
         raise ImageRejected("empty file (0 bytes)")
     with rejecting():
-        image = Image.open(io.BytesIO(data), formats=FORMATS)
+        try:
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
+        except Image.DecompressionBombError as exc:  # Pillow's own ceiling, twice its default
+            declared = re.search(r"\((\d+) pixels\)", str(exc))  # "Image size (N pixels) ..."
+            if declared is None:
+                raise
+            raise ImageRejected(
+                f"decompression bomb: declares {int(declared.group(1))} pixels "
+                f"(limit {max_pixels})"
+            ) from exc
         width, height = image.size
         header = Header(image.format or "unknown", image.mode, width, height)
         if width * height > max_pixels:
