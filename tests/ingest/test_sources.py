@@ -251,3 +251,10 @@ def test_a_file_named_by_two_rows_is_offered_once_or_quarantined_on_two_labels(
     )
     table = workspace.catalog.table(report.version)
     assert table["label"].to_pylist() == ["cat"] and table.num_rows == 1
+    # a spelling refused first (an absolute path), then one the manifest may use: the file
+    # is taken, as when the refused row is alone
+    absolute = str((tmp_path / "m" / cat[0]).resolve())
+    (tmp_path / "m" / "n.csv").write_text(f"uri,label\n{absolute},cat\n{cat[0]},cat\n")
+    source = open_source(str(tmp_path / "m" / "n.csv"))
+    [(entry, data)] = list(source.read(source.scan().entries))
+    assert entry.uri == absolute and data == files[cat[0]] and source.scan().skipped == {}

@@ -18,7 +18,7 @@ from kennel.datasets.versioning import DatasetVersion
 from kennel.errors import NotFoundError, StateError
 from kennel.package import bundle
 from kennel.pipeline.options import BuildOptions
-from kennel.pipeline.steps.train import OWNER, owned, run_to_resume
+from kennel.pipeline.steps.train import OWNER, owned, run_to_resume, still_resumable
 from kennel.train.trainer import CHECKPOINT
 from kennel.wiring import Workspace
 
@@ -128,3 +128,18 @@ def test_a_run_another_process_trains_now_is_neither_resumed_nor_trained_twice(
     assert _resumed(workspace, tmp_path, BuildOptions(resume="newest"), SMALL) == run_id
     with owned(tmp_path, run_id), pytest.raises(StateError), owned(tmp_path, run_id):
         pass  # claimed by this process: no one else may claim it now
+
+
+def test_a_run_finished_between_the_choice_and_the_claim_is_not_trained_again(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """Two `--resume` at once both choose the same run; the second to claim it finds it
+    finished by the first and refuses (it trained it again and registered a second model)."""
+    run_id = _left(workspace, tmp_path, SMALL)
+    chosen = run_to_resume(BuildOptions(resume="newest"), SMALL, VERSION, None,
+                           tracker=workspace.tracker, runs_root=tmp_path)  # fmt: skip
+    assert chosen is not None and still_resumable(workspace.tracker, chosen).id == run_id
+    workspace.tracker.reopen(run_id)  # the other process resumed it ...
+    workspace.tracker.finish(run_id, "done")  # ... and finished it
+    with pytest.raises(StateError, match=f"run {run_id} was resumed by another process"):
+        still_resumable(workspace.tracker, chosen)

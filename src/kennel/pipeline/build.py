@@ -9,6 +9,7 @@ pipeline runner are shells over it.
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -119,42 +120,48 @@ class Builder:
             tracker=self.tracker,
             runs_root=self.runs_root,
         )
-        if parallel is not None and parallel.distributed and resume is None:
-            options.check_parallel(plan.config)
-        run = train.start_run(
-            plan,
-            options,
-            resume=resume,
-            tracker=self.tracker,
-            images=images,
-            runs_root=self.runs_root,
-            progress=progress,
-            studies=self.studies,
-        )
-        if parallel is not None:
-            parallel.broadcast_json(run.shared())
-            self._cache(images, run.config.image_size, parallel)
-        with train.owned(self.runs_root, run.id), train.failed_unless_done(self.tracker, run.id):
-            trained = train.train(
-                run,
+        with ExitStack() as claims:
+            if resume is not None:  # claimed before anything is done with it, then read again
+                claims.enter_context(train.owned(self.runs_root, resume.id))
+                resume = train.still_resumable(self.tracker, resume)
+            if parallel is not None and parallel.distributed and resume is None:
+                options.check_parallel(plan.config)
+            run = train.start_run(
                 plan,
-                images=images,
+                options,
+                resume=resume,
                 tracker=self.tracker,
+                images=images,
                 runs_root=self.runs_root,
                 progress=progress,
-                parallel=parallel,
+                studies=self.studies,
             )
-            evaluated = evaluate_model(trained, plan, self.config.gates, progress)
-            package = package_model(trained, evaluated, plan, self.config.model, progress)
-            store_artifacts(package, self.content)
-            registration = register_model(
-                package,
-                registry=self.registry,
-                actor=options.actor,
-                progress=progress,
-                seq_of=lambda dataset, version: self.catalog.resolve(f"{dataset}@{version}").seq,
-            )
-            complete_run(self.tracker, trained, evaluated, package, registration)
+            if resume is None:
+                claims.enter_context(train.owned(self.runs_root, run.id))
+            if parallel is not None:
+                parallel.broadcast_json(run.shared())
+                self._cache(images, run.config.image_size, parallel)
+            with train.failed_unless_done(self.tracker, run.id):
+                trained = train.train(
+                    run,
+                    plan,
+                    images=images,
+                    tracker=self.tracker,
+                    runs_root=self.runs_root,
+                    progress=progress,
+                    parallel=parallel,
+                )
+                evaluated = evaluate_model(trained, plan, self.config.gates, progress)
+                package = package_model(trained, evaluated, plan, self.config.model, progress)
+                store_artifacts(package, self.content)
+                registration = register_model(
+                    package,
+                    registry=self.registry,
+                    actor=options.actor,
+                    progress=progress,
+                    seq_of=self._dataset_seq,
+                )
+                complete_run(self.tracker, trained, evaluated, package, registration)
         return BuildResult(
             model=registration.model,
             run_id=run.id,
@@ -169,6 +176,9 @@ class Builder:
             seconds=time.perf_counter() - began,
             champion=registration.champion,
         )
+
+    def _dataset_seq(self, dataset: str, version: str) -> int:
+        return self.catalog.resolve(f"{dataset}@{version}").seq
 
     def check(self, dataset_ref: str, options: BuildOptions, *, distributed: bool = False) -> None:
         """Refuse, in one line, what ``build`` would refuse before it trains (an option, the

@@ -117,12 +117,17 @@ class TableSource:
         self.refused: dict[str, str] = {}
         first: dict[str, tuple[int, str | None]] = {}  # each file's first row and its label
         self.repeated = 0  # rows naming a file an earlier row names, with the same label
+        outside: set[str] = set()  # files whose only rows so far were refused (not placed)
         for number, row in enumerate(rows, start=1):
             written = str(row[uri_column])
             placed = confinement.place(written)
             uri = written if placed is None else placed
             given = row[label_column]
             label = None if given in (None, "") else str(given)
+            if uri in first and placed is not None and uri in outside:
+                del first[uri]  # a spelling refused before, placed now: this row stands
+                outside.discard(uri)
+                self.refused.pop(uri, None)
             if uri in first:  # the same file again ("d1.jpg" and "./d1.jpg" are one file)
                 row_before, label_before = first[uri]
                 if label == label_before:
@@ -136,6 +141,7 @@ class TableSource:
             first[uri] = (number, label)
             if placed is None:
                 self.refused[uri] = confinement.refusal(number, written)
+                outside.add(uri)
             attrs = {
                 str(k): str(v)
                 for k, v in row.items()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,12 +88,26 @@ def resumable_run(
     return None
 
 
+def still_resumable(tracker: RunTracker, run: Run) -> Run:
+    """``run`` as the tracker holds it now, once this process owns it: another process may
+    have resumed and finished it between the choice and the claim."""
+    now = tracker.get(run.id)
+    if now.status not in ("running", "interrupted"):
+        raise StateError(f"run {run.id} was resumed by another process and is {now.status} now")
+    return now
+
+
 @contextmanager
 def owned(runs_root: Path, run_id: str) -> Iterator[None]:
     """This process's claim on the run for as long as it builds it (a lock that dies with
     the process): a run another process trains now is neither resumed nor trained twice, so
     one run registers at most one model."""
-    fd = try_lock(runs_root / run_id / OWNER)
+    fd = None
+    for _try in range(20):  # another process's look (``is_locked``) holds it for an instant
+        fd = try_lock(runs_root / run_id / OWNER)
+        if fd is not None:
+            break
+        time.sleep(0.01)
     if fd is None:
         raise StateError(
             f"run {run_id} is being trained by another process now; wait for it to finish, "
