@@ -9,13 +9,25 @@ import re
 
 SQL_SCHEMES = ("sqlite:", "postgresql", "mysql", "mariadb", "mssql", "oracle")
 
-_USERINFO = re.compile(r"(://[^/@:\s]*:)[^/\s]*@")
+# user:PASSWORD@ (a password may hold "/", which URLs should escape and people do not), and a
+# token alone before the "@" (https://TOKEN@host)
+_USERINFO = re.compile(r"(://[^/@:\s]*:)[^@\s]*@")
+_TOKEN_USERINFO = re.compile(r"://[^/@:\s]+@")
 
-# query parameters that carry secrets in database and storage URLs (libpq, psycopg, fsspec)
-_SECRET_PARAM = re.compile(
-    r"(?i)(?<=[?&;])((?:password|passwd|pwd|pass|secret|token|api_?key|access_?key|"
-    r"secret_?key|sslpassword|key)[^=&;]*)=[^&;#]*"
-)
+# A query parameter is a secret when a word of its name is one of these (libpq, psycopg,
+# fsspec, signed S3, GCS and Azure URLs, OAuth): access_token, X-Amz-Signature, sig, ...
+_SECRET_PARAM = re.compile(r"(?<=[?&;])([^=&;#\s]+)=([^&;#\s]*)")
+_SECRET_WORDS = frozenset(
+    {"password", "passwd", "pwd", "pass", "secret", "token", "key", "apikey", "accesskey",
+     "secretkey", "sslpassword", "signature", "sig", "credential", "credentials", "auth"}
+)  # fmt: skip
+
+
+def _param(found: re.Match[str]) -> str:
+    name = found.group(1)
+    words = set(re.split(r"[-_.]", name.lower())) | {name.lower()}
+    return f"{name}=***" if words & _SECRET_WORDS else found.group()
+
 
 # C0 controls, DEL and C1 controls (ESC starts a terminal's escape sequences, CSI is 0x9b),
 # and the bidirectional overrides that make a name read differently from its bytes
@@ -33,7 +45,8 @@ def redact(text: str) -> str:
         with contextlib.suppress(ArgumentError, ValueError):
             text = make_url(text).render_as_string(hide_password=True)
     text = _USERINFO.sub(r"\1***@", text)
-    return _SECRET_PARAM.sub(r"\1=***", text)  # ?password=..., &token=..., ...
+    text = _TOKEN_USERINFO.sub("://***@", text)
+    return _SECRET_PARAM.sub(_param, text)  # ?password=..., &access_token=..., ...
 
 
 def _escaped(found: re.Match[str]) -> str:

@@ -92,3 +92,34 @@ def test_rpc_worker_that_cannot_reach_its_broker_hides_the_password(model_projec
     assert line == "error: cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:1/: " + (
         "AMQPConnectionError"
     )
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("amqp://guest:AMQP/SECRET@127.0.0.1:1/", "amqp://guest:***@127.0.0.1:1/"),  # a "/"
+        ("http://ghp_TOKEN@127.0.0.1:1/x.zip", "http://***@127.0.0.1:1/x.zip"),  # a token
+        ("http://h/x?X-Amz-Signature=S&X-Amz-Security-Token=T&a=1",
+         "http://h/x?X-Amz-Signature=***&X-Amz-Security-Token=***&a=1"),
+        ("x?access_token=T&client_secret=C&sig=S", "x?access_token=***&client_secret=***&sig=***"),
+        ("http://h/x.zip?token=abc layout=auto", "http://h/x.zip?token=*** layout=auto"),
+        ("see ?keyboard=qwerty and file?passenger=3", "see ?keyboard=qwerty and file?passenger=3"),
+    ],
+)  # fmt: skip
+def test_secrets_in_any_part_of_a_url_are_hidden_and_nothing_else(given: str, shown: str) -> None:
+    from kennel.display import redact
+
+    assert redact(given) == shown
+
+
+def test_credentials_holding_a_slash_are_refused_and_a_bad_feed_url_is_one_line(
+    tmp_path: Path,
+) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    line = error_line("data", "ingest", f"s3://AKIAEXAMPLE:wJal/{SECRET}@bucket/x", "-d", "x",
+                      "-C", root)  # fmt: skip
+    assert "take no credentials" in line and SECRET not in line and "wJal" not in line
+    for url in ("redis://127.0.0.1:abc/0", f"redis://:AB/{SECRET}@127.0.0.1:1/0"):
+        line = error_line("subscribe", "--url", url, "--port", "18599", "-C", root)
+        assert line.startswith("error: the feed URL '") and "use redis://HOST:PORT/DB" in line
+        assert SECRET not in line and "AB/" not in line

@@ -44,11 +44,16 @@ if TYPE_CHECKING:  # imported when a command runs, so that `kennel --help` start
 _NOT_ONE_OF = re.compile(r"'(?P<given>[^']*)' is not one of (?P<choices>.+?)\.?$")
 
 
+# Line breaks, with the blanks around them: one line, whatever a library's message holds.
+# Other whitespace is kept as it is (a path may hold two spaces in a row).
+_LINE_BREAKS = re.compile(r"[ \t]*[\r\n\v\f\x85\u2028\u2029]+[ \t]*")
+
+
 def say(message: str, prefix: str = "error: ") -> None:
     """``message`` as one line on stderr, the way every failure leaves the command line: its
-    whitespace collapsed, every URL's password shown as ``***`` and control characters
+    line breaks made spaces, every URL's password shown as ``***`` and control characters
     escaped (a message may quote a URL, a file name or a library's words about either)."""
-    typer.echo(prefix + shown(" ".join(message.split())), err=True)
+    typer.echo(prefix + shown(_LINE_BREAKS.sub(" ", message).strip()), err=True)
 
 
 def usage_line(exc: UsageError) -> str:
@@ -99,8 +104,10 @@ class KennelGroup(TyperGroup):
         except KennelError as exc:
             say(str(exc))
             raise typer.Exit(status_of(exc).exit_code) from None
+        except BrokenPipeError:  # the reader went away (`| head`): nothing left to say
+            raise typer.Exit(status_of(KennelError()).exit_code) from None
         except OSError as exc:  # a path given that the system refuses: no folder, a file
-            typer.echo(f"error: {os_reason(exc)}", err=True)
+            say(os_reason(exc))
             raise typer.Exit(status_of(KennelError()).exit_code) from None
         except NoArgsIsHelpError as exc:  # the help is printed already; nothing was wrong
             raise typer.Exit(exc.exit_code) from None

@@ -34,7 +34,11 @@ def s3_credentials_problem(url: str) -> str | None:
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("s3", "s3a", "s3+http", "s3+https"):
         return None
-    if "@" not in rest.split("/", 1)[0]:
+    first = rest.split("/", 1)[0]  # a bucket (s3://) or host[:port] (s3+http://)
+    # a secret may hold "/": then what precedes it still shows "KEY:" where no bucket name
+    # holds a colon and no port is anything but digits
+    _host, colon, after = first.partition(":")
+    if "@" not in first and not (colon and not after.isdigit()):
         return None
     return (
         f"{scheme}:// URLs take no credentials: set AWS_ACCESS_KEY_ID and "

@@ -120,8 +120,7 @@ def open_checked(
             if declared is None:
                 raise
             raise ImageRejected(
-                f"decompression bomb: declares {int(declared.group(1))} pixels "
-                f"(limit {max_pixels})"
+                f"decompression bomb: declares {int(declared.group(1))} pixels (limit {max_pixels})"
             ) from exc
         width, height = image.size
         header = Header(image.format or "unknown", image.mode, width, height)

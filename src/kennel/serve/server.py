@@ -99,6 +99,8 @@ def listening(host: str, port: int) -> socket.socket:
     """A socket bound to host:port as uvicorn binds one, bound before anything says the
     server is up: a host that is no address or name, or a port another process holds, is a
     one-line error instead of a banner followed by uvicorn's log line."""
+    if not host.strip():  # the empty host binds every interface: never by accident
+        raise ConfigError("cannot serve on an empty host; name one (127.0.0.1, 0.0.0.0, ...)")
     shown = f"[{host}]" if ":" in host else host
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:

@@ -25,7 +25,7 @@ import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kennel.display import redact
-from kennel.errors import ServiceError
+from kennel.errors import ConfigError, ServiceError
 from kennel.registry.store import ModelRegistry
 
 FILE_PREFIX = "file:"
@@ -71,12 +71,19 @@ class RedisFeed:
         self._lock = threading.Lock()
 
     def _connect(self, timeout_s: float | None) -> redis.Redis:
-        return redis.Redis.from_url(
-            self.url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=min(3, self.timeout_s),
-            socket_keepalive=True,  # lets the kernel notice a peer gone silent under a long wait
-        )
+        try:
+            return redis.Redis.from_url(
+                self.url,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=min(3, self.timeout_s),
+                socket_keepalive=True,  # the kernel notices a peer gone silent under a long wait
+            )
+        except ValueError as exc:  # a URL redis-py cannot parse: one line, before any model
+            # redis-py's words may quote a piece of a password that holds a "/"
+            why = "not a URL redis-py can read" if "@" in self.url else redact(str(exc))
+            raise ConfigError(
+                f"the feed URL {redact(self.url)!r}: {why}; use redis://HOST:PORT/DB"
+            ) from None
 
     def _client_for(self, block_ms: int) -> redis.Redis:
         """The client whose socket outwaits a read blocking ``block_ms``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,11 @@ import cv2
 import numpy as np
 
 from kennel.errors import SourceError
+
+# FFmpeg writes its own complaints straight to stderr ("moov atom not found", a camera's
+# "Connection refused"); the reader reports each failure as a source event, in kennel's words
+# and once. Set OPENCV_FFMPEG_LOGLEVEL yourself to see FFmpeg's log.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 log = logging.getLogger(__name__)
 
