@@ -10,9 +10,10 @@ import re
 SQL_SCHEMES = ("sqlite:", "postgresql", "mysql", "mariadb", "mssql", "oracle")
 
 # user:PASSWORD@ (a password may hold "/", which URLs should escape and people do not), and a
-# token alone before the "@" (https://TOKEN@host)
+# token alone before the "@" of a web URL (https://TOKEN@host; elsewhere it is a user's name,
+# as in postgresql://USER@HOST)
 _USERINFO = re.compile(r"(://[^/@:\s]*:)[^@\s]*@")
-_TOKEN_USERINFO = re.compile(r"://[^/@:\s]+@")
+_TOKEN_USERINFO = re.compile(r"(?i)(\bhttps?://)[^/@:\s]+@")
 
 # A query parameter is a secret when a word of its name is one of these (libpq, psycopg,
 # fsspec, signed S3, GCS and Azure URLs, OAuth): access_token, X-Amz-Signature, sig, ...
@@ -45,7 +46,7 @@ def redact(text: str) -> str:
         with contextlib.suppress(ArgumentError, ValueError):
             text = make_url(text).render_as_string(hide_password=True)
     text = _USERINFO.sub(r"\1***@", text)
-    text = _TOKEN_USERINFO.sub("://***@", text)
+    text = _TOKEN_USERINFO.sub(r"\1***@", text)
     return _SECRET_PARAM.sub(_param, text)  # ?password=..., &access_token=..., ...
 
 

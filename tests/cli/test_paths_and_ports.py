@@ -143,10 +143,12 @@ def test_a_busy_port_or_a_bad_host_is_one_line_before_any_banner(
     for command in (["ui"], ["serve", "--env", "staging"]):
         line = fails(*command, "--host", "999.1.1.1", "-C", root, code=2)
         assert line.startswith("error: cannot serve on host '999.1.1.1': not an IP address")
-        # an empty host would bind every interface
-        assert fails(*command, "--host", "", "-C", root, code=2).startswith(
-            "error: cannot serve on an empty host"
-        )
+
+
+def test_an_empty_host_is_refused_not_every_interface(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    line = fails("ui", "--host", "", "-C", root, code=2)
+    assert line.startswith("error: cannot serve on an empty host")
 
 
 def test_an_os_error_line_keeps_the_path_as_it_is_and_escapes_control_characters(
@@ -158,16 +160,6 @@ def test_an_os_error_line_keeps_the_path_as_it_is_and_escapes_control_characters
     odd.write_text("a file, not a folder")
     line = fails("init", str(odd / "sub"), code=1)
     assert "two  spaces\\x1b[31mRED/sub" in line and "\x1b" not in line
-
-
-def test_a_reader_that_goes_away_is_no_error(tmp_path: Path) -> None:
-    """`kennel ... | head -1`: the closed pipe ends the command quietly."""
-    out = subprocess.run(
-        f"{sys.executable} -m kennel.cli --help | head -c 10", shell=True,
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert out.returncode == 0 and out.stdout == "\n Usage: k"[: len(out.stdout)]
-    assert "error" not in out.stderr and "Traceback" not in out.stderr
 
 
 def test_kennel_alone_prints_the_help_and_no_error() -> None:
