@@ -38,7 +38,7 @@ def s3_credentials_problem(url: str) -> str | None:
     # a secret may hold "/": then what precedes it still shows "KEY:" where no bucket name
     # holds a colon and no port is anything but digits
     _host, colon, after = first.partition(":")
-    if "@" not in first and not (colon and not after.isdigit()):
+    if "@" not in first and not (colon and not after.isdigit() and "@" in rest):
         return None
     return (
         f"{scheme}:// URLs take no credentials: set AWS_ACCESS_KEY_ID and "
