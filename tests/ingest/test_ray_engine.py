@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -89,25 +90,33 @@ def test_killed_worker_and_node_mid_run_lose_and_duplicate_nothing(
     mini = str(shared_data / "dogs-vs-cats-mini.zip")
     local_ws = Workspace(make_project(tmp_path / "local"))
     ray_ws = Workspace(make_project(tmp_path / "ray"))
-    survivor, victim = workers(cluster)
+    nodes = workers(cluster)
+    victim: list[Any] = []  # the node that dies: the one where no worker was killed
     killed: dict[str, int] = {}
+
+    def busy_worker() -> list[tuple[Any, psutil.Process]]:
+        return [(node, proc) for node in nodes for proc in running(node, TASK)]
 
     def kill_while_tasks_run(event: Event) -> None:
         # a task lasts milliseconds: a look at one instant may fall between two of a node's
-        # tasks, so each kill waits (a little) for its node to be running one; and each
-        # leaves files to check after it
+        # tasks, so each kill waits (a little) for a node to be running one; and each leaves
+        # files to check after it. Ray may give every task to one node for a while (seen in
+        # whole-suite runs), so the worker dies on whichever node is busy and the other node
+        # dies whole.
         if not event.done or event.total is None or event.done > event.total - 40:
             return
-        if "worker" not in killed and (busy := _soon(lambda: running(survivor, TASK))):
-            busy[0].send_signal(signal.SIGKILL)  # one worker process dies mid-task
+        if "worker" not in killed and (busy := _soon(busy_worker)):
+            node, proc = busy[0]
+            proc.send_signal(signal.SIGKILL)  # one worker process dies mid-task
             killed["worker"] = event.done
+            victim.append(next(n for n in nodes if n is not node))
         elif "worker" in killed and "node" not in killed:
             # Mid-task as a rule. But Ray sometimes leaves the second node without a task from
-            # the worker's death to the end (seen in whole-suite runs): then it dies at the
-            # last chance, mid-run, with what it holds (leases, object store) all the same.
-            busy_node = bool(_soon(lambda: running(victim, TASK), 0.5))
+            # the worker's death to the end: then it dies at the last chance, mid-run, with
+            # what it holds (leases, object store) all the same.
+            busy_node = bool(_soon(lambda: running(victim[0], TASK), 0.5))
             if busy_node or event.done > event.total - 60:
-                cluster.remove_node(victim, allow_graceful=False)  # a whole node dies
+                cluster.remove_node(victim[0], allow_graceful=False)  # a whole node dies
                 killed["node"] = event.done
                 print(f"node killed at {event.done} files {'mid-task' if busy_node else 'idle'}")
 
@@ -126,7 +135,7 @@ def test_killed_worker_and_node_mid_run_lose_and_duplicate_nothing(
     finally:
         local_ws.close()
         ray_ws.close()
-        if victim not in workers(cluster):
+        if len(workers(cluster)) < len(nodes):
             cluster.add_node(**NODE)  # back to two workers for whoever comes next
             cluster.wait_for_nodes()
 
