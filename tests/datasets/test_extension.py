@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 
 from kennel.config import SplitConfig
-from kennel.datasets import dedupe, splits
-from kennel.datasets.extension import Candidate, candidates_table, extend
+from kennel.datasets import compare, dedupe, splits
+from kennel.datasets.extension import Candidate, Extension, candidates_table, extend
 from kennel.datasets.manifest import SCHEMA, Row, by_key, read_table, to_parquet, to_table
 from kennel.datasets.manifest import version_id as manifest_version_id
 
@@ -128,6 +128,16 @@ def test_the_columnar_child_is_the_row_by_row_child(seed: int) -> None:
     assert got.near_pairs == want["near"]
     assert manifest_version_id(got.table) == model_version_id(want["rows"])
     assert manifest_version_id(want["rows"]) == model_version_id(want["rows"])
+    _changes_are_the_additions(parent, got)
+
+
+def _changes_are_the_additions(parent: pa.Table, got: Extension) -> None:
+    """The child's changes from its parent, as the catalog keeps them without comparing the
+    two, are what comparing them finds."""
+    for limit in (None, 3):
+        shortcut = compare.additions(got.new_rows, limit=limit)
+        found = compare.changes(compare.of_table(parent), compare.of_table(got.table), limit=limit)
+        assert shortcut == found
 
 
 def test_version_ids_of_awkward_floats_follow_python_formatting() -> None:
@@ -179,3 +189,4 @@ def test_a_parent_kennel_did_not_write_is_read_as_before(seed: int) -> None:
     assert [Row(**r) for r in got.table.to_pylist()] == want["rows"]
     assert (got.added, got.already_present) == (want["added"], want["already"])
     assert got.conflicts == want["conflicts"]
+    _changes_are_the_additions(parent, got)

@@ -80,3 +80,15 @@ def changes(a: Columns, b: Columns, *, limit: int | None = None) -> Changes:
             "moved split": int(resplit.sum()),
         },
     )
+
+
+def additions(added: np.ndarray, *, limit: int | None = None) -> Changes:
+    """The changes of a version made of its parent's files, unchanged, and new ones at rows
+    ``added`` (in file order): what ``changes`` would find, without the lookup."""
+    return Changes(
+        added=_first(added, limit),
+        removed=[],
+        relabelled=[],
+        resplit=[],
+        counts={"added": len(added), "removed": 0, "relabelled": 0, "moved split": 0},
+    )

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from kennel.config import SplitConfig
 from kennel.datasets import dedupe, splits
-from kennel.datasets.manifest import MANIFEST_ORDER, SCHEMA, attrs_json, contiguous
+from kennel.datasets.manifest import MANIFEST_ORDER, SCHEMA, attrs_json, contiguous, repeated
 
 _NEW = "__new"  # a column marking the added rows while the child is sorted
 CANDIDATES = pa.schema([f for f in SCHEMA if f.name != "split"])  # new files, before splits
@@ -44,6 +44,9 @@ class Extension:
     conflicts: list[tuple[str, str]]  # (uri, reason)
     exact_groups: list[list[str]]
     near_pairs: list[tuple[str, str, int]]
+    # the rows of ``table`` that are new: every other row is the parent's, unchanged, so this
+    # is the whole change from the parent (``compare.additions``)
+    new_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def offered(columns: Mapping[str, Sequence[Any]]) -> pa.Table:
@@ -134,30 +137,34 @@ def extend(
         conflicts=conflicts,
         exact_groups=_exact_groups(child),
         near_pairs=[(uri[i].as_py(), uri[j].as_py(), bits) for i, j, bits in pairs],
+        new_rows=np.flatnonzero(is_new),
     )
 
 
 def _units(parent: pa.Table) -> dict[str, dict[str, int]]:
     """How many distinct contents (the unit of a split) each label has in each split, each
     content counted once, under its last row's label and split."""
-    units = parent.select(["sha256", "label", "split"])
-    last = units.group_by("sha256", use_threads=False).aggregate(
-        [("label", "last"), ("split", "last")]
-    )
-    counted = last.group_by(["label_last", "split_last"]).aggregate([("sha256", "count")])
+    shas = contiguous(parent["sha256"])
+    # each content's last row: its first in the column read backwards
+    last = parent.num_rows - 1 - pc.index_in(pc.unique(shas), value_set=shas[::-1]).to_numpy()
+    rows = pa.array(last, pa.int64())
+    units = pa.table(
+        {"label": contiguous(parent["label"]).take(rows),
+         "split": contiguous(parent["split"]).take(rows)}
+    )  # fmt: skip
+    counted = units.group_by(["label", "split"], use_threads=False).aggregate([([], "count_all")])
     have: dict[str, dict[str, int]] = defaultdict(dict)
     for row in counted.to_pylist():
-        have[row["label_last"]][row["split_last"]] = int(row["sha256_count"])
+        have[row["label"]][row["split"]] = int(row["count_all"])
     return have
 
 
 def _exact_groups(child: pa.Table) -> list[list[str]]:
     """The uris of each content held by more than one file, each group and the list sorted."""
-    counted = child.group_by("sha256").aggregate([("uri", "count")])
-    repeated = counted.filter(pc.greater(counted["uri_count"], 1))["sha256"]
-    if len(repeated) == 0:
+    shared = repeated(contiguous(child["sha256"]))
+    if len(shared) == 0:
         return []
-    members = child.filter(pc.is_in(child["sha256"], value_set=repeated.combine_chunks()))
+    members = child.filter(pc.is_in(child["sha256"], value_set=shared))
     groups: dict[str, list[str]] = defaultdict(list)
     for sha, uri in zip(members["sha256"].to_pylist(), members["uri"].to_pylist(), strict=True):
         groups[sha].append(uri)

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from kennel.datasets.compare import Changes, Columns, changes
-from kennel.datasets.manifest import contiguous
+from kennel.datasets.compare import Changes, Columns, additions, changes
+from kennel.datasets.manifest import contiguous, repeated
 
 SLICE_VALUES = 20  # a column with more distinct values (a file index) is not a slice
 GROUPS = 20  # exact-duplicate groups kept verbatim
@@ -137,15 +137,14 @@ def _slices(attrs: pa.Array) -> dict[str, Codes]:
 
 
 def _duplicates(sha256: pa.Array, uri: pa.Array) -> tuple[list[tuple[str, list[str]]], int]:
+    shared = repeated(sha256)
+    shown = sorted(shared.to_pylist())[:GROUPS]
     table = pa.table({"sha256": sha256, "uri": uri})
-    counted = table.group_by("sha256").aggregate([("uri", "count")])
-    repeated = counted.filter(pc.greater(counted["uri_count"], 1))
-    shown = sorted(repeated["sha256"].to_pylist())[:GROUPS]
     members = table.filter(pc.is_in(table["sha256"], value_set=pa.array(shown, pa.string())))
     groups: dict[str, list[str]] = {s: [] for s in shown}
     for sha, name in zip(members["sha256"].to_pylist(), members["uri"].to_pylist(), strict=True):
         groups[sha].append(name)
-    return [(s, sorted(groups[s])) for s in shown], repeated.num_rows
+    return [(s, sorted(groups[s])) for s in shown], len(shared)
 
 
 def build(manifest: pa.Table) -> VersionIndex:
@@ -249,3 +248,9 @@ def since(index: VersionIndex, parent_id: str, parent: VersionIndex) -> VersionI
     """``index`` with what changed since ``parent`` (the version ``parent_id``) kept in it."""
     found = changes(parent.columns(), index.columns(), limit=CHANGES_KEPT)
     return replace(index, changes_from=parent_id, changes=found)
+
+
+def grown(index: VersionIndex, parent_id: str, added: np.ndarray) -> VersionIndex:
+    """``since`` for a version that holds its parent's files unchanged and new ones at rows
+    ``added``."""
+    return replace(index, changes_from=parent_id, changes=additions(added, limit=CHANGES_KEPT))

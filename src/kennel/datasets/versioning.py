@@ -8,7 +8,7 @@ import threading
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -28,6 +28,9 @@ from kennel.db.datasets import DatasetVersion as DatasetVersion
 from kennel.errors import AmbiguousRefError, ConfigError, NotFoundError, did_you_mean
 from kennel.storage import ContentStore
 
+if TYPE_CHECKING:
+    import numpy as np
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SAMPLE = 20  # how many duplicate groups / pairs a summary keeps verbatim
 TABLE_CACHE_BYTES = 256 * 2**20  # manifests kept decoded by a long-lived catalog (the dashboard)
@@ -37,7 +40,7 @@ INDEXES_KEPT = 4  # indexes kept opened (an append reads its parent's twice)
 def counts(manifest: pa.Table) -> dict[str, dict[str, int]]:
     """Files per label and split of a manifest table."""
     table: dict[str, Counter[str]] = defaultdict(Counter)
-    counted = manifest.group_by(["label", "split"]).aggregate([("uri", "count")])
+    counted = manifest.group_by(["label", "split"], use_threads=False).aggregate([("uri", "count")])
     for row in counted.to_pylist():
         table[row["label"]][row["split"]] += int(row["uri_count"])
     return {label: dict(sorted(c.items())) for label, c in sorted(table.items())}
@@ -163,10 +166,12 @@ class DatasetCatalog:
         ingest_run_id: str | None,
         summary: dict[str, Any],
         actor: str,
+        added: np.ndarray | None = None,
     ) -> tuple[DatasetVersion, bool]:
         """Store ``rows`` (or a manifest table, in manifest order) as a version of ``dataset``;
         (version, False) when it already exists. HeadMovedError when ``parent`` is no longer
-        the dataset's newest version."""
+        the dataset's newest version. ``added``: the rows new to ``parent``, when the caller
+        knows that every other row is the parent's, unchanged (an extension)."""
         table = rows if isinstance(rows, pa.Table) else to_table(rows)
         vid = version_id(table)
         existing = self.store.get(dataset, vid)
@@ -174,7 +179,9 @@ class DatasetCatalog:
             return existing, False
         manifest = self.content.put(to_parquet(table))
         index = version_index.build(table)
-        if parent is not None:
+        if parent is not None and added is not None:
+            index = version_index.grown(index, parent.id, added)
+        elif parent is not None:
             index = version_index.since(index, parent.id, self.index(parent))
         index_sha256 = self.content.put(version_index.to_bytes(index))
         version = self.store.add_version(

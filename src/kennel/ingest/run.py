@@ -313,6 +313,7 @@ class Ingestor:
                     ingest_run_id=run_id,
                     summary=summary,
                     actor=actor,
+                    added=ext.new_rows,
                 )
             except HeadMovedError as moved:
                 parent_id = moved.head

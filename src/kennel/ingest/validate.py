@@ -5,6 +5,7 @@ its reason, size and digest are recorded instead."""
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,9 @@ _durable = True
 
 def init_worker(artifacts_url: str, limits: Limits, parent_pid: int, durable: bool = True) -> None:
     global _store, _limits, _durable
+    # a forked worker inherits the driver's SIGTERM handler (it stops the driver's command
+    # cleanly); a worker is stopped by its driver, and dies at once on SIGTERM as spawned ones do
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_parent(parent_pid)
     _store = open_content_store(artifacts_url)
     _limits = limits

@@ -1,4 +1,5 @@
-"""A folder on the local disk as a BlobStore: temp file, fsync, hard-link into place."""
+"""A folder on the local disk as a BlobStore: each blob a new file, written whole before it is
+linked under its name (``kennel.storage.newfile``), fsynced when asked."""
 
 from __future__ import annotations
 
@@ -7,14 +8,13 @@ import ctypes
 import functools
 import os
 import stat
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from kennel.errors import NotFoundError, StorageError, UnsafePathError
 from kennel.storage.base import check_key
+from kennel.storage.newfile import TMP_PREFIX, write_new
 
-_TMP_PREFIX = ".tmp-"
 _FOLDERS_KEPT = 1 << 17  # a content store has 257 folders (65,793 in the nested layout)
 
 
@@ -100,34 +100,14 @@ class LocalBlobStore:
             path = self._free(key, self._place(key))
             if path is None:
                 return False
-            tmp = os.path.join(os.path.dirname(path), f"{_TMP_PREFIX}{uuid.uuid4().hex}")
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                created = write_new(path, data, durable=durable)
             except FileNotFoundError:  # its folder was removed since: make it again
                 self._folders.clear()
                 path = self._free(key, self._place(key))
                 if path is None:
                     return False
-                tmp = os.path.join(os.path.dirname(path), f"{_TMP_PREFIX}{uuid.uuid4().hex}")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                if durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                # link() fails when the name exists, so a racing writer can never be overwritten.
-                os.link(tmp, path)
-                created = True
-            except FileExistsError:
-                created = False
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+                created = write_new(path, data, durable=durable)
             if created and durable:
                 _fsync_dir(Path(path).parent)
             return created
@@ -184,7 +164,7 @@ class LocalBlobStore:
             return
         for dirpath, _dirs, files in os.walk(base):
             for name in files:
-                if not name.startswith(_TMP_PREFIX):
+                if not name.startswith(TMP_PREFIX):
                     yield (Path(dirpath) / name).relative_to(self.root).as_posix()
 
 
