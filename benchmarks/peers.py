@@ -233,7 +233,9 @@ def _serving(s: dict[str, Any]) -> list[str]:
             cpu.append([str(r["concurrency"]), f"{load[0]:.1f} -> {load[-1]:.1f}",
                         _ms(r["kennel"]), _ms(r.get("kennel_int8")), _ms(r["mlflow"]),
                         f"{_num(r.get('in_process_fp32_cpu_ms'))} / "
-                        f"{_num(r.get('in_process_int8_cpu_ms'))}"])  # fmt: skip
+                        f"{_num(r.get('in_process_int8_cpu_ms'))}",
+                        _num(r["kennel"].get("client_cpu_ms")),
+                        _x(r.get("in_process_ceiling"))])  # fmt: skip
     head = ["concurrency", "kennel req/s (p50 / p99 ms)", "MLflow pyfunc req/s (p50 / p99 ms)",
             "kennel / MLflow", "kennel int8 req/s (p50 / p99 ms)", "int8 / MLflow fp32",
             "in-process batch 16 img/s (fp32 / int8)",
@@ -242,7 +244,9 @@ def _serving(s: dict[str, Any]) -> list[str]:
     out = lines + _table(head, rows)
     if cpu:
         head = ["concurrency", "load average (1 min)", "kennel CPU ms/req", "kennel int8",
-                "MLflow", "in-process CPU ms/img (fp32 / int8)"]  # fmt: skip
+                "MLflow", "in-process CPU ms/img (fp32 / int8)",
+                "client CPU ms/req (kennel fp32)",
+                "ceiling: in-process / (in-process + client) CPU"]  # fmt: skip
         out += ["", *_table(head, cpu)]
     return out
 
