@@ -1,5 +1,6 @@
 """kill -9 in the middle of an ingest: no pool worker outlives it, and running it again gives
-the same version as an uninterrupted run."""
+the same version as an uninterrupted run. The command's workers are forked, where that is
+safe (``engines.start_method``)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+import types
 from pathlib import Path
 
 import psutil
+import pytest
 
 from kennel.datasets.synth import generate
+from kennel.ingest.engines import FORK_UNSAFE, start_method
 from kennel.wiring import Workspace
 from tests.conftest import make_project
 
@@ -88,6 +93,8 @@ def test_kill9_leaves_no_workers_and_rerun_gives_same_version(tmp_path: Path) ->
         time.sleep(0.02)
     assert proc.poll() is None, "ingest finished before it could be killed"
     assert len(workers) >= 2, workers  # the pool is running
+    # the command's workers are forked (a spawned one runs multiprocessing's spawn_main)
+    assert not [w for w in workers if "spawn_main" in " ".join(w.cmdline())]
     # Only the main process, as the OOM killer or a crash would: its workers must follow.
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -125,3 +132,20 @@ def test_kill9_leaves_no_workers_and_rerun_gives_same_version(tmp_path: Path) ->
         finally:
             ws.close()
     assert versions[0] == versions[1]
+
+
+def test_workers_fork_only_where_it_is_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    for name in FORK_UNSAFE:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert start_method() == "fork"
+    monkeypatch.setattr(threading, "active_count", lambda: 2)  # another Python thread
+    assert start_method() == "spawn"
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    for name in FORK_UNSAFE:  # a process that trained, served or read video before
+        with monkeypatch.context() as loaded:
+            loaded.setitem(sys.modules, name, types.ModuleType(name))
+            assert start_method() == "spawn"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert start_method() == "spawn"

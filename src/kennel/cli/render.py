@@ -33,7 +33,10 @@ class ShownConsole(Console):
     message) can neither print a password nor send the terminal an escape sequence."""
 
     def render_str(self, text: str, **options: Any) -> Text:
-        return super().render_str(shown(text, keep="\n\t"), **options)
+        # markup=False marks a line of data (a file name, a reason): one line whatever it
+        # holds; kennel's own text keeps its line breaks and tabs
+        keep = "" if options.get("markup") is False else "\n\t"
+        return super().render_str(shown(text, keep=keep), **options)
 
 
 # Into a pipe or a log (no terminal), lines are not wrapped and tables get room instead of
@@ -66,7 +69,8 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     for column in columns:
         out.add_column(column)
     for row in rows:
-        out.add_row(*(str(v) for v in row))
+        # a cell is one line of data: a line break inside a name is shown as \x0a too
+        out.add_row(*(shown(str(v)) for v in row))
     console.print(out)
 
 

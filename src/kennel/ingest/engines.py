@@ -74,15 +74,24 @@ class Engine(Protocol):
         ...
 
 
+# Libraries whose native thread pools are not known to survive a fork in a usable state: a
+# process that has loaded any of them (a pipeline that trained, a service) spawns its workers.
+FORK_UNSAFE = ("torch", "onnxruntime", "cv2")
+
+
 def start_method() -> str:
     """How the pool's workers start: ``fork`` on Linux while this process runs no other Python
-    thread, else ``spawn``. A forked worker starts in milliseconds with the driver's modules
-    already imported, where a spawned one starts a new interpreter and imports them again
-    (~0.5 s of CPU each, a tenth of a small append). No Python thread can hold a lock across
-    the fork then, and the native threads of the libraries loaded by then (Arrow's pool,
-    jemalloc, OpenBLAS) re-arm themselves in the child; a process with other Python threads
-    (a test runner's servers, a service) gets ``spawn``, as every platform without fork."""
-    if sys.platform.startswith("linux") and threading.active_count() == 1:
+    thread and has loaded none of ``FORK_UNSAFE``, else ``spawn``. A forked worker starts in
+    milliseconds with the driver's modules already imported, where a spawned one starts a new
+    interpreter and imports them again (~0.5 s of CPU each, a tenth of a small append). No
+    Python thread can hold a lock across the fork then, and the native threads of what an
+    ingest has loaded by then (Arrow's pool, jemalloc, OpenBLAS) re-arm themselves in the
+    child; a worker imports OpenCV itself, on first use."""
+    if (
+        sys.platform.startswith("linux")
+        and threading.active_count() == 1
+        and not any(name in sys.modules for name in FORK_UNSAFE)
+    ):
         return "fork"
     return "spawn"
 
