@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from kennel.datasets.synth import generate
+from kennel.ingest import engines
 from kennel.ingest.engines import FORK_UNSAFE, start_method
 from kennel.wiring import Workspace
 from tests.conftest import make_project
@@ -149,3 +150,9 @@ def test_workers_fork_only_where_it_is_safe(monkeypatch: pytest.MonkeyPatch) -> 
             assert start_method() == "spawn"
     monkeypatch.setattr(sys, "platform", "darwin")
     assert start_method() == "spawn"
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(engines, "_os_threads", lambda: 3)  # native threads (Arrow, BLAS)
+    monkeypatch.setattr(sys, "version_info", (3, 12, 0))
+    assert start_method() == "spawn"  # Python 3.12 deprecates a fork beside any thread
+    monkeypatch.setattr(sys, "version_info", (3, 11, 7))
+    assert start_method() == "fork"

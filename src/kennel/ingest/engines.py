@@ -91,9 +91,20 @@ def start_method() -> str:
         sys.platform.startswith("linux")
         and threading.active_count() == 1
         and not any(name in sys.modules for name in FORK_UNSAFE)
+        and (sys.version_info < (3, 12) or _os_threads() == 1)
     ):
         return "fork"
     return "spawn"
+
+
+def _os_threads() -> int:
+    """This process's threads, native ones too. From Python 3.12 a fork while any other runs
+    is deprecated (a warning, and a fork that later versions refuse): there kennel forks only
+    a process with none, whatever it knows of the libraries' own threads."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
 
 
 class LocalEngine:
