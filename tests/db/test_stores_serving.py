@@ -102,11 +102,13 @@ def test_approvals_newest_decision_wins_and_is_audited(db: Database) -> None:
 
 
 def test_a_decision_posted_again_is_the_same_decision(db: Database) -> None:
-    """A double click or a replayed form: the newest decision, same person, same note, is not
-    recorded (nor audited) twice; anything else that differs is a new decision."""
+    """A double click or a replayed form: the newest decision, same person, same note (the same
+    words), is not recorded (nor audited) twice; anything else that differs is a new decision."""
     store = DeploymentStore(db)
     first = store.add_approval("pets", 1, "approved", actor="quinn", role="qa", note="ok")
     assert store.add_approval("pets", 1, "approved", actor="quinn", role="qa", note="ok") == first
+    again = store.add_approval("pets", 1, "approved", actor="quinn", role="qa", note=" ok\r\n")
+    assert again == first  # the same words, a form's blanks around them
     store.add_approval("pets", 1, "approved", actor="quinn", role="qa", note="checked again")
     store.add_approval("pets", 1, "approved", actor="ada", role="admin", note="checked again")
     store.add_approval("pets", 1, "rejected", actor="ada", role="admin", note="checked again")

@@ -146,9 +146,10 @@ class DeploymentStore:
         self, model: str, version: int, decision: str, *, actor: str, role: str, note: str
     ) -> Approval:
         """Record QA's ``decision`` (approved | rejected) by ``actor`` in ``role`` and audit
-        it as ``model.<decision>``. The same decision with the same note by the same person,
-        when it is the newest one on the version already (a double click, a page posted
-        again), is that decision: it is returned and nothing new is recorded."""
+        it as ``model.<decision>``. The same decision with the same note (the same words,
+        whatever the blanks between them) by the same person, when it is the newest one on the
+        version already (a double click, a page posted again), is that decision: it is
+        returned and nothing new is recorded."""
         with self.db.session() as s:
             serialize(s, f"approval:{model}@{version}")  # two clicks at once: one is recorded
             newest = s.scalars(
@@ -157,10 +158,11 @@ class DeploymentStore:
                 .order_by(ApprovalRow.id.desc())
             ).first()
             signed = f"{actor} ({role})"
-            if newest is not None and (newest.decision, newest.actor, newest.note) == (
+            # the same words: a note posted again with other blanks (a form's trailing newline)
+            if newest is not None and (newest.decision, newest.actor, newest.note.split()) == (
                 decision,
                 signed,
-                note,
+                note.split(),
             ):
                 return _approval(newest)
             row = ApprovalRow(
