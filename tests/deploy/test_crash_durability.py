@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from kennel.config import Project
@@ -47,9 +48,13 @@ def _logged(project: Project, ids: set[str]) -> set[str]:
         ws.close()
 
 
-def test_kill_9_under_load_loses_no_answered_prediction(tmp_path: Path) -> None:
-    # a long flush interval: before the fix, every record since the last flush died with it
-    project = served_project(tmp_path, models=1, serve={"log_flush_s": 1.0})
+@pytest.mark.parametrize("log_sync", [True, False], ids=["fsync", "written"])
+def test_kill_9_under_load_loses_no_answered_prediction(tmp_path: Path, log_sync: bool) -> None:
+    # a long flush interval: before the fix, every record since the last flush died with it;
+    # a record only written (serve.log_sync: false) is the OS's once written: kill -9 of the
+    # service cannot take it back either
+    serve = {"log_flush_s": 1.0, "log_sync": log_sync}
+    project = served_project(tmp_path, models=1, serve=serve)
     ws = Workspace(project)
     ws.registry.set_alias("pets", "production", 1, actor="test", reason="crash test")
     ws.close()

@@ -80,6 +80,27 @@ def test_no_record_is_answered_before_its_sync_and_waiting_ones_share_one(
         log.stop()
 
 
+def test_without_log_sync_a_record_is_written_before_its_answer_but_not_synced(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve.log_sync: false``: the line is in the journal file (the OS has it, which no
+    crash of the process can take back) when the future completes; no sync is asked for."""
+    spool = tmp_path / "spool" / "production.jsonl"
+    syncs: list[int] = []
+    monkeypatch.setattr(journal, "datasync", syncs.append)
+    log = PredictionLog(workspace.db, spool, flush_s=3600, sync=False)
+    log.start()
+    try:
+        rows = [_row(i) for i in range(5)]
+        for row in rows:
+            log.add(row).result(10)
+            [segment] = spool.with_suffix("").glob("*.jsonl")
+            assert row["id"] in {r["id"] for r in journal.read(segment)}  # read by another fd
+        assert syncs == []
+    finally:
+        log.stop()
+
+
 @pytest.mark.parametrize(
     ("held_bytes", "flush_s", "from_disk"),
     [(predlog._HELD_BYTES, 0.05, False), (0, 0.05, True), (1500, 3600, True)],

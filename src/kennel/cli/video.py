@@ -103,7 +103,7 @@ def watch(
         predlog = None
         if log:
             spool = ws.project.state_dir / "spool" / f"video-{abs(hash(camera_id))}.jsonl"
-            predlog = PredictionLog(ws.db, spool)
+            predlog = PredictionLog(ws.db, spool, sync=ws.project.config.serve.log_sync)
             predlog.start()
         watcher = Watcher(
             reader,

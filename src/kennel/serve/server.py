@@ -45,6 +45,7 @@ def build_service(
         db,
         state_dir / "spool" / f"{env}.jsonl",
         flush_s=s.log_flush_s,
+        sync=s.log_sync,
         inputs=inputs if s.keep_inputs else None,
     )
     return Service(
