@@ -70,3 +70,22 @@ def test_the_error_line_escapes_a_name(tmp_path: Path) -> None:
     assert result.stderr == (
         f"error: cannot open zip archive {tmp_path / ESCAPED}.zip: File is not a zip file\n"
     )
+
+
+def test_a_name_that_reads_as_markup_is_printed_as_it_is(tmp_path: Path) -> None:
+    """Square brackets in a name are data, not rich markup: "[/b]" used to raise a
+    MarkupError in a table, and "[bold]" vanished from a line."""
+    root = str(make_project(tmp_path / "p").root)
+    lake = write_tree(tmp_path / "z[/b]", labelled_jpegs(12))
+    (lake / "manifest.csv").write_text("uri,label\ncat/img0_0000.jpg,evil[/b]\n")
+    result = runner.invoke(app, ["data", "ingest", str(lake), "-d", "mp", "-C", root])
+    assert result.exit_code == 0, result.output
+    audit = runner.invoke(app, ["audit", "log", "-C", root])  # the source in a table cell
+    assert audit.exit_code == 0, audit.output
+    show = runner.invoke(app, ["data", "show", "mp", "-C", root])
+    assert show.exit_code == 0 and f"{lake} layout=auto" in show.stdout
+    manifest = str(lake / "manifest.csv")
+    result = runner.invoke(app, ["data", "ingest", manifest, "-d", "m", "-C", root])
+    assert result.exit_code != 0  # the only row's label is not a configured one
+    # counted by kind, "unknown label", not by the label itself (it was cut at its first ":")
+    assert "(1 quarantined: {'unknown label': 1})" in result.output

@@ -4,6 +4,7 @@ there: an anonymous file linked when written (Linux), or a named temporary linke
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import sys
@@ -63,3 +64,23 @@ def test_a_forked_worker_links_its_own_file(tmp_path: Path) -> None:
     assert child.exitcode == 0
     assert (tmp_path / "c").read_bytes() == b"from the child"
     assert (tmp_path / "parent").read_bytes() == b"from the parent"
+
+
+def test_a_failed_write_is_raised_once_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk is the disk's answer, not a sign that anonymous files do not work here:
+    raised as it is, with nothing left under the name, and the next blob still anonymous."""
+    calls: list[int] = []
+
+    def full(fd: int, data: bytes | memoryview, durable: bool) -> None:
+        calls.append(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(newfile, "_write", full)
+    with pytest.raises(OSError) as raised:
+        newfile.write_new(str(tmp_path / "blob"), b"x" * 100, durable=True)
+    assert raised.value.errno == errno.ENOSPC and len(calls) == 1  # not written twice
+    assert os.listdir(tmp_path) == []
+    if sys.platform.startswith("linux"):
+        assert newfile._anonymous

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from kennel.cli.app import AddressOption, EngineName, JsonOption, ProjectOption, new_app, opened
+from kennel.cli.app import (
+    AddressOption,
+    EngineName,
+    JsonOption,
+    ProjectOption,
+    interruptible,
+    new_app,
+    opened,
+)
 from kennel.cli.render import console, emit_json, progress_bar, reporting, table
 
 if TYPE_CHECKING:  # the data stack is imported when a command runs
@@ -19,6 +27,9 @@ Layout = Literal["auto", "imagefolder", "flat"]  # as kennel.ingest.sources.Layo
 Scenario = Literal["day", "night", "fog", "rain"]  # as kennel.datasets.synth.SCENARIOS
 
 app = new_app("Extract, validate, version and inspect datasets.")
+
+
+INGEST_HINT = "run the same command again: it goes on from the last checkpoint"
 
 
 @app.command()
@@ -65,7 +76,7 @@ def ingest(
     check_name(dataset)
     if address is not None and engine != "ray":
         raise typer.BadParameter("needs --engine ray", param_hint="--address")
-    with opened(project) as ws:
+    with interruptible(INGEST_HINT), opened(project) as ws:
         src = ws.source(
             source,
             layout=layout,
@@ -74,7 +85,7 @@ def ingest(
             uri_column=uri_column,
             label_column=label_column,
         )
-        with reporting(json_out) as progress:
+        with reporting(json_out, ticking=False) as progress:
             ingestor = ws.ingestor(workers or None, engine=engine, address=address)
             # what importing made lives as long as the process: the collector's full passes
             # over a folder's entries need not walk it too (a tenth of a re-ingest)
@@ -171,7 +182,8 @@ def show(
     quarantined = s.get("quarantined", {})
     console.print(
         "quarantined by the ingest that made it: "
-        + (", ".join(f"{k} {n}" for k, n in quarantined.items()) or "none")
+        + (", ".join(f"{k} {n}" for k, n in quarantined.items()) or "none"),
+        markup=False,  # a kind may quote the source's data
     )
 
 

@@ -69,20 +69,23 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     for column in columns:
         out.add_column(column)
     for row in rows:
-        # a cell is one line of data: a line break inside a name is shown as \x0a too
-        out.add_row(*(shown(str(v)) for v in row))
+        # a cell is one line of data, never markup: a line break inside a name is shown as
+        # \x0a, and "x[/b]" is printed as it is (rich read it as a tag, and raised)
+        out.add_row(*(Text(shown(str(v))) for v in row))
     console.print(out)
 
 
 @contextmanager
-def reporting(json_out: bool = False) -> Iterator[events.Progress]:
+def reporting(json_out: bool = False, *, ticking: bool = True) -> Iterator[events.Progress]:
     """The command line's listener for library progress (``kennel.progress``).
 
     With ``--json`` every event is one JSON line on stderr, so stdout keeps only the result;
     whatever a library prints to stdout meanwhile (Ray's driver reports a worker that died
     there, whatever ``log_to_driver`` says) goes to stderr too. Otherwise messages are
     printed, and in a terminal each phase that counts (ingest, caching, tuning, training,
-    certification, scoring) gets a live bar on stderr.
+    certification, scoring) gets a live bar on stderr. ``ticking=False``: the bar is redrawn
+    on each event only, by no thread of its own (an ingest's events come every few hundred
+    files, and its workers are forked only while no other thread runs).
     """
     if json_out:
         with redirect_stdout(sys.stderr):
@@ -98,6 +101,7 @@ def reporting(json_out: bool = False) -> Iterator[events.Progress]:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        auto_refresh=ticking,
     ) as bar:
         tasks: dict[str, TaskID] = {}
 
@@ -107,7 +111,9 @@ def reporting(json_out: bool = False) -> Iterator[events.Progress]:
             if event.done is not None:
                 if event.phase not in tasks:
                     tasks[event.phase] = bar.add_task(event.phase, total=event.total)
-                bar.update(tasks[event.phase], completed=event.done, total=event.total)
+                bar.update(
+                    tasks[event.phase], completed=event.done, total=event.total, refresh=not ticking
+                )
 
         yield show
 

@@ -11,6 +11,7 @@ before. So the same source gives the same version id on every engine.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -34,6 +35,7 @@ from kennel.storage import ContentStore
 
 Chunk = list[WorkItem]
 Results = list[FileResult]  # one per file of a chunk, in the chunk's order
+MANAGER_JOIN_S = 10.0  # a pool's manager thread ends within moments of its workers
 INLINE_BELOW = 400  # fewer files than this are checked in-process: starting a pool costs ~1 s
 
 
@@ -77,6 +79,38 @@ class Engine(Protocol):
 # Libraries whose native thread pools are not known to survive a fork in a usable state: a
 # process that has loaded any of them (a pipeline that trained, a service) spawns its workers.
 FORK_UNSAFE = ("torch", "onnxruntime", "cv2")
+
+
+def _close(pool: ProcessPoolExecutor, failed: bool) -> None:
+    """Shut ``pool`` down: after its work, waiting for its workers to finish; after an error or
+    an interrupt, ending them first. A second Ctrl-C that cut a waiting shutdown short left
+    workers nobody would ever tell to stop, which the interpreter then waited for at exit, for
+    ever; so does one arriving now, which ends them and goes on."""
+    try:
+        if failed:
+            _terminate(pool)
+        # after an error the futures are left as they are: the pool's manager thread fails
+        # them all once it sees the workers gone, and Python 3.11's raises (and prints its
+        # traceback) where one was cancelled meanwhile
+        pool.shutdown(wait=not failed, cancel_futures=not failed)
+        if failed:
+            # and let that thread finish closing its pipes now: at the interpreter's exit
+            # Python 3.11 wakes it through one, and raced it closing it (a traceback, EBADF)
+            manager = getattr(pool, "_executor_manager_thread", None)
+            if manager is not None:
+                manager.join(MANAGER_JOIN_S)
+    except BaseException:
+        _terminate(pool)
+        pool.shutdown(wait=False, cancel_futures=False)
+        raise
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    # the pool keeps its processes by pid (ProcessPoolExecutor has no public way before 3.14)
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
 
 
 def start_method() -> str:
@@ -126,13 +160,17 @@ class LocalEngine:
     @contextmanager
     def connected(self, target: Target) -> Iterator[None]:
         self._target = target
+        failed = False
         try:
             yield
+        except BaseException:
+            failed = True
+            raise
         finally:
             self._target = None
             if self._pool is not None:
                 pool, self._pool = self._pool, None
-                pool.shutdown(wait=True, cancel_futures=True)
+                _close(pool, failed)
 
     def expect(self, files: int) -> None:
         """Start the workers now when ``files`` is enough for a pool: spawning them and their
@@ -161,13 +199,11 @@ class LocalEngine:
             return
         pool = self._started(target)
         inflight: deque[Future[list[FileResult]]] = deque()
-        try:
-            for chunk in chunks:
-                inflight.append(pool.submit(process_chunk, chunk))
-                if len(inflight) >= 3 * self.workers:
-                    yield inflight.popleft().result()
-            while inflight:
+        for chunk in chunks:
+            inflight.append(pool.submit(process_chunk, chunk))
+            if len(inflight) >= 3 * self.workers:
                 yield inflight.popleft().result()
-        finally:
-            for future in inflight:  # stopped early (an error, or the caller's): drop the rest
-                future.cancel()
+        while inflight:
+            yield inflight.popleft().result()
+        # stopped early, the chunks left are dropped by ``connected``'s end: cancelled by a
+        # shutdown after the caller's own stop, ended with the workers after an error

@@ -63,7 +63,8 @@ def check(
     if label is None:
         return rejected("no label: none could be derived from the path", digest, size), None
     if limits.labels and label not in limits.labels:
-        return rejected(f"unknown label {label!r} (allowed: {', '.join(limits.labels)})"), None
+        allowed = ", ".join(limits.labels)
+        return rejected(f"unknown label: {label!r} (allowed: {allowed})"), None
     try:
         decoded = decode(
             data,
@@ -100,8 +101,10 @@ _durable = True
 
 def init_worker(artifacts_url: str, limits: Limits, parent_pid: int, durable: bool = True) -> None:
     global _store, _limits, _durable
-    # a forked worker inherits the driver's SIGTERM handler (it stops the driver's command
-    # cleanly); a worker is stopped by its driver, and dies at once on SIGTERM as spawned ones do
+    # A worker is stopped by its driver: Ctrl-C (SIGINT to the whole process group) is the
+    # driver's to handle, which then ends its workers with SIGTERM, their default (a forked
+    # worker inherits the driver's own SIGTERM handler, which stops a command cleanly)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_parent(parent_pid)
     _store = open_content_store(artifacts_url)

@@ -34,16 +34,19 @@ def write_new(path: str, data: bytes | memoryview, *, durable: bool) -> bool:
     fd = _open_anonymous(folder)
     if fd is not None:
         try:
+            # a failed write (a full disk, EIO) is the disk's answer: raised as it is, and
+            # anonymous files stay on for the next blob
             _write(fd, data, durable)
-            # link the open file by its /proc name, resolved in this process at the call
-            os.link(f"proc/self/fd/{fd}", path, src_dir_fd=_root(), follow_symlinks=True)
-            return True
-        except FileExistsError:
-            return False
-        except OSError:
-            if not os.path.isdir(folder):
-                raise FileNotFoundError(errno.ENOENT, "folder removed", folder) from None
-            _anonymous = False  # /proc cannot link here (a sandbox): named temporaries
+            try:
+                # link the open file by its /proc name, resolved in this process at the call
+                os.link(f"proc/self/fd/{fd}", path, src_dir_fd=_root(), follow_symlinks=True)
+                return True
+            except FileExistsError:
+                return False
+            except OSError:
+                if not os.path.isdir(folder):
+                    raise FileNotFoundError(errno.ENOENT, "folder removed", folder) from None
+                _anonymous = False  # /proc cannot link here (a sandbox): named temporaries
         finally:
             os.close(fd)
     tmp = os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex}")
