@@ -1,7 +1,6 @@
 """The prediction log, written ahead: a prediction's record is appended to an on-disk journal
-and fsynced (``serve.log_sync``; else only written, which survives the process's crash but
-not the machine's) before the service answers, then copied to the metadata store in batches by a
-background thread. Appends are group-committed: a committer thread writes every record that
+and fsynced (``serve.log_sync``) before the service answers, then copied to the metadata store
+in batches by a background thread. Appends are group-committed: a committer thread writes every record that
 arrived while the previous fsync ran with one fsync, so concurrent requests share its cost.
 When the database is unreachable the journal waits on disk and is drained, without duplicates
 (prediction ids are primary keys), once the database answers again. Kept input images
@@ -76,9 +75,7 @@ class PredictionLog:
         sync: bool = True,
     ) -> None:
         self.db = db
-        # fsync each group of records before their answers (False: written to the OS, which
-        # a crash of this process, kill -9 included, cannot take back; a power cut can)
-        self.sync = sync
+        self.sync = sync  # False: written, not fsynced (survives kill -9, not a power cut)
         self.store = PredictionStore(db)
         self.inputs = inputs  # where kept input images go (content-addressed), if anywhere
         self.spool = spool  # the single spool file of earlier versions, drained if present
@@ -127,9 +124,8 @@ class PredictionLog:
         self._thread.start()
 
     def add(self, row: dict[str, Any]) -> Future[None]:
-        """Queue ``row``; the future completes once it is on disk (fsynced; with ``sync`` off,
-        once the OS has it), or fails with a StorageError when it could not be written. Never
-        blocks the caller."""
+        """Queue ``row``; the future completes once it is durable (see ``sync``), or fails
+        with a StorageError when it could not be written. Never blocks the caller."""
         done: Future[None] = Future()
         with self._cond:
             if self._closing:
