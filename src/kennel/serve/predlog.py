@@ -1,7 +1,7 @@
 """The prediction log, written ahead: a prediction's record is appended to an on-disk journal
 and fsynced (``serve.log_sync``) before the service answers, then copied to the metadata store
-in batches by a background thread. Appends are group-committed: a committer thread writes every record that
-arrived while the previous fsync ran with one fsync, so concurrent requests share its cost.
+in batches by a background thread. Appends are group-committed: a committer thread writes the
+records that arrived during the previous fsync with one fsync, so concurrent requests share it.
 When the database is unreachable the journal waits on disk and is drained, without duplicates
 (prediction ids are primary keys), once the database answers again. Kept input images
 (``serve.keep_inputs``) travel in the journal with their records and are uploaded to the
