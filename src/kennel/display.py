@@ -31,8 +31,9 @@ def _param(found: re.Match[str]) -> str:
 
 
 # C0 controls, DEL and C1 controls (ESC starts a terminal's escape sequences, CSI is 0x9b),
-# and the bidirectional overrides that make a name read differently from its bytes
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# the line and paragraph separators (a line break to str.splitlines and to some terminals), and
+# the bidirectional overrides that make a name read differently from its bytes
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def redact(text: str) -> str:

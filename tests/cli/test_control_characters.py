@@ -38,11 +38,14 @@ def test_a_line_break_in_a_name_stays_on_its_line(tmp_path: Path) -> None:
     root = str(make_project(tmp_path / "p").root)
     write_tree(tmp_path / "lake", labelled_jpegs(12))
     (tmp_path / "lake" / "cat" / "two\nlines.jpg").write_bytes(b"")
+    (tmp_path / "lake" / "cat" / "para\u2028graph.jpg").write_bytes(b"")  # a line separator
     command = ["data", "ingest", str(tmp_path / "lake"), "-d", "mp", "-C", root]
     result = runner.invoke(app, command)
     assert result.exit_code == 0, result.output
-    line = f"  quarantined {tmp_path / 'lake' / 'cat'}/two\\x0alines.jpg: empty file (0 bytes)"
-    assert line in result.stdout.splitlines()
+    folder = tmp_path / "lake" / "cat"
+    for name in ("two\\x0alines.jpg", "para\\u2028graph.jpg"):
+        line = f"  quarantined {folder}/{name}: empty file (0 bytes)"
+        assert line in result.stdout.splitlines()
     listed = runner.invoke(app, ["data", "list", "-C", root])
     assert listed.exit_code == 0 and "mp" in listed.stdout  # kennel's own tables are as before
 
