@@ -38,6 +38,14 @@ def _row(seed: int) -> dict[str, Any]:
     return row_of(p, environment="production", source=f"s{seed}", input_sha256="ab" * 32)
 
 
+def _kept(workspace: Workspace, spool: Path) -> set[str]:
+    """The ids of the records in the journal's segments or already in the database."""
+    segments = spool.with_suffix("").glob("*.jsonl")
+    on_disk = {row["id"] for segment in segments for row in journal.read(segment)}
+    with workspace.db.session() as s:
+        return on_disk | set(s.scalars(select(PredictionRow.id)))
+
+
 def test_no_record_is_answered_before_its_sync_and_waiting_ones_share_one(
     workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -67,14 +75,7 @@ def test_no_record_is_answered_before_its_sync_and_waiting_ones_share_one(
             future.result(10)
         assert len(syncs) == 2  # the eight that waited were made durable by one sync
         # each answered record is on disk (or already drained from there to the database)
-        on_disk = {
-            row["id"]
-            for segment in spool.with_suffix("").glob("*.jsonl")
-            for row in journal.read(segment)
-        }
-        with workspace.db.session() as s:
-            in_db = set(s.scalars(select(PredictionRow.id)))
-        assert {r["id"] for r in rows} <= on_disk | in_db
+        assert {r["id"] for r in rows} <= _kept(workspace, spool)
     finally:
         release.set()
         log.stop()
@@ -95,14 +96,7 @@ def test_without_log_sync_a_record_is_written_before_its_answer_but_not_synced(
         for row in rows:
             log.add(row).result(10)
             # in a journal file, read by another descriptor (or already drained from there)
-            on_disk = {
-                r["id"]
-                for segment in spool.with_suffix("").glob("*.jsonl")
-                for r in journal.read(segment)
-            }
-            with workspace.db.session() as s:
-                in_db = set(s.scalars(select(PredictionRow.id)))
-            assert row["id"] in on_disk | in_db
+            assert row["id"] in _kept(workspace, spool)
         assert syncs == []
     finally:
         log.stop()

@@ -19,7 +19,14 @@ import pyarrow.compute as pc
 
 from kennel.config import SplitConfig
 from kennel.datasets import dedupe, splits
-from kennel.datasets.manifest import MANIFEST_ORDER, SCHEMA, attrs_json, contiguous, repeated
+from kennel.datasets.manifest import (
+    MANIFEST_ORDER,
+    SCHEMA,
+    attrs_json,
+    contiguous,
+    repeated,
+    uris_of,
+)
 
 _NEW = "__new"  # a column marking the added rows while the child is sorted
 CANDIDATES = pa.schema([f for f in SCHEMA if f.name != "split"])  # new files, before splits
@@ -46,7 +53,7 @@ class Extension:
     near_pairs: list[tuple[str, str, int]]
     # the rows of ``table`` that are new: every other row is the parent's, unchanged, so this
     # is the whole change from the parent (``compare.additions``)
-    new_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    new_rows: np.ndarray
 
 
 def offered(columns: Mapping[str, Sequence[Any]]) -> pa.Table:
@@ -161,11 +168,8 @@ def _units(parent: pa.Table) -> dict[str, dict[str, int]]:
 
 def _exact_groups(child: pa.Table) -> list[list[str]]:
     """The uris of each content held by more than one file, each group and the list sorted."""
-    shared = repeated(contiguous(child["sha256"]))
+    sha256, uri = contiguous(child["sha256"]), contiguous(child["uri"])
+    shared = repeated(sha256)
     if len(shared) == 0:
         return []
-    members = child.filter(pc.is_in(child["sha256"], value_set=shared))
-    groups: dict[str, list[str]] = defaultdict(list)
-    for sha, uri in zip(members["sha256"].to_pylist(), members["uri"].to_pylist(), strict=True):
-        groups[sha].append(uri)
-    return dedupe.exact_groups(groups)
+    return dedupe.exact_groups(uris_of(sha256, uri, shared))

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from kennel.datasets.compare import Changes, Columns, additions, changes
-from kennel.datasets.manifest import contiguous, repeated
+from kennel.datasets.manifest import contiguous, repeated, uris_of
 
 SLICE_VALUES = 20  # a column with more distinct values (a file index) is not a slice
 GROUPS = 20  # exact-duplicate groups kept verbatim
@@ -139,11 +139,7 @@ def _slices(attrs: pa.Array) -> dict[str, Codes]:
 def _duplicates(sha256: pa.Array, uri: pa.Array) -> tuple[list[tuple[str, list[str]]], int]:
     shared = repeated(sha256)
     shown = sorted(shared.to_pylist())[:GROUPS]
-    table = pa.table({"sha256": sha256, "uri": uri})
-    members = table.filter(pc.is_in(table["sha256"], value_set=pa.array(shown, pa.string())))
-    groups: dict[str, list[str]] = {s: [] for s in shown}
-    for sha, name in zip(members["sha256"].to_pylist(), members["uri"].to_pylist(), strict=True):
-        groups[sha].append(name)
+    groups = uris_of(sha256, uri, pa.array(shown, pa.string()))
     return [(s, sorted(groups[s])) for s in shown], len(shared)
 
 

@@ -78,6 +78,16 @@ def repeated(values: pa.Array) -> pa.Array:
     return counted.field("values").filter(pc.greater(counted.field("counts"), 1))
 
 
+def uris_of(sha256: pa.Array, uri: pa.Array, contents: pa.Array) -> dict[str, list[str]]:
+    """The uris of each of ``contents`` (sha256 values), in row order."""
+    held = pc.is_in(sha256, value_set=contents)
+    found: dict[str, list[str]] = {}
+    shas, names = sha256.filter(held).to_pylist(), uri.filter(held).to_pylist()
+    for sha, name in zip(shas, names, strict=True):
+        found.setdefault(sha, []).append(name)
+    return found
+
+
 def attrs_json(attrs: dict[str, Any]) -> str:
     return json.dumps(attrs, sort_keys=True, separators=(",", ":"))
 

@@ -83,34 +83,34 @@ FORK_UNSAFE = ("torch", "onnxruntime", "cv2")
 
 def _close(pool: ProcessPoolExecutor, failed: bool) -> None:
     """Shut ``pool`` down: after its work, waiting for its workers to finish; after an error or
-    an interrupt, ending them first. A second Ctrl-C that cut a waiting shutdown short left
-    workers nobody would ever tell to stop, which the interpreter then waited for at exit, for
-    ever; so does one arriving now, which ends them and goes on."""
-    try:
-        if failed:
-            _terminate(pool)
-        # after an error the futures are left as they are: the pool's manager thread fails
-        # them all once it sees the workers gone, and Python 3.11's raises (and prints its
-        # traceback) where one was cancelled meanwhile
-        pool.shutdown(wait=not failed, cancel_futures=not failed)
-        if failed:
-            # and let that thread finish closing its pipes now: at the interpreter's exit
-            # Python 3.11 wakes it through one, and raced it closing it (a traceback, EBADF)
-            manager = getattr(pool, "_executor_manager_thread", None)
-            if manager is not None:
-                manager.join(MANAGER_JOIN_S)
-    except BaseException:
-        _terminate(pool)
-        pool.shutdown(wait=False, cancel_futures=False)
-        raise
+    an interrupt, ending them first (``_end``). A second Ctrl-C that cut a waiting shutdown
+    short left workers nobody would ever tell to stop, which the interpreter then waited for
+    at exit, for ever; so does one arriving now, which ends them and goes on."""
+    if not failed:
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        except BaseException:
+            _end(pool)
+            raise
+    _end(pool)
 
 
-def _terminate(pool: ProcessPoolExecutor) -> None:
+def _end(pool: ProcessPoolExecutor) -> None:
+    """End the workers, then shut ``pool`` down without waiting. Its futures are left as they
+    are: the pool's manager thread fails them all once it sees the workers gone, and Python
+    3.11's raises (and prints its traceback) where one was cancelled meanwhile. That thread
+    is then let finish closing its pipes: at the interpreter's exit Python 3.11 wakes it
+    through one, and raced it closing it (a traceback, EBADF)."""
     # the pool keeps its processes by pid (ProcessPoolExecutor has no public way before 3.14)
     processes = getattr(pool, "_processes", None) or {}
     for process in list(processes.values()):
         with contextlib.suppress(OSError, ValueError):
             process.terminate()
+    pool.shutdown(wait=False, cancel_futures=False)
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(MANAGER_JOIN_S)
 
 
 def start_method() -> str:

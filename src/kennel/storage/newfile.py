@@ -71,9 +71,7 @@ def _open_anonymous(folder: str) -> int | None:
         return None
     try:
         return os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o644)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
+    except OSError as exc:  # a removed folder (ENOENT) is raised as it is
         if exc.errno not in _NO_ANONYMOUS:
             raise
         _anonymous = False  # this file system has none: named temporaries from now on
