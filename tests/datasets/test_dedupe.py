@@ -3,8 +3,9 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
-from kennel.datasets.dedupe import exact_groups, near_pairs
+from kennel.datasets.dedupe import exact_groups, hash_values, near_pairs
 
 
 def test_near_pairs_match_brute_force() -> None:
@@ -72,3 +73,35 @@ def test_near_pairs_match_brute_force_whatever_few_rows_are_new() -> None:
             if 0 < bin(ints[i] ^ ints[j]).count("1") <= 3 and (new[i] or new[j])
         ]
         assert found == expected, trial
+
+
+def _brute_force(ints: np.ndarray, new: np.ndarray, distance: int) -> list[tuple[int, int, int]]:
+    i, j = np.triu_indices(len(ints), k=1)
+    bits = np.bitwise_count(ints[i] ^ ints[j])
+    keep = (bits > 0) & (bits <= distance) & (new[i] | new[j])
+    return list(zip(i[keep].tolist(), j[keep].tolist(), bits[keep].tolist(), strict=True))
+
+
+def test_near_pairs_match_brute_force_with_copies_and_crowds() -> None:
+    """Pictures present several times (copies share a hash), crowds of close hashes wider
+    than a group compared pair by pair, and from all rows new (a first ingest) to a few (an
+    append): the same pairs as comparing every two rows."""
+    rng = np.random.default_rng(23)
+    roots = rng.integers(0, 2**63, 120, dtype=np.int64).astype(np.uint64)
+    crowd = np.arange(90, dtype=np.uint64)  # 90 hashes within a few bits of zero
+    ints = np.concatenate([np.repeat(roots, 8), crowd, roots[:40] ^ np.uint64(0b1011)])
+    rng.shuffle(ints)
+    for share in (1.0, 0.5, 0.05, 0.01):
+        new = rng.random(len(ints)) < share
+        found = near_pairs([f"{int(h):016x}" for h in ints], new.tolist(), distance=4)
+        assert found == _brute_force(ints, new, 4), share
+
+
+def test_hash_values_read_hashes_as_int_does() -> None:
+    hashes = ["00000000000000ff", "FFFFFFFFFFFFFFFF", "0123456789abcdef", "8000000000000000"]
+    assert hash_values(hashes).tolist() == [int(h, 16) for h in hashes]
+    # other text as int() reads it: lengths that add up to whole hashes, blanks, a prefix
+    odd = ["0" * 15, "0" + "1" * 16, "0x00000000000001", " 00000000000002 "]
+    assert hash_values(odd).tolist() == [int(h, 16) for h in odd]
+    with pytest.raises(ValueError):
+        hash_values(["not a hash at all"])

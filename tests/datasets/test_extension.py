@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from kennel.config import SplitConfig
-from kennel.datasets import compare, dedupe, splits
+from kennel.datasets import compare, dedupe, extension, splits
 from kennel.datasets.extension import Candidate, Extension, candidates_table, extend
 from kennel.datasets.manifest import SCHEMA, Row, by_key, read_table, to_parquet, to_table
 from kennel.datasets.manifest import version_id as manifest_version_id
@@ -190,3 +190,23 @@ def test_a_parent_kennel_did_not_write_is_read_as_before(seed: int) -> None:
     assert (got.added, got.already_present) == (want["added"], want["already"])
     assert got.conflicts == want["conflicts"]
     _changes_are_the_additions(parent, got)
+
+
+@pytest.mark.parametrize("copies", [False, True])
+def test_split_units_count_each_content_once_under_its_last_row(copies: bool) -> None:
+    """How many contents each label has in each split (what a new file's split is drawn
+    against): every row its own content, or contents held by several rows."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(300):
+        content = int(rng.integers(0, 120)) if copies else i
+        sha = hashlib.sha256(str(content).encode()).hexdigest()
+        label, split = str(rng.choice(["cat", "dog"])), str(rng.choice(["train", "test"]))
+        rows.append(Row(f"u/{i:04d}.jpg", sha, label, split, 8, 8, 1.0, 1.0, 1.0, "0" * 16, "{}"))
+    table = to_table(rows)
+    last = {r.sha256: (r.label, r.split) for r in sorted(rows, key=by_key)}
+    want: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for label, split in last.values():
+        want[label][split] += 1
+    assert (len(last) < len(rows)) == copies
+    assert extension._units(table) == want

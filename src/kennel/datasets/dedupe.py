@@ -13,8 +13,9 @@ from itertools import pairwise
 
 import numpy as np
 
-_BLOCK = 1 << 16  # hash comparisons per numpy call in a wide group
-_WIDE = 64  # rows sharing a band value beyond which a group is compared row by row
+_BLOCK = 1 << 16  # hash comparisons per numpy call where new rows meet all of their group
+_WIDE = 64  # rows sharing a band value beyond which a group's new rows meet all its rows
+_DIGITS = 16  # a hash's hex digits
 
 
 def exact_groups(uris_by_sha: dict[str, list[str]]) -> list[list[str]]:
@@ -34,14 +35,14 @@ def near_pairs(
     sorted by (i, j). At most ``max_pairs`` (the search stops once it has found that many)."""
     if distance <= 0 or not hashes:
         return []
-    values = np.array([int(h, 16) for h in hashes], dtype=np.uint64)
+    values = hash_values(hashes)
     is_new = np.asarray(new, dtype=bool)
     found: list[np.ndarray] = []
     for lo, hi in _bands(distance):
         if sum(f.shape[1] for f in found) >= max_pairs:
             break
-        mask = np.uint64(((1 << (hi - lo)) - 1) << lo)
-        keys = values & mask
+        # the band's bits as a small number: np.isin then looks them up in a table
+        keys = (values >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
         # only rows sharing a band value with a new row can pair with one: search just those
         # (the same groups in the same order, so the same pairs, even when cut at max_pairs)
         near = np.flatnonzero(np.isin(keys, keys[is_new]))
@@ -59,20 +60,39 @@ def near_pairs(
     return list(zip(i.tolist(), j.tolist(), bits.tolist(), strict=True))
 
 
+def hash_values(hashes: Sequence[str]) -> np.ndarray:
+    """The hashes (16 hex digits each) as 64-bit integers, all decoded as one text (a parse
+    per hash took a fifth of a 1 % append's search); any other text as ``int(h, 16)`` reads
+    it, so a bad hash fails as it always did."""
+    try:
+        raw = bytes.fromhex("".join(hashes))
+    except (ValueError, TypeError):
+        raw = b""
+    # 8 bytes a hash: no digit skipped (fromhex skips blanks) and none of another length
+    if len(raw) == 8 * len(hashes) and set(map(len, hashes)) == {_DIGITS}:
+        return np.frombuffer(raw, dtype=">u8").astype(np.uint64)
+    return np.array([int(h, 16) for h in hashes], dtype=np.uint64)
+
+
 def _band_pairs(
     values: np.ndarray, is_new: np.ndarray, keys: np.ndarray, distance: int, enough: int
 ) -> list[np.ndarray]:
     """Arrays (i, j, bits) of the pairs of rows whose keys agree, one row new, within
-    ``distance`` bits; i < j. Rows are compared within a group of equal keys, all at once:
-    the k-th row of each group with its (k + d)-th, for each d (vector operations per d, not
-    per row); a group larger than ``_WIDE`` (many near-identical images) goes by blocks of
-    its new rows. Stops once ``enough`` pairs are found."""
+    ``distance`` bits; i < j. Rows are compared within a group of equal keys, all at once. In
+    a group whose rows are mostly new (a first ingest), the k-th row of each group meets its
+    (k + d)-th, for each d (vector operations per d, not per row). A group with few new rows
+    (an append), or wider than ``_WIDE`` (many near-identical images), has its new rows meet
+    all of its rows instead, in blocks of about ``_BLOCK`` comparisons: fewer comparisons,
+    and none between two old rows. Stops once ``enough`` pairs are found."""
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
     sizes = np.diff(np.r_[starts, len(keys)])
-    with_new = np.add.reduceat(is_new[order].astype(np.int64), starts) > 0
-    wanted = with_new & (sizes > 1)
+    fresh_count = np.add.reduceat(is_new[order].astype(np.int64), starts)
+    wanted = (fresh_count > 0) & (sizes > 1)
+    # new rows meet all of their group: fewer comparisons than all pairs when few are new
+    wide = sizes > _WIDE
+    by_fresh = wanted & (wide | (2 * fresh_count < sizes))
     group_of = np.repeat(np.arange(len(starts)), sizes)
     out: list[np.ndarray] = []
     kept = [0]  # pairs in out
@@ -88,8 +108,8 @@ def _band_pairs(
             kept[0] += len(a)
         return kept[0] >= enough
 
-    narrow = wanted & (sizes <= _WIDE)
-    positions = np.flatnonzero(narrow[group_of])  # sorted positions in narrow groups
+    narrow = wanted & ~by_fresh
+    positions = np.flatnonzero(narrow[group_of])  # sorted positions in those groups
     ends = (starts + sizes)[group_of]
     for d in range(1, int(sizes[narrow].max()) if narrow.any() else 1):
         positions = positions[positions + d < ends[positions]]
@@ -97,14 +117,25 @@ def _band_pairs(
             break
         if keep(order[positions], order[positions + d]):
             return out
-    for g in np.flatnonzero(wanted & (sizes > _WIDE)).tolist():
+    # a narrow group's few new rows, each against every row of its group: all such groups
+    # in blocks of about _BLOCK comparisons (one numpy call per block, not per group)
+    fresh = np.flatnonzero(is_new[order] & (by_fresh & ~wide)[group_of])  # sorted positions
+    compared, first = sizes[group_of[fresh]], starts[group_of[fresh]]
+    blocks = np.flatnonzero(np.diff((np.cumsum(compared) - 1) // _BLOCK)) + 1
+    for rows in np.split(np.arange(len(fresh)), blocks) if len(fresh) else []:
+        counts = compared[rows]
+        a = np.repeat(order[fresh[rows]], counts)
+        # row k's comparisons are its group's positions first[k] .. first[k] + counts[k] - 1
+        b = np.arange(len(a)) + np.repeat(first[rows] - (np.cumsum(counts) - counts), counts)
+        if keep(a, order[b]):
+            return out
+    # a wide group's new rows, each against every row of it, by blocks of new rows
+    for g in np.flatnonzero(wanted & wide).tolist():
         group = order[starts[g] : starts[g] + sizes[g]]
-        fresh = group[is_new[group]]
+        new_rows = group[is_new[group]]
         step = max(1, _BLOCK // len(group))
-        for first in range(0, len(fresh), step):
-            block = fresh[first : first + step]
-            a = np.repeat(block, len(group))
-            b = np.tile(group, len(block))
-            if keep(a, b):
+        for lo in range(0, len(new_rows), step):
+            block = new_rows[lo : lo + step]
+            if keep(np.repeat(block, len(group)), np.tile(group, len(block))):
                 return out
     return out

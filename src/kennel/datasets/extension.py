@@ -152,13 +152,16 @@ def _units(parent: pa.Table) -> dict[str, dict[str, int]]:
     """How many distinct contents (the unit of a split) each label has in each split, each
     content counted once, under its last row's label and split."""
     shas = contiguous(parent["sha256"])
-    # each content's last row: its first in the column read backwards
-    last = parent.num_rows - 1 - pc.index_in(pc.unique(shas), value_set=shas[::-1]).to_numpy()
-    rows = pa.array(last, pa.int64())
-    units = pa.table(
-        {"label": contiguous(parent["label"]).take(rows),
-         "split": contiguous(parent["split"]).take(rows)}
-    )  # fmt: skip
+    contents = pc.unique(shas)
+    if len(contents) == len(shas):  # every row its own content (the usual case): all rows
+        units = parent.select(["label", "split"])
+    else:  # each content's last row: its first in the column read backwards
+        last = parent.num_rows - 1 - pc.index_in(contents, value_set=shas[::-1]).to_numpy()
+        rows = pa.array(last, pa.int64())
+        units = pa.table(
+            {"label": contiguous(parent["label"]).take(rows),
+             "split": contiguous(parent["split"]).take(rows)}
+        )  # fmt: skip
     counted = units.group_by(["label", "split"], use_threads=False).aggregate([([], "count_all")])
     have: dict[str, dict[str, int]] = defaultdict(dict)
     for row in counted.to_pylist():

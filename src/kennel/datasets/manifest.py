@@ -132,8 +132,10 @@ def fixed4(column: pa.Array) -> pa.Array:
         doubtful = ~np.isfinite(scaled) | (np.abs(scaled) >= 2.0**52)
         doubtful |= np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) <= np.abs(scaled) * 1e-14
     units = np.abs(np.where(doubtful, 0.0, nearest)).astype(np.int64)
-    sign = pc.if_else(pa.array(np.signbit(x)), "-", "")
-    whole = pc.binary_join_element_wise(sign, pc.cast(pa.array(units // 10_000), pa.string()), "")
+    whole = pc.cast(pa.array(units // 10_000), pa.string())
+    negative = np.signbit(x)
+    if negative.any():  # quality figures never are: no sign column to build and join
+        whole = pc.binary_join_element_wise(pc.if_else(pa.array(negative), "-", ""), whole, "")
     places = pc.utf8_lpad(pc.cast(pa.array(units % 10_000), pa.string()), 4, "0")
     text = pc.binary_join_element_wise(whole, places, ".")
     if not doubtful.any():
