@@ -105,3 +105,44 @@ def test_hash_values_read_hashes_as_int_does() -> None:
     assert hash_values(odd).tolist() == [int(h, 16) for h in odd]
     with pytest.raises(ValueError):
         hash_values(["not a hash at all"])
+
+
+def test_near_pairs_count_each_pair_once_against_the_cap() -> None:
+    """A cap of exactly the pairs there are gives them all: two new rows of a group where new
+    rows meet every row, and two hashes agreeing on several bands, are each one pair."""
+    base, bit = 0x12345678, [1 << k for k in range(64)]
+    ints = [base, base ^ bit[32], base ^ bit[32] ^ bit[33], base ^ bit[40] ^ bit[41] ^ bit[42],
+            base ^ bit[50] ^ bit[51] ^ bit[52], 0xABCD000000000F00, 0xABCD000000000F01]  # fmt: skip
+    new = [False, True, True, False, False, False, True]
+    hashes = [f"{v:016x}" for v in ints]
+    assert near_pairs(hashes, new, distance=1, max_pairs=3) == [(0, 1, 1), (1, 2, 1), (5, 6, 1)]
+    # one bit apart: the two agree on every band but one (bands 0 and 1 at distance 2)
+    twins = [
+        0x1111000000000000,
+        0x1111000000000000 ^ bit[60],
+        0x0F0F00F0,
+        0x0F0F00F0 ^ bit[1] ^ bit[30],
+    ]
+    hashes = [f"{v:016x}" for v in twins]
+    assert near_pairs(hashes, [True, False, True, False], distance=2, max_pairs=2) == [
+        (0, 1, 1),
+        (2, 3, 2),
+    ]
+
+
+def test_a_capped_search_returns_as_many_true_pairs_as_the_cap() -> None:
+    rng = np.random.default_rng(31)
+    for trial in range(80):
+        roots = rng.integers(0, 2**63, 12, dtype=np.int64).astype(np.uint64)
+        flips = rng.integers(0, 64, (240, 3)).astype(np.uint64)
+        ints = np.repeat(roots, 20)
+        for k in range(int(rng.integers(0, 4))):
+            ints ^= np.uint64(1) << flips[:, k]
+        new = rng.random(len(ints)) < [0.02, 0.3, 1.0][trial % 3]
+        everything = _brute_force(ints, new, 4)
+        cap = int(rng.integers(1, max(2, len(everything) + 5)))
+        found = near_pairs(
+            [f"{int(h):016x}" for h in ints], new.tolist(), distance=4, max_pairs=cap
+        )
+        assert len(found) == min(cap, len(everything)), trial
+        assert found == sorted(set(found)) and set(found) <= set(everything), trial

@@ -32,29 +32,32 @@ def near_pairs(
     hashes: Sequence[str], new: Sequence[bool], *, distance: int, max_pairs: int = 100_000
 ) -> list[tuple[int, int, int]]:
     """(i, j, bits) with i < j, distinct hashes within ``distance`` bits, one of them new;
-    sorted by (i, j). At most ``max_pairs`` (the search stops once it has found that many)."""
+    sorted by (i, j). At most ``max_pairs``: the search stops once it has found that many
+    distinct pairs (each pair is found once, in the first band its two hashes agree on)."""
     if distance <= 0 or not hashes:
         return []
     values = hash_values(hashes)
     is_new = np.asarray(new, dtype=bool)
     found: list[np.ndarray] = []
+    searched: list[np.uint64] = []  # the bits of the bands searched so far
     for lo, hi in _bands(distance):
-        if sum(f.shape[1] for f in found) >= max_pairs:
+        have = sum(f.shape[1] for f in found)
+        if have >= max_pairs:
             break
         # the band's bits as a small number: np.isin then looks them up in a table
         keys = (values >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
         # only rows sharing a band value with a new row can pair with one: search just those
-        # (the same groups in the same order, so the same pairs, even when cut at max_pairs)
         near = np.flatnonzero(np.isin(keys, keys[is_new]))
-        if len(near) < 2:
-            continue
-        for i, j, bits in _band_pairs(values[near], is_new[near], keys[near], distance, max_pairs):
-            found.append(np.stack([near[i], near[j], bits]))
+        if len(near) >= 2:
+            pairs = _band_pairs(
+                values[near], is_new[near], keys[near], distance, max_pairs - have, searched
+            )
+            found.extend(np.stack([near[i], near[j], bits]) for i, j, bits in pairs)
+        searched.append(np.uint64(((1 << (hi - lo)) - 1) << lo))
     if not found:
         return []
     i, j, bits = np.concatenate(found, axis=1)
-    # a pair agreeing on several bands was found once per band
-    unique = np.unique(i * np.int64(len(values)) + j)[:max_pairs]
+    unique = np.unique(i * np.int64(len(values)) + j)[:max_pairs]  # sorted by (i, j)
     i, j = np.divmod(unique, np.int64(len(values)))
     bits = np.bitwise_count(values[i] ^ values[j])
     return list(zip(i.tolist(), j.tolist(), bits.tolist(), strict=True))
@@ -75,7 +78,12 @@ def hash_values(hashes: Sequence[str]) -> np.ndarray:
 
 
 def _band_pairs(
-    values: np.ndarray, is_new: np.ndarray, keys: np.ndarray, distance: int, enough: int
+    values: np.ndarray,
+    is_new: np.ndarray,
+    keys: np.ndarray,
+    distance: int,
+    enough: int,
+    searched: Sequence[np.uint64] = (),
 ) -> list[np.ndarray]:
     """Arrays (i, j, bits) of the pairs of rows whose keys agree, one row new, within
     ``distance`` bits; i < j. Rows are compared within a group of equal keys, all at once. In
@@ -83,7 +91,9 @@ def _band_pairs(
     (k + d)-th, for each d (vector operations per d, not per row). A group with few new rows
     (an append), or wider than ``_WIDE`` (many near-identical images), has its new rows meet
     all of its rows instead, in blocks of about ``_BLOCK`` comparisons: fewer comparisons,
-    and none between two old rows. Stops once ``enough`` pairs are found."""
+    and none between two old rows. A pair whose hashes agree on a band in ``searched`` (bit
+    masks) was found there and is left out, and each pair of two new rows is kept from one
+    side only, so every pair is counted once. Stops once ``enough`` pairs are found."""
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
@@ -97,16 +107,23 @@ def _band_pairs(
     out: list[np.ndarray] = []
     kept = [0]  # pairs in out
 
-    def keep(a: np.ndarray, b: np.ndarray) -> bool:
-        either = is_new[a] | is_new[b]
-        a, b = a[either], b[either]
-        bits = np.bitwise_count(values[a] ^ values[b])
-        close = (bits > 0) & (bits <= distance)
-        if close.any():
+    def keep(a: np.ndarray, b: np.ndarray, wanted: np.ndarray) -> bool:
+        a, b = a[wanted], b[wanted]
+        xor = values[a] ^ values[b]
+        bits = np.bitwise_count(xor)
+        close = np.flatnonzero((bits > 0) & (bits <= distance))
+        for mask in searched:  # agreeing on an earlier band: found there already
+            close = close[(xor[close] & mask) != 0]
+        if len(close):
             a, b = a[close], b[close]
             out.append(np.stack([np.minimum(a, b), np.maximum(a, b), bits[close].astype(np.int64)]))
             kept[0] += len(a)
         return kept[0] >= enough
+
+    def once(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """New rows ``a`` meeting rows ``b`` of their group: two new rows meet twice, kept
+        from the first of them."""
+        return ~is_new[b] | (a < b)
 
     narrow = wanted & ~by_fresh
     positions = np.flatnonzero(narrow[group_of])  # sorted positions in those groups
@@ -115,7 +132,8 @@ def _band_pairs(
         positions = positions[positions + d < ends[positions]]
         if not len(positions):
             break
-        if keep(order[positions], order[positions + d]):
+        a, b = order[positions], order[positions + d]
+        if keep(a, b, is_new[a] | is_new[b]):  # one of them new
             return out
     # a narrow group's few new rows, each against every row of its group: all such groups
     # in blocks of about _BLOCK comparisons (one numpy call per block, not per group)
@@ -126,8 +144,8 @@ def _band_pairs(
         counts = compared[rows]
         a = np.repeat(order[fresh[rows]], counts)
         # row k's comparisons are its group's positions first[k] .. first[k] + counts[k] - 1
-        b = np.arange(len(a)) + np.repeat(first[rows] - (np.cumsum(counts) - counts), counts)
-        if keep(a, order[b]):
+        b = order[np.arange(len(a)) + np.repeat(first[rows] - (np.cumsum(counts) - counts), counts)]
+        if keep(a, b, once(a, b)):
             return out
     # a wide group's new rows, each against every row of it, by blocks of new rows
     for g in np.flatnonzero(wanted & wide).tolist():
@@ -136,6 +154,7 @@ def _band_pairs(
         step = max(1, _BLOCK // len(group))
         for lo in range(0, len(new_rows), step):
             block = new_rows[lo : lo + step]
-            if keep(np.repeat(block, len(group)), np.tile(group, len(block))):
+            a, b = np.repeat(block, len(group)), np.tile(group, len(block))
+            if keep(a, b, once(a, b)):
                 return out
     return out

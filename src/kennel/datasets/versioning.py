@@ -174,16 +174,26 @@ class DatasetCatalog:
         the dataset's newest version. ``added``: the rows new to ``parent``, when the caller
         knows that every other row is the parent's, unchanged (an extension)."""
         table = rows if isinstance(rows, pa.Table) else to_table(rows)
-        # the manifest's file and index are made while its id is computed: Arrow's kernels
-        # let go of the GIL, so the three share the cores (a third off a 100,000-file
-        # version's commit); dropped when the id names a version that exists already
-        with ThreadPoolExecutor(2, thread_name_prefix="kennel-commit") as pool:
-            written = pool.submit(to_parquet, table)
-            built = pool.submit(version_index.build, table)
+        vid: str | None = None
+        if added is not None and not len(added):
+            # the parent's rows again (unchanged data ingested again): an existing version,
+            # found by its id before anything is written
             vid = version_id(table)
             existing = self.store.get(dataset, vid)
             if existing is not None:
                 return existing, False
+        # otherwise the manifest's file and index are made while its id is computed: Arrow's
+        # kernels let go of the GIL, so the three share the cores (a third off a
+        # 100,000-file version's commit); made for nothing when the id names a version that
+        # exists already, as it rarely does
+        with ThreadPoolExecutor(2, thread_name_prefix="kennel-commit") as pool:
+            written = pool.submit(to_parquet, table)
+            built = pool.submit(version_index.build, table)
+            if vid is None:
+                vid = version_id(table)
+                existing = self.store.get(dataset, vid)
+                if existing is not None:
+                    return existing, False
             manifest = self.content.put(written.result())
             index = built.result()
         if parent is not None and added is not None:
