@@ -123,7 +123,7 @@ def _band_pairs(
     def once(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """New rows ``a`` meeting rows ``b`` of their group: two new rows meet twice, kept
         from the first of them."""
-        return ~is_new[b] | (a < b)
+        return np.asarray(~is_new[b] | (a < b))
 
     narrow = wanted & ~by_fresh
     positions = np.flatnonzero(narrow[group_of])  # sorted positions in those groups
