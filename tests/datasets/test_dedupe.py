@@ -24,7 +24,7 @@ def test_near_pairs_match_brute_force() -> None:
     expected = {
         (i, j)
         for i, j in itertools.combinations(range(len(ints)), 2)
-        if 0 < bin(ints[i] ^ ints[j]).count("1") <= 4 and (new[i] or new[j])
+        if bin(ints[i] ^ ints[j]).count("1") <= 4 and (new[i] or new[j])
     }
     assert expected and found == expected
 
@@ -44,11 +44,16 @@ def test_near_pairs_sorted_and_capped() -> None:
 
 
 def test_near_pairs_in_a_wide_group_of_identical_hashes() -> None:
-    # 200 copies of one hash (never a pair: not distinct) and one close relative of it
+    # 200 pictures with one hash and one close relative of them
     hashes = ["00000000000000ff"] * 200 + ["00000000000000fe"]
     new = [False] * 200 + [True]
     assert near_pairs(hashes, new, distance=4) == [(i, 200, 1) for i in range(200)]
-    assert near_pairs(hashes, [True] + [False] * 200, distance=4) == [(0, 200, 1)]
+    # the same hash is the closest pair there is, unless the two files hold the same bytes
+    first_new = [True] + [False] * 200
+    every = [(0, j, 0) for j in range(1, 200)] + [(0, 200, 1)]
+    assert near_pairs(hashes, first_new, distance=4) == every
+    copies = np.array([0] * 200 + [-1])  # rows 0-199 are one content
+    assert near_pairs(hashes, first_new, distance=4, copies=copies) == [(0, 200, 1)]
 
 
 def test_near_pairs_match_brute_force_whatever_few_rows_are_new() -> None:
@@ -70,15 +75,19 @@ def test_near_pairs_match_brute_force_whatever_few_rows_are_new() -> None:
         expected = [
             (i, j, bin(ints[i] ^ ints[j]).count("1"))
             for i, j in itertools.combinations(range(n), 2)
-            if 0 < bin(ints[i] ^ ints[j]).count("1") <= 3 and (new[i] or new[j])
+            if bin(ints[i] ^ ints[j]).count("1") <= 3 and (new[i] or new[j])
         ]
         assert found == expected, trial
 
 
-def _brute_force(ints: np.ndarray, new: np.ndarray, distance: int) -> list[tuple[int, int, int]]:
+def _brute_force(
+    ints: np.ndarray, new: np.ndarray, distance: int, copies: np.ndarray | None = None
+) -> list[tuple[int, int, int]]:
     i, j = np.triu_indices(len(ints), k=1)
     bits = np.bitwise_count(ints[i] ^ ints[j])
-    keep = (bits > 0) & (bits <= distance) & (new[i] | new[j])
+    keep = (bits <= distance) & (new[i] | new[j])
+    if copies is not None:
+        keep &= (copies[i] != copies[j]) | (copies[i] < 0)
     return list(zip(i[keep].tolist(), j[keep].tolist(), bits[keep].tolist(), strict=True))
 
 
@@ -91,10 +100,14 @@ def test_near_pairs_match_brute_force_with_copies_and_crowds() -> None:
     crowd = np.arange(90, dtype=np.uint64)  # 90 hashes within a few bits of zero
     ints = np.concatenate([np.repeat(roots, 8), crowd, roots[:40] ^ np.uint64(0b1011)])
     rng.shuffle(ints)
+    # some of the repeated hashes are files holding the same bytes (exact duplicates)
+    copies = np.where(rng.random(len(ints)) < 0.5, np.searchsorted(np.unique(ints), ints), -1)
     for share in (1.0, 0.5, 0.05, 0.01):
         new = rng.random(len(ints)) < share
-        found = near_pairs([f"{int(h):016x}" for h in ints], new.tolist(), distance=4)
-        assert found == _brute_force(ints, new, 4), share
+        hashes = [f"{int(h):016x}" for h in ints]
+        assert near_pairs(hashes, new.tolist(), distance=4) == _brute_force(ints, new, 4), share
+        found = near_pairs(hashes, new.tolist(), distance=4, copies=copies)
+        assert found == _brute_force(ints, new, 4, copies), share
 
 
 def test_hash_values_read_hashes_as_int_does() -> None:

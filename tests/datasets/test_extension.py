@@ -4,6 +4,7 @@ is (one ``Row`` per file, sorted, every check written out), on random parents an
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections import defaultdict
 from typing import Any
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from kennel.config import SplitConfig
-from kennel.datasets import compare, dedupe, extension, splits
+from kennel.datasets import compare, extension, splits
 from kennel.datasets.extension import Candidate, Extension, candidates_table, extend
 from kennel.datasets.manifest import SCHEMA, Row, by_key, read_table, to_parquet, to_table
 from kennel.datasets.manifest import version_id as manifest_version_id
@@ -68,9 +69,14 @@ def model_extend(parent: list[Row], candidates: list[Candidate]) -> dict[str, An
     for row in rows:
         by_sha[row.sha256].append(row.uri)
     new_keys = {r.key for r in added}
-    pairs = dedupe.near_pairs(
-        [r.phash for r in rows], [r.key in new_keys for r in rows], distance=4
-    )
+    # every two files, one of them new, whose hashes are within 4 bits, their bytes not the same
+    pairs = [
+        (i, j, bits)
+        for i, j in itertools.combinations(range(len(rows)), 2)
+        if (rows[i].key in new_keys or rows[j].key in new_keys)
+        and rows[i].sha256 != rows[j].sha256
+        and (bits := bin(int(rows[i].phash, 16) ^ int(rows[j].phash, 16)).count("1")) <= 4
+    ]
     return {
         "rows": rows,
         "added": len(added),

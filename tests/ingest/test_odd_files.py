@@ -69,3 +69,42 @@ def test_modes_are_normalised_faithfully() -> None:
     assert animated.frames == 3 and animated.image.mode == "RGB"
     rotated = decode(files["cat/rotated.jpg"][0])
     assert rotated.image.size == (40, 80) and (rotated.width, rotated.height) == (40, 80)
+
+
+def test_a_picture_saved_twice_is_a_near_duplicate_and_a_copy_an_exact_one(
+    tmp_path: Path,
+) -> None:
+    """The same pixels as PNG and as BMP: other bytes, the same perceptual hash, the closest
+    near-duplicate there is (reported, 0 bits apart); a byte-for-byte copy of the PNG is an
+    exact duplicate, reported as one and not as a near pair."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    picture = Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8))
+    saved = {}
+    for name, form in (("cat/a.png", "PNG"), ("cat/b.bmp", "BMP")):
+        buffer = io.BytesIO()
+        picture.save(buffer, format=form)
+        saved[name] = buffer.getvalue()
+    saved["cat/copy.png"] = saved["cat/a.png"]
+    saved["dog/other.jpg"] = odd_files()["dog/cmyk.jpg"][0]
+    lake = write_tree(tmp_path / "lake", saved)
+    project = make_project(tmp_path / "proj")
+    result = CliRunner().invoke(
+        app, ["data", "ingest", str(lake), "--dataset", "twice", "-C", str(project.root), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["exact_duplicate_groups"] == 1
+    assert report["near_duplicate_pairs"] == 2  # b.bmp with a.png and with its copy
+    ws = Workspace.load(project.root)
+    try:
+        summary = ws.catalog.resolve("twice").summary
+        pairs = {
+            (Path(a).name, Path(b).name, bits) for a, b, bits in summary["near_duplicates_sample"]
+        }
+    finally:
+        ws.close()
+    assert pairs == {("a.png", "b.bmp", 0), ("b.bmp", "copy.png", 0)}

@@ -25,7 +25,7 @@ data:
   min_side: 32              # smaller images are quarantined as too small
   max_pixels: 40000000      # larger declared sizes are quarantined as decompression bombs
   max_file_bytes: 67108864
-  near_duplicate_distance: 4  # perceptual-hash bits; pairs within it are reported
+  near_duplicate_distance: 4  # hash bits; pairs this close (the same hash too) are reported; 0: off
   workers: 0                # 0 = one process per CPU core
   allowed_roots: []         # manifest/SQL rows may point here too (folders, URL prefixes)
 

@@ -29,11 +29,19 @@ def _bands(distance: int) -> list[tuple[int, int]]:
 
 
 def near_pairs(
-    hashes: Sequence[str], new: Sequence[bool], *, distance: int, max_pairs: int = 100_000
+    hashes: Sequence[str],
+    new: Sequence[bool],
+    *,
+    distance: int,
+    max_pairs: int = 100_000,
+    copies: np.ndarray | None = None,
 ) -> list[tuple[int, int, int]]:
-    """(i, j, bits) with i < j, distinct hashes within ``distance`` bits, one of them new;
-    sorted by (i, j). At most ``max_pairs``: the search stops once it has found that many
-    distinct pairs (each pair is found once, in the first band its two hashes agree on)."""
+    """(i, j, bits) with i < j, rows whose hashes are within ``distance`` bits (0 included: a
+    picture saved again, its bytes new, hashes the same), one of them new; sorted by (i, j).
+    ``copies``: rows holding the same bytes share a number (0 or more; -1 for a row whose
+    bytes no other row holds): exact duplicates, reported as such, never as a near pair.
+    At most ``max_pairs``: the search stops once it has found that many distinct pairs (each
+    pair is found once, in the first band its two hashes agree on). ``distance`` 0: none."""
     if distance <= 0 or not hashes:
         return []
     values = hash_values(hashes)
@@ -49,8 +57,9 @@ def near_pairs(
         # only rows sharing a band value with a new row can pair with one: search just those
         near = np.flatnonzero(np.isin(keys, keys[is_new]))
         if len(near) >= 2:
+            held = None if copies is None else copies[near]
             pairs = _band_pairs(
-                values[near], is_new[near], keys[near], distance, max_pairs - have, searched
+                values[near], is_new[near], keys[near], distance, max_pairs - have, searched, held
             )
             found.extend(np.stack([near[i], near[j], bits]) for i, j, bits in pairs)
         searched.append(np.uint64(((1 << (hi - lo)) - 1) << lo))
@@ -84,6 +93,7 @@ def _band_pairs(
     distance: int,
     enough: int,
     searched: Sequence[np.uint64] = (),
+    copies: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Arrays (i, j, bits) of the pairs of rows whose keys agree, one row new, within
     ``distance`` bits; i < j. Rows are compared within a group of equal keys, all at once. In
@@ -111,7 +121,9 @@ def _band_pairs(
         a, b = a[wanted], b[wanted]
         xor = values[a] ^ values[b]
         bits = np.bitwise_count(xor)
-        close = np.flatnonzero((bits > 0) & (bits <= distance))
+        close = np.flatnonzero(bits <= distance)
+        if copies is not None:  # the same bytes: an exact duplicate, not a near one
+            close = close[(copies[a[close]] != copies[b[close]]) | (copies[a[close]] < 0)]
         for mask in searched:  # agreeing on an earlier band: found there already
             close = close[(xor[close] & mask) != 0]
         if len(close):

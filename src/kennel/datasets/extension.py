@@ -135,15 +135,21 @@ def extend(
     ).sort_by(MANIFEST_ORDER)
     is_new = marked[_NEW].to_numpy()
     child = marked.drop_columns([_NEW]).combine_chunks()
-    uri = child["uri"]
-    pairs = dedupe.near_pairs(child["phash"].to_pylist(), is_new, distance=near_distance)
+    uri, sha256 = child["uri"], contiguous(child["sha256"])
+    shared = repeated(sha256)  # contents held by more than one file
+    # each row's content among them (-1: held by no other row): copies are no near pair
+    copies = pc.index_in(sha256, value_set=shared).fill_null(-1).to_numpy() if len(shared) else None
+    pairs = dedupe.near_pairs(
+        child["phash"].to_pylist(), is_new, distance=near_distance, copies=copies
+    )
+    groups = uris_of(sha256, contiguous(uri), shared) if len(shared) else {}
     return Extension(
         table=child,
         added=added.num_rows,
         already_present=already,
         conflicts=conflicts,
-        exact_groups=_exact_groups(child),
-        near_pairs=[(uri[i].as_py(), uri[j].as_py(), bits) for i, j, bits in pairs],
+        exact_groups=dedupe.exact_groups(groups),
+        near_pairs=_named(contiguous(uri), pairs),
         new_rows=np.flatnonzero(is_new),
     )
 
@@ -169,10 +175,12 @@ def _units(parent: pa.Table) -> dict[str, dict[str, int]]:
     return have
 
 
-def _exact_groups(child: pa.Table) -> list[list[str]]:
-    """The uris of each content held by more than one file, each group and the list sorted."""
-    sha256, uri = contiguous(child["sha256"]), contiguous(child["uri"])
-    shared = repeated(sha256)
-    if len(shared) == 0:
+def _named(uri: pa.Array, pairs: list[tuple[int, int, int]]) -> list[tuple[str, str, int]]:
+    """The pairs of rows with their uris, looked up all at once (one lookup per uri cost
+    0.4 s for 100,000 pairs)."""
+    if not pairs:
         return []
-    return dedupe.exact_groups(uris_of(sha256, uri, shared))
+    i, j, bits = zip(*pairs, strict=True)
+    first = uri.take(pa.array(i, pa.int64())).to_pylist()
+    second = uri.take(pa.array(j, pa.int64())).to_pylist()
+    return list(zip(first, second, bits, strict=True))
