@@ -11,6 +11,7 @@ import kennel.ingest.run as run
 import kennel.storage.local as local
 from kennel.datasets.synth import generate
 from kennel.db.ingest import IngestStore
+from kennel.errors import SourceError
 from kennel.storage import ContentStore
 from kennel.storage.local import LocalBlobStore
 from kennel.wiring import Workspace
@@ -66,3 +67,38 @@ def test_every_checkpoint_follows_a_sync_of_the_bytes_it_records(
     for i in saves:  # each save comes straight after a sync of the store
         assert events[i - 2 : i] == ["sync", "syncfs"]
     assert events.count("syncfs") == len(saves)  # and no chunk synced on its own
+
+
+def test_a_run_resumes_only_under_the_rules_it_began_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted after its first checkpoint, then run again after kennel.yaml changed: the
+    files checked before are not taken on the old verdicts (every picture is 200 px, under
+    the new minimum side: nothing is valid), while under the old rules it resumes."""
+    lake = tmp_path / "lake"
+    generate(lake, 48, seed=5)
+    monkeypatch.setattr(run, "FIRST_CHECKPOINT_S", 0.0)
+    monkeypatch.setattr(run, "CHECKPOINT_S", 0.0)
+    save = run.Ingestor._save
+
+    def interrupted(self: run.Ingestor, *args: object) -> None:
+        save(self, *args)  # type: ignore[arg-type]
+        raise KeyboardInterrupt  # right after the first checkpoint
+
+    ws = Workspace(make_project(tmp_path / "p"))
+    try:
+        ingestor = ws.ingestor(1)
+        ingestor.chunk = 8
+        monkeypatch.setattr(run.Ingestor, "_save", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            ingestor.run(ws.source(str(lake)), "park")
+        monkeypatch.setattr(run.Ingestor, "_save", save)
+        stricter = ws.project.config.data.model_copy(update={"min_side": 300})
+        other = run.Ingestor(ws.db, ws.content, ws.project.artifacts_url, stricter, workers=1)
+        with pytest.raises(SourceError, match="too small"):
+            other.run(ws.source(str(lake)), "park")
+        report = ws.ingestor(1).run(ws.source(str(lake)), "park")  # the first rules again
+    finally:
+        ws.close()
+    assert report.resumed and report.processed == 48 - 8
+    assert report.version.n_rows == 48

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import time
 import uuid
 from collections import Counter
@@ -89,8 +90,12 @@ def reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
-def _fingerprint(dataset: str, source: Source, entries: list[Entry]) -> str:
-    digest = hashlib.sha256(f"{dataset}\n{source.describe()}\n".encode())
+def _fingerprint(dataset: str, source: Source, entries: list[Entry], limits: Limits) -> str:
+    """What an interrupted run is resumed by: the same files of the same source into the same
+    dataset, judged by the same rules (a file checked before the interruption is not checked
+    again: under other labels or limits, its verdict would not be this run's)."""
+    rules = json.dumps(asdict(limits), sort_keys=True)
+    digest = hashlib.sha256(f"{dataset}\n{source.describe()}\n{rules}\n".encode())
     for entry in entries:
         digest.update(f"{entry.uri}\t{entry.label}\n".encode())
     return digest.hexdigest()
@@ -238,7 +243,7 @@ class Ingestor:
     def _start(
         self, dataset: str, source: Source, entries: list[Entry], actor: str
     ) -> tuple[str, str | None, bool]:
-        fingerprint = _fingerprint(dataset, source, entries)
+        fingerprint = _fingerprint(dataset, source, entries, self.limits)
         running = self.store.running(fingerprint)
         if running is not None:
             return running.id, running.parent_version, True
