@@ -258,3 +258,42 @@ def test_a_file_named_by_two_rows_is_offered_once_or_quarantined_on_two_labels(
     source = open_source(str(tmp_path / "m" / "n.csv"))
     [(entry, data)] = list(source.read(source.scan().entries))
     assert entry.uri == absolute and data == files[cat[0]] and source.scan().skipped == {}
+
+
+def test_rows_without_a_uri_or_a_label(
+    workspace: Workspace, tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    """A null or empty uri names no file: counted as skipped, never read as the path "None" or
+    as the manifest's own folder. A row with a blank label claims none: the file's labelled
+    row stands; a file only blank rows name is quarantined for having no label."""
+    write_tree(tmp_path / "m", {**files, "None": files[sorted(files)[0]]})
+    cat, dog = (
+        sorted(n for n in files if n.startswith("cat/")),
+        sorted(n for n in files if n.startswith("dog/")),
+    )
+    table = pa.table(
+        {
+            "uri": [None, "", "  ", dog[0], dog[0], cat[0], cat[1]],
+            "label": ["dog", "cat", "dog", None, "dog", "cat", ""],
+        }
+    )
+    pq.write_table(table, tmp_path / "m" / "m.parquet")
+    listing = open_source(str(tmp_path / "m" / "m.parquet")).scan()
+    assert sorted(Path(e.uri).name for e in listing.entries) == sorted(
+        Path(n).name for n in (dog[0], cat[0], cat[1])
+    )
+    assert listing.skipped == {"row without a uri": 3, "row naming a file an earlier row names": 1}
+    report = workspace.ingestor().run(workspace.source(str(tmp_path / "m" / "m.parquet")), "blank")
+    assert (report.added, report.quarantined) == (2, {"no label": 1})
+    [(uri, reason)] = report.quarantine_sample
+    assert uri.endswith(cat[1]) and reason == "no label: none in its path, nor in its row"
+    labels = dict(
+        zip(
+            *[workspace.catalog.table(report.version)[c].to_pylist() for c in ("uri", "label")],
+            strict=True,
+        )
+    )
+    assert {Path(u).name: v for u, v in labels.items()} == {
+        Path(dog[0]).name: "dog",
+        Path(cat[0]).name: "cat",
+    }

@@ -37,6 +37,7 @@ UNSAFE_MEMBER = "archive member outside the archive"  # `..` or an absolute name
 OUTSIDE_FOLDER = "name leads outside the folder"  # `..` in a name on an fsspec file system
 CHAINED_NAME = "name contains '::', which URLs cannot carry"  # fsspec's chaining separator
 REPEATED_ROW = "row naming a file an earlier row names"  # same label: the file is offered once
+NO_URI = "row without a uri"  # empty or null: no file to read (never read as a path)
 LABEL_CONFLICT = "label conflict"  # a reason's kind: one content or file under two labels
 
 

@@ -12,6 +12,7 @@ from kennel.errors import SourceError
 from kennel.ingest.sources.base import (
     DEFAULT_MAX_BYTES,
     LABEL_CONFLICT,
+    NO_URI,
     OUTSIDE_ROOTS,
     REPEATED_ROW,
     Entry,
@@ -117,21 +118,29 @@ class TableSource:
         self.refused: dict[str, str] = {}
         first: dict[str, tuple[int, str | None]] = {}  # each file's first row and its label
         self.repeated = 0  # rows naming a file an earlier row names, with the same label
+        self.no_uri = 0  # rows naming no file at all (an empty or null uri)
         outside: set[str] = set()  # files whose only rows so far were refused (not placed)
         for number, row in enumerate(rows, start=1):
+            if row[uri_column] is None or not str(row[uri_column]).strip():
+                self.no_uri += 1  # never "None", nor the manifest's own folder
+                continue
             written = str(row[uri_column])
             placed = confinement.place(written)
             uri = written if placed is None else placed
             given = row[label_column]
-            label = None if given in (None, "") else str(given)
+            label = None if given is None or not str(given).strip() else str(given)
             if uri in first and placed is not None and uri in outside:
                 del first[uri]  # a spelling refused before, placed now: this row stands
                 outside.discard(uri)
                 self.refused.pop(uri, None)
             if uri in first:  # the same file again ("d1.jpg" and "./d1.jpg" are one file)
                 row_before, label_before = first[uri]
-                if label == label_before:
-                    self.repeated += 1  # counted, not offered twice
+                if label == label_before or label is None:
+                    self.repeated += 1  # counted, not offered twice; a blank label claims none
+                elif label_before is None:  # the first row gave none: this row's label stands
+                    self.repeated += 1
+                    first[uri] = (number, label)
+                    entries[uri] = Entry(uri, label, entries[uri].attrs)
                 else:  # which label is right? neither is taken: the file is quarantined
                     self.refused[uri] = (
                         f"{LABEL_CONFLICT}: rows {row_before} and {number} name this file, "
@@ -154,7 +163,8 @@ class TableSource:
         return self.description
 
     def scan(self) -> Listing:
-        return Listing(self.entries, 0, {REPEATED_ROW: self.repeated} if self.repeated else {})
+        skipped = {REPEATED_ROW: self.repeated, NO_URI: self.no_uri}
+        return Listing(self.entries, 0, {k: n for k, n in skipped.items() if n})
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
         max_bytes = self.max_bytes
