@@ -297,3 +297,37 @@ def test_rows_without_a_uri_or_a_label(
         Path(dog[0]).name: "dog",
         Path(cat[0]).name: "cat",
     }
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_an_archive_holding_a_name_twice_reads_the_first(
+    tmp_path: Path, files: dict[str, bytes], kind: str
+) -> None:
+    """Archives may hold one name twice; a uri names one file: the first member is read (as
+    both formats' readers do in order) and the repeat is counted as skipped, not lost."""
+    import warnings
+
+    cat = sorted(n for n in files if n.startswith("cat/"))
+    first, second = files[cat[0]], files[cat[1]]
+    path = tmp_path / f"lake.{kind}"
+    members = [("cat/same.jpg", first), ("cat/same.jpg", second), ("dog/b.jpg", files[cat[2]])]
+    if kind == "zip":
+        with warnings.catch_warnings(), zipfile.ZipFile(path, "w") as archive:
+            warnings.simplefilter("ignore")  # "Duplicate name": the point of the test
+            for name, data in members:
+                archive.writestr(name, data)
+    else:
+        with tarfile.open(path, "w") as archive:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    source = open_source(str(path), labels=LABELS)
+    listing = source.scan()
+    assert [e.uri.split("::")[0].split("://")[1] for e in listing.entries] == [
+        "cat/same.jpg",
+        "dog/b.jpg",
+    ]
+    assert listing.skipped == {"archive member name repeated (the first is read)": 1}
+    read = {e.uri.split("::")[0].split("://")[1]: data for e, data in source.read(listing.entries)}
+    assert read["cat/same.jpg"] == first

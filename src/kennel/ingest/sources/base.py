@@ -38,6 +38,7 @@ OUTSIDE_FOLDER = "name leads outside the folder"  # `..` in a name on an fsspec 
 CHAINED_NAME = "name contains '::', which URLs cannot carry"  # fsspec's chaining separator
 REPEATED_ROW = "row naming a file an earlier row names"  # same label: the file is offered once
 NO_URI = "row without a uri"  # empty or null: no file to read (never read as a path)
+REPEATED_MEMBER = "archive member name repeated (the first is read)"  # one uri, one file
 LABEL_CONFLICT = "label conflict"  # a reason's kind: one content or file under two labels
 
 
@@ -241,7 +242,10 @@ def _split_images(
             skipped[CHAINED_NAME] += 1
         else:
             images.append(rel)
-    return sorted(images), ignored, skipped
+    distinct = sorted(set(images))
+    if len(distinct) < len(images):  # an archive may hold a name twice; a uri names one file
+        skipped[REPEATED_MEMBER] += len(images) - len(distinct)
+    return distinct, ignored, skipped
 
 
 def too_large(size: int, limit: int, *, declared: bool = False) -> str:

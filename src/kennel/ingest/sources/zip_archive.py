@@ -34,11 +34,10 @@ _ZIP_ERRORS = (
 )
 
 
-def _read_zip_member(archive: zipfile.ZipFile, member: str, limit: int) -> ReadResult:
+def _read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> ReadResult:
     """Refused unread when the declared size is over ``limit``; cut off at ``limit + 1`` bytes
     while inflating whatever the header says."""
     try:
-        info = archive.getinfo(member)
         if info.file_size > limit:
             return too_large(info.file_size, limit, declared=True)
         with archive.open(info) as handle:
@@ -74,7 +73,13 @@ class ZipSource(FileTreeSource, AtUrl):
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
         max_bytes = self.max_bytes
         with self._open() as archive:
+            first: dict[str, zipfile.ZipInfo] = {}  # a name held twice: its first member, as tar
+            for info in archive.infolist():
+                first.setdefault(info.filename, info)
             for entry in entries:
                 # up to the first ``::``: no member name holds one, the archive's URL may
-                member = entry.uri[len("zip://") : entry.uri.index("::")]
-                yield entry, _read_zip_member(archive, member, max_bytes)
+                info = first.get(entry.uri[len("zip://") : entry.uri.index("::")])
+                if info is None:
+                    yield entry, "archive member disappeared"
+                else:
+                    yield entry, _read_zip_member(archive, info, max_bytes)
