@@ -78,8 +78,8 @@ class ZipSource(FileTreeSource, AtUrl):
                 first.setdefault(info.filename, info)
             for entry in entries:
                 # up to the first ``::``: no member name holds one, the archive's URL may
-                info = first.get(entry.uri[len("zip://") : entry.uri.index("::")])
-                if info is None:
+                member = first.get(entry.uri[len("zip://") : entry.uri.index("::")])
+                if member is None:
                     yield entry, "archive member disappeared"
                 else:
-                    yield entry, _read_zip_member(archive, info, max_bytes)
+                    yield entry, _read_zip_member(archive, member, max_bytes)
