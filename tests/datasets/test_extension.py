@@ -28,6 +28,9 @@ AWKWARD = [0.12345, 2.00005, 1.00015, -0.00001, 0.0, -0.0, 1e12 + 0.00005, 3.5e-
 def model_extend(parent: list[Row], candidates: list[Candidate]) -> dict[str, Any]:
     """What a child is, row by row (the catalog's rule before it moved to columns)."""
     known = {row.sha256: (row.label, row.split) for row in parent}
+    offered_as: dict[str, set[str]] = defaultdict(set)
+    for cand in candidates:
+        offered_as[cand.sha256].add(cand.label)
     seen: dict[str, str] = {}
     accepted, conflicts, already = [], [], 0
     for cand in sorted(candidates, key=lambda c: c.uri):
@@ -39,11 +42,12 @@ def model_extend(parent: list[Row], candidates: list[Candidate]) -> dict[str, An
                 reason = f"label conflict: the same bytes are labelled {label!r} already"
                 conflicts.append((cand.uri, reason))
             continue
-        first = seen.setdefault(cand.sha256, cand.label)
-        if first != cand.label:
-            reason = f"label conflict: the same bytes are also labelled {first!r}"
-            conflicts.append((cand.uri, reason))
+        others = sorted(offered_as[cand.sha256] - {cand.label})
+        if others:  # offered under two labels: no copy is taken
+            also = " and ".join(repr(o) for o in others)
+            conflicts.append((cand.uri, f"label conflict: the same bytes are also labelled {also}"))
             continue
+        seen[cand.sha256] = cand.label
         accepted.append(cand)
     assigned = splits.assign(
         known, seen, test=SPLIT.test, validation=SPLIT.validation, seed=SPLIT.seed

@@ -108,3 +108,24 @@ def test_a_picture_saved_twice_is_a_near_duplicate_and_a_copy_an_exact_one(
     finally:
         ws.close()
     assert pairs == {("a.png", "b.bmp", 0), ("b.bmp", "copy.png", 0)}
+
+
+def test_the_same_bytes_under_two_labels_quarantines_every_copy(tmp_path: Path) -> None:
+    """Which label is right? No copy says: none is taken (the first by path was kept)."""
+    good = odd_files()["cat/good.jpg"][0]
+    other = odd_files()["dog/cmyk.jpg"][0]
+    lake = write_tree(
+        tmp_path / "lake", {"cat/a.jpg": good, "dog/a-again.jpg": good, "dog/b.jpg": other}
+    )
+    project = make_project(tmp_path / "proj")
+    result = CliRunner().invoke(
+        app, ["data", "ingest", str(lake), "--dataset", "two", "-C", str(project.root), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["added"] == 1 and report["quarantined"] == {"label conflict": 2}
+    reasons = {Path(uri).name: reason for uri, reason in report["quarantine_sample"]}
+    assert reasons == {
+        "a.jpg": "label conflict: the same bytes are also labelled 'dog'",
+        "a-again.jpg": "label conflict: the same bytes are also labelled 'cat'",
+    }

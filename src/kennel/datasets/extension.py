@@ -100,11 +100,17 @@ def extend(
     where = parent.num_rows - 1 - found[known]
     held_label = contiguous(parent["label"]).take(pa.array(where)).to_pylist()
     label_of = dict(zip(shas.filter(pa.array(known)).to_pylist(), held_label, strict=True))
+    offered_shas = shas.to_pylist()
+    # the labels each new content is offered under: under two, no copy says which is right
+    named: dict[str, set[str]] = defaultdict(set)
+    for sha, label in zip(offered_shas, labels, strict=True):
+        if sha not in label_of:
+            named[sha].add(label)
     seen_label: dict[str, str] = {}
     keep = np.zeros(len(uris), dtype=bool)
     already = 0
     conflicts: list[tuple[str, str]] = []
-    for n, (uri, sha, label) in enumerate(zip(uris, shas.to_pylist(), labels, strict=True)):
+    for n, (uri, sha, label) in enumerate(zip(uris, offered_shas, labels, strict=True)):
         held = label_of.get(sha)
         if held is not None:
             if held == label:
@@ -114,10 +120,11 @@ def extend(
                     (uri, f"label conflict: the same bytes are labelled {held!r} already")
                 )
             continue
-        first = seen_label.setdefault(sha, label)
-        if first != label:
-            conflicts.append((uri, f"label conflict: the same bytes are also labelled {first!r}"))
+        if len(named[sha]) > 1:  # every copy is quarantined, not the first in uri order kept
+            others = " and ".join(repr(o) for o in sorted(named[sha] - {label}))
+            conflicts.append((uri, f"label conflict: the same bytes are also labelled {others}"))
             continue
+        seen_label[sha] = label
         keep[n] = True
 
     assigned = splits.assign_counted(
