@@ -92,3 +92,13 @@ def test_a_name_that_reads_as_markup_is_printed_as_it_is(tmp_path: Path) -> None
     assert result.exit_code != 0  # the only row's label is not a configured one
     # counted by kind, "unknown label", not by the label itself (it was cut at its first ":")
     assert "(1 quarantined: {'unknown label': 1})" in result.output
+
+
+def test_a_project_path_is_printed_as_it_is(tmp_path: Path) -> None:
+    """`kennel init` printed a folder named "we[bold]ird<newline>name" as "weird" and a line
+    break: a path is data, on one line, its brackets kept."""
+    folder = tmp_path / "we[bold]ird\nname"
+    result = runner.invoke(app, ["init", str(folder)])
+    assert result.exit_code == 0, result.output
+    [line] = result.stdout.splitlines()
+    assert line.startswith(f"{tmp_path}/we[bold]ird\\x0aname/kennel.yaml created")

@@ -331,3 +331,17 @@ def test_an_archive_holding_a_name_twice_reads_the_first(
     assert listing.skipped == {"archive member name repeated (the first is read)": 1}
     read = {e.uri.split("::")[0].split("://")[1]: data for e, data in source.read(listing.entries)}
     assert read["cat/same.jpg"] == first
+
+
+def test_a_manifest_is_recorded_by_its_absolute_path(
+    tmp_path: Path, files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a folder or an archive is: the same manifest named from two folders is one source
+    (it was recorded as "manifest:../m/m.csv" from one and "manifest:m/m.csv" from another)."""
+    write_tree(tmp_path / "m", files)
+    (tmp_path / "m" / "m.csv").write_text(f"uri,label\n{sorted(files)[0]},cat\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    here = open_source("../m/m.csv").describe()
+    monkeypatch.chdir(tmp_path)
+    assert here == open_source("m/m.csv").describe() == f"manifest:{tmp_path / 'm' / 'm.csv'}"

@@ -166,7 +166,7 @@ def pipeline_run(
     if json_out:
         emit_json(result.as_dict())
     else:
-        console.print(f"pipeline done: {result.model} from {result.dataset_version}")
+        console.print(f"pipeline done: {result.model} from {result.dataset_version}", markup=False)
 
 
 def train(

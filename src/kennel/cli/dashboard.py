@@ -57,7 +57,9 @@ def ui(
     )
     scheme = "https" if ssl_certfile else "http"
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"kennel dashboard for {ws.project.root} on {scheme}://{shown}:{port}/")
+    console.print(
+        f"kennel dashboard for {ws.project.root} on {scheme}://{shown}:{port}/", markup=False
+    )
     if host not in LOOPBACK and ssl_certfile is None:
         console.print(
             "[yellow]warning:[/] not on loopback and without TLS: tokens and session cookies "

@@ -137,6 +137,8 @@ def list_(
     """List dataset versions."""
     with opened(project) as ws:
         versions = ws.catalog.versions(dataset)
+        if dataset is not None and not versions:
+            ws.catalog.resolve(dataset)  # no such dataset: the one-line error `data show` gives
     if json_out:
         emit_json([v.as_dict() for v in versions])
         return

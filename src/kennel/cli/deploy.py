@@ -56,7 +56,9 @@ def serve(
         service = ws.service(env)
         shown = f"[{host}]" if ":" in host else host
         name = ws.project.config.model.name
-        console.print(f"serving {name}@{target.alias} for {env} on http://{shown}:{port}")
+        console.print(
+            f"serving {name}@{target.alias} for {env} on http://{shown}:{port}", markup=False
+        )
         run(service, sock, drain_s=drain)
     finally:
         ws.close()
@@ -169,7 +171,9 @@ def predict(
             update(start + len(chunk), len(files))
     if not json_out:
         summary = ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
-        console.print(f"{len(files)} images: {summary or 'none scored'}; {rejected} rejected")
+        console.print(
+            f"{len(files)} images: {summary or 'none scored'}; {rejected} rejected", markup=False
+        )
     if rejected:
         raise typer.Exit(1)
 

@@ -117,7 +117,9 @@ def init(
         emit_json(result)
     else:
         state = "created" if created else "already initialised; kept"
-        console.print(f"{project.root / 'kennel.yaml'} {state}; metadata {project.metadata_url}")
+        console.print(
+            f"{project.root / 'kennel.yaml'} {state}; metadata {project.metadata_url}", markup=False
+        )
 
 
 @audit_app.command("verify")
@@ -244,7 +246,7 @@ def demo(
         f"[bold]done[/bold] in {summary['wall_s']}s; the story: {summary['report']}; explore "
         f"with e.g. `kennel alerts list -C {summary['project']}`"
     )
-    console.print(f"the dashboard: kennel ui -C {summary['project']}")
+    console.print(f"the dashboard: kennel ui -C {summary['project']}", markup=False)
     if not summary["ok"]:
         from kennel.errors import KennelError
 

@@ -92,7 +92,9 @@ def download(
     if json_out:
         emit_json({"model": model.ref, "files": [str(f) for f in files]})
     else:
-        console.print(f"{model.ref}: {len(files)} files verified and written to {dest}")
+        console.print(
+            f"{model.ref}: {len(files)} files verified and written to {dest}", markup=False
+        )
 
 
 @app.command()
@@ -248,4 +250,4 @@ def compliance_report(
     if json_out:
         emit_json({**report, "html": str(target)})
     else:
-        console.print(f"wrote {target}")
+        console.print(f"wrote {target}", markup=False)

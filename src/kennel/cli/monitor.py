@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from kennel.cli.app import JsonOption, ProjectOption, TokenOption, acting, new_app, opened
 from kennel.cli.render import console, emit_json, reporting, table
@@ -71,7 +72,8 @@ def _show(cycle: Cycle) -> None:
             markup=False,
         )
     for alert in cycle.alerts.opened:
-        console.print(f"[red]alert[/] {alert.rule} ({alert.severity}): {alert.message}")
+        rule, message = escape(alert.rule), escape(alert.message)
+        console.print(f"[red]alert[/] {rule} ({alert.severity}): {message}")
     for alert in cycle.alerts.resolved:
         console.print(f"[green]resolved[/] {alert.rule}")
 
@@ -256,7 +258,7 @@ def analyze_saliency(
     if json_out:
         emit_json({"prediction": prediction_id, "html": str(out), "map": drop.round(4).tolist()})
     else:
-        console.print(f"wrote {out}")
+        console.print(f"wrote {out}", markup=False)
 
 
 @analyze_app.command("errors")
@@ -308,7 +310,7 @@ def telemetry_simulate(
     sent = telemetry.simulate(
         device, seconds=seconds, rate_hz=rate, faults=faults, host=host, port=port, seed=seed
     )
-    console.print(f"published {sent} readings from {device} to {host}:{port}")
+    console.print(f"published {sent} readings from {device} to {host}:{port}", markup=False)
 
 
 @telemetry_app.command("ingest")
@@ -325,7 +327,7 @@ def telemetry_ingest(
 
     with opened(project) as ws:
         ingestor = telemetry.TelemetryIngestor(ws.db, host=host, port=port).start()
-        console.print(f"subscribed to {telemetry.TOPIC}/+/+ at {host}:{port}")
+        console.print(f"subscribed to {telemetry.TOPIC}/+/+ at {host}:{port}", markup=False)
         try:
             if seconds:
                 time.sleep(seconds)
@@ -335,7 +337,9 @@ def telemetry_ingest(
             pass
         finally:
             ingestor.stop()
-    console.print(f"stored {ingestor.stored} readings ({ingestor.malformed} malformed)")
+    console.print(
+        f"stored {ingestor.stored} readings ({ingestor.malformed} malformed)", markup=False
+    )
 
 
 def _forever() -> None:

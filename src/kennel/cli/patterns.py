@@ -135,7 +135,9 @@ def rpc_worker(
     with opened(project) as ws:
         predictor = ws.predictor(model_ref(ws, model, env))
     worker = rpc.RpcWorker(predictor, url=url, queue=queue)
-    console.print(f"serving {predictor.name}@{predictor.version} on {queue} at {redact(url)}")
+    console.print(
+        f"serving {predictor.name}@{predictor.version} on {queue} at {redact(url)}", markup=False
+    )
     try:
         worker.run()
     except KeyboardInterrupt:
@@ -162,7 +164,9 @@ def export_package(
     if json_out:
         emit_json(result)
     else:
-        console.print(f"wrote {wheel} ({bundle.name}@{bundle.version}); pip install it")
+        console.print(
+            f"wrote {wheel} ({bundle.name}@{bundle.version}); pip install it", markup=False
+        )
 
 
 def publish(
@@ -182,7 +186,7 @@ def publish(
     if json_out:
         emit_json({"model": ref, "alias": alias, "stream": stream, "entry": entry})
     else:
-        console.print(f"published {ref} for {alias} on {stream} (entry {entry})")
+        console.print(f"published {ref} for {alias} on {stream} (entry {entry})", markup=False)
 
 
 def subscribe(
@@ -228,7 +232,7 @@ def subscribe(
     state_dir = state_root / re.sub(r"[^A-Za-z0-9_-]", "_", f"{feed.stream}--{alias}")
 
     def loaded(x: Loaded) -> None:
-        console.print(f"loaded {x.name}@{x.version} (entry {x.entry})")
+        console.print(f"loaded {x.name}@{x.version} (entry {x.entry})", markup=False)
 
     def refused(x: Rejection) -> None:
         console.print(f"[red]refused[/] entry {escape(x.entry)}: {escape(x.reason)}")
@@ -361,7 +365,7 @@ def export_k8s(
     if json_out:
         emit_json({"out": str(out), "files": sorted(files)})
         return
-    console.print(f"wrote {', '.join(sorted(files))} under {out}")
+    console.print(f"wrote {', '.join(sorted(files))} under {out}", markup=False)
     if not include_secrets:
         console.print(
             f"fill {out / 'k8s' / 'secret.yaml'} (placeholders: change-me) before applying"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from kennel.cli.app import JsonOption, ProjectOption, model_ref, opened
 from kennel.cli.render import console, emit_json
@@ -97,7 +98,7 @@ def watch(
 
     def on_source(e: SourceEvent) -> None:
         if not json_out and e.kind not in ("opened", "ended", "failed"):  # failed: the error
-            console.print(f"[yellow]source {e.kind}[/]: {e.detail}")
+            console.print(f"[yellow]source {e.kind}[/]: {escape(e.detail)}")
 
     with opened(project) as ws, _model(ws, model, env) as served:
         predlog = None
@@ -193,5 +194,5 @@ def synth_video(
         emit_json(result)
         return
     for s in timeline:
-        console.print(f"{clock(s.start)}-{clock(s.end)}  {s.label:6}  {s.source}")
-    console.print(f"wrote {out} and {clips.timeline_path(out)}")
+        console.print(f"{clock(s.start)}-{clock(s.end)}  {s.label:6}  {s.source}", markup=False)
+    console.print(f"wrote {out} and {clips.timeline_path(out)}", markup=False)

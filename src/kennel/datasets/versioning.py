@@ -113,7 +113,10 @@ class DatasetCatalog:
         elif re.fullmatch(r"[0-9a-f]{4,64}", version):
             matches = self.store.with_id_prefix(name, version)
         else:
-            raise NotFoundError(f"bad version {version!r} in {ref!r}: use vN or an id prefix")
+            raise NotFoundError(
+                f"bad version {version!r} in {ref!r}: use vN, latest, or an id prefix of at "
+                "least 4 hex digits"
+            )
         if not matches:
             raise NotFoundError(f"dataset version {ref!r} not found")
         if len(matches) > 1:

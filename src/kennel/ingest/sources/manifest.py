@@ -22,7 +22,9 @@ def manifest_source(
     max_bytes: int = DEFAULT_MAX_BYTES,
     **columns: str,
 ) -> TableSource:
-    base = url.rsplit("/", 1)[0] if "://" in url else str(Path(url).resolve().parent)
+    if "://" not in url:  # recorded as folders and archives are: absolute, whatever the cwd
+        url = str(Path(url).resolve())
+    base = url.rsplit("/", 1)[0] if "://" in url else str(Path(url).parent)
     try:
         with fsspec.open(url, "rb") as handle:
             data = handle.read()
