@@ -102,3 +102,12 @@ def test_a_project_path_is_printed_as_it_is(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     [line] = result.stdout.splitlines()
     assert line.startswith(f"{tmp_path}/we[bold]ird\\x0aname/kennel.yaml created")
+
+
+def test_a_folder_that_reads_as_markup_is_written_to_and_printed(tmp_path: Path) -> None:
+    """`data synth` into a folder named "b[/b]c" wrote the images, then ended in a MarkupError
+    traceback printing where."""
+    out = tmp_path / "b[/b]c"
+    result = runner.invoke(app, ["data", "synth", str(out), "--count", "2", "--size", "32"])
+    assert result.exit_code == 0, result.output
+    assert f"images to {out} (" in result.stdout

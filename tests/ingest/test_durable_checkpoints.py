@@ -102,3 +102,17 @@ def test_a_run_resumes_only_under_the_rules_it_began_with(
         ws.close()
     assert report.resumed and report.processed == 48 - 8
     assert report.version.n_rows == 48
+
+
+def test_the_rules_a_run_resumes_under_include_the_allowed_roots(tmp_path: Path) -> None:
+    """A manifest row outside the allowed roots is refused unread: allowing its folder later
+    must not resume the run that recorded the refusal."""
+    ws = Workspace(make_project(tmp_path / "p"))
+    try:
+        data = ws.project.config.data
+        same = run.Ingestor(ws.db, ws.content, ws.project.artifacts_url, data)
+        wider = data.model_copy(update={"allowed_roots": [str(tmp_path / "elsewhere")]})
+        other = run.Ingestor(ws.db, ws.content, ws.project.artifacts_url, wider)
+        assert ws.ingestor(1).rules == same.rules != other.rules
+    finally:
+        ws.close()

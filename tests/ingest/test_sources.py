@@ -257,7 +257,9 @@ def test_a_file_named_by_two_rows_is_offered_once_or_quarantined_on_two_labels(
     (tmp_path / "m" / "n.csv").write_text(f"uri,label\n{absolute},cat\n{cat[0]},cat\n")
     source = open_source(str(tmp_path / "m" / "n.csv"))
     [(entry, data)] = list(source.read(source.scan().entries))
-    assert entry.uri == absolute and data == files[cat[0]] and source.scan().skipped == {}
+    assert entry.uri == absolute and data == files[cat[0]]
+    # every row counted: the refused spelling is a repeat of the file the other row names
+    assert source.scan().skipped == {"row naming a file an earlier row names": 1}
 
 
 def test_rows_without_a_uri_or_a_label(
@@ -286,7 +288,7 @@ def test_rows_without_a_uri_or_a_label(
     report = workspace.ingestor().run(workspace.source(str(tmp_path / "m" / "m.parquet")), "blank")
     assert (report.added, report.quarantined) == (2, {"no label": 1})
     [(uri, reason)] = report.quarantine_sample
-    assert uri.endswith(cat[1]) and reason == "no label: none in its path, nor in its row"
+    assert uri.endswith(cat[1]) and reason == "no label: none in its path or manifest row"
     labels = dict(
         zip(
             *[workspace.catalog.table(report.version)[c].to_pylist() for c in ("uri", "label")],
@@ -345,3 +347,25 @@ def test_a_manifest_is_recorded_by_its_absolute_path(
     here = open_source("../m/m.csv").describe()
     monkeypatch.chdir(tmp_path)
     assert here == open_source("m/m.csv").describe() == f"manifest:{tmp_path / 'm' / 'm.csv'}"
+
+
+def test_a_blank_or_refused_row_never_decides_a_file(
+    tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    """Whatever the order of the rows: a refused spelling (an absolute path, outside the
+    allowed roots) gives the file no label, and the labelled row's columns stand, not the
+    blank row's."""
+    write_tree(tmp_path / "m", files)
+    name = sorted(n for n in files if n.startswith("cat/"))[0]
+    absolute = str((tmp_path / "m" / name).resolve())
+    refused, blank = f"{absolute},cat,r", f"{name},,b"
+    labelled, blank_first = f"{name},cat,l", f"{name},,b"
+    seen = []
+    for rows in ([refused, blank], [blank, refused], [blank_first, labelled], [labelled, blank]):
+        (tmp_path / "m" / "m.csv").write_text("uri,label,camera\n" + "\n".join(rows) + "\n")
+        listing = open_source(str(tmp_path / "m" / "m.csv")).scan()
+        [entry] = listing.entries
+        assert listing.skipped == {"row naming a file an earlier row names": 1}, rows
+        seen.append((entry.label, entry.attrs))
+    assert seen[0] == seen[1] == (None, {"camera": "b"})  # no label: quarantined
+    assert seen[2] == seen[3] == ("cat", {"camera": "l"})

@@ -135,6 +135,10 @@ def list_(
     json_out: JsonOption = False,
 ) -> None:
     """List dataset versions."""
+    from kennel.datasets.versioning import check_name
+
+    if dataset is not None:
+        check_name(dataset)  # a name, not a version ref (`data show NAME@v1` shows one)
     with opened(project) as ws:
         versions = ws.catalog.versions(dataset)
         if dataset is not None and not versions:
@@ -280,5 +284,6 @@ def synth_(
     else:
         console.print(
             f"wrote {len(items)} {scenario} images to {out} ({labels['cat']} cats, "
-            f"{labels['dog']} dogs) in {seconds:.1f}s; manifest: {out / synth.MANIFEST}"
+            f"{labels['dog']} dogs) in {seconds:.1f}s; manifest: {out / synth.MANIFEST}",
+            markup=False,
         )

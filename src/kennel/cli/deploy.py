@@ -72,7 +72,9 @@ def stop(env: Env = "production", project: ProjectOption = None) -> None:
     ws = Workspace.load(project)
     ws.project.config.environment(env)  # an unknown name is an error, with "did you mean"
     stopped = environments.stop(ws.project.state_dir, env)
-    console.print(f"{env}: {'stopped' if stopped else 'no background service was running'}")
+    console.print(
+        f"{env}: {'stopped' if stopped else 'no background service was running'}", markup=False
+    )
 
 
 def _default_model(ws: Workspace) -> str:
@@ -216,7 +218,8 @@ def deploy(
     c = result.certification
     console.print(
         f"{result.model} in {to}: {c.images} images, {c.label_mismatches} mismatches, "
-        f"p50 {c.p50_ms:.1f} ms, p99 {c.p99_ms:.1f} ms, {c.throughput:.1f} img/s"
+        f"p50 {c.p50_ms:.1f} ms, p99 {c.p99_ms:.1f} ms, {c.throughput:.1f} img/s",
+        markup=False,
     )
     if not c.passed:
         raise typer.Exit(1)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from kennel import __version__
 from kennel.cli import (
@@ -242,9 +243,10 @@ def demo(
     if summary["recovered"] is not None:
         won = "recovered the night" if summary["recovered"] else "did NOT recover the night"
         console.print(f"the retrained model {won}")
+    report, project = escape(str(summary["report"])), escape(str(summary["project"]))
     console.print(
-        f"[bold]done[/bold] in {summary['wall_s']}s; the story: {summary['report']}; explore "
-        f"with e.g. `kennel alerts list -C {summary['project']}`"
+        f"[bold]done[/bold] in {summary['wall_s']}s; the story: {report}; explore "
+        f"with e.g. `kennel alerts list -C {project}`"
     )
     console.print(f"the dashboard: kennel ui -C {summary['project']}", markup=False)
     if not summary["ok"]:

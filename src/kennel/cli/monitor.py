@@ -75,7 +75,7 @@ def _show(cycle: Cycle) -> None:
         rule, message = escape(alert.rule), escape(alert.message)
         console.print(f"[red]alert[/] {rule} ({alert.severity}): {message}")
     for alert in cycle.alerts.resolved:
-        console.print(f"[green]resolved[/] {alert.rule}")
+        console.print(f"[green]resolved[/] {escape(alert.rule)}")
 
 
 @monitor_app.command("run")
@@ -171,7 +171,7 @@ def _set_state(
                 f"role {who.role!r} may not change alerts (it takes {who.roles_for('alerts')})"
             )
         alert = AlertStore(ws.db).set_state(alert_id, state, actor=who.name, note=note)
-    console.print(f"alert {alert.id} ({alert.rule}) is now {alert.state}")
+    console.print(f"alert {alert.id} ({alert.rule}) is now {alert.state}", markup=False)
 
 
 @alerts_app.command("ack")
@@ -224,7 +224,7 @@ def alerts_retrain(
         window = (alert.first_at - parse_span(config.monitor.window), alert.last_at)
         outcome = ws.retrain(progress, window, actor=who.name).summary()
         store.note_action(alert.id, "retrain", outcome, actor=who.name)
-    console.print(outcome)
+    console.print(outcome, markup=False)
 
 
 @analyze_app.command("saliency")

@@ -97,7 +97,8 @@ def batch_score(
         console.print(
             f"{report.inputs} inputs scored by {report.model}@{report.version} into "
             f"{report.table}: {report.inserted} new, {report.already_scored} already "
-            f"there, {report.errors} unreadable ({report.images_per_second:.0f}/s)"
+            f"there, {report.errors} unreadable ({report.images_per_second:.0f}/s)",
+            markup=False,
         )
 
 
@@ -250,7 +251,8 @@ def subscribe(
     )
     subscriber.start()
     console.print(
-        f"following {feed.stream} at {redact(feed_url)}; predictions on http://{host}:{port}"
+        f"following {feed.stream} at {redact(feed_url)}; predictions on http://{host}:{port}",
+        markup=False,
     )
     try:
         app = create_consumer_app(subscriber, body_timeout_s=config.serve.body_timeout_s)
@@ -368,5 +370,6 @@ def export_k8s(
     console.print(f"wrote {', '.join(sorted(files))} under {out}", markup=False)
     if not include_secrets:
         console.print(
-            f"fill {out / 'k8s' / 'secret.yaml'} (placeholders: change-me) before applying"
+            f"fill {out / 'k8s' / 'secret.yaml'} (placeholders: change-me) before applying",
+            markup=False,
         )

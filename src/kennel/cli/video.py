@@ -94,7 +94,7 @@ def watch(
 
     def on_event(e: Event) -> None:
         if not json_out:
-            console.print(e.describe())
+            console.print(e.describe(), markup=False)
 
     def on_source(e: SourceEvent) -> None:
         if not json_out and e.kind not in ("opened", "ended", "failed"):  # failed: the error

@@ -90,11 +90,11 @@ def reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
-def _fingerprint(dataset: str, source: Source, entries: list[Entry], limits: Limits) -> str:
+def _fingerprint(dataset: str, source: Source, entries: list[Entry], rules: str) -> str:
     """What an interrupted run is resumed by: the same files of the same source into the same
-    dataset, judged by the same rules (a file checked before the interruption is not checked
-    again: under other labels or limits, its verdict would not be this run's)."""
-    rules = json.dumps(asdict(limits), sort_keys=True)
+    dataset, judged by the same ``rules`` (a file checked before the interruption is not
+    checked again: under other labels, limits or allowed roots its verdict would not be this
+    run's)."""
     digest = hashlib.sha256(f"{dataset}\n{source.describe()}\n{rules}\n".encode())
     for entry in entries:
         digest.update(f"{entry.uri}\t{entry.label}\n".encode())
@@ -161,6 +161,11 @@ class Ingestor:
             min_side=data.min_side,
             max_pixels=data.max_pixels,
             max_file_bytes=data.max_file_bytes,
+        )
+        # what every file's verdict depends on besides its bytes (a manifest row outside the
+        # allowed roots is refused unread)
+        self.rules = json.dumps(
+            {**asdict(self.limits), "allowed_roots": sorted(data.allowed_roots)}, sort_keys=True
         )
 
     def run(
@@ -243,7 +248,7 @@ class Ingestor:
     def _start(
         self, dataset: str, source: Source, entries: list[Entry], actor: str
     ) -> tuple[str, str | None, bool]:
-        fingerprint = _fingerprint(dataset, source, entries, self.limits)
+        fingerprint = _fingerprint(dataset, source, entries, self.rules)
         running = self.store.running(fingerprint)
         if running is not None:
             return running.id, running.parent_version, True

@@ -61,7 +61,7 @@ def check(
         return rejected(f"file too large: {size} bytes (limit {limits.max_file_bytes})"), None
     digest = sha256_hex(data)
     if label is None:
-        return rejected("no label: none in its path, nor in its row", digest, size), None
+        return rejected("no label: none in its path or manifest row", digest, size), None
     if limits.labels and label not in limits.labels:
         allowed = ", ".join(limits.labels)
         return rejected(f"unknown label: {label!r} (allowed: {allowed})"), None

@@ -133,14 +133,26 @@ class TableSource:
                 del first[uri]  # a spelling refused before, placed now: this row stands
                 outside.discard(uri)
                 self.refused.pop(uri, None)
+                self.repeated += 1  # and the refused row is counted as a repeat of it
+            attrs = {
+                str(k): str(v)
+                for k, v in row.items()
+                if k not in (uri_column, label_column) and v is not None
+            }
             if uri in first:  # the same file again ("d1.jpg" and "./d1.jpg" are one file)
                 row_before, label_before = first[uri]
-                if label == label_before or label is None:
-                    self.repeated += 1  # counted, not offered twice; a blank label claims none
-                elif label_before is None:  # the first row gave none: this row's label stands
+                if (
+                    label == label_before
+                    or label is None
+                    or (placed is None and uri not in outside)
+                ):
+                    # counted, not offered twice: a blank label claims none, nor does a refused
+                    # spelling of a file an earlier row placed
+                    self.repeated += 1
+                elif label_before is None:  # the first row gave none: this row stands
                     self.repeated += 1
                     first[uri] = (number, label)
-                    entries[uri] = Entry(uri, label, entries[uri].attrs)
+                    entries[uri] = Entry(uri, label, attrs)
                 else:  # which label is right? neither is taken: the file is quarantined
                     self.refused[uri] = (
                         f"{LABEL_CONFLICT}: rows {row_before} and {number} name this file, "
@@ -151,11 +163,6 @@ class TableSource:
             if placed is None:
                 self.refused[uri] = confinement.refusal(number, written)
                 outside.add(uri)
-            attrs = {
-                str(k): str(v)
-                for k, v in row.items()
-                if k not in (uri_column, label_column) and v is not None
-            }
             entries[uri] = Entry(uri, label, attrs)
         self.entries = [entries[u] for u in sorted(entries)]
 
