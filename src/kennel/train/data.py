@@ -26,7 +26,9 @@ from kennel.imaging import decode, square
 from kennel.portable import JPEG_DRAFT, jpeg_draft
 from kennel.storage import ContentStore, open_content_store
 
-CACHE_FORMAT = 2  # 2: large JPEGs decoded at a reduced scale (kennel.portable.JPEG_DRAFT)
+# 2: large JPEGs decoded at a reduced scale (kennel.portable.JPEG_DRAFT); 3: a plan's rows in
+# content order (a cache in the manifest's order would pair images with the wrong labels)
+CACHE_FORMAT = 3
 _CHUNK = 128
 
 

@@ -76,6 +76,10 @@ def plan(
 ) -> BuildPlan:
     """What to train on and with: fails before any image is read when the data cannot make a
     model (fewer than two labels, an empty train or test split)."""
+    # in content order: the same files give the same model whatever they are named (the seeded
+    # shuffle draws from this order; retraining on production images, named by random
+    # prediction ids, gave another model, and another night's accuracy, each run)
+    rows = sorted(rows, key=lambda r: (r.sha256, r.uri))
     classes = label_order(rows, labels)
     if len(classes) < 2:
         raise TrainingError(f"{version.ref} has {len(classes)} label(s); need at least 2")
