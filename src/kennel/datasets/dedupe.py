@@ -123,7 +123,8 @@ def _band_pairs(
         bits = np.bitwise_count(xor)
         close = np.flatnonzero(bits <= distance)
         if copies is not None:  # the same bytes: an exact duplicate, not a near one
-            close = close[(copies[a[close]] != copies[b[close]]) | (copies[a[close]] < 0)]
+            mine, theirs = copies[a[close]], copies[b[close]]
+            close = close[(mine != theirs) | (mine < 0)]
         for mask in searched:  # agreeing on an earlier band: found there already
             close = close[(xor[close] & mask) != 0]
         if len(close):

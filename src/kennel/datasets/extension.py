@@ -142,21 +142,23 @@ def extend(
     ).sort_by(MANIFEST_ORDER)
     is_new = marked[_NEW].to_numpy()
     child = marked.drop_columns([_NEW]).combine_chunks()
-    uri, sha256 = child["uri"], contiguous(child["sha256"])
+    uri, sha256 = contiguous(child["uri"]), contiguous(child["sha256"])
     shared = repeated(sha256)  # contents held by more than one file
-    # each row's content among them (-1: held by no other row): copies are no near pair
-    copies = pc.index_in(sha256, value_set=shared).fill_null(-1).to_numpy() if len(shared) else None
+    copies, groups = None, {}
+    if len(shared):
+        # each row's content among them (-1: held by no other row): copies are no near pair
+        copies = pc.index_in(sha256, value_set=shared).fill_null(-1).to_numpy()
+        groups = uris_of(sha256, uri, shared)
     pairs = dedupe.near_pairs(
         child["phash"].to_pylist(), is_new, distance=near_distance, copies=copies
     )
-    groups = uris_of(sha256, contiguous(uri), shared) if len(shared) else {}
     return Extension(
         table=child,
         added=added.num_rows,
         already_present=already,
         conflicts=conflicts,
         exact_groups=dedupe.exact_groups(groups),
-        near_pairs=_named(contiguous(uri), pairs),
+        near_pairs=_named(uri, pairs),
         new_rows=np.flatnonzero(is_new),
     )
 
