@@ -101,3 +101,6 @@ def test_resolve_errors(registry: ModelRegistry) -> None:
         registry.resolve("pets@nosuchalias")
     with pytest.raises(ConfigError):
         registry.resolve("../x@1")
+    # a bare '@' names no version: it was read as the newest, silently
+    with pytest.raises(NotFoundError, match="no version or alias after '@'"):
+        registry.resolve("pets@")

@@ -96,8 +96,13 @@ class DatasetCatalog:
 
     def resolve(self, ref: str) -> DatasetVersion:
         """``NAME``, ``NAME@latest``, ``NAME@v3`` (sequence) or ``NAME@<id prefix>`` (>= 4 hex)."""
-        name, _, version = ref.partition("@")
+        name, at, version = ref.partition("@")
         check_name(name)
+        if at and not version:
+            raise NotFoundError(
+                f"no version after '@' in {ref!r}: use {name}, {name}@latest, {name}@vN or "
+                f"{name}@<id prefix of at least 4 hex digits>"
+            )
         if version in ("", "latest"):
             found = self.latest(name)
             if found is None:

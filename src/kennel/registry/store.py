@@ -89,8 +89,12 @@ class ModelRegistry:
 
     def resolve(self, ref: str) -> ModelVersion:
         """``NAME`` (newest), ``NAME@3`` or ``NAME@alias``."""
-        name, _, spec = ref.partition("@")
+        name, at, spec = ref.partition("@")
         check_model_name(name)
+        if at and not spec:
+            raise NotFoundError(
+                f"no version or alias after '@' in {ref!r}: use {name}, {name}@N or {name}@ALIAS"
+            )
         if spec in ("", "latest"):
             version = self.store.latest_version(name)
         elif re.fullmatch(r"[0-9]+", spec):
