@@ -8,6 +8,7 @@ be shared).
 
     .venv/bin/python benchmarks/video_clip.py [--project DIR]   # DIR: production alias set
     .venv/bin/python benchmarks/video_clip.py --project DIR --repeat 6   # the default run only
+    .venv/bin/python benchmarks/video_clip.py --quantize   # int8 too, served where it is kept
 """
 
 from __future__ import annotations
@@ -168,11 +169,18 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=0, help="only the default run, this many times (with load)"
     )
+    parser.add_argument(
+        "--quantize",
+        action="store_true",
+        help="the trained model also gets an int8 copy where packaging keeps one, served then",
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {"load_average_before": load(), "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         began = time.monotonic()
-        root = args.project or quick_model(Path(tmp), image_size=224, frozen_blocks=17)
+        root = args.project or quick_model(
+            Path(tmp), image_size=224, frozen_blocks=17, quantize=args.quantize
+        )
         result["model_seconds"] = round(time.monotonic() - began, 1)
         ws = Workspace.load(root)
         try:
@@ -188,6 +196,8 @@ def main() -> None:
             "frame": predictor.frame.as_dict(),
             "ood": meta.get("ood"),
             "accuracy_on_its_test_split": model.metrics["accuracy"],
+            "int8": predictor.bundle.int8,
+            "quantization": meta.get("quantization"),
         }
         if args.repeat:
             result["repeats"] = [
