@@ -41,6 +41,12 @@ def test_defaults_resolve_against_project_root(tmp_path: Path) -> None:
         ({"monitor": {"window": "\u0663h"}}, "monitor.window"),  # an Arabic-Indic 3
         ({"monitor": {"window": "0h"}}, "monitor.window: .*more than 0"),
         ({"monitor": {"smtp": {"port": -5}}}, "monitor.smtp.port"),
+        (  # continuous deployment to an environment there is not: said on reading, not
+            # after a certification had moved the staging alias
+            {"release": {"mode": "deployment", "to": "prod"}},
+            r"release\.to 'prod': continuous deployment releases to an environment other",
+        ),
+        ({"release": {"mode": "deployment", "to": "staging"}}, r"release\.to 'staging'"),
         (  # an environment's name names its spool folder and pidfile: no path in it
             {"environments": {"../../evil": {"alias": "e"}}, "release": {"staging": "../../evil"}},
             r"environments\.\.\./\.\./evil\.\[key\]: String should match pattern",

@@ -1,5 +1,6 @@
-"""Small file-system helpers: atomic writes that never leave a half-written file behind, and a
-lock that says whether a process owns something (it dies with the process)."""
+"""Small file-system helpers: atomic writes that never leave a half-written file behind, where a
+page asked for by path may go, and a lock that says whether a process owns something (it dies
+with the process)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,13 @@ import fcntl
 import os
 import uuid
 from pathlib import Path
+
+from kennel.errors import ConfigError
+
+# In the head of every HTML page kennel writes where it is told (a report, a compliance page,
+# a saliency map): ``page_target`` replaces such a page without asking, anything else only
+# when forced.
+KENNEL_PAGE = '<meta name="generator" content="kennel">'
 
 
 def write_atomic(path: Path, data: bytes, *, fsync: bool = True, mode: int = 0o666) -> None:
@@ -57,3 +65,27 @@ def is_locked(path: Path) -> bool:
         return True
     os.close(fd)
     return False
+
+
+def page_target(
+    path: Path, default_name: str, *, force: bool = False, option: str = "--out"
+) -> Path:
+    """Where a page asked for at ``path`` is written: inside it as ``default_name`` when it is
+    a folder, else ``path`` itself. An existing file is replaced only when it is a page kennel
+    wrote (``KENNEL_PAGE`` in its first kilobytes) or with ``force``: a report sent by mistake
+    to a project's kennel.yaml, or as root to /etc/passwd, replaced it."""
+    if path.is_dir():
+        path = path / default_name
+    if force or not (path.exists() or path.is_symlink()):
+        return path
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        head = b""
+    if path.is_file() and KENNEL_PAGE.encode() in head:
+        return path
+    raise ConfigError(
+        f"{option} {path}: it exists and is not a page kennel wrote; give --force to replace "
+        "it, or another path"
+    )

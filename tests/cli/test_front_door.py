@@ -85,6 +85,7 @@ def test_predict_defaults_to_the_champion_and_fails_on_rejected_input(
     lines = [json.loads(line) for line in result.stdout.splitlines()]  # one object per image
     assert [Path(r["file"]).name for r in lines] == [f"{i}.jpg" for i in range(5)]
     assert all(r["model"]["version"] == 1 and r["label"] for r in lines)  # pets@champion
+    assert not any("prediction_id" in r for r in lines)  # not logged: no id that traces nowhere
     notes = tmp_path / "notes.txt"
     notes.write_text("not a picture")
     result = runner.invoke(app, ["predict", str(notes), str(folder / "0.jpg"), "-C", root])

@@ -87,7 +87,7 @@ def test_approvals_newest_decision_wins_and_is_audited(db: Database) -> None:
     assert approved.actor == "quinn (qa)" and approved.id is not None
     assert approved.at.tzinfo is not None
     store.add_approval("pets", 1, "rejected", actor="ada", role="admin", note="bias found")
-    store.add_approval("pets", 2, "approved", actor="quinn", role="qa", note="")
+    store.add_approval("pets", 2, "approved", actor="quinn", role="qa", note="", token="0a1b2c3d")
     latest = store.latest_approval("pets", 1)
     assert latest is not None
     assert (latest.decision, latest.actor, latest.note) == ("rejected", "ada (admin)", "bias found")
@@ -98,7 +98,12 @@ def test_approvals_newest_decision_wins_and_is_audited(db: Database) -> None:
         ("ada", "model.rejected", "pets@1"),
         ("quinn", "model.approved", "pets@2"),
     ]
-    assert AuditLog(db).entries(limit=1)[0].details == {"note": "", "role": "qa"}
+    # which token decided: two tokens may share a name
+    assert AuditLog(db).entries(limit=1)[0].details == {
+        "note": "",
+        "role": "qa",
+        "token": "0a1b2c3d",
+    }
 
 
 def test_a_decision_posted_again_is_the_same_decision(db: Database) -> None:

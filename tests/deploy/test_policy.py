@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from kennel.cli.main import app
 from kennel.db.deployments import CertificationVerdict, DeploymentStore
+from kennel.errors import ReleaseRefusedError
 from kennel.pipeline.build import BuildOptions
 from kennel.storage.cas import digest_key
 from kennel.wiring import Workspace
@@ -230,6 +231,103 @@ def test_rollback_skips_moves_that_changed_nothing(root: Path) -> None:
     assert (event["from_version"], event["to_version"]) == (2, 1)
 
 
+def test_a_rollback_raced_by_another_move_is_refused_not_sent_two_steps_back(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollback works out (current, previous) from the alias's history, then moves: another
+    move in between (a release, a second operator's rollback) used to be undone with it, and
+    the history replay left thinking the alias served what it no longer did."""
+    from kennel.deploy.policy import PolicyGate
+
+    t = tokens(root)
+    for version in (1, 2):
+        ready(root, version, t["qa"])
+        cli(root, "release", f"pets@{version}", "--to", "production", "--token", t["operator"])
+    original = PolicyGate.served_before
+    raced: list[int] = []
+
+    def then_someone_else_moves(self: PolicyGate, name: str, alias: str) -> tuple[int, int]:
+        seen = original(self, name, alias)
+        if not raced:  # the other operator's rollback lands between reading and moving
+            raced.append(1)
+            ws = Workspace.load(root)
+            try:
+                who = ws.tokens.identify(t["operator"])
+                ws.releases().rollback("production", who=who, reason="the other operator")
+            finally:
+                ws.close()
+        return seen
+
+    monkeypatch.setattr(PolicyGate, "served_before", then_someone_else_moves)
+    refused = cli(root, "rollback", "--env", "production", "--token", t["operator"], code=13)
+    assert "moved to version 1 meanwhile" in refused["stderr"], refused
+    moves = [(e["from_version"], e["to_version"], e["kind"]) for e in history(root, "production")]
+    assert moves == [(None, 1, "release"), (1, 2, "release"), (2, 1, "rollback")]
+    # and the store refuses any move whose expected starting point is stale
+    ws = Workspace.load(root)
+    try:
+        with pytest.raises(ReleaseRefusedError, match="meanwhile"):
+            ws.registry.set_alias("pets", "spare", 2, actor="t", reason="x", expect_from=1)
+        assert ws.registry.set_alias("pets", "spare", 2, actor="t", reason="x").to_version == 2
+    finally:
+        ws.close()
+
+
+def test_a_rejection_while_the_bundle_is_verified_refuses_the_release(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The policy was checked before the bundle was hashed (seconds for a large model) and not
+    again: a QA rejection landing meanwhile still let the rejected version into production."""
+    from kennel.deploy.policy import PolicyGate
+
+    t = tokens(root)
+    ready(root, 1, t["qa"])
+    original = PolicyGate.verify_bundle
+
+    def and_meanwhile_qa_rejects(self: PolicyGate, model: object) -> None:
+        original(self, model)  # type: ignore[arg-type]
+        cli(root, "reject", "pets@1", "--note", "blocker found", "--token", t["qa"])
+
+    monkeypatch.setattr(PolicyGate, "verify_bundle", and_meanwhile_qa_rejects)
+    refused = cli(root, "release", "pets@1", "--to", "production", "--token", t["operator"],
+                  code=13)  # fmt: skip
+    assert "rejected by qa-person" in refused["stderr"] and "blocker found" in refused["stderr"]
+    assert history(root, "production") == []
+
+
+def test_a_compliance_report_never_replaces_a_file_it_did_not_write(root: Path) -> None:
+    config = (root / "kennel.yaml").read_text()
+    refused = cli(root, "models", "compliance", "pets@1", "--out", str(root / "kennel.yaml"),
+                  code=2)  # fmt: skip
+    assert "not a page kennel wrote" in refused["stderr"]
+    assert (root / "kennel.yaml").read_text() == config
+    (root / "reports").mkdir()
+    written = cli(root, "models", "compliance", "pets@1", "--out", str(root / "reports"))
+    assert written["html"] == str(root / "reports" / "compliance-pets-1.html")
+    again = cli(root, "models", "compliance", "pets@1", "--out", written["html"])  # its own
+    assert again["html"] == written["html"]
+
+
+def test_qa_cannot_approve_a_version_whose_application_test_failed(root: Path) -> None:
+    """An approval given on a failed report used to carry over to a later passing one."""
+    t = tokens(root)
+    ws = Workspace.load(root)
+    try:
+        DeploymentStore(ws.db).add_certification(
+            CertificationVerdict("pets", 1, "staging", False, ["p99 41.0 ms > 0.01 ms"], None,
+                                 {}, datetime.now(UTC)),
+            actor="test",
+        )  # fmt: skip
+    finally:
+        ws.close()
+    refused = cli(root, "approve", "pets@1", "--note", "lgtm", "--token", t["qa"], code=13)
+    assert "failed its application test in staging (p99 41.0 ms > 0.01 ms)" in refused["stderr"]
+    cli(root, "reject", "pets@1", "--note", "too slow", "--token", t["qa"])  # saying no still works
+    certify_in(root, 2)
+    approved = cli(root, "approve", "pets@2", "--note", "ok", "--token", t["qa"])
+    assert approved["decision"] == "approved"
+
+
 def test_release_verifies_the_bundle_before_the_alias_moves(root: Path) -> None:
     t = tokens(root)
     ready(root, 1, t["qa"])
@@ -288,11 +386,16 @@ def test_a_service_never_serves_a_gate_failed_version(root: Path) -> None:
 def test_tokens_cannot_pass_for_kennel_and_the_last_admin_stays(root: Path) -> None:
     admin = cli(root, "token", "create", "--role", "admin", "--name", "ada")
     impostors = ("kennel-monitor (alert accuracy-drop)", "Continuous-Deployment", "local:root",
-                 "kennel\u2010monitor", "c\u043entinuous-deployment", "local :root")  # fmt: skip
+                 "kennel\u2010monitor", "c\u043entinuous-deployment", "local :root",
+                 # ASCII that looks the same: a capital i for the l, a one, a zero, "rn" for m
+                 "kenneI-monitor", "kenne1-monitor", "c0ntinuous-deployrnent",
+                 "SYSTEM.x")  # fmt: skip
     for name in impostors:
         refused = cli(root, "token", "create", "--role", "operator", "--name", name,
                       "--token", admin["token"], code=2)  # fmt: skip
         assert "kennel's own actors" in refused["stderr"]
+    for name in ("ian", "Lily", "kenn", "sys-admin", "0rla"):  # ordinary names still pass
+        cli(root, "token", "create", "--role", "viewer", "--name", name, "--token", admin["token"])
     refused = cli(root, "token", "revoke", admin["id"], "--token", admin["token"], code=14)
     assert "last admin" in refused["stderr"]
     # with an admin token in place, nobody creates tokens without one

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from kennel.cli.main import app
@@ -109,6 +110,18 @@ def test_continuous_deployment_releases_by_itself(tmp_path: Path) -> None:
         assert result.certification.passed and result.released is not None
         assert ws.registry.resolve("pets@production").version == 1
         assert result.released.actor == "continuous-deployment"
+        # an environment not named production: `release.to` names it (it was hard-coded)
+        config = yaml.safe_load((project.root / "kennel.yaml").read_text())
+        config["environments"]["live"] = config["environments"].pop("production")
+        config["environments"]["live"]["alias"] = "live"
+        config["release"]["to"] = "live"
+        (project.root / "kennel.yaml").write_text(yaml.safe_dump(config))
+        renamed = Workspace.load(project.root)
+        try:
+            again = renamed.releases().deploy("pets@1", "staging", who=Identity.system("ci"))
+            assert again.released is not None and again.released.alias == "live"
+        finally:
+            renamed.close()
     finally:
         staging.stop()
         ws.close()

@@ -110,3 +110,37 @@ def test_a_renamed_projects_service_is_still_stopped(tmp_path: Path) -> None:
     finally:
         service.kill()
         service.wait()
+
+
+def test_stop_says_when_a_service_it_did_not_start_answers_on_the_port(tmp_path: Path) -> None:
+    """After a kill -9 and a `kennel serve` by hand, `kennel stop` said only "no background
+    service was running" while a service went on answering on the environment's port."""
+    import yaml
+    from fastapi import FastAPI
+    from typer.testing import CliRunner
+
+    from kennel.cli.main import app
+    from kennel.serve.server import start_app_in_thread
+    from tests.conftest import make_project
+    from tests.serving import free_port
+
+    port = free_port()
+    root = make_project(tmp_path / "p").root
+    config = yaml.safe_load((root / "kennel.yaml").read_text())
+    config["environments"]["staging"]["port"] = port
+    (root / "kennel.yaml").write_text(yaml.safe_dump(config))
+    runner = CliRunner()
+    quiet = runner.invoke(app, ["stop", "--env", "staging", "-C", str(root)])
+    assert (
+        quiet.exit_code == 0
+        and quiet.stdout.strip() == "staging: no background service was running"
+    )
+    other = FastAPI()
+    other.get("/health/live")(lambda: {"status": "live"})
+    running = start_app_in_thread(other, port=port)
+    try:
+        told = runner.invoke(app, ["stop", "--env", "staging", "-C", str(root)])
+    finally:
+        running.stop()
+    assert told.exit_code == 0
+    assert f"but a service answers at http://127.0.0.1:{port}" in told.stdout, told.stdout

@@ -169,3 +169,41 @@ def test_audit_verify_fails_after_a_row_is_altered(tmp_path: Path) -> None:
     ws.close()
     broken = runner.invoke(app, ["audit", "verify", "-C", str(root)])
     assert broken.exit_code == 1 and "entry 1" in broken.output
+
+
+def test_a_retrain_on_images_the_dataset_already_holds_stops_before_training(
+    tmp_path: Path,
+) -> None:
+    """Feedback on photos from the training lake itself (the same bytes) passes the "labelled
+    images since the champion" check, then adds nothing: the retrain failed deep in training
+    (no image had the window column) with a failed run recorded."""
+    from datetime import UTC, datetime
+
+    from kennel.errors import StateError
+
+    project = served_project(tmp_path, models=1)
+    ws = Workspace.load(project.root)
+    ws.registry.set_alias("pets", "production", 1, actor="test", reason="first release")
+    production = start_env(ws, "production")
+    token = ws.tokens.create("operator", "feedback-bot")[0]
+    lake = sorted(p for p in (tmp_path / "lake").rglob("*.jpg"))[:6]
+    try:
+        with httpx.Client(base_url=production.url, timeout=30) as client:
+            for path in lake:
+                answer = client.post("/v1/predict", content=path.read_bytes()).json()
+                feedback = client.post(
+                    "/v1/feedback",
+                    json={"prediction_id": answer["prediction_id"], "label": path.parent.name},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                assert feedback.status_code == 200, feedback.text
+        assert production.service.predlog.flush()
+        runs = len(ws.tracker.runs())
+        window = (datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC))
+        with pytest.raises(StateError, match=r"already in park@.*learn nothing new"):
+            ws.retrain(window=window)
+        assert len(ws.tracker.runs()) == runs  # no training run was started
+        assert [m.version for m in ws.registry.versions("pets")] == [1]
+    finally:
+        production.stop()
+        ws.close()

@@ -79,7 +79,9 @@ def test_predict_raw_multipart_batch_and_model(server: tuple[RunningServer, Work
         assert model["version"] == 1 and model["labels"] == ["cat", "dog"]
         assert model["frame"]["policy"] == "tiles" and model["ood"]["method"] == "embedding"
         assert client.get("/health/live").status_code == 200
-        assert client.get("/health/ready").json() == {"status": "ready", "version": 1}
+        ready = client.get("/health/ready").json()
+        digest = ws.registry.resolve("pets@1").files["model.onnx"]
+        assert ready == {"status": "ready", "version": 1, "model": "pets", "sha256": digest}
         metrics = client.get("/metrics").text
     assert 'kennel_requests_total{route="/v1/predict",status="200"}' in metrics
     assert (
@@ -160,6 +162,22 @@ def test_auth_matrix_and_feedback(server: tuple[RunningServer, Workspace]) -> No
             headers={"authorization": "Bearer " + tokens["operator"]},
         )
         assert ok.status_code == 200 and ok.json()["recorded"]
+        # a label may overtake its prediction's record, or name an id no service gave:
+        # accepted either way, and the answer says whether the log holds the prediction
+        assert running.service is not None and running.service.predlog is not None
+        assert running.service.predlog.flush()
+        again = client.post(
+            "/v1/feedback",
+            json={"prediction_id": pid, "label": "dog"},
+            headers={"authorization": "Bearer " + tokens["operator"]},
+        )
+        assert again.json()["logged"] is True
+        typo = client.post(
+            "/v1/feedback",
+            json={"prediction_id": pid[:-1] + ("1" if pid.endswith("0") else "0"), "label": "dog"},
+            headers={"authorization": "Bearer " + tokens["operator"]},
+        )
+        assert typo.status_code == 200 and typo.json()["logged"] is False
         bad_label = client.post(
             "/v1/feedback",
             json={"prediction_id": pid, "label": "horse"},
@@ -423,6 +441,25 @@ def test_raw_image_route_answers_as_the_fastapi_route(
         text = client.post("/v1/predict", content=b"x", headers={"content-type": "text/plain"})
         assert text.status_code == 415 and text.json()["error"] == "unsupported_media_type"
         assert client.get("/v1/predict").status_code == 405
+        # media types are case-insensitive: both ways in took only lower case (a 415)
+        shouted = client.post("/v1/predict", content=image, headers={"content-type": "IMAGE/JPEG"})
+        assert shouted.status_code == 200, shouted.text
+        boundary = "b0undary"
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"'
+                f"\r\nContent-Type: image/jpeg\r\n\r\n"
+            ).encode()
+            + image
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        for kind in ("Multipart/Form-Data", "MULTIPART/FORM-DATA"):
+            headers = {"content-type": f"{kind}; boundary={boundary}"}
+            answer = client.post("/v1/predict", content=body, headers=headers)
+            assert answer.status_code == 200, (kind, answer.text)
+            batch = client.post("/v1/predict/batch", content=body.replace(
+                b'name="file"', b'name="files"'), headers=headers)  # fmt: skip
+            assert batch.status_code == 200, (kind, batch.text)
         assert client.post("/v1/predict/", content=image).status_code in (307, 404)
         source = client.post(
             "/v1/predict",
@@ -440,3 +477,47 @@ def test_raw_image_route_answers_as_the_fastapi_route(
     with ws.db.session() as s:
         row = s.get(PredictionRow, source.json()["prediction_id"])
     assert row is not None and row.source == "camera-7"
+
+
+def test_a_service_whose_alias_names_nothing_says_so(project: Project) -> None:
+    """An environment nothing was released to yet answered "cannot be loaded (see the service
+    log)", and the log held nothing above info level."""
+    ws = Workspace(project)
+    ws.registry.set_alias("pets", "production", None, actor="test", reason="nothing yet")
+    running = start_in_thread(ws.service("production"))
+    try:
+        with httpx.Client(base_url=running.url) as client:
+            ready = client.get("/health/ready")
+            predicted = client.post(
+                "/v1/predict", content=jpeg(32, 32, seed=1), headers={"content-type": "image/jpeg"}
+            )
+        said = "no model version is released to this environment yet (alias 'production'"
+        assert ready.status_code == 503 and said in ready.json()["detail"], ready.text
+        assert predicted.status_code == 503 and said in predicted.json()["detail"]
+    finally:
+        running.stop()
+        ws.registry.set_alias("pets", "production", 1, actor="test", reason="back")
+        ws.close()
+
+
+def test_a_deploy_never_takes_another_projects_service_for_its_own(
+    server: tuple[RunningServer, Workspace],
+) -> None:
+    """``kennel deploy`` waits for its environment's port to serve the version it deployed;
+    it compared the version number only, so another project's service on that port (the
+    default model name is the same in every project) could be certified in its place."""
+    import dataclasses
+
+    from kennel.deploy.environments import wait_for_version
+    from kennel.errors import ServiceError
+
+    running, ws = server
+    ours = ws.registry.resolve("pets@1")
+    wait_for_version(running.url, 1, timeout=5, model=ours)  # the right one
+    renamed = dataclasses.replace(ours, name="birds")
+    other_bundle = dataclasses.replace(ours, files={**ours.files, "model.onnx": "0" * 64})
+    for stranger in (renamed, other_bundle):
+        began = time.monotonic()
+        with pytest.raises(ServiceError, match="is held by another service"):
+            wait_for_version(running.url, 1, timeout=30, model=stranger)
+        assert time.monotonic() - began < 5  # at once, not after the timeout

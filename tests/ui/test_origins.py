@@ -135,3 +135,28 @@ def test_a_503_says_when_to_retry_and_names_no_host_to_strangers(
         page = known.get("/")
         assert page.status_code == 503 and "retry-after" in page.headers
         assert "db.internal:5432" in page.text  # a signed-in user is told what failed
+
+
+def test_only_a_local_proxy_sets_the_scheme_and_never_the_client_address() -> None:
+    import asyncio
+
+    from kennel.ui.origins import ProxiedScheme
+
+    seen: list[dict[str, object]] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        seen.append(scope)
+
+    def through(peer: str, *headers: tuple[bytes, bytes]) -> dict[str, object]:
+        scope = {"type": "http", "scheme": "http", "client": (peer, 5555), "headers": [*headers]}
+        asyncio.run(ProxiedScheme(app)(scope, None, None))
+        return seen[-1]
+
+    proto = (b"x-forwarded-proto", b"https")
+    spoof = (b"x-forwarded-for", b"10.9.8.7")
+    assert through("127.0.0.1", proto, spoof) == {
+        "type": "http", "scheme": "https", "client": ("127.0.0.1", 5555), "headers": [proto, spoof]
+    }  # fmt: skip
+    assert through("::1", (b"x-forwarded-proto", b"http, https"))["scheme"] == "https"
+    assert through("192.0.2.4", proto)["scheme"] == "http"  # not a proxy of this machine
+    assert through("127.0.0.1", (b"x-forwarded-proto", b"gopher"))["scheme"] == "http"

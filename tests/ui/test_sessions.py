@@ -126,15 +126,21 @@ def test_a_flood_of_wrong_tokens_is_cut_off_before_it_buries_the_audit_chain(
 ) -> None:
     client = served.client()
     statuses = []
-    for i in range(12):
+    for i in range(14):
         csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
         assert csrf is not None
         forged = f"kn_{i:08x}_" + "y" * 32
-        statuses.append(client.post("/login", data={"token": forged, "csrf": csrf[1]}).status_code)
-    assert statuses == [401] * 10 + [429] * 2
+        # a new claimed address each try: uvicorn trusted X-Forwarded-For from loopback, so
+        # the throttle keyed on it never cut anything off
+        spoofed = {"X-Forwarded-For": f"10.0.0.{i}", "Forwarded": f"for=10.0.1.{i}"}
+        answer = client.post("/login", data={"token": forged, "csrf": csrf[1]}, headers=spoofed)
+        statuses.append(answer.status_code)
+    assert statuses == [401] * 10 + [429] * 4
     with served.ws.db.session() as s:
         failed = [e for e in entries(s, 100) if e.action == "auth.login_failed"]
-    assert len(failed) == 10
+    assert len(failed) == 10  # refused while throttled: not audited
+    # every local user shares 127.0.0.1: a valid token still signs in from a throttled address
+    sign_in(served, "operator")
     throttle = LoginThrottle(limit=1, window_s=0.05, capacity=2)
     throttle.failed("a")
     assert not throttle.allowed("a") and throttle.allowed("b")
@@ -231,6 +237,9 @@ def test_live_regions_come_as_json_and_need_a_session(served: Served) -> None:
     assert "no alerts open" in live["regions"]["live-alerts"]
     overview = client.get("/api/live/").json()
     assert "stage-production" in overview["regions"]["live-strip"]
+    # an unknown live region is JSON too (it was the HTML error page)
+    unknown = client.get("/api/live/nowhere")
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not found"
 
 
 def test_every_answer_carries_a_strict_content_security_policy(served: Served) -> None:

@@ -147,6 +147,28 @@ def test_a_file_that_is_no_video_is_a_source_error(park: Project, tmp_path: Path
         assert result.stdout == ""
 
 
+def test_a_bad_out_is_refused_before_anything_is_watched(park: Project, tmp_path: Path) -> None:
+    """`--out` naming the watched clip replaced it with a short annotated copy (exit 0); a
+    `.txt` or a folder wrote nothing (OpenCV's message, or none) and exited 0."""
+    clip = tmp_path / "in.mp4"
+    make_clip(clip, [("dog", Image.new("RGB", (64, 64), "brown"), "x")], seconds=0.5,
+              fps=10, size=64)  # fmt: skip
+    before = clip.read_bytes()
+    (tmp_path / "outdir").mkdir()
+    for out, said in (
+        (clip, "is the video being watched"),
+        (tmp_path / "out.txt", "name a .mp4 file"),
+        (tmp_path / "outdir", "is a folder"),
+        (Path("/proc/nowhere/x.mp4"), "--out /proc/nowhere/x.mp4"),
+    ):
+        result = runner.invoke(app, ["watch", str(clip), "--model", "pets@1", "--out", str(out),
+                                     "-C", str(park.root)])  # fmt: skip
+        assert result.exit_code == 2, (out, result.output)
+        assert said in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert clip.read_bytes() == before
+    assert list((tmp_path / "outdir").iterdir()) == [] and not (tmp_path / "out.txt").exists()
+
+
 def _jpeg(i: int) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.full((96, 128, 3), (i * 9) % 255, np.uint8)).save(out, "JPEG")

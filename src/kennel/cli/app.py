@@ -196,6 +196,10 @@ ProjectOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ForceOption = Annotated[
+    bool,
+    typer.Option("--force", help="Replace an existing file even if it is not a page kennel wrote."),
+]
 TokenOption = Annotated[
     str | None,
     typer.Option("--token", envvar="KENNEL_TOKEN", help="A token whose role allows this."),

@@ -212,6 +212,13 @@ def train(
             init_from=init_from,
             study=study,
         )
+    if init_from is not None and (arch is not None or image_size is not None):
+        given = [n for n, v in (("--arch", arch), ("--image-size", image_size)) if v is not None]
+        raise typer.BadParameter(
+            f"a warm start keeps the architecture and image size of {init_from}; it cannot "
+            f"take {', '.join(given)}",
+            param_hint="--init-from",
+        )
     options = _options(
         arch,
         epochs,

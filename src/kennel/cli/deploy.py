@@ -70,11 +70,13 @@ def stop(env: Env = "production", project: ProjectOption = None) -> None:
     from kennel.wiring import Workspace
 
     ws = Workspace.load(project)
-    ws.project.config.environment(env)  # an unknown name is an error, with "did you mean"
+    target = ws.project.config.environment(env)  # an unknown name: an error, "did you mean"
     stopped = environments.stop(ws.project.state_dir, env)
-    console.print(
-        f"{env}: {'stopped' if stopped else 'no background service was running'}", markup=False
-    )
+    said = "stopped" if stopped else "no background service was running"
+    if not stopped and environments.is_live(target.url):
+        # one started otherwise (kennel serve in a terminal, a unit, a container)
+        said += f", but a service answers at {target.url}: stop it where it was started"
+    console.print(f"{env}: {said}", markup=False)
 
 
 def _default_model(ws: Workspace) -> str:
@@ -167,7 +169,10 @@ def predict(
                 if "error" in result:
                     rejected += 1
                 else:
-                    result.update(next(scored).as_dict())
+                    answer = next(scored).as_dict()
+                    # in-process predictions are not logged: an id would trace to nothing
+                    answer.pop("prediction_id", None)
+                    result.update(answer)
                     counts[result["label"]] = counts.get(result["label"], 0) + 1
                 _emit_prediction(result, json_out)
             update(start + len(chunk), len(files))

@@ -19,6 +19,7 @@ from kennel.cli import (
     monitor,
     patterns,
     runs,
+    telemetry,
     tune,
     video,
 )
@@ -64,7 +65,7 @@ app.add_typer(deploy.token_app, name="token", rich_help_panel=DEPLOY)
 app.add_typer(monitor.monitor_app, name="monitor", rich_help_panel=MONITOR)
 app.add_typer(monitor.alerts_app, name="alerts", rich_help_panel=MONITOR)
 app.add_typer(monitor.analyze_app, name="analyze", rich_help_panel=MONITOR)
-app.add_typer(monitor.telemetry_app, name="telemetry", rich_help_panel=MONITOR)
+app.add_typer(telemetry.telemetry_app, name="telemetry", rich_help_panel=MONITOR)
 audit_app = new_app("The hash-chained audit trail of every state change.")
 app.add_typer(audit_app, name="audit", rich_help_panel=MONITOR)
 app.command(rich_help_panel=PATTERNS)(video.watch)

@@ -7,8 +7,17 @@ from typing import Annotated, Any
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, TokenOption, acting, new_app, opened
+from kennel.cli.app import (
+    ForceOption,
+    JsonOption,
+    ProjectOption,
+    TokenOption,
+    acting,
+    new_app,
+    opened,
+)
 from kennel.cli.render import console, emit_json, table
+from kennel.errors import NotFoundError, did_you_mean
 
 app = new_app("Registered model versions, aliases and their history.")
 lineage_app = new_app("Trace anything back to its sources.")
@@ -131,6 +140,8 @@ def history(
     """Every alias move of a model."""
     with opened(project) as ws:
         events = ws.registry.alias_history(name, alias_name)
+        if not events and name not in (names := ws.registry.store.names()):
+            raise NotFoundError(f"no model named {name!r}{did_you_mean(name, names)}")
     if json_out:
         emit_json([e.as_dict() for e in events])
         return
@@ -232,12 +243,15 @@ def lineage_prediction(
 @app.command("compliance")
 def compliance_report(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
-    out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="HTML file to write (or a folder for it).")
+    ] = None,
+    force: ForceOption = False,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Compliance report: data, parameters, metrics, gates, approvals, releases, incidents."""
-    from kennel.fsutil import write_text_atomic
+    from kennel.fsutil import page_target, write_text_atomic
     from kennel.govern.compliance import compliance
     from kennel.govern.compliance import render as render_compliance
 
@@ -245,7 +259,8 @@ def compliance_report(
         report = compliance(
             ref, db=ws.db, registry=ws.registry, tracker=ws.tracker, catalog=ws.catalog
         )
-    target = out or Path(f"compliance-{report['model']['ref'].replace('@', '-')}.html")
+    default = f"compliance-{report['model']['ref'].replace('@', '-')}.html"
+    target = page_target(out or Path(default), default, force=force)
     write_text_atomic(target, render_compliance(report))
     if json_out:
         emit_json({**report, "html": str(target)})

@@ -1,4 +1,5 @@
-"""``kennel monitor | alerts | analyze | telemetry``: watch production and act on what it shows."""
+"""``kennel monitor | alerts | analyze``: watch production and act on what it shows (telemetry:
+``kennel.cli.telemetry``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from kennel.cli.app import JsonOption, ProjectOption, TokenOption, acting, new_app, opened
+from kennel.cli.app import (
+    ForceOption,
+    JsonOption,
+    ProjectOption,
+    TokenOption,
+    acting,
+    new_app,
+    opened,
+)
 from kennel.cli.render import console, emit_json, reporting, table
 from kennel.errors import ConfigError, NotFoundError
 
@@ -21,7 +30,6 @@ if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
 monitor_app = new_app("Analyse production windows: integrity, drift, performance, fairness.")
 alerts_app = new_app("Alerts raised by the monitor's rules.")
 analyze_app = new_app("Explain predictions and analyse errors.")
-telemetry_app = new_app("Host metrics and the camera's sensors over MQTT.")
 
 Window = Annotated[str, typer.Option("--window", help="Window length: 90s, 30m, 24h, 7d.")]
 EnvOpt = Annotated[
@@ -83,15 +91,21 @@ def monitor_run(
     window: Window = "",
     env: EnvOpt = None,
     act: Annotated[bool, typer.Option(help="Run the rules' actions.")] = True,
-    report: Annotated[Path | None, typer.Option(help="Also write the HTML report here.")] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Also write the HTML report here (a file, or a folder for it)."),
+    ] = None,
+    force: ForceOption = False,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Analyse one window (cron it: the daily analysis), raise alerts and act on them."""
-    from kennel.fsutil import write_text_atomic
+    from kennel.fsutil import page_target, write_text_atomic
     from kennel.govern.cycle import monitor_once
     from kennel.monitor.runner import parse_span
 
+    if report is not None:  # refused before the analysis acts on anything
+        report = page_target(report, "monitor-report.html", force=force, option="--report")
     with opened(project) as ws, reporting(json_out) as progress:
         span = parse_span(window) if window else None
         cycle = monitor_once(
@@ -230,16 +244,21 @@ def alerts_retrain(
 @analyze_app.command("saliency")
 def analyze_saliency(
     prediction_id: Annotated[str, typer.Argument(help="A logged prediction id.")],
-    out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("saliency.html"),
+    out: Annotated[Path, typer.Option(help="HTML file to write (or a folder for it).")] = Path(
+        "saliency.html"
+    ),
     grid: Annotated[int, typer.Option(min=2, max=32, help="Occlusion grid cells per side.")] = 8,
+    force: ForceOption = False,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Occlusion saliency for a logged prediction, through the model version that served it."""
     from kennel.db.predictions import PredictionStore
-    from kennel.fsutil import write_text_atomic
+    from kennel.fsutil import page_target, write_text_atomic
     from kennel.imaging import decode
     from kennel.monitor import analyze
+
+    out = page_target(out, f"saliency-{prediction_id[:12]}.html", force=force)
 
     with opened(project) as ws:
         logged = PredictionStore(ws.db).get(prediction_id)
@@ -249,7 +268,8 @@ def analyze_saliency(
         info = {"id": logged.id, "confidence": logged.confidence, "model": ref}
         if digest is None or not ws.content.exists(digest):
             raise NotFoundError(
-                f"the input of prediction {prediction_id} was not kept (serve.keep_inputs)"
+                f"the input of prediction {prediction_id} was not kept (its service ran with "
+                "serve.keep_inputs off, or it is a frame of kennel watch, which keeps none)"
             )
         predictor = ws.predictor(ref)
         image = decode(ws.content.get(digest), min_side=1).image
@@ -281,118 +301,3 @@ def analyze_errors(
             until=until,
         )
     emit_json(analyze.errors(w))
-
-
-@telemetry_app.command("simulate")
-def telemetry_simulate(
-    device: Annotated[str, typer.Option(help="Device id (MQTT topic level).")] = "cam-01",
-    seconds: Annotated[
-        float, typer.Option(min=0.1, max=31_536_000, help="How long to publish.")
-    ] = 10.0,
-    rate: Annotated[
-        float, typer.Option(min=0.1, max=10_000, help="Readings per sensor per second.")
-    ] = 5.0,
-    fault: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Inject KIND@SECONDS or KIND@SECONDS+DURATION "
-            "(overheat, tamper, condensation, dropout)."
-        ),
-    ] = None,
-    host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="MQTT broker port.")] = 1883,
-    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed.")] = 0,
-) -> None:
-    """Publish a realistic stream of the camera's sensors (accelerometer ... temperature)."""
-    from kennel.monitor import telemetry
-
-    faults = [telemetry.Fault.parse(f) for f in fault or []]
-    sent = telemetry.simulate(
-        device, seconds=seconds, rate_hz=rate, faults=faults, host=host, port=port, seed=seed
-    )
-    console.print(f"published {sent} readings from {device} to {host}:{port}", markup=False)
-
-
-@telemetry_app.command("ingest")
-def telemetry_ingest(
-    seconds: Annotated[
-        float, typer.Option(min=0, max=31_536_000, help="Stop after N seconds (0 = forever).")
-    ] = 0,
-    host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="MQTT broker port.")] = 1883,
-    project: ProjectOption = None,
-) -> None:
-    """Subscribe to every device's sensors and store the readings."""
-    from kennel.monitor import telemetry
-
-    with opened(project) as ws:
-        ingestor = telemetry.TelemetryIngestor(ws.db, host=host, port=port).start()
-        console.print(f"subscribed to {telemetry.TOPIC}/+/+ at {host}:{port}", markup=False)
-        try:
-            if seconds:
-                time.sleep(seconds)
-            else:
-                _forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            ingestor.stop()
-    console.print(
-        f"stored {ingestor.stored} readings ({ingestor.malformed} malformed)", markup=False
-    )
-
-
-def _forever() -> None:
-    while True:
-        time.sleep(3600)
-
-
-@telemetry_app.command("host")
-def telemetry_host(
-    every: Annotated[
-        float, typer.Option(min=0.1, max=604_800, help="Seconds between samples.")
-    ] = 5.0,
-    count: Annotated[int, typer.Option(min=1, max=1_000_000, help="Samples to take.")] = 1,
-    project: ProjectOption = None,
-    json_out: JsonOption = False,
-) -> None:
-    """Sample this machine with psutil (CPU, memory, disk, temperatures, RSS) into the store."""
-    from kennel.monitor import telemetry
-
-    taken = []
-    with opened(project) as ws:
-        for i in range(count):
-            samples = telemetry.host_samples()
-            telemetry.store(ws.db, samples)
-            taken += samples
-            if i + 1 < count:
-                time.sleep(every)
-    rows = [{"metric": s.metric, "value": round(s.value, 2), "source": s.source} for s in taken]
-    if json_out:
-        emit_json(rows)
-    else:
-        table("host telemetry", ["source", "metric", "value"],
-              [[r["source"], r["metric"], r["value"]] for r in rows])  # fmt: skip
-
-
-@telemetry_app.command("anomalies")
-def telemetry_anomalies(
-    window: Window = "1h",
-    project: ProjectOption = None,
-    json_out: JsonOption = False,
-) -> None:
-    """Readings out of range or far from their recent history."""
-    from kennel.monitor import telemetry
-    from kennel.monitor.runner import parse_span
-
-    until = datetime.now(UTC)
-    with opened(project) as ws:
-        found = telemetry.anomalies(ws.db, since=until - parse_span(window), until=until)
-    if json_out:
-        emit_json([a.as_dict() for a in found])
-        return
-    table(
-        "telemetry anomalies",
-        ["at", "source", "metric", "value", "why"],
-        [[f"{a.at:%H:%M:%S}", a.source, a.metric, f"{a.value:.2f}", a.reason] for a in found],
-    )

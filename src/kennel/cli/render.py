@@ -65,7 +65,8 @@ def emit_json(data: Any) -> None:
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
-    out = Table(title=title, title_justify="left")
+    # the title names things too (a study, a model): data, never markup
+    out = Table(title=Text(shown(title)) if title else None, title_justify="left")
     for column in columns:
         out.add_column(column)
     for row in rows:

@@ -8,6 +8,7 @@ import typer
 
 from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
 from kennel.cli.render import console, emit_json, table
+from kennel.errors import NotFoundError
 
 app = new_app("Tracked training runs and tuning trials.")
 
@@ -22,6 +23,8 @@ def list_(
     """List runs, oldest first."""
     with opened(project) as ws:
         runs = ws.tracker.runs(study=study, kind=kind)
+    if study is not None and not runs and kind is None:  # a typo printed an empty table
+        raise NotFoundError(f"no run belongs to study {study!r} (kennel runs list shows them)")
     if json_out:
         emit_json([r.as_dict() for r in runs])
         return

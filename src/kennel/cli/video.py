@@ -66,7 +66,7 @@ def watch(
         float, typer.Option(min=0, max=1, help="Confidence under which a pet is let go.")
     ] = 0.5,
     camera: Annotated[str, typer.Option(help="Camera id (the prediction log's source).")] = "",
-    out: Annotated[Path | None, typer.Option(help="Write an annotated video here.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write an annotated video here (.mp4).")] = None,
     duration: Annotated[
         float | None, typer.Option(min=0, max=31_536_000, help="Stop after this many seconds.")
     ] = None,
@@ -84,6 +84,9 @@ def watch(
     from kennel.video.events import Event, EventTracker
     from kennel.video.watch import AnnotatedWriter, VideoMetrics, Watcher
 
+    if out is not None and Path(source).is_file() and out.is_file() and out.samefile(source):
+        raise ConfigError(f"--out {out} is the video being watched; name another file")
+    writer = AnnotatedWriter(out, fps or 25.0) if out else None  # a bad --out: said first
     reader = FrameReader(source, target_fps=fps or None)
     camera_id = camera or f"camera:{Path(source).name if not reader.live else source}"
     metrics = VideoMetrics()
@@ -114,7 +117,7 @@ def watch(
             environment=env or "video",
             batch_size=batch,
             predlog=predlog,
-            writer=AnnotatedWriter(out, fps or 25.0) if out else None,
+            writer=writer,
             metrics=metrics,
             on_event=on_event,
             on_source=on_source,

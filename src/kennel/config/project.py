@@ -82,6 +82,14 @@ class KennelConfig(_Strict):
             raise ValueError(
                 "release.staging may not be production: production takes released versions"
             )
+        if self.release.mode == "deployment" and (
+            self.release.to not in self.environments or self.release.to == self.release.staging
+        ):
+            # said when kennel.yaml is read, not after a certification (the staging alias moved)
+            raise ValueError(
+                f"release.to {self.release.to!r}: continuous deployment releases to an "
+                f"environment other than staging ({', '.join(sorted(self.environments))})"
+            )
         return self
 
     def environment(self, env: str) -> EnvironmentConfig:

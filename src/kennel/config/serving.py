@@ -62,6 +62,8 @@ class ReleaseConfig(_Strict):
     # the environment where `kennel deploy` runs the application test that certifies a version;
     # every other environment takes only released versions
     staging: str = "staging"
+    # where continuous deployment (mode: deployment) releases a version that passed
+    to: str = "production"
     certification: CertificationConfig = Field(default_factory=CertificationConfig)
 
 

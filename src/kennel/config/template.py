@@ -114,6 +114,7 @@ environments:               # servers bind to their host; 127.0.0.1 unless you c
 release:
   mode: delivery            # delivery: QA approval required; deployment: automatic
   staging: staging          # where `kennel deploy` certifies; other environments take releases
+  to: production            # where mode deployment releases a version that passed
   certification:
     max_p99_ms: 5000.0
     min_throughput: 0.0

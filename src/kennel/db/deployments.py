@@ -143,7 +143,15 @@ class DeploymentStore:
 
     # -- QA decisions ---------------------------------------------------------------------
     def add_approval(
-        self, model: str, version: int, decision: str, *, actor: str, role: str, note: str
+        self,
+        model: str,
+        version: int,
+        decision: str,
+        *,
+        actor: str,
+        role: str,
+        note: str,
+        token: str | None = None,
     ) -> Approval:
         """Record QA's ``decision`` (approved | rejected) by ``actor`` in ``role`` and audit
         it as ``model.<decision>``. The same decision with the same note (the same words,
@@ -180,7 +188,8 @@ class DeploymentStore:
                 actor=actor,
                 action=f"model.{decision}",
                 subject=f"{model}@{version}",
-                details={"note": note, "role": role},
+                # which token decided: names are not unique (as for every alias move)
+                details={"note": note, "role": role, "token": token},
             )
             return _approval(row)
 

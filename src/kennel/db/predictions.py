@@ -146,7 +146,8 @@ class PredictionStore:
         self, prediction_id: str, label: str, *, actor: str, token: str | None = None
     ) -> Feedback:
         """Record (or replace) the true label of a prediction and audit it as ``feedback``.
-        The prediction need not be stored yet: feedback may overtake the buffered log."""
+        The prediction need not be stored yet: feedback may overtake the buffered log, and is
+        joined to its prediction whenever that lands (``logged`` tells whether it has)."""
         feedback = Feedback(prediction_id, label, datetime.now(UTC), actor)
         with self.db.session() as s:
             s.merge(
@@ -165,6 +166,11 @@ class PredictionStore:
                 details={"label": label, "token": token},
             )
         return feedback
+
+    def logged(self, prediction_id: str) -> bool:
+        """Whether the prediction is in the log (the database) now."""
+        with self.db.session() as s:
+            return s.get(PredictionRow, prediction_id) is not None
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, prediction_id: str) -> LoggedPrediction | None:

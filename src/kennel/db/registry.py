@@ -250,18 +250,32 @@ class RegistryStore:
         kind: str,
         token: str | None,
         require_change: bool = False,
+        expect_from: int | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> AliasEvent:
         """Point ``alias`` at ``version`` (None removes it) and keep the move as an event,
         audited as ``alias.move``, in one transaction. Moves of one alias are serialised, so
         each move's ``from`` is where the move before it left the alias. ``require_change``:
         refuse (ReleaseRefusedError) a move to the version the alias already names, checked
-        under the lock, so of two racing releases of one version the second is refused."""
+        under the lock, so of two racing releases of one version the second is refused.
+        ``expect_from``: refuse the move unless the alias still names that version (a
+        rollback worked out from a history that another move has since changed). ``guard``:
+        called under the lock, before anything is read; what it raises refuses the move (the
+        release policy, checked again once the slow part of a release, hashing the bundle,
+        is over: a rejection that landed meanwhile then counts)."""
         with self.db.session() as s:
             serialize(s, f"alias:{name}@{alias}")
+            if guard is not None:
+                guard()
             if version is not None and s.get(ModelVersionRow, (name, version)) is None:
                 raise NotFoundError(f"model version {name}@{version} not found")
             current = s.get(ModelAliasRow, (name, alias))
             before = current.version if current else None
+            if expect_from is not None and before != expect_from:
+                raise ReleaseRefusedError(
+                    f"{name}@{alias} moved to version {before} meanwhile (this move was "
+                    f"worked out from version {expect_from}); look again and retry"
+                )
             if require_change and before == version:
                 raise ReleaseRefusedError(f"{name}@{alias} already names version {version}")
             if version is None:

@@ -26,6 +26,7 @@ from kennel.config import CertificationConfig
 from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database
 from kennel.db.deployments import CertificationVerdict, DeploymentStore
+from kennel.fsutil import KENNEL_PAGE
 from kennel.portable import FrameSpec
 from kennel.progress import Event, Progress, silent
 from kennel.registry.entities import ModelVersion
@@ -243,7 +244,7 @@ def _html(c: Certification) -> str:
         for r in c.robustness
     )
     verdict = "PASSED" if c.passed else "FAILED: " + "; ".join(c.reasons)
-    return f"""<!doctype html><html><head><meta charset="utf-8">
+    return f"""<!doctype html><html><head><meta charset="utf-8">{KENNEL_PAGE}
 <title>certification {esc(c.model)}@{c.version}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em}}td,th{{border:1px solid #ccc;
 padding:4px 8px}}table{{border-collapse:collapse}}</style></head><body>

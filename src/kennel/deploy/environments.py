@@ -12,11 +12,15 @@ import sys
 import time
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from kennel.errors import ServiceError
 from kennel.fsutil import write_atomic
+
+if TYPE_CHECKING:
+    from kennel.registry.entities import ModelVersion
 
 
 @cache
@@ -26,16 +30,23 @@ def _tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def served_version(url: str, timeout: float = 2.0) -> int | None:
-    """The version the service at ``url`` serves now, or None when it is not answering."""
+def served(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """What the service at ``url`` says it serves (``/health/ready``: version, model name,
+    the sha256 of its model.onnx), or None when it is not answering or not ready."""
     try:
         response = httpx.get(f"{url}/health/ready", timeout=timeout, verify=_tls())
-    except httpx.HTTPError:
+        if response.status_code != 200:
+            return None
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
         return None
-    if response.status_code != 200:
-        return None
-    version = response.json().get("version")
-    return int(version) if version is not None else None
+    return body if isinstance(body, dict) and body.get("version") is not None else None
+
+
+def served_version(url: str, timeout: float = 2.0) -> int | None:
+    """The version the service at ``url`` serves now, or None when it is not answering."""
+    body = served(url, timeout)
+    return int(body["version"]) if body is not None else None
 
 
 def is_live(url: str) -> bool:
@@ -163,10 +174,26 @@ def stop(state_dir: Path, env: str, timeout: float = 30.0) -> bool:
     return True
 
 
-def wait_for_version(url: str, version: int, timeout: float = 30.0) -> None:
+def wait_for_version(
+    url: str, version: int, timeout: float = 30.0, *, model: ModelVersion | None = None
+) -> None:
+    """Wait until the service at ``url`` serves ``version``; given ``model``, that model's
+    bundle: a service of another project on the port (another model, or another bundle
+    under the same name and version) is an error at once, never certified in its place."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if served_version(url) == version:
+        body = served(url)
+        if body is not None and model is not None:
+            name, digest = body.get("model"), body.get("sha256")
+            ours = model.files.get("model.onnx")  # until it moves, an older version serves
+            same = int(body["version"]) == model.version
+            if (name is not None and name != model.name) or (same and digest and digest != ours):
+                raise ServiceError(
+                    f"{url} is held by another service ({name}@{body['version']}, not this "
+                    f"project's {model.ref}): stop it, or give this environment another port "
+                    "in kennel.yaml"
+                )
+        if body is not None and int(body["version"]) == version:
             return
         time.sleep(0.1)
     raise ServiceError(f"{url} did not start serving version {version} within {timeout:.0f}s")

@@ -199,14 +199,22 @@ class PolicyGate:
 
     # -- the move -----------------------------------------------------------------------------
     def move(
-        self, kind: Move, model: ModelVersion, alias: str, *, who: Identity, reason: str
+        self,
+        kind: Move,
+        model: ModelVersion,
+        alias: str,
+        *,
+        who: Identity,
+        reason: str,
+        expect_from: int | None = None,
     ) -> AliasEvent:
         """Check the policy and the role, verify the bundle, then move ``alias`` to ``model``
-        with the kind of move recorded as data."""
+        with the kind of move recorded as data (``expect_from``: only if the alias still
+        names that version when it moves, checked under the alias's lock)."""
         if kind is Move.PUBLISH:
             raise ValueError("publishing moves no alias; call check(Move.PUBLISH, ...)")
         self.check(kind, model, alias, who)
-        self.verify_bundle(model)
+        self.verify_bundle(model)  # seconds for a large bundle: the policy is checked again
         return self.registry.set_alias(
             model.name,
             alias,
@@ -218,4 +226,8 @@ class PolicyGate:
             # a release or rollback that would not change what serves is refused (a second
             # click, a stale page): recorded, it would make the next rollback a no-op
             require_change=kind in (Move.RELEASE, Move.ROLLBACK),
+            expect_from=expect_from,
+            # under the alias's lock, once the bundle is verified: a QA rejection (or a lost
+            # certification) that landed while the bundle was hashed refuses the move
+            guard=lambda: self.check(kind, model, alias, who),
         )

@@ -107,7 +107,10 @@ class ReleaseManager:
             environments.start(self.project_root, self.state_dir, env, target.url)
             started = True
         environments.wait_for_version(
-            target.url, model.version, timeout=max(30.0, 10 * self.config.serve.poll_s)
+            target.url,
+            model.version,
+            timeout=max(30.0, 10 * self.config.serve.poll_s),
+            model=model,
         )
         say(f"{target.url} serves {model.ref}; running the application test")
         cert = certify(
@@ -125,13 +128,14 @@ class ReleaseManager:
         say(f"certification {'passed' if cert.passed else 'FAILED: ' + '; '.join(cert.reasons)}")
         released = None
         if self.config.release.mode == "deployment" and cert.passed and model.gates_passed:
+            to = self.config.release.to
             released = self.release(
                 model.ref,
-                "production",
+                to,
                 who=Identity.system("continuous-deployment"),
                 reason="certification and quality gates passed",
             )
-            say(f"continuous deployment: released {model.ref} to production")
+            say(f"continuous deployment: released {model.ref} to {to}")
         return DeployResult(model.ref, env, target.url, started, cert, released)
 
     def decide(self, ref: str, decision: str, *, who: Identity | None, note: str) -> Approval:
@@ -140,12 +144,25 @@ class ReleaseManager:
         if not who.may("approve"):
             raise AuthError(f"role {who.role!r} may not approve or reject; it takes qa or admin")
         model = self.registry.resolve(ref)
-        if decision == "approved" and self.gate.certification(model) is None:
+        staging = self.config.release.staging
+        cert = self.gate.certification(model) if decision == "approved" else None
+        if decision == "approved" and cert is None:
+            raise ReleaseRefusedError(f"{model.ref} has no certification in {staging} to approve")
+        if cert is not None and not cert.passed:
+            # an approval of a failed report would carry over to a later passing one
             raise ReleaseRefusedError(
-                f"{model.ref} has no certification in {self.config.release.staging} to approve"
+                f"{model.ref} failed its application test in {staging} ("
+                + "; ".join(cert.reasons)
+                + "): deploy it again once that is fixed, then approve; reject it to say no"
             )
         return self.deployments.add_approval(
-            model.name, model.version, decision, actor=who.name, role=who.role, note=note
+            model.name,
+            model.version,
+            decision,
+            actor=who.name,
+            role=who.role,
+            note=note,
+            token=who.token_id,
         )
 
     def release(
@@ -168,8 +185,15 @@ class ReleaseManager:
                             f"{who.roles_for(str(Move.ROLLBACK))})")  # fmt: skip
         current, previous = self.gate.served_before(name, target.alias)
         model = self.registry.resolve(f"{name}@{previous}")
+        # a release between reading the history and moving would be undone, and the alias
+        # sent two steps back: the move happens only while the alias still names ``current``
         event = self.gate.move(
-            Move.ROLLBACK, model, target.alias, who=who, reason=f"{reason} (from {current})"
+            Move.ROLLBACK,
+            model,
+            target.alias,
+            who=who,
+            reason=f"{reason} (from {current})",
+            expect_from=current,
         )
         self.announce(event, who=who)
         return event

@@ -27,8 +27,8 @@ def prediction_lineage(
     row = store.get(prediction_id)
     if row is None:
         raise NotFoundError(
-            f"prediction {prediction_id!r} not found (it may still be in a service's "
-            "log buffer: try again in a second)"
+            f"prediction {prediction_id!r} not found (a service's newest records reach the "
+            "log within a second; `kennel predict` logs nothing)"
         )
     feedback = store.feedback(prediction_id)
     ref = row.ref

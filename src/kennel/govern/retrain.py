@@ -12,7 +12,7 @@ from typing import Any
 from kennel.db import Database, aware
 from kennel.db.predictions import PredictionStore
 from kennel.deploy.release import DeployResult, ReleaseManager
-from kennel.errors import NotFoundError
+from kennel.errors import NotFoundError, StateError
 from kennel.govern.feedback import require_feedback
 from kennel.ingest.run import Ingestor
 from kennel.ingest.sources import Entry, Listing, ReadResult
@@ -127,7 +127,7 @@ def retrain(
     gives the images from before it, from it, and the rest of the data an equal share: a few
     hundred labelled images of the new conditions would otherwise be outvoted by thousands of
     old ones. StateError, before any work, when there is no new labelled image
-    (``require_feedback``)."""
+    (``require_feedback``), and before training when all of them were in the dataset already."""
     champion = require_feedback(db, registry, model, environment)
     if champion.dataset is None:
         raise NotFoundError(f"{champion.ref} records no dataset to retrain on")
@@ -142,6 +142,12 @@ def retrain(
         actor=actor,
         progress=progress,
     )
+    if report.added == 0:  # every labelled image was in the dataset already (the same bytes)
+        raise StateError(
+            f"the {report.files} labelled {environment} images are already in "
+            f"{report.version.ref} (the same files): a retrain would learn nothing new. Send "
+            f"the true labels of predictions on images the model was not trained on"
+        )
     if options is None:  # the champion's own settings, one trial: a refresh, not a new search
         params = registry.read_json(champion, METADATA).get("params", {})
         options = BuildOptions(

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from kennel.fsutil import KENNEL_PAGE
 from kennel.monitor.window import Window
 from kennel.portable import square
 from kennel.serve.runtime import Predictor
@@ -76,7 +77,7 @@ def saliency_html(
     shown = Image.fromarray(square(image, size))
     overlay = overlay_map(image, drop, size=size)
     esc = html.escape
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>saliency</title>
+    page = f"""<!doctype html><html><head><meta charset="utf-8">{KENNEL_PAGE}<title>saliency</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em}}figure{{display:inline-block}}</style>
 </head><body><h1>Why {esc(label)}?</h1>
 <p>prediction {esc(str(prediction.get("id", "")))}: {esc(label)} with confidence

@@ -21,6 +21,7 @@ from kennel.db.monitoring import MonitorRun, MonitorRunStore
 from kennel.db.predictions import PredictionStore
 from kennel.errors import NotFoundError
 from kennel.evaluate import drift
+from kennel.fsutil import KENNEL_PAGE
 from kennel.monitor import integrity, performance, telemetry
 from kennel.monitor.window import Window, load
 from kennel.registry.store import ModelRegistry
@@ -218,7 +219,7 @@ def render(result: MonitorResult) -> str:
     )
     details = esc(json.dumps(result.details, indent=2, default=str))
     served = result.served or f"{result.model}@{result.version}"
-    return f"""<!doctype html><html><head><meta charset="utf-8">
+    return f"""<!doctype html><html><head><meta charset="utf-8">{KENNEL_PAGE}
 <title>kennel monitor: {esc(result.environment)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}</style>

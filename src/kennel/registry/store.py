@@ -130,9 +130,13 @@ class ModelRegistry:
         kind: str = "set",
         token: str | None = None,
         require_change: bool = False,
+        expect_from: int | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> AliasEvent:
         """Point ``alias`` at ``version`` (None removes it); recorded with actor, reason and the
-        kind of move. Aliases that an environment or a feed follows are moved only through
+        kind of move (``expect_from``: only if the alias still names that version; ``guard``:
+        a check made under the alias's lock, see ``RegistryStore.move_alias``). Aliases
+        that an environment or a feed follows are moved only through
         ``kennel.deploy.policy.PolicyGate``, which checks the release policy first."""
         if not _ALIAS.match(alias) or alias.isdigit() or alias == "latest":
             raise ConfigError(f"invalid alias {alias!r}")
@@ -145,6 +149,8 @@ class ModelRegistry:
             kind=kind,
             token=token,
             require_change=require_change,
+            expect_from=expect_from,
+            guard=guard,
         )
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:

@@ -22,9 +22,22 @@ from kennel.errors import ConfigError
 
 ROLES = ("viewer", "operator", "qa", "admin")
 # names kennel itself acts under: a token may not pass for an alert rule or the local operator
-# ASCII only, so no look-alike letters; no spaces or colons, so no `local:` or `bootstrap:`
+# ASCII only, so no letters from other scripts; no spaces or colons, so no `local:` or
+# `bootstrap:`; and compared by their look (``_skeleton``), so no `kenneI` (a capital i) either
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-_RESERVED = re.compile(r"^(system|kennel|continuous-deployment|local|bootstrap)", re.I)
+_RESERVED = ("system", "kennel", "continuous-deployment", "local", "bootstrap")
+_ALIKE = str.maketrans({"i": "l", "1": "l", "0": "o", "5": "s", "_": "-", ".": "-"})
+
+
+def _skeleton(name: str) -> str:
+    """``name`` as it looks: letters and digits easily taken for one another made the same."""
+    return name.lower().replace("rn", "m").translate(_ALIKE)
+
+
+def _reserved(name: str) -> bool:
+    return any(_skeleton(name).startswith(_skeleton(word)) for word in _RESERVED)
+
+
 # Which roles may perform each protected action (the moves are checked by
 # kennel.deploy.policy.PolicyGate, the HTTP routes by the service).
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -78,7 +91,7 @@ class TokenStore:
     def create(self, role: str, name: str, *, actor: str = "cli") -> tuple[str, Identity]:
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
-        if not _NAME.match(name) or _RESERVED.match(name):
+        if not _NAME.match(name) or _reserved(name):
             raise ConfigError(
                 f"token name {name!r}: use 1-64 ASCII letters, digits and . _ @ - (no spaces), "
                 "not starting like kennel's own actors (system, kennel, continuous-deployment, "

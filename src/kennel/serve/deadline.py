@@ -53,8 +53,10 @@ class BodyDeadline:
             # never reads it) closes the connection: otherwise the server would go on
             # waiting for the rest of the body, as long as the client trickles it
             if message["type"] == "http.response.start" and not complete:
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  (b"connection", b"close")]}  # fmt: skip
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"connection" for name, _ in headers):  # once
+                    headers.append((b"connection", b"close"))
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, timed, closing)

@@ -90,6 +90,7 @@ class ModelHolder:
         self.previous: Predictor | None = None  # what a rollback returns to
         self.upcoming: Predictor | None = None  # the warm alias's version
         self.last_error: str | None = None
+        self.unset = False  # the followed alias names no version (nothing released yet)
         self._failed: tuple[int, float] | None = None  # (version, when) of the last failed load
         self._warm_failed: tuple[int, float] | None = None  # the same, for the warm alias
         self._stop = threading.Event()
@@ -155,11 +156,13 @@ class ModelHolder:
                 target = self.registry.resolve(f"{self.model}@{self.alias}").version
             except NotFoundError as exc:  # nothing released yet: a normal state, not a failure
                 self.last_error = f"alias not set: {exc}"
+                self.unset = True
                 log.info(self.last_error)
                 return None
             except KennelError as exc:  # database down: keep serving what we have
                 self._fail(f"cannot read alias: {exc}")
                 return None
+            self.unset = False
             old = self.current.version if self.current else None
             if target == old:
                 self._failed = None

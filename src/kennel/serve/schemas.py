@@ -55,6 +55,9 @@ class FeedbackOut(BaseModel):
     prediction_id: str
     label: str
     recorded: bool
+    # whether the prediction is in the log yet: false for a record still on its way from a
+    # service's journal (drained every half second), and for an id no service ever gave
+    logged: bool
 
 
 class ModelOut(BaseModel):

@@ -21,6 +21,7 @@ from kennel.config import KennelConfig, ServeConfig
 from kennel.db import Database
 from kennel.errors import ConfigError, ServiceError
 from kennel.registry.store import ModelRegistry
+from kennel.serve import overload
 from kennel.serve.app import Service, create_app
 from kennel.serve.auth import TokenStore
 from kennel.serve.holder import ModelHolder
@@ -83,10 +84,15 @@ class DrainingServer(uvicorn.Server):
 def server_config(app: Any, settings: ServeConfig | None = None, **options: Any) -> uvicorn.Config:
     """uvicorn's settings for a kennel app: at most ``max_connections`` connections and
     requests at once (more are answered 503), idle kept-alive connections closed after
-    ``keep_alive_s`` (the body's deadline is the app's: ``kennel.serve.deadline``)."""
+    ``keep_alive_s`` (the body's deadline is the app's: ``kennel.serve.deadline``). A client's
+    address is the connection's peer: uvicorn's default trusts X-Forwarded-For from
+    127.0.0.1, where every client of a loopback service comes from, so any of them could
+    claim any address (and slip the dashboard's sign-in throttle)."""
     settings = settings or ServeConfig()
+    overload.install()  # a connection past the limit gets kennel's JSON 503, not plain text
     return uvicorn.Config(
         app,
+        proxy_headers=False,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=30,

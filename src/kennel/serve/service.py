@@ -70,6 +70,11 @@ class Service:
         paths) is in the service's log and its load-failure metric, not in answers."""
         if self.holder.last_error is None:
             return "no model loaded yet"
+        if self.holder.unset and self.holder.current is None:
+            return (
+                f"no model version is released to this environment yet (alias "
+                f"{self.holder.alias!r} names none)"
+            )
         return "the environment's model version cannot be loaded (see the service log)"
 
 

@@ -35,6 +35,7 @@ from kennel.serve.service import ApiError
 from kennel.ui.actions import Jobs
 from kennel.ui.bodylimit import BodyLimit
 from kennel.ui.logs import AuditStatus
+from kennel.ui.origins import ProxiedScheme
 from kennel.ui.sessions import LoginThrottle, Session, SessionStore, session_id
 from kennel.wiring import Workspace
 
@@ -174,6 +175,8 @@ def error_page(request: Request, status: int, message: str, back: str = "") -> R
         # a signed-out visitor learns nothing about the stores (their hosts, ports): the
         # detail is in the log (the handler logged it)
         message = "the dashboard cannot reach its database or store just now"
+    if request.url.path.startswith("/api/"):  # the live regions' JSON, errors included
+        return JSONResponse({"error": headings.get(status, "error"), "detail": message}, status)
     page = render(
         request,
         "ui/error.html",
@@ -261,6 +264,7 @@ def create_app(
         return response
 
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(ProxiedScheme)
     app.add_middleware(BodyDeadline, seconds=ws.project.config.serve.body_timeout_s)
     if allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)

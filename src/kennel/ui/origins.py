@@ -4,12 +4,15 @@ On loopback it answers only to loopback names (``127.0.0.1``, ``localhost``, ``[
 elsewhere that rebinds its own name to a loopback address (DNS rebinding) gets a 400. Behind a
 TLS proxy with a public name, ``kennel ui --public-origin https://kennel.example.com`` adds that
 name to the allowed hosts and accepts that exact origin on forms (sign-in and actions), whether
-the proxy passes the public ``Host`` on or rewrites it."""
+the proxy passes the public ``Host`` on or rewrites it. Such a proxy says the request came over
+https with ``X-Forwarded-Proto`` (``ProxiedScheme``); its ``X-Forwarded-For`` is not believed,
+so a client's address is always the connection's peer."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from kennel.errors import ConfigError
 
@@ -53,3 +56,30 @@ def allowed_hosts(bind: str, origins: Iterable[str] = ()) -> list[str] | None:
     if bind not in LOOPBACK:
         return None
     return ["127.0.0.1", "localhost", "[::1]", *(host_of(o) for o in origins)]
+
+
+_PROXY_PEERS = frozenset({"127.0.0.1", "::1"})  # where a proxy on this machine connects from
+
+
+class ProxiedScheme:
+    """ASGI middleware: a request a local proxy (a loopback peer) marks ``X-Forwarded-Proto:
+    https`` (or ``http``) has that scheme, so that its cookies are Secure and its forms'
+    ``Origin`` is compared as https. What uvicorn's own proxy handling did, without its
+    other half: uvicorn also took the client's address from ``X-Forwarded-For``, which any
+    local client could set to a new value a try (and so slip the sign-in throttle); the
+    server runs with that off (``kennel.serve.server.server_config``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        peer = (scope.get("client") or ("",))[0]
+        if scope["type"] == "http" and peer in _PROXY_PEERS:
+            for key, value in scope["headers"]:
+                if key == b"x-forwarded-proto":
+                    # the proxy nearest to this server appends the last value
+                    proto = value.decode("latin-1").rsplit(",", 1)[-1].strip().lower()
+                    if proto in ("http", "https"):
+                        scope = {**scope, "scheme": proto}
+                    break
+        await self.app(scope, receive, send)

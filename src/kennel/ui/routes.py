@@ -226,11 +226,15 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         if not same_origin(request, ui.origins):
             raise AuthError("a sign-in from another site is refused")
         ui.sessions.check_login_csrf(request.cookies.get(LOGIN_NONCE), csrf)
+        # the peer's own address: uvicorn is told to ignore X-Forwarded-For, which any local
+        # client could set to a new address a try (``server_config``)
         address = request.client.host if request.client else "?"
-        if not ui.throttle.allowed(address):
+        known = ws.tokens.identify(token.strip())
+        if known is None and not ui.throttle.allowed(address):
+            # a throttled address still signs in with a valid token (every local user shares
+            # 127.0.0.1); its failures are refused unaudited, so they cannot bury the chain
             message = "too many failed sign-ins from here: wait a minute and try again"
             return login_page(request, next, message, status=429)
-        known = ws.tokens.identify(token.strip())
         if known is not None and not ui.signins.allowed(known.token_id):
             message = "too many sign-ins with this token: wait a minute and try again"
             return login_page(request, next, message, status=429)

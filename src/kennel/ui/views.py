@@ -118,6 +118,8 @@ def environment(
     if is_staging and model is not None:
         fields = {"model": model.ref}
         approve_blockers = [] if cert else [f"{model.ref} has no certification in {name}"]
+        if cert is not None and not cert.passed:
+            approve_blockers.append(f"{model.ref} failed its application test in {name}")
         if decision is not None and decision.decision == "approved":
             approve_blockers.append(f"already approved by {decision.actor}")
         buttons += [

@@ -21,6 +21,7 @@ from PIL import Image
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
 
+from kennel.errors import ConfigError
 from kennel.serve.predlog import PredictionLog, row_of
 from kennel.serve.runtime import Prediction, Predictor, Prepared
 from kennel.video.capture import Frame, FrameReader, SourceEvent
@@ -98,20 +99,37 @@ class WatchStats:
 
 
 class AnnotatedWriter:
-    """Writes each scored frame with its label, confidence and the smoothed state."""
+    """Writes each scored frame with its label, confidence and the smoothed state, as an MPEG-4
+    file that appears at ``path`` when ``close`` is called (a temporary file beside it until
+    then: a watch killed midway leaves whatever ``path`` held before)."""
 
     def __init__(self, path: Path, fps: float) -> None:
+        if path.is_dir():
+            raise ConfigError(f"--out {path} is a folder; name a .mp4 file")
+        if path.suffix.lower() != ".mp4":
+            raise ConfigError(f"--out {path}: the annotated video is MPEG-4; name a .mp4 file")
         self.path = path
         self.fps = fps
+        self._tmp = path.with_name(f".{path.name}.tmp.mp4")
         self._writer: cv2.VideoWriter | None = None
+        self._opened(16, 16).release()  # before any frame is scored: can it be written here?
+        self._tmp.unlink(missing_ok=True)
+
+    def _opened(self, w: int, h: int) -> cv2.VideoWriter:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--out {self.path}: {exc.strerror or exc}") from exc
+        writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, (w, h))
+        if not writer.isOpened():
+            raise ConfigError(f"--out {self.path}: cannot write a video there")
+        return writer
 
     def write(self, frame: Frame, prediction: Prediction, state: str) -> None:
         bgr = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             h, w = bgr.shape[:2]
-            fourcc = cv2.VideoWriter.fourcc(*"mp4v")
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (w, h))
+            self._writer = self._opened(w, h)
         text = f"{prediction.label} {prediction.confidence:.2f}"
         if prediction.pet is False:
             text = f"no pet ({text})"
@@ -123,6 +141,8 @@ class AnnotatedWriter:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()
+            self._writer = None
+            self._tmp.replace(self.path)
 
 
 class Watcher:

@@ -27,11 +27,12 @@ FEEDBACK_BODY = {
 }
 
 
-def _save_feedback(db: Database, body: schemas.FeedbackIn, who: Identity) -> None:
-    """The label and its audit record, in one transaction (blocking: run it off the loop)."""
-    PredictionStore(db).add_feedback(
-        body.prediction_id, body.label, actor=who.name, token=who.token_id
-    )
+def _save_feedback(db: Database, body: schemas.FeedbackIn, who: Identity) -> bool:
+    """The label and its audit record, in one transaction (blocking: run it off the loop);
+    whether its prediction is in the log yet."""
+    store = PredictionStore(db)
+    store.add_feedback(body.prediction_id, body.label, actor=who.name, token=who.token_id)
+    return store.logged(body.prediction_id)
 
 
 async def feedback(
@@ -51,8 +52,10 @@ async def feedback(
     labels = service.predictor().bundle.labels
     if body.label not in labels:
         raise ApiError(422, "invalid_label", f"label must be one of {labels}")
-    await run_in_threadpool(_save_feedback, service.db, body, who)
-    return schemas.FeedbackOut(prediction_id=body.prediction_id, label=body.label, recorded=True)
+    logged = await run_in_threadpool(_save_feedback, service.db, body, who)
+    return schemas.FeedbackOut(
+        prediction_id=body.prediction_id, label=body.label, recorded=True, logged=logged
+    )
 
 
 async def reload(

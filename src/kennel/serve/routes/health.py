@@ -40,7 +40,10 @@ async def ready(request: Request) -> JSONResponse:
     if current is None or service.draining:
         detail = "draining" if service.draining else service.not_ready()
         return JSONResponse({"status": "not_ready", "detail": detail}, 503)
-    return JSONResponse({"status": "ready", "version": current.version})
+    # the bundle's own digest: a deploy tells its service from another project's on the port
+    digest = current.bundle.meta.get("files", {}).get("model.onnx")
+    body = {"status": "ready", "version": current.version, "model": current.name, "sha256": digest}
+    return JSONResponse(body)
 
 
 async def metrics(request: Request) -> Response:

@@ -34,6 +34,21 @@ IMAGE_TYPES = [
     "image/tiff",
     "application/octet-stream",
 ]
+MULTIPART = "multipart/form-data"
+
+
+def media_type(content_type: str) -> str:
+    """A Content-Type's media type, lower-cased (media types are case-insensitive)."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def raw_image(content_type: str) -> bool:
+    """Whether a body of this Content-Type is read as the image's bytes (else multipart, or
+    415). The one test of both ways in (this route and ``raw_predict.RawPredict``)."""
+    kind = media_type(content_type)
+    return kind in IMAGE_TYPES or kind.startswith("image/")
+
+
 IMAGE_BODY = {
     "requestBody": {
         "required": True,
@@ -152,7 +167,7 @@ async def predict(request: Request) -> JSONResponse:
     limit = service.settings.max_upload_bytes
     request = limited(request, limit)
     content_type = request.headers.get("content-type", "application/octet-stream")
-    if content_type.startswith("multipart/form-data"):
+    if media_type(content_type) == MULTIPART:
         body = await form(request, limit)
         try:
             upload = body.get("file")
@@ -161,7 +176,7 @@ async def predict(request: Request) -> JSONResponse:
             data = await upload.read()
         finally:
             await body.close()
-    elif content_type.split(";")[0].strip() in IMAGE_TYPES or content_type.startswith("image/"):
+    elif raw_image(content_type):
         data = await read_limited(request)
     else:
         raise ApiError(
@@ -174,7 +189,7 @@ async def predict(request: Request) -> JSONResponse:
 
 
 async def predict_batch(request: Request) -> JSONResponse:
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if media_type(request.headers.get("content-type", "")) != MULTIPART:
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data with 'files'")
     service = service_of(request)
     limit = service.settings.max_upload_bytes

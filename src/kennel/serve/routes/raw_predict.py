@@ -24,19 +24,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from kennel.errors import KennelError
 from kennel.serve.routes.common import too_large
 from kennel.serve.routes.errors import error_response
-from kennel.serve.routes.predict import IMAGE_TYPES, predict_bytes
+from kennel.serve.routes.predict import predict_bytes, raw_image
 from kennel.serve.service import ApiError, Service
 
 PATH = "/v1/predict"
-_IMAGE_TYPES = frozenset(IMAGE_TYPES)
-
-
-def raw_image(content_type: str) -> bool:
-    """Whether the FastAPI route would read this body as raw image bytes (not multipart, not
-    a 415): the same test, so both ways answer the same requests."""
-    if content_type.startswith("multipart/form-data"):
-        return False
-    return content_type.split(";")[0].strip() in _IMAGE_TYPES or content_type.startswith("image/")
 
 
 class RawPredict:

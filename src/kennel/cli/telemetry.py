@@ -1,0 +1,131 @@
+"""``kennel telemetry``: the host's metrics and the camera's sensors over MQTT, stored and
+checked for anomalies."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
+from kennel.cli.monitor import Window
+from kennel.cli.render import console, emit_json, table
+
+telemetry_app = new_app("Host metrics and the camera's sensors over MQTT.")
+
+
+@telemetry_app.command("simulate")
+def telemetry_simulate(
+    device: Annotated[str, typer.Option(help="Device id (MQTT topic level).")] = "cam-01",
+    seconds: Annotated[
+        float, typer.Option(min=0.1, max=31_536_000, help="How long to publish.")
+    ] = 10.0,
+    rate: Annotated[
+        float, typer.Option(min=0.1, max=10_000, help="Readings per sensor per second.")
+    ] = 5.0,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Inject KIND@SECONDS or KIND@SECONDS+DURATION "
+            "(overheat, tamper, condensation, dropout)."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="MQTT broker port.")] = 1883,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed.")] = 0,
+) -> None:
+    """Publish a realistic stream of the camera's sensors (accelerometer ... temperature)."""
+    from kennel.monitor import telemetry
+
+    faults = [telemetry.Fault.parse(f) for f in fault or []]
+    sent = telemetry.simulate(
+        device, seconds=seconds, rate_hz=rate, faults=faults, host=host, port=port, seed=seed
+    )
+    console.print(f"published {sent} readings from {device} to {host}:{port}", markup=False)
+
+
+@telemetry_app.command("ingest")
+def telemetry_ingest(
+    seconds: Annotated[
+        float, typer.Option(min=0, max=31_536_000, help="Stop after N seconds (0 = forever).")
+    ] = 0,
+    host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="MQTT broker port.")] = 1883,
+    project: ProjectOption = None,
+) -> None:
+    """Subscribe to every device's sensors and store the readings."""
+    from kennel.monitor import telemetry
+
+    with opened(project) as ws:
+        ingestor = telemetry.TelemetryIngestor(ws.db, host=host, port=port).start()
+        console.print(f"subscribed to {telemetry.TOPIC}/+/+ at {host}:{port}", markup=False)
+        try:
+            if seconds:
+                time.sleep(seconds)
+            else:
+                _forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            ingestor.stop()
+    console.print(
+        f"stored {ingestor.stored} readings ({ingestor.malformed} malformed)", markup=False
+    )
+
+
+def _forever() -> None:
+    while True:
+        time.sleep(3600)
+
+
+@telemetry_app.command("host")
+def telemetry_host(
+    every: Annotated[
+        float, typer.Option(min=0.1, max=604_800, help="Seconds between samples.")
+    ] = 5.0,
+    count: Annotated[int, typer.Option(min=1, max=1_000_000, help="Samples to take.")] = 1,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Sample this machine with psutil (CPU, memory, disk, temperatures, RSS) into the store."""
+    from kennel.monitor import telemetry
+
+    taken = []
+    with opened(project) as ws:
+        for i in range(count):
+            samples = telemetry.host_samples()
+            telemetry.store(ws.db, samples)
+            taken += samples
+            if i + 1 < count:
+                time.sleep(every)
+    rows = [{"metric": s.metric, "value": round(s.value, 2), "source": s.source} for s in taken]
+    if json_out:
+        emit_json(rows)
+    else:
+        table("host telemetry", ["source", "metric", "value"],
+              [[r["source"], r["metric"], r["value"]] for r in rows])  # fmt: skip
+
+
+@telemetry_app.command("anomalies")
+def telemetry_anomalies(
+    window: Window = "1h",
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Readings out of range or far from their recent history."""
+    from kennel.monitor import telemetry
+    from kennel.monitor.runner import parse_span
+
+    until = datetime.now(UTC)
+    with opened(project) as ws:
+        found = telemetry.anomalies(ws.db, since=until - parse_span(window), until=until)
+    if json_out:
+        emit_json([a.as_dict() for a in found])
+        return
+    table(
+        "telemetry anomalies",
+        ["at", "source", "metric", "value", "why"],
+        [[f"{a.at:%H:%M:%S}", a.source, a.metric, f"{a.value:.2f}", a.reason] for a in found],
+    )
