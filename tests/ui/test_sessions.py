@@ -237,9 +237,6 @@ def test_live_regions_come_as_json_and_need_a_session(served: Served) -> None:
     assert "no alerts open" in live["regions"]["live-alerts"]
     overview = client.get("/api/live/").json()
     assert "stage-production" in overview["regions"]["live-strip"]
-    # an unknown live region is JSON too (it was the HTML error page)
-    unknown = client.get("/api/live/nowhere")
-    assert unknown.status_code == 404 and unknown.json()["error"] == "not found"
 
 
 def test_every_answer_carries_a_strict_content_security_policy(served: Served) -> None:

@@ -175,8 +175,6 @@ def error_page(request: Request, status: int, message: str, back: str = "") -> R
         # a signed-out visitor learns nothing about the stores (their hosts, ports): the
         # detail is in the log (the handler logged it)
         message = "the dashboard cannot reach its database or store just now"
-    if request.url.path.startswith("/api/"):  # the live regions' JSON, errors included
-        return JSONResponse({"error": headings.get(status, "error"), "detail": message}, status)
     page = render(
         request,
         "ui/error.html",
