@@ -30,3 +30,41 @@ def test_a_page_replaces_only_kennels_own_pages_unless_forced(tmp_path: Path) ->
     link.symlink_to(tmp_path / "nowhere")  # a dangling link is a file in the way too
     with pytest.raises(ConfigError):
         page_target(link, "report.html")
+    # a page that only quotes the mark in its body (or a source file) is not kennel's
+    quoting = tmp_path / "quoting.html"
+    quoting.write_text(f"<!doctype html><html><head></head><body><pre>{KENNEL_PAGE}</pre>")
+    source = tmp_path / "fsutil.py"
+    source.write_text(f"KENNEL_PAGE = '{KENNEL_PAGE}'\n")
+    for other in (quoting, source):
+        with pytest.raises(ConfigError, match="not a page kennel wrote"):
+            page_target(other, "report.html")
+    # "a/x/../r.html" is a/r.html: no stray a/x folder is made
+    assert (
+        page_target(tmp_path / "a" / "x" / ".." / "r.html", "r.html") == tmp_path / "a" / "r.html"
+    )
+    assert not (tmp_path / "a" / "x").exists()
+
+
+def test_a_folder_that_cannot_be_written_is_said_before_the_caller_acts(tmp_path: Path) -> None:
+    """`monitor run --report` into a folder it cannot write opened alerts (and would have run
+    their actions) before it found out."""
+    import os
+
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    with pytest.raises(OSError) as found:  # the CLI says "cannot use PATH: why", exit 1
+        page_target(blocked / "r.html", "r.html", option="--report")
+    assert found.value.filename == str(blocked)
+    with pytest.raises(OSError) as found:
+        page_target(Path("/proc/r.html"), "r.html")
+    assert found.value.filename == "/proc/r.html"  # the path asked for, never the probe
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not os.access(locked, os.W_OK):  # root writes anywhere
+            with pytest.raises(PermissionError):
+                page_target(locked / "r.html", "r.html")
+    finally:
+        locked.chmod(0o700)
+    assert list(tmp_path.glob("**/.kennel-probe-*")) == []

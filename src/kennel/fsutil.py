@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -74,18 +75,41 @@ def page_target(
     a folder, else ``path`` itself. An existing file is replaced only when it is a page kennel
     wrote (``KENNEL_PAGE`` in its first kilobytes) or with ``force``: a report sent by mistake
     to a project's kennel.yaml, or as root to /etc/passwd, replaced it."""
+    path = Path(os.path.abspath(path))  # "a/x/../r.html" is a/r.html: no stray a/x made
     if path.is_dir():
         path = path / default_name
-    if force or not (path.exists() or path.is_symlink()):
-        return path
+    if not force and (path.exists() or path.is_symlink()) and not _kennel_page(path):
+        raise ConfigError(
+            f"{option} {path}: it exists and is not a page kennel wrote; give --force to "
+            "replace it, or another path"
+        )
+    _writable(path)  # before the caller acts on anything (a monitor's alerts)
+    return path
+
+
+def _kennel_page(path: Path) -> bool:
+    """Whether ``path`` is a file that kennel wrote as a page: an HTML document whose head
+    holds ``KENNEL_PAGE`` (a page that merely quotes it in its body is not one)."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(4096)
+            start = handle.read(4096)
     except OSError:
-        head = b""
-    if path.is_file() and KENNEL_PAGE.encode() in head:
-        return path
-    raise ConfigError(
-        f"{option} {path}: it exists and is not a page kennel wrote; give --force to replace "
-        "it, or another path"
+        return False
+    head = start.split(b"</head>", 1)[0] if b"</head>" in start else b""
+    return (
+        path.is_file()
+        and start.lstrip().lower().startswith(b"<!doctype html")
+        and KENNEL_PAGE.encode() in head
     )
+
+
+def _writable(path: Path) -> None:
+    """Make ``path``'s folder if needed and prove a file can be created there, or the OSError
+    that says why, naming ``path`` (not the probe): what writing it would raise, said now."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".kennel-probe-", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
+    os.close(fd)
+    os.unlink(probe)

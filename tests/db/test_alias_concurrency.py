@@ -61,3 +61,42 @@ def test_concurrent_alias_moves_chain_their_history(metadata_url: str) -> None:
     assert [(e.details["from"], e.details["to"]) for e in audited] == [
         (e.from_version, e.to_version) for e in history
     ]
+
+
+def test_a_qa_decision_waits_for_a_policy_checked_move_to_commit(metadata_url: str) -> None:
+    """A release checks the policy under the alias's lock, then moves. A rejection committed
+    between that check and the move's commit went unseen on PostgreSQL (the decision took
+    another lock), and the rejected version went live: now it waits for the move."""
+    import time
+
+    from kennel.db.deployments import DeploymentStore
+
+    setup = Database.open(metadata_url)
+    RegistryStore(setup).add_version(
+        "pets", lambda _v: {}, run_id=None, dataset=None, dataset_version=None,
+        metrics={}, gates_passed=True, gate_reasons=[], actor="test",
+    )  # fmt: skip
+    mover, qa = RegistryStore(Database.open(metadata_url)), Database.open(metadata_url)
+    checked, done = threading.Event(), {}
+
+    def policy() -> None:  # the check passes, and the move takes a while to commit after it
+        checked.set()
+        time.sleep(0.6)
+
+    def reject() -> None:
+        checked.wait(30)
+        DeploymentStore(qa).add_approval("pets", 1, "rejected", actor="q", role="qa", note="x")
+        done["rejected"] = time.monotonic()
+
+    thread = threading.Thread(target=reject)
+    thread.start()
+    try:
+        mover.move_alias("pets", "production", 1, actor="t", reason="release", kind="release",
+                         token=None, guard=policy)  # fmt: skip
+        done["moved"] = time.monotonic()
+        thread.join(30)
+    finally:
+        mover.db.dispose()
+        qa.dispose()
+        setup.dispose()
+    assert done["rejected"] >= done["moved"]  # after the release, as the audit trail says

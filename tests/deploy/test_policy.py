@@ -263,6 +263,15 @@ def test_a_rollback_raced_by_another_move_is_refused_not_sent_two_steps_back(
     assert "moved to version 1 meanwhile" in refused["stderr"], refused
     moves = [(e["from_version"], e["to_version"], e["kind"]) for e in history(root, "production")]
     assert moves == [(None, 1, "release"), (1, 2, "release"), (2, 1, "rollback")]
+    # across requests: an operator who saw 2 served (a dashboard page, whose Roll back sends
+    # it) is refused now that it serves 1, where a second step back was taken before
+    monkeypatch.setattr(PolicyGate, "served_before", original)
+    for version in (2, 1):
+        cli(root, "release", f"pets@{version}", "--to", "production", "--token", t["operator"])
+    cli(root, "rollback", "--env", "production", "--from", "1", "--token", t["operator"])
+    stale = cli(root, "rollback", "--env", "production", "--from", "1", "--token", t["operator"],
+                code=13)  # fmt: skip
+    assert "names version 2 now, not 1 as when you looked" in stale["stderr"]
     # and the store refuses any move whose expected starting point is stale
     ws = Workspace.load(root)
     try:
@@ -389,7 +398,7 @@ def test_tokens_cannot_pass_for_kennel_and_the_last_admin_stays(root: Path) -> N
                  "kennel\u2010monitor", "c\u043entinuous-deployment", "local :root",
                  # ASCII that looks the same: a capital i for the l, a one, a zero, "rn" for m
                  "kenneI-monitor", "kenne1-monitor", "c0ntinuous-deployrnent",
-                 "SYSTEM.x")  # fmt: skip
+                 "SYSTEM.x", "syst3m", "k3nnel-monitor", "ContinuousDeployment")  # fmt: skip
     for name in impostors:
         refused = cli(root, "token", "create", "--role", "operator", "--name", name,
                       "--token", admin["token"], code=2)  # fmt: skip

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from kennel.cli.main import app
+from kennel.errors import TrainingError
+from kennel.train.trainer import Trainer
 from kennel.wiring import Workspace
 from tests.conftest import TINY_TRAIN, make_project
 from tests.helpers import labelled_jpegs, write_tree
@@ -16,19 +19,22 @@ from tests.helpers import labelled_jpegs, write_tree
 runner = CliRunner()
 
 
-def test_a_failing_training_run_is_marked_failed(tmp_path: Path) -> None:
-    train = {**TINY_TRAIN, "balance_by": "camera"}  # no image has a camera column
-    project = make_project(tmp_path / "p", sections={"train": train}, workers=1)
+def test_a_failing_training_run_is_marked_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = make_project(tmp_path / "p", sections={"train": TINY_TRAIN}, workers=1)
     root = str(project.root)
     write_tree(tmp_path / "lake", labelled_jpegs(40, seed=5))
     ingested = runner.invoke(app, ["data", "ingest", str(tmp_path / "lake"), "-d", "d", "-C", root])
     assert ingested.exit_code == 0, ingested.output
 
+    def fails(self: Trainer, *, resume: bool = False) -> None:
+        raise TrainingError("the loss is nan at epoch 1")  # what a diverging run raises
+
+    monkeypatch.setattr(Trainer, "fit", fails)
     result = runner.invoke(app, ["train", "-d", "d", "-C", root])
     assert result.exit_code == 11, result.output  # TrainingError
-    assert result.stderr.strip().splitlines() == [
-        "error: train.balance_by: no training image has a 'camera' column"
-    ]
+    assert result.stderr.strip().splitlines() == ["error: the loss is nan at epoch 1"]
     ws = Workspace(project)
     try:
         [run] = ws.tracker.runs(kind="final")
@@ -36,6 +42,27 @@ def test_a_failing_training_run_is_marked_failed(tmp_path: Path) -> None:
     finally:
         ws.close()
     assert run.status == "failed" and run.finished_at is not None
+
+
+def test_a_balance_column_no_image_has_fails_before_any_run(tmp_path: Path) -> None:
+    """Said while the build is planned: it was found once training had begun, its run
+    recorded as failed."""
+    train = {**TINY_TRAIN, "balance_by": "camera"}  # no image has a camera column
+    project = make_project(tmp_path / "p", sections={"train": train}, workers=1)
+    root = str(project.root)
+    write_tree(tmp_path / "lake", labelled_jpegs(40, seed=5))
+    ingested = runner.invoke(app, ["data", "ingest", str(tmp_path / "lake"), "-d", "d", "-C", root])
+    assert ingested.exit_code == 0, ingested.output
+    result = runner.invoke(app, ["train", "-d", "d", "-C", root])
+    assert result.exit_code == 11, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: train.balance_by: no training image of d@")
+    assert line.endswith("has a 'camera' column")
+    ws = Workspace(project)
+    try:
+        assert ws.tracker.runs() == []
+    finally:
+        ws.close()
 
 
 def test_data_that_cannot_make_a_model_fails_before_any_run(tmp_path: Path) -> None:

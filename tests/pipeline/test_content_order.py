@@ -36,3 +36,21 @@ def test_a_plan_is_in_content_order_whatever_the_names() -> None:
     assert [r.sha256 for r in a.rows] == [r.sha256 for r in b.rows]
     for part in ("train", "validation", "test"):
         assert getattr(a.splits, part).tolist() == getattr(b.splits, part).tolist()
+
+
+def test_a_balance_column_no_training_image_has_is_refused_before_a_run() -> None:
+    """A retrain weights the alert's window by its images; when all of them fell in the test
+    split, training failed after its run was recorded, and the retrain stayed blocked."""
+    import json
+
+    import pytest
+
+    version = cast(Any, SimpleNamespace(ref="park@v2", id="0" * 64))
+    rows = _rows([f"lake/{i:03d}.jpg" for i in range(60)])
+    window = json.dumps({"window": "alert"})
+    only_tested = [replace(r, attrs=window) if r.split == "test" else r for r in rows]
+    config = TrainConfig(balance_by="window")
+    with pytest.raises(prepare.NothingToBalance, match="no training image of park@v2"):
+        prepare.plan(version, only_tested, config, ["cat", "dog"])
+    some_trained = [replace(r, attrs=window) for r in rows]
+    assert prepare.plan(version, some_trained, config, ["cat", "dog"]).config.balance_by

@@ -80,7 +80,7 @@ def test_predict_raw_multipart_batch_and_model(server: tuple[RunningServer, Work
         assert model["frame"]["policy"] == "tiles" and model["ood"]["method"] == "embedding"
         assert client.get("/health/live").status_code == 200
         ready = client.get("/health/ready").json()
-        digest = ws.registry.resolve("pets@1").files["model.onnx"]
+        digest = ws.registry.resolve("pets@1").files["kennel-model.json"]  # the bundle's own
         assert ready == {"status": "ready", "version": 1, "model": "pets", "sha256": digest}
         metrics = client.get("/metrics").text
     assert 'kennel_requests_total{route="/v1/predict",status="200"}' in metrics
@@ -513,11 +513,22 @@ def test_a_deploy_never_takes_another_projects_service_for_its_own(
 
     running, ws = server
     ours = ws.registry.resolve("pets@1")
-    wait_for_version(running.url, 1, timeout=5, model=ours)  # the right one
+
+    def bundle_of(version: int) -> str | None:
+        return ws.registry.resolve(f"pets@{version}").files["kennel-model.json"]
+
+    wait_for_version(running.url, 1, timeout=5, model=ours, bundle_of=bundle_of)  # its own
+    # while it still serves 1, a deploy of 2 waits for it to move, as a deploy does
+    with pytest.raises(ServiceError, match="did not start serving version 2"):
+        wait_for_version(running.url, 2, timeout=1, model=ours, bundle_of=bundle_of)
     renamed = dataclasses.replace(ours, name="birds")
-    other_bundle = dataclasses.replace(ours, files={**ours.files, "model.onnx": "0" * 64})
-    for stranger in (renamed, other_bundle):
+    for stranger, theirs in (
+        (renamed, bundle_of),
+        # the same name and version, the same ONNX bytes even, registered in another project
+        (ours, lambda _version: "0" * 64),
+        (ours, lambda _version: None),  # a version this project does not have
+    ):
         began = time.monotonic()
         with pytest.raises(ServiceError, match="is held by another service"):
-            wait_for_version(running.url, 1, timeout=30, model=stranger)
+            wait_for_version(running.url, 1, timeout=30, model=stranger, bundle_of=theirs)
         assert time.monotonic() - began < 5  # at once, not after the timeout

@@ -173,6 +173,7 @@ def test_every_option_is_checked_before_torchrun_starts(tmp_path: Path) -> None:
         # a warm start keeps its source's architecture and size: these were ignored silently
         (["--init-from", "pets@7", "--arch", "small_cnn"], "it cannot take --arch"),
         (["--init-from", "pets@7", "--image-size", "32"], "it cannot take --image-size"),
+        (["--init-from", "pets@7", "--preset", "best"], "it cannot take --preset"),
     ):
         began = time.monotonic()
         result = runner.invoke(app, [*train, *extra])

@@ -212,8 +212,9 @@ def train(
             init_from=init_from,
             study=study,
         )
-    if init_from is not None and (arch is not None or image_size is not None):
-        given = [n for n, v in (("--arch", arch), ("--image-size", image_size)) if v is not None]
+    shaping = (("--arch", arch), ("--image-size", image_size), ("--preset", preset))
+    if init_from is not None and any(v is not None for _, v in shaping):
+        given = [n for n, v in shaping if v is not None]  # a preset names its own architecture
         raise typer.BadParameter(
             f"a warm start keeps the architecture and image size of {init_from}; it cannot "
             f"take {', '.join(given)}",

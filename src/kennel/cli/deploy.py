@@ -80,10 +80,10 @@ def stop(env: Env = "production", project: ProjectOption = None) -> None:
 
 
 def _default_model(ws: Workspace) -> str:
-    """What ``kennel predict`` uses without --model/--env: what production serves, else the
-    champion; only ever a version that passed its quality gates."""
+    """What ``kennel predict`` uses without --model/--env: what production (``release.to``)
+    serves, else the champion; only ever a version that passed its quality gates."""
     name = ws.project.config.model.name
-    production = ws.project.config.environments.get("production")
+    production = ws.project.config.environments.get(ws.project.config.release.to)
     for alias in ([production.alias] if production else []) + ["champion"]:
         try:
             chosen = ws.registry.resolve(f"{name}@{alias}")
@@ -271,7 +271,9 @@ def reject(
 
 def release(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
-    to: Annotated[str, typer.Option("--to", help="Environment.")] = "production",
+    to: Annotated[
+        str | None, typer.Option("--to", help="Environment (default: release.to, production).")
+    ] = None,
     reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "release",
     token: TokenOption = None,
     project: ProjectOption = None,
@@ -279,6 +281,7 @@ def release(
 ) -> None:
     """Release a certified (and, in delivery mode, approved) version to ENV."""
     with opened(project) as ws:
+        to = to or ws.project.config.release.to
         event = ws.releases().release(ref, to, who=acting(ws, token), reason=reason)
     if json_out:
         emit_json(event.as_dict())
@@ -289,15 +292,27 @@ def release(
 
 
 def rollback(
-    env: Env = "production",
+    env: Annotated[
+        str | None, typer.Option("--env", help="Environment (default: release.to, production).")
+    ] = None,
     reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "by request",
+    seen: Annotated[
+        int | None,
+        typer.Option(
+            "--from",
+            min=1,
+            max=2**31 - 1,
+            help="Only if ENV serves this version now (the one you decided to roll back).",
+        ),
+    ] = None,
     token: TokenOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Point ENV back at the version it served before the last release."""
     with opened(project) as ws:
-        event = ws.releases().rollback(env, who=acting(ws, token), reason=reason)
+        env = env or ws.project.config.release.to
+        event = ws.releases().rollback(env, who=acting(ws, token), reason=reason, seen=seen)
     if json_out:
         emit_json(event.as_dict())
     else:

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import unquote, urlsplit
 
 import typer
 from rich.markup import escape
@@ -84,8 +85,12 @@ def watch(
     from kennel.video.events import Event, EventTracker
     from kennel.video.watch import AnnotatedWriter, VideoMetrics, Watcher
 
-    if out is not None and Path(source).is_file() and out.is_file() and out.samefile(source):
-        raise ConfigError(f"--out {out} is the video being watched; name another file")
+    if out is not None and out.is_file():
+        # the source as a path: a file:// URL names a file too (OpenCV opens both)
+        watched = Path(unquote(urlsplit(source).path)) if source.startswith("file:") else None
+        for candidate in (Path(source), watched):
+            if candidate is not None and candidate.is_file() and out.samefile(candidate):
+                raise ConfigError(f"--out {out} is the video being watched; name another file")
     writer = AnnotatedWriter(out, fps or 25.0) if out else None  # a bad --out: said first
     reader = FrameReader(source, target_fps=fps or None)
     camera_id = camera or f"camera:{Path(source).name if not reader.live else source}"

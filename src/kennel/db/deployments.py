@@ -159,6 +159,9 @@ class DeploymentStore:
         version already (a double click, a page posted again), is that decision: it is
         returned and nothing new is recorded."""
         with self.db.session() as s:
+            # after any alias move being checked against the policy now (``move_alias``): a
+            # rejection never slips in between that check and the move
+            serialize(s, f"policy:{model}")
             serialize(s, f"approval:{model}@{version}")  # two clicks at once: one is recorded
             newest = s.scalars(
                 select(ApprovalRow)

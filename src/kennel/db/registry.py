@@ -264,6 +264,10 @@ class RegistryStore:
         release policy, checked again once the slow part of a release, hashing the bundle,
         is over: a rejection that landed meanwhile then counts)."""
         with self.db.session() as s:
+            if guard is not None:
+                # QA decisions take this lock too (``DeploymentStore.add_approval``): one that
+                # lands while this move is checked waits for it, and is seen by the next
+                serialize(s, f"policy:{name}")
             serialize(s, f"alias:{name}@{alias}")
             if guard is not None:
                 guard()

@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,19 +176,25 @@ def stop(state_dir: Path, env: str, timeout: float = 30.0) -> bool:
 
 
 def wait_for_version(
-    url: str, version: int, timeout: float = 30.0, *, model: ModelVersion | None = None
+    url: str,
+    version: int,
+    timeout: float = 30.0,
+    *,
+    model: ModelVersion | None = None,
+    bundle_of: Callable[[int], str | None] | None = None,
 ) -> None:
-    """Wait until the service at ``url`` serves ``version``; given ``model``, that model's
-    bundle: a service of another project on the port (another model, or another bundle
-    under the same name and version) is an error at once, never certified in its place."""
+    """Wait until the service at ``url`` serves ``version``. Given ``model`` and ``bundle_of``
+    (the digest of this project's metadata file for a version of it, None for a version it
+    does not have): a service of another project on the port is an error at once, never
+    certified in its place, whether it serves another model, or the same name and version
+    (the same model bytes, even) registered there, not here."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = served(url)
         if body is not None and model is not None:
             name, digest = body.get("model"), body.get("sha256")
-            ours = model.files.get("model.onnx")  # until it moves, an older version serves
-            same = int(body["version"]) == model.version
-            if (name is not None and name != model.name) or (same and digest and digest != ours):
+            ours = bundle_of(int(body["version"])) if bundle_of and digest else digest
+            if (name is not None and name != model.name) or digest != ours:
                 raise ServiceError(
                     f"{url} is held by another service ({name}@{body['version']}, not this "
                     f"project's {model.ref}): stop it, or give this environment another port "

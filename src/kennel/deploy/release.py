@@ -24,11 +24,18 @@ from kennel.db.deployments import Approval, DeploymentStore
 from kennel.deploy import environments
 from kennel.deploy.certify import Certification, certify
 from kennel.deploy.policy import Move, PolicyGate
-from kennel.errors import AuthError, ConfigError, ReleaseRefusedError, ServiceError
+from kennel.errors import (
+    AuthError,
+    ConfigError,
+    NotFoundError,
+    ReleaseRefusedError,
+    ServiceError,
+)
 from kennel.progress import Event, Progress, silent
 from kennel.registry.entities import AliasEvent, ModelVersion
 from kennel.registry.store import ModelRegistry
 from kennel.serve.auth import Identity
+from kennel.serve.runtime import METADATA
 from kennel.storage import ContentStore
 from kennel.stream import signing
 from kennel.stream.feed import RedisFeed, publish_version
@@ -111,6 +118,7 @@ class ReleaseManager:
             model.version,
             timeout=max(30.0, 10 * self.config.serve.poll_s),
             model=model,
+            bundle_of=self._bundle_digest,
         )
         say(f"{target.url} serves {model.ref}; running the application test")
         cert = certify(
@@ -137,6 +145,15 @@ class ReleaseManager:
             )
             say(f"continuous deployment: released {model.ref} to {to}")
         return DeployResult(model.ref, env, target.url, started, cert, released)
+
+    def _bundle_digest(self, version: int) -> str | None:
+        """The sha256 of this project's metadata file of ``version`` (None: no such version):
+        what its service reports in /health/ready."""
+        try:
+            found = self.registry.resolve(f"{self.config.model.name}@{version}")
+        except NotFoundError:
+            return None
+        return found.files.get(METADATA)
 
     def decide(self, ref: str, decision: str, *, who: Identity | None, note: str) -> Approval:
         if who is None:
@@ -175,15 +192,28 @@ class ReleaseManager:
         return event
 
     def rollback(
-        self, env: str = "production", *, who: Identity, reason: str = "by request"
+        self,
+        env: str = "production",
+        *,
+        who: Identity,
+        reason: str = "by request",
+        seen: int | None = None,
     ) -> AliasEvent:
-        """Point the environment's alias back at the version it served before the last move."""
+        """Point the environment's alias back at the version it served before the last move.
+        ``seen``: the version the caller saw served (a dashboard page, an operator's check);
+        refused when it serves another now: two operators who each saw 2 and clicked Roll
+        back sent production two steps back."""
         target = self.config.environment(env)
         name = self.config.model.name
         if not who.may(str(Move.ROLLBACK)):  # who first: a role without it learns no state
             raise AuthError(f"role {who.role!r} may not rollback (it takes "
                             f"{who.roles_for(str(Move.ROLLBACK))})")  # fmt: skip
         current, previous = self.gate.served_before(name, target.alias)
+        if seen is not None and seen != current:
+            raise ReleaseRefusedError(
+                f"{name}@{target.alias} names version {current} now, not {seen} as when you "
+                "looked: look again, then roll back if you still mean to"
+            )
         model = self.registry.resolve(f"{name}@{previous}")
         # a release between reading the history and moving would be undone, and the alias
         # sent two steps back: the move happens only while the alias still names ``current``

@@ -17,6 +17,7 @@ from kennel.govern.feedback import require_feedback
 from kennel.ingest.run import Ingestor
 from kennel.ingest.sources import Entry, Listing, ReadResult
 from kennel.pipeline.build import Builder, BuildOptions
+from kennel.pipeline.steps.prepare import NothingToBalance
 from kennel.progress import Event, Progress, silent
 from kennel.registry.store import ModelRegistry
 from kennel.serve.auth import Identity
@@ -142,11 +143,12 @@ def retrain(
         actor=actor,
         progress=progress,
     )
-    if report.added == 0:  # every labelled image was in the dataset already (the same bytes)
+    if report.version.id == champion.dataset_version:
+        # every labelled image was in the data the champion learnt from (the same bytes)
         raise StateError(
             f"the {report.files} labelled {environment} images are already in "
-            f"{report.version.ref} (the same files): a retrain would learn nothing new. Send "
-            f"the true labels of predictions on images the model was not trained on"
+            f"{report.version.ref}, which {champion.ref} was trained on: a retrain would learn "
+            "nothing new. Send the true labels of predictions on images it has not seen"
         )
     if options is None:  # the champion's own settings, one trial: a refresh, not a new search
         params = registry.read_json(champion, METADATA).get("params", {})
@@ -162,6 +164,14 @@ def retrain(
     opts = BuildOptions(
         **{**options.__dict__, "init_from": champion.ref, "actor": actor, "overrides": overrides}
     )
+    try:  # before a run is recorded
+        builder.check(report.version.ref, opts)
+    except NothingToBalance as exc:
+        raise StateError(
+            f"none of the labelled images from the alert's window is in the training split "
+            f"of {report.version.ref} (each file's split follows its content: these went to "
+            "validation or test); label more of the window's predictions, then retrain"
+        ) from exc
     say(f"retrain: training on {report.version.ref} warm-started from {champion.ref}")
     built = builder.build(report.version.ref, opts, progress)
     result = None

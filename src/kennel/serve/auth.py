@@ -26,11 +26,13 @@ ROLES = ("viewer", "operator", "qa", "admin")
 # `bootstrap:`; and compared by their look (``_skeleton``), so no `kenneI` (a capital i) either
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _RESERVED = ("system", "kennel", "continuous-deployment", "local", "bootstrap")
-_ALIKE = str.maketrans({"i": "l", "1": "l", "0": "o", "5": "s", "_": "-", ".": "-"})
+_ALIKE = str.maketrans("i1|03457", "llloeast", "-_.@:")  # i, 1, | read as l; 0 as o; ...
 
 
 def _skeleton(name: str) -> str:
-    """``name`` as it looks: letters and digits easily taken for one another made the same."""
+    """``name`` as it reads: letters and digits easily taken for one another made the same,
+    separators left out (``ContinuousDeployment`` reads as ``continuous-deployment``). Over
+    broad on purpose: a ``kennelly`` chooses another name."""
     return name.lower().replace("rn", "m").translate(_ALIKE)
 
 

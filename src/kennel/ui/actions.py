@@ -41,10 +41,10 @@ def release(ws: Workspace, who: Identity, ref: str, env: str, reason: str) -> st
     return f"{event.name}@{event.alias}: {event.from_version or '-'} -> {event.to_version or '-'}"
 
 
-def rollback(ws: Workspace, who: Identity, env: str, reason: str) -> str:
+def rollback(ws: Workspace, who: Identity, env: str, reason: str, seen: int | None = None) -> str:
     _require(who, "rollback", "roll back")
     _environment(ws, env)
-    event = ws.releases().rollback(env, who=who, reason=reason or "by request")
+    event = ws.releases().rollback(env, who=who, reason=reason or "by request", seen=seen)
     return f"{event.name}@{event.alias}: {event.from_version or '-'} -> {event.to_version or '-'}"
 
 

@@ -22,6 +22,7 @@ from fastapi import FastAPI, Form, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from kennel import pages
+from kennel.db import MAX_NUMBER
 from kennel.db.deployments import DeploymentStore
 from kennel.deploy.policy import PolicyGate
 from kennel.errors import AuthError, NotFoundError, did_you_mean
@@ -308,10 +309,17 @@ def install(app: FastAPI, ui: Dashboard) -> None:
 
     @app.post("/actions/rollback", include_in_schema=False)
     def rollback(
-        request: Request, env: EnvName, csrf: Csrf = "", back: Back = "/", note: Note = ""
+        request: Request,
+        env: EnvName,
+        csrf: Csrf = "",
+        back: Back = "/",
+        note: Note = "",
+        # the version the page showed served: a second operator's click on a stale page
+        # (or a click posted twice) is refused instead of going a second step back
+        current: Annotated[int | None, Form(ge=1, le=MAX_NUMBER)] = None,
     ) -> Response:
         session, who = acting(request, csrf, back)
-        return done(session, back, actions.rollback(ws, who, env, note))
+        return done(session, back, actions.rollback(ws, who, env, note, seen=current))
 
     @app.post("/actions/ack", include_in_schema=False)
     def acknowledge(

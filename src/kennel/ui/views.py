@@ -144,7 +144,8 @@ def environment(
                        blockers=blockers, note="release reason")
             )  # fmt: skip
         buttons.append(
-            button("Roll back", "/actions/rollback", {"env": name}, who=who,
+            button("Roll back", "/actions/rollback",
+                   {"env": name, **({"current": str(model.version)} if model else {})}, who=who,
                    permission="rollback", blockers=rollback_blockers(ws, gate, target.alias),
                    note="rollback reason", danger=True)
         )  # fmt: skip

@@ -17,7 +17,7 @@ from kennel.errors import TrainingError
 from kennel.progress import Progress, counter
 from kennel.registry.store import ModelRegistry
 from kennel.storage import ContentStore
-from kennel.train.data import ImageSet, build_image_set, holdout
+from kennel.train.data import ImageSet, build_image_set, column, holdout
 from kennel.train.tracking import RunTracker
 
 
@@ -84,7 +84,17 @@ def plan(
     if len(classes) < 2:
         raise TrainingError(f"{version.ref} has {len(classes)} label(s); need at least 2")
     splits = split(rows, version.ref, config.validation_share, config.seed)
+    if config.balance_by and not any(column(rows, splits.train, config.balance_by)):
+        # said here, before a run is recorded, not once training has begun
+        raise NothingToBalance(
+            f"train.balance_by: no training image of {version.ref} has a "
+            f"{config.balance_by!r} column"
+        )
     return BuildPlan(version=version, rows=rows, classes=classes, splits=splits, config=config)
+
+
+class NothingToBalance(TrainingError):
+    """``train.balance_by`` names a column no image of the training split has."""
 
 
 def warm_start(

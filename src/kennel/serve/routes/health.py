@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kennel.serve import schemas
 from kennel.serve.routes.errors import ERRORS
+from kennel.serve.runtime import METADATA
 from kennel.serve.service import service_of
 
 
@@ -40,8 +43,10 @@ async def ready(request: Request) -> JSONResponse:
     if current is None or service.draining:
         detail = "draining" if service.draining else service.not_ready()
         return JSONResponse({"status": "not_ready", "detail": detail}, 503)
-    # the bundle's own digest: a deploy tells its service from another project's on the port
-    digest = current.bundle.meta.get("files", {}).get("model.onnx")
+    # the digest of the bundle's metadata (its run, its registration, every file's digest): a
+    # deploy tells its own service from another project's on the port, whose model may be
+    # byte for byte the same
+    digest = hashlib.sha256(current.bundle.files[METADATA]).hexdigest()
     body = {"status": "ready", "version": current.version, "model": current.name, "sha256": digest}
     return JSONResponse(body)
 
