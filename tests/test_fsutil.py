@@ -35,7 +35,11 @@ def test_a_page_replaces_only_kennels_own_pages_unless_forced(tmp_path: Path) ->
     quoting.write_text(f"<!doctype html><html><head></head><body><pre>{KENNEL_PAGE}</pre>")
     source = tmp_path / "fsutil.py"
     source.write_text(f"KENNEL_PAGE = '{KENNEL_PAGE}'\n")
-    for other in (quoting, source):
+    commented = tmp_path / "commented.html"
+    commented.write_text(f"<!DOCTYPE html><html><head><!-- {KENNEL_PAGE} --></head>")
+    scripted = tmp_path / "scripted.html"
+    scripted.write_text(f"<!doctype html><head><script>var s = `{KENNEL_PAGE}`;</script></head>")
+    for other in (quoting, source, commented, scripted):
         with pytest.raises(ConfigError, match="not a page kennel wrote"):
             page_target(other, "report.html")
     # "a/x/../r.html" is a/r.html: no stray a/x folder is made

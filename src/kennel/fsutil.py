@@ -8,6 +8,7 @@ import fcntl
 import os
 import tempfile
 import uuid
+from html.parser import HTMLParser
 from pathlib import Path
 
 from kennel.errors import ConfigError
@@ -87,20 +88,39 @@ def page_target(
     return path
 
 
+class _Head(HTMLParser):
+    """Finds ``KENNEL_PAGE`` as a tag of a document's head: in a comment, a script or the
+    body it is only text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marked = self.ended = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":
+            self.ended = True
+        elif tag == "meta" and not self.ended:
+            found = dict(attrs)
+            if found.get("name") == "generator" and found.get("content") == "kennel":
+                self.marked = True
+
+    def handle_endtag(self, tag: str) -> None:
+        self.ended = self.ended or tag == "head"
+
+
 def _kennel_page(path: Path) -> bool:
     """Whether ``path`` is a file that kennel wrote as a page: an HTML document whose head
-    holds ``KENNEL_PAGE`` (a page that merely quotes it in its body is not one)."""
+    holds ``KENNEL_PAGE`` as a tag (a page that merely quotes it is not one)."""
     try:
         with open(path, "rb") as handle:
             start = handle.read(4096)
     except OSError:
         return False
-    head = start.split(b"</head>", 1)[0] if b"</head>" in start else b""
-    return (
-        path.is_file()
-        and start.lstrip().lower().startswith(b"<!doctype html")
-        and KENNEL_PAGE.encode() in head
-    )
+    if not path.is_file() or not start.lstrip().lower().startswith(b"<!doctype html"):
+        return False
+    head = _Head()
+    head.feed(start.decode("utf-8", "replace"))
+    return head.marked
 
 
 def _writable(path: Path) -> None:

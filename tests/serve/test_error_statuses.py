@@ -9,6 +9,7 @@ import pytest
 
 from kennel import errors
 from kennel.db.audit import AnchorConflict, AnchorTaken
+from kennel.pipeline.steps.prepare import NothingToBalance
 from kennel.serve.app import error_response
 from kennel.serve.holder import LoadFailed
 from kennel.stream.subscriber import Refused
@@ -37,6 +38,7 @@ EXPECTED = {
     errors.EngineError: 503,  # the Ray cluster is unreachable: try again
     LoadFailed: 409,
     Refused: 409,
+    NothingToBalance: 500,  # a TrainingError, said while the build is planned
 }
 
 

@@ -532,3 +532,12 @@ def test_a_deploy_never_takes_another_projects_service_for_its_own(
         with pytest.raises(ServiceError, match="is held by another service"):
             wait_for_version(running.url, 1, timeout=30, model=stranger, bundle_of=theirs)
         assert time.monotonic() - began < 5  # at once, not after the timeout
+    # a service that reports no digest (another project's older kennel) is not taken for ours
+    from kennel.deploy.environments import check_owner, served
+
+    body = served(running.url)
+    assert body is not None
+    check_owner(running.url, body, ours, bundle_of)  # its own: nothing said
+    for stripped in ({**body, "sha256": None}, {k: v for k, v in body.items() if k != "model"}):
+        with pytest.raises(ServiceError, match="is held by another service"):
+            check_owner(running.url, stripped, ours, bundle_of)

@@ -165,10 +165,12 @@ def test_a_bad_out_is_refused_before_anything_is_watched(park: Project, tmp_path
                                      "-C", str(park.root)])  # fmt: skip
         assert result.exit_code == 2, (out, result.output)
         assert said in result.stderr and result.stderr.count("\n") == 1, result.stderr
-    # the source as a file:// URL names the same file
-    result = runner.invoke(app, ["watch", clip.as_uri(), "--model", "pets@1", "--out", str(clip),
-                                 "-C", str(park.root)])  # fmt: skip
-    assert result.exit_code == 2 and "is the video being watched" in result.stderr
+    # the source as a file:// URL, or inside one of FFmpeg's protocol wrappers, names it too
+    for source in (clip.as_uri(), f"cache:{clip.as_uri()}", f"concat:{clip}|{clip}",
+                   f"subfile,,start,0,end,0,,:{clip.as_uri()}"):  # fmt: skip
+        result = runner.invoke(app, ["watch", source, "--model", "pets@1", "--out", str(clip),
+                                     "-C", str(park.root)])  # fmt: skip
+        assert result.exit_code == 2 and "is the video being watched" in result.stderr, source
     assert clip.read_bytes() == before
     assert list((tmp_path / "outdir").iterdir()) == [] and not (tmp_path / "out.txt").exists()
 

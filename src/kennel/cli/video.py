@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import typer
 from rich.markup import escape
@@ -85,12 +86,8 @@ def watch(
     from kennel.video.events import Event, EventTracker
     from kennel.video.watch import AnnotatedWriter, VideoMetrics, Watcher
 
-    if out is not None and out.is_file():
-        # the source as a path: a file:// URL names a file too (OpenCV opens both)
-        watched = Path(unquote(urlsplit(source).path)) if source.startswith("file:") else None
-        for candidate in (Path(source), watched):
-            if candidate is not None and candidate.is_file() and out.samefile(candidate):
-                raise ConfigError(f"--out {out} is the video being watched; name another file")
+    if out is not None and out.is_file() and any(_same(out, f) for f in _files_named(source)):
+        raise ConfigError(f"--out {out} is the video being watched; name another file")
     writer = AnnotatedWriter(out, fps or 25.0) if out else None  # a bad --out: said first
     reader = FrameReader(source, target_fps=fps or None)
     camera_id = camera or f"camera:{Path(source).name if not reader.live else source}"
@@ -204,3 +201,27 @@ def synth_video(
     for s in timeline:
         console.print(f"{clock(s.start)}-{clock(s.end)}  {s.label:6}  {s.source}", markup=False)
     console.print(f"wrote {out} and {clips.timeline_path(out)}", markup=False)
+
+
+def _files_named(source: str) -> list[Path]:
+    """Every file a source may name: the path itself, and what OpenCV's FFmpeg would open
+    inside a URL or a protocol wrapper (``file:///a.mp4``, ``cache:file:a.mp4``,
+    ``concat:a.mp4|b.mp4``, ``subfile,,start,0,end,0,,:a.mp4``), percent-decoded."""
+    found = [Path(source)]
+    for piece in re.split(r"[|,]", unquote(source)):
+        while piece:
+            found.append(Path(piece))
+            _scheme, colon, piece = piece.partition(":")
+            if not colon:
+                break
+            if piece.startswith("//"):  # an authority, maybe empty: //host/path or ///path
+                _host, slash, path = piece[2:].partition("/")
+                piece = "/" + path if slash else ""
+    return found
+
+
+def _same(out: Path, candidate: Path) -> bool:
+    try:
+        return candidate.is_file() and out.samefile(candidate)
+    except (OSError, ValueError):  # a name too long, or with a NUL: no file of ours
+        return False

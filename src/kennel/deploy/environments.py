@@ -191,16 +191,31 @@ def wait_for_version(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = served(url)
-        if body is not None and model is not None:
-            name, digest = body.get("model"), body.get("sha256")
-            ours = bundle_of(int(body["version"])) if bundle_of and digest else digest
-            if (name is not None and name != model.name) or digest != ours:
-                raise ServiceError(
-                    f"{url} is held by another service ({name}@{body['version']}, not this "
-                    f"project's {model.ref}): stop it, or give this environment another port "
-                    "in kennel.yaml"
-                )
+        if body is not None and model is not None and bundle_of is not None:
+            check_owner(url, body, model, bundle_of)
         if body is not None and int(body["version"]) == version:
             return
         time.sleep(0.1)
     raise ServiceError(f"{url} did not start serving version {version} within {timeout:.0f}s")
+
+
+def check_owner(
+    url: str,
+    body: dict[str, Any] | None,
+    model: ModelVersion,
+    bundle_of: Callable[[int], str | None],
+) -> None:
+    """ServiceError unless the service at ``url`` (its ``/health/ready`` ``body``; None: not
+    answering, nothing to say) serves a bundle of ``model``'s project: the same model name
+    and, for the version it serves, the digest ``bundle_of`` gives. A service that reports
+    no digest (another project's, or a kennel from before digests) is not taken for ours."""
+    if body is None:
+        return
+    name, digest = body.get("model"), body.get("sha256")
+    if name == model.name and digest is not None and digest == bundle_of(int(body["version"])):
+        return
+    raise ServiceError(
+        f"{url} is held by another service ({name}@{body['version']}, not a version of this "
+        f"project's {model.name}): stop it (an older kennel's too: its successor says which "
+        "bundle it serves), or give this environment another port in kennel.yaml"
+    )

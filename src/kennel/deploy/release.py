@@ -101,6 +101,10 @@ class ReleaseManager:
 
         model = self.registry.resolve(ref)
         target = self.config.environment(env)
+        # another project's service on the port: said before the alias moves
+        environments.check_owner(
+            target.url, environments.served(target.url), model, self._bundle_digest
+        )
         self.gate.move(
             Move.DEPLOY,
             model,

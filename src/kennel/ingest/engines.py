@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from kennel.ingest.validate import (
     FileResult,
@@ -75,6 +75,29 @@ class Engine(Protocol):
         """Check ``chunks`` (``files`` files in all); only valid inside ``connected``."""
         ...
 
+
+def _quiet_wakeup() -> None:
+    """Python 3.11's process pool races itself at the interpreter's exit: ``_python_exit``
+    wakes each pool's manager thread through its pipe while that thread, ending, closes the
+    pipe; a second Ctrl-C during an ingest's shutdown made it a traceback (EBADF) after the
+    one-line message. Python 3.12 takes a lock there; here a wakeup of a pipe closed
+    meanwhile is the no-op it was meant to be."""
+    from concurrent.futures import process
+
+    wakeup = process._ThreadWakeup.wakeup
+
+    def quiet(self: Any) -> None:
+        try:
+            wakeup(self)
+        except OSError:
+            if not self._closed:
+                raise
+
+    process._ThreadWakeup.wakeup = quiet  # type: ignore[method-assign]
+
+
+if sys.version_info < (3, 12):
+    _quiet_wakeup()
 
 # Libraries whose native thread pools are not known to survive a fork in a usable state: a
 # process that has loaded any of them (a pipeline that trained, a service) spawns its workers.
