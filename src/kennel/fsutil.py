@@ -74,8 +74,9 @@ def page_target(
 ) -> Path:
     """Where a page asked for at ``path`` is written: inside it as ``default_name`` when it is
     a folder, else ``path`` itself. An existing file is replaced only when it is a page kennel
-    wrote (``KENNEL_PAGE`` in its first kilobytes) or with ``force``: a report sent by mistake
-    to a project's kennel.yaml, or as root to /etc/passwd, replaced it."""
+    wrote (``KENNEL_PAGE`` a tag of its head) or with ``force``: a report sent by mistake to a
+    project's kennel.yaml, or as root to /etc/passwd, replaced it. Its folder is tried first,
+    so a caller learns it cannot write there before it acts."""
     path = Path(os.path.abspath(path))  # "a/x/../r.html" is a/r.html: no stray a/x made
     if path.is_dir():
         path = path / default_name

@@ -147,7 +147,7 @@ class PredictionStore:
     ) -> Feedback:
         """Record (or replace) the true label of a prediction and audit it as ``feedback``.
         The prediction need not be stored yet: feedback may overtake the buffered log, and is
-        joined to its prediction whenever that lands (``logged`` tells whether it has)."""
+        joined to its prediction whenever that lands (``get`` tells whether it has)."""
         feedback = Feedback(prediction_id, label, datetime.now(UTC), actor)
         with self.db.session() as s:
             s.merge(
@@ -166,11 +166,6 @@ class PredictionStore:
                 details={"label": label, "token": token},
             )
         return feedback
-
-    def logged(self, prediction_id: str) -> bool:
-        """Whether the prediction is in the log (the database) now."""
-        with self.db.session() as s:
-            return s.get(PredictionRow, prediction_id) is not None
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, prediction_id: str) -> LoggedPrediction | None:

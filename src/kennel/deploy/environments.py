@@ -33,7 +33,8 @@ def _tls() -> ssl.SSLContext:
 
 def served(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
     """What the service at ``url`` says it serves (``/health/ready``: version, model name,
-    the sha256 of its model.onnx), or None when it is not answering or not ready."""
+    the sha256 of its bundle's metadata file), or None when it is not answering or not
+    ready."""
     try:
         response = httpx.get(f"{url}/health/ready", timeout=timeout, verify=_tls())
         if response.status_code != 200:

@@ -11,6 +11,7 @@ In both modes a failed gate or certification can never reach production.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,10 +102,10 @@ class ReleaseManager:
 
         model = self.registry.resolve(ref)
         target = self.config.environment(env)
+        # a registered bundle never changes: read once, not at every poll of the wait below
+        bundle_of = functools.cache(self._bundle_digest)
         # another project's service on the port: said before the alias moves
-        environments.check_owner(
-            target.url, environments.served(target.url), model, self._bundle_digest
-        )
+        environments.check_owner(target.url, environments.served(target.url), model, bundle_of)
         self.gate.move(
             Move.DEPLOY,
             model,
@@ -122,7 +123,7 @@ class ReleaseManager:
             model.version,
             timeout=max(30.0, 10 * self.config.serve.poll_s),
             model=model,
-            bundle_of=self._bundle_digest,
+            bundle_of=bundle_of,
         )
         say(f"{target.url} serves {model.ref}; running the application test")
         cert = certify(
@@ -165,17 +166,19 @@ class ReleaseManager:
         if not who.may("approve"):
             raise AuthError(f"role {who.role!r} may not approve or reject; it takes qa or admin")
         model = self.registry.resolve(ref)
-        staging = self.config.release.staging
-        cert = self.gate.certification(model) if decision == "approved" else None
-        if decision == "approved" and cert is None:
-            raise ReleaseRefusedError(f"{model.ref} has no certification in {staging} to approve")
-        if cert is not None and not cert.passed:
-            # an approval of a failed report would carry over to a later passing one
-            raise ReleaseRefusedError(
-                f"{model.ref} failed its application test in {staging} ("
-                + "; ".join(cert.reasons)
-                + "): deploy it again once that is fixed, then approve; reject it to say no"
-            )
+        if decision == "approved":
+            staging = self.config.release.staging
+            cert = self.gate.certification(model)
+            if cert is None:
+                raise ReleaseRefusedError(
+                    f"{model.ref} has no certification in {staging} to approve"
+                )
+            if not cert.passed:  # an approval of it would carry over to a later passing one
+                raise ReleaseRefusedError(
+                    f"{model.ref} failed its application test in {staging} ("
+                    + "; ".join(cert.reasons)
+                    + "): deploy it again once that is fixed, then approve; reject it to say no"
+                )
         return self.deployments.add_approval(
             model.name,
             model.version,

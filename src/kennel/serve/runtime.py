@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,12 @@ class Bundle:
     meta: dict[str, Any]
     model: bytes
     files: Mapping[str, bytes] = field(repr=False)
+
+    @cached_property
+    def metadata_sha256(self) -> str:
+        """The digest of the metadata file (its run, its registration, every file's digest):
+        what names this bundle, as the registry keeps it. Hashed once (a few hundred kB)."""
+        return hashlib.sha256(self.files[METADATA]).hexdigest()
 
     @property
     def name(self) -> str:

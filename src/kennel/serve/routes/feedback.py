@@ -28,11 +28,11 @@ FEEDBACK_BODY = {
 
 
 def _save_feedback(db: Database, body: schemas.FeedbackIn, who: Identity) -> bool:
-    """The label and its audit record, in one transaction (blocking: run it off the loop);
-    whether its prediction is in the log yet."""
+    """The label and its audit record, in one transaction (blocking: run it off the loop),
+    then whether its prediction is in the log yet."""
     store = PredictionStore(db)
     store.add_feedback(body.prediction_id, body.label, actor=who.name, token=who.token_id)
-    return store.logged(body.prediction_id)
+    return store.get(body.prediction_id) is not None
 
 
 async def feedback(

@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kennel.serve import schemas
 from kennel.serve.routes.errors import ERRORS
-from kennel.serve.runtime import METADATA
 from kennel.serve.service import service_of
 
 
@@ -46,7 +43,7 @@ async def ready(request: Request) -> JSONResponse:
     # the digest of the bundle's metadata (its run, its registration, every file's digest): a
     # deploy tells its own service from another project's on the port, whose model may be
     # byte for byte the same
-    digest = hashlib.sha256(current.bundle.files[METADATA]).hexdigest()
+    digest = current.bundle.metadata_sha256
     body = {"status": "ready", "version": current.version, "model": current.name, "sha256": digest}
     return JSONResponse(body)
 
