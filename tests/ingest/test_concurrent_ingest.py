@@ -11,7 +11,7 @@ import pytest
 
 from kennel.db import Database
 from kennel.db.datasets import DatasetStore
-from kennel.errors import HeadMovedError
+from kennel.errors import HeadMovedError, StateError
 from kennel.ingest.run import IngestReport
 from kennel.progress import Event
 from kennel.wiring import Workspace
@@ -100,3 +100,45 @@ def test_a_version_built_on_an_old_head_is_refused(metadata_url: str) -> None:
         ]  # fmt: skip
     finally:
         db.dispose()
+
+
+def test_the_same_ingest_started_twice_runs_once(tmp_path: Path, metadata_url: str) -> None:
+    """A second ingest of the same files into the same dataset, while the first is live, is
+    refused (it used to "resume" the live run and do all its work again); once the first has
+    finished, the same command ingests again (here: unchanged)."""
+    project = make_project(
+        tmp_path / "p", sections={"store": {"metadata_url": metadata_url}}, workers=1
+    )
+    lake = str(write_tree(tmp_path / "lake", labelled_jpegs(6, seed=4)))
+    workspaces = [Workspace(project) for _ in range(2)]
+    for ws in workspaces:
+        ws.db  # noqa: B018 - open (and migrate) here, not in the thread
+    inside, release = threading.Event(), threading.Event()
+    reports: list[IngestReport] = []
+
+    def hold(_event: Event) -> None:
+        inside.set()
+        assert release.wait(60)
+
+    thread = threading.Thread(
+        target=lambda: reports.append(
+            workspaces[0].ingestor().run(workspaces[0].source(lake), "park", progress=hold)
+        )
+    )
+    thread.start()
+    try:
+        assert inside.wait(60)
+        with pytest.raises(StateError, match=r"same files into 'park' is running now \(run \w+\)"):
+            workspaces[1].ingestor().run(workspaces[1].source(lake), "park")
+    finally:
+        release.set()
+        thread.join(60)
+    try:
+        again = workspaces[1].ingestor().run(workspaces[1].source(lake), "park")
+        versions = workspaces[1].catalog.versions("park")
+    finally:
+        for ws in workspaces:
+            ws.close()
+    assert [r.created for r in reports] == [True]
+    assert not again.created and not again.resumed
+    assert len(versions) == 1 and again.version.id == reports[0].version.id

@@ -72,6 +72,14 @@ def test_ipv6_loopback_refuses_a_rebound_name(ws: Workspace) -> None:
         with client_of(url, "[::1]:8090") as client:
             assert client.get("/health/live").status_code == 200
         with client_of(url, "evil.example") as client:
+            refused = client.get("/health/live")
+            assert refused.status_code == 400  # said as JSON, naming the names it answers to
+            assert refused.json()["error"] == "unknown host"
+            assert "127.0.0.1, localhost, [::1], not to" in refused.json()["detail"]
+            page = client.get("/")
+            assert page.status_code == 400 and "text/html" in page.headers["content-type"]
+            assert "not to &#x27;evil.example&#x27;" in page.text and "--public-origin" in page.text
+        with client_of(url, "[::1]evil") as client:
             assert client.get("/health/live").status_code == 400
 
 

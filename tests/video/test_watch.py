@@ -24,7 +24,7 @@ from kennel.config import Project
 from kennel.datasets.synth import EMPTY
 from kennel.db.schema import PredictionRow
 from kennel.imaging import decode
-from kennel.video.capture import FrameReader
+from kennel.video.capture import FrameReader, SourceEvent
 from kennel.video.events import NO_PET, EventTracker
 from kennel.video.synth import load_timeline, make_clip
 from kennel.video.watch import Watcher
@@ -173,6 +173,45 @@ def test_a_bad_out_is_refused_before_anything_is_watched(park: Project, tmp_path
         assert result.exit_code == 2 and "is the video being watched" in result.stderr, source
     assert clip.read_bytes() == before
     assert list((tmp_path / "outdir").iterdir()) == [] and not (tmp_path / "out.txt").exists()
+
+
+def test_a_duration_of_nothing_is_refused(park: Project, tmp_path: Path) -> None:
+    """`--duration 0` scored nothing and exited 0, as if the clip held no pet."""
+    clip = tmp_path / "in.mp4"
+    make_clip(clip, [("dog", Image.new("RGB", (64, 64), "brown"), "x")], seconds=0.5,
+              fps=10, size=64)  # fmt: skip
+    result = runner.invoke(app, ["watch", str(clip), "--model", "pets@1", "--duration", "0",
+                                 "-C", str(park.root)])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "--duration" in result.stderr and "not above 0" in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stdout == ""
+
+
+def test_a_clip_cut_short_is_reported(tmp_path: Path) -> None:
+    """A file that ends before the frames its header announces (a copy cut short) was read to
+    the cut and its summary looked like a whole clip's; it is now a source event."""
+    whole, cut = tmp_path / "whole.avi", tmp_path / "cut.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    for i in range(40):
+        writer.write(np.full((64, 64, 3), i * 5, np.uint8))
+    writer.release()
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+
+    def events(path: Path) -> tuple[int, list[tuple[str, str]]]:
+        reader = FrameReader(str(path), target_fps=None).start()
+        seen = []
+        while (item := reader.get(timeout=10)) is not None:
+            if isinstance(item, SourceEvent):
+                seen.append((item.kind, item.detail))
+        reader.stop()
+        return reader.frames_read, seen
+
+    read, seen = events(whole)
+    assert read == 40 and [k for k, _ in seen] == ["opened", "ended"]
+    read, seen = events(cut)
+    assert 0 < read < 40
+    assert [k for k, _ in seen] == ["opened", "truncated", "ended"]
+    assert f"after {read} of the 40 frames" in seen[1][1]
 
 
 def _jpeg(i: int) -> bytes:

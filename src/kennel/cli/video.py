@@ -86,6 +86,8 @@ def watch(
     from kennel.video.events import Event, EventTracker
     from kennel.video.watch import AnnotatedWriter, VideoMetrics, Watcher
 
+    if duration is not None and duration <= 0:
+        raise typer.BadParameter(f"{duration:g} is not above 0 seconds", param_hint="--duration")
     if out is not None and out.is_file() and any(_same(out, f) for f in _files_named(source)):
         raise ConfigError(f"--out {out} is the video being watched; name another file")
     writer = AnnotatedWriter(out, fps or 25.0) if out else None  # a bad --out: said first

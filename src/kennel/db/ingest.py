@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -20,7 +21,7 @@ from kennel.db.audit import record
 from kennel.db.bulk import fetch_tuples, insert_ignore_tuples, upsert_tuples
 from kennel.db.datasets import Item
 from kennel.db.engine import Database
-from kennel.db.locking import serialize
+from kennel.db.locking import lease, serialize
 from kennel.db.schema import (
     DatasetRow,
     DatasetVersionRow,
@@ -130,6 +131,11 @@ class IngestStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def claim(self, fingerprint: str) -> AbstractContextManager[bool]:
+        """Whether this process may do the run of ``fingerprint`` (True), held while the body
+        runs; False while a live process does it (one that died holds nothing: resume)."""
+        return lease(self.db.engine, f"ingest:{fingerprint}")
 
     def running(self, fingerprint: str) -> IngestRun | None:
         """The newest unfinished run with this fingerprint (the one to resume), if any."""

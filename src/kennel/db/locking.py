@@ -1,4 +1,5 @@
-"""Serialising a read-modify-write on one thing (an alias, a dataset's newest version).
+"""Serialising a read-modify-write on one thing (an alias, a dataset's newest version), and
+leases on long work that one process at a time may do (an ingest run).
 
 A store that reads a value and writes what follows from it (the alias's current version into
 the move's ``from``, the dataset's head into the new version's parent) calls ``serialize``
@@ -8,8 +9,17 @@ the first one's result once it has committed.
 
 from __future__ import annotations
 
-from sqlalchemy import text
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
+
+from kennel.db.engine import connect
+from kennel.fsutil import try_lock
 
 # The first key of PostgreSQL's two-key advisory locks ("kn"): kennel's keys never meet the
 # one-key locks (the migration, the audit chain, model numbering) or another application's.
@@ -31,3 +41,40 @@ def serialize(session: Session, key: str) -> None:
         )
     elif dialect == "sqlite":
         session.execute(text("UPDATE audit_log SET seq = seq WHERE seq < 0"))
+
+
+@contextmanager
+def lease(engine: Engine, key: str) -> Iterator[bool]:
+    """Hold, while the body runs, a lock on ``key`` that no dead process keeps: True when it
+    was taken, False when a live process holds it now (the body then must not do the work).
+
+    PostgreSQL: a session advisory lock on a connection of its own, which the server lets go
+    when that connection drops (``kill -9`` included). SQLite: ``flock`` on a file beside the
+    database, let go by the kernel when the process ends."""
+    if engine.dialect.name == "postgresql":
+        with connect(engine, engine.connect, f"take the lease {key!r}") as connection:
+            args = {"key": key}
+            taken = connection.execute(
+                text(f"SELECT pg_try_advisory_lock({_NAMESPACE}, hashtext(:key))"), args
+            ).scalar()
+            connection.commit()
+            try:
+                yield bool(taken)
+            finally:
+                if taken:
+                    connection.execute(
+                        text(f"SELECT pg_advisory_unlock({_NAMESPACE}, hashtext(:key))"), args
+                    )
+                    connection.commit()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":  # one process's private database
+        yield True
+        return
+    name = hashlib.sha256(key.encode()).hexdigest()[:32]
+    fd = try_lock(Path(f"{database}.locks") / f"{name}.lock")
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)

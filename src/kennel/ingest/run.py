@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import Any
@@ -32,7 +32,7 @@ from kennel.datasets.versioning import DatasetCatalog, DatasetVersion
 from kennel.db import Database
 from kennel.db.datasets import Item
 from kennel.db.ingest import IngestRecord, IngestStore
-from kennel.errors import HeadMovedError, MetadataError, SourceError
+from kennel.errors import HeadMovedError, MetadataError, SourceError, StateError
 from kennel.ingest import filestate
 from kennel.ingest.engines import Chunk, Engine, LocalEngine, Target
 from kennel.ingest.sources import Entry, FolderSource, Listing, Located, LocatingSource, Source
@@ -180,6 +180,12 @@ class Ingestor:
             return self._run(source, dataset, actor, progress)
 
     def _run(self, source: Source, dataset: str, actor: str, progress: Progress) -> IngestReport:
+        with ExitStack() as claims:  # the run's claim, held until it is finished
+            return self._ingest(source, dataset, actor, progress, claims)
+
+    def _ingest(
+        self, source: Source, dataset: str, actor: str, progress: Progress, claims: ExitStack
+    ) -> IngestReport:
         started = time.perf_counter()
         target = Target(self.content, self.artifacts_url, self.limits)
         # reach the engine first: a cluster that cannot be reached leaves no run behind
@@ -187,7 +193,15 @@ class Ingestor:
             listing = source.scan()  # a listing that fails leaves no dataset row behind
             self.catalog.ensure_dataset(dataset)
             entries = listing.entries
-            run_id, parent_id, resumed = self._start(dataset, source, entries, actor)
+            fingerprint = _fingerprint(dataset, source, entries, self.rules)
+            if not claims.enter_context(self.store.claim(fingerprint)):
+                live = self.store.running(fingerprint)
+                raise StateError(
+                    f"an ingest of the same files into {dataset!r} is running now"
+                    + (f" (run {live.id})" if live else "")
+                    + "; wait for it to finish"
+                )
+            run_id, parent_id, resumed = self._start(dataset, fingerprint, source, entries, actor)
             done = self.store.recorded_uris(run_id)
             pending = [(seq, e) for seq, e in enumerate(entries) if e.uri not in done]
             # a folder's files unchanged since an earlier read are not read again
@@ -246,9 +260,8 @@ class Ingestor:
         )
 
     def _start(
-        self, dataset: str, source: Source, entries: list[Entry], actor: str
+        self, dataset: str, fingerprint: str, source: Source, entries: list[Entry], actor: str
     ) -> tuple[str, str | None, bool]:
-        fingerprint = _fingerprint(dataset, source, entries, self.rules)
         running = self.store.running(fingerprint)
         if running is not None:
             return running.id, running.parent_version, True

@@ -25,7 +25,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from kennel import pages
 from kennel.errors import AuthError, ConfigError, KennelError, NotFoundError, status_of
@@ -35,7 +34,7 @@ from kennel.serve.service import ApiError
 from kennel.ui.actions import Jobs
 from kennel.ui.bodylimit import BodyLimit
 from kennel.ui.logs import AuditStatus
-from kennel.ui.origins import ProxiedScheme
+from kennel.ui.origins import KnownHosts, ProxiedScheme
 from kennel.ui.sessions import LoginThrottle, Session, SessionStore, session_id
 from kennel.wiring import Workspace
 
@@ -265,7 +264,7 @@ def create_app(
     app.add_middleware(ProxiedScheme)
     app.add_middleware(BodyDeadline, seconds=ws.project.config.serve.body_timeout_s)
     if allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+        app.add_middleware(KnownHosts, hosts=allowed_hosts)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:

@@ -10,9 +10,12 @@ so a client's address is always the connection's peer."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable
 from typing import Any
+
+from starlette.responses import HTMLResponse, JSONResponse
 
 from kennel.errors import ConfigError
 
@@ -82,4 +85,46 @@ class ProxiedScheme:
                     if proto in ("http", "https"):
                         scope = {**scope, "scheme": proto}
                     break
+        await self.app(scope, receive, send)
+
+
+_HOST = re.compile(r"^(?P<name>\[[0-9a-f:.]+\]|[^:\[\]/@\s]+)(:[0-9]{1,5})?$")
+
+
+def _host_name(header: str) -> str:
+    """The name in a ``Host`` header, without its port (IPv6 keeps its brackets); "" for a
+    header that is no host."""
+    found = _HOST.match(header.strip().lower())
+    return found["name"] if found else ""
+
+
+class KnownHosts:
+    """ASGI middleware: a request whose ``Host`` is not one of ``hosts`` gets a 400 saying
+    which names are, as JSON (``/api/``, ``/health/``) or as a short page (Starlette's own
+    guard answered plain text)."""
+
+    def __init__(self, app: Any, hosts: Iterable[str]) -> None:
+        self.app = app
+        self.hosts = tuple(dict.fromkeys(h.lower() for h in hosts))
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            header = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if _host_name(header) not in self.hosts:
+                detail = (
+                    f"this dashboard answers to {', '.join(self.hosts)}, not to "
+                    f"{header.strip()[:100]!r}; a proxy's public name is added with "
+                    "kennel ui --public-origin"
+                )
+                path = scope.get("path", "")
+                response = (
+                    JSONResponse({"error": "unknown host", "detail": detail}, 400)
+                    if path.startswith(("/api/", "/health/"))
+                    else HTMLResponse(
+                        f"<!doctype html><title>Unknown host</title><p>{html.escape(detail)}",
+                        400,
+                    )
+                )
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)

@@ -30,6 +30,9 @@ from kennel.errors import SourceError
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 log = logging.getLogger(__name__)
+# Frames a file may fall short of its header's count before it is reported truncated (some
+# containers' counts are estimates from the duration, off by a frame or two).
+TRUNCATED_SLACK = 2
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Frame:
 
 @dataclass(frozen=True)
 class SourceEvent:
-    kind: str  # "opened", "disconnected", "reconnecting", "failed", "ended"
+    kind: str  # "opened", "disconnected", "reconnecting", "failed", "truncated", "ended"
     detail: str
     at: float  # time.monotonic()
 
@@ -202,6 +205,7 @@ class FrameReader:
                 self.reconnects += 1
             attempts = 0
             self.fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+            announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
             self._event("opened", f"{self.fps:.1f} fps")
             try:
                 while not self._stop.is_set():
@@ -226,6 +230,12 @@ class FrameReader:
             finally:
                 capture.release()
             if not self.live:
+                if not self._stop.is_set() and self.frames_read < announced - TRUNCATED_SLACK:
+                    self._event(
+                        "truncated",
+                        f"the file ended after {self.frames_read} of the {announced} frames "
+                        "its header announces (cut short or damaged)",
+                    )
                 self._event("ended", f"{self.frames_read} frames read")
                 return
             if self._stop.is_set():
