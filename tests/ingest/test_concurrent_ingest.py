@@ -142,3 +142,5 @@ def test_the_same_ingest_started_twice_runs_once(tmp_path: Path, metadata_url: s
     assert [r.created for r in reports] == [True]
     assert not again.created and not again.resumed
     assert len(versions) == 1 and again.version.id == reports[0].version.id
+    locks = project.state_dir / "kennel.db.locks"
+    assert not locks.exists() or list(locks.iterdir()) == []  # a claim leaves no file

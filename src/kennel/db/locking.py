@@ -71,10 +71,24 @@ def lease(engine: Engine, key: str) -> Iterator[bool]:
     if not database or database == ":memory:":  # one process's private database
         yield True
         return
-    name = hashlib.sha256(key.encode()).hexdigest()[:32]
-    fd = try_lock(Path(f"{database}.locks") / f"{name}.lock")
+    path = Path(f"{database}.locks") / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.lock"
+    fd = _take(path)
     try:
         yield fd is not None
     finally:
         if fd is not None:
+            path.unlink(missing_ok=True)  # while held: a lease leaves no file behind
             os.close(fd)
+
+
+def _take(path: Path) -> int | None:
+    """``try_lock`` on the file at ``path`` now: a holder removes its file before letting go,
+    so a lock taken on a file already removed (or replaced) holds nothing; take it again."""
+    while (fd := try_lock(path)) is not None:
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    return None
