@@ -122,6 +122,23 @@ def test_an_entry_slipped_into_the_database_is_detected(tmp_path: Path) -> None:
     assert code == 1 and "entry 5 has no anchor" in err
 
 
+def test_entries_slipped_in_before_the_first_are_detected(tmp_path: Path) -> None:
+    """Rows numbered 0 or below passed verify (it read from entry 1 on) while the log and the
+    compliance report listed them as real entries."""
+    from datetime import UTC, datetime
+
+    root = _project_with_entries(tmp_path / "p")
+    ws = Workspace.load(root)
+    with ws.db.session() as s:
+        for seq in (0, -5):
+            s.add(AuditRow(seq=seq, at=datetime.now(UTC), actor="ceo", action="release",
+                           subject="pets@2", details={}, prev_hash="0", hash="0"))  # fmt: skip
+    ws.close()
+    code, _out, err = _verify(root)
+    assert code == 1
+    assert "entry -5 lies before the chain's first entry" in err
+
+
 def test_a_missing_anchor_in_the_middle_is_detected(tmp_path: Path) -> None:
     root = _project_with_entries(tmp_path / "p")
     _anchors(root)[1].unlink()

@@ -207,3 +207,35 @@ def test_a_retrain_on_images_the_dataset_already_holds_stops_before_training(
     finally:
         production.stop()
         ws.close()
+
+
+def test_actions_a_killed_cycle_left_undone_run_in_the_next(tmp_path: Path) -> None:
+    """A cycle killed between opening an incident and acting (a retrain takes minutes) left
+    the incident open with no actions, and later cycles only bumped its count; now the next
+    cycle runs what is missing, unless a live process is still acting on it."""
+    from kennel.config import init_project
+
+    project, _ = init_project(tmp_path / "p")
+    _configure(project.root, [{"name": "watch", "metric": "window.n", "op": ">=",
+                               "threshold": 0, "actions": ["log"]}])  # fmt: skip
+    ws = Workspace.load(project.root)
+    try:
+        store = AlertStore(ws.db)
+        rule = ws.project.config.monitor.rules[0]
+        [alert] = store.evaluate([rule], {"window.n": 0.0}, subject="production").opened
+        # what the killed cycle left: the incident, no action
+
+        def cycle() -> dict[int, dict[str, str]]:
+            return monitor_once(ws.monitor(), ws.actions(), environment="production",
+                                span=timedelta(hours=1)).actions  # fmt: skip
+
+        with store.claim(alert.id) as mine:  # a live process acting on it now
+            assert mine
+            assert cycle() == {}
+        assert store.get(alert.id).actions == {}
+        done = cycle()
+        assert done[alert.id]["log"].startswith("logged: window.n = 0")
+        assert cycle() == {}  # done once: not again
+        assert store.get(alert.id).count == 4
+    finally:
+        ws.close()

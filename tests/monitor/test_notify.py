@@ -17,11 +17,13 @@ import pytest
 import yaml
 
 from kennel.config import RuleConfig, init_project
+from kennel.db.audit import AuditLog
 from kennel.govern.actions import run_actions
 from kennel.govern.alerts import AlertStore
 from kennel.monitor.runner import MonitorResult
 from kennel.serve.server import free_port
 from kennel.wiring import Workspace
+from tests.serving import served_project
 
 
 class _Hook(BaseHTTPRequestHandler):
@@ -93,7 +95,8 @@ def test_webhook_and_email_reach_real_servers_and_a_dead_one_is_recorded(
     path = project.root / "kennel.yaml"
     config = yaml.safe_load(path.read_text())
     config["monitor"] = {
-        "webhook_url": f"http://127.0.0.1:{hook_port}/alerts",
+        # a chat service's webhook: its key is in the path (and here a password too)
+        "webhook_url": f"http://hook:hookpass@127.0.0.1:{hook_port}/services/T000/SECRETKEY",
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "to": ["qa@park.example"]},
     }
     path.write_text(yaml.safe_dump(config))
@@ -108,7 +111,7 @@ def test_webhook_and_email_reach_real_servers_and_a_dead_one_is_recorded(
                                3, {"performance.accuracy": 0.59})  # fmt: skip
         outcomes = run_actions(ws.actions(), store, alert.opened[0], result, ["webhook", "email"])
         assert outcomes == {
-            "webhook": f"POST http://127.0.0.1:{hook_port}/alerts: 204",
+            "webhook": f"POST http://127.0.0.1:{hook_port} (monitor.webhook_url): 204",
             "email": "sent to qa@park.example",
         }
         [posted] = _Hook.received
@@ -131,5 +134,44 @@ def test_webhook_and_email_reach_real_servers_and_a_dead_one_is_recorded(
         assert again["email"] == "sent to qa@park.example" and len(_Smtp.mails) == 2
         recorded = store.list()[0].actions
         assert recorded["webhook"].startswith("failed:") and recorded["email"].startswith("sent")
+        # what every viewer reads (the alert, the audit log) never holds the webhook's secrets
+        audit = json.dumps([e.__dict__ for e in AuditLog(ws.db).entries(limit=100)], default=str)
+        for secret in ("SECRETKEY", "hookpass"):
+            assert secret not in audit and secret not in json.dumps(store.list()[0].actions)
+    finally:
+        ws.close()
+
+
+def test_a_rollback_action_judges_only_the_version_served(tmp_path: Path) -> None:
+    """A window that mixed the previous version's predictions with the release that fixed
+    them rolled that release back (judged by the old version's accuracy, then sent back to
+    it); a rollback now acts only on a window of the version served."""
+    project = served_project(tmp_path, models=2)
+    ws = Workspace.load(project.root)
+    try:
+        for version in (1, 2):
+            ws.registry.set_alias("pets", "production", version, actor="test", reason="release")
+        store = AlertStore(ws.db)
+        rule = RuleConfig(name="accuracy-drop", metric="performance.accuracy", op="<",
+                          threshold=0.85, severity="critical", actions=["rollback"])  # fmt: skip
+        alert = store.evaluate([rule], {"performance.accuracy": 0.8}, subject="production")
+        until = datetime.now(UTC)
+
+        def window(*versions: int) -> MonitorResult:
+            return MonitorResult("run", "production", until - timedelta(hours=24), until, "pets",
+                                 versions[0], {"performance.accuracy": 0.8},
+                                 versions=list(versions))  # fmt: skip
+
+        mixed = run_actions(ws.actions(), store, alert.opened[0], window(1, 2), ["rollback"])
+        assert mixed["rollback"].startswith(
+            "skipped: the window's predictions came from "
+            "version(s) 1, 2, while production serves 2 now"
+        )
+        assert ws.registry.resolve("pets@production").version == 2
+        old = run_actions(ws.actions(), store, alert.opened[0], window(1), ["rollback"])
+        assert old["rollback"].startswith("skipped") and "version(s) 1," in old["rollback"]
+        done = run_actions(ws.actions(), store, alert.opened[0], window(2), ["rollback"])
+        assert done["rollback"] == "pets@production: 2 -> 1"
+        assert ws.registry.resolve("pets@production").version == 1
     finally:
         ws.close()

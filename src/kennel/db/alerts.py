@@ -5,6 +5,7 @@ its own transaction."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 
 from kennel.db import Database, aware
 from kennel.db.audit import record
+from kennel.db.locking import lease
 from kennel.db.schema import AlertRow
 from kennel.errors import NotFoundError, StateError
 
@@ -124,6 +126,11 @@ class AlertRecords:
                     )
                     resolved.append(_alert(current))
         return Evaluation(opened, ongoing, resolved)
+
+    def claim(self, alert_id: int) -> AbstractContextManager[bool]:
+        """Whether this process may run the alert's actions now (True), held while the body
+        runs; False while a live process runs them (one killed meanwhile holds nothing)."""
+        return lease(self.db.engine, f"alert-actions:{alert_id}")
 
     def note_action(self, alert_id: int, action: str, outcome: str, *, actor: str) -> None:
         """Write what ``action`` did for the alert on it, audited ``alert.action.<action>``."""

@@ -221,6 +221,14 @@ def verify(
     head = anchored[-1] if anchored else 0
     expected_seq = after + 1
     checked = after
+    before = session.scalar(select(func.min(AuditRow.seq)))
+    if before is not None and before < 1:  # the chain starts at 1: nothing may lie before it
+        return Verdict(
+            False,
+            checked,
+            f"entry {before} lies before the chain's first entry: it was written into the "
+            "database directly",
+        )
     rows = select(AuditRow).where(AuditRow.seq > after).order_by(AuditRow.seq)
     for row in session.scalars(rows):
         broken = broken_link(row, expected_seq, prev)

@@ -198,6 +198,11 @@ class ReleaseManager:
         self.announce(event, who=who)
         return event
 
+    def served(self, env: str = "production") -> int:
+        """The version the environment's alias names now."""
+        alias = self.config.environment(env).alias
+        return self.registry.resolve(f"{self.config.model.name}@{alias}").version
+
     def rollback(
         self,
         env: str = "production",

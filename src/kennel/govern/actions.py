@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -48,12 +49,20 @@ def payload(alert: Alert, result: MonitorResult) -> dict[str, Any]:
     }
 
 
+def webhook_host(url: str) -> str:
+    """What an outcome says of the webhook: its scheme and host. A webhook URL is a secret
+    (Slack's and most chat services' carry the key in the path), and outcomes are stored on
+    the alert and in the audit log, which every viewer reads."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+
+
 def _webhook(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
     url = ctx.config.monitor.webhook_url
     if not url:
         return "skipped: monitor.webhook_url is not set"
     answer = httpx.post(url, json=payload(alert, result), timeout=5.0)
-    return f"POST {url}: {answer.status_code}"
+    return f"POST {webhook_host(url)} (monitor.webhook_url): {answer.status_code}"
 
 
 def _email(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
@@ -70,6 +79,14 @@ def _email(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
 
 
 def _rollback(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
+    served = ctx.releases.served(result.environment)
+    if result.versions != [served]:  # never judge a release by another version's predictions
+        judged = ", ".join(str(v) for v in result.versions) or "none"
+        return (
+            f"skipped: the window's predictions came from version(s) {judged}, while "
+            f"{result.environment} serves {served} now; a rollback acts only on a window of "
+            "the version served"
+        )
     event = ctx.releases.rollback(
         result.environment,
         who=Identity.system(f"{ctx.actor} (alert {alert.rule})"),
@@ -100,6 +117,10 @@ def run_actions(
             outcome = HANDLERS[action](ctx, alert, result)
         except (KennelError, OSError, httpx.HTTPError, smtplib.SMTPException) as exc:
             outcome = f"failed: {type(exc).__name__}: {exc}"
+            if ctx.config.monitor.webhook_url:  # an error that quotes the secret URL
+                outcome = outcome.replace(
+                    ctx.config.monitor.webhook_url, webhook_host(ctx.config.monitor.webhook_url)
+                )
             log.warning("alert %s: action %s failed: %s", alert.id, action, exc)
         outcomes[action] = outcome
         store.note_action(alert.id, action, outcome, actor=ctx.actor)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import operator
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 from kennel.config import RuleConfig
@@ -65,6 +66,9 @@ class AlertStore:
                 )
             )
         return self.records.apply(verdicts, subject=subject, actor=actor)
+
+    def claim(self, alert_id: int) -> AbstractContextManager[bool]:
+        return self.records.claim(alert_id)
 
     def note_action(self, alert_id: int, action: str, outcome: str, *, actor: str) -> None:
         self.records.note_action(alert_id, action, outcome, actor=actor)

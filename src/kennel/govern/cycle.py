@@ -1,4 +1,5 @@
-"""One monitoring cycle: analyse a window, evaluate the alert rules, act on new incidents."""
+"""One monitoring cycle: analyse a window, evaluate the alert rules, act on new incidents (and
+finish what a killed cycle left undone on open ones)."""
 
 from __future__ import annotations
 
@@ -45,8 +46,15 @@ def monitor_once(
     actions: dict[int, dict[str, str]] = {}
     if act:
         by_name = {r.name: r for r in rules}
-        for alert in evaluation.opened:
-            actions[alert.id] = run_actions(
-                ctx, store, alert, result, list(by_name[alert.rule].actions)
-            )
+        # a new incident's actions, and those an open one still lacks: a process killed while
+        # acting (a retrain takes minutes) left them undone; one still acting holds the claim
+        for alert in [*evaluation.opened, *evaluation.ongoing]:
+            todo: list[str] = [a for a in by_name[alert.rule].actions if a not in alert.actions]
+            if not todo or alert.state != "open":  # acknowledged: a person has taken it over
+                continue
+            with store.claim(alert.id) as mine:
+                now = store.get(alert.id) if mine else None  # as the last holder left it
+                todo = [a for a in todo if now is not None and a not in now.actions]
+                if now is not None and todo:
+                    actions[alert.id] = run_actions(ctx, store, now, result, todo)
     return Cycle(result, evaluation, actions)
