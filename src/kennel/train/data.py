@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from kennel.datasets.manifest import Row
+from kennel.fsutil import is_locked, try_lock
 from kennel.imaging import decode, square
+from kennel.ingest.lifeline import die_with_parent
 from kennel.portable import JPEG_DRAFT, jpeg_draft
 from kennel.storage import ContentStore, open_content_store
 
@@ -30,6 +32,8 @@ from kennel.storage import ContentStore, open_content_store
 # content order (a cache in the manifest's order would pair images with the wrong labels)
 CACHE_FORMAT = 3
 _CHUNK = 128
+_TMP = ".tmp-"  # a cache folder being filled
+_OWNER = "owner.lock"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,15 @@ def _decode_chunk(args: tuple[str, list[str], int]) -> np.ndarray:
     return out
 
 
+def _sweep(cache_root: Path) -> None:
+    """Remove the half-filled folders of builds whose process died (``kill -9`` runs no
+    cleanup); a live build's folder is locked by its process."""
+    if cache_root.is_dir():
+        for tmp in cache_root.glob(f"{_TMP}*"):
+            if tmp.is_dir() and not is_locked(tmp / _OWNER):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_image_set(
     rows: Sequence[Row],
     classes: Sequence[str],
@@ -108,8 +121,13 @@ def build_image_set(
         if meta.get("format") == CACHE_FORMAT and meta.get("count") == len(rows):
             images = np.load(folder / "images.npy", mmap_mode="r")
             return ImageSet(images, labels, splits, tuple(rows), tuple(classes))
-    tmp = cache_root / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir(parents=True)
+    _sweep(cache_root)
+    name = uuid.uuid4().hex
+    fresh = cache_root / f".new-{name}"  # locked before a sweep can see it as a .tmp- folder
+    fresh.mkdir(parents=True)
+    owner = try_lock(fresh / _OWNER)  # held while this process fills the folder
+    tmp = cache_root / f"{_TMP}{name}"
+    os.replace(fresh, tmp)
     try:
         images = np.lib.format.open_memmap(
             tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(rows), size, size, 3)
@@ -128,7 +146,10 @@ def build_image_set(
                     progress(done, len(rows))
         else:
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            # the workers die with this process (kill -9 included): no orphan keeps decoding
+            with ProcessPoolExecutor(
+                workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+            ) as pool:
                 for lo, block in zip(
                     range(0, len(rows), _CHUNK), pool.map(_decode_chunk, tasks), strict=True
                 ):
@@ -141,11 +162,14 @@ def build_image_set(
         (tmp / "meta.json").write_text(
             json.dumps({"format": CACHE_FORMAT, "count": len(rows), "size": size})
         )
+        (tmp / _OWNER).unlink()
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if owner is not None:
+            os.close(owner)
     return ImageSet(
         np.load(folder / "images.npy", mmap_mode="r"), labels, splits, tuple(rows), tuple(classes)
     )
