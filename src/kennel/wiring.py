@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from kennel.registry.store import ModelRegistry
     from kennel.serve.app import Service
     from kennel.serve.auth import TokenStore
+    from kennel.serve.predlog import PredictionLog
     from kennel.serve.runtime import Predictor
     from kennel.storage import ContentStore
     from kennel.stream.batch import Scorer
@@ -151,6 +152,21 @@ class Workspace:
             registry=self.registry,
             state_dir=self.project.state_dir,
             inputs=self.content,
+        )
+
+    def prediction_log(self, name: str, *, keep_inputs: bool = False) -> PredictionLog:
+        """A prediction log journalled in ``.kennel/spool/NAME.jsonl`` with the service's
+        settings (``serve.log_sync``, ``log_flush_s``); input images kept when
+        ``keep_inputs`` and ``serve.keep_inputs``. Started by the caller."""
+        from kennel.serve.predlog import PredictionLog
+
+        settings = self.project.config.serve
+        return PredictionLog(
+            self.db,
+            self.project.state_dir / "spool" / f"{name}.jsonl",
+            flush_s=settings.log_flush_s,
+            sync=settings.log_sync,
+            inputs=self.content if keep_inputs and settings.keep_inputs else None,
         )
 
     def predictor(self, ref: str) -> Predictor:

@@ -7,7 +7,7 @@ import getpass
 import re
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
@@ -38,6 +38,7 @@ from kennel.errors import AuthError, ConfigError, KennelError, did_you_mean, sta
 
 if TYPE_CHECKING:  # imported when a command runs, so that `kennel --help` starts at once
     from kennel.serve.auth import Identity
+    from kennel.serve.runtime import Predictor
     from kennel.wiring import Workspace
 
 
@@ -265,3 +266,31 @@ def model_ref(ws: Workspace, model: str | None, env: str | None) -> str:
         return chosen.ref
     assert model is not None
     return model
+
+
+@contextmanager
+def served_model(
+    ws: Workspace, model: str | None, env: str | None
+) -> Iterator[Callable[[], Predictor]]:
+    """A fixed model (``--model``) or the alias an environment serves, followed live (its
+    releases and rollbacks swap the Predictor the callable gives)."""
+    from kennel.serve.holder import ModelHolder
+
+    ref = model_ref(ws, model, env)
+    if env is None:
+        predictor = ws.predictor(ref)
+        yield lambda: predictor
+        return
+    holder = ModelHolder.following(ws.registry, ws.project.config, env)
+    holder.start()
+
+    def current() -> Predictor:
+        assert holder.current is not None
+        return holder.current
+
+    try:
+        if holder.current is None:
+            raise ConfigError(f"environment {env!r} serves no model yet: {holder.last_error}")
+        yield current
+    finally:
+        holder.stop()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,6 +21,7 @@ from kennel.cli.app import (
     model_ref,
     new_app,
     opened,
+    served_model,
 )
 from kennel.cli.render import console, emit_json, reporting
 from kennel.display import redact
@@ -133,16 +136,34 @@ def rpc_worker(
     from kennel.stream import rpc
 
     rpc.parameters(url, "--url")  # a mistyped URL is told before the model loads
-    with opened(project) as ws:
-        predictor = ws.predictor(model_ref(ws, model, env))
-    worker = rpc.RpcWorker(predictor, url=url, queue=queue)
-    console.print(
-        f"serving {predictor.name}@{predictor.version} on {queue} at {redact(url)}", markup=False
-    )
-    try:
-        worker.run()
-    except KeyboardInterrupt:
-        worker.stop()
+    with opened(project) as ws, served_model(ws, model, env) as served:
+        # every answer recorded, as the REST service's
+        predlog = ws.prediction_log(f"rpc-{hashlib.sha256(queue.encode()).hexdigest()[:16]}",
+                                    keep_inputs=True)  # fmt: skip
+        worker = rpc.RpcWorker(
+            served,
+            url=url,
+            queue=queue,
+            predlog=predlog,
+            environment=env or "rpc",
+            keep_inputs=predlog.inputs is not None,
+        )
+
+        def ready() -> None:
+            now = served()
+            follows = f" (following {env})" if env else ""
+            console.print(f"serving {now.name}@{now.version}{follows} on {queue} at "
+                          f"{redact(url)}", markup=False)  # fmt: skip
+
+        predlog.start()
+        # a supervisor's SIGTERM stops it as Ctrl-C does: the log is drained on the way out
+        signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+        try:
+            worker.run(on_ready=ready)
+        except KeyboardInterrupt:
+            worker.stop()
+        finally:
+            predlog.stop()
 
 
 @export_app.command("package")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import re
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import unquote
@@ -12,38 +11,12 @@ from urllib.parse import unquote
 import typer
 from rich.markup import escape
 
-from kennel.cli.app import JsonOption, ProjectOption, model_ref, opened
+from kennel.cli.app import JsonOption, ProjectOption, opened, served_model
 from kennel.cli.render import console, emit_json
 from kennel.errors import ConfigError, SourceError
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
-    from kennel.serve.runtime import Predictor
-    from kennel.wiring import Workspace
-
-
-@contextlib.contextmanager
-def _model(ws: Workspace, model: str | None, env: str | None) -> Iterator[Callable[[], Predictor]]:
-    """A fixed model (``--model``) or the alias an environment serves, followed live."""
-    from kennel.serve.holder import ModelHolder
-
-    ref = model_ref(ws, model, env)
-    if env is None:
-        predictor = ws.predictor(ref)
-        yield lambda: predictor
-        return
-    holder = ModelHolder.following(ws.registry, ws.project.config, env)
-    holder.start()
-
-    def current() -> Predictor:
-        assert holder.current is not None
-        return holder.current
-
-    try:
-        if holder.current is None:
-            raise ConfigError(f"environment {env!r} serves no model yet: {holder.last_error}")
-        yield current
-    finally:
-        holder.stop()
+    pass
 
 
 def watch(
@@ -81,7 +54,6 @@ def watch(
     json_out: JsonOption = False,
 ) -> None:
     """Classify a CCTV stream in real time and print events ("dog entered at 00:03.2")."""
-    from kennel.serve.predlog import PredictionLog
     from kennel.video.capture import FrameReader, SourceEvent
     from kennel.video.events import Event, EventTracker
     from kennel.video.watch import AnnotatedWriter, VideoMetrics, Watcher
@@ -107,11 +79,13 @@ def watch(
         if not json_out and e.kind not in ("opened", "ended", "failed"):  # failed: the error
             console.print(f"[yellow]source {e.kind}[/]: {escape(e.detail)}")
 
-    with opened(project) as ws, _model(ws, model, env) as served:
+    with opened(project) as ws, served_model(ws, model, env) as served:
         predlog = None
         if log:
-            spool = ws.project.state_dir / "spool" / f"video-{abs(hash(camera_id))}.jsonl"
-            predlog = PredictionLog(ws.db, spool, sync=ws.project.config.serve.log_sync)
+            # named by the camera, so that a killed watch's journal is drained by the next
+            # watch of that camera (Python's hash() of a string differs in every process)
+            name = hashlib.sha256(camera_id.encode()).hexdigest()[:16]
+            predlog = ws.prediction_log(f"video-{name}")
             predlog.start()
         watcher = Watcher(
             reader,

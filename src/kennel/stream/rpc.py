@@ -10,10 +10,12 @@ restart.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,12 +26,14 @@ from pika.spec import Basic, BasicProperties
 from kennel.display import redact
 from kennel.errors import ConfigError, ServiceError
 from kennel.imaging import ImageRejected
+from kennel.serve.predlog import PredictionLog, row_of
 from kennel.serve.runtime import Predictor
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_QUEUE = "kennel.predict"
+LOG_TIMEOUT_S = 30.0  # the most an answer waits for its record to be durable
 
 
 def parameters(url: str, what: str = "the RabbitMQ URL") -> pika.URLParameters:
@@ -56,15 +60,28 @@ def _connect(url: str) -> pika.BlockingConnection:
 
 
 class RpcWorker:
+    """``predictor``: a fixed Predictor, or a callable giving the one to use now (a model
+    holder following an environment's alias). ``predlog``: where each answer is recorded,
+    durably before it is sent, as the REST service records its own (environment
+    ``environment``, source ``rpc:QUEUE``, the image kept when ``keep_inputs``)."""
+
     def __init__(
         self,
-        predictor: Predictor,
+        predictor: Predictor | Callable[[], Predictor],
         *,
         url: str = DEFAULT_URL,
         queue: str = DEFAULT_QUEUE,
         prefetch: int = 16,
+        predlog: PredictionLog | None = None,
+        environment: str = "rpc",
+        keep_inputs: bool = False,
     ) -> None:
-        self.predictor = predictor
+        self.served: Callable[[], Predictor] = (
+            (lambda: predictor) if isinstance(predictor, Predictor) else predictor
+        )
+        self.predlog = predlog
+        self.environment = environment
+        self.keep_inputs = keep_inputs
         self.url = url
         self.queue = queue
         self.prefetch = prefetch
@@ -76,10 +93,24 @@ class RpcWorker:
     def _on_request(
         self, channel: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
     ) -> None:
+        source = f"rpc:{self.queue}"
         try:
-            answer: dict[str, Any] = self.predictor.predict_one(body).as_dict()
+            prediction = self.served().predict_one(body)
+            if self.predlog is not None:  # answered only once the record is on disk
+                self.predlog.add(
+                    row_of(
+                        prediction,
+                        environment=self.environment,
+                        source=source,
+                        input_sha256=hashlib.sha256(body).hexdigest(),
+                        data=body if self.keep_inputs else None,
+                    )
+                ).result(LOG_TIMEOUT_S)
+            answer: dict[str, Any] = prediction.as_dict()
         except ImageRejected as exc:
             answer = {"error": "invalid_image", "detail": str(exc)}
+            if self.predlog is not None:
+                self.predlog.reject(environment=self.environment, source=source, reason=str(exc))
         except Exception as exc:  # a poison message: answered and acknowledged, never retried
             log.exception("request %s could not be answered", props.correlation_id)
             answer = {"error": "internal", "detail": f"{exc.__class__.__name__}: {exc}"}
@@ -96,17 +127,35 @@ class RpcWorker:
         channel.basic_ack(delivery_tag=method.delivery_tag)
         self.handled += 1
 
-    def run(self) -> None:
-        """Consume until ``stop()``; reconnects are left to the supervisor (systemd, k8s)."""
+    def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Consume until ``stop()``; reconnects are left to the supervisor (systemd, k8s), so
+        a broker that closes the connection or refuses the queue ends it with a one-line
+        ServiceError. ``on_ready``: called once the worker consumes."""
         connection = _connect(self.url)
         try:
             channel = connection.channel()
-            channel.queue_declare(self.queue, durable=True)
+            try:
+                channel.queue_declare(self.queue, durable=True)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                raise ServiceError(
+                    f"RabbitMQ refuses the queue {self.queue!r}: {exc.reply_text} (a queue of "
+                    "that name exists with other settings: name another with --queue)"
+                ) from exc
             channel.basic_qos(prefetch_count=self.prefetch)
             channel.basic_consume(self.queue, self._on_request)
             self._ready.set()
+            if on_ready is not None:
+                on_ready()
             while not self._stop.is_set():
                 connection.process_data_events(time_limit=0.2)
+        except (
+            pika.exceptions.ConnectionClosedByBroker,
+            pika.exceptions.AMQPConnectionError,
+        ) as exc:
+            raise ServiceError(
+                f"RabbitMQ at {redact(self.url)} closed the connection: "
+                f"{exc.__class__.__name__} {exc}".rstrip()
+            ) from exc
         finally:
             if connection.is_open:
                 connection.close()
