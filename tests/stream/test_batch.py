@@ -173,6 +173,20 @@ def test_kennels_own_tables_and_other_tables_are_refused(tmp_path: Path, metadat
         table.create()
     assert "table 'users'" in str(refused.value) and "not a predictions table" in str(refused.value)
     assert [c["name"] for c in inspect(engine).get_columns("users")] == ["id", "name"]
+    # the columns of a predictions table without its key: re-runs would store every score
+    # again (each run "8 new"), and it was given kennel's pet columns
+    with engine.begin() as connection:
+        connection.execute(text(
+            "CREATE TABLE nokey (uri TEXT, input_sha256 VARCHAR(64), model VARCHAR(128), "
+            "version INTEGER, label VARCHAR(128), confidence FLOAT, probabilities TEXT, "
+            "error TEXT, scored_at TIMESTAMP NOT NULL)"
+        ))  # fmt: skip
+    with ScoreTable(metadata_url, "nokey") as table, pytest.raises(ConfigError) as refused:
+        table.create()
+    assert "without (uri, input_sha256, model, version) as its primary key" in str(refused.value)
+    assert "pet" not in [c["name"] for c in inspect(engine).get_columns("nokey")]
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE nokey"))
     engine.dispose()
 
     missing = runner.invoke(app, ["batch-read", "x.jpg", "--table", "nosuch", "-C", root])

@@ -96,4 +96,10 @@ def test_the_pages_say_when_the_chain_was_checked_and_verify_now_checks_it_all(
         newest = AuditLog(ws.db).entries(limit=1)[0]
         assert newest.action == "audit.verify"
         assert newest.actor == "vera" and '"ok": false' in json.dumps(newest.details)
+        # clicked again and again (any role may): the verification a moment ago answers, and
+        # nothing more is appended to the log
+        for _ in range(5):
+            again = client.post("/actions/verify-audit", data={"csrf": csrf[1], "back": "/audit"})
+            assert again.status_code == 303
+        assert AuditLog(ws.db).entries(limit=1)[0].seq == newest.seq
         assert "BROKEN" in client.get("/").text  # the Overview says so too

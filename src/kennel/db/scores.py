@@ -156,6 +156,12 @@ class ScoreTable:
                     f"table {self.name!r} at {where(self.engine.url)} exists and is not a "
                     f"predictions table (no column {', '.join(missing)}); choose another name"
                 )
+            if not self._keyed():  # re-runs would add every score again, and it is not ours
+                raise ConfigError(
+                    f"table {self.name!r} at {where(self.engine.url)} exists without "
+                    f"({', '.join(_KEY)}) as its primary key or a unique constraint, so "
+                    "scores could not be stored once each; choose another name"
+                )
             with self.engine.begin() as connection:
                 for column, kind in _ADDED.items():
                     if column not in have:  # the name is checked by _TABLE, the rest is ours
@@ -164,6 +170,16 @@ class ScoreTable:
                         )
         except SQLAlchemyError as exc:
             raise self._error("batch scoring into", exc) from exc
+
+    def _keyed(self) -> bool:
+        """Whether the table's primary key, a unique constraint or a unique index is the key
+        of a score (what makes a re-run insert nothing new)."""
+        found = inspect(self.engine)
+        key = set(_KEY)
+        keys = [found.get_pk_constraint(self.name).get("constrained_columns") or []]
+        keys += [u["column_names"] for u in found.get_unique_constraints(self.name)]
+        keys += [i["column_names"] for i in found.get_indexes(self.name) if i.get("unique")]
+        return any(set(columns) == key for columns in keys)
 
     def add_new(self, scores: Sequence[Score]) -> int:
         """Insert the scores whose key is not stored yet; returns how many were inserted."""
