@@ -176,10 +176,12 @@ class ScoreTable:
         of a score (what makes a re-run insert nothing new)."""
         found = inspect(self.engine)
         key = set(_KEY)
-        keys = [found.get_pk_constraint(self.name).get("constrained_columns") or []]
-        keys += [u["column_names"] for u in found.get_unique_constraints(self.name)]
-        keys += [i["column_names"] for i in found.get_indexes(self.name) if i.get("unique")]
-        return any(set(columns) == key for columns in keys)
+        keys: list[set[str | None]] = [
+            set(found.get_pk_constraint(self.name).get("constrained_columns") or [])
+        ]
+        keys += [set(u["column_names"]) for u in found.get_unique_constraints(self.name)]
+        keys += [set(i["column_names"]) for i in found.get_indexes(self.name) if i.get("unique")]
+        return any(columns == key for columns in keys)
 
     def add_new(self, scores: Sequence[Score]) -> int:
         """Insert the scores whose key is not stored yet; returns how many were inserted."""
