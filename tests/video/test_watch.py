@@ -185,6 +185,45 @@ def test_a_duration_of_nothing_is_refused(park: Project, tmp_path: Path) -> None
     assert result.exit_code == 2, result.output
     assert "--duration" in result.stderr and "not above 0" in result.stderr
     assert result.stderr.count("\n") == 1 and result.stdout == ""
+    # a pet announced above --enter must not be let go at once under a higher --leave
+    result = runner.invoke(app, ["watch", str(clip), "--model", "pets@1", "--enter", "0.2",
+                                 "--leave", "0.9", "-C", str(park.root)])  # fmt: skip
+    assert (
+        result.exit_code == 2
+        and "--enter" in result.stderr
+        and "below --leave 0.9" in (result.stderr)
+    )
+    # a metrics port already taken is named
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["watch", str(clip), "--model", "pets@1", "--metrics-port",
+                                     str(port), "-C", str(park.root)])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: --metrics-port {port}: ")
+
+
+def test_a_file_url_is_read_once(park: Project, tmp_path: Path) -> None:
+    """`watch file:///...clip.mp4` was taken for a live stream: at the end of the file it
+    reconnected and replayed the clip until killed (logging its frames again each time)."""
+    import subprocess
+    import sys
+
+    clip = tmp_path / "in.mp4"
+    make_clip(clip, [("dog", Image.new("RGB", (64, 64), "brown"), "x")], seconds=1.0,
+              fps=10, size=64)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "kennel.cli", "watch", clip.as_uri(), "--model", "pets@1",
+         "--fps", "0", "--no-log", "--json", "-C", str(park.root)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    assert stats["frames_read"] == 10 and stats["reconnects"] == 0
+    assert [e["kind"] for e in stats["source_events"]] == ["opened", "ended"]
 
 
 def test_a_clip_cut_short_is_reported(tmp_path: Path) -> None:

@@ -60,16 +60,25 @@ def watch(
 
     if duration is not None and duration <= 0:
         raise typer.BadParameter(f"{duration:g} is not above 0 seconds", param_hint="--duration")
+    if enter < leave:
+        raise typer.BadParameter(
+            f"{enter:g} is below --leave {leave:g}: a pet announced at that confidence would be "
+            "let go at once",
+            param_hint="--enter",
+        )
     if out is not None and out.is_file() and any(_same(out, f) for f in _files_named(source)):
         raise ConfigError(f"--out {out} is the video being watched; name another file")
     writer = AnnotatedWriter(out, fps or 25.0) if out else None  # a bad --out: said first
     reader = FrameReader(source, target_fps=fps or None)
-    camera_id = camera or f"camera:{Path(source).name if not reader.live else source}"
+    camera_id = camera or f"camera:{Path(reader.source).name if not reader.live else source}"
     metrics = VideoMetrics()
     if metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        try:
+            start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        except OSError as exc:
+            raise ConfigError(f"--metrics-port {metrics_port}: {exc.strerror or exc}") from exc
 
     def on_event(e: Event) -> None:
         if not json_out:

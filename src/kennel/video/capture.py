@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import cv2
 import numpy as np
@@ -56,8 +58,17 @@ def open_spec(source: str) -> str | int:
     return int(source) if source.isdigit() else source
 
 
+def file_url_path(source: str) -> str | None:
+    """The local path a ``file://`` URL names, else None."""
+    parts = urlsplit(source)
+    if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
+        return None
+    return url2pathname(parts.path)
+
+
 def is_live(source: str) -> bool:
-    return source.isdigit() or "://" in source
+    """A camera index or a stream URL; a file (a ``file://`` URL too) is read once."""
+    return source.isdigit() or ("://" in source and file_url_path(source) is None)
 
 
 class FrameReader:
@@ -75,6 +86,7 @@ class FrameReader:
         backoff_s: float = 0.5,
         opener: Callable[[str | int], cv2.VideoCapture] | None = None,
     ) -> None:
+        source = file_url_path(source) or source  # a file named as a URL is that file
         if not is_live(source) and not Path(source).is_file():
             raise SourceError(f"video source {source!r} is not a file, URL or camera index")
         self.source = source
