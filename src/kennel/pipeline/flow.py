@@ -4,6 +4,7 @@ skipped when its inputs are unchanged (and the build resuming its training run).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -57,15 +58,18 @@ class PipelineResult:
 
 
 def source_fingerprint(source: Source) -> str:
-    """Names, sizes and modification times of what the source lists (cheap: no bytes read)."""
+    """Names, labels, attributes, sizes and modification times of what the source lists
+    (cheap: no image bytes read). A manifest's corrected label or attribute changes it, as a
+    changed file does."""
     digest = hashlib.sha256(source.describe().encode())
     for entry in source.scan().entries:
         path = entry.uri.split("::")[-1]
+        meta = json.dumps([entry.label, entry.attrs], sort_keys=True)
         try:
             st = os.stat(path)
-            digest.update(f"{entry.uri}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            digest.update(f"{entry.uri}\t{meta}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
         except OSError:
-            digest.update(f"{entry.uri}\n".encode())
+            digest.update(f"{entry.uri}\t{meta}\n".encode())
     return digest.hexdigest()
 
 
