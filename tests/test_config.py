@@ -65,6 +65,9 @@ def test_cli_reports_config_errors_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1 and "data.min_side" in result.stderr
     missing = CliRunner().invoke(app, ["data", "list", "-C", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "kennel init" in missing.stderr
+    # a file given as the project said it held no kennel.yaml
+    a_file = CliRunner().invoke(app, ["data", "list", "-C", str(tmp_path / "kennel.yaml")])
+    assert a_file.exit_code == 2 and "is a file; -C takes the project's folder" in a_file.stderr
 
 
 def test_init_writes_the_documented_defaults() -> None:

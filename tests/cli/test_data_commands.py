@@ -35,6 +35,9 @@ def test_ingest_list_show_diff(tmp_path: Path) -> None:
     assert [v["seq"] for v in listed] == [1, 2]  # type: ignore[index]
     shown = _run("data", "show", "pets@v2", "-C", root)
     assert shown["rows"] == 14 and shown["parent"] == first["version"]["version"]  # type: ignore[index, call-overload]
+    version_id = first["version"]["version"]  # type: ignore[index]
+    upper = _run("data", "show", f"pets@{version_id[:8].upper()}", "-C", root)  # copied as is
+    assert upper["version"] == version_id  # type: ignore[call-overload]
     diff = _run("data", "diff", "pets@v1", "pets", "-C", root)
     assert len(diff["added"]) == 4 and diff["removed"] == []  # type: ignore[call-overload]
     human = runner.invoke(app, ["data", "show", "pets", "-C", root])

@@ -130,6 +130,8 @@ def load_project(root: Path | str | None = None) -> Project:
     """Load ``kennel.yaml`` from ``root`` (default: the current directory)."""
     base = Path(root if root is not None else Path.cwd()).resolve()
     path = base / CONFIG_NAME
+    if base.is_file():
+        raise ConfigError(f"{base} is a file; -C takes the project's folder (with {CONFIG_NAME})")
     if not path.is_file():
         raise ConfigError(f"no {CONFIG_NAME} in {base}; run `kennel init` there first")
     try:

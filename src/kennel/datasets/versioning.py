@@ -115,8 +115,8 @@ class DatasetCatalog:
         if re.fullmatch(r"v[0-9]+", version):
             seq = int(version[1:])
             matches = self.store.with_seq(name, seq) if seq <= MAX_NUMBER else []
-        elif re.fullmatch(r"[0-9a-f]{4,64}", version):
-            matches = self.store.with_id_prefix(name, version)
+        elif re.fullmatch(r"[0-9a-fA-F]{4,64}", version):  # as copied from anywhere
+            matches = self.store.with_id_prefix(name, version.lower())
         else:
             raise NotFoundError(
                 f"bad version {version!r} in {ref!r}: use vN, latest, or an id prefix of at "
