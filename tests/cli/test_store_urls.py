@@ -83,3 +83,14 @@ def test_an_unusable_batch_score_database(tmp_path: Path) -> None:
             "--db", url, "-C", root, code=2,
         )  # fmt: skip
         assert line == f"error: --db: {problem}; {SUPPORTED}"
+
+
+def test_a_mistyped_sqlite_path_makes_no_folders(tmp_path: Path) -> None:
+    """`sqlite:////nonexistent/dir/x.db` made /nonexistent/dir and an empty database there,
+    and `kennel data list` printed an empty table with exit 0."""
+    wrong = tmp_path / "typo" / "dir" / "x.db"
+    root = str(make_project(tmp_path / "p", sections={"store": {
+        "metadata_url": f"sqlite:///{wrong}"}}).root)  # fmt: skip
+    line = fails("data", "list", "-C", root, code=10)
+    assert f"{tmp_path / 'typo'} does not exist" in line and "mistyped" in line
+    assert not (tmp_path / "typo").exists()

@@ -88,8 +88,13 @@ def make_engine(url: str, *, what: str = "store.metadata_url") -> Engine:
         database = parsed.database
         if database and database != ":memory:":
             folder = Path(database).parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
+            try:  # its own folder only: a mistyped path makes no tree of empty projects
+                folder.mkdir(exist_ok=True)
+            except FileNotFoundError as exc:
+                raise MetadataError(
+                    f"{what}: {folder.parent} does not exist, so the SQLite database "
+                    f"{database} cannot be made there (a mistyped path?)"
+                ) from exc
             except OSError as exc:  # as unreachable as a file SQLite cannot open there
                 raise MetadataError(
                     f"{what}: cannot make {folder}, the folder of the SQLite database "
