@@ -124,6 +124,21 @@ def test_empty_paths_are_refused_not_taken_for_the_current_folder(
     assert list(here.iterdir()) == []  # nothing initialised, drawn or downloaded here
 
 
+def test_nan_is_refused_by_every_float_option(tmp_path: Path) -> None:
+    """No comparison with NaN is true, so 'nan' passed every range check (--fps nan ran a
+    watch that scored no frame); every float option of every command now refuses it."""
+    out = tmp_path / "clip.mp4"
+    for args, name in (
+        (["watch", "clip.mp4", "--fps", "nan"], "'--fps'"),
+        (["watch", "clip.mp4", "--duration", "-NaN"], "'--duration'"),
+        (["data", "synth-video", str(out), "--dataset", "d", "--fps", " nan"], "'--fps'"),
+        (["monitor", "watch", "--every", "nan"], "'--every'"),
+    ):
+        line = fails(*args, "-C", str(tmp_path / "none"), code=2)
+        assert name in line and "not a number" in line, line
+    assert list(tmp_path.iterdir()) == []  # nothing written, no project made
+
+
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     with socket.socket() as sock:  # another process's server, as far as kennel can tell

@@ -4,6 +4,7 @@ exit code from ``kennel.errors.STATUS``."""
 from __future__ import annotations
 
 import getpass
+import math
 import re
 import signal
 import threading
@@ -96,7 +97,7 @@ class KennelGroup(TyperGroup):
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         name, command, rest = super().resolve_command(ctx, args)
         if command is not None and not isinstance(command, TyperGroup):
-            _refuse_empty_paths(command, ctx, rest)
+            _refuse_unset_values(command, ctx, rest)
         return name, command, rest
 
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
@@ -129,28 +130,46 @@ def os_reason(exc: OSError) -> str:
     return f"cannot use {exc.filename}: {reason}"
 
 
-def _is_path(annotation: Any) -> bool:
-    if isinstance(annotation, type):
-        return issubclass(annotation, Path)
-    return any(_is_path(arg) for arg in get_args(annotation))  # list[Path]
+def _takes(param: Any, kind: type) -> bool:
+    """Whether a parameter's annotation is ``kind`` or holds it (``list[Path]``, ``float|None``)."""
+
+    def holds(annotation: Any) -> bool:
+        if isinstance(annotation, type):
+            return issubclass(annotation, kind)
+        return any(holds(arg) for arg in get_args(annotation))
+
+    return holds(getattr(param, "type_descriptor", param).annotation)
 
 
-def _refuse_empty_paths(command: Any, parent: Any, args: list[str]) -> None:
+def _is_nan(word: object) -> bool:
+    try:
+        return isinstance(word, str) and math.isnan(float(word))
+    except ValueError:
+        return False
+
+
+def _refuse_unset_values(command: Any, parent: Any, args: list[str]) -> None:
     """An empty path argument or option is a mistake (a variable that was not set), not the
-    current folder, which is what ``Path("")`` would silently mean. Checked on the words as
-    given, before typer turns them into paths, for every command at once."""
-    paths = [p for p in command.params if _is_path(getattr(p, "type_descriptor", p).annotation)]
-    if not paths or parent.resilient_parsing:
+    current folder, which is what ``Path("")`` would silently mean; and a number given as
+    ``nan`` passes every range check (no comparison with NaN is true), so ``--fps nan`` would
+    reach the code as if it were in range. Checked on the words as given, before typer turns
+    them into values, for every command at once."""
+    paths = [p for p in command.params if _takes(p, Path)]
+    floats = [p for p in command.params if _takes(p, float)]
+    if not (paths or floats) or parent.resilient_parsing:
         return
     ctx = Context(command, parent=parent, info_name=command.name, resilient_parsing=True)
     try:
         given, _, _ = command.make_parser(ctx).parse_args(args=list(args))
     except UsageError:
         return  # the real parse reports it, in one line
-    for param in paths:
+    for param in paths + floats:
         value = given.get(param.name)
-        if value == "" or (isinstance(value, list | tuple) and "" in value):
+        words = value if isinstance(value, list | tuple) else [value]
+        if param in paths and "" in words:
             raise BadParameter("an empty path; use . for the current folder", ctx, param)
+        if param in floats and any(_is_nan(w) for w in words):
+            raise BadParameter("not a number (nan); give a number in range", ctx, param)
 
 
 @contextmanager
