@@ -186,3 +186,17 @@ def test_kennel_alone_prints_the_help_and_no_error() -> None:
         [sys.executable, "-m", "kennel.cli"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 2 and out.stderr == "" and "Usage: kennel" in out.stdout
+
+
+def test_synth_video_names_only_an_mp4(tmp_path: Path) -> None:
+    """The clip is MPEG-4: an .avi (or a folder) is refused before any image is read."""
+    (tmp_path / "outdir").mkdir()
+    for out, said in (
+        (tmp_path / "clip.avi", "name a .mp4 file"),
+        (tmp_path / "outdir", "is a folder"),
+    ):
+        line = fails(
+            "data", "synth-video", str(out), "--dataset", "d", "-C", str(tmp_path / "none"), code=2
+        )
+        assert said in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outdir"]

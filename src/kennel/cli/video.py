@@ -156,6 +156,7 @@ def synth_video(
     from kennel.video import synth as clips
     from kennel.video.events import clock
 
+    clips.check_out(out)  # before any image is read
     with opened(project) as ws:
         version = ws.catalog.resolve(dataset)
         rows = [r for r in ws.catalog.rows(version) if r.split == "test"]

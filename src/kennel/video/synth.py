@@ -47,6 +47,15 @@ def _frame(
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def check_out(out: Path) -> None:
+    """The clip is MPEG-4 and named so: a ``.avi`` held MPEG-4 under a name that tells players
+    (and ``kennel watch --out``'s rule) otherwise."""
+    if out.is_dir():
+        raise ConfigError(f"{out} is a folder; name a .mp4 file")
+    if out.suffix.lower() != ".mp4":
+        raise ConfigError(f"{out}: the clip is MPEG-4; name a .mp4 file")
+
+
 def make_clip(
     out: Path,
     shots: list[tuple[str, Image.Image, str]],
@@ -62,6 +71,7 @@ def make_clip(
         raise ConfigError(f"--scenario: expected day or night, got {scenario!r}")
     if not shots:
         raise ConfigError("a clip needs at least one segment")
+    check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, (size, size))
