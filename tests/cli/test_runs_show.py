@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-import kennel.db.runs
+import kennel.train.tracking
 from kennel.cli.main import app
 from kennel.wiring import Workspace
 from tests.conftest import make_project
@@ -25,7 +25,7 @@ def test_a_short_id_shows_its_run_and_an_ambiguous_one_is_one_line(
     root = project.root
     given = iter(uuid.UUID(h) for h in ("abcdef01" + "1" * 24, "abcdef02" + "2" * 24))
     fresh = SimpleNamespace(uuid4=lambda: next(given))
-    monkeypatch.setattr(kennel.db.runs, "uuid", fresh)  # two run ids sharing 7 digits
+    monkeypatch.setattr(kennel.train.tracking, "uuid", fresh)  # two run ids sharing 7 digits
     ws = Workspace(project)
     try:
         first, second = (

@@ -4,6 +4,7 @@ ingest's quarantined files; one item), each on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 
@@ -77,6 +78,8 @@ def test_run_store_pages_runs_and_summarises_studies(db: Database) -> None:
     final_a = run("final", "s-a", None, "completed")
     b = [run("trial", "s-b", 0, "failed"), run("trial", "s-b", 1, None)]
     lone = run("final", None, None, "completed")
+    live = ExitStack()
+    assert live.enter_context(store.claim(b[1]))  # as the process training trial 1 holds it
 
     assert store.count() == 7 and store.count(study="s-a") == 4
     assert store.count(kind="trial", status="completed") == 2
@@ -106,6 +109,13 @@ def test_run_store_pages_runs_and_summarises_studies(db: Database) -> None:
     assert sa.finished_at is not None and sa.finished_at >= sa.started_at
     assert [s.id for s in store.studies(limit=1, offset=1)] == ["s-a"]
     assert store.studies(limit=5, offset=2) == []
+    # the process that held trial 1 is gone: the trial reads interrupted, wherever it is read
+    live.close()
+    assert [(t.status, t.best) for t in store.trial_values("s-b", "val_accuracy")] == [
+        ("failed", None), ("interrupted", None)]  # fmt: skip
+    assert store.studies(limit=1)[0].statuses == {"failed": 1, "interrupted": 1}
+    assert [r.id for r in store.page(limit=5, status="interrupted")] == [b[1]]
+    assert store.count(status="interrupted") == 1 and store.count(status="running") == 0
 
 
 def test_registry_pages_versions_newest_first_with_aliases(db: Database) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -211,8 +213,18 @@ def test_ingest_store_resumes_the_newest_running_run_and_ids_are_unique(db: Data
 # -- runs -----------------------------------------------------------------------------------
 
 
-def _start(store: RunStore, **overrides: Any) -> Run:
+@pytest.fixture
+def claims() -> Iterator[ExitStack]:
+    """The runs a test starts, held as the process running them holds them."""
+    with ExitStack() as stack:
+        yield stack
+
+
+def _start(store: RunStore, claims: ExitStack, **overrides: Any) -> Run:
+    run_id = uuid.uuid4().hex
+    assert claims.enter_context(store.claim(run_id))
     fields: dict[str, Any] = {
+        "run_id": run_id,
         "kind": "trial",
         "dataset": "pets",
         "dataset_version": "v1",
@@ -226,10 +238,11 @@ def _start(store: RunStore, **overrides: Any) -> Run:
     return store.start(**{**fields, **overrides})
 
 
-def test_run_store_round_trips_runs_and_metrics(db: Database) -> None:
+def test_run_store_round_trips_runs_and_metrics(db: Database, claims: ExitStack) -> None:
     store = RunStore(db)
-    trial = _start(store)
-    final = _start(store, kind="final", study=None, trial_number=None, dataset_version="v2")
+    trial = _start(store, claims)
+    final = _start(store, claims, kind="final", study=None, trial_number=None,
+                   dataset_version="v2")  # fmt: skip
     assert trial.id != final.id and len(trial.id) == 32
     assert (trial.status, trial.metrics, trial.finished_at, trial.duration_s) == (
         "running",

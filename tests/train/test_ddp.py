@@ -96,7 +96,7 @@ def test_two_processes_train_register_once_and_resume_after_kill_9(tmp_path: Pat
     ws = Workspace(parallel)
     try:
         [killed] = ws.tracker.runs(kind="final")
-        assert killed.status == "running" and ws.registry.versions() == []
+        assert killed.status == "interrupted" and ws.registry.versions() == []
     finally:
         ws.close()
 

@@ -81,6 +81,15 @@ def lease(engine: Engine, key: str) -> Iterator[bool]:
             os.close(fd)
 
 
+def held(engine: Engine, key: str) -> bool:
+    """Whether a live process holds the lease on ``key`` now: a look (taken and let go at
+    once). A private in-memory database is one process's own: what runs there is live."""
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        return True
+    with lease(engine, key) as taken:
+        return not taken
+
+
 def _take(path: Path) -> int | None:
     """``try_lock`` on the file at ``path`` now: a holder removes its file before letting go,
     so a lock taken on a file already removed (or replaced) holds nothing; take it again."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy import Select, func, select
 
 from kennel.db import Database, aware
 from kennel.db.audit import record
+from kennel.db.locking import held, lease
 from kennel.db.schema import RunMetricRow, RunRow
 
 
@@ -111,10 +113,11 @@ class RunStore:
         git_commit: str | None,
         init_from: str | None,
         actor: str,
+        run_id: str | None = None,
     ) -> Run:
-        """A new running run with a fresh id, audited as ``run.start.<kind>`` in the same
-        transaction."""
-        run_id = uuid.uuid4().hex
+        """A new running run (with ``run_id``, or a fresh id), audited as ``run.start.<kind>``
+        in the same transaction."""
+        run_id = run_id or uuid.uuid4().hex
         with self.db.session() as s:
             row = RunRow(
                 id=run_id,
@@ -140,6 +143,18 @@ class RunStore:
                 details={"dataset_version": dataset_version, "study": study, "trial": trial_number},
             )
             return _run(row)
+
+    def claim(self, run_id: str) -> AbstractContextManager[bool]:
+        """Held by the process that runs ``run_id``, for as long as it runs it (taken before
+        the run is written): a ``running`` run that no live process holds (``kill -9``, a
+        lost machine) reads as ``interrupted``, which is what ``--resume`` continues."""
+        return lease(self.db.engine, f"run:{run_id}")
+
+    def _settled(self, runs: Sequence[Run], status: str | None = None) -> list[Run]:
+        """``runs`` with each running one no live process holds read as interrupted; with
+        ``status``, only the runs that have it then."""
+        out = [replace(r, status=self._status(r.id, r.status)) for r in runs]
+        return [r for r in out if status is None or r.status == status]
 
     def log_metrics(self, metrics: list[RunMetric]) -> None:
         """Store each metric, replacing a value logged before for the same run, epoch and name."""
@@ -184,7 +199,8 @@ class RunStore:
     def get(self, run_id: str) -> Run | None:
         with self.db.session() as s:
             row = s.get(RunRow, run_id)
-            return _run(row) if row else None
+            run = _run(row) if row else None
+        return self._settled([run])[0] if run else None
 
     def metrics(self, run_id: str) -> list[RunMetric]:
         """Every metric value of the run, by epoch then name."""
@@ -207,14 +223,20 @@ class RunStore:
     ) -> list[Run]:
         """Runs newest first, narrowed by the filters given: ``limit`` after ``offset``."""
         query = _narrow(select(RunRow), study, kind, status)
-        query = query.order_by(RunRow.started_at.desc(), RunRow.id).limit(limit).offset(offset)
-        with self.db.session() as s:
-            return [_run(r) for r in s.scalars(query)]
+        query = query.order_by(RunRow.started_at.desc(), RunRow.id)
+        if status not in _UNSETTLED:  # the status stored is the status read
+            with self.db.session() as s:
+                return [_run(r) for r in s.scalars(query.limit(limit).offset(offset))]
+        with self.db.session() as s:  # running or interrupted: a few rows, each looked at
+            runs = [_run(r) for r in s.scalars(query)]
+        return self._settled(runs, status)[offset : offset + limit]
 
     def count(
         self, *, study: str | None = None, kind: str | None = None, status: str | None = None
     ) -> int:
         """How many runs the same filters as ``page`` select."""
+        if status in _UNSETTLED:
+            return len(self.page(limit=2**62, study=study, kind=kind, status=status))
         query = _narrow(select(func.count()).select_from(RunRow), study, kind, status)
         with self.db.session() as s:
             return int(s.scalar(query) or 0)
@@ -253,6 +275,11 @@ class RunStore:
                     .group_by(RunRow.study)
                 ).all()
             )
+            running = s.execute(
+                select(RunRow.study, RunRow.id).where(
+                    RunRow.study.in_(ids), RunRow.kind == "trial", RunRow.status == "running"
+                )
+            ).all()
         began: dict[str, datetime] = {}
         ended: dict[str, datetime] = {}
         data: dict[str, tuple[str, str]] = {}
@@ -265,6 +292,13 @@ class RunStore:
             data.setdefault(key, (dataset, version))
             if kind == "trial":
                 counts[key][status] = counts[key].get(status, 0) + int(n)
+        for study, run_id in running:  # a trial no live process holds: interrupted
+            if self._status(run_id, "running") == "interrupted":
+                tally = counts[str(study)]
+                tally["running"] -= 1
+                tally["interrupted"] = tally.get("interrupted", 0) + 1
+                if not tally["running"]:
+                    del tally["running"]
         return [
             Study(
                 id=study,
@@ -295,10 +329,16 @@ class RunStore:
             .order_by(RunRow.trial_number, RunRow.id)
         )
         with self.db.session() as s:
-            return [
-                TrialValue(run_id, trial, status, None if value is None else float(value))
-                for run_id, trial, status, value in s.execute(query)
-            ]
+            rows = list(s.execute(query))
+        return [
+            TrialValue(run_id, trial, self._status(run_id, status), _float(value))
+            for run_id, trial, status, value in rows
+        ]
+
+    def _status(self, run_id: str, stored: str) -> str:
+        if stored == "running" and not held(self.db.engine, f"run:{run_id}"):
+            return "interrupted"
+        return stored
 
     def count_studies(self) -> int:
         query = select(func.count(func.distinct(RunRow.study))).where(RunRow.study.is_not(None))
@@ -322,9 +362,10 @@ class RunStore:
         if kind is not None:
             query = query.where(RunRow.kind == kind)
         if status is not None:
-            query = query.where(RunRow.status == status)
+            query = query.where(RunRow.status.in_(_stored(status)))
         with self.db.session() as s:
-            return [_run(r) for r in s.scalars(query)]
+            runs = [_run(r) for r in s.scalars(query)]
+        return self._settled(runs, status)
 
 
 def _narrow(
@@ -335,5 +376,18 @@ def _narrow(
     if kind is not None:
         query = query.where(RunRow.kind == kind)
     if status is not None:
-        query = query.where(RunRow.status == status)
+        query = query.where(RunRow.status.in_(_stored(status)))
     return query
+
+
+# Statuses a run may read as though another is stored: a running run no process holds is
+# interrupted, so a look for either reads both.
+_UNSETTLED = ("running", "interrupted")
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _stored(status: str) -> tuple[str, ...]:
+    return _UNSETTLED if status in _UNSETTLED else (status,)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import uuid
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from kennel.db import Database
@@ -15,9 +17,23 @@ if TYPE_CHECKING:  # reading runs (the dashboard, lineage) must not load PyTorch
 
 
 class RunTracker:
+    """Starts, logs and finishes runs. A run it starts or reopens holds its claim (see
+    ``RunStore.claim``) until it finishes here or this process dies."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
         self.store = RunStore(db)
+        self._claims: dict[str, ExitStack] = {}
+
+    def _claim(self, run_id: str) -> None:
+        claim = ExitStack()
+        claim.enter_context(self.store.claim(run_id))
+        self._claims[run_id] = claim
+
+    def _let_go(self, run_id: str) -> None:
+        claim = self._claims.pop(run_id, None)
+        if claim is not None:
+            claim.close()
 
     def start(
         self,
@@ -32,18 +48,25 @@ class RunTracker:
         init_from: str | None = None,
         actor: str = "kennel",
     ) -> str:
-        run = self.store.start(
-            kind=kind,
-            dataset=dataset,
-            dataset_version=dataset_version,
-            params=params,
-            study=study,
-            trial_number=trial_number,
-            git_commit=git_commit,
-            init_from=init_from,
-            actor=actor,
-        )
-        return run.id
+        run_id = uuid.uuid4().hex
+        self._claim(run_id)  # before the row: no look ever sees it running unheld
+        try:
+            self.store.start(
+                run_id=run_id,
+                kind=kind,
+                dataset=dataset,
+                dataset_version=dataset_version,
+                params=params,
+                study=study,
+                trial_number=trial_number,
+                git_commit=git_commit,
+                init_from=init_from,
+                actor=actor,
+            )
+        except BaseException:
+            self._let_go(run_id)
+            raise
+        return run_id
 
     def log_epoch(self, run_id: str, epoch: int, values: dict[str, float]) -> None:
         self.store.log_metrics(
@@ -64,7 +87,10 @@ class RunTracker:
         )
 
     def finish(self, run_id: str, status: str, metrics: dict[str, Any] | None = None) -> None:
-        self.store.finish(run_id, status, metrics or {})
+        try:
+            self.store.finish(run_id, status, metrics or {})
+        finally:
+            self._let_go(run_id)
 
     def find(self, ref: str) -> Run:
         """A run by its id or a unique prefix of it (``kennel runs list`` shows 12 digits)."""
@@ -85,7 +111,12 @@ class RunTracker:
         return self.get(ids[0])
 
     def reopen(self, run_id: str) -> None:
-        self.store.reopen(run_id)
+        self._claim(run_id)
+        try:
+            self.store.reopen(run_id)
+        except BaseException:
+            self._let_go(run_id)
+            raise
 
     def get(self, run_id: str) -> Run:
         run = self.store.get(run_id)
