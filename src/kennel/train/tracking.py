@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
@@ -26,9 +27,13 @@ class RunTracker:
         self._claims: dict[str, ExitStack] = {}
 
     def _claim(self, run_id: str) -> None:
-        claim = ExitStack()
-        claim.enter_context(self.store.claim(run_id))
-        self._claims[run_id] = claim
+        for _try in range(20):  # a reader's look holds it for an instant
+            claim = ExitStack()
+            if claim.enter_context(self.store.claim(run_id)):
+                self._claims[run_id] = claim
+                return
+            claim.close()
+            time.sleep(0.01)
 
     def _let_go(self, run_id: str) -> None:
         claim = self._claims.pop(run_id, None)
