@@ -316,3 +316,29 @@ def test_sql_table_with_a_folder_is_refused_in_one_line(tmp_path: Path) -> None:
     )
     listed = runner.invoke(app, ["data", "list", "--json", "-C", root])
     assert json.loads(listed.stdout) == []  # nothing ingested
+
+
+# A break-it review of `kennel ingest`: a manifest named by file:// URL, read-only SQL queries,
+# and manifest rows the header does not fit ------------------------------------------------------
+
+
+def test_a_manifest_named_by_a_file_url_is_confined_as_its_path(tmp_path: Path) -> None:
+    """A file:// manifest's rows were confined as URL prefixes, which follow no symlink: a link
+    in the manifest's folder read a file from anywhere on the machine."""
+    lake = write_tree(tmp_path / "lake", labelled_jpegs(4))
+    secret = jpeg(60, 50, seed=77)
+    outside = write_tree(tmp_path / "outside", {"cat/secret.jpg": secret}) / "cat" / "secret.jpg"
+    (lake / "cat" / "link.jpg").symlink_to(outside)  # inside by name, outside once resolved
+    rows = [f"{k},{k.split('/')[0]}" for k in labelled_jpegs(4)]
+    rows += ["cat/link.jpg,cat", "../outside/cat/secret.jpg,cat", f"file://{outside},cat"]
+    (lake / "m.csv").write_text("uri,label\n" + "\n".join(rows) + "\n")
+    root = make_project(tmp_path / "p").root
+
+    by_path = _ingest(str(lake / "m.csv"), "-d", "by-path", "-C", str(root))
+    by_url = _ingest(f"file://{lake / 'm.csv'}", "-d", "by-url", "-C", str(root))
+    for report in (by_path, by_url):
+        assert report["added"] == 4
+        assert report["quarantined"] == {"outside allowed roots": 3}, report["quarantined"]
+    assert by_url["source"] == by_path["source"] == f"manifest:{lake / 'm.csv'}"
+    assert by_url["version"]["version"] == by_path["version"]["version"]  # type: ignore[index]
+    assert secret not in _artifact_bytes(root)

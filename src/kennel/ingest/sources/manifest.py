@@ -22,6 +22,9 @@ def manifest_source(
     max_bytes: int = DEFAULT_MAX_BYTES,
     **columns: str,
 ) -> TableSource:
+    # A file:// URL names a local path, and is that path: its rows are confined the same way
+    # (symlinks resolved, relative to its folder), and it is recorded the same way.
+    url = url.removeprefix("file://")
     if "://" not in url:  # recorded as folders and archives are: absolute, whatever the cwd
         url = str(Path(url).resolve())
     base = url.rsplit("/", 1)[0] if "://" in url else str(Path(url).parent)
