@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from kennel.cli.main import app
 from kennel.db.schema import IngestRunRow
+from kennel.ingest.sources import open_source
 from kennel.storage import sha256_hex
 from kennel.wiring import Workspace
 from tests.conftest import make_project
@@ -342,3 +343,114 @@ def test_a_manifest_named_by_a_file_url_is_confined_as_its_path(tmp_path: Path) 
     assert by_url["source"] == by_path["source"] == f"manifest:{lake / 'm.csv'}"
     assert by_url["version"]["version"] == by_path["version"]["version"]  # type: ignore[index]
     assert secret not in _artifact_bytes(root)
+
+
+def _image_table(tmp_path: Path) -> tuple[Path, list[dict[str, str]]]:
+    """Four images in a folder, and a row (uri: the absolute path, label) for each."""
+    files = labelled_jpegs(4)
+    imgs = write_tree(tmp_path / "imgs", files)
+    return imgs, [{"uri": str(imgs / rel), "label": rel.split("/")[0]} for rel in files]
+
+
+def _refused(url: str, root: Path, *args: str) -> str:
+    result = runner.invoke(app, ["data", "ingest", url, *args, "-d", "q", "-C", str(root)])
+    assert result.exit_code == 6, (args, result.output, result.exception)
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: SQL source {make_url(url).render_as_string()}: "), line
+    return line
+
+
+def test_a_sql_query_on_sqlite_only_reads(tmp_path: Path) -> None:
+    imgs, rows = _image_table(tmp_path)
+    db = tmp_path / "lake.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE images (uri TEXT, label TEXT)")
+        connection.executemany("INSERT INTO images VALUES (:uri, :label)", rows)
+    connection.close()
+    before = db.read_bytes()
+    evil = tmp_path / "evil.db"
+    root = make_project(tmp_path / "p", allowed_roots=[str(imgs)]).root
+    url = f"sqlite:///{db}"
+    for query in (
+        "DROP TABLE images",  # ran, outside any transaction
+        f"ATTACH DATABASE '{evil}' AS evil",  # made the file
+        "DELETE FROM images RETURNING uri, label",
+        "UPDATE images SET label = 'dog' RETURNING uri, label",
+        "INSERT INTO images VALUES ('x.jpg', 'cat') RETURNING uri, label",
+        "CREATE TABLE more (uri TEXT, label TEXT)",
+        "PRAGMA query_only = OFF",
+        "VACUUM",
+        "SELECT uri, label FROM images; DROP TABLE images",
+    ):
+        _refused(url, root, "--sql-query", query)
+    assert db.read_bytes() == before
+    assert not evil.exists()
+    report = _ingest(
+        url, "--sql-query", "SELECT uri, label FROM images", "-d", "q", "-C", str(root)
+    )
+    assert report["added"] == 4
+
+
+def test_a_sql_query_on_postgresql_only_reads_and_streams(tmp_path: Path, pg_url: str) -> None:
+    imgs, rows = _image_table(tmp_path)
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as c:
+            c.execute(text("CREATE TABLE images (uri TEXT, label TEXT)"))
+            c.execute(text("INSERT INTO images VALUES (:uri, :label)"), rows)
+            c.execute(text("CREATE SEQUENCE counter"))
+        root = make_project(tmp_path / "p", allowed_roots=[str(imgs)]).root
+        for query in (
+            # a sequence moves whatever becomes of the transaction: this one moved it for good
+            "SELECT uri, label, nextval('counter') AS n FROM images",
+            "SELECT uri, label, setval('counter', 99) AS n FROM images",
+            "WITH gone AS (DELETE FROM images RETURNING uri, label) SELECT * FROM gone",
+            "DELETE FROM images",
+            "DROP TABLE images",
+            "SELECT uri, label FROM images; DROP TABLE images",
+            "COMMIT",
+        ):
+            _refused(pg_url, root, "--sql-query", query)
+        with engine.connect() as c:
+            assert c.execute(text("SELECT count(*) FROM images")).scalar_one() == 4
+            assert c.execute(text("SELECT last_value, is_called FROM counter")).one() == (1, False)
+    finally:
+        engine.dispose()
+    # the query's own columns tell how it ran: read-only, from a server-side cursor
+    source = open_source(
+        pg_url,
+        sql_query="SELECT uri, label, current_setting('transaction_read_only') AS read_only, "
+        "(SELECT count(*) FROM pg_cursors) AS cursors FROM images",
+        allowed_roots=[str(imgs)],
+    )
+    entries = source.scan().entries
+    assert len(entries) == 4
+    assert {(e.attrs["read_only"], e.attrs["cursors"]) for e in entries} == {("on", "1")}
+    query = "SELECT uri, label FROM images"
+    report = _ingest(pg_url, "--sql-query", query, "-d", "q", "-C", str(root))
+    assert report["added"] == 4
+
+
+def test_a_sql_query_elsewhere_is_refused_and_a_table_still_reads(
+    tmp_path: Path, mariadb_url: str
+) -> None:
+    imgs, rows = _image_table(tmp_path)
+    table = f"lake_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(mariadb_url)
+    try:
+        with engine.begin() as c:
+            c.execute(text(f"CREATE TABLE {table} (uri VARCHAR(500), label VARCHAR(50))"))
+            c.execute(text(f"INSERT INTO {table} VALUES (:uri, :label)"), rows)
+        root = make_project(tmp_path / "p", allowed_roots=[str(imgs)]).root
+        for query in (f"SELECT uri, label FROM {table}", f"DELETE FROM {table}"):
+            line = _refused(mariadb_url, root, "--sql-query", query)
+            assert "--sql-query runs only on SQLite and PostgreSQL" in line, line
+            assert "name a table with --sql-table" in line, line
+        with engine.connect() as c:
+            assert c.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 4
+        report = _ingest(mariadb_url, "--sql-table", table, "-d", "m", "-C", str(root))
+        assert report["added"] == 4
+    finally:
+        with engine.begin() as c:
+            c.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        engine.dispose()

@@ -4,7 +4,7 @@ data may point."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ class TableSource:
     def __init__(
         self,
         description: str,
-        rows: list[dict[str, Any]],
+        rows: Iterable[Mapping[str, Any]],
         *,
         base: str | None,
         allowed_roots: Sequence[str] = (),
@@ -106,13 +106,9 @@ class TableSource:
         label_column: str = "label",
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
+        """``rows`` are read once, in order (a SQL query's may stream from its cursor)."""
         self.description = description
         self.max_bytes = max_bytes
-        if rows and (uri_column not in rows[0] or label_column not in rows[0]):
-            raise SourceError(
-                f"{description}: needs columns {uri_column!r} and {label_column!r}, "
-                f"has {sorted(rows[0])}"
-            )
         confinement = Confinement(base, allowed_roots)
         entries: dict[str, Entry] = {}
         self.refused: dict[str, str] = {}
@@ -121,6 +117,11 @@ class TableSource:
         self.no_uri = 0  # rows naming no file at all (an empty or null uri)
         outside: set[str] = set()  # files whose only rows so far were refused (not placed)
         for number, row in enumerate(rows, start=1):
+            if number == 1 and (uri_column not in row or label_column not in row):
+                raise SourceError(
+                    f"{description}: needs columns {uri_column!r} and {label_column!r}, "
+                    f"has {sorted(row)}"
+                )
             if row[uri_column] is None or not str(row[uri_column]).strip():
                 self.no_uri += 1  # never "None", nor the manifest's own folder
                 continue
