@@ -299,6 +299,17 @@ def read_local(path: str | Path, limit: int) -> ReadResult:
         return f"unreadable: {os_reason(exc)}"
 
 
+def one_line(exc: BaseException) -> str:
+    """A library's exception as one line of a SourceError: a driver's message may span lines
+    and repeat the URL it was given, password and all; a missing file's says only its path."""
+    if isinstance(exc, FileNotFoundError):
+        cause = exc.__cause__  # fsspec's HTTP client says "not found" of any failure
+        if cause is None or isinstance(cause, FileNotFoundError) or not str(cause).strip():
+            return "does not exist"
+        exc = cause
+    return redact(" ".join(str(exc).split()))[:300] or type(exc).__name__
+
+
 def url_to_fs(url: str) -> tuple[Any, str]:
     """fsspec's filesystem and path for ``url``; ``s3+http(s)://host:port/bucket/key`` (the
     artifact store's form of an S3-compatible server) is ``s3://bucket/key`` at that server."""

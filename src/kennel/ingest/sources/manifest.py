@@ -7,11 +7,9 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-import fsspec
-
 from kennel.display import redact
 from kennel.errors import SourceError
-from kennel.ingest.sources.base import DEFAULT_MAX_BYTES
+from kennel.ingest.sources.base import DEFAULT_MAX_BYTES, one_line, url_to_fs
 from kennel.ingest.sources.table import TableSource
 
 
@@ -28,11 +26,7 @@ def manifest_source(
     if "://" not in url:  # recorded as folders and archives are: absolute, whatever the cwd
         url = str(Path(url).resolve())
     base = url.rsplit("/", 1)[0] if "://" in url else str(Path(url).parent)
-    try:
-        with fsspec.open(url, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise SourceError(f"cannot read manifest {redact(url)}: {redact(str(exc))}") from exc
+    data = _fetch(url)
     if url.lower().endswith(".parquet"):
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -55,3 +49,16 @@ def manifest_source(
         max_bytes=max_bytes,
         **columns,
     )
+
+
+def _fetch(url: str) -> bytes:
+    """The manifest's bytes, from a local path or any URL :func:`url_to_fs` opens; whatever
+    keeps them from being read (a missing file, a refused connection or login, an HTTP error)
+    is a SourceError."""
+    try:
+        fs, path = url_to_fs(url)
+        with fs.open(path, "rb") as handle:
+            data: bytes = handle.read()
+    except Exception as exc:  # a driver's own errors too (botocore's, ftplib's, aiohttp's)
+        raise SourceError(f"cannot read manifest {redact(url)}: {one_line(exc)}") from exc
+    return data
