@@ -454,3 +454,37 @@ def test_a_sql_query_elsewhere_is_refused_and_a_table_still_reads(
         with engine.begin() as c:
             c.execute(text(f"DROP TABLE IF EXISTS {table}"))
         engine.dispose()
+
+
+def test_a_manifest_row_with_more_fields_than_its_header_is_quarantined(tmp_path: Path) -> None:
+    files = labelled_jpegs(4)
+    extra = {"dog/extra.jpg": jpeg(seed=11), "cat/x,y.jpg": jpeg(seed=12)}
+    lake = write_tree(tmp_path / "lake", {**files, **extra, "cat/a,b.jpg": jpeg(seed=13)})
+    rows = [f"{rel},{rel.split('/')[0]}" for rel in files]
+    rows += [
+        "dog/extra.jpg,dog,night",  # row 5: a third field the header does not name
+        "cat/x,y.jpg,cat",  # row 6: a comma in a name, unquoted, shifts every field after it
+        '"cat/a,b.jpg",cat',  # quoted, as CSV says: an ordinary row
+    ]
+    (lake / "m.csv").write_text("uri,label\n" + "\n".join(rows) + "\n")
+    root = make_project(tmp_path / "p").root
+    report = _ingest(str(lake / "m.csv"), "-d", "m", "-C", str(root))
+    assert report["added"] == 5
+    assert report["quarantined"] == {"malformed row": 2}
+    assert dict(report["quarantine_sample"]) == {  # type: ignore[call-overload]
+        "dog/extra.jpg": "malformed row: row 5 has 3 fields, the header 2",
+        "cat/x": "malformed row: row 6 has 3 fields, the header 2",
+    }
+    stored = _artifact_bytes(root)
+    assert all(data not in stored for data in extra.values())  # quarantined unread
+
+
+def test_a_manifest_that_is_not_valid_csv_is_one_line(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("uri,label\n" + "a" * 200_000 + ".jpg,cat\n")  # over csv's field limit
+    root = make_project(tmp_path / "p").root
+    result = runner.invoke(app, ["data", "ingest", str(manifest), "-d", "m", "-C", str(root)])
+    assert result.exit_code == 6, (result.output, result.exception)  # was csv's traceback
+    assert result.stderr == (
+        f"error: manifest {manifest} is not valid CSV: field larger than field limit (131072)\n"
+    )

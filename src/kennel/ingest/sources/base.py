@@ -40,6 +40,7 @@ REPEATED_ROW = "row naming a file an earlier row names"  # same label: the file 
 NO_URI = "row without a uri"  # empty or null: no file to read (never read as a path)
 REPEATED_MEMBER = "archive member name repeated (the first is read)"  # one uri, one file
 LABEL_CONFLICT = "label conflict"  # a reason's kind: one content or file under two labels
+MALFORMED_ROW = "malformed row"  # a reason's kind: a manifest row the header does not fit
 
 
 @dataclass(frozen=True)

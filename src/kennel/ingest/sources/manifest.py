@@ -6,10 +6,11 @@ import csv
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from kennel.display import redact
 from kennel.errors import SourceError
-from kennel.ingest.sources.base import DEFAULT_MAX_BYTES, one_line, url_to_fs
+from kennel.ingest.sources.base import DEFAULT_MAX_BYTES, MALFORMED_ROW, one_line, url_to_fs
 from kennel.ingest.sources.table import TableSource
 
 
@@ -27,6 +28,7 @@ def manifest_source(
         url = str(Path(url).resolve())
     base = url.rsplit("/", 1)[0] if "://" in url else str(Path(url).parent)
     data = _fetch(url)
+    refused: dict[int, str] = {}
     if url.lower().endswith(".parquet"):
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -40,13 +42,14 @@ def manifest_source(
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise SourceError(f"manifest {redact(url)} is not UTF-8 text: {exc}") from exc
-        rows = list(csv.DictReader(io.StringIO(text)))
+        rows, refused = _csv_rows(text, url)
     return TableSource(
         f"manifest:{redact(url)}",
         rows,
         base=base,
         allowed_roots=allowed_roots,
         max_bytes=max_bytes,
+        refused_rows=refused,
         **columns,
     )
 
@@ -62,3 +65,25 @@ def _fetch(url: str) -> bytes:
     except Exception as exc:  # a driver's own errors too (botocore's, ftplib's, aiohttp's)
         raise SourceError(f"cannot read manifest {redact(url)}: {one_line(exc)}") from exc
     return data
+
+
+def _csv_rows(text: str, url: str) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """The rows of a CSV manifest, and why some are refused, by row number (1 is the first
+    after the header): a row with more fields than the header does not say which of them is
+    its uri or label (an unquoted comma in a name shifts the rest), so it is refused unread."""
+    reader = csv.DictReader(io.StringIO(text))
+    rows: list[dict[str, Any]] = []
+    refused: dict[int, str] = {}
+    try:
+        for number, row in enumerate(reader, start=1):
+            extra = row.pop(None, None)  # DictReader's restkey: the fields beyond the header
+            if extra:
+                header = len(reader.fieldnames or ())
+                refused[number] = (
+                    f"{MALFORMED_ROW}: row {number} has {header + len(extra)} fields, "
+                    f"the header {header}"
+                )
+            rows.append(row)
+    except csv.Error as exc:  # a field over csv's size limit, say
+        raise SourceError(f"manifest {redact(url)} is not valid CSV: {exc}") from exc
+    return rows, refused
