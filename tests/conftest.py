@@ -17,6 +17,8 @@ from kennel.wiring import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 PG_BASE = os.environ.get("KENNEL_TEST_PG", "postgresql+psycopg://127.0.0.1:5432/test")
+# the MariaDB every development and CI machine runs (root, no password), for SQL sources
+MARIADB_BASE = os.environ.get("KENNEL_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # Another CPU's kernels give a trained model other numbers; another seed does the same here.
 # `KENNEL_TEST_SEED=3 make test` trains every test project with seed 3: a test that only
@@ -70,6 +72,23 @@ def pg_url(pg_available: str) -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> str:
+    """MariaDB's URL (a test names its own tables there, and drops them)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    engine = create_engine(MARIADB_BASE, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except (OperationalError, ImportError) as exc:
+        unavailable(f"MariaDB unreachable at {MARIADB_BASE}: {exc.__class__.__name__}")
+    finally:
+        engine.dispose()
+    return MARIADB_BASE
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

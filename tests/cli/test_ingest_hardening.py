@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from kennel.cli.main import app
 from kennel.db.schema import IngestRunRow
+from kennel.ingest.sources import open_source
 from kennel.storage import sha256_hex
 from kennel.wiring import Workspace
 from tests.conftest import make_project
@@ -316,3 +317,174 @@ def test_sql_table_with_a_folder_is_refused_in_one_line(tmp_path: Path) -> None:
     )
     listed = runner.invoke(app, ["data", "list", "--json", "-C", root])
     assert json.loads(listed.stdout) == []  # nothing ingested
+
+
+# A break-it review of `kennel ingest`: a manifest named by file:// URL, read-only SQL queries,
+# and manifest rows the header does not fit ------------------------------------------------------
+
+
+def test_a_manifest_named_by_a_file_url_is_confined_as_its_path(tmp_path: Path) -> None:
+    """A file:// manifest's rows were confined as URL prefixes, which follow no symlink: a link
+    in the manifest's folder read a file from anywhere on the machine."""
+    lake = write_tree(tmp_path / "lake", labelled_jpegs(4))
+    secret = jpeg(60, 50, seed=77)
+    outside = write_tree(tmp_path / "outside", {"cat/secret.jpg": secret}) / "cat" / "secret.jpg"
+    (lake / "cat" / "link.jpg").symlink_to(outside)  # inside by name, outside once resolved
+    rows = [f"{k},{k.split('/')[0]}" for k in labelled_jpegs(4)]
+    rows += ["cat/link.jpg,cat", "../outside/cat/secret.jpg,cat", f"file://{outside},cat"]
+    (lake / "m.csv").write_text("uri,label\n" + "\n".join(rows) + "\n")
+    root = make_project(tmp_path / "p").root
+
+    by_path = _ingest(str(lake / "m.csv"), "-d", "by-path", "-C", str(root))
+    by_url = _ingest(f"file://{lake / 'm.csv'}", "-d", "by-url", "-C", str(root))
+    for report in (by_path, by_url):
+        assert report["added"] == 4
+        assert report["quarantined"] == {"outside allowed roots": 3}, report["quarantined"]
+    assert by_url["source"] == by_path["source"] == f"manifest:{lake / 'm.csv'}"
+    assert by_url["version"]["version"] == by_path["version"]["version"]  # type: ignore[index]
+    assert secret not in _artifact_bytes(root)
+
+
+def _image_table(tmp_path: Path) -> tuple[Path, list[dict[str, str]]]:
+    """Four images in a folder, and a row (uri: the absolute path, label) for each."""
+    files = labelled_jpegs(4)
+    imgs = write_tree(tmp_path / "imgs", files)
+    return imgs, [{"uri": str(imgs / rel), "label": rel.split("/")[0]} for rel in files]
+
+
+def _refused(url: str, root: Path, *args: str) -> str:
+    result = runner.invoke(app, ["data", "ingest", url, *args, "-d", "q", "-C", str(root)])
+    assert result.exit_code == 6, (args, result.output, result.exception)
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: SQL source {make_url(url).render_as_string()}: "), line
+    return line
+
+
+def test_a_sql_query_on_sqlite_only_reads(tmp_path: Path) -> None:
+    imgs, rows = _image_table(tmp_path)
+    db = tmp_path / "lake.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE images (uri TEXT, label TEXT)")
+        connection.executemany("INSERT INTO images VALUES (:uri, :label)", rows)
+    connection.close()
+    before = db.read_bytes()
+    evil = tmp_path / "evil.db"
+    root = make_project(tmp_path / "p", allowed_roots=[str(imgs)]).root
+    url = f"sqlite:///{db}"
+    for query in (
+        "DROP TABLE images",  # ran, outside any transaction
+        f"ATTACH DATABASE '{evil}' AS evil",  # made the file
+        "DELETE FROM images RETURNING uri, label",
+        "UPDATE images SET label = 'dog' RETURNING uri, label",
+        "INSERT INTO images VALUES ('x.jpg', 'cat') RETURNING uri, label",
+        "CREATE TABLE more (uri TEXT, label TEXT)",
+        "PRAGMA query_only = OFF",
+        "VACUUM",
+        "SELECT uri, label FROM images; DROP TABLE images",
+    ):
+        _refused(url, root, "--sql-query", query)
+    assert db.read_bytes() == before
+    assert not evil.exists()
+    report = _ingest(
+        url, "--sql-query", "SELECT uri, label FROM images", "-d", "q", "-C", str(root)
+    )
+    assert report["added"] == 4
+
+
+def test_a_sql_query_on_postgresql_only_reads_and_streams(tmp_path: Path, pg_url: str) -> None:
+    imgs, rows = _image_table(tmp_path)
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as c:
+            c.execute(text("CREATE TABLE images (uri TEXT, label TEXT)"))
+            c.execute(text("INSERT INTO images VALUES (:uri, :label)"), rows)
+            c.execute(text("CREATE SEQUENCE counter"))
+        root = make_project(tmp_path / "p", allowed_roots=[str(imgs)]).root
+        for query in (
+            # a sequence moves whatever becomes of the transaction: this one moved it for good
+            "SELECT uri, label, nextval('counter') AS n FROM images",
+            "SELECT uri, label, setval('counter', 99) AS n FROM images",
+            "WITH gone AS (DELETE FROM images RETURNING uri, label) SELECT * FROM gone",
+            "DELETE FROM images",
+            "DROP TABLE images",
+            "SELECT uri, label FROM images; DROP TABLE images",
+            "COMMIT",
+        ):
+            _refused(pg_url, root, "--sql-query", query)
+        with engine.connect() as c:
+            assert c.execute(text("SELECT count(*) FROM images")).scalar_one() == 4
+            assert c.execute(text("SELECT last_value, is_called FROM counter")).one() == (1, False)
+    finally:
+        engine.dispose()
+    # the query's own columns tell how it ran: read-only, from a server-side cursor
+    source = open_source(
+        pg_url,
+        sql_query="SELECT uri, label, current_setting('transaction_read_only') AS read_only, "
+        "(SELECT count(*) FROM pg_cursors) AS cursors FROM images",
+        allowed_roots=[str(imgs)],
+    )
+    entries = source.scan().entries
+    assert len(entries) == 4
+    assert {(e.attrs["read_only"], e.attrs["cursors"]) for e in entries} == {("on", "1")}
+    query = "SELECT uri, label FROM images"
+    report = _ingest(pg_url, "--sql-query", query, "-d", "q", "-C", str(root))
+    assert report["added"] == 4
+
+
+def test_a_sql_query_elsewhere_is_refused_and_a_table_still_reads(
+    tmp_path: Path, mariadb_url: str
+) -> None:
+    imgs, rows = _image_table(tmp_path)
+    table = f"lake_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(mariadb_url)
+    try:
+        with engine.begin() as c:
+            c.execute(text(f"CREATE TABLE {table} (uri VARCHAR(500), label VARCHAR(50))"))
+            c.execute(text(f"INSERT INTO {table} VALUES (:uri, :label)"), rows)
+        root = make_project(tmp_path / "p", allowed_roots=[str(imgs)]).root
+        for query in (f"SELECT uri, label FROM {table}", f"DELETE FROM {table}"):
+            line = _refused(mariadb_url, root, "--sql-query", query)
+            assert "--sql-query runs only on SQLite and PostgreSQL" in line, line
+            assert "name a table with --sql-table" in line, line
+        with engine.connect() as c:
+            assert c.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 4
+        report = _ingest(mariadb_url, "--sql-table", table, "-d", "m", "-C", str(root))
+        assert report["added"] == 4
+    finally:
+        with engine.begin() as c:
+            c.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        engine.dispose()
+
+
+def test_a_manifest_row_with_more_fields_than_its_header_is_quarantined(tmp_path: Path) -> None:
+    files = labelled_jpegs(4)
+    extra = {"dog/extra.jpg": jpeg(seed=11), "cat/x,y.jpg": jpeg(seed=12)}
+    lake = write_tree(tmp_path / "lake", {**files, **extra, "cat/a,b.jpg": jpeg(seed=13)})
+    rows = [f"{rel},{rel.split('/')[0]}" for rel in files]
+    rows += [
+        "dog/extra.jpg,dog,night",  # row 5: a third field the header does not name
+        "cat/x,y.jpg,cat",  # row 6: a comma in a name, unquoted, shifts every field after it
+        '"cat/a,b.jpg",cat',  # quoted, as CSV says: an ordinary row
+    ]
+    (lake / "m.csv").write_text("uri,label\n" + "\n".join(rows) + "\n")
+    root = make_project(tmp_path / "p").root
+    report = _ingest(str(lake / "m.csv"), "-d", "m", "-C", str(root))
+    assert report["added"] == 5
+    assert report["quarantined"] == {"malformed row": 2}
+    assert dict(report["quarantine_sample"]) == {  # type: ignore[call-overload]
+        "dog/extra.jpg": "malformed row: row 5 has 3 fields, the header 2",
+        "cat/x": "malformed row: row 6 has 3 fields, the header 2",
+    }
+    stored = _artifact_bytes(root)
+    assert all(data not in stored for data in extra.values())  # quarantined unread
+
+
+def test_a_manifest_that_is_not_valid_csv_is_one_line(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("uri,label\n" + "a" * 200_000 + ".jpg,cat\n")  # over csv's field limit
+    root = make_project(tmp_path / "p").root
+    result = runner.invoke(app, ["data", "ingest", str(manifest), "-d", "m", "-C", str(root)])
+    assert result.exit_code == 6, (result.output, result.exception)  # was csv's traceback
+    assert result.stderr == (
+        f"error: manifest {manifest} is not valid CSV: field larger than field limit (131072)\n"
+    )

@@ -1,8 +1,9 @@
 """One contract, checked over every source kennel can ingest from (as scikit-learn checks every
 estimator): a local folder, a zip and a tar archive, an fsspec folder (``memory://``, and one on
-a file system without folders, as object stores are), a CSV and a Parquet manifest, and a
-PostgreSQL table. Every test runs the same assertions over each
-``Lake``: a real store holding the same files, and the source ``open_source`` picks for it.
+a file system without folders, as object stores are), a CSV manifest (by path and by
+``file://`` URL), a Parquet one, and a PostgreSQL table. Every test runs the same assertions
+over each ``Lake``: a real store holding the same files, and the source ``open_source`` picks
+for it.
 
 The contract: a listing is sorted by uri, stable, and labels each file as the source defines
 (parent folder, or the label column, which these lakes fill with the parent folder); reads give
@@ -351,6 +352,23 @@ class CsvLake(FolderLake):
         return open_source(str(self.tmp / f"nope{self.suffix}"))
 
 
+class CsvUrlLake(CsvLake):
+    """The same manifest named by a ``file://`` URL: the path it names, read and confined as
+    that path is (its rows were once confined as URL prefixes, which follow no symlink)."""
+
+    name = "manifest-csv-file-url"
+
+    def fill(self, files: dict[str, bytes], *, escaping: bool) -> str:
+        return f"file://{super().fill(files, escaping=escaping)}"
+
+    def open_missing(self) -> Source:
+        return open_source(f"file://{self.tmp / 'nope.csv'}")
+
+    def open_broken(self) -> Source:
+        (self.tmp / "nope.csv").write_bytes(b"\xff\xfe\x00 not UTF-8 \xff")
+        return open_source(f"file://{self.tmp / 'nope.csv'}")
+
+
 class ParquetLake(CsvLake):
     name = "manifest-parquet"
     suffix = ".parquet"
@@ -418,6 +436,7 @@ LAKES: list[type[Lake]] = [
     MemoryLake,
     FlatLake,
     CsvLake,
+    CsvUrlLake,
     ParquetLake,
     SqlLake,
 ]

@@ -32,9 +32,10 @@ from kennel.datasets.versioning import DatasetCatalog, DatasetVersion
 from kennel.db import Database
 from kennel.db.datasets import Item
 from kennel.db.ingest import IngestRecord, IngestStore
-from kennel.errors import HeadMovedError, MetadataError, SourceError, StateError
+from kennel.errors import HeadMovedError, MetadataError, StateError
 from kennel.ingest import filestate
 from kennel.ingest.engines import Chunk, Engine, LocalEngine, Target
+from kennel.ingest.nothing import all_quarantined, nothing_found
 from kennel.ingest.sources import Entry, FolderSource, Listing, Located, LocatingSource, Source
 from kennel.ingest.validate import OK, QUARANTINED, FileResult, Limits
 from kennel.progress import Event, Progress, silent
@@ -191,6 +192,8 @@ class Ingestor:
         # reach the engine first: a cluster that cannot be reached leaves no run behind
         with self.engine.connected(target):
             listing = source.scan()  # a listing that fails leaves no dataset row behind
+            if not listing.entries:  # nor does one of nothing, whatever the dataset holds
+                raise nothing_found(source, listing)
             self.catalog.ensure_dataset(dataset)
             entries = listing.entries
             fingerprint = _fingerprint(dataset, source, entries, self.rules)
@@ -358,7 +361,7 @@ class Ingestor:
         held: int,
     ) -> tuple[Extension, dict[str, Any]]:
         """The child of ``parent`` with the run's new files and its summary; conflicting files
-        are quarantined, and a run that leaves nothing to version fails with SourceError.
+        are quarantined, and a first run whose files are all quarantined fails (SourceError).
         ``held``: files not recorded because the parent holds them unchanged."""
         skipped = listing.skipped
         ext = extend(
@@ -372,14 +375,7 @@ class Ingestor:
         if ext.table.num_rows == 0:
             self._close(run_id, "failed", None, {"quarantined": dict(quarantined)})
             self.store.forget_first_failure(run_id)  # no empty dataset left behind
-            never_read = f"; skipped {skipped}" if skipped else ""
-            if listing.entries:
-                found = f"{len(bad)} quarantined: {dict(quarantined) or 'none'}{never_read}"
-            else:  # say so, and why nothing may be a mistake: a mistyped prefix lists nothing
-                others = f"; {listing.ignored} other files ignored" if listing.ignored else ""
-                found = f"nothing found: no image files{others}{never_read}"
-            note = f"; {listing.note}" if listing.note else ""
-            raise SourceError(f"no valid images in {source.describe()} ({found}){note}")
+            raise all_quarantined(source, listing, len(bad), quarantined)
         summary: dict[str, Any] = {
             "source": source.describe(),
             "added": ext.added,

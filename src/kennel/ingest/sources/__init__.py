@@ -137,6 +137,12 @@ def open_source(
             f"--uri-column/--label-column are for a manifest or SQL source, and {spec!r} is neither"
         )
     local = spec if "://" in spec else str(Path(spec).resolve())
+    archive = lower.endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"))
+    if archive and lower.startswith(("s3+http://", "s3+https://")):
+        raise SourceError(  # a member's uri (zip://m::URL) would not open again for lineage
+            f"source {redact(spec)}: an archive on an S3-compatible server is named "
+            "s3://bucket/key, with the server in AWS_ENDPOINT_URL"
+        )
     if lower.endswith(".zip"):
         return ZipSource(local, layout, labels, max_bytes)
     if lower.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):

@@ -40,6 +40,7 @@ REPEATED_ROW = "row naming a file an earlier row names"  # same label: the file 
 NO_URI = "row without a uri"  # empty or null: no file to read (never read as a path)
 REPEATED_MEMBER = "archive member name repeated (the first is read)"  # one uri, one file
 LABEL_CONFLICT = "label conflict"  # a reason's kind: one content or file under two labels
+MALFORMED_ROW = "malformed row"  # a reason's kind: a manifest row the header does not fit
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,17 @@ def read_local(path: str | Path, limit: int) -> ReadResult:
             return read_capped(handle, limit, info.st_size)
     except OSError as exc:
         return f"unreadable: {os_reason(exc)}"
+
+
+def one_line(exc: BaseException) -> str:
+    """A library's exception as one line of a SourceError: a driver's message may span lines
+    and repeat the URL it was given, password and all; a missing file's says only its path."""
+    if isinstance(exc, FileNotFoundError):
+        cause = exc.__cause__  # fsspec's HTTP client says "not found" of any failure
+        if cause is None or isinstance(cause, FileNotFoundError) or not str(cause).strip():
+            return "does not exist"
+        exc = cause
+    return redact(" ".join(str(exc).split()))[:300] or type(exc).__name__
 
 
 def url_to_fs(url: str) -> tuple[Any, str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kennel.display import redact
-from kennel.errors import KennelError, SourceError
+from kennel.errors import SourceError
 from kennel.ingest.sources.base import (
     OUTSIDE_FOLDER,
     AtUrl,
@@ -18,6 +18,7 @@ from kennel.ingest.sources.base import (
     FileTreeSource,
     Listing,
     ReadResult,
+    one_line,
     read_uri,
     url_to_fs,
 )
@@ -25,14 +26,12 @@ from kennel.ingest.sources.base import (
 # File systems whose folders exist apart from the files in them, so that a missing location can
 # be told from an empty one. Elsewhere (s3, gcs, az, ...) a "folder" is only the start that
 # names share, and a prefix nothing was written under, a mistyped one included, lists as empty.
-_FOLDER_PROTOCOLS = frozenset({"file", "local", "memory"})
+_FOLDER_PROTOCOLS = frozenset({"file", "local", "memory", "ftp", "sftp", "ssh"})
+# A web server's "folder" is a page of links, and fsspec lists one it cannot fetch (refused,
+# 404) as empty: the page is asked for first, so that such a location is an error.
+_WEB = frozenset({"http", "https"})
 _S3 = frozenset({"s3", "s3a"})
 _BUCKET = re.compile(r"[A-Za-z0-9.\-_]{1,255}")  # what botocore accepts (S3-compatible too)
-
-
-def _one_line(exc: BaseException) -> str:
-    # a driver's message may repeat the URL it was given, password and all
-    return redact(" ".join(str(exc).split()))[:300] or type(exc).__name__
 
 
 def _protocols(fs: Any) -> set[str]:
@@ -55,10 +54,10 @@ class FsspecFolderSource(FileTreeSource, AtUrl):
     def __post_init__(self) -> None:
         super().__post_init__()
         given, self.url = self.url, self.url.rstrip("/")
-        try:
+        try:  # an FTP or SFTP file system logs in here: refused, or a bad login
             self.fs, root = url_to_fs(self.url)
-        except (ImportError, ValueError, KennelError) as exc:
-            raise SourceError(f"cannot open {redact(given)}: {_one_line(exc)}") from exc
+        except Exception as exc:  # a driver's own errors too (ftplib's are not OSErrors)
+            raise SourceError(f"cannot open {redact(given)}: {one_line(exc)}") from exc
         self.root = root.rstrip("/")
         self.bucket = self.root.split("/", 1)[0] if _protocols(self.fs) & _S3 else None
         if self.bucket is not None and not _BUCKET.fullmatch(self.bucket):
@@ -68,20 +67,25 @@ class FsspecFolderSource(FileTreeSource, AtUrl):
         return f"fsspec:{redact(self.url)} layout={self.layout}"
 
     def scan(self) -> Listing:
-        folders = bool(_protocols(self.fs) & _FOLDER_PROTOCOLS)
+        protocols = _protocols(self.fs)
+        folders = bool(protocols & _FOLDER_PROTOCOLS)
         try:
+            if protocols & _WEB:
+                self.fs.info(self.root)  # FileNotFoundError on a 404, the client's own on refusal
             if folders and not self.fs.isdir(self.root):
                 there = "is not a folder" if self.fs.exists(self.root) else "does not exist"
                 raise SourceError(f"source {redact(self.url)} {there}")
             paths = self.fs.find(self.root)
         except FileNotFoundError as exc:  # on S3: the bucket (a missing prefix lists as empty)
-            what = f"no bucket {self.bucket!r}" if self.bucket else _one_line(exc)
+            if not self.bucket:
+                raise SourceError(f"source {redact(self.url)}: {one_line(exc)}") from exc
+            what = f"no bucket {self.bucket!r}"
             raise SourceError(f"cannot list {redact(self.url)}: {what}") from exc
         except SourceError:
             raise
         except Exception as exc:  # a driver's own errors (botocore's are not OSErrors)
             on = f" (bucket {self.bucket!r})" if self.bucket else ""
-            raise SourceError(f"cannot list {redact(self.url)}{on}: {_one_line(exc)}") from exc
+            raise SourceError(f"cannot list {redact(self.url)}{on}: {one_line(exc)}") from exc
         if not paths and not folders:
             note = (
                 f"nothing is stored under {redact(self.url)}: an object store has no folders, "

@@ -4,7 +4,7 @@ data may point."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,22 +98,21 @@ class TableSource:
     def __init__(
         self,
         description: str,
-        rows: list[dict[str, Any]],
+        rows: Iterable[Mapping[str, Any]],
         *,
         base: str | None,
         allowed_roots: Sequence[str] = (),
         uri_column: str = "uri",
         label_column: str = "label",
         max_bytes: int = DEFAULT_MAX_BYTES,
+        refused_rows: Mapping[int, str] | None = None,
     ) -> None:
+        """``rows`` are read once, in order (a SQL query's may stream from its cursor);
+        ``refused_rows``: why a row, by number (1 is the first), is quarantined unread."""
         self.description = description
         self.max_bytes = max_bytes
-        if rows and (uri_column not in rows[0] or label_column not in rows[0]):
-            raise SourceError(
-                f"{description}: needs columns {uri_column!r} and {label_column!r}, "
-                f"has {sorted(rows[0])}"
-            )
         confinement = Confinement(base, allowed_roots)
+        refusals = refused_rows or {}
         entries: dict[str, Entry] = {}
         self.refused: dict[str, str] = {}
         first: dict[str, tuple[int, str | None]] = {}  # each file's first row and its label
@@ -121,11 +120,19 @@ class TableSource:
         self.no_uri = 0  # rows naming no file at all (an empty or null uri)
         outside: set[str] = set()  # files whose only rows so far were refused (not placed)
         for number, row in enumerate(rows, start=1):
+            if number == 1 and (uri_column not in row or label_column not in row):
+                raise SourceError(
+                    f"{description}: needs columns {uri_column!r} and {label_column!r}, "
+                    f"has {sorted(row)}"
+                )
+            refusal = refusals.get(number)
             if row[uri_column] is None or not str(row[uri_column]).strip():
-                self.no_uri += 1  # never "None", nor the manifest's own folder
-                continue
+                if refusal is None:
+                    self.no_uri += 1  # never "None", nor the manifest's own folder
+                    continue
+                row = {**row, uri_column: f"(row {number})"}  # still quarantined, by its number
             written = str(row[uri_column])
-            placed = confinement.place(written)
+            placed = None if refusal is not None else confinement.place(written)
             uri = written if placed is None else placed
             given = row[label_column]
             label = None if given is None or not str(given).strip() else str(given)
@@ -161,7 +168,7 @@ class TableSource:
                 continue
             first[uri] = (number, label)
             if placed is None:
-                self.refused[uri] = confinement.refusal(number, written)
+                self.refused[uri] = refusal or confinement.refusal(number, written)
                 outside.add(uri)
             entries[uri] = Entry(uri, label, attrs)
         self.entries = [entries[u] for u in sorted(entries)]

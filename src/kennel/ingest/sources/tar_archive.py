@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tarfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -19,6 +18,7 @@ from kennel.ingest.sources.base import (
     FileTreeSource,
     Listing,
     ReadResult,
+    one_line,
     read_capped,
     too_large,
 )
@@ -41,9 +41,9 @@ class TarSource(FileTreeSource, AtUrl):
             ):
                 for member in archive:
                     yield archive, member
-        except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
+        except Exception as exc:  # a driver's own errors too (botocore's, ftplib's)
             raise SourceError(
-                f"cannot read tar archive {redact(self.url)}: {redact(str(exc))}"
+                f"cannot read tar archive {redact(self.url)}: {one_line(exc)}"
             ) from exc
 
     def scan(self) -> Listing:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -19,6 +19,7 @@ from kennel.ingest.sources.base import (
     FileTreeSource,
     Listing,
     ReadResult,
+    one_line,
     read_capped,
     too_large,
 )
@@ -57,13 +58,15 @@ class ZipSource(FileTreeSource, AtUrl):
 
     @contextmanager
     def _open(self) -> Iterator[zipfile.ZipFile]:
-        try:
-            with fsspec.open(self.url, "rb") as raw, zipfile.ZipFile(raw) as archive:
-                yield archive
-        except (OSError, zipfile.BadZipFile) as exc:
-            raise SourceError(
-                f"cannot open zip archive {redact(self.url)}: {redact(str(exc))}"
-            ) from exc
+        with ExitStack() as stack:
+            try:
+                raw = stack.enter_context(fsspec.open(self.url, "rb"))
+                archive = stack.enter_context(zipfile.ZipFile(raw))
+            except Exception as exc:  # a driver's own errors too (botocore's, ftplib's)
+                raise SourceError(
+                    f"cannot open zip archive {redact(self.url)}: {one_line(exc)}"
+                ) from exc
+            yield archive
 
     def scan(self) -> Listing:
         with self._open() as archive:
