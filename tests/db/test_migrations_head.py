@@ -53,3 +53,33 @@ def test_a_database_not_at_head_still_goes_through_alembic(tmp_path: Path) -> No
     engine.dispose()
     with pytest.raises(MetadataError, match="9999, newer than this kennel"):
         db_engine.Database.open(url)
+
+
+OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from kennel.db import Database
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+Database.open(sys.argv[1]).dispose()
+"""
+
+
+def test_processes_opening_a_new_sqlite_database_at_once_all_open_it(tmp_path: Path) -> None:
+    """SQLite makes tables outside a transaction: six commands run at once on a new project
+    each made them, and all but one failed ("table audit_log already exists", exit 10)."""
+    for round_ in range(3):
+        db, go = tmp_path / f"r{round_}" / "kennel.db", tmp_path / f"go{round_}"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPEN_AT_ONCE, f"sqlite:///{db}", str(go)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        go.touch()
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errors
+        assert list(Path(f"{db}.locks").iterdir()) == []  # the lock leaves no file behind

@@ -9,7 +9,9 @@ never retried here: only the caller knows whether it may run twice.
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -197,6 +199,40 @@ def upgrade(engine: Engine) -> None:
     loading Alembic."""
     if _at_head(engine):
         return
+    with _one_upgrade_at_a_time(engine):
+        if not _at_head(engine):  # another process may have upgraded it while this waited
+            _upgrade(engine)
+
+
+@contextmanager
+def _one_upgrade_at_a_time(engine: Engine) -> Iterator[None]:
+    """SQLite makes tables outside any transaction, so processes opening a new database at
+    once each made them ("table audit_log already exists", exit 10): a ``flock`` beside the
+    database holds the others until one is done, and is removed while held, as a lease's is
+    (PostgreSQL's upgrade holds an advisory lock in its transaction instead)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    path = Path(f"{database}.locks") / "upgrade.lock"
+    while True:
+        path.parent.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break  # not a file the last holder removed before letting go
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _upgrade(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
     from alembic.migration import MigrationContext
