@@ -3,6 +3,9 @@
 
 Readings are flagged as anomalies by a fixed range per metric and by a rolling z-score against
 the same sensor's recent history (a knocked camera, a heater gone wrong, condensation).
+
+A malformed message (not JSON, no time, a value that is not a finite number) is dropped and
+counted on its own, as is a reading the store refuses; the rest of its batch is stored.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from kennel.db import Database, aware
 from kennel.db.telemetry import Sample as Sample  # defined with its store; re-exported
-from kennel.db.telemetry import TelemetryStore
-from kennel.errors import ConfigError, ServiceError
+from kennel.db.telemetry import TelemetryStore, problem, short
+from kennel.errors import ConfigError, RowsRefusedError, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,8 @@ def detect(samples: Sequence[Sample], *, z: float = 6.0, history: int = 30) -> l
     out: list[Anomaly] = []
     recent: dict[tuple[str, str], deque[float]] = defaultdict(lambda: deque(maxlen=history))
     for s in sorted(samples, key=lambda x: x.at):
+        if not math.isfinite(s.value):  # no reading: it must not blind the z-score either
+            continue
         lo, hi = LIMITS.get(s.metric, (-math.inf, math.inf))
         past = recent[(s.source, s.metric)]
         if not lo <= s.value <= hi:
@@ -203,6 +208,38 @@ def simulate(
     return sent
 
 
+def parse(topic: str, payload: bytes | bytearray) -> Sample:
+    """One reading from ``kennel/devices/DEVICE/SENSOR`` and its JSON ``{"at": ISO time,
+    "value": number}``; ValueError says what is wrong with it."""
+    levels = topic.split("/")
+    if len(levels) != 4:
+        raise ValueError(f"the topic is not {TOPIC}/DEVICE/SENSOR")
+    device, sensor = levels[2:]
+    try:
+        body = json.loads(payload)
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError("not a JSON object")
+    at, value = body.get("at"), body.get("value")
+    if not isinstance(at, str):
+        raise ValueError(f"'at' must be an ISO 8601 time, not {short(at)}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"'value' must be a number, not {short(value)}")
+    try:
+        when = aware(datetime.fromisoformat(at))
+    except ValueError:
+        raise ValueError(f"'at' {short(at)}: not an ISO 8601 time") from None
+    try:
+        sample = Sample(when, device, sensor, float(value))
+    except OverflowError:  # an integer with hundreds of digits
+        raise ValueError("'value' is too large for a reading") from None
+    why = problem(sample)
+    if why is not None:
+        raise ValueError(why)
+    return sample
+
+
 class TelemetryIngestor:
     """Subscribes to every device's sensors and writes readings to the store in batches."""
 
@@ -233,12 +270,13 @@ class TelemetryIngestor:
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         self.received += 1
         try:
-            _, _, device, sensor = msg.topic.split("/", 3)
-            body = json.loads(msg.payload)
-            at = datetime.fromisoformat(body["at"])
-            self._queue.put(Sample(aware(at), device, sensor, float(body["value"])))
-        except (ValueError, KeyError, TypeError):
-            self.malformed += 1
+            self._queue.put(parse(msg.topic, msg.payload))
+        except ValueError as exc:
+            self._drop(f"{msg.topic}: {exc}")
+
+    def _drop(self, why: str) -> None:
+        self.malformed += 1
+        log.warning("telemetry: dropped a reading: %s", why)
 
     def start(self, timeout: float = 10.0) -> TelemetryIngestor:
         _connect(self._client, self.host, self.port)
@@ -265,6 +303,10 @@ class TelemetryIngestor:
         if batch:
             try:
                 self.stored += store(self.db, batch)
+            except RowsRefusedError as exc:  # the others are stored; never try these again
+                self.stored += exc.stored
+                for _, why in exc.refused:
+                    self._drop(why)
             except Exception:
                 for sample in batch:  # keep them for the next attempt
                     self._queue.put(sample)
