@@ -19,7 +19,9 @@ telemetry_app = new_app("Host metrics and the camera's sensors over MQTT.")
 
 @telemetry_app.command("simulate")
 def telemetry_simulate(
-    device: Annotated[str, typer.Option(help="Device id (MQTT topic level).")] = "cam-01",
+    device: Annotated[
+        str, typer.Option(help="Device id, one MQTT topic level: letters, digits, '.', '_', '-'.")
+    ] = "cam-01",
     seconds: Annotated[
         float, typer.Option(min=0.1, max=31_536_000, help="How long to publish.")
     ] = 10.0,

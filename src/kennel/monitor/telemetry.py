@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -30,8 +31,8 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from kennel.db import Database, aware
+from kennel.db.telemetry import MAX_SOURCE, TelemetryStore, problem, short
 from kennel.db.telemetry import Sample as Sample  # defined with its store; re-exported
-from kennel.db.telemetry import TelemetryStore, problem, short
 from kennel.errors import ConfigError, RowsRefusedError, ServiceError
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,18 @@ LIMITS: dict[str, tuple[float, float]] = {
     "host.disk_percent": (0.0, 95.0),
 }
 FAULTS = ("overheat", "tamper", "condensation", "dropout")
+# one MQTT topic level that the ingestor reads back as the same source: no "/", no wildcard
+DEVICE = re.compile(rf"[\w.-]{{1,{MAX_SOURCE}}}")
+
+
+def check_device(device: str) -> str:
+    """``device`` if it can name a device's topic and its stored readings; else ConfigError."""
+    if not DEVICE.fullmatch(device):
+        raise ConfigError(
+            f"device id {device!r}: use 1 to {MAX_SOURCE} letters, digits, '.', '_' or '-' "
+            f"(it is a level of the topic {TOPIC}/DEVICE/SENSOR)"
+        )
+    return device
 
 
 @dataclass(frozen=True)
@@ -162,11 +175,20 @@ class Fault:
         kind, _, when = text.partition("@")
         if kind not in FAULTS or not when:
             raise ConfigError(f"--fault {text!r}: expected KIND@SECONDS with KIND in {FAULTS}")
-        start, _, length = when.partition("+")
+        start, plus, length = when.partition("+")
         try:
-            return cls(kind, float(start), float(length) if length else 3.0)
-        except ValueError as exc:
-            raise ConfigError(f"--fault {text!r}: {exc}") from exc
+            at_s, for_s = float(start), float(length) if plus else 3.0
+        except ValueError:
+            at_s = for_s = math.nan
+        if not (math.isfinite(at_s) and math.isfinite(for_s)):
+            raise ConfigError(
+                f"--fault {text!r}: expected KIND@SECONDS or KIND@SECONDS+DURATION in seconds"
+            )
+        if at_s < 0 or for_s <= 0:
+            raise ConfigError(
+                f"--fault {text!r}: it must start at 0 s or later and last more than 0 s"
+            )
+        return cls(kind, at_s, for_s)
 
 
 def simulate(
@@ -180,7 +202,14 @@ def simulate(
     seed: int = 0,
     realtime: bool = True,
 ) -> int:
-    """Publish the device's sensor stream; returns the number of messages sent."""
+    """Publish the device's sensor stream; returns the number of messages sent. A device id
+    that cannot be a topic level, or a fault that starts after the run, is refused first."""
+    check_device(device)
+    for f in faults:
+        if f.at_s >= seconds:
+            raise ConfigError(
+                f"--fault {f.kind}@{f.at_s:g}: starts after the run ends ({seconds:g} s)"
+            )
     rng = np.random.default_rng(seed)
     client = _client(f"kennel-sim-{device}-{os.getpid()}")
     _connect(client, host, port)
