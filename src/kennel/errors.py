@@ -10,6 +10,7 @@
     │   ├── IntegrityError      bytes read back do not match their content hash
     │   └── UnsafePathError     a key or path would escape its root
     ├── MetadataError           the metadata database failed (wraps SQLAlchemy errors)
+    │   └── RowsRefusedError    some rows of a batch cannot be stored; the others were
     ├── TrainingError           training or tuning could not produce a model
     ├── PackagingError          export failed or ONNX Runtime disagrees with PyTorch (parity)
     ├── ReleaseRefusedError     a release rule forbids this move (gate, certification, approval)
@@ -20,7 +21,8 @@
     ├── ServiceError            a prediction service could not be started or reached
     └── EngineError             a distributed engine (a Ray cluster) cannot be reached or failed
 
-HTTP status: 4xx where the caller can fix the request (404 unknown, 409 conflict or refused),
+HTTP status: 4xx where the caller can fix the request (404 unknown, 409 conflict or refused,
+422 rows whose values cannot be stored),
 503 with Retry-After only where trying again later can succeed (the database or a service is
 unreachable), 500 for what the operator must fix (configuration, corrupt artifacts).
 
@@ -31,7 +33,7 @@ Third-party exceptions are re-raised as one of these ``from`` the original, so c
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -75,6 +77,20 @@ class UnsafePathError(StorageError):
 
 class MetadataError(KennelError):
     code = "metadata_error"
+
+
+class RowsRefusedError(MetadataError):
+    """Rows of a batch that could not be stored (malformed, or refused by the database), each
+    with its reason in ``refused``; the batch's other ``stored`` rows were stored."""
+
+    code = "rows_refused"
+
+    def __init__(self, what: str, *, stored: int, refused: Sequence[tuple[object, str]]) -> None:
+        self.stored = stored
+        self.refused = tuple(refused)  # (the row, why it was refused)
+        first = self.refused[0][1] if self.refused else "no reason given"
+        more = f" (and {len(self.refused) - 1} more)" if len(self.refused) > 1 else ""
+        super().__init__(f"stored {stored} {what}; refused {len(self.refused)}: {first}{more}")
 
 
 class TrainingError(KennelError):
@@ -144,6 +160,7 @@ STATUS: dict[str, Status] = {
     UnloadableModelError.code: Status(16, 409),
     StateError.code: Status(17, 409),
     EngineError.code: Status(18, 503),
+    RowsRefusedError.code: Status(19, 422),
 }
 
 

@@ -19,11 +19,13 @@ import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kennel.config import Project
+from kennel.errors import ServiceError
 from kennel.serve.auth import Identity
 from kennel.serve.server import start_app_in_thread
 from kennel.stream import signing
 from kennel.stream.consumer import create_consumer_app
 from kennel.stream.feed import FILE_PREFIX, RedisFeed, message
+from kennel.stream.memfeed import MemoryFeed
 from kennel.stream.subscriber import STATE_FILE, ModelSubscriber
 from kennel.wiring import Workspace
 from tests.conftest import unavailable
@@ -271,3 +273,78 @@ def test_subscribe_keeps_the_latest_refusals_and_reports_each_once(
     assert rejected[-1]["reason"] == "not a model announcement (no manifest or signature)"
     printed = out.read_text()
     assert all(printed.count(f"entry {entry}:") == 1 for entry in junk), printed[-2000:]
+
+
+def test_catch_up_reads_the_whole_stream_not_only_its_newest_entries(
+    stream: str, project: Project
+) -> None:
+    """The valid announcement is the oldest of many entries (junk added after it, more than
+    one page of them): a subscriber that starts then still loads it."""
+    ws = Workspace(project)
+    feed = RedisFeed(REDIS, stream, maxlen=200)
+    release = feed.publish(_signed(ws, 2, 5))
+    forged = message({"model.onnx": b"x"}, name="pets", version=9, alias="production",
+                     key=Ed25519PrivateKey.generate())  # fmt: skip
+    junk = [feed.publish({"junk": str(i).encode()}) for i in range(60)] + [feed.publish(forged)]
+    key = signing.load_public(project.state_dir / "keys" / signing.PUBLIC)
+    subscriber = ModelSubscriber(feed, key, name="pets", alias="production", block_ms=50)
+    subscriber.start()
+    try:
+        assert subscriber.last_error is None
+        assert subscriber.current is not None and subscriber.current.version == 2
+        assert [x.entry for x in subscriber.loaded] == [release]
+        assert subscriber.last_id == junk[-1]  # following goes on after the newest entry
+        assert subscriber.rejected == []  # the best one loaded, nothing else was tried
+    finally:
+        subscriber.stop()
+        feed.close()
+        ws.close()
+
+
+def test_an_entry_with_a_field_name_that_is_not_utf8_is_refused_and_the_feed_followed(
+    stream: str, project: Project
+) -> None:
+    """Another client writes field names Redis takes as any bytes: such an entry does not
+    stop the catch-up, is refused with its bytes shown while following, and the next
+    release still loads."""
+    ws = Workspace(project)
+    feed = RedisFeed(REDIS, stream)
+    client = redis.Redis.from_url(REDIS)
+    v1 = _signed(ws, 1, 10)
+    client.xadd(stream, {k.encode(): v for k, v in v1.items()})
+    garbled = client.xadd(stream, {b"manifest\xff": v1["manifest"], b"\xfe\xff": b"x"}).decode()
+    key = signing.load_public(project.state_dir / "keys" / signing.PUBLIC)
+    subscriber = ModelSubscriber(feed, key, name="pets", alias="production", block_ms=50)
+    subscriber.start()  # catch-up reads the garbled entry too
+    running = start_app_in_thread(create_consumer_app(subscriber))
+    try:
+        assert subscriber.last_error is None and subscriber.last_id == garbled
+        assert subscriber.current is not None and subscriber.current.version == 1
+        late = client.xadd(stream, {b"\xc3\x28": b"not UTF-8 either"}).decode()
+        wait_until(lambda: len(subscriber.rejected) == 1)
+        [rejection] = subscriber.rejected
+        assert rejection.entry == late
+        assert rejection.reason == "field b'\\xc3(' is not UTF-8 text: not a model announcement"
+        release = feed.publish(_signed(ws, 2, 1))
+        wait_until(lambda: subscriber.current is not None and subscriber.current.version == 2)
+        assert subscriber.loaded[-1].entry == release and subscriber.last_error is None
+        state = httpx.get(running.url + "/v1/model").json()
+        assert state["rejected"] == [{"entry": late, "reason": rejection.reason}]
+    finally:
+        running.stop()
+        subscriber.stop()
+        client.close()
+        feed.close()
+        ws.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+def test_a_field_name_that_is_not_utf8_text_is_never_published(stream: str, kind: str) -> None:
+    feed: RedisFeed | MemoryFeed = RedisFeed(REDIS, stream) if kind == "redis" else MemoryFeed()
+    try:
+        for name in ("file:model\udcff.onnx", "\ud800"):
+            with pytest.raises(ServiceError, match="a field name must be UTF-8 text"):
+                feed.publish({"manifest": b"{}", name: b"x"})
+        assert feed.latest(5) == []  # nothing half-written
+    finally:
+        feed.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -31,6 +31,7 @@ monitor_app = new_app("Analyse production windows: integrity, drift, performance
 alerts_app = new_app("Alerts raised by the monitor's rules.")
 analyze_app = new_app("Explain predictions and analyse errors.")
 
+AlertState = Literal["open", "acknowledged", "resolved"]  # kennel.db.alerts.STATES
 Window = Annotated[str, typer.Option("--window", help="Window length: 90s, 30m, 24h, 7d.")]
 EnvOpt = Annotated[
     str | None, typer.Option("--env", help="Environment (default: monitor.environment).")
@@ -149,7 +150,9 @@ def monitor_watch(
 
 @alerts_app.command("list")
 def alerts_list(
-    state: Annotated[str | None, typer.Option(help="open, acknowledged or resolved.")] = None,
+    state: Annotated[
+        AlertState | None, typer.Option(help="Only alerts in this state (default: every one).")
+    ] = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:

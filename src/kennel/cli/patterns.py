@@ -249,7 +249,8 @@ def subscribe(
     feed_url = url or config.feed.url
     if not feed_url:
         raise ConfigError("no feed: pass --url or set feed.url in kennel.yaml")
-    feed = RedisFeed(feed_url, stream or config.feed.stream)
+    feed = RedisFeed(feed_url, stream or config.feed.stream)  # no connection yet
+    key = signing.load_public(key_path)  # refused before anything is read from the feed
     # the highest accepted sequence per stream and alias survives restarts (no replayed downgrade)
     state_dir = state_root / re.sub(r"[^A-Za-z0-9_-]", "_", f"{feed.stream}--{alias}")
 
@@ -261,7 +262,7 @@ def subscribe(
 
     subscriber = ModelSubscriber(
         feed,
-        signing.load_public(key_path),
+        key,
         name=config.model.name,
         alias=alias,
         max_pixels=config.serve.max_pixels,

@@ -9,16 +9,19 @@ from typing import Annotated
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, new_app, opened
+from kennel.cli.app import JsonOption, ProjectOption, new_app, opened, say
 from kennel.cli.monitor import Window
 from kennel.cli.render import console, emit_json, table
+from kennel.errors import RowsRefusedError
 
 telemetry_app = new_app("Host metrics and the camera's sensors over MQTT.")
 
 
 @telemetry_app.command("simulate")
 def telemetry_simulate(
-    device: Annotated[str, typer.Option(help="Device id (MQTT topic level).")] = "cam-01",
+    device: Annotated[
+        str, typer.Option(help="Device id, one MQTT topic level: letters, digits, '.', '_', '-'.")
+    ] = "cam-01",
     seconds: Annotated[
         float, typer.Option(min=0.1, max=31_536_000, help="How long to publish.")
     ] = 10.0,
@@ -89,14 +92,21 @@ def telemetry_host(
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Sample this machine with psutil (CPU, memory, disk, temperatures, RSS) into the store."""
+    """Sample this machine with psutil (CPU, memory, disk, temperatures, RSS) into the store.
+    A reading that cannot be stored (a sensor reporting NaN) is left out with a warning."""
     from kennel.monitor import telemetry
 
     taken = []
     with opened(project) as ws:
         for i in range(count):
             samples = telemetry.host_samples()
-            telemetry.store(ws.db, samples)
+            try:
+                telemetry.store(ws.db, samples)
+            except RowsRefusedError as exc:
+                for _, why in exc.refused:
+                    say(f"not stored: {why}", prefix="warning: ")
+                left_out = {id(sample) for sample, _ in exc.refused}
+                samples = [x for x in samples if id(x) not in left_out]
             taken += samples
             if i + 1 < count:
                 time.sleep(every)

@@ -19,6 +19,7 @@ from kennel.db.schema import AlertRow
 from kennel.errors import NotFoundError, StateError
 
 ACTIVE = ("open", "acknowledged")
+STATES = (*ACTIVE, "resolved")
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from datetime import datetime
 
 from kennel.config import RuleConfig
 from kennel.db import Database
-from kennel.db.alerts import ACTIVE, Alert, AlertRecords, Evaluation, RuleVerdict
-from kennel.errors import ConfigError
+from kennel.db.alerts import ACTIVE, STATES, Alert, AlertRecords, Evaluation, RuleVerdict
+from kennel.errors import ConfigError, did_you_mean
 
-__all__ = ["ACTIVE", "OPS", "Alert", "AlertStore", "Evaluation", "firing"]
+__all__ = ["ACTIVE", "OPS", "STATES", "Alert", "AlertStore", "Evaluation", "firing"]
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -79,6 +79,13 @@ class AlertStore:
         return self.records.set_state(alert_id, state, actor=actor, note=note)
 
     def list(self, *, state: str | None = None, limit: int = 50) -> list[Alert]:
+        """The newest ``limit`` alerts, of one of ``STATES`` or all; another state is refused
+        (it would list nothing, as if there were no such alerts)."""
+        if state is not None and state not in STATES:
+            raise ConfigError(
+                f"alert state {state!r}: expected one of {', '.join(STATES)}"
+                f"{did_you_mean(state, STATES)}"
+            )
         return self.records.list(state=state, limit=limit)
 
     def get(self, alert_id: int) -> Alert | None:

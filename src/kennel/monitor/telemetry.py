@@ -3,6 +3,9 @@
 
 Readings are flagged as anomalies by a fixed range per metric and by a rolling z-score against
 the same sensor's recent history (a knocked camera, a heater gone wrong, condensation).
+
+A malformed message (not JSON, no time, a value that is not a finite number) is dropped and
+counted on its own, as is a reading the store refuses; the rest of its batch is stored.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import math
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -27,9 +31,9 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from kennel.db import Database, aware
+from kennel.db.telemetry import MAX_SOURCE, TelemetryStore, problem, short
 from kennel.db.telemetry import Sample as Sample  # defined with its store; re-exported
-from kennel.db.telemetry import TelemetryStore
-from kennel.errors import ConfigError, ServiceError
+from kennel.errors import ConfigError, RowsRefusedError, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,18 @@ LIMITS: dict[str, tuple[float, float]] = {
     "host.disk_percent": (0.0, 95.0),
 }
 FAULTS = ("overheat", "tamper", "condensation", "dropout")
+# one MQTT topic level that the ingestor reads back as the same source: no "/", no wildcard
+DEVICE = re.compile(rf"[\w.-]{{1,{MAX_SOURCE}}}")
+
+
+def check_device(device: str) -> str:
+    """``device`` if it can name a device's topic and its stored readings; else ConfigError."""
+    if not DEVICE.fullmatch(device):
+        raise ConfigError(
+            f"device id {device!r}: use 1 to {MAX_SOURCE} letters, digits, '.', '_' or '-' "
+            f"(it is a level of the topic {TOPIC}/DEVICE/SENSOR)"
+        )
+    return device
 
 
 @dataclass(frozen=True)
@@ -92,6 +108,8 @@ def detect(samples: Sequence[Sample], *, z: float = 6.0, history: int = 30) -> l
     out: list[Anomaly] = []
     recent: dict[tuple[str, str], deque[float]] = defaultdict(lambda: deque(maxlen=history))
     for s in sorted(samples, key=lambda x: x.at):
+        if not math.isfinite(s.value):  # no reading: it must not blind the z-score either
+            continue
         lo, hi = LIMITS.get(s.metric, (-math.inf, math.inf))
         past = recent[(s.source, s.metric)]
         if not lo <= s.value <= hi:
@@ -157,11 +175,20 @@ class Fault:
         kind, _, when = text.partition("@")
         if kind not in FAULTS or not when:
             raise ConfigError(f"--fault {text!r}: expected KIND@SECONDS with KIND in {FAULTS}")
-        start, _, length = when.partition("+")
+        start, plus, length = when.partition("+")
         try:
-            return cls(kind, float(start), float(length) if length else 3.0)
-        except ValueError as exc:
-            raise ConfigError(f"--fault {text!r}: {exc}") from exc
+            at_s, for_s = float(start), float(length) if plus else 3.0
+        except ValueError:
+            at_s = for_s = math.nan
+        if not (math.isfinite(at_s) and math.isfinite(for_s)):
+            raise ConfigError(
+                f"--fault {text!r}: expected KIND@SECONDS or KIND@SECONDS+DURATION in seconds"
+            )
+        if at_s < 0 or for_s <= 0:
+            raise ConfigError(
+                f"--fault {text!r}: it must start at 0 s or later and last more than 0 s"
+            )
+        return cls(kind, at_s, for_s)
 
 
 def simulate(
@@ -175,7 +202,14 @@ def simulate(
     seed: int = 0,
     realtime: bool = True,
 ) -> int:
-    """Publish the device's sensor stream; returns the number of messages sent."""
+    """Publish the device's sensor stream; returns the number of messages sent. A device id
+    that cannot be a topic level, or a fault that starts after the run, is refused first."""
+    check_device(device)
+    for f in faults:
+        if f.at_s >= seconds:
+            raise ConfigError(
+                f"--fault {f.kind}@{f.at_s:g}: starts after the run ends ({seconds:g} s)"
+            )
     rng = np.random.default_rng(seed)
     client = _client(f"kennel-sim-{device}-{os.getpid()}")
     _connect(client, host, port)
@@ -201,6 +235,38 @@ def simulate(
         client.loop_stop()
         client.disconnect()
     return sent
+
+
+def parse(topic: str, payload: bytes | bytearray) -> Sample:
+    """One reading from ``kennel/devices/DEVICE/SENSOR`` and its JSON ``{"at": ISO time,
+    "value": number}``; ValueError says what is wrong with it."""
+    levels = topic.split("/")
+    if len(levels) != 4:
+        raise ValueError(f"the topic is not {TOPIC}/DEVICE/SENSOR")
+    device, sensor = levels[2:]
+    try:
+        body = json.loads(payload)
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError("not a JSON object")
+    at, value = body.get("at"), body.get("value")
+    if not isinstance(at, str):
+        raise ValueError(f"'at' must be an ISO 8601 time, not {short(at)}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"'value' must be a number, not {short(value)}")
+    try:
+        when = aware(datetime.fromisoformat(at))
+    except ValueError:
+        raise ValueError(f"'at' {short(at)}: not an ISO 8601 time") from None
+    try:
+        sample = Sample(when, device, sensor, float(value))
+    except OverflowError:  # an integer with hundreds of digits
+        raise ValueError("'value' is too large for a reading") from None
+    why = problem(sample)
+    if why is not None:
+        raise ValueError(why)
+    return sample
 
 
 class TelemetryIngestor:
@@ -233,12 +299,13 @@ class TelemetryIngestor:
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         self.received += 1
         try:
-            _, _, device, sensor = msg.topic.split("/", 3)
-            body = json.loads(msg.payload)
-            at = datetime.fromisoformat(body["at"])
-            self._queue.put(Sample(aware(at), device, sensor, float(body["value"])))
-        except (ValueError, KeyError, TypeError):
-            self.malformed += 1
+            self._queue.put(parse(msg.topic, msg.payload))
+        except ValueError as exc:
+            self._drop(f"{msg.topic}: {exc}")
+
+    def _drop(self, why: str) -> None:
+        self.malformed += 1
+        log.warning("telemetry: dropped a reading: %s", why)
 
     def start(self, timeout: float = 10.0) -> TelemetryIngestor:
         _connect(self._client, self.host, self.port)
@@ -265,6 +332,10 @@ class TelemetryIngestor:
         if batch:
             try:
                 self.stored += store(self.db, batch)
+            except RowsRefusedError as exc:  # the others are stored; never try these again
+                self.stored += exc.stored
+                for _, why in exc.refused:
+                    self._drop(why)
             except Exception:
                 for sample in batch:  # keep them for the next attempt
                     self._queue.put(sample)

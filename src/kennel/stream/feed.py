@@ -34,9 +34,12 @@ FILE_PREFIX = "file:"
 class Feed(Protocol):
     """An append-only stream of entries, each a non-empty mapping of field names to bytes under
     an id ``"<milliseconds>-<sequence>"``; ids only grow, and ``"0-0"`` is before every entry.
-    Old entries may be trimmed, the newest ones are kept. A transport failure, an empty entry
-    or an argument the stream refuses (a malformed id, a count under 1) is a ``ServiceError``.
-    ``tests/stream/test_feed_contract.py`` holds every implementation to this."""
+    Old entries may be trimmed, the newest ones are kept. A transport failure, an empty entry,
+    a field name that is not UTF-8 text or an argument the stream refuses (a malformed id, a
+    count under 1) is a ``ServiceError``. A field name another client wrote that is not UTF-8
+    is read back with its bytes as surrogate escapes (see :func:`raw_name`), never garbled or
+    a crash: what reads it refuses that entry. ``tests/stream/test_feed_contract.py`` holds
+    every implementation to this."""
 
     def publish(self, fields: Mapping[str, bytes]) -> str:
         """Append ``fields`` as the newest entry; its id, greater than every earlier one."""
@@ -106,6 +109,7 @@ class RedisFeed:
             ) from exc
 
     def publish(self, fields: Mapping[str, bytes]) -> str:
+        check_names(fields)
         with self._guard("publish to"):
             entry = self.client.xadd(self.stream, dict(fields), maxlen=self.maxlen)  # type: ignore[arg-type]
         return _text(entry)
@@ -127,12 +131,36 @@ class RedisFeed:
             client.close()
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _text(value: object, errors: str = "strict") -> str:
+    return value.decode(errors=errors) if isinstance(value, bytes) else str(value)
 
 
 def _fields(raw: Mapping[object, object]) -> dict[str, bytes]:
-    return {_text(k): v if isinstance(v, bytes) else str(v).encode() for k, v in raw.items()}
+    # a name that is not UTF-8 keeps its bytes (surrogate escapes) for the reader to refuse
+    return {
+        _text(k, "surrogateescape"): v if isinstance(v, bytes) else str(v).encode()
+        for k, v in raw.items()
+    }
+
+
+def raw_name(name: str) -> bytes | None:
+    """The bytes of a field name read back that is not UTF-8 text; None for one that is."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        try:
+            return name.encode(errors="surrogateescape")
+        except UnicodeEncodeError:  # a surrogate that no bytes read back could give
+            return name.encode(errors="backslashreplace")
+    return None
+
+
+def check_names(fields: Mapping[str, bytes]) -> None:
+    """Refuse (``ServiceError``) an entry whose field names are not all UTF-8 text: a reader
+    could not tell them apart from bytes garbled on the way."""
+    for name in fields:
+        if not isinstance(name, str) or raw_name(name) is not None:
+            raise ServiceError(f"cannot publish field {name!r}: a field name must be UTF-8 text")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 
 from kennel.errors import ServiceError
+from kennel.stream.feed import check_names
 
 _ID = re.compile(r"(\d+)(?:-(\d+))?")
 _MAX = (1 << 64) - 1  # ids are two unsigned 64-bit numbers, as in Redis
@@ -40,6 +41,7 @@ class MemoryFeed:
     def publish(self, fields: Mapping[str, bytes]) -> str:
         if not fields:
             raise ServiceError("cannot publish an empty entry: a feed entry needs a field")
+        check_names(fields)
         copy = {str(k): bytes(v) for k, v in fields.items()}
         with self._changed:
             now = time.time_ns() // 1_000_000

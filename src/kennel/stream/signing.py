@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -15,13 +15,22 @@ from kennel.fsutil import write_atomic
 
 PRIVATE = "feed-ed25519.pem"
 PUBLIC = "feed-ed25519.pub"
+MAX_KEY_BYTES = 64 * 1024
 
 
 def load_or_create(folder: Path) -> Ed25519PrivateKey:
-    """The project's signing key, created (mode 0600) on first use."""
+    """The project's signing key, created (mode 0600) on first use; a file there that is not
+    an unencrypted Ed25519 private key in PEM is a ``ConfigError`` (nothing is replaced)."""
     path = folder / PRIVATE
     if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        try:
+            key = serialization.load_pem_private_key(_read(path, "private"), password=None)
+        except TypeError:  # cryptography's word for a key that needs a password
+            raise ConfigError(
+                f"{path} is encrypted: kennel signs with an unencrypted key"
+            ) from None
+        except (ValueError, UnsupportedAlgorithm):
+            raise ConfigError(f"{path} is not a PEM private key") from None
         if not isinstance(key, Ed25519PrivateKey):
             raise ConfigError(f"{path} is not an Ed25519 private key")
         return key
@@ -45,12 +54,27 @@ def public_pem(key: Ed25519PublicKey) -> bytes:
 
 
 def load_public(path: Path) -> Ed25519PublicKey:
-    if not path.is_file():
+    """The publisher's key from a PEM file; a missing file, or one that is not an Ed25519
+    public key in PEM (a private key, another algorithm, anything else), is a ``ConfigError``."""
+    if not path.exists():
         raise ConfigError(f"public key {path} not found (copy {PUBLIC} from the publisher)")
-    key = serialization.load_pem_public_key(path.read_bytes())
+    try:
+        key = serialization.load_pem_public_key(_read(path, "public"))
+    except (ValueError, UnsupportedAlgorithm):  # cryptography's words name no file: ours do
+        raise ConfigError(
+            f"{path} is not a PEM public key (copy {PUBLIC} from the publisher)"
+        ) from None
     if not isinstance(key, Ed25519PublicKey):
         raise ConfigError(f"{path} is not an Ed25519 public key")
     return key
+
+
+def _read(path: Path, what: str) -> bytes:
+    if not path.is_file():
+        raise ConfigError(f"{what} key {path} is not a file")
+    if path.stat().st_size > MAX_KEY_BYTES:  # a key is a few hundred bytes
+        raise ConfigError(f"{path} is not a PEM {what} key: {path.stat().st_size} bytes")
+    return path.read_bytes()
 
 
 def verify(key: Ed25519PublicKey, signature: bytes, payload: bytes) -> bool:

@@ -29,7 +29,7 @@ from kennel.errors import ConfigError, KennelError, ReleaseRefusedError
 from kennel.fsutil import write_atomic
 from kennel.imaging import DEFAULT_MAX_PIXELS
 from kennel.serve.runtime import Bundle, Predictor
-from kennel.stream.feed import FILE_PREFIX, Feed, Manifest
+from kennel.stream.feed import FILE_PREFIX, Feed, Manifest, raw_name
 from kennel.stream.signing import verify
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,10 @@ class ModelSubscriber:
     # -- checks -------------------------------------------------------------------------------
     def check(self, fields: dict[str, bytes]) -> tuple[Manifest, Predictor]:
         """The manifest and a ready Predictor, or Refused naming the problem."""
+        for name in fields:
+            raw = raw_name(name)
+            if raw is not None:  # written by another client: its bytes, never a guess at them
+                raise Refused(f"field {raw!r} is not UTF-8 text: not a model announcement")
         payload, signature = fields.get("manifest"), fields.get("signature")
         if payload is None or signature is None:
             raise Refused("not a model announcement (no manifest or signature)")
@@ -189,10 +193,12 @@ class ModelSubscriber:
         self.seq, self._accepted = manifest.seq, digest
 
     # -- following the stream -----------------------------------------------------------------
-    def catch_up(self, depth: int = 20) -> None:
+    def catch_up(self) -> None:
         """Load the valid announcement with the highest signed sequence already on the
-        stream: the newest entry may be an old announcement added again (a replay)."""
-        entries = self.feed.latest(depth)  # newest first
+        stream, of every entry it keeps: the newest entry may be an old announcement added
+        again (a replay), and the newest ones may all be junk someone added after it."""
+        # every entry kept, in one read (it waits 1 ms when there is none), newest first
+        entries = self.feed.read("0-0", 1)[::-1]
         if entries:
             self.last_id = entries[0][0]
         ranked = sorted(entries, key=lambda e: self._signed_seq(e[1]), reverse=True)  # stable
