@@ -91,7 +91,10 @@ def web(tmp_path: Path) -> Iterator[Web]:
         server.server_close()
 
 
-# -- an FTP server on loopback (pyftpdlib): user kennel, password pw, no anonymous login -------
+# -- an FTP server on loopback (pyftpdlib): user kennel, password PASSWORD, no anonymous login -
+
+
+PASSWORD = "Zq7-not-for-disk"  # distinctive: a test looks for it in every file kennel writes
 
 
 @dataclass
@@ -99,7 +102,7 @@ class Ftp:
     port: int
     home: Path
 
-    def url(self, path: str = "", *, password: str = "pw") -> str:
+    def url(self, path: str = "", *, password: str = PASSWORD) -> str:
         return f"ftp://kennel:{password}@127.0.0.1:{self.port}/{path}"
 
 
@@ -114,7 +117,7 @@ def ftp(tmp_path: Path) -> Iterator[Ftp]:
     home = tmp_path / "ftp"
     home.mkdir()
     users = DummyAuthorizer()
-    users.add_user("kennel", "pw", str(home), perm="elr")
+    users.add_user("kennel", PASSWORD, str(home), perm="elr")
     # no 3 s pause after a failed login; the server's log off (it would be the CLI's stderr)
     handler = type("Handler", (FTPHandler,), {"authorizer": users, "auth_failed_timeout": 0})
     logging.getLogger("pyftpdlib").disabled = True
@@ -292,6 +295,12 @@ def test_ftp_source_errors_are_one_line(tmp_path: Path, ftp: Ftp) -> None:
     _one_line(_ingest(root, ftp.url("nope.zip"), "ftp"), "zip archive", "does not exist")
 
 
+def _leaks(root: Path) -> list[Path]:
+    """Every file kennel wrote in the project that holds the FTP password."""
+    state = root / ".kennel"
+    return [p for p in state.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]
+
+
 def test_a_manifest_over_ftp_reads_its_rows_there(tmp_path: Path, ftp: Ftp) -> None:
     files = labelled_jpegs(4)
     write_tree(ftp.home / "lake", files)
@@ -303,3 +312,19 @@ def test_a_manifest_over_ftp_reads_its_rows_there(tmp_path: Path, ftp: Ftp) -> N
     report = json.loads(result.stdout)
     assert report["added"] == 4 and report["quarantined"] == {}
     assert report["source"] == f"manifest:{ftp.url('lake/m.csv', password='***')}"
+    assert _leaks(root) == []  # its rows are recorded without the manifest URL's password
+
+
+def test_an_ftp_folder_is_recorded_without_its_password(tmp_path: Path, ftp: Ftp) -> None:
+    """Its files were recorded as ftp://kennel:PASSWORD@host/... in the ingest records, the
+    dataset's manifest (an immutable artifact) and every page that shows a file's uri."""
+    write_tree(ftp.home / "lake", labelled_jpegs(4))
+    root = make_project(tmp_path / "p", workers=1).root
+    source = ftp.url("lake")
+    first = _ingest(root, source, "pets")
+    assert first.exit_code == 0 and "added 4" in first.stdout, first.output
+    again = _ingest(root, source, "pets")  # the same files, known by the same uris
+    assert again.exit_code == 0 and "unchanged" in again.stdout, again.output
+    assert _leaks(root) == []
+    shown = runner.invoke(app, ["data", "show", "pets", "--json", "-C", str(root)])
+    assert shown.exit_code == 0 and PASSWORD not in shown.stdout

@@ -94,9 +94,14 @@ class FsspecFolderSource(FileTreeSource, AtUrl):
             return Listing([], 0, note=note)
         prefix = self.root.strip("/")
         rels = [p.strip("/")[len(prefix) :].lstrip("/") for p in paths]
-        return self._listing(rels, lambda r: f"{self.url}/{r}")
+        shown = redact(self.url)  # a file is recorded without the password its URL holds
+        return self._listing(rels, lambda r: f"{shown}/{r}")
 
     def read(self, entries: list[Entry]) -> Iterator[tuple[Entry, ReadResult]]:
         max_bytes = self.max_bytes
+        shown = redact(self.url)
         for entry in entries:
-            yield entry, read_uri(entry.uri, max_bytes)
+            uri = entry.uri
+            if shown != self.url and uri.startswith(f"{shown}/"):  # read with the password
+                uri = self.url + uri[len(shown) :]
+            yield entry, read_uri(uri, max_bytes)

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kennel.display import redact
 from kennel.errors import SourceError
 from kennel.ingest.sources.base import (
     DEFAULT_MAX_BYTES,
@@ -115,6 +116,7 @@ class TableSource:
         refusals = refused_rows or {}
         entries: dict[str, Entry] = {}
         self.refused: dict[str, str] = {}
+        self.secret_uris: dict[str, str] = {}  # a recorded uri -> the URL, password and all
         first: dict[str, tuple[int, str | None]] = {}  # each file's first row and its label
         self.repeated = 0  # rows naming a file an earlier row names, with the same label
         self.no_uri = 0  # rows naming no file at all (an empty or null uri)
@@ -134,6 +136,9 @@ class TableSource:
             written = str(row[uri_column])
             placed = None if refusal is not None else confinement.place(written)
             uri = written if placed is None else placed
+            if (shown := redact(uri)) != uri:  # recorded without the password, read with it
+                self.secret_uris[shown] = uri
+                uri = shown
             given = row[label_column]
             label = None if given is None or not str(given).strip() else str(given)
             if uri in first and placed is not None and uri in outside:
@@ -168,7 +173,7 @@ class TableSource:
                 continue
             first[uri] = (number, label)
             if placed is None:
-                self.refused[uri] = refusal or confinement.refusal(number, written)
+                self.refused[uri] = refusal or redact(confinement.refusal(number, written))
                 outside.add(uri)
             entries[uri] = Entry(uri, label, attrs)
         self.entries = [entries[u] for u in sorted(entries)]
@@ -184,7 +189,8 @@ class TableSource:
         max_bytes = self.max_bytes
         for entry in entries:
             refused = self.refused.get(entry.uri)
-            yield entry, refused if refused is not None else read_uri(entry.uri, max_bytes)
+            uri = self.secret_uris.get(entry.uri, entry.uri)
+            yield entry, refused if refused is not None else read_uri(uri, max_bytes)
 
     def locate(self, entries: list[Entry]) -> Iterator[tuple[Entry, Located]]:
         """Local rows as files to read later (where they point was confined when the rows were
@@ -197,4 +203,4 @@ class TableSource:
             elif entry.uri.startswith("file://") or "://" not in entry.uri:
                 yield entry, LocalFile(entry.uri.removeprefix("file://"), max_bytes)
             else:
-                yield entry, read_uri(entry.uri, max_bytes)
+                yield entry, read_uri(self.secret_uris.get(entry.uri, entry.uri), max_bytes)
