@@ -27,6 +27,7 @@ EXPECTED = {
     AnchorTaken: 500,
     errors.UnsafePathError: 400,
     errors.MetadataError: 503,  # the database is unreachable: try again
+    errors.RowsRefusedError: 422,  # rows whose values cannot be stored: fix them, not retry
     errors.TrainingError: 500,
     errors.PackagingError: 500,
     errors.ReleaseRefusedError: 409,
@@ -57,7 +58,12 @@ def test_the_table_covers_every_error_class() -> None:
 
 @pytest.mark.parametrize("cls", sorted(EXPECTED, key=lambda c: c.__name__))
 def test_each_error_has_its_status(cls: type[errors.KennelError]) -> None:
-    response = error_response(cls("something\n  went   wrong"))
+    if cls is errors.RowsRefusedError:  # says what was stored and why each row was not
+        exc: errors.KennelError = cls("readings", stored=2, refused=[({}, "a\n  bad   row")])
+        detail = "stored 2 readings; refused 1: a bad row"
+    else:
+        exc, detail = cls("something\n  went   wrong"), "something went wrong"
+    response = error_response(exc)
     assert response.status_code == EXPECTED[cls]
-    assert json.loads(response.body) == {"error": cls.code, "detail": "something went wrong"}
+    assert json.loads(response.body) == {"error": cls.code, "detail": detail}
     assert ("retry-after" in response.headers) == (EXPECTED[cls] == 503)
