@@ -4,6 +4,7 @@ unreachable on a user's machine, but fail instead when CI=true."""
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,6 +244,15 @@ def s3_keys(bucket: str, prefix: str = "", *, endpoint: str | None = None) -> li
     )
     root = f"{bucket}/{prefix}".rstrip("/")
     return [path[len(bucket) + 1 :] for path in fs.find(root)]
+
+
+@pytest.fixture
+def broker() -> None:
+    """The MQTT broker (Mosquitto) every development and CI machine runs on 127.0.0.1:1883."""
+    try:
+        socket.create_connection(("127.0.0.1", 1883), timeout=2).close()
+    except OSError as exc:
+        unavailable(f"MQTT broker unreachable at 127.0.0.1:1883: {exc.__class__.__name__}")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ exist. Each is one line on stderr and a non-zero exit, and nothing is written or
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -82,14 +81,6 @@ class Heard:
         time.sleep(0.5)  # what was published has arrived
         self.client.loop_stop()
         self.client.disconnect()
-
-
-@pytest.fixture
-def broker() -> None:
-    try:
-        socket.create_connection(("127.0.0.1", 1883), timeout=2).close()
-    except OSError as exc:
-        unavailable(f"MQTT broker unreachable at 127.0.0.1:1883: {exc.__class__.__name__}")
 
 
 # -- the feed's keys ----------------------------------------------------------------------------

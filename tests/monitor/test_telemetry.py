@@ -4,12 +4,10 @@ an injected fault becomes an alert."""
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -18,18 +16,9 @@ from kennel.db.schema import TelemetryRow
 from kennel.govern.cycle import monitor_once
 from kennel.monitor import telemetry
 from kennel.wiring import Workspace
-from tests.conftest import unavailable
 from tests.serving import wait_until
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def broker() -> None:
-    try:
-        socket.create_connection(("127.0.0.1", 1883), timeout=2).close()
-    except OSError as exc:
-        unavailable(f"MQTT broker unreachable at 127.0.0.1:1883: {exc.__class__.__name__}")
 
 
 def test_simulated_device_stream_is_stored_and_a_fault_raises_an_alert(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -29,7 +28,7 @@ from kennel.db.telemetry import Sample, TelemetryStore
 from kennel.errors import MetadataError, RowsRefusedError, status_of
 from kennel.monitor import telemetry
 from kennel.wiring import Workspace
-from tests.conftest import make_project, unavailable
+from tests.conftest import make_project
 from tests.serving import wait_until
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -147,14 +146,6 @@ def test_a_reading_that_is_no_number_does_not_blind_the_z_score() -> None:
     jump = Sample(NOW + timedelta(seconds=21), "cam-01", "pressure", 1040.0)
     found = telemetry.detect([*steady, gap, jump])
     assert [(a.value, a.reason.split()[0]) for a in found] == [(1040.0, "z-score")]
-
-
-@pytest.fixture
-def broker() -> None:
-    try:
-        socket.create_connection(("127.0.0.1", 1883), timeout=2).close()
-    except OSError as exc:
-        unavailable(f"MQTT broker unreachable at 127.0.0.1:1883: {exc.__class__.__name__}")
 
 
 def test_the_ingestor_drops_malformed_messages_and_keeps_storing(
