@@ -83,3 +83,31 @@ def test_processes_opening_a_new_sqlite_database_at_once_all_open_it(tmp_path: P
         errors = [p.communicate(timeout=120)[1] for p in procs]
         assert [p.returncode for p in procs] == [0] * 6, errors
         assert list(Path(f"{db}.locks").iterdir()) == []  # the lock leaves no file behind
+
+
+DIES_MIDWAY = """
+import os, sys
+from alembic.operations import Operations
+made = Operations.create_table
+def create_table(self, *args, **kwargs):
+    if create_table.calls == 5:
+        os._exit(9)  # as kill -9 would: no rollback, no cleanup
+    create_table.calls += 1
+    return made(self, *args, **kwargs)
+create_table.calls = 0
+Operations.create_table = create_table
+from kennel.db import Database
+Database.open(sys.argv[1])
+"""
+
+
+def test_a_first_upgrade_killed_midway_leaves_nothing_half_made(tmp_path: Path) -> None:
+    """SQLite's tables were made outside a transaction: a first command killed after five
+    tables left them, and every later command failed ("table audit_log already exists")."""
+    url = f"sqlite:///{tmp_path / 'kennel.db'}"
+    died = subprocess.run([sys.executable, "-c", DIES_MIDWAY, url], capture_output=True)
+    assert died.returncode == 9, died.stderr
+    from kennel.db import Database
+
+    Database.open(url).dispose()  # the next command makes the whole schema
+    assert db_engine._at_head(db_engine.make_engine(url))

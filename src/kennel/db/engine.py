@@ -248,6 +248,9 @@ def _upgrade(engine: Engine) -> None:
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK}
                 )
+            else:  # Python's sqlite3 runs CREATE TABLE outside any transaction unless one is
+                # open: opened here, so a kill -9 midway leaves no half-made schema behind
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             known = {r.revision for r in script.walk_revisions()}
             current = MigrationContext.configure(connection).get_current_heads()
             unknown = [r for r in current if r not in known]
