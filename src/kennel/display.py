@@ -9,10 +9,11 @@ import re
 
 SQL_SCHEMES = ("sqlite:", "postgresql", "mysql", "mariadb", "mssql", "oracle")
 
-# user:PASSWORD@ (a password may hold "/", which URLs should escape and people do not), and a
-# token alone before the "@" of a web URL (https://TOKEN@host; elsewhere it is a user's name,
-# as in postgresql://USER@HOST)
-_USERINFO = re.compile(r"(://[^/@:\s]*:)[^@\s]*@")
+# user:PASSWORD@ (a user may hold "@", an e-mail login, and a password "/" or "@", which URLs
+# should escape and people do not: the password runs to the last "@"), and a token alone
+# before the "@" of a web URL (https://TOKEN@host; elsewhere it is a user's name, as in
+# postgresql://USER@HOST)
+_USERINFO = re.compile(r"(://[^/:\s]*:)[^\s]*@")
 _TOKEN_USERINFO = re.compile(r"(?i)(\bhttps?://)[^/@:\s]+@")
 
 # A query parameter is a secret when a word of its name is one of these (libpq, psycopg,
@@ -20,14 +21,20 @@ _TOKEN_USERINFO = re.compile(r"(?i)(\bhttps?://)[^/@:\s]+@")
 _SECRET_PARAM = re.compile(r"(?<=[?&;])([^=&;#\s]+)=([^&;#\s]*)")
 _SECRET_WORDS = frozenset(
     {"password", "passwd", "pwd", "pass", "secret", "token", "key", "apikey", "accesskey",
-     "secretkey", "sslpassword", "signature", "sig", "credential", "credentials", "auth"}
+     "secretkey", "sslpassword", "signature", "sig", "credential", "credentials", "auth", "pw"}
 )  # fmt: skip
+
+
+# a name holding one of these anywhere is a secret's (clientSecret, xaccesstoken, ...)
+_SECRET_PARTS = ("password", "passwd", "secret", "token", "signature", "credential", "apikey")
 
 
 def _param(found: re.Match[str]) -> str:
     name = found.group(1)
-    words = set(re.split(r"[-_.]", name.lower())) | {name.lower()}
-    return f"{name}=***" if words & _SECRET_WORDS else found.group()
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()  # accessToken: access, token
+    words = set(re.split(r"[-_.]", spaced)) | {name.lower()}
+    secret = words & _SECRET_WORDS or any(part in name.lower() for part in _SECRET_PARTS)
+    return f"{name}=***" if secret else found.group()
 
 
 # C0 controls, DEL and C1 controls (ESC starts a terminal's escape sequences, CSI is 0x9b),

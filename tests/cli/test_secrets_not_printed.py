@@ -105,6 +105,13 @@ def test_rpc_worker_that_cannot_reach_its_broker_hides_the_password(model_projec
         ("x?access_token=T&client_secret=C&sig=S", "x?access_token=***&client_secret=***&sig=***"),
         ("http://h/x.zip?token=abc layout=auto", "http://h/x.zip?token=*** layout=auto"),
         ("see ?keyboard=qwerty and file?passenger=3", "see ?keyboard=qwerty and file?passenger=3"),
+        # an e-mail login, a raw "@" in the password, camelCase and short names (review)
+        ("ftp://dave@example.com:FTPSECRET@127.0.0.1:21/x", "ftp://dave@example.com:***@127.0.0.1:21/x"),
+        ("http://bob:SEC@RETK@127.0.0.1:1/cat/", "http://bob:***@127.0.0.1:1/cat/"),
+        ("x?accessToken=A&apiToken=B&clientSecret=C&pw=D&size=3&monkey=1",
+         "x?accessToken=***&apiToken=***&clientSecret=***&pw=***&size=3&monkey=1"),
+        ("at postgresql://user@host:5432/db, s3://b/key@2x.jpg",
+         "at postgresql://user@host:5432/db, s3://b/key@2x.jpg"),
     ],
 )  # fmt: skip
 def test_secrets_in_any_part_of_a_url_are_hidden_and_nothing_else(given: str, shown: str) -> None:
