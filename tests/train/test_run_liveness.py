@@ -5,15 +5,18 @@ resume holds it again."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from kennel.db import Database
+from kennel.db.runs import RunStore
 from kennel.train.tracking import RunTracker
 
 HOLDER = textwrap.dedent(
@@ -75,3 +78,20 @@ def test_runs_started_here_read_running_until_finished(db: Database) -> None:
     assert RunTracker(db).get(run_id).status == "running"
     tracker.finish(run_id, "failed")
     assert RunTracker(db).get(run_id).status == "failed"
+
+
+def test_a_project_where_no_lock_can_be_made_reads_runs_as_stored(tmp_path: Path) -> None:
+    """A read-only project cannot make the look's lock file: `runs list` failed there (exit 1)
+    for any run stored running. It cannot tell, so the run reads as it was stored."""
+    db = Database.open(f"sqlite:///{tmp_path / 'kennel.db'}")
+    try:
+        run = RunStore(db).start(kind="final", dataset="pets", dataset_version="v" * 64,
+                                 params={}, study=None, trial_number=None, git_commit=None,
+                                 init_from=None, actor="t")  # fmt: skip
+        locks = tmp_path / "kennel.db.locks"
+        shutil.rmtree(locks, ignore_errors=True)
+        locks.write_text("not a folder: no lock file can be made in it\n")
+        assert RunTracker(db).get(run.id).status == "running"
+        assert [r.status for r in RunTracker(db).runs()] == ["running"]
+    finally:
+        db.dispose()

@@ -86,8 +86,11 @@ def held(engine: Engine, key: str) -> bool:
     once). A private in-memory database is one process's own: what runs there is live."""
     if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
         return True
-    with lease(engine, key) as taken:
-        return not taken
+    try:
+        with lease(engine, key) as taken:
+            return not taken
+    except OSError:  # a read-only project cannot make the lock file: it cannot tell, say held
+        return True
 
 
 def _take(path: Path) -> int | None:

@@ -59,8 +59,9 @@ DEVICE = re.compile(rf"[\w.-]{{1,{MAX_SOURCE}}}")
 def check_device(device: str) -> str:
     """``device`` if it can name a device's topic and its stored readings; else ConfigError."""
     if not DEVICE.fullmatch(device):
+        shown = device if len(device) <= 80 else f"{device[:60]}... ({len(device)} characters)"
         raise ConfigError(
-            f"device id {device!r}: use 1 to {MAX_SOURCE} letters, digits, '.', '_' or '-' "
+            f"device id {shown!r}: use 1 to {MAX_SOURCE} letters, digits, '.', '_' or '-' "
             f"(it is a level of the topic {TOPIC}/DEVICE/SENSOR)"
         )
     return device
