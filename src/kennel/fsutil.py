@@ -58,6 +58,28 @@ def try_lock(path: Path) -> int | None:
     return fd
 
 
+def take_lock_file(path: Path, *, wait: bool) -> int | None:
+    """``flock`` on the file at ``path``, for a lock whose holder removes its file before
+    letting go (so that none is left behind): a lock taken on a file already removed or
+    replaced holds nothing, and is taken again. With ``wait``, until it is had; else None
+    when another process holds it now."""
+    while True:
+        if wait:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # type: ignore[arg-type]
+        else:
+            fd = try_lock(path)
+        if fd is None:
+            return None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
 def is_locked(path: Path) -> bool:
     """Whether another process holds ``try_lock``'s lock on ``path`` now."""
     if not path.exists():

@@ -9,7 +9,6 @@ never retried here: only the caller knows whether it may run twice.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import os
 import re
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.db.audit import ANCHOR_KEY, AuditAnchor
 from kennel.errors import ConfigError, MetadataError
+from kennel.fsutil import take_lock_file
 from kennel.retry import Backoff, first_line, retrying
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -215,16 +215,8 @@ def _one_upgrade_at_a_time(engine: Engine) -> Iterator[None]:
         yield
         return
     path = Path(f"{database}.locks") / "upgrade.lock"
-    while True:
-        path.parent.mkdir(exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                break  # not a file the last holder removed before letting go
-        except FileNotFoundError:
-            pass
-        os.close(fd)
+    fd = take_lock_file(path, wait=True)
+    assert fd is not None  # waited for
     try:
         yield
     finally:

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from kennel.db.engine import connect
-from kennel.fsutil import try_lock
+from kennel.fsutil import take_lock_file
 
 # The first key of PostgreSQL's two-key advisory locks ("kn"): kennel's keys never meet the
 # one-key locks (the migration, the audit chain, model numbering) or another application's.
@@ -72,7 +72,7 @@ def lease(engine: Engine, key: str) -> Iterator[bool]:
         yield True
         return
     path = Path(f"{database}.locks") / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.lock"
-    fd = _take(path)
+    fd = take_lock_file(path, wait=False)
     try:
         yield fd is not None
     finally:
@@ -91,16 +91,3 @@ def held(engine: Engine, key: str) -> bool:
             return not taken
     except OSError:  # a read-only project cannot make the lock file: it cannot tell, say held
         return True
-
-
-def _take(path: Path) -> int | None:
-    """``try_lock`` on the file at ``path`` now: a holder removes its file before letting go,
-    so a lock taken on a file already removed (or replaced) holds nothing; take it again."""
-    while (fd := try_lock(path)) is not None:
-        try:
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                return fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-    return None
