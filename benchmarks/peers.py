@@ -242,13 +242,13 @@ def _serving(s: dict[str, Any]) -> list[str]:
             "service / in-process batched (fp32 / int8)",
             "in-process fp32 at batch min(c, 16) img/s: service / it"]  # fmt: skip
     out = lines + _table(head, rows)
-    nosync = [[str(r["concurrency"]), _lat(r["kennel"]), _lat(r.get("kennel_nosync")),
-               _x(r.get("kennel_nosync_over_mlflow"))]
-              for r in s["results"] if r.get("kennel_nosync")]  # fmt: skip
-    if nosync:
-        head = ["concurrency", "kennel fp32 (log_sync: true, the default)",
-                "kennel fp32, log_sync: false", "log_sync false / MLflow"]  # fmt: skip
-        out += ["", *_table(head, nosync)]
+    fsync = [[str(r["concurrency"]), _lat(r["kennel"]), _lat(r.get("kennel_fsync")),
+              _x(r.get("kennel_fsync_over_mlflow"))]
+             for r in s["results"] if r.get("kennel_fsync")]  # fmt: skip
+    if fsync:
+        head = ["concurrency", "kennel fp32 (log_sync: false, the default)",
+                "kennel fp32, log_sync: true", "log_sync true / MLflow"]  # fmt: skip
+        out += ["", *_table(head, fsync)]
     if cpu:
         head = ["concurrency", "load average (1 min)", "kennel CPU ms/req", "kennel int8",
                 "MLflow", "in-process CPU ms/img (fp32 / int8)",

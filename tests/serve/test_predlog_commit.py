@@ -4,6 +4,7 @@ it takes them from memory (what the committer just wrote) or reads the journal b
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -81,14 +82,27 @@ def test_no_record_is_answered_before_its_sync_and_waiting_ones_share_one(
         log.stop()
 
 
-def test_without_log_sync_a_record_is_written_before_its_answer_but_not_synced(
+def _recording_syncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(thread name, file) of each journal sync, the sync itself done for real."""
+    syncs: list[tuple[str, str]] = []
+    real = journal.datasync
+
+    def recording(fd: int) -> None:
+        syncs.append((threading.current_thread().name, os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(journal, "datasync", recording)
+    return syncs
+
+
+def test_without_log_sync_a_record_is_written_before_its_answer_which_waits_for_no_sync(
     workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``serve.log_sync: false``: the line is in the journal file (the OS has it, which no
-    crash of the process can take back) when the future completes; no sync is asked for."""
+    crash of the process can take back) when the future completes; the committer, which the
+    answer waits for, never syncs."""
     spool = tmp_path / "spool" / "production.jsonl"
-    syncs: list[int] = []
-    monkeypatch.setattr(journal, "datasync", syncs.append)
+    syncs = _recording_syncs(monkeypatch)
     log = PredictionLog(workspace.db, spool, flush_s=3600, sync=False)
     log.start()
     try:
@@ -97,7 +111,34 @@ def test_without_log_sync_a_record_is_written_before_its_answer_but_not_synced(
             log.add(row).result(10)
             # in a journal file, read by another descriptor (or already drained from there)
             assert row["id"] in _kept(workspace, spool)
-        assert syncs == []
+        assert not [name for name, _ in syncs if name == "kennel-predlog-commit"]
+    finally:
+        log.stop()
+
+
+def test_without_log_sync_the_drain_syncs_the_journal_every_flush_also_with_the_database_down(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window a power cut can take is one ``flush_s``: the drain thread fdatasyncs what
+    was appended, also while the database refuses every write and the journal only grows."""
+    spool = tmp_path / "spool" / "production.jsonl"
+    syncs = _recording_syncs(monkeypatch)
+    log = PredictionLog(workspace.db, spool, flush_s=0.05, sync=False)
+    monkeypatch.setattr(log._writer, "write", lambda rows: False)  # the database is down
+    log.start()
+    try:
+        for burst in range(3):
+            rows = [_row(10 * burst + i) for i in range(4)]
+            for future in [log.add(row) for row in rows]:
+                future.result(10)
+            synced_before = len(syncs)
+            deadline = time.monotonic() + 5
+            while len(syncs) == synced_before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            name, path = syncs[-1]
+            assert name == "kennel-predlog" and path.endswith(".jsonl")
+            assert {r["id"] for r in rows} <= _kept(workspace, spool)
+        assert log.stats.written == 0 and log.spooled_lines() == 12
     finally:
         log.stop()
 

@@ -23,10 +23,11 @@ class ServeConfig(_Strict):
     decode_budget_bytes: Annotated[int, Field(ge=1024 * 1024)] = 256 * 1024 * 1024
     poll_s: Annotated[float, Field(gt=0, le=3600)] = 1.0  # how often a service checks its alias
     log_flush_s: Annotated[float, Field(gt=0, le=3600)] = 0.5
-    # an answered prediction's record is fsynced before the answer (a power cut loses none);
-    # false: handed to the OS before the answer (a crash or kill -9 of the service loses none,
-    # a power cut or kernel crash may lose the last moment's), faster on a busy disk
-    log_sync: bool = True
+    # false: an answered prediction's record is written to the journal before the answer (a
+    # crash or kill -9 of the service loses none) and fdatasynced every log_flush_s off the
+    # request path (a power cut or kernel crash may lose the last log_flush_s of answers);
+    # true: fdatasynced before the answer (a power cut loses none), one disk sync per answer
+    log_sync: bool = False
     # serve the bundle's int8 model when it has one: packaging keeps it only when it is faster
     # and within 0.5 accuracy points of the fp32 model (model.quantize); false: always fp32
     prefer_int8: bool = True

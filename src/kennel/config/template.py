@@ -99,7 +99,7 @@ serve:
   decode_budget_bytes: 268435456  # decode memory of all images decoded at once
   poll_s: 1.0               # how often a running service checks the alias it serves
   log_flush_s: 0.5
-  log_sync: true            # fsync answered predictions first (false: a power cut may lose some)
+  log_sync: false           # true: fsync each answered prediction first (else every log_flush_s)
   prefer_int8: true         # the int8 model when packaging kept one (faster, within 0.5 points)
   keep_inputs: true         # keep input images (content-addressed): saliency, retraining
   max_connections: 512      # served at once; more are answered 503

@@ -1,7 +1,11 @@
 """The prediction log, written ahead: a prediction's record is appended to an on-disk journal
-and fsynced (``serve.log_sync``) before the service answers, then copied to the metadata store
-in batches by a background thread. Appends are group-committed: a committer thread writes the
-records that arrived during the previous fsync with one fsync, so concurrent requests share it.
+before the service answers, then copied to the metadata store in batches by a background
+thread. Appends are group-committed: a committer thread writes the records that arrived during
+the previous append with one write, so concurrent requests share it. With ``sync`` each append
+is also fdatasynced before the answer (nothing answered is lost, even to a power cut); without
+it (``serve.log_sync: false``, the default) a kill -9 still loses nothing, the OS has the bytes,
+and the drain thread fdatasyncs what was appended once every ``flush_s``, so a power cut loses
+at most the records answered in about the last ``flush_s``.
 When the database is unreachable the journal waits on disk and is drained, without duplicates
 (prediction ids are primary keys), once the database answers again. Kept input images
 (``serve.keep_inputs``) travel in the journal with their records and are uploaded to the
@@ -28,15 +32,15 @@ import secrets
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from kennel.db import Database
-from kennel.db.predictions import InputRejection, LoggedPrediction, PredictionStore
-from kennel.errors import KennelError, StorageError
+from kennel.db.predictions import PredictionStore
+from kennel.errors import StorageError
 from kennel.serve import journal
+from kennel.serve.logwriter import REJECTION, LogStats, RowWriter
 from kennel.serve.predrows import decode_embedding as decode_embedding
 from kennel.serve.predrows import row_of as row_of
 from kennel.storage import ContentStore
@@ -47,17 +51,6 @@ _BATCH = 512
 # not read back and parse what the committer has just written; past it (the database down
 # for long), segments are read from disk as adopted ones are.
 _HELD_BYTES = 32 * 1024 * 1024
-REJECTION = "rejection"
-
-
-@dataclass
-class LogStats:
-    queued: int = 0  # records handed to the log
-    written: int = 0  # records written to the database
-    spooled: int = 0  # records kept on disk because a database write failed
-    replayed: int = 0  # records written after such a failure, or adopted from a dead process
-    db_errors: int = 0  # failed writes to the database
-    store_errors: int = 0  # failed uploads of kept inputs to the artifact store
 
 
 _SEGMENT = re.compile(r"^(?P<owner>[0-9]+-[0-9a-f]{8})\.(?:[0-9]{8}\.jsonl|lock)$")
@@ -75,13 +68,14 @@ class PredictionLog:
         sync: bool = True,
     ) -> None:
         self.db = db
-        self.sync = sync  # False: written, not fsynced (survives kill -9, not a power cut)
-        self.store = PredictionStore(db)
+        # False: written before the answer, fdatasynced by the drain every flush_s
+        self.sync = sync
         self.inputs = inputs  # where kept input images go (content-addressed), if anywhere
         self.spool = spool  # the single spool file of earlier versions, drained if present
         self.folder = spool.with_suffix("")
         self.flush_s = flush_s
         self.stats = LogStats()
+        self._writer = RowWriter(PredictionStore(db), inputs, self.stats)
         self._owner = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._cond = threading.Condition()  # guards _waiting, _appending, _closing
         self._waiting: list[_Waiting] = []
@@ -91,6 +85,10 @@ class PredictionLog:
         self._segment = 0
         self._handle: IO[bytes] | None = None
         self._open_rows = 0
+        # without sync: whether the open segment was appended to since the drain last synced
+        # it, and dup'd descriptors of segments sealed since then, to sync
+        self._dirty = False
+        self._unsynced: list[int] = []
         self._sealed: list[Path] = []  # own segments waiting for the database, oldest first
         # the rows of own segments as written (None: read the segment from disk), and the
         # journal bytes they take there
@@ -163,6 +161,7 @@ class PredictionLog:
         self._stop.set()
         self._thread.join(timeout)
         self._drain_once()
+        self._sync_appended()  # what the database did not take stays on disk, synced
         with self._seg_lock:
             if self._handle is not None:
                 self._handle.close()
@@ -224,6 +223,8 @@ class PredictionLog:
                     self._handle.flush()
                     if self.sync:
                         journal.datasync(self._handle.fileno())
+                    else:
+                        self._dirty = True
                 except OSError:
                     self._forget(path)  # what reached the disk is what gets drained
                     self._seal()  # never append behind a torn write: start a new segment
@@ -271,6 +272,9 @@ class PredictionLog:
         """Close the open segment and queue it for the database (caller holds _seg_lock)."""
         if self._handle is None:
             return
+        if self._dirty:
+            self._unsynced.append(os.dup(self._handle.fileno()))
+            self._dirty = False
         self._handle.close()
         self._handle = None
         self._sealed.append(self._segment_path(self._segment))
@@ -281,8 +285,26 @@ class PredictionLog:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._sync_appended()
             self._drain_once()
             self._stop.wait(self.flush_s)
+
+    def _sync_appended(self) -> None:
+        """Without ``sync``: fdatasync what the committer appended since the last pass, off the
+        request path (descriptors dup'd under the lock, synced outside it): a power cut loses
+        at most the last ``flush_s`` of answered records, also while the database is down."""
+        with self._seg_lock:
+            fds, self._unsynced = self._unsynced, []
+            if self._dirty and self._handle is not None:
+                fds.append(os.dup(self._handle.fileno()))
+            self._dirty = False
+        for fd in fds:
+            try:
+                journal.datasync(fd)
+            except OSError as exc:
+                log.error("prediction log: cannot sync the journal: %s", exc)
+            finally:
+                os.close(fd)
 
     def _drain_once(self) -> None:
         with self._lock:
@@ -349,7 +371,7 @@ class PredictionLog:
         rows = list(journal.read(path)) if rows is None else rows
         done = self._progress.get(path, 0)
         for lo in range(done, len(rows), _BATCH):
-            if not self._write(rows[lo : lo + _BATCH]):
+            if not self._writer.write(rows[lo : lo + _BATCH]):
                 if path not in self._failed:
                     self._failed.add(path)
                     self.stats.spooled += len(rows) - lo
@@ -361,39 +383,6 @@ class PredictionLog:
         self._progress.pop(path, None)
         self._failed.discard(path)
         return True
-
-    def _write(self, rows: list[dict[str, Any]]) -> bool:
-        try:
-            predictions = [r for r in rows if r.get("kind") != REJECTION]
-            rejections = [
-                InputRejection(r["at"], r["environment"], r["source"], r["reason"])
-                for r in rows
-                if r.get("kind") == REJECTION
-            ]
-            if self.inputs is not None and not self._upload(predictions):
-                return False
-            self.store.add_many(
-                [LoggedPrediction(**{k: v for k, v in r.items() if k != "input"})
-                 for r in predictions],
-                rejections,
-            )  # fmt: skip
-            return True
-        except (KennelError, OSError, KeyError, TypeError) as exc:  # a bad line: keep it too
-            self.stats.db_errors += 1
-            log.warning("prediction log: database unavailable (%s); keeping the journal", exc)
-            return False
-
-    def _upload(self, predictions: list[dict[str, Any]]) -> bool:
-        """Images first: a logged row never lacks its input. One durable batch (one filesystem
-        sync), not two fsyncs per image."""
-        assert self.inputs is not None
-        try:
-            self.inputs.put_many([r["input"] for r in predictions if r.get("input")])
-            return True
-        except StorageError as exc:
-            self.stats.store_errors += 1
-            log.warning("prediction log: artifact store unavailable (%s); keeping the journal", exc)
-            return False
 
 
 def _owner_of(path: Path) -> str:
