@@ -4,13 +4,17 @@ log) and migration 0006, each run on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from kennel.db import Database, upgrade
+from kennel.db import alerts as alerts_module
 from kennel.db.alerts import AlertRecords, RuleVerdict
 from kennel.db.audit import AuditLog
 from kennel.db.monitoring import MonitorRun, MonitorRunStore
@@ -85,6 +89,52 @@ def test_alert_states_actions_and_listing(db: Database) -> None:
     assert (entry.action, entry.subject, entry.details) == (
         "alert.acknowledged", "low-acc:production", {"id": alert.id, "note": "looking"}
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("first", ["resolve-click", "monitor-resolves"])
+def test_a_resolved_alert_is_not_reopened_by_a_click_that_waited_meanwhile(
+    db: Database, monkeypatch: pytest.MonkeyPatch, first: str
+) -> None:
+    """A person acknowledges while a monitor run (or another person) resolves the same alert:
+    the one that waits reads the resolved alert and is refused, instead of writing its state
+    over the resolution (which left it acknowledged with resolved_at set, and folded the
+    condition's return into that closed incident so no action ran again)."""
+    records = AlertRecords(db)
+    alert = records.apply([_verdict(True, 0.7)], subject="production", actor="mon").opened[0]
+    real = alerts_module.record
+
+    def slow_record(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)  # widens the wait for the database's write lock every change has
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(alerts_module, "record", slow_record)
+    errors: list[Exception] = []
+
+    def resolve() -> None:
+        if first == "resolve-click":
+            records.set_state(alert.id, "resolved", actor="alice")
+        else:
+            records.apply([_verdict(False, 0.95)], subject="production", actor="mon")
+
+    def acknowledge() -> None:
+        try:
+            records.set_state(alert.id, "acknowledged", actor="bob")
+        except StateError as exc:
+            errors.append(exc)
+
+    resolver = threading.Thread(target=resolve)
+    resolver.start()
+    time.sleep(0.1)
+    acknowledge()
+    resolver.join()
+    assert [str(e) for e in errors] == [f"alert {alert.id} is already resolved"]
+    stored = records.get(alert.id)
+    assert stored is not None and stored.state == "resolved"
+    monkeypatch.setattr(alerts_module, "record", real)
+    again = records.apply([_verdict(True, 0.5)], subject="production", actor="mon")
+    assert [a.id for a in again.opened] != [alert.id] and len(again.opened) == 1  # a new one
+    actions = [e.action for e in AuditLog(db).entries(limit=3)]
+    assert "alert.acknowledged" not in actions
 
 
 def test_telemetry_between_is_half_open_and_ordered(db: Database) -> None:

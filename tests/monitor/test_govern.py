@@ -179,6 +179,7 @@ def test_a_retrain_on_images_the_dataset_already_holds_stops_before_training(
     (no image had the window column) with a failed run recorded."""
     from datetime import UTC, datetime
 
+    from kennel.db.locking import lease
     from kennel.errors import StateError
 
     project = served_project(tmp_path, models=1)
@@ -200,6 +201,14 @@ def test_a_retrain_on_images_the_dataset_already_holds_stops_before_training(
         assert production.service.predlog.flush()
         runs = len(ws.tracker.runs())
         window = (datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC))
+        # another process retraining the model (the monitor's action, a dashboard, the CLI)
+        # holds its lease: this one is refused before it ingests or trains anything
+        versions = len(ws.catalog.store.page("park", limit=100))
+        with lease(ws.db.engine, "retrain:pets") as held:
+            assert held
+            with pytest.raises(StateError, match="a retrain of pets is running in another"):
+                ws.retrain(window=window)
+        assert len(ws.catalog.store.page("park", limit=100)) == versions
         with pytest.raises(StateError, match=r"already in park@.*learn nothing new"):
             ws.retrain(window=window)
         assert len(ws.tracker.runs()) == runs  # no training run was started

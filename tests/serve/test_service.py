@@ -74,7 +74,7 @@ def test_predict_raw_multipart_batch_and_model(server: tuple[RunningServer, Work
         )
         results = batch.json()["results"]
         assert batch.status_code == 200 and results[0]["prediction"]["label"] == body["label"]
-        assert results[1]["error"] == "invalid_image"
+        assert results[1]["error"] == "invalid_image" and batch.headers["x-model-version"] == "1"
         model = client.get("/v1/model").json()
         assert model["version"] == 1 and model["labels"] == ["cat", "dog"]
         assert model["frame"]["policy"] == "tiles" and model["ood"]["method"] == "embedding"

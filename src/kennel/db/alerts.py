@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from kennel.db import Database, aware
 from kennel.db.audit import record
-from kennel.db.locking import lease
+from kennel.db.locking import lease, serialize
 from kennel.db.schema import AlertRow
 from kennel.errors import NotFoundError, StateError
 
@@ -64,6 +64,12 @@ class RuleVerdict:
     firing: bool
 
 
+# Every change of an alert's state or actions reads it first: one key serialises them all
+# (a monitor run's opening, bumping and resolving, an acknowledgement, a recorded action), so
+# that none writes over what another committed while it waited (a resolved alert reopened).
+_ALERTS = "alerts"
+
+
 def _alert(row: AlertRow) -> Alert:
     return Alert(
         row.id, row.rule, row.subject, row.severity, row.state, row.metric, row.value,
@@ -83,6 +89,7 @@ class AlertRecords:
         opened, ongoing, resolved = [], [], []
         now = datetime.now(UTC)
         with self.db.session() as s:
+            serialize(s, _ALERTS)
             for verdict in verdicts:
                 current = s.scalars(
                     select(AlertRow)
@@ -136,6 +143,7 @@ class AlertRecords:
     def note_action(self, alert_id: int, action: str, outcome: str, *, actor: str) -> None:
         """Write what ``action`` did for the alert on it, audited ``alert.action.<action>``."""
         with self.db.session() as s:
+            serialize(s, _ALERTS)
             row = s.get(AlertRow, alert_id)
             if row is None:
                 raise NotFoundError(f"alert {alert_id} not found")
@@ -150,6 +158,7 @@ class AlertRecords:
         """Move an active alert to ``state`` (acknowledged or resolved), audited
         ``alert.<state>``; StateError if it is resolved already or in that state."""
         with self.db.session() as s:
+            serialize(s, _ALERTS)  # a monitor run or another click may be changing it now
             row = s.get(AlertRow, alert_id)
             if row is None:
                 raise NotFoundError(f"alert {alert_id} not found")

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from kennel.db import Database, aware
+from kennel.db.locking import lease
 from kennel.db.predictions import PredictionStore
 from kennel.deploy.release import DeployResult, ReleaseManager
 from kennel.errors import NotFoundError, StateError
@@ -128,55 +129,63 @@ def retrain(
     gives the images from before it, from it, and the rest of the data an equal share: a few
     hundred labelled images of the new conditions would otherwise be outvoted by thousands of
     old ones. StateError, before any work, when there is no new labelled image
-    (``require_feedback``), and before training when all of them were in the dataset already."""
-    champion = require_feedback(db, registry, model, environment)
-    if champion.dataset is None:
-        raise NotFoundError(f"{champion.ref} records no dataset to retrain on")
+    (``require_feedback``) or another process is retraining the model, and before training
+    when all of them were in the dataset already."""
+    # One retrain of a model at a time, across processes: the monitor's action, the
+    # dashboard's button and `kennel alerts retrain` would otherwise train and deploy at once.
+    with lease(db.engine, f"retrain:{model}") as mine:
+        if not mine:
+            raise StateError(
+                f"a retrain of {model} is running in another process; wait for it to finish"
+            )
+        champion = require_feedback(db, registry, model, environment)
+        if champion.dataset is None:
+            raise NotFoundError(f"{champion.ref} records no dataset to retrain on")
 
-    def say(message: str) -> None:
-        progress(Event("retrain", message))
+        def say(message: str) -> None:
+            progress(Event("retrain", message))
 
-    say(f"retrain: adding labelled {environment} images to {champion.dataset}")
-    report = ingestor.run(
-        FeedbackSource(db, content, environment, labels, window),
-        champion.dataset,
-        actor=actor,
-        progress=progress,
-    )
-    if report.version.id == champion.dataset_version:
-        # every labelled image was in the data the champion learnt from (the same bytes)
-        raise StateError(
-            f"the {report.files} labelled {environment} images are already in "
-            f"{report.version.ref}, which {champion.ref} was trained on: a retrain would learn "
-            "nothing new. Send the true labels of predictions on images it has not seen"
+        say(f"retrain: adding labelled {environment} images to {champion.dataset}")
+        report = ingestor.run(
+            FeedbackSource(db, content, environment, labels, window),
+            champion.dataset,
+            actor=actor,
+            progress=progress,
         )
-    if options is None:  # the champion's own settings, one trial: a refresh, not a new search
-        params = registry.read_json(champion, METADATA).get("params", {})
-        options = BuildOptions(
-            trials=1,
-            arch=params.get("arch"),
-            image_size=params.get("image_size"),
-            epochs=epochs or params.get("epochs"),
-        )
-    overrides = dict(options.overrides)
-    if window is not None:
-        overrides.setdefault("balance_by", WINDOW_COLUMN)
-    opts = BuildOptions(
-        **{**options.__dict__, "init_from": champion.ref, "actor": actor, "overrides": overrides}
-    )
-    try:  # before a run is recorded
-        builder.check(report.version.ref, opts)
-    except NothingToBalance as exc:
-        raise StateError(
-            f"none of the labelled images from the alert's window is in the training split "
-            f"of {report.version.ref} (each file's split follows its content: these went to "
-            "validation or test); label more of the window's predictions, then retrain"
-        ) from exc
-    say(f"retrain: training on {report.version.ref} warm-started from {champion.ref}")
-    built = builder.build(report.version.ref, opts, progress)
-    result = None
-    if deploy_to is not None:
-        result = releases.deploy(
-            built.model.ref, deploy_to, who=Identity.system(actor), progress=progress
-        )
-    return RetrainResult(report.version.ref, report.added, built.model.ref, result)
+        if report.version.id == champion.dataset_version:
+            # every labelled image was in the data the champion learnt from (the same bytes)
+            raise StateError(
+                f"the {report.files} labelled {environment} images are already in "
+                f"{report.version.ref}, which {champion.ref} was trained on: a retrain would learn "
+                "nothing new. Send the true labels of predictions on images it has not seen"
+            )
+        if options is None:  # the champion's own settings, one trial: a refresh, not a new search
+            params = registry.read_json(champion, METADATA).get("params", {})
+            options = BuildOptions(
+                trials=1,
+                arch=params.get("arch"),
+                image_size=params.get("image_size"),
+                epochs=epochs or params.get("epochs"),
+            )
+        overrides = dict(options.overrides)
+        if window is not None:
+            overrides.setdefault("balance_by", WINDOW_COLUMN)
+        opts = BuildOptions(**{
+            **options.__dict__, "init_from": champion.ref, "actor": actor, "overrides": overrides
+        })  # fmt: skip
+        try:  # before a run is recorded
+            builder.check(report.version.ref, opts)
+        except NothingToBalance as exc:
+            raise StateError(
+                f"none of the labelled images from the alert's window is in the training split "
+                f"of {report.version.ref} (each file's split follows its content: these went to "
+                "validation or test); label more of the window's predictions, then retrain"
+            ) from exc
+        say(f"retrain: training on {report.version.ref} warm-started from {champion.ref}")
+        built = builder.build(report.version.ref, opts, progress)
+        result = None
+        if deploy_to is not None:
+            result = releases.deploy(
+                built.model.ref, deploy_to, who=Identity.system(actor), progress=progress
+            )
+        return RetrainResult(report.version.ref, report.added, built.model.ref, result)

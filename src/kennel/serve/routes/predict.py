@@ -213,7 +213,10 @@ async def predict_batch(request: Request) -> JSONResponse:
             return {"index": index, "error": exc.code, "detail": exc.detail}
 
     results = await asyncio.gather(*(one(i, d) for i, d in enumerate(datas)))
-    return JSONResponse({"results": list(results)})
+    # every version that answered an item, in order (two where a hot swap came mid-batch)
+    versions = sorted({r["prediction"]["model"]["version"] for r in results if "prediction" in r})
+    headers = {"X-Model-Version": ", ".join(map(str, versions))} if versions else None
+    return JSONResponse({"results": list(results)}, headers=headers)
 
 
 def install(app: FastAPI) -> None:
