@@ -143,7 +143,10 @@ def test_a_file_that_is_no_video_is_a_source_error(park: Project, tmp_path: Path
                   str(park.root), *extra],
         )  # fmt: skip
         assert result.exit_code == 6, result.output
-        assert result.stderr == f"error: cannot open {tmp_path / 'notes.txt'}\n"
+        assert result.stderr == (
+            f"error: cannot open {tmp_path / 'notes.txt'}: not a video this machine can "
+            "decode (empty or damaged?)\n"
+        )
         assert result.stdout == ""
 
 

@@ -54,7 +54,7 @@ def watch(
     json_out: JsonOption = False,
 ) -> None:
     """Classify a CCTV stream in real time and print events ("dog entered at 00:03.2")."""
-    from kennel.video.capture import FrameReader, SourceEvent
+    from kennel.video.capture import FrameReader, SourceEvent, describe
     from kennel.video.events import Event, EventTracker
     from kennel.video.watch import AnnotatedWriter, VideoMetrics, Watcher
 
@@ -68,7 +68,8 @@ def watch(
         )
     if out is not None and out.is_file() and any(_same(out, f) for f in _files_named(source)):
         raise ConfigError(f"--out {out} is the video being watched; name another file")
-    writer = AnnotatedWriter(out, fps or 25.0) if out else None  # a bad --out: said first
+    # a bad --out is said first; the file's rate is set at its first frame (the sampled rate)
+    writer = AnnotatedWriter(out, fps or 25.0) if out else None
     reader = FrameReader(source, target_fps=fps or None)
     camera_id = camera or f"camera:{Path(reader.source).name if not reader.live else source}"
     metrics = VideoMetrics()
@@ -89,6 +90,7 @@ def watch(
             console.print(f"[yellow]source {e.kind}[/]: {escape(e.detail)}")
 
     with opened(project) as ws, served_model(ws, model, env) as served:
+        reader.max_pixels = ws.project.config.data.max_pixels
         predlog = None
         if log:
             # named by the camera, so that a killed watch's journal is drained by the next
@@ -119,6 +121,10 @@ def watch(
     failed = [e.detail for e in stats.source_events if e.kind == "failed"]
     if failed and not stats.frames_read:  # nothing was watched: the error is all there is
         raise SourceError(failed[-1])
+    if not stats.frames_read:  # an empty or cut file, or a camera that never opened in time
+        said = [e.detail for e in stats.source_events if e.kind in ("truncated", "reconnecting")]
+        why = f": {said[-1]}" if said else ""
+        raise SourceError(f"no frame could be read from {describe(reader.source)}{why}")
     result = stats.as_dict()
     if json_out:
         emit_json(result)

@@ -32,6 +32,18 @@ from kennel.errors import SourceError
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 log = logging.getLogger(__name__)
+# OpenCV's own warnings too ("can't open camera by index" on every reconnect attempt): each
+# failure reaches the user once, as a source event or the command's one-line error.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+# Frames larger than this (width x height) are refused when the source opens, as images over
+# data.max_pixels are: decoded frames wait in the queue whole, a 12000 x 12000 clip of 10 MB
+# took 2.9 GB. Set from data.max_pixels by ``kennel watch``.
+MAX_PIXELS = 40_000_000
+# The highest camera index: OpenCV takes a C int, and no machine has more cameras.
+MAX_CAMERA = 9999
+# A file's frame rate outside this range is not believed: its frames are timed by their
+# own timestamps instead (a header saying 0 or 2147483647 fps would sample 1 frame in 30).
+_PLAUSIBLE_FPS = (0.5, 1000.0)
 # Frames a file may fall short of its header's count before it is reported truncated (some
 # containers' counts are estimates from the duration, off by a frame or two).
 TRUNCATED_SLACK = 2
@@ -56,6 +68,22 @@ class SourceEvent:
 def open_spec(source: str) -> str | int:
     """A camera index for digits, otherwise the file path or URL as given."""
     return int(source) if source.isdigit() else source
+
+
+def describe(source: str) -> str:
+    """The source in words, for errors: ``camera 7`` for an index."""
+    return f"camera {int(source)}" if source.isdigit() else source
+
+
+def _cannot_open(source: str) -> str:
+    if source.isdigit():
+        return (
+            f"cannot open camera {int(source)}: no such camera on this machine "
+            f"(/dev/video{int(source)} on Linux), or another program is using it"
+        )
+    if is_live(source):
+        return f"cannot open {source}: unreachable, refused, or not a video stream"
+    return f"cannot open {source}: not a video this machine can decode (empty or damaged?)"
 
 
 def file_url_path(source: str) -> str | None:
@@ -89,6 +117,9 @@ class FrameReader:
         source = file_url_path(source) or source  # a file named as a URL is that file
         if not is_live(source) and not Path(source).is_file():
             raise SourceError(f"video source {source!r} is not a file, URL or camera index")
+        if source.isdigit() and (len(source) > 4 or int(source) > MAX_CAMERA):
+            shown = source if len(source) <= 12 else f"{source[:12]}..."
+            raise SourceError(f"camera index {shown} is out of range (0-{MAX_CAMERA})")
         self.source = source
         self.live = is_live(source) if live is None else live
         self.target_fps = target_fps
@@ -96,6 +127,7 @@ class FrameReader:
         self.max_reconnects = max_reconnects
         self.backoff_s = backoff_s
         self.fps = 0.0  # the source's own frame rate, once known
+        self.max_pixels = MAX_PIXELS
         self.frames_read = 0
         self.frames_sampled = 0
         self.dropped = 0
@@ -127,6 +159,18 @@ class FrameReader:
         """The reader has stopped and everything it queued has been taken."""
         with self._cond:
             return self._done and not self._items
+
+    @property
+    def trusted_fps(self) -> float:
+        """The source's own frame rate where it is believable, else 0."""
+        return self.fps if _PLAUSIBLE_FPS[0] <= self.fps <= _PLAUSIBLE_FPS[1] else 0.0
+
+    @property
+    def sampled_fps(self) -> float:
+        """The rate frames are handed on at: the lower of the target and the source's own,
+        where known; 25 where neither is."""
+        rates = [r for r in (self.trusted_fps, self.target_fps or 0.0) if r > 0]
+        return min(rates) if rates else 25.0
 
     def get(self, timeout: float | None = None) -> Frame | SourceEvent | None:
         """The next frame or event; None when the stream is over (or on timeout)."""
@@ -190,7 +234,7 @@ class FrameReader:
         try:
             self._read_all()
         except Exception as exc:  # a reader crash is reported, never raised into the app
-            log.exception("video reader failed")
+            log.debug("video reader failed", exc_info=True)
             self._event("failed", f"{type(exc).__name__}: {exc}")
         finally:
             with self._cond:
@@ -207,29 +251,49 @@ class FrameReader:
             if not capture.isOpened():
                 capture.release()
                 if not self.live or attempts >= self.max_reconnects:
-                    self._event("failed", f"cannot open {self.source}")
+                    self._event("failed", _cannot_open(self.source))
                     return
                 attempts += 1
-                self._event("reconnecting", f"attempt {attempts} of {self.max_reconnects}")
+                self._event(
+                    "reconnecting",
+                    f"{_cannot_open(self.source)}; attempt {attempts} of {self.max_reconnects}",
+                )
                 self._stop.wait(min(self.backoff_s * 2 ** (attempts - 1), 10.0))
                 continue
             if attempts:
                 self.reconnects += 1
             attempts = 0
+            if (oversized := self._oversized(capture)) is not None:
+                capture.release()
+                self._event("failed", oversized)
+                return
             self.fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
             announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
             self._event("opened", f"{self.fps:.1f} fps")
+            stamped = not self.live and not self.trusted_fps
+            if stamped:
+                self._event(
+                    "timing",
+                    f"the file says {self.fps:g} fps; its frames are timed by their timestamps",
+                )
+            last_t = -1.0
             try:
                 while not self._stop.is_set():
                     ok, bgr = capture.read()
                     if not ok:
                         break
+                    if bgr.shape[0] * bgr.shape[1] > self.max_pixels:  # a stream that grew
+                        self._event("failed", self._too_large(bgr.shape[1], bgr.shape[0]))
+                        return
                     self.frames_read += 1
-                    t = (
-                        time.monotonic() - started
-                        if self.live or self.fps <= 0
-                        else index / self.fps
-                    )
+                    if self.live:
+                        t = time.monotonic() - started
+                    elif stamped:  # the stream's own clock, else a nominal 25 fps
+                        stamp = float(capture.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000
+                        t = stamp if stamp > last_t else last_t + 1 / 25
+                    else:
+                        t = index / self.fps
+                    last_t = t
                     index += 1
                     if self.target_fps and t + 1e-9 < next_sample:
                         continue
@@ -259,3 +323,14 @@ class FrameReader:
                 return
             self._event("reconnecting", f"attempt {attempts} of {self.max_reconnects}")
             self._stop.wait(min(self.backoff_s * 2 ** (attempts - 1), 10.0))
+
+    def _oversized(self, capture: cv2.VideoCapture) -> str | None:
+        w = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        h = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        return self._too_large(w, h) if w * h > self.max_pixels else None
+
+    def _too_large(self, w: int, h: int) -> str:
+        return (
+            f"frames of {w}x{h} are over the limit of {self.max_pixels:,} pixels "
+            "(data.max_pixels): refused, as an image that large would be"
+        )

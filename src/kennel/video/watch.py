@@ -125,10 +125,13 @@ class AnnotatedWriter:
             raise ConfigError(f"--out {self.path}: cannot write a video there")
         return writer
 
-    def write(self, frame: Frame, prediction: Prediction, state: str) -> None:
+    def write(self, frame: Frame, prediction: Prediction, state: str, fps: float) -> None:
+        """Write ``frame``; ``fps``, the rate frames are sampled at, sets the file's rate (at
+        the first frame, once the source has said its own), so the clip plays in real time."""
         bgr = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
         if self._writer is None:
             h, w = bgr.shape[:2]
+            self.fps = fps
             self._writer = self._opened(w, h)
         text = f"{prediction.label} {prediction.confidence:.2f}"
         if prediction.pet is False:
@@ -209,8 +212,8 @@ class Watcher:
         s.wall_seconds = time.monotonic() - began
         s.frames_read, s.dropped = self.reader.frames_read, self.reader.dropped
         s.frames_sampled, s.reconnects = self.reader.frames_sampled, self.reader.reconnects
-        if not self.reader.live and self.reader.fps > 0:
-            s.video_seconds = s.frames_read / self.reader.fps
+        if not self.reader.live and self.reader.trusted_fps:
+            s.video_seconds = s.frames_read / self.reader.trusted_fps
         self.metrics.frames.labels("read").inc(s.frames_read)
         self.metrics.frames.labels("dropped").inc(s.dropped)
         return s
@@ -260,4 +263,4 @@ class Watcher:
                 if self.on_event:
                     self.on_event(event)
             if self.writer:
-                self.writer.write(frame, prediction, self.tracker.state)
+                self.writer.write(frame, prediction, self.tracker.state, self.reader.sampled_fps)
