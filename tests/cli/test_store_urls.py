@@ -94,3 +94,14 @@ def test_a_mistyped_sqlite_path_makes_no_folders(tmp_path: Path) -> None:
     line = fails("data", "list", "-C", root, code=10)
     assert f"{tmp_path / 'typo'} does not exist" in line and "mistyped" in line
     assert not (tmp_path / "typo").exists()
+
+
+def test_an_artifact_store_url_of_an_unknown_scheme_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    """A mistyped scheme is the configuration's fault (exit 2), not an unreachable store
+    (it exited 7, "cannot open the artifact store"); a password in it stays hidden."""
+    url = "s3+ftp://kennel:s3cret@h/b"
+    root = str(make_project(tmp_path / "p", sections={"store": {"artifacts_url": url}}).root)
+    line = fails("data", "list", "-C", root, code=2)
+    assert line.startswith("error: artifact store s3+ftp://kennel:***@h/b: unknown scheme 's3+ftp'")

@@ -28,7 +28,7 @@ import fsspec
 
 from kennel.config.data import s3_credentials_problem, s3_url_problem
 from kennel.display import redact
-from kennel.errors import KennelError, NotFoundError, StorageError
+from kennel.errors import ConfigError, KennelError, NotFoundError, StorageError
 from kennel.retry import Backoff, first_line, retrying
 from kennel.storage.base import check_key
 
@@ -122,6 +122,11 @@ class FsspecBlobStore:
         if endpoint:
             storage_options.setdefault("endpoint_url", endpoint)
         protocol = fsspec.core.split_protocol(target)[0] or "file"
+        if protocol not in fsspec.available_protocols():  # a mistyped URL: the config's fault
+            raise ConfigError(
+                f"artifact store {redact(url)}: unknown scheme {protocol!r} (use a path, "
+                "s3://bucket/prefix, s3+http(s)://host:port/bucket/prefix or an fsspec protocol)"
+            )
         self._s3 = protocol in _S3
         if self._s3:
             storage_options = s3_options(storage_options)
