@@ -203,6 +203,8 @@ def test_simulate_refuses_a_device_id_that_cannot_be_a_topic_level(
         ("overheat@inf", "expected KIND@SECONDS"),
         ("overheat@1+", "expected KIND@SECONDS"),
         ("overheat@1+1e999", "expected KIND@SECONDS"),
+        ("overheat@\u0661", "expected KIND@SECONDS"),  # an Arabic-Indic 1 read as 1 s
+        ("overheat@1+\uff12", "expected KIND@SECONDS"),  # a full-width 2
         ("overheat@-1", "start at 0 s or later"),
         ("overheat@2+-1", "last more than 0 s"),  # a range that ends before it starts
         ("tamper@1+0", "last more than 0 s"),

@@ -145,3 +145,9 @@ def test_the_annotated_copy_plays_at_the_rate_frames_were_sampled(
         assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(rate)
         assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
         capture.release()
+
+
+def test_a_camera_index_is_ascii_digits_only() -> None:
+    """int() reads other scripts' digits: "٣" opened camera 3; now it is a file name."""
+    with pytest.raises(SourceError, match="is not a file, URL or camera index"):
+        FrameReader("\u0663")

@@ -59,7 +59,7 @@ def _split(address: str) -> tuple[str, int]:
     rest = address.removeprefix("ray://")
     host, sep, port = rest.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ConfigError(f"Ray address {address!r} is not HOST:PORT (or 'auto')")
     return host, int(port)
 

@@ -177,6 +177,8 @@ class Fault:
         if kind not in FAULTS or not when:
             raise ConfigError(f"--fault {text!r}: expected KIND@SECONDS with KIND in {FAULTS}")
         start, plus, length = when.partition("+")
+        if not when.isascii():  # float() also reads other scripts' digits ("٣" is 3)
+            start = "nan"
         try:
             at_s, for_s = float(start), float(length) if plus else 3.0
         except ValueError:

@@ -138,7 +138,7 @@ class ModelRegistry:
         a check made under the alias's lock, see ``RegistryStore.move_alias``). Aliases
         that an environment or a feed follows are moved only through
         ``kennel.deploy.policy.PolicyGate``, which checks the release policy first."""
-        if not _ALIAS.match(alias) or alias.isdigit() or alias == "latest":
+        if not _ALIAS.match(alias) or (alias.isascii() and alias.isdigit()) or alias == "latest":
             raise ConfigError(f"invalid alias {alias!r}")
         return self.store.move_alias(
             name,

@@ -23,7 +23,7 @@ MAX_BYTES = 10 * 1024 * 1024
 async def read_bounded(request: Request, limit: int) -> bytes | None:
     """The request body, or None as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0

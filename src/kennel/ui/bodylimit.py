@@ -24,7 +24,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        too_long = declared.isdigit() and int(declared) > self.max_bytes  # refused unread
+        too_long = (
+            declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes
+        )  # refused unread
         received = 0
 
         async def limited() -> Message:

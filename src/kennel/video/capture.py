@@ -65,18 +65,23 @@ class SourceEvent:
     at: float  # time.monotonic()
 
 
+def _is_index(source: str) -> bool:
+    """Digits 0-9 only: ``int()`` also reads other scripts' digits (``"٣"`` is 3)."""
+    return source.isascii() and source.isdigit()
+
+
 def open_spec(source: str) -> str | int:
     """A camera index for digits, otherwise the file path or URL as given."""
-    return int(source) if source.isdigit() else source
+    return int(source) if _is_index(source) else source
 
 
 def describe(source: str) -> str:
     """The source in words, for errors: ``camera 7`` for an index."""
-    return f"camera {int(source)}" if source.isdigit() else source
+    return f"camera {int(source)}" if _is_index(source) else source
 
 
 def _cannot_open(source: str) -> str:
-    if source.isdigit():
+    if _is_index(source):
         return (
             f"cannot open camera {int(source)}: no such camera on this machine "
             f"(/dev/video{int(source)} on Linux), or another program is using it"
@@ -96,7 +101,7 @@ def file_url_path(source: str) -> str | None:
 
 def is_live(source: str) -> bool:
     """A camera index or a stream URL; a file (a ``file://`` URL too) is read once."""
-    return source.isdigit() or ("://" in source and file_url_path(source) is None)
+    return _is_index(source) or ("://" in source and file_url_path(source) is None)
 
 
 class FrameReader:
@@ -117,7 +122,7 @@ class FrameReader:
         source = file_url_path(source) or source  # a file named as a URL is that file
         if not is_live(source) and not Path(source).is_file():
             raise SourceError(f"video source {source!r} is not a file, URL or camera index")
-        if source.isdigit() and (len(source) > 4 or int(source) > MAX_CAMERA):
+        if _is_index(source) and (len(source) > 4 or int(source) > MAX_CAMERA):
             shown = source if len(source) <= 12 else f"{source[:12]}..."
             raise SourceError(f"camera index {shown} is out of range (0-{MAX_CAMERA})")
         self.source = source

@@ -54,7 +54,7 @@ def limited(request: Request, limit: int) -> Request:
     arrive, so chunked and multipart bodies are bounded like any other and nothing over the
     limit is buffered, spooled to disk or kept."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
     receive, seen = request.receive, 0
 

@@ -69,7 +69,7 @@ class RawPredict:
 
 async def _body(receive: Receive, limit: int, declared: str | None) -> bytes:
     """The whole body, refused (413) once it passes ``limit``: nothing over it is kept."""
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
     chunks: list[bytes] = []
     seen = 0
