@@ -382,7 +382,13 @@ def test_a_sql_query_on_sqlite_only_reads(tmp_path: Path) -> None:
         "VACUUM",
         "SELECT uri, label FROM images; DROP TABLE images",
     ):
-        _refused(url, root, "--sql-query", query)
+        line = _refused(url, root, "--sql-query", query)
+        assert "[SQL:" not in line and "sqlalche.me" not in line, line  # the driver's words
+    line = _refused(url, root, "--sql-query", "DROP TABLE images")
+    assert line.endswith(": the query may only read (a SELECT); SQLite refused it "
+                         "(DatabaseError: not authorized)")  # fmt: skip
+    line = _refused(url, root, "--sql-query", "REINDEX")
+    assert line.endswith("the query returns no rows; it must be a SELECT giving uri and label")
     assert db.read_bytes() == before
     assert not evil.exists()
     report = _ingest(

@@ -46,7 +46,7 @@ def sql_source(
 ) -> TableSource:
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import ResourceClosedError, SQLAlchemyError
 
     if (query is None) == (table is None):
         raise SourceError("a SQL source needs exactly one of --sql-table or --sql-query")
@@ -76,8 +76,17 @@ def sql_source(
                 label_column=label_column,
                 max_bytes=max_bytes,
             )
+    except ResourceClosedError as exc:  # a statement that returns no rows (REINDEX, ...)
+        raise SourceError(
+            f"SQL source {shown}: the query returns no rows; it must be a SELECT giving "
+            f"{uri_column} and {label_column}"
+        ) from exc
     except (SQLAlchemyError, ValueError, ImportError, sqlite3.Error) as exc:
-        message = f"{exc.__class__.__name__}: {exc}"
+        # the driver's own error: SQLAlchemy's wrapper adds the statement and a web link
+        cause = getattr(exc, "orig", None) or exc
+        message = f"{cause.__class__.__name__}: {cause}"
+        if str(cause) == "not authorized":  # SQLite's authorizer, which holds it to reading
+            message = f"the query may only read (a SELECT); SQLite refused it ({message})"
         if password:  # a driver may echo what it was given
             message = message.replace(str(password), "***")
         raise SourceError(f"SQL source {shown}: {' '.join(message.split())}") from exc
