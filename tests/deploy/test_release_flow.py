@@ -110,6 +110,10 @@ def test_continuous_deployment_releases_by_itself(tmp_path: Path) -> None:
         assert result.certification.passed and result.released is not None
         assert ws.registry.resolve("pets@production").version == 1
         assert result.released.actor == "continuous-deployment"
+        # certified again while production serves it: nothing to release (it was exit 13,
+        # "already names version 1", after a passing certification)
+        again = ws.releases().deploy("pets@1", "staging", who=Identity.system("ci"))
+        assert again.certification.passed and again.released is None
         # an environment not named production: `release.to` names it (it was hard-coded)
         config = yaml.safe_load((project.root / "kennel.yaml").read_text())
         config["environments"]["live"] = config["environments"].pop("production")
@@ -118,8 +122,8 @@ def test_continuous_deployment_releases_by_itself(tmp_path: Path) -> None:
         (project.root / "kennel.yaml").write_text(yaml.safe_dump(config))
         renamed = Workspace.load(project.root)
         try:
-            again = renamed.releases().deploy("pets@1", "staging", who=Identity.system("ci"))
-            assert again.released is not None and again.released.alias == "live"
+            moved = renamed.releases().deploy("pets@1", "staging", who=Identity.system("ci"))
+            assert moved.released is not None and moved.released.alias == "live"
         finally:
             renamed.close()
     finally:

@@ -217,10 +217,12 @@ def deploy(
     """Move ENV's alias to the model, start/refresh its service, run the application test."""
     with opened(project) as ws, reporting(json_out) as progress:
         result = ws.releases().deploy(ref, to, who=acting(ws, token), progress=progress)
+    c = result.certification
     if json_out:
         emit_json(result.as_dict())
+        if not c.passed:  # a CI step that keeps the JSON must still go red
+            raise typer.Exit(1)
         return
-    c = result.certification
     console.print(
         f"{result.model} in {to}: {c.images} images, {c.label_mismatches} mismatches, "
         f"p50 {c.p50_ms:.1f} ms, p99 {c.p99_ms:.1f} ms, {c.throughput:.1f} img/s",

@@ -41,16 +41,20 @@ EnvOpt = Annotated[
 def _known(ws: Workspace, env: str | None) -> str | None:
     """``env`` if kennel.yaml defines it or predictions were logged under it (``kennel watch``
     logs under ``video``); else the ConfigError naming the defined ones (a typo analysed
-    nothing and exited 0)."""
+    nothing and exited 0). Without ``env``, ``monitor.environment`` is checked the same way."""
     from kennel.db.predictions import PredictionStore
 
     config = ws.project.config
-    if env is None or env in config.environments or PredictionStore(ws.db).logged_in(env):
+    name = config.monitor.environment if env is None else env
+    if name in config.environments or PredictionStore(ws.db).logged_in(name):
         return env
     try:
-        config.environment(env)
+        config.environment(name)
     except ConfigError as exc:
-        raise ConfigError(f"{exc}; no predictions were logged under {env!r} either") from None
+        said = "" if env is not None else " (monitor.environment in kennel.yaml)"
+        raise ConfigError(
+            f"{exc}{said}; no predictions were logged under {name!r} either"
+        ) from None
     return env
 
 

@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -219,4 +221,21 @@ def check_owner(
         f"{url} is held by another service ({name}@{body['version']}, not a version of this "
         f"project's {model.name}): stop it (an older kennel's too: its successor says which "
         "bundle it serves), or give this environment another port in kennel.yaml"
+    )
+
+
+def check_free(url: str) -> None:
+    """ServiceError when something that is not a kennel service listens on ``url``'s port: the
+    service a deploy starts there would exit at once, after the alias had moved."""
+    if is_live(url):
+        return
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 80), timeout=1.0):
+            pass
+    except OSError:
+        return  # nothing listens: the port is free for the service
+    raise ServiceError(
+        f"{url}: port {parts.port} is in use by another program (not a kennel service): stop "
+        "it, or give this environment another port in kennel.yaml"
     )

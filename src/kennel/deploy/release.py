@@ -102,10 +102,19 @@ class ReleaseManager:
 
         model = self.registry.resolve(ref)
         target = self.config.environment(env)
+        if model.name != self.config.model.name:  # its services would never serve it
+            raise ReleaseRefusedError(
+                f"{model.ref}: this project's environments serve {self.config.model.name} "
+                "(model.name in kennel.yaml)"
+            )
         # a registered bundle never changes: read once, not at every poll of the wait below
         bundle_of = functools.cache(self._bundle_digest)
-        # another project's service on the port: said before the alias moves
-        environments.check_owner(target.url, environments.served(target.url), model, bundle_of)
+        # another project's service, or another program, on the port: said before the alias
+        # moves
+        body = environments.served(target.url)
+        environments.check_owner(target.url, body, model, bundle_of)
+        if body is None:
+            environments.check_free(target.url)
         self.gate.move(
             Move.DEPLOY,
             model,
@@ -140,8 +149,10 @@ class ReleaseManager:
         )
         say(f"certification {'passed' if cert.passed else 'FAILED: ' + '; '.join(cert.reasons)}")
         released = None
-        if self.config.release.mode == "deployment" and cert.passed and model.gates_passed:
-            to = self.config.release.to
+        to = self.config.release.to
+        if self.config.release.mode == "deployment" and self._serves(to, model.version):
+            say(f"continuous deployment: {to} already serves {model.ref}")
+        elif self.config.release.mode == "deployment" and cert.passed and model.gates_passed:
             released = self.release(
                 model.ref,
                 to,
@@ -197,6 +208,12 @@ class ReleaseManager:
         event = self.gate.move(Move.RELEASE, model, target.alias, who=who, reason=reason)
         self.announce(event, who=who)
         return event
+
+    def _serves(self, env: str, version: int) -> bool:
+        try:
+            return self.served(env) == version
+        except NotFoundError:  # nothing released there yet
+            return False
 
     def served(self, env: str = "production") -> int:
         """The version the environment's alias names now."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -74,6 +76,10 @@ class ModelOut(BaseModel):
     )
     ood: dict[str, object] = Field(
         description="How `pet` is judged: method (imagenet, embedding or none) and threshold."
+    )
+    graph: Literal["fp32", "int8"] = Field(
+        description="Which of the bundle's ONNX graphs answers: int8 where packaging kept one "
+        "and serve.prefer_int8 is true."
     )
     metrics: dict[str, object]
     dataset: dict[str, str]

@@ -25,6 +25,7 @@ async def model(request: Request) -> schemas.ModelOut:
         image_size=p.bundle.image_size,
         frame=p.frame.as_dict(),
         ood=p.check.as_dict(),
+        graph="int8" if p.bundle.int8 else "fp32",
         metrics={k: meta["metrics"].get(k) for k in ("accuracy", "macro_f1", "n")},
         dataset={k: str(v) for k, v in meta["dataset"].items()},
     )

@@ -1,0 +1,46 @@
+"""A service serving the bundle's int8 graph is certified against that graph's own answers:
+the offline evaluation ran the fp32 model, and int8 (kept when within 0.5 points) may label a
+few pictures otherwise, so every such model failed certification and could never be released."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from kennel.serve.auth import Identity
+from kennel.serve.runtime import INT8, METADATA, MODEL
+from kennel.wiring import Workspace
+from tests.serving import register_copy, served_project, start_env
+
+
+def test_a_service_serving_int8_is_held_to_the_int8_graph(tmp_path: Path) -> None:
+    project = served_project(tmp_path, models=2)
+    ws = Workspace(project)
+    other = ws.registry.resolve("pets@2")
+    # pets@1's bundle with an int8 graph that answers otherwise: pets@2's model, a network
+    # trained from another seed, so that many test pictures get another label than pets@1's
+    # offline evaluation gave them
+    stand_in = ws.registry.read_file(other, MODEL)
+
+    def with_int8(files: Mapping[str, bytes], version: int) -> dict[str, bytes]:
+        meta = json.loads(files[METADATA])
+        meta["version"] = version
+        meta["files"][INT8] = hashlib.sha256(stand_in).hexdigest()
+        return {**files, INT8: stand_in, METADATA: json.dumps(meta).encode()}
+
+    version = register_copy(ws, "pets@1", with_int8)
+    staging = start_env(ws, "staging")
+    try:
+        result = ws.releases().deploy(f"pets@{version}", "staging", who=Identity.system("ci"))
+        served = httpx.get(f"{staging.url}/v1/model").json()
+    finally:
+        staging.stop()
+        ws.close()
+    assert served["graph"] == "int8" and served["version"] == version
+    certification = result.certification
+    assert certification.passed, certification.reasons
+    assert certification.label_mismatches == 0 and certification.images > 0
