@@ -41,6 +41,27 @@ def test_defaults_resolve_against_project_root(tmp_path: Path) -> None:
         ({"monitor": {"window": "\u0663h"}}, "monitor.window"),  # an Arabic-Indic 3
         ({"monitor": {"window": "0h"}}, "monitor.window: .*more than 0"),
         ({"monitor": {"smtp": {"port": -5}}}, "monitor.smtp.port"),
+        # a webhook URL that cannot be posted to: said on reading, not when an alert fires
+        # (an unparsable one made every monitor cycle end in a traceback)
+        ({"monitor": {"webhook_url": "http://[::1/hooks/S"}}, "monitor.webhook_url: .*not a URL"),
+        ({"monitor": {"webhook_url": "file:///etc/passwd"}}, "must be an http:// or https://"),
+        ({"monitor": {"webhook_url": "not a url"}}, "must be an http:// or https://"),
+        (  # two rules of one name opened and resolved each other's alert every cycle
+            {
+                "monitor": {
+                    "rules": [
+                        {"name": "q", "metric": "window.n", "threshold": 1},
+                        {"name": "q", "metric": "window.n", "threshold": 5},
+                    ]
+                }
+            },
+            "monitor.rules: .*two rules are named 'q'",
+        ),
+        (
+            {"monitor": {"rules": [{"name": "r" * 129, "metric": "window.n", "threshold": 1}]}},
+            r"monitor\.rules\.0\.name",
+        ),
+        ({"monitor": {"rules": [{"name": "", "metric": "window.n", "threshold": 1}]}}, "name"),
         (  # continuous deployment to an environment there is not: said on reading, not
             # after a certification had moved the staging alias
             {"release": {"mode": "deployment", "to": "prod"}},

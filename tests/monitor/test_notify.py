@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,8 +19,10 @@ import yaml
 
 from kennel.config import RuleConfig, init_project
 from kennel.db.audit import AuditLog
+from kennel.govern import actions
 from kennel.govern.actions import run_actions
 from kennel.govern.alerts import AlertStore
+from kennel.govern.cycle import undone
 from kennel.monitor.runner import MonitorResult
 from kennel.serve.server import free_port
 from kennel.wiring import Workspace
@@ -175,3 +178,67 @@ def test_a_rollback_action_judges_only_the_version_served(tmp_path: Path) -> Non
         assert ws.registry.resolve("pets@production").version == 1
     finally:
         ws.close()
+
+
+class _Dripping(BaseHTTPRequestHandler):
+    """Answers 200 and promises 100 bytes, sent one every second: each read is in time."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200)
+        self.send_header("content-length", "100")
+        self.end_headers()
+        for _ in range(100):
+            try:
+                self.wfile.write(b"x")
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(1.0)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_webhook_that_drips_its_answer_ends_at_the_deadline_and_the_cycle_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """httpx's timeout is per read: a receiver sending a byte a second held the cycle (and every
+    later alert's actions) for good. The status line is the answer, and all of it has a
+    deadline."""
+    monkeypatch.setattr(actions, "ACTION_DEADLINE_S", 2.0)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Dripping)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    project, _ = init_project(tmp_path / "p")
+    ws = Workspace.load(project.root)
+    try:
+        store = AlertStore(ws.db)
+        rule = RuleConfig(name="quiet", metric="window.n", op="<", threshold=1)
+        alert = store.evaluate([rule], {"window.n": 0.0}, subject="production").opened[0]
+        until = datetime.now(UTC)
+        result = MonitorResult("run-1", "production", until - timedelta(hours=1), until, "pets",
+                               1, {"window.n": 0.0})  # fmt: skip
+        ctx = ws.actions()
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        ctx.config = ctx.config.model_copy(
+            update={"monitor": ctx.config.monitor.model_copy(update={"webhook_url": url})}
+        )
+        began = time.monotonic()
+        outcomes = run_actions(ctx, store, alert, result, ["webhook", "log"])
+        assert time.monotonic() - began < 5
+        # the answer's status came at once: the dripping body is not waited for
+        assert (
+            outcomes["webhook"] == f"POST http://127.0.0.1:{server.server_address[1]} "
+            "(monitor.webhook_url): 200"
+        )
+        assert outcomes["log"].startswith("logged")
+    finally:
+        server.shutdown()
+        ws.close()
+
+
+def test_a_rollback_that_waited_for_a_window_of_the_served_version_is_tried_again() -> None:
+    waited = "skipped: the window's predictions came from version(s) 1, 2, while production"
+    assert undone(["log", "rollback"], {"log": "logged: x", "rollback": waited}) == ["rollback"]
+    assert undone(["log", "rollback"], {"log": "logged: x", "rollback": "pets: 2 -> 1"}) == []
+    assert undone(["webhook"], {"webhook": "failed: ConnectError"}) == []  # done, as it went

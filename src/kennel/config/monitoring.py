@@ -63,10 +63,25 @@ def parse_span(text: str) -> timedelta:
     return span
 
 
+def webhook_problem(url: str) -> str | None:
+    """Why ``url`` cannot take an alert's POST, if it cannot: an http(s) URL with a host."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError as exc:
+        return f"webhook_url is not a URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "webhook_url must be an http:// or https:// URL with a host"
+    return None
+
+
 class RuleConfig(_Strict):
     """An alert rule: fire when ``metric op threshold`` holds for a monitored window."""
 
-    name: str
+    # names an incident (alerts are kept per rule and environment): 1-128 characters
+    name: Annotated[str, Field(min_length=1, max_length=128)]
     metric: str  # e.g. drift.drifted, performance.accuracy, integrity.low_confidence_rate
     op: Literal[">", ">=", "<", "<="] = ">"
     threshold: float
@@ -129,6 +144,27 @@ class MonitorConfig(_Strict):
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     # retrain action: epochs of the warm-started run (null = the champion's own setting)
     retrain_epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None
+
+    @field_validator("rules")
+    @classmethod
+    def _one_rule_a_name(cls, rules: list[RuleConfig]) -> list[RuleConfig]:
+        # an incident is a rule's: two of one name opened and resolved each other's alert
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.name in seen:
+                raise ValueError(f"two rules are named {rule.name!r}: each needs its own name")
+            seen.add(rule.name)
+        return rules
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _an_http_url(cls, url: str) -> str:
+        if not url:
+            return url
+        problem = webhook_problem(url)
+        if problem:  # said when kennel.yaml is read, not when an alert fires months later
+            raise ValueError(problem)
+        return url
 
     @field_validator("window")
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -17,7 +18,6 @@ import httpx
 from kennel.config import KennelConfig
 from kennel.db import Database
 from kennel.deploy.release import ReleaseManager
-from kennel.errors import KennelError
 from kennel.govern.alerts import Alert, AlertStore
 from kennel.govern.retrain import RetrainResult, Window
 from kennel.monitor.runner import MonitorResult
@@ -49,20 +49,59 @@ def payload(alert: Alert, result: MonitorResult) -> dict[str, Any]:
     }
 
 
+# The most one webhook POST or e-mail may take, all of it: httpx's and smtplib's timeouts are
+# per read, and a receiver that drips its answer a byte at a time held the cycle for good.
+ACTION_DEADLINE_S = 15.0
+# What a rollback said when the window mixed versions: not done, so tried again next cycle
+ROLLBACK_WAITS = "skipped: the window's predictions came from"
+
+
 def webhook_host(url: str) -> str:
     """What an outcome says of the webhook: its scheme and host. A webhook URL is a secret
     (Slack's and most chat services' carry the key in the path), and outcomes are stored on
     the alert and in the audit log, which every viewer reads."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "the webhook"
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{port}' if port else ''}"
+
+
+def _within_deadline(work: Callable[[], str], what: str) -> str:
+    """``work()`` on a thread of its own, given ACTION_DEADLINE_S in all; a daemon thread,
+    so that one still blocked never holds the process at exit."""
+    done: list[str] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(work())
+        except BaseException as exc:  # handed to the caller, who reports it
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name=f"kennel-action-{what}", daemon=True)
+    thread.start()
+    thread.join(ACTION_DEADLINE_S)
+    if failed:
+        raise failed[0]
+    if not done:
+        raise TimeoutError(f"{what} did not finish within {ACTION_DEADLINE_S:g} s")
+    return done[0]
 
 
 def _webhook(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
     url = ctx.config.monitor.webhook_url
     if not url:
         return "skipped: monitor.webhook_url is not set"
-    answer = httpx.post(url, json=payload(alert, result), timeout=5.0)
-    return f"POST {webhook_host(url)} (monitor.webhook_url): {answer.status_code}"
+    body = payload(alert, result)
+
+    def post() -> str:
+        # the status line is the answer: the body is not read (nor waited for)
+        with httpx.stream("POST", url, json=body, timeout=5.0) as answer:
+            return f"POST {webhook_host(url)} (monitor.webhook_url): {answer.status_code}"
+
+    return _within_deadline(post, "the webhook")
 
 
 def _email(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
@@ -73,9 +112,13 @@ def _email(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
     message["Subject"] = f"[kennel {alert.severity}] {alert.rule} on {result.environment}"
     message["From"], message["To"] = smtp.sender, ", ".join(smtp.to)
     message.set_content(f"{alert.message}\n\nmodel {result.model}@{result.version}\n")
-    with smtplib.SMTP(smtp.host, smtp.port, timeout=10) as client:
-        client.send_message(message)
-    return f"sent to {', '.join(smtp.to)}"
+
+    def send() -> str:
+        with smtplib.SMTP(smtp.host, smtp.port, timeout=10) as client:
+            client.send_message(message)
+        return f"sent to {', '.join(smtp.to)}"
+
+    return _within_deadline(send, "the e-mail")
 
 
 def _rollback(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
@@ -83,7 +126,7 @@ def _rollback(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
     if result.versions != [served]:  # never judge a release by another version's predictions
         judged = ", ".join(str(v) for v in result.versions) or "none"
         return (
-            f"skipped: the window's predictions came from version(s) {judged}, while "
+            f"{ROLLBACK_WAITS} version(s) {judged}, while "
             f"{result.environment} serves {served} now; a rollback acts only on a window of "
             "the version served"
         )
@@ -115,7 +158,7 @@ def run_actions(
     for action in actions:
         try:
             outcome = HANDLERS[action](ctx, alert, result)
-        except (KennelError, OSError, httpx.HTTPError, smtplib.SMTPException) as exc:
+        except Exception as exc:  # whatever an action raises is its outcome, never the loop's
             outcome = f"failed: {type(exc).__name__}: {exc}"
             if ctx.config.monitor.webhook_url:  # an error that quotes the secret URL
                 outcome = outcome.replace(
@@ -123,6 +166,8 @@ def run_actions(
                 )
             log.warning("alert %s: action %s failed: %s", alert.id, action, exc)
         outcomes[action] = outcome
+        if alert.actions.get(action) == outcome:  # a retried wait that still waits: said once
+            continue
         store.note_action(alert.id, action, outcome, actor=ctx.actor)
         ctx.progress(Event("alert", f"alert {alert.rule} -> {action}: {outcome}"))
     return outcomes

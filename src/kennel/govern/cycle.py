@@ -3,11 +3,12 @@ finish what a killed cycle left undone on open ones)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from kennel.govern.actions import ActionContext, run_actions
+from kennel.govern.actions import ROLLBACK_WAITS, ActionContext, run_actions
 from kennel.govern.alerts import AlertStore, Evaluation
 from kennel.monitor.runner import Monitor, MonitorResult
 
@@ -30,6 +31,13 @@ class Cycle:
         }
 
 
+def undone(actions: Sequence[str], outcomes: Mapping[str, str]) -> list[str]:
+    """The rule's actions that are still to do: never done, or a rollback that waited for a
+    window of the served version alone (the first window of a bad release straddles it, and
+    the rollback it skipped is the one that matters)."""
+    return [a for a in actions if a not in outcomes or outcomes[a].startswith(ROLLBACK_WAITS)]
+
+
 def monitor_once(
     monitor: Monitor,
     ctx: ActionContext,
@@ -49,12 +57,12 @@ def monitor_once(
         # a new incident's actions, and those an open one still lacks: a process killed while
         # acting (a retrain takes minutes) left them undone; one still acting holds the claim
         for alert in [*evaluation.opened, *evaluation.ongoing]:
-            todo: list[str] = [a for a in by_name[alert.rule].actions if a not in alert.actions]
+            todo = undone(by_name[alert.rule].actions, alert.actions)
             if not todo or alert.state != "open":  # acknowledged: a person has taken it over
                 continue
             with store.claim(alert.id) as mine:
                 now = store.get(alert.id) if mine else None  # as the last holder left it
-                todo = [a for a in todo if now is not None and a not in now.actions]
+                todo = undone(todo, now.actions) if now is not None else []
                 if now is not None and todo:
                     actions[alert.id] = run_actions(ctx, store, now, result, todo)
     return Cycle(result, evaluation, actions)

@@ -31,11 +31,12 @@ def measured(window: Window) -> dict[str, Any] | None:
         truth, predicted, labels=ids, zero_division=0
     )
     fairness = bias(truth, probs, window.classes)
+    present = support > 0  # a class no labelled input was: no recall, no F1 to average
     return {
         "n": len(rows),
         "coverage": len(rows) / len(window),
         "accuracy": float(skm.accuracy_score(truth, predicted)),
-        "macro_f1": float(np.mean(f1)),
+        "macro_f1": float(np.mean(f1[present])),
         "per_class": {
             c: {
                 "precision": float(precision[i]),

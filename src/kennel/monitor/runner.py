@@ -79,10 +79,20 @@ def analyse(
     details: dict[str, Any] = {"n": len(window)}
     checked = integrity.check(window, reference, rejected=rejected, low_confidence=m.low_confidence)
     details["integrity"] = checked
-    for key in ("decode_failure_rate", "low_confidence_rate", "size_anomaly_rate", "ood_rate"):
-        metrics[f"integrity.{key}"] = checked[key]
-    for key, share in checked["outside_training_range"].items():
-        metrics[f"integrity.outside.{key}"] = share
+    # a rate of a handful of inputs says nothing: an empty window resolved the alerts it had
+    # opened, and one noise picture made ood_rate 1.0; like drift, it takes min_window
+    basis = {
+        "decode_failure_rate": len(window) + rejected,
+        "low_confidence_rate": len(window),
+        "size_anomaly_rate": len(window),
+        "ood_rate": checked["ood_judged"],
+    }
+    for key, count in basis.items():
+        if count >= m.min_window:
+            metrics[f"integrity.{key}"] = checked[key]
+    if len(window) >= m.min_window:
+        for key, share in checked["outside_training_range"].items():
+            metrics[f"integrity.outside.{key}"] = share
     if len(window):
         metrics["latency.p50_ms"] = float(np.percentile(window.latency_ms, 50))
         metrics["latency.p99_ms"] = float(np.percentile(window.latency_ms, 99))
@@ -103,7 +113,7 @@ def analyse(
             metrics[f"drift.{t.name}.p_value"] = t.p_value
             if t.psi is not None:
                 metrics[f"drift.{t.name}.psi"] = t.psi
-    estimate = performance.estimated(window)
+    estimate = performance.estimated(window) if len(window) >= m.min_window else None
     if estimate:
         details["estimated"] = estimate
         metrics["performance.estimated_accuracy"] = estimate["accuracy"]
@@ -115,11 +125,13 @@ def analyse(
             metrics["performance.accuracy"] = measured["accuracy"]
             metrics["performance.macro_f1"] = measured["macro_f1"]
             metrics["fairness.recall_gap"] = measured["recall_gap"]
-            for c, ratio in measured["predicted_rate_ratio"].items():  # predicted / true share
-                metrics[f"fairness.predicted_rate_ratio.{c}"] = ratio
             for c, values in measured["per_class"].items():
+                if not values["support"]:  # no labelled input of the class: nothing to say
+                    continue
                 metrics[f"performance.recall.{c}"] = values["recall"]
                 metrics[f"performance.precision.{c}"] = values["precision"]
+                # predicted / true share
+                metrics[f"fairness.predicted_rate_ratio.{c}"] = measured["predicted_rate_ratio"][c]
     return metrics, details
 
 
