@@ -105,3 +105,16 @@ def test_an_artifact_store_url_of_an_unknown_scheme_is_a_configuration_error(
     root = str(make_project(tmp_path / "p", sections={"store": {"artifacts_url": url}}).root)
     line = fails("data", "list", "-C", root, code=2)
     assert line.startswith("error: artifact store s3+ftp://kennel:***@h/b: unknown scheme 's3+ftp'")
+
+
+def test_a_monitor_environment_nothing_defines_or_logged_is_refused(tmp_path: Path) -> None:
+    """A typo in monitor.environment analysed nothing and exited 0, each cycle; a wrong --env
+    was already refused."""
+    root = make_project(tmp_path / "p", sections={"monitor": {"environment": "prodution"}}).root
+    for command in (["monitor", "run"], ["analyze", "errors"]):
+        line = fails(*command, "-C", str(root), code=2)
+        assert "'prodution'" in line and "monitor.environment in kennel.yaml" in line, line
+    assert (
+        runner.invoke(app, ["monitor", "run", "--env", "production", "-C", str(root)]).exit_code
+        == 0
+    )
