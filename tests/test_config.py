@@ -65,9 +65,14 @@ def test_defaults_resolve_against_project_root(tmp_path: Path) -> None:
         (  # continuous deployment to an environment there is not: said on reading, not
             # after a certification had moved the staging alias
             {"release": {"mode": "deployment", "to": "prod"}},
-            r"release\.to 'prod': continuous deployment releases to an environment other",
+            r"release\.to 'prod': releases go to an environment other than staging",
         ),
         ({"release": {"mode": "deployment", "to": "staging"}}, r"release\.to 'staging'"),
+        ({"release": {"mode": "delivery", "to": "nope"}}, r"release\.to 'nope'"),
+        (  # a number reads as a version in NAME@N: every deploy failed "invalid alias '1'"
+            {"environments": {"production": {"alias": "1"}}},
+            r"environments\.production\.alias",
+        ),
         (  # an environment's name names its spool folder and pidfile: no path in it
             {"environments": {"../../evil": {"alias": "e"}}, "release": {"staging": "../../evil"}},
             r"environments\.\.\./\.\./evil\.\[key\]: String should match pattern",

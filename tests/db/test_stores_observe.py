@@ -206,3 +206,20 @@ def test_requests_and_telemetry_are_bucketed_by_the_database(db: Database) -> No
         ("temperature", "cam-b", T0, 10.0, 10.0, 10.0, 1),
     ]  # the first two metrics by name: zz.last is left out
     assert telemetry.series(since=T0 - timedelta(days=1), until=T0) == []
+
+
+def test_the_same_label_sent_again_keeps_its_time_and_a_new_one_takes_now(db: Database) -> None:
+    """Re-sending identical feedback moved its time to now, so a retrain's "labelled since the
+    champion" counted it afresh: the guard could be passed with no new label."""
+    store = PredictionStore(db)
+    store.add_many([_prediction(1, T0, input_sha256="b" * 64)])
+    first = store.add_feedback("p0001", "cat", actor="keeper")
+    since = first.at + timedelta(microseconds=1)
+    again = store.add_feedback("p0001", "cat", actor="someone-else")
+    assert (again.at, again.actor) == (first.at, "keeper")
+    assert store.count_labelled("production", since=since) == 0
+    changed = store.add_feedback("p0001", "dog", actor="someone-else")
+    assert changed.at > first.at and store.count_labelled("production", since=since) == 1
+    assert [e.details.get("unchanged") for e in AuditLog(db).entries(limit=3)] == [
+        None, True, None
+    ]  # fmt: skip

@@ -217,7 +217,8 @@ def audit_log(
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo project.")] = Path(".kennel-demo"),
     count: Annotated[
-        int, typer.Option(min=50, max=1_000_000, help="Day images to simulate.")
+        # fewer: the first model, trained on too few, fails its quality gates at step 4
+        int, typer.Option(min=800, max=1_000_000, help="Day images to simulate.")
     ] = 1500,
 ) -> None:
     """Run the whole lifecycle end to end on the embedded default (SQLite + a local folder)."""

@@ -32,6 +32,9 @@ def list_(
     """List registered model versions."""
     with opened(project) as ws:
         versions = ws.registry.versions(name)
+        if name is not None and not versions:  # a typo printed an empty table
+            names = ws.registry.store.names()
+            raise NotFoundError(f"no model named {name!r}{did_you_mean(name, names)}")
     if json_out:
         emit_json([v.as_dict() for v in versions])
         return
@@ -109,7 +112,9 @@ def download(
 @app.command()
 def alias(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION to point the alias at.")],
-    name: Annotated[str, typer.Argument(help="Alias name, e.g. champion.")],
+    name: Annotated[
+        str, typer.Argument(help="Alias name, e.g. candidate (not champion or an environment's).")
+    ],
     reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "set by hand",
     token: TokenOption = None,
     project: ProjectOption = None,
@@ -142,6 +147,11 @@ def history(
         events = ws.registry.alias_history(name, alias_name)
         if not events and name not in (names := ws.registry.store.names()):
             raise NotFoundError(f"no model named {name!r}{did_you_mean(name, names)}")
+        if not events and alias_name is not None:
+            every = {e.alias for e in ws.registry.alias_history(name)}
+            raise NotFoundError(
+                f"{name} has no alias {alias_name!r}{did_you_mean(alias_name, every)}"
+            )
     if json_out:
         emit_json([e.as_dict() for e in events])
         return

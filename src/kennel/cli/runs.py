@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -16,7 +16,7 @@ app = new_app("Tracked training runs and tuning trials.")
 @app.command("list")
 def list_(
     study: Annotated[str | None, typer.Option(help="Only the trials of this study.")] = None,
-    kind: Annotated[str | None, typer.Option(help="trial or final.")] = None,
+    kind: Annotated[Literal["trial", "final"] | None, typer.Option(help="trial or final.")] = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:

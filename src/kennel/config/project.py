@@ -82,13 +82,12 @@ class KennelConfig(_Strict):
             raise ValueError(
                 "release.staging may not be production: production takes released versions"
             )
-        if self.release.mode == "deployment" and (
-            self.release.to not in self.environments or self.release.to == self.release.staging
-        ):
-            # said when kennel.yaml is read, not after a certification (the staging alias moved)
+        if self.release.to not in self.environments or self.release.to == self.release.staging:
+            # said when kennel.yaml is read, not after a certification (the staging alias
+            # moved), nor at `kennel release` in continuous delivery
             raise ValueError(
-                f"release.to {self.release.to!r}: continuous deployment releases to an "
-                f"environment other than staging ({', '.join(sorted(self.environments))})"
+                f"release.to {self.release.to!r}: releases go to an environment other than "
+                f"staging ({', '.join(sorted(self.environments))})"
             )
         return self
 

@@ -43,7 +43,9 @@ class ServeConfig(_Strict):
 class EnvironmentConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
-    alias: str = "production"
+    # what the registry accepts as an alias: a letter, then letters, digits, _ or - (a number
+    # would read as a version in NAME@N)
+    alias: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")] = "production"
 
     @property
     def url(self) -> str:

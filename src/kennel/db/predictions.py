@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from kennel.db import Database, aware
 from kennel.db.audit import record
 from kennel.db.bulk import fetch_tuples, insert_ignore
+from kennel.db.locking import serialize
 from kennel.db.predcols import (
     COLUMNS,
     LEADING,
@@ -150,6 +151,15 @@ class PredictionStore:
         joined to its prediction whenever that lands (``get`` tells whether it has)."""
         feedback = Feedback(prediction_id, label, datetime.now(UTC), actor)
         with self.db.session() as s:
+            serialize(s, f"feedback:{prediction_id}")
+            held = s.get(FeedbackRow, prediction_id)
+            if held is not None and held.label == label:
+                # the same label again is no new knowledge: its time stays, so a retrain's
+                # "labelled since the champion" does not count it afresh
+                feedback = Feedback(prediction_id, label, aware(held.at), held.actor)
+                record(s, actor=actor, action="feedback", subject=prediction_id,
+                       details={"label": label, "token": token, "unchanged": True})  # fmt: skip
+                return feedback
             s.merge(
                 FeedbackRow(
                     prediction_id=feedback.prediction_id,
