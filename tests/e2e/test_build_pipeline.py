@@ -334,3 +334,45 @@ def test_pretrained_beats_scratch(mini: Project) -> None:
         ws.close()
     assert tuned.config.arch == "efficientnet_lite0"
     assert tuned.evaluation.accuracy > scratch.evaluation.accuracy + 0.1
+
+
+_KILLED_AFTER_REGISTERING = """
+import os, signal, sys
+import kennel.pipeline.build as build
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # kill -9 between the registration and the run's end
+build.complete_run = killed
+from kennel.cli.main import main
+sys.argv = ["kennel", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_run_killed_after_it_registered_registers_nothing_more_when_resumed(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """One run, one model: resumed after a kill -9 that came after its registration, a run
+    registered its model a second time (park@4 and park@5 of one run)."""
+    project = _ingested_mini(tmp_path / "registered", shared_data)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_AFTER_REGISTERING, "train", "-d", "mini", "--epochs", "2",
+         "-C", str(project.root)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    ws = Workspace(project)
+    try:
+        [first] = ws.registry.versions("pets")
+        [run] = ws.tracker.runs(kind="final")
+        assert run.status == "interrupted" and first.run_id == run.id
+    finally:
+        ws.close()
+    result = runner.invoke(app, ["train", "-d", "mini", "--resume", "-C", str(project.root)])
+    assert result.exit_code == 0, result.output
+    ws = Workspace(project)
+    try:
+        assert [v.version for v in ws.registry.versions("pets")] == [first.version]
+        [run] = ws.tracker.runs(kind="final")
+        assert run.status == "completed" and run.metrics["model"] == first.ref
+    finally:
+        ws.close()

@@ -86,6 +86,16 @@ def promote_champion(
 def register_model(
     package: Package, *, registry: ModelRegistry, actor: str, progress: Progress, seq_of: SeqOf
 ) -> Registration:
+    # a run killed after it registered, then resumed, registers nothing more: one run, one
+    # model (it registered a second version of the same run)
+    earlier = [v for v in registry.versions(package.name) if v.run_id == package.run_id]
+    if earlier:
+        progress(Event("build", f"{earlier[0].ref} was registered by this run before it stopped"))
+        champion = (
+            "champion" in earlier[0].aliases
+            or promote_champion(registry, earlier[0], actor, seq_of)[0]
+        )
+        return Registration(model=registry.resolve(earlier[0].ref), champion=champion)
     registered = registry.register(
         package.name,
         package.files,
