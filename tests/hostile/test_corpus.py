@@ -22,6 +22,7 @@ from kennel.cli.main import app
 from kennel.config import Project
 from kennel.imaging import ImageRejected, decode
 from kennel.portable import Model
+from kennel.portable.model import MAX_FILE_BYTES
 from kennel.stream.rpc import DEFAULT_URL, RpcClient, RpcWorker
 from kennel.wiring import Workspace
 from tests.conftest import unavailable
@@ -184,3 +185,26 @@ def test_the_portable_model_rejects_a_format_outside_the_allow_list() -> None:
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nshowpage\n"
     with pytest.raises(ImageRejected, match="not one of the accepted formats"):
         Model.rgb(eps)
+
+
+def test_the_portable_model_reads_only_a_bounded_regular_file_from_a_path(
+    tmp_path: Path,
+) -> None:
+    """The embedded wheel read any path whole: /dev/zero until the process was killed for
+    memory; a missing path, a folder or a number raised errors its docstring ruled out."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # opening it must not wait for a writer
+    big = tmp_path / "big.jpg"
+    with open(big, "wb") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)
+    for path, said in (
+        ("/dev/zero", "is not a regular file"),
+        (fifo, "is not a regular file"),
+        (tmp_path, "is not a regular file"),
+        (big, f"is {MAX_FILE_BYTES + 1:,} bytes, over"),
+        (tmp_path / "missing.jpg", "cannot read"),
+    ):
+        with pytest.raises(ImageRejected, match=said):
+            Model.rgb(path)  # type: ignore[arg-type]
+    with pytest.raises(ImageRejected, match="not int"):
+        Model.rgb(123)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from .decoding import decode_rgb, rejecting, to_rgb
+from .decoding import ImageRejected, decode_rgb, rejecting, to_rgb
 from .frames import FrameSpec, jpeg_draft, normalise, views
 
 PET_OUTPUT = "pet"
@@ -71,6 +72,37 @@ def _knn(points: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
     )
     nearest = np.sort(np.sqrt(np.maximum(d2, 0.0)), axis=1)[:, :k]
     return np.asarray(nearest.mean(axis=1))
+
+
+# The most bytes a path given to ``predict`` is read to: a picture is megabytes; a device
+# (/dev/zero), a pipe or a video file named by mistake was read whole until memory ran out.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+def read_image_file(image: str | Path) -> bytes:
+    """The bytes of the image file at ``image``; ImageRejected (a ValueError) for anything
+    else: no such file, a folder, a device or pipe, or a file over MAX_FILE_BYTES."""
+    if not isinstance(image, (str, Path)):
+        kind = type(image).__name__
+        raise ImageRejected(f"expected image bytes, a path or a Pillow image, not {kind}")
+    path = Path(image)
+    try:  # non-blocking: opening a pipe must not wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ImageRejected(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageRejected(f"{path} is not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageRejected(f"{path} is {info.st_size:,} bytes, over {MAX_FILE_BYTES:,}")
+        chunks, size = [], 0
+        while size <= MAX_FILE_BYTES and (chunk := os.read(fd, 1 << 20)):
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -221,7 +253,7 @@ class Model:
         if isinstance(image, Image.Image):
             with rejecting():
                 return to_rgb(ImageOps.exif_transpose(image))
-        data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        data = image if isinstance(image, bytes) else read_image_file(image)
         return decode_rgb(data, draft=draft)[0]
 
     def predict_many(self, images: list[bytes | str | Path | Image.Image]) -> list[dict[str, Any]]:
