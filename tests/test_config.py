@@ -62,6 +62,14 @@ def test_defaults_resolve_against_project_root(tmp_path: Path) -> None:
             r"monitor\.rules\.0\.name",
         ),
         ({"monitor": {"rules": [{"name": "", "metric": "window.n", "threshold": 1}]}}, "name"),
+        (  # a rule on a class the project does not have never fired
+            {
+                "monitor": {
+                    "rules": [{"name": "h", "metric": "performance.recall.horse", "threshold": 0.5}]
+                }
+            },
+            r"'performance\.recall\.horse' names class 'horse', not one of data\.labels",
+        ),
         (  # continuous deployment to an environment there is not: said on reading, not
             # after a certification had moved the staging alias
             {"release": {"mode": "deployment", "to": "prod"}},

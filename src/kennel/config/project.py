@@ -49,6 +49,20 @@ class KennelConfig(_Strict):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @model_validator(mode="after")
+    def _rules_name_known_classes(self) -> KennelConfig:
+        # a rule on a class the project does not have never fires: said on reading
+        labels = self.data.labels
+        for rule in self.monitor.rules:
+            family, _, label = rule.metric.partition(".")[2].partition(".")
+            per_class = rule.metric.startswith(("performance.recall.", "performance.precision."))
+            if labels and (per_class or family == "predicted_rate_ratio") and label not in labels:
+                raise ValueError(
+                    f"monitor rule {rule.name!r}: {rule.metric!r} names class {label!r}, not "
+                    f"one of data.labels ({', '.join(labels)}){did_you_mean(label, labels)}"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _release_targets(self) -> KennelConfig:
         if self.release.staging not in self.environments:
             raise ValueError(
