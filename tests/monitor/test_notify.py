@@ -234,6 +234,7 @@ def test_a_webhook_that_drips_its_answer_ends_at_the_deadline_and_the_cycle_goes
         assert outcomes["log"].startswith("logged")
     finally:
         server.shutdown()
+        server.server_close()
         ws.close()
 
 

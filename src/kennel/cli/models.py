@@ -147,10 +147,12 @@ def history(
         events = ws.registry.alias_history(name, alias_name)
         if not events and name not in (names := ws.registry.store.names()):
             raise NotFoundError(f"no model named {name!r}{did_you_mean(name, names)}")
-        if not events and alias_name is not None:
-            every = {e.alias for e in ws.registry.alias_history(name)}
+        config = ws.project.config
+        known = {e.alias for e in ws.registry.alias_history(name)} | {"champion"}
+        known |= {env.alias for env in config.environments.values()}
+        if not events and alias_name is not None and alias_name not in known:
             raise NotFoundError(
-                f"{name} has no alias {alias_name!r}{did_you_mean(alias_name, every)}"
+                f"{name} has no alias {alias_name!r}{did_you_mean(alias_name, known)}"
             )
     if json_out:
         emit_json([e.as_dict() for e in events])
