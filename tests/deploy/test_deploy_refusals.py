@@ -64,5 +64,6 @@ def test_a_failed_certification_exits_1_with_json_too(tmp_path: Path) -> None:
         body = json.loads(result.stdout)
         assert body["certification"]["passed"] is False
         assert any("p99 latency" in r for r in body["certification"]["reasons"])
-    finally:
-        runner.invoke(app, ["stop", "staging", "-C", str(project.root)])
+    finally:  # the service the deploy started runs on its own until stopped
+        stopped = runner.invoke(app, ["stop", "--env", "staging", "-C", str(project.root)])
+        assert stopped.exit_code == 0, stopped.output
