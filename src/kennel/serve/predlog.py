@@ -86,9 +86,9 @@ class PredictionLog:
         self._handle: IO[bytes] | None = None
         self._open_rows = 0
         # without sync: whether the open segment was appended to since the drain last synced
-        # it, and dup'd descriptors of segments sealed since then, to sync
+        # it, and dup'd descriptors of segments sealed since then, to sync unless drained
         self._dirty = False
-        self._unsynced: list[int] = []
+        self._unsynced: dict[Path, int] = {}
         self._sealed: list[Path] = []  # own segments waiting for the database, oldest first
         # the rows of own segments as written (None: read the segment from disk), and the
         # journal bytes they take there
@@ -273,7 +273,7 @@ class PredictionLog:
         if self._handle is None:
             return
         if self._dirty:
-            self._unsynced.append(os.dup(self._handle.fileno()))
+            self._unsynced[self._segment_path(self._segment)] = os.dup(self._handle.fileno())
             self._dirty = False
         self._handle.close()
         self._handle = None
@@ -285,16 +285,17 @@ class PredictionLog:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._sync_appended()
             self._drain_once()
+            self._sync_appended()  # what the database did not take this pass
             self._stop.wait(self.flush_s)
 
     def _sync_appended(self) -> None:
-        """Without ``sync``: fdatasync what the committer appended since the last pass, off the
-        request path (descriptors dup'd under the lock, synced outside it): a power cut loses
-        at most the last ``flush_s`` of answered records, also while the database is down."""
+        """Without ``sync``: fdatasync what the committer appended since the last pass and the
+        database has not taken (a drained segment is durable there), off the request path
+        (descriptors dup'd under the lock, synced outside it): a power cut loses at most the
+        last ``flush_s`` of answered records, also while the database is down."""
         with self._seg_lock:
-            fds, self._unsynced = self._unsynced, []
+            fds, self._unsynced = list(self._unsynced.values()), {}
             if self._dirty and self._handle is not None:
                 fds.append(os.dup(self._handle.fileno()))
             self._dirty = False
@@ -328,6 +329,9 @@ class PredictionLog:
                 self._sealed.remove(path)
                 self._forget(path)
                 del self._held[path]
+                unsynced = self._unsynced.pop(path, None)
+            if unsynced is not None:  # in the database now: nothing of it to sync
+                os.close(unsynced)
             path.unlink(missing_ok=True)
         return True
 
