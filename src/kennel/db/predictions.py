@@ -153,28 +153,22 @@ class PredictionStore:
         with self.db.session() as s:
             serialize(s, f"feedback:{prediction_id}")
             held = s.get(FeedbackRow, prediction_id)
+            details: dict[str, Any] = {"label": label, "token": token}
             if held is not None and held.label == label:
                 # the same label again is no new knowledge: its time stays, so a retrain's
                 # "labelled since the champion" does not count it afresh
                 feedback = Feedback(prediction_id, label, aware(held.at), held.actor)
-                record(s, actor=actor, action="feedback", subject=prediction_id,
-                       details={"label": label, "token": token, "unchanged": True})  # fmt: skip
-                return feedback
-            s.merge(
-                FeedbackRow(
-                    prediction_id=feedback.prediction_id,
-                    label=feedback.label,
-                    at=feedback.at,
-                    actor=feedback.actor,
+                details["unchanged"] = True
+            else:
+                s.merge(
+                    FeedbackRow(
+                        prediction_id=feedback.prediction_id,
+                        label=feedback.label,
+                        at=feedback.at,
+                        actor=feedback.actor,
+                    )
                 )
-            )
-            record(
-                s,
-                actor=actor,
-                action="feedback",
-                subject=prediction_id,
-                details={"label": label, "token": token},
-            )
+            record(s, actor=actor, action="feedback", subject=prediction_id, details=details)
         return feedback
 
     # -- reads ----------------------------------------------------------------------------
