@@ -98,7 +98,10 @@ def _json_window(db: Database, since: datetime, until: datetime) -> Window:
             k: np.array([r.quality.get(k, np.nan) for r in rows], dtype=np.float64)
             for k in IMAGE_STATS
         },
-        embedding=np.stack(embeddings).astype(np.float32),
+        # none logged or of mixed sizes: no embedding column (kennel.db.predcols)
+        embedding=np.stack(embeddings).astype(np.float32)
+        if len({e.size for e in embeddings}) == 1 and embeddings[0].size
+        else np.zeros((n, 0), np.float32),
         truth=[o.truth for o in observed],
         sources=[r.source for r in rows],
         versions=[r.version for r in rows],

@@ -34,6 +34,16 @@ def insert_ignore(session: Session, table: Table, rows: list[dict[str, Any]]) ->
     session.execute(dialect_insert(dialect, table).on_conflict_do_nothing(), rows)
 
 
+def insert_new(session: Session, table: Table, rows: list[dict[str, Any]], key: str) -> set[Any]:
+    """``insert_ignore``, returning the ``key`` of each row it inserted (not those whose key
+    was stored already), in batches of multi-row INSERTs with RETURNING."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    statement = dialect_insert(dialect, table).on_conflict_do_nothing().returning(table.c[key])
+    return set(session.execute(statement, rows).scalars())
+
+
 def insert_ignore_tuples(
     session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:

@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 
 from kennel.db import Database, aware
 from kennel.db.audit import record
-from kennel.db.bulk import fetch_tuples, insert_ignore
+from kennel.db.bulk import fetch_tuples, insert_new
 from kennel.db.locking import serialize
+from kennel.db.predblocks import blocks_of, window_of
 from kennel.db.predcols import (
     COLUMNS,
     LEADING,
@@ -23,7 +24,7 @@ from kennel.db.predcols import (
     columns_of,
     encode,
 )
-from kennel.db.schema import FeedbackRow, InputRejectionRow, PredictionRow
+from kennel.db.schema import FeedbackRow, InputRejectionRow, PredictionBlockRow, PredictionRow
 from kennel.db.search import PredictionQuery, SearchHit, TrafficBucket, search, traffic
 from kennel.db.timeseries import Buckets
 
@@ -122,13 +123,21 @@ class PredictionStore:
     ) -> None:
         """Store a batch in one transaction. A prediction whose id is stored already is
         skipped (a journal replayed after a crash inserts nothing twice); rejections have no
-        natural key and are always added."""
+        natural key and are always added. The rows inserted are also stored as columnar
+        blocks (``kennel.db.predblocks``), in the same transaction."""
         with self.db.session() as s:
-            insert_ignore(
+            inserted = insert_new(
                 s,
                 PredictionRow.__table__,  # type: ignore[arg-type]
                 [_row(p) for p in predictions],
+                key="id",
             )
+            blocks = blocks_of(p for p in predictions if p.id in inserted)
+            if blocks:
+                s.execute(
+                    PredictionBlockRow.__table__.insert(),  # type: ignore[attr-defined]
+                    [b.row() for b in blocks],
+                )
             if rejections:
                 s.execute(
                     InputRejectionRow.__table__.insert(),  # type: ignore[attr-defined]
@@ -223,9 +232,10 @@ class PredictionStore:
         model: str | None = None,
         version: int | None = None,
     ) -> PredictionColumns:
-        """What ``window`` returns, as arrays for monitoring: one SELECT of the typed columns
-        (no JSON parsed, no object per row), plus one of the JSON of rows whose typed columns
-        an older kennel left empty, if there are any."""
+        """What ``window`` returns, as arrays for monitoring: from the columnar blocks
+        (``kennel.db.predblocks``) where they hold every row of the window, else one SELECT of
+        the typed columns (no JSON parsed, no object per row), plus one of the JSON of rows
+        whose typed columns an older kennel left empty, if there are any."""
         filters = [  # a naive time is UTC here too (the driver sees the bounds unconverted)
             PredictionRow.environment == environment,
             PredictionRow.at >= aware(since),
@@ -235,13 +245,16 @@ class PredictionStore:
             filters.append(PredictionRow.model == model)
         if version is not None:
             filters.append(PredictionRow.version == version)
-        query = (
-            select(*_WINDOW_COLUMNS)
-            .outerjoin(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
-            .where(*filters)
-            .order_by(PredictionRow.at)
-        )
         with self.db.session() as s:
+            found = self._from_blocks(s, environment, filters, since, until, model, version)
+            if found is not None:
+                return found
+            query = (
+                select(*_WINDOW_COLUMNS)
+                .outerjoin(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
+                .where(*filters)
+                .order_by(PredictionRow.at)
+            )
             rows = fetch_tuples(s, query)
             legacy = None
             if None in map(itemgetter(PROBS_AT), rows):
@@ -252,6 +265,43 @@ class PredictionStore:
                 ).all()
                 legacy = {r.id: (r.probabilities, r.quality) for r in old}
         return columns_of(rows, legacy)
+
+    @staticmethod
+    def _from_blocks(
+        s: Any,
+        environment: str,
+        filters: list[Any],
+        since: datetime,
+        until: datetime,
+        model: str | None,
+        version: int | None,
+    ) -> PredictionColumns | None:
+        """The window from its blocks, with feedback joined; None where the blocks do not hold
+        exactly the rows the filters count (rows stored before blocks were written)."""
+        rows = s.execute(select(func.count()).select_from(PredictionRow).where(*filters)).scalar()
+        b = PredictionBlockRow
+        query = select(b.data).where(
+            b.environment == environment,
+            b.last_at >= aware(since),
+            b.first_at < aware(until),
+        )
+        if model is not None:
+            query = query.where(b.model == model)
+        blobs = (row[0] for row in fetch_tuples(s, query.order_by(b.first_at)))
+        found = window_of(blobs, since=since, until=until, version=version, rows=rows)
+        if found is None or not rows:
+            return found
+        labels = fetch_tuples(
+            s,
+            select(FeedbackRow.prediction_id, FeedbackRow.label)  # type: ignore[arg-type]
+            .join(PredictionRow, PredictionRow.id == FeedbackRow.prediction_id)
+            .where(*filters),
+        )
+        if labels:
+            at = {pid: i for i, pid in enumerate(found.ids)}
+            for pid, label in labels:
+                found.truth[at[pid]] = label
+        return found
 
     def labelled(self, environment: str) -> list[Observed]:
         """Predictions of ``environment`` whose input was kept and whose true label came back,

@@ -275,6 +275,24 @@ class PredictionRow(Base):
     pet: Mapped[float | None] = mapped_column(Float)  # 1.0 pet, 0.0 none, NULL unjudged
 
 
+class PredictionBlockRow(Base):
+    """A columnar copy of a batch of prediction rows (kennel.db.predblocks), read by monitoring
+    windows; written with the rows it copies (0012)."""
+
+    __tablename__ = "prediction_blocks"
+    __table_args__ = (
+        Index("ix_prediction_blocks_environment_last_at", "environment", "last_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    environment: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+    rows: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)  # Arrow IPC stream
+
+
 class FeedbackRow(Base):
     """The true label for a prediction, arriving late; no foreign key on purpose: feedback may
     reach the database before the buffered prediction log line does."""
