@@ -72,3 +72,13 @@ def test_a_folder_that_cannot_be_written_is_said_before_the_caller_acts(tmp_path
     finally:
         locked.chmod(0o700)
     assert list(tmp_path.glob("**/.kennel-probe-*")) == []
+
+
+def test_a_path_ending_in_a_slash_is_a_folder_made_for_the_page(tmp_path: Path) -> None:
+    wanted = f"{tmp_path / 'reports'}/"  # the command line's "--report reports/"
+    assert page_target(wanted, "report.html") == tmp_path / "reports" / "report.html"
+    assert (tmp_path / "reports").is_dir()  # made, and proven writable, before any work
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(OSError):  # a file where the folder would go: said, nothing replaced
+        page_target(f"{tmp_path / 'taken'}/", "report.html")
+    assert (tmp_path / "taken").read_text() == "a file"

@@ -92,15 +92,17 @@ def is_locked(path: Path) -> bool:
 
 
 def page_target(
-    path: Path, default_name: str, *, force: bool = False, option: str = "--out"
+    path: str | Path, default_name: str, *, force: bool = False, option: str = "--out"
 ) -> Path:
     """Where a page asked for at ``path`` is written: inside it as ``default_name`` when it is
-    a folder, else ``path`` itself. An existing file is replaced only when it is a page kennel
-    wrote (``KENNEL_PAGE`` a tag of its head) or with ``force``: a report sent by mistake to a
-    project's kennel.yaml, or as root to /etc/passwd, replaced it. Its folder is tried first,
-    so a caller learns it cannot write there before it acts."""
+    a folder, or a string that ends with a slash (a folder, made if missing), else ``path``
+    itself. An existing file is replaced only when it is a page kennel wrote (``KENNEL_PAGE`` a
+    tag of its head) or with ``force``: a report sent by mistake to a project's kennel.yaml, or
+    as root to /etc/passwd, replaced it. Its folder is tried first, so a caller learns it
+    cannot write there before it acts."""
+    folder = isinstance(path, str) and path.endswith(("/", os.sep))  # Path drops the slash
     path = Path(os.path.abspath(path))  # "a/x/../r.html" is a/r.html: no stray a/x made
-    if path.is_dir():
+    if folder or path.is_dir():
         path = path / default_name
     if not force and (path.exists() or path.is_symlink()) and not _kennel_page(path):
         raise ConfigError(

@@ -256,7 +256,7 @@ def lineage_prediction(
 def compliance_report(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
     out: Annotated[
-        Path | None, typer.Option(help="HTML file to write (or a folder for it).")
+        str | None, typer.Option(help="HTML file to write (or a folder for it).")
     ] = None,
     force: ForceOption = False,
     project: ProjectOption = None,
@@ -272,7 +272,7 @@ def compliance_report(
             ref, db=ws.db, registry=ws.registry, tracker=ws.tracker, catalog=ws.catalog
         )
     default = f"compliance-{report['model']['ref'].replace('@', '-')}.html"
-    target = page_target(out or Path(default), default, force=force)
+    target = page_target(out or default, default, force=force)
     write_text_atomic(target, render_compliance(report))
     if json_out:
         emit_json({**report, "html": str(target)})

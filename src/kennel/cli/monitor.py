@@ -97,7 +97,7 @@ def monitor_run(
     env: EnvOpt = None,
     act: Annotated[bool, typer.Option(help="Run the rules' actions.")] = True,
     report: Annotated[
-        Path | None,
+        str | None,
         typer.Option(help="Also write the HTML report here (a file, or a folder for it)."),
     ] = None,
     force: ForceOption = False,
@@ -109,15 +109,16 @@ def monitor_run(
     from kennel.govern.cycle import monitor_once
     from kennel.monitor.runner import parse_span
 
-    if report is not None:  # refused before the analysis acts on anything
-        report = page_target(report, "monitor-report.html", force=force, option="--report")
+    target = None  # refused before the analysis acts on anything
+    if report is not None:
+        target = page_target(report, "monitor-report.html", force=force, option="--report")
     with opened(project) as ws, reporting(json_out) as progress:
         span = parse_span(window) if window else None
         cycle = monitor_once(
             ws.monitor(), ws.actions(progress), environment=_known(ws, env), span=span, act=act
         )
-        if report is not None and cycle.result.report_sha256:
-            write_text_atomic(report, ws.content.get(cycle.result.report_sha256).decode())
+        if target is not None and cycle.result.report_sha256:
+            write_text_atomic(target, ws.content.get(cycle.result.report_sha256).decode())
     if json_out:
         emit_json(cycle.as_dict())
     else:
@@ -251,9 +252,9 @@ def alerts_retrain(
 @analyze_app.command("saliency")
 def analyze_saliency(
     prediction_id: Annotated[str, typer.Argument(help="A logged prediction id.")],
-    out: Annotated[Path, typer.Option(help="HTML file to write (or a folder for it).")] = Path(
-        "saliency.html"
-    ),
+    out: Annotated[
+        str, typer.Option(help="HTML file to write (or a folder for it).")
+    ] = "saliency.html",
     grid: Annotated[int, typer.Option(min=2, max=32, help="Occlusion grid cells per side.")] = 8,
     force: ForceOption = False,
     project: ProjectOption = None,
@@ -265,7 +266,7 @@ def analyze_saliency(
     from kennel.imaging import decode
     from kennel.monitor import analyze
 
-    out = page_target(out, f"saliency-{prediction_id[:12]}.html", force=force)
+    target = page_target(out, f"saliency-{prediction_id[:12]}.html", force=force)
 
     with opened(project) as ws:
         logged = PredictionStore(ws.db).get(prediction_id)
@@ -281,11 +282,11 @@ def analyze_saliency(
         predictor = ws.predictor(ref)
         image = decode(ws.content.get(digest), min_side=1).image
     page, drop = analyze.saliency_html(predictor, image, info, grid=grid)
-    write_text_atomic(out, page)
+    write_text_atomic(target, page)
     if json_out:
-        emit_json({"prediction": prediction_id, "html": str(out), "map": drop.round(4).tolist()})
+        emit_json({"prediction": prediction_id, "html": str(target), "map": drop.round(4).tolist()})
     else:
-        console.print(f"wrote {out}", markup=False)
+        console.print(f"wrote {target}", markup=False)
 
 
 @analyze_app.command("errors")
