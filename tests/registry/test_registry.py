@@ -102,5 +102,5 @@ def test_resolve_errors(registry: ModelRegistry) -> None:
     with pytest.raises(ConfigError):
         registry.resolve("../x@1")
     # a bare '@' names no version: it was read as the newest, silently
-    with pytest.raises(NotFoundError, match="no version or alias after '@'"):
+    with pytest.raises(ConfigError, match="no version or alias after '@'"):
         registry.resolve("pets@")

@@ -19,6 +19,7 @@ from typing import Any
 
 from kennel.db import MAX_NUMBER, Database
 from kennel.db.registry import RegistryStore
+from kennel.digits import ascii_number
 from kennel.errors import (
     AlreadyExistsError,
     ConfigError,
@@ -91,8 +92,8 @@ class ModelRegistry:
         """``NAME`` (newest), ``NAME@3`` or ``NAME@alias``."""
         name, at, spec = ref.partition("@")
         check_model_name(name)
-        if at and not spec:
-            raise NotFoundError(
+        if at and not spec:  # malformed, like "../x@1": bad input (exit 2), not a missing model
+            raise ConfigError(
                 f"no version or alias after '@' in {ref!r}: use {name}, {name}@N or {name}@ALIAS"
             )
         if spec in ("", "latest"):
@@ -138,7 +139,7 @@ class ModelRegistry:
         a check made under the alias's lock, see ``RegistryStore.move_alias``). Aliases
         that an environment or a feed follows are moved only through
         ``kennel.deploy.policy.PolicyGate``, which checks the release policy first."""
-        if not _ALIAS.match(alias) or (alias.isascii() and alias.isdigit()) or alias == "latest":
+        if not _ALIAS.match(alias) or ascii_number(alias) is not None or alias == "latest":
             raise ConfigError(f"invalid alias {alias!r}")
         return self.store.move_alias(
             name,
