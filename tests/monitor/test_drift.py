@@ -129,3 +129,13 @@ def test_every_metric_a_window_measures_can_be_named_in_a_rule(
     assert unknown == []
     for name in metrics:
         RuleConfig(name="r", metric=name, threshold=1.0)  # accepted
+    # ... and the families cover no more than a window measures: a misspelt statistic, an
+    # unknown test or the embedding's PSI (MMD has none) would never fire
+    families = [k for k in metrics if k not in METRICS]
+    assert "drift.embedding.p_value" in families and "drift.image.brightness.psi" in families
+    for never in ("drift.image.brightnes.p_value", "drift.embedding.psi", "drift.x.p_value",
+                  "integrity.outside.exposure"):  # fmt: skip
+        with pytest.raises(ValueError, match="no window measures"):
+            RuleConfig(name="r", metric=never, threshold=1.0)
+    with pytest.raises(ValueError, match=r"did you mean 'drift\.image\.brightness\.p_value'"):
+        RuleConfig(name="r", metric="drift.image.brightnes.p_value", threshold=1.0)

@@ -36,9 +36,27 @@ METRICS = (
     "fairness.recall_gap",
     "telemetry.anomalies",
 )
+# the image statistics (kennel.evaluate.drift.IMAGE_STATS) and the drift tests of a window
+_STAT = r"(brightness|contrast|sharpness|width|height)"
+# (the embedding's test, MMD, has a p-value and no PSI)
+_DRIFT_TEST = (
+    rf"((image\.{_STAT}|prediction\.(confidence|class))\.(p_value|psi)|embedding\.p_value)"
+)
 METRIC_FAMILIES = re.compile(
-    r"^(integrity\.outside\.[\w.]+|drift\.[\w.]+\.(p_value|psi)"
+    rf"^(integrity\.outside\.{_STAT}|drift\.{_DRIFT_TEST}"
     r"|performance\.(recall|precision)\.[\w-]+|fairness\.predicted_rate_ratio\.[\w-]+)$"
+)
+_STATS = ("brightness", "contrast", "sharpness", "width", "height")
+# the names a misspelt metric is compared with (the per-class ones are checked by class)
+_SUGGESTIONS = (
+    *METRICS,
+    *(f"integrity.outside.{k}" for k in _STATS),
+    *(
+        f"drift.{test}.{value}"
+        for test in (*(f"image.{k}" for k in _STATS), "prediction.confidence", "prediction.class")
+        for value in ("p_value", "psi")
+    ),
+    "drift.embedding.p_value",
 )
 
 
@@ -93,7 +111,7 @@ class RuleConfig(_Strict):
         if self.metric not in METRICS and not METRIC_FAMILIES.match(self.metric):
             raise ValueError(
                 f"rule {self.name!r}: no window measures {self.metric!r}"
-                f"{did_you_mean(self.metric, METRICS)}"
+                f"{did_you_mean(self.metric, _SUGGESTIONS)}"
             )
         return self
 
