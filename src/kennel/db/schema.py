@@ -280,9 +280,7 @@ class PredictionBlockRow(Base):
     windows; written with the rows it copies (0012)."""
 
     __tablename__ = "prediction_blocks"
-    __table_args__ = (
-        Index("ix_prediction_blocks_environment_last_at", "environment", "last_at"),
-    )
+    __table_args__ = (Index("ix_prediction_blocks_environment_last_at", "environment", "last_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     environment: Mapped[str] = mapped_column(String(64))

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from kennel.digits import ascii_number
 from kennel.errors import ConfigError, EngineError, KennelError
 from kennel.ingest.engines import Chunk, Results, Target
 from kennel.ingest.validate import Limits, check_and_store
@@ -59,9 +60,10 @@ def _split(address: str) -> tuple[str, int]:
     rest = address.removeprefix("ray://")
     host, sep, port = rest.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+    number = ascii_number(port)
+    if not sep or not host or number is None or not 0 < number < 65536:
         raise ConfigError(f"Ray address {address!r} is not HOST:PORT (or 'auto')")
-    return host, int(port)
+    return host, number
 
 
 def _resolve(address: str, host: str, port: int) -> list[str]:

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from kennel.digits import declared_over
 from kennel.imaging import ImageRejected
 from kennel.serve.deadline import BodyDeadline
 from kennel.serve.service import ApiError
@@ -23,7 +24,7 @@ MAX_BYTES = 10 * 1024 * 1024
 async def read_bounded(request: Request, limit: int) -> bytes | None:
     """The request body, or None as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if declared_over(declared, limit):
         return None
     chunks: list[bytes] = []
     size = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kennel.digits import declared_over
 from kennel.serve.service import ApiError
 
 
@@ -24,9 +25,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        too_long = (
-            declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes
-        )  # refused unread
+        too_long = declared_over(declared, self.max_bytes)  # refused unread
         received = 0
 
         async def limited() -> Message:

@@ -24,7 +24,9 @@ from urllib.request import url2pathname
 import cv2
 import numpy as np
 
+from kennel.digits import ascii_number
 from kennel.errors import SourceError
+from kennel.imaging import DEFAULT_MAX_PIXELS
 
 # FFmpeg writes its own complaints straight to stderr ("moov atom not found", a camera's
 # "Connection refused"); the reader reports each failure as a source event, in kennel's words
@@ -38,7 +40,7 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 # Frames larger than this (width x height) are refused when the source opens, as images over
 # data.max_pixels are: decoded frames wait in the queue whole, a 12000 x 12000 clip of 10 MB
 # took 2.9 GB. Set from data.max_pixels by ``kennel watch``.
-MAX_PIXELS = 40_000_000
+MAX_PIXELS = DEFAULT_MAX_PIXELS
 # The highest camera index: OpenCV takes a C int, and no machine has more cameras.
 MAX_CAMERA = 9999
 # A file's frame rate outside this range is not believed: its frames are timed by their
@@ -67,7 +69,7 @@ class SourceEvent:
 
 def _is_index(source: str) -> bool:
     """Digits 0-9 only: ``int()`` also reads other scripts' digits (``"٣"`` is 3)."""
-    return source.isascii() and source.isdigit()
+    return ascii_number(source) is not None
 
 
 def open_spec(source: str) -> str | int:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import Depends, Request
 from starlette.types import Message
 
+from kennel.digits import declared_over
 from kennel.serve.auth import Identity
 from kennel.serve.service import ApiError, service_of
 
@@ -54,7 +55,7 @@ def limited(request: Request, limit: int) -> Request:
     arrive, so chunked and multipart bodies are bounded like any other and nothing over the
     limit is buffered, spooled to disk or kept."""
     declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if declared_over(declared, limit):
         raise too_large(limit)
     receive, seen = request.receive, 0
 

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kennel.digits import declared_over
 from kennel.errors import KennelError
 from kennel.serve.routes.common import too_large
 from kennel.serve.routes.errors import error_response
@@ -69,7 +70,7 @@ class RawPredict:
 
 async def _body(receive: Receive, limit: int, declared: str | None) -> bytes:
     """The whole body, refused (413) once it passes ``limit``: nothing over it is kept."""
-    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if declared_over(declared, limit):
         raise too_large(limit)
     chunks: list[bytes] = []
     seen = 0
