@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 import kennel.ingest.run as run
 import kennel.storage.local as local
 from kennel.datasets.synth import generate
+from kennel.db.audit import AuditLog
 from kennel.db.ingest import IngestStore
 from kennel.errors import SourceError
 from kennel.storage import ContentStore
@@ -114,5 +116,62 @@ def test_the_rules_a_run_resumes_under_include_the_allowed_roots(tmp_path: Path)
         wider = data.model_copy(update={"allowed_roots": [str(tmp_path / "elsewhere")]})
         other = run.Ingestor(ws.db, ws.content, ws.project.artifacts_url, wider)
         assert ws.ingestor(1).rules == same.rules != other.rules
+    finally:
+        ws.close()
+
+
+def _interrupted(ws: Workspace, lake: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An ingest of ``lake`` stopped right after its first checkpoint; its run id."""
+    save = run.Ingestor._save
+
+    def interrupted(self: run.Ingestor, *args: object) -> None:
+        save(self, *args)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "FIRST_CHECKPOINT_S", 0.0)
+    ingestor = ws.ingestor(1)
+    ingestor.chunk = 8
+    monkeypatch.setattr(run.Ingestor, "_save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ingestor.run(ws.source(str(lake)), "park")
+    monkeypatch.setattr(run.Ingestor, "_save", save)
+    with ws.db.session() as s:
+        from kennel.db.schema import IngestRunRow
+
+        (run_id,) = s.scalars(select(IngestRunRow.id).where(IngestRunRow.status == "running"))
+    return run_id
+
+
+def test_a_run_its_changed_folder_can_no_longer_resume_ends_as_abandoned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted, then the folder changed: the next ingest lists other files, so it cannot
+    resume; once it is done the interrupted run ends as abandoned, its records deleted. A run
+    whose process is alive (holding its claim) is left alone."""
+    lake = tmp_path / "lake"
+    generate(lake, 48, seed=5)
+    ws = Workspace(make_project(tmp_path / "p"))
+    try:
+        store = IngestStore(ws.db)
+        old = _interrupted(ws, lake, monkeypatch)
+        assert store.count(old, "ok") == 8
+        generate(tmp_path / "more", 4, seed=6)
+        for i, path in enumerate(sorted((tmp_path / "more").rglob("*.jpg"))):
+            (lake / path.parent.name / f"more-{i}{path.suffix}").write_bytes(path.read_bytes())
+        source = ws.source(str(lake))
+        live = store.start("f" * 32, dataset="park", source=source.describe(),
+                           fingerprint="f" * 64, parent_version=None, files=1,
+                           actor="t").id  # fmt: skip
+        with store.claim("f" * 64):  # another run of the folder, whose process is alive
+            report = ws.ingestor(1).run(source, "park")
+            assert not report.resumed and report.version.n_rows == 52
+        ended = store.get(old)
+        assert ended.status == "abandoned" and ended.summary["superseded_by"] == report.run_id
+        assert store.count(old, "ok") == 0
+        assert store.get(live).status == "running"  # not taken from a live process
+        actions = [(e.action, e.subject) for e in AuditLog(ws.db).entries()]
+        assert ("ingest.abandoned", f"park:{old}") in actions
+        assert ws.ingestor(1).run(ws.source(str(lake)), "park").version.id == report.version.id
+        assert store.get(live).status == "abandoned"  # its process gone: ended by the next
     finally:
         ws.close()

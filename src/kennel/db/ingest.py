@@ -9,48 +9,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import ARRAY, Text, any_, bindparam, delete, func, select, update
+from sqlalchemy import ARRAY, Text, any_, bindparam, func, select, update
 
-from kennel.db.audit import record
 from kennel.db.bulk import fetch_tuples, insert_ignore_tuples, upsert_tuples
 from kennel.db.datasets import Item
-from kennel.db.engine import Database
-from kennel.db.locking import lease, serialize
+from kennel.db.ingest_runs import IngestRunStore
 from kennel.db.schema import (
-    DatasetRow,
-    DatasetVersionRow,
     FileStateRow,
     IngestRecordRow,
-    IngestRunRow,
     ItemRow,
 )
 
-RUNNING = "running"
 STATE_PAGE = 50_000  # uris per query when looking up file states
 _STATE_COLUMNS = ("uri", "stat", "sha256", "width", "height")
 # an accepted file's columns (``IngestStore.accepted``): its record's, then its item's
 ACCEPTED = ("uri", "sha256", "label", "attrs", "width", "height", "brightness", "contrast",
             "sharpness", "phash")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class IngestRun:
-    id: str
-    dataset: str
-    source: str
-    fingerprint: str
-    parent_version: str | None
-    status: str  # running | done | failed
-    started_at: datetime
-    finished_at: datetime | None
-    version_id: str | None
-    summary: dict[str, Any]
 
 
 class FileStates(NamedTuple):
@@ -83,21 +61,6 @@ _item_values = attrgetter(*_ITEM_FIELDS)
 _record_values = attrgetter(*_RECORD_FIELDS)
 
 
-def _run(row: IngestRunRow) -> IngestRun:
-    return IngestRun(
-        id=row.id,
-        dataset=row.dataset,
-        source=row.source,
-        fingerprint=row.fingerprint,
-        parent_version=row.parent_version,
-        status=row.status,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        version_id=row.version_id,
-        summary=row.summary,
-    )
-
-
 def _record(row: IngestRecordRow) -> IngestRecord:
     return IngestRecord(
         run_id=row.run_id,
@@ -126,65 +89,9 @@ def _item(row: ItemRow) -> Item:
     )
 
 
-class IngestStore:
-    """Ingest runs, their per-file records and the items they accepted; one session per call."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def claim(self, fingerprint: str) -> AbstractContextManager[bool]:
-        """Whether this process may do the run of ``fingerprint`` (True), held while the body
-        runs; False while a live process does it (one that died holds nothing: resume)."""
-        return lease(self.db.engine, f"ingest:{fingerprint}")
-
-    def running(self, fingerprint: str) -> IngestRun | None:
-        """The newest unfinished run with this fingerprint (the one to resume), if any."""
-        with self.db.session() as s:
-            row = s.scalars(
-                select(IngestRunRow)
-                .where(IngestRunRow.fingerprint == fingerprint, IngestRunRow.status == RUNNING)
-                .order_by(IngestRunRow.started_at.desc())
-            ).first()
-            return _run(row) if row else None
-
-    def get(self, run_id: str) -> IngestRun | None:
-        with self.db.session() as s:
-            row = s.get(IngestRunRow, run_id)
-            return _run(row) if row else None
-
-    def start(
-        self,
-        run_id: str,
-        *,
-        dataset: str,
-        source: str,
-        fingerprint: str,
-        parent_version: str | None,
-        files: int,
-        actor: str,
-    ) -> IngestRun:
-        """A new running run, audited as ``ingest.start`` in the same transaction."""
-        with self.db.session() as s:
-            row = IngestRunRow(
-                id=run_id,
-                dataset=dataset,
-                source=source,
-                fingerprint=fingerprint,
-                parent_version=parent_version,
-                status=RUNNING,
-                started_at=datetime.now(UTC),
-                summary={"files": files},
-            )
-            s.add(row)
-            s.flush()
-            record(
-                s,
-                actor=actor,
-                action="ingest.start",
-                subject=f"{dataset}:{run_id}",
-                details={"source": source, "files": files},
-            )
-            return _run(row)
+class IngestStore(IngestRunStore):
+    """Ingest runs (``kennel.db.ingest_runs``), their per-file records and the items they
+    accepted; one session per call."""
 
     def item(self, sha256: str) -> Item | None:
         """The ingested image with this content, if any ingest accepted it."""
@@ -340,47 +247,3 @@ class IngestStore:
                 .order_by(IngestRecordRow.seq)
             )
             return [_record(r) for r in rows]
-
-    def forget_first_failure(self, run_id: str) -> bool:
-        """A failed run that was its dataset's first (no version, no other run) is removed with
-        its records and the dataset row it created, so a failed first ingest leaves no empty
-        dataset behind; the audit trail keeps its ``ingest.start``/``ingest.failed``."""
-        with self.db.session() as s:
-            run = s.get(IngestRunRow, run_id)
-            if run is None:
-                return False
-            dataset = run.dataset
-            serialize(s, f"dataset:{dataset}")  # against a racing ingest into the same dataset
-            has_version = s.scalar(select(func.count()).where(DatasetVersionRow.dataset == dataset))
-            other_runs = s.scalar(
-                select(func.count()).where(
-                    IngestRunRow.dataset == dataset, IngestRunRow.id != run_id
-                )
-            )
-            if has_version or other_runs:
-                return False
-            s.execute(delete(IngestRecordRow).where(IngestRecordRow.run_id == run_id))
-            s.execute(delete(IngestRunRow).where(IngestRunRow.id == run_id))
-            s.execute(delete(DatasetRow).where(DatasetRow.name == dataset))
-            return True
-
-    def close(
-        self, run_id: str, status: str, version_id: str | None, summary: dict[str, Any]
-    ) -> IngestRun:
-        """Finish a run (``done`` or ``failed``) with ``summary`` merged into its own, audited
-        as ``ingest.<status>`` in the same transaction."""
-        with self.db.session() as s:
-            run = s.get(IngestRunRow, run_id)
-            assert run is not None
-            run.status = status
-            run.finished_at = datetime.now(UTC)
-            run.version_id = version_id
-            run.summary = {**run.summary, **summary}
-            record(
-                s,
-                actor="kennel",
-                action=f"ingest.{status}",
-                subject=f"{run.dataset}:{run_id}",
-                details={"version": version_id, "quarantined": summary.get("quarantined", {})},
-            )
-            return _run(run)

@@ -345,6 +345,7 @@ class Ingestor:
                 parent_id = moved.head
                 continue
             self._close(run_id, "done", version.id, summary)
+            self.store.supersede(dataset, source.describe(), by=run_id)  # interrupted runs
             return version, created, summary
         raise MetadataError(
             f"could not commit a version of {dataset!r}: other ingests kept adding versions "
