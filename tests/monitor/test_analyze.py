@@ -19,7 +19,6 @@ from kennel.datasets.synth import render
 from kennel.monitor import analyze
 from kennel.monitor.window import Window
 from kennel.package.export import to_onnx
-from kennel.portable import square
 from kennel.serve.predlog import PredictionLog, row_of
 from kennel.serve.runtime import METADATA
 from kennel.wiring import Workspace
@@ -58,13 +57,11 @@ def _orange_share(cell: np.ndarray) -> float:
     return float(np.clip(1 - (distance / ORANGE_RADIUS) ** 2, 0, None).mean())
 
 
-def test_saliency_of_a_logged_prediction_points_at_the_animal(
-    park_model: Project, tmp_path: Path
-) -> None:
-    """Through the real path (a registered bundle, a logged prediction with its kept input,
-    ``kennel analyze saliency``), the map points at what the served model relies on. The model
-    is :class:`OrangeFurModel` in the park bundle's place, so the margin does not depend on
-    what training happened to learn on this machine's kernels."""
+def _fur_project(
+    park_model: Project, tmp_path: Path, frame: dict[str, object] | None = None
+) -> Project:
+    """A project with the park bundle's :class:`OrangeFurModel` twin registered as fur@1 (with
+    the frame policy ``frame``, where given)."""
     ws = Workspace(park_model)
     trained = ws.registry.resolve("pets@1")
     files = {name: ws.registry.read_file(trained, name) for name in trained.files}
@@ -75,6 +72,8 @@ def test_saliency_of_a_logged_prediction_points_at_the_animal(
     # the park model's embedding reference (and the "no pet" judgement drawn from it) does
     # not describe this model's embedding
     meta["reference"].pop("embedding_pca", None)
+    if frame is not None:
+        pre["frame"] = frame
     no_pca = {**files, METADATA: json.dumps(meta).encode()}
     project = make_project(tmp_path / "p", workers=1, labels=["cat", "dog", "empty"])
     ws = Workspace(project)
@@ -84,6 +83,59 @@ def test_saliency_of_a_logged_prediction_points_at_the_animal(
         run_id=None, dataset=None, dataset_version=None, metrics={}, gates_passed=True,
         gate_reasons=[], actor="test",
     )  # fmt: skip
+    ws.close()
+    return project
+
+
+def test_saliency_of_a_wide_frame_finds_the_pet_at_its_edge(
+    park_model: Project, tmp_path: Path
+) -> None:
+    """A wide CCTV frame served through the tiles policy, the pet at its left edge and nothing
+    but a grey wall in its centre square: the map covers the whole frame and points at the pet
+    (a map of the centre square alone would see only the wall)."""
+    ws = Workspace(_fur_project(park_model, tmp_path, {"policy": "tiles", "max_aspect": 1.5}))
+    predictor = ws.predictor("fur@1")
+    ws.close()
+    scene = next(
+        picture
+        for i in range(400)
+        if _orange_share(picture := np.asarray(Image.open(io.BytesIO(render(i, seed=21)[1]))))
+        > 0.02
+    )
+    wall = np.full_like(scene, 90)
+    wide = np.concatenate([scene, wall, wall], axis=1)  # 600 x 200
+    grid = 6
+    label, drop = analyze.occlusion(predictor, Image.fromarray(wide), grid=grid)
+    assert label == "dog" and drop.shape == (grid, grid)
+    fur = _fur_cells(wide, grid)
+    assert fur[:, 2:].max() == 0  # the wall
+    assert fur.flat[drop.argmax()] > 0.01 and drop.max() > 1.0, (drop, fur)
+    assert np.abs(drop[:, 2:]).max() < 0.05, drop  # covering the wall changes nothing
+    # the logged label is what is explained, whatever the model answers now
+    cat, _ = analyze.occlusion(predictor, Image.fromarray(wide), grid=2, label="cat")
+    assert cat == "cat"
+    overlay = analyze.overlay_map(Image.fromarray(wide), drop)
+    assert overlay.size == (256, 85)  # the whole frame, not its centre square
+
+
+def _fur_cells(picture: np.ndarray, grid: int) -> np.ndarray:
+    rows = np.linspace(0, picture.shape[0], grid + 1).astype(int)
+    cols = np.linspace(0, picture.shape[1], grid + 1).astype(int)
+    return np.array(
+        [[_orange_share(picture[rows[r] : rows[r + 1], cols[c] : cols[c + 1]])
+          for c in range(grid)] for r in range(grid)]
+    )  # fmt: skip
+
+
+def test_saliency_of_a_logged_prediction_points_at_the_animal(
+    park_model: Project, tmp_path: Path
+) -> None:
+    """Through the real path (a registered bundle, a logged prediction with its kept input,
+    ``kennel analyze saliency``), the map points at what the served model relies on. The model
+    is :class:`OrangeFurModel` in the park bundle's place, so the margin does not depend on
+    what training happened to learn on this machine's kernels."""
+    project = _fur_project(park_model, tmp_path)
+    ws = Workspace(project)
     predictor = ws.predictor("fur@1")
     log = PredictionLog(ws.db, tmp_path / "spool.jsonl", inputs=ws.content)
     log.start()
@@ -111,13 +163,8 @@ def test_saliency_of_a_logged_prediction_points_at_the_animal(
         assert result.exit_code == 0, result.output
         drop = np.array(json.loads(result.output)["map"])
         assert drop.shape == (grid, grid) and "data:image/png;base64," in out.read_text()
-        # the cells that hold the animal, from the picture the model saw
-        seen = square(Image.open(io.BytesIO(data)).convert("RGB"), size)
-        edges = np.linspace(0, size, grid + 1).astype(int)
-        fur = np.array(
-            [[_orange_share(seen[edges[r] : edges[r + 1], edges[c] : edges[c + 1]])
-              for c in range(grid)] for r in range(grid)]
-        )  # fmt: skip
+        # the cells of the picture that hold the animal
+        fur = _fur_cells(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), grid)
         animal, elsewhere = drop[fur > 0.01], drop[fur == 0]
         # covering the animal costs the answer log-odds; covering the sky (the top row: the
         # simulator never draws an animal there) or any other fur-free cell costs nothing

@@ -273,7 +273,8 @@ def analyze_saliency(
         if logged is None:
             raise NotFoundError(f"prediction {prediction_id!r} not found")
         ref, digest = logged.ref, logged.input_sha256
-        info = {"id": logged.id, "confidence": logged.confidence, "model": ref}
+        info = {"id": logged.id, "label": logged.label, "confidence": logged.confidence,
+                "model": ref}  # fmt: skip
         if digest is None or not ws.content.exists(digest):
             raise NotFoundError(
                 f"the input of prediction {prediction_id} was not kept (its service ran with "

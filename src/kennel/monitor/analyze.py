@@ -14,35 +14,48 @@ from PIL import Image
 
 from kennel.fsutil import KENNEL_PAGE
 from kennel.monitor.window import Window
-from kennel.portable import square
 from kennel.serve.runtime import Predictor
 
+_OCCLUDED_AT_ONCE = 64  # covered pictures prepared and inferred together
 
-def occlusion(predictor: Predictor, image: Image.Image, *, grid: int = 8) -> tuple[str, np.ndarray]:
-    """The predicted label and a [grid, grid] map: how much the evidence for that label drops
-    when each cell of the model's input is covered with the image's mean colour. Evidence is
-    the label's log-odds against the other labels: unlike its probability it does not
-    saturate, so a confident model's map still shows which cells it relies on."""
-    size = predictor.bundle.image_size
-    pixels = square(image, size)
-    base = predictor.prepare_image(Image.fromarray(pixels)).tensor
-    fill = predictor.prepare_image(
-        Image.fromarray(np.full_like(pixels, pixels.reshape(-1, 3).mean(0).astype(np.uint8)))
-    ).tensor
-    edges = np.linspace(0, size, grid + 1).astype(int)
-    batch = [base]
-    for r in range(grid):
-        for c in range(grid):
-            covered = base.copy()
-            ys, xs = slice(edges[r], edges[r + 1]), slice(edges[c], edges[c + 1])
-            covered[:, ys, xs] = fill[:, ys, xs]
-            batch.append(covered)
-    logits, _ = predictor.infer(np.stack(batch))
-    k = int(logits[0].argmax())
-    others = np.delete(logits.astype(np.float64), k, axis=1)
+
+def occlusion(
+    predictor: Predictor, image: Image.Image, *, grid: int = 8, label: str | None = None
+) -> tuple[str, np.ndarray]:
+    """The label explained (``label``, else the one predicted) and a [grid, grid] map over the
+    whole picture: how much the evidence for that label drops when each cell is covered with
+    the picture's mean colour. Each covered picture goes through the bundle's frame policy as
+    served (its centre square, or the letterbox and tiles of a wide frame, the policy picking
+    the view that answers), so a pet at the edge of a wide CCTV frame is explained where it
+    is. Evidence is the label's log-odds against the others in the answering view's logits:
+    unlike its probability it does not saturate, so a confident model's map still shows which
+    cells it relies on."""
+    pixels = np.asarray(image.convert("RGB"))
+    height, width = pixels.shape[:2]
+    fill = pixels.reshape(-1, 3).mean(0).astype(np.uint8)
+    rows = np.linspace(0, height, grid + 1).astype(int)
+    cols = np.linspace(0, width, grid + 1).astype(int)
+
+    def covered(cell: int) -> Image.Image:
+        r, c = divmod(cell, grid)
+        out = pixels.copy()
+        out[rows[r] : rows[r + 1], cols[c] : cols[c + 1]] = fill
+        return Image.fromarray(out)
+
+    base = predictor.answering_logits([predictor.prepare_image(Image.fromarray(pixels))])
+    labels = predictor.bundle.labels
+    k = labels.index(label) if label in labels else int(base[0].argmax())
+    logits = [base]
+    for start in range(0, grid * grid, _OCCLUDED_AT_ONCE):  # bounded memory at any grid
+        cells = range(start, min(start + _OCCLUDED_AT_ONCE, grid * grid))
+        logits.append(
+            predictor.answering_logits([predictor.prepare_image(covered(i)) for i in cells])
+        )
+    every = np.concatenate(logits).astype(np.float64)
+    others = np.delete(every, k, axis=1)
     peak = others.max(axis=1, keepdims=True)
     rest = peak[:, 0] + np.log(np.exp(others - peak).sum(axis=1))  # log-sum-exp, stable
-    evidence = logits[:, k] - rest
+    evidence = every[:, k] - rest
     drop = (evidence[0] - evidence[1:]).reshape(grid, grid)
     return predictor.bundle.labels[k], drop
 
@@ -54,36 +67,43 @@ def _png(image: Image.Image) -> str:
 
 
 def overlay_map(image: Image.Image, drop: np.ndarray, *, size: int = 256) -> Image.Image:
-    """``image`` as the model sees it (square, ``size`` px) with the occlusion map ``drop``
-    laid over it in red: the redder a cell, the more covering it lowers the evidence."""
-    shown = Image.fromarray(square(image, size))
+    """The whole picture (its longer side ``size`` px) with the occlusion map ``drop`` laid
+    over it in red: the redder a cell, the more covering it lowers the evidence."""
+    shown = image.convert("RGB")
+    scale = size / max(shown.size)
+    shown = shown.resize(
+        (max(1, round(shown.width * scale)), max(1, round(shown.height * scale))),
+        Image.Resampling.BILINEAR,
+    )
     heat = np.clip(drop / max(float(np.abs(drop).max()), 1e-6), 0, 1)
     heat_img = Image.fromarray((heat * 255).astype(np.uint8)).resize(
-        (size, size), Image.Resampling.BILINEAR
+        shown.size,
+        Image.Resampling.NEAREST,  # cell by cell, as the cells were covered
     )
-    red = np.zeros((size, size, 3), np.uint8)
-    red[..., 0] = 255
+    red = Image.new("RGB", shown.size, (255, 0, 0))
     return Image.composite(
-        Image.blend(shown, Image.fromarray(red), 0.6), shown, heat_img.point(lambda v: int(v * 0.9))
+        Image.blend(shown, red, 0.6), shown, heat_img.point(lambda v: int(v * 0.9))
     )
 
 
 def saliency_html(
     predictor: Predictor, image: Image.Image, prediction: dict[str, Any], *, grid: int = 8
 ) -> tuple[str, np.ndarray]:
-    """A page with the input, the occlusion map laid over it, and the prediction."""
-    label, drop = occlusion(predictor, image, grid=grid)
+    """A page with the picture, the occlusion map laid over it, and the prediction: the map
+    explains the label logged (``prediction["label"]``), where one is given."""
+    label, drop = occlusion(predictor, image, grid=grid, label=prediction.get("label"))
     size = 256
-    shown = Image.fromarray(square(image, size))
     overlay = overlay_map(image, drop, size=size)
+    shown = image.convert("RGB").resize(overlay.size, Image.Resampling.BILINEAR)
     esc = html.escape
     page = f"""<!doctype html><html><head><meta charset="utf-8">{KENNEL_PAGE}<title>saliency</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em}}figure{{display:inline-block}}</style>
 </head><body><h1>Why {esc(label)}?</h1>
 <p>prediction {esc(str(prediction.get("id", "")))}: {esc(label)} with confidence
 {float(prediction.get("confidence", 0)):.3f}, model {esc(str(prediction.get("model", "")))}.
-Red cells are the parts of the image whose occlusion lowers the evidence for it most.</p>
-<figure><img src="data:image/png;base64,{_png(shown)}"><figcaption>input (as the model sees it)
+Red cells are the parts of the picture whose occlusion lowers the evidence for it most, each
+covered picture seen through the model's frame policy as it was served.</p>
+<figure><img src="data:image/png;base64,{_png(shown)}"><figcaption>the picture
 </figcaption></figure>
 <figure><img src="data:image/png;base64,{_png(overlay)}"><figcaption>occlusion saliency
 ({grid}x{grid})</figcaption></figure></body></html>"""

@@ -226,6 +226,18 @@ class Predictor:
         outputs = run(self.session, batch)
         return outputs["logits"], outputs["embedding"]
 
+    def answering_logits(self, items: Sequence[Prepared]) -> np.ndarray:
+        """Per picture, the raw logits [N, classes] of the view its answer comes from (the
+        frame policy's pick among its views, as ``predict_prepared`` makes it)."""
+        counts = [len(p.views) for p in items]
+        outputs = run(self.session, np.concatenate([p.views for p in items]))
+        scored = score(outputs, counts, temperature=self._temperature, check=self.check)
+        starts = np.cumsum([0, *counts[:-1]])
+        logits: np.ndarray = outputs["logits"][
+            [s + a.view for s, a in zip(starts, scored, strict=True)]
+        ]
+        return logits
+
     def predict_prepared(self, items: Sequence[Prepared]) -> list[Prediction]:
         if not items:
             return []

@@ -103,7 +103,7 @@ class Saliency:
         from kennel.monitor.analyze import occlusion, overlay_map
 
         try:
-            _label, drop = occlusion(self._predictor(p.ref), image, grid=self.grid)
+            _label, drop = occlusion(self._predictor(p.ref), image, grid=self.grid, label=p.label)
             data = png(overlay_map(image, drop))
         except BaseException:  # a failure is answered by the future; a reload tries again
             with self._lock:
