@@ -3,6 +3,7 @@ log) and migration 0006, each run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -172,6 +173,26 @@ def test_monitor_runs_list_every_version_of_their_window(db: Database) -> None:
     assert (entry.action, entry.subject, entry.details) == (
         "monitor.run", "production:r2", {"n": 10, "drifted": 0.0}
     )  # fmt: skip
+
+
+def test_an_incident_belongs_to_the_versions_of_the_window_that_raised_it(db: Database) -> None:
+    """pets@2 served production, was rolled back and kept an alias (staging) while pets@1
+    served again: an alert then is pets@1's incident, not pets@2's (the compliance report
+    counted every alert raised while a version held any alias)."""
+    from kennel.govern.compliance import _raised_on
+
+    store = MonitorRunStore(db)
+    store.add(_run("r1", [2], 2, 1), actor="mon", n=10)
+    store.add(_run("r2", [1], 1, 5), actor="mon", n=10)
+    assert store.raised_at("production", T0) is None  # before any run
+    assert store.raised_at("production", T0 + timedelta(minutes=5)).id == "r2"  # type: ignore[union-attr]
+    assert store.raised_at("staging", T0 + timedelta(minutes=9)) is None
+    records = AlertRecords(db)
+    alert = records.apply([_verdict(True, 0.7)], subject="production", actor="mon").opened[0]
+    raised = dataclasses.replace(alert, first_at=T0 + timedelta(minutes=6))
+    assert _raised_on(store, raised, "pets", 1) and not _raised_on(store, raised, "pets", 2)
+    earlier = dataclasses.replace(alert, first_at=T0 + timedelta(minutes=2))
+    assert _raised_on(store, earlier, "pets", 2) and not _raised_on(store, earlier, "other", 2)
 
 
 def test_audit_log_appends_finds_by_subject_and_verifies(db: Database) -> None:

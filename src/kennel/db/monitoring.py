@@ -110,6 +110,20 @@ class MonitorRunStore:
             row = s.scalars(query).first()
             return _run(row) if row is not None else None
 
+    def raised_at(self, environment: str, at: datetime) -> MonitorRun | None:
+        """The newest run of ``environment`` recorded at or before ``at``: the one whose
+        verdicts an alert first opened at ``at`` came from (its rules are evaluated right after
+        the run is stored)."""
+        query = (
+            select(MonitorRunRow)
+            .where(MonitorRunRow.environment == environment, MonitorRunRow.at <= at)
+            .order_by(MonitorRunRow.at.desc())
+            .limit(1)
+        )
+        with self.db.session() as s:
+            row = s.scalars(query).first()
+            return _run(row) if row is not None else None
+
     def environments(self) -> list[str]:
         """Every environment a run was recorded for, sorted."""
         with self.db.session() as s:

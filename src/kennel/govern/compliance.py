@@ -10,7 +10,7 @@ from typing import Any
 from kennel import pages
 from kennel.datasets.versioning import DatasetCatalog
 from kennel.db import Database, aware
-from kennel.db.alerts import AlertRecords
+from kennel.db.alerts import Alert, AlertRecords
 from kennel.db.audit import AuditLog
 from kennel.db.deployments import DeploymentStore
 from kennel.db.monitoring import MonitorRunStore
@@ -20,8 +20,12 @@ from kennel.serve.runtime import METADATA
 from kennel.train.tracking import RunTracker
 
 
-def _within(at: datetime, period: dict[str, Any]) -> bool:
-    return bool(period["from"] <= at and (period["until"] is None or at < period["until"]))
+def _raised_on(runs: MonitorRunStore, alert: Alert, model: str, version: int) -> bool:
+    """Whether ``alert`` was raised by a monitoring window that held predictions of
+    ``model@version``: an incident of that version (a version that only held an alias, such
+    as staging or champion, while another served has none)."""
+    run = runs.raised_at(alert.subject, alert.first_at)
+    return run is not None and run.model == model and version in run.versions
 
 
 def compliance(
@@ -38,16 +42,11 @@ def compliance(
         model.ref, registry=registry, tracker=tracker, catalog=catalog, files_limit=10
     )
     history = registry.alias_history(model.name)
-    live: list[dict[str, Any]] = []  # periods this version was behind an alias
-    for i, event in enumerate(history):
-        if event.to_version != model.version:
-            continue
-        end = next((e.at for e in history[i + 1 :] if e.alias == event.alias), None)
-        live.append({"alias": event.alias, "from": aware(event.at), "until": end and aware(end)})
     deployments = DeploymentStore(db)
     certs = deployments.certifications(model.name, model.version)
     approvals = deployments.approvals(model.name, model.version)
-    runs = MonitorRunStore(db).for_model(model.name, model.version)
+    monitoring = MonitorRunStore(db)
+    runs = monitoring.for_model(model.name, model.version)
     alerts = AlertRecords(db).list(limit=None)[::-1]  # oldest first
     audit_log = AuditLog(db)
     audit = audit_log.about(model.name)
@@ -58,8 +57,7 @@ def compliance(
          "state": a.state, "message": a.message, "first_at": aware(a.first_at).isoformat(),
          "count": a.count, "actions": a.actions}
         for a in alerts
-        if a.subject in environments
-        and any(_within(aware(a.first_at), p) for p in live)
+        if a.subject in environments and _raised_on(monitoring, a, model.name, model.version)
     ]  # fmt: skip
     report = {
         "model": model.as_dict(),
