@@ -200,3 +200,26 @@ def test_oversized_requests_are_refused_before_any_work(walk: Walk) -> None:
     assert walk.client.get("/datasets", params={"q": LONG}).status_code == 200
     answer: Any = walk.client.get("/datasets/" + "x" * 60_000)
     assert 400 <= answer.status_code < 500 and "Traceback" not in answer.text
+
+
+def test_an_error_page_leaves_the_last_actions_message_for_the_next_page(
+    dashboard: Dashboard,
+) -> None:
+    """A message from the session's last action (another tab's approval, say) is shown by the
+    next page, not used up by an error page that another request happened to hit first."""
+    sessions = SessionStore()
+    server = start_app_in_thread(
+        create_app(Workspace(dashboard.project), sessions=sessions), port=0
+    )
+    session = sessions.create(dashboard.tokens["viewer"])
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            client.cookies.set("kennel_session", session.id)
+            session.flash.append(("ok", "pets@2 approved by quinn (qa)"))
+            missing = client.get("/models/nosuch")
+            assert missing.status_code == 404 and "approved by quinn" not in missing.text
+            shown = client.get("/")
+            assert shown.status_code == 200 and "pets@2 approved by quinn (qa)" in shown.text
+            assert "approved by quinn" not in client.get("/").text  # shown once
+    finally:
+        server.stop()

@@ -133,11 +133,14 @@ def render(
     session: Session | None = None,
     who: Identity | None = None,
     live_url: str = "",
+    flash: bool = True,
     **context: Any,
 ) -> HTMLResponse:
+    """``template`` as a page of the layout; ``flash``: show (and so use up) the session's
+    messages from its last action (an error page leaves them for the next page)."""
     ui: Dashboard = request.app.state.ui
-    flash = session.flash[:] if session else []
-    if session:
+    messages = session.flash[:] if session and flash else []
+    if messages and session:
         session.flash.clear()
     page = pages.render(
         template,
@@ -147,7 +150,7 @@ def render(
             "active": "/" + request.url.path.strip("/").split("/")[0],
             "who": who,
             "csrf": session.csrf if session else "",
-            "flash": flash,
+            "flash": messages,
             "live_url": live_url,
             "live_s": ui.live_s,
             **context,
@@ -181,6 +184,7 @@ def error_page(request: Request, status: int, message: str, back: str = "") -> R
         title=f"{status} {headings.get(status, 'error')}",
         session=session if who else None,
         who=who,
+        flash=False,  # another request's message (another tab's action) is not this page's
         code=status,
         heading=headings.get(status, "error"),
         message=message,
