@@ -4,12 +4,21 @@ length), read strictly: ASCII digits only. Python's ``int`` also takes '٣', '+3
 
 from __future__ import annotations
 
+# Beyond this many significant digits a number is read as HUGE: larger than every limit it is
+# checked against, and ``int`` refuses strings past 4,300 digits (a 500 before, where a header
+# of 5,000 digits reached it)
+_SIGNIFICANT = 19
+HUGE = 10**_SIGNIFICANT
+
 
 def ascii_number(text: str | bytes | None) -> int | None:
-    """``text`` as a non-negative integer when it is one or more ASCII digits, else None."""
+    """``text`` as a non-negative integer when it is one or more ASCII digits, else None; a
+    number of more than 19 significant digits is :data:`HUGE`."""
     if not text or not text.isascii() or not text.isdigit():
         return None
-    return int(text)
+    digits = text if isinstance(text, str) else text.decode("ascii")
+    significant = digits.lstrip("0")
+    return HUGE if len(significant) > _SIGNIFICANT else int(significant or 0)
 
 
 def declared_over(declared: str | bytes | None, limit: int) -> bool:

@@ -36,3 +36,12 @@ def test_a_demo_too_small_to_pass_its_gates_is_refused_before_it_starts(tmp_path
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--count", "300"])
     assert result.exit_code == 2 and "greater than or equal to 800" in result.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_saliency_of_an_unknown_prediction_makes_no_folder(tmp_path: Path) -> None:
+    """The prediction is looked up before the page's place is made; an id is never a path."""
+    root = make_project(tmp_path / "p").root
+    out = tmp_path / "reports"
+    line = _fails(root, "analyze", "saliency", "../../../../", "--out", f"{out}/", code=3)
+    assert line == "error: prediction '../../../../' not found" and not out.exists()
+    assert _fails(root, "models", "show", "pets@@", code=2).startswith("error: 'pets@@': '@'")

@@ -134,7 +134,7 @@ def test_every_metric_a_window_measures_can_be_named_in_a_rule(
     families = [k for k in metrics if k not in METRICS]
     assert "drift.embedding.p_value" in families and "drift.image.brightness.psi" in families
     for never in ("drift.image.brightnes.p_value", "drift.embedding.psi", "drift.x.p_value",
-                  "integrity.outside.exposure"):  # fmt: skip
+                  "integrity.outside.exposure", "drift.embedding.p_value\n"):  # fmt: skip
         with pytest.raises(ValueError, match="no window measures"):
             RuleConfig(name="r", metric=never, threshold=1.0)
     with pytest.raises(ValueError, match=r"did you mean 'drift\.image\.brightness\.p_value'"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +122,94 @@ def test_rows_the_blocks_do_not_hold_are_read_from_the_rows(
     window = _read(db, since=T0, until=until)
     assert from_blocks == [False] and len(window) == 40
     _assert_same(window, _json_window(db, T0, until))
+
+
+def _both(db: Database, **kwargs: Any) -> tuple[Window, Window]:
+    """The window from the blocks, then from the rows (the blocks' reader made to decline)."""
+    blocks = _read(db, **kwargs)
+    real = predictions.window_of
+    predictions.window_of = lambda *a, **k: None  # type: ignore[assignment]
+    try:
+        rows = _read(db, **kwargs)
+    finally:
+        predictions.window_of = real
+    return blocks, rows
+
+
+def test_ties_old_times_and_repeated_ids_read_alike_both_ways(
+    db: Database, from_blocks: list[bool]
+) -> None:
+    """Predictions at the same microsecond come back in id order both ways (the drift tests
+    sample by position); a time before 1970 is placed exactly; an id twice in one batch is
+    stored, and copied, once."""
+    rng = np.random.default_rng(3)
+    rows = _rows(0, 12, rng)
+    for i, row in enumerate(rows):
+        row["id"] = f"t{(7 * i) % 12:02d}"  # ids out of order within each tie
+        row["at"] = T0 + timedelta(seconds=i // 4)
+    early = datetime(1969, 12, 31, 23, 59, 59, 900000, tzinfo=UTC)
+    old = [dict(rows[0], id="e1", at=early), dict(rows[1], id="e2", at=early + timedelta(0.2))]
+    twice = [dict(rows[2], id="dup", at=T0 + timedelta(seconds=9)),
+             dict(rows[3], id="dup", at=T0 + timedelta(seconds=10))]  # fmt: skip
+    PredictionStore(db).add_many([LoggedPrediction(**r) for r in [*rows, *old, *twice]])
+    blocks, rows_read = _both(db, since=T0, until=T0 + timedelta(minutes=1))
+    by_time = [r["id"] for r in sorted(rows, key=lambda r: (r["at"], r["id"]))]
+    assert by_time != [r["id"] for r in rows]  # ties to break
+    assert blocks.ids == rows_read.ids == [*by_time, "dup"]
+    _assert_same(blocks, rows_read)
+    ancient = datetime(1969, 12, 31, tzinfo=UTC)
+    before, before_rows = _both(db, since=ancient, until=datetime(1970, 1, 2, tzinfo=UTC))
+    assert before.ids == before_rows.ids == ["e1", "e2"]
+    assert from_blocks == [True, True]  # (the rows' reads went around the spy)
+
+
+def test_a_record_the_blocks_cannot_copy_still_reaches_the_log(
+    db: Database, tmp_path: Path, from_blocks: list[bool]
+) -> None:
+    """An odd-length embedding (a malformed journal line) made the block's encoder raise and
+    the drain thread die, for good: the batch is stored without its block instead."""
+    rng = np.random.default_rng(4)
+    rows = _rows(0, 5, rng)
+    rows[0]["embedding"] = b"\x00\x01\x02"
+    _log(db, rows, tmp_path / "a.jsonl")
+    window = _read(db, since=T0, until=T0 + timedelta(minutes=1))
+    assert len(window) == 5 and from_blocks == [False]  # read from the rows
+
+
+def test_a_damaged_block_sends_the_window_to_the_rows(
+    db: Database, tmp_path: Path, from_blocks: list[bool]
+) -> None:
+    _log(db, _rows(0, 20, np.random.default_rng(5)), tmp_path / "a.jsonl")
+    until = T0 + timedelta(minutes=1)
+    want = _read(db, since=T0, until=until)
+    for damaged in (b"", b"\xff" * 40, None):
+        with db.session() as s:
+            first = s.execute(select(func.min(PredictionBlockRow.id))).scalar_one()
+            data = damaged
+            if data is None:  # a real block cut short
+                data = s.get(PredictionBlockRow, first).data[:-64]  # type: ignore[union-attr]
+            s.get(PredictionBlockRow, first).data = data  # type: ignore[union-attr]
+        got = _read(db, since=T0, until=until)
+        assert got.ids == want.ids and from_blocks[-1] is False
+
+
+def test_a_row_stored_while_the_window_is_read_is_left_out_whole(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prediction (with its feedback, which may come first) stored between the blocks' read
+    and the feedback's: the window is the one the blocks gave; the late label was a KeyError."""
+    rng = np.random.default_rng(6)
+    store = PredictionStore(db)
+    store.add_many([LoggedPrediction(**r) for r in _rows(0, 10, rng)])
+    late = LoggedPrediction(**_rows(10, 1, rng)[0])
+    real = predictions.window_of
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        store.add_feedback(late.id, "cat", actor="qa")
+        store.add_many([late])
+        return found
+
+    monkeypatch.setattr(predictions, "window_of", racing)
+    window = _read(db, since=T0, until=T0 + timedelta(minutes=5))
+    assert len(window) == 10 and late.id not in window.ids

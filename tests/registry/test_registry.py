@@ -104,3 +104,8 @@ def test_resolve_errors(registry: ModelRegistry) -> None:
     # a bare '@' names no version: it was read as the newest, silently
     with pytest.raises(ConfigError, match="no version or alias after '@'"):
         registry.resolve("pets@")
+    for malformed in ("pets@@", "pets@ ", "pets@1@2", "pets@-1", "pets@prod\n"):
+        with pytest.raises(ConfigError, match="neither a version number nor an alias"):
+            registry.resolve(malformed)
+    with pytest.raises(ConfigError, match="invalid model name"):
+        registry.resolve("pets\n@1")  # a name's pattern holds to its very end

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -266,12 +267,13 @@ def analyze_saliency(
     from kennel.imaging import decode
     from kennel.monitor import analyze
 
-    target = page_target(out, f"saliency-{prediction_id[:12]}.html", force=force)
-
     with opened(project) as ws:
         logged = PredictionStore(ws.db).get(prediction_id)
         if logged is None:
             raise NotFoundError(f"prediction {prediction_id!r} not found")
+        # refused before the work; the default name from the id as stored (no path in it)
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", logged.id[:12])
+        target = page_target(out, f"saliency-{safe}.html", force=force)
         ref, digest = logged.ref, logged.input_sha256
         info = {"id": logged.id, "label": logged.label, "confidence": logged.confidence,
                 "model": ref}  # fmt: skip

@@ -44,7 +44,7 @@ _DRIFT_TEST = (
 )
 METRIC_FAMILIES = re.compile(
     rf"^(integrity\.outside\.{_STAT}|drift\.{_DRIFT_TEST}"
-    r"|performance\.(recall|precision)\.[\w-]+|fairness\.predicted_rate_ratio\.[\w-]+)$"
+    r"|performance\.(recall|precision)\.[\w-]+|fairness\.predicted_rate_ratio\.[\w-]+)\Z"
 )
 _STATS = ("brightness", "contrast", "sharpness", "width", "height")
 # the names a misspelt metric is compared with (the per-class ones are checked by class)

@@ -32,7 +32,7 @@ from kennel.storage import ContentStore
 if TYPE_CHECKING:
     import numpy as np
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 SAMPLE = 20  # how many duplicate groups / pairs a summary keeps verbatim
 TABLE_CACHE_BYTES = 256 * 2**20  # manifests kept decoded by a long-lived catalog (the dashboard)
 INDEXES_KEPT = 4  # indexes kept opened (an append reads its parent's twice)

@@ -12,7 +12,7 @@ from typing import Protocol
 from kennel.errors import KennelError, StorageError
 
 _ANCHORS = "audit/anchors"
-_ANCHOR_NAME = re.compile(r"^[0-9]{12}$")
+_ANCHOR_NAME = re.compile(r"^[0-9]{12}\Z")
 
 
 class AnchorStore(Protocol):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,10 +33,14 @@ _CLASSES = b"kennel.classes"
 _FORMAT = b"kennel.format"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def micros(at: datetime) -> int:
-    """A time as integer microseconds since the epoch, UTC (a naive time is UTC here)."""
-    at = aware(at)
-    return int(at.timestamp()) * 1_000_000 + at.microsecond
+    """A time as integer microseconds since the epoch, UTC (a naive time is UTC here), exact
+    at any date (no float on the way)."""
+    return (aware(at) - _EPOCH) // _MICROSECOND
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,11 @@ def blocks_of(predictions: Iterable[Any]) -> list[Block]:
     """The blocks of a batch of ``LoggedPrediction`` s, one per group of rows that share their
     environment, model, class list and embedding size."""
     groups: dict[tuple[str, str, tuple[str, ...], int], list[Any]] = {}
+    seen: set[str] = set()
     for p in predictions:
+        if p.id in seen:  # an id twice in one batch: the database keeps the first
+            continue
+        seen.add(p.id)
         key = (p.environment, p.model, tuple(p.probabilities), len(p.embedding or b""))
         groups.setdefault(key, []).append(p)
     return [_block(names, size, rows) for (_, _, names, size), rows in groups.items()]
@@ -134,14 +142,25 @@ class _Part:
         return np.asarray(names[codes if self.keep is None else codes[self.keep]])
 
 
+_REQUIRED = ("id", "at", "source", "version", "latency_ms", *STATS)
+
+
 def _read(data: bytes) -> _Part | None:
+    """The block, or None for one this reader cannot use (another format, damaged bytes):
+    the window is then read from the rows."""
     import pyarrow as pa
 
-    table = pa.ipc.open_stream(data).read_all()
-    meta = table.schema.metadata or {}
-    if meta.get(_FORMAT) != FORMAT.encode():
+    try:
+        table = pa.ipc.open_stream(data).read_all()
+        meta = table.schema.metadata or {}
+        if meta.get(_FORMAT) != FORMAT.encode() or not set(_REQUIRED) <= set(table.column_names):
+            return None
+        classes = json.loads(meta[_CLASSES])
+    except (pa.ArrowException, OSError, ValueError, KeyError):  # JSON's errors: ValueError
         return None
-    return _Part(table, json.loads(meta[_CLASSES]), rows=table.num_rows)
+    if not isinstance(classes, list) or (classes and "probs" not in table.column_names):
+        return None
+    return _Part(table, [str(c) for c in classes], rows=table.num_rows)
 
 
 def window_of(
@@ -173,11 +192,22 @@ def _concatenate(parts: Sequence[_Part], of: Any) -> np.ndarray:
     return np.concatenate([of(p) for p in parts]) if parts else np.zeros(0)
 
 
-def _assemble(parts: Sequence[_Part]) -> PredictionColumns:
+def _order(at: np.ndarray, ids: np.ndarray) -> Any:
+    """Oldest first, ties by id: the order the rows are read in (``ORDER BY at, id``)."""
+    if len(at) < 2:
+        return slice(None)
+    if bool(np.all(at[1:] > at[:-1])):  # blocks come oldest first, a batch mostly in order
+        return slice(None)
+    return np.lexsort((ids.astype(str), at))
+
+
+def _assemble(parts: Sequence[_Part]) -> PredictionColumns | None:
     at = _concatenate(parts, lambda p: p.column("at"))
+    ids = _concatenate(parts, lambda p: p.column("id"))
     n = len(at)
-    # the blocks come oldest first and a batch is usually in time order already
-    order: Any = slice(None) if bool(np.all(at[1:] >= at[:-1])) else np.argsort(at, kind="stable")
+    if len(set(ids.tolist())) != n:  # a block copied a row twice: the rows decide
+        return None
+    order = _order(at, ids)
     classes = sorted({c for p in parts for c in p.classes})
     position = {c: j for j, c in enumerate(classes)}
     probabilities = np.zeros((n, len(classes)), dtype=np.float64)
@@ -199,7 +229,7 @@ def _assemble(parts: Sequence[_Part]) -> PredictionColumns:
         return np.asarray(_concatenate(parts, lambda p: p.column(name))[order])
 
     return PredictionColumns(
-        ids=column("id").tolist(),
+        ids=ids[order].tolist(),
         sources=_concatenate(parts, _Part.sources)[order].tolist(),
         versions=column("version").tolist(),
         truth=[None] * n,

@@ -3,6 +3,7 @@ true labels that come back later as feedback."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -27,6 +28,8 @@ from kennel.db.predcols import (
 from kennel.db.schema import FeedbackRow, InputRejectionRow, PredictionBlockRow, PredictionRow
 from kennel.db.search import PredictionQuery, SearchHit, TrafficBucket, search, traffic
 from kennel.db.timeseries import Buckets
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Feedback", "InputRejection", "LoggedPrediction", "Observed", "PredictionColumns",
            "PredictionQuery", "PredictionStore", "SearchHit", "TrafficBucket"]  # fmt: skip
@@ -132,7 +135,13 @@ class PredictionStore:
                 [_row(p) for p in predictions],
                 key="id",
             )
-            blocks = blocks_of(p for p in predictions if p.id in inserted)
+            try:
+                blocks = blocks_of(p for p in predictions if p.id in inserted)
+            except Exception:  # a copy for speed must never stop the log
+                # (a malformed record that the rows take: an odd embedding, a huge version);
+                # windows over these rows are read from the rows
+                log.warning("prediction batch kept without its columnar block", exc_info=True)
+                blocks = []
             if blocks:
                 s.execute(
                     PredictionBlockRow.__table__.insert(),  # type: ignore[attr-defined]
@@ -213,7 +222,7 @@ class PredictionStore:
             .outerjoin(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
             .where(PredictionRow.environment == environment)
             .where(PredictionRow.at >= since, PredictionRow.at < until)
-            .order_by(PredictionRow.at)
+            .order_by(PredictionRow.at, PredictionRow.id)
         )
         if model is not None:
             query = query.where(PredictionRow.model == model)
@@ -253,7 +262,7 @@ class PredictionStore:
                 select(*_WINDOW_COLUMNS)
                 .outerjoin(FeedbackRow, FeedbackRow.prediction_id == PredictionRow.id)
                 .where(*filters)
-                .order_by(PredictionRow.at)
+                .order_by(PredictionRow.at, PredictionRow.id)  # ties as the blocks order them
             )
             rows = fetch_tuples(s, query)
             legacy = None
@@ -300,7 +309,8 @@ class PredictionStore:
         if labels:
             at = {pid: i for i, pid in enumerate(found.ids)}
             for pid, label in labels:
-                found.truth[at[pid]] = label
+                if pid in at:  # not a row stored after the blocks were read
+                    found.truth[at[pid]] = label
         return found
 
     def labelled(self, environment: str) -> list[Observed]:

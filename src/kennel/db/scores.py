@@ -39,7 +39,7 @@ from kennel.db.engine import CONNECT_TIMEOUT_S, connect, database_url, where
 from kennel.errors import ConfigError, MetadataError, NotFoundError
 from kennel.retry import first_line
 
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 _KEY = ("uri", "input_sha256", "model", "version")
 
 

@@ -96,7 +96,7 @@ def _is_service(pid: int, env: str, root: Path | None) -> bool:
     return all(part in argv for part in wanted)
 
 
-_PIDFILE = re.compile(rb"^([0-9]{1,7})(?: ([0-9]{1,20}))?$")
+_PIDFILE = re.compile(rb"^([0-9]{1,7})(?: ([0-9]{1,20}))?\Z")
 PID_MAX = 4_194_304  # Linux's ceiling for a pid
 
 

@@ -31,8 +31,8 @@ from kennel.fsutil import write_atomic
 from kennel.registry.entities import AliasEvent, ModelVersion
 from kennel.storage import ContentStore, check_key
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 
 
 def check_model_name(name: str) -> str:
@@ -102,6 +102,11 @@ class ModelRegistry:
             version = int(spec)
             if version > MAX_NUMBER:
                 raise NotFoundError(f"model version {ref!r} not found")
+        elif not _ALIAS.match(spec):  # "pets@@", "pets@-1", "pets@1@2": no alias is so named
+            raise ConfigError(
+                f"{ref!r}: {spec!r} is neither a version number nor an alias name (a letter, "
+                "then letters, digits, '_' or '-')"
+            )
         else:
             version = self.store.alias_target(name, spec)
             if version is None:

@@ -24,7 +24,7 @@ ROLES = ("viewer", "operator", "qa", "admin")
 # names kennel itself acts under: a token may not pass for an alert rule or the local operator
 # ASCII only, so no letters from other scripts; no spaces or colons, so no `local:` or
 # `bootstrap:`; and compared by their look (``_skeleton``), so no `kenneI` (a capital i) either
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
 _RESERVED = ("system", "kennel", "continuous-deployment", "local", "bootstrap")
 _ALIKE = str.maketrans("i1|03457", "llloeast", "-_.@:")  # i, 1, | read as l; 0 as o; ...
 
@@ -55,7 +55,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit": frozenset({"admin"}),  # anchoring an entry an anchor write left out
 }
 # What ``create`` makes; anything else is refused without a query.
-_SHAPE = re.compile(r"^kn_[0-9a-f]{8}_[A-Za-z0-9_-]{32}$")
+_SHAPE = re.compile(r"^kn_[0-9a-f]{8}_[A-Za-z0-9_-]{32}\Z")
 
 
 def _digest(token: str) -> str:

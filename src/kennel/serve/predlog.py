@@ -53,7 +53,7 @@ _BATCH = 512
 _HELD_BYTES = 32 * 1024 * 1024
 
 
-_SEGMENT = re.compile(r"^(?P<owner>[0-9]+-[0-9a-f]{8})\.(?:[0-9]{8}\.jsonl|lock)$")
+_SEGMENT = re.compile(r"^(?P<owner>[0-9]+-[0-9a-f]{8})\.(?:[0-9]{8}\.jsonl|lock)\Z")
 _Waiting = tuple[dict[str, Any], "Future[None]"]
 
 

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 from kennel.errors import UnsafePathError
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_.@=+-]+$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.@=+-]+\Z")
 
 
 def check_key(key: str) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from kennel.errors import IntegrityError, NotFoundError, UnsafePathError
 from kennel.storage.base import BlobStore
 
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST = re.compile(r"^[0-9a-f]{64}\Z")
 FLAT = "flat"  # sha256/ab/<digest>
 NESTED = "nested"  # sha256/ab/cd/<digest>: every store written before the layout was recorded
 LAYOUT_KEY = "sha256/LAYOUT"

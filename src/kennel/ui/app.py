@@ -46,7 +46,7 @@ NAV = (("/", "Overview"), ("/datasets", "Datasets"), ("/runs", "Runs"), ("/model
 MAX_BODY_BYTES = 64 * 1024  # a request body to the dashboard (its forms post a few fields)
 MAX_FORM_FIELDS = 32
 MAX_FIELD_BYTES = 4096
-_LOCAL_PATH = re.compile(r"^/(?![/\\])[\x21-\x7e]*$")
+_LOCAL_PATH = re.compile(r"^/(?![/\\])[\x21-\x7e]*\Z")
 
 
 def local_path(value: str | None, default: str = "/") -> str:

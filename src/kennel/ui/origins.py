@@ -88,7 +88,7 @@ class ProxiedScheme:
         await self.app(scope, receive, send)
 
 
-_HOST = re.compile(r"^(?P<name>\[[0-9a-f:.]+\]|[^:\[\]/@\s]+)(:[0-9]{1,5})?$")
+_HOST = re.compile(r"^(?P<name>\[[0-9a-f:.]+\]|[^:\[\]/@\s]+)(:[0-9]{1,5})?\Z")
 
 
 def _host_name(header: str) -> str:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from kennel.errors import ConfigError
 
-_SPAN = re.compile(r"^(\d{1,6})\s*(m|h|d)$")
+_SPAN = re.compile(r"^(\d{1,6})\s*(m|h|d)\Z")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 MAX_AGO = timedelta(days=3660)
 

@@ -23,7 +23,7 @@ from kennel.ui.routes import LIVE, View, show
 PER_PAGE = 50
 STUDIES = 20  # newest studies listed on /runs
 COMPARE = 8  # runs on one chart at most
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+RUN_ID = re.compile(r"^[0-9a-f]{32}\Z")
 STATUSES = ("running", "completed", "pruned", "failed", "interrupted")
 CURVES = {"val_accuracy": "validation accuracy", "val_loss": "validation loss",
           "train_loss": "training loss"}  # fmt: skip

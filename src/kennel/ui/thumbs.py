@@ -18,7 +18,7 @@ from kennel.errors import NotFoundError
 from kennel.imaging import ImageRejected, decode
 from kennel.wiring import Workspace
 
-DIGEST = re.compile(r"^[0-9a-f]{64}$")
+DIGEST = re.compile(r"^[0-9a-f]{64}\Z")
 SIDE = 160  # pixels on the longer side
 MAX_FILE_BYTES = 32 * 2**20  # an image larger than this is not drawn (ingest admits 64 MB)
 MAX_DECODE_BYTES = 256 * 2**20

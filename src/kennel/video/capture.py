@@ -67,6 +67,12 @@ class SourceEvent:
     at: float  # time.monotonic()
 
 
+def _index(source: str) -> int:
+    number = ascii_number(source)
+    assert number is not None  # only called on what _is_index accepts
+    return number
+
+
 def _is_index(source: str) -> bool:
     """Digits 0-9 only: ``int()`` also reads other scripts' digits (``"٣"`` is 3)."""
     return ascii_number(source) is not None
@@ -74,19 +80,19 @@ def _is_index(source: str) -> bool:
 
 def open_spec(source: str) -> str | int:
     """A camera index for digits, otherwise the file path or URL as given."""
-    return int(source) if _is_index(source) else source
+    return _index(source) if _is_index(source) else source
 
 
 def describe(source: str) -> str:
     """The source in words, for errors: ``camera 7`` for an index."""
-    return f"camera {int(source)}" if _is_index(source) else source
+    return f"camera {_index(source)}" if _is_index(source) else source
 
 
 def _cannot_open(source: str) -> str:
     if _is_index(source):
         return (
-            f"cannot open camera {int(source)}: no such camera on this machine "
-            f"(/dev/video{int(source)} on Linux), or another program is using it"
+            f"cannot open camera {_index(source)}: no such camera on this machine "
+            f"(/dev/video{_index(source)} on Linux), or another program is using it"
         )
     if is_live(source):
         return f"cannot open {source}: unreachable, refused, or not a video stream"
@@ -124,7 +130,7 @@ class FrameReader:
         source = file_url_path(source) or source  # a file named as a URL is that file
         if not is_live(source) and not Path(source).is_file():
             raise SourceError(f"video source {source!r} is not a file, URL or camera index")
-        if _is_index(source) and (len(source) > 4 or int(source) > MAX_CAMERA):
+        if _is_index(source) and _index(source) > MAX_CAMERA:
             shown = source if len(source) <= 12 else f"{source[:12]}..."
             raise SourceError(f"camera index {shown} is out of range (0-{MAX_CAMERA})")
         self.source = source

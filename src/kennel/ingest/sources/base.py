@@ -22,7 +22,7 @@ Layout = Literal["auto", "imagefolder", "flat"]
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".jfif"}
 )
-_FLAT_NAME = re.compile(r"^([A-Za-z][A-Za-z_-]*)[._-]\d+[^/]*$")
+_FLAT_NAME = re.compile(r"^([A-Za-z][A-Za-z_-]*)[._-]\d+[^/]*\Z")
 ReadResult = bytes | str  # bytes, or the reason they could not be read
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # data.max_file_bytes' default
 OUTSIDE_ROOTS = "outside allowed roots"
