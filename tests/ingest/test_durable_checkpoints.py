@@ -79,22 +79,10 @@ def test_a_run_resumes_only_under_the_rules_it_began_with(
     the new minimum side: nothing is valid), while under the old rules it resumes."""
     lake = tmp_path / "lake"
     generate(lake, 48, seed=5)
-    monkeypatch.setattr(run, "FIRST_CHECKPOINT_S", 0.0)
     monkeypatch.setattr(run, "CHECKPOINT_S", 0.0)
-    save = run.Ingestor._save
-
-    def interrupted(self: run.Ingestor, *args: object) -> None:
-        save(self, *args)  # type: ignore[arg-type]
-        raise KeyboardInterrupt  # right after the first checkpoint
-
     ws = Workspace(make_project(tmp_path / "p"))
     try:
-        ingestor = ws.ingestor(1)
-        ingestor.chunk = 8
-        monkeypatch.setattr(run.Ingestor, "_save", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            ingestor.run(ws.source(str(lake)), "park")
-        monkeypatch.setattr(run.Ingestor, "_save", save)
+        _interrupted(ws, lake, monkeypatch)
         stricter = ws.project.config.data.model_copy(update={"min_side": 300})
         other = run.Ingestor(ws.db, ws.content, ws.project.artifacts_url, stricter, workers=1)
         with pytest.raises(SourceError, match="too small"):
@@ -126,7 +114,7 @@ def _interrupted(ws: Workspace, lake: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
     def interrupted(self: run.Ingestor, *args: object) -> None:
         save(self, *args)  # type: ignore[arg-type]
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt  # right after the first checkpoint
 
     monkeypatch.setattr(run, "FIRST_CHECKPOINT_S", 0.0)
     ingestor = ws.ingestor(1)
