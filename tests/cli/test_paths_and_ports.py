@@ -116,6 +116,8 @@ def test_empty_paths_are_refused_not_taken_for_the_current_folder(
         (["data", "synth", "", "--count", "3"], "'out'"),
         (["models", "download", "pets@1", "", "-C", root], "'dest'"),
         (["models", "compliance", "pets@1", "--out", "", "-C", root], "'--out'"),
+        (["monitor", "run", "--report", "", "-C", root], "'--report'"),
+        (["analyze", "saliency", "x", "--out", "", "-C", root], "'--out'"),
         (["data", "list", "-C", ""], "'--project'"),
         (["predict", str(tmp_path), "", "-C", root], "'inputs'"),
     ):

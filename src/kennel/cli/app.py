@@ -154,7 +154,8 @@ def _refuse_unset_values(command: Any, parent: Any, args: list[str]) -> None:
     ``nan`` passes every range check (no comparison with NaN is true), so ``--fps nan`` would
     reach the code as if it were in range. Checked on the words as given, before typer turns
     them into values, for every command at once."""
-    paths = [p for p in command.params if _takes(p, Path)]
+    # a path kept as text (to see a trailing slash: ``fsutil.page_target``) says PATH
+    paths = [p for p in command.params if _takes(p, Path) or getattr(p, "metavar", "") == "PATH"]
     floats = [p for p in command.params if _takes(p, float)]
     if not (paths or floats) or parent.resilient_parsing:
         return

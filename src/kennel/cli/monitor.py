@@ -99,7 +99,9 @@ def monitor_run(
     act: Annotated[bool, typer.Option(help="Run the rules' actions.")] = True,
     report: Annotated[
         str | None,
-        typer.Option(help="Also write the HTML report here (a file, or a folder for it)."),
+        typer.Option(
+            metavar="PATH", help="Also write the HTML report here (a file, or a folder for it)."
+        ),
     ] = None,
     force: ForceOption = False,
     project: ProjectOption = None,
@@ -254,7 +256,7 @@ def alerts_retrain(
 def analyze_saliency(
     prediction_id: Annotated[str, typer.Argument(help="A logged prediction id.")],
     out: Annotated[
-        str, typer.Option(help="HTML file to write (or a folder for it).")
+        str, typer.Option(metavar="PATH", help="HTML file to write (or a folder for it).")
     ] = "saliency.html",
     grid: Annotated[int, typer.Option(min=2, max=32, help="Occlusion grid cells per side.")] = 8,
     force: ForceOption = False,
