@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from kennel.cli.main import app
 from kennel.config import Project
 from kennel.datasets.synth import render
+from kennel.errors import NotFoundError
 from kennel.monitor import analyze
 from kennel.monitor.window import Window
 from kennel.package.export import to_onnx
@@ -191,3 +193,39 @@ def test_error_analysis_by_slice(park_model: Project) -> None:
     assert slices["camera=cam-night"]["error_rate"] > slices["camera=cam-day"]["error_rate"]
     assert result["errors"] == sum(result["confusions"].values())
     assert all(w["truth"] != w["predicted"] for w in result["worst"])
+
+
+def test_saliency_of_tiny_and_huge_pictures(park_model: Project, tmp_path: Path) -> None:
+    """A grid finer than the picture: cells that cover no pixel are 0 and the overlay puts
+    each cell's red over the pixels it covered. A huge picture is explained on a copy twice
+    the model's input on its shorter side. A label the model lacks is refused, by name."""
+    ws = Workspace(_fur_project(park_model, tmp_path, {"policy": "tiles", "max_aspect": 1.5}))
+    predictor = ws.predictor("fur@1")
+    ws.close()
+    tiny = np.full((5, 5, 3), 90, np.uint8)
+    tiny[0, 0] = ORANGE
+    label, drop = analyze.occlusion(predictor, Image.fromarray(tiny), grid=32)
+    assert label == "dog" and drop.shape == (32, 32)
+    hot = np.argwhere(drop > 0.5)
+    assert len(hot) == 1 and drop[hot[0][0], hot[0][1]] == drop.max()
+    overlay = np.asarray(analyze.overlay_map(Image.fromarray(tiny), drop, size=50))
+    assert overlay.shape == (50, 50, 3)
+    assert overlay[5, 5, 0] > 200 and overlay[5, 5, 1] < 100  # red over the orange pixel...
+    assert abs(int(overlay[30, 30, 0]) - 90) < 5  # ... and the wall as it is
+
+    seen: list[tuple[int, int]] = []
+    views_of = predictor.views_of
+
+    def recorded(image: Image.Image) -> np.ndarray:
+        seen.append(image.size)
+        return views_of(image)
+
+    predictor.views_of = recorded  # type: ignore[method-assign]
+    huge = np.full((1500, 4500, 3), 90, np.uint8)
+    huge[600:900, 300:700] = ORANGE
+    label, drop = analyze.occlusion(predictor, Image.fromarray(huge), grid=3)
+    side = 2 * predictor.bundle.image_size
+    assert label == "dog" and {min(s) for s in seen} == {side}  # every copy shrunk
+    assert drop[1, 0] == drop.max() > 1.0  # the fur's cell
+    with pytest.raises(NotFoundError, match="'horse' is not one of fur@1's labels"):
+        analyze.occlusion(predictor, Image.fromarray(tiny), grid=2, label="horse")

@@ -148,14 +148,17 @@ def _is_nan(word: object) -> bool:
         return False
 
 
+PATH = "<path>"  # the metavar of a path option kept as text, as help shows a Path's
+
+
 def _refuse_unset_values(command: Any, parent: Any, args: list[str]) -> None:
     """An empty path argument or option is a mistake (a variable that was not set), not the
     current folder, which is what ``Path("")`` would silently mean; and a number given as
     ``nan`` passes every range check (no comparison with NaN is true), so ``--fps nan`` would
     reach the code as if it were in range. Checked on the words as given, before typer turns
     them into values, for every command at once."""
-    # a path kept as text (to see a trailing slash: ``fsutil.page_target``) says PATH
-    paths = [p for p in command.params if _takes(p, Path) or getattr(p, "metavar", "") == "PATH"]
+    # a path kept as text (to see a trailing slash: ``fsutil.page_target``) says <path>
+    paths = [p for p in command.params if _takes(p, Path) or getattr(p, "metavar", "") == PATH]
     floats = [p for p in command.params if _takes(p, float)]
     if not (paths or floats) or parent.resilient_parsing:
         return

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from kennel.cli.app import (
+    PATH,
     ForceOption,
     JsonOption,
     ProjectOption,
@@ -256,7 +257,7 @@ def lineage_prediction(
 def compliance_report(
     ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
     out: Annotated[
-        str | None, typer.Option(metavar="PATH", help="HTML file to write (or a folder for it).")
+        str | None, typer.Option(metavar=PATH, help="HTML file to write (or a folder for it).")
     ] = None,
     force: ForceOption = False,
     project: ProjectOption = None,

@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from kennel.cli.app import (
+    PATH,
     ForceOption,
     JsonOption,
     ProjectOption,
@@ -100,7 +101,7 @@ def monitor_run(
     report: Annotated[
         str | None,
         typer.Option(
-            metavar="PATH", help="Also write the HTML report here (a file, or a folder for it)."
+            metavar=PATH, help="Also write the HTML report here (a file, or a folder for it)."
         ),
     ] = None,
     force: ForceOption = False,
@@ -256,7 +257,7 @@ def alerts_retrain(
 def analyze_saliency(
     prediction_id: Annotated[str, typer.Argument(help="A logged prediction id.")],
     out: Annotated[
-        str, typer.Option(metavar="PATH", help="HTML file to write (or a folder for it).")
+        str, typer.Option(metavar=PATH, help="HTML file to write (or a folder for it).")
     ] = "saliency.html",
     grid: Annotated[int, typer.Option(min=2, max=32, help="Occlusion grid cells per side.")] = 8,
     force: ForceOption = False,

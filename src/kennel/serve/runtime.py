@@ -183,7 +183,7 @@ class Predictor:
     ) -> Prepared:
         """Preprocess an RGB image as the bundle's frame policy says: the centre square a
         model was trained on, or for a picture far from square its letterbox or tiles."""
-        tensor = normalise(views(image, self.bundle.image_size, self.frame), self._mean, self._std)
+        tensor = self.views_of(image)
         stats = quality(image, phash=False)  # nothing downstream dedupes served inputs
         q = {
             "brightness": stats.brightness,
@@ -226,11 +226,17 @@ class Predictor:
         outputs = run(self.session, batch)
         return outputs["logits"], outputs["embedding"]
 
-    def answering_logits(self, items: Sequence[Prepared]) -> np.ndarray:
-        """Per picture, the raw logits [N, classes] of the view its answer comes from (the
-        frame policy's pick among its views, as ``predict_prepared`` makes it)."""
-        counts = [len(p.views) for p in items]
-        outputs = run(self.session, np.concatenate([p.views for p in items]))
+    def views_of(self, image: Image.Image) -> np.ndarray:
+        """An RGB image's model inputs under the frame policy, float32 [V, 3, S, S]: what
+        ``prepare_image`` makes, without the quality statistics."""
+        return normalise(views(image, self.bundle.image_size, self.frame), self._mean, self._std)
+
+    def answering_logits(self, items: Sequence[np.ndarray]) -> np.ndarray:
+        """Per picture (its ``views_of``), the raw logits [N, classes] of the view its answer
+        comes from (the frame policy's pick among its views, as ``predict_prepared`` makes
+        it)."""
+        counts = [len(v) for v in items]
+        outputs = run(self.session, np.concatenate(items))
         scored = score(outputs, counts, temperature=self._temperature, check=self.check)
         starts = np.cumsum([0, *counts[:-1]])
         logits: np.ndarray = outputs["logits"][
