@@ -193,6 +193,13 @@ def test_an_incident_belongs_to_the_versions_of_the_window_that_raised_it(db: Da
     assert _raised_on(store, raised, "pets", 1) and not _raised_on(store, raised, "pets", 2)
     earlier = dataclasses.replace(alert, first_at=T0 + timedelta(minutes=2))
     assert _raised_on(store, earlier, "pets", 2) and not _raised_on(store, earlier, "other", 2)
+    # the run that opened it, recorded on the alert (0013), wins over the order in time: r2
+    # was stored by another process between r1 and r1's verdicts
+    mine = records.apply([_verdict(True, 0.6, "drop")], subject="production", actor="mon",
+                         run_id="r1").opened[0]  # fmt: skip
+    assert mine.run_id == "r1" and records.get(mine.id).run_id == "r1"  # type: ignore[union-attr]
+    late = dataclasses.replace(mine, first_at=T0 + timedelta(minutes=6))
+    assert _raised_on(store, late, "pets", 2) and not _raised_on(store, late, "pets", 1)
 
 
 def test_audit_log_appends_finds_by_subject_and_verifies(db: Database) -> None:

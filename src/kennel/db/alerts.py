@@ -37,6 +37,7 @@ class Alert:
     last_at: datetime
     count: int
     actions: dict[str, Any]
+    run_id: str | None = None  # the monitoring run whose verdict opened it
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -74,7 +75,7 @@ def _alert(row: AlertRow) -> Alert:
     return Alert(
         row.id, row.rule, row.subject, row.severity, row.state, row.metric, row.value,
         row.threshold, row.message, aware(row.first_at), aware(row.last_at), row.count,
-        dict(row.actions),
+        dict(row.actions), row.run_id,
     )  # fmt: skip
 
 
@@ -82,10 +83,18 @@ class AlertRecords:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def apply(self, verdicts: Sequence[RuleVerdict], *, subject: str, actor: str) -> Evaluation:
+    def apply(
+        self,
+        verdicts: Sequence[RuleVerdict],
+        *,
+        subject: str,
+        actor: str,
+        run_id: str | None = None,
+    ) -> Evaluation:
         """In one transaction: a firing rule opens an alert for ``subject`` (audited
-        ``alert.open``) or bumps the active one; a rule that stopped firing resolves its active
-        alert (audited ``alert.resolve``)."""
+        ``alert.open``; ``run_id``: the monitoring run whose verdicts these are) or bumps the
+        active one; a rule that stopped firing resolves its active alert (audited
+        ``alert.resolve``)."""
         opened, ongoing, resolved = [], [], []
         now = datetime.now(UTC)
         with self.db.session() as s:
@@ -113,6 +122,7 @@ class AlertRecords:
                         first_at=now,
                         last_at=now,
                         count=1,
+                        run_id=run_id,
                         resolved_at=None,
                         actions={},
                     )

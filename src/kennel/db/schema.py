@@ -322,6 +322,9 @@ class AlertRow(Base):
     count: Mapped[int] = mapped_column(Integer, default=1)
     resolved_at: Mapped[datetime | None]
     actions: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"log": [...outcomes]}
+    run_id: Mapped[str | None] = mapped_column(
+        String(32)
+    )  # 0013: the monitoring run that opened it
 
 
 class TelemetryRow(Base):

@@ -47,6 +47,7 @@ class AlertStore:
         *,
         subject: str,
         actor: str = "kennel-monitor",
+        run_id: str | None = None,
     ) -> Evaluation:
         verdicts = []
         for rule in rules:
@@ -65,7 +66,7 @@ class AlertStore:
                     firing=verdict,
                 )
             )
-        return self.records.apply(verdicts, subject=subject, actor=actor)
+        return self.records.apply(verdicts, subject=subject, actor=actor, run_id=run_id)
 
     def claim(self, alert_id: int) -> AbstractContextManager[bool]:
         return self.records.claim(alert_id)

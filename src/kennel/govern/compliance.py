@@ -24,7 +24,9 @@ def _raised_on(runs: MonitorRunStore, alert: Alert, model: str, version: int) ->
     """Whether ``alert`` was raised by a monitoring window that held predictions of
     ``model@version``: an incident of that version (a version that only held an alias, such
     as staging or champion, while another served has none)."""
-    run = runs.raised_at(alert.subject, alert.first_at)
+    # the run recorded on the alert; one opened before 0013 has none: the run stored just
+    # before it opened, which a concurrent run of the same environment may have overtaken
+    run = runs.get(alert.run_id) if alert.run_id else runs.raised_at(alert.subject, alert.first_at)
     return run is not None and run.model == model and version in run.versions
 
 

@@ -50,7 +50,9 @@ def monitor_once(
     result = monitor.run(environment, span=span, until=until, actor=ctx.actor)
     store = AlertStore(ctx.db)
     rules = ctx.config.monitor.rules
-    evaluation = store.evaluate(rules, result.metrics, subject=result.environment, actor=ctx.actor)
+    evaluation = store.evaluate(
+        rules, result.metrics, subject=result.environment, actor=ctx.actor, run_id=result.id
+    )
     actions: dict[int, dict[str, str]] = {}
     if act:
         by_name = {r.name: r for r in rules}
