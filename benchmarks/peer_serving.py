@@ -181,6 +181,7 @@ def _median(rounds: list[dict[str, float]]) -> dict[str, Any]:
     return {
         **chosen,
         "rounds_rps": [r["rps"] for r in rounds],
+        "rounds_p99_ms": [r["p99_ms"] for r in rounds],  # the tail of every round, not one
         "cpu_ms": statistics.median(r["cpu_ms"] for r in rounds),
         "client_cpu_ms": statistics.median(r.get("client_cpu_ms", 0.0) for r in rounds),
     }
