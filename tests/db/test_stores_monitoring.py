@@ -179,7 +179,11 @@ def test_an_incident_belongs_to_the_versions_of_the_window_that_raised_it(db: Da
     """pets@2 served production, was rolled back and kept an alias (staging) while pets@1
     served again: an alert then is pets@1's incident, not pets@2's (the compliance report
     counted every alert raised while a version held any alias)."""
-    from kennel.govern.compliance import _raised_on
+    from kennel.govern import compliance
+
+    def _raised_on(runs: MonitorRunStore, alert: Any, model: str, version: int) -> bool:
+        held = {r.id for r in runs.for_model(model, version)}
+        return compliance._raised_on(runs, alert, held)
 
     store = MonitorRunStore(db)
     store.add(_run("r1", [2], 2, 1), actor="mon", n=10)

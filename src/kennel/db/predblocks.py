@@ -94,17 +94,18 @@ def _block(names: tuple[str, ...], size: int, rows: list[Any]) -> Block:
     import pyarrow as pa
 
     n = len(rows)
+    at = [aware(p.at) for p in rows]
     probs = np.array([[float(p.probabilities[c]) for c in names] for p in rows], dtype="<f8")
     columns: dict[str, pa.Array] = {
         "id": pa.array([p.id for p in rows], pa.string()),
-        "at": pa.array([micros(p.at) for p in rows], pa.int64()),
+        "at": pa.array([micros(t) for t in at], pa.int64()),
         "source": pa.array([p.source for p in rows], pa.string()).dictionary_encode(),
         "version": pa.array([p.version for p in rows], pa.int32()),
         "latency_ms": pa.array(_numbers(p.latency_ms for p in rows), pa.float64()),
         **{k: pa.array(_numbers(p.quality.get(k) for p in rows), pa.float64()) for k in STATS},
     }
     if names:
-        columns["probs"] = _fixed(probs.reshape(n, len(names)), len(names))
+        columns["probs"] = _fixed(probs, len(names))
     if size:
         embedding = np.frombuffer(b"".join(p.embedding for p in rows), dtype="<f2")
         columns["embedding"] = _fixed(embedding, size // 2)
@@ -114,7 +115,6 @@ def _block(names: tuple[str, ...], size: int, rows: list[Any]) -> Block:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    at = [aware(p.at) for p in rows]
     first = rows[0]
     return Block(first.environment, first.model, min(at), max(at), n, sink.getvalue().to_pybytes())
 
@@ -194,8 +194,6 @@ def _concatenate(parts: Sequence[_Part], of: Any) -> np.ndarray:
 
 def _order(at: np.ndarray, ids: np.ndarray) -> Any:
     """Oldest first, ties by id: the order the rows are read in (``ORDER BY at, id``)."""
-    if len(at) < 2:
-        return slice(None)
     if bool(np.all(at[1:] > at[:-1])):  # blocks come oldest first, a batch mostly in order
         return slice(None)
     return np.lexsort((ids.astype(str), at))

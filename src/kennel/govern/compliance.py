@@ -20,14 +20,16 @@ from kennel.serve.runtime import METADATA
 from kennel.train.tracking import RunTracker
 
 
-def _raised_on(runs: MonitorRunStore, alert: Alert, model: str, version: int) -> bool:
-    """Whether ``alert`` was raised by a monitoring window that held predictions of
-    ``model@version``: an incident of that version (a version that only held an alias, such
-    as staging or champion, while another served has none)."""
-    # the run recorded on the alert; one opened before 0013 has none: the run stored just
-    # before it opened, which a concurrent run of the same environment may have overtaken
-    run = runs.get(alert.run_id) if alert.run_id else runs.raised_at(alert.subject, alert.first_at)
-    return run is not None and run.model == model and version in run.versions
+def _raised_on(runs: MonitorRunStore, alert: Alert, held: set[str]) -> bool:
+    """Whether ``alert`` was raised by one of the monitoring runs ``held`` (those whose window
+    held predictions of a version): an incident of that version (a version that only held an
+    alias, such as staging or champion, while another served has none)."""
+    if alert.run_id:  # the run recorded on the alert (0013)
+        return alert.run_id in held
+    # opened before 0013: the run stored just before it opened, which a concurrent run of the
+    # same environment may have overtaken
+    run = runs.raised_at(alert.subject, alert.first_at)
+    return run is not None and run.id in held
 
 
 def compliance(
@@ -54,12 +56,13 @@ def compliance(
     audit = audit_log.about(model.name)
     chain = audit_log.verify()
     environments = {r.environment for r in runs}
+    held = {r.id for r in runs}
     incidents = [
         {"id": a.id, "rule": a.rule, "subject": a.subject, "severity": a.severity,
          "state": a.state, "message": a.message, "first_at": aware(a.first_at).isoformat(),
          "count": a.count, "actions": a.actions}
         for a in alerts
-        if a.subject in environments and _raised_on(monitoring, a, model.name, model.version)
+        if a.subject in environments and _raised_on(monitoring, a, held)
     ]  # fmt: skip
     report = {
         "model": model.as_dict(),

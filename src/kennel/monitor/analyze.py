@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from kennel.errors import NotFoundError
 from kennel.fsutil import KENNEL_PAGE
@@ -50,11 +50,7 @@ def occlusion(
     picture = image.convert("RGB")
     most = 2 * predictor.bundle.image_size
     if min(picture.size) > most:
-        scale = most / min(picture.size)
-        picture = picture.resize(
-            (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-            Image.Resampling.BILINEAR,
-        )
+        picture = ImageOps.cover(picture, (most, most), method=Image.Resampling.BILINEAR)
     pixels = np.asarray(picture)
     height, width = pixels.shape[:2]
     fill = pixels.reshape(-1, 3).mean(0).astype(np.uint8)
@@ -96,20 +92,22 @@ def overlay_map(image: Image.Image, drop: np.ndarray, *, size: int = 256) -> Ima
     """The whole picture (its longer side ``size`` px) with the occlusion map ``drop`` laid
     over it in red, each cell over the pixels it covered: the redder, the more covering it
     lowers the evidence."""
-    shown = image.convert("RGB")
+    picture = image.convert("RGB")
+    shown = ImageOps.contain(picture, (size, size), method=Image.Resampling.BILINEAR)
     grid = drop.shape[0]
-    rows, cols = _cells(shown.height, shown.width, grid)
+    rows, cols = _cells(picture.height, picture.width, grid)
     heat = np.clip(drop / max(float(np.abs(drop).max()), 1e-6), 0, 1)
-    # the map at the picture's own pixels (a cell repeated over its rectangle), then scaled
-    # with the picture: cells of a grid finer than the picture land where they covered
-    per_row = np.repeat(np.arange(grid), np.diff(rows))
-    per_col = np.repeat(np.arange(grid), np.diff(cols))
-    full = (heat[np.ix_(per_row, per_col)] * 255).astype(np.uint8)
-    scale = size / max(shown.size)
-    target = (max(1, round(shown.width * scale)), max(1, round(shown.height * scale)))
-    shown = shown.resize(target, Image.Resampling.BILINEAR)
-    heat_img = Image.fromarray(full).resize(target, Image.Resampling.NEAREST)
-    red = Image.new("RGB", target, (255, 0, 0))
+
+    def cell_of(edges: np.ndarray, side: int, shown_side: int) -> np.ndarray:
+        # the cell of the picture's pixel each shown pixel samples (nearest), so cells of a
+        # grid finer than the picture land over the pixels they covered; no full-size map
+        sampled = ((np.arange(shown_side) + 0.5) * side / shown_side).astype(int)
+        return np.searchsorted(edges, sampled, side="right") - 1
+
+    cells = np.ix_(cell_of(rows, picture.height, shown.height),
+                   cell_of(cols, picture.width, shown.width))  # fmt: skip
+    heat_img = Image.fromarray((heat[cells] * 255).astype(np.uint8))
+    red = Image.new("RGB", shown.size, (255, 0, 0))
     return Image.composite(
         Image.blend(shown, red, 0.6), shown, heat_img.point(lambda v: int(v * 0.9))
     )
