@@ -86,17 +86,39 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def machine_stalls() -> dict[str, float]:
+    """Counters of time this virtual machine lost, in ms since boot: ``steal`` (the host ran
+    something else on our virtual CPUs, /proc/stat) and the kernel's pressure stall totals
+    (/proc/pressure: ``cpu_some``, tasks runnable but waiting for a CPU; ``io_some``/``io_full``,
+    some/all tasks waiting on storage). Where they are missing, an empty dict."""
+    out: dict[str, float] = {}
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        out["steal"] = int(fields[8]) * 1000 / os.sysconf("SC_CLK_TCK")
+        for kind in ("cpu", "io"):
+            for line in Path(f"/proc/pressure/{kind}").read_text().splitlines():
+                scope, *_, total = line.split()
+                out[f"{kind}_{scope}"] = int(total.split("=")[1]) / 1000
+    except (OSError, IndexError, ValueError):
+        return out
+    return out
+
+
 def served(
     pid: int, port: int, bodies: list[bytes], c: int, requests: int, path: str, ctype: str
 ) -> dict[str, float]:
     """``serving._load`` against one server, with its CPU ms per request and the client's
-    (this process: the load generator's threads, on the same cores as the server)."""
-    before, client = tree_cpu(pid), time.process_time()
+    (this process: the load generator's threads, on the same cores as the server), and the
+    time the machine lost meanwhile (``stall_ms``: a tail that every system shows in the same
+    round is the machine's, not a server's)."""
+    before, client, stalls = tree_cpu(pid), time.process_time(), machine_stalls()
     stats = _load(port, bodies, c, requests, path=path, content_type=ctype)
+    after = machine_stalls()
     return {
         **stats,
         "cpu_ms": round((tree_cpu(pid) - before) / requests * 1000, 2),
         "client_cpu_ms": round((time.process_time() - client) / requests * 1000, 2),
+        "stall_ms": {k: round(after[k] - v, 1) for k, v in stalls.items() if k in after},
     }
 
 
@@ -182,6 +204,7 @@ def _median(rounds: list[dict[str, float]]) -> dict[str, Any]:
         **chosen,
         "rounds_rps": [r["rps"] for r in rounds],
         "rounds_p99_ms": [r["p99_ms"] for r in rounds],  # the tail of every round, not one
+        "rounds_stall_ms": [r.get("stall_ms", {}) for r in rounds],
         "cpu_ms": statistics.median(r["cpu_ms"] for r in rounds),
         "client_cpu_ms": statistics.median(r.get("client_cpu_ms", 0.0) for r in rounds),
     }
