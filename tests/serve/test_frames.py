@@ -17,6 +17,7 @@ from kennel.portable import (
     normalise,
     pick,
     score,
+    square,
     tile_boxes,
     views,
 )
@@ -66,6 +67,30 @@ def test_a_wide_frame_gives_the_views_its_policy_names() -> None:
     assert not (boxed[32] == FILL).all()  # the picture in between, whole width
     assert np.array_equal(boxed, letterbox(frame, 64))
     assert FrameSpec("tiles").count(640, 360) == 3
+
+
+@pytest.mark.parametrize("size", [(640, 360), (360, 640), (1920, 1080), (875, 250), (90, 40)])
+def test_each_tile_is_its_square_cropped_then_resized_to_within_a_pixel(
+    size: tuple[int, int],
+) -> None:
+    """The frame is resized once and the tiles cut from it: each tile differs from its box
+    cropped from the picture and resized on its own by less than that square moved by one
+    model pixel does."""
+    cells = 12 / min(size)  # detail: 12 cells across a tile
+    shape = (max(2, round(size[1] * cells)), max(2, round(size[0] * cells)), 3)
+    photo = np.random.default_rng(5).integers(0, 256, shape).astype(np.uint8)
+    picture = Image.fromarray(photo).resize(size, Image.Resampling.BICUBIC)
+    cut = views(picture, 64, FrameSpec("tiles"))
+    boxes = tile_boxes(*size)
+    assert cut.shape == (len(boxes), 64, 64, 3)
+    side, wide = min(size), size[0] >= size[1]
+    step = max(1, round(side / 64))  # one model pixel, in the picture's pixels
+    for tile, (left, top, right, bottom) in zip(cut, boxes, strict=True):
+        alone = square(picture.crop((left, top, right, bottom)), 64).astype(np.float64)
+        move = step if (right if wide else bottom) + step <= max(size) else -step
+        dx, dy = (move, 0) if wide else (0, move)
+        moved = square(picture.crop((left + dx, top + dy, right + dx, bottom + dy)), 64)
+        assert np.abs(tile - alone).mean() < np.abs(moved - alone).mean()
 
 
 def test_normalise_is_the_training_arithmetic_bit_for_bit() -> None:
