@@ -163,6 +163,7 @@ def ingest(work: Path, *, images: int, say: Callable[[str], None]) -> dict[str, 
             "append_source_s": round(k_source, 2),
             "append_source_over_first": round(k_source / k_first, 4),
             "append_source_rows": third["version"]["rows"],
+            "append_source_reported_s": round(third["seconds"], 2),
         },
         "dvc_add": {
             "first_s": round(d_first, 2),

@@ -141,6 +141,34 @@ def test_the_columnar_child_is_the_row_by_row_child(seed: int) -> None:
     _changes_are_the_additions(parent, got)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_a_parent_known_to_repeat_no_content_gives_the_same_child(seed: int) -> None:
+    """``parent_unique`` (an ingest's summary of the parent counts no exact-duplicate group)
+    skips counting the parent's contents again: the child is the row-by-row one all the same,
+    copies among the new files found as groups."""
+    rng = np.random.default_rng(100 + seed)
+    contents = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(300)]
+    first = {c.sha256: c for c in offers(rng, 150, contents)}  # one file per content
+    parent_rows = model_extend([], list(first.values()))["rows"]
+    assert len({r.sha256 for r in parent_rows}) == len(parent_rows)
+    parent = read_table(to_parquet(to_table(parent_rows)))
+    offered = offers(rng, 120, contents)  # copies of each other and of the parent's files
+    fresh = hashlib.sha256(b"fresh").hexdigest()  # a new content offered twice, one label
+    twin = offered[0]
+    offered += [
+        Candidate(f"file:///lake/twin/{k}.jpg", fresh, "cat", twin.item, {}) for k in range(2)
+    ]
+    want = model_extend(parent_rows, offered)
+    got = extend(
+        parent, candidates_table(offered), split=SPLIT, near_distance=4, parent_unique=True
+    )
+    assert [Row(**r) for r in got.table.to_pylist()] == want["rows"]
+    assert (got.added, got.already_present) == (want["added"], want["already"])
+    assert got.conflicts == want["conflicts"]
+    assert got.exact_groups == want["exact"] and want["exact"]
+    assert got.near_pairs == want["near"]
+
+
 def _changes_are_the_additions(parent: pa.Table, got: Extension) -> None:
     """The child's changes from its parent, as the catalog keeps them without comparing the
     two, are what comparing them finds."""

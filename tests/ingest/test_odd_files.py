@@ -108,6 +108,14 @@ def test_a_picture_saved_twice_is_a_near_duplicate_and_a_copy_an_exact_one(
     finally:
         ws.close()
     assert pairs == {("a.png", "b.bmp", 0), ("b.bmp", "copy.png", 0)}
+    # a later ingest into the dataset still counts the parent's copies (its summary says it
+    # has some, so the child counts them again rather than take its parent's contents as unique)
+    more = write_tree(tmp_path / "more", {"dog/new.jpg": odd_files()["dog/cmyk.jpg"][0][:-2]})
+    result = CliRunner().invoke(
+        app, ["data", "ingest", str(more), "--dataset", "twice", "-C", str(project.root), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["exact_duplicate_groups"] == 1
 
 
 def test_the_same_bytes_under_two_labels_quarantines_every_copy(tmp_path: Path) -> None:

@@ -47,6 +47,13 @@ def counts(manifest: pa.Table) -> dict[str, dict[str, int]]:
     return {label: dict(sorted(c.items())) for label, c in sorted(table.items())}
 
 
+def contents_unique(version: DatasetVersion) -> bool:
+    """Whether no two files of ``version`` are known to share their bytes: an ingest's commit
+    counts the exact-duplicate groups of the whole version in its summary (reading the stored
+    index to learn the same took longer than counting them again). False: not known."""
+    return version.summary.get("exact_duplicate_groups") == 0
+
+
 def check_name(name: str) -> str:
     if not _NAME.match(name):
         raise ConfigError(

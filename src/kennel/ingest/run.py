@@ -28,7 +28,7 @@ import pyarrow as pa
 from kennel.config import DataConfig
 from kennel.datasets.extension import Extension, extend, offered
 from kennel.datasets.manifest import SCHEMA
-from kennel.datasets.versioning import DatasetCatalog, DatasetVersion
+from kennel.datasets.versioning import DatasetCatalog, DatasetVersion, contents_unique
 from kennel.db import Database
 from kennel.db.datasets import Item
 from kennel.db.ingest import IngestRecord, IngestStore
@@ -370,6 +370,7 @@ class Ingestor:
             candidates,
             split=self.data.split,
             near_distance=self.data.near_duplicate_distance,
+            parent_unique=parent is None or contents_unique(parent),
         )
         bad = [(r.uri, r.reason) for r in self.store.mark(run_id, ext.conflicts, QUARANTINED)]
         quarantined = Counter(reason_kind(reason or "") for _uri, reason in bad)
