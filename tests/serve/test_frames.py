@@ -93,6 +93,30 @@ def test_each_tile_is_its_square_cropped_then_resized_to_within_a_pixel(
         assert np.abs(tile - alone).mean() < np.abs(moved - alone).mean()
 
 
+@pytest.mark.parametrize(
+    ("size", "model"),
+    [((450, 100), 299), ((11390, 2176), 416), ((100, 450), 299), ((640, 360), 224)],
+)
+def test_the_tiles_reach_both_ends_of_the_picture(size: tuple[int, int], model: int) -> None:
+    """The first tile starts at the resized picture's start and the last ends at its end, at
+    odd model sizes too (a start scaled from the box and rounded fell a pixel short)."""
+    picture = _picture(*size)
+    cut = views(picture, model, FrameSpec("tiles"))
+    scale = model / min(size)
+    whole = np.asarray(
+        picture.resize(
+            (max(model, round(size[0] * scale)), max(model, round(size[1] * scale))),
+            Image.Resampling.BILINEAR,
+        )
+    )
+    if size[0] >= size[1]:
+        assert np.array_equal(cut[0], whole[:, :model])
+        assert np.array_equal(cut[-1], whole[:, -model:])
+    else:
+        assert np.array_equal(cut[0], whole[:model])
+        assert np.array_equal(cut[-1], whole[-model:])
+
+
 def test_normalise_is_the_training_arithmetic_bit_for_bit() -> None:
     """The table lookup gives exactly ``(x / 255 - mean) / std`` in float32, CHW, for one
     picture (HWC) and for a picture's views (NHWC)."""

@@ -158,11 +158,13 @@ def tiles(image: Image.Image, size: int) -> list[np.ndarray]:
     scale = size / side
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
     resized = np.asarray(image.resize((new_w, new_h), Image.Resampling.BILINEAR), np.uint8)
-    out = []
-    for left, top, _right, _bottom in boxes:
-        x, y = min(round(left * scale), new_w - size), min(round(top * scale), new_h - size)
-        out.append(resized[y : y + size, x : x + size])
-    return out
+    # spaced as tile_boxes spaces them, over the resized length: the last square ends at the
+    # far edge exactly (scaling each box's start could round it a pixel short)
+    span, last = max(new_w, new_h) - size, max(1, len(boxes) - 1)
+    starts = [round(i * span / last) for i in range(len(boxes))]
+    if width >= height:
+        return [resized[:, x : x + size] for x in starts]
+    return [resized[y : y + size] for y in starts]
 
 
 def normalise(pixels: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
