@@ -268,6 +268,7 @@ def test_numbers_out_of_any_sensible_range_are_one_line(tmp_path: Path) -> None:
         (["train", "-d", "park", "--epochs", huge, "-C", root], "--epochs"),
         (["serve", "--drain", "1e309", "-C", root], "--drain"),
         (["watch", "clip.mp4", "--enter", "2", "-C", root], "--enter"),
+        (["watch", "clip.mp4", "--hold-seconds", "-1", "-C", root], "--hold-seconds"),
     ]
     for args, named in cases:
         assert named in fails(*args, code=2), args

@@ -133,6 +133,7 @@ def test_nan_is_refused_by_every_float_option(tmp_path: Path) -> None:
     for args, name in (
         (["watch", "clip.mp4", "--fps", "nan"], "'--fps'"),
         (["watch", "clip.mp4", "--duration", "-NaN"], "'--duration'"),
+        (["watch", "clip.mp4", "--hold-seconds", "nan"], "'--hold-seconds'"),
         (["data", "synth-video", str(out), "--dataset", "d", "--fps", " nan"], "'--fps'"),
         (["monitor", "watch", "--every", "nan"], "'--every'"),
     ):

@@ -42,3 +42,22 @@ def test_switch_from_cat_to_dog() -> None:
     events = tracker.feed(frames("ccdd"))
     assert [(e.label, round(e.t, 1)) for e in events] == [("cat", 0.0), ("dog", 0.2)]
     assert tracker.state == "dog"
+
+
+def test_the_hold_in_seconds_keeps_its_meaning_at_any_frame_rate() -> None:
+    """Two misread frames in a row are an eighth of a second at 24 fps: with the hold also in
+    seconds they are no event, while the same rule at 5 fps confirms on the third frame, as
+    three frames alone do (frame times i / fps: 0.6 - 0.2 is a hair under 0.4)."""
+    dog, blip = "d" * 48, "ccc"  # a 3-frame misreading, then the dog again
+    every = frames(dog + blip + dog, fps=24.0)
+    assert [e.label for e in EventTracker(hold=3).feed(every)] == ["dog", "cat", "dog"]
+    steady = EventTracker(hold=3, hold_seconds=0.4)
+    events = steady.feed(every)
+    assert [(e.label, e.t) for e in events] == [("dog", 0.0)]
+    # a cat that stays half a second is one, from its first frame
+    events = steady.feed(frames(dog + "c" * 12, fps=24.0))
+    assert [(e.label, round(e.t, 3)) for e in events] == [("cat", 2.0)]
+    for start in range(6):  # at 5 fps the seconds ask no more than the frames
+        five = frames("e" * start + "ddd", fps=5.0)
+        by_seconds = EventTracker(hold=3, hold_seconds=0.4).feed(five)
+        assert by_seconds == EventTracker(hold=3).feed(five) and len(by_seconds) == 1

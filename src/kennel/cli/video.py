@@ -14,6 +14,7 @@ from rich.markup import escape
 from kennel.cli.app import JsonOption, ProjectOption, opened, served_model
 from kennel.cli.render import console, emit_json
 from kennel.errors import ConfigError, SourceError
+from kennel.video.events import HOLD_SECONDS  # plain Python: nothing heavy
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
     pass
@@ -34,6 +35,15 @@ def watch(
         int, typer.Option(min=1, max=1024, help="Most frames per inference call.")
     ] = 8,
     hold: Annotated[int, typer.Option(min=1, max=100_000, help="Frames a label must hold.")] = 3,
+    hold_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=3600,
+            help="Seconds of video those frames must span too (0.4: 3 frames at 5 fps, "
+            "10 at 24 fps).",
+        ),
+    ] = HOLD_SECONDS,
     enter: Annotated[
         float, typer.Option(min=0, max=1, help="Confidence to believe a new label.")
     ] = 0.7,
@@ -101,7 +111,7 @@ def watch(
         watcher = Watcher(
             reader,
             served,
-            tracker=EventTracker(hold=hold, enter=enter, leave=leave),
+            tracker=EventTracker(hold=hold, hold_seconds=hold_seconds, enter=enter, leave=leave),
             camera=camera_id,
             environment=env or "video",
             batch_size=batch,

@@ -1,11 +1,14 @@
 """Temporal smoothing: per-frame predictions become events with hysteresis.
 
 A label is only believed once it holds for ``hold`` consecutive sampled frames with at least
-``enter`` confidence; the current pet is only let go after ``hold`` consecutive frames that
-disagree or fall under ``leave`` confidence. Frames the pet judgement calls out of
-distribution (no cat or dog there at all, see :mod:`kennel.portable.model`), frames the
-model labels as background (an ``empty`` class, when the model has one) and frames scored
-with low confidence count as "no pet", the butterfly case.
+``enter`` confidence, spanning at least ``hold_seconds`` of video; the current pet is only let
+go after as many frames and seconds that disagree or fall under ``leave`` confidence. The
+seconds keep the rule's meaning at any sampling rate: 3 frames are 0.4 s of video at 5 fps
+but an eighth of a second at 24 fps, where two misread frames in a row would be an event.
+Frames the pet judgement calls out of distribution (no cat or dog there at all, see
+:mod:`kennel.portable.model`), frames the model labels as background (an ``empty`` class,
+when the model has one) and frames scored with low confidence count as "no pet", the
+butterfly case.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 NO_PET = "none"
+HOLD_SECONDS = 0.4  # ``kennel watch``'s default: 3 frames at its default 5 fps, 10 at 24 fps
+_EPS = 1e-6  # frame times are fractions (i / fps): 0.6 - 0.2 is a hair under 0.4
 
 
 def clock(t: float) -> str:
@@ -44,6 +49,7 @@ class Event:
 @dataclass
 class EventTracker:
     hold: int = 3
+    hold_seconds: float = 0.0  # the run of frames must span this much video too
     enter: float = 0.7
     leave: float = 0.5
     background: frozenset[str] = frozenset({"empty", "none", "background"})
@@ -69,7 +75,7 @@ class EventTracker:
         if seen != self._run_label:
             self._run_label, self._run = seen, []
         self._run.append((t, confidence))
-        if len(self._run) < self.hold:
+        if len(self._run) < self.hold or t - self._run[0][0] < self.hold_seconds - _EPS:
             return None
         event = Event(self._run[0][0], seen, sum(c for _, c in self._run) / len(self._run))
         self.state = seen
