@@ -89,7 +89,7 @@ def extend(
     ``offered``) whose content is new to it. A candidate whose bytes the parent holds under its
     label already is counted as present; under another label, or offered twice with two
     labels, it is a conflict. ``parent_unique``: the caller knows that no two of the parent's
-    rows hold the same content (its index counts no duplicate group), so the parent's
+    rows hold the same content (an ingest's summary of it counts no duplicate group), so its
     contents are not counted again (two hash passes over 100,000 sha256 values, a tenth of a
     1 % append)."""
     offer = candidates.sort_by([("uri", "ascending")])
