@@ -9,7 +9,10 @@ of one, in turn). Rounds alternate the systems.
 On a shared machine the figures drift with the neighbours' load, so each ratio is taken
 within a round (the systems one after the other, seconds apart) and the median of those is
 reported, with the load average; so is each system's CPU time per request (its whole process
-tree), which the neighbours disturb far less than requests per second.
+tree), which the neighbours disturb far less than requests per second. Each run also keeps
+the time the machine lost while it ran (``stall_ms``: steal time and the kernel's pressure
+stall totals), so that a tail which every system shows in one round can be told apart from
+a server's own.
 """
 
 from __future__ import annotations
