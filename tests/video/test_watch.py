@@ -150,6 +150,34 @@ def test_a_file_that_is_no_video_is_a_source_error(park: Project, tmp_path: Path
         assert result.stdout == ""
 
 
+def test_a_picture_renamed_as_a_video_is_refused(park: Project, tmp_path: Path) -> None:
+    """FFmpeg opens a JPEG named clip.mp4 as a one-frame video, and the watch summed it up as
+    one frame scored (exit 0): a still picture under any name is now refused in one line,
+    pointing to `kennel predict`; an animated GIF is still a clip, and a video still plays."""
+    picture = Image.new("RGB", (64, 48), "brown")
+    for form, kind in (("JPEG", "JPEG"), ("PNG", "PNG"), ("BMP", "BMP"), ("TIFF", "TIFF"),
+                       ("WEBP", "WebP")):  # fmt: skip
+        named = tmp_path / f"{form.lower()}.mp4"
+        picture.save(named, format=form)
+        result = runner.invoke(app, ["watch", str(named), "--model", "pets@1", "-C",
+                                     str(park.root)])  # fmt: skip
+        assert result.exit_code == 6, result.output
+        assert result.stderr == (
+            f"error: video source {str(named)!r} is a {kind} picture, not a video; "
+            "`kennel predict` classifies pictures\n"
+        )
+    clip = tmp_path / "in.mp4"
+    make_clip(clip, [("dog", picture, "x")], seconds=0.5, fps=10, size=64)
+    result = runner.invoke(app, ["watch", str(clip), "--model", "pets@1", "-C", str(park.root)])
+    assert result.exit_code == 0, result.output
+    frames = [Image.new("RGB", (64, 48), c) for c in ("brown", "white", "black", "red")]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:], duration=100)
+    result = runner.invoke(app, ["watch", str(tmp_path / "a.gif"), "--fps", "0", "--json",
+                                 "--model", "pets@1", "-C", str(park.root)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["frames_scored"] == 4
+
+
 def test_a_bad_out_is_refused_before_anything_is_watched(park: Project, tmp_path: Path) -> None:
     """`--out` naming the watched clip replaced it with a short annotated copy (exit 0); a
     `.txt` or a folder wrote nothing (OpenCV's message, or none) and exited 0."""

@@ -107,6 +107,30 @@ def file_url_path(source: str) -> str | None:
     return url2pathname(parts.path)
 
 
+# What a still picture's first bytes are; FFmpeg opens any of them as a one-frame "video".
+# GIF is left out: an animated GIF is a clip.
+_STILLS = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _still_picture(path: str) -> str | None:
+    """The format of a still picture at ``path`` by its first bytes, else None (unreadable
+    files are left to the decoder's own error)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _STILLS if head.startswith(magic)), None)
+
+
 def is_live(source: str) -> bool:
     """A camera index or a stream URL; a file (a ``file://`` URL too) is read once."""
     return _is_index(source) or ("://" in source and file_url_path(source) is None)
@@ -130,6 +154,11 @@ class FrameReader:
         source = file_url_path(source) or source  # a file named as a URL is that file
         if not is_live(source) and not Path(source).is_file():
             raise SourceError(f"video source {source!r} is not a file, URL or camera index")
+        if not is_live(source) and (kind := _still_picture(source)) is not None:
+            raise SourceError(
+                f"video source {source!r} is a {kind} picture, not a video; "
+                "`kennel predict` classifies pictures"
+            )
         if _is_index(source) and _index(source) > MAX_CAMERA:
             shown = source if len(source) <= 12 else f"{source[:12]}..."
             raise SourceError(f"camera index {shown} is out of range (0-{MAX_CAMERA})")
