@@ -153,7 +153,7 @@ def test_a_file_that_is_no_video_is_a_source_error(park: Project, tmp_path: Path
 def test_a_picture_renamed_as_a_video_is_refused(park: Project, tmp_path: Path) -> None:
     """FFmpeg opens a JPEG named clip.mp4 as a one-frame video, and the watch summed it up as
     one frame scored (exit 0): a still picture under any name is now refused in one line,
-    pointing to `kennel predict`; an animated GIF is still a clip, and a video still plays."""
+    pointing to `kennel predict`; a video and a picture format that moves still play."""
     picture = Image.new("RGB", (64, 48), "brown")
     for form, kind in (("JPEG", "JPEG"), ("PNG", "PNG"), ("BMP", "BMP"), ("TIFF", "TIFF"),
                        ("WEBP", "WebP")):  # fmt: skip
@@ -170,12 +170,21 @@ def test_a_picture_renamed_as_a_video_is_refused(park: Project, tmp_path: Path) 
     make_clip(clip, [("dog", picture, "x")], seconds=0.5, fps=10, size=64)
     result = runner.invoke(app, ["watch", str(clip), "--model", "pets@1", "-C", str(park.root)])
     assert result.exit_code == 0, result.output
+    # picture formats that move are clips: an animated GIF, PNG or WebP, and a Motion-JPEG
+    # stream (a camera's JPEGs one after another, as FFmpeg reads them)
     frames = [Image.new("RGB", (64, 48), c) for c in ("brown", "white", "black", "red")]
-    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:], duration=100)
-    result = runner.invoke(app, ["watch", str(tmp_path / "a.gif"), "--fps", "0", "--json",
-                                 "--model", "pets@1", "-C", str(park.root)])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["frames_scored"] == 4
+    for name, form in (("a.gif", "GIF"), ("a.png", "PNG"), ("a.webp", "WEBP")):
+        frames[0].save(tmp_path / name, format=form, save_all=True,
+                       append_images=frames[1:], duration=100)  # fmt: skip
+    stream = io.BytesIO()
+    for frame in frames:
+        frame.save(stream, format="JPEG")
+    (tmp_path / "cam.mjpeg").write_bytes(stream.getvalue())
+    for name in ("a.gif", "a.png", "a.webp", "cam.mjpeg"):
+        result = runner.invoke(app, ["watch", str(tmp_path / name), "--fps", "0", "--json",
+                                     "--model", "pets@1", "-C", str(park.root)])  # fmt: skip
+        assert result.exit_code == 0, (name, result.output)
+        assert json.loads(result.stdout)["frames_scored"] >= 2, name
 
 
 def test_a_bad_out_is_refused_before_anything_is_watched(park: Project, tmp_path: Path) -> None:

@@ -108,27 +108,38 @@ def file_url_path(source: str) -> str | None:
 
 
 # What a still picture's first bytes are; FFmpeg opens any of them as a one-frame "video".
-# GIF is left out: an animated GIF is a clip.
+# A picture format that moves is a clip: GIF (left out), an animated PNG (an ``acTL`` chunk
+# before its pixels), an animated WebP (``ANIM``) and a Motion-JPEG stream (JPEGs one after
+# another: an end-of-image marker followed by a start-of-image one).
 _STILLS = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
+    (b"\xff\xd8\xff", "JPEG", b"\xff\xd9\xff\xd8"),
+    (b"\x89PNG\r\n\x1a\n", "PNG", b"acTL"),
+    (b"BM", "BMP", None),
+    (b"II*\x00", "TIFF", None),
+    (b"MM\x00*", "TIFF", None),
 )
+_LOOKED_AT = 16 << 20  # bytes read for a second frame: a camera's JPEG is far smaller
 
 
 def _still_picture(path: str) -> str | None:
-    """The format of a still picture at ``path`` by its first bytes, else None (unreadable
-    files are left to the decoder's own error)."""
+    """The format of a still picture at ``path`` by its bytes, else None (a clip, another
+    file, or one that cannot be read: left to the decoder's own error)."""
     try:
         with open(path, "rb") as file:
             head = file.read(12)
+            moving: bytes | None
+            if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+                kind, moving = "WebP", b"ANIM"
+            else:
+                found = [(k, m) for magic, k, m in _STILLS if head.startswith(magic)]
+                if not found:
+                    return None
+                kind, moving = found[0]
+            if moving is not None and moving in head + file.read(_LOOKED_AT):
+                return None
     except OSError:
         return None
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WebP"
-    return next((kind for magic, kind in _STILLS if head.startswith(magic)), None)
+    return kind
 
 
 def is_live(source: str) -> bool:
