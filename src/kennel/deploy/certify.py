@@ -111,18 +111,21 @@ def _offline_labels(
     )
 
 
+INT8_BATCH = 64  # test pictures decoded and scored at a time for the int8 graph's labels
+
+
 def _int8_labels(model: ModelVersion, content: ContentStore, digests: list[str]) -> dict[str, str]:
     """sha256 -> label the bundle's int8 graph gives in-process: the offline evaluation ran
     the fp32 model, and a service serving the int8 one (kept when within 0.5 points) may
     answer a few pictures otherwise; it is held to its own graph's answers."""
     files = {name: content.get(digest) for name, digest in model.files.items()}
     predictor = Predictor(Bundle.from_files(files, prefer_int8=True))
-    return {
-        digest: p.label
-        for digest, p in zip(
-            digests, predictor.predict([content.get(d) for d in digests]), strict=True
-        )
-    }
+    labels: dict[str, str] = {}
+    for lo in range(0, len(digests), INT8_BATCH):  # not 2,000 decoded pictures held at once
+        chunk = digests[lo : lo + INT8_BATCH]
+        found = predictor.predict([content.get(d) for d in chunk])
+        labels.update((d, p.label) for d, p in zip(chunk, found, strict=True))
+    return labels
 
 
 def certify(
