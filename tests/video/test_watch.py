@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -166,6 +166,20 @@ def test_a_picture_renamed_as_a_video_is_refused(park: Project, tmp_path: Path) 
             f"error: video source {str(named)!r} is a {kind} picture, not a video; "
             "`kennel predict` classifies pictures\n"
         )
+    # a photo with a second JPEG after it (an MPO, a phone's gain map) and a PNG whose text
+    # names an animation chunk are still one picture each: the decoder reads one frame
+    first, second = io.BytesIO(), io.BytesIO()
+    picture.save(first, format="JPEG")
+    picture.resize((16, 12)).save(second, format="JPEG")
+    (tmp_path / "mpo.jpg").write_bytes(first.getvalue() + second.getvalue())
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "acTL ANIM")
+    picture.save(tmp_path / "text.png", pnginfo=info)
+    for name, kind in (("mpo.jpg", "JPEG"), ("text.png", "PNG")):
+        result = runner.invoke(app, ["watch", str(tmp_path / name), "--model", "pets@1", "-C",
+                                     str(park.root)])  # fmt: skip
+        assert result.exit_code == 6, (name, result.output)
+        assert f"is a {kind} picture, not a video" in result.stderr
     clip = tmp_path / "in.mp4"
     make_clip(clip, [("dog", picture, "x")], seconds=0.5, fps=10, size=64)
     result = runner.invoke(app, ["watch", str(clip), "--model", "pets@1", "-C", str(park.root)])
@@ -179,6 +193,7 @@ def test_a_picture_renamed_as_a_video_is_refused(park: Project, tmp_path: Path) 
     stream = io.BytesIO()
     for frame in frames:
         frame.save(stream, format="JPEG")
+        stream.write(b"\r\n")  # as some cameras separate them
     (tmp_path / "cam.mjpeg").write_bytes(stream.getvalue())
     for name in ("a.gif", "a.png", "a.webp", "cam.mjpeg"):
         result = runner.invoke(app, ["watch", str(tmp_path / name), "--fps", "0", "--json",

@@ -14,7 +14,6 @@ from rich.markup import escape
 from kennel.cli.app import JsonOption, ProjectOption, opened, served_model
 from kennel.cli.render import console, emit_json
 from kennel.errors import ConfigError, SourceError
-from kennel.video.events import HOLD_SECONDS  # plain Python: nothing heavy
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
     pass
@@ -40,10 +39,10 @@ def watch(
         typer.Option(
             min=0,
             max=3600,
-            help="Seconds of video those frames must span too (0.4: 3 frames at 5 fps, "
-            "10 at 24 fps).",
+            help="Seconds of video those frames must span too (0: frames only). With "
+            "--fps 0 (every frame) 0.4 keeps a few misread frames from being an event.",
         ),
-    ] = HOLD_SECONDS,
+    ] = 0.0,
     enter: Annotated[
         float, typer.Option(min=0, max=1, help="Confidence to believe a new label.")
     ] = 0.7,

@@ -108,38 +108,39 @@ def file_url_path(source: str) -> str | None:
 
 
 # What a still picture's first bytes are; FFmpeg opens any of them as a one-frame "video".
-# A picture format that moves is a clip: GIF (left out), an animated PNG (an ``acTL`` chunk
-# before its pixels), an animated WebP (``ANIM``) and a Motion-JPEG stream (JPEGs one after
-# another: an end-of-image marker followed by a start-of-image one).
 _STILLS = (
-    (b"\xff\xd8\xff", "JPEG", b"\xff\xd9\xff\xd8"),
-    (b"\x89PNG\r\n\x1a\n", "PNG", b"acTL"),
-    (b"BM", "BMP", None),
-    (b"II*\x00", "TIFF", None),
-    (b"MM\x00*", "TIFF", None),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
 )
-_LOOKED_AT = 16 << 20  # bytes read for a second frame: a camera's JPEG is far smaller
 
 
 def _still_picture(path: str) -> str | None:
-    """The format of a still picture at ``path`` by its bytes, else None (a clip, another
-    file, or one that cannot be read: left to the decoder's own error)."""
+    """The format of a still picture at ``path``, else None: a picture format by its first
+    bytes that the decoder reads no second frame from. One that moves is a clip (an animated
+    GIF, PNG or WebP, a Motion-JPEG stream), whatever marks it; an unreadable file is left to
+    the decoder's own error."""
     try:
         with open(path, "rb") as file:
             head = file.read(12)
-            moving: bytes | None
-            if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-                kind, moving = "WebP", b"ANIM"
-            else:
-                found = [(k, m) for magic, k, m in _STILLS if head.startswith(magic)]
-                if not found:
-                    return None
-                kind, moving = found[0]
-            if moving is not None and moving in head + file.read(_LOOKED_AT):
-                return None
     except OSError:
         return None
-    return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind = "WebP"
+    else:
+        kind = next((k for magic, k in _STILLS if head.startswith(magic)), "")
+    if not kind:
+        return None
+    capture = cv2.VideoCapture(path)
+    try:
+        frames = 0
+        while frames < 2 and capture.read()[0]:
+            frames += 1
+    finally:
+        capture.release()
+    return kind if frames < 2 else None
 
 
 def is_live(source: str) -> bool:

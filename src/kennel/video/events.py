@@ -17,7 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 NO_PET = "none"
-HOLD_SECONDS = 0.4  # ``kennel watch``'s default: 3 frames at its default 5 fps, 10 at 24 fps
+# What every-frame scoring (``kennel watch --fps 0``) is best held to: 10 frames at 24 fps.
+# Off by default: frames sampled unevenly from a source (5 of 24 a second) span less than
+# their count suggests, so three of them can miss 0.4 s.
+HOLD_SECONDS = 0.4
 _EPS = 1e-6  # frame times are fractions (i / fps): 0.6 - 0.2 is a hair under 0.4
 
 

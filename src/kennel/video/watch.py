@@ -25,7 +25,7 @@ from kennel.errors import ConfigError
 from kennel.serve.predlog import PredictionLog, row_of
 from kennel.serve.runtime import Prediction, Predictor, Prepared
 from kennel.video.capture import Frame, FrameReader, SourceEvent
-from kennel.video.events import HOLD_SECONDS, NO_PET, Event, EventTracker
+from kennel.video.events import NO_PET, Event, EventTracker
 
 
 class VideoMetrics:
@@ -166,7 +166,7 @@ class Watcher:
     ) -> None:
         self.reader = reader
         self.predictor = predictor
-        self.tracker = tracker or EventTracker(hold_seconds=HOLD_SECONDS)
+        self.tracker = tracker or EventTracker()
         self.camera = camera
         self.environment = environment
         self.batch_size = batch_size
