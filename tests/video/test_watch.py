@@ -175,7 +175,8 @@ def test_a_picture_renamed_as_a_video_is_refused(park: Project, tmp_path: Path) 
     info = PngImagePlugin.PngInfo()
     info.add_text("Comment", "acTL ANIM")
     picture.save(tmp_path / "text.png", pnginfo=info)
-    for name, kind in (("mpo.jpg", "JPEG"), ("text.png", "PNG")):
+    picture.save(tmp_path / "two.mpo", format="MPO", save_all=True, append_images=[picture])
+    for name, kind in (("mpo.jpg", "JPEG"), ("two.mpo", "JPEG"), ("text.png", "PNG")):
         result = runner.invoke(app, ["watch", str(tmp_path / name), "--model", "pets@1", "-C",
                                      str(park.root)])  # fmt: skip
         assert result.exit_code == 6, (name, result.output)

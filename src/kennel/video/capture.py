@@ -23,10 +23,12 @@ from urllib.request import url2pathname
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from kennel.digits import ascii_number
 from kennel.errors import SourceError
 from kennel.imaging import DEFAULT_MAX_PIXELS
+from kennel.portable import FORMATS
 
 # FFmpeg writes its own complaints straight to stderr ("moov atom not found", a camera's
 # "Connection refused"); the reader reports each failure as a source event, in kennel's words
@@ -107,31 +109,22 @@ def file_url_path(source: str) -> str | None:
     return url2pathname(parts.path)
 
 
-# What a still picture's first bytes are; FFmpeg opens any of them as a one-frame "video".
-_STILLS = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-)
+# The picture formats kennel decodes (Pillow's names); FFmpeg opens each as a one-frame
+# "video". GIF is left out: it is an animation format.
+_STILLS = [f for f in FORMATS if f != "GIF"]
+# How an error names them; Pillow calls a JPEG carrying a second picture MPO
+_SAID = {"WEBP": "WebP", "MPO": "JPEG"}
 
 
 def _still_picture(path: str) -> str | None:
-    """The format of a still picture at ``path``, else None: a picture format by its first
-    bytes that the decoder reads no second frame from. One that moves is a clip (an animated
+    """The format of a still picture at ``path``, else None: a picture format by its header
+    that the video decoder reads no second frame from. One that moves is a clip (an animated
     GIF, PNG or WebP, a Motion-JPEG stream), whatever marks it; an unreadable file is left to
     the decoder's own error."""
-    try:
-        with open(path, "rb") as file:
-            head = file.read(12)
-    except OSError:
-        return None
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        kind = "WebP"
-    else:
-        kind = next((k for magic, k in _STILLS if head.startswith(magic)), "")
-    if not kind:
+    try:  # Pillow's identification, from the header alone (no pixel is decoded)
+        with Image.open(path, formats=_STILLS) as picture:
+            kind = _SAID.get(str(picture.format), str(picture.format))
+    except (OSError, Image.DecompressionBombError):
         return None
     capture = cv2.VideoCapture(path)
     try:
