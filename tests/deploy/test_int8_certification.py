@@ -76,5 +76,9 @@ def test_the_int8_graphs_labels_are_found_a_batch_at_a_time(
         labels = certify._int8_labels(model, ws.content, digests)
     finally:
         ws.close()
-    assert labels == {d: p.label for d, p in zip(digests, whole, strict=True)}
-    assert sizes == [5, 5, 5, 5, 3]
+    assert set(labels) == set(digests) and sizes == [5, 5, 5, 5, 3]
+    # batches of another size may round a float sum otherwise on another CPU: only a picture
+    # the model found a near tie may change its label
+    for digest, p in zip(digests, whole, strict=True):
+        second = sorted(p.probabilities.values())[-2]
+        assert labels[digest] == p.label or p.confidence - second < 1e-3, digest
