@@ -64,6 +64,14 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return alive
 
 
+def _cmdline(proc: psutil.Process) -> str:
+    """The command line, or "" for a process that exited since it was listed."""
+    try:
+        return " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return ""
+
+
 def _outlived(workers: list[psutil.Process], seconds: float) -> list[psutil.Process]:
     deadline = time.monotonic() + seconds
     while _alive(workers) and time.monotonic() < deadline:
@@ -84,21 +92,26 @@ def test_kill9_leaves_no_workers_and_rerun_gives_same_version(tmp_path: Path) ->
     db = killed.root / ".kennel" / "kennel.db"
     deadline = time.monotonic() + 120
     workers: list[psutil.Process] = []
-    # Kill at the first checkpoint that shows work, while the pool runs: checkpoints are
-    # batched in time (CHECKPOINT_S), so on a fast machine a later one may come after the
-    # pool has already finished every chunk.
-    while time.monotonic() < deadline and proc.poll() is None:
-        workers = psutil.Process(proc.pid).children(recursive=True)
-        if len(workers) >= 2 and _records(db) > 0:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "ingest finished before it could be killed"
-    assert len(workers) >= 2, workers  # the pool is running
-    # the command's workers are forked (a spawned one runs multiprocessing's spawn_main)
-    assert not [w for w in workers if "spawn_main" in " ".join(w.cmdline())]
-    # Only the main process, as the OOM killer or a crash would: its workers must follow.
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        # Kill at the first checkpoint that shows work, while the pool runs: checkpoints are
+        # batched in time (CHECKPOINT_S), so on a fast machine a later one may come after the
+        # pool has already finished every chunk. A child that has already exited (a zombie
+        # until its parent reaps it) is not counted: it has no command line to read.
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = _alive(psutil.Process(proc.pid).children(recursive=True))
+            if len(workers) >= 2 and _records(db) > 0:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "ingest finished before it could be killed"
+        assert len(workers) >= 2, workers  # the pool is running
+        # the command's workers are forked (a spawned one runs multiprocessing's spawn_main)
+        assert not [w for w in workers if "spawn_main" in _cmdline(w)]
+        # Only the main process, as the OOM killer or a crash would: its workers must follow.
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:  # a failed check above must not leave the ingest running
+            proc.kill()
+        proc.wait()
     try:
         left = _outlived(workers, 5.0)
         assert not left, f"workers outlived the killed ingest: {[p.pid for p in left]}"

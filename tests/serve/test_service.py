@@ -313,7 +313,11 @@ def test_full_queue_answers_503_at_once(project: Project) -> None:
         service.batcher.run = slow
         buf = io.BytesIO()
         Image.new("RGB", (40, 40)).save(buf, "PNG")
+        # A request announced as on its way keeps every batch off the event loop: a lone one
+        # runs inline there, and the held model would then stall the loop itself, answering
+        # nobody (not even with 503) until the gate timed out.
         with (
+            service.batcher.announce(),
             httpx.Client(base_url=running.url, timeout=30) as client,
             ThreadPoolExecutor(8) as pool,
         ):
