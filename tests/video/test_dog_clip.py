@@ -90,6 +90,18 @@ def _clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
     return path
 
 
+def test_every_frame_of_the_dog_clip_is_one_dog_event_by_default(
+    real_model: Project, shared_data: Path
+) -> None:
+    """--fps 0 scores all 24 frames a second: by default the hold of 3 frames keeps its 0.6 s
+    (15 frames), so the frames misread along the way announce no cat."""
+    clip = shared_data / "videos" / "dog.mp4"
+    stats = _watch(real_model, clip, "--fps", "0")
+    assert stats["frames_scored"] >= 200, stats
+    events = stats["events"]
+    assert [e["label"] for e in events] == ["dog"] and events[0]["t"] < 1.0, events
+
+
 def test_frames_without_a_pet_give_no_pet_event_while_the_dog_is_still_announced(
     real_model: Project, shared_data: Path, dog_clip: dict[str, Any], tmp_path: Path
 ) -> None:

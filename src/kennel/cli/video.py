@@ -35,14 +35,16 @@ def watch(
     ] = 8,
     hold: Annotated[int, typer.Option(min=1, max=100_000, help="Frames a label must hold.")] = 3,
     hold_seconds: Annotated[
-        float,
+        float | None,
         typer.Option(
             min=0,
             max=3600,
-            help="Seconds of video those frames must span too (0: frames only). With "
-            "--fps 0 (every frame) 0.4 keeps a few misread frames from being an event.",
+            help="Seconds of video those frames must cover too (default: what --hold frames "
+            "cover at 5 fps, so that at --fps 0 a few misread frames are no event; "
+            "0: frames only).",
+            show_default=False,
         ),
-    ] = 0.0,
+    ] = None,
     enter: Annotated[
         float, typer.Option(min=0, max=1, help="Confidence to believe a new label.")
     ] = 0.7,

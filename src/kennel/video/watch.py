@@ -255,6 +255,7 @@ class Watcher:
                         input_sha256=None,
                     )
                 )
+            self.tracker.rate = self.reader.sampled_fps  # known once the source is open
             event = self.tracker.observe(
                 frame.t, prediction.label, prediction.confidence, prediction.pet
             )
