@@ -105,3 +105,48 @@ def test_audit_commands(tmp_path: Path) -> None:
     assert verdict["ok"] is True and verdict["checked"] >= 3  # type: ignore[call-overload]
     log = _run("audit", "log", "-C", root)
     assert {e["action"] for e in log} >= {"ingest.start", "dataset.version", "ingest.done"}  # type: ignore[index]
+
+
+def test_near_duplicates_in_two_splits_are_warned_of_and_listed(tmp_path: Path) -> None:
+    """One scene saved twelve times with a different pixel each (a fixed camera's frames):
+    the split puts some in test and validation, and both the ingest and `data show` say how
+    many near-duplicate pairs lie across splits, naming some."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    scene = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    files = {}
+    for n in range(12):
+        frame = scene.copy()
+        frame[n, n] = 255 - frame[n, n]  # new bytes, the same picture to a perceptual hash
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format="PNG")
+        files[f"cat/{n:02d}.png"] = buffer.getvalue()
+    lake = write_tree(tmp_path / "lake", files)
+    project = make_project(tmp_path / "proj")
+    runner = CliRunner()
+    ingest = ["data", "ingest", str(lake), "--dataset", "scene", "-C", str(project.root)]
+    result = runner.invoke(app, [*ingest, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    across = report["near_duplicates_across_splits"]
+    assert report["near_duplicate_pairs"] == 12 * 11 // 2 and 0 < across < 66
+    ws = Workspace.load(project.root)
+    try:
+        version = ws.catalog.resolve("scene")
+        split_of = {Path(r["uri"]).name: r["split"] for r in ws.catalog.table(version).to_pylist()}
+    finally:
+        ws.close()
+    per_split = [list(split_of.values()).count(s) for s in set(split_of.values())]
+    assert across == (sum(per_split) ** 2 - sum(n * n for n in per_split)) // 2
+    shown = runner.invoke(app, ["data", "show", "scene", "-C", str(project.root)])
+    assert shown.exit_code == 0, shown.output
+    assert f"{across} near-duplicate pair(s) lie in two different splits" in shown.output
+    listed = [line for line in shown.output.splitlines() if "in two splits" in line]
+    assert len(listed) == min(10, across)
+    for line in listed:
+        a, b = (Path(u.strip()).name for u in line.split(":", 1)[1].split(","))
+        assert split_of[a] != split_of[b]

@@ -88,6 +88,9 @@ def model_extend(parent: list[Row], candidates: list[Candidate]) -> dict[str, An
         "conflicts": conflicts,
         "exact": sorted(sorted(u) for u in by_sha.values() if len(u) > 1),
         "near": [(rows[i].uri, rows[j].uri, b) for i, j, b in pairs],
+        "across": [
+            (rows[i].uri, rows[j].uri, b) for i, j, b in pairs if rows[i].split != rows[j].split
+        ],
     }
 
 
@@ -136,6 +139,7 @@ def test_the_columnar_child_is_the_row_by_row_child(seed: int) -> None:
     assert got.conflicts == want["conflicts"]
     assert got.exact_groups == want["exact"]
     assert got.near_pairs == want["near"]
+    assert got.across_splits == want["across"]
     assert manifest_version_id(got.table) == model_version_id(want["rows"])
     assert manifest_version_id(want["rows"]) == model_version_id(want["rows"])
     _changes_are_the_additions(parent, got)
@@ -248,3 +252,36 @@ def test_split_units_count_each_content_once_under_its_last_row(copies: bool) ->
         want[label][split] += 1
     assert (len(last) < len(rows)) == copies
     assert extension._units(table) == want
+
+
+def test_near_duplicates_in_two_splits_are_counted_and_sampled() -> None:
+    """Twenty pictures of one scene (hashes 0-1 bit apart, bytes all different) are split
+    like any twenty: the pairs whose two sides are in different splits are the ones a held-out
+    score can be flattered by, and the summary counts them."""
+    item = {"width": 64, "height": 64, "brightness": 1.0, "contrast": 1.0, "sharpness": 1.0}
+    offered = [
+        Candidate(
+            f"file:///lake/cat/{n:02d}.jpg",
+            hashlib.sha256(str(n).encode()).hexdigest(),
+            "cat",
+            {**item, "phash": f"{n % 2:016x}"},
+        )
+        for n in range(20)
+    ]
+    got = extend(SCHEMA.empty_table(), candidates_table(offered), split=SPLIT, near_distance=4)
+    split_of = {r["uri"]: r["split"] for r in got.table.to_pylist()}
+    counts = {s: list(split_of.values()).count(s) for s in set(split_of.values())}
+    assert counts == {"train": 14, "validation": 2, "test": 4}
+    assert len(got.near_pairs) == 20 * 19 // 2
+    across = 14 * 2 + 14 * 4 + 2 * 4
+    assert len(got.across_splits) == across
+    assert all(split_of[a] != split_of[b] for a, b, _bits in got.across_splits)
+    summary = got.duplicates_summary()
+    assert summary["near_duplicates_across_splits"] == across
+    assert summary["near_duplicates_across_splits_sample"] == [
+        list(p) for p in got.across_splits[:20]
+    ]
+    # one split for all: nothing across
+    whole = SplitConfig(test=0.0, validation=0.0, seed=7)
+    one = extend(SCHEMA.empty_table(), candidates_table(offered), split=whole, near_distance=4)
+    assert one.near_pairs and one.across_splits == []

@@ -106,6 +106,17 @@ def test_dataset_pages_draw_the_versions_counts_quality_and_images(
     twin = next(r.sha256 for r in rows if r.uri.endswith("/cat/again.jpg"))
     group = page.locator(f".dup-group[data-sha256='{twin}'] li").all_inner_texts()
     assert sorted(group) == sorted(r.uri for r in rows if r.sha256 == twin) and len(group) == 2
+    # near-duplicates in two splits: the version summary's count and sample, as a warning
+    across = v2.summary["near_duplicates_across_splits"]
+    sample = v2.summary["near_duplicates_across_splits_sample"]
+    assert page.locator("#near-across").count() == (1 if across else 0)
+    if across:
+        assert page.locator("#near-across").inner_text().startswith(f"{across} of those pairs")
+    drawn_pairs = [
+        [c.inner_text() for c in r.locator("td").all()]
+        for r in page.locator("#near-across-sample tbody tr").all()
+    ]
+    assert drawn_pairs == [[a, b, str(bits)] for a, b, bits in sample]
     # quarantine: the ingest's own records, a kept image for the label conflict only
     assert v2.ingest_run_id is not None
     stored = IngestStore(dashboard.ws.db).records(v2.ingest_run_id, QUARANTINED, limit=50)

@@ -115,9 +115,20 @@ def _print_report(r: IngestReport) -> None:
         f"near-duplicate pairs {r.near_duplicate_pairs}  "
         f"{r.processed} checked in {r.seconds:.1f}s ({r.images_per_second:.0f} images/s)"
     )
+    _warn_across(r.near_duplicates_across_splits)
     for uri, reason in r.quarantine_sample[:20]:
         console.print(f"  quarantined {uri}: {reason}", markup=False)
     _print_counts(r.version)
+
+
+def _warn_across(pairs: int) -> None:
+    """Near-duplicates in two splits: the held-out scores may be flattered."""
+    if pairs:
+        console.print(
+            f"[yellow]warning[/yellow]: {pairs} near-duplicate pair(s) lie in two different "
+            "splits (a test or validation picture nearly the same as another split's can "
+            "flatter its scores); `kennel data show` lists a sample"
+        )
 
 
 def _print_counts(v: DatasetVersion) -> None:
@@ -185,6 +196,9 @@ def show(
     )
     for group in s.get("exact_duplicates_sample", [])[:10]:
         console.print("  same bytes: " + ", ".join(group), markup=False)
+    _warn_across(s.get("near_duplicates_across_splits", 0))
+    for a, b, bits in s.get("near_duplicates_across_splits_sample", [])[:10]:
+        console.print(f"  in two splits ({bits} bits apart): {a}, {b}", markup=False)
     quarantined = s.get("quarantined", {})
     console.print(
         "quarantined by the ingest that made it: "

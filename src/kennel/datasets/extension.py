@@ -54,6 +54,20 @@ class Extension:
     # the rows of ``table`` that are new: every other row is the parent's, unchanged, so this
     # is the whole change from the parent (``compare.additions``)
     new_rows: np.ndarray
+    # of ``near_pairs``, those whose two pictures are in different splits: a test or
+    # validation picture nearly the same as one trained on flatters the model's scores
+    across_splits: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def duplicates_summary(self) -> dict[str, Any]:
+        """What a version's summary says of its duplicates (samples of at most 20)."""
+        return {
+            "exact_duplicate_groups": len(self.exact_groups),
+            "exact_duplicates_sample": self.exact_groups[:20],
+            "near_duplicate_pairs": len(self.near_pairs),
+            "near_duplicates_sample": [list(p) for p in self.near_pairs[:20]],
+            "near_duplicates_across_splits": len(self.across_splits),
+            "near_duplicates_across_splits_sample": [list(p) for p in self.across_splits[:20]],
+        }
 
 
 def offered(columns: Mapping[str, Sequence[Any]]) -> pa.Table:
@@ -163,6 +177,8 @@ def extend(
     pairs = dedupe.near_pairs(
         child["phash"].to_pylist(), is_new, distance=near_distance, copies=copies
     )
+    split_of_row = contiguous(child["split"]).to_numpy(zero_copy_only=False)
+    across = [p for p in pairs if split_of_row[p[0]] != split_of_row[p[1]]]
     return Extension(
         table=child,
         added=added.num_rows,
@@ -171,6 +187,7 @@ def extend(
         exact_groups=dedupe.exact_groups(groups),
         near_pairs=_named(uri, pairs),
         new_rows=np.flatnonzero(is_new),
+        across_splits=_named(uri, across),
     )
 
 

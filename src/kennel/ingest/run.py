@@ -74,6 +74,7 @@ class IngestReport:
     skipped: dict[str, int]  # never opened: special files, symlink loops, unsafe names
     exact_duplicate_groups: int
     near_duplicate_pairs: int
+    near_duplicates_across_splits: int  # of them, pairs in two different splits
     seconds: float
 
     @property
@@ -259,6 +260,7 @@ class Ingestor:
             skipped=listing.skipped,
             exact_duplicate_groups=summary["exact_duplicate_groups"],
             near_duplicate_pairs=summary["near_duplicate_pairs"],
+            near_duplicates_across_splits=summary["near_duplicates_across_splits"],
             seconds=time.perf_counter() - started,
         )
 
@@ -385,10 +387,7 @@ class Ingestor:
             "quarantined": dict(sorted(quarantined.items())),
             "quarantine_sample": [[u, r or ""] for u, r in bad[:50]],
             "skipped": skipped,
-            "exact_duplicate_groups": len(ext.exact_groups),
-            "exact_duplicates_sample": ext.exact_groups[:20],
-            "near_duplicate_pairs": len(ext.near_pairs),
-            "near_duplicates_sample": [list(p) for p in ext.near_pairs[:20]],
+            **ext.duplicates_summary(),
         }
         return ext, summary
 
