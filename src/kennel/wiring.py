@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from kennel.pipeline.tuning import Tuner
     from kennel.registry.store import ModelRegistry
     from kennel.serve.app import Service
-    from kennel.serve.auth import TokenStore
+    from kennel.serve.auth import Identity, TokenStore
     from kennel.serve.predlog import PredictionLog
     from kennel.serve.runtime import Predictor
     from kennel.storage import ContentStore
@@ -236,8 +236,10 @@ class Workspace:
         window: Window | None = None,
         *,
         actor: str = "kennel-monitor",
+        who: Identity | None = None,
     ) -> RetrainResult:
-        """The retrain action: labelled production data + warm start -> staging."""
+        """The retrain action: labelled production data + warm start -> staging (``who``:
+        the person who asked for it, whose token its alias moves record)."""
         from kennel.govern.retrain import retrain
 
         config = self.project.config
@@ -252,6 +254,7 @@ class Workspace:
             environment=config.monitor.environment,
             labels=config.data.labels,
             actor=actor,
+            who=who,
             epochs=config.monitor.retrain_epochs,
             window=window,
             progress=progress,

@@ -39,3 +39,16 @@ def test_commands_that_listen_by_default_do_not_share_a_port() -> None:
         shown = CliRunner().invoke(app, [name, "--help"], terminal_width=200)
         assert f"[default: {port.default}]" in shown.output, shown.output
     assert defaults == {"ui": 8090, "subscribe": 8091}
+
+
+def test_ids_past_the_databases_integer_are_refused_before_any_query() -> None:
+    """Alert ids and audit sequence numbers past PostgreSQL's INTEGER overflowed the query
+    (a database error, not a usage one); the CLI's bound is the store's."""
+    from kennel.cli.app import MAX_NUMBER as CLI_MAX
+    from kennel.db import MAX_NUMBER
+
+    assert CLI_MAX == MAX_NUMBER
+    for args in (["alerts", "ack", str(2**31)], ["audit", "anchor", str(2**31)]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "2147483647" in " ".join(result.output.split()), result.output

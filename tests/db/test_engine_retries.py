@@ -76,3 +76,17 @@ def test_pool_settings(pg_url: str) -> None:
         assert engine.pool.size() == 5  # type: ignore[attr-defined]
     finally:
         engine.dispose()
+
+
+def test_a_refused_statement_is_the_drivers_first_line_without_the_sql(pg_url: str) -> None:
+    """A value PostgreSQL refuses (a NUL in text) once reached a dashboard page with the SQL
+    statement and its parameters; the error is the driver's own first line."""
+    db = Database.open(pg_url)
+    try:
+        with pytest.raises(MetadataError) as refused, db.session() as s:
+            s.execute(text("SELECT CAST(:v AS text)"), {"v": "secret\x00value"})
+    finally:
+        db.dispose()
+    said = str(refused.value)
+    assert said.startswith("metadata database error: DataError: ") and "NUL" in said, said
+    assert "\n" not in said and "[SQL" not in said and "secret" not in said, said

@@ -229,3 +229,15 @@ def test_saliency_of_tiny_and_huge_pictures(park_model: Project, tmp_path: Path)
     assert drop[1, 0] == drop.max() > 1.0  # the fur's cell
     with pytest.raises(NotFoundError, match="'horse' is not one of fur@1's labels"):
         analyze.occlusion(predictor, Image.fromarray(tiny), grid=2, label="horse")
+
+
+def test_a_picture_one_pixel_high_is_drawn_one_pixel_high() -> None:
+    """A 20,000 x 1 picture (the service takes it) shrank to 256 x 0 and the saliency PNG
+    failed with a 500; its longer side is 256 and its shorter at least one pixel."""
+    for size in ((20_000, 1), (1, 20_000), (3, 2_000)):
+        picture = Image.new("RGB", size, (90, 90, 90))
+        drop = np.zeros((8, 8))
+        drop[0, 0] = 1.0
+        overlay = analyze.overlay_map(picture, drop)
+        assert max(overlay.size) == 256 and min(overlay.size) == 1
+        overlay.save(io.BytesIO(), "PNG")

@@ -34,24 +34,27 @@ HUGE = "9" * 30  # beyond any integer column
 LONG = "x" * 10_000  # an oversized search or id
 NOT_ROUTES = re.compile(r"^/(static|health)\b")
 NUMBER = ["abc", "-1", "0", "1.5", HUGE, str(10**9), LONG]
-TIME = ["2024-13-45", "yesterday", "-5d", "9999999d", "2024-01-01T25:00", LONG]
+NUL = "a\x00b"  # PostgreSQL refuses it in a text column (a 503 with the SQL, once)
+TIME = ["2024-13-45", "yesterday", "-5d", "9999999d", "2024-01-01T25:00", "9999-12-31T23:00",
+        NUL, LONG]  # fmt: skip
+INT4 = str(2**31)  # past PostgreSQL's INTEGER (an overflow error, once)
 CONFIDENCE = ["abc", "-0.1", "1.5", "nan", "inf", LONG]
 
 # query parameter -> values that must each be refused (a 4xx), whatever else the URL says
 QUERY: dict[str, list[str]] = {
-    "page": NUMBER, "qpage": NUMBER, "before": ["abc", "-1", "0", HUGE, LONG],
+    "page": NUMBER, "qpage": NUMBER, "before": ["abc", "-1", "0", INT4, HUGE, LONG],
     "limit": ["abc", "-1", "0", str(10**9), HUGE, LONG],
-    "since": TIME, "until": ["2024-13-45", "tomorrow", "2001-01-01", LONG],
-    "min_conf": CONFIDENCE, "max_conf": CONFIDENCE,
+    "since": TIME, "until": ["2024-13-45", "tomorrow", "2001-01-01", "9999-12-31", NUL, LONG],
+    "min_conf": [*CONFIDENCE, NUL], "max_conf": CONFIDENCE,
     "state": ["bogus", "OPEN", LONG], "status": ["bogus", LONG], "kind": ["bogus", LONG],
-    "feedback": ["maybe", "1", LONG], "env": ["nowhere", LONG], "camera": [LONG],
-    "label": [LONG], "split": ["sideways", LONG], "slice": ["x", "nocolumn=x", LONG],
+    "feedback": ["maybe", "1", LONG], "env": ["nowhere", NUL, LONG], "camera": [NUL, LONG],
+    "label": [NUL, LONG], "split": ["sideways", LONG], "slice": ["x", "nocolumn=x", NUL, LONG],
     "against": ["v999", f"v{HUGE}", "v²", "zz", "bad name", LONG],
     "study": ["nosuch", "bad id!", LONG],
     "ids": ["zz", ",".join(f"{i:032x}" for i in range(9)), "0" * 32, LONG],
     "a": ["nope@1", "bad name", "pets@999", f"pets@{HUGE}", "pets@²", LONG],
     "b": ["nope@1", "pets@x", f"pets@{HUGE}", LONG],
-    "actor": [LONG], "action": [LONG], "next": [LONG], "revoked": [LONG],
+    "actor": [NUL, "\x1b[31m", LONG], "action": [NUL, LONG], "next": [LONG], "revoked": [LONG],
 }  # fmt: skip
 # query parameters that are optional and may be left out; the others are given a good value
 REQUIRED = {"ids", "a", "b"}
@@ -60,7 +63,7 @@ PATH: dict[str, tuple[str, list[str]]] = {
     "name": ("nosuch", ["bad name!", "-", LONG]),
     "spec": ("999", ["v-1", "zz!", HUGE, f"v{HUGE}", "9" * 30, "²", LONG]),
     "env": ("nowhere", ["bad env!", LONG]),
-    "alert_id": ("99999999", ["abc", "-1", "0", HUGE, LONG]),
+    "alert_id": ("99999999", ["abc", "-1", "0", INT4, HUGE, LONG]),
     "run_id": ("0" * 32, ["xyz", "0" * 31, LONG]),
     "prediction_id": ("no-such-prediction", ["bad id!", LONG]),
     "sha256": ("0" * 64, ["xyz", "0" * 63, LONG]),
@@ -223,3 +226,12 @@ def test_an_error_page_leaves_the_last_actions_message_for_the_next_page(
             assert "approved by quinn" not in client.get("/").text  # shown once
     finally:
         server.stop()
+
+
+def test_a_version_page_shows_only_a_version_of_the_dataset_in_its_url(walk: Walk) -> None:
+    """A whole ref in the version part named another dataset's version, and the page drew it
+    under this URL's dataset (/datasets/x/park@v1 showed park)."""
+    spec = walk.good["/datasets/{name}/{spec}"]["spec"]
+    assert walk.client.get(f"/datasets/park/park@{spec}").status_code == 200
+    answer = walk.client.get(f"/datasets/parkx/park@{spec}")
+    assert answer.status_code == 404 and refused_clearly(answer) == "", answer.text[:300]

@@ -334,6 +334,12 @@ def test_retrain_now_waits_for_labelled_images_then_runs_in_the_background(
     assert alert_state(dashboard, alert.id).actions["retrain"] == cells[5]
     entry = newest_audit(dashboard, "alert.action.retrain")
     assert entry.actor == "olga" and entry.details["id"] == alert.id
+    # its alias moves (the new champion, the deploy to staging) record olga's token, as her
+    # releases do: it was her button (they said "system" and nothing)
+    with dashboard.ws.db.session() as s:
+        moves = [e for e in entries(s, 200) if e.action == "alias.move" and e.seq > entry.seq - 50]
+    ours = {e.subject.split("@")[1]: e.details.get("token") for e in moves if e.actor == "olga"}
+    assert ours.get("staging") == ours.get("champion") == dashboard.token_ids["operator"], moves
     ops.context.close()
 
 

@@ -58,6 +58,12 @@ def test_every_loopback_bind_answers_only_to_loopback_names_and_the_proxys() -> 
         assert allowed_hosts(bind) == ["127.0.0.1", "localhost", "[::1]"]
     assert allowed_hosts("::1", public_origins([PUBLIC]))[-1] == "kennel.example.com"
     assert allowed_hosts("0.0.0.0") is None
+    # the rest of 127.0.0.0/8 is loopback too: the check stays on, naming the bound address
+    # (it was off for 127.0.0.2, letting a rebound DNS name reach the dashboard)
+    assert allowed_hosts("127.0.0.2") == ["127.0.0.1", "localhost", "[::1]", "127.0.0.2"]
+    assert allowed_hosts("0:0:0:0:0:0:0:1") == ["127.0.0.1", "localhost", "[::1]",
+                                                "[0:0:0:0:0:0:0:1]"]  # fmt: skip
+    assert allowed_hosts("192.168.1.5") is None and allowed_hosts("example.org") is None
     assert public_origins([f"{PUBLIC}/, https://b.example:8443", "HTTPS://B.example:8443"]) == (
         PUBLIC,
         "https://b.example:8443",

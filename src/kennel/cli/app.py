@@ -148,6 +148,9 @@ def _is_nan(word: object) -> bool:
         return False
 
 
+# the largest id or sequence number a metadata column holds on every backend: kennel.db's
+# MAX_NUMBER (PostgreSQL's INTEGER), repeated so that `kennel --help` need not load SQLAlchemy
+MAX_NUMBER = 2**31 - 1
 PATH = "<path>"  # the metavar of a path option kept as text, as help shows a Path's
 
 

@@ -37,7 +37,7 @@ def ui(
     from kennel.errors import ConfigError
     from kennel.serve.server import listening, server_config
     from kennel.ui.app import create_app
-    from kennel.ui.origins import LOOPBACK, allowed_hosts, public_origins
+    from kennel.ui.origins import allowed_hosts, is_loopback, public_origins
     from kennel.wiring import Workspace
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
@@ -60,7 +60,7 @@ def ui(
     console.print(
         f"kennel dashboard for {ws.project.root} on {scheme}://{shown}:{port}/", markup=False
     )
-    if host not in LOOPBACK and ssl_certfile is None:
+    if not is_loopback(host) and ssl_certfile is None:
         console.print(
             "[yellow]warning:[/] not on loopback and without TLS: tokens and session cookies "
             "cross the network in clear (give --ssl-certfile/--ssl-keyfile or put a TLS proxy "

@@ -27,6 +27,7 @@ from kennel.cli.app import (
     BUILD,
     DATA,
     DEPLOY,
+    MAX_NUMBER,
     MONITOR,
     PATTERNS,
     PROJECT,
@@ -160,7 +161,7 @@ def audit_verify(
 
 @audit_app.command("anchor")
 def audit_anchor(
-    seq: Annotated[int, typer.Argument(min=1, max=2**62, help="The entry to anchor.")],
+    seq: Annotated[int, typer.Argument(min=1, max=MAX_NUMBER, help="The entry to anchor.")],
     token: TokenOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,

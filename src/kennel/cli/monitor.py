@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from kennel.cli.app import (
+    MAX_NUMBER,
     PATH,
     ForceOption,
     JsonOption,
@@ -202,7 +203,7 @@ def _set_state(
 
 @alerts_app.command("ack")
 def alerts_ack(
-    alert_id: Annotated[int, typer.Argument(min=1, max=2**62, help="Alert id.")],
+    alert_id: Annotated[int, typer.Argument(min=1, max=MAX_NUMBER, help="Alert id.")],
     note: Annotated[str, typer.Option(help="Why.")] = "",
     token: TokenOption = None,
     project: ProjectOption = None,
@@ -213,7 +214,7 @@ def alerts_ack(
 
 @alerts_app.command("resolve")
 def alerts_resolve(
-    alert_id: Annotated[int, typer.Argument(min=1, max=2**62, help="Alert id.")],
+    alert_id: Annotated[int, typer.Argument(min=1, max=MAX_NUMBER, help="Alert id.")],
     note: Annotated[str, typer.Option(help="Why.")] = "",
     token: TokenOption = None,
     project: ProjectOption = None,
@@ -225,7 +226,7 @@ def alerts_resolve(
 
 @alerts_app.command("retrain")
 def alerts_retrain(
-    alert_id: Annotated[int, typer.Argument(min=1, max=2**62, help="Alert id.")],
+    alert_id: Annotated[int, typer.Argument(min=1, max=MAX_NUMBER, help="Alert id.")],
     token: TokenOption = None,
     project: ProjectOption = None,
 ) -> None:
@@ -248,7 +249,7 @@ def alerts_retrain(
             raise NotFoundError(f"alert {alert_id} not found")
         require_feedback(ws.db, ws.registry, config.model.name, config.monitor.environment)
         window = (alert.first_at - parse_span(config.monitor.window), alert.last_at)
-        outcome = ws.retrain(progress, window, actor=who.name).summary()
+        outcome = ws.retrain(progress, window, actor=who.name, who=who).summary()
         store.note_action(alert.id, "retrain", outcome, actor=who.name)
     console.print(outcome, markup=False)
 

@@ -297,8 +297,11 @@ class Database:
             session.commit()
         except SQLAlchemyError as exc:
             session.rollback()
+            # the first line only: SQLAlchemy goes on with the statement and its parameters,
+            # which are nobody's business on a page or a terminal (the cause keeps them)
+            said = " ".join(str(exc).split("\n", 1)[0].split())
             raise MetadataError(
-                f"metadata database error: {exc.__class__.__name__}: {exc}"
+                f"metadata database error: {exc.__class__.__name__}: {said}"
             ) from exc
         except BaseException:
             session.rollback()

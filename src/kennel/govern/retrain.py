@@ -118,6 +118,7 @@ def retrain(
     environment: str,
     labels: Sequence[str],
     actor: str,
+    who: Identity | None = None,
     deploy_to: str | None = "staging",
     options: BuildOptions | None = None,
     epochs: int | None = None,
@@ -170,8 +171,10 @@ def retrain(
         overrides = dict(options.overrides)
         if window is not None:
             overrides.setdefault("balance_by", WINDOW_COLUMN)
+        token = who.token_id if who is not None else None
         opts = BuildOptions(**{
-            **options.__dict__, "init_from": champion.ref, "actor": actor, "overrides": overrides
+            **options.__dict__, "init_from": champion.ref, "actor": actor, "overrides": overrides,
+            "token": token,
         })  # fmt: skip
         try:  # before a run is recorded
             builder.check(report.version.ref, opts)
@@ -186,6 +189,6 @@ def retrain(
         result = None
         if deploy_to is not None:
             result = releases.deploy(
-                built.model.ref, deploy_to, who=Identity.system(actor), progress=progress
+                built.model.ref, deploy_to, who=who or Identity.system(actor), progress=progress
             )
         return RetrainResult(report.version.ref, report.added, built.model.ref, result)

@@ -93,7 +93,13 @@ def overlay_map(image: Image.Image, drop: np.ndarray, *, size: int = 256) -> Ima
     over it in red, each cell over the pixels it covered: the redder, the more covering it
     lowers the evidence."""
     picture = image.convert("RGB")
-    shown = ImageOps.contain(picture, (size, size), method=Image.Resampling.BILINEAR)
+    # the longer side ``size``, the shorter at least one pixel (ImageOps.contain gives a
+    # 20,000 x 1 picture a height of 0, which no image can have)
+    scale = size / max(picture.size)
+    shown = picture.resize(
+        (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+        Image.Resampling.BILINEAR,
+    )
     grid = drop.shape[0]
     rows, cols = _cells(picture.height, picture.width, grid)
     heat = np.clip(drop / max(float(np.abs(drop).max()), 1e-6), 0, 1)

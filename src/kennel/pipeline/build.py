@@ -158,6 +158,7 @@ class Builder:
                     package,
                     registry=self.registry,
                     actor=options.actor,
+                    token=options.token,
                     progress=progress,
                     seq_of=self._dataset_seq,
                 )

@@ -142,8 +142,10 @@ class PipelineRunner:
                 "train": config.train.model_dump(),
                 "gates": config.gates.model_dump(),
                 "model": config.model.model_dump(),
-                "options": {
-                    k: v for k, v in asdict(options).items() if k not in ("resume", "actor")
+                "options": {  # not who asked: the same inputs by anyone are the same build
+                    k: v
+                    for k, v in asdict(options).items()
+                    if k not in ("resume", "actor", "token")
                 },
             },
             output=BuildOutput,

@@ -29,6 +29,7 @@ class BuildOptions:
     resume: Resume = "off"
     study: str | None = None  # train the best trial of this finished shared study
     actor: str = "kennel"
+    token: str | None = None  # the id of the token of the person who started it, if any
     overrides: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig field
 
     def apply(self, train: TrainConfig) -> TrainConfig:

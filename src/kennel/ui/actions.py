@@ -150,7 +150,7 @@ def retrain(ws: Workspace, who: Identity, alert_id: int, jobs: Jobs) -> Job:
 
     def work(progress: Progress) -> str:
         try:
-            outcome = ws.retrain(progress, window, actor=who.name).summary()
+            outcome = ws.retrain(progress, window, actor=who.name, who=who).summary()
         except (KennelError, OSError, ImportError) as exc:  # noted as the alert action's are
             outcome = f"failed: {type(exc).__name__}: {exc}"
             store.note_action(alert.id, "retrain", outcome, actor=who.name)

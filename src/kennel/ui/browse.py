@@ -11,19 +11,21 @@ from typing import Annotated
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import Response
 
+from kennel.errors import NotFoundError
 from kennel.ui import datasets as data
 from kennel.ui import model_pages, run_pages
 from kennel.ui.app import Dashboard, error_page, signed_in
 from kennel.ui.paging import Endpoint, linker, pages_of
+from kennel.ui.query import Printable
 from kennel.ui.routes import View, show
 from kennel.ui.thumbs import MEDIA_TYPE, NotAnImage, Thumbnails
 
 Page = Annotated[int, Query(ge=1, le=1_000_000)]
-Name = Annotated[str, Path(min_length=1, max_length=128)]
+Name = Annotated[str, Path(min_length=1, max_length=128), Printable]
 Spec = Annotated[str, Path(min_length=1, max_length=80)]
-Word = Annotated[str, Query(max_length=128)]
-Against = Annotated[str, Query(max_length=200)]
-Slice = Annotated[str, Query(alias="slice", max_length=300)]
+Word = Annotated[str, Query(max_length=128), Printable]
+Against = Annotated[str, Query(max_length=200), Printable]
+Slice = Annotated[str, Query(alias="slice", max_length=300), Printable]
 Digest = Annotated[str, Path(pattern="^[0-9a-f]{64}$")]
 VERSIONS_PAGE = 50
 
@@ -87,6 +89,8 @@ def install(app: FastAPI, ui: Dashboard) -> None:
     ) -> Response:
         session, who = signed_in(request, ui)
         version = data.resolve(ws, name, spec)
+        if version.dataset != name:  # a whole ref of another dataset under this one's URL
+            raise NotFoundError(f"{spec!r} is not a version of {name!r}")
         index = indexes.of(ws, version)
         selection = data.Selection(label.strip(), split.strip(), slice_.strip())
         positions = data.selected(index, selection)

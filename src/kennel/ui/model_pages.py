@@ -14,13 +14,14 @@ from kennel.registry.entities import ModelVersion
 from kennel.ui.app import Dashboard, signed_in
 from kennel.ui.models import Calibrations, bundle_zip, curves, model_view
 from kennel.ui.paging import Register, linker, pages_of
+from kennel.ui.query import Printable
 from kennel.ui.routes import View, show
 
 PER_PAGE = 50
 ON_INDEX = 20  # versions per model on /models
-Name = Annotated[str, Path(min_length=1, max_length=128)]
+Name = Annotated[str, Path(min_length=1, max_length=128), Printable]
 Spec = Annotated[str, Path(min_length=1, max_length=64)]
-Ref = Annotated[str, Query(min_length=1, max_length=200)]
+Ref = Annotated[str, Query(min_length=1, max_length=200), Printable]
 Page = Annotated[int, Query(ge=1, le=1_000_000)]
 
 

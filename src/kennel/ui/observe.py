@@ -16,11 +16,11 @@ from kennel.errors import ConfigError, NotFoundError, did_you_mean
 from kennel.ui import images, monitoring, predictions
 from kennel.ui.app import Dashboard, signed_in
 from kennel.ui.buckets import BucketCache
-from kennel.ui.query import time_range
+from kennel.ui.query import Printable, time_range
 from kennel.ui.routes import View, show
 
-When = Annotated[str, Query(max_length=40)]
-Name = Annotated[str, Query(max_length=128)]
+When = Annotated[str, Query(max_length=40), Printable]
+Name = Annotated[str, Query(max_length=128), Printable]
 PredictionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 LONGEST = timedelta(days=92)  # what one Monitoring page may span
 Register = Callable[[str], Callable[[Callable[..., Response]], Callable[..., Response]]]
@@ -73,11 +73,11 @@ def install(app: FastAPI, ui: Dashboard, page: Register) -> None:
         request: Request,
         since: When = "",
         until: When = "",
-        env: Annotated[str, Query(max_length=64)] = "",
-        camera: Annotated[str, Query(max_length=256)] = "",
+        env: Annotated[str, Query(max_length=64), Printable] = "",
+        camera: Annotated[str, Query(max_length=256), Printable] = "",
         label: Name = "",
-        min_conf: Annotated[str, Query(max_length=32)] = "",
-        max_conf: Annotated[str, Query(max_length=32)] = "",
+        min_conf: Annotated[str, Query(max_length=32), Printable] = "",
+        max_conf: Annotated[str, Query(max_length=32), Printable] = "",
         feedback: Annotated[str, Query(pattern="^(yes|no)?$")] = "",
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     ) -> Response:

@@ -11,6 +11,7 @@ so a client's address is always the connection's peer."""
 from __future__ import annotations
 
 import html
+import ipaddress
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -56,9 +57,20 @@ def allowed_hosts(bind: str, origins: Iterable[str] = ()) -> list[str] | None:
     """The Host names to answer to when listening on ``bind``: loopback names (and the public
     origins' hosts) on loopback; None (any) elsewhere, where the bind address is reachable by
     other names anyway."""
-    if bind not in LOOPBACK:
+    if not is_loopback(bind):
         return None
-    return ["127.0.0.1", "localhost", "[::1]", *(host_of(o) for o in origins)]
+    own = [f"[{bind}]" if ":" in bind else bind] if bind not in LOOPBACK else []
+    return ["127.0.0.1", "localhost", "[::1]", *own, *(host_of(o) for o in origins)]
+
+
+def is_loopback(bind: str) -> bool:
+    """``localhost`` or a loopback address (all of 127.0.0.0/8, not only 127.0.0.1)."""
+    if bind == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 _PROXY_PEERS = frozenset({"127.0.0.1", "::1"})  # where a proxy on this machine connects from

@@ -7,11 +7,35 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from pydantic import AfterValidator
+
 from kennel.errors import ConfigError
 
 _SPAN = re.compile(r"^(\d{1,6})\s*(m|h|d)\Z")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 MAX_AGO = timedelta(days=3660)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tabs, lines kept
+
+
+def _no_control(text: str) -> str:
+    if _CONTROL.search(text):
+        raise ValueError("control characters (NUL, escape, line breaks ...) are not allowed")
+    return text
+
+
+def _no_control_in_text(text: str) -> str:
+    if _CONTROL_IN_TEXT.search(text):
+        raise ValueError("control characters (NUL, escape ...) are not allowed")
+    return text
+
+
+# a query or form value that names something (a search box): no control character at all
+Printable = AfterValidator(_no_control)
+# free text (a note): tabs and line breaks, but no other control character
+PrintableText = AfterValidator(_no_control_in_text)
 
 
 def span(text: str) -> timedelta | None:
@@ -32,12 +56,17 @@ def when(text: str, *, now: datetime, name: str) -> datetime:
         return now - ago
     try:
         at = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
-        return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+        at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
     except (ValueError, OverflowError):
         raise ConfigError(
             f"{name}={text[:40]!r}: expected a span before now (30m, 24h, 7d) or a date or "
             "date-time (2024-05-01 or 2024-05-01T12:00, UTC unless it says otherwise)"
         ) from None
+    if not EARLIEST <= at < LATEST:  # a chart's buckets past the year 9999 cannot be drawn
+        raise ConfigError(
+            f"{name}={text[:40]!r}: a date from {EARLIEST.year} to {LATEST.year - 1}, please"
+        )
+    return at
 
 
 def time_range(

@@ -29,6 +29,7 @@ from kennel.errors import AuthError, NotFoundError, did_you_mean
 from kennel.serve.auth import Identity
 from kennel.ui import actions, logs, views
 from kennel.ui.app import Dashboard, SignIn, local_path, render, signed_in
+from kennel.ui.query import Printable, PrintableText
 from kennel.ui.sessions import (
     LOGIN_NONCE,
     Session,
@@ -43,12 +44,12 @@ from kennel.ui.sessions import (
 LIVE = "/api/live"
 Csrf = Annotated[str, Form(max_length=200)]
 Back = Annotated[str, Form(max_length=512)]
-Note = Annotated[str, Form(max_length=500)]
-Ref = Annotated[str, Form(min_length=1, max_length=200)]
-EnvName = Annotated[str, Form(min_length=1, max_length=64)]
-AlertId = Annotated[int, Form(ge=1, le=2**62)]
+Note = Annotated[str, Form(max_length=500), PrintableText]
+Ref = Annotated[str, Form(min_length=1, max_length=200), Printable]
+EnvName = Annotated[str, Form(min_length=1, max_length=64), Printable]
+AlertId = Annotated[int, Form(ge=1, le=MAX_NUMBER)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Text = Annotated[str, Query(max_length=128)]
+Text = Annotated[str, Query(max_length=128), Printable]
 State = Annotated[str, Query(pattern="^(open|acknowledged|resolved)?$")]
 
 
@@ -166,7 +167,7 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         return show(request, session, who, alerts_view(who, found, "Alerts", state, limit, False))
 
     @page("/alerts/{alert_id}")
-    def alert(request: Request, alert_id: Annotated[int, Path(ge=1, le=2**62)]) -> Response:
+    def alert(request: Request, alert_id: Annotated[int, Path(ge=1, le=MAX_NUMBER)]) -> Response:
         session, who = signed_in(request, ui)
         found = logs.alert(ws, alert_id)
         if found is None:
@@ -180,7 +181,7 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         actor: Text = "",
         action: Text = "",
         limit: Limit = 100,
-        before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+        before: Annotated[int | None, Query(ge=1, le=MAX_NUMBER)] = None,
     ) -> Response:
         session, who = signed_in(request, ui)
         found = logs.audit(ws, actor=actor.strip(), action=action.strip(), limit=limit,

@@ -69,9 +69,14 @@ def champion_verdict(
 
 
 def promote_champion(
-    registry: ModelRegistry, model: ModelVersion, actor: str, seq_of: SeqOf
+    registry: ModelRegistry,
+    model: ModelVersion,
+    actor: str,
+    seq_of: SeqOf,
+    token: str | None = None,
 ) -> tuple[bool, str]:
-    """Move ``champion`` to ``model`` when ``champion_verdict`` says it earns it."""
+    """Move ``champion`` to ``model`` when ``champion_verdict`` says it earns it (``token``:
+    the id of the token of the person whose build it is, recorded with the move)."""
     try:
         current: ModelVersion | None = registry.resolve(f"{model.name}@champion")
     except NotFoundError:  # no champion yet
@@ -79,12 +84,18 @@ def promote_champion(
     earned, why = champion_verdict(current, model, seq_of)
     if earned:
         registry.set_alias(model.name, "champion", model.version, actor=actor, reason=why,
-                           kind="champion")  # fmt: skip
+                           kind="champion", token=token)  # fmt: skip
     return earned, why
 
 
 def register_model(
-    package: Package, *, registry: ModelRegistry, actor: str, progress: Progress, seq_of: SeqOf
+    package: Package,
+    *,
+    registry: ModelRegistry,
+    actor: str,
+    progress: Progress,
+    seq_of: SeqOf,
+    token: str | None = None,
 ) -> Registration:
     # a run killed after it registered, then resumed, registers nothing more: one run, one
     # model (it registered a second version of the same run)
@@ -93,7 +104,7 @@ def register_model(
         progress(Event("build", f"{earlier[0].ref} was registered by this run before it stopped"))
         champion = (
             "champion" in earlier[0].aliases
-            or promote_champion(registry, earlier[0], actor, seq_of)[0]
+            or promote_champion(registry, earlier[0], actor, seq_of, token)[0]
         )
         return Registration(model=registry.resolve(earlier[0].ref), champion=champion)
     registered = registry.register(
@@ -107,7 +118,7 @@ def register_model(
         gate_reasons=list(package.gates.reasons),
         actor=actor,
     )
-    champion, why = promote_champion(registry, registered, actor, seq_of)
+    champion, why = promote_champion(registry, registered, actor, seq_of, token)
     progress(
         Event(
             "build",

@@ -58,6 +58,9 @@ async def swagger(request: Request) -> HTMLResponse:
         swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
         swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
         swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        # Swagger UI sends the spec's URL to validator.swagger.io for a badge unless the
+        # page's host is localhost or 127.0.0.1 ([::1], a LAN name): the page stays offline
+        swagger_ui_parameters={"validatorUrl": None},
     )
 
 

@@ -170,7 +170,15 @@ async def predict(request: Request) -> JSONResponse:
     if media_type(content_type) == MULTIPART:
         body = await form(request, limit)
         try:
-            upload = body.get("file")
+            parts = body.getlist("file")
+            if len(parts) > 1:  # which one would be answered for? (the last, silently, once)
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    f"multipart body has {len(parts)} 'file' parts; send one, or several as "
+                    "'files' to /v1/predict/batch",
+                )
+            upload = parts[0] if parts else None
             if upload is None or isinstance(upload, str):
                 raise ApiError(422, "invalid_request", "multipart body needs a 'file' part")
             data = await upload.read()
