@@ -42,7 +42,7 @@ CONFIDENCE = ["abc", "-0.1", "1.5", "nan", "inf", LONG]
 
 # query parameter -> values that must each be refused (a 4xx), whatever else the URL says
 QUERY: dict[str, list[str]] = {
-    "page": NUMBER, "qpage": NUMBER, "before": ["abc", "-1", "0", INT4, HUGE, LONG],
+    "page": NUMBER, "qpage": [*NUMBER, "999999"], "before": ["abc", "-1", "0", INT4, HUGE, LONG],
     "limit": ["abc", "-1", "0", str(10**9), HUGE, LONG],
     "since": TIME, "until": ["2024-13-45", "tomorrow", "2001-01-01", "9999-12-31", NUL, LONG],
     "min_conf": [*CONFIDENCE, NUL], "max_conf": CONFIDENCE,

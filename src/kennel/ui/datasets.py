@@ -8,7 +8,6 @@ rows only for the tiles it shows: a 100,000-image version opens in a few tens of
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from kennel.datasets.versioning import DatasetVersion
 from kennel.db.ingest import IngestRecord, IngestStore
 from kennel.errors import ConfigError, NotFoundError, did_you_mean
 from kennel.ingest.validate import QUARANTINED
+from kennel.ui.paging import pages_of
 from kennel.wiring import Workspace
 
 PER_PAGE = 48  # tiles
@@ -136,11 +136,11 @@ def quarantine(ws: Workspace, version: DatasetVersion, page: int) -> Quarantine:
     run = version.ingest_run_id
     store = IngestStore(ws.db)
     total = store.count(run, QUARANTINED) if run else 0
-    pages = max(1, math.ceil(total / QUARANTINE_PAGE))
-    offset = (min(page, pages) - 1) * QUARANTINE_PAGE
+    pages = pages_of(total, QUARANTINE_PAGE, page, "quarantined files")  # past the last: 404
+    offset = (page - 1) * QUARANTINE_PAGE
     files = store.records(run, QUARANTINED, limit=QUARANTINE_PAGE, offset=offset) if run else []
     drawable = store.known({f.sha256 for f in files if f.sha256})
-    return Quarantine(kinds, total, files, drawable, min(page, pages), pages)
+    return Quarantine(kinds, total, files, drawable, page, pages)
 
 
 @dataclass(frozen=True)
