@@ -7,7 +7,7 @@ import yaml
 from typer.testing import CliRunner
 
 from kennel.cli.main import app
-from kennel.config import load_project, parse_config
+from kennel.config import init_project, load_project, parse_config
 from kennel.errors import ConfigError
 
 
@@ -259,3 +259,24 @@ def test_an_unset_environment_variable_is_named_with_its_key(
         load_project(tmp_path)
     monkeypatch.setenv("KENNEL_TEST_UNSET", "sqlite:///x.db")
     assert load_project(tmp_path).config.store.metadata_url == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize("folder", ["q?a", "p%41x", "h#1", "a b"])
+def test_the_metadata_database_stays_in_a_project_whatever_its_folder_is_named(
+    tmp_path: Path, folder: str
+) -> None:
+    """A "?" in the folder's name started the URL's query: the database was made beside the
+    project (shared with any project named alike); "%41" was read as "A"."""
+    from sqlalchemy.engine import make_url
+
+    from kennel.wiring import Workspace
+
+    project, _ = init_project(tmp_path / folder)
+    assert make_url(project.metadata_url).database == str(project.root / ".kennel/kennel.db")
+    ws = Workspace(project)
+    try:
+        ws.catalog.ensure_dataset("here")
+    finally:
+        ws.close()
+    assert (project.root / ".kennel" / "kennel.db").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder]  # nothing made beside it

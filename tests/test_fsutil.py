@@ -3,6 +3,7 @@ mistake to a project's kennel.yaml, or as root to /etc/passwd, replaced that fil
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,25 @@ def test_a_path_ending_in_a_slash_is_a_folder_made_for_the_page(tmp_path: Path) 
     with pytest.raises(OSError):  # a file where the folder would go: said, nothing replaced
         page_target(f"{tmp_path / 'taken'}/", "report.html")
     assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_a_fifo_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    """Reading a FIFO's head to see whether kennel wrote it blocked for ever (no writer):
+    `models compliance --out FIFO` hung; it is now one line, as for any file not a page."""
+    import threading
+
+    fifo = tmp_path / "f.html"
+    os.mkfifo(fifo)
+    said: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            page_target(fifo, "report.html")
+        except BaseException as exc:  # kept for the assertion below
+            said.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "page_target blocked on a FIFO"
+    assert len(said) == 1 and isinstance(said[0], ConfigError) and "--force" in str(said[0])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import tempfile
 import uuid
 from html.parser import HTMLParser
@@ -91,6 +92,15 @@ def is_locked(path: Path) -> bool:
     return False
 
 
+def refuse_existing(path: Path, *, force: bool, option: str = "--out") -> None:
+    """A file kennel would write at ``path`` (a clip) replaces one already there only with
+    ``force``: a user's own video named by mistake was overwritten without a word."""
+    if not force and (path.exists() or path.is_symlink()):
+        raise ConfigError(
+            f"{option} {path}: it exists; give --force to replace it, or another path"
+        )
+
+
 def page_target(
     path: str | Path, default_name: str, *, force: bool = False, option: str = "--out"
 ) -> Path:
@@ -136,12 +146,15 @@ class _Head(HTMLParser):
 def _kennel_page(path: Path) -> bool:
     """Whether ``path`` is a file that kennel wrote as a page: an HTML document whose head
     holds ``KENNEL_PAGE`` as a tag (a page that merely quotes it is not one)."""
-    try:
-        with open(path, "rb") as handle:
-            start = handle.read(4096)
+    try:  # without blocking: a FIFO with no writer would hold the open (or read) forever
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError:
         return False
-    if not path.is_file() or not start.lstrip().lower().startswith(b"<!doctype html"):
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO, a device: no page of ours
+            return False
+        start = handle.read(4096)
+    if not start.lstrip().lower().startswith(b"<!doctype html"):
         return False
     head = _Head()
     head.feed(start.decode("utf-8", "replace"))

@@ -94,3 +94,44 @@ def test_decode_budget_counts_alpha_compositing_and_libwebp() -> None:
     assert decode_cost(4000, 4000, "RGBA") >= 2 * plain
     assert decode_cost(4000, 4000, "RGB", "WEBP") > plain
     assert decode_cost(4000, 4000, "RGBA", "WEBP") >= 2.5 * plain
+
+
+def _png(width: int, height: int, raw: bytes, *, depth: int = 8, colour: int = 2,
+         interlace: int = 0) -> bytes:  # fmt: skip
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))  # fmt: skip
+
+
+def test_a_png_whose_pixel_data_ends_early_is_rejected() -> None:
+    """One row of pixel data for a 600 x 600 picture, its zlib stream ended cleanly: Pillow
+    decoded it with the rest black and the ingest kept it; libpng says "not enough image
+    data". Whole pictures of every colour type, bit depth and interlacing still decode."""
+    width = 600
+    one_row = b"\0" * (1 + width * 3)
+    with pytest.raises(ImageRejected, match="holds 1801 of the 1080600 bytes"):
+        decode(_png(width, 600, one_row), min_side=1)
+    with pytest.raises(ImageRejected, match="corrupt or truncated"):
+        decode(_png(width, 600, one_row * 599), min_side=1)  # one row short
+    assert decode(_png(width, 600, one_row * 600), min_side=1).width == width
+    # Adam7: seven passes of 1 + packed bytes per row; 13 x 7 RGB at 8 bits
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+              (0, 1, 1, 2)]  # fmt: skip
+    raw = b"".join(
+        (b"\0" * (1 + 3 * -(-(13 - x) // dx))) * -(-(7 - y) // dy) for x, y, dx, dy in passes
+    )
+    assert decode(_png(13, 7, raw, interlace=1), min_side=1).height == 7
+    with pytest.raises(ImageRejected, match="corrupt or truncated"):
+        decode(_png(13, 7, raw[:-5], interlace=1), min_side=1)
+    for mode in ("1", "L", "P", "RGB", "RGBA", "LA", "I;16"):  # Pillow's own files
+        buffer = io.BytesIO()
+        Image.new(mode, (37, 11)).save(buffer, "PNG")
+        decoded = decode(buffer.getvalue(), min_side=1)
+        assert (decoded.width, decoded.height) == (37, 11), mode

@@ -229,6 +229,20 @@ def test_a_bad_out_is_refused_before_anything_is_watched(park: Project, tmp_path
         assert result.exit_code == 2 and "is the video being watched" in result.stderr, source
     assert clip.read_bytes() == before
     assert list((tmp_path / "outdir").iterdir()) == [] and not (tmp_path / "out.txt").exists()
+    # another video already there is the user's: replaced only with --force (it was, silently)
+    precious = tmp_path / "precious.mp4"
+    precious.write_bytes(b"a user's own video")
+    args = ["watch", str(clip), "--model", "pets@1", "--no-log", "--out", str(precious),
+            "-C", str(park.root)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "exists; give --force" in result.stderr, result.output
+    assert precious.read_bytes() == b"a user's own video"
+    result = runner.invoke(app, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    assert precious.read_bytes()[4:8] == b"ftyp"  # an MPEG-4 file now
+    synth = ["data", "synth-video", str(precious), "--dataset", "park", "-C", str(park.root)]
+    result = runner.invoke(app, synth)
+    assert result.exit_code == 2 and "exists; give --force" in result.stderr, result.output
 
 
 def test_a_duration_of_nothing_is_refused(park: Project, tmp_path: Path) -> None:

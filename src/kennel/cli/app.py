@@ -227,6 +227,9 @@ ForceOption = Annotated[
     bool,
     typer.Option("--force", help="Replace an existing file even if it is not a page kennel wrote."),
 ]
+ReplaceOption = Annotated[
+    bool, typer.Option("--force", help="Replace the file if it exists already.")
+]
 TokenOption = Annotated[
     str | None,
     typer.Option("--token", envvar="KENNEL_TOKEN", help="A token whose role allows this."),

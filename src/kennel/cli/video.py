@@ -11,9 +11,10 @@ from urllib.parse import unquote
 import typer
 from rich.markup import escape
 
-from kennel.cli.app import JsonOption, ProjectOption, opened, served_model
+from kennel.cli.app import JsonOption, ProjectOption, ReplaceOption, opened, served_model
 from kennel.cli.render import console, emit_json
 from kennel.errors import ConfigError, SourceError
+from kennel.fsutil import refuse_existing
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
     pass
@@ -53,6 +54,7 @@ def watch(
     ] = 0.5,
     camera: Annotated[str, typer.Option(help="Camera id (the prediction log's source).")] = "",
     out: Annotated[Path | None, typer.Option(help="Write an annotated video here (.mp4).")] = None,
+    force: ReplaceOption = False,
     duration: Annotated[
         float | None, typer.Option(min=0, max=31_536_000, help="Stop after this many seconds.")
     ] = None,
@@ -81,6 +83,8 @@ def watch(
         raise ConfigError(f"--out {out} is the video being watched; name another file")
     # a bad --out is said first; the file's rate is set at its first frame (the sampled rate)
     writer = AnnotatedWriter(out, fps or 25.0) if out else None
+    if out is not None:  # a folder or another suffix is said first, by the writer
+        refuse_existing(out, force=force)
     reader = FrameReader(source, target_fps=fps or None)
     camera_id = camera or f"camera:{Path(reader.source).name if not reader.live else source}"
     metrics = VideoMetrics()
@@ -162,6 +166,7 @@ def synth_video(
     size: Annotated[int, typer.Option(min=64, max=1024, help="Frame side in pixels.")] = 224,
     scenario: Annotated[str, typer.Option(help="day or night.")] = "day",
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed.")] = 0,
+    force: ReplaceOption = False,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -174,6 +179,7 @@ def synth_video(
     from kennel.video.events import clock
 
     clips.check_out(out)  # before any image is read
+    refuse_existing(out, force=force)
     with opened(project) as ws:
         version = ws.catalog.resolve(dataset)
         rows = [r for r in ws.catalog.rows(version) if r.split == "test"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -132,7 +133,10 @@ class Project(BaseModel):
         url = self.config.store.metadata_url
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            return prefix + str(self.root / url[len(prefix) :])
+            # the root as a URL's path: a "?", "#" or "%" in a folder's name would otherwise
+            # start a query (the database then named by the text before it, outside the
+            # project and shared with any project whose name starts alike) or an escape
+            return f"{prefix}{quote(str(self.root), safe='/')}/{url[len(prefix) :]}"
         return url
 
     @property

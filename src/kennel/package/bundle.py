@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -183,16 +184,27 @@ def metadata(
     )
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MARKUP = re.compile(r"([\\`*\[\]|<>&])")  # an intraword "_" is no emphasis: kept
+
+
+def _md(text: str) -> str:
+    """``text`` as literal Markdown: a label is data (a manifest may give one any text), so
+    no HTML, table cell break or terminal escape reaches a reader of the card."""
+    shown = _CONTROL.sub(lambda c: f"\\x{ord(c[0]):02x}", text)
+    return _MARKUP.sub(lambda c: f"&#{ord(c[1])};", shown)
+
+
 def card(meta: BundleMetadata) -> str:
     m = meta.metrics
     per_class = "\n".join(
-        f"| {c} | {v.precision:.4f} | {v.recall:.4f} | {v.f1:.4f} | {v.support} |"
+        f"| {_md(c)} | {v.precision:.4f} | {v.recall:.4f} | {v.f1:.4f} | {v.support} |"
         for c, v in m.per_class.items()
     )
     gates = meta.gates
     return f"""# Model card: {meta.name} v{meta.version}
 
-Classifies an image as one of: {", ".join(meta.labels)}.
+Classifies an image as one of: {", ".join(_md(label) for label in meta.labels)}.
 
 - Architecture: {meta.params.arch} at {meta.image_size} px
 - Trained on dataset `{meta.dataset}` version `{meta.dataset_version}`
@@ -212,7 +224,7 @@ Calibration: temperature {meta.temperature:.3f}.
 
 ## Quality gates
 
-{"Passed." if gates.passed else "FAILED: " + "; ".join(gates.reasons)}
+{"Passed." if gates.passed else "FAILED: " + "; ".join(_md(r) for r in gates.reasons)}
 
 ## Intended use and limits
 

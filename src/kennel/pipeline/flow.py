@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
+import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -58,18 +60,23 @@ class PipelineResult:
 
 
 def source_fingerprint(source: Source) -> str:
-    """Names, labels, attributes, sizes and modification times of what the source lists
-    (cheap: no image bytes read). A manifest's corrected label or attribute changes it, as a
-    changed file does."""
+    """Names, labels, attributes and file stats (size, modification and change times, inode:
+    an in-place rewrite that keeps size and mtime still changes ctime) of what the source
+    lists, no image byte read: a manifest's corrected label or attribute changes it, as a
+    changed file does. A file that cannot be stat'ed here (a URL's, an object store's) cannot
+    be vouched for: then the fingerprint is new every time and the ingest runs, giving the
+    same version when nothing changed."""
     digest = hashlib.sha256(source.describe().encode())
     for entry in source.scan().entries:
-        path = entry.uri.split("::")[-1]
-        meta = json.dumps([entry.label, entry.attrs], sort_keys=True)
         try:
-            st = os.stat(path)
-            digest.update(f"{entry.uri}\t{meta}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{entry.uri}\t{meta}\n".encode())
+            st = os.stat(entry.uri.split("::")[-1])
+        except (OSError, ValueError):
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            return f"unvouched:{uuid.uuid4().hex}"
+        key = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+        meta = json.dumps([entry.label, entry.attrs], sort_keys=True)
+        digest.update(f"{entry.uri}\t{meta}\t{key}\n".encode())
     return digest.hexdigest()
 
 

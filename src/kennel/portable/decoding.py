@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from kennel.portable.pngcheck import short_data
+
 # What cameras, phones, browsers and scanners produce (MPO, a phone's multi-picture JPEG, is
 # opened by the JPEG plugin). Every other Pillow plugin is refused before its code runs: EPS
 # and PS would start Ghostscript, and the rarely used decoders (DDS, PSD, ICNS, FITS, ...) are
@@ -237,6 +239,8 @@ def decode_rgb(
             # Pillow turns only an RGB (YCbCr) JPEG into "L"; others keep their mode here
             image.draft("L" if grey else "RGB", draft or image.size)
         image.load()
+        if header.format == "PNG" and (short := short_data(data)) is not None:
+            raise ImageRejected(short)  # Pillow leaves the missing rows black, silently
         orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
         out = image if grey and image.mode == "L" else to_rgb(image)
         if grey and out.mode != "L":
