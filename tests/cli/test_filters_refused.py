@@ -45,3 +45,22 @@ def test_saliency_of_an_unknown_prediction_makes_no_folder(tmp_path: Path) -> No
     line = _fails(root, "analyze", "saliency", "../../../../", "--out", f"{out}/", code=3)
     assert line == "error: prediction '../../../../' not found" and not out.exists()
     assert _fails(root, "models", "show", "pets@@", code=2).startswith("error: 'pets@@': '@'")
+
+
+def test_alias_history_shows_a_dash_where_there_was_no_version(tmp_path: Path) -> None:
+    """An alias set for the first time came from nothing: the history printed "None"."""
+    from kennel.wiring import Workspace
+    from tests.serving import served_project
+
+    project = served_project(tmp_path / "p", models=1)
+    ws = Workspace.load(project.root)
+    try:
+        ws.registry.set_alias("pets", "canary", 1, actor="t", reason="first")
+    finally:
+        ws.close()
+    result = CliRunner().invoke(app, ["models", "history", "pets", "-C", str(project.root)],
+                                env={"COLUMNS": "200"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    [row] = [line for line in result.output.splitlines() if "canary" in line]
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells[2:4] == ["-", "1"] and "None" not in result.output, row

@@ -40,6 +40,10 @@ def test_bad_training_options_are_one_line_naming_the_key(tmp_path: Path) -> Non
     for budget in ("0", "-1"):  # a search with no time at all is a mistake, not "no budget"
         line = fails("train", "-d", "park", "--budget-minutes", budget, "-C", root, code=2)
         assert "--budget-minutes" in line
+    # "--trials 1 = no search" (the help): a budget or method beside it ran a search anyway
+    for extra in (["--budget-minutes", "1"], ["--search", "grid"]):
+        line = fails("train", "-d", "park", "--trials", "1", *extra, "-C", root, code=2)
+        assert "--trials" in line and f"so {extra[0]} would not be used" in line, line
 
 
 def test_kennel_yaml_mistakes_name_the_key_and_the_place(tmp_path: Path) -> None:

@@ -100,6 +100,9 @@ def test_resolve_errors(catalog: DatasetCatalog) -> None:
         catalog.resolve("ghost@v1")
     with pytest.raises(ConfigError, match="invalid dataset name"):
         catalog.resolve("../etc@v1")
+    with pytest.raises(ConfigError) as long_name:  # named in a line, not echoed whole
+        catalog.resolve("a" * 5000 + "!@v1")
+    assert len(str(long_name.value)) < 200 and "(5001 characters)" in str(long_name.value)
     parent = None
     for i in range(40):  # enough versions that some share a first hex digit
         parent, _ = catalog.commit(

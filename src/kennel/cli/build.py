@@ -78,6 +78,13 @@ def _options(
 ) -> BuildOptions:
     from kennel.pipeline.build import BuildOptions
 
+    if trials == 1 and (budget is not None or search is not None):
+        given = "--budget-minutes" if budget is not None else "--search"
+        raise typer.BadParameter(
+            f"1 trains one configuration, with no search, so {given} would not be used: "
+            "drop one of them",
+            param_hint="--trials",
+        )
     return BuildOptions(
         preset=preset,
         arch=arch,

@@ -162,10 +162,22 @@ def history(
         f"{name} alias history",
         ["at", "alias", "from", "to", "actor", "reason"],
         [
-            [f"{e.at:%Y-%m-%d %H:%M:%S}", e.alias, e.from_version, e.to_version, e.actor, e.reason]
+            [
+                f"{e.at:%Y-%m-%d %H:%M:%S}",
+                e.alias,
+                _or_dash(e.from_version),
+                _or_dash(e.to_version),
+                e.actor,
+                e.reason,
+            ]
             for e in events
         ],
     )
+
+
+def _or_dash(version: int | None) -> str:
+    """A version number, or "-" where there is none (an alias set for the first time)."""
+    return "-" if version is None else str(version)
 
 
 @lineage_app.command("model")

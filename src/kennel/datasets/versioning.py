@@ -56,8 +56,9 @@ def contents_unique(version: DatasetVersion) -> bool:
 
 def check_name(name: str) -> str:
     if not _NAME.match(name):
+        said = repr(name) if len(name) <= 60 else f"{name[:40]!r}... ({len(name)} characters)"
         raise ConfigError(
-            f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-' (max 128)"
+            f"invalid dataset name {said}: use letters, digits, '.', '_' or '-' (max 128)"
         )
     return name
 
