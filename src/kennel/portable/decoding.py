@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from kennel.portable.pngcheck import short_data
+from .pngcheck import short_data  # relative: the package is copied into wheels as is
 
 # What cameras, phones, browsers and scanners produce (MPO, a phone's multi-picture JPEG, is
 # opened by the JPEG plugin). Every other Pillow plugin is refused before its code runs: EPS
