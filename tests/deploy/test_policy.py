@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import redis
 import yaml
@@ -179,6 +181,49 @@ def test_a_gate_failed_model_is_never_deployed_or_published(root: Path) -> None:
     finally:
         client.delete(stream)
         client.close()
+
+
+def test_a_gate_failed_version_named_outright_reaches_no_one_unless_allowed(
+    root: Path, tmp_path: Path
+) -> None:
+    """Scoring into a shared table, answering RPC, watching a camera and packaging a wheel all
+    put a model's answers in front of others: a version that failed its gates is refused there
+    unless --allow-failed-gates says so; ``kennel predict`` (answers on this screen) warns."""
+    refused = cli(root, "batch-score", "--input", "dataset:park", "--table", "scores",
+                  "--model", "pets@3", code=13)  # fmt: skip
+    assert "pets@3 failed its quality gates" in refused["stderr"]
+    assert "--allow-failed-gates" in refused["stderr"]
+    refused = cli(root, "export", "package", "pets@3", "--out", str(tmp_path / "w"), code=13)
+    assert "failed its quality gates" in refused["stderr"] and not (tmp_path / "w").exists()
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 5.0, (64, 48))
+    for _ in range(5):
+        writer.write(np.full((48, 64, 3), 90, np.uint8))
+    writer.release()
+    refused = cli(root, "watch", str(clip), "--model", "pets@3", code=13)
+    assert "failed its quality gates" in refused["stderr"]
+    worker = runner.invoke(app, ["rpc-worker", "--model", "pets@3", "-C", str(root)])
+    assert worker.exit_code == 13 and "failed its quality gates" in worker.stderr
+    wrong = cli(root, "batch-score", "--input", "dataset:park", "--table", "scores",
+                "--env", "production", "--allow-failed-gates", code=2)  # fmt: skip
+    assert "goes with --model" in wrong["stderr"]
+    scored = cli(root, "batch-score", "--input", "dataset:park", "--table", "scores",
+                 "--model", "pets@3", "--allow-failed-gates")  # fmt: skip
+    assert (scored["model"], scored["version"]) == ("pets", 3) and scored["inserted"] > 0
+    wheel = cli(root, "export", "package", "pets@3", "--out", str(tmp_path / "w"),
+                "--allow-failed-gates")  # fmt: skip
+    assert Path(wheel["wheel"]).is_file() and wheel["version"] == 3
+    ws = Workspace.load(root)
+    try:
+        photo = ws.content.get(ws.catalog.rows(ws.catalog.resolve("park"))[0].sha256)
+    finally:
+        ws.close()
+    (tmp_path / "one.jpg").write_bytes(photo)
+    result = runner.invoke(app, ["predict", str(tmp_path / "one.jpg"), "--model", "pets@3",
+                                 "-C", str(root), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "warning: pets@3 failed its quality gates" in result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["model"] == {"name": "pets", "version": 3}
 
 
 def test_rollback_reads_the_kind_of_move_not_the_reason(root: Path) -> None:

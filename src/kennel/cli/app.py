@@ -35,7 +35,14 @@ except ImportError:  # pragma: no cover - an older typer on plain click
     from click.exceptions import UsageError as UsageError  # type: ignore[assignment]
 
 from kennel.display import shown
-from kennel.errors import AuthError, ConfigError, KennelError, did_you_mean, status_of
+from kennel.errors import (
+    AuthError,
+    ConfigError,
+    KennelError,
+    ReleaseRefusedError,
+    did_you_mean,
+    status_of,
+)
 
 if TYPE_CHECKING:  # imported when a command runs, so that `kennel --help` starts at once
     from kennel.serve.auth import Identity
@@ -234,6 +241,13 @@ TokenOption = Annotated[
     str | None,
     typer.Option("--token", envvar="KENNEL_TOKEN", help="A token whose role allows this."),
 ]
+UngatedOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-failed-gates",
+        help="Use a --model version that failed its quality gates (tests, never production).",
+    ),
+]
 EngineName = Literal["local", "ray"]  # as kennel.wiring.Workspace.ingestor and .scorer
 AddressOption = Annotated[
     str | None,
@@ -282,10 +296,14 @@ def _warn(message: str) -> None:
     say(message, prefix="warning: ")
 
 
-def model_ref(ws: Workspace, model: str | None, env: str | None) -> str:
-    """``--model NAME@VERSION`` or ``--env ENV`` (the model that environment's alias names)."""
+def model_ref(ws: Workspace, model: str | None, env: str | None, *, ungated: bool = False) -> str:
+    """``--model NAME@VERSION`` or ``--env ENV`` (the model that environment's alias names);
+    a version that failed its quality gates only with ``ungated`` (--allow-failed-gates): what
+    these commands score reaches others (a shared table, a feed, a camera's events, a wheel)."""
     if (model is None) == (env is None):
         raise ConfigError("give exactly one of --model NAME@VERSION or --env ENV")
+    if ungated and env is not None:
+        raise ConfigError("--allow-failed-gates goes with --model: what --env serves has passed")
     if env is not None:  # what an environment serves must have passed its gates
         config = ws.project.config
         from kennel.deploy.policy import PolicyGate  # not the release manager: no PyTorch
@@ -294,18 +312,24 @@ def model_ref(ws: Workspace, model: str | None, env: str | None) -> str:
         PolicyGate(config, ws.db, ws.registry).serves(chosen)
         return chosen.ref
     assert model is not None
-    return model
+    chosen = ws.registry.resolve(model)
+    if not chosen.gates_passed and not ungated:
+        raise ReleaseRefusedError(
+            f"{chosen.ref} failed its quality gates ({'; '.join(chosen.gate_reasons)}): "
+            "pass --allow-failed-gates to use it anyway"
+        )
+    return chosen.ref
 
 
 @contextmanager
 def served_model(
-    ws: Workspace, model: str | None, env: str | None
+    ws: Workspace, model: str | None, env: str | None, *, ungated: bool = False
 ) -> Iterator[Callable[[], Predictor]]:
     """A fixed model (``--model``) or the alias an environment serves, followed live (its
     releases and rollbacks swap the Predictor the callable gives)."""
     from kennel.serve.holder import ModelHolder
 
-    ref = model_ref(ws, model, env)
+    ref = model_ref(ws, model, env, ungated=ungated)
     if env is None:
         predictor = ws.predictor(ref)
         yield lambda: predictor

@@ -16,6 +16,7 @@ from kennel.cli.app import (
     model_ref,
     new_app,
     opened,
+    say,
 )
 from kennel.cli.render import console, dumps, emit_json, progress_bar, reporting, table
 from kennel.display import shown
@@ -145,7 +146,14 @@ def predict(
 
     files = _image_files(inputs)
     with opened(project) as ws:
-        ref = model_ref(ws, model, env) if model or env else _default_model(ws)
+        # a version named outright is scored even if it failed its gates (its results stay
+        # on this screen), with a warning
+        ungated = model is not None
+        ref = model_ref(ws, model, env, ungated=ungated) if model or env else _default_model(ws)
+        chosen = ws.registry.resolve(ref)
+        if not chosen.gates_passed:
+            say(f"{ref} failed its quality gates: {'; '.join(chosen.gate_reasons)}",
+                prefix="warning: ")  # fmt: skip
         predictor = ws.predictor(ref)
     if not json_out:
         console.print(f"{predictor.name}@{predictor.version}: {len(files)} images", markup=False)

@@ -15,6 +15,7 @@ from kennel.cli import (
     dashboard,
     data,
     deploy,
+    export,
     models,
     monitor,
     patterns,
@@ -75,7 +76,7 @@ app.command("batch-read", rich_help_panel=PATTERNS)(patterns.batch_read)
 app.command("rpc-worker", rich_help_panel=PATTERNS)(patterns.rpc_worker)
 app.command(rich_help_panel=PATTERNS)(patterns.publish)
 app.command(rich_help_panel=PATTERNS)(patterns.subscribe)
-app.add_typer(patterns.export_app, name="export", rich_help_panel=PATTERNS)
+app.add_typer(export.export_app, name="export", rich_help_panel=PATTERNS)
 app.add_typer(patterns.bench_app, name="bench", rich_help_panel=PATTERNS)
 
 

@@ -17,6 +17,7 @@ from kennel.cli.app import (
     JsonOption,
     ProjectOption,
     TokenOption,
+    UngatedOption,
     acting,
     model_ref,
     new_app,
@@ -32,8 +33,6 @@ if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
 
 RPC_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"  # kennel.stream.rpc.DEFAULT_URL
 RPC_QUEUE = "kennel.predict"  # kennel.stream.rpc.DEFAULT_QUEUE
-
-export_app = new_app("Package a registered model for another deployment pattern.")
 
 
 def _inputs(ws: Workspace, spec: str) -> tuple[Iterator[tuple[str, bytes | str]], int]:
@@ -69,6 +68,7 @@ def batch_score(
         EngineName, typer.Option(help="Where chunks are scored: this process or Ray tasks.")
     ] = "local",
     address: AddressOption = None,
+    ungated: UngatedOption = False,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -83,7 +83,7 @@ def batch_score(
     if db is not None:
         database_url(db, "--db")  # a bad URL is one line before any model is loaded
     with opened(project) as ws, reporting(json_out) as progress:
-        predictor = ws.predictor(model_ref(ws, model, env))
+        predictor = ws.predictor(model_ref(ws, model, env, ungated=ungated))
         inputs, total = _inputs(ws, input_spec)
         report = batch.score(
             predictor,
@@ -130,13 +130,14 @@ def rpc_worker(
     env: Annotated[str | None, typer.Option("--env", help="Use the model ENV serves.")] = None,
     url: Annotated[str, typer.Option(help="AMQP URL.")] = RPC_URL,
     queue: Annotated[str, typer.Option(help="Request queue.")] = RPC_QUEUE,
+    ungated: UngatedOption = False,
     project: ProjectOption = None,
 ) -> None:
     """Serve predictions over RabbitMQ RPC (request queue, reply-to, correlation id)."""
     from kennel.stream import rpc
 
     rpc.parameters(url, "--url")  # a mistyped URL is told before the model loads
-    with opened(project) as ws, served_model(ws, model, env) as served:
+    with opened(project) as ws, served_model(ws, model, env, ungated=ungated) as served:
         # every answer recorded, as the REST service's
         predlog = ws.prediction_log(f"rpc-{hashlib.sha256(queue.encode()).hexdigest()[:16]}",
                                     keep_inputs=True)  # fmt: skip
@@ -164,31 +165,6 @@ def rpc_worker(
             worker.stop()
         finally:
             predlog.stop()
-
-
-@export_app.command("package")
-def export_package(
-    ref: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
-    out: Annotated[Path, typer.Option(help="Folder to write the wheel into.")] = Path("dist"),
-    project: ProjectOption = None,
-    json_out: JsonOption = False,
-) -> None:
-    """Build an installable wheel (pattern 1, embedded): predict() on onnxruntime+numpy+Pillow."""
-    from kennel.package.wheel import build_wheel
-    from kennel.serve.runtime import Bundle
-
-    with opened(project) as ws:
-        entry = ws.registry.resolve(ref)
-        files = {name: ws.registry.read_file(entry, name) for name in entry.files}
-    bundle = Bundle.from_files(files)  # every hash checked before anything is packaged
-    wheel = build_wheel(files, bundle.meta, out)
-    result = {"wheel": str(wheel), "model": bundle.name, "version": bundle.version}
-    if json_out:
-        emit_json(result)
-    else:
-        console.print(
-            f"wrote {wheel} ({bundle.name}@{bundle.version}); pip install it", markup=False
-        )
 
 
 def publish(
@@ -328,70 +304,3 @@ def bench_patterns(
             for r in results
         ],
     )
-
-
-@export_app.command("k8s")
-def export_k8s(
-    env: Annotated[str, typer.Option("--env", help="The environment to serve.")] = "production",
-    image: Annotated[
-        str | None, typer.Option(help="Container image (default: kennel-mlops:VERSION).")
-    ] = None,
-    replicas: Annotated[int, typer.Option(min=1, help="Replicas (the autoscaler's floor).")] = 2,
-    max_replicas: Annotated[int, typer.Option(min=1, help="The autoscaler's ceiling.")] = 8,
-    namespace: Annotated[str | None, typer.Option(help="Kubernetes namespace.")] = None,
-    name: Annotated[
-        str | None,
-        typer.Option(help="Name of the Deployment, Service... (default: kennel-ENV)."),
-    ] = None,
-    include_secrets: Annotated[
-        bool,
-        typer.Option(
-            help=(
-                "Write the project's store and webhook URLs into secret.yaml "
-                "(default: placeholders)."
-            )
-        ),
-    ] = False,
-    out: Annotated[Path, typer.Option(help="Folder for Dockerfile and k8s/.")] = Path("deploy"),
-    project: ProjectOption = None,
-    json_out: JsonOption = False,
-) -> None:
-    """A Dockerfile and Kubernetes manifests (Deployment, Service, autoscaler, disruption
-    budget, ConfigMap, Secret) serving ENV on the project's shared stores."""
-    from kennel.config import load_project
-    from kennel.deploy.k8s import K8sOptions, manifests
-    from kennel.fsutil import write_text_atomic
-
-    options = K8sOptions(
-        env=env,
-        replicas=replicas,
-        max_replicas=max_replicas,
-        namespace=namespace,
-        name=name,
-        include_secrets=include_secrets,
-        image=image or K8sOptions.image,
-    )
-    files = manifests(load_project(project), options)  # every name checked, nothing written
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder")
-    folders = sorted({(out / file).parent for file in files})
-    try:
-        for folder in folders:
-            folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a file in the way, a read-only or forbidden place
-        raise ConfigError(f"--out {out}: cannot make {folder}: {exc.strerror or exc}") from exc
-    try:
-        for file, text in files.items():  # the Secret (store URLs, passwords): its owner only
-            mode = 0o600 if file.endswith("secret.yaml") else 0o666
-            write_text_atomic(out / file, text, mode=mode)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot write {file}: {exc.strerror or exc}") from exc
-    if json_out:
-        emit_json({"out": str(out), "files": sorted(files)})
-        return
-    console.print(f"wrote {', '.join(sorted(files))} under {out}", markup=False)
-    if not include_secrets:
-        console.print(
-            f"fill {out / 'k8s' / 'secret.yaml'} (placeholders: change-me) before applying",
-            markup=False,
-        )

@@ -11,7 +11,14 @@ from urllib.parse import unquote
 import typer
 from rich.markup import escape
 
-from kennel.cli.app import JsonOption, ProjectOption, ReplaceOption, opened, served_model
+from kennel.cli.app import (
+    JsonOption,
+    ProjectOption,
+    ReplaceOption,
+    UngatedOption,
+    opened,
+    served_model,
+)
 from kennel.cli.render import console, emit_json
 from kennel.errors import ConfigError, SourceError
 from kennel.fsutil import refuse_existing
@@ -63,6 +70,7 @@ def watch(
         int | None,
         typer.Option(min=1, max=65535, help="Expose Prometheus metrics on 127.0.0.1:PORT."),
     ] = None,
+    ungated: UngatedOption = False,
     project: ProjectOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -104,7 +112,7 @@ def watch(
         if not json_out and e.kind not in ("opened", "ended", "failed"):  # failed: the error
             console.print(f"[yellow]source {e.kind}[/]: {escape(e.detail)}")
 
-    with opened(project) as ws, served_model(ws, model, env) as served:
+    with opened(project) as ws, served_model(ws, model, env, ungated=ungated) as served:
         reader.max_pixels = ws.project.config.data.max_pixels
         predlog = None
         if log:
