@@ -93,8 +93,9 @@ def ready(root: Path, version: int, qa: str) -> None:
     cli(root, "approve", f"pets@{version}", "--note", "ok", "--token", qa)
 
 
-def history(root: Path, alias: str) -> list[dict]:  # type: ignore[type-arg]
-    return cli(root, "models", "history", "pets", "--alias", alias)  # type: ignore[return-value]
+def history(root: Path, alias: str | None) -> list[dict]:  # type: ignore[type-arg]
+    more = ("--alias", alias) if alias else ()
+    return cli(root, "models", "history", "pets", *more)  # type: ignore[return-value]
 
 
 def test_release_needs_a_role_bearing_token(root: Path) -> None:
@@ -133,6 +134,11 @@ def test_models_alias_cannot_move_an_environment(root: Path) -> None:
     assert history(root, "production") == [] and history(root, "staging") == []
     event = cli(root, "models", "alias", "pets@2", "canary", "--token", t["operator"])
     assert (event["actor"], event["kind"]) == ("operator-person", "set")
+    # one letter's case apart from an alias in use or followed: read as it, served by nothing
+    for twin in ("Production", "STAGING", "Champion", "Canary"):
+        refused = cli(root, "models", "alias", "pets@2", twin, "--token", t["operator"], code=13)
+        assert "only in case" in refused["stderr"], twin
+    assert {e["alias"] for e in history(root, None)} == {"canary", "champion"}
 
 
 def test_deploy_goes_to_staging_only_and_certifies_only_there(root: Path) -> None:

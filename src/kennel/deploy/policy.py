@@ -74,6 +74,18 @@ class PolicyGate:
         """Does an environment or the model feed follow ``alias``?"""
         return self.environment_of(alias) is not None or alias in self.config.feed.aliases
 
+    def _no_case_twin(self, name: str, alias: str) -> None:
+        """Refuse ``Production`` beside ``production``: one letter's case apart, a hand-set
+        alias reads as the one an environment follows while nothing serves it."""
+        known = {CHAMPION, *self.config.feed.aliases, *self.registry.alias_names(name)}
+        known |= {env.alias for env in self.config.environments.values()}
+        twin = next((a for a in sorted(known) if a != alias and a.lower() == alias.lower()), None)
+        if twin is not None:
+            raise ReleaseRefusedError(
+                f"alias {alias!r} differs from {name}@{twin} only in case: use {twin!r} "
+                "or another name"
+            )
+
     def certification(self, model: ModelVersion) -> CertificationVerdict | None:
         """The newest certification of ``model`` in the staging environment."""
         return self.store.latest_certification(
@@ -134,6 +146,7 @@ class PolicyGate:
         if kind is Move.SET:
             if alias == CHAMPION:
                 raise ReleaseRefusedError("champion is moved by the build when a model wins")
+            self._no_case_twin(model.name, alias)
             if self.followed(alias):
                 how = "kennel deploy" if env == staging else "kennel release or kennel rollback"
                 raise ReleaseRefusedError(

@@ -159,6 +159,9 @@ class ModelRegistry:
             guard=guard,
         )
 
+    def alias_names(self, name: str) -> list[str]:
+        return self.store.alias_names(name)
+
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         return self.store.alias_history(name, alias)
 
