@@ -74,3 +74,16 @@ def printable(text: str, keep: str = "") -> str:
 def shown(text: str, keep: str = "") -> str:
     """``text`` as kennel prints it: passwords redacted, control characters escaped."""
     return printable(redact(text), keep)
+
+
+def text_problem(text: str, *, limit: int, lines: bool = False) -> str | None:
+    """Why ``text`` (a note, a reason, a camera's name someone typed) may not be stored: longer
+    than ``limit`` characters, or holding a control character (tabs and line breaks allowed
+    with ``lines``); None when it may."""
+    if len(text) > limit:
+        return f"{len(text):,} characters long; at most {limit:,}"
+    allowed = "\t\n\r" if lines else ""
+    if any(c not in allowed for c in _CONTROL.findall(text)):
+        what = "NUL, escape ..." if lines else "NUL, escape, line breaks ..."
+        return f"control characters ({what}) are not allowed"
+    return None

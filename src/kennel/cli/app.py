@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - an older typer on plain click
     from click.exceptions import ClickException as ClickException  # type: ignore[assignment]
     from click.exceptions import UsageError as UsageError  # type: ignore[assignment]
 
-from kennel.display import shown
+from kennel.display import shown, text_problem
 from kennel.errors import (
     AuthError,
     ConfigError,
@@ -248,6 +248,34 @@ UngatedOption = Annotated[
         help="Use a --model version that failed its quality gates (tests, never production).",
     ),
 ]
+MAX_NOTE = 500  # a note or a reason, as the dashboard's forms take them
+MAX_LABEL = 128  # a name someone types: a camera's
+
+
+def _note(value: str | None) -> str | None:
+    problem = None if value is None else text_problem(value, limit=MAX_NOTE, lines=True)
+    if problem:
+        raise typer.BadParameter(problem)
+    return value
+
+
+def _label(value: str | None) -> str | None:
+    problem = None if value is None else text_problem(value, limit=MAX_LABEL)
+    if problem:
+        raise typer.BadParameter(problem)
+    return value
+
+
+def note_option(help: str, *names: str) -> Any:
+    """A free-text option kept in a history or the audit trail (a note, a reason)."""
+    return typer.Option(*names, help=help, callback=_note)
+
+
+def label_option(help: str, *names: str) -> Any:
+    """A short name someone types (a camera's): one line, no control character."""
+    return typer.Option(*names, help=help, callback=_label)
+
+
 EngineName = Literal["local", "ray"]  # as kennel.wiring.Workspace.ingestor and .scorer
 AddressOption = Annotated[
     str | None,

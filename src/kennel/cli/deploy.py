@@ -15,6 +15,7 @@ from kennel.cli.app import (
     acting,
     model_ref,
     new_app,
+    note_option,
     opened,
     say,
 )
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
 token_app = new_app("Role-bearing API tokens (viewer, operator, qa, admin).")
 
 Env = Annotated[str, typer.Option("--env", help="Environment from kennel.yaml.")]
-Note = Annotated[str, typer.Option("--note", help="Why (kept in the audit trail).")]
+Note = Annotated[str, note_option("Why (kept in the audit trail).", "--note")]
 
 
 def serve(
@@ -284,7 +285,7 @@ def release(
     to: Annotated[
         str | None, typer.Option("--to", help="Environment (default: release.to, production).")
     ] = None,
-    reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "release",
+    reason: Annotated[str, note_option("Why (kept in the alias history).")] = "release",
     token: TokenOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,
@@ -305,7 +306,7 @@ def rollback(
     env: Annotated[
         str | None, typer.Option("--env", help="Environment (default: release.to, production).")
     ] = None,
-    reason: Annotated[str, typer.Option(help="Why (kept in the alias history).")] = "by request",
+    reason: Annotated[str, note_option("Why (kept in the alias history).")] = "by request",
     seen: Annotated[
         int | None,
         typer.Option(

@@ -15,6 +15,7 @@ from kennel.cli.app import (
     TokenOption,
     acting,
     new_app,
+    note_option,
     opened,
 )
 from kennel.cli.render import console, emit_json, table
@@ -116,7 +117,7 @@ def alias(
     name: Annotated[
         str, typer.Argument(help="Alias name, e.g. candidate (not champion or an environment's).")
     ],
-    reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "set by hand",
+    reason: Annotated[str, note_option("Why (kept in the history).")] = "set by hand",
     token: TokenOption = None,
     project: ProjectOption = None,
     json_out: JsonOption = False,

@@ -21,6 +21,7 @@ from kennel.cli.app import (
     TokenOption,
     acting,
     new_app,
+    note_option,
     opened,
 )
 from kennel.cli.render import console, emit_json, reporting, table
@@ -204,7 +205,7 @@ def _set_state(
 @alerts_app.command("ack")
 def alerts_ack(
     alert_id: Annotated[int, typer.Argument(min=1, max=MAX_NUMBER, help="Alert id.")],
-    note: Annotated[str, typer.Option(help="Why.")] = "",
+    note: Annotated[str, note_option("Why.")] = "",
     token: TokenOption = None,
     project: ProjectOption = None,
 ) -> None:
@@ -215,7 +216,7 @@ def alerts_ack(
 @alerts_app.command("resolve")
 def alerts_resolve(
     alert_id: Annotated[int, typer.Argument(min=1, max=MAX_NUMBER, help="Alert id.")],
-    note: Annotated[str, typer.Option(help="Why.")] = "",
+    note: Annotated[str, note_option("Why.")] = "",
     token: TokenOption = None,
     project: ProjectOption = None,
 ) -> None:

@@ -16,6 +16,7 @@ from kennel.cli.app import (
     ProjectOption,
     ReplaceOption,
     UngatedOption,
+    label_option,
     opened,
     served_model,
 )
@@ -59,7 +60,7 @@ def watch(
     leave: Annotated[
         float, typer.Option(min=0, max=1, help="Confidence under which a pet is let go.")
     ] = 0.5,
-    camera: Annotated[str, typer.Option(help="Camera id (the prediction log's source).")] = "",
+    camera: Annotated[str, label_option("Camera id (the prediction log's source).")] = "",
     out: Annotated[Path | None, typer.Option(help="Write an annotated video here (.mp4).")] = None,
     force: ReplaceOption = False,
     duration: Annotated[

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import AfterValidator
 
+from kennel.display import text_problem
 from kennel.errors import ConfigError
 
 _SPAN = re.compile(r"^(\d{1,6})\s*(m|h|d)\Z")
@@ -16,19 +17,19 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 MAX_AGO = timedelta(days=3660)
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tabs, lines kept
 
 
 def _no_control(text: str) -> str:
-    if _CONTROL.search(text):
-        raise ValueError("control characters (NUL, escape, line breaks ...) are not allowed")
+    problem = text_problem(text, limit=len(text))
+    if problem:
+        raise ValueError(problem)
     return text
 
 
 def _no_control_in_text(text: str) -> str:
-    if _CONTROL_IN_TEXT.search(text):
-        raise ValueError("control characters (NUL, escape ...) are not allowed")
+    problem = text_problem(text, limit=len(text), lines=True)
+    if problem:
+        raise ValueError(problem)
     return text
 
 

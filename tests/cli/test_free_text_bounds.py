@@ -1,0 +1,54 @@
+"""What a person types into a history, the audit trail or the prediction log (a note, a reason,
+a camera's name) is bounded as the dashboard's forms bound it: at most 500
+characters of one or more lines for a note or reason, 128 of one line for a name, and no
+control character (a terminal's escape sequence read back by ``kennel audit log``). Each is
+refused as a usage error (exit 2) naming the option, before any project is opened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kennel.cli.main import app
+from tests.conftest import make_project
+
+runner = CliRunner()
+NOTES = [
+    ["models", "alias", "pets@1", "candidate", "--reason"],
+    ["release", "pets@1", "--reason"],
+    ["rollback", "--reason"],
+    ["approve", "pets@1", "--note"],
+    ["reject", "pets@1", "--note"],
+    ["alerts", "ack", "1", "--note"],
+    ["alerts", "resolve", "1", "--note"],
+]
+NAMES = [["watch", "clip.mp4", "--camera"]]  # a token's name: checked by the token store
+
+
+@pytest.mark.parametrize("command", NOTES + NAMES, ids=lambda c: " ".join(c[:2]))
+def test_control_characters_and_endless_text_are_refused(
+    command: list[str], tmp_path: Path
+) -> None:
+    option = command[-1]
+    limit = 500 if command in NOTES else 128
+    for value, says in (
+        ("ok\x1b]0;PWNED\x07", "control characters"),
+        ("x" * (limit + 1), f"{limit + 1} characters long; at most {limit}"),
+    ):
+        result = runner.invoke(app, [*command, value, "-C", str(tmp_path / "none")])
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for '{option}': {says}" in result.stderr
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_note_may_hold_lines_and_a_name_may_not(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    lines = runner.invoke(app, ["reject", "pets@1", "--note", "blurry\non camera 2", "-C", root])
+    assert lines.exit_code == 14 and "needs a token" in lines.stderr  # past the note's check
+    name = runner.invoke(app, ["watch", "none.mp4", "--camera", "a\nb", "-C", root])
+    assert name.exit_code == 2 and "line breaks" in name.stderr
+    fits = runner.invoke(app, ["watch", str(tmp_path / "none.mp4"), "--camera", "n" * 128,
+                               "-C", root])  # fmt: skip
+    assert fits.exit_code == 6 and "is not a file" in fits.stderr  # past the name's check
