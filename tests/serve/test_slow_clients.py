@@ -5,6 +5,7 @@ closes) while other requests are answered meanwhile; idle kept-alive connections
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 import time
@@ -132,3 +133,25 @@ def test_an_answer_before_the_body_closes_the_connection(server: RunningServer, 
     status = int(reply.split(b" ", 2)[1])
     assert 400 <= status < 500 and b"connection: close" in reply.lower()
     assert closed < BODY_TIMEOUT_S  # closed with the answer, not at the body's deadline
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"NOT HTTP AT ALL\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nbroken header\r\n\r\n",
+     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"],  # a TLS ClientHello on the plain port
+    ids=["garbage", "bad-header", "tls"],
+)  # fmt: skip
+def test_a_request_that_is_no_http_gets_a_json_400(
+    server: RunningServer, request_bytes: bytes
+) -> None:
+    with _connect(server) as sock:
+        sock.sendall(request_bytes)
+        reply = _until_closed(sock)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
+    assert json.loads(body) == {
+        "error": "bad_request",
+        "detail": "malformed HTTP request: it could not be parsed",
+    }
+    with httpx.Client(base_url=server.url, timeout=30) as client:  # and the server goes on
+        assert client.get("/health/live").status_code == 200

@@ -212,6 +212,7 @@ def subscribe(
     import uvicorn
     from rich.markup import escape
 
+    from kennel.serve.hosts import loopback_hosts
     from kennel.serve.server import server_config
     from kennel.stream import signing
     from kennel.stream.consumer import create_consumer_app
@@ -253,7 +254,11 @@ def subscribe(
         markup=False,
     )
     try:
-        app = create_consumer_app(subscriber, body_timeout_s=config.serve.body_timeout_s)
+        app = create_consumer_app(
+            subscriber,
+            body_timeout_s=config.serve.body_timeout_s,
+            hosts=loopback_hosts(host, config.serve.hosts),
+        )
         uvicorn.Server(server_config(app, config.serve, host=host, port=port)).run()
     finally:
         subscriber.stop()

@@ -38,6 +38,11 @@ class ServeConfig(_Strict):
     keep_alive_s: Annotated[float, Field(gt=0, le=300)] = 5.0
     # the whole request body must arrive within this long, else 408 and the connection closes
     body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # Host names a service on loopback answers to besides loopback ones (a local proxy's public
+    # name it passes on); others get a 400 (DNS rebinding). A service on another address: any
+    hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]{1,253}$")]] = Field(
+        default_factory=list
+    )
 
 
 class EnvironmentConfig(_Strict):

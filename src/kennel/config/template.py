@@ -105,6 +105,7 @@ serve:
   max_connections: 512      # served at once; more are answered 503
   keep_alive_s: 5.0         # idle kept-alive connections close after this
   body_timeout_s: 30.0      # a request body that takes longer is a 408 and the connection closes
+  hosts: []                 # on loopback, Host names answered besides loopback ones (a proxy's)
 
 environments:               # servers bind to their host; 127.0.0.1 unless you change it
                             # names: letters, digits, _ . - (they name folders and pidfiles)

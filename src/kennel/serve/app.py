@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kennel.serve.batching import MicroBatcher
 from kennel.serve.budget import DecodeBudget
 from kennel.serve.deadline import BodyDeadline
+from kennel.serve.hosts import HINT, KnownHosts
 from kennel.serve.metrics import ServiceMetrics
 from kennel.serve.routes import docs, errors, feedback, health, predict
 from kennel.serve.routes.errors import error_response
@@ -103,7 +104,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.decoders.shutdown(wait=True)
 
 
-def create_app(service: Service) -> FastAPI:
+def create_app(service: Service, hosts: list[str] | None = None) -> FastAPI:
+    """The service's API; ``hosts``: the only Host names it answers to (None: any), as
+    ``kennel.serve.hosts.loopback_hosts`` gives them for the address it listens on."""
     app = FastAPI(
         title="kennel prediction service",
         version="1",
@@ -122,5 +125,7 @@ def create_app(service: Service) -> FastAPI:
     app.add_middleware(RawPredict, service=service, route=route)
     app.add_middleware(BodyDeadline, seconds=service.settings.body_timeout_s)
     app.add_middleware(_Measure, metrics=service.metrics)
+    if hosts:
+        app.add_middleware(KnownHosts, hosts=hosts, what="this service", pages=False, hint=HINT)
     service.holder.on_error = lambda _m: service.metrics.load_failures.inc()
     return app

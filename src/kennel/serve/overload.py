@@ -1,5 +1,6 @@
-"""The answer to a connection past ``serve.max_connections``: kennel's JSON error with
-``Retry-After``, as every other 503 of the service and dashboard carries.
+"""The answers uvicorn gives by itself, as kennel's JSON errors: a connection past
+``serve.max_connections`` (503 with ``Retry-After``, as every other 503 of the service and
+dashboard carries) and a request that is no HTTP (400, ``protocol``).
 
 uvicorn answers such a connection itself, before any app or middleware sees it, with a fixed
 plain-text 503 (``uvicorn.protocols.http.flow_control.service_unavailable``), which each of its
@@ -59,3 +60,25 @@ def install() -> None:
             and getattr(module, "service_unavailable", None) is plain
         ):
             module.service_unavailable = answer  # type: ignore[attr-defined]
+
+
+BAD_REQUEST = json.dumps(
+    {"error": "bad_request", "detail": "malformed HTTP request: it could not be parsed"}
+).encode()
+
+
+def _send_400(self: Any, msg: str) -> None:  # as uvicorn's own, with a JSON body
+    self.transport.write(
+        b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+        + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(BAD_REQUEST)
+        + BAD_REQUEST
+    )
+    self.transport.close()
+
+
+def protocol() -> type:
+    """The HTTP protocol uvicorn's "auto" picks (httptools when installed, else h11), answering
+    a request it cannot parse with kennel's JSON 400 instead of plain text."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    return type("KennelHTTPProtocol", (AutoHTTPProtocol,), {"send_400_response": _send_400})

@@ -25,6 +25,7 @@ from kennel.serve import overload
 from kennel.serve.app import Service, create_app
 from kennel.serve.auth import TokenStore
 from kennel.serve.holder import ModelHolder
+from kennel.serve.hosts import loopback_hosts
 from kennel.serve.predlog import PredictionLog
 from kennel.storage import ContentStore
 
@@ -90,6 +91,7 @@ def server_config(app: Any, settings: ServeConfig | None = None, **options: Any)
     claim any address (and slip the dashboard's sign-in throttle)."""
     settings = settings or ServeConfig()
     overload.install()  # a connection past the limit gets kennel's JSON 503, not plain text
+    options.setdefault("http", overload.protocol())  # and a malformed request a JSON 400
     return uvicorn.Config(
         app,
         proxy_headers=False,
@@ -129,7 +131,8 @@ def listening(host: str, port: int) -> socket.socket:
 
 def serve(service: Service, sock: socket.socket, *, drain_s: float = 2.0) -> None:
     """Serve ``service`` on ``sock`` (from ``listening``) until SIGTERM or Ctrl-C."""
-    config = server_config(create_app(service), service.settings)
+    hosts = loopback_hosts(sock.getsockname()[0], service.settings.hosts)
+    config = server_config(create_app(service, hosts), service.settings)
     DrainingServer(config, service, drain_s).run(sockets=[sock])
 
 
@@ -156,8 +159,9 @@ class RunningServer:
 def start_in_thread(
     service: Service, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0
 ) -> RunningServer:
+    hosts = loopback_hosts(host, service.settings.hosts)
     running = start_app_in_thread(
-        create_app(service), host, port, timeout, settings=service.settings
+        create_app(service, hosts), host, port, timeout, settings=service.settings
     )
     running.service = service
     return running

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from kennel.digits import declared_over
 from kennel.imaging import ImageRejected
 from kennel.serve.deadline import BodyDeadline
+from kennel.serve.hosts import HINT, KnownHosts
 from kennel.serve.service import ApiError
 from kennel.stream.subscriber import ModelSubscriber
 
@@ -37,10 +38,17 @@ async def read_bounded(request: Request, limit: int) -> bytes | None:
 
 
 def create_consumer_app(
-    subscriber: ModelSubscriber, *, max_bytes: int = MAX_BYTES, body_timeout_s: float = 30.0
+    subscriber: ModelSubscriber,
+    *,
+    max_bytes: int = MAX_BYTES,
+    body_timeout_s: float = 30.0,
+    hosts: list[str] | None = None,
 ) -> FastAPI:
+    """The consuming app's API; ``hosts``: the only Host names it answers to (None: any)."""
     app = FastAPI(title="kennel model-feed consumer", version="1")
     app.add_middleware(BodyDeadline, seconds=body_timeout_s)
+    if hosts:
+        app.add_middleware(KnownHosts, hosts=hosts, what="this app", pages=False, hint=HINT)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:

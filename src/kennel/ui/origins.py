@@ -10,17 +10,15 @@ so a client's address is always the connection's peer."""
 
 from __future__ import annotations
 
-import html
-import ipaddress
 import re
 from collections.abc import Iterable
 from typing import Any
 
-from starlette.responses import HTMLResponse, JSONResponse
-
 from kennel.errors import ConfigError
+from kennel.serve.hosts import KnownHosts, is_loopback, loopback_hosts
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+__all__ = ["KnownHosts", "ProxiedScheme", "allowed_hosts", "is_loopback", "public_origins"]
+
 _ORIGIN = re.compile(
     r"^(?P<scheme>https?)://(?P<host>[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:]+\])"
     r"(:(?P<port>[0-9]{1,5}))?$"
@@ -45,32 +43,18 @@ def public_origins(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(found)
 
 
+def allowed_hosts(bind: str, origins: Iterable[str] = ()) -> list[str] | None:
+    """The Host names the dashboard answers to when listening on ``bind``: loopback names and
+    the public origins' hosts on loopback; None (any) elsewhere."""
+    return loopback_hosts(bind, [host_of(o) for o in origins])
+
+
 def host_of(origin: str) -> str:
     """The host part of an origin, as Starlette's Host parsing names it (IPv6 in brackets)."""
     match = _ORIGIN.match(origin)
     if match is None:
         raise ConfigError(f"{origin!r} is not an origin")
     return match["host"]
-
-
-def allowed_hosts(bind: str, origins: Iterable[str] = ()) -> list[str] | None:
-    """The Host names to answer to when listening on ``bind``: loopback names (and the public
-    origins' hosts) on loopback; None (any) elsewhere, where the bind address is reachable by
-    other names anyway."""
-    if not is_loopback(bind):
-        return None
-    own = [f"[{bind}]" if ":" in bind else bind] if bind not in LOOPBACK else []
-    return ["127.0.0.1", "localhost", "[::1]", *own, *(host_of(o) for o in origins)]
-
-
-def is_loopback(bind: str) -> bool:
-    """``localhost`` or a loopback address (all of 127.0.0.0/8, not only 127.0.0.1)."""
-    if bind == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(bind.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 _PROXY_PEERS = frozenset({"127.0.0.1", "::1"})  # where a proxy on this machine connects from
@@ -97,46 +81,4 @@ class ProxiedScheme:
                     if proto in ("http", "https"):
                         scope = {**scope, "scheme": proto}
                     break
-        await self.app(scope, receive, send)
-
-
-_HOST = re.compile(r"^(?P<name>\[[0-9a-f:.]+\]|[^:\[\]/@\s]+)(:[0-9]{1,5})?\Z")
-
-
-def _host_name(header: str) -> str:
-    """The name in a ``Host`` header, without its port (IPv6 keeps its brackets); "" for a
-    header that is no host."""
-    found = _HOST.match(header.strip().lower())
-    return found["name"] if found else ""
-
-
-class KnownHosts:
-    """ASGI middleware: a request whose ``Host`` is not one of ``hosts`` gets a 400 saying
-    which names are, as JSON (``/api/``, ``/health/``) or as a short page (Starlette's own
-    guard answered plain text)."""
-
-    def __init__(self, app: Any, hosts: Iterable[str]) -> None:
-        self.app = app
-        self.hosts = tuple(dict.fromkeys(h.lower() for h in hosts))
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] in ("http", "websocket"):
-            header = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
-            if _host_name(header) not in self.hosts:
-                detail = (
-                    f"this dashboard answers to {', '.join(self.hosts)}, not to "
-                    f"{header.strip()[:100]!r}; a proxy's public name is added with "
-                    "kennel ui --public-origin"
-                )
-                path = scope.get("path", "")
-                response = (
-                    JSONResponse({"error": "unknown host", "detail": detail}, 400)
-                    if path.startswith(("/api/", "/health/"))
-                    else HTMLResponse(
-                        f"<!doctype html><title>Unknown host</title><p>{html.escape(detail)}",
-                        400,
-                    )
-                )
-                await response(scope, receive, send)
-                return
         await self.app(scope, receive, send)

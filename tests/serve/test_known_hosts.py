@@ -1,0 +1,64 @@
+"""A prediction service on loopback answers only to loopback Host names and those in
+``serve.hosts``: a web page whose own name is rebound to 127.0.0.1 (DNS rebinding) would
+otherwise read the service's answers, predictions and metrics as its own origin's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from kennel.config import Project
+from kennel.serve.hosts import loopback_hosts
+from kennel.serve.server import RunningServer, start_in_thread
+from kennel.wiring import Workspace
+from tests.helpers import jpeg
+from tests.serving import served_project
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    project: Project = served_project(
+        tmp_path_factory.mktemp("hosts"), models=1, poll_s=3600,
+        serve={"hosts": ["API.example.com"]},
+    )  # fmt: skip
+    ws = Workspace(project)
+    ws.registry.set_alias("pets", "production", 1, actor="test", reason="start")
+    running = start_in_thread(ws.service("production"))
+    yield running
+    running.stop()
+    ws.close()
+
+
+@pytest.mark.parametrize("path", ["/v1/predict", "/v1/model", "/metrics", "/health/live"])
+def test_a_rebound_name_gets_a_json_400_on_every_path(server: RunningServer, path: str) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        answer = client.request("POST" if path == "/v1/predict" else "GET", path,
+                                content=jpeg(seed=1) if path == "/v1/predict" else None,
+                                headers={"host": f"evil.example:{port}",
+                                         "content-type": "image/jpeg"})  # fmt: skip
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["error"] == "unknown host"
+    assert "this service answers to 127.0.0.1, localhost" in body["detail"]
+    assert "serve.hosts" in body["detail"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LOCALHOST", "api.example.com"])
+def test_loopback_names_and_serve_hosts_are_answered(server: RunningServer, host: str) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        headers = {"host": f"{host}:{port}", "content-type": "image/jpeg"}
+        answer = client.post("/v1/predict", content=jpeg(seed=2), headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["label"] in ("cat", "dog")
+
+
+def test_a_service_on_another_address_checks_no_name() -> None:
+    assert loopback_hosts("0.0.0.0", ["x"]) is None and loopback_hosts("10.1.2.3") is None
+    assert loopback_hosts("127.0.0.2") == ["127.0.0.1", "localhost", "[::1]", "127.0.0.2"]
+    assert loopback_hosts("::1", ["Proxy.Example"]) == [
+        "127.0.0.1", "localhost", "[::1]", "proxy.example",
+    ]  # fmt: skip
