@@ -167,6 +167,7 @@ class Workspace:
             flush_s=settings.log_flush_s,
             sync=settings.log_sync,
             inputs=self.content if keep_inputs and settings.keep_inputs else None,
+            min_free=settings.inputs_min_free_mb * 2**20,
         )
 
     def predictor(self, ref: str) -> Predictor:

@@ -32,6 +32,8 @@ class ServeConfig(_Strict):
     # and within 0.5 accuracy points of the fp32 model (model.quantize); false: always fp32
     prefer_int8: bool = True
     keep_inputs: bool = True  # store input images (content-addressed) for saliency and retraining
+    # under this much free disk where the journal or a local store is, inputs are not kept
+    inputs_min_free_mb: Annotated[int, Field(ge=0, le=2**31)] = 1024
     # connections (and requests) served at once; more are answered 503 by the server
     max_connections: Annotated[int, Field(ge=1)] = 512
     # an idle kept-alive connection is closed after this long

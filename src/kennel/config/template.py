@@ -102,6 +102,7 @@ serve:
   log_sync: false           # true: fsync each answered prediction first (else every log_flush_s)
   prefer_int8: true         # the int8 model when packaging kept one (faster, within 0.5 points)
   keep_inputs: true         # keep input images (content-addressed): saliency, retraining
+  inputs_min_free_mb: 1024  # ... but not while less disk than this is free (0: always)
   max_connections: 512      # served at once; more are answered 503
   keep_alive_s: 5.0         # idle kept-alive connections close after this
   body_timeout_s: 30.0      # a request body that takes longer is a 408 and the connection closes

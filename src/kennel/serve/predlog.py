@@ -40,6 +40,7 @@ from kennel.db import Database
 from kennel.db.predictions import PredictionStore
 from kennel.errors import StorageError
 from kennel.serve import journal
+from kennel.serve.diskroom import DiskRoom
 from kennel.serve.logwriter import REJECTION, LogStats, RowWriter
 from kennel.serve.predrows import decode_embedding as decode_embedding
 from kennel.serve.predrows import row_of as row_of
@@ -66,6 +67,7 @@ class PredictionLog:
         flush_s: float = 0.5,
         inputs: ContentStore | None = None,
         sync: bool = True,
+        min_free: int = 0,
     ) -> None:
         self.db = db
         # False: written before the answer, fdatasynced by the drain every flush_s
@@ -75,6 +77,8 @@ class PredictionLog:
         self.folder = spool.with_suffix("")
         self.flush_s = flush_s
         self.stats = LogStats()
+        local = getattr(inputs.blobs, "root", None) if inputs is not None else None
+        self.room = DiskRoom([self.folder, *([local] if isinstance(local, Path) else [])], min_free)
         self._writer = RowWriter(PredictionStore(db), inputs, self.stats)
         self._owner = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._cond = threading.Condition()  # guards _waiting, _appending, _closing
@@ -213,7 +217,8 @@ class PredictionLog:
 
     def _append(self, batch: list[_Waiting]) -> None:
         try:
-            data = "".join(journal.to_json(row) + "\n" for row, _ in batch).encode()
+            rows = self.room.fit([row for row, _ in batch])  # inputs kept while there is room
+            data = "".join(journal.to_json(row) + "\n" for row in rows).encode()
             with self._seg_lock:
                 if self._handle is None:
                     self._handle = self._open_segment()
@@ -230,7 +235,7 @@ class PredictionLog:
                     self._seal()  # never append behind a torn write: start a new segment
                     raise
                 self._open_rows += len(batch)
-                self._hold(path, [row for row, _ in batch], len(data))
+                self._hold(path, rows, len(data))
         except (OSError, TypeError, ValueError) as exc:
             log.error("prediction log: cannot journal %d records: %s", len(batch), exc)
             error = StorageError(f"cannot journal the prediction: {exc}")

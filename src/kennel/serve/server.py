@@ -49,6 +49,7 @@ def build_service(
         flush_s=s.log_flush_s,
         sync=s.log_sync,
         inputs=inputs if s.keep_inputs else None,
+        min_free=s.inputs_min_free_mb * 2**20,
     )
     return Service(
         holder=holder,

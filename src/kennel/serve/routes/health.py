@@ -56,6 +56,7 @@ async def metrics(request: Request) -> Response:
         service.metrics.model_version.labels(current.name).set(current.version)
     if service.predlog is not None:
         service.metrics.log_spooled.set(service.predlog.spooled_lines())
+        service.metrics.inputs_not_kept.set(service.predlog.room.dropped)
     if service.batcher is not None:
         service.metrics.queue_depth.set(service.batcher.depth)
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
