@@ -6,6 +6,7 @@ version: an empty source into a dataset that has versions fails as it does into 
 from __future__ import annotations
 
 import functools
+import gzip
 import http.server
 import json
 import logging
@@ -328,3 +329,30 @@ def test_an_ftp_folder_is_recorded_without_its_password(tmp_path: Path, ftp: Ftp
     assert _leaks(root) == []
     shown = runner.invoke(app, ["data", "show", "pets", "--json", "-C", str(root)])
     assert shown.exit_code == 0 and PASSWORD not in shown.stdout
+
+
+def test_options_a_manifest_or_table_would_ignore_are_refused(tmp_path: Path) -> None:
+    """A manifest row names its label: ``--layout`` there was silently ignored; and one column
+    cannot be both an image's uri and its label (every row was quarantined as an unknown
+    label)."""
+    root = make_project(tmp_path / "p").root
+    lake = write_tree(tmp_path / "lake", labelled_jpegs(4))
+    manifest = tmp_path / "m.csv"
+    rows = [f"{path},{path.parent.name}" for path in sorted(lake.rglob("*.jpg"))]
+    manifest.write_text("uri,label\n" + "\n".join(rows) + "\n")
+    _one_line(_ingest(root, str(manifest), "m", "--layout", "flat"),
+              "--layout is for a folder or an archive", "--label-column")  # fmt: skip
+    _one_line(_ingest(root, str(manifest), "m", "--uri-column", "uri", "--label-column", "uri"),
+              "both name column 'uri'")  # fmt: skip
+    _one_line(_ingest(root, "postgresql://127.0.0.1/test", "m", "--sql-table", "t", "--layout",
+                      "imagefolder"), "--layout is for a folder")  # fmt: skip
+    listed = runner.invoke(app, ["data", "list", "-C", str(root), "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == []  # nothing was ingested
+
+
+def test_a_compressed_archive_of_nothing_is_told_from_an_empty_file(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p").root
+    (tmp_path / "nothing.tgz").write_bytes(gzip.compress(b""))  # 20-odd bytes of gzip
+    (tmp_path / "zero.tgz").write_bytes(b"")
+    _one_line(_ingest(root, str(tmp_path / "nothing.tgz"), "t"), "decompresses to nothing")
+    _one_line(_ingest(root, str(tmp_path / "zero.tgz"), "t"), "zero.tgz: empty file")

@@ -118,6 +118,19 @@ def open_source(
         raise SourceError(f"source {spec!r} is not a UTF-8 name; rename it")
     lower = spec.lower()
     columns = {"uri_column": uri_column, "label_column": label_column}
+    tabular = lower.endswith((".csv", ".parquet")) or (
+        lower.startswith(SQL_SCHEMES) and "://" in spec
+    )
+    if tabular and layout != "auto":  # each row names its label: a layout would be ignored
+        raise SourceError(
+            f"--layout is for a folder or an archive; {redact(spec)} names each image's label "
+            "in its --label-column"
+        )
+    if tabular and uri_column == label_column:
+        raise SourceError(
+            f"--uri-column and --label-column both name column {uri_column!r}: each image's uri "
+            "and its label need columns of their own"
+        )
     if lower.startswith(SQL_SCHEMES) and "://" in spec:
         return sql_source(
             spec,

@@ -42,9 +42,18 @@ class TarSource(FileTreeSource, AtUrl):
                 for member in archive:
                     yield archive, member
         except Exception as exc:  # a driver's own errors too (botocore's, ftplib's)
-            raise SourceError(
-                f"cannot read tar archive {redact(self.url)}: {one_line(exc)}"
-            ) from exc
+            why = one_line(exc)
+            if why == "empty file" and self._compressed_size():
+                why = "it decompresses to nothing (an empty archive)"  # the file is not empty
+            raise SourceError(f"cannot read tar archive {redact(self.url)}: {why}") from exc
+
+    def _compressed_size(self) -> int:
+        """The archive file's own size (0 when it cannot be told)."""
+        try:
+            fs, path = fsspec.core.url_to_fs(self.url)
+            return int(fs.size(path) or 0)
+        except Exception:  # only a better message was at stake
+            return 0
 
     def scan(self) -> Listing:
         names: list[str] = []
