@@ -133,6 +133,12 @@ def test_lineage_and_warm_start(mini: Project) -> None:
     files = lineage["dataset"]["source_files"]
     assert len(files) == 160 and all("dogs-vs-cats-mini.zip" in f for f in files)
     assert lineage["run"]["kind"] == "final" and lineage["study"]["trials"]
+    for extra, heading in (([], "160 training files, the first 20 (--all-files lists every one):"),
+                           (["--all-files"], "160 training files:")):  # fmt: skip
+        shown = runner.invoke(app, ["lineage", "model", first, "-C", root, *extra])
+        assert shown.exit_code == 0 and heading in shown.stdout, shown.stdout
+        listed = shown.stdout.split(heading, 1)[1].split()
+        assert len(listed) == (160 if extra else 20)
     warm = _cli(
         "train", "-d", "mini", "--init-from", first, "--epochs", "1", "--trials", "1", "-C", root
     )

@@ -19,6 +19,7 @@ from kennel.cli.app import (
     opened,
 )
 from kennel.cli.render import console, emit_json, table
+from kennel.display import shown
 from kennel.errors import NotFoundError, did_you_mean
 
 app = new_app("Registered model versions, aliases and their history.")
@@ -227,9 +228,15 @@ def _show_lineage(out: dict[str, Any], indent: str = "") -> None:
                 f"from {v['source']}",
                 markup=False,
             )
-        console.print(f"{indent}      {d['training_files']} training files, e.g.:")
-        for uri in d["source_files"]:
-            console.print(f"{indent}        {uri}", markup=False)
+        files = d["source_files"]
+        more = len(files) < d["training_files"]
+        console.print(
+            f"{indent}      {d['training_files']} training files"
+            + (f", the first {len(files)} (--all-files lists every one):" if more else ":"),
+            markup=False,
+        )
+        for uri in files:
+            console.print(f"{indent}        {shown(uri)}", markup=False)
 
 
 @lineage_app.command("prediction")
