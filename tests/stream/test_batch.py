@@ -212,3 +212,26 @@ def test_a_source_or_version_that_is_not_there_writes_no_table(
         assert "out" not in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_a_scored_file_is_read_back_by_its_relative_path(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder's files are stored by absolute path; the reader finds one named relatively
+    from where it is run, as a person types it."""
+    ws = Workspace(project)
+    try:
+        row = ws.catalog.rows(ws.catalog.resolve("park"))[0]
+        write_tree(tmp_path / "inbox", {"cam/one.jpg": ws.content.get(row.sha256)})
+    finally:
+        ws.close()
+    root = str(project.root)
+    scored = runner.invoke(app, ["batch-score", "--input", str(tmp_path / "inbox"), "--table",
+                                 "rel", "--model", "pets@1", "-C", root, "--json"])  # fmt: skip
+    assert scored.exit_code == 0 and json.loads(scored.stdout)["inserted"] == 1, scored.output
+    monkeypatch.chdir(tmp_path / "inbox")
+    for name in ("cam/one.jpg", "./cam/one.jpg", str(tmp_path / "inbox" / "cam" / "one.jpg")):
+        read = runner.invoke(app, ["batch-read", name, "--table", "rel", "-C", root])
+        assert read.exit_code == 0 and len(json.loads(read.stdout)) == 1, (name, read.output)
+    other = runner.invoke(app, ["batch-read", "cam/two.jpg", "--table", "rel", "-C", root])
+    assert other.exit_code == 0 and json.loads(other.stdout) == []

@@ -12,6 +12,7 @@ same rows on either."""
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -146,6 +147,11 @@ def score(
 
 
 def read(db_url: str, table: str, uri: str) -> list[dict[str, Any]]:
-    """The example reader: every stored prediction for one input, newest model first."""
+    """The example reader: every stored prediction for one input, newest model first. A
+    relative path is also looked up as the absolute path a folder's scoring stored."""
     with ScoreTable(db_url, table) as target:
-        return [score.as_dict() for score in target.for_uri(uri)]
+        scores = target.for_uri(uri)
+        if not scores and "://" not in uri and not os.path.isabs(uri):
+            for path in dict.fromkeys((os.path.abspath(uri), os.path.realpath(uri))):
+                scores = scores or target.for_uri(path)
+        return [score.as_dict() for score in scores]
