@@ -104,10 +104,11 @@ def test_a_file_rewritten_in_place_with_the_same_size_is_read_again(
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     report = _ingest(ws, lake)
     assert (report.processed, report.reused) == (1, 5)
-    # a version only adds: the new content joins the file's earlier one
+    # the uri holds the new bytes now: they stand in the place of the parent's row for it
     rows = {r.key for r in ws.catalog.rows(report.version)}
-    assert (str(path), sha256_hex(new)) in rows and (str(path), sha256_hex(old)) in rows
-    assert (report.added, report.created) == (1, True)
+    assert (str(path), sha256_hex(new)) in rows and (str(path), sha256_hex(old)) not in rows
+    assert (report.added, report.replaced, report.created) == (1, 1, True)
+    assert len(rows) == 6 and report.version.summary["replaced_sample"] == [str(path)]
 
 
 def test_a_file_replaced_by_a_rename_is_read_again(

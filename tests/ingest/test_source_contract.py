@@ -98,6 +98,7 @@ class Lake:
     url_uris: ClassVar[bool] = False
     # the reasons ``open(..., escaping=True)``'s listing counts what it leaves out under
     escape_reasons: ClassVar[set[str]] = set()
+    layout: ClassVar[str] = "imagefolder"
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp.resolve()
@@ -111,7 +112,7 @@ class Lake:
         ordered = list(files.items())
         random.Random(len(ordered)).shuffle(ordered)  # the listing must not follow write order
         spec = self.fill(dict(ordered), escaping=escaping)
-        return open_source(spec, layout="imagefolder", **{**self.options(), **options})
+        return open_source(spec, layout=self.layout, **{**self.options(), **options})
 
     def options(self) -> dict[str, Any]:
         return {}
@@ -307,6 +308,7 @@ class CsvLake(FolderLake):
 
     name = "manifest-csv"
     source_class = TableSource
+    layout = "auto"  # a row names its label: a layout is refused
     suffix = ".csv"
     escape_reasons: ClassVar[set[str]] = set()
 

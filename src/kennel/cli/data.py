@@ -104,7 +104,8 @@ def _print_report(r: IngestReport) -> None:
         console.print(f"resumed run {r.run_id}: {r.files - r.processed} files were already done")
     console.print(
         f"files {r.files}  added {r.added}  already present {r.already_present}  "
-        f"quarantined {sum(r.quarantined.values())}  ignored (not images) {r.ignored}  "
+        + (f"replaced (rewritten in place) {r.replaced}  " if r.replaced else "")
+        + f"quarantined {sum(r.quarantined.values())}  ignored (not images) {r.ignored}  "
         f"skipped {sum(r.skipped.values())}"
     )
     if r.skipped:

@@ -57,10 +57,16 @@ class Extension:
     # of ``near_pairs``, those whose two pictures are in different splits: a test or
     # validation picture nearly the same as one trained on flatters the model's scores
     across_splits: list[tuple[str, str, int]] = field(default_factory=list)
+    # the uris whose parent row was dropped: the file there was rewritten with other bytes
+    # (then the child is no longer its parent's rows plus ``new_rows``)
+    replaced: list[str] = field(default_factory=list)
 
     def duplicates_summary(self) -> dict[str, Any]:
-        """What a version's summary says of its duplicates (samples of at most 20)."""
+        """What a version's summary says of its duplicates and rewritten files (samples of at
+        most 20)."""
         return {
+            "replaced": len(self.replaced),
+            "replaced_sample": self.replaced[:20],
             "exact_duplicate_groups": len(self.exact_groups),
             "exact_duplicates_sample": self.exact_groups[:20],
             "near_duplicate_pairs": len(self.near_pairs),
@@ -105,8 +111,10 @@ def extend(
     labels, it is a conflict. ``parent_unique``: the caller knows that no two of the parent's
     rows hold the same content (an ingest's summary of it counts no duplicate group), so its
     contents are not counted again (two hash passes over 100,000 sha256 values, a tenth of a
-    1 % append)."""
+    1 % append). A file rewritten in place (a parent's row has its uri and other bytes) is
+    what its uri holds now: that parent row is left out of the child."""
     offer = candidates.sort_by([("uri", "ascending")])
+    parent, replaced = _without_rewritten(parent, offer)
     uris, shas = offer["uri"].to_pylist(), contiguous(offer["sha256"])
     labels = offer["label"].to_pylist()
     # the label the parent gives each candidate's bytes: its last row with them (the catalog
@@ -188,7 +196,28 @@ def extend(
         near_pairs=_named(uri, pairs),
         new_rows=np.flatnonzero(is_new),
         across_splits=_named(uri, across),
+        replaced=replaced,
     )
+
+
+def _without_rewritten(parent: pa.Table, offer: pa.Table) -> tuple[pa.Table, list[str]]:
+    """``parent`` without the rows whose uri is offered with other bytes, and their uris."""
+    if not parent.num_rows or not offer.num_rows:
+        return parent, []
+    at = pc.index_in(contiguous(parent["uri"]), value_set=contiguous(offer["uri"]))
+    found = at.fill_null(-1).to_numpy()
+    hit = np.flatnonzero(found >= 0)
+    if not len(hit):
+        return parent, []
+    theirs = contiguous(parent["sha256"]).take(pa.array(hit))
+    ours = contiguous(offer["sha256"]).take(pa.array(found[hit]))
+    stale = hit[np.asarray(pc.not_equal(theirs, ours).to_numpy(zero_copy_only=False), bool)]
+    if not len(stale):
+        return parent, []
+    keep = np.ones(parent.num_rows, dtype=bool)
+    keep[stale] = False
+    uris = contiguous(parent["uri"]).take(pa.array(stale)).to_pylist()
+    return parent.filter(pa.array(keep)), sorted(set(uris))
 
 
 def _units(parent: pa.Table, *, unique: bool = False) -> dict[str, dict[str, int]]:

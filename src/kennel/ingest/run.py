@@ -68,6 +68,7 @@ class IngestReport:
     reused: int  # files not read: unchanged since an earlier ingest read them (filestate)
     added: int
     already_present: int
+    replaced: int  # rewritten in place: the parent's rows for their uris left out
     quarantined: dict[str, int]
     quarantine_sample: list[tuple[str, str]]
     ignored: int
@@ -254,6 +255,7 @@ class Ingestor:
             reused=len(reused) + held,
             added=summary["added"],
             already_present=summary["already_present"],
+            replaced=summary["replaced"],
             quarantined=summary["quarantined"],
             quarantine_sample=[(u, r) for u, r in summary["quarantine_sample"]],
             ignored=listing.ignored,
@@ -341,7 +343,7 @@ class Ingestor:
                     ingest_run_id=run_id,
                     summary=summary,
                     actor=actor,
-                    added=ext.new_rows,
+                    added=None if ext.replaced else ext.new_rows,  # else rows went too
                 )
             except HeadMovedError as moved:
                 parent_id = moved.head
