@@ -6,7 +6,8 @@ import hashlib
 import json
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from onnx import TensorProto, helper
@@ -76,6 +77,19 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("condition not met in time")
+
+
+@contextmanager
+def serving_production(project: Project) -> Iterator[tuple[RunningServer, Workspace]]:
+    """pets@1 set as production by hand and served in this process on a free port."""
+    ws = Workspace(project)
+    ws.registry.set_alias("pets", "production", 1, actor="test", reason="start")
+    running = start_in_thread(ws.service("production"))
+    try:
+        yield running, ws
+    finally:
+        running.stop()
+        ws.close()
 
 
 def start_env(ws: Workspace, env: str) -> RunningServer:

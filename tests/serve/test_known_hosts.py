@@ -11,10 +11,9 @@ import pytest
 
 from kennel.config import Project
 from kennel.serve.hosts import loopback_hosts
-from kennel.serve.server import RunningServer, start_in_thread
-from kennel.wiring import Workspace
+from kennel.serve.server import RunningServer
 from tests.helpers import jpeg
-from tests.serving import served_project
+from tests.serving import served_project, serving_production
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +22,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         tmp_path_factory.mktemp("hosts"), models=1, poll_s=3600,
         serve={"hosts": ["API.example.com"]},
     )  # fmt: skip
-    ws = Workspace(project)
-    ws.registry.set_alias("pets", "production", 1, actor="test", reason="start")
-    running = start_in_thread(ws.service("production"))
-    yield running
-    running.stop()
-    ws.close()
+    with serving_production(project) as (running, _ws):
+        yield running
 
 
 @pytest.mark.parametrize("path", ["/v1/predict", "/v1/model", "/metrics", "/health/live"])

@@ -22,10 +22,10 @@ from kennel.db.schema import PredictionRow
 from kennel.serve.diskroom import DiskRoom
 from kennel.serve.predlog import PredictionLog, row_of
 from kennel.serve.runtime import Prediction
-from kennel.serve.server import RunningServer, start_in_thread
+from kennel.serve.server import RunningServer
 from kennel.wiring import Workspace
 from tests.helpers import jpeg
-from tests.serving import served_project
+from tests.serving import served_project, serving_production
 
 
 def _row(image: bytes) -> dict[str, object]:
@@ -80,12 +80,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     # 2 PiB free: never, so no input is kept
     project = served_project(tmp_path_factory.mktemp("room"), models=1, poll_s=3600,
                              serve={"inputs_min_free_mb": 2**31, "log_flush_s": 0.05})  # fmt: skip
-    ws = Workspace(project)
-    ws.registry.set_alias("pets", "production", 1, actor="test", reason="start")
-    running = start_in_thread(ws.service("production"))
-    yield running
-    running.stop()
-    ws.close()
+    with serving_production(project) as (running, _ws):
+        yield running
 
 
 def test_the_service_answers_logs_and_counts_what_it_did_not_keep(server: RunningServer) -> None:

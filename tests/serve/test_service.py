@@ -24,7 +24,7 @@ from kennel.serve.server import RunningServer, start_in_thread
 from kennel.storage import digest_key
 from kennel.wiring import Workspace
 from tests.helpers import jpeg, odd_files
-from tests.serving import register_copy, served_project, unloadable, wait_until
+from tests.serving import register_copy, served_project, serving_production, unloadable, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +34,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 @pytest.fixture
 def server(project: Project) -> Iterator[tuple[RunningServer, Workspace]]:
-    ws = Workspace(project)
-    ws.registry.set_alias("pets", "production", 1, actor="test", reason="start")
-    running = start_in_thread(ws.service("production"))
-    yield running, ws
-    running.stop()
-    ws.close()
+    with serving_production(project) as served:
+        yield served
 
 
 def _tokens(ws: Workspace) -> dict[str, str]:
@@ -381,8 +377,8 @@ def test_feedback_checks_the_token_first_and_bounds_its_body(
         """A chunked body of ``body_mb`` MB sent as fast as the server takes it."""
         with socket.create_connection((host, int(port)), timeout=20) as sock:
             sock.sendall(
-                f"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                f"Transfer-Encoding: chunked\r\n{headers}\r\n".encode()
+                f"POST /v1/feedback HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n{headers}\r\n".encode()
             )
             chunk = b"a" * 65536
             try:

@@ -16,10 +16,9 @@ import httpx
 import pytest
 
 from kennel.config import Project
-from kennel.serve.server import RunningServer, start_in_thread
-from kennel.wiring import Workspace
+from kennel.serve.server import RunningServer
 from tests.helpers import jpeg
-from tests.serving import served_project
+from tests.serving import served_project, serving_production
 
 BODY_TIMEOUT_S = 2.0
 HEADERS = (
@@ -36,12 +35,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 @pytest.fixture
 def server(project: Project) -> Iterator[RunningServer]:
-    ws = Workspace(project)
-    ws.registry.set_alias("pets", "production", 1, actor="test", reason="start")
-    running = start_in_thread(ws.service("production"))
-    yield running
-    running.stop()
-    ws.close()
+    with serving_production(project) as (running, _ws):
+        yield running
 
 
 def _connect(running: RunningServer) -> socket.socket:

@@ -11,9 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kennel.serve.hosts import loopback_hosts
 from kennel.serve.server import RunningServer, start_app_in_thread
 from kennel.stream.consumer import MAX_BYTES, create_consumer_app
 from kennel.stream.feed import RedisFeed
@@ -104,3 +106,24 @@ def test_400_mb_body_is_413_without_buffering_it(consumer: RunningServer, chunke
     # at most the 10 MB limit and buffers, never the 400 MB body
     assert peak - before < MAX_BYTES + 48 * MB, f"RSS grew {(peak - before) / MB:.0f} MB"
     assert sent < 400 * MB  # answered long before the whole body was sent
+
+
+def test_on_loopback_the_consumer_answers_only_to_loopback_names() -> None:
+    """As the prediction service: a page that rebinds its own name to 127.0.0.1 gets a 400."""
+    feed = RedisFeed("redis://127.0.0.1:6379/0", "kennel:test:unused")
+    subscriber = ModelSubscriber(feed, Ed25519PrivateKey.generate().public_key())
+    app = create_consumer_app(subscriber, hosts=loopback_hosts("127.0.0.1", ["app.example"]))
+    running = start_app_in_thread(app)
+    try:
+        port = running.url.rsplit(":", 1)[1]
+        with httpx.Client(base_url=running.url, timeout=20) as client:
+            for host, status in (("evil.example", 400), ("app.example", 503), ("localhost", 503)):
+                answer = client.post("/v1/predict", content=b"x",
+                                     headers={"host": f"{host}:{port}"})  # fmt: skip
+                assert answer.status_code == status, (host, answer.text)
+                if status == 400:
+                    assert answer.json()["error"] == "unknown host"
+                    assert "this app answers to" in answer.json()["detail"]
+    finally:
+        running.stop()
+        feed.close()
