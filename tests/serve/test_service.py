@@ -376,10 +376,11 @@ def test_feedback_checks_the_token_first_and_bounds_its_body(
     def post(headers: str, body_mb: int) -> bytes:
         """A chunked body of ``body_mb`` MB sent as fast as the server takes it."""
         with socket.create_connection((host, int(port)), timeout=20) as sock:
-            sock.sendall(
-                f"POST /v1/feedback HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                f"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n{headers}\r\n".encode()
+            head = (
+                "POST /v1/feedback HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                f"\r\nTransfer-Encoding: chunked\r\n{headers}\r\n"
             )
+            sock.sendall(head.encode())
             chunk = b"a" * 65536
             try:
                 for _ in range(body_mb * 16):
