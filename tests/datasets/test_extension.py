@@ -37,10 +37,13 @@ def model_extend(parent: list[Row], candidates: list[Candidate]) -> dict[str, An
         offered_as[cand.sha256].add(cand.label)
     seen: dict[str, str] = {}
     accepted, conflicts, already = [], [], 0
+    copies = []  # rewritten to bytes another file holds: a row of their own, in that split
     for cand in sorted(candidates, key=lambda c: c.uri):
         if cand.sha256 in known:
             label = known[cand.sha256][0]
-            if label == cand.label:
+            if label == cand.label and cand.uri in replaced:
+                copies.append(cand)
+            elif label == cand.label:
                 already += 1
             else:
                 reason = f"label conflict: the same bytes are labelled {label!r} already"
@@ -56,12 +59,13 @@ def model_extend(parent: list[Row], candidates: list[Candidate]) -> dict[str, An
     assigned = splits.assign(
         known, seen, test=SPLIT.test, validation=SPLIT.validation, seed=SPLIT.seed
     )
+    split_of = {**{sha: split for sha, (_label, split) in known.items()}, **assigned}
     added = [
         Row(
             c.uri,
             c.sha256,
             c.label,
-            assigned[c.sha256],
+            split_of[c.sha256],
             int(c.item["width"]),
             int(c.item["height"]),
             float(c.item["brightness"]),
@@ -70,7 +74,7 @@ def model_extend(parent: list[Row], candidates: list[Candidate]) -> dict[str, An
             str(c.item["phash"]),
             json.dumps(c.attrs, sort_keys=True, separators=(",", ":")),
         )
-        for c in accepted
+        for c in sorted([*accepted, *copies], key=lambda c: c.uri)
     ]
     rows = sorted([*parent, *added], key=by_key)
     by_sha: dict[str, list[str]] = defaultdict(list)

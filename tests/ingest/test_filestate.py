@@ -111,6 +111,30 @@ def test_a_file_rewritten_in_place_with_the_same_size_is_read_again(
     assert len(rows) == 6 and report.version.summary["replaced_sample"] == [str(path)]
 
 
+def test_a_rewrite_is_what_a_fresh_ingest_of_the_folder_gives(
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace]
+) -> None:
+    """A file rewritten to the bytes of another file keeps its row (a copy: one exact-duplicate
+    group), and one rewritten to bytes that are refused loses it: each uri is what it holds
+    now, as in a fresh ingest of the folder."""
+    lake = _lake(tmp_path / "lake", 8)
+    ws = opened(tmp_path / "proj", workers=1)
+    _ingest(ws, lake)
+    (lake / "cat" / "001.jpg").write_bytes((lake / "cat" / "003.jpg").read_bytes())
+    (lake / "dog" / "002.jpg").write_bytes(_jpeg(2, 0)[:300])  # cut short: quarantined
+    report = _ingest(ws, lake)
+    rows = {r.uri: r for r in ws.catalog.rows(report.version)}
+    assert (report.replaced, report.exact_duplicate_groups, len(rows)) == (2, 1, 7)
+    assert str(lake / "dog" / "002.jpg") not in rows
+    copy, original = rows[str(lake / "cat" / "001.jpg")], rows[str(lake / "cat" / "003.jpg")]
+    assert copy.sha256 == original.sha256 and copy.split == original.split  # never straddles
+    fresh = opened(tmp_path / "fresh", workers=1)
+    again = _ingest(fresh, lake)
+    assert {(r.uri, r.sha256) for r in fresh.catalog.rows(again.version)} == {
+        (u, r.sha256) for u, r in rows.items()
+    }
+
+
 def test_a_file_replaced_by_a_rename_is_read_again(
     tmp_path: Path, settled: None, opened: Callable[..., Workspace]
 ) -> None:

@@ -18,6 +18,7 @@ from kennel.cli.app import (
     opened,
 )
 from kennel.cli.render import console, emit_json, progress_bar, reporting, table
+from kennel.display import shown
 
 if TYPE_CHECKING:  # the data stack is imported when a command runs
     from kennel.datasets.versioning import DatasetVersion, Diff
@@ -196,10 +197,14 @@ def show(
         f"near-duplicate pairs {s.get('near_duplicate_pairs', 0)}"
     )
     for group in s.get("exact_duplicates_sample", [])[:10]:
-        console.print("  same bytes: " + ", ".join(group), markup=False)
+        console.print("  same bytes: " + ", ".join(map(shown, group)), markup=False)
+    if s.get("replaced"):
+        console.print(f"replaced (rewritten in place since the parent) {s['replaced']}")
+        for uri in s.get("replaced_sample", [])[:10]:
+            console.print(f"  rewritten: {shown(uri)}", markup=False)
     _warn_across(s.get("near_duplicates_across_splits", 0))
     for a, b, bits in s.get("near_duplicates_across_splits_sample", [])[:10]:
-        console.print(f"  in two splits ({bits} bits apart): {a}, {b}", markup=False)
+        console.print(f"  in two splits ({bits} bits apart): {shown(a)}, {shown(b)}", markup=False)
     quarantined = s.get("quarantined", {})
     console.print(
         "quarantined by the ingest that made it: "

@@ -104,6 +104,7 @@ def extend(
     split: SplitConfig,
     near_distance: int,
     parent_unique: bool = False,
+    refused: Sequence[tuple[str, str]] = (),
 ) -> Extension:
     """The child of ``parent`` (a manifest table) holding every candidate (a table from
     ``offered``) whose content is new to it. A candidate whose bytes the parent holds under its
@@ -112,9 +113,12 @@ def extend(
     rows hold the same content (an ingest's summary of it counts no duplicate group), so its
     contents are not counted again (two hash passes over 100,000 sha256 values, a tenth of a
     1 % append). A file rewritten in place (a parent's row has its uri and other bytes) is
-    what its uri holds now: that parent row is left out of the child."""
+    what its uri holds now: that parent row is left out of the child, and its new bytes take
+    its place even where another file holds them already (a copy); so is one whose new bytes
+    were ``refused`` (uri, sha256: read this time and quarantined)."""
     offer = candidates.sort_by([("uri", "ascending")])
-    parent, replaced = _without_rewritten(parent, offer)
+    parent, replaced = _without_rewritten(parent, offer, refused)
+    rewritten = set(replaced)
     uris, shas = offer["uri"].to_pylist(), contiguous(offer["sha256"])
     labels = offer["label"].to_pylist()
     # the label the parent gives each candidate's bytes: its last row with them (the catalog
@@ -125,7 +129,10 @@ def extend(
     known = found >= 0
     where = parent.num_rows - 1 - found[known]
     held_label = contiguous(parent["label"]).take(pa.array(where)).to_pylist()
-    label_of = dict(zip(shas.filter(pa.array(known)).to_pylist(), held_label, strict=True))
+    held_shas = shas.filter(pa.array(known)).to_pylist()
+    label_of = dict(zip(held_shas, held_label, strict=True))
+    held_split = contiguous(parent["split"]).take(pa.array(where)).to_pylist()
+    split_held = dict(zip(held_shas, held_split, strict=True))  # a copy joins its split
     offered_shas = shas.to_pylist()
     # the labels each new content is offered under: under two, no copy says which is right
     named: dict[str, set[str]] = defaultdict(set)
@@ -139,7 +146,9 @@ def extend(
     for n, (uri, sha, label) in enumerate(zip(uris, offered_shas, labels, strict=True)):
         held = label_of.get(sha)
         if held is not None:
-            if held == label:
+            if held == label and uri in rewritten:  # its uri holds these bytes now: a copy
+                keep[n] = True
+            elif held == label:
                 already += 1
             else:
                 conflicts.append(
@@ -161,7 +170,7 @@ def extend(
         seed=split.seed,
     )
     accepted = offer.filter(pa.array(keep))
-    split_of = [assigned[sha] for sha in accepted["sha256"].to_pylist()]
+    split_of = [assigned.get(sha) or split_held[sha] for sha in accepted["sha256"].to_pylist()]
     split_column = pa.array(split_of, pa.string())
     added = accepted.add_column(SCHEMA.get_field_index("split"), "split", split_column)
     marked = pa.concat_tables(
@@ -176,7 +185,8 @@ def extend(
     # contents held by more than one file; an added file's content is never the parent's (it
     # is present already, or a conflict), so with none repeated in the parent only the added
     # files can repeat one
-    shared = repeated(contiguous(added["sha256"]) if parent_unique else sha256)
+    copied = any(sha in split_held for sha in accepted["sha256"].to_pylist())
+    shared = repeated(contiguous(added["sha256"]) if parent_unique and not copied else sha256)
     copies, groups = None, {}
     if len(shared):
         # each row's content among them (-1: held by no other row): copies are no near pair
@@ -200,17 +210,26 @@ def extend(
     )
 
 
-def _without_rewritten(parent: pa.Table, offer: pa.Table) -> tuple[pa.Table, list[str]]:
-    """``parent`` without the rows whose uri is offered with other bytes, and their uris."""
-    if not parent.num_rows or not offer.num_rows:
+def _without_rewritten(
+    parent: pa.Table, offer: pa.Table, refused: Sequence[tuple[str, str]] = ()
+) -> tuple[pa.Table, list[str]]:
+    """``parent`` without the rows whose uri is offered (or was refused) with other bytes,
+    and their uris."""
+    if not parent.num_rows or not (offer.num_rows or refused):
         return parent, []
-    at = pc.index_in(contiguous(parent["uri"]), value_set=contiguous(offer["uri"]))
+    now_uris = pa.concat_arrays(
+        [contiguous(offer["uri"]), pa.array([u for u, _ in refused], pa.string())]
+    )
+    now_shas = pa.concat_arrays(
+        [contiguous(offer["sha256"]), pa.array([h for _, h in refused], pa.string())]
+    )
+    at = pc.index_in(contiguous(parent["uri"]), value_set=now_uris)
     found = at.fill_null(-1).to_numpy()
     hit = np.flatnonzero(found >= 0)
     if not len(hit):
         return parent, []
     theirs = contiguous(parent["sha256"]).take(pa.array(hit))
-    ours = contiguous(offer["sha256"]).take(pa.array(found[hit]))
+    ours = now_shas.take(pa.array(found[hit]))
     stale = hit[np.asarray(pc.not_equal(theirs, ours).to_numpy(zero_copy_only=False), bool)]
     if not len(stale):
         return parent, []

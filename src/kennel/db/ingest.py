@@ -229,6 +229,15 @@ class IngestStore(IngestRunStore):
             return {name: [] for name in ACCEPTED}
         return dict(zip(ACCEPTED, columns, strict=True))
 
+    def digests(self, run_id: str, status: str) -> list[tuple[str, str]]:
+        """(uri, sha256) of the run's records with ``status`` whose bytes were read."""
+        r = IngestRecordRow
+        query = select(r.uri, r.sha256).where(
+            r.run_id == run_id, r.status == status, r.sha256.is_not(None)
+        )
+        with self.db.session() as s:
+            return [(uri, sha) for uri, sha in s.execute(query).all() if sha is not None]
+
     def mark(
         self, run_id: str, reasons: Sequence[tuple[str, str]], status: str
     ) -> list[IngestRecord]:

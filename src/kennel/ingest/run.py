@@ -375,6 +375,7 @@ class Ingestor:
             split=self.data.split,
             near_distance=self.data.near_duplicate_distance,
             parent_unique=parent is None or contents_unique(parent),
+            refused=self.store.digests(run_id, QUARANTINED) if parent else (),
         )
         bad = [(r.uri, r.reason) for r in self.store.mark(run_id, ext.conflicts, QUARANTINED)]
         quarantined = Counter(reason_kind(reason or "") for _uri, reason in bad)
