@@ -4,6 +4,7 @@ otherwise read the service's answers, predictions and metrics as its own origin'
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -49,6 +50,27 @@ def test_loopback_names_and_serve_hosts_are_answered(server: RunningServer, host
         answer = client.post("/v1/predict", content=jpeg(seed=2), headers=headers)
     assert answer.status_code == 200, answer.text
     assert answer.json()["label"] in ("cat", "dog")
+
+
+def test_two_host_headers_are_refused_whichever_comes_last(server: RunningServer) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    for first, last in (("evil.example", "localhost"), ("localhost", "localhost")):
+        with socket.create_connection((host, int(port)), timeout=20) as sock:
+            sock.sendall(f"GET /health/live HTTP/1.1\r\nHost: {first}\r\nHost: {last}\r\n"
+                         "Connection: close\r\n\r\n".encode())  # fmt: skip
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 400 ") and b"unknown host" in reply, reply[:200]
+
+
+@pytest.mark.parametrize(
+    "bind", ["127.0.0.1", "127.1", "0x7f.1", "127.0.0.2", "::1", "[::1]", "::ffff:127.0.0.1",
+             "localhost"],
+)  # fmt: skip
+def test_every_spelling_of_a_loopback_bind_is_loopback(bind: str) -> None:
+    hosts = loopback_hosts(bind)
+    assert hosts is not None and hosts[:3] == ["127.0.0.1", "localhost", "[::1]"]
 
 
 def test_a_service_on_another_address_checks_no_name() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import ipaddress
 import re
+import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,13 +33,23 @@ def loopback_hosts(bind: str, extra: Iterable[str] = ()) -> list[str] | None:
 
 
 def is_loopback(bind: str) -> bool:
-    """``localhost`` or a loopback address (all of 127.0.0.0/8, not only 127.0.0.1)."""
+    """Whether ``bind`` names only loopback addresses (all of 127.0.0.0/8 and ::1), however
+    it is written: ``localhost``, ``127.1``, ``0x7f.1``, ``::ffff:127.0.0.1``, or a name
+    that resolves to nothing else (as the server's own bind resolves it)."""
     if bind == "localhost":
         return True
     try:
-        return ipaddress.ip_address(bind.strip("[]")).is_loopback
-    except ValueError:
+        found = socket.getaddrinfo(bind.strip("[]"), None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, ValueError):
         return False
+    addresses = {info[4][0] for info in found}
+    return bool(addresses) and all(_loopback_address(a) for a in addresses)
+
+
+def _loopback_address(text: str) -> bool:
+    address = ipaddress.ip_address(text.split("%", 1)[0])
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is 127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 _HOST = re.compile(r"^(?P<name>\[[0-9a-f:.]+\]|[^:\[\]/@\s]+)(:[0-9]{1,5})?\Z")
@@ -72,7 +83,8 @@ class KnownHosts:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):
-            header = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            named = [value for key, value in scope["headers"] if key == b"host"]
+            header = named[0].decode("latin-1") if len(named) == 1 else ""  # two: neither
             if _host_name(header) not in self.hosts:
                 detail = (
                     f"{self.what} answers to {', '.join(self.hosts)}, not to "
