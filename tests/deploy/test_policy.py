@@ -138,6 +138,9 @@ def test_models_alias_cannot_move_an_environment(root: Path) -> None:
     for twin in ("Production", "STAGING", "Champion", "Canary"):
         refused = cli(root, "models", "alias", "pets@2", twin, "--token", t["operator"], code=13)
         assert "only in case" in refused["stderr"], twin
+    latest = cli(root, "models", "alias", "pets@2", "Latest", "--token", t["operator"], code=2)
+    assert "invalid alias 'Latest'" in latest["stderr"]  # pets@Latest is the newest version
+    assert cli(root, "models", "show", "pets@LATEST")["version"] == 3
     assert {e["alias"] for e in history(root, None)} == {"canary", "champion"}
 
 
@@ -213,6 +216,12 @@ def test_a_gate_failed_version_named_outright_reaches_no_one_unless_allowed(
     wrong = cli(root, "batch-score", "--input", "dataset:park", "--table", "scores",
                 "--env", "production", "--allow-failed-gates", code=2)  # fmt: skip
     assert "goes with --model" in wrong["stderr"]
+    # an environment (set up in kennel.yaml after its alias was moved) following pets@3
+    cli(root, "models", "alias", "pets@3", "qa", "--token", tokens(root)["operator"])
+    configure(root, environments={"qa": {"port": 8099, "alias": "qa"}})
+    hint = cli(root, "batch-score", "--input", "dataset:park", "--table", "scores",
+               "--env", "qa", code=13)  # fmt: skip
+    assert "--model pets@3 --allow-failed-gates to use it anyway" in hint["stderr"]
     scored = cli(root, "batch-score", "--input", "dataset:park", "--table", "scores",
                  "--model", "pets@3", "--allow-failed-gates")  # fmt: skip
     assert (scored["model"], scored["version"]) == ("pets", 3) and scored["inserted"] > 0
@@ -421,6 +430,12 @@ def test_kennel_yaml_cannot_make_two_environments_share_an_alias(root: Path) -> 
     (root / "kennel.yaml").write_text(yaml.safe_dump(config))
     refused = cli(root, "models", "list", code=2)
     assert "each environment needs its own alias" in refused["stderr"]
+    twins = [("Production", "'production' in other case"), ("Champion", "may not be Champion"),
+             ("LATEST", "may not be LATEST")]  # fmt: skip
+    for alias, says in twins:
+        config["environments"]["staging"]["alias"] = alias
+        (root / "kennel.yaml").write_text(yaml.safe_dump(config))
+        assert says in cli(root, "models", "list", code=2)["stderr"], alias
     config["environments"]["staging"]["alias"] = "staging"
     config["feed"] = {"aliases": ["staging"]}
     (root / "kennel.yaml").write_text(yaml.safe_dump(config))

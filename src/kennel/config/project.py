@@ -70,17 +70,22 @@ class KennelConfig(_Strict):
                 f"release.staging names {self.release.staging!r}, which is not in environments"
             )
         owners: dict[str, str] = {}
+        folded: dict[str, str] = {}  # each alias in lower case: Production beside production
         for name, env in self.environments.items():
-            if env.alias == "champion":
+            if env.alias.lower() in ("champion", "latest"):
                 raise ValueError(
-                    f"environments.{name}.alias may not be champion (the build moves it)"
+                    f"environments.{name}.alias may not be {env.alias} (champion is moved by "
+                    "the build, latest names the newest version)"
                 )
-            if env.alias in owners:  # a deploy to one would move what the other serves
+            twin = folded.get(env.alias.lower())
+            if twin is not None:  # one: a deploy to one would move what the other serves
                 raise ValueError(
-                    f"environments.{name}.alias {env.alias!r} is also "
-                    f"environments.{owners[env.alias]}'s: each environment needs its own alias"
+                    f"environments.{name}.alias {env.alias!r} is "
+                    + ("also " if twin == env.alias else f"{twin!r} in other case, ")
+                    + f"environments.{owners[twin]}'s: each environment needs its own alias"
                 )
             owners[env.alias] = name
+            folded[env.alias.lower()] = env.alias
         staging_alias = self.environments[self.release.staging].alias
         if staging_alias in self.feed.aliases:
             raise ValueError(

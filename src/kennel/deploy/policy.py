@@ -202,7 +202,8 @@ class PolicyGate:
         unless it passed its quality gates, however it was picked."""
         if not model.gates_passed:
             raise ReleaseRefusedError(
-                f"{model.ref} failed its quality gates; name it with --model to use it anyway"
+                f"{model.ref} failed its quality gates; name it with --model "
+                f"{model.ref} --allow-failed-gates to use it anyway"
             )
 
     def verify_bundle(self, model: ModelVersion) -> None:

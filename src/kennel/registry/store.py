@@ -96,7 +96,7 @@ class ModelRegistry:
             raise ConfigError(
                 f"no version or alias after '@' in {ref!r}: use {name}, {name}@N or {name}@ALIAS"
             )
-        if spec in ("", "latest"):
+        if spec.lower() in ("", "latest"):  # Latest too: no alias may be so named
             version = self.store.latest_version(name)
         elif re.fullmatch(r"[0-9]+", spec):
             version = int(spec)
@@ -144,7 +144,7 @@ class ModelRegistry:
         a check made under the alias's lock, see ``RegistryStore.move_alias``). Aliases
         that an environment or a feed follows are moved only through
         ``kennel.deploy.policy.PolicyGate``, which checks the release policy first."""
-        if not _ALIAS.match(alias) or ascii_number(alias) is not None or alias == "latest":
+        if not _ALIAS.match(alias) or ascii_number(alias) is not None or alias.lower() == "latest":
             raise ConfigError(f"invalid alias {alias!r}")
         return self.store.move_alias(
             name,
