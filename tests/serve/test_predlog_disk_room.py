@@ -17,7 +17,9 @@ import httpx
 import numpy as np
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from kennel.cli.main import app
 from kennel.db.schema import PredictionRow
 from kennel.serve.diskroom import DiskRoom
 from kennel.serve.predlog import PredictionLog, row_of
@@ -92,8 +94,14 @@ def test_the_service_answers_logs_and_counts_what_it_did_not_keep(server: Runnin
                                  headers={"content-type": "image/jpeg"})  # fmt: skip
             assert answer.status_code == 200, answer.text
         metrics = client.get("/metrics").text
-    assert re.search(r"^kennel_predlog_inputs_not_kept 2\.0$", metrics, re.M), metrics
+        assert client.get("/metrics").text.count("inputs_not_kept_total 2.0") == 1  # not 4
+    assert re.search(r"^kennel_predlog_inputs_not_kept_total 2\.0$", metrics, re.M), metrics
     assert server.service.predlog.flush(10)
     store = server.service.predlog.inputs
     assert store is not None
     assert not any(store.exists(hashlib.sha256(jpeg(seed=s)).hexdigest()) for s in (11, 12))
+    root = server.service.predlog.folder.parents[2]  # PROJECT/.kennel/spool/production
+    which = answer.json()["prediction_id"]
+    asked = CliRunner().invoke(app, ["analyze", "saliency", which, "-C", str(root)])
+    assert asked.exit_code == 3, asked.output
+    assert "short of serve.inputs_min_free_mb" in asked.stderr

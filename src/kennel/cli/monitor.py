@@ -26,6 +26,7 @@ from kennel.cli.app import (
 )
 from kennel.cli.render import console, emit_json, reporting, table
 from kennel.errors import ConfigError, NotFoundError
+from kennel.serve.diskroom import NOT_KEPT
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
     from kennel.govern.cycle import Cycle
@@ -284,8 +285,7 @@ def analyze_saliency(
                 "model": ref}  # fmt: skip
         if digest is None or not ws.content.exists(digest):
             raise NotFoundError(
-                f"the input of prediction {prediction_id} was not kept (its service ran with "
-                "serve.keep_inputs off, or it is a frame of kennel watch, which keeps none)"
+                f"the input of prediction {prediction_id} was not kept ({NOT_KEPT})"
             )
         predictor = ws.predictor(ref)
         image = decode(ws.content.get(digest), min_side=1).image

@@ -22,6 +22,7 @@ from kennel.pipeline.steps.prepare import NothingToBalance
 from kennel.progress import Event, Progress, silent
 from kennel.registry.store import ModelRegistry
 from kennel.serve.auth import Identity
+from kennel.serve.diskroom import NOT_KEPT
 from kennel.serve.runtime import METADATA
 from kennel.storage import ContentStore
 
@@ -74,7 +75,7 @@ class FeedbackSource:
         for entry in entries:
             digest = self._digests.get(entry.uri)
             if digest is None or not self.content.exists(digest):
-                yield entry, "the input image was not kept (serve.keep_inputs is off)"
+                yield entry, f"the input image was not kept ({NOT_KEPT})"
                 continue
             yield entry, self.content.get(digest)
 

@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+# why a logged prediction's input image may be missing, for whoever asks for it
+NOT_KEPT = (
+    "serve.keep_inputs was off, the disk was short of serve.inputs_min_free_mb when it was "
+    "logged, or it came from a pattern that keeps none, such as a frame of kennel watch"
+)
 
 
 class DiskRoom:

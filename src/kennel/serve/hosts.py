@@ -42,7 +42,7 @@ def is_loopback(bind: str) -> bool:
         found = socket.getaddrinfo(bind.strip("[]"), None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError, ValueError):
         return False
-    addresses = {info[4][0] for info in found}
+    addresses = {str(info[4][0]) for info in found}
     return bool(addresses) and all(_loopback_address(a) for a in addresses)
 
 

@@ -49,11 +49,12 @@ class ServiceMetrics:
             "Bundles that failed to load or verify",
             registry=self.registry,
         )
-        self.inputs_not_kept = Gauge(
+        self.inputs_not_kept = Counter(
             "kennel_predlog_inputs_not_kept",
-            "Input images not kept since start: free disk under serve.inputs_min_free_mb",
+            "Input images not kept: free disk under serve.inputs_min_free_mb",
             registry=self.registry,
         )
+        self.inputs_not_kept_seen = 0  # the log's count already added to the counter
         self.log_spooled = Gauge(
             "kennel_predlog_spooled_lines",
             "Prediction log lines waiting on disk for the database",

@@ -20,6 +20,7 @@ from kennel.db.predictions import LoggedPrediction, PredictionStore
 from kennel.errors import NotFoundError, ServiceError, StateError
 from kennel.imaging import decode
 from kennel.portable import ImageRejected
+from kennel.serve.diskroom import NOT_KEPT
 from kennel.serve.runtime import Predictor
 from kennel.wiring import Workspace
 
@@ -42,10 +43,7 @@ def prediction(ws: Workspace, prediction_id: str) -> LoggedPrediction:
 def kept_input(ws: Workspace, p: LoggedPrediction) -> Image.Image:
     """The input image of ``p`` as kept in the artifact store; NotFoundError when it was not."""
     if p.input_sha256 is None or not ws.content.exists(p.input_sha256):
-        raise NotFoundError(
-            f"the input image of prediction {p.id} was not kept (serve.keep_inputs is off, or "
-            "it came from a pattern that does not keep inputs)"
-        )
+        raise NotFoundError(f"the input image of prediction {p.id} was not kept ({NOT_KEPT})")
     max_pixels = ws.project.config.serve.max_pixels
     try:
         return decode(ws.content.get(p.input_sha256), max_pixels=max_pixels, min_side=1).image
