@@ -6,6 +6,7 @@ refused as a usage error (exit 2) naming the option, before any project is opene
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,17 @@ def test_a_note_may_hold_lines_and_a_name_may_not(tmp_path: Path) -> None:
     fits = runner.invoke(app, ["watch", str(tmp_path / "none.mp4"), "--camera", "n" * 128,
                                "-C", root])  # fmt: skip
     assert fits.exit_code == 6 and "is not a file" in fits.stderr  # past the name's check
+
+
+def test_the_login_name_reaches_the_audit_trail_escaped_and_bounded(tmp_path: Path) -> None:
+    """``local:NAME`` comes from LOGNAME, which anyone may set to a terminal's escapes."""
+    root = str(make_project(tmp_path / "p", sections={"auth": {"local_role": "admin"}}).root)
+    hostile = "mallory\x1b[2J\x1b]0;pwned\x07" + "A" * 3000
+    made = runner.invoke(app, ["token", "create", "--role", "viewer", "--name", "v", "-C", root,
+                               "--json"], env={"LOGNAME": hostile})  # fmt: skip
+    assert made.exit_code == 0, made.output
+    log = runner.invoke(app, ["audit", "log", "-C", root, "--json"])
+    actors = {entry["actor"] for entry in json.loads(log.stdout)}
+    [actor] = [a for a in actors if "mallory" in a]
+    assert "\x1b" not in actor and "\x07" not in actor and "\\x1b[2J" in actor
+    assert len(actor) <= len("bootstrap:") + 64

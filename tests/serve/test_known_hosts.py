@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from kennel.config import Project
+from kennel.db.schema import PredictionRow
 from kennel.serve.hosts import loopback_hosts
 from kennel.serve.server import RunningServer
 from tests.helpers import jpeg
@@ -79,3 +81,23 @@ def test_a_service_on_another_address_checks_no_name() -> None:
     assert loopback_hosts("::1", ["Proxy.Example"]) == [
         "127.0.0.1", "localhost", "[::1]", "proxy.example",
     ]  # fmt: skip
+
+
+def test_a_source_header_reaches_the_log_escaped(server: RunningServer) -> None:
+    """C1 controls arrive through a header's latin-1 (CSI, NEL): the source is what
+    ``watch --camera`` would accept, escaped, never the raw bytes."""
+    assert server.service is not None and server.service.predlog is not None
+    raw = "cam\x9b2J\x85two".encode("latin-1")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for path in ("/v1/predict", "/v1/predict?form=1"):
+            if path.endswith("form=1"):  # the multipart route takes the header too
+                answer = client.post("/v1/predict", files={"file": ("a.jpg", jpeg(seed=4))},
+                                     headers={"x-kennel-source": raw})  # fmt: skip
+            else:
+                answer = client.post(path, content=jpeg(seed=3), headers={
+                    "content-type": "image/jpeg", "x-kennel-source": raw})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+    assert server.service.predlog.flush(10)
+    with server.service.predlog.db.session() as s:
+        sources = set(s.scalars(select(PredictionRow.source)))
+    assert "cam\\x9b2J\\x85two" in sources and not any("\x9b" in x for x in sources)

@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - an older typer on plain click
     from click.exceptions import ClickException as ClickException  # type: ignore[assignment]
     from click.exceptions import UsageError as UsageError  # type: ignore[assignment]
 
-from kennel.display import shown, text_problem
+from kennel.display import printable, shown, text_problem
 from kennel.errors import (
     AuthError,
     ConfigError,
@@ -304,7 +304,13 @@ def acting(ws: Workspace, token: str | None) -> Identity:
             "(see kennel token create), or set auth.local_role in kennel.yaml for a "
             "single-user project"
         )
-    return Identity("local", f"local:{getpass.getuser()}", role)
+    return Identity("local", f"local:{login_name()}", role)
+
+
+def login_name() -> str:
+    """Who is logged in, as histories and the audit trail record it: from ``LOGNAME`` or
+    ``USER`` as anyone may set them, so escaped and bounded."""
+    return printable(getpass.getuser())[:64]
 
 
 @contextmanager

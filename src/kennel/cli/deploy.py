@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,6 +12,7 @@ from kennel.cli.app import (
     ProjectOption,
     TokenOption,
     acting,
+    login_name,
     model_ref,
     new_app,
     note_option,
@@ -336,7 +336,7 @@ def _token_manager(ws: Workspace, token: str | None) -> str:
     """Who manages tokens: an admin. Until the project has an admin token anyone with the
     project may (so a new project can start); creating one locks token management."""
     if not any(r["role"] == "admin" and not r["revoked"] for r in ws.tokens.all()):
-        return f"bootstrap:{getpass.getuser()}"
+        return f"bootstrap:{login_name()}"
     who = acting(ws, token)
     if not who.may("tokens"):
         raise AuthError(f"role {who.role!r} may not manage tokens; it takes admin")

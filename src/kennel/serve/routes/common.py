@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from starlette.types import Message
 
 from kennel.digits import declared_over
+from kennel.display import printable
 from kennel.serve.auth import Identity
 from kennel.serve.service import ApiError, service_of
 
@@ -39,7 +40,13 @@ def identity(action: str) -> Any:
 
 
 def source_of(request: Request) -> str:
-    return (request.headers.get("x-kennel-source") or "api")[:256]
+    return source_name(request.headers.get("x-kennel-source"))
+
+
+def source_name(header: str | None) -> str:
+    """The prediction log's source from a client's ``X-Kennel-Source``: its control
+    characters escaped (C1 ones come through a header's latin-1), at most 256 characters."""
+    return printable(header or "api")[:256]
 
 
 async def read_limited(request: Request) -> bytes:

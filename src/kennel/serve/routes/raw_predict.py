@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kennel.digits import declared_over
 from kennel.errors import KennelError
-from kennel.serve.routes.common import too_large
+from kennel.serve.routes.common import source_name, too_large
 from kennel.serve.routes.errors import error_response
 from kennel.serve.routes.predict import predict_bytes, raw_image
 from kennel.serve.service import ApiError, Service
@@ -56,7 +56,7 @@ class RawPredict:
         scope["route"] = self.route
         try:
             data = await _body(receive, self.service.settings.max_upload_bytes, declared)
-            prediction = await predict_bytes(self.service, data, (source or "api")[:256])
+            prediction = await predict_bytes(self.service, data, source_name(source))
         except ApiError as exc:
             body = {"error": exc.code, "detail": exc.detail}
             await JSONResponse(body, exc.status, exc.headers)(scope, receive, send)
