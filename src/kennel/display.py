@@ -38,9 +38,13 @@ def _param(found: re.Match[str]) -> str:
 
 
 # C0 controls, DEL and C1 controls (ESC starts a terminal's escape sequences, CSI is 0x9b),
-# the line and paragraph separators (a line break to str.splitlines and to some terminals), and
-# the bidirectional overrides that make a name read differently from its bytes
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# the line and paragraph separators (a line break to str.splitlines and to some terminals), the
+# bidirectional overrides, isolates and marks that make a name read differently from its bytes,
+# and the invisible zero-width space, word joiner and byte-order mark (two names that look the
+# same). The zero-width (non-)joiners stay: scripts and emoji sequences need them.
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+)
 
 
 def redact(text: str) -> str:
@@ -82,8 +86,11 @@ def text_problem(text: str, *, limit: int, lines: bool = False) -> str | None:
     with ``lines``); None when it may."""
     if len(text) > limit:
         return f"{len(text):,} characters long; at most {limit:,}"
-    allowed = "\t\n\r" if lines else ""
-    if any(c not in allowed for c in _CONTROL.findall(text)):
+    if lines:  # a line break is \n or \r\n (a browser's textarea); a lone \r rewrites a line
+        text = text.replace("\r\n", "\n")
+    allowed = "\t\n" if lines else ""
+    bad = [c for c in _CONTROL.findall(text) if c not in allowed]
+    if bad:
         what = "NUL, escape ..." if lines else "NUL, escape, line breaks ..."
-        return f"control characters ({what}) are not allowed"
+        return f"control characters ({what}) are not allowed: U+{ord(bad[0]):04X}"
     return None

@@ -67,3 +67,21 @@ def test_the_login_name_reaches_the_audit_trail_escaped_and_bounded(tmp_path: Pa
     [actor] = [a for a in actors if "mallory" in a]
     assert "\x1b" not in actor and "\x07" not in actor and "\\x1b[2J" in actor
     assert len(actor) <= len("bootstrap:") + 64
+
+
+@pytest.mark.parametrize(
+    "text", ["approved\rREJECTED", "ok\u200bok", "ok\u200eok", "ok\ufeff", "ok\u2060x"]
+)
+def test_a_lone_carriage_return_and_invisible_marks_are_refused(text: str, tmp_path: Path) -> None:
+    """\\r alone rewrites the line it is printed on; zero-width and direction marks make two
+    notes look alike. A browser's \\r\\n line break is a line break."""
+    result = runner.invoke(app, ["reject", "pets@1", "--note", text, "-C", str(tmp_path)])
+    assert result.exit_code == 2 and "control characters" in result.stderr
+    [mark] = [c for c in text if not c.isalnum()]
+    assert f"U+{ord(mark):04X}" in result.stderr
+
+
+def test_a_windows_line_break_is_a_line_break(tmp_path: Path) -> None:
+    root = str(make_project(tmp_path / "p").root)
+    result = runner.invoke(app, ["reject", "pets@1", "--note", "blurry\r\ncam 2", "-C", root])
+    assert result.exit_code == 14  # past the note's check, at the token's
