@@ -81,6 +81,11 @@ def test_defaults_resolve_against_project_root(tmp_path: Path) -> None:
             {"environments": {"production": {"alias": "1"}}},
             r"environments\.production\.alias",
         ),
+        (  # lax pydantic read true as 1: a floor of 1 MB of free disk
+            {"serve": {"inputs_min_free_mb": True}},
+            r"serve\.inputs_min_free_mb: .*expected a number, not true",
+        ),
+        ({"train": {"epochs": False}}, r"train\.epochs: .*expected a number, not false"),
         (  # an environment's name names its spool folder and pidfile: no path in it
             {"environments": {"../../evil": {"alias": "e"}}, "release": {"staging": "../../evil"}},
             r"environments\.\.\./\.\./evil\.\[key\]: String should match pattern",

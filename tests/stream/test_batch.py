@@ -230,7 +230,8 @@ def test_a_scored_file_is_read_back_by_its_relative_path(
                                  "rel", "--model", "pets@1", "-C", root, "--json"])  # fmt: skip
     assert scored.exit_code == 0 and json.loads(scored.stdout)["inserted"] == 1, scored.output
     monkeypatch.chdir(tmp_path / "inbox")
-    for name in ("cam/one.jpg", "./cam/one.jpg", str(tmp_path / "inbox" / "cam" / "one.jpg")):
+    absolute = str(tmp_path / "inbox" / "cam" / "one.jpg")
+    for name in ("cam/one.jpg", "./cam/one.jpg", absolute, f"file://{absolute}"):
         read = runner.invoke(app, ["batch-read", name, "--table", "rel", "-C", root])
         assert read.exit_code == 0 and len(json.loads(read.stdout)) == 1, (name, read.output)
     other = runner.invoke(app, ["batch-read", "cam/two.jpg", "--table", "rel", "-C", root])

@@ -148,10 +148,14 @@ def score(
 
 def read(db_url: str, table: str, uri: str) -> list[dict[str, Any]]:
     """The example reader: every stored prediction for one input, newest model first. A
-    relative path is also looked up as the absolute path a folder's scoring stored."""
+    relative path or a ``file://`` URL is also looked up as the absolute path a folder's
+    scoring stored."""
     with ScoreTable(db_url, table) as target:
         scores = target.for_uri(uri)
-        if not scores and "://" not in uri and not os.path.isabs(uri):
-            for path in dict.fromkeys((os.path.abspath(uri), os.path.realpath(uri))):
+        local = uri.removeprefix("file://")  # file:///abs/x.jpg is /abs/x.jpg
+        if not scores and local != uri:
+            scores = target.for_uri(local)
+        if not scores and "://" not in local and not os.path.isabs(local):
+            for path in dict.fromkeys((os.path.abspath(local), os.path.realpath(local))):
                 scores = scores or target.for_uri(path)
         return [score.as_dict() for score in scores]
