@@ -86,6 +86,9 @@ def test_defaults_resolve_against_project_root(tmp_path: Path) -> None:
             r"serve\.inputs_min_free_mb: .*expected a number, not true",
         ),
         ({"train": {"epochs": False}}, r"train\.epochs: .*expected a number, not false"),
+        ({"monitor": {"retrain_epochs": True}}, r"retrain_epochs: .*expected a number, not true"),
+        ({"gates": {"min_recall": {"cat": True}}}, r"expected a number at cat, not true"),
+        ({"train": {"search": {"grace_s": True}}}, r"grace_s: .*expected a number, not true"),
         (  # an environment's name names its spool folder and pidfile: no path in it
             {"environments": {"../../evil": {"alias": "e"}}, "release": {"staging": "../../evil"}},
             r"environments\.\.\./\.\./evil\.\[key\]: String should match pattern",

@@ -38,12 +38,18 @@ def _param(found: re.Match[str]) -> str:
 
 
 # C0 controls, DEL and C1 controls (ESC starts a terminal's escape sequences, CSI is 0x9b),
-# the line and paragraph separators (a line break to str.splitlines and to some terminals), the
-# bidirectional overrides, isolates and marks that make a name read differently from its bytes,
-# and the invisible zero-width space, word joiner and byte-order mark (two names that look the
-# same). The zero-width (non-)joiners stay: scripts and emoji sequences need them.
+# the line and paragraph separators (a line break to str.splitlines and to some terminals), and
+# every invisible format character (Unicode's Cf: the bidirectional overrides, isolates and
+# marks that make a name read differently from its bytes, zero-width spaces, word joiners,
+# the byte-order mark, the soft hyphen, tag characters that smuggle ASCII unseen), save the
+# zero-width joiner and non-joiner, which scripts and emoji sequences need. Cf as of Unicode
+# 14 (``tests/test_display.py`` checks the running Python's table against it).
 _CONTROL = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029"
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b\u200e-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f]"
 )
 
 
@@ -64,7 +70,9 @@ def redact(text: str) -> str:
 
 def _escaped(found: re.Match[str]) -> str:
     code = ord(found.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def printable(text: str, keep: str = "") -> str:

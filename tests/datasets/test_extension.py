@@ -30,6 +30,8 @@ def model_extend(parent: list[Row], candidates: list[Candidate]) -> dict[str, An
     row whose uri is offered with other bytes (rewritten in place) is left out first."""
     now = {c.uri: c.sha256 for c in candidates}
     replaced = sorted({r.uri for r in parent if now.get(r.uri, r.sha256) != r.sha256})
+    # the split of each content a left-out row held: it never moves (a swap of two files)
+    moved = {r.sha256: r.split for r in parent if now.get(r.uri, r.sha256) != r.sha256}
     parent = [r for r in parent if now.get(r.uri, r.sha256) == r.sha256]
     known = {row.sha256: (row.label, row.split) for row in parent}
     offered_as: dict[str, set[str]] = defaultdict(set)
@@ -54,12 +56,13 @@ def model_extend(parent: list[Row], candidates: list[Candidate]) -> dict[str, An
             also = " and ".join(repr(o) for o in others)
             conflicts.append((cand.uri, f"label conflict: the same bytes are also labelled {also}"))
             continue
-        seen[cand.sha256] = cand.label
+        if cand.sha256 not in moved:
+            seen[cand.sha256] = cand.label
         accepted.append(cand)
     assigned = splits.assign(
         known, seen, test=SPLIT.test, validation=SPLIT.validation, seed=SPLIT.seed
     )
-    split_of = {**{sha: split for sha, (_label, split) in known.items()}, **assigned}
+    split_of = {**moved, **{sha: split for sha, (_label, split) in known.items()}, **assigned}
     added = [
         Row(
             c.uri,

@@ -74,7 +74,7 @@ def test_unchanged_files_are_not_read_and_the_version_is_the_full_reads(
     second = _ingest(ws, lake)
     assert (second.processed, second.reused, second.added) == (1, 12, 1)
     # the same folder read in full by a project that never saw it: the same version
-    fresh = opened(tmp_path / "fresh", workers=1)
+    fresh = opened(tmp_path / "fresh", workers=1, max_file_bytes=200_000)
     full = _ingest(fresh, lake)
     assert (full.processed, full.reused) == (13, 0)
     assert second.version.id == full.version.id
@@ -118,14 +118,15 @@ def test_a_rewrite_is_what_a_fresh_ingest_of_the_folder_gives(
     group), and one rewritten to bytes that are refused loses it: each uri is what it holds
     now, as in a fresh ingest of the folder."""
     lake = _lake(tmp_path / "lake", 8)
-    ws = opened(tmp_path / "proj", workers=1)
+    ws = opened(tmp_path / "proj", workers=1, max_file_bytes=200_000)
     _ingest(ws, lake)
     (lake / "cat" / "001.jpg").write_bytes((lake / "cat" / "003.jpg").read_bytes())
     (lake / "dog" / "002.jpg").write_bytes(_jpeg(2, 0)[:300])  # cut short: quarantined
+    (lake / "dog" / "004.jpg").write_bytes(b"x" * 300_000)  # over max_file_bytes: never hashed
     report = _ingest(ws, lake)
     rows = {r.uri: r for r in ws.catalog.rows(report.version)}
-    assert (report.replaced, report.exact_duplicate_groups, len(rows)) == (2, 1, 7)
-    assert str(lake / "dog" / "002.jpg") not in rows
+    assert (report.replaced, report.exact_duplicate_groups, len(rows)) == (3, 1, 6)
+    assert str(lake / "dog" / "002.jpg") not in rows and str(lake / "dog" / "004.jpg") not in rows
     copy, original = rows[str(lake / "cat" / "001.jpg")], rows[str(lake / "cat" / "003.jpg")]
     assert copy.sha256 == original.sha256 and copy.split == original.split  # never straddles
     fresh = opened(tmp_path / "fresh", workers=1)
@@ -133,6 +134,27 @@ def test_a_rewrite_is_what_a_fresh_ingest_of_the_folder_gives(
     assert {(r.uri, r.sha256) for r in fresh.catalog.rows(again.version)} == {
         (u, r.sha256) for u, r in rows.items()
     }
+
+
+def test_swapped_contents_keep_their_splits(
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace]
+) -> None:
+    """Two files that swap their bytes, and a new one beside them: each content stays in the
+    split it was in (identical pictures never move, and a new one cannot take its place)."""
+    lake = _lake(tmp_path / "lake", 40)
+    ws = opened(tmp_path / "proj", workers=1)
+    first = _ingest(ws, lake)
+    split_of = {r.sha256: r.split for r in ws.catalog.rows(first.version)}
+    cats = sorted(r for r in ws.catalog.rows(first.version) if r.label == "cat")
+    test, train = (next(r for r in cats if r.split == s) for s in ("test", "train"))
+    Path(test.uri).write_bytes(ws.content.get(train.sha256))
+    Path(train.uri).write_bytes(ws.content.get(test.sha256))
+    (lake / "cat" / "new.jpg").write_bytes(_jpeg(99, 0))
+    report = _ingest(ws, lake)
+    rows = {r.sha256: r for r in ws.catalog.rows(report.version)}
+    assert report.replaced == 2 and len(rows) == 41
+    assert all(rows[sha].split == split for sha, split in split_of.items())
+    assert (rows[test.sha256].uri, rows[train.sha256].uri) == (train.uri, test.uri)
 
 
 def test_a_file_replaced_by_a_rename_is_read_again(

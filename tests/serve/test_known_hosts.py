@@ -5,6 +5,8 @@ otherwise read the service's answers, predictions and metrics as its own origin'
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -16,17 +18,48 @@ from kennel.db.schema import PredictionRow
 from kennel.serve.hosts import loopback_hosts
 from kennel.serve.server import RunningServer
 from tests.helpers import jpeg
-from tests.serving import served_project, serving_production
+from tests.serving import free_port, served_project, serving_production, wait_until
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    project: Project = served_project(
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return served_project(
         tmp_path_factory.mktemp("hosts"), models=1, poll_s=3600,
         serve={"hosts": ["API.example.com"]},
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(project: Project) -> Iterator[RunningServer]:
     with serving_production(project) as (running, _ws):
         yield running
+
+
+@pytest.mark.parametrize("bind", ["127.1", "localhost"])
+def test_kennel_serve_answers_to_the_name_it_was_bound_by(project: Project, bind: str) -> None:
+    """``kennel serve --host 127.1`` prints http://127.1:PORT: that URL must work (the bound
+    address alone, 127.0.0.1, was answered to), and a foreign name still gets a 400."""
+    port = free_port()
+    command = [sys.executable, "-m", "kennel.cli", "serve", "--env", "production", "--host",
+               bind, "--port", str(port), "-C", str(project.root)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(url), timeout=60)
+        with httpx.Client(base_url=url, timeout=10) as client:
+            for name, status in ((bind, 200), ("127.0.0.1", 200), ("evil.example", 400)):
+                answer = client.get("/health/live", headers={"host": f"{name}:{port}"})
+                assert answer.status_code == status, (name, answer.text)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health/live", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @pytest.mark.parametrize("path", ["/v1/predict", "/v1/model", "/metrics", "/health/live"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from click.testing import Result
@@ -222,7 +223,7 @@ def test_a_scored_file_is_read_back_by_its_relative_path(
     ws = Workspace(project)
     try:
         row = ws.catalog.rows(ws.catalog.resolve("park"))[0]
-        write_tree(tmp_path / "inbox", {"cam/one.jpg": ws.content.get(row.sha256)})
+        write_tree(tmp_path / "inbox", {"cam/one é.jpg": ws.content.get(row.sha256)})
     finally:
         ws.close()
     root = str(project.root)
@@ -230,8 +231,9 @@ def test_a_scored_file_is_read_back_by_its_relative_path(
                                  "rel", "--model", "pets@1", "-C", root, "--json"])  # fmt: skip
     assert scored.exit_code == 0 and json.loads(scored.stdout)["inserted"] == 1, scored.output
     monkeypatch.chdir(tmp_path / "inbox")
-    absolute = str(tmp_path / "inbox" / "cam" / "one.jpg")
-    for name in ("cam/one.jpg", "./cam/one.jpg", absolute, f"file://{absolute}"):
+    absolute = str(tmp_path / "inbox" / "cam" / "one é.jpg")
+    urls = (f"file://{quote(absolute)}", f"FILE://localhost{quote(absolute)}")
+    for name in ("cam/one é.jpg", "./cam/one é.jpg", absolute, f"file://{absolute}", *urls):
         read = runner.invoke(app, ["batch-read", name, "--table", "rel", "-C", root])
         assert read.exit_code == 0 and len(json.loads(read.stdout)) == 1, (name, read.output)
     other = runner.invoke(app, ["batch-read", "cam/two.jpg", "--table", "rel", "-C", root])

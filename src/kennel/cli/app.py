@@ -310,7 +310,7 @@ def acting(ws: Workspace, token: str | None) -> Identity:
 def login_name() -> str:
     """Who is logged in, as histories and the audit trail record it: from ``LOGNAME`` or
     ``USER`` as anyone may set them, so escaped and bounded."""
-    return printable(getpass.getuser())[:64]
+    return printable(getpass.getuser()[:64])  # cut first: never half an escape
 
 
 @contextmanager

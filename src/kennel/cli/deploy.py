@@ -61,7 +61,7 @@ def serve(
         console.print(
             f"serving {name}@{target.alias} for {env} on http://{shown}:{port}", markup=False
         )
-        run(service, sock, drain_s=drain)
+        run(service, sock, drain_s=drain, host=host)
     finally:
         ws.close()
 

@@ -117,7 +117,7 @@ def extend(
     its place even where another file holds them already (a copy); so is one whose new bytes
     were ``refused`` (uri, sha256: read this time and quarantined)."""
     offer = candidates.sort_by([("uri", "ascending")])
-    parent, replaced = _without_rewritten(parent, offer, refused)
+    parent, replaced, moved = _without_rewritten(parent, offer, refused)
     rewritten = set(replaced)
     uris, shas = offer["uri"].to_pylist(), contiguous(offer["sha256"])
     labels = offer["label"].to_pylist()
@@ -159,7 +159,8 @@ def extend(
             others = " and ".join(repr(o) for o in sorted(named[sha] - {label}))
             conflicts.append((uri, f"label conflict: the same bytes are also labelled {others}"))
             continue
-        seen_label[sha] = label
+        if sha not in moved:  # content a dropped row held keeps its split (a swap, a rotation)
+            seen_label[sha] = label
         keep[n] = True
 
     assigned = splits.assign_counted(
@@ -170,7 +171,10 @@ def extend(
         seed=split.seed,
     )
     accepted = offer.filter(pa.array(keep))
-    split_of = [assigned.get(sha) or split_held[sha] for sha in accepted["sha256"].to_pylist()]
+    split_of = [
+        assigned.get(sha) or split_held.get(sha) or moved[sha]
+        for sha in accepted["sha256"].to_pylist()
+    ]
     split_column = pa.array(split_of, pa.string())
     added = accepted.add_column(SCHEMA.get_field_index("split"), "split", split_column)
     marked = pa.concat_tables(
@@ -185,7 +189,7 @@ def extend(
     # contents held by more than one file; an added file's content is never the parent's (it
     # is present already, or a conflict), so with none repeated in the parent only the added
     # files can repeat one
-    copied = any(sha in split_held for sha in accepted["sha256"].to_pylist())
+    copied = any(sha in split_held or sha in moved for sha in accepted["sha256"].to_pylist())
     shared = repeated(contiguous(added["sha256"]) if parent_unique and not copied else sha256)
     copies, groups = None, {}
     if len(shared):
@@ -212,11 +216,11 @@ def extend(
 
 def _without_rewritten(
     parent: pa.Table, offer: pa.Table, refused: Sequence[tuple[str, str]] = ()
-) -> tuple[pa.Table, list[str]]:
-    """``parent`` without the rows whose uri is offered (or was refused) with other bytes,
-    and their uris."""
+) -> tuple[pa.Table, list[str], dict[str, str]]:
+    """``parent`` without the rows whose uri is offered (or was refused: "" for bytes never
+    hashed) with other bytes, their uris, and the split each of their contents had."""
     if not parent.num_rows or not (offer.num_rows or refused):
-        return parent, []
+        return parent, [], {}
     now_uris = pa.concat_arrays(
         [contiguous(offer["uri"]), pa.array([u for u, _ in refused], pa.string())]
     )
@@ -227,16 +231,18 @@ def _without_rewritten(
     found = at.fill_null(-1).to_numpy()
     hit = np.flatnonzero(found >= 0)
     if not len(hit):
-        return parent, []
+        return parent, [], {}
     theirs = contiguous(parent["sha256"]).take(pa.array(hit))
     ours = now_shas.take(pa.array(found[hit]))
     stale = hit[np.asarray(pc.not_equal(theirs, ours).to_numpy(zero_copy_only=False), bool)]
     if not len(stale):
-        return parent, []
+        return parent, [], {}
     keep = np.ones(parent.num_rows, dtype=bool)
     keep[stale] = False
     uris = contiguous(parent["uri"]).take(pa.array(stale)).to_pylist()
-    return parent.filter(pa.array(keep)), sorted(set(uris))
+    shas = contiguous(parent["sha256"]).take(pa.array(stale)).to_pylist()
+    split = contiguous(parent["split"]).take(pa.array(stale)).to_pylist()
+    return parent.filter(pa.array(keep)), sorted(set(uris)), dict(zip(shas, split, strict=True))
 
 
 def _units(parent: pa.Table, *, unique: bool = False) -> dict[str, dict[str, int]]:

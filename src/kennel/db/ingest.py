@@ -230,13 +230,12 @@ class IngestStore(IngestRunStore):
         return dict(zip(ACCEPTED, columns, strict=True))
 
     def digests(self, run_id: str, status: str) -> list[tuple[str, str]]:
-        """(uri, sha256) of the run's records with ``status`` whose bytes were read."""
+        """(uri, sha256) of the run's records with ``status``; "" for bytes never hashed (a
+        file refused for its size, its label or its place before it was read)."""
         r = IngestRecordRow
-        query = select(r.uri, r.sha256).where(
-            r.run_id == run_id, r.status == status, r.sha256.is_not(None)
-        )
+        query = select(r.uri, r.sha256).where(r.run_id == run_id, r.status == status)
         with self.db.session() as s:
-            return [(uri, sha) for uri, sha in s.execute(query).all() if sha is not None]
+            return [(uri, sha or "") for uri, sha in s.execute(query).all()]
 
     def mark(
         self, run_id: str, reasons: Sequence[tuple[str, str]], status: str

@@ -130,9 +130,14 @@ def listening(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(service: Service, sock: socket.socket, *, drain_s: float = 2.0) -> None:
-    """Serve ``service`` on ``sock`` (from ``listening``) until SIGTERM or Ctrl-C."""
-    hosts = loopback_hosts(sock.getsockname()[0], service.settings.hosts)
+def serve(
+    service: Service, sock: socket.socket, *, drain_s: float = 2.0, host: str | None = None
+) -> None:
+    """Serve ``service`` on ``sock`` (from ``listening``) until SIGTERM or Ctrl-C; ``host``:
+    the name it was bound by (``127.1``, a host name), answered to as well on loopback."""
+    bound = sock.getsockname()[0]
+    own = f"[{bound}]" if ":" in bound else bound
+    hosts = loopback_hosts(host or bound, [*service.settings.hosts, own])
     config = server_config(create_app(service, hosts), service.settings)
     DrainingServer(config, service, drain_s).run(sockets=[sock])
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 from kennel.db.scores import Score, ScoreTable
 from kennel.imaging import ImageRejected
@@ -152,10 +153,19 @@ def read(db_url: str, table: str, uri: str) -> list[dict[str, Any]]:
     scoring stored."""
     with ScoreTable(db_url, table) as target:
         scores = target.for_uri(uri)
-        local = uri.removeprefix("file://")  # file:///abs/x.jpg is /abs/x.jpg
+        local = _file_path(uri)
         if not scores and local != uri:
             scores = target.for_uri(local)
         if not scores and "://" not in local and not os.path.isabs(local):
             for path in dict.fromkeys((os.path.abspath(local), os.path.realpath(local))):
                 scores = scores or target.for_uri(path)
         return [score.as_dict() for score in scores]
+
+
+def _file_path(uri: str) -> str:
+    """The path a ``file:`` URL names (``file:///a%20b.jpg`` is ``/a b.jpg``; its host empty or
+    localhost), else ``uri`` as it is."""
+    parts = urlsplit(uri)
+    if parts.scheme.lower() != "file" or parts.netloc.lower() not in ("", "localhost"):
+        return uri
+    return unquote(parts.path)
