@@ -252,28 +252,24 @@ MAX_NOTE = 500  # a note or a reason, as the dashboard's forms take them
 MAX_LABEL = 128  # a name someone types: a camera's
 
 
-def _note(value: str | None) -> str | None:
-    problem = None if value is None else text_problem(value, limit=MAX_NOTE, lines=True)
-    if problem:
-        raise typer.BadParameter(problem)
-    return value
+def _text_option(help: str, names: tuple[str, ...], *, limit: int, lines: bool) -> Any:
+    def check(value: str | None) -> str | None:
+        problem = None if value is None else text_problem(value, limit=limit, lines=lines)
+        if problem:
+            raise typer.BadParameter(problem)
+        return value
 
-
-def _label(value: str | None) -> str | None:
-    problem = None if value is None else text_problem(value, limit=MAX_LABEL)
-    if problem:
-        raise typer.BadParameter(problem)
-    return value
+    return typer.Option(*names, help=help, callback=check)
 
 
 def note_option(help: str, *names: str) -> Any:
     """A free-text option kept in a history or the audit trail (a note, a reason)."""
-    return typer.Option(*names, help=help, callback=_note)
+    return _text_option(help, names, limit=MAX_NOTE, lines=True)
 
 
 def label_option(help: str, *names: str) -> Any:
     """A short name someone types (a camera's): one line, no control character."""
-    return typer.Option(*names, help=help, callback=_label)
+    return _text_option(help, names, limit=MAX_LABEL, lines=False)
 
 
 EngineName = Literal["local", "ray"]  # as kennel.wiring.Workspace.ingestor and .scorer

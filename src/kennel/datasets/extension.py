@@ -171,10 +171,8 @@ def extend(
         seed=split.seed,
     )
     accepted = offer.filter(pa.array(keep))
-    split_of = [
-        assigned.get(sha) or split_held.get(sha) or moved[sha]
-        for sha in accepted["sha256"].to_pylist()
-    ]
+    accepted_shas = accepted["sha256"].to_pylist()
+    split_of = [assigned.get(sha) or split_held.get(sha) or moved[sha] for sha in accepted_shas]
     split_column = pa.array(split_of, pa.string())
     added = accepted.add_column(SCHEMA.get_field_index("split"), "split", split_column)
     marked = pa.concat_tables(
@@ -189,7 +187,7 @@ def extend(
     # contents held by more than one file; an added file's content is never the parent's (it
     # is present already, or a conflict), so with none repeated in the parent only the added
     # files can repeat one
-    copied = any(sha in split_held or sha in moved for sha in accepted["sha256"].to_pylist())
+    copied = any(sha in split_held or sha in moved for sha in accepted_shas)
     shared = repeated(contiguous(added["sha256"]) if parent_unique and not copied else sha256)
     copies, groups = None, {}
     if len(shared):
@@ -227,20 +225,20 @@ def _without_rewritten(
     now_shas = pa.concat_arrays(
         [contiguous(offer["sha256"]), pa.array([h for _, h in refused], pa.string())]
     )
-    at = pc.index_in(contiguous(parent["uri"]), value_set=now_uris)
-    found = at.fill_null(-1).to_numpy()
+    their_uris, their_shas = contiguous(parent["uri"]), contiguous(parent["sha256"])
+    found = pc.index_in(their_uris, value_set=now_uris).fill_null(-1).to_numpy()
     hit = np.flatnonzero(found >= 0)
     if not len(hit):
         return parent, [], {}
-    theirs = contiguous(parent["sha256"]).take(pa.array(hit))
+    theirs = their_shas.take(pa.array(hit))
     ours = now_shas.take(pa.array(found[hit]))
     stale = hit[np.asarray(pc.not_equal(theirs, ours).to_numpy(zero_copy_only=False), bool)]
     if not len(stale):
         return parent, [], {}
     keep = np.ones(parent.num_rows, dtype=bool)
     keep[stale] = False
-    uris = contiguous(parent["uri"]).take(pa.array(stale)).to_pylist()
-    shas = contiguous(parent["sha256"]).take(pa.array(stale)).to_pylist()
+    uris = their_uris.take(pa.array(stale)).to_pylist()
+    shas = their_shas.take(pa.array(stale)).to_pylist()
     split = contiguous(parent["split"]).take(pa.array(stale)).to_pylist()
     return parent.filter(pa.array(keep)), sorted(set(uris)), dict(zip(shas, split, strict=True))
 

@@ -128,4 +128,6 @@ def create_app(service: Service, hosts: list[str] | None = None) -> FastAPI:
     if hosts:
         app.add_middleware(KnownHosts, hosts=hosts, what="this service", pages=False, hint=HINT)
     service.holder.on_error = lambda _m: service.metrics.load_failures.inc()
+    if service.predlog is not None:
+        service.predlog.room.on_drop = service.metrics.inputs_not_kept.inc
     return app

@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class DiskRoom:
         self.min_free = min_free
         self.every_s = every_s
         self.dropped = 0  # input images not kept for want of room
+        self.on_drop: Callable[[], object] = lambda: None  # told of each (a metric)
         self._ok = True
         self._seen = float("-inf")
         self._lock = threading.Lock()
@@ -76,5 +77,6 @@ class DiskRoom:
             if "input" in row:
                 row = {k: v for k, v in row.items() if k != "input"}  # its sha256 stays
                 self.dropped += 1
+                self.on_drop()
             kept.append(row)
         return kept

@@ -54,7 +54,6 @@ class ServiceMetrics:
             "Input images not kept: free disk under serve.inputs_min_free_mb",
             registry=self.registry,
         )
-        self.inputs_not_kept_seen = 0  # the log's count already added to the counter
         self.log_spooled = Gauge(
             "kennel_predlog_spooled_lines",
             "Prediction log lines waiting on disk for the database",

@@ -56,9 +56,6 @@ async def metrics(request: Request) -> Response:
         service.metrics.model_version.labels(current.name).set(current.version)
     if service.predlog is not None:
         service.metrics.log_spooled.set(service.predlog.spooled_lines())
-        dropped = service.predlog.room.dropped  # counted by the log's thread
-        service.metrics.inputs_not_kept.inc(dropped - service.metrics.inputs_not_kept_seen)
-        service.metrics.inputs_not_kept_seen = dropped
     if service.batcher is not None:
         service.metrics.queue_depth.set(service.batcher.depth)
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
