@@ -498,3 +498,57 @@ def test_a_rejection_blocks_a_release_in_deployment_mode_too(root: Path) -> None
     refused = cli(root, "release", "pets@1", "--to", "production", "--token", t["operator"],
                   code=13)  # fmt: skip
     assert "rejected by" in refused["stderr"] and "wrong labels" in refused["stderr"]
+
+
+def test_a_release_clicked_on_a_stale_page_is_refused_not_a_downgrade(root: Path) -> None:
+    """The dashboard's Release button carries the version the page saw served (0: none); a
+    click on a page drawn before another release is refused, where it used to send production
+    back to an older approved version as an ordinary release."""
+    from kennel.ui.views import environments_of
+
+    t = tokens(root)
+    for version in (1, 2):
+        ready(root, version, t["qa"])
+    ws = Workspace.load(root)
+    try:
+        ws.registry.set_alias("pets", "staging", 1, actor="test", reason="deploy", kind="deploy")
+        operator = ws.tokens.identify(t["operator"])
+        assert operator is not None
+        page = {e.name: e for e in environments_of(ws, operator, probe=False)}["production"]
+        drawn = next(b for b in page.buttons if b.label == "Release pets@1")
+        assert drawn.enabled and drawn.fields["current"] == "0"  # nothing served yet
+        # meanwhile another operator releases 1, then 2
+        for version in (1, 2):
+            ws.releases().release(f"pets@{version}", "production", who=operator)
+        with pytest.raises(ReleaseRefusedError) as refused:
+            ws.releases().release("pets@1", "production", who=operator, seen=0)
+        assert "moved to version 2 meanwhile (this move was worked out from no version)" in str(
+            refused.value
+        )
+        page = {e.name: e for e in environments_of(ws, operator, probe=False)}["production"]
+        fresh = next(b for b in page.buttons if b.label == "Release pets@1")
+        assert fresh.fields["current"] == "2"
+        # seen as it is now, the release goes through: an explicit, informed choice
+        event = ws.releases().release("pets@1", "production", who=operator, seen=2)
+        assert (event.from_version, event.to_version) == (2, 1)
+        assert ws.releases().served("production") == 1
+    finally:
+        ws.close()
+
+
+def test_rejecting_the_version_production_serves_says_it_still_serves(root: Path) -> None:
+    t = tokens(root)
+    ready(root, 1, t["qa"])
+    cli(root, "release", "pets@1", "--to", "production", "--token", t["operator"])
+    result = runner.invoke(
+        app, ["reject", "pets@1", "--note", "blurry", "--token", t["qa"], "-C", str(root)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().splitlines() == [
+        "warning: production still serves pets@1: a rejection stops later releases of it, not "
+        "this one; roll back or release another version"
+    ]
+    said = cli(root, "reject", "pets@1", "--note", "still blurry", "--token", t["qa"])
+    assert said["served_in"] == ["production"]
+    said = cli(root, "approve", "pets@1", "--note", "fine after all", "--token", t["qa"])
+    assert said["served_in"] == []

@@ -89,7 +89,7 @@ def test_frames_over_the_pixel_limit_are_refused_when_the_source_opens(
     assert code == 6 and out == "", err
     assert err == (
         "error: frames of 6400x6400 are over the limit of 40,000,000 pixels (data.max_pixels): "
-        "refused, as an image that large would be\n"
+        "refused, as predict and ingest refuse a picture that large\n"
     )
     reader = FrameReader(str(_avi(tmp_path / "small.avi")), target_fps=None)
     reader.max_pixels = 64 * 64 - 1

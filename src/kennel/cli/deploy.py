@@ -245,17 +245,17 @@ def _decide(
     decision: str, ref: str, note: str, token: str | None, project: Path | None, json_out: bool
 ) -> None:
     with opened(project) as ws:
-        row = ws.releases().decide(ref, decision, who=acting(ws, token), note=note)
-        out = {
-            "model": f"{row.model}@{row.version}",
-            "decision": row.decision,
-            "actor": row.actor,
-            "note": row.note,
-        }
+        releases = ws.releases()
+        row = releases.decide(ref, decision, who=acting(ws, token), note=note)
+        model = f"{row.model}@{row.version}"
+        served = releases.serving(ws.registry.resolve(model)) if decision == "rejected" else []
+    out = {"model": model, "decision": row.decision, "actor": row.actor, "note": row.note}
     if json_out:
-        emit_json(out)
+        emit_json({**out, "served_in": served})
     else:
-        console.print(f"{out['model']} {decision} by {out['actor']}: {note}", markup=False)
+        console.print(f"{model} {decision} by {row.actor}: {note}", markup=False)
+    if served:
+        say(releases.still_served(model, served), prefix="warning: ")
 
 
 def approve(

@@ -35,6 +35,8 @@ from kennel.db.anchor import AnchorConflict as AnchorConflict
 from kennel.db.anchor import AnchorStore as AnchorStore
 from kennel.db.anchor import AnchorTaken as AnchorTaken
 from kennel.db.anchor import AuditAnchor as AuditAnchor
+from kennel.db.audit_rows import StoredEntry, StoredSelect, read, select_stored
+from kennel.db.audit_state import mismatch
 from kennel.db.schema import AuditRow
 from kennel.errors import KennelError
 
@@ -163,13 +165,15 @@ def _forget_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
 
 
-def broken_link(row: AuditRow, expected_seq: int, prev: str) -> str | None:
+def broken_link(row: AuditRow | StoredEntry, expected_seq: int, prev: str) -> str | None:
     """What is wrong with ``row`` as entry ``expected_seq`` after an entry hashed ``prev``:
     missing, not linked to it, or altered since written; None when nothing is."""
     if row.seq != expected_seq:
         return f"entry {expected_seq} is missing (next is {row.seq})"
     if row.prev_hash != prev:
         return f"entry {row.seq} does not link to entry {row.seq - 1}"
+    if isinstance(row, StoredEntry) and row.unreadable:
+        return f"entry {row.seq} was altered after it was written: {row.unreadable}"
     digest = entry_hash(
         row.seq, row.at, row.actor, row.action, row.subject, row.details, row.prev_hash
     )
@@ -229,8 +233,8 @@ def verify(
             f"entry {before} lies before the chain's first entry: it was written into the "
             "database directly",
         )
-    rows = select(AuditRow).where(AuditRow.seq > after).order_by(AuditRow.seq)
-    for row in session.scalars(rows):
+    rows = select_stored().where(AuditRow.seq > after).order_by(AuditRow.seq)
+    for row in map(read, session.execute(rows)):
         broken = broken_link(row, expected_seq, prev)
         if broken is not None:
             return Verdict(False, checked, broken)
@@ -268,16 +272,24 @@ def verify(
             f"entries {checked + 1}..{head} were deleted: the anchor records {head} entries, "
             f"the log holds {checked}",
         )
+    if after == 0:  # a whole verification: the rows the deploy path trusts agree with it
+        problem = mismatch(session)
+        if problem is not None:
+            return Verdict(False, checked, problem, len([s for s in anchored if s <= checked]))
     return Verdict(True, checked, anchored=len([s for s in anchored if s <= checked]))
 
 
-def _entry(row: AuditRow) -> AuditEntry:
+def _entry(row: StoredEntry) -> AuditEntry:
     return AuditEntry(row.seq, row.at, row.actor, row.action, row.subject, row.details)
 
 
+def _entries(session: Session, query: StoredSelect) -> list[AuditEntry]:
+    """The entries ``query`` (over ``select_stored``) finds, an unreadable row among them too."""
+    return [_entry(read(r)) for r in session.execute(query)]
+
+
 def entries(session: Session, limit: int = 100) -> list[AuditEntry]:
-    rows = session.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(limit))
-    return [_entry(r) for r in rows]
+    return _entries(session, select_stored().order_by(AuditRow.seq.desc()).limit(limit))
 
 
 class AuditLog:
@@ -315,7 +327,7 @@ class AuditLog:
         """The newest ``limit`` entries by ``actor`` (exactly) whose action is ``action`` or
         starts with it and a dot (``alert`` matches ``alert.acknowledged``), older than entry
         ``before`` when given (the next page), newest first. Empty filters match all."""
-        query = select(AuditRow).order_by(AuditRow.seq.desc()).limit(limit)
+        query = select_stored().order_by(AuditRow.seq.desc()).limit(limit)
         if actor:
             query = query.where(AuditRow.actor == actor)
         if action:
@@ -328,7 +340,7 @@ class AuditLog:
         if before is not None:
             query = query.where(AuditRow.seq < before)
         with self.db.session() as s:
-            return [_entry(r) for r in s.scalars(query)]
+            return _entries(s, query)
 
     def actors(self, limit: int = 200) -> list[str]:
         """Distinct actors, sorted (the first ``limit``)."""
@@ -349,15 +361,15 @@ class AuditLog:
         LIKE, with case."""
         part = subject + separator
         query = (
-            select(AuditRow)
+            select_stored()
             .where(
                 or_(AuditRow.subject == subject, AuditRow.subject.startswith(part, autoescape=True))
             )
             .order_by(AuditRow.seq)
         )
         with self.db.session() as s:
-            rows = s.scalars(query)
-            return [_entry(r) for r in rows if r.subject == subject or r.subject.startswith(part)]
+            found = _entries(s, query)
+            return [e for e in found if e.subject == subject or e.subject.startswith(part)]
 
     def verify(
         self, anchor: AuditAnchor | None = None, *, allow_unanchored: bool = False

@@ -4,10 +4,10 @@ has checked it anchors it here (``kennel audit anchor SEQ``), itself an audited 
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kennel.db.audit import ANCHOR_KEY, GENESIS, AnchorTaken, AuditAnchor, broken_link, record
+from kennel.db.audit_rows import read, select_stored
 from kennel.db.schema import AuditRow
 from kennel.errors import NotFoundError, StateError
 
@@ -19,7 +19,8 @@ def anchor_entry(session: Session, seq: int, *, actor: str) -> str:
     anchor: AuditAnchor | None = session.info.get(ANCHOR_KEY)
     if anchor is None:
         raise StateError("this project's audit log has no anchor store")
-    row = session.get(AuditRow, seq)
+    found = session.execute(select_stored().where(AuditRow.seq == seq)).first()
+    row = read(found) if found is not None else None
     if row is None:
         raise NotFoundError(f"no audit entry {seq}")
     anchored = anchor.sequence_numbers()
@@ -60,8 +61,8 @@ def _verified_up_to(session: Session, anchor: AuditAnchor, seq: int) -> str | No
     the entries before it), or None when it does."""
     present = set(anchor.sequence_numbers())
     prev = GENESIS
-    rows = select(AuditRow).where(AuditRow.seq <= seq).order_by(AuditRow.seq)
-    for expected, row in enumerate(session.scalars(rows), start=1):
+    rows = select_stored().where(AuditRow.seq <= seq).order_by(AuditRow.seq)
+    for expected, row in enumerate(map(read, session.execute(rows)), start=1):
         broken = broken_link(row, expected, prev)
         if broken is not None:
             return broken

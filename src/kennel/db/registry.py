@@ -258,8 +258,9 @@ class RegistryStore:
         each move's ``from`` is where the move before it left the alias. ``require_change``:
         refuse (ReleaseRefusedError) a move to the version the alias already names, checked
         under the lock, so of two racing releases of one version the second is refused.
-        ``expect_from``: refuse the move unless the alias still names that version (a
-        rollback worked out from a history that another move has since changed). ``guard``:
+        ``expect_from``: refuse the move unless the alias still names that version, 0: none
+        (a rollback worked out from a history that another move has since changed, a release
+        clicked on a page drawn before another). ``guard``:
         called under the lock, before anything is read; what it raises refuses the move (the
         release policy, checked again once the slow part of a release, hashing the bundle,
         is over: a rejection that landed meanwhile then counts)."""
@@ -275,10 +276,12 @@ class RegistryStore:
                 raise NotFoundError(f"model version {name}@{version} not found")
             current = s.get(ModelAliasRow, (name, alias))
             before = current.version if current else None
-            if expect_from is not None and before != expect_from:
+            if expect_from is not None and (before or 0) != expect_from:
+                now = f"version {before}" if before is not None else "no version"
+                then = f"version {expect_from}" if expect_from else "no version"
                 raise ReleaseRefusedError(
-                    f"{name}@{alias} moved to version {before} meanwhile (this move was "
-                    f"worked out from version {expect_from}); look again and retry"
+                    f"{name}@{alias} moved to {now} meanwhile (this move was worked out "
+                    f"from {then}); look again and retry"
                 )
             if require_change and before == version:
                 raise ReleaseRefusedError(f"{name}@{alias} already names version {version}")

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from kennel.db import Database, aware
 from kennel.db.audit import record
+from kennel.db.audit_state import token_fingerprint
 from kennel.db.schema import TokenRow
 from kennel.errors import AuthError
 
@@ -50,7 +51,12 @@ class TokenRecords:
                 actor=actor,
                 action="token.create",
                 subject=token.id,
-                details={"role": token.role, "name": token.name},
+                # the hash's fingerprint: a row whose hash was swapped is told (audit_state)
+                details={
+                    "role": token.role,
+                    "name": token.name,
+                    "fingerprint": token_fingerprint(token.hash),
+                },
             )
         return token
 

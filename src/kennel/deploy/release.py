@@ -201,13 +201,44 @@ class ReleaseManager:
         )
 
     def release(
-        self, ref: str, to: str = "production", *, who: Identity, reason: str = "release"
+        self,
+        ref: str,
+        to: str = "production",
+        *,
+        who: Identity,
+        reason: str = "release",
+        seen: int | None = None,
     ) -> AliasEvent:
+        """Point ``to``'s alias at ``ref`` under the release policy. ``seen``: the version the
+        caller saw ``to`` serve (0: none), as a dashboard page shows it; refused when another
+        serves now, so that a click on a stale page cannot undo a newer release."""
         model = self.registry.resolve(ref)
         target = self.config.environment(to)
-        event = self.gate.move(Move.RELEASE, model, target.alias, who=who, reason=reason)
+        event = self.gate.move(
+            Move.RELEASE, model, target.alias, who=who, reason=reason, expect_from=seen
+        )
         self.announce(event, who=who)
         return event
+
+    def serving(self, model: ModelVersion) -> list[str]:
+        """The environments other than staging whose alias names ``model`` now: a QA
+        rejection stops later releases of it, not these (a rollback or another release
+        does)."""
+        staging = self.config.release.staging
+        return [
+            name
+            for name in self.config.environments
+            if name != staging and model.name == self.config.model.name
+            and self._serves(name, model.version)
+        ]  # fmt: skip
+
+    @staticmethod
+    def still_served(model: str, envs: list[str]) -> str:
+        """What QA is told on rejecting ``model``, which ``envs`` serve now."""
+        return (
+            f"{', '.join(envs)} still serves {model}: a rejection stops later releases of it, "
+            "not this one; roll back or release another version"
+        )
 
     def _serves(self, env: str, version: int) -> bool:
         try:

@@ -30,14 +30,21 @@ def _require(who: Identity, permission: str, verb: str) -> None:
 
 def decide(ws: Workspace, who: Identity, ref: str, decision: str, note: str) -> str:
     _require(who, "approve", "approve or reject")
-    row = ws.releases().decide(ref, decision, who=who, note=note)
-    return f"{row.model}@{row.version} {row.decision} by {row.actor}"
+    releases = ws.releases()
+    row = releases.decide(ref, decision, who=who, note=note)
+    said = f"{row.model}@{row.version} {row.decision} by {row.actor}"
+    served = releases.serving(ws.registry.resolve(f"{row.model}@{row.version}"))
+    if decision == "rejected" and served:
+        said += f"; warning: {releases.still_served(f'{row.model}@{row.version}', served)}"
+    return said
 
 
-def release(ws: Workspace, who: Identity, ref: str, env: str, reason: str) -> str:
+def release(
+    ws: Workspace, who: Identity, ref: str, env: str, reason: str, seen: int | None = None
+) -> str:
     _require(who, "release", "release")
     _environment(ws, env)
-    event = ws.releases().release(ref, env, who=who, reason=reason or "release")
+    event = ws.releases().release(ref, env, who=who, reason=reason or "release", seen=seen)
     return f"{event.name}@{event.alias}: {event.from_version or '-'} -> {event.to_version or '-'}"
 
 

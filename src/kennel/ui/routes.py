@@ -304,9 +304,12 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         csrf: Csrf = "",
         back: Back = "/",
         note: Note = "",
+        # the version the page showed served, 0 for none: a click on a page drawn before
+        # another release is refused instead of undoing it
+        current: Annotated[int | None, Form(ge=0, le=MAX_NUMBER)] = None,
     ) -> Response:
         session, who = acting(request, csrf, back)
-        return done(session, back, actions.release(ws, who, model, env, note))
+        return done(session, back, actions.release(ws, who, model, env, note, seen=current))
 
     @app.post("/actions/rollback", include_in_schema=False)
     def rollback(

@@ -15,7 +15,7 @@ from typing import Any
 from kennel.db import aware
 from kennel.deploy import environments
 from kennel.deploy.policy import Decision, PolicyGate
-from kennel.errors import NotFoundError
+from kennel.errors import KennelError, NotFoundError
 from kennel.registry.entities import AliasEvent, ModelVersion
 from kennel.serve.auth import Identity
 from kennel.wiring import Workspace
@@ -126,6 +126,8 @@ def environment(
             button("Approve", "/actions/approve", fields, who=who, permission="approve",
                    blockers=approve_blockers, note="approval note"),
             button("Reject", "/actions/reject", fields, who=who, permission="approve",
+                   blockers=[f"already rejected by {decision.actor}"]
+                   if decision is not None and decision.decision == "rejected" else [],
                    note="rejection note", danger=True),
         ]  # fmt: skip
     elif not is_staging:
@@ -140,8 +142,9 @@ def environment(
                 blockers = [f"{name} already serves {candidate.ref}"]
             buttons.append(
                 button(f"Release {candidate.ref}", "/actions/release",
-                       {"env": name, "model": candidate.ref}, who=who, permission="release",
-                       blockers=blockers, note="release reason")
+                       {"env": name, "model": candidate.ref,
+                        "current": str(model.version if model else 0)},
+                       who=who, permission="release", blockers=blockers, note="release reason")
             )  # fmt: skip
         buttons.append(
             button("Roll back", "/actions/rollback",
@@ -200,7 +203,7 @@ def timeline_series(views: list[EnvView]) -> dict[str, list[tuple[datetime, floa
 
 @dataclass(frozen=True)
 class Overview:
-    dataset: Any | None  # the newest DatasetVersion of any dataset
+    dataset: Any | None  # the champion's DatasetVersion, else the pipeline's, else the newest
     datasets: int
     champion: ModelVersion | None
     models: list[ModelVersion]
@@ -213,9 +216,14 @@ def overview(ws: Workspace, who: Identity) -> Overview:
     config = ws.project.config
     catalog = ws.catalog
     newest = [v for v in (catalog.latest(d) for d in catalog.datasets()) if v is not None]
-    dataset = max(newest, key=lambda v: aware(v.created_at), default=None)
     models = ws.registry.versions(config.model.name)
     champion = _resolve(ws, f"{config.model.name}@champion")
+    # beside the champion, the data it was trained on; else the pipeline's dataset; else
+    # the newest of any (a dataset of another name is no lineage of the champion)
+    dataset = _trained_on(ws, champion) or next(
+        (v for v in newest if v.dataset == config.pipeline.dataset),
+        max(newest, key=lambda v: aware(v.created_at), default=None),
+    )
     envs = environments_of(ws, who)
     staging = next((e for e in envs if e.staging), None)
     candidate = staging.model if staging else None
@@ -227,6 +235,16 @@ def overview(ws: Workspace, who: Identity) -> Overview:
                   and e.model.version == candidate.version]  # fmt: skip
         blockers += [f"{name} already serves {candidate.ref}" for name in served]
     return Overview(dataset, len(newest), champion, models, envs, candidate, blockers)
+
+
+def _trained_on(ws: Workspace, model: ModelVersion | None) -> Any | None:
+    """The dataset version ``model`` was trained on, when it is known and still there."""
+    if model is None or not model.dataset or not model.dataset_version:
+        return None
+    try:
+        return ws.catalog.resolve(f"{model.dataset}@{model.dataset_version}")
+    except KennelError:  # gone, or a name no longer valid: nothing to show beside it
+        return None
 
 
 def accuracy_series(models: list[ModelVersion]) -> dict[str, list[tuple[float, float | None]]]:

@@ -379,5 +379,5 @@ class FrameReader:
     def _too_large(self, w: int, h: int) -> str:
         return (
             f"frames of {w}x{h} are over the limit of {self.max_pixels:,} pixels "
-            "(data.max_pixels): refused, as an image that large would be"
+            "(data.max_pixels): refused, as predict and ingest refuse a picture that large"
         )
