@@ -144,3 +144,29 @@ def test_stop_says_when_a_service_it_did_not_start_answers_on_the_port(tmp_path:
         running.stop()
     assert told.exit_code == 0
     assert f"but a service answers at http://127.0.0.1:{port}" in told.stdout, told.stdout
+
+
+def test_stop_says_when_the_service_on_record_had_ended(tmp_path: Path) -> None:
+    """After a kill -9 of the background service, `kennel stop` said only "no background
+    service was running": true, but it had just removed the dead one's record."""
+    from typer.testing import CliRunner
+
+    from kennel.cli.main import app
+    from tests.conftest import make_project
+
+    project = make_project(tmp_path / "p")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    pidfile = project.state_dir / "run" / "serve-staging.pid"
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    pidfile.write_text(f"{gone.pid} 1")
+    runner = CliRunner()
+    said = runner.invoke(app, ["stop", "--env", "staging", "-C", str(project.root)])
+    assert said.exit_code == 0, said.output
+    assert said.stdout.strip() == (
+        "staging: no background service was running (the one started last had ended without "
+        "being stopped; its record is removed)"
+    )
+    assert not pidfile.exists()
+    again = runner.invoke(app, ["stop", "--env", "staging", "-C", str(project.root)])
+    assert again.stdout.strip() == "staging: no background service was running"

@@ -248,3 +248,38 @@ def test_actions_a_killed_cycle_left_undone_run_in_the_next(tmp_path: Path) -> N
         assert store.get(alert.id).count == 4
     finally:
         ws.close()
+
+
+def test_a_shorter_window_does_not_resolve_an_incident_a_longer_one_raised(
+    tmp_path: Path,
+) -> None:
+    """`kennel monitor run --window 20s` after the daily run used to resolve the day's
+    incidents: a minute with no decode failures says nothing of a day that had them."""
+    from datetime import UTC, datetime, timedelta
+
+    from kennel.db.monitoring import MonitorRun, MonitorRunStore
+
+    db = Database.open(f"sqlite:///{tmp_path / 'a.db'}")
+    store, runs = AlertStore(db), MonitorRunStore(db)
+    rule = RuleConfig(name="decode-failures", metric="integrity.decode_failure_rate", op=">",
+                      threshold=0.05)  # fmt: skip
+    now = datetime.now(UTC)
+
+    def window(run_id: str, span: timedelta) -> str:
+        runs.add(MonitorRun(run_id, now, "production", now - span, now, "pets", 1, [1], {}, None),
+                 actor="kennel-monitor", n=40)  # fmt: skip
+        return run_id
+
+    day, minute = timedelta(hours=2), timedelta(seconds=20)
+    raised = store.evaluate([rule], {rule.metric: 0.2}, subject="production",
+                            run_id=window("day1", day))  # fmt: skip
+    assert len(raised.opened) == 1
+    short = store.evaluate([rule], {rule.metric: 0.0}, subject="production",
+                           run_id=window("minute", minute))  # fmt: skip
+    assert short.resolved == [] and [a.id for a in short.kept] == [raised.opened[0].id]
+    assert store.get(raised.opened[0].id).state == "open"  # type: ignore[union-attr]
+    # a window as long as the one that raised it speaks for it
+    again = store.evaluate([rule], {rule.metric: 0.0}, subject="production",
+                           run_id=window("day2", day))  # fmt: skip
+    assert [a.id for a in again.resolved] == [raised.opened[0].id] and again.kept == []
+    db.dispose()

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
@@ -547,3 +548,42 @@ def test_a_deploy_never_takes_another_projects_service_for_its_own(
     for stripped in ({**body, "sha256": None}, {k: v for k, v in body.items() if k != "model"}):
         with pytest.raises(ServiceError, match="is held by another service"):
             check_owner(running.url, stripped, ours, bundle_of)
+
+
+def test_the_deadline_covers_the_decode_too(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of pictures that each declare many megapixels answered after 34-99 s where
+    timeout_s was 10: the deadline covered only the inference queue. A slow decode now ends
+    the request with 504 at the deadline."""
+    ws = Workspace(project)
+    ws.registry.set_alias("pets", "production", 1, actor="test", reason="deadline test")
+    service = ws.service("production")
+    service.settings = service.settings.model_copy(update={"timeout_s": 1.0})
+    original = Predictor.prepare
+
+    def slow_decode(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(3.0)  # a decode of a huge declared picture
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "prepare", slow_decode)
+    noise = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "PNG")  # over the inline size: a decoder thread's work
+    assert len(buf.getvalue()) > 256 * 1024
+    running = start_in_thread(service)
+    try:
+        with httpx.Client(base_url=running.url, timeout=30) as client:
+            began = time.monotonic()
+            answer = client.post("/v1/predict", content=buf.getvalue(),
+                                 headers={"content-type": "image/png"})  # fmt: skip
+            took = time.monotonic() - began
+            assert answer.status_code == 504 and answer.json()["error"] == "timeout"
+            assert took < 2.5, took
+            files = [("files", (f"{i}.png", buf.getvalue(), "image/png")) for i in range(4)]
+            began = time.monotonic()
+            batch = client.post("/v1/predict/batch", files=files)
+            assert batch.status_code == 504 and time.monotonic() - began < 2.5
+    finally:
+        running.stop()
+        ws.close()

@@ -22,7 +22,7 @@ def test_rpc_worker_answers_like_the_predictor(rabbitmq: str, tmp_path: Path) ->
     finally:
         ws.close()
     queue = f"kennel.test.{uuid.uuid4().hex[:8]}"
-    worker = RpcWorker(predictor, url=rabbitmq, queue=queue)
+    worker = RpcWorker(predictor, url=rabbitmq, queue=queue, max_bytes=64 * 1024)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     assert worker.wait_ready()
@@ -37,12 +37,20 @@ def test_rpc_worker_answers_like_the_predictor(rabbitmq: str, tmp_path: Path) ->
             assert answer["model"] == {"name": "pets", "version": 1}
         bad = client.predict(b"not an image")
         assert bad["error"] == "invalid_image"
+        # over the limit (serve.max_upload_bytes from the CLI), a valid picture and all: not
+        # decoded, answered at once, as the REST service answers 413
+        padded = jpeg(70, 50, seed=1) + bytes(64 * 1024)
+        big = client.predict(padded)
+        assert big == {
+            "error": "too_large",
+            "detail": f"message of {len(padded)} bytes exceeds {64 * 1024} bytes",
+        }
     finally:
         client.channel.queue_delete(queue)
         client.close()
         worker.stop()
         thread.join(10)
-    assert worker.handled == 6
+    assert (worker.handled, worker.rejected) == (7, 2)
 
 
 def test_rpc_worker_logs_every_answer_and_follows_its_environment(

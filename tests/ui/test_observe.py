@@ -216,7 +216,13 @@ def test_one_prediction_shows_its_input_saliency_feedback_and_lineage(
     assert feedback is not None
     assert page.locator("#feedback").inner_text().startswith(f"{feedback.label} ")
     assert "park-keeper" in page.locator("#feedback").inner_text()
-    assert "was not kept" in page.locator("main").inner_text()
+    # every reason an input can be missing, not only keep_inputs (a frame of kennel watch
+    # was said to be unkept for keep_inputs while the service kept its inputs)
+    assert (
+        "was not kept (serve.keep_inputs was off, the disk was short"
+        in page.locator("main").inner_text()
+    )
+    assert "a frame of kennel watch" in page.locator("main").inner_text()
     page.context.close()
 
 

@@ -73,8 +73,11 @@ def stop(env: Env = "production", project: ProjectOption = None) -> None:
 
     ws = Workspace.load(project)
     target = ws.project.config.environment(env)  # an unknown name: an error, "did you mean"
+    on_record = environments.recorded(ws.project.state_dir, env)
     stopped = environments.stop(ws.project.state_dir, env)
     said = "stopped" if stopped else "no background service was running"
+    if on_record and not stopped:  # killed (kill -9, a reboot): what is left of it goes
+        said += " (the one started last had ended without being stopped; its record is removed)"
     if not stopped and environments.is_live(target.url):
         # one started otherwise (kennel serve in a terminal, a unit, a container)
         said += f", but a service answers at {target.url}: stop it where it was started"

@@ -94,13 +94,24 @@ def _show(cycle: Cycle) -> None:
         console.print(f"[red]alert[/] {rule} ({alert.severity}): {message}")
     for alert in cycle.alerts.resolved:
         console.print(f"[green]resolved[/] {escape(alert.rule)}")
+    for alert in cycle.alerts.kept:
+        console.print(
+            f"[yellow]still open[/] {escape(alert.rule)}: not firing in this window, but raised "
+            "on a longer one, which only a window as long can resolve"
+        )
 
 
 @monitor_app.command("run")
 def monitor_run(
     window: Window = "",
     env: EnvOpt = None,
-    act: Annotated[bool, typer.Option(help="Run the rules' actions.")] = True,
+    act: Annotated[
+        bool,
+        typer.Option(
+            help="Run the rules' actions (notify, rollback, retrain); alerts open and resolve "
+            "either way."
+        ),
+    ] = True,
     report: Annotated[
         str | None,
         typer.Option(

@@ -148,6 +148,7 @@ def rpc_worker(
             predlog=predlog,
             environment=env or "rpc",
             keep_inputs=predlog.inputs is not None,
+            max_bytes=ws.project.config.serve.max_upload_bytes,
         )
 
         def ready() -> None:

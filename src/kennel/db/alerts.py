@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from kennel.db import Database, aware
 from kennel.db.audit import record
 from kennel.db.locking import lease, serialize
-from kennel.db.schema import AlertRow
+from kennel.db.schema import AlertRow, MonitorRunRow
 from kennel.errors import NotFoundError, StateError
 
 ACTIVE = ("open", "acknowledged")
@@ -50,6 +51,9 @@ class Evaluation:
     opened: list[Alert]  # new incidents: their actions should run
     ongoing: list[Alert]
     resolved: list[Alert]
+    # not firing in this window, left active all the same: raised on a longer one, which a
+    # shorter look (the last minute after a day's incident) cannot speak for
+    kept: list[Alert] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,14 @@ def _alert(row: AlertRow) -> Alert:
     )  # fmt: skip
 
 
+def _span(s: Session, run_id: str | None) -> timedelta | None:
+    """The length of monitoring run ``run_id``'s window; None when it is not known."""
+    if run_id is None:
+        return None
+    run = s.get(MonitorRunRow, run_id)
+    return None if run is None else aware(run.until) - aware(run.since)
+
+
 class AlertRecords:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -94,11 +106,13 @@ class AlertRecords:
         """In one transaction: a firing rule opens an alert for ``subject`` (audited
         ``alert.open``; ``run_id``: the monitoring run whose verdicts these are) or bumps the
         active one; a rule that stopped firing resolves its active alert (audited
-        ``alert.resolve``)."""
-        opened, ongoing, resolved = [], [], []
+        ``alert.resolve``), unless this run's window is shorter than that of the run that
+        raised it (``kept``)."""
+        opened, ongoing, resolved, kept = [], [], [], []
         now = datetime.now(UTC)
         with self.db.session() as s:
             serialize(s, _ALERTS)
+            span = _span(s, run_id)
             for verdict in verdicts:
                 current = s.scalars(
                     select(AlertRow)
@@ -134,6 +148,10 @@ class AlertRecords:
                                     "severity": verdict.severity})  # fmt: skip
                     opened.append(_alert(row))
                 elif current is not None:
+                    raised_on = _span(s, current.run_id)
+                    if span is not None and raised_on is not None and span < raised_on:
+                        kept.append(_alert(current))
+                        continue
                     current.state, current.resolved_at, current.last_at = "resolved", now, now
                     record(
                         s,
@@ -143,7 +161,7 @@ class AlertRecords:
                         details={"id": current.id},
                     )
                     resolved.append(_alert(current))
-        return Evaluation(opened, ongoing, resolved)
+        return Evaluation(opened, ongoing, resolved, kept)
 
     def claim(self, alert_id: int) -> AbstractContextManager[bool]:
         """Whether this process may run the alert's actions now (True), held while the body

@@ -139,6 +139,11 @@ def start(project_root: Path, state_dir: Path, env: str, url: str, timeout: floa
     raise ServiceError(f"the {env} service did not come up at {url} within {timeout:.0f}s")
 
 
+def recorded(state_dir: Path, env: str) -> bool:
+    """Whether a service of ``env`` started by ``start`` is on record (it may have died)."""
+    return _pidfile(state_dir, env).is_file()
+
+
 def stop(state_dir: Path, env: str, timeout: float = 30.0) -> bool:
     """Stop a service started by ``start`` (SIGTERM: drain, then exit). False if none ran."""
     pidfile = _pidfile(state_dir, env)

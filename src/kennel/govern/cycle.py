@@ -26,6 +26,7 @@ class Cycle:
                 "opened": [a.as_dict() for a in self.alerts.opened],
                 "ongoing": [a.as_dict() for a in self.alerts.ongoing],
                 "resolved": [a.as_dict() for a in self.alerts.resolved],
+                "kept": [a.as_dict() for a in self.alerts.kept],
             },
             "actions": {str(k): v for k, v in self.actions.items()},
         }

@@ -59,6 +59,10 @@ def _connect(url: str) -> pika.BlockingConnection:
         ) from exc
 
 
+class TooLarge(Exception):
+    """A request message over the worker's ``max_bytes``."""
+
+
 class RpcWorker:
     """``predictor``: a fixed Predictor, or a callable giving the one to use now (a model
     holder following an environment's alias). ``predlog``: where each answer is recorded,
@@ -75,6 +79,7 @@ class RpcWorker:
         predlog: PredictionLog | None = None,
         environment: str = "rpc",
         keep_inputs: bool = False,
+        max_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         self.served: Callable[[], Predictor] = (
             (lambda: predictor) if isinstance(predictor, Predictor) else predictor
@@ -85,6 +90,9 @@ class RpcWorker:
         self.url = url
         self.queue = queue
         self.prefetch = prefetch
+        # a message over it is answered too_large and kept nowhere, as the REST service
+        # answers 413 over serve.max_upload_bytes (RabbitMQ itself takes up to 128 MB)
+        self.max_bytes = max_bytes
         self.handled = 0
         self.rejected = 0  # answered with an error (bad image, or a message that broke the model)
         self._stop = threading.Event()
@@ -95,6 +103,8 @@ class RpcWorker:
     ) -> None:
         source = f"rpc:{self.queue}"
         try:
+            if len(body) > self.max_bytes:
+                raise TooLarge(f"message of {len(body)} bytes exceeds {self.max_bytes} bytes")
             prediction = self.served().predict_one(body)
             if self.predlog is not None:  # answered only once the record is on disk
                 self.predlog.add(
@@ -107,8 +117,9 @@ class RpcWorker:
                     )
                 ).result(LOG_TIMEOUT_S)
             answer: dict[str, Any] = prediction.as_dict()
-        except ImageRejected as exc:
-            answer = {"error": "invalid_image", "detail": str(exc)}
+        except (ImageRejected, TooLarge) as exc:
+            error = "too_large" if isinstance(exc, TooLarge) else "invalid_image"
+            answer = {"error": error, "detail": str(exc)}
             if self.predlog is not None:
                 self.predlog.reject(environment=self.environment, source=source, reason=str(exc))
         except Exception as exc:  # a poison message: answered and acknowledged, never retried

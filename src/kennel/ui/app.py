@@ -204,6 +204,19 @@ def _api_error_in(exc: BaseException | None) -> ApiError | None:
     return None
 
 
+def _unplaced(ws: Workspace, message: str) -> str:
+    """``message`` without where the project lies on the server's disk: a page shown to any
+    signed-in role (a viewer) names the project's folder and a local artifact store as
+    "the project folder" and "the artifact store"; the dashboard's log keeps the whole message."""
+    places = [(str(ws.project.root), "the project folder")]
+    if "://" not in ws.project.artifacts_url:  # a local folder, maybe outside the project
+        places.insert(0, (ws.project.artifacts_url, "the artifact store"))
+    for place, name in places:
+        if len(place) > 1:  # never "/"
+            message = message.replace(place, name)
+    return message
+
+
 def create_app(
     ws: Workspace,
     *,
@@ -294,7 +307,7 @@ def create_app(
             status = 404
         if status >= 500:
             log.error("dashboard: %s %s: %s", request.method, request.url.path, exc)
-        return error_page(request, status, " ".join(str(exc).split()))
+        return error_page(request, status, _unplaced(ws, " ".join(str(exc).split())))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import Response
 
 from kennel.errors import ConfigError, NotFoundError, did_you_mean
+from kennel.serve.diskroom import NOT_KEPT
 from kennel.ui import images, monitoring, predictions
 from kennel.ui.app import Dashboard, signed_in
 from kennel.ui.buckets import BucketCache
@@ -94,7 +95,8 @@ def install(app: FastAPI, ui: Dashboard, page: Register) -> None:
     def prediction_page(request: Request, prediction_id: PredictionId) -> Response:
         session, who = signed_in(request, ui)
         p = predictions.prediction(ws, prediction_id)
-        view = View("ui/prediction.html", f"Prediction {prediction_id}", {"p": p})
+        view = View("ui/prediction.html", f"Prediction {prediction_id}",
+                    {"p": p, "not_kept": NOT_KEPT})  # fmt: skip
         return show(request, session, who, view)
 
     @app.get("/predictions/{prediction_id}/input.png", include_in_schema=False)

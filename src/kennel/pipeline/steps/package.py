@@ -140,7 +140,9 @@ def export(
     if not parity.passed:
         raise PackagingError(
             f"ONNX Runtime disagrees with PyTorch: max logit diff "
-            f"{parity.max_abs_logit_diff:.2e} (tolerance {parity.tolerance}), "
+            f"{parity.max_abs_logit_diff:.2e} (tolerance {parity.tolerance} + "
+            f"{parity.relative_tolerance} x |logit|), max probability diff "
+            f"{parity.max_abs_prob_diff:.2e} (tolerance {parity.tolerance}), "
             f"{parity.label_mismatches} label mismatches"
         )
     return onnx_model, parity, ood

@@ -127,14 +127,19 @@ async def _predict_bytes(service: Service, data: bytes, source: str) -> Predicti
     batcher = service.batcher
     assert batcher is not None
     try:
-        prepared = await prepare(service, predictor, data)
-    except ImageRejected as exc:
-        if service.predlog is not None:
-            service.predlog.reject(environment=service.environment, source=source, reason=str(exc))
-        raise ApiError(422, "invalid_image", str(exc)) from exc
-    service.metrics.queue_depth.set(batcher.depth)
-    try:
+        # one deadline for the decode (and the wait for its budget) and the inference: a
+        # batch of pictures that each declare many megapixels answered after 99 s, the
+        # deadline covering only the queue; a decode waiting for budget is never started
         async with asyncio.timeout(settings.timeout_s):  # wait_for would add a task a request
+            try:
+                prepared = await prepare(service, predictor, data)
+            except ImageRejected as exc:
+                if service.predlog is not None:
+                    service.predlog.reject(
+                        environment=service.environment, source=source, reason=str(exc)
+                    )
+                raise ApiError(422, "invalid_image", str(exc)) from exc
+            service.metrics.queue_depth.set(batcher.depth)
             prediction = await batcher.submit((predictor, prepared))
     except QueueFull as exc:
         raise ApiError(
