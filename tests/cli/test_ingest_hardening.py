@@ -397,6 +397,19 @@ def test_a_sql_query_on_sqlite_only_reads(tmp_path: Path) -> None:
     assert report["added"] == 4
 
 
+def test_a_sql_query_never_creates_the_sqlite_file_a_uri_names(tmp_path: Path) -> None:
+    """A URL giving a ``file:`` URI of its own (``?uri=true``) was opened as it said: its
+    ``mode=ro`` dropped, or ``mode=rwc`` obeyed, a mistyped path became a new empty database."""
+    root = make_project(tmp_path / "p").root
+    typo = tmp_path / "typo.db"
+    for url in (f"sqlite:///{typo}", f"sqlite:///file:{typo}?uri=true",
+                f"sqlite:///file:{typo}?mode=ro&uri=true",
+                f"sqlite:///file:{typo}?mode=rwc&uri=true"):  # fmt: skip
+        line = _refused(url, root, "--sql-query", "SELECT 'a.jpg' AS uri, 'cat' AS label")
+        assert line.endswith(": OperationalError: unable to open database file"), line
+        assert not typo.exists(), url
+
+
 def test_a_sql_query_on_postgresql_only_reads_and_streams(tmp_path: Path, pg_url: str) -> None:
     imgs, rows = _image_table(tmp_path)
     engine = create_engine(pg_url)

@@ -187,6 +187,18 @@ def test_a_gate_failed_model_is_never_deployed_or_published(root: Path) -> None:
         assert client.xlen(stream) == 1  # nothing was signed or announced
         again = cli(root, "publish", "pets@1", "--token", t["operator"])
         assert again["entry"] and client.xlen(stream) == 2
+        # named by its alias, the version announced is told: "published pets@production" did
+        # not say which version subscribers were sent
+        told = runner.invoke(app, ["publish", "pets@production", "--token", t["operator"],
+                                   "-C", str(root)])  # fmt: skip
+        assert told.exit_code == 0, told.output
+        assert told.stdout.startswith("published pets@1 (pets@production) for production on ")
+        by_alias = cli(root, "publish", "pets@production", "--token", t["operator"])
+        assert (by_alias["model"], by_alias["version"]) == ("pets@1", 1)
+        assert by_alias["requested"] == "pets@production" and by_alias["alias"] == "production"
+        [(entry, fields)] = client.xrevrange(stream, count=1)
+        assert entry.decode() == by_alias["entry"]
+        assert json.loads(fields[b"manifest"])["version"] == 1  # what was announced indeed
     finally:
         client.delete(stream)
         client.close()

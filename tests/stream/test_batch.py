@@ -238,3 +238,76 @@ def test_a_scored_file_is_read_back_by_its_relative_path(
         assert read.exit_code == 0 and len(json.loads(read.stdout)) == 1, (name, read.output)
     other = runner.invoke(app, ["batch-read", "cam/two.jpg", "--table", "rel", "-C", root])
     assert other.exit_code == 0 and json.loads(other.stdout) == []
+
+
+def _score(project: Project, spec: str, table: str, db: str, *more: str) -> Result:
+    return runner.invoke(app, ["batch-score", "--input", spec, "--table", table, "--model",
+                               "pets@1", "--db", db, "-C", str(project.root), *more])  # fmt: skip
+
+
+def test_a_batch_that_scores_nothing_fails_and_names_why(project: Project, tmp_path: Path) -> None:
+    """An empty folder, or a manifest whose every row is refused or unreadable, exited 0 as
+    "0 inputs scored" (the second stored its rows' reasons): a scheduled job passed."""
+    from sqlalchemy import create_engine, inspect
+
+    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    (tmp_path / "empty").mkdir()
+    line = _one_line(_score(project, str(tmp_path / "empty"), "none", db), 6)
+    assert line == f"error: no valid images in folder:{tmp_path / 'empty'} layout=auto (nothing " \
+        "found: no image files)"  # fmt: skip
+    manifest = write_tree(tmp_path / "in", {"m.csv": b"uri,label\n/etc/passwd,cat\n"
+                                            b"../../etc/hostname,dog\n"}) / "m.csv"  # fmt: skip
+    for _ in range(2):  # a re-run too: its rows are stored already, and still none is a score
+        line = _one_line(_score(project, str(manifest), "refused", db), 6)
+        assert line.startswith(
+            "error: no input could be scored: 2 unreadable (the first: "
+            "outside allowed roots: row 2 points at '../../etc/hostname'"
+        )
+        assert line.endswith("); the reasons are stored in table refused")  # fmt: skip
+    engine = create_engine(db)
+    try:
+        assert inspect(engine).get_table_names() == ["refused"]  # none for the empty folder
+    finally:
+        engine.dispose()
+
+
+def test_an_unlabelled_manifest_is_scored_and_a_rescoring_succeeds(
+    project: Project, tmp_path: Path
+) -> None:
+    """Batch scoring labels its inputs: a manifest with only a ``uri`` column was refused as
+    needing a ``label`` one. Re-running over inputs scored before inserts nothing and succeeds,
+    and so does a batch in which some inputs are unreadable."""
+    ws = Workspace(project)
+    try:
+        image = ws.content.get(ws.catalog.rows(ws.catalog.resolve("park"))[0].sha256)
+    finally:
+        ws.close()
+    inbox = write_tree(tmp_path / "inbox", {
+        "a.jpg": image, "only-uri.csv": b"uri\na.jpg\n", "labelled.csv": b"uri,label\na.jpg,dog\n",
+        "mixed.csv": b"uri\na.jpg\n../../etc/hostname\n", "no-uri.csv": b"path\na.jpg\n",
+    })  # fmt: skip
+    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    # (manifest, rows inserted, already there, unreadable): a.jpg is stored once, by its path
+    for name, *counts in (("only-uri.csv", 1, 0, 0), ("only-uri.csv", 0, 1, 0),
+                          ("labelled.csv", 0, 1, 0), ("mixed.csv", 1, 1, 1)):  # fmt: skip
+        scored = _score(project, str(inbox / name), "scores", db, "--json")
+        assert scored.exit_code == 0, (name, scored.output)
+        report = json.loads(scored.stdout)
+        assert [report[k] for k in ("inserted", "already_scored", "errors")] == counts, name
+    line = _one_line(_score(project, str(inbox / "no-uri.csv"), "scores", db), 6)
+    assert line == f"error: manifest:{inbox / 'no-uri.csv'}: needs column 'uri', has ['path']"
+    read = runner.invoke(app, ["batch-read", str(inbox / "a.jpg"), "--table", "scores", "--db", db,
+                               "-C", str(project.root)])  # fmt: skip
+    [stored] = json.loads(read.stdout)
+    assert stored["label"] in ("cat", "dog") and stored["error"] is None
+
+
+def test_batch_read_never_creates_the_database_it_reads(project: Project, tmp_path: Path) -> None:
+    """A mistyped SQLite path made a new empty database file, then said "no table"."""
+    typo = tmp_path / "typo db.sqlite"
+    urls = (f"sqlite:///{typo}", f"sqlite:///file:{quote(str(typo))}?mode=rwc&uri=true")
+    for url in urls:
+        read = runner.invoke(app, ["batch-read", "x.jpg", "--table", "t", "--db", url,
+                                   "-C", str(project.root)])  # fmt: skip
+        assert _one_line(read, 3) == f"error: no SQLite database at {typo}", url
+        assert not typo.exists()

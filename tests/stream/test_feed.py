@@ -61,7 +61,8 @@ def test_consumer_follows_signed_releases_and_refuses_the_rest(
     releases = ws.releases()
     releases.config = releases.config.model_copy(update={"feed": config})
     ws.registry.set_alias("pets", "production", 1, actor="t", reason="first release")
-    first = releases.publish("pets@1", "production", who=Identity.system("test"))
+    first = releases.publish("pets@production", "production", who=Identity.system("test"))
+    assert (first.model, first.version) == ("pets@1", 1)  # the version announced, resolved
     feed = RedisFeed(REDIS, stream)
     key = signing.load_public(project.state_dir / "keys" / signing.PUBLIC)
     subscriber = ModelSubscriber(feed, key, name="pets", alias="production", block_ms=100)
@@ -96,7 +97,7 @@ def test_consumer_follows_signed_releases_and_refuses_the_rest(
         forged = message(files, name="pets", version=1, alias="production",
                          key=Ed25519PrivateKey.generate())  # fmt: skip
         replay = dict(feed.read("0-0", 0)[0][1])  # the original v1 announcement, stale now
-        assert feed.read("0-0", 0)[0][0] == first
+        assert feed.read("0-0", 0)[0][0] == first.entry
         for fields in (tampered, forged, replay):
             feed.publish(fields)
         wait_until(lambda: len(subscriber.rejected) == 3)

@@ -38,13 +38,20 @@ RPC_QUEUE = "kennel.predict"  # kennel.stream.rpc.DEFAULT_QUEUE
 def _inputs(ws: Workspace, spec: str) -> tuple[Iterator[tuple[str, bytes | str]], int]:
     """The inputs' (uri, bytes or read error), read as they are scored, and how many there
     are. The version or source is resolved and listed now: one that does not exist is an
-    error before anything is written (the shared table included)."""
+    error before anything is written (the shared table included), and so is one that lists no
+    input (as ``kennel predict`` refuses an empty folder, and ingest an empty source). Manifest
+    rows need no label: these inputs are to be labelled by the model."""
+    from kennel.ingest.nothing import nothing_found
+
     if spec.startswith("dataset:"):
         version = ws.catalog.resolve(spec.removeprefix("dataset:"))
         rows = ws.catalog.rows(version)
         return ((row.uri, ws.content.get(row.sha256)) for row in rows), len(rows)
-    source = ws.source(spec)
-    entries = source.scan().entries
+    source = ws.source(spec, require_labels=False)
+    listing = source.scan()
+    if not listing.entries:
+        raise nothing_found(source, listing)
+    entries = listing.entries
     return ((entry.uri, data) for entry, data in source.read(entries)), len(entries)
 
 
@@ -180,12 +187,15 @@ def publish(
     Releases announce by themselves; only a release moves what subscribers load.
     """
     with opened(project) as ws:
-        entry = ws.releases().publish(ref, alias, who=acting(ws, token))
-        stream = ws.project.config.feed.stream
+        done = ws.releases().publish(ref, alias, who=acting(ws, token))
     if json_out:
-        emit_json({"model": ref, "alias": alias, "stream": stream, "entry": entry})
+        emit_json({"model": done.model, "version": done.version, "requested": ref,
+                   "alias": done.alias, "stream": done.stream, "entry": done.entry})  # fmt: skip
     else:
-        console.print(f"published {ref} for {alias} on {stream} (entry {entry})", markup=False)
+        # the version announced, which subscribers load, and the alias it was named by if any
+        named = f" ({ref})" if ref != done.model else ""
+        console.print(f"published {done.model}{named} for {alias} on {done.stream} "
+                      f"(entry {done.entry})", markup=False)  # fmt: skip
 
 
 def subscribe(

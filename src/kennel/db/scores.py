@@ -5,13 +5,15 @@ A table made before the pet judgement existed gets its two columns added on firs
 
 The shared database is often kennel's own metadata database: kennel's tables (and Alembic's
 version table) are refused by name, and any other existing table without the key columns is
-refused before a column is added to it, so batch scoring never alters a table it does not own."""
+refused before a column is added to it, so batch scoring never alters a table it does not own.
+Reading (``batch-read``) opens a SQLite file read-only: a mistyped path is an error naming it,
+never a new empty database."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,11 +33,13 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 from kennel.db import aware
 from kennel.db.bulk import dialect_insert
 from kennel.db.engine import CONNECT_TIMEOUT_S, connect, database_url, where
+from kennel.db.readonly import connect_read_only, sqlite_file
 from kennel.errors import ConfigError, MetadataError, NotFoundError
 from kennel.retry import first_line
 
@@ -116,16 +120,29 @@ def _row(score: Score) -> dict[str, Any]:
     }
 
 
-class ScoreTable:
-    """The table ``name`` at ``url``; close it when done (it holds an engine)."""
+def _sqlite_reader(url: URL) -> Callable[[], Any]:
+    """Connections that only read the SQLite file at ``url``; one that does not exist is a
+    NotFoundError naming it (``mode=ro`` would refuse it too, as a database unreachable)."""
+    path = sqlite_file(url)
+    if not path.is_file():
+        raise NotFoundError(f"no SQLite database at {path}")
+    return lambda: connect_read_only(url)
 
-    def __init__(self, url: str, name: str) -> None:
+
+class ScoreTable:
+    """The table ``name`` at ``url``; close it when done (it holds an engine). ``read_only``:
+    for a reader, which must change nothing (on SQLite, not even create the file)."""
+
+    def __init__(self, url: str, name: str, *, read_only: bool = False) -> None:
         self.name = name
         self.table = predictions_table(name)
         parsed = database_url(url, "the scores' database URL (--db)")
         server = parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query
         timeout = {"connect_timeout": CONNECT_TIMEOUT_S} if server else {}
-        self.engine = create_engine(parsed, connect_args=timeout)
+        reader: dict[str, Any] = {}
+        if read_only and parsed.get_backend_name() == "sqlite":
+            reader["creator"] = _sqlite_reader(parsed)
+        self.engine = create_engine(parsed, connect_args=timeout, **reader)
 
     def close(self) -> None:
         self.engine.dispose()

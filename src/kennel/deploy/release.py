@@ -46,6 +46,21 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Published:
+    """A version announced on the feed: the one resolved, whatever alias the caller named."""
+
+    name: str
+    version: int
+    alias: str
+    stream: str
+    entry: str
+
+    @property
+    def model(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
 class DeployResult:
     model: str
     environment: str
@@ -298,14 +313,15 @@ class ReleaseManager:
         if event.to_version is None:
             return None
         try:
-            return self.publish(f"{event.name}@{event.to_version}", event.alias, who=who)
+            return self.publish(f"{event.name}@{event.to_version}", event.alias, who=who).entry
         except ServiceError as exc:
             log.warning("%s@%s not announced on the feed: %s", event.name, event.alias, exc)
             return None
 
-    def publish(self, ref: str, alias: str, *, who: Identity) -> str:
+    def publish(self, ref: str, alias: str, *, who: Identity) -> Published:
         """Sign and publish ``ref`` as the model behind ``alias``; audited either way. Only the
-        version the alias names now may be announced (the policy gate checks it)."""
+        version the alias names now may be announced (the policy gate checks it), and that
+        version, as resolved once, is the one announced and told (``ref`` may be an alias)."""
         feed_config = self.config.feed
         if not feed_config.url:
             raise ConfigError("feed.url is not set in kennel.yaml: nowhere to publish")
@@ -317,7 +333,8 @@ class ReleaseManager:
         entry, problem = None, None
         try:
             key = signing.load_or_create(self.state_dir / "keys")
-            entry = publish_version(feed, self.registry, ref, alias, key)
+            # the version checked above, not ``ref`` again: an alias may move meanwhile
+            entry = publish_version(feed, self.registry, model.ref, alias, key)
         except ServiceError as exc:
             problem = str(exc)
             raise
@@ -326,8 +343,8 @@ class ReleaseManager:
             AuditLog(self.db).append(
                 actor=actor,
                 action="feed.publish" if entry else "feed.publish_failed",
-                subject=ref,
+                subject=model.ref,
                 details={"alias": alias, "stream": feed_config.stream, "entry": entry,
                          "error": problem},
             )  # fmt: skip
-        return entry
+        return Published(model.name, model.version, alias, feed_config.stream, entry)

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from kennel.db.scores import Score, ScoreTable
+from kennel.errors import SourceError
 from kennel.imaging import ImageRejected
 from kennel.progress import Event, Progress, silent
 from kennel.serve.runtime import Predictor
@@ -123,18 +124,32 @@ def score(
     chunk: int = CHUNK,
 ) -> BatchReport:
     """Score ``(uri, bytes or read-error)`` pairs on ``scorer`` (default: this process) and
-    upsert them into ``table`` at ``db_url``, a chunk at a time, in input order."""
+    upsert them into ``table`` at ``db_url``, a chunk at a time, in input order.
+
+    A batch in which no input could be scored is a SourceError once its rows are stored (each
+    unreadable input keeps its reason there): a mistyped or emptied source must fail its
+    scheduled job, not pass it as "0 scored". A re-run over inputs scored before is not such a
+    batch: they are read and scored again, and only their rows are already there."""
     began = time.perf_counter()
     scorer = scorer or LocalScorer(predictor)
     seen = inserted = errors = 0
+    first_error: str | None = None
     with scorer.connected(), ScoreTable(db_url, table) as target:
         target.create()  # a user's shared table, not kennel's own schema
         for scores in scorer.map(chunked(inputs, chunk)):
             inserted += target.add_new(scores)
-            errors += sum(1 for s in scores if s.error is not None)
+            failed = [s.error for s in scores if s.error is not None]
+            errors += len(failed)
+            first_error = first_error or next((" ".join(f.split()) for f in failed), None)
             seen += len(scores)
             progress(Event("score", done=seen, total=total))
     progress(Event("score", done=seen, total=seen))
+    if errors == seen:  # already_scored counts stored error rows too: it cannot tell this
+        raise SourceError(
+            "no input to score" if not seen else
+            f"no input could be scored: {seen} unreadable (the first: {first_error}); the "
+            f"reasons are stored in table {table}"
+        )  # fmt: skip
     return BatchReport(
         table,
         predictor.name,
@@ -150,8 +165,8 @@ def score(
 def read(db_url: str, table: str, uri: str) -> list[dict[str, Any]]:
     """The example reader: every stored prediction for one input, newest model first. A
     relative path or a ``file://`` URL is also looked up as the absolute path a folder's
-    scoring stored."""
-    with ScoreTable(db_url, table) as target:
+    scoring stored. Nothing is written: a SQLite file is opened read-only."""
+    with ScoreTable(db_url, table, read_only=True) as target:
         scores = target.for_uri(uri)
         local = _file_path(uri)
         if not scores and local != uri:

@@ -110,10 +110,13 @@ def open_source(
     label_column: str = "label",
     allowed_roots: Sequence[str] = (),
     max_bytes: int = DEFAULT_MAX_BYTES,
+    require_labels: bool = True,
 ) -> Source:
     """Pick the source type from ``spec``: a SQL URL, a manifest, an archive, a folder or a URL.
     ``allowed_roots``: where manifest and SQL rows may point besides the manifest's folder;
-    ``max_bytes``: no file is read beyond this (``data.max_file_bytes``)."""
+    ``max_bytes``: no file is read beyond this (``data.max_file_bytes``);
+    ``require_labels=False``: a manifest or SQL source may have no label column (inputs a model
+    is to label, as batch scoring's)."""
     if not utf8(spec):
         raise SourceError(f"source {spec!r} is not a UTF-8 name; rename it")
     lower = spec.lower()
@@ -138,13 +141,20 @@ def open_source(
             table=sql_table,
             allowed_roots=allowed_roots,
             max_bytes=max_bytes,
+            require_labels=require_labels,
             **columns,
         )
     if sql_query is not None or sql_table is not None:  # a folder would ignore them
         given = "--sql-table" if sql_table is not None else "--sql-query"
         raise SourceError(f"{given} is for a SQL URL source, and {spec!r} is not one")
     if lower.endswith((".csv", ".parquet")):
-        return manifest_source(spec, allowed_roots=allowed_roots, max_bytes=max_bytes, **columns)
+        return manifest_source(
+            spec,
+            allowed_roots=allowed_roots,
+            max_bytes=max_bytes,
+            require_labels=require_labels,
+            **columns,
+        )
     if (uri_column, label_column) != ("uri", "label"):
         raise SourceError(
             f"--uri-column/--label-column are for a manifest or SQL source, and {spec!r} is neither"

@@ -19,6 +19,7 @@ def manifest_source(
     *,
     allowed_roots: Sequence[str] = (),
     max_bytes: int = DEFAULT_MAX_BYTES,
+    require_labels: bool = True,
     **columns: str,
 ) -> TableSource:
     # A file:// URL names a local path, and is that path: its rows are confined the same way
@@ -50,6 +51,7 @@ def manifest_source(
         allowed_roots=allowed_roots,
         max_bytes=max_bytes,
         refused_rows=refused,
+        require_labels=require_labels,
         **columns,
     )
 

@@ -15,9 +15,9 @@ import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kennel.db.readonly import connect_read_only
 from kennel.display import redact
 from kennel.errors import SourceError
 from kennel.ingest.sources.base import DEFAULT_MAX_BYTES
@@ -43,6 +43,7 @@ def sql_source(
     max_bytes: int = DEFAULT_MAX_BYTES,
     uri_column: str = "uri",
     label_column: str = "label",
+    require_labels: bool = True,
 ) -> TableSource:
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
@@ -75,6 +76,7 @@ def sql_source(
                 uri_column=uri_column,
                 label_column=label_column,
                 max_bytes=max_bytes,
+                require_labels=require_labels,
             )
     except ResourceClosedError as exc:  # a statement that returns no rows (REINDEX, ...)
         raise SourceError(
@@ -109,7 +111,7 @@ def _connected(url: URL) -> Iterator[Connection]:
 
     options: dict[str, Any] = {}
     if _is_sqlite(url):
-        options["creator"] = lambda: _sqlite_reader(url.database, bool(url.query.get("uri")))
+        options["creator"] = lambda: _sqlite_reader(url)
     engine = create_engine(url, **options)
     try:
         with engine.connect() as connection:
@@ -120,13 +122,11 @@ def _connected(url: URL) -> Iterator[Connection]:
         engine.dispose()
 
 
-def _sqlite_reader(database: str | None, is_uri: bool) -> sqlite3.Connection:
-    if not database or database == ":memory:":
+def _sqlite_reader(url: URL) -> sqlite3.Connection:
+    if not url.database or url.database == ":memory:":
         connection = sqlite3.connect(":memory:")
-    elif is_uri:  # the URL gave a file: URI of its own (?uri=true)
-        connection = sqlite3.connect(database, uri=True)
-    else:  # mode=ro: a missing file is an error, not a new empty database
-        connection = sqlite3.connect(f"{Path(database).resolve().as_uri()}?mode=ro", uri=True)
+    else:  # mode=ro, a file: URI of the URL's own too: a missing file is not created
+        connection = connect_read_only(url)
     connection.execute("PRAGMA query_only = ON")
     connection.set_authorizer(_sqlite_authorizer)
     return connection

@@ -107,9 +107,12 @@ class TableSource:
         label_column: str = "label",
         max_bytes: int = DEFAULT_MAX_BYTES,
         refused_rows: Mapping[int, str] | None = None,
+        require_labels: bool = True,
     ) -> None:
         """``rows`` are read once, in order (a SQL query's may stream from its cursor);
-        ``refused_rows``: why a row, by number (1 is the first), is quarantined unread."""
+        ``refused_rows``: why a row, by number (1 is the first), is quarantined unread;
+        ``require_labels=False``: rows to be labelled by a model (batch scoring) may come
+        without a label column (a label given is kept)."""
         self.description = description
         self.max_bytes = max_bytes
         confinement = Confinement(base, allowed_roots)
@@ -122,11 +125,15 @@ class TableSource:
         self.no_uri = 0  # rows naming no file at all (an empty or null uri)
         outside: set[str] = set()  # files whose only rows so far were refused (not placed)
         for number, row in enumerate(rows, start=1):
-            if number == 1 and (uri_column not in row or label_column not in row):
-                raise SourceError(
-                    f"{description}: needs columns {uri_column!r} and {label_column!r}, "
-                    f"has {sorted(row)}"
+            if number == 1 and (
+                uri_column not in row or (require_labels and label_column not in row)
+            ):
+                wanted = (
+                    f"columns {uri_column!r} and {label_column!r}"
+                    if require_labels
+                    else f"column {uri_column!r}"
                 )
+                raise SourceError(f"{description}: needs {wanted}, has {sorted(row)}")
             refusal = refusals.get(number)
             if row[uri_column] is None or not str(row[uri_column]).strip():
                 if refusal is None:
@@ -139,7 +146,7 @@ class TableSource:
             if (shown := redact(uri)) != uri:  # recorded without the password, read with it
                 self.secret_uris[shown] = uri
                 uri = shown
-            given = row[label_column]
+            given = row.get(label_column)
             label = None if given is None or not str(given).strip() else str(given)
             if uri in first and placed is not None and uri in outside:
                 del first[uri]  # a spelling refused before, placed now: this row stands
