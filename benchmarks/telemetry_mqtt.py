@@ -21,7 +21,8 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from kennel.config import init_project
-from kennel.monitor.telemetry import TOPIC, TelemetryIngestor
+from kennel.monitor.telemetry import TOPIC
+from kennel.monitor.telemetry_ingest import TelemetryIngestor
 from kennel.wiring import Workspace
 
 

@@ -89,6 +89,12 @@ def test_defaults_resolve_against_project_root(tmp_path: Path) -> None:
         ({"monitor": {"retrain_epochs": True}}, r"retrain_epochs: .*expected a number, not true"),
         ({"gates": {"min_recall": {"cat": True}}}, r"expected a number at cat, not true"),
         ({"train": {"search": {"grace_s": True}}}, r"grace_s: .*expected a number, not true"),
+        # the prefix every device topic of the project hangs from: no wildcard, no empty level
+        ({"telemetry": {"topic": "park/+"}}, r"telemetry\.topic: .*'park/\+': use 1 to 8 levels"),
+        ({"telemetry": {"topic": "park//devices"}}, r"telemetry\.topic: .*no wildcard"),
+        ({"telemetry": {"topic": "park/devices/"}}, r"telemetry\.topic"),
+        ({"telemetry": {"topic": "$SYS"}}, r"telemetry\.topic"),
+        ({"telemetry": {"topic": "my park"}}, r"telemetry\.topic"),
         (  # an environment's name names its spool folder and pidfile: no path in it
             {"environments": {"../../evil": {"alias": "e"}}, "release": {"staging": "../../evil"}},
             r"environments\.\.\./\.\./evil\.\[key\]: String should match pattern",

@@ -140,7 +140,7 @@ def _project(tmp_path: Path, metadata_url: str, studies_url: str | None) -> Path
 
 
 def test_every_json_time_is_aware_iso_8601(
-    tmp_path: Path, stores: tuple[str, str | None], pg_url: str
+    tmp_path: Path, stores: tuple[str, str | None], pg_url: str, broker: None
 ) -> None:
     root = _project(tmp_path, *stores)
     run = Sweep(root)
@@ -213,6 +213,7 @@ def test_every_json_time_is_aware_iso_8601(
     run("monitor", "run", "--env", "production", "--window", "1d")
     run("alerts", "list")
     run("telemetry", "host")
+    run("telemetry", "ingest", "--seconds", "0.2")
     run("telemetry", "anomalies")
     newest = sorted((root / ".kennel" / "artifacts" / "audit" / "anchors").glob("*"))[-1]
     newest.unlink()  # as a failed anchor write leaves it

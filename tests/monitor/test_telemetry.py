@@ -15,6 +15,7 @@ from kennel.cli.main import app
 from kennel.db.schema import TelemetryRow
 from kennel.govern.cycle import monitor_once
 from kennel.monitor import telemetry
+from kennel.monitor.telemetry_ingest import TelemetryIngestor
 from kennel.wiring import Workspace
 from tests.serving import wait_until
 
@@ -28,7 +29,7 @@ def test_simulated_device_stream_is_stored_and_a_fault_raises_an_alert(
     assert runner.invoke(app, ["init", str(root)]).exit_code == 0
     ws = Workspace.load(root)
     device = f"cam-{uuid.uuid4().hex[:6]}"
-    ingestor = telemetry.TelemetryIngestor(ws.db).start()
+    ingestor = TelemetryIngestor(ws.db).start()
 
     def stored() -> int:
         with ws.db.session() as s:

@@ -27,6 +27,7 @@ from kennel.db.schema import TelemetryRow
 from kennel.db.telemetry import Sample, TelemetryStore
 from kennel.errors import MetadataError, RowsRefusedError, status_of
 from kennel.monitor import telemetry
+from kennel.monitor.telemetry_ingest import TelemetryIngestor
 from kennel.wiring import Workspace
 from tests.conftest import make_project
 from tests.serving import wait_until
@@ -174,7 +175,7 @@ def test_the_ingestor_drops_malformed_messages_and_keeps_storing(
         reading({"at": at, "value": 1}, f"{telemetry.TOPIC}/{device}{'c' * 120}/temperature"),
     ]
     caplog.set_level(logging.WARNING, logger="kennel.monitor.telemetry")
-    ingestor = telemetry.TelemetryIngestor(db, flush_s=0.2).start()
+    ingestor = TelemetryIngestor(db, flush_s=0.2).start()
     publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{device}")
     publisher.connect("127.0.0.1", 1883)
     publisher.loop_start()

@@ -38,13 +38,23 @@ def telemetry_simulate(
     host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="MQTT broker port.")] = 1883,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Random seed.")] = 0,
+    topic: Annotated[
+        str, typer.Option(help="Publish on TOPIC/DEVICE/SENSOR (the project's telemetry.topic).")
+    ] = "kennel/devices",
 ) -> None:
     """Publish a realistic stream of the camera's sensors (accelerometer ... temperature)."""
     from kennel.monitor import telemetry
 
     faults = [telemetry.Fault.parse(f) for f in fault or []]
     sent = telemetry.simulate(
-        device, seconds=seconds, rate_hz=rate, faults=faults, host=host, port=port, seed=seed
+        device,
+        seconds=seconds,
+        rate_hz=rate,
+        faults=faults,
+        host=host,
+        port=port,
+        seed=seed,
+        topic=topic,
     )
     console.print(f"published {sent} readings from {device} to {host}:{port}", markup=False)
 
@@ -57,13 +67,18 @@ def telemetry_ingest(
     host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="MQTT broker port.")] = 1883,
     project: ProjectOption = None,
+    json_out: JsonOption = False,
 ) -> None:
-    """Subscribe to every device's sensors and store the readings."""
-    from kennel.monitor import telemetry
+    """Subscribe to every device's sensors under telemetry.topic and store the readings.
+    Malformed or implausible readings and lost connections are named on stderr and counted."""
+    from kennel.monitor.telemetry_ingest import TelemetryIngestor
 
     with opened(project) as ws:
-        ingestor = telemetry.TelemetryIngestor(ws.db, host=host, port=port).start()
-        console.print(f"subscribed to {telemetry.TOPIC}/+/+ at {host}:{port}", markup=False)
+        topic = ws.project.config.telemetry.topic
+        ingestor = TelemetryIngestor(ws.db, host=host, port=port, topic=topic, warn=_warn)
+        ingestor.start()
+        if not json_out:
+            console.print(f"subscribed to {topic}/+/+ at {host}:{port}", markup=False)
         try:
             if seconds:
                 time.sleep(seconds)
@@ -73,9 +88,20 @@ def telemetry_ingest(
             pass
         finally:
             ingestor.stop()
-    console.print(
-        f"stored {ingestor.stored} readings ({ingestor.malformed} malformed)", markup=False
-    )
+    if json_out:
+        emit_json(ingestor.summary())
+        return
+    summary = f"stored {ingestor.stored} readings ({ingestor.malformed} malformed or implausible)"
+    if ingestor.lost:  # QoS 0 readings sent meanwhile are lost: never leave a gap unsaid
+        summary += (
+            f"; the connection was lost {ingestor.lost} time(s) and made again "
+            f"{ingestor.remade} time(s), {ingestor.sessions_lost} without the broker's session"
+        )
+    console.print(summary, markup=False)
+
+
+def _warn(message: str) -> None:
+    say(message, prefix="warning: ")
 
 
 def _forever() -> None:
@@ -137,5 +163,5 @@ def telemetry_anomalies(
     table(
         "telemetry anomalies",
         ["at", "source", "metric", "value", "why"],
-        [[f"{a.at:%H:%M:%S}", a.source, a.metric, f"{a.value:.2f}", a.reason] for a in found],
+        [[f"{a.at:%H:%M:%S}", a.source, a.metric, f"{a.value:.6g}", a.reason] for a in found],
     )

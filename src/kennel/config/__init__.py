@@ -20,6 +20,7 @@ from kennel.config.monitoring import (
     MonitorConfig,
     RuleConfig,
     SmtpConfig,
+    TelemetryConfig,
 )
 from kennel.config.project import KennelConfig, Project
 from kennel.config.serving import (
@@ -71,6 +72,7 @@ __all__ = [
     "SmtpConfig",
     "SplitConfig",
     "StoreConfig",
+    "TelemetryConfig",
     "Threshold",
     "TrainConfig",
     "default_config_text",

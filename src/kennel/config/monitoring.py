@@ -149,6 +149,35 @@ class SmtpConfig(_Strict):
     to: list[str] = Field(default_factory=list)
 
 
+# levels as a device id's (kennel.monitor.telemetry.DEVICE): no wildcard, no empty level, no "$"
+_TOPIC_PREFIX = re.compile(r"[\w.-]{1,64}(/[\w.-]{1,64}){0,7}")
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why ``topic`` cannot prefix devices' telemetry topics (TOPIC/DEVICE/SENSOR), if it cannot."""
+    if _TOPIC_PREFIX.fullmatch(topic):
+        return None
+    return (
+        f"topic {topic[:80]!r}: use 1 to 8 levels joined by '/', each 1 to 64 letters, digits, "
+        "'.', '_' or '-' (no wildcard: devices publish under it)"
+    )
+
+
+class TelemetryConfig(_Strict):
+    """Where ``kennel telemetry ingest`` reads devices: TOPIC/DEVICE/SENSOR on the broker."""
+
+    # one prefix per project: projects sharing a broker do not ingest each other's devices
+    topic: str = "kennel/devices"
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_levels(cls, topic: str) -> str:
+        problem = topic_problem(topic)
+        if problem:
+            raise ValueError(problem)
+        return topic
+
+
 class MonitorConfig(_Strict):
     environment: str = "production"
     window: str = "24h"  # `kennel monitor run`'s default window

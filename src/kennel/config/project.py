@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kennel.config._base import STATE_DIR, _Strict
 from kennel.config.data import DataConfig, StoreConfig
-from kennel.config.monitoring import MonitorConfig
+from kennel.config.monitoring import MonitorConfig, TelemetryConfig
 from kennel.config.serving import (
     AuthConfig,
     EnvironmentConfig,
@@ -48,6 +48,7 @@ class KennelConfig(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     feed: FeedConfig = Field(default_factory=FeedConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @model_validator(mode="after")
     def _rules_name_known_classes(self) -> KennelConfig:

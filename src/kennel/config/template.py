@@ -156,4 +156,8 @@ monitor:                    # `kennel monitor run` (cron it daily) and `kennel m
     - {name: not-a-pet, metric: integrity.ood_rate, threshold: 0.3}  # no cat or dog there
     - {name: class-bias, metric: fairness.recall_gap, threshold: 0.2}
     - {name: device-anomaly, metric: telemetry.anomalies, op: ">=", threshold: 1}
+
+telemetry:                  # `kennel telemetry ingest`: devices publish on TOPIC/DEVICE/SENSOR
+  topic: kennel/devices     # one prefix per project on a shared broker: levels of letters,
+                            # digits, . _ - joined by /
 """

@@ -4,20 +4,17 @@
 Readings are flagged as anomalies by a fixed range per metric and by a rolling z-score against
 the same sensor's recent history (a knocked camera, a heater gone wrong, condensation).
 
-A malformed message (not JSON, no time, a value that is not a finite number) is dropped and
-counted on its own, as is a reading the store refuses; the rest of its batch is stored.
+The simulator is here; the subscriber that stores what devices publish is in
+``kennel.monitor.telemetry_ingest``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
-import queue
 import re
 import socket
-import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
@@ -30,12 +27,11 @@ import psutil
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kennel.db import Database, aware
-from kennel.db.telemetry import MAX_SOURCE, TelemetryStore, problem, short
+from kennel.config.monitoring import topic_problem
+from kennel.db import Database
+from kennel.db.telemetry import MAX_SOURCE, TelemetryStore
 from kennel.db.telemetry import Sample as Sample  # defined with its store; re-exported
-from kennel.errors import ConfigError, RowsRefusedError, ServiceError
-
-log = logging.getLogger(__name__)
+from kennel.errors import ConfigError, ServiceError
 
 TOPIC = "kennel/devices"
 SENSORS = ("accelerometer", "gyroscope", "humidity", "magnetometer", "pressure", "temperature")
@@ -52,7 +48,9 @@ LIMITS: dict[str, tuple[float, float]] = {
     "host.disk_percent": (0.0, 95.0),
 }
 FAULTS = ("overheat", "tamper", "condensation", "dropout")
-# one MQTT topic level that the ingestor reads back as the same source: no "/", no wildcard
+# what may name a device or a sensor: one MQTT topic level that the ingestor reads back as the
+# same name, with no "/", no wildcard, no space (the ingestor refuses any other)
+NAME = re.compile(r"[\w.-]+")
 DEVICE = re.compile(rf"[\w.-]{{1,{MAX_SOURCE}}}")
 
 
@@ -119,7 +117,8 @@ def detect(samples: Sequence[Sample], *, z: float = 6.0, history: int = 30) -> l
             mean, std = float(np.mean(past)), float(np.std(past))
             score = abs(s.value - mean) / max(std, 1e-6, abs(mean) * 1e-3)
             if score > z:
-                out.append(Anomaly(s.at, s.source, s.metric, s.value, f"z-score {score:.1f} > {z}"))
+                why = f"z-score {score:.3g} > {z}"  # .3g: a 1e308 reading's score is short too
+                out.append(Anomaly(s.at, s.source, s.metric, s.value, why))
         past.append(s.value)
     return out
 
@@ -204,10 +203,14 @@ def simulate(
     port: int = 1883,
     seed: int = 0,
     realtime: bool = True,
+    topic: str = TOPIC,
 ) -> int:
-    """Publish the device's sensor stream; returns the number of messages sent. A device id
-    that cannot be a topic level, or a fault that starts after the run, is refused first."""
+    """Publish the device's sensor stream on ``topic``/DEVICE/SENSOR; returns the number of
+    messages sent. A device id that cannot be a topic level, a topic that cannot prefix one,
+    or a fault that starts after the run, is refused first."""
     check_device(device)
+    if (why := topic_problem(topic)) is not None:
+        raise ConfigError(f"--{why}")
     for f in faults:
         if f.at_s >= seconds:
             raise ConfigError(
@@ -227,7 +230,7 @@ def simulate(
             at = datetime.now(UTC).isoformat()
             for sensor in SENSORS:
                 payload = json.dumps({"at": at, "value": reading(sensor, t, rng, active)})
-                info = client.publish(f"{TOPIC}/{device}/{sensor}", payload, qos=1)
+                info = client.publish(f"{topic}/{device}/{sensor}", payload, qos=1)
                 info.wait_for_publish(10)
                 sent += 1
             if realtime:
@@ -238,115 +241,3 @@ def simulate(
         client.loop_stop()
         client.disconnect()
     return sent
-
-
-def parse(topic: str, payload: bytes | bytearray) -> Sample:
-    """One reading from ``kennel/devices/DEVICE/SENSOR`` and its JSON ``{"at": ISO time,
-    "value": number}``; ValueError says what is wrong with it."""
-    levels = topic.split("/")
-    if len(levels) != 4:
-        raise ValueError(f"the topic is not {TOPIC}/DEVICE/SENSOR")
-    device, sensor = levels[2:]
-    try:
-        body = json.loads(payload)
-    except ValueError as exc:  # UnicodeDecodeError too
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ValueError("not a JSON object")
-    at, value = body.get("at"), body.get("value")
-    if not isinstance(at, str):
-        raise ValueError(f"'at' must be an ISO 8601 time, not {short(at)}")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"'value' must be a number, not {short(value)}")
-    try:
-        when = aware(datetime.fromisoformat(at))
-    except ValueError:
-        raise ValueError(f"'at' {short(at)}: not an ISO 8601 time") from None
-    try:
-        sample = Sample(when, device, sensor, float(value))
-    except OverflowError:  # an integer with hundreds of digits
-        raise ValueError("'value' is too large for a reading") from None
-    why = problem(sample)
-    if why is not None:
-        raise ValueError(why)
-    return sample
-
-
-class TelemetryIngestor:
-    """Subscribes to every device's sensors and writes readings to the store in batches."""
-
-    def __init__(
-        self, db: Database, *, host: str = "127.0.0.1", port: int = 1883, flush_s: float = 0.5
-    ) -> None:
-        self.db = db
-        self.host = host
-        self.port = port
-        self.flush_s = flush_s
-        self.received = 0
-        self.stored = 0
-        self.malformed = 0
-        self._queue: queue.Queue[Sample] = queue.Queue()
-        self._subscribed = threading.Event()
-        self._stop = threading.Event()
-        self._client = _client(f"kennel-ingest-{os.getpid()}-{id(self)}")
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = lambda *_: self._subscribed.set()
-        self._client.on_message = self._on_message
-        self._writer = threading.Thread(
-            target=self._write_loop, name="kennel-telemetry", daemon=True
-        )
-
-    def _on_connect(self, client: mqtt.Client, *_: object) -> None:
-        client.subscribe(f"{TOPIC}/+/+", qos=1)
-
-    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self.received += 1
-        try:
-            self._queue.put(parse(msg.topic, msg.payload))
-        except ValueError as exc:
-            self._drop(f"{msg.topic}: {exc}")
-
-    def _drop(self, why: str) -> None:
-        self.malformed += 1
-        log.warning("telemetry: dropped a reading: %s", why)
-
-    def start(self, timeout: float = 10.0) -> TelemetryIngestor:
-        _connect(self._client, self.host, self.port)
-        self._client.loop_start()
-        self._writer.start()
-        if not self._subscribed.wait(timeout):
-            raise ServiceError(f"no subscription acknowledged by {self.host}:{self.port}")
-        return self
-
-    def stop(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
-        self._stop.set()
-        self._writer.join(10)
-        self._flush()
-
-    def _flush(self) -> None:
-        batch: list[Sample] = []
-        while True:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        if batch:
-            try:
-                self.stored += store(self.db, batch)
-            except RowsRefusedError as exc:  # the others are stored; never try these again
-                self.stored += exc.stored
-                for _, why in exc.refused:
-                    self._drop(why)
-            except Exception:
-                for sample in batch:  # keep them for the next attempt
-                    self._queue.put(sample)
-                raise
-
-    def _write_loop(self) -> None:
-        while not self._stop.wait(self.flush_s):
-            try:
-                self._flush()
-            except Exception:  # a database hiccup must not kill the subscriber
-                log.exception("telemetry: could not store a batch")
