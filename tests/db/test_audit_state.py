@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert, text, update
 from typer.testing import CliRunner
 
 from kennel.cli.main import app
@@ -18,6 +18,7 @@ from kennel.db.audit import AuditLog
 from kennel.db.deployments import CertificationVerdict, DeploymentStore
 from kennel.db.registry import RegistryStore
 from kennel.db.schema import (
+    AliasEventRow,
     ApprovalRow,
     CertificationRow,
     ModelAliasRow,
@@ -43,7 +44,7 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
             run_id=None,
             dataset="pets",
             dataset_version=None,
-            metrics={},
+            metrics={"accuracy": 0.9 if passed else 0.4, "ece": float("nan")},
             gates_passed=passed,
             gate_reasons=[] if passed else ["below the majority baseline"],
             actor="kennel",
@@ -90,32 +91,33 @@ EDITS: list[tuple[str, Callable[[Workspace], object], str]] = [
         lambda ws: insert(ApprovalRow).values(
             model="pets", version=2, decision="approved", actor="quinn (qa)", note="x", at=AT
         ),
-        "the approvals table holds a QA decision the audit log does not: pets@2 approved by "
-        "quinn (qa)",
+        "the QA decisions of pets@2 differ from the audit log's (rejected by quinn (qa) looked "
+        "at it, approved by quinn (qa) x against rejected by quinn (qa) looked at it)",
     ),
     (
         "a rejection deleted",
         lambda ws: delete(ApprovalRow).where(ApprovalRow.decision == "rejected"),
-        "a QA decision in the audit log is missing from the approvals table: pets@2 rejected",
+        "the QA decisions of pets@2 differ from the audit log's (none against rejected",
     ),
     (
         "a rejection turned into an approval",
         lambda ws: update(ApprovalRow).where(ApprovalRow.version == 2).values(decision="approved"),
-        "the approvals table holds a QA decision the audit log does not: pets@2 approved",
+        "the QA decisions of pets@2 differ from the audit log's (approved by",
     ),
     (
         "a failed certification passed",
         lambda ws: (
             update(CertificationRow).where(CertificationRow.version == 2).values(passed=True)
         ),
-        "the certifications table holds a certification of pets@2 in staging (passed)",
+        "the certifications of pets@2 in staging differ from the audit log's (passed None "
+        "against failed None)",
     ),
     (
         "failed gates marked passed",
         lambda ws: (
             update(ModelVersionRow).where(ModelVersionRow.version == 2).values(gates_passed=True)
         ),
-        "model version pets@2 is marked gates passed, the audit log says failed",
+        "model version pets@2's gates passed differ from those it was registered with",
     ),
     (
         "a model's file swapped",
@@ -125,6 +127,54 @@ EDITS: list[tuple[str, Callable[[Workspace], object], str]] = [
             .values(files={"model.onnx": "f" * 64})
         ),
         "model version pets@1's files differ from those it was registered with",
+    ),
+    (
+        "two QA decisions swapped",
+        lambda ws: update(ApprovalRow).where(ApprovalRow.version == 1).values(decision="rejected"),
+        "the QA decisions of pets@1 differ from the audit log's (rejected by",
+    ),
+    (
+        "a move slipped into the alias history",
+        lambda ws: insert(AliasEventRow).values(
+            name="pets",
+            alias="production",
+            from_version=1,
+            to_version=2,
+            actor="olga",
+            reason="r",
+            kind="release",
+            at=AT,
+        ),
+        "the alias moves of pets@production differ from the audit log's",
+    ),
+    (
+        "a move's kind changed",
+        lambda ws: update(AliasEventRow).values(kind="rollback"),
+        "the alias moves of pets@production differ from the audit log's (None -> 1 rollback",
+    ),
+    (
+        "the champion's accuracy lowered",
+        lambda ws: (
+            update(ModelVersionRow)
+            .where(ModelVersionRow.version == 1)
+            .values(metrics={"accuracy": 0.01})
+        ),
+        "model version pets@1's metrics differ from those it was registered with",
+    ),
+    (
+        "a version deleted",
+        lambda ws: delete(ModelVersionRow).where(ModelVersionRow.version == 2),
+        "model version pets@2, registered in the audit log, was deleted",
+    ),
+    (
+        "a certification edited into what no type reads",
+        lambda ws: text("UPDATE certifications SET passed = 'x' WHERE version = 2"),
+        "the certifications of pets@2 in staging differ from the audit log's (unreadable 'x'",
+    ),
+    (
+        "a version's files edited into no JSON",
+        lambda ws: text("UPDATE model_versions SET files = '[' WHERE version = 1"),
+        "a row of the versions cannot be read (",
     ),
     (
         "production pointed elsewhere",
@@ -168,3 +218,25 @@ def test_a_revoked_token_made_live_again_is_named(ws: Workspace) -> None:
     assert _problem(ws) is None
     _edit(ws, update(TokenRow).where(TokenRow.id == vic).values(revoked=False))
     assert _problem(ws) == f"token {vic} was revoked, and made live again in the database directly"
+
+
+def test_two_decisions_on_one_version_swapped_in_order_are_named(ws: Workspace) -> None:
+    """The policy reads the newest decision: swapping an earlier approval with a later
+    rejection (the same rows, in another order) let a rejected version be released while a
+    check of the decisions as a set said "intact"."""
+    DeploymentStore(ws.db).add_approval("pets", 1, "rejected", actor="quinn", role="qa", note="no")
+    assert _problem(ws) is None
+    with ws.db.session() as s:
+        s.execute(text("UPDATE approvals SET decision = 'x' WHERE decision = 'approved'"))
+        s.execute(text("UPDATE approvals SET decision = 'approved' WHERE note = 'no'"))
+        s.execute(
+            text("UPDATE approvals SET decision = 'rejected', note = 'no' WHERE decision = 'x'")
+        )
+        s.execute(
+            text(
+                "UPDATE approvals SET note = 'looked at it' "
+                "WHERE decision = 'approved' AND version = 1"
+            )
+        )
+    problem = _problem(ws)
+    assert problem is not None and problem.startswith("the QA decisions of pets@1 differ"), problem

@@ -265,8 +265,12 @@ def test_a_shorter_window_does_not_resolve_an_incident_a_longer_one_raised(
                       threshold=0.05)  # fmt: skip
     now = datetime.now(UTC)
 
-    def window(run_id: str, span: timedelta) -> str:
-        runs.add(MonitorRun(run_id, now, "production", now - span, now, "pets", 1, [1], {}, None),
+    made: list[str] = []
+
+    def window(run_id: str, span: timedelta) -> str:  # each run a minute after the one before
+        made.append(run_id)
+        at = now + timedelta(minutes=len(made))
+        runs.add(MonitorRun(run_id, at, "production", at - span, at, "pets", 1, [1], {}, None),
                  actor="kennel-monitor", n=40)  # fmt: skip
         return run_id
 
@@ -282,4 +286,13 @@ def test_a_shorter_window_does_not_resolve_an_incident_a_longer_one_raised(
     again = store.evaluate([rule], {rule.metric: 0.0}, subject="production",
                            run_id=window("day2", day))  # fmt: skip
     assert [a.id for a in again.resolved] == [raised.opened[0].id] and again.kept == []
+    # raised by a minute, confirmed by a day: the next quiet minute keeps it open too
+    raised = store.evaluate([rule], {rule.metric: 0.2}, subject="production",
+                            run_id=window("minute2", minute))  # fmt: skip
+    confirmed = store.evaluate([rule], {rule.metric: 0.3}, subject="production",
+                               run_id=window("day3", day))  # fmt: skip
+    assert [a.id for a in confirmed.ongoing] == [raised.opened[0].id]
+    quiet = store.evaluate([rule], {rule.metric: 0.0}, subject="production",
+                           run_id=window("minute3", minute))  # fmt: skip
+    assert quiet.resolved == [] and [a.id for a in quiet.kept] == [raised.opened[0].id]
     db.dispose()

@@ -37,3 +37,36 @@ def test_a_corrupt_or_missing_blob_is_said_without_the_servers_paths(tmp_path: P
                 assert str(tmp_path) not in page.text
     finally:
         ws.close()
+
+
+def test_a_store_named_by_a_file_url_is_not_shown_either(tmp_path: Path) -> None:
+    from tests.ui.test_origins import client_of, serving, sign_in
+
+    store = tmp_path / "elsewhere" / "art"
+    ws = Workspace(
+        make_project(tmp_path / "p", sections={"store": {"artifacts_url": f"file://{store}"}})
+    )
+    try:
+        digest = ws.content.put(b"an onnx file, say")
+        RegistryStore(ws.db).add_version(
+            "pets",
+            lambda v: {"model.onnx": digest},
+            run_id=None,
+            dataset=None,
+            dataset_version=None,
+            metrics={},
+            gates_passed=True,
+            gate_reasons=[],
+            actor="kennel",
+        )
+        blob = next(p for p in store.rglob(digest))
+        blob.chmod(0o644)
+        blob.write_bytes(b"tampered")
+        token, _ = ws.tokens.create("viewer", "vera")
+        with serving(create_app(ws)) as url, client_of(url) as client:
+            sign_in(client, token)
+            page = client.get("/models/pets/1/bundle.zip")
+            assert page.status_code == 500 and "is corrupt in the artifact store" in page.text
+            assert str(tmp_path) not in page.text
+    finally:
+        ws.close()

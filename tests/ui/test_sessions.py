@@ -190,9 +190,12 @@ def test_bad_input_is_a_clear_4xx_page_never_a_500(served: Served) -> None:
     csrf = csrf_of(client)
     posts = [
         ("/actions/approve", {"model": "no such name!"}, 403),  # the operator's role first
-        ("/actions/release", {"model": "pets@1", "env": "nowhere"}, 404),
-        ("/actions/release", {"model": "bad name!", "env": "production"}, 400),
-        ("/actions/release", {"model": "pets@7", "env": "production"}, 404),
+        ("/actions/release", {"model": "pets@1", "env": "nowhere", "current": "0"}, 404),
+        ("/actions/release", {"model": "bad name!", "env": "production", "current": "0"}, 400),
+        ("/actions/release", {"model": "pets@7", "env": "production", "current": "0"}, 404),
+        # without the version the page saw served, a stale click could not be told
+        ("/actions/release", {"model": "pets@1", "env": "production"}, 400),
+        ("/actions/release", {"model": "pets@1", "env": "production", "current": "-1"}, 400),
         ("/actions/rollback", {"env": "production"}, 404),  # nothing served yet
         ("/actions/ack", {"alert": "abc"}, 400),
         ("/actions/ack", {"alert": "424242"}, 404),

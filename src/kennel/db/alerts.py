@@ -91,6 +91,23 @@ def _span(s: Session, run_id: str | None) -> timedelta | None:
     return None if run is None else aware(run.until) - aware(run.since)
 
 
+def _longest_seen(s: Session, alert: AlertRow, subject: str, now: str | None) -> timedelta | None:
+    """The longest window that has seen ``alert``'s rule fire: the one that raised it, or a
+    longer run of ``subject`` since (every such run fired, or it would have resolved it; a
+    shorter one that did not fire kept it open). A quiet minute then cannot close an incident
+    a day's window confirmed after a minute's raised it."""
+    opened = s.get(MonitorRunRow, alert.run_id) if alert.run_id is not None else None
+    if opened is None:
+        return None
+    runs = select(MonitorRunRow.since, MonitorRunRow.until).where(
+        MonitorRunRow.environment == subject,
+        MonitorRunRow.at >= opened.at,
+        MonitorRunRow.id != (now or ""),
+    )
+    spans = [aware(until) - aware(start) for start, until in s.execute(runs)]
+    return max(spans, default=aware(opened.until) - aware(opened.since))
+
+
 class AlertRecords:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -148,7 +165,7 @@ class AlertRecords:
                                     "severity": verdict.severity})  # fmt: skip
                     opened.append(_alert(row))
                 elif current is not None:
-                    raised_on = _span(s, current.run_id)
+                    raised_on = _longest_seen(s, current, subject, run_id)
                     if span is not None and raised_on is not None and span < raised_on:
                         kept.append(_alert(current))
                         continue

@@ -1,24 +1,28 @@
 """The rows the deploy path trusts, checked against what the audit chain recorded as they were
-written. The chain and its anchor show that no entry was altered; these rows (QA decisions,
-certifications, a version's gate result and files, tokens' roles, where aliases point) are
-read by the release policy and the services, and someone with write access to the database
-could change them without touching the chain. Every change kennel makes to them appends an
-entry in the same transaction, so each must agree with the entries about it; ``mismatch``
-names the first one that does not. It runs after the chain itself verified, so the entries
-it reads are the ones that were written."""
+written. The chain and its anchor show that no entry was altered; these rows (QA decisions and
+certifications in the order they came, a version's registration, every alias move and where
+aliases point, tokens) are read by the release policy, rollback and the services, and someone
+with write access to the database could change them without touching the chain. Every change
+kennel makes to them appends an entry in the same transaction, so each must agree with the
+entries about it, in the same order where the policy reads the newest; ``mismatch`` names the
+first one that does not. It runs after the chain itself verified, so the entries it reads are
+the ones that were written. Rows are read column by column, as stored: one edited into what
+its column type cannot read is told, never a traceback."""
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
-from collections.abc import Iterator
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from kennel.db.audit_rows import StoredEntry, read, select_stored
 from kennel.db.schema import (
+    AliasEventRow,
     ApprovalRow,
     AuditRow,
     CertificationRow,
@@ -36,7 +40,8 @@ _ACTIONS = (
     "token.create",
     "token.revoke",
 )
-_DIRECTLY = "written into the database directly"
+_DIRECTLY = "changed in the database directly"
+Entries = dict[str, list[StoredEntry]]
 
 
 def token_fingerprint(digest: str) -> str:
@@ -47,107 +52,152 @@ def token_fingerprint(digest: str) -> str:
 
 def mismatch(session: Session) -> str | None:
     """The first governance row that disagrees with the audit log, in words; None if none."""
-    entries = [
-        read(r)
-        for r in session.execute(
-            select_stored().where(AuditRow.action.in_(_ACTIONS)).order_by(AuditRow.seq)
-        )
-    ]
-    by_action: dict[str, list[StoredEntry]] = {}
-    for entry in entries:
-        by_action.setdefault(entry.action, []).append(entry)
-    checks = (_approvals, _certifications, _versions, _aliases, _tokens)
+    query = select_stored().where(AuditRow.action.in_(_ACTIONS)).order_by(AuditRow.seq)
+    by_action: Entries = defaultdict(list)
+    for entry in map(read, session.execute(query)):
+        by_action[entry.action].append(entry)
+    checks: tuple[Callable[[Session, Entries], Iterator[str]], ...] = (
+        _approvals,
+        _certifications,
+        _versions,
+        _alias_moves,
+        _aliases,
+        _tokens,
+    )
     for check in checks:
-        problem = next(check(session, by_action), None)
+        try:
+            problem = next(check(session, by_action), None)
+        except (ValueError, TypeError, ArithmeticError) as exc:  # a value no type can read
+            what = check.__name__.strip("_").replace("_", " ")
+            return f"a row of the {what} cannot be read ({exc}): {_DIRECTLY}"
         if problem is not None:
             return problem
     return None
 
 
-def _approvals(s: Session, by: dict[str, list[StoredEntry]]) -> Iterator[str]:
-    """QA's decisions: the same ones, by the same people, with the same notes, as many times."""
-    logged = Counter(
-        (e.subject, e.action.removeprefix("model."), _signed(e), str(e.details.get("note", "")))
-        for e in by.get("model.approved", []) + by.get("model.rejected", [])
-    )
-    held = Counter(
-        (f"{r.model}@{r.version}", r.decision, r.actor, r.note)
-        for r in s.scalars(select(ApprovalRow))
-    )
-    for key in sorted((held - logged).keys()):
-        yield f"the approvals table holds a QA decision the audit log does not: {_words(key)}"
-    for key in sorted((logged - held).keys()):
-        yield f"a QA decision in the audit log is missing from the approvals table: {_words(key)}"
+def _in_order(what: str, held: dict[Any, list[Any]], logged: dict[Any, list[Any]]) -> Iterator[str]:
+    """Per key, the rows' values in the order they were written against the entries'."""
+    for key in sorted(set(held) | set(logged), key=str):
+        rows, entries = held.get(key, []), logged.get(key, [])
+        if rows != entries:
+            yield (
+                f"the {what} of {key} differ from the audit log's ({_words(rows)} against "
+                f"{_words(entries)}): {_DIRECTLY}"
+            )
 
 
-def _signed(entry: StoredEntry) -> str:
-    role = entry.details.get("role")
-    return f"{entry.actor} ({role})" if role else entry.actor
+def _words(values: list[Any]) -> str:
+    return "none" if not values else ", ".join(" ".join(map(str, v)) for v in values)
 
 
-def _words(key: tuple[str, str, str, str]) -> str:
-    subject, decision, actor, _note = key
-    return f"{subject} {decision} by {actor} ({_DIRECTLY}, or deleted)"
+def _approvals(s: Session, by: Entries) -> Iterator[str]:
+    """QA's decisions on each version, in order: the policy reads the newest."""
+    logged: dict[str, list[Any]] = defaultdict(list)
+    for e in sorted(by["model.approved"] + by["model.rejected"], key=lambda e: e.seq):
+        role = e.details.get("role")
+        signed = f"{e.actor} ({role})" if role else e.actor
+        logged[e.subject].append((e.action.removeprefix("model."), "by", signed,
+                                  str(e.details.get("note", ""))))  # fmt: skip
+    held: dict[str, list[Any]] = defaultdict(list)
+    columns = (ApprovalRow.model, ApprovalRow.version, ApprovalRow.decision, ApprovalRow.actor,
+               ApprovalRow.note)  # fmt: skip
+    for model, version, decision, actor, note in s.execute(
+        select(*columns).order_by(ApprovalRow.id)
+    ):
+        held[f"{model}@{version}"].append((decision, "by", actor, note))
+    yield from _in_order("QA decisions", held, logged)
 
 
-def _certifications(s: Session, by: dict[str, list[StoredEntry]]) -> Iterator[str]:
-    """Certifications: the same verdicts on the same versions in the same environments."""
-    logged = Counter(
-        (e.subject, str(e.details.get("environment")), bool(e.details.get("passed")))
-        for e in by.get("model.certify", [])
-    )
-    held = Counter(
-        (f"{r.model}@{r.version}", r.environment, bool(r.passed))
-        for r in s.scalars(select(CertificationRow))
-    )
-    for subject, env, passed in sorted((held - logged).keys()):
-        verdict = "passed" if passed else "failed"
-        yield (
-            f"the certifications table holds a certification of {subject} in {env} "
-            f"({verdict}) that the audit log does not: it was {_DIRECTLY}"
-        )
-    for subject, env, passed in sorted((logged - held).keys()):
-        verdict = "passed" if passed else "failed"
-        yield (
-            f"the certification of {subject} in {env} ({verdict}) that the audit log records "
-            "is missing from the certifications table, or was changed"
-        )
+def _certifications(s: Session, by: Entries) -> Iterator[str]:
+    """Each version's certifications per environment, in order: the policy reads the newest."""
+    logged: dict[str, list[Any]] = defaultdict(list)
+    for e in by["model.certify"]:
+        subject = f"{e.subject} in {e.details.get('environment')}"
+        logged[subject].append((_verdict(e.details.get("passed")), e.details.get("report")))
+    held: dict[str, list[Any]] = defaultdict(list)
+    passed_as_stored = type_coerce(CertificationRow.passed, String)
+    columns = (CertificationRow.model, CertificationRow.version, CertificationRow.environment,
+               passed_as_stored, CertificationRow.report_sha256)  # fmt: skip
+    for model, version, env, passed, report in s.execute(
+        select(*columns).order_by(CertificationRow.id)
+    ):
+        held[f"{model}@{version} in {env}"].append((_verdict(passed), report))
+    yield from _in_order("certifications", held, logged)
 
 
-def _versions(s: Session, by: dict[str, list[StoredEntry]]) -> Iterator[str]:
-    """Each registered version: its gate result and its files as registered."""
-    registered = {e.subject: e.details for e in by.get("model.register", [])}
-    for row in s.scalars(select(ModelVersionRow).order_by(ModelVersionRow.name,
-                                                          ModelVersionRow.version)):  # fmt: skip
-        subject = f"{row.name}@{row.version}"
+def _verdict(passed: Any) -> str:
+    """A stored or logged pass, as one word: SQLite hands back 1/0 (or, edited, anything)."""
+    if passed is True or passed in (1, "1"):
+        return "passed"
+    if passed is False or passed in (0, "0"):
+        return "failed"
+    return f"unreadable {passed!r}"
+
+
+def _versions(s: Session, by: Entries) -> Iterator[str]:
+    """Each registered version as registered: gates, files, run, data and metrics."""
+    registered = {e.subject: e.details for e in by["model.register"]}
+    columns = (ModelVersionRow.name, ModelVersionRow.version,
+               type_coerce(ModelVersionRow.gates_passed, String),
+               type_coerce(ModelVersionRow.files, String), ModelVersionRow.run_id,
+               ModelVersionRow.dataset_version,
+               type_coerce(ModelVersionRow.metrics, String))  # fmt: skip
+    held = set()
+    for name, version, gates, files, run, data, metrics in s.execute(select(*columns)):
+        subject = f"{name}@{version}"
+        held.add(subject)
         logged = registered.get(subject)
         if logged is None:
             yield f"model version {subject} has no model.register entry: it was {_DIRECTLY}"
             continue
-        if "gates_passed" in logged and bool(logged["gates_passed"]) != bool(row.gates_passed):
-            said = "passed" if logged["gates_passed"] else "failed"
-            yield (
-                f"model version {subject} is marked gates "
-                f"{'passed' if row.gates_passed else 'failed'}, the audit log says {said}: "
-                f"changed in the database directly"
-            )
-        if "files" in logged and _files(logged["files"]) != _files(row.files):
-            yield (
-                f"model version {subject}'s files differ from those it was registered with: "
-                "changed in the database directly"
-            )
+        stored = {"gates_passed": _verdict(gates), "files": _json(files), "run": run,
+                  "dataset_version": data, "metrics": _json(metrics)}  # fmt: skip
+        said = {**logged, "gates_passed": _verdict(logged.get("gates_passed"))}
+        for key, value in stored.items():
+            # as JSON text: a metric that is NaN equals itself there
+            if key in logged and _canon(value) != _canon(said[key]):
+                yield (
+                    f"model version {subject}'s {key.replace('_', ' ')} differ from those it "
+                    f"was registered with: {_DIRECTLY}"
+                )
+    for subject in sorted(set(registered) - held):
+        yield f"model version {subject}, registered in the audit log, was deleted: {_DIRECTLY}"
 
 
-def _files(files: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+def _canon(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
-def _aliases(s: Session, by: dict[str, list[StoredEntry]]) -> Iterator[str]:
+def _json(text: Any) -> Any:
+    """A JSON column's stored text as its value (a database with a JSON type: the value)."""
+    if isinstance(text, str | bytes):
+        return json.loads(text)
+    return text
+
+
+def _alias_moves(s: Session, by: Entries) -> Iterator[str]:
+    """Every alias move, in order: rollback replays them to choose where to go back to."""
+    logged: dict[str, list[Any]] = defaultdict(list)
+    for e in by["alias.move"]:
+        d = e.details
+        logged[e.subject].append((d.get("from"), "->", d.get("to"), d.get("kind", "set"),
+                                  "by", e.actor, d.get("reason")))  # fmt: skip
+    held: dict[str, list[Any]] = defaultdict(list)
+    columns = (AliasEventRow.name, AliasEventRow.alias, AliasEventRow.from_version,
+               AliasEventRow.to_version, AliasEventRow.kind, AliasEventRow.actor,
+               AliasEventRow.reason)  # fmt: skip
+    for name, alias, was, to, kind, actor, reason in s.execute(
+        select(*columns).order_by(AliasEventRow.id)
+    ):
+        held[f"{name}@{alias}"].append((was, "->", to, kind, "by", actor, reason))
+    yield from _in_order("alias moves", held, logged)
+
+
+def _aliases(s: Session, by: Entries) -> Iterator[str]:
     """Each alias points where its last recorded move took it."""
-    last: dict[str, Any] = {}
-    for e in by.get("alias.move", []):
-        last[e.subject] = e.details.get("to")
-    held = {f"{r.name}@{r.alias}": r.version for r in s.scalars(select(ModelAliasRow))}
+    last = {e.subject: e.details.get("to") for e in by["alias.move"]}
+    columns = (ModelAliasRow.name, ModelAliasRow.alias, ModelAliasRow.version)
+    held = {f"{name}@{alias}": version for name, alias, version in s.execute(select(*columns))}
     for subject in sorted(set(last) | set(held)):
         logged, now = last.get(subject), held.get(subject)
         if logged != now:
@@ -155,26 +205,30 @@ def _aliases(s: Session, by: dict[str, list[StoredEntry]]) -> Iterator[str]:
             said = f"version {logged}" if logged is not None else "none"
             yield (
                 f"alias {subject} points to {where}, its last move in the audit log to {said}: "
-                f"changed in the database directly"
+                f"{_DIRECTLY}"
             )
 
 
-def _tokens(s: Session, by: dict[str, list[StoredEntry]]) -> Iterator[str]:
+def _tokens(s: Session, by: Entries) -> Iterator[str]:
     """Each token: made as it is now (role, name, secret's hash), revoked when it was."""
-    made = {e.subject: e.details for e in by.get("token.create", [])}
-    revoked = {e.subject for e in by.get("token.revoke", [])}
-    for row in s.scalars(select(TokenRow).order_by(TokenRow.id)):
-        logged = made.get(row.id)
+    made = {e.subject: e.details for e in by["token.create"]}
+    revoked = {e.subject for e in by["token.revoke"]}
+    columns = (TokenRow.id, TokenRow.name, TokenRow.role, TokenRow.hash,
+               type_coerce(TokenRow.revoked, String))  # fmt: skip
+    for token_id, name, role, digest, is_revoked in s.execute(
+        select(*columns).order_by(TokenRow.id)
+    ):
+        logged = made.get(token_id)
         if logged is None:
-            yield f"token {row.id} ({row.role}) has no token.create entry: it was {_DIRECTLY}"
+            yield f"token {token_id} ({role}) has no token.create entry: it was {_DIRECTLY}"
             continue
-        if logged.get("role") != row.role or logged.get("name") != row.name:
+        if logged.get("role") != role or logged.get("name") != name:
             yield (
-                f"token {row.id} is {row.name!r} ({row.role}), the audit log made it "
-                f"{logged.get('name')!r} ({logged.get('role')}): changed in the database directly"
+                f"token {token_id} is {name!r} ({role}), the audit log made it "
+                f"{logged.get('name')!r} ({logged.get('role')}): {_DIRECTLY}"
             )
         fingerprint = logged.get("fingerprint")
-        if fingerprint is not None and fingerprint != token_fingerprint(row.hash):
-            yield f"token {row.id}'s secret was swapped in the database directly"
-        if row.id in revoked and not row.revoked:
-            yield f"token {row.id} was revoked, and made live again in the database directly"
+        if fingerprint is not None and fingerprint != token_fingerprint(str(digest)):
+            yield f"token {token_id}'s secret was swapped in the database directly"
+        if token_id in revoked and _verdict(is_revoked) != "passed":  # "passed": true
+            yield f"token {token_id} was revoked, and made live again in the database directly"

@@ -166,6 +166,8 @@ class RegistryStore:
                             "dataset_version": dataset_version,
                             "gates_passed": gates_passed,
                             "files": files,
+                            # what the champion comparison reads (audit verify checks it)
+                            "metrics": metrics,
                         },
                     )
                     return _version(row)

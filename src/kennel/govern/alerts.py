@@ -2,8 +2,8 @@
 
 A rule that fires while an alert for the same (rule, subject) is still open or acknowledged
 only bumps that alert's count and value: actions run once per incident, not once per window.
-When the rule stops firing in a window at least as long as the one that raised it, the alert
-resolves by itself.
+When the rule stops firing in a window at least as long as the longest that saw it fire, the
+alert resolves by itself.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -209,8 +209,12 @@ def _unplaced(ws: Workspace, message: str) -> str:
     signed-in role (a viewer) names the project's folder and a local artifact store as
     "the project folder" and "the artifact store"; the dashboard's log keeps the whole message."""
     places = [(str(ws.project.root), "the project folder")]
-    if "://" not in ws.project.artifacts_url:  # a local folder, maybe outside the project
-        places.insert(0, (ws.project.artifacts_url, "the artifact store"))
+    store = ws.project.artifacts_url
+    if store.startswith("file://"):  # a local folder named by URL: messages name its path
+        places[:0] = [(store, "the artifact store"),
+                      (unquote(urlsplit(store).path), "the artifact store")]  # fmt: skip
+    elif "://" not in store:  # a local folder, maybe outside the project
+        places.insert(0, (store, "the artifact store"))
     for place, name in places:
         if len(place) > 1:  # never "/"
             message = message.replace(place, name)

@@ -301,12 +301,13 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         request: Request,
         model: Ref,
         env: EnvName,
+        # the version the page showed served, 0 for none: a click on a page drawn before
+        # another release is refused instead of undoing it (required: a post without it,
+        # from a page of an older dashboard or a script, cannot be checked so)
+        current: Annotated[int, Form(ge=0, le=MAX_NUMBER)],
         csrf: Csrf = "",
         back: Back = "/",
         note: Note = "",
-        # the version the page showed served, 0 for none: a click on a page drawn before
-        # another release is refused instead of undoing it
-        current: Annotated[int | None, Form(ge=0, le=MAX_NUMBER)] = None,
     ) -> Response:
         session, who = acting(request, csrf, back)
         return done(session, back, actions.release(ws, who, model, env, note, seen=current))
