@@ -156,7 +156,7 @@ def test_a_picture_renamed_as_a_video_is_refused(park: Project, tmp_path: Path) 
     pointing to `kennel predict`; a video and a picture format that moves still play."""
     picture = Image.new("RGB", (64, 48), "brown")
     for form, kind in (("JPEG", "JPEG"), ("PNG", "PNG"), ("BMP", "BMP"), ("TIFF", "TIFF"),
-                       ("WEBP", "WebP")):  # fmt: skip
+                       ("WEBP", "WebP"), ("GIF", "GIF")):  # fmt: skip
         named = tmp_path / f"{form.lower()}.mp4"
         picture.save(named, format=form)
         result = runner.invoke(app, ["watch", str(named), "--model", "pets@1", "-C",

@@ -110,8 +110,9 @@ def file_url_path(source: str) -> str | None:
 
 
 # The picture formats kennel decodes (Pillow's names); FFmpeg opens each as a one-frame
-# "video". GIF is left out: it is an animation format.
-_STILLS = [f for f in FORMATS if f != "GIF"]
+# "video". GIF too: an animated one reads a second frame and plays as a clip, a still one was
+# scored as a one-frame video while every other still format was refused.
+_STILLS = list(FORMATS)
 # How an error names them; Pillow calls a JPEG carrying a second picture MPO
 _SAID = {"WEBP": "WebP", "MPO": "JPEG"}
 
