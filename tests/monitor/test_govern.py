@@ -20,6 +20,7 @@ from kennel.config import RuleConfig
 from kennel.datasets.synth import render
 from kennel.db import Database
 from kennel.db.schema import AuditRow
+from kennel.errors import StateError
 from kennel.govern.alerts import AlertStore
 from kennel.govern.cycle import monitor_once
 from kennel.wiring import Workspace
@@ -99,6 +100,12 @@ def test_traffic_feedback_alert_retrains_into_staging_only(tmp_path: Path) -> No
         again = monitor_once(ws.monitor(), ws.actions(), environment="production",
                              span=timedelta(hours=1))  # fmt: skip
         assert not again.alerts.opened and again.alerts.ongoing[0].count == 2
+        assert ws.registry.versions("pets")[-1].version == 2
+        # while pets@1 stays the champion (as when a retrain's model fails its gates), a
+        # person's retrain on the same labels (the button clicked again) trains nothing
+        ws.registry.set_alias("pets", "champion", 1, actor="test", reason="pets@2 failed")
+        with pytest.raises(StateError, match=r"pets@2 was already trained on park@.* warm-st"):
+            ws.retrain(window=(new.created_at - timedelta(hours=1), new.created_at))
         assert ws.registry.versions("pets")[-1].version == 2
 
         html_out = str(tmp_path / "c.html")
@@ -180,7 +187,6 @@ def test_a_retrain_on_images_the_dataset_already_holds_stops_before_training(
     from datetime import UTC, datetime
 
     from kennel.db.locking import lease
-    from kennel.errors import StateError
 
     project = served_project(tmp_path, models=1)
     ws = Workspace.load(project.root)

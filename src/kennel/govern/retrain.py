@@ -20,6 +20,7 @@ from kennel.ingest.sources import Entry, Listing, ReadResult
 from kennel.pipeline.build import Builder, BuildOptions
 from kennel.pipeline.steps.prepare import NothingToBalance
 from kennel.progress import Event, Progress, silent
+from kennel.registry.entities import ModelVersion
 from kennel.registry.store import ModelRegistry
 from kennel.serve.auth import Identity
 from kennel.serve.diskroom import NOT_KEPT
@@ -107,6 +108,20 @@ class RetrainResult:
         }
 
 
+def _retrained(
+    registry: ModelRegistry, builder: Builder, champion: ModelVersion, dataset_version: str
+) -> ModelVersion | None:
+    """The newest version of ``champion``'s model trained on ``dataset_version`` warm-started
+    from ``champion``: what this retrain would build, built already."""
+    for version in reversed(registry.versions(champion.name)):
+        if version.dataset_version != dataset_version or version.run_id is None:
+            continue
+        run = builder.tracker.store.get(version.run_id)
+        if run is not None and run.init_from == champion.ref:
+            return version
+    return None
+
+
 def retrain(
     *,
     db: Database,
@@ -160,6 +175,17 @@ def retrain(
                 f"the {report.files} labelled {environment} images are already in "
                 f"{report.version.ref}, which {champion.ref} was trained on: a retrain would learn "
                 "nothing new. Send the true labels of predictions on images it has not seen"
+            )
+        earlier = _retrained(registry, builder, champion, report.version.id)
+        if earlier is not None:
+            # the same images warm-started from the same champion: a second click on the
+            # button, or an alert's action after a person's retrain, would train it again
+            state = ", ".join(earlier.aliases) or "in no environment"
+            raise StateError(
+                f"{earlier.ref} was already trained on {report.version.ref} warm-started from "
+                f"{champion.ref} (registered {earlier.created_at:%Y-%m-%d %H:%M} UTC, now "
+                f"{state}): a retrain would train the same again. Approve or reject "
+                f"{earlier.ref}, or send the true labels of more predictions first"
             )
         if options is None:  # the champion's own settings, one trial: a refresh, not a new search
             params = registry.read_json(champion, METADATA).get("params", {})
