@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import types
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 CONFIG_NAME = "kennel.yaml"
 STATE_DIR = ".kennel"
+
+T = TypeVar("T")
+
+
+def checked(value: T, problem: str | None) -> T:
+    """``value``, or the ValueError that makes pydantic name ``problem`` against its field (a
+    validator's ending, where a ``*_problem`` function says what is wrong)."""
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 class _Strict(BaseModel):

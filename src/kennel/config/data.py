@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from kennel.config._base import STATE_DIR, _Strict
+from kennel.config._base import STATE_DIR, _Strict, checked
 
 
 class StoreConfig(_Strict):
@@ -21,10 +21,7 @@ class StoreConfig(_Strict):
     @field_validator("artifacts_url")
     @classmethod
     def _s3_shape(cls, url: str) -> str:
-        problem = s3_url_problem(url)
-        if problem:
-            raise ValueError(problem)
-        return url
+        return checked(url, s3_url_problem(url))
 
 
 def s3_credentials_problem(url: str) -> str | None:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from kennel.config._base import _Strict
+from kennel.config._base import _Strict, checked
 from kennel.errors import ConfigError, did_you_mean
 
 Action = Literal["log", "webhook", "email", "rollback", "retrain"]
@@ -172,10 +172,7 @@ class TelemetryConfig(_Strict):
     @field_validator("topic")
     @classmethod
     def _topic_levels(cls, topic: str) -> str:
-        problem = topic_problem(topic)
-        if problem:
-            raise ValueError(problem)
-        return topic
+        return checked(topic, topic_problem(topic))
 
 
 class MonitorConfig(_Strict):
@@ -206,12 +203,8 @@ class MonitorConfig(_Strict):
     @field_validator("webhook_url")
     @classmethod
     def _an_http_url(cls, url: str) -> str:
-        if not url:
-            return url
-        problem = webhook_problem(url)
-        if problem:  # said when kennel.yaml is read, not when an alert fires months later
-            raise ValueError(problem)
-        return url
+        # said when kennel.yaml is read, not when an alert fires months later
+        return checked(url, webhook_problem(url) if url else None)
 
     @field_validator("window")
     @classmethod

@@ -35,6 +35,7 @@ from kennel.db.anchor import AnchorConflict as AnchorConflict
 from kennel.db.anchor import AnchorStore as AnchorStore
 from kennel.db.anchor import AnchorTaken as AnchorTaken
 from kennel.db.anchor import AuditAnchor as AuditAnchor
+from kennel.db.audit_rows import AuditEntry as AuditEntry
 from kennel.db.audit_rows import StoredEntry, StoredSelect, read, select_stored
 from kennel.db.audit_state import mismatch
 from kennel.db.schema import AuditRow
@@ -180,16 +181,6 @@ def broken_link(row: AuditRow | StoredEntry, expected_seq: int, prev: str) -> st
     if digest != row.hash:
         return f"entry {row.seq} was altered after it was written"
     return None
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    seq: int
-    at: datetime
-    actor: str
-    action: str
-    subject: str
-    details: dict[str, Any]
 
 
 @dataclass(frozen=True)

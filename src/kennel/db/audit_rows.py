@@ -22,13 +22,21 @@ _SHOWN = 120  # characters of an unreadable value quoted back
 
 
 @dataclass(frozen=True)
-class StoredEntry:
+class AuditEntry:
+    """One entry of the trail as every list of entries shows it."""
+
     seq: int
     at: datetime
     actor: str
     action: str
     subject: str
     details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredEntry(AuditEntry):
+    """An entry with its links, as ``read`` found it in its row."""
+
     prev_hash: str
     hash: str
     unreadable: str | None = None  # what of the row cannot be read, when something cannot

@@ -125,13 +125,21 @@ def _certifications(s: Session, by: Entries) -> Iterator[str]:
     yield from _in_order("certifications", held, logged)
 
 
+def _truth(value: Any) -> bool | str:
+    """A stored or logged flag: SQLite hands back 1/0 (or, edited, anything, said as text)."""
+    if value is True or value in (1, "1"):
+        return True
+    if value is False or value in (0, "0"):
+        return False
+    return f"unreadable {value!r}"
+
+
 def _verdict(passed: Any) -> str:
-    """A stored or logged pass, as one word: SQLite hands back 1/0 (or, edited, anything)."""
-    if passed is True or passed in (1, "1"):
-        return "passed"
-    if passed is False or passed in (0, "0"):
-        return "failed"
-    return f"unreadable {passed!r}"
+    """A stored or logged pass, as one word."""
+    truth = _truth(passed)
+    if isinstance(truth, str):
+        return truth
+    return "passed" if truth else "failed"
 
 
 def _versions(s: Session, by: Entries) -> Iterator[str]:
@@ -230,5 +238,5 @@ def _tokens(s: Session, by: Entries) -> Iterator[str]:
         fingerprint = logged.get("fingerprint")
         if fingerprint is not None and fingerprint != token_fingerprint(str(digest)):
             yield f"token {token_id}'s secret was swapped in the database directly"
-        if token_id in revoked and _verdict(is_revoked) != "passed":  # "passed": true
+        if token_id in revoked and _truth(is_revoked) is not True:
             yield f"token {token_id} was revoked, and made live again in the database directly"
