@@ -234,6 +234,19 @@ def test_sigterm_mid_epoch_marks_the_run_interrupted_then_resume(
         assert (project.root / ".kennel" / "runs" / run.id / CHECKPOINT).is_file()
     finally:
         ws.close()
+    # a damaged checkpoint (one byte of its weights changed) is refused in one error line, exit 8,
+    # before anything of it is used; the run stays resumable once its bytes are put back
+    checkpoint = project.root / ".kennel" / "runs" / run.id / CHECKPOINT
+    kept = checkpoint.read_bytes()
+    damaged = bytearray(kept)
+    damaged[len(kept) // 2] ^= 0x01
+    checkpoint.write_bytes(bytes(damaged))
+    refused = runner.invoke(app, ["train", "-d", "mini", "--resume", "-C", str(project.root)])
+    assert refused.exit_code == 8, refused.output
+    last = refused.output.strip().splitlines()[-1]
+    assert last.startswith(f"error: run {run.id}'s checkpoint is damaged (its bytes do not")
+    assert "Traceback" not in refused.output
+    checkpoint.write_bytes(kept)
     _resumes_to_the_end(project)
 
 

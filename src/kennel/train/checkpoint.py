@@ -2,29 +2,95 @@
 (by rank 0, its bytes sent to every rank) when a killed run resumes. It holds the model,
 optimiser, schedule, history, best model and every rank's random state, so a resumed run with
 the same number of processes goes on exactly as if it had never stopped. Loaded with
-``weights_only=True``: tensors and plain values, never arbitrary objects."""
+``weights_only=True``: tensors and plain values, never arbitrary objects.
+
+The file starts with a line naming the sha256 of the rest (written with it, in one atomic
+replace): a checkpoint damaged on disk or edited by hand is refused before anything of it is
+used (IntegrityError), where it resumed into a different model or failed deep in torch. The
+hash finds damage, not a forger who can write the project folder (who could write its
+database as well)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from kennel.errors import IntegrityError
+from kennel.retry import first_line
 from kennel.train.parallel import Parallel
+from kennel.train.results import EpochStats
 
 CHECKPOINT = "checkpoint.pt"
 
 
+MAGIC = b"kennel-checkpoint sha256:"
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    body = buffer.getbuffer()
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    with open(tmp, "rb") as handle:
+    with open(tmp, "wb") as handle:
+        handle.write(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n")
+        handle.write(body)
+        handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def _checked(data: bytes, path: Path) -> bytes:
+    """The torch bytes of a checkpoint file, after its hash line is checked (a file written
+    before checkpoints carried one is taken as it is)."""
+    if not data.startswith(MAGIC):
+        if data.startswith(b"PK"):  # torch's own format, as kennel wrote it before
+            return data
+        raise IntegrityError(_damaged(path, "it is no kennel checkpoint"))
+    line, _, body = data.partition(b"\n")
+    if hashlib.sha256(body).hexdigest().encode() != line[len(MAGIC) :]:
+        raise IntegrityError(_damaged(path, "its bytes do not match the hash written with it"))
+    return body
+
+
+def restore(
+    saved: dict[str, Any],
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    order: torch.Generator,
+    rng: Randomness,
+) -> tuple[list[EpochStats], dict[str, Any], dict[str, Any], int, int]:
+    """The checkpoint ``saved`` (read from ``path``) put back into the run's model, optimiser,
+    schedule and generators; its history, best epoch, best model, epochs without improvement
+    and the epoch to start at. What does not fit the run (a key, a shape, a random state) is
+    an IntegrityError, not a traceback."""
+    try:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        order.set_state(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        rng.restore(saved.get("ranks", []))
+        history = [EpochStats(**h) for h in saved["history"]]
+        return history, saved["best"], saved["best_model"], saved["bad_epochs"], saved["epoch"] + 1
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        unfit = f"it does not fit the run: {first_line(exc)}"
+        raise IntegrityError(_damaged(path, unfit)) from exc
+
+
+def _damaged(path: Path, why: str) -> str:
+    return (
+        f"run {path.parent.name}'s checkpoint is damaged ({why}): put its bytes back and "
+        "resume, or train without --resume to start a new run"
+    )
 
 
 @dataclass
@@ -62,7 +128,11 @@ def load_checkpoint(path: Path, par: Parallel) -> dict[str, Any] | None:
     data = par.broadcast_bytes(path.read_bytes() if par.leader and path.is_file() else None)
     if not data:
         return None
-    saved: dict[str, Any] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    body = _checked(data, path)
+    try:
+        saved: dict[str, Any] = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise IntegrityError(_damaged(path, first_line(exc))) from exc
     return saved
 
 

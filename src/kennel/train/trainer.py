@@ -38,7 +38,13 @@ from kennel.errors import ConfigError, TrainingError
 from kennel.progress import Event, Progress, silent
 from kennel.train import features, probe
 from kennel.train.augment import LETTERBOX_SHARE, Prefetcher, augment, to_input
-from kennel.train.checkpoint import CHECKPOINT, Randomness, load_checkpoint, save_checkpoint
+from kennel.train.checkpoint import (
+    CHECKPOINT,
+    Randomness,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+)
 from kennel.train.data import ImageSet, balanced_weights, column
 from kennel.train.embeddings import predict as predict_onnx
 from kennel.train.features import EVAL_BATCH, Tail
@@ -171,16 +177,10 @@ class Trainer:
         bad_epochs, start = 0, 1
         checkpoint = self.run_dir / CHECKPOINT
         saved = load_checkpoint(checkpoint, par) if resume else None
-        if saved is not None:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            order.set_state(saved["rng"])
-            torch.set_rng_state(saved["torch_rng"])
-            rng.restore(saved.get("ranks", []))  # each rank goes on where it stopped
-            history = [EpochStats(**h) for h in saved["history"]]
-            best, best_state, bad_epochs = saved["best"], saved["best_model"], saved["bad_epochs"]
-            start = saved["epoch"] + 1
+        if saved is not None:  # each rank goes on where it stopped
+            history, best, best_state, bad_epochs, start = restore(
+                saved, checkpoint, model, optimizer, scheduler, order, rng
+            )
         # DDP averages gradients over the ranks in backward (and starts every rank from rank
         # 0's weights); a single process steps the module itself
         stepped: nn.Module = trainable

@@ -14,7 +14,7 @@ from typing import Any
 
 from kennel.config import TrainConfig
 from kennel.datasets.versioning import DatasetVersion
-from kennel.errors import ConfigError, NotFoundError, StateError
+from kennel.errors import ConfigError, IntegrityError, NotFoundError, StateError
 from kennel.fsutil import is_locked, try_lock
 from kennel.package import bundle
 from kennel.pipeline.options import BuildOptions
@@ -270,12 +270,12 @@ def start_run(
 @contextmanager
 def failed_unless_done(tracker: RunTracker, run_id: str) -> Iterator[None]:
     """Mark the run ``failed`` if what this wraps raises, ``interrupted`` if it is stopped
-    (Ctrl-C, or SIGTERM turned into one by the command line), then let that go on. An
-    interrupted run, and one a killed process left ``running``, is what ``--resume`` continues
-    from its checkpoint."""
+    (Ctrl-C, or SIGTERM turned into one by the command line) or finds its checkpoint or images
+    damaged, then let that go on. An interrupted run, and one a killed process left
+    ``running``, is what ``--resume`` continues from its checkpoint."""
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, IntegrityError):  # bytes put back, it can go on
         tracker.finish(run_id, "interrupted")
         raise
     except BaseException:
