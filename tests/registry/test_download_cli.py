@@ -72,3 +72,29 @@ def test_failed_download_leaves_no_partial_file(workspace: Workspace, tmp_path: 
     assert (out / "bundle" / "model.onnx").read_bytes() == b"two" * 99
     assert (out / "bundle" / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in out.iterdir()) == ["bundle"]
+
+
+def test_a_folder_where_a_file_goes_is_refused_before_anything_moves(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """--force into a folder whose model.onnx is a folder: one line, exit 2, and not one of
+    the bundle's files moved in (the metadata and card were, beside an error from the move).
+    A DEST that is a link to an empty folder gets the bundle in that folder."""
+    ws = workspace
+    _register(ws, "one")
+    out = tmp_path / "out"
+    dest = out / "dest"
+    (dest / "model.onnx" / "inner").mkdir(parents=True)
+    code, text = _download(ws, "pets@1", dest, "--force")
+    assert code == 2, text
+    assert text.startswith("error: cannot download into") and "model.onnx is not a plain" in text
+    assert sorted(p.name for p in dest.iterdir()) == ["model.onnx"]  # nothing moved in
+    assert sorted(p.name for p in out.iterdir()) == ["dest"]  # no temporary folder
+
+    real = out / "real"
+    real.mkdir()
+    (out / "link").symlink_to(real)
+    code, text = _download(ws, "pets@1", out / "link")
+    assert code == 0, text
+    assert sorted(p.name for p in real.iterdir()) == ["kennel-model.json", "model.onnx"]
+    assert (out / "link").is_symlink()

@@ -194,11 +194,14 @@ class ModelRegistry:
         names = [check_key(filename) for filename in sorted(model.files)]
         if dest.exists() and not dest.is_dir():
             raise ConfigError(f"cannot download into {dest}: it exists and is not a folder")
+        if dest.is_symlink():  # the folder it names: the bundle is put together beside that
+            dest = dest.resolve()
         if not overwrite and dest.is_dir() and any(dest.iterdir()):
             raise AlreadyExistsError(
                 f"cannot download into {dest}: the folder is not empty (its files of the same "
                 "name would be replaced); give a new or empty folder, or overwrite (--force)"
             )
+        _replaceable(dest, names)  # before the first file moves: all of them or none
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
@@ -221,3 +224,22 @@ class ModelRegistry:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return model, [dest / name for name in names]
+
+
+def _replaceable(dest: Path, names: list[str]) -> None:
+    """ConfigError unless each of ``names`` can be put at its place under ``dest``: no folder
+    (or anything but a file) where a file goes, no file where its folders go."""
+    for name in names:
+        target = dest / name
+        for folder in reversed(target.parents):
+            inside = folder.is_relative_to(dest) and folder != dest
+            if inside and (folder.is_symlink() or (folder.exists() and not folder.is_dir())):
+                raise ConfigError(
+                    f"cannot download into {dest}: {folder} is not a folder of its own, where "
+                    f"the bundle's {name} goes"
+                )
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            raise ConfigError(
+                f"cannot download into {dest}: {target} is not a plain file the bundle's "
+                f"{name} may replace"
+            )
