@@ -50,8 +50,11 @@ def test_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
         (["data", "show", "ghost", "-C", root], 3, "no versions"),
         (["data", "list", "ghost", "-C", root], 3, "no versions"),  # was an empty table, exit 0
         (["data", "list", "ghost@v1", "-C", root], 2, "invalid dataset name"),  # a ref, no name
-        (["data", "show", "ghost@f79", "-C", root], 3, "at least 4 hex digits"),
-        (["data", "show", "ghost@", "-C", root], 3, "no version after '@'"),  # was the latest
+        # a malformed ref is bad input (exit 2), as a model ref's is, not a missing version
+        (["data", "show", "ghost@f79", "-C", root], 2, "at least 4 hex digits"),
+        (["data", "show", "ghost@", "-C", root], 2, "no version after '@'"),  # was the latest
+        (["data", "show", "ghost@vx", "-C", root], 2, "bad version 'vx'"),
+        (["data", "show", "ghost@v1@v2", "-C", root], 2, "bad version 'v1@v2'"),
         (["data", "ingest", str(tmp_path / "missing"), "-d", "x", "-C", root], 6, "does not exist"),
         (
             ["data", "ingest", str(tmp_path), "-d", "x", "--layout", "odd", "-C", root],

@@ -106,8 +106,8 @@ class DatasetCatalog:
         """``NAME``, ``NAME@latest``, ``NAME@v3`` (sequence) or ``NAME@<id prefix>`` (>= 4 hex)."""
         name, at, version = ref.partition("@")
         check_name(name)
-        if at and not version:
-            raise NotFoundError(
+        if at and not version:  # malformed: bad input (exit 2), as a model ref's is
+            raise ConfigError(
                 f"no version after '@' in {ref!r}: use {name}, {name}@latest, {name}@vN or "
                 f"{name}@<id prefix of at least 4 hex digits>"
             )
@@ -126,7 +126,7 @@ class DatasetCatalog:
         elif re.fullmatch(r"[0-9a-fA-F]{4,64}", version):  # as copied from anywhere
             matches = self.store.with_id_prefix(name, version.lower())
         else:
-            raise NotFoundError(
+            raise ConfigError(
                 f"bad version {version!r} in {ref!r}: use vN, latest, or an id prefix of at "
                 "least 4 hex digits"
             )
