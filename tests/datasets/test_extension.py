@@ -305,3 +305,47 @@ def test_near_duplicates_in_two_splits_are_counted_and_sampled() -> None:
     whole = SplitConfig(test=0.0, validation=0.0, seed=7)
     one = extend(SCHEMA.empty_table(), candidates_table(offered), split=whole, near_distance=4)
     assert one.near_pairs and one.across_splits == []
+
+
+def _all_pairs(rows: list[Row]) -> tuple[int, int]:
+    """Every near pair of ``rows`` (their bytes not the same, hashes within 4 bits), and how
+    many of them lie in two splits."""
+    pairs = [
+        (a, b)
+        for a, b in itertools.combinations(rows, 2)
+        if a.sha256 != b.sha256 and bin(int(a.phash, 16) ^ int(b.phash, 16)).count("1") <= 4
+    ]
+    return len(pairs), sum(a.split != b.split for a, b in pairs)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_childs_summary_counts_every_near_pair_it_holds(seed: int) -> None:
+    """Given the parent's summary, an appended version counts the parent's near pairs (and
+    those across splits) with its new ones: the leakage warning does not vanish on the next
+    append. Where a file was rewritten (a parent row dropped), every pair is searched again."""
+    rng = np.random.default_rng(300 + seed)
+    contents = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(200)]
+    first = offers(rng, 150, contents)
+    root = extend(SCHEMA.empty_table(), candidates_table(first), split=SPLIT, near_distance=4)
+    summary = root.duplicates_summary()
+    rows = [Row(**r) for r in root.table.to_pylist()]
+    assert (summary["near_duplicate_pairs"], summary["near_duplicates_across_splits"]) == (
+        _all_pairs(rows)
+    )
+    offered = offers(rng, 60, contents)
+    if seed % 2:  # a file of the parent rewritten with other bytes
+        kept = {c.uri for c in offered}
+        old = next(r for r in rows if r.uri not in kept)
+        other = next(c for c in contents if c != old.sha256)
+        offered.append(Candidate(old.uri, other, old.label, offered[0].item, {}))
+    child = extend(
+        root.table, candidates_table(offered), split=SPLIT, near_distance=4, earlier=summary
+    )
+    assert bool(child.replaced) == bool(seed % 2)
+    said = child.duplicates_summary()
+    rows = [Row(**r) for r in child.table.to_pylist()]
+    assert (said["near_duplicate_pairs"], said["near_duplicates_across_splits"]) == (
+        _all_pairs(rows)
+    )
+    assert said["near_duplicate_pairs"] >= summary["near_duplicate_pairs"] or child.replaced
+    assert len(said["near_duplicates_sample"]) == min(20, said["near_duplicate_pairs"])

@@ -30,7 +30,7 @@ def _bands(distance: int) -> list[tuple[int, int]]:
 
 def near_pairs(
     hashes: Sequence[str],
-    new: Sequence[bool],
+    new: Sequence[bool] | np.ndarray,
     *,
     distance: int,
     max_pairs: int = 100_000,

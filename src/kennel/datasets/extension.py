@@ -60,19 +60,25 @@ class Extension:
     # the uris whose parent row was dropped: the file there was rewritten with other bytes
     # (then the child is no longer its parent's rows plus ``new_rows``)
     replaced: list[str] = field(default_factory=list)
+    # the parent's near pairs (all of them, across splits), counted and sampled in its
+    # summary, when ``near_pairs`` holds only those with a new row (``extend``'s ``earlier``)
+    carried: tuple[int, list[Any], int, list[Any]] = (0, [], 0, [])
 
     def duplicates_summary(self) -> dict[str, Any]:
         """What a version's summary says of its duplicates and rewritten files (samples of at
-        most 20)."""
+        most 20): the near pairs of the whole version, the new ones first."""
+        near, near_sample, across, across_sample = self.carried
         return {
             "replaced": len(self.replaced),
             "replaced_sample": self.replaced[:20],
             "exact_duplicate_groups": len(self.exact_groups),
             "exact_duplicates_sample": self.exact_groups[:20],
-            "near_duplicate_pairs": len(self.near_pairs),
-            "near_duplicates_sample": [list(p) for p in self.near_pairs[:20]],
-            "near_duplicates_across_splits": len(self.across_splits),
-            "near_duplicates_across_splits_sample": [list(p) for p in self.across_splits[:20]],
+            "near_duplicate_pairs": len(self.near_pairs) + near,
+            "near_duplicates_sample": ([list(p) for p in self.near_pairs] + near_sample)[:20],
+            "near_duplicates_across_splits": len(self.across_splits) + across,
+            "near_duplicates_across_splits_sample": (
+                [list(p) for p in self.across_splits] + across_sample
+            )[:20],
         }
 
 
@@ -105,6 +111,7 @@ def extend(
     near_distance: int,
     parent_unique: bool = False,
     refused: Sequence[tuple[str, str]] = (),
+    earlier: Mapping[str, Any] | None = None,
 ) -> Extension:
     """The child of ``parent`` (a manifest table) holding every candidate (a table from
     ``offered``) whose content is new to it. A candidate whose bytes the parent holds under its
@@ -115,7 +122,10 @@ def extend(
     1 % append). A file rewritten in place (a parent's row has its uri and other bytes) is
     what its uri holds now: that parent row is left out of the child, and its new bytes take
     its place even where another file holds them already (a copy); so is one whose new bytes
-    were ``refused`` (uri, sha256: read this time and quarantined)."""
+    were ``refused`` (uri, sha256: read this time and quarantined). Near pairs are searched
+    among pairs with a new row; given ``earlier``, the parent's summary, the child's count the
+    parent's with them (its rows are not searched again), or, when a row of the parent was
+    dropped, every pair of the child is searched."""
     offer = candidates.sort_by([("uri", "ascending")])
     parent, replaced, moved = _without_rewritten(parent, offer, refused)
     rewritten = set(replaced)
@@ -194,8 +204,11 @@ def extend(
         # each row's content among them (-1: held by no other row): copies are no near pair
         copies = pc.index_in(sha256, value_set=shared).fill_null(-1).to_numpy()
         groups = uris_of(sha256, uri, shared)
+    carried = _carried(earlier) if earlier is not None and not replaced else None
+    whole = earlier is not None and bool(replaced)  # the parent's pairs are not all the child's
+    searched = np.ones(len(is_new), dtype=bool) if whole else is_new
     pairs = dedupe.near_pairs(
-        child["phash"].to_pylist(), is_new, distance=near_distance, copies=copies
+        child["phash"].to_pylist(), searched, distance=near_distance, copies=copies
     )
     split_of_row = contiguous(child["split"]).to_numpy(zero_copy_only=False)
     across = [p for p in pairs if split_of_row[p[0]] != split_of_row[p[1]]]
@@ -209,6 +222,17 @@ def extend(
         new_rows=np.flatnonzero(is_new),
         across_splits=_named(uri, across),
         replaced=replaced,
+        carried=carried or (0, [], 0, []),
+    )
+
+
+def _carried(summary: Mapping[str, Any]) -> tuple[int, list[Any], int, list[Any]]:
+    """The near pairs a version's ``summary`` counts and samples (none in an older one)."""
+    return (
+        int(summary.get("near_duplicate_pairs", 0)),
+        list(summary.get("near_duplicates_sample", [])),
+        int(summary.get("near_duplicates_across_splits", 0)),
+        list(summary.get("near_duplicates_across_splits_sample", [])),
     )
 
 

@@ -368,7 +368,6 @@ class Ingestor:
         """The child of ``parent`` with the run's new files and its summary; conflicting files
         are quarantined, and a first run whose files are all quarantined fails (SourceError).
         ``held``: files not recorded because the parent holds them unchanged."""
-        skipped = listing.skipped
         ext = extend(
             self.catalog.table(parent) if parent else SCHEMA.empty_table(),
             candidates,
@@ -376,6 +375,7 @@ class Ingestor:
             near_distance=self.data.near_duplicate_distance,
             parent_unique=parent is None or contents_unique(parent),
             refused=self.store.digests(run_id, QUARANTINED) if parent else (),
+            earlier=parent.summary if parent else None,
         )
         bad = [(r.uri, r.reason) for r in self.store.mark(run_id, ext.conflicts, QUARANTINED)]
         quarantined = Counter(reason_kind(reason or "") for _uri, reason in bad)
@@ -389,7 +389,7 @@ class Ingestor:
             "already_present": ext.already_present + held,
             "quarantined": dict(sorted(quarantined.items())),
             "quarantine_sample": [[u, r or ""] for u, r in bad[:50]],
-            "skipped": skipped,
+            "skipped": listing.skipped,
             **ext.duplicates_summary(),
         }
         return ext, summary
