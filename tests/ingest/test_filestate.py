@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kennel.errors import SourceError
 from kennel.ingest import filestate
 from kennel.ingest.run import IngestReport
 from kennel.storage import sha256_hex
@@ -125,7 +126,11 @@ def test_a_rewrite_is_what_a_fresh_ingest_of_the_folder_gives(
     (lake / "dog" / "004.jpg").write_bytes(b"x" * 300_000)  # over max_file_bytes: never hashed
     report = _ingest(ws, lake)
     rows = {r.uri: r for r in ws.catalog.rows(report.version)}
-    assert (report.replaced, report.exact_duplicate_groups, len(rows)) == (3, 1, 6)
+    assert (report.replaced, report.withdrawn, report.exact_duplicate_groups) == (1, 2, 1)
+    assert len(rows) == 6 and report.version.summary["withdrawn_sample"] == [
+        str(lake / "dog" / "002.jpg"),
+        str(lake / "dog" / "004.jpg"),
+    ]
     assert str(lake / "dog" / "002.jpg") not in rows and str(lake / "dog" / "004.jpg") not in rows
     copy, original = rows[str(lake / "cat" / "001.jpg")], rows[str(lake / "cat" / "003.jpg")]
     assert copy.sha256 == original.sha256 and copy.split == original.split  # never straddles
@@ -184,14 +189,25 @@ def test_files_changed_just_before_the_stat_and_symlinks_are_read(
     assert keys == {}
 
 
-def test_a_file_the_limits_now_refuse_is_read_and_quarantined(
+def test_a_file_the_limits_now_refuse_is_read_quarantined_and_withdrawn(
     tmp_path: Path, settled: None, opened: Callable[..., Workspace]
 ) -> None:
+    """Files the rules refuse now (a larger minimum side) leave the new version, as a fresh
+    ingest under those rules would leave them out: their bytes are the parent's, yet the
+    report said "unchanged" and kept them. All of them refused: no version at all."""
     lake = _lake(tmp_path / "lake", 4)
-    _ingest(opened(tmp_path / "proj", workers=1), lake)
+    big = np.random.default_rng(9).integers(0, 256, (150, 150, 3), dtype=np.uint8)
+    Image.fromarray(big).save(lake / "cat" / "big.png")
+    first = _ingest(opened(tmp_path / "proj", workers=1), lake)
     stricter = opened(tmp_path / "proj", workers=1, min_side=100)
     report = _ingest(stricter, lake)
-    assert (report.processed, report.reused, report.quarantined) == (4, 0, {"too small": 4})
+    assert (report.processed, report.reused, report.quarantined) == (4, 1, {"too small": 4})
+    assert (report.created, report.withdrawn, report.replaced) == (True, 4, 0)
+    assert [r.uri for r in stricter.catalog.rows(report.version)] == [str(lake / "cat" / "big.png")]
+    assert first.version.n_rows == 5  # the parent is as it was
+    strictest = opened(tmp_path / "proj", workers=1, min_side=200)
+    with pytest.raises(SourceError, match="quarantined"):
+        _ingest(strictest, lake)
 
 
 def test_a_state_is_only_good_for_the_content_store_its_bytes_went_to(
@@ -284,3 +300,16 @@ def test_a_pool_starts_only_for_files_that_are_read(
     (lake / "cat" / "new.jpg").write_bytes(_jpeg(10_000, 0))
     again = ingest()
     assert (again.processed, again.added) == (1, 1) and len(started) == 1
+
+
+def test_a_label_the_rules_no_longer_take_is_withdrawn_not_called_rewritten(
+    tmp_path: Path, settled: None, opened: Callable[..., Workspace]
+) -> None:
+    lake = _lake(tmp_path / "lake", 6)
+    _ingest(opened(tmp_path / "proj", workers=1), lake)
+    cats_only = opened(tmp_path / "proj", workers=1, labels=["cat"])
+    report = _ingest(cats_only, lake)
+    dogs = sorted(str(p) for p in (lake / "dog").iterdir())
+    assert (report.replaced, report.withdrawn, sum(report.quarantined.values())) == (0, 3, 3)
+    assert report.version.summary["withdrawn_sample"] == dogs
+    assert {r.label for r in cats_only.catalog.rows(report.version)} == {"cat"}

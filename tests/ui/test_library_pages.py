@@ -260,7 +260,7 @@ def test_model_pages_show_the_report_lineage_and_a_verified_bundle(
 
 
 BAD = [
-    ("/datasets/nope", 404), ("/datasets/park/v99", 404), ("/datasets/park/zz", 404),
+    ("/datasets/nope", 404), ("/datasets/park/v99", 404), ("/datasets/park/zz", 400),
     ("/datasets/bad%20name/v1", 400), ("/datasets/park/v1?split=sideways", 400),
     ("/datasets/park/v1?slice=nocolumn%3Dx", 400), ("/datasets/park/v1?slice=x", 400),
     ("/datasets/park/v1?page=0", 400), ("/datasets/park/v1?page=abc", 400),

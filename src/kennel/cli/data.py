@@ -106,6 +106,7 @@ def _print_report(r: IngestReport) -> None:
     console.print(
         f"files {r.files}  added {r.added}  already present {r.already_present}  "
         + (f"replaced (rewritten in place) {r.replaced}  " if r.replaced else "")
+        + (f"withdrawn (quarantined this time) {r.withdrawn}  " if r.withdrawn else "")
         + f"quarantined {sum(r.quarantined.values())}  ignored (not images) {r.ignored}  "
         f"skipped {sum(r.skipped.values())}"
     )
@@ -202,6 +203,10 @@ def show(
         console.print(f"replaced (rewritten in place since the parent) {s['replaced']}")
         for uri in s.get("replaced_sample", [])[:10]:
             console.print(f"  rewritten: {shown(uri)}", markup=False)
+    if s.get("withdrawn"):  # the rows of the parent's files its ingest quarantined
+        console.print(f"withdrawn (quarantined by the ingest that made it) {s['withdrawn']}")
+        for uri in s.get("withdrawn_sample", [])[:10]:
+            console.print(f"  withdrawn: {shown(uri)}", markup=False)
     _warn_across(s.get("near_duplicates_across_splits", 0))
     for a, b, bits in s.get("near_duplicates_across_splits_sample", [])[:10]:
         console.print(f"  in two splits ({bits} bits apart): {shown(a)}, {shown(b)}", markup=False)

@@ -57,9 +57,13 @@ class Extension:
     # of ``near_pairs``, those whose two pictures are in different splits: a test or
     # validation picture nearly the same as one trained on flatters the model's scores
     across_splits: list[tuple[str, str, int]] = field(default_factory=list)
-    # the uris whose parent row was dropped: the file there was rewritten with other bytes
-    # (then the child is no longer its parent's rows plus ``new_rows``)
+    # the uris whose parent row was dropped: the file there was rewritten with other bytes,
+    # or read this time and quarantined (then the child is no longer its parent's rows plus
+    # ``new_rows``)
     replaced: list[str] = field(default_factory=list)
+    # of ``replaced``, those quarantined this time (unreadable now, or refused by the rules as
+    # they are now: a narrower label list, a larger minimum side)
+    withdrawn: list[str] = field(default_factory=list)
     # the parent's near pairs (all of them, across splits), counted and sampled in its
     # summary, when ``near_pairs`` holds only those with a new row (``extend``'s ``earlier``)
     carried: tuple[int, list[Any], int, list[Any]] = (0, [], 0, [])
@@ -68,9 +72,13 @@ class Extension:
         """What a version's summary says of its duplicates and rewritten files (samples of at
         most 20): the near pairs of the whole version, the new ones first."""
         near, near_sample, across, across_sample = self.carried
+        gone = set(self.withdrawn)
+        rewritten = [u for u in self.replaced if u not in gone]
         return {
-            "replaced": len(self.replaced),
-            "replaced_sample": self.replaced[:20],
+            "replaced": len(rewritten),
+            "replaced_sample": rewritten[:20],
+            "withdrawn": len(self.withdrawn),
+            "withdrawn_sample": self.withdrawn[:20],
             "exact_duplicate_groups": len(self.exact_groups),
             "exact_duplicates_sample": self.exact_groups[:20],
             "near_duplicate_pairs": len(self.near_pairs) + near,
@@ -121,13 +129,13 @@ def extend(
     contents are not counted again (two hash passes over 100,000 sha256 values, a tenth of a
     1 % append). A file rewritten in place (a parent's row has its uri and other bytes) is
     what its uri holds now: that parent row is left out of the child, and its new bytes take
-    its place even where another file holds them already (a copy); so is one whose new bytes
-    were ``refused`` (uri, sha256: read this time and quarantined). Near pairs are searched
-    among pairs with a new row; given ``earlier``, the parent's summary, the child's count the
-    parent's with them (its rows are not searched again), or, when a row of the parent was
-    dropped, every pair of the child is searched."""
+    its place even where another file holds them already (a copy); a file ``refused`` this
+    time (uri, sha256: read and quarantined) loses its row, whatever its bytes. Near pairs
+    are searched among pairs with a new row; given ``earlier``, the parent's summary, the
+    child's count the parent's with them (its rows are not searched again), or, when a row
+    of the parent was dropped, every pair of the child is searched."""
     offer = candidates.sort_by([("uri", "ascending")])
-    parent, replaced, moved = _without_rewritten(parent, offer, refused)
+    parent, replaced, moved, withdrawn = _without_rewritten(parent, offer, refused)
     rewritten = set(replaced)
     uris, shas = offer["uri"].to_pylist(), contiguous(offer["sha256"])
     labels = offer["label"].to_pylist()
@@ -222,6 +230,7 @@ def extend(
         new_rows=np.flatnonzero(is_new),
         across_splits=_named(uri, across),
         replaced=replaced,
+        withdrawn=withdrawn,
         carried=carried or (0, [], 0, []),
     )
 
@@ -238,11 +247,12 @@ def _carried(summary: Mapping[str, Any]) -> tuple[int, list[Any], int, list[Any]
 
 def _without_rewritten(
     parent: pa.Table, offer: pa.Table, refused: Sequence[tuple[str, str]] = ()
-) -> tuple[pa.Table, list[str], dict[str, str]]:
-    """``parent`` without the rows whose uri is offered (or was refused: "" for bytes never
-    hashed) with other bytes, their uris, and the split each of their contents had."""
+) -> tuple[pa.Table, list[str], dict[str, str], list[str]]:
+    """``parent`` without the rows whose uri is offered with other bytes or was refused this
+    time ("" for bytes never hashed), their uris, the split each of their contents had, and
+    of those uris the refused ones."""
     if not parent.num_rows or not (offer.num_rows or refused):
-        return parent, [], {}
+        return parent, [], {}, []
     now_uris = pa.concat_arrays(
         [contiguous(offer["uri"]), pa.array([u for u, _ in refused], pa.string())]
     )
@@ -253,18 +263,22 @@ def _without_rewritten(
     found = pc.index_in(their_uris, value_set=now_uris).fill_null(-1).to_numpy()
     hit = np.flatnonzero(found >= 0)
     if not len(hit):
-        return parent, [], {}
+        return parent, [], {}, []
     theirs = their_shas.take(pa.array(hit))
     ours = now_shas.take(pa.array(found[hit]))
-    stale = hit[np.asarray(pc.not_equal(theirs, ours).to_numpy(zero_copy_only=False), bool)]
+    differ = np.asarray(pc.not_equal(theirs, ours).to_numpy(zero_copy_only=False), bool)
+    refused_now = found[hit] >= offer.num_rows  # same bytes or not: the rules refuse it now
+    stale = hit[differ | refused_now]
     if not len(stale):
-        return parent, [], {}
+        return parent, [], {}, []
     keep = np.ones(parent.num_rows, dtype=bool)
     keep[stale] = False
     uris = their_uris.take(pa.array(stale)).to_pylist()
     shas = their_shas.take(pa.array(stale)).to_pylist()
     split = contiguous(parent["split"]).take(pa.array(stale)).to_pylist()
-    return parent.filter(pa.array(keep)), sorted(set(uris)), dict(zip(shas, split, strict=True))
+    withdrawn = sorted(set(their_uris.take(pa.array(hit[refused_now])).to_pylist()))
+    kept = parent.filter(pa.array(keep))
+    return kept, sorted(set(uris)), dict(zip(shas, split, strict=True)), withdrawn
 
 
 def _units(parent: pa.Table, *, unique: bool = False) -> dict[str, dict[str, int]]:

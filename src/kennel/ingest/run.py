@@ -69,6 +69,7 @@ class IngestReport:
     added: int
     already_present: int
     replaced: int  # rewritten in place: the parent's rows for their uris left out
+    withdrawn: int  # the parent's files quarantined this time: their rows left out too
     quarantined: dict[str, int]
     quarantine_sample: list[tuple[str, str]]
     ignored: int
@@ -87,6 +88,11 @@ class IngestReport:
         data["version"] = self.version.as_dict()
         data["images_per_second"] = round(self.images_per_second, 1)
         return data
+
+
+# what a report gives of its version's summary as it is
+_COUNTED = ("added", "already_present", "replaced", "withdrawn", "quarantined")
+_PAIRS = ("exact_duplicate_groups", "near_duplicate_pairs", "near_duplicates_across_splits")
 
 
 def reason_kind(reason: str) -> str:
@@ -253,16 +259,10 @@ class Ingestor:
             files=len(entries),
             processed=processed,
             reused=len(reused) + held,
-            added=summary["added"],
-            already_present=summary["already_present"],
-            replaced=summary["replaced"],
-            quarantined=summary["quarantined"],
+            **{key: summary[key] for key in (*_COUNTED, *_PAIRS)},
             quarantine_sample=[(u, r) for u, r in summary["quarantine_sample"]],
             ignored=listing.ignored,
             skipped=listing.skipped,
-            exact_duplicate_groups=summary["exact_duplicate_groups"],
-            near_duplicate_pairs=summary["near_duplicate_pairs"],
-            near_duplicates_across_splits=summary["near_duplicates_across_splits"],
             seconds=time.perf_counter() - started,
         )
 
