@@ -57,6 +57,9 @@ def test_pipeline_registers_a_parity_checked_bundle(mini: Project, tmp_path: Pat
     assert [s["step"] for s in out["steps"]] == ["ingest", "build"]
     build = out["steps"][1]
     assert build["parity_passed"] and not build["skipped"]
+    # neither the trials nor the final run keep a checkpoint once they are done
+    runs = mini.root / ".kennel" / "runs"
+    assert len(list(runs.iterdir())) == 3 and not list(runs.rglob("checkpoint.*"))
     model = _cli("models", "show", out["model"], "-C", root)
     assert {
         "model.onnx",
@@ -234,8 +237,8 @@ def test_sigterm_mid_epoch_marks_the_run_interrupted_then_resume(
         assert (project.root / ".kennel" / "runs" / run.id / CHECKPOINT).is_file()
     finally:
         ws.close()
-    # a damaged checkpoint (one byte of its weights changed) is refused in one error line, exit 8,
-    # before anything of it is used; the run stays resumable once its bytes are put back
+    # a damaged checkpoint (one byte of its weights changed) is refused in one error line,
+    # exit 8, before anything of it is used; the run stays resumable once its bytes are put back
     checkpoint = project.root / ".kennel" / "runs" / run.id / CHECKPOINT
     kept = checkpoint.read_bytes()
     damaged = bytearray(kept)
@@ -248,6 +251,7 @@ def test_sigterm_mid_epoch_marks_the_run_interrupted_then_resume(
     assert "Traceback" not in refused.output
     checkpoint.write_bytes(kept)
     _resumes_to_the_end(project)
+    assert not checkpoint.exists()  # completed: nothing resumes from it any more
 
 
 def _final_runs(db: Path) -> int:

@@ -141,7 +141,7 @@ class Builder:
             if parallel is not None:
                 parallel.broadcast_json(run.shared())
                 self._cache(images, run.config.image_size, parallel)
-            with train.failed_unless_done(self.tracker, run.id):
+            with train.failed_unless_done(self.tracker, run.id, self.runs_root / run.id):
                 trained = train.train(
                     run,
                     plan,

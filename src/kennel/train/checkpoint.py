@@ -46,6 +46,13 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def discard(run_dir: Path) -> None:
+    """Remove a run's checkpoint (and one a kill left half-written) once nothing can resume
+    from it: the run completed, failed or was pruned (one a model is tens of MB)."""
+    for name in (CHECKPOINT, Path(CHECKPOINT).with_suffix(".tmp").name):
+        (run_dir / name).unlink(missing_ok=True)
+
+
 def _checked(data: bytes, path: Path) -> bytes:
     """The torch bytes of a checkpoint file, after its hash line is checked (a file written
     before checkpoints carried one is taken as it is)."""

@@ -16,6 +16,7 @@ import optuna
 
 from kennel.config import ParamSpace, SearchConfig, TrainConfig
 from kennel.errors import ConfigError
+from kennel.train.checkpoint import discard
 from kennel.train.data import ImageSet
 from kennel.train.results import EpochStats
 from kennel.train.tracking import RunTracker
@@ -206,6 +207,7 @@ class Objective:
                 seconds=round(time.perf_counter() - began, 2),
             )
             self.tracker.finish(run_id, status, {} if value is None else {"val_accuracy": value})
+            discard(self.run_root / run_id)  # a trial is never resumed
             self.summaries.append(summary)
             if self.on_trial:
                 self.on_trial(summary)

@@ -21,6 +21,7 @@ from kennel.pipeline.options import BuildOptions
 from kennel.pipeline.steps.prepare import BuildPlan
 from kennel.progress import Event, Progress
 from kennel.train import probe
+from kennel.train.checkpoint import discard
 from kennel.train.data import ImageSet
 from kennel.train.parallel import Parallel, choose_device
 from kennel.train.results import EpochStats, FitResult
@@ -268,11 +269,12 @@ def start_run(
 
 
 @contextmanager
-def failed_unless_done(tracker: RunTracker, run_id: str) -> Iterator[None]:
+def failed_unless_done(tracker: RunTracker, run_id: str, run_dir: Path) -> Iterator[None]:
     """Mark the run ``failed`` if what this wraps raises, ``interrupted`` if it is stopped
     (Ctrl-C, or SIGTERM turned into one by the command line) or finds its checkpoint or images
     damaged, then let that go on. An interrupted run, and one a killed process left
-    ``running``, is what ``--resume`` continues from its checkpoint."""
+    ``running``, is what ``--resume`` continues from its checkpoint; a failed or completed
+    one's checkpoint is removed."""
     try:
         yield
     except (KeyboardInterrupt, IntegrityError):  # bytes put back, it can go on
@@ -280,7 +282,9 @@ def failed_unless_done(tracker: RunTracker, run_id: str) -> Iterator[None]:
         raise
     except BaseException:
         tracker.finish(run_id, "failed")
+        discard(run_dir)
         raise
+    discard(run_dir)
 
 
 def train(
