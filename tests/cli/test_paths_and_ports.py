@@ -104,17 +104,6 @@ def test_download_refuses_a_folder_that_is_not_empty_unless_forced(
     assert "--force" in runner.invoke(app, ["models", "download", "--help"]).stdout
 
 
-def test_export_package_into_a_file_is_bad_input_before_anything_is_read(
-    park_model: Project, tmp_path: Path
-) -> None:
-    root = str(park_model.root)
-    taken = tmp_path / "afile"
-    taken.write_text("mine")
-    line = fails("export", "package", "pets@1", "--out", str(taken), "-C", root, code=2)
-    assert line == f"error: --out {taken} is a file, not a folder", line  # was exit 1
-    assert taken.read_text() == "mine"
-
-
 def test_empty_paths_are_refused_not_taken_for_the_current_folder(
     park_model: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
-from kennel.errors import SourceError
+from kennel.db.schema import IngestRunRow
+from kennel.errors import SourceError, StateError
 from kennel.ingest import filestate
 from kennel.ingest.run import IngestReport
 from kennel.storage import sha256_hex
@@ -313,3 +315,14 @@ def test_a_label_the_rules_no_longer_take_is_withdrawn_not_called_rewritten(
     assert (report.replaced, report.withdrawn, sum(report.quarantined.values())) == (0, 3, 3)
     assert report.version.summary["withdrawn_sample"] == dogs
     assert {r.label for r in cats_only.catalog.rows(report.version)} == {"cat"}
+    # the dogs let in again make v1's content: said, not "unchanged" while the newest (v2,
+    # what `-d pets` trains on) still lacks them
+    both = opened(tmp_path / "proj", workers=1, labels=["cat", "dog"])
+    with pytest.raises(StateError, match=r"make pets@\w+ \(v1\) again, an older version of"):
+        _ingest(both, lake)
+    assert both.catalog.latest("pets").seq == 2
+    with pytest.raises(StateError, match=r"\(v1\) again"):  # its run closed: said again
+        _ingest(both, lake)
+    with both.db.session() as s:
+        statuses = list(s.scalars(select(IngestRunRow.status).order_by(IngestRunRow.started_at)))
+    assert statuses == ["done", "done", "failed", "failed"]

@@ -4,6 +4,7 @@ recorded as failed (an interrupted one, or one a killed process left ``running``
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from kennel.errors import TrainingError
 from kennel.train.trainer import Trainer
 from kennel.wiring import Workspace
 from tests.conftest import TINY_TRAIN, make_project
-from tests.helpers import labelled_jpegs, write_tree
+from tests.helpers import jpeg, labelled_jpegs, write_tree
 
 runner = CliRunner()
 
@@ -78,5 +79,42 @@ def test_data_that_cannot_make_a_model_fails_before_any_run(tmp_path: Path) -> N
     ws = Workspace(project)
     try:
         assert ws.tracker.runs() == []
+    finally:
+        ws.close()
+
+
+def test_a_model_that_fails_its_gates_is_registered_and_the_command_exits_1(
+    tmp_path: Path,
+) -> None:
+    """`kennel train && kennel deploy ...` must stop at the first: the model is registered
+    (to look into) and its result printed, then one error line, exit 1. `pipeline run` too."""
+    sections = {"train": TINY_TRAIN, "gates": {"min_accuracy": 1.0}}
+    project = make_project(tmp_path / "p", sections=sections, workers=1)
+    root = str(project.root)
+    # one picture, its bytes made distinct by a comment, half labelled cat and half dog: any
+    # model answers them all alike, so no test split of both labels is ever all right
+    picture = jpeg(seed=3)
+    write_tree(tmp_path / "lake", {
+        f"{('cat', 'dog')[i % 2]}/{i:02d}.jpg": picture[:2] + b"\xff\xfe\x00\x04" + bytes([i, 0])
+        + picture[2:]
+        for i in range(40)
+    })  # fmt: skip
+    ingested = runner.invoke(app, ["data", "ingest", str(tmp_path / "lake"), "-d", "d", "-C", root])
+    assert ingested.exit_code == 0, ingested.output
+    result = runner.invoke(app, ["train", "-d", "d", "--json", "-C", root])
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["model"]["ref"] == "pets@1"  # the result, as ever
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: pets@1 failed its quality gates (accuracy ")
+    assert last.endswith("): registered, but never to be released")
+    piped = runner.invoke(app, ["pipeline", "run", "--dataset", "d", "-C", root])
+    assert piped.exit_code == 1, piped.output
+    assert piped.stderr.strip().splitlines()[-1].startswith("error: pets@2 failed its quality")
+    ws = Workspace(project)
+    try:
+        assert [(v.ref, v.gates_passed) for v in ws.registry.versions()] == [
+            ("pets@1", False),
+            ("pets@2", False),
+        ]
     finally:
         ws.close()

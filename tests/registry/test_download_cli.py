@@ -98,3 +98,6 @@ def test_a_folder_where_a_file_goes_is_refused_before_anything_moves(
     assert code == 0, text
     assert sorted(p.name for p in real.iterdir()) == ["kennel-model.json", "model.onnx"]
     assert (out / "link").is_symlink()
+    (out / "loop").symlink_to(out / "loop")
+    code, text = _download(ws, "pets@1", out / "loop")
+    assert code == 2 and text.startswith("error: cannot download into") and "loop" in text, text

@@ -95,3 +95,26 @@ def test_a_whole_checkpoint_of_another_model_does_not_fit_the_run(tmp_path: Path
     )
     assert (history, best["epoch"], bad, start) == ([], 1, 0, 2)
     assert torch.equal(same.weight, saved["model"]["weight"])
+
+
+def test_an_empty_file_another_runs_checkpoint_and_a_bare_tensor_are_refused(
+    tmp_path: Path,
+) -> None:
+    """Each was taken as a checkpoint: an emptied file restarted the run at epoch 1 while
+    saying it resumed, another run's (same model, other settings) went on from its epoch,
+    and a saved tensor failed deep in the restore, the run then lost for good."""
+    mine, theirs = tmp_path / "mine" / "checkpoint.pt", tmp_path / "theirs" / "checkpoint.pt"
+    for path in (mine, theirs):
+        path.parent.mkdir()
+    save_checkpoint(_state(nn.Linear(4, 2)), theirs)
+    mine.write_bytes(b"")
+    with pytest.raises(IntegrityError, match=r"run mine's checkpoint is damaged \(it is empty\)"):
+        load_checkpoint(mine, Parallel())
+    mine.write_bytes(theirs.read_bytes())
+    with pytest.raises(IntegrityError, match="it is run theirs's checkpoint"):
+        load_checkpoint(mine, Parallel())
+    torch.save(torch.zeros(3), mine)
+    with pytest.raises(IntegrityError, match="it holds a Tensor, no checkpoint"):
+        load_checkpoint(mine, Parallel())
+    saved = load_checkpoint(theirs, Parallel())
+    assert saved is not None and saved["run"] == "theirs"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from kennel.cli.app import JsonOption, ProjectOption, interruptible, new_app, opened
+from kennel.cli.app import JsonOption, ProjectOption, interruptible, new_app, opened, say
 from kennel.cli.render import console, emit_json, reporting, table
 
 if TYPE_CHECKING:  # PyTorch comes with these: imported when a command runs
@@ -174,6 +175,7 @@ def pipeline_run(
         emit_json(result.as_dict())
     else:
         console.print(f"pipeline done: {result.model} from {result.dataset_version}", markup=False)
+    _gated(result.model, result.steps[-1].output.gates_passed)
 
 
 def train(
@@ -268,6 +270,16 @@ def train(
         emit_json(result.as_dict())
     else:
         _print(result)
+    _gated(result.model.ref, result.gates.passed, result.gates.reasons)
+
+
+def _gated(model: str, passed: bool, reasons: Sequence[str] = ()) -> None:
+    """Exit 1 after the result when the model failed its quality gates: it is registered (to
+    look into), yet no environment will take it, so a script's next step must not run."""
+    if not passed:
+        why = "; ".join(reasons) if reasons else f"kennel models show {model}"
+        say(f"{model} failed its quality gates ({why}): registered, but never to be released")
+        raise typer.Exit(1)
 
 
 def _resume_alone(**given: object) -> None:

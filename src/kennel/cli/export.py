@@ -27,15 +27,11 @@ def export_package(
     from kennel.package.wheel import build_wheel
     from kennel.serve.runtime import Bundle
 
-    _a_folder(out)  # before the bundle is read
     with opened(project) as ws:
         entry = ws.registry.resolve(model_ref(ws, ref, None, ungated=ungated))
         files = {name: ws.registry.read_file(entry, name) for name in entry.files}
     bundle = Bundle.from_files(files)  # every hash checked before anything is packaged
-    try:
-        wheel = build_wheel(files, bundle.meta, out)
-    except OSError as exc:  # a read-only or forbidden place
-        raise ConfigError(f"--out {out}: cannot write the wheel: {exc.strerror or exc}") from exc
+    wheel = build_wheel(files, bundle.meta, out)
     result = {"wheel": str(wheel), "model": bundle.name, "version": bundle.version}
     if json_out:
         emit_json(result)
@@ -87,7 +83,8 @@ def export_k8s(
         image=image or K8sOptions.image,
     )
     files = manifests(load_project(project), options)  # every name checked, nothing written
-    _a_folder(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
     folders = sorted({(out / file).parent for file in files})
     try:
         for folder in folders:
@@ -109,8 +106,3 @@ def export_k8s(
             f"fill {out / 'k8s' / 'secret.yaml'} (placeholders: change-me) before applying",
             markup=False,
         )
-
-
-def _a_folder(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder")

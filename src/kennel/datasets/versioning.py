@@ -26,7 +26,7 @@ from kennel.datasets.manifest import (
 from kennel.db import MAX_NUMBER, Database
 from kennel.db.datasets import DatasetStore
 from kennel.db.datasets import DatasetVersion as DatasetVersion
-from kennel.errors import AmbiguousRefError, ConfigError, NotFoundError, did_you_mean
+from kennel.errors import AmbiguousRefError, ConfigError, NotFoundError, StateError, did_you_mean
 from kennel.storage import ContentStore
 
 if TYPE_CHECKING:
@@ -197,7 +197,7 @@ class DatasetCatalog:
             vid = version_id(table)
             existing = self.store.get(dataset, vid)
             if existing is not None:
-                return existing, False
+                return _not_older(existing, self.latest(dataset)), False
         # otherwise the manifest's file and index are made while its id is computed: Arrow's
         # kernels let go of the GIL, so the three share the cores (a third off a
         # 100,000-file version's commit); made for nothing when the id names a version that
@@ -209,7 +209,7 @@ class DatasetCatalog:
                 vid = version_id(table)
                 existing = self.store.get(dataset, vid)
                 if existing is not None:
-                    return existing, False
+                    return _not_older(existing, self.latest(dataset)), False
             manifest = self.content.put(written.result())
             index = built.result()
         if parent is not None and added is not None:
@@ -259,3 +259,18 @@ def _pairs(
     rows_a = _rows(table_a, [i for i, _ in positions])
     rows_b = _rows(table_b, [j for _, j in positions])
     return list(zip(rows_a, rows_b, strict=True))
+
+
+def _not_older(existing: DatasetVersion, head: DatasetVersion | None) -> DatasetVersion:
+    """``existing``, the version whose content a commit would make, when it is the dataset's
+    newest, ``head`` (nothing changed); StateError for an older one. A version is its content, so
+    the newest cannot become it again (files put back after a version withdrew or rewrote
+    them): said, where it was "unchanged" while the dataset's newest still lacked them."""
+    if head is None or existing.id == head.id:
+        return existing
+    raise StateError(
+        f"these files make {existing.ref} (v{existing.seq}) again, an older version of "
+        f"{existing.dataset!r} whose newest is v{head.seq}: a version is its content, so none "
+        f"newer is made. Use {existing.dataset}@v{existing.seq} where this data is meant "
+        f"(train -d {existing.dataset}@v{existing.seq})"
+    )

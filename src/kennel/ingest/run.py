@@ -5,8 +5,7 @@ content-addressed, then commit a dataset version from here, the driver, whatever
 Progress is checkpointed in ``ingest_records`` (every two seconds at most, each checkpoint one
 transaction holding the records of whole chunks whose bytes are stored durably already); an
 interrupted run (even ``kill -9``) resumes where it stopped when the same source is ingested
-into the same dataset again, and because version ids are content digests the result is
-identical to an uninterrupted run.
+into the same dataset again: version ids are content digests, so its result is the same.
 """
 
 from __future__ import annotations
@@ -348,13 +347,14 @@ class Ingestor:
             except HeadMovedError as moved:
                 parent_id = moved.head
                 continue
+            except StateError:  # the content of an older version: this run is over
+                self._close(run_id, "failed", None, summary)
+                raise
             self._close(run_id, "done", version.id, summary)
             self.store.supersede(dataset, source.describe(), by=run_id)  # interrupted runs
             return version, created, summary
-        raise MetadataError(
-            f"could not commit a version of {dataset!r}: other ingests kept adding versions "
-            f"({REPARENT_ATTEMPTS} tries); ingest again to resume"
-        )
+        tries = f"({REPARENT_ATTEMPTS} tries); ingest again to resume"
+        raise MetadataError(f"could not commit a version of {dataset!r}: others came {tries}")
 
     def _extend(
         self,

@@ -195,7 +195,10 @@ class ModelRegistry:
         if dest.exists() and not dest.is_dir():
             raise ConfigError(f"cannot download into {dest}: it exists and is not a folder")
         if dest.is_symlink():  # the folder it names: the bundle is put together beside that
-            dest = dest.resolve()
+            try:
+                dest = dest.resolve()
+            except (RuntimeError, OSError) as exc:  # a loop of links
+                raise ConfigError(f"cannot download into {dest}: {exc}") from exc
         if not overwrite and dest.is_dir() and any(dest.iterdir()):
             raise AlreadyExistsError(
                 f"cannot download into {dest}: the folder is not empty (its files of the same "

@@ -34,8 +34,10 @@ MAGIC = b"kennel-checkpoint sha256:"
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """``state`` as the checkpoint of the run whose folder holds ``path`` (its id kept in it:
+    another run's checkpoint copied there is refused)."""
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    torch.save({**state, "run": path.parent.name}, buffer)
     body = buffer.getbuffer()
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as handle:
@@ -88,7 +90,7 @@ def restore(
         rng.restore(saved.get("ranks", []))
         history = [EpochStats(**h) for h in saved["history"]]
         return history, saved["best"], saved["best_model"], saved["bad_epochs"], saved["epoch"] + 1
-    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         unfit = f"it does not fit the run: {first_line(exc)}"
         raise IntegrityError(_damaged(path, unfit)) from exc
 
@@ -131,15 +133,24 @@ class Randomness:
 
 
 def load_checkpoint(path: Path, par: Parallel) -> dict[str, Any] | None:
-    """The last checkpoint, as rank 0 reads it (every rank gets its bytes), or None."""
-    data = par.broadcast_bytes(path.read_bytes() if par.leader and path.is_file() else None)
+    """The last checkpoint, as rank 0 reads it (every rank gets its bytes), or None when
+    there is none. Rank 0 sends b"F" and the file's bytes, so that an empty file, the most
+    common way one is cut short, is told apart from no file."""
+    found = b"F" + path.read_bytes() if par.leader and path.is_file() else None
+    data = par.broadcast_bytes(found)
     if not data:
         return None
-    body = _checked(data, path)
+    if len(data) == 1:
+        raise IntegrityError(_damaged(path, "it is empty"))
+    body = _checked(data[1:], path)
     try:
-        saved: dict[str, Any] = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+        saved = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         raise IntegrityError(_damaged(path, first_line(exc))) from exc
+    if not isinstance(saved, dict):
+        raise IntegrityError(_damaged(path, f"it holds a {type(saved).__name__}, no checkpoint"))
+    if saved.get("run", path.parent.name) != path.parent.name:
+        raise IntegrityError(_damaged(path, f"it is run {str(saved['run'])[:32]}'s checkpoint"))
     return saved
 
 
