@@ -111,7 +111,7 @@ def test_resolve_errors(catalog: DatasetCatalog) -> None:
     firsts = [v.id[:4] for v in catalog.versions("pets")]
     prefix = next((p for p in firsts if firsts.count(p) > 1), None)
     if prefix is None:  # no 4-digit collision: check the exact-length rule instead
-        with pytest.raises(NotFoundError):
+        with pytest.raises(ConfigError, match="at least 4 hex digits"):  # malformed: exit 2
             catalog.resolve("pets@abc")
     else:
         with pytest.raises(AmbiguousRefError):
