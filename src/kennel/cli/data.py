@@ -98,6 +98,13 @@ def ingest(
         _print_report(report)
 
 
+# summary key, heading, word for each file: the parent's files a version left out
+_LEFT_OUT = (
+    ("replaced", "replaced (rewritten in place since the parent)", "rewritten"),
+    ("withdrawn", "withdrawn (quarantined by the ingest that made it)", "withdrawn"),
+)
+
+
 def _print_report(r: IngestReport) -> None:
     verb = "created" if r.created else "unchanged: identical to existing"
     console.print(f"[bold]{r.version.ref}[/bold] {verb} version v{r.version.seq} ({r.version.id})")
@@ -199,14 +206,11 @@ def show(
     )
     for group in s.get("exact_duplicates_sample", [])[:10]:
         console.print("  same bytes: " + ", ".join(map(shown, group)), markup=False)
-    if s.get("replaced"):
-        console.print(f"replaced (rewritten in place since the parent) {s['replaced']}")
-        for uri in s.get("replaced_sample", [])[:10]:
-            console.print(f"  rewritten: {shown(uri)}", markup=False)
-    if s.get("withdrawn"):  # the rows of the parent's files its ingest quarantined
-        console.print(f"withdrawn (quarantined by the ingest that made it) {s['withdrawn']}")
-        for uri in s.get("withdrawn_sample", [])[:10]:
-            console.print(f"  withdrawn: {shown(uri)}", markup=False)
+    for key, heading, word in _LEFT_OUT:  # the parent's rows this version does not hold
+        if s.get(key):
+            console.print(f"{heading} {s[key]}")
+            for uri in s.get(f"{key}_sample", [])[:10]:
+                console.print(f"  {word}: {shown(uri)}", markup=False)
     _warn_across(s.get("near_duplicates_across_splits", 0))
     for a, b, bits in s.get("near_duplicates_across_splits_sample", [])[:10]:
         console.print(f"  in two splits ({bits} bits apart): {shown(a)}, {shown(b)}", markup=False)

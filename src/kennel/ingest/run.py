@@ -353,8 +353,8 @@ class Ingestor:
             self._close(run_id, "done", version.id, summary)
             self.store.supersede(dataset, source.describe(), by=run_id)  # interrupted runs
             return version, created, summary
-        tries = f"({REPARENT_ATTEMPTS} tries); ingest again to resume"
-        raise MetadataError(f"could not commit a version of {dataset!r}: others came {tries}")
+        why = f"other ingests kept adding versions ({REPARENT_ATTEMPTS} tries); ingest again"
+        raise MetadataError(f"could not commit a version of {dataset!r}: {why} to resume")
 
     def _extend(
         self,
