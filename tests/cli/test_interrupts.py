@@ -107,3 +107,26 @@ def test_a_terminal_bar_that_does_not_tick_starts_no_thread(
     with render.reporting() as show:
         show(Event("ingest", done=1, total=10))
         assert threading.active_count() > before  # a ticking bar has its refresh thread
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_does_not_cut_the_cleanup(second: signal.Signals) -> None:
+    """A terminal's second Ctrl-C (or a SIGTERM after it) during the cleanup: the cleanup ends
+    and the command says one line (it cut a database pool's close short, with a traceback)."""
+    import typer
+
+    from kennel.cli.app import interruptible
+
+    cleaned: list[str] = []
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(typer.Exit) as stopped, interruptible("go on"):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler raises before this ends
+            cleaned.append("never")
+        finally:
+            os.kill(os.getpid(), second)
+            time.sleep(0.05)  # where a second signal would land
+            cleaned.append("done")
+    assert stopped.value.exit_code == 130 and cleaned == ["done"]
+    assert signal.getsignal(signal.SIGINT) is before  # Python's own handler again

@@ -184,6 +184,42 @@ def test_ingest_store_checkpoints_records_and_items(db: Database) -> None:
     assert _audit(db) == [("ingest.start", "pets:r1"), ("ingest.done", "pets:r1")]
 
 
+def test_label_disputes_gather_labels_and_keep_their_settlement(db: Database) -> None:
+    DatasetStore(db).ensure_dataset("pets")
+    store = IngestStore(db)
+    store.start(
+        "r1",
+        dataset="pets",
+        source="folder:/lake",
+        fingerprint="f" * 64,
+        parent_version=None,
+        files=1,
+        actor="tester",
+    )
+    store.save([_item(1)], [_record("r1", 0, sha=_item(1).sha256)])
+    assert store.content_of("pets", "/lake/0.jpg") == _item(1).sha256
+    assert store.content_of("pets", "/lake/9.jpg") is None
+    assert store.content_of("dogs", "/lake/0.jpg") is None  # another dataset's file
+
+    sha = "a" * 64
+    store.dispute("pets", {sha: {"dog", "cat"}}, "r1")
+    store.dispute("pets", {sha: {"fox"}, "b" * 64: {"cat", "dog"}}, "r2")
+    store.dispute("pets", {}, "r3")  # nothing found: nothing written
+    found = store.disputes("pets")
+    assert set(found) == {sha, "b" * 64}
+    assert found[sha].labels == ("cat", "dog", "fox") and found[sha].run_id == "r1"
+    assert found[sha].settled_label is None and store.disputes("dogs") == {}
+
+    assert store.settle("pets", "c" * 64, "cat", actor="quinn") is None
+    settled = store.settle("pets", sha, "dog", actor="quinn")
+    assert settled is not None and (settled.settled_label, settled.settled_by) == ("dog", "quinn")
+    store.dispute("pets", {sha: {"cat", "dog"}}, "r4")  # offered again: still settled
+    again = store.disputes("pets")[sha]
+    assert (again.settled_label, again.labels) == ("dog", ("cat", "dog", "fox"))
+    assert aware(again.settled_at) is not None
+    assert _audit(db)[-1] == ("dataset.settle", f"pets:{sha}")
+
+
 def test_ingest_store_resumes_the_newest_running_run_and_ids_are_unique(db: Database) -> None:
     DatasetStore(db).ensure_dataset("pets")
     store = IngestStore(db)

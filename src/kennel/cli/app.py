@@ -190,24 +190,29 @@ def _refuse_unset_values(command: Any, parent: Any, args: list[str]) -> None:
 def interruptible(hint: str) -> Iterator[None]:
     """SIGTERM stops the command as Ctrl-C does (a KeyboardInterrupt: a training run is marked
     ``interrupted``, its checkpoint kept), and either ends as one line on stderr, ``hint``
-    saying how to go on, with exit status 143 (SIGTERM) or 130 (Ctrl-C)."""
+    saying how to go on, with exit status 143 (SIGTERM) or 130 (Ctrl-C). Once one has come,
+    both are ignored until the command has cleaned up: a terminal's second Ctrl-C, pressed
+    while the database connections closed, had printed a pool's traceback."""
     got: list[int] = []
+    caught = (signal.SIGTERM, signal.SIGINT)
 
     def stop(signum: int, _frame: object) -> None:
-        got.append(signum)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
+        if signum == signal.SIGTERM:
+            got.append(signum)
+        for each in caught:  # a second one must not cut the cleanup
+            signal.signal(each, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, stop) if main else None
+    previous = {each: signal.signal(each, stop) for each in caught} if main else {}
     try:
         yield
     except KeyboardInterrupt:
         say(f"interrupted{' by SIGTERM' if got else ''}; {hint}")
         raise typer.Exit(143 if got else 130) from None
     finally:
-        if main:  # None: a handler not set from Python, which is SIGTERM's default
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for each, handler in previous.items():  # None: a handler not set from Python (default)
+            signal.signal(each, handler if handler is not None else signal.SIG_DFL)
 
 
 def new_app(help_text: str) -> typer.Typer:

@@ -1,4 +1,4 @@
-"""``kennel data ...``: ingest, list, show, diff and synthesise datasets."""
+"""``kennel data ...``: ingest, list, show, diff, settle label disputes, synthesise datasets."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from kennel.cli.app import (
     EngineName,
     JsonOption,
     ProjectOption,
+    TokenOption,
+    acting,
     interruptible,
     new_app,
     opened,
@@ -22,6 +24,7 @@ from kennel.display import shown
 
 if TYPE_CHECKING:  # the data stack is imported when a command runs
     from kennel.datasets.versioning import DatasetVersion, Diff
+    from kennel.db.disputes import Dispute
     from kennel.ingest.run import IngestReport
 
 Layout = Literal["auto", "imagefolder", "flat"]  # as kennel.ingest.sources.Layout
@@ -257,6 +260,79 @@ def _diff_dict(d: Diff) -> dict[str, object]:
         "removed": [brief(r) for r in d.removed],
         "relabelled": [[brief(x), brief(y)] for x, y in d.relabelled],
         "resplit": [[brief(x), brief(y)] for x, y in d.resplit],
+    }
+
+
+@app.command()
+def disputes(
+    dataset: Annotated[str, typer.Argument(help="Dataset name.")],
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """List content ingests found under two labels: kept out until settled."""
+    from kennel.db.ingest import IngestStore
+    from kennel.ingest.disputes import listed
+
+    with opened(project) as ws:
+        found = listed(IngestStore(ws.db), dataset)
+    if json_out:
+        emit_json([_dispute_dict(d) for d in found])
+        return
+    table(
+        f"label disputes in {dataset}",
+        ["sha256", "offered as", "seen", "settled as", "by"],
+        [
+            [d.sha256, ", ".join(d.labels), f"{d.seen_at:%Y-%m-%d %H:%M}",
+             d.settled_label or "-", d.settled_by or "-"]
+            for d in found
+        ],
+    )  # fmt: skip
+
+
+@app.command()
+def settle(
+    dataset: Annotated[str, typer.Argument(help="Dataset name.")],
+    content: Annotated[
+        str, typer.Argument(help="The disputed content: its sha256, or a file's uri as ingested.")
+    ],
+    label: Annotated[str, typer.Option("--label", help="The right label for that content.")],
+    token: TokenOption = None,
+    project: ProjectOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Settle a label dispute: later ingests take the content under LABEL only."""
+    from kennel.db.ingest import IngestStore
+    from kennel.errors import AuthError
+    from kennel.ingest.disputes import settle as settled
+
+    with opened(project) as ws:
+        who = acting(ws, token)
+        if not who.may("feedback"):  # naming a picture's true label, as feedback does
+            raise AuthError(
+                f"role {who.role!r} may not settle labels (it takes {who.roles_for('feedback')})"
+            )
+        store, labels = IngestStore(ws.db), ws.project.config.data.labels
+        d = settled(store, ws.catalog, dataset, content, label, labels=labels, actor=who.name)
+    if json_out:
+        emit_json(_dispute_dict(d))
+        return
+    console.print(
+        f"sha256:{d.sha256[:12]} in {dataset} settled as {d.settled_label!r}; ingest its files "
+        "again to add it",
+        markup=False,
+    )
+
+
+def _dispute_dict(d: Dispute) -> dict[str, object]:
+    return {
+        "dataset": d.dataset,
+        "sha256": d.sha256,
+        "labels": list(d.labels),
+        "run_id": d.run_id,
+        "seen_at": d.seen_at.isoformat(),
+        "settled_label": d.settled_label,
+        "settled_by": d.settled_by,
+        "settled_at": d.settled_at.isoformat() if d.settled_at else None,
     }
 
 

@@ -67,6 +67,8 @@ class Extension:
     # the parent's near pairs (all of them, across splits), counted and sampled in its
     # summary, when ``near_pairs`` holds only those with a new row (``extend``'s ``earlier``)
     carried: tuple[int, list[Any], int, list[Any]] = (0, [], 0, [])
+    # content refused as disputed, with the labels this run offered it under (to record)
+    disputes: dict[str, set[str]] = field(default_factory=dict)
 
     def duplicates_summary(self) -> dict[str, Any]:
         """What a version's summary says of its duplicates and rewritten files (samples of at
@@ -120,6 +122,8 @@ def extend(
     parent_unique: bool = False,
     refused: Sequence[tuple[str, str]] = (),
     earlier: Mapping[str, Any] | None = None,
+    disputed: Mapping[str, Sequence[str]] | None = None,
+    settled: Mapping[str, str] | None = None,
 ) -> Extension:
     """The child of ``parent`` (a manifest table) holding every candidate (a table from
     ``offered``) whose content is new to it. A candidate whose bytes the parent holds under its
@@ -133,7 +137,10 @@ def extend(
     time (uri, sha256: read and quarantined) loses its row, whatever its bytes. Near pairs
     are searched among pairs with a new row; given ``earlier``, the parent's summary, the
     child's count the parent's with them (its rows are not searched again), or, when a row
-    of the parent was dropped, every pair of the child is searched."""
+    of the parent was dropped, every pair of the child is searched. Content the parent lacks
+    that is ``disputed`` (offered under those labels before, unsettled) is a conflict under
+    any label, as content offered twice with two labels is: neither becomes its label by
+    being offered alone later. Content ``settled`` as a label is taken under that label only."""
     offer = candidates.sort_by([("uri", "ascending")])
     parent, replaced, moved, withdrawn = _without_rewritten(parent, offer, refused)
     rewritten = set(replaced)
@@ -157,6 +164,8 @@ def extend(
     for sha, label in zip(offered_shas, labels, strict=True):
         if sha not in label_of:
             named[sha].add(label)
+    disputed, settled = disputed or {}, settled or {}
+    disputes: dict[str, set[str]] = {}
     seen_label: dict[str, str] = {}
     keep = np.zeros(len(uris), dtype=bool)
     already = 0
@@ -173,9 +182,13 @@ def extend(
                     (uri, f"label conflict: the same bytes are labelled {held!r} already")
                 )
             continue
-        if len(named[sha]) > 1:  # every copy is quarantined, not the first in uri order kept
-            others = " and ".join(repr(o) for o in sorted(named[sha] - {label}))
-            conflicts.append((uri, f"label conflict: the same bytes are also labelled {others}"))
+        if sha in settled:
+            if label != settled[sha]:
+                conflicts.append((uri, f"label conflict: settled as {settled[sha]!r}"))
+                continue
+        elif len(named[sha]) > 1 or sha in disputed:  # every copy, not the first in uri order
+            disputes[sha] = named[sha]
+            conflicts.append((uri, _disputed(label, named[sha], disputed.get(sha, ()))))
             continue
         if sha not in moved:  # content a dropped row held keeps its split (a swap, a rotation)
             seen_label[sha] = label
@@ -232,6 +245,20 @@ def extend(
         replaced=replaced,
         withdrawn=withdrawn,
         carried=carried or (0, [], 0, []),
+        disputes=disputes,
+    )
+
+
+def _disputed(label: str, now: set[str], before: Sequence[str]) -> str:
+    """The reason content offered under ``label`` is refused: this run offers it under the
+    labels ``now``, earlier ingests offered it under ``before``."""
+    if len(now) > 1:
+        others = " and ".join(repr(o) for o in sorted(now - {label}))
+        return f"label conflict: the same bytes are also labelled {others}"
+    others = " and ".join(repr(o) for o in sorted(set(before) - {label}))
+    return (
+        f"label conflict: the same bytes were offered as {others} before "
+        "(disputed until `kennel data settle` names the right label)"
     )
 
 

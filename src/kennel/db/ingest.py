@@ -17,6 +17,7 @@ from sqlalchemy import ARRAY, Text, any_, bindparam, func, select, update
 
 from kennel.db.bulk import fetch_tuples, insert_ignore_tuples, upsert_tuples
 from kennel.db.datasets import Item
+from kennel.db.disputes import LabelDisputeStore
 from kennel.db.ingest_runs import IngestRunStore
 from kennel.db.schema import (
     FileStateRow,
@@ -89,9 +90,10 @@ def _item(row: ItemRow) -> Item:
     )
 
 
-class IngestStore(IngestRunStore):
-    """Ingest runs (``kennel.db.ingest_runs``), their per-file records and the items they
-    accepted; one session per call."""
+class IngestStore(IngestRunStore, LabelDisputeStore):
+    """Ingest runs (``kennel.db.ingest_runs``), their per-file records, the items they
+    accepted and the label disputes they found (``kennel.db.disputes``); one session per
+    call."""
 
     def item(self, sha256: str) -> Item | None:
         """The ingested image with this content, if any ingest accepted it."""

@@ -108,6 +108,22 @@ class IngestRecordRow(Base):
     attrs: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class LabelDisputeRow(Base):
+    """One content (sha256) offered under two or more labels in one dataset's ingest, kept
+    out of the dataset until someone settles which label is right (0014)."""
+
+    __tablename__ = "label_disputes"
+
+    dataset: Mapped[str] = mapped_column(String(128), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    labels: Mapped[list[str]] = mapped_column(JSON)  # every label it was offered under, sorted
+    run_id: Mapped[str] = mapped_column(String(32))  # the ingest run that first saw it
+    seen_at: Mapped[datetime]
+    settled_label: Mapped[str | None] = mapped_column(String(128))
+    settled_by: Mapped[str | None] = mapped_column(String(128))
+    settled_at: Mapped[datetime | None]
+
+
 class FileStateRow(Base):
     """The content last read from a local file, by its path and the stat it had when read
     (size, mtime, ctime, inode, device): an ingest that finds the same stat reuses the

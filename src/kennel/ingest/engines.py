@@ -21,8 +21,10 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Protocol
 
+from kennel.ingest.sources import Entry, Located, LocatingSource, Source
 from kennel.ingest.validate import (
     FileResult,
     Limits,
@@ -230,3 +232,20 @@ class LocalEngine:
             yield inflight.popleft().result()
         # stopped early, the chunks left are dropped by ``connected``'s end: cancelled by a
         # shutdown after the caller's own stop, ended with the workers after an error
+
+
+def source_chunks(
+    source: Source, entries: list[tuple[int, Entry]], size: int, *, local_files: bool
+) -> Iterator[Chunk]:
+    """The entries in chunks of ``size``, each with its bytes; or, when ``local_files`` (the
+    engine's workers share this disk) and the source can name them, a local file's path for
+    the worker to read: the driver then neither reads nor pickles any local file's bytes."""
+    seq_of = {e.uri: s for s, e in entries}
+    listed = [e for _s, e in entries]
+    reads: Iterator[tuple[Entry, Located]] = (
+        source.locate(listed)
+        if local_files and isinstance(source, LocatingSource)
+        else source.read(listed)
+    )
+    while batch := list(islice(reads, size)):
+        yield [(seq_of[e.uri], e.uri, e.label, e.attrs, data) for e, data in batch]

@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
-from itertools import islice
 from typing import Any
 
 import pyarrow as pa
@@ -33,9 +32,9 @@ from kennel.db.datasets import Item
 from kennel.db.ingest import IngestRecord, IngestStore
 from kennel.errors import HeadMovedError, MetadataError, StateError
 from kennel.ingest import filestate
-from kennel.ingest.engines import Chunk, Engine, LocalEngine, Target
+from kennel.ingest.engines import Engine, LocalEngine, Target, source_chunks
 from kennel.ingest.nothing import all_quarantined, nothing_found
-from kennel.ingest.sources import Entry, FolderSource, Listing, Located, LocatingSource, Source
+from kennel.ingest.sources import Entry, FolderSource, Listing, Source
 from kennel.ingest.validate import OK, QUARANTINED, FileResult, Limits
 from kennel.progress import Event, Progress, silent
 from kennel.storage import ContentStore
@@ -107,23 +106,6 @@ def _fingerprint(dataset: str, source: Source, entries: list[Entry], rules: str)
     for entry in entries:
         digest.update(f"{entry.uri}\t{entry.label}\n".encode())
     return digest.hexdigest()
-
-
-def _chunks(
-    source: Source, entries: list[tuple[int, Entry]], size: int, *, local_files: bool
-) -> Iterator[Chunk]:
-    """The entries in chunks of ``size``, each with its bytes; or, when ``local_files`` (the
-    engine's workers share this disk) and the source can name them, a local file's path for
-    the worker to read: the driver then neither reads nor pickles any local file's bytes."""
-    seq_of = {e.uri: s for s, e in entries}
-    listed = [e for _s, e in entries]
-    reads: Iterator[tuple[Entry, Located]] = (
-        source.locate(listed)
-        if local_files and isinstance(source, LocatingSource)
-        else source.read(listed)
-    )
-    while batch := list(islice(reads, size)):
-        yield [(seq_of[e.uri], e.uri, e.label, e.attrs, data) for e, data in batch]
 
 
 @contextmanager
@@ -232,7 +214,8 @@ class Ingestor:
                 pending = to_read
             progress(Event("ingest", done=len(done) + len(reused) + held, total=len(entries)))
             processed = 0
-            chunks = _chunks(source, pending, self.chunk, local_files=self.engine.reads_local_files)
+            local = self.engine.reads_local_files
+            chunks = source_chunks(source, pending, self.chunk, local_files=local)
             unsaved: list[FileResult] = list(reused)
             saved_at, wait = time.monotonic(), FIRST_CHECKPOINT_S
             for results in self.engine.map(target, chunks, len(pending)):
@@ -333,7 +316,7 @@ class Ingestor:
         # built again on the newest one (a child of it, holding what both brought), not beside it.
         for _attempt in range(REPARENT_ATTEMPTS):
             parent = self.catalog.resolve(f"{dataset}@{parent_id}") if parent_id else None
-            ext, summary = self._extend(run_id, parent, candidates, source, listing, held)
+            ext, summary = self._extend(run_id, dataset, parent, candidates, source, listing, held)
             try:
                 version, created = self.catalog.commit(
                     dataset,
@@ -359,6 +342,7 @@ class Ingestor:
     def _extend(
         self,
         run_id: str,
+        dataset: str,
         parent: DatasetVersion | None,
         candidates: pa.Table,
         source: Source,
@@ -366,8 +350,10 @@ class Ingestor:
         held: int,
     ) -> tuple[Extension, dict[str, Any]]:
         """The child of ``parent`` with the run's new files and its summary; conflicting files
-        are quarantined, and a first run whose files are all quarantined fails (SourceError).
-        ``held``: files not recorded because the parent holds them unchanged."""
+        are quarantined (content under two labels recorded as disputed), and a first run whose
+        files are all quarantined fails (SourceError). ``held``: files not recorded because the
+        parent holds them unchanged."""
+        disputes = self.store.disputes(dataset)
         ext = extend(
             self.catalog.table(parent) if parent else SCHEMA.empty_table(),
             candidates,
@@ -376,7 +362,10 @@ class Ingestor:
             parent_unique=parent is None or contents_unique(parent),
             refused=self.store.digests(run_id, QUARANTINED) if parent else (),
             earlier=parent.summary if parent else None,
+            disputed={s: d.labels for s, d in disputes.items() if d.settled_label is None},
+            settled={s: d.settled_label for s, d in disputes.items() if d.settled_label},
         )
+        self.store.dispute(dataset, ext.disputes, run_id)
         bad = [(r.uri, r.reason) for r in self.store.mark(run_id, ext.conflicts, QUARANTINED)]
         quarantined = Counter(reason_kind(reason or "") for _uri, reason in bad)
         if ext.table.num_rows == 0:
