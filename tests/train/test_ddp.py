@@ -185,5 +185,23 @@ def test_every_option_is_checked_before_torchrun_starts(tmp_path: Path) -> None:
     ws = Workspace(project)
     try:
         assert ws.tracker.runs() == []  # nothing started
+        # a run a kill left interrupted, its checkpoint damaged since
+        version = ws.catalog.resolve("park")
+        run_id = ws.tracker.start(
+            kind="final", dataset="park", dataset_version=version.id, params={}
+        )
+        ws.tracker.finish(run_id, "interrupted")
+    finally:
+        ws.close()
+    damaged = project.root / ".kennel" / "runs" / run_id / "checkpoint.pt"
+    damaged.parent.mkdir(parents=True, exist_ok=True)
+    damaged.write_bytes(b"kennel-checkpoint sha256:" + b"0" * 64 + b"\nnot torch")
+    result = runner.invoke(app, [*train, "--resume"])
+    assert result.exit_code == 8, result.output  # said once, before any rank starts
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert f"run {run_id}'s checkpoint is damaged (its bytes do not match" in result.stderr
+    ws = Workspace(project)
+    try:
+        assert ws.tracker.get(run_id).status == "interrupted"  # resumable once put back
     finally:
         ws.close()

@@ -30,6 +30,7 @@ from kennel.progress import Progress, silent
 from kennel.registry.entities import ModelVersion
 from kennel.registry.store import ModelRegistry
 from kennel.storage import ContentStore
+from kennel.train import checkpoint
 from kennel.train.parallel import Parallel
 from kennel.train.results import EpochStats
 from kennel.train.studies import SharedStudies
@@ -198,15 +199,17 @@ class Builder:
                 tracker=self.tracker,
                 content=self.content,
             )
-        if train.run_to_resume(
+        resumed = train.run_to_resume(
             options,
             config,
             version,
             warm.ref if warm else None,
             tracker=self.tracker,
             runs_root=self.runs_root,
-        ):
-            return  # the run keeps its own settings
+        )
+        if resumed is not None:  # the run keeps its own settings; its checkpoint must be whole
+            checkpoint.verify(self.runs_root / resumed.id / checkpoint.CHECKPOINT)
+            return
         if distributed:
             options.check_parallel(config)
         if options.study is not None:

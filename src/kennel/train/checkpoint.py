@@ -137,7 +137,19 @@ def load_checkpoint(path: Path, par: Parallel) -> dict[str, Any] | None:
     there is none. Rank 0 sends b"F" and the file's bytes, so that an empty file, the most
     common way one is cut short, is told apart from no file."""
     found = b"F" + path.read_bytes() if par.leader and path.is_file() else None
-    data = par.broadcast_bytes(found)
+    return _parsed(par.broadcast_bytes(found), path)
+
+
+def verify(path: Path) -> None:
+    """Refuse a damaged checkpoint at ``path`` (IntegrityError) before any rank is started to
+    resume from it: a launcher says it once, where each rank said it in turn and torchrun added
+    its own traceback. No file: nothing to check."""
+    if path.is_file():
+        _parsed(b"F" + path.read_bytes(), path)
+
+
+def _parsed(data: bytes | None, path: Path) -> dict[str, Any] | None:
+    """The checkpoint in ``data`` (b"F" and the file's bytes; None or b"": no file)."""
     if not data:
         return None
     if len(data) == 1:
