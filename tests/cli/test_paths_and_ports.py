@@ -45,27 +45,27 @@ def test_output_folders_the_system_refuses_are_one_line(
     manifest = tmp_path / "lake" / "day" / "manifest.csv"
     manifest.parent.mkdir(parents=True)
     manifest.write_text("path,label\n")
-    line = fails("data", "synth", str(manifest), "--count", "3", code=1)
+    line = fails("data", "synth", str(manifest), "--count", "3", code=2)  # a usage error
     assert line == f"error: cannot use {manifest}: it exists and is not a folder"
     line = fails("data", "synth", "/proc/x", "--count", "3", code=1)
     assert line == "error: cannot use /proc/x: No such file or directory"
     assert manifest.read_text() == "path,label\n"
 
     project_file = Path(root) / "kennel.yaml"
-    for target, reason in (
-        (project_file, "it exists and is not a folder"),
-        (Path("/dev/null"), "it exists and is not a folder"),
-        (afile / "sub", "a part of the path is a file, not a folder"),
-        (Path("/proc/foo"), "No such file or directory"),
+    for target, reason, code in (
+        (project_file, "it exists and is not a folder", 2),
+        (Path("/dev/null"), "it exists and is not a folder", 2),
+        (afile / "sub", "a part of the path is a file, not a folder", 2),
+        (Path("/proc/foo"), "No such file or directory", 1),  # what the system refuses
     ):
-        assert fails("init", str(target), code=1) == f"error: cannot use {target}: {reason}"
+        assert fails("init", str(target), code=code) == f"error: cannot use {target}: {reason}"
 
     line = fails("models", "compliance", "pets@1", "--out", str(afile / "x.html"), "-C", root,
-                 code=1)  # fmt: skip
+                 code=2)  # fmt: skip
     assert line == f"error: cannot use {afile}: it exists and is not a folder"
     line = fails("models", "compliance", "pets@1", "--out", "/proc/x.html", "-C", root, code=1)
     assert line == "error: cannot use /proc/x.html: No such file or directory"  # not its temp
-    line = fails("export", "package", "pets@1", "--out", str(afile), "-C", root, code=1)
+    line = fails("export", "package", "pets@1", "--out", str(afile), "-C", root, code=2)
     assert line == f"error: cannot use {afile}: it exists and is not a folder"
     assert afile.read_text() == "a plain file\n"
 
@@ -84,6 +84,14 @@ def test_a_mistyped_amqp_url_is_told_before_the_model_loads(tmp_path: Path) -> N
     line = fails("rpc-worker", "--model", "pets@1", "--url", "amqp://u:s3cret@h:99999/",
                  "-C", root, code=2)  # fmt: skip
     assert "Port out of range" in line and "s3cret" not in line
+    for queue, said in (
+        ("", "--queue: give a queue name (an empty one is named by RabbitMQ)"),
+        ("q" * 256, "--queue: at most 255 bytes (AMQP's limit); this one has 256"),
+        ("é" * 128, "--queue: at most 255 bytes (AMQP's limit); this one has 256"),
+        ("amq.mine", "--queue: names starting with 'amq.' are RabbitMQ's own"),
+    ):
+        line = fails("rpc-worker", "--model", "pets@1", "--queue", queue, "-C", root, code=2)
+        assert line == f"error: {said}", line
 
 
 def test_download_refuses_a_folder_that_is_not_empty_unless_forced(
@@ -176,7 +184,7 @@ def test_an_os_error_line_keeps_the_path_as_it_is_and_escapes_control_characters
     an escape sequence in it is written out, not sent to the terminal."""
     odd = tmp_path / "two  spaces\x1b[31mRED"
     odd.write_text("a file, not a folder")
-    line = fails("init", str(odd / "sub"), code=1)
+    line = fails("init", str(odd / "sub"), code=2)  # a file where a folder must be
     assert "two  spaces\\x1b[31mRED/sub" in line and "\x1b" not in line
 
 

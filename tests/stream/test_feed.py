@@ -349,3 +349,23 @@ def test_a_field_name_that_is_not_utf8_text_is_never_published(stream: str, kind
         assert feed.latest(5) == []  # nothing half-written
     finally:
         feed.close()
+
+
+def test_a_damaged_feed_state_is_refused_in_words(tmp_path: Path) -> None:
+    """A subscriber fails closed on a state file it cannot read, saying what is wrong with it
+    (a missing key was its bare repr, a list a TypeError about indices)."""
+    from kennel.errors import ConfigError
+
+    key = Ed25519PrivateKey.generate().public_key()
+    state = tmp_path / "s" / STATE_FILE
+    state.parent.mkdir()
+    for text, said in (
+        ('{"seq": -5}', "it has no 'manifest_sha256'"),
+        ("[1, 2]", "it holds a JSON list, not an object"),
+        ("{not json", "Expecting property name"),
+    ):
+        state.write_text(text)
+        with pytest.raises(ConfigError) as refused:
+            ModelSubscriber(MemoryFeed(), key, state_dir=tmp_path / "s")
+        line = str(refused.value)
+        assert line.startswith(f"unreadable feed state {state}: {said}"), line

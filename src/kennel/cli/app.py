@@ -117,7 +117,10 @@ class KennelGroup(TyperGroup):
             raise typer.Exit(status_of(KennelError()).exit_code) from None
         except OSError as exc:  # a path given that the system refuses: no folder, a file
             say(os_reason(exc))
-            raise typer.Exit(status_of(KennelError()).exit_code) from None
+            # a file named where a folder must be is a usage error, as ConfigError's are
+            usage = isinstance(exc, FileExistsError | NotADirectoryError)
+            code = status_of(ConfigError("") if usage else KennelError()).exit_code
+            raise typer.Exit(code) from None
         except NoArgsIsHelpError as exc:  # the help is printed already; nothing was wrong
             raise typer.Exit(exc.exit_code) from None
         except UsageError as exc:

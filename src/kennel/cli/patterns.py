@@ -143,7 +143,8 @@ def rpc_worker(
     """Serve predictions over RabbitMQ RPC (request queue, reply-to, correlation id)."""
     from kennel.stream import rpc
 
-    rpc.parameters(url, "--url")  # a mistyped URL is told before the model loads
+    rpc.parameters(url, "--url")  # a mistyped URL or queue is told before the model loads
+    rpc.check_queue(queue)
     with opened(project) as ws, served_model(ws, model, env, ungated=ungated) as served:
         # every answer recorded, as the REST service's
         predlog = ws.prediction_log(f"rpc-{hashlib.sha256(queue.encode()).hexdigest()[:16]}",

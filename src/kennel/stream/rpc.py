@@ -36,6 +36,20 @@ DEFAULT_QUEUE = "kennel.predict"
 LOG_TIMEOUT_S = 30.0  # the most an answer waits for its record to be durable
 
 
+def check_queue(name: str, what: str = "--queue") -> str:
+    """A request queue's name, or a one-line ConfigError: an empty name would have RabbitMQ
+    make up one no client knows, and AMQP names are at most 255 bytes, none of them starting
+    with RabbitMQ's own ``amq.``."""
+    size = len(name.encode())
+    if not name:
+        raise ConfigError(f"{what}: give a queue name (an empty one is named by RabbitMQ)")
+    if size > 255:
+        raise ConfigError(f"{what}: at most 255 bytes (AMQP's limit); this one has {size}")
+    if name.startswith("amq."):
+        raise ConfigError(f"{what}: names starting with 'amq.' are RabbitMQ's own")
+    return name
+
+
 def parameters(url: str, what: str = "the RabbitMQ URL") -> pika.URLParameters:
     """``url`` as pika's connection parameters, or a one-line ConfigError naming ``what`` and
     the URL (never its password): pika itself fails on some with an IndexError."""
@@ -148,9 +162,13 @@ class RpcWorker:
             try:
                 channel.queue_declare(self.queue, durable=True)
             except pika.exceptions.ChannelClosedByBroker as exc:
+                hint = (  # 406 PRECONDITION_FAILED; 403 ACCESS_REFUSED (a user's rights) says it
+                    " (a queue of that name exists with other settings: name another with --queue)"
+                    if exc.reply_code == 406
+                    else ""
+                )
                 raise ServiceError(
-                    f"RabbitMQ refuses the queue {self.queue!r}: {exc.reply_text} (a queue of "
-                    "that name exists with other settings: name another with --queue)"
+                    f"RabbitMQ refuses the queue {self.queue!r}: {exc.reply_text}{hint}"
                 ) from exc
             channel.basic_qos(prefetch_count=self.prefetch)
             channel.basic_consume(self.queue, self._on_request)

@@ -171,10 +171,13 @@ class ModelSubscriber:
             return 0, None
         try:
             state = json.loads(self.state_path.read_bytes())
+            if not isinstance(state, dict):
+                raise TypeError(f"it holds a JSON {type(state).__name__}, not an object")
             return int(state["seq"]), str(state["manifest_sha256"])
         except (OSError, ValueError, TypeError, KeyError) as exc:
             # fail closed: without it, any old signed announcement would look new
-            raise ConfigError(f"unreadable feed state {self.state_path}: {exc}") from exc
+            why = f"it has no {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+            raise ConfigError(f"unreadable feed state {self.state_path}: {why}") from exc
 
     def _write_state(self, manifest: Manifest, payload: bytes) -> None:
         digest = hashlib.sha256(payload).hexdigest()

@@ -1,5 +1,6 @@
 """What the dashboard's buttons do: the very library calls the CLI makes (``kennel approve |
-reject | release | rollback``, ``kennel alerts ack | resolve``, the retrain action), with the
+reject | release | rollback``, ``kennel alerts ack | resolve``, ``kennel data settle``, the
+retrain action), with the
 signed-in token's identity as the actor, so each lands in the audit chain as the CLI's would.
 
 The role is checked here before any call, as the CLI does, and again by the library itself."""
@@ -61,6 +62,17 @@ def set_alert(ws: Workspace, who: Identity, alert_id: int, state: str, note: str
     _require(who, "alerts", "change alerts")
     alert = AlertStore(ws.db).set_state(alert_id, state, actor=who.name, note=note)
     return f"alert {alert.id} ({alert.rule}) is now {alert.state}"
+
+
+def settle(ws: Workspace, who: Identity, dataset: str, sha256: str, label: str) -> str:
+    """``kennel data settle``: the label a disputed content takes from now on."""
+    from kennel.db.ingest import IngestStore
+    from kennel.ingest.disputes import settle as settled
+
+    _require(who, "feedback", "settle labels")
+    store, labels = IngestStore(ws.db), ws.project.config.data.labels
+    d = settled(store, ws.catalog, dataset, sha256, label, labels=labels, actor=who.name)
+    return f"sha256:{d.sha256[:12]} in {dataset} settled as {label!r}; ingest its files again"
 
 
 def _environment(ws: Workspace, env: str) -> None:

@@ -48,6 +48,9 @@ Note = Annotated[str, Form(max_length=500), PrintableText]
 Ref = Annotated[str, Form(min_length=1, max_length=200), Printable]
 EnvName = Annotated[str, Form(min_length=1, max_length=64), Printable]
 AlertId = Annotated[int, Form(ge=1, le=MAX_NUMBER)]
+DatasetName = Annotated[str, Form(min_length=1, max_length=128), Printable]
+Sha256 = Annotated[str, Form(pattern="^[0-9a-f]{64}$")]
+LabelName = Annotated[str, Form(min_length=1, max_length=128), Printable]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Text = Annotated[str, Query(max_length=128), Printable]
 State = Annotated[str, Query(pattern="^(open|acknowledged|resolved)?$")]
@@ -345,6 +348,18 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         session, who = acting(request, csrf, back)
         job = actions.retrain(ws, who, alert, ui.jobs)
         return done(session, back, f"retrain {job.id} started for alert {alert}: see Jobs")
+
+    @app.post("/actions/settle", include_in_schema=False)
+    def settle(
+        request: Request,
+        dataset: DatasetName,
+        sha256: Sha256,
+        label: LabelName,
+        csrf: Csrf = "",
+        back: Back = "/",
+    ) -> Response:
+        session, who = acting(request, csrf, back)
+        return done(session, back, actions.settle(ws, who, dataset, sha256, label))
 
     @app.post("/actions/verify-audit", include_in_schema=False)
     def verify_audit(request: Request, csrf: Csrf = "", back: Back = "/audit") -> Response:
