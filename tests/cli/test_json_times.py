@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -153,6 +154,14 @@ def test_every_json_time_is_aware_iso_8601(
     run("data", "list")
     run("data", "show", "park")
     run("data", "diff", "park@v1", "park@v2")
+    feud = tmp_path / "feud"  # one picture under two labels: a label dispute to settle
+    (feud / "dog").mkdir(parents=True)
+    picture = sorted((more / "cat").glob("*.jpg"))[0]
+    shutil.copytree(more / "cat", feud / "cat")
+    shutil.copy(picture, feud / "dog" / "same.jpg")
+    run("data", "ingest", str(feud), "-d", "feud")
+    (dispute,) = run("data", "disputes", "feud")
+    run("data", "settle", "feud", dispute["sha256"], "--label", "cat")
     run("pipeline", "run", "--dataset", "park@v1")  # pets@1
     run("train", "-d", "park")  # pets@2
     run("tune", "start", "park", "--trials", "1", "--study", "s1")

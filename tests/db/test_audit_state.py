@@ -14,13 +14,17 @@ from sqlalchemy import delete, insert, text, update
 from typer.testing import CliRunner
 
 from kennel.cli.main import app
+from kennel.db.alerts import AlertRecords, RuleVerdict
 from kennel.db.audit import AuditLog
 from kennel.db.deployments import CertificationVerdict, DeploymentStore
+from kennel.db.predictions import PredictionStore
 from kennel.db.registry import RegistryStore
 from kennel.db.schema import (
+    AlertRow,
     AliasEventRow,
     ApprovalRow,
     CertificationRow,
+    FeedbackRow,
     ModelAliasRow,
     ModelVersionRow,
     TokenRow,
@@ -64,6 +68,16 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
     )
     workspace.tokens.create("admin", "ada")
     workspace.tokens.create("viewer", "vic")
+    feedback = PredictionStore(workspace.db)
+    feedback.add_feedback("p1", "cat", actor="olga")
+    feedback.add_feedback("p1", "cat", actor="quinn")  # the same again: olga's stays
+    feedback.add_feedback("p2", "cat", actor="olga")
+    feedback.add_feedback("p2", "dog", actor="quinn")  # changed: quinn's now
+    alerts = AlertRecords(workspace.db)
+    verdict = RuleVerdict("acc", "critical", "performance.accuracy", 0.5, 0.9, "low", True)
+    (opened,) = alerts.apply([verdict], subject="production", actor="monitor").opened
+    alerts.note_action(opened.id, "rollback", "skipped: mixed window", actor="monitor")
+    alerts.set_state(opened.id, "acknowledged", actor="olga", note="on it")
     yield workspace
     workspace.close()
 
@@ -192,6 +206,59 @@ EDITS: list[tuple[str, Callable[[Workspace], object], str]] = [
             id="tok_forged", name="eve", role="admin", hash="e" * 64, created_at=AT, revoked=False
         ),
         "token tok_forged (admin) has no token.create entry",
+    ),
+    (
+        "a feedback label flipped",
+        lambda ws: update(FeedbackRow).where(FeedbackRow.label == "dog").values(label="cat"),
+        "feedback for prediction p2 is 'cat' by quinn, the audit log's 'dog' by quinn",
+    ),
+    (
+        "feedback slipped in",
+        lambda ws: insert(FeedbackRow).values(prediction_id="p9", label="dog", actor="olga", at=AT),
+        "feedback for prediction p9 has no feedback entry",
+    ),
+    (
+        "feedback deleted",
+        lambda ws: delete(FeedbackRow).where(FeedbackRow.prediction_id == "p1"),
+        "feedback for prediction p1, in the audit log, was deleted",
+    ),
+    (
+        "feedback's sender changed",
+        lambda ws: update(FeedbackRow).where(FeedbackRow.prediction_id == "p1").values(actor="ada"),
+        "feedback for prediction p1 is 'cat' by ada, the audit log's 'cat' by olga",
+    ),
+    (
+        "an alert resolved in the database",
+        lambda ws: update(AlertRow).values(state="resolved"),
+        'alert 1\'s state is "resolved", the audit log\'s "acknowledged"',
+    ),
+    (
+        "an alert's actions cleared",
+        lambda ws: update(AlertRow).values(actions={}),
+        """alert 1's actions is {}, the audit log's {"rollback": "skipped: mixed window"}""",
+    ),
+    (
+        "an alert slipped in",
+        lambda ws: insert(AlertRow).values(
+            rule="acc",
+            subject="staging",
+            severity="critical",
+            state="open",
+            metric="m",
+            value=0.1,
+            threshold=0.9,
+            message="m",
+            first_at=AT,
+            last_at=AT,
+            count=1,
+            actions={},
+        ),
+        "alert 2 (acc) has no alert.open entry",
+    ),
+    (
+        "an alert deleted",
+        lambda ws: delete(AlertRow),
+        "alert 1, opened in the audit log, was deleted",
     ),
     (
         "a token's secret swapped",

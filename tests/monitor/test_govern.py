@@ -23,6 +23,7 @@ from kennel.db.schema import AuditRow
 from kennel.errors import StateError
 from kennel.govern.alerts import AlertStore
 from kennel.govern.cycle import monitor_once
+from kennel.govern.retrain import FeedbackSource, labelled_added
 from kennel.wiring import Workspace
 from tests.serving import served_project, start_env
 
@@ -96,6 +97,13 @@ def test_traffic_feedback_alert_retrains_into_staging_only(tmp_path: Path) -> No
         # captured inside the alerting window, so the retrain gave them their own share
         assert {json.loads(r.attrs)["window"] for r in fed} == {"alert"}
         assert ws.tracker.get(new.run_id).params["balance_by"] == "window"
+        assert f"(+{len(traffic)} labelled production images)" in outcome["retrain"]
+        # a retrain killed after its ingest committed: the next one's ingest adds nothing, yet
+        # it trains on those images all the same, and says so (it said +0)
+        again_in = ws.ingestor().run(FeedbackSource(ws.db, ws.content, "production"), "park")
+        assert again_in.added == 0 and again_in.version.id == new.dataset_version
+        champion = ws.registry.resolve("pets@1")
+        assert labelled_added(ws.catalog, champion, again_in.version, "production") == len(traffic)
         # the same condition in the next window is the same incident: no second retrain
         again = monitor_once(ws.monitor(), ws.actions(), environment="production",
                              span=timedelta(hours=1))  # fmt: skip
@@ -161,6 +169,28 @@ def test_alert_states_and_dedupe(tmp_path: Path) -> None:
     cleared = store.evaluate([rule], {"performance.accuracy": 0.95}, subject="production")
     assert [a.id for a in cleared.resolved] == [alert_id]
     assert store.list(state="resolved")[0].id == alert_id
+    db.dispose()
+
+
+def test_an_alert_whose_rule_was_taken_out_is_resolved(tmp_path: Path) -> None:
+    """No window can stop a rule that is no longer in kennel.yaml from firing: its open alert
+    stayed open for ever (and counted as an open incident in compliance reports)."""
+    from kennel.db.audit import AuditLog
+
+    db = Database.open(f"sqlite:///{tmp_path / 'a.db'}")
+    store = AlertStore(db)
+    old = RuleConfig(name="old", metric="performance.accuracy", op="<", threshold=0.9)
+    new = RuleConfig(name="new", metric="performance.accuracy", op="<", threshold=0.5)
+    (opened,) = store.evaluate([old], {"performance.accuracy": 0.7}, subject="production").opened
+    (other,) = store.evaluate([old], {"performance.accuracy": 0.7}, subject="staging").opened
+    kept = store.evaluate([old, new], {}, subject="production")  # no value: no verdict, kept
+    assert kept.resolved == [] and store.get(opened.id).state == "open"  # type: ignore[union-attr]
+    later = store.evaluate([new], {}, subject="production")
+    assert [(a.id, a.state) for a in later.resolved] == [(opened.id, "resolved")]
+    assert store.get(other.id).state == "open"  # type: ignore[union-attr]  # its own cycle says
+    entry = AuditLog(db).entries(limit=1)[0]
+    assert entry.action == "alert.resolve" and entry.details["why"].startswith("its rule is no")
+    assert AuditLog(db).verify().ok
     db.dispose()
 
 

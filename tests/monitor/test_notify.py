@@ -160,9 +160,9 @@ def test_a_rollback_action_judges_only_the_version_served(tmp_path: Path) -> Non
         alert = store.evaluate([rule], {"performance.accuracy": 0.8}, subject="production")
         until = datetime.now(UTC)
 
-        def window(*versions: int) -> MonitorResult:
+        def window(*versions: int, accuracy: float = 0.8) -> MonitorResult:
             return MonitorResult("run", "production", until - timedelta(hours=24), until, "pets",
-                                 versions[0], {"performance.accuracy": 0.8},
+                                 versions[0], {"performance.accuracy": accuracy},
                                  versions=list(versions))  # fmt: skip
 
         mixed = run_actions(ws.actions(), store, alert.opened[0], window(1, 2), ["rollback"])
@@ -173,9 +173,17 @@ def test_a_rollback_action_judges_only_the_version_served(tmp_path: Path) -> Non
         assert ws.registry.resolve("pets@production").version == 2
         old = run_actions(ws.actions(), store, alert.opened[0], window(1), ["rollback"])
         assert old["rollback"].startswith("skipped") and "version(s) 1," in old["rollback"]
-        done = run_actions(ws.actions(), store, alert.opened[0], window(2), ["rollback"])
+        done = run_actions(
+            ws.actions(), store, alert.opened[0], window(2, accuracy=0.61), ["rollback"]
+        )
         assert done["rollback"] == "pets@production: 2 -> 1"
         assert ws.registry.resolve("pets@production").version == 1
+        # the reason quotes the window it acted on (0.61), not the one that raised it (0.8)
+        moved = ws.registry.alias_history("pets", "production")[-1]
+        assert moved.reason == (
+            f"alert accuracy-drop: performance.accuracy = 0.61 in the window "
+            f"{until - timedelta(hours=24):%Y-%m-%d %H:%M:%S} to {until:%H:%M:%S} UTC (from 2)"
+        )
     finally:
         ws.close()
 

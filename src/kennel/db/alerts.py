@@ -4,7 +4,7 @@ its own transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -108,6 +108,22 @@ def _longest_seen(s: Session, alert: AlertRow, subject: str, now: str | None) ->
     return max(spans, default=aware(opened.until) - aware(opened.since))
 
 
+def _orphans_resolved(
+    s: Session, subject: str, in_force: Collection[str], actor: str, now: datetime
+) -> list[Alert]:
+    orphans = s.scalars(
+        select(AlertRow)
+        .where(AlertRow.subject == subject, AlertRow.state.in_(ACTIVE))
+        .where(AlertRow.rule.not_in(list(in_force)))
+        .order_by(AlertRow.id)
+    ).all()
+    for row in orphans:
+        row.state, row.resolved_at, row.last_at = "resolved", now, now
+        record(s, actor=actor, action="alert.resolve", subject=f"{row.rule}:{subject}",
+               details={"id": row.id, "why": "its rule is no longer in kennel.yaml"})  # fmt: skip
+    return [_alert(row) for row in orphans]
+
+
 class AlertRecords:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -119,12 +135,15 @@ class AlertRecords:
         subject: str,
         actor: str,
         run_id: str | None = None,
+        in_force: Collection[str] | None = None,
     ) -> Evaluation:
         """In one transaction: a firing rule opens an alert for ``subject`` (audited
         ``alert.open``; ``run_id``: the monitoring run whose verdicts these are) or bumps the
         active one; a rule that stopped firing resolves its active alert (audited
         ``alert.resolve``), unless this run's window is shorter than that of the run that
-        raised it (``kept``)."""
+        raised it (``kept``). Given the names of the rules ``in_force``, an active alert of
+        ``subject`` raised by any other rule is resolved too: no window can stop a rule that
+        was taken out of kennel.yaml from firing, and it stayed open for ever."""
         opened, ongoing, resolved, kept = [], [], [], []
         now = datetime.now(UTC)
         with self.db.session() as s:
@@ -178,6 +197,8 @@ class AlertRecords:
                         details={"id": current.id},
                     )
                     resolved.append(_alert(current))
+            if in_force is not None:
+                resolved += _orphans_resolved(s, subject, in_force, actor, now)
         return Evaluation(opened, ongoing, resolved, kept)
 
     def claim(self, alert_id: int) -> AbstractContextManager[bool]:

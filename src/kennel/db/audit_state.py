@@ -1,7 +1,8 @@
 """The rows the deploy path trusts, checked against what the audit chain recorded as they were
 written. The chain and its anchor show that no entry was altered; these rows (QA decisions and
 certifications in the order they came, a version's registration, every alias move and where
-aliases point, tokens) are read by the release policy, rollback and the services, and someone
+aliases point, tokens; and the feedback labels and alerts whose values drive the monitor's
+rollback and retrain actions) are read by the release policy, rollback and the services, and someone
 with write access to the database could change them without touching the chain. Every change
 kennel makes to them appends an entry in the same transaction, so each must agree with the
 entries about it, in the same order where the policy reads the newest; ``mismatch`` names the
@@ -22,10 +23,12 @@ from sqlalchemy.orm import Session
 
 from kennel.db.audit_rows import StoredEntry, read, select_stored
 from kennel.db.schema import (
+    AlertRow,
     AliasEventRow,
     ApprovalRow,
     AuditRow,
     CertificationRow,
+    FeedbackRow,
     ModelAliasRow,
     ModelVersionRow,
     TokenRow,
@@ -39,7 +42,9 @@ _ACTIONS = (
     "alias.move",
     "token.create",
     "token.revoke",
+    "feedback",
 )
+_ALERT = "alert."  # alert.open, .acknowledged, .resolved, .resolve, .action.<name>
 _DIRECTLY = "changed in the database directly"
 Entries = dict[str, list[StoredEntry]]
 
@@ -52,7 +57,8 @@ def token_fingerprint(digest: str) -> str:
 
 def mismatch(session: Session) -> str | None:
     """The first governance row that disagrees with the audit log, in words; None if none."""
-    query = select_stored().where(AuditRow.action.in_(_ACTIONS)).order_by(AuditRow.seq)
+    wanted = AuditRow.action.in_(_ACTIONS) | AuditRow.action.startswith(_ALERT)
+    query = select_stored().where(wanted).order_by(AuditRow.seq)
     by_action: Entries = defaultdict(list)
     for entry in map(read, session.execute(query)):
         by_action[entry.action].append(entry)
@@ -63,6 +69,8 @@ def mismatch(session: Session) -> str | None:
         _alias_moves,
         _aliases,
         _tokens,
+        _feedback,
+        _alerts,
     )
     for check in checks:
         try:
@@ -240,3 +248,81 @@ def _tokens(s: Session, by: Entries) -> Iterator[str]:
             yield f"token {token_id}'s secret was swapped in the database directly"
         if token_id in revoked and _truth(is_revoked) is not True:
             yield f"token {token_id} was revoked, and made live again in the database directly"
+
+
+def _feedback(s: Session, by: Entries) -> Iterator[str]:
+    """Each prediction's true label and who gave it, as the newest entry that changed it said
+    (a label sent again, ``unchanged``, keeps the first sender): the monitor's measured
+    accuracy, and so its rollback and retrain actions, and a retrain's data read them."""
+    logged: dict[str, tuple[Any, Any]] = {}
+    for e in by["feedback"]:
+        if not e.details.get("unchanged"):
+            logged[e.subject] = (e.details.get("label"), e.actor)
+    columns = (FeedbackRow.prediction_id, FeedbackRow.label, FeedbackRow.actor)
+    held = {pid: (label, actor) for pid, label, actor in s.execute(select(*columns))}
+    for pid in sorted(set(held) | set(logged)):
+        row, entry = held.get(pid), logged.get(pid)
+        if row == entry:
+            continue
+        if entry is None:
+            yield f"feedback for prediction {pid} has no feedback entry: it was {_DIRECTLY}"
+        elif row is None:
+            yield f"feedback for prediction {pid}, in the audit log, was deleted: {_DIRECTLY}"
+        else:
+            yield (
+                f"feedback for prediction {pid} is {row[0]!r} by {row[1]}, the audit log's "
+                f"{entry[0]!r} by {entry[1]}: {_DIRECTLY}"
+            )
+
+
+def _alerts(s: Session, by: Entries) -> Iterator[str]:
+    """Each alert as its entries left it: its rule and subject, severity and message as
+    opened, its state after the newest change and each action's newest outcome (what stops a
+    rule's actions from running again, and what a compliance report shows)."""
+    logged: dict[int, dict[str, Any]] = {}
+    entries = sorted((e for a, es in by.items() if a.startswith(_ALERT) for e in es),
+                     key=lambda e: e.seq)  # fmt: skip
+    for e in entries:
+        ident = e.details.get("id")
+        if not isinstance(ident, int):
+            continue
+        if e.action == "alert.open":
+            logged[ident] = {"subject": e.subject, "severity": e.details.get("severity"),
+                             "message": e.details.get("message"), "state": "open",
+                             "actions": {}}  # fmt: skip
+        elif ident not in logged:
+            continue  # opened before the log said which alert: nothing to hold it to
+        elif e.action.startswith(_ALERT + "action."):
+            logged[ident]["actions"][e.action.removeprefix(_ALERT + "action.")] = e.details.get(
+                "outcome"
+            )
+        elif e.action in ("alert.acknowledged", "alert.resolved", "alert.resolve"):
+            logged[ident]["state"] = (
+                "acknowledged" if e.action == "alert.acknowledged" else ("resolved")
+            )
+    columns = (AlertRow.id, AlertRow.rule, AlertRow.subject, AlertRow.severity,
+               AlertRow.message, AlertRow.state, type_coerce(AlertRow.actions, String))  # fmt: skip
+    held = set()
+    for ident, rule, subject, severity, message, state, actions in s.execute(
+        select(*columns).order_by(AlertRow.id)
+    ):
+        held.add(ident)
+        said = logged.get(ident)
+        if said is None:
+            yield f"alert {ident} ({rule}) has no alert.open entry: it was {_DIRECTLY}"
+            continue
+        stored = {"subject": f"{rule}:{subject}", "severity": severity, "message": message,
+                  "state": state, "actions": _json(actions)}  # fmt: skip
+        for key, value in stored.items():
+            if _canon(value) != _canon(said[key]):
+                yield (
+                    f"alert {ident}'s {key} is {_shown(value)}, the audit log's "
+                    f"{_shown(said[key])}: {_DIRECTLY}"
+                )
+    for ident in sorted(set(logged) - held):
+        yield f"alert {ident}, opened in the audit log, was deleted: {_DIRECTLY}"
+
+
+def _shown(value: Any) -> str:
+    text = _canon(value)
+    return text if len(text) <= 60 else text[:57] + "..."

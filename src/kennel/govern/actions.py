@@ -130,10 +130,14 @@ def _rollback(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
             f"{result.environment} serves {served} now; a rollback acts only on a window of "
             "the version served"
         )
+    # the window acted on, not the one that opened the alert (which may have been refused)
+    value = result.metrics.get(alert.metric)
+    seen = f"{alert.metric} = {value:.4g}" if isinstance(value, int | float) else alert.message
     event = ctx.releases.rollback(
         result.environment,
         who=Identity.system(f"{ctx.actor} (alert {alert.rule})"),
-        reason=f"alert {alert.rule}: {alert.message}",
+        reason=f"alert {alert.rule}: {seen} in the window {result.since:%Y-%m-%d %H:%M:%S}"
+        f" to {result.until:%H:%M:%S} UTC",
     )
     return f"{event.name}@{event.alias}: {event.from_version} -> {event.to_version}"
 

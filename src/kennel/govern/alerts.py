@@ -67,7 +67,10 @@ class AlertStore:
                     firing=verdict,
                 )
             )
-        return self.records.apply(verdicts, subject=subject, actor=actor, run_id=run_id)
+        in_force = [rule.name for rule in rules]
+        return self.records.apply(
+            verdicts, subject=subject, actor=actor, run_id=run_id, in_force=in_force
+        )
 
     def claim(self, alert_id: int) -> AbstractContextManager[bool]:
         return self.records.claim(alert_id)

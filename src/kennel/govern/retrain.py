@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pyarrow.compute as pc
+
+from kennel.datasets.versioning import DatasetCatalog, DatasetVersion
 from kennel.db import Database, aware
 from kennel.db.locking import lease
 from kennel.db.predictions import PredictionStore
@@ -30,6 +33,29 @@ from kennel.storage import ContentStore
 Window = tuple[datetime, datetime]
 # The manifest column that marks feedback images from the window an alert was raised on.
 WINDOW_COLUMN = "window"
+
+
+def fed_prefix(environment: str) -> str:
+    """The start of the uri each labelled image of ``environment`` gets in a dataset."""
+    return f"feedback/{environment}/"
+
+
+def labelled_added(
+    catalog: DatasetCatalog, champion: ModelVersion, version: DatasetVersion, environment: str
+) -> int:
+    """How many labelled ``environment`` images ``version`` holds that the champion's data did
+    not: what a retrain adds, also when a killed one's ingest had committed them already (its
+    own ingest then adds none)."""
+    prefix = fed_prefix(environment)
+
+    def fed(v: DatasetVersion) -> set[str]:
+        table = catalog.table(v)
+        return set(table.filter(pc.starts_with(table["uri"], prefix))["uri"].to_pylist())
+
+    before = set[str]()
+    if champion.dataset == version.dataset and champion.dataset_version:
+        before = fed(catalog.resolve(f"{champion.dataset}@{champion.dataset_version}"))
+    return len(fed(version) - before)
 
 
 class FeedbackSource:
@@ -62,7 +88,7 @@ class FeedbackSource:
         window = None if self.window is None else tuple(aware(t) for t in self.window)
         for observed in labelled:
             p = observed.prediction
-            uri = f"feedback/{self.environment}/{p.id}"
+            uri = f"{fed_prefix(self.environment)}{p.id}"
             if p.input_sha256 is not None:  # always, for a labelled prediction
                 self._digests[uri] = p.input_sha256
             attrs = {"origin": "production", "camera": p.source}
@@ -218,4 +244,5 @@ def retrain(
             result = releases.deploy(
                 built.model.ref, deploy_to, who=who or Identity.system(actor), progress=progress
             )
-        return RetrainResult(report.version.ref, report.added, built.model.ref, result)
+        added = labelled_added(ingestor.catalog, champion, report.version, environment)
+        return RetrainResult(report.version.ref, added, built.model.ref, result)

@@ -72,7 +72,8 @@ def install(app: FastAPI, ui: Dashboard) -> None:
         )
         sizes = {"images": [(float(v.seq), float(v.n_rows)) for v in reversed(versions)]}
         context = {"name": name, "versions": versions, "total": total, "sizes": sizes,
-                   "page": page, "pages": pages, "href": linker(request.url.path, {})}  # fmt: skip
+                   "page": page, "pages": pages, "href": linker(request.url.path, {}),
+                   "disputes": data.disputes(ws, who, name)}  # fmt: skip
         return show(request, session, who, View("ui/dataset.html", f"Dataset {name}", context))
 
     @get("/datasets/{name}/{spec}")

@@ -22,10 +22,14 @@ from kennel.datasets.index import CHANGES_KEPT, VersionIndex
 from kennel.datasets.index import SLICE_VALUES as SLICE_VALUES
 from kennel.datasets.manifest import SPLITS
 from kennel.datasets.versioning import DatasetVersion
+from kennel.db.disputes import Dispute
 from kennel.db.ingest import IngestRecord, IngestStore
 from kennel.errors import ConfigError, NotFoundError, did_you_mean
+from kennel.ingest.disputes import listed
 from kennel.ingest.validate import QUARANTINED
+from kennel.serve.auth import Identity
 from kennel.ui.paging import pages_of
+from kennel.ui.views import Button, button
 from kennel.wiring import Workspace
 
 PER_PAGE = 48  # tiles
@@ -141,6 +145,39 @@ def quarantine(ws: Workspace, version: DatasetVersion, page: int) -> Quarantine:
     files = store.records(run, QUARANTINED, limit=QUARANTINE_PAGE, offset=offset) if run else []
     drawable = store.known({f.sha256 for f in files if f.sha256})
     return Quarantine(kinds, total, files, drawable, page, pages)
+
+
+@dataclass(frozen=True)
+class Disputed:
+    """A label dispute as the dataset page shows it, with its Settle button."""
+
+    dispute: Dispute
+    settle: Button
+    choices: tuple[str, ...]  # the labels it may be settled as
+    drawable: bool  # its bytes are in the content store
+
+
+def disputes(ws: Workspace, who: Identity, name: str) -> list[Disputed]:
+    """The dataset's label disputes, unsettled first, each oldest first."""
+    store = IngestStore(ws.db)
+    found = sorted(listed(store, name), key=lambda d: d.settled_label is not None)
+    kept = store.known({d.sha256 for d in found})
+    labels = tuple(ws.project.config.data.labels)
+    return [
+        Disputed(
+            d,
+            button(
+                "Settle",
+                "/actions/settle",
+                {"dataset": name, "sha256": d.sha256},
+                who=who,
+                permission="feedback",
+            ),
+            labels or d.labels,
+            d.sha256 in kept,
+        )
+        for d in found
+    ]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from kennel.serve.auth import Identity
 from kennel.wiring import Workspace
 
 VERBS = {"approve": "approve or reject", "release": "release", "rollback": "roll back",
-         "alerts": "change alerts", "deploy": "retrain and deploy"}  # fmt: skip
+         "alerts": "change alerts", "deploy": "retrain and deploy",
+         "feedback": "settle labels"}  # fmt: skip
 
 
 @dataclass(frozen=True)
