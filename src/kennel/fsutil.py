@@ -101,6 +101,18 @@ def refuse_existing(path: Path, *, force: bool, option: str = "--out") -> None:
         )
 
 
+def outside_state(path: str | Path, state_dir: Path, option: str = "--out") -> None:
+    """ConfigError when ``path`` lies in a project's state folder (its database, content
+    store, runs and keys), which kennel alone writes: a bundle or page sent there by mistake,
+    with --force, could replace the metadata database or land among the store's blobs."""
+    where, state = Path(os.path.realpath(path)), Path(os.path.realpath(state_dir))
+    if where == state or where.is_relative_to(state):
+        raise ConfigError(
+            f"{option} {path}: it is inside the project's state folder {state_dir}, which "
+            "kennel alone writes; choose another place"
+        )
+
+
 def page_target(
     path: str | Path, default_name: str, *, force: bool = False, option: str = "--out"
 ) -> Path:

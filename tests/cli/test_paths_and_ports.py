@@ -211,3 +211,26 @@ def test_synth_video_names_only_an_mp4(tmp_path: Path) -> None:
         )
         assert said in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outdir"]
+
+
+def test_nothing_is_written_into_the_projects_state_folder(
+    park_model: Project, tmp_path: Path
+) -> None:
+    """A bundle, wheel, page or manifest sent into .kennel/ (its database, store and runs) by
+    mistake is refused before anything is written: with --force, a compliance page replaced
+    the metadata database, and a download put a bundle among the store's blobs."""
+    root, state = str(park_model.root), park_model.state_dir
+    link = tmp_path / "elsewhere"
+    link.symlink_to(state / "artifacts")  # the same place under another name
+    for args, option in (
+        (["models", "download", "pets@1", str(state / "artifacts"), "--force"], "DEST"),
+        (["models", "download", "pets@1", str(link), "--force"], "DEST"),
+        (["models", "compliance", "pets@1", "--out", str(state / "kennel.db"), "--force"], "--out"),
+        (["export", "package", "pets@1", "--out", str(state)], "--out"),
+        (["monitor", "run", "--report", str(state / "r.html"), "--force"], "--report"),
+    ):
+        line = fails(*args, "-C", root, code=2)
+        assert line.startswith(f"error: {option} ") and "inside the project's state folder" in line
+    assert not list((state / "artifacts").glob("*.onnx"))
+    assert (state / "kennel.db").read_bytes().startswith(b"SQLite format 3")
+    assert not (state / "r.html").exists()

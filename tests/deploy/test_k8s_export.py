@@ -198,4 +198,7 @@ def test_an_out_that_is_a_file_or_cannot_be_made_is_one_line(tmp_path: Path) -> 
         code, output = _export(tmp_path / "p", "--out", str(out))
         assert code == 2 and len(output.strip().splitlines()) == 1, output
         assert output.startswith(f"error: {named}") and "Traceback" not in output
+    inside = tmp_path / "p" / ".kennel" / "k8s"  # the project's own state: kennel's alone
+    code, output = _export(tmp_path / "p", "--out", str(inside))
+    assert code == 2 and "inside the project's state folder" in output and not inside.exists()
     assert afile.read_text() == "root:x:0:0\n"

@@ -249,6 +249,11 @@ def test_sigterm_mid_epoch_marks_the_run_interrupted_then_resume(
     last = refused.output.strip().splitlines()[-1]
     assert last.startswith(f"error: run {run.id}'s checkpoint is damaged (its bytes do not")
     assert "Traceback" not in refused.output
+    ws = Workspace(project)
+    try:  # refused before the run was taken up again: its time, state and end as they were
+        assert ws.tracker.get(run.id) == run
+    finally:
+        ws.close()
     checkpoint.write_bytes(kept)
     _resumes_to_the_end(project)
     assert not checkpoint.exists()  # completed: nothing resumes from it any more

@@ -24,10 +24,12 @@ def export_package(
     json_out: JsonOption = False,
 ) -> None:
     """Build an installable wheel (pattern 1, embedded): predict() on onnxruntime+numpy+Pillow."""
+    from kennel.fsutil import outside_state
     from kennel.package.wheel import build_wheel
     from kennel.serve.runtime import Bundle
 
     with opened(project) as ws:
+        outside_state(out, ws.project.state_dir)
         entry = ws.registry.resolve(model_ref(ws, ref, None, ungated=ungated))
         files = {name: ws.registry.read_file(entry, name) for name in entry.files}
     bundle = Bundle.from_files(files)  # every hash checked before anything is packaged
@@ -71,7 +73,7 @@ def export_k8s(
     budget, ConfigMap, Secret) serving ENV on the project's shared stores."""
     from kennel.config import load_project
     from kennel.deploy.k8s import K8sOptions, manifests
-    from kennel.fsutil import write_text_atomic
+    from kennel.fsutil import outside_state, write_text_atomic
 
     options = K8sOptions(
         env=env,
@@ -82,7 +84,9 @@ def export_k8s(
         include_secrets=include_secrets,
         image=image or K8sOptions.image,
     )
-    files = manifests(load_project(project), options)  # every name checked, nothing written
+    loaded = load_project(project)
+    files = manifests(loaded, options)  # every name checked, nothing written
+    outside_state(out, loaded.state_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
     folders = sorted({(out / file).parent for file in files})

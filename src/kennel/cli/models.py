@@ -102,7 +102,10 @@ def download(
 ) -> None:
     """Write a model's bundle to DEST, verifying every file's sha256 first (all or nothing).
     DEST must be new or empty, unless --force."""
+    from kennel.fsutil import outside_state
+
     with opened(project) as ws:
+        outside_state(dest, ws.project.state_dir, "DEST")
         model, files = ws.registry.download(ref, dest, overwrite=force)
     if json_out:
         emit_json({"model": model.ref, "files": [str(f) for f in files]})
@@ -284,7 +287,7 @@ def compliance_report(
     json_out: JsonOption = False,
 ) -> None:
     """Compliance report: data, parameters, metrics, gates, approvals, releases, incidents."""
-    from kennel.fsutil import page_target, write_text_atomic
+    from kennel.fsutil import outside_state, page_target, write_text_atomic
     from kennel.govern.compliance import compliance
     from kennel.govern.compliance import render as render_compliance
 
@@ -292,8 +295,9 @@ def compliance_report(
         report = compliance(
             ref, db=ws.db, registry=ws.registry, tracker=ws.tracker, catalog=ws.catalog
         )
-    default = f"compliance-{report['model']['ref'].replace('@', '-')}.html"
-    target = page_target(out or default, default, force=force)
+        default = f"compliance-{report['model']['ref'].replace('@', '-')}.html"
+        target = page_target(out or default, default, force=force)
+        outside_state(target, ws.project.state_dir)
     write_text_atomic(target, render_compliance(report))
     if json_out:
         emit_json({**report, "html": str(target)})

@@ -123,7 +123,7 @@ def monitor_run(
     json_out: JsonOption = False,
 ) -> None:
     """Analyse one window (cron it: the daily analysis), raise alerts and act on them."""
-    from kennel.fsutil import page_target, write_text_atomic
+    from kennel.fsutil import outside_state, page_target, write_text_atomic
     from kennel.govern.cycle import monitor_once
     from kennel.monitor.runner import parse_span
 
@@ -131,6 +131,8 @@ def monitor_run(
     if report is not None:
         target = page_target(report, "monitor-report.html", force=force, option="--report")
     with opened(project) as ws, reporting(json_out) as progress:
+        if target is not None:  # before the analysis acts on anything
+            outside_state(target, ws.project.state_dir, "--report")
         span = parse_span(window) if window else None
         cycle = monitor_once(
             ws.monitor(), ws.actions(progress), environment=_known(ws, env), span=span, act=act
@@ -280,7 +282,7 @@ def analyze_saliency(
 ) -> None:
     """Occlusion saliency for a logged prediction, through the model version that served it."""
     from kennel.db.predictions import PredictionStore
-    from kennel.fsutil import page_target, write_text_atomic
+    from kennel.fsutil import outside_state, page_target, write_text_atomic
     from kennel.imaging import decode
     from kennel.monitor import analyze
 
@@ -291,6 +293,7 @@ def analyze_saliency(
         # refused before the work; the default name from the id as stored (no path in it)
         safe = re.sub(r"[^A-Za-z0-9_-]", "_", logged.id[:12])
         target = page_target(out, f"saliency-{safe}.html", force=force)
+        outside_state(target, ws.project.state_dir)
         ref, digest = logged.ref, logged.input_sha256
         info = {"id": logged.id, "label": logged.label, "confidence": logged.confidence,
                 "model": ref}  # fmt: skip

@@ -22,7 +22,7 @@ from kennel.cli.app import (
 )
 from kennel.cli.render import console, emit_json
 from kennel.errors import ConfigError, SourceError
-from kennel.fsutil import refuse_existing
+from kennel.fsutil import outside_state, refuse_existing
 
 if TYPE_CHECKING:  # imported where used, so that `kennel --help` starts at once
     pass
@@ -114,6 +114,8 @@ def watch(
             console.print(f"[yellow]source {e.kind}[/]: {escape(e.detail)}")
 
     with opened(project) as ws, served_model(ws, model, env, ungated=ungated) as served:
+        if out is not None:
+            outside_state(out, ws.project.state_dir)
         reader.max_pixels = ws.project.config.data.max_pixels
         predlog = None
         if log:
@@ -190,6 +192,7 @@ def synth_video(
     clips.check_out(out)  # before any image is read
     refuse_existing(out, force=force)
     with opened(project) as ws:
+        outside_state(out, ws.project.state_dir, "OUT")
         version = ws.catalog.resolve(dataset)
         rows = [r for r in ws.catalog.rows(version) if r.split == "test"]
         by_label: dict[str, list[Row]] = {}

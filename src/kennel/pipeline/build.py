@@ -125,6 +125,10 @@ class Builder:
             if resume is not None:  # claimed before anything is done with it, then read again
                 claims.enter_context(train.owned(self.runs_root, resume.id))
                 resume = train.still_resumable(self.tracker, resume)
+                if parallel is None or not parallel.distributed:  # else the launcher checked
+                    # a damaged checkpoint is refused before the run is taken up again: its
+                    # time and state stay as the kill left them
+                    checkpoint.verify(self.runs_root / resume.id / checkpoint.CHECKPOINT)
             if parallel is not None and parallel.distributed and resume is None:
                 options.check_parallel(plan.config)
             run = train.start_run(
