@@ -15,6 +15,7 @@ from sqlalchemy import text
 from kennel.db import Database, aware
 from kennel.db.datasets import DatasetStore, DatasetVersion, Item
 from kennel.db.ingest import ACCEPTED, IngestRecord, IngestStore
+from kennel.db.ingest_runs import IngestRun
 from kennel.db.registry import AliasEvent, ModelVersion, RegistryStore
 from kennel.db.runs import Run, RunMetric, RunStore
 from kennel.db.schema import ModelVersionRow
@@ -125,18 +126,23 @@ def _record(run_id: str, seq: int, status: str = "ok", sha: str | None = None) -
     return IngestRecord(run_id, f"/lake/{seq}.jpg", seq, "cat", status, sha, None, {"k": "v"})
 
 
-def test_ingest_store_checkpoints_records_and_items(db: Database) -> None:
-    DatasetStore(db).ensure_dataset("pets")
-    store = IngestStore(db)
-    run = store.start(
+def _lake_run(store: IngestStore, *, files: int) -> IngestRun:
+    """Run r1: an ingest of folder:/lake into pets."""
+    return store.start(
         "r1",
         dataset="pets",
         source="folder:/lake",
         fingerprint="f" * 64,
         parent_version=None,
-        files=4,
+        files=files,
         actor="tester",
     )
+
+
+def test_ingest_store_checkpoints_records_and_items(db: Database) -> None:
+    DatasetStore(db).ensure_dataset("pets")
+    store = IngestStore(db)
+    run = _lake_run(store, files=4)
     assert (run.id, run.status, run.finished_at) == ("r1", "running", None)
     assert run.summary == {"files": 4}
     assert utc(store.get("r1")) == run
@@ -187,15 +193,7 @@ def test_ingest_store_checkpoints_records_and_items(db: Database) -> None:
 def test_label_disputes_gather_labels_and_keep_their_settlement(db: Database) -> None:
     DatasetStore(db).ensure_dataset("pets")
     store = IngestStore(db)
-    store.start(
-        "r1",
-        dataset="pets",
-        source="folder:/lake",
-        fingerprint="f" * 64,
-        parent_version=None,
-        files=1,
-        actor="tester",
-    )
+    _lake_run(store, files=1)
     store.save([_item(1)], [_record("r1", 0, sha=_item(1).sha256)])
     assert store.content_of("pets", "/lake/0.jpg") == _item(1).sha256
     assert store.content_of("pets", "/lake/9.jpg") is None
