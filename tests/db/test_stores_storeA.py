@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from kennel.db import Database, aware
 from kennel.db.datasets import DatasetStore, DatasetVersion, Item
+from kennel.db.disputes import Offer
 from kennel.db.ingest import ACCEPTED, IngestRecord, IngestStore
 from kennel.db.ingest_runs import IngestRun
 from kennel.db.registry import AliasEvent, ModelVersion, RegistryStore
@@ -200,18 +201,24 @@ def test_label_disputes_gather_labels_and_keep_their_settlement(db: Database) ->
     assert store.content_of("dogs", "/lake/0.jpg") is None  # another dataset's file
 
     sha = "a" * 64
-    store.dispute("pets", {sha: {"dog", "cat"}}, "r1")
-    store.dispute("pets", {sha: {"fox"}, "b" * 64: {"cat", "dog"}}, "r2")
-    store.dispute("pets", {}, "r3")  # nothing found: nothing written
+    both = Offer(frozenset({"dog", "cat"}), {"/lake/a.jpg": "cat", "/lake/b.jpg": "dog"})
+    store.dispute("pets", {sha: both}, "r1", actor="tester")
+    fox = Offer(frozenset({"fox"}), {"/lake/f.jpg": "fox"})
+    store.dispute("pets", {sha: fox, "b" * 64: both}, "r2", actor="tester")
+    store.dispute("pets", {}, "r3", actor="tester")  # nothing found: nothing written
+    store.dispute("pets", {sha: both}, "r4", actor="tester")  # nothing new: nothing written
     found = store.disputes("pets")
     assert set(found) == {sha, "b" * 64}
     assert found[sha].labels == ("cat", "dog", "fox") and found[sha].run_id == "r1"
+    assert found[sha].files == {"/lake/a.jpg": "cat", "/lake/b.jpg": "dog", "/lake/f.jpg": "fox"}
     assert found[sha].settled_label is None and store.disputes("dogs") == {}
+    assert store.content_of("pets", "/lake/f.jpg") == sha  # named by the dispute alone
+    assert [a for a, _ in _audit(db)].count("dataset.dispute") == 3  # new, grown, new
 
     assert store.settle("pets", "c" * 64, "cat", actor="quinn") is None
     settled = store.settle("pets", sha, "dog", actor="quinn")
     assert settled is not None and (settled.settled_label, settled.settled_by) == ("dog", "quinn")
-    store.dispute("pets", {sha: {"cat", "dog"}}, "r4")  # offered again: still settled
+    store.dispute("pets", {sha: both}, "r5", actor="tester")  # offered again: still settled
     again = store.disputes("pets")[sha]
     assert (again.settled_label, again.labels) == ("dog", ("cat", "dog", "fox"))
     assert aware(again.settled_at) is not None

@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from kennel.cli.main import app
 from kennel.db.audit import AuditLog
+from kennel.db.ingest import IngestStore
 from kennel.wiring import Workspace
 from tests.conftest import make_project
 from tests.helpers import odd_files, write_tree
@@ -22,7 +25,7 @@ def _kennel(project: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout if result.exit_code == 0 else result.output
 
 
-def _ingest(project: Path, folder: Path, dataset: str = "pets") -> dict:
+def _ingest(project: Path, folder: Path, dataset: str = "pets") -> dict:  # a folder or manifest
     code, out = _kennel(project, "data", "ingest", str(folder), "--dataset", dataset, "--json")
     assert code == 0, out
     return json.loads(out)
@@ -59,6 +62,10 @@ def test_a_disputed_content_stays_out_until_settled(tmp_path: Path) -> None:
     assert code == 0, out
     (dispute,) = json.loads(out)
     assert dispute["labels"] == ["cat", "dog"] and dispute["settled_label"] is None
+    assert dispute["files"] == {
+        str(both / "cat/a.jpg"): "cat",
+        str(both / "dog/a-again.jpg"): "dog",
+    }
     sha = dispute["sha256"]
 
     # either folder alone, in either order: the disputed copy stays out
@@ -89,12 +96,19 @@ def test_a_disputed_content_stays_out_until_settled(tmp_path: Path) -> None:
     assert code == 3 and "no label dispute" in out, out  # read, accepted, not disputed
     code, out = _kennel(root, "data", "settle", "no-such", sha, "--label", "dog")
     assert code == 3, out
+    code, out = _kennel(root, "data", "settle", "pets", " ", "--label", "dog")
+    assert code == 2 and "give the disputed content's sha256" in out, out
+    code, out = _kennel(root, "data", "disputes", "no-such")
+    assert code == 3 and "no-such" in out, out
 
-    # settled by the uri an ingest reported: the other label's copy stays out
+    # settled by the short form kennel prints; the other label's copy stays out
+    code, out = _kennel(root, "data", "settle", "pets", f"sha256:{sha[:12]}", "--label", "dog")
+    assert code == 0 and f"sha256:{sha[:12]} in pets settled as 'dog'; ingest" in out, out
+    # the same again, by a file of the failed first ingest (its records are gone): no-op
     code, out = _kennel(
-        root, "data", "settle", "pets", str(dogs / "dog/a-again.jpg"), "--label", "dog"
+        root, "data", "settle", "pets", str(both / "dog/a-again.jpg"), "--label", "dog"
     )
-    assert code == 0 and f"sha256:{sha[:12]} in pets settled as 'dog'" in out, out
+    assert code == 0 and "settled as 'dog' already: nothing recorded" in out, out
     again = _ingest(root, cats)
     assert again["added"] == 0
     assert _reasons(again) == {"a.jpg": "label conflict: settled as 'dog'"}
@@ -115,6 +129,94 @@ def test_a_disputed_content_stays_out_until_settled(tmp_path: Path) -> None:
     assert entries[0].actor.startswith("local:")
     code, out = _kennel(root, "audit", "verify")
     assert code == 0, out
+
+    # a settlement or a dispute changed in the database directly is named by audit verify
+    for statement, said in (
+        ("UPDATE label_disputes SET settled_label = 'cat'", "is settled as 'cat' by local:"),
+        ("DELETE FROM label_disputes", f"label dispute pets:{sha}, recorded in the audit log, "
+                                       "was deleted"),
+    ):  # fmt: skip
+        ws = Workspace.load(root)
+        try:
+            with ws.db.session() as session:
+                saved = session.execute(text("SELECT * FROM label_disputes")).mappings().all()
+                session.execute(text(statement))
+        finally:
+            ws.close()
+        code, out = _kennel(root, "audit", "verify")
+        assert code == 1 and said in out, out
+        ws = Workspace.load(root)
+        try:
+            with ws.db.session() as session:  # put back as it was
+                session.execute(text("DELETE FROM label_disputes"))
+                names = list(saved[0])
+                session.execute(
+                    text(f"INSERT INTO label_disputes ({', '.join(names)}) "
+                         f"VALUES ({', '.join(':' + n for n in names)})"),
+                    [dict(r) for r in saved],
+                )  # fmt: skip
+        finally:
+            ws.close()
+    code, out = _kennel(root, "audit", "verify")
+    assert code == 0, out
+
+
+def test_a_manifest_naming_a_file_with_two_labels_disputes_its_content(tmp_path: Path) -> None:
+    """The manifest's source refuses such a file unread, so no content was known to dispute:
+    a later manifest naming it once added it under that label."""
+    files = odd_files()
+    lake = write_tree(
+        tmp_path / "lake",
+        {"c.jpg": files["cat/good.jpg"][0], "d.jpg": files["dog/cmyk.jpg"][0]},
+    )
+    (lake / "first.csv").write_text("uri,label\nc.jpg,dog\nc.jpg,cat\nd.jpg,dog\n")
+    (lake / "second.csv").write_text("uri,label\nc.jpg,cat\n")
+    root = make_project(tmp_path / "proj").root
+    first = _ingest(root, lake / "first.csv", "m")
+    assert first["added"] == 1 and first["quarantined"] == {"label conflict": 1}
+    _code, out = _kennel(root, "data", "disputes", "m", "--json")
+    (dispute,) = json.loads(out)
+    assert dispute["labels"] == ["cat", "dog"]
+    assert dispute["files"] == {str(lake / "c.jpg"): "cat / dog"}
+    second = _ingest(root, lake / "second.csv", "m")
+    assert second["added"] == 0
+    assert "offered as 'dog' before" in _reasons(second)["c.jpg"]
+    assert _labels_of(root, "m") == {"d.jpg": "dog"}
+
+
+def test_a_dispute_is_recorded_with_the_version_its_ingest_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ingest that found a dispute on one head and was built again on a newer one (another
+    ingest committed meanwhile, holding the content as a cat) recorded a dispute over content
+    the dataset then held: a ghost no settlement could clear."""
+    files = odd_files()
+    same, other = files["cat/good.jpg"][0], files["dog/cmyk.jpg"][0]
+    base = write_tree(tmp_path / "base", {"dog/d.jpg": other})
+    both = write_tree(tmp_path / "both", {"cat/x.jpg": same, "dog/x.jpg": same})
+    cats = write_tree(tmp_path / "cats", {"cat/x.jpg": same})
+    root = make_project(tmp_path / "proj").root
+    _ingest(root, base, "r")
+    ws = Workspace.load(root)
+    try:
+        mine, theirs = ws.ingestor(1), ws.ingestor(1)
+        commit = mine.catalog.commit
+
+        def first_theirs(*args: object, **kwargs: object) -> object:
+            monkeypatch.setattr(mine.catalog, "commit", commit)
+            theirs.run(ws.source(str(cats)), "r")  # commits first: the head moves
+            return commit(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(mine.catalog, "commit", first_theirs)
+        report = mine.run(ws.source(str(both)), "r")
+        assert IngestStore(ws.db).disputes("r") == {}  # the head holds it: held wins
+        # built again on theirs (it said "these files make v1 again"): their cat is held, the
+        # dog copy refused as a conflict with it, nothing new
+        assert (report.version.seq, report.created) == (2, False)
+        assert report.quarantined == {"label conflict": 1}
+        assert {Path(r.uri).parent.name for r in ws.catalog.rows(report.version)} == {"dog", "cat"}
+    finally:
+        ws.close()
 
 
 def test_settling_takes_a_role_that_may_label(tmp_path: Path) -> None:

@@ -182,7 +182,8 @@ def test_a_rollback_action_judges_only_the_version_served(tmp_path: Path) -> Non
         moved = ws.registry.alias_history("pets", "production")[-1]
         assert moved.reason == (
             f"alert accuracy-drop: performance.accuracy = 0.61 in the window "
-            f"{until - timedelta(hours=24):%Y-%m-%d %H:%M:%S} to {until:%H:%M:%S} UTC (from 2)"
+            f"{until - timedelta(hours=24):%Y-%m-%d %H:%M:%S} to {until:%Y-%m-%d %H:%M:%S} UTC "
+            "(from 2)"
         )
     finally:
         ws.close()

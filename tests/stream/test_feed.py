@@ -363,6 +363,10 @@ def test_a_damaged_feed_state_is_refused_in_words(tmp_path: Path) -> None:
         ('{"seq": -5}', "it has no 'manifest_sha256'"),
         ("[1, 2]", "it holds a JSON list, not an object"),
         ("{not json", "Expecting property name"),
+        ('{"seq": 1e400, "manifest_sha256": "x"}', "its seq inf is no sequence number"),
+        ('{"seq": true, "manifest_sha256": "x"}', "its seq True is no sequence number"),
+        ('{"seq": -1, "manifest_sha256": "x"}', "its seq -1 is no sequence number"),
+        ('{"seq": 3, "manifest_sha256": null}', "its manifest_sha256 'None' is no sha256"),
     ):
         state.write_text(text)
         with pytest.raises(ConfigError) as refused:

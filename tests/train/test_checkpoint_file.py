@@ -118,3 +118,19 @@ def test_an_empty_file_another_runs_checkpoint_and_a_bare_tensor_are_refused(
         load_checkpoint(mine, Parallel())
     saved = load_checkpoint(theirs, Parallel())
     assert saved is not None and saved["run"] == "theirs"
+
+
+def test_a_checkpoint_missing_a_part_is_refused_before_any_rank_starts(tmp_path: Path) -> None:
+    """Each rank of a data-parallel resume found the missing part in turn (a line each, then
+    torchrun's traceback); the launcher's ``verify`` finds it once, as a load does."""
+    from kennel.train.checkpoint import verify
+
+    path = tmp_path / "run1" / "checkpoint.pt"
+    path.parent.mkdir()
+    state = _state(nn.Linear(4, 2))
+    del state["history"]
+    save_checkpoint(state, path)
+    for check in (lambda: verify(path), lambda: load_checkpoint(path, Parallel())):
+        with pytest.raises(IntegrityError, match="it does not fit the run: it has no 'history'"):
+            check()
+    verify(tmp_path / "none" / "checkpoint.pt")  # no file: nothing to check

@@ -274,7 +274,7 @@ def disputes(
     from kennel.ingest.disputes import listed
 
     with opened(project) as ws:
-        found = listed(IngestStore(ws.db), dataset)
+        found = listed(IngestStore(ws.db), ws.catalog, dataset)
     if json_out:
         emit_json([_dispute_dict(d) for d in found])
         return
@@ -312,15 +312,13 @@ def settle(
                 f"role {who.role!r} may not settle labels (it takes {who.roles_for('feedback')})"
             )
         store, labels = IngestStore(ws.db), ws.project.config.data.labels
-        d = settled(store, ws.catalog, dataset, content, label, labels=labels, actor=who.name)
+        d, changed = settled(store, ws.catalog, dataset, content, label, labels=labels,
+                             actor=who.name)  # fmt: skip
     if json_out:
-        emit_json(_dispute_dict(d))
+        emit_json({**_dispute_dict(d), "changed": changed})
         return
-    console.print(
-        f"sha256:{d.sha256[:12]} in {dataset} settled as {d.settled_label!r}; ingest its files "
-        "again to add it",
-        markup=False,
-    )
+    said = "; ingest its files again to add it" if changed else " already: nothing recorded"
+    console.print(f"sha256:{d.sha256[:12]} in {dataset} settled as {label!r}{said}", markup=False)
 
 
 def _dispute_dict(d: Dispute) -> dict[str, object]:
@@ -328,6 +326,7 @@ def _dispute_dict(d: Dispute) -> dict[str, object]:
         "dataset": d.dataset,
         "sha256": d.sha256,
         "labels": list(d.labels),
+        "files": d.files,
         "run_id": d.run_id,
         "seen_at": d.seen_at.isoformat(),
         "settled_label": d.settled_label,

@@ -67,8 +67,8 @@ class Extension:
     # the parent's near pairs (all of them, across splits), counted and sampled in its
     # summary, when ``near_pairs`` holds only those with a new row (``extend``'s ``earlier``)
     carried: tuple[int, list[Any], int, list[Any]] = (0, [], 0, [])
-    # content refused as disputed, with the labels this run offered it under (to record)
-    disputes: dict[str, set[str]] = field(default_factory=dict)
+    # content refused as disputed: the files that offered it now and their labels (to record)
+    disputes: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def duplicates_summary(self) -> dict[str, Any]:
         """What a version's summary says of its duplicates and rewritten files (samples of at
@@ -165,7 +165,7 @@ def extend(
         if sha not in label_of:
             named[sha].add(label)
     disputed, settled = disputed or {}, settled or {}
-    disputes: dict[str, set[str]] = {}
+    disputes: dict[str, dict[str, str]] = defaultdict(dict)
     seen_label: dict[str, str] = {}
     keep = np.zeros(len(uris), dtype=bool)
     already = 0
@@ -187,7 +187,7 @@ def extend(
                 conflicts.append((uri, f"label conflict: settled as {settled[sha]!r}"))
                 continue
         elif len(named[sha]) > 1 or sha in disputed:  # every copy, not the first in uri order
-            disputes[sha] = named[sha]
+            disputes[sha][uri] = label
             conflicts.append((uri, _disputed(label, named[sha], disputed.get(sha, ()))))
             continue
         if sha not in moved:  # content a dropped row held keeps its split (a swap, a rotation)
@@ -245,7 +245,7 @@ def extend(
         replaced=replaced,
         withdrawn=withdrawn,
         carried=carried or (0, [], 0, []),
-        disputes=disputes,
+        disputes=dict(disputes),
     )
 
 

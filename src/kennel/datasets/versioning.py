@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,15 @@ from kennel.datasets.manifest import (
 from kennel.db import MAX_NUMBER, Database
 from kennel.db.datasets import DatasetStore
 from kennel.db.datasets import DatasetVersion as DatasetVersion
-from kennel.errors import AmbiguousRefError, ConfigError, NotFoundError, StateError, did_you_mean
+from kennel.db.disputes import Offer
+from kennel.errors import (
+    AmbiguousRefError,
+    ConfigError,
+    HeadMovedError,
+    NotFoundError,
+    StateError,
+    did_you_mean,
+)
 from kennel.storage import ContentStore
 
 if TYPE_CHECKING:
@@ -184,11 +192,13 @@ class DatasetCatalog:
         summary: dict[str, Any],
         actor: str,
         added: np.ndarray | None = None,
+        disputes: Mapping[str, Offer] | None = None,
     ) -> tuple[DatasetVersion, bool]:
         """Store ``rows`` (or a manifest table, in manifest order) as a version of ``dataset``;
         (version, False) when it already exists. HeadMovedError when ``parent`` is no longer
         the dataset's newest version. ``added``: the rows new to ``parent``, when the caller
-        knows that every other row is the parent's, unchanged (an extension)."""
+        knows that every other row is the parent's, unchanged (an extension). ``disputes``:
+        label disputes the ingest found, recorded with a new version (none when it exists)."""
         table = rows if isinstance(rows, pa.Table) else to_table(rows)
         vid: str | None = None
         if added is not None and not len(added):
@@ -197,7 +207,7 @@ class DatasetCatalog:
             vid = version_id(table)
             existing = self.store.get(dataset, vid)
             if existing is not None:
-                return _not_older(existing, self.latest(dataset)), False
+                return _not_older(existing, self.latest(dataset), parent), False
         # otherwise the manifest's file and index are made while its id is computed: Arrow's
         # kernels let go of the GIL, so the three share the cores (a third off a
         # 100,000-file version's commit); made for nothing when the id names a version that
@@ -209,7 +219,7 @@ class DatasetCatalog:
                 vid = version_id(table)
                 existing = self.store.get(dataset, vid)
                 if existing is not None:
-                    return _not_older(existing, self.latest(dataset)), False
+                    return _not_older(existing, self.latest(dataset), parent), False
             manifest = self.content.put(written.result())
             index = built.result()
         if parent is not None and added is not None:
@@ -228,6 +238,7 @@ class DatasetCatalog:
             counts=counts(table),
             summary=summary,
             actor=actor,
+            disputes=disputes,
         )
         return version, True
 
@@ -261,13 +272,23 @@ def _pairs(
     return list(zip(rows_a, rows_b, strict=True))
 
 
-def _not_older(existing: DatasetVersion, head: DatasetVersion | None) -> DatasetVersion:
+def _not_older(
+    existing: DatasetVersion, head: DatasetVersion | None, parent: DatasetVersion | None
+) -> DatasetVersion:
     """``existing``, the version whose content a commit would make, when it is the dataset's
     newest, ``head`` (nothing changed); StateError for an older one. A version is its content, so
     the newest cannot become it again (files put back after a version withdrew or rewrote
-    them): said, where it was "unchanged" while the dataset's newest still lacked them."""
+    them): said, where it was "unchanged" while the dataset's newest still lacked them. Built on
+    a ``parent`` that is no longer the newest (another ingest committed meanwhile), it is
+    HeadMovedError: the caller builds again on the newest, as for a new version."""
     if head is None or existing.id == head.id:
         return existing
+    if parent is not None and parent.id != head.id:
+        raise HeadMovedError(
+            f"dataset {existing.dataset!r} moved on: its newest version is {head.id}, "
+            f"not {parent.id}",
+            head.id,
+        )
     raise StateError(
         f"these files make {existing.ref} (v{existing.seq}) again, an older version of "
         f"{existing.dataset!r} whose newest is v{head.seq}: a version is its content, so none "

@@ -181,7 +181,9 @@ class AlertRecords:
                     record(s, actor=actor, action="alert.open",
                            subject=f"{verdict.rule}:{subject}",
                            details={"id": row.id, "message": row.message,
-                                    "severity": verdict.severity})  # fmt: skip
+                                    "severity": verdict.severity, "metric": verdict.metric,
+                                    "threshold": verdict.threshold,
+                                    "run_id": run_id})  # fmt: skip
                     opened.append(_alert(row))
                 elif current is not None:
                     raised_on = _longest_seen(s, current, subject, run_id)

@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, select, type_coerce
@@ -29,6 +30,7 @@ from kennel.db.schema import (
     AuditRow,
     CertificationRow,
     FeedbackRow,
+    LabelDisputeRow,
     ModelAliasRow,
     ModelVersionRow,
     TokenRow,
@@ -43,6 +45,8 @@ _ACTIONS = (
     "token.create",
     "token.revoke",
     "feedback",
+    "dataset.dispute",
+    "dataset.settle",
 )
 _ALERT = "alert."  # alert.open, .acknowledged, .resolved, .resolve, .action.<name>
 _DIRECTLY = "changed in the database directly"
@@ -71,6 +75,7 @@ def mismatch(session: Session) -> str | None:
         _tokens,
         _feedback,
         _alerts,
+        _disputes,
     )
     for check in checks:
         try:
@@ -255,14 +260,23 @@ def _feedback(s: Session, by: Entries) -> Iterator[str]:
     (a label sent again, ``unchanged``, keeps the first sender): the monitor's measured
     accuracy, and so its rollback and retrain actions, and a retrain's data read them."""
     logged: dict[str, tuple[Any, Any]] = {}
+    when: dict[str, datetime] = {}  # the time of the entry that set it: the row's, near enough
     for e in by["feedback"]:
         if not e.details.get("unchanged"):
-            logged[e.subject] = (e.details.get("label"), e.actor)
-    columns = (FeedbackRow.prediction_id, FeedbackRow.label, FeedbackRow.actor)
-    held = {pid: (label, actor) for pid, label, actor in s.execute(select(*columns))}
+            logged[e.subject], when[e.subject] = (e.details.get("label"), e.actor), e.at
+    columns = (FeedbackRow.prediction_id, FeedbackRow.label, FeedbackRow.actor, FeedbackRow.at)
+    held, at = {}, {}
+    for pid, label, actor, stored_at in s.execute(select(*columns)):
+        held[pid], at[pid] = (label, actor), stored_at
     for pid in sorted(set(held) | set(logged)):
         row, entry = held.get(pid), logged.get(pid)
-        if row == entry:
+        if row == entry and not _apart(at[pid], when[pid]):
+            continue
+        if row == entry:  # a label "since the champion" decides whether a retrain may run
+            yield (
+                f"feedback for prediction {pid} is dated {at[pid]}, its entry {when[pid]}: "
+                f"{_DIRECTLY}"
+            )
             continue
         if entry is None:
             yield f"feedback for prediction {pid} has no feedback entry: it was {_DIRECTLY}"
@@ -289,7 +303,9 @@ def _alerts(s: Session, by: Entries) -> Iterator[str]:
         if e.action == "alert.open":
             logged[ident] = {"subject": e.subject, "severity": e.details.get("severity"),
                              "message": e.details.get("message"), "state": "open",
-                             "actions": {}}  # fmt: skip
+                             "actions": {}, "first_at": e.at}  # fmt: skip
+            # what the entry says of them since it has (a retrain's window, compliance's runs)
+            logged[ident].update({k: e.details[k] for k in _OPENED if k in e.details})
         elif ident not in logged:
             continue  # opened before the log said which alert: nothing to hold it to
         elif e.action.startswith(_ALERT + "action."):
@@ -301,20 +317,27 @@ def _alerts(s: Session, by: Entries) -> Iterator[str]:
                 "acknowledged" if e.action == "alert.acknowledged" else ("resolved")
             )
     columns = (AlertRow.id, AlertRow.rule, AlertRow.subject, AlertRow.severity,
-               AlertRow.message, AlertRow.state, type_coerce(AlertRow.actions, String))  # fmt: skip
+               AlertRow.message, AlertRow.state, type_coerce(AlertRow.actions, String),
+               AlertRow.first_at, AlertRow.metric, AlertRow.threshold,
+               AlertRow.run_id)  # fmt: skip
     held = set()
-    for ident, rule, subject, severity, message, state, actions in s.execute(
-        select(*columns).order_by(AlertRow.id)
-    ):
+    for (ident, rule, subject, severity, message, state, actions, first_at, metric, threshold,
+         run_id) in s.execute(select(*columns).order_by(AlertRow.id)):  # fmt: skip
         held.add(ident)
         said = logged.get(ident)
         if said is None:
             yield f"alert {ident} ({rule}) has no alert.open entry: it was {_DIRECTLY}"
             continue
+        if _apart(first_at, said["first_at"]):
+            yield (
+                f"alert {ident} was first seen {first_at}, its alert.open entry "
+                f"{said['first_at']}: {_DIRECTLY}"
+            )
         stored = {"subject": f"{rule}:{subject}", "severity": severity, "message": message,
-                  "state": state, "actions": _json(actions)}  # fmt: skip
+                  "state": state, "actions": _json(actions), "metric": metric,
+                  "threshold": threshold, "run_id": run_id}  # fmt: skip
         for key, value in stored.items():
-            if _canon(value) != _canon(said[key]):
+            if key in said and _canon(value) != _canon(said[key]):
                 yield (
                     f"alert {ident}'s {key} is {_shown(value)}, the audit log's "
                     f"{_shown(said[key])}: {_DIRECTLY}"
@@ -323,6 +346,45 @@ def _alerts(s: Session, by: Entries) -> Iterator[str]:
         yield f"alert {ident}, opened in the audit log, was deleted: {_DIRECTLY}"
 
 
+_OPENED = ("metric", "threshold", "run_id")  # what an alert.open entry says besides the id
+NEAR = timedelta(seconds=5)  # a row's time and its entry's, written in one transaction
+
+
+def _apart(stored: Any, logged: datetime) -> bool:
+    """Whether a row's time is not its entry's (each taken in the same transaction)."""
+    if not isinstance(stored, datetime):
+        return True
+    utc = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in (stored, logged)]  # SQLite's: naive
+    return abs(utc[0] - utc[1]) > NEAR
+
+
 def _shown(value: Any) -> str:
     text = _canon(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _disputes(s: Session, by: Entries) -> Iterator[str]:
+    """Each label dispute as recorded (the labels its content was offered under) and settled
+    (the label and who chose it): what keeps a picture out of a dataset, or lets it in."""
+    offered = {e.subject: e.details.get("labels") for e in by["dataset.dispute"]}
+    settled = {e.subject: (e.details.get("label"), e.actor) for e in by["dataset.settle"]}
+    columns = (LabelDisputeRow.dataset, LabelDisputeRow.sha256,
+               type_coerce(LabelDisputeRow.labels, String), LabelDisputeRow.settled_label,
+               LabelDisputeRow.settled_by)  # fmt: skip
+    held = set()
+    for dataset, sha, labels, label, by_whom in s.execute(select(*columns)):
+        subject = f"{dataset}:{sha}"
+        held.add(subject)
+        if subject not in offered:
+            yield f"label dispute {subject} has no dataset.dispute entry: it was {_DIRECTLY}"
+        elif _canon(_json(labels)) != _canon(offered[subject]):
+            yield f"label dispute {subject}'s labels differ from the audit log's: {_DIRECTLY}"
+        elif (label, by_whom) != settled.get(subject, (None, None)):
+            said = settled.get(subject)
+            logged = f"{said[0]!r} by {said[1]}" if said else "none"
+            yield (
+                f"label dispute {subject} is settled as {label!r} by {by_whom}, the audit "
+                f"log's {logged}: {_DIRECTLY}"
+            )
+    for subject in sorted(set(offered) - held):
+        yield f"label dispute {subject}, recorded in the audit log, was deleted: {_DIRECTLY}"

@@ -6,6 +6,7 @@ same transaction as the ingest records that point at them; ``Item`` is their ent
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from kennel.db.audit import record
+from kennel.db.disputes import Offer, record_disputes
 from kennel.db.engine import Database
 from kennel.db.locking import serialize
 from kennel.db.schema import DatasetRow, DatasetVersionRow
@@ -179,12 +181,14 @@ class DatasetStore:
         summary: dict[str, Any],
         actor: str,
         index_sha256: str | None = None,
+        disputes: Mapping[str, Offer] | None = None,
     ) -> DatasetVersion:
         """Append a version numbered after the newest one, audited in the same transaction.
         ``parent_id`` must be the newest version (None: there is none yet); when another was
         committed since, nothing is written and HeadMovedError names the newest. Commits to
         one dataset are serialised, so of two built on the same head one lands and the other
-        is told to build again on it."""
+        is told to build again on it. ``disputes``, found by the ingest that made the version,
+        are recorded with it (``kennel.db.disputes``): an ingest that builds on it reads them."""
         with self.db.session() as s:
             serialize(s, f"dataset:{dataset}")
             head = s.execute(
@@ -228,4 +232,5 @@ class DatasetStore:
                     "ingest_run": ingest_run_id,
                 },
             )
+            record_disputes(s, dataset, disputes or {}, ingest_run_id or "", actor=actor)
             return _version(row)

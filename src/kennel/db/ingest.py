@@ -240,11 +240,25 @@ class IngestStore(IngestRunStore, LabelDisputeStore):
             return [(uri, sha or "") for uri, sha in s.execute(query).all()]
 
     def mark(
-        self, run_id: str, reasons: Sequence[tuple[str, str]], status: str
+        self,
+        run_id: str,
+        reasons: Sequence[tuple[str, str]],
+        status: str,
+        *,
+        undo: tuple[Sequence[str], str] = ((), ""),
     ) -> list[IngestRecord]:
         """Give each (uri, reason) of the run ``status`` (e.g. quarantined), then return every
-        record of the run with that status by file order, in one transaction."""
+        record of the run with that status by file order, in one transaction. ``undo``: the
+        uris an earlier call marked, given back the status named (and no reason) first: a
+        version built again on a newer head may take what it refused on the older one."""
+        uris, back = undo
         with self.db.session() as s:
+            if uris:
+                s.execute(
+                    update(IngestRecordRow)
+                    .where(IngestRecordRow.run_id == run_id, IngestRecordRow.uri.in_(list(uris)))
+                    .values(status=back, reason=None)
+                )
             for uri, reason in reasons:
                 s.execute(
                     update(IngestRecordRow)

@@ -117,6 +117,7 @@ class LabelDisputeRow(Base):
     dataset: Mapped[str] = mapped_column(String(128), primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     labels: Mapped[list[str]] = mapped_column(JSON)  # every label it was offered under, sorted
+    files: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # some: uri -> label
     run_id: Mapped[str] = mapped_column(String(32))  # the ingest run that first saw it
     seen_at: Mapped[datetime]
     settled_label: Mapped[str | None] = mapped_column(String(128))

@@ -137,7 +137,7 @@ def _rollback(ctx: ActionContext, alert: Alert, result: MonitorResult) -> str:
         result.environment,
         who=Identity.system(f"{ctx.actor} (alert {alert.rule})"),
         reason=f"alert {alert.rule}: {seen} in the window {result.since:%Y-%m-%d %H:%M:%S}"
-        f" to {result.until:%H:%M:%S} UTC",
+        f" to {result.until:%Y-%m-%d %H:%M:%S} UTC",
     )
     return f"{event.name}@{event.alias}: {event.from_version} -> {event.to_version}"
 

@@ -32,6 +32,7 @@ from kennel.db.datasets import Item
 from kennel.db.ingest import IngestRecord, IngestStore
 from kennel.errors import HeadMovedError, MetadataError, StateError
 from kennel.ingest import filestate
+from kennel.ingest.disputes import offers
 from kennel.ingest.engines import Engine, LocalEngine, Target, source_chunks
 from kennel.ingest.nothing import all_quarantined, nothing_found
 from kennel.ingest.sources import Entry, FolderSource, Listing, Source
@@ -312,11 +313,15 @@ class Ingestor:
         held: int,
     ) -> tuple[DatasetVersion, bool, dict[str, Any]]:
         candidates = offered(self.store.accepted(run_id, OK))
+        marked: list[str] = []  # the files an attempt refused as conflicts (the next redoes it)
         # Another ingest into the dataset may commit while this one runs: then this version is
         # built again on the newest one (a child of it, holding what both brought), not beside it.
         for _attempt in range(REPARENT_ATTEMPTS):
             parent = self.catalog.resolve(f"{dataset}@{parent_id}") if parent_id else None
-            ext, summary = self._extend(run_id, dataset, parent, candidates, source, listing, held)
+            ext, summary = self._extend(
+                run_id, dataset, parent, candidates, source, listing, held, actor, marked
+            )
+            found = offers(ext, source)
             try:
                 version, created = self.catalog.commit(
                     dataset,
@@ -326,14 +331,18 @@ class Ingestor:
                     summary=summary,
                     actor=actor,
                     added=None if ext.replaced else ext.new_rows,  # else rows went too
+                    disputes=found,  # with the version: an ingest building on it reads them
                 )
             except HeadMovedError as moved:
                 parent_id = moved.head
                 continue
             except StateError:  # the content of an older version: this run is over
-                self._close(run_id, "failed", None, summary)
+                self.store.dispute(dataset, found, run_id, actor=actor)
+                self.store.close(run_id, "failed", None, summary)
                 raise
-            self._close(run_id, "done", version.id, summary)
+            if not created:  # no version written: the disputes on their own
+                self.store.dispute(dataset, found, run_id, actor=actor)
+            self.store.close(run_id, "done", version.id, summary)
             self.store.supersede(dataset, source.describe(), by=run_id)  # interrupted runs
             return version, created, summary
         why = f"other ingests kept adding versions ({REPARENT_ATTEMPTS} tries); ingest again"
@@ -348,11 +357,14 @@ class Ingestor:
         source: Source,
         listing: Listing,
         held: int,
+        actor: str,
+        marked: list[str],
     ) -> tuple[Extension, dict[str, Any]]:
         """The child of ``parent`` with the run's new files and its summary; conflicting files
-        are quarantined (content under two labels recorded as disputed), and a first run whose
-        files are all quarantined fails (SourceError). ``held``: files not recorded because the
-        parent holds them unchanged."""
+        are quarantined, and a run whose files are all quarantined fails (SourceError), the
+        label disputes it found recorded all the same. ``held``: files not recorded because the
+        parent holds them unchanged; ``marked``, the files an earlier attempt refused, is
+        replaced by this one's."""
         disputes = self.store.disputes(dataset)
         ext = extend(
             self.catalog.table(parent) if parent else SCHEMA.empty_table(),
@@ -365,11 +377,14 @@ class Ingestor:
             disputed={s: d.labels for s, d in disputes.items() if d.settled_label is None},
             settled={s: d.settled_label for s, d in disputes.items() if d.settled_label},
         )
-        self.store.dispute(dataset, ext.disputes, run_id)
-        bad = [(r.uri, r.reason) for r in self.store.mark(run_id, ext.conflicts, QUARANTINED)]
+        undo = (list(marked), OK)
+        marked[:] = [uri for uri, _reason in ext.conflicts]
+        bad = [(r.uri, r.reason) for r in self.store.mark(run_id, ext.conflicts, QUARANTINED,
+                                                          undo=undo)]  # fmt: skip
         quarantined = Counter(reason_kind(reason or "") for _uri, reason in bad)
         if ext.table.num_rows == 0:
-            self._close(run_id, "failed", None, {"quarantined": dict(quarantined)})
+            self.store.dispute(dataset, offers(ext, source), run_id, actor=actor)
+            self.store.close(run_id, "failed", None, {"quarantined": dict(quarantined)})
             self.store.forget_first_failure(run_id)  # no empty dataset left behind
             raise all_quarantined(source, listing, len(bad), quarantined)
         summary: dict[str, Any] = {
@@ -382,8 +397,3 @@ class Ingestor:
             **ext.duplicates_summary(),
         }
         return ext, summary
-
-    def _close(
-        self, run_id: str, status: str, version_id: str | None, summary: dict[str, Any]
-    ) -> None:
-        self.store.close(run_id, status, version_id, summary)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -173,7 +174,12 @@ class ModelSubscriber:
             state = json.loads(self.state_path.read_bytes())
             if not isinstance(state, dict):
                 raise TypeError(f"it holds a JSON {type(state).__name__}, not an object")
-            return int(state["seq"]), str(state["manifest_sha256"])
+            seq, digest = state["seq"], state["manifest_sha256"]
+            if type(seq) is not int or seq < 0:  # not a bool, a float, 1e400 or a negative
+                raise ValueError(f"its seq {seq!r} is no sequence number")
+            if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError(f"its manifest_sha256 {str(digest)[:70]!r} is no sha256")
+            return seq, digest
         except (OSError, ValueError, TypeError, KeyError) as exc:
             # fail closed: without it, any old signed announcement would look new
             why = f"it has no {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)

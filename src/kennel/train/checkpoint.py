@@ -28,6 +28,9 @@ from kennel.train.parallel import Parallel
 from kennel.train.results import EpochStats
 
 CHECKPOINT = "checkpoint.pt"
+# what ``restore`` reads of a checkpoint (``ranks``, every rank's random state, is optional)
+KEYS = ("model", "optimizer", "scheduler", "rng", "torch_rng", "history", "best",
+        "best_model", "bad_epochs", "epoch")  # fmt: skip
 
 
 MAGIC = b"kennel-checkpoint sha256:"
@@ -163,6 +166,9 @@ def _parsed(data: bytes | None, path: Path) -> dict[str, Any] | None:
         raise IntegrityError(_damaged(path, f"it holds a {type(saved).__name__}, no checkpoint"))
     if saved.get("run", path.parent.name) != path.parent.name:
         raise IntegrityError(_damaged(path, f"it is run {str(saved['run'])[:32]}'s checkpoint"))
+    missing = [key for key in KEYS if key not in saved]
+    if missing:  # found here, before any rank is started, not by each rank's restore
+        raise IntegrityError(_damaged(path, f"it does not fit the run: it has no {missing[0]!r}"))
     return saved
 
 

@@ -71,7 +71,9 @@ def settle(ws: Workspace, who: Identity, dataset: str, sha256: str, label: str) 
 
     _require(who, "feedback", "settle labels")
     store, labels = IngestStore(ws.db), ws.project.config.data.labels
-    d = settled(store, ws.catalog, dataset, sha256, label, labels=labels, actor=who.name)
+    d, changed = settled(store, ws.catalog, dataset, sha256, label, labels=labels, actor=who.name)
+    if not changed:
+        return f"sha256:{d.sha256[:12]} in {dataset} was settled as {label!r} already"
     return f"sha256:{d.sha256[:12]} in {dataset} settled as {label!r}; ingest its files again"
 
 

@@ -160,7 +160,7 @@ class Disputed:
 def disputes(ws: Workspace, who: Identity, name: str) -> list[Disputed]:
     """The dataset's label disputes, unsettled first, each oldest first."""
     store = IngestStore(ws.db)
-    found = sorted(listed(store, name), key=lambda d: d.settled_label is not None)
+    found = sorted(listed(store, ws.catalog, name), key=lambda d: d.settled_label is not None)
     kept = store.known({d.sha256 for d in found})
     labels = tuple(ws.project.config.data.labels)
     return [

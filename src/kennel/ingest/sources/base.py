@@ -125,6 +125,15 @@ class LocatingSource(Source, Protocol):
         ...
 
 
+@runtime_checkable
+class DisputingSource(Source, Protocol):
+    """A source that refuses, unread, a file it names with two labels (a manifest's rows)."""
+
+    def disputed(self) -> dict[str, tuple[set[str], str]]:
+        """Each such file's content by sha256: the labels it was named with, and the file."""
+        ...
+
+
 @dataclass(eq=False, repr=False)
 class FileTreeSource:
     """The settings every source of file names shares (a folder, an archive, an fsspec

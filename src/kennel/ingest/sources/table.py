@@ -23,6 +23,7 @@ from kennel.ingest.sources.base import (
     ReadResult,
     read_uri,
 )
+from kennel.storage import sha256_hex
 
 
 def _fold_url(url: str) -> str | None:
@@ -119,6 +120,7 @@ class TableSource:
         refusals = refused_rows or {}
         entries: dict[str, Entry] = {}
         self.refused: dict[str, str] = {}
+        self.conflicts: dict[str, set[str]] = {}  # files named on rows with two labels
         self.secret_uris: dict[str, str] = {}  # a recorded uri -> the URL, password and all
         first: dict[str, tuple[int, str | None]] = {}  # each file's first row and its label
         self.repeated = 0  # rows naming a file an earlier row names, with the same label
@@ -173,6 +175,7 @@ class TableSource:
                     first[uri] = (number, label)
                     entries[uri] = Entry(uri, label, attrs)
                 else:  # which label is right? neither is taken: the file is quarantined
+                    self.conflicts.setdefault(uri, {label_before}).add(label)
                     self.refused[uri] = (
                         f"{LABEL_CONFLICT}: rows {row_before} and {number} name this file, "
                         f"labelled {label_before!r} and {label!r}"
@@ -187,6 +190,18 @@ class TableSource:
 
     def describe(self) -> str:
         return self.description
+
+    def disputed(self) -> dict[str, tuple[set[str], str]]:
+        """The content of each file rows name with two labels (refused unread), by sha256:
+        its labels and the file, so that an ingest records it as disputed (one label's row
+        alone, in a later manifest, would otherwise add it)."""
+        found: dict[str, tuple[set[str], str]] = {}
+        for uri, labels in sorted(self.conflicts.items()):
+            data = read_uri(self.secret_uris.get(uri, uri), self.max_bytes)
+            if isinstance(data, bytes):
+                sha = sha256_hex(data)
+                found[sha] = (found.get(sha, (set(), uri))[0] | labels, uri)
+        return found
 
     def scan(self) -> Listing:
         skipped = {REPEATED_ROW: self.repeated, NO_URI: self.no_uri}
