@@ -17,6 +17,8 @@ from kennel.cli.main import app
 from kennel.db.alerts import AlertRecords, RuleVerdict
 from kennel.db.audit import AuditLog
 from kennel.db.deployments import CertificationVerdict, DeploymentStore
+from kennel.db.disputes import Offer
+from kennel.db.ingest import IngestStore
 from kennel.db.predictions import PredictionStore
 from kennel.db.registry import RegistryStore
 from kennel.db.schema import (
@@ -25,6 +27,7 @@ from kennel.db.schema import (
     ApprovalRow,
     CertificationRow,
     FeedbackRow,
+    LabelDisputeRow,
     ModelAliasRow,
     ModelVersionRow,
     TokenRow,
@@ -78,6 +81,8 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
     (opened,) = alerts.apply([verdict], subject="production", actor="monitor").opened
     alerts.note_action(opened.id, "rollback", "skipped: mixed window", actor="monitor")
     alerts.set_state(opened.id, "acknowledged", actor="olga", note="on it")
+    offer = Offer(frozenset({"cat", "dog"}), {"/lake/a.jpg": "cat", "/lake/b.jpg": "dog"})
+    IngestStore(workspace.db).dispute("pets", {"a" * 64: offer}, "r1", actor="kennel")
     yield workspace
     workspace.close()
 
@@ -226,6 +231,41 @@ EDITS: list[tuple[str, Callable[[Workspace], object], str]] = [
         "feedback's sender changed",
         lambda ws: update(FeedbackRow).where(FeedbackRow.prediction_id == "p1").values(actor="ada"),
         "feedback for prediction p1 is 'cat' by ada, the audit log's 'cat' by olga",
+    ),
+    (
+        "feedback's time moved (a retrain counts labels since the champion)",
+        lambda ws: update(FeedbackRow).where(FeedbackRow.prediction_id == "p2").values(at=AT),
+        "feedback for prediction p2 is dated 2026-12-03 12:00:00",
+    ),
+    (
+        "an alert's first time moved (a retrain's window)",
+        lambda ws: update(AlertRow).values(first_at=AT),
+        "alert 1 was first seen 2026-12-03 12:00:00",
+    ),
+    (
+        "an alert's run changed",
+        lambda ws: update(AlertRow).values(run_id="r" * 32),
+        "alert 1's run_id is",
+    ),
+    (
+        "a dispute settled in the database",
+        lambda ws: update(LabelDisputeRow).values(settled_label="dog", settled_by="eve"),
+        f"label dispute pets:{'a' * 64} is settled as 'dog' by eve, the audit log's none",
+    ),
+    (
+        "a dispute's files pointed elsewhere (settling by a file's uri reads them)",
+        lambda ws: update(LabelDisputeRow).values(files={"/lake/c.jpg": "cat"}),
+        f"label dispute pets:{'a' * 64}'s labels or files differ from the audit log's",
+    ),
+    (
+        "a dispute deleted (its picture would be taken under one label)",
+        lambda ws: delete(LabelDisputeRow),
+        f"label dispute pets:{'a' * 64}, recorded in the audit log, was deleted",
+    ),
+    (
+        "a dispute's first time moved",
+        lambda ws: update(LabelDisputeRow).values(seen_at=AT),
+        f"label dispute pets:{'a' * 64}'s first run or time differ",
     ),
     (
         "an alert resolved in the database",

@@ -72,12 +72,12 @@ def test_a_disputed_content_stays_out_until_settled(tmp_path: Path) -> None:
     first = _ingest(root, cats)
     assert first["added"] == 1
     assert _reasons(first) == {
-        "a.jpg": "label conflict: the same bytes were offered as 'dog' before (disputed until "
+        "a.jpg": "label conflict: the same bytes were offered as 'dog' too (disputed until "
         "`kennel data settle` names the right label)"
     }
     second = _ingest(root, dogs)
     assert second["added"] == 1 and set(_reasons(second)) == {"a-again.jpg"}
-    assert "offered as 'cat' before" in _reasons(second)["a-again.jpg"]
+    assert "offered as 'cat' too" in _reasons(second)["a-again.jpg"]
     assert _labels_of(root, "pets") == {"c.jpg": "cat", "d.jpg": "dog"}
 
     # bad settlements: one line each, nothing settled
@@ -165,23 +165,50 @@ def test_a_manifest_naming_a_file_with_two_labels_disputes_its_content(tmp_path:
     """The manifest's source refuses such a file unread, so no content was known to dispute:
     a later manifest naming it once added it under that label."""
     files = odd_files()
+    same = files["cat/good.jpg"][0]
     lake = write_tree(
         tmp_path / "lake",
-        {"c.jpg": files["cat/good.jpg"][0], "d.jpg": files["dog/cmyk.jpg"][0]},
+        {"c.jpg": same, "c-copy.jpg": same, "d.jpg": files["dog/cmyk.jpg"][0]},
     )
-    (lake / "first.csv").write_text("uri,label\nc.jpg,dog\nc.jpg,cat\nd.jpg,dog\n")
+    secret = write_tree(tmp_path / "secret", {"s.jpg": files["cat/rotated.jpg"][0]})
+    (lake / "first.csv").write_text(
+        "uri,label\nc.jpg,dog\n./c.jpg,cat\nc-copy.jpg,cat\nd.jpg,dog\n"
+        "../secret/s.jpg,cat\n../secret/s.jpg,dog\n"  # outside the allowed roots: never read
+    )
     (lake / "second.csv").write_text("uri,label\nc.jpg,cat\n")
-    root = make_project(tmp_path / "proj").root
+    root = make_project(tmp_path / "proj", sections={"auth": {"local_role": "operator"}}).root
     first = _ingest(root, lake / "first.csv", "m")
-    assert first["added"] == 1 and first["quarantined"] == {"label conflict": 1}
+    # the copy the manifest names once is disputed as well (it was added as a cat)
+    assert first["added"] == 1 and first["quarantined"] == {
+        "label conflict": 2,
+        "outside allowed roots": 1,
+    }
+    assert "offered as 'dog' too" in _reasons(first)["c-copy.jpg"]
+    assert _reasons(first)["s.jpg"].startswith("outside allowed roots")
     _code, out = _kennel(root, "data", "disputes", "m", "--json")
-    (dispute,) = json.loads(out)
+    (dispute,) = json.loads(out)  # none over the file outside the roots: it was never read
     assert dispute["labels"] == ["cat", "dog"]
-    assert dispute["files"] == {str(lake / "c.jpg"): "cat / dog"}
+    assert dispute["files"] == {str(lake / "c.jpg"): "cat / dog", str(lake / "c-copy.jpg"): "cat"}
+    assert str(secret / "s.jpg") not in out
     second = _ingest(root, lake / "second.csv", "m")
     assert second["added"] == 0
-    assert "offered as 'dog' before" in _reasons(second)["c.jpg"]
+    assert "offered as 'dog' too" in _reasons(second)["c.jpg"]
     assert _labels_of(root, "m") == {"d.jpg": "dog"}
+    # content a version holds is no dispute: a later manifest naming its bytes with two labels
+    # leaves it as it is (held wins) and records none
+    held = write_tree(tmp_path / "held", {"h.jpg": files["dog/cmyk.jpg"][0]})
+    (held / "m.csv").write_text("uri,label\nh.jpg,cat\nh.jpg,dog\n")
+    third = _ingest(root, held / "m.csv", "m")
+    assert third["added"] == 0 and third["quarantined"] == {"label conflict": 1}
+    _code, out = _kennel(root, "data", "disputes", "m", "--json")
+    assert len(json.loads(out)) == 1
+    # the content forms kennel prints, in any case, with spaces around; too short is said so
+    sha = dispute["sha256"]
+    for form in (f"SHA256:{sha[:8].upper()}", f" {sha[:10]} "):
+        code, out = _kennel(root, "data", "settle", "m", form, "--label", "cat")
+        assert code == 0 and f"sha256:{sha[:12]} in m settled as 'cat'" in out, (form, out)
+    code, out = _kennel(root, "data", "settle", "m", f"sha256:{sha[:7]}", "--label", "cat")
+    assert code == 2 and "give 8 or more digits of the sha256" in out, out
 
 
 def test_a_dispute_is_recorded_with_the_version_its_ingest_commits(

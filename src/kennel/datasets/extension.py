@@ -257,7 +257,7 @@ def _disputed(label: str, now: set[str], before: Sequence[str]) -> str:
         return f"label conflict: the same bytes are also labelled {others}"
     others = " and ".join(repr(o) for o in sorted(set(before) - {label}))
     return (
-        f"label conflict: the same bytes were offered as {others} before "
+        f"label conflict: the same bytes were offered as {others} too "
         "(disputed until `kennel data settle` names the right label)"
     )
 

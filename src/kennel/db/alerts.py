@@ -183,7 +183,8 @@ class AlertRecords:
                            details={"id": row.id, "message": row.message,
                                     "severity": verdict.severity, "metric": verdict.metric,
                                     "threshold": verdict.threshold,
-                                    "run_id": run_id})  # fmt: skip
+                                    "run_id": run_id,
+                                    "first_at": now.isoformat()})  # fmt: skip
                     opened.append(_alert(row))
                 elif current is not None:
                     raised_on = _longest_seen(s, current, subject, run_id)

@@ -102,3 +102,18 @@ def _details(value: Any, problems: list[str]) -> dict[str, Any]:
 def _quoted(value: Any) -> str:
     text = str(value)
     return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
+
+
+DIRECTLY = "changed in the database directly"  # how a row's check names an edit
+Entries = dict[str, list[StoredEntry]]  # the entries a check reads, by action
+
+
+def canon(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def as_json(text: Any) -> Any:
+    """A JSON column's stored text as its value (a database with a JSON type: the value)."""
+    if isinstance(text, str | bytes):
+        return json.loads(text)
+    return text

@@ -69,6 +69,7 @@ def record_disputes(
     for sha, offer in sorted(found.items()):
         row = s.get(LabelDisputeRow, (dataset, sha))
         files = dict(sorted(offer.files.items())[:FILES_KEPT])
+        details: dict[str, object] = {"run": run_id}
         if row is None:
             row = LabelDisputeRow(
                 dataset=dataset,
@@ -79,13 +80,16 @@ def record_disputes(
                 seen_at=datetime.now(UTC),
             )
             s.add(row)
+            details["seen_at"] = row.seen_at.isoformat()
         elif offer.labels <= set(row.labels):
             continue
         else:
             row.labels = sorted(offer.labels | set(row.labels))
             row.files = dict(sorted({**files, **(row.files or {})}.items())[:FILES_KEPT])
+        # all that ``audit verify`` holds the row to: settling by a file's uri reads ``files``
+        details.update(labels=list(row.labels), files=dict(row.files))
         record(s, actor=actor, action="dataset.dispute", subject=f"{dataset}:{sha}",
-               details={"labels": list(row.labels), "run": run_id})  # fmt: skip
+               details=details)  # fmt: skip
 
 
 class LabelDisputeStore:

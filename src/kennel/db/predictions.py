@@ -186,6 +186,7 @@ class PredictionStore:
                         actor=feedback.actor,
                     )
                 )
+            details["at"] = feedback.at.isoformat()  # the row's time, which audit verify checks
             record(s, actor=actor, action="feedback", subject=prediction_id, details=details)
         return feedback
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from kennel.datasets.extension import Extension
@@ -16,7 +17,8 @@ from kennel.db.ingest import IngestStore
 from kennel.errors import AmbiguousRefError, ConfigError, NotFoundError, StateError
 from kennel.ingest.sources import DisputingSource, Source
 
-_DIGEST = re.compile(r"(?:sha256:)?([0-9a-fA-F]{8,64})")  # whole, or as kennel shortens it
+_DIGEST = re.compile(r"(?i:sha256:)?([0-9a-fA-F]{8,64})")  # whole, or as kennel shortens it
+_SHORT = re.compile(r"(?i:sha256:)[0-9a-fA-F]{0,7}")
 
 
 def listed(store: IngestStore, catalog: DatasetCatalog, dataset: str) -> list[Dispute]:
@@ -34,16 +36,18 @@ def _content(store: IngestStore, dataset: str, content: str) -> Dispute:
     digits do, as kennel shortens it) or a file's uri as an ingest reported it."""
     if not content.strip():
         raise ConfigError("give the disputed content's sha256, or a file's uri as ingested")
+    if _SHORT.fullmatch(content.strip()):
+        raise ConfigError(f"{content.strip()!r}: give 8 or more digits of the sha256")
     disputes = store.disputes(dataset)
-    digest = _DIGEST.fullmatch(content)
-    if digest is not None:
+    sha = store.content_of(dataset, content)  # a file's uri (one named like hex digits too)
+    digest = _DIGEST.fullmatch(content.strip())
+    if digest is not None and sha is None:
         start = digest[1].lower()
-        matching = [sha for sha in disputes if sha.startswith(start)]
+        matching = [found for found in disputes if found.startswith(start)]
         if len(matching) > 1:
             raise AmbiguousRefError(f"sha256:{start} names {len(matching)} disputes: give more")
         if matching:
             return disputes[matching[0]]
-    sha = store.content_of(dataset, content)  # a file's uri (one named like hex digits too)
     if sha is None and digest is None:
         raise NotFoundError(
             f"no ingest into {dataset!r} read a file {content!r}: give the file's uri as the "
@@ -94,12 +98,33 @@ def settle(
     return settled, True
 
 
+def known(
+    store: IngestStore, dataset: str, source: Source
+) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """What an ingest of ``source`` holds disputed (by sha256: the labels, unsettled) and
+    settled (the label): the dataset's disputes, and the content of a file the source names
+    with two labels (a manifest's rows), so that every other copy of it is refused too."""
+    disputes = store.disputes(dataset)
+    disputed = {s: d.labels for s, d in disputes.items() if d.settled_label is None}
+    settled = {s: d.settled_label for s, d in disputes.items() if d.settled_label}
+    if isinstance(source, DisputingSource):
+        for sha, (labels, _uri) in source.disputed().items():
+            disputed[sha] = tuple(sorted(set(disputed.get(sha, ())) | labels))
+    return disputed, settled
+
+
 def offers(ext: Extension, source: Source) -> dict[str, Offer]:
     """The label disputes a run found: the extension's, and the files a manifest names on two
-    rows with two labels (refused unread by the source, so hashed now)."""
+    rows with two labels (refused unread by the source, so hashed by it), except content the
+    new version holds (under its earlier label, which a later offer does not dispute)."""
     found = {sha: Offer(frozenset(files.values()), files) for sha, files in ext.disputes.items()}
     if isinstance(source, DisputingSource):
-        for sha, (labels, uri) in source.disputed().items():
+        named = source.disputed()
+        shas = pa.array(list(named), pa.string())
+        held = pc.is_in(shas, value_set=ext.table["sha256"].combine_chunks()).to_pylist()
+        for (sha, (labels, uri)), kept in zip(named.items(), held, strict=True):
+            if kept:
+                continue
             earlier = found.get(sha, Offer(frozenset()))
             files = {**earlier.files, uri: " / ".join(sorted(labels))}
             found[sha] = Offer(earlier.labels | labels, files)

@@ -32,7 +32,7 @@ from kennel.db.datasets import Item
 from kennel.db.ingest import IngestRecord, IngestStore
 from kennel.errors import HeadMovedError, MetadataError, StateError
 from kennel.ingest import filestate
-from kennel.ingest.disputes import offers
+from kennel.ingest.disputes import known, offers
 from kennel.ingest.engines import Engine, LocalEngine, Target, source_chunks
 from kennel.ingest.nothing import all_quarantined, nothing_found
 from kennel.ingest.sources import Entry, FolderSource, Listing, Source
@@ -365,7 +365,7 @@ class Ingestor:
         label disputes it found recorded all the same. ``held``: files not recorded because the
         parent holds them unchanged; ``marked``, the files an earlier attempt refused, is
         replaced by this one's."""
-        disputes = self.store.disputes(dataset)
+        disputed, settled = known(self.store, dataset, source)
         ext = extend(
             self.catalog.table(parent) if parent else SCHEMA.empty_table(),
             candidates,
@@ -374,8 +374,8 @@ class Ingestor:
             parent_unique=parent is None or contents_unique(parent),
             refused=self.store.digests(run_id, QUARANTINED) if parent else (),
             earlier=parent.summary if parent else None,
-            disputed={s: d.labels for s, d in disputes.items() if d.settled_label is None},
-            settled={s: d.settled_label for s, d in disputes.items() if d.settled_label},
+            disputed=disputed,
+            settled=settled,
         )
         undo = (list(marked), OK)
         marked[:] = [uri for uri, _reason in ext.conflicts]

@@ -120,7 +120,8 @@ class TableSource:
         refusals = refused_rows or {}
         entries: dict[str, Entry] = {}
         self.refused: dict[str, str] = {}
-        self.conflicts: dict[str, set[str]] = {}  # files named on rows with two labels
+        self.conflicts: dict[str, set[str]] = {}  # placed files named with two labels
+        self._disputed: dict[str, tuple[set[str], str]] | None = None  # read once
         self.secret_uris: dict[str, str] = {}  # a recorded uri -> the URL, password and all
         first: dict[str, tuple[int, str | None]] = {}  # each file's first row and its label
         self.repeated = 0  # rows naming a file an earlier row names, with the same label
@@ -162,13 +163,10 @@ class TableSource:
             }
             if uri in first:  # the same file again ("d1.jpg" and "./d1.jpg" are one file)
                 row_before, label_before = first[uri]
-                if (
-                    label == label_before
-                    or label is None
-                    or (placed is None and uri not in outside)
-                ):
+                if label == label_before or label is None or placed is None:
                     # counted, not offered twice: a blank label claims none, nor does a refused
-                    # spelling of a file an earlier row placed
+                    # spelling of a file (whether or not an earlier row placed it: a file no
+                    # row placed stays refused for that, and is never read)
                     self.repeated += 1
                 elif label_before is None:  # the first row gave none: this row stands
                     self.repeated += 1
@@ -194,13 +192,17 @@ class TableSource:
     def disputed(self) -> dict[str, tuple[set[str], str]]:
         """The content of each file rows name with two labels (refused unread), by sha256:
         its labels and the file, so that an ingest records it as disputed (one label's row
-        alone, in a later manifest, would otherwise add it)."""
+        alone, in a later manifest, would otherwise add it). Only files the rows placed within
+        the allowed roots are here; each is read once, whatever asks again."""
+        if self._disputed is not None:
+            return self._disputed
         found: dict[str, tuple[set[str], str]] = {}
         for uri, labels in sorted(self.conflicts.items()):
             data = read_uri(self.secret_uris.get(uri, uri), self.max_bytes)
             if isinstance(data, bytes):
                 sha = sha256_hex(data)
                 found[sha] = (found.get(sha, (set(), uri))[0] | labels, uri)
+        self._disputed = found
         return found
 
     def scan(self) -> Listing:

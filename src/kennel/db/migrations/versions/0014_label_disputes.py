@@ -21,7 +21,6 @@ def upgrade() -> None:
         sa.Column("dataset", sa.String(128), nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("labels", sa.JSON(), nullable=False),
-        sa.Column("files", sa.JSON(), nullable=False),
         sa.Column("run_id", sa.String(32), nullable=False),
         sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("settled_label", sa.String(128), nullable=True),
