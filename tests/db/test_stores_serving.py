@@ -190,7 +190,11 @@ def test_feedback_replaces_is_audited_and_may_arrive_first(db: Database) -> None
     assert store.feedback("p0002") == second and second.label == "cat"
     assert store.feedback("p0009") is None
     assert _actions(db) == [("bot", "feedback", "p0002"), ("ann", "feedback", "p0002")]
-    assert AuditLog(db).entries(limit=2)[1].details == {"label": "dog", "token": "abcd1234"}
+    assert AuditLog(db).entries(limit=2)[1].details == {
+        "label": "dog",
+        "token": "abcd1234",
+        "at": first.at.isoformat(),  # the row's time, which audit verify holds it to
+    }
     store.add_many([_prediction(2), _prediction(3), _prediction(4)])
     store.add_feedback("p0003", "cat", actor="ann")  # its input was not kept
     labelled = store.labelled("production")
