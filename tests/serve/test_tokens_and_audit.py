@@ -10,6 +10,7 @@ import json
 import secrets
 import tracemalloc
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -115,7 +116,9 @@ def test_feedback_and_reload_are_audited_with_the_token_holder(
         ("feedback", "ops-omar", prediction_id),
         ("service.reload", "ops-omar", "production"),
     ]
-    assert log[1]["details"] == {"label": "dog", "token": token_id}
+    said = log[1]["details"]
+    assert said == {"label": "dog", "token": token_id, "at": said["at"]}  # and the row's time
+    assert datetime.fromisoformat(said["at"]).tzinfo is not None
     assert log[0]["details"] == {"token": token_id, "version": 1, "error": None}
     verdict = json.loads(_cli(project, "audit", "verify", "--json").stdout)
     assert verdict["ok"] and verdict["anchored"] == verdict["checked"]
