@@ -29,7 +29,7 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
 
 def append(ws: Workspace, n: int) -> None:
     for i in range(n):
-        AuditLog(ws.db).append(actor="keeper", action="feedback", subject=f"p{i}")
+        AuditLog(ws.db).append(actor="keeper", action="test.note", subject=f"p{i}")
 
 
 def tamper(ws: Workspace, seq: int) -> None:
