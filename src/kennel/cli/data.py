@@ -293,7 +293,11 @@ def disputes(
 def settle(
     dataset: Annotated[str, typer.Argument(help="Dataset name.")],
     content: Annotated[
-        str, typer.Argument(help="The disputed content: its sha256, or a file's uri as ingested.")
+        str,
+        typer.Argument(
+            help="The disputed content: its sha256 (or sha256: and 8+ of its first digits), "
+            "or a file's uri as ingested."
+        ),
     ],
     label: Annotated[str, typer.Option("--label", help="The right label for that content.")],
     token: TokenOption = None,
